@@ -1,0 +1,115 @@
+//! A parsed document of either kind, and what every document shares.
+
+use crate::encryption::Encryption;
+use crate::volume::{
+    Filesystem, Mount, Provisioning, UserVolumeConfig, VolumeConfig, USER_VOLUME_LABEL_PREFIX,
+};
+
+/// The only apiVersion volctl reads.
+pub const API_VERSION: &str = "v1alpha1";
+
+/// The kinds of document volctl reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    /// `VolumeConfig`.
+    VolumeConfig,
+    /// `UserVolumeConfig`.
+    UserVolumeConfig,
+}
+
+impl DocumentKind {
+    /// Every kind, in the order they are documented.
+    pub const ALL: [DocumentKind; 2] = [DocumentKind::VolumeConfig, DocumentKind::UserVolumeConfig];
+
+    /// The `kind:` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::VolumeConfig => "VolumeConfig",
+            DocumentKind::UserVolumeConfig => "UserVolumeConfig",
+        }
+    }
+
+    /// Parses a `kind:` string.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DocumentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One valid document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// A system volume.
+    Volume(VolumeConfig),
+    /// A user volume.
+    User(UserVolumeConfig),
+}
+
+impl Document {
+    /// The document's kind.
+    pub fn kind(&self) -> DocumentKind {
+        match self {
+            Document::Volume(_) => DocumentKind::VolumeConfig,
+            Document::User(_) => DocumentKind::UserVolumeConfig,
+        }
+    }
+
+    /// The document's `name`.
+    pub fn name(&self) -> &str {
+        match self {
+            Document::Volume(v) => &v.name,
+            Document::User(u) => &u.name,
+        }
+    }
+
+    /// The GPT partition label of the volume: the name for system volumes,
+    /// `u-<name>` for user volumes.
+    pub fn partition_label(&self) -> String {
+        match self {
+            Document::Volume(v) => v.name.clone(),
+            Document::User(u) => format!("{USER_VOLUME_LABEL_PREFIX}{}", u.name),
+        }
+    }
+
+    /// The encryption block, if the volume is encrypted.
+    pub fn encryption(&self) -> Option<&Encryption> {
+        match self {
+            Document::Volume(v) => v.encryption.as_ref(),
+            Document::User(u) => u.encryption.as_ref(),
+        }
+    }
+
+    /// The provisioning block, if any.
+    pub fn provisioning(&self) -> Option<&Provisioning> {
+        match self {
+            Document::Volume(v) => v.provisioning.as_ref(),
+            Document::User(u) => u.provisioning.as_ref(),
+        }
+    }
+
+    /// The filesystem block (user volumes only).
+    pub fn filesystem(&self) -> Option<&Filesystem> {
+        match self {
+            Document::Volume(_) => None,
+            Document::User(u) => u.filesystem.as_ref(),
+        }
+    }
+
+    /// The mount block, if any.
+    pub fn mount(&self) -> Option<&Mount> {
+        match self {
+            Document::Volume(v) => v.mount.as_ref(),
+            Document::User(u) => u.mount.as_ref(),
+        }
+    }
+
+    /// Whether this is the STATE volume.
+    pub fn is_state(&self) -> bool {
+        matches!(self, Document::Volume(v) if v.name == "STATE")
+    }
+}

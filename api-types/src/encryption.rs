@@ -1,0 +1,311 @@
+//! The `encryption` block of a volume document and its keys.
+
+use crate::secret::SecretString;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only encryption provider volctl implements.
+pub const PROVIDER_LUKS2: &str = "luks2";
+/// The default cipher, as in Talos.
+pub const DEFAULT_CIPHER: &str = "aes-xts-plain64";
+/// Ciphers volctl accepts, with the key sizes (bits) each allows.
+pub const CIPHERS: &[(&str, &[u32])] = &[
+    ("aes-xts-plain64", &[256, 512]),
+    ("xchacha12,aes-adiantum-plain64", &[256]),
+    ("xchacha20,aes-adiantum-plain64", &[256]),
+];
+/// dm-crypt performance flags accepted in `encryption.options`.
+pub const PERF_OPTIONS: &[&str] = &["no_read_workqueue", "no_write_workqueue", "same_cpu_crypt"];
+/// Sector sizes accepted in `encryption.blockSize`.
+pub const BLOCK_SIZES: &[u32] = &[512, 1024, 2048, 4096];
+/// Default PCRs a TPM key is sealed to (Secure Boot state).
+pub const DEFAULT_TPM_PCRS: &[u32] = &[7];
+/// Highest PCR index of a PC-client TPM.
+pub const MAX_PCR: u32 = 23;
+/// Highest LUKS2 keyslot number.
+pub const MAX_SLOT: i64 = 31;
+
+/// `encryption`: how a volume is encrypted and which keys open it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Encryption {
+    /// Encryption provider; only `luks2`.
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// The keys, each in its own LUKS2 keyslot. At least one.
+    #[serde(default)]
+    pub keys: Vec<KeySpec>,
+    /// dm-crypt cipher (default `aes-xts-plain64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// Volume key size in bits (default 512 for aes-xts, 256 for adiantum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_size: Option<u32>,
+    /// Encryption sector size in bytes: 512, 1024, 2048 or 4096 (default: chosen by libcryptsetup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u32>,
+    /// dm-crypt performance flags: `no_read_workqueue`, `no_write_workqueue`, `same_cpu_crypt`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// Pass TRIM/discard through dm-crypt (leaks which blocks are unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_discards: Option<bool>,
+    /// Fixed PBKDF costs for new keyslots. Without it, libcryptsetup benchmarks
+    /// its defaults once at format time and volctl reuses those costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pbkdf: Option<PbkdfSpec>,
+    /// Accept a `static` key on STATE, whose config is kept in clear on META.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_static_key_on_state: Option<bool>,
+}
+
+fn default_provider() -> String {
+    PROVIDER_LUKS2.to_string()
+}
+
+impl Encryption {
+    /// The cipher in effect.
+    pub fn cipher(&self) -> &str {
+        self.cipher.as_deref().unwrap_or(DEFAULT_CIPHER)
+    }
+
+    /// The volume key size in bits in effect.
+    pub fn key_size_bits(&self) -> u32 {
+        self.key_size.unwrap_or_else(|| {
+            if self.cipher().contains("adiantum") {
+                256
+            } else {
+                512
+            }
+        })
+    }
+
+    /// The keys in a resolved form (kind chosen, PCRs sorted), skipping keys
+    /// that fail validation. Call after [`crate::validate`] has passed.
+    pub fn resolved_keys(&self) -> Vec<ResolvedKey> {
+        self.keys.iter().filter_map(KeySpec::resolve).collect()
+    }
+}
+
+/// `encryption.pbkdf`: fixed key-derivation costs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PbkdfSpec {
+    /// `argon2id` (default), `argon2i` or `pbkdf2`.
+    #[serde(default, rename = "type")]
+    pub kind: PbkdfType,
+    /// Memory cost in KiB (argon2 only; 32 to 4194304).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_ki_b: Option<u32>,
+    /// Iterations: argon2 time cost (≥ 4) or PBKDF2 iterations (≥ 1000).
+    pub iterations: u32,
+    /// Threads (argon2 only; 1 to 32, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+}
+
+/// A PBKDF algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PbkdfType {
+    /// Argon2id (memory-hard; the LUKS2 default).
+    #[default]
+    Argon2id,
+    /// Argon2i.
+    Argon2i,
+    /// PBKDF2-SHA256.
+    Pbkdf2,
+}
+
+/// One key of `encryption.keys`: a slot and exactly one kind.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeySpec {
+    /// LUKS2 keyslot number, 0–31, unique within the volume.
+    pub slot: i64,
+    /// A passphrase written in the config.
+    #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
+    pub static_key: Option<StaticKey>,
+    /// A key derived from the machine's SMBIOS UUID and the partition label.
+    #[serde(default, rename = "nodeID", skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<NodeIdKey>,
+    /// A random key sealed by a network KMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsKey>,
+    /// A random key sealed to the TPM and its PCR state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmKey>,
+    /// Mix the STATE salt into the key, so a wiped STATE makes this key useless.
+    #[serde(default, rename = "lockToSTATE", skip_serializing_if = "Option::is_none")]
+    pub lock_to_state: Option<bool>,
+    /// Talos's spelling of `lockToSTATE`; accepted, but set only one of them.
+    #[serde(default, rename = "lockToState", skip_serializing_if = "Option::is_none")]
+    pub lock_to_state_talos: Option<bool>,
+}
+
+/// `static`: a passphrase.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticKey {
+    /// The passphrase (never logged).
+    pub passphrase: SecretString,
+}
+
+/// `nodeID: {}`: no parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeIdKey {}
+
+/// `kms`: the KMS that seals this key.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KmsKey {
+    /// `https://host:port` (or `http://` for tests only).
+    pub endpoint: String,
+}
+
+/// `tpm`: seal the key to this machine's TPM.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TpmKey {
+    /// Refuse to enrol unless UEFI Secure Boot is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_secureboot_status_on_enroll: Option<bool>,
+    /// Sealing options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<TpmOptions>,
+    /// Older Talos spelling of `options.pcrs`; accepted, but set only one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcrs: Option<Vec<i64>>,
+}
+
+/// `tpm.options`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TpmOptions {
+    /// PCR indexes (0–23) the key is sealed to; default `[7]`, `[]` for no PCR binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcrs: Option<Vec<i64>>,
+}
+
+impl TpmKey {
+    /// The PCR list as written (either spelling), if any.
+    pub fn pcrs_written(&self) -> Option<&[i64]> {
+        self.options
+            .as_ref()
+            .and_then(|o| o.pcrs.as_deref())
+            .or(self.pcrs.as_deref())
+    }
+
+    /// The PCRs in effect, sorted ascending and deduplicated.
+    pub fn effective_pcrs(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = match self.pcrs_written() {
+            Some(p) => p.iter().filter_map(|&x| u32::try_from(x).ok()).collect(),
+            None => DEFAULT_TPM_PCRS.to_vec(),
+        };
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// The kind of a key, with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyKind {
+    /// A passphrase from the config.
+    Static {
+        /// The passphrase.
+        passphrase: SecretString,
+    },
+    /// Derived from the node UUID and the partition label.
+    NodeId,
+    /// Sealed by a KMS at `endpoint`.
+    Kms {
+        /// The KMS endpoint URL.
+        endpoint: String,
+    },
+    /// Sealed to the TPM under a PCR policy.
+    Tpm {
+        /// Sorted PCR indexes.
+        pcrs: Vec<u32>,
+        /// Refuse enrolment without Secure Boot.
+        check_secureboot: bool,
+    },
+}
+
+impl KeyKind {
+    /// The kind's name as written in documents (`static`, `nodeID`, `kms`, `tpm`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyKind::Static { .. } => "static",
+            KeyKind::NodeId => "nodeID",
+            KeyKind::Kms { .. } => "kms",
+            KeyKind::Tpm { .. } => "tpm",
+        }
+    }
+}
+
+/// A validated key: slot, kind and the lockToSTATE flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedKey {
+    /// Keyslot number.
+    pub slot: u32,
+    /// Kind and parameters.
+    pub kind: KeyKind,
+    /// Whether the STATE salt is mixed in.
+    pub lock_to_state: bool,
+}
+
+impl KeySpec {
+    /// The kinds set on this key, by their document names.
+    pub fn kinds_set(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.static_key.is_some() {
+            v.push("static");
+        }
+        if self.node_id.is_some() {
+            v.push("nodeID");
+        }
+        if self.kms.is_some() {
+            v.push("kms");
+        }
+        if self.tpm.is_some() {
+            v.push("tpm");
+        }
+        v
+    }
+
+    /// Whether lockToSTATE is on (either spelling).
+    pub fn lock_to_state(&self) -> bool {
+        self.lock_to_state.or(self.lock_to_state_talos).unwrap_or(false)
+    }
+
+    /// The resolved key, or `None` when the key is invalid (no kind, two kinds, bad slot).
+    pub fn resolve(&self) -> Option<ResolvedKey> {
+        if self.kinds_set().len() != 1 || !(0..=MAX_SLOT).contains(&self.slot) {
+            return None;
+        }
+        let kind = if let Some(s) = &self.static_key {
+            KeyKind::Static {
+                passphrase: s.passphrase.clone(),
+            }
+        } else if self.node_id.is_some() {
+            KeyKind::NodeId
+        } else if let Some(k) = &self.kms {
+            KeyKind::Kms {
+                endpoint: k.endpoint.clone(),
+            }
+        } else {
+            let t = self.tpm.as_ref()?;
+            KeyKind::Tpm {
+                pcrs: t.effective_pcrs(),
+                check_secureboot: t.check_secureboot_status_on_enroll.unwrap_or(false),
+            }
+        };
+        Some(ResolvedKey {
+            slot: self.slot as u32,
+            kind,
+            lock_to_state: self.lock_to_state(),
+        })
+    }
+}

@@ -1,0 +1,35 @@
+//! # volctl api-types
+//!
+//! The configuration documents volctl reads — `VolumeConfig` and
+//! `UserVolumeConfig` (apiVersion `v1alpha1`, Talos-compatible) — their
+//! parsing, validation and JSON Schema. Pure data: this crate does no I/O
+//! beyond reading the file it is asked to parse.
+//!
+//! The entry point is [`parse_str`] (or [`parse_file`]), which returns every
+//! valid document and every [`Diagnostic`] of the file at once.
+
+pub mod diagnostic;
+pub mod document;
+pub mod encryption;
+pub mod parse;
+pub mod schema;
+pub mod secret;
+pub mod size;
+mod unknown_fields;
+pub mod validate;
+pub mod volume;
+mod yaml_lines;
+
+pub use diagnostic::{Diagnostic, DocumentRef, Severity};
+pub use document::{Document, DocumentKind, API_VERSION};
+pub use encryption::{
+    Encryption, KeyKind, KeySpec, KmsKey, NodeIdKey, PbkdfSpec, PbkdfType, ResolvedKey, StaticKey,
+    TpmKey, TpmOptions,
+};
+pub use parse::{parse_file, parse_str, ParsedFile};
+pub use secret::SecretString;
+pub use size::SizeSpec;
+pub use volume::{
+    DiskSelector, Filesystem, FilesystemType, Mount, Provisioning, UserVolumeConfig, VolumeConfig,
+    SYSTEM_VOLUME_NAMES,
+};
