@@ -1,1 +1,25 @@
-pub fn x(){}
+//! # volctl providers
+//!
+//! Key sources behind one seam, [`KeyProvider`]: each key kind (`static`,
+//! `nodeID`, and later `kms`, `tpm`) turns a key config into the passphrase
+//! LUKS2 sees, and says what non-secret data to keep in the keyslot's token.
+//! `lockToSTATE` is a wrapper ([`SaltedProvider`]) around any kind, not a
+//! flag inside each one.
+
+mod error;
+mod node_id;
+mod passphrase;
+mod provider;
+mod registry;
+mod salted;
+mod static_key;
+mod unavailable;
+
+pub use error::ProviderError;
+pub use node_id::{check_uuid_entropy, read_node_uuid, NodeIdProvider, NODE_UUID_ENV, SMBIOS_UUID_PATH};
+pub use passphrase::Passphrase;
+pub use provider::{Enrolled, KeyContext, KeyProvider};
+pub use registry::{provider_for, ProviderEnv};
+pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
+pub use static_key::StaticProvider;
+pub use unavailable::UnavailableProvider;

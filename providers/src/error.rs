@@ -1,0 +1,39 @@
+//! Errors of key providers. None of them carries secret material.
+
+/// Why a key could not be enrolled or recovered.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The node UUID could not be read.
+    #[error("cannot read the node UUID from {source_name}: {reason}; set it with --node-uuid or VOLCTL_NODE_UUID")]
+    NodeUuidUnavailable {
+        /// Where it was read from.
+        source_name: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The node UUID is too predictable to derive a key from.
+    #[error("node UUID `{uuid}` has too little entropy (one character fills more than half of it); nodeID keys are refused on this machine")]
+    LowEntropyUuid {
+        /// The UUID (not secret: it identifies the machine).
+        uuid: String,
+    },
+    /// A lockToSTATE key was used without the STATE salt.
+    #[error("the STATE salt is not available (lockToSTATE keys need it; pass --state-salt-file or open STATE first)")]
+    MissingSalt,
+    /// The key kind cannot be used right now (not built in, device absent, server down).
+    #[error("{kind} key unavailable: {reason}")]
+    Unavailable {
+        /// The key kind.
+        kind: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The slot's token does not hold what this provider needs.
+    #[error("{kind} token is malformed: {reason}")]
+    BadToken {
+        /// The key kind.
+        kind: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,55 @@
+//! The seam between the keyslot engine and the key kinds.
+
+use crate::{Passphrase, ProviderError};
+use async_trait::async_trait;
+
+/// What a provider knows about the volume a key is for.
+#[derive(Debug, Clone)]
+pub struct KeyContext {
+    /// The volume's partition label (`STATE`, `EPHEMERAL`, `u-data`): the volume ID.
+    pub volume_id: String,
+    /// The keyslot number.
+    pub slot: u32,
+}
+
+/// A freshly enrolled key: the passphrase for the new keyslot and the
+/// non-secret data to keep in its token (sealed blobs, endpoint, PCRs).
+#[derive(Debug)]
+pub struct Enrolled {
+    /// The passphrase to add to the keyslot.
+    pub passphrase: Passphrase,
+    /// Kind-specific token data (JSON object; no secrets in clear).
+    pub token_data: serde_json::Value,
+}
+
+/// One key kind. Implementations must never log or return secrets in errors.
+#[async_trait]
+pub trait KeyProvider: Send + Sync {
+    /// The kind's document name: `static`, `nodeID`, `kms`, `tpm`.
+    fn kind(&self) -> &'static str;
+
+    /// Cost rank for unlocking: lower is tried first (local and cheap before
+    /// devices before network).
+    fn unlock_cost(&self) -> u8;
+
+    /// Whether the passphrase can be computed from the config alone
+    /// (no token data, no device, no network). Such keys can take over a
+    /// slot that has no volctl token.
+    fn locally_derivable(&self) -> bool;
+
+    /// Makes a new key for a keyslot.
+    async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError>;
+
+    /// Recovers the passphrase of an enrolled key from its token data.
+    async fn recover(
+        &self,
+        ctx: &KeyContext,
+        token_data: &serde_json::Value,
+    ) -> Result<Passphrase, ProviderError>;
+
+    /// The canonical description of this key that its keyslot's binding
+    /// covers: the kind, its non-secret parameters, and any passphrase
+    /// material derivable locally (static passphrase, nodeID derivation,
+    /// salt). A change here means the slot must be re-enrolled.
+    fn binding_material(&self, ctx: &KeyContext) -> Result<Passphrase, ProviderError>;
+}
