@@ -1,1 +1,140 @@
-fn main(){}
+//! The `volctl` command.
+
+mod cli;
+
+use anyhow::{bail, Context, Result};
+use api_types::{parse_file, schema, Document, DocumentKind};
+use clap::Parser;
+use cli::{Cli, Command, KindArg, Output, Target};
+use controller::converge::{converge, Mode};
+use controller::device::CryptsetupDevice;
+use controller::volume::VolumeSpec;
+use providers::{read_node_uuid, ProviderEnv, SMBIOS_UUID_PATH};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { files, output } => Ok(validate(&files, output)),
+        Command::Schema { kind } => {
+            let s = match kind {
+                None => schema::for_all_kinds(),
+                Some(KindArg::VolumeConfig) => schema::for_kind(DocumentKind::VolumeConfig),
+                Some(KindArg::UserVolumeConfig) => schema::for_kind(DocumentKind::UserVolumeConfig),
+            };
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { target, detailed_exitcode } => {
+            let o = run_converge(&target, Mode::DryRun)?;
+            Ok(if detailed_exitcode && !o { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        }
+        Command::Converge { target } => {
+            run_converge(&target, Mode::Apply)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Validates files; prints diagnostics (stderr for text, stdout for JSON).
+fn validate(files: &[PathBuf], output: Output) -> ExitCode {
+    let mut all = Vec::new();
+    let mut docs = 0;
+    for f in files {
+        let p = parse_file(f);
+        docs += p.documents.len();
+        all.extend(p.diagnostics);
+    }
+    let errors = all.iter().filter(|d| d.is_error()).count();
+    match output {
+        Output::Json => {
+            let v = serde_json::json!({"valid": errors == 0, "documents": docs, "diagnostics": all});
+            println!("{}", serde_json::to_string_pretty(&v).expect("diagnostics serialise"));
+        }
+        Output::Text => {
+            for d in &all {
+                eprintln!("{d}");
+            }
+            if errors == 0 {
+                println!("{docs} document(s) valid in {} file(s)", files.len());
+            } else {
+                eprintln!("{errors} error(s)");
+            }
+        }
+    }
+    if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Loads every document of `files`; any error fails with all diagnostics.
+fn load_documents(files: &[PathBuf]) -> Result<Vec<Document>> {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let p = parse_file(f);
+        for d in &p.diagnostics {
+            if d.is_error() {
+                errors.push(d.to_string());
+            } else {
+                tracing::warn!("{d}");
+            }
+        }
+        docs.extend(p.documents);
+    }
+    if !errors.is_empty() {
+        bail!("the config is invalid:\n{}", errors.join("\n"));
+    }
+    Ok(docs)
+}
+
+fn provider_env(target: &Target) -> Result<ProviderEnv> {
+    let node_uuid = read_node_uuid(target.node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH)).map_err(|e| e.to_string());
+    let state_salt = match &target.state_salt_file {
+        Some(p) => Some(controller::salt::read_salt_file(p)?),
+        None => None,
+    };
+    Ok(ProviderEnv { node_uuid, state_salt })
+}
+
+/// Runs plan or converge; returns whether the plan was empty.
+fn run_converge(target: &Target, mode: Mode) -> Result<bool> {
+    let docs = load_documents(&target.files)?;
+    let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
+    let env = provider_env(target)?;
+    let device = Arc::new(CryptsetupDevice::new(&target.device));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let outcome = rt
+        .block_on(converge(&spec, device, &env, mode))
+        .with_context(|| format!("volume {}", spec.name))?;
+    match target.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        Output::Text => print!("{}", controller::render::outcome_text(&outcome)),
+    }
+    Ok(outcome.plan.is_empty())
+}

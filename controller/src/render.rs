@@ -1,0 +1,55 @@
+//! Human-readable output of plans and outcomes.
+
+use crate::converge::Outcome;
+use crate::plan::{Action, Note};
+use std::fmt::Write;
+
+/// One line per action and note, for `volctl plan` and `volctl converge`.
+pub fn outcome_text(o: &Outcome) -> String {
+    let mut s = String::new();
+    let verb = if o.applied { "converged" } else { "plan for" };
+    let _ = writeln!(s, "{verb} volume {} on {}", o.volume, o.device);
+    match &o.unlocked_by {
+        Some((slot, kind)) => {
+            let _ = writeln!(s, "  unlocked by slot {slot} ({kind})");
+        }
+        None => {
+            let _ = writeln!(s, "  device is blank: it will be formatted as LUKS2");
+        }
+    }
+    for a in &o.plan.actions {
+        let line = match a {
+            Action::Format => "+ format as LUKS2".to_string(),
+            Action::Add { slot, kind, lock_to_state } => format!("+ add slot {slot} ({})", kind_str(kind, *lock_to_state)),
+            Action::Replace { slot, kind, lock_to_state, reason } => {
+                format!("~ replace slot {slot} with {}: {reason}", kind_str(kind, *lock_to_state))
+            }
+            Action::WriteToken { slot, reason, .. } => format!("~ rewrite token of slot {slot}: {reason}"),
+            Action::Remove { slot, kind } => format!("- remove slot {slot} ({kind}): not in the config"),
+            Action::RemoveOrphanToken { token } => format!("- remove token {token}: its keyslot is gone"),
+        };
+        let _ = writeln!(s, "  {line}");
+    }
+    for n in &o.plan.notes {
+        let line = match n {
+            Note::Unmanaged { slot } => format!("slot {slot} holds a key volctl did not enrol and the config does not list: left alone"),
+            Note::Unavailable { slot, kind, reason } => format!("slot {slot} ({kind}) left alone: {reason}"),
+            Note::Deferred { slot, reason } => format!("slot {slot} left as it is: {reason}"),
+            Note::Unverified { slot, reason } => format!("slot {slot} not checked: {reason}"),
+        };
+        let _ = writeln!(s, "  ! {line}");
+    }
+    if o.plan.is_empty() {
+        let _ = writeln!(s, "  = nothing to change");
+    }
+    let _ = writeln!(s, "  KDF runs: {}", o.kdf_runs);
+    s
+}
+
+fn kind_str(kind: &str, lock: bool) -> String {
+    if lock {
+        format!("{kind}, lockToSTATE")
+    } else {
+        kind.to_string()
+    }
+}

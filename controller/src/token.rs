@@ -1,0 +1,62 @@
+//! The `volctl` LUKS2 token kept beside every keyslot volctl manages:
+//! the key's kind, its non-secret data, and the binding that proves the
+//! slot still matches its config (see `binding.rs`).
+//!
+//! ```json
+//! {"type": "volctl", "keyslots": ["2"], "volctl_version": 1,
+//!  "kind": "nodeID", "lock_to_state": true, "data": {}, "binding": "base64…"}
+//! ```
+
+use crate::consts::{TOKEN_TYPE, TOKEN_VERSION};
+use serde::{Deserialize, Serialize};
+
+/// A volctl token as stored in the LUKS2 header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolctlToken {
+    /// Always `volctl`.
+    #[serde(rename = "type")]
+    pub token_type: String,
+    /// The one keyslot this token describes, as LUKS2 wants it: `["3"]`.
+    pub keyslots: Vec<String>,
+    /// Layout version.
+    pub volctl_version: u32,
+    /// Key kind: `static`, `nodeID`, `kms`, `tpm`.
+    pub kind: String,
+    /// Whether the STATE salt is mixed into the passphrase.
+    pub lock_to_state: bool,
+    /// Kind-specific non-secret data (sealed blobs, endpoint, PCRs).
+    pub data: serde_json::Value,
+    /// HMAC binding, base64.
+    pub binding: String,
+}
+
+impl VolctlToken {
+    /// Builds the token for `slot`.
+    pub fn new(slot: u32, kind: &str, lock_to_state: bool, data: serde_json::Value, binding: String) -> Self {
+        VolctlToken {
+            token_type: TOKEN_TYPE.to_string(),
+            keyslots: vec![slot.to_string()],
+            volctl_version: TOKEN_VERSION,
+            kind: kind.to_string(),
+            lock_to_state,
+            data,
+            binding,
+        }
+    }
+
+    /// Parses a header token; `None` if it is not a volctl token.
+    pub fn parse(v: &serde_json::Value) -> Option<Result<Self, String>> {
+        if v.get("type").and_then(|t| t.as_str()) != Some(TOKEN_TYPE) {
+            return None;
+        }
+        Some(serde_json::from_value(v.clone()).map_err(|e| e.to_string()))
+    }
+
+    /// The keyslot this token is bound to, if exactly one.
+    pub fn slot(&self) -> Option<u32> {
+        match self.keyslots.as_slice() {
+            [one] => one.parse().ok(),
+            _ => None,
+        }
+    }
+}

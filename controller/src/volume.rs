@@ -1,0 +1,50 @@
+//! The volume a command works on: its label and encryption config, picked
+//! out of the parsed documents by name.
+
+use api_types::{Document, Encryption};
+
+/// One encrypted volume from the config.
+#[derive(Debug, Clone)]
+pub struct VolumeSpec {
+    /// Document name (`EPHEMERAL`, `data`).
+    pub name: String,
+    /// Partition label, also the nodeID volume ID (`EPHEMERAL`, `u-data`).
+    pub label: String,
+    /// Its encryption block.
+    pub encryption: Encryption,
+}
+
+/// Why a volume could not be picked from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// No document has that name.
+    #[error("no document in the config is named `{name}` (found: {found})")]
+    NotFound {
+        /// Asked-for name.
+        name: String,
+        /// Names present.
+        found: String,
+    },
+    /// The volume is not encrypted.
+    #[error("volume `{0}` has no `encryption` block; there are no keyslots to converge")]
+    NotEncrypted(String),
+}
+
+impl VolumeSpec {
+    /// Finds the document named `name` (document name or partition label).
+    pub fn from_documents(docs: &[Document], name: &str) -> Result<Self, SpecError> {
+        let doc = docs
+            .iter()
+            .find(|d| d.name() == name || d.partition_label() == name)
+            .ok_or_else(|| SpecError::NotFound {
+                name: name.to_string(),
+                found: docs.iter().map(|d| d.name().to_string()).collect::<Vec<_>>().join(", "),
+            })?;
+        let encryption = doc.encryption().cloned().ok_or_else(|| SpecError::NotEncrypted(name.to_string()))?;
+        Ok(VolumeSpec {
+            name: doc.name().to_string(),
+            label: doc.partition_label(),
+            encryption,
+        })
+    }
+}

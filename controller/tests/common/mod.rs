@@ -1,0 +1,152 @@
+//! Helpers for tests on real LUKS2 headers in sparse image files, checked
+//! with the `cryptsetup` CLI.
+#![allow(dead_code)]
+
+use api_types::parse_str;
+use controller::converge::{converge, ConvergeError, Mode, Outcome};
+use controller::device::CryptsetupDevice;
+use controller::volume::VolumeSpec;
+use providers::{ProviderEnv, StateSalt};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+/// A node UUID with enough entropy.
+pub const UUID: &str = "4c4c4544-0038-5910-8057-b4c04f4d3732";
+/// Small test KDF costs (never the defaults).
+pub const PBKDF: &str = "pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}";
+
+/// A sparse image of `mib` MiB in a fresh temp dir.
+pub struct Image {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn image(mib: u64) -> Image {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(mib << 20).unwrap();
+    Image { dir, path }
+}
+
+/// An EPHEMERAL config with the given key lines (YAML list items).
+pub fn config(keys: &[&str]) -> VolumeSpec {
+    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  {PBKDF}\n  keys:\n");
+    for k in keys {
+        y.push_str(&format!("    - {k}\n"));
+    }
+    let p = parse_str("test.yaml", &y);
+    assert!(!p.has_errors(), "{:?}", p.diagnostics);
+    VolumeSpec::from_documents(&p.documents, "EPHEMERAL").unwrap()
+}
+
+pub fn env() -> ProviderEnv {
+    ProviderEnv { node_uuid: Ok(UUID.into()), state_salt: Some(StateSalt::new([0x5a; 32])) }
+}
+
+pub fn run(spec: &VolumeSpec, path: &Path, env: &ProviderEnv, mode: Mode) -> Result<Outcome, ConvergeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(converge(spec, Arc::new(CryptsetupDevice::new(path)), env, mode))
+}
+
+pub fn apply(spec: &VolumeSpec, path: &Path) -> Outcome {
+    run(spec, path, &env(), Mode::Apply).unwrap()
+}
+
+/// `cryptsetup luksDump --dump-json-metadata`.
+pub fn dump(path: &Path) -> serde_json::Value {
+    let out = Command::new("cryptsetup").args(["luksDump", "--dump-json-metadata"]).arg(path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Keyslot numbers per the cryptsetup CLI.
+pub fn slots(path: &Path) -> Vec<u32> {
+    let mut v: Vec<u32> = dump(path)["keyslots"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect();
+    v.sort();
+    v
+}
+
+/// Whether `cryptsetup open --test-passphrase --key-slot N` accepts `pass`.
+pub fn opens(path: &Path, slot: u32, pass: &[u8]) -> bool {
+    let mut c = Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file", "-", "--key-slot", &slot.to_string()])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(pass).unwrap();
+    c.wait().unwrap().success()
+}
+
+/// The volume key, read with the cryptsetup CLI through slot `slot`.
+pub fn volume_key(path: &Path, slot: u32, pass: &[u8]) -> String {
+    let mut c = Command::new("cryptsetup")
+        .args(["luksDump", "--dump-volume-key", "--batch-mode", "--key-file", "-", "--key-slot", &slot.to_string()])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(pass).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let i = text.find("MK dump:").or_else(|| text.find("Volume key:")).expect("volume key in dump");
+    text[i..].split_whitespace().skip(2).filter(|w| w.len() == 2).collect()
+}
+
+/// Runs cryptsetup with `pass` on stdin; asserts success.
+pub fn cryptsetup(args: &[&str], path: &Path, pass: &[u8]) {
+    cryptsetup_then(args, path, &[], pass)
+}
+
+/// Like [`cryptsetup`], with arguments after the device.
+pub fn cryptsetup_then(args: &[&str], path: &Path, after: &[&Path], pass: &[u8]) {
+    let mut c = Command::new("cryptsetup").args(args).arg(path).args(after).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(pass).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "cryptsetup {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The nodeID passphrase of EPHEMERAL.
+pub fn node_pass() -> Vec<u8> {
+    format!("{UUID}EPHEMERAL").into_bytes()
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Rewrites the LUKS2 JSON metadata of both header copies with `edit`,
+/// recomputing their checksums: what an attacker with write access to the
+/// disk can do. The result is a header libcryptsetup accepts as valid.
+pub fn tamper_json(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    use sha2::Digest;
+    let mut disk = std::fs::read(path).unwrap();
+    let hdr_size = u64::from_be_bytes(disk[8..16].try_into().unwrap()) as usize;
+    for off in [0, hdr_size] {
+        let copy = &mut disk[off..off + hdr_size];
+        let json_area = &copy[4096..];
+        let end = json_area.iter().position(|&b| b == 0).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&json_area[..end]).unwrap();
+        edit(&mut v);
+        let text = serde_json::to_vec(&v).unwrap();
+        copy[4096..].fill(0);
+        copy[4096..4096 + text.len()].copy_from_slice(&text);
+        copy[448..512].fill(0);
+        let sum = sha2::Sha256::digest(&copy[..]);
+        copy[448..480].copy_from_slice(&sum);
+    }
+    std::fs::write(path, disk).unwrap();
+}
