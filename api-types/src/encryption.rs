@@ -136,10 +136,18 @@ pub struct KeySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmKey>,
     /// Mix the STATE salt into the key, so a wiped STATE makes this key useless.
-    #[serde(default, rename = "lockToSTATE", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "lockToSTATE",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lock_to_state: Option<bool>,
     /// Talos's spelling of `lockToSTATE`; accepted, but set only one of them.
-    #[serde(default, rename = "lockToState", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "lockToState",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lock_to_state_talos: Option<bool>,
 }
 
@@ -277,7 +285,9 @@ impl KeySpec {
 
     /// Whether lockToSTATE is on (either spelling).
     pub fn lock_to_state(&self) -> bool {
-        self.lock_to_state.or(self.lock_to_state_talos).unwrap_or(false)
+        self.lock_to_state
+            .or(self.lock_to_state_talos)
+            .unwrap_or(false)
     }
 
     /// The resolved key, or `None` when the key is invalid (no kind, two kinds, bad slot).

@@ -129,7 +129,10 @@ impl DocContext<'_> {
     /// Turns one YAML value into a valid document, reporting every problem.
     fn document(&mut self, value: Value) -> Option<Document> {
         let Some(map) = value.as_mapping() else {
-            self.error("", "a document must be a mapping with apiVersion, kind and name".into());
+            self.error(
+                "",
+                "a document must be a mapping with apiVersion, kind and name".into(),
+            );
             return None;
         };
         let field = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_string);
@@ -137,7 +140,10 @@ impl DocContext<'_> {
         self.doc.name = field("name");
         let kind = match &self.doc.kind {
             None => {
-                self.error("kind", "missing `kind`; use VolumeConfig or UserVolumeConfig".into());
+                self.error(
+                    "kind",
+                    "missing `kind`; use VolumeConfig or UserVolumeConfig".into(),
+                );
                 None
             }
             Some(k) => {
@@ -157,7 +163,10 @@ impl DocContext<'_> {
                 "apiVersion",
                 format!("unknown apiVersion `{v}`; use {API_VERSION}"),
             ),
-            None => self.error("apiVersion", format!("missing `apiVersion`; use {API_VERSION}")),
+            None => self.error(
+                "apiVersion",
+                format!("missing `apiVersion`; use {API_VERSION}"),
+            ),
         }
         let kind = kind?;
         let schema = schema::for_kind(kind);

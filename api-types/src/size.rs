@@ -61,7 +61,9 @@ fn parse_size(text: &str) -> Result<Size, String> {
             .parse()
             .map_err(|_| format!("`{text}` is not a percentage like `80%`"))?;
         if !(v > 0.0 && v <= 100.0) {
-            return Err(format!("`{text}`: a percentage must be above 0 and at most 100"));
+            return Err(format!(
+                "`{text}`: a percentage must be above 0 and at most 100"
+            ));
         }
         return Ok(Size::Percent(v));
     }

@@ -125,10 +125,7 @@ fn check_provisioning(p: &Provisioning, f: &mut Findings) {
         _ => false,
     };
     if too_big {
-        f.error(
-            "provisioning.minSize",
-            "minSize is larger than maxSize",
-        );
+        f.error("provisioning.minSize", "minSize is larger than maxSize");
     }
 }
 
@@ -136,7 +133,10 @@ fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Finding
     if e.provider != PROVIDER_LUKS2 {
         f.error(
             "encryption.provider",
-            format!("unknown provider `{}`; the only provider is `luks2`", e.provider),
+            format!(
+                "unknown provider `{}`; the only provider is `luks2`",
+                e.provider
+            ),
         );
     }
     match CIPHERS.iter().find(|(c, _)| *c == e.cipher()) {
@@ -145,7 +145,11 @@ fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Finding
             format!(
                 "unknown cipher `{}`; use one of {}",
                 e.cipher(),
-                CIPHERS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+                CIPHERS
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         Some((c, sizes)) => {
@@ -155,7 +159,11 @@ fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Finding
                     format!(
                         "key size {} bits does not fit cipher `{c}`; use {}",
                         e.key_size_bits(),
-                        sizes.iter().map(u32::to_string).collect::<Vec<_>>().join(" or ")
+                        sizes
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" or ")
                     ),
                 );
             }
@@ -192,7 +200,10 @@ fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Finding
         if let Some(first) = slots.get(&k.slot) {
             f.error(
                 format!("{path}.slot"),
-                format!("slot {} is already used by encryption.keys[{first}]", k.slot),
+                format!(
+                    "slot {} is already used by encryption.keys[{first}]",
+                    k.slot
+                ),
             );
         } else {
             slots.insert(k.slot, i);
@@ -206,10 +217,16 @@ fn check_pbkdf(p: &crate::encryption::PbkdfSpec, f: &mut Findings) {
     let argon = p.kind != PbkdfType::Pbkdf2;
     if argon {
         if p.iterations < 4 {
-            f.error("encryption.pbkdf.iterations", "argon2 needs at least 4 iterations");
+            f.error(
+                "encryption.pbkdf.iterations",
+                "argon2 needs at least 4 iterations",
+            );
         }
         match p.memory_ki_b {
-            None => f.error("encryption.pbkdf.memoryKiB", "argon2 needs a memory cost (memoryKiB)"),
+            None => f.error(
+                "encryption.pbkdf.memoryKiB",
+                "argon2 needs a memory cost (memoryKiB)",
+            ),
             Some(m) if !(32..=4_194_304).contains(&m) => f.error(
                 "encryption.pbkdf.memoryKiB",
                 format!("{m} KiB is outside 32–4194304"),
@@ -218,16 +235,28 @@ fn check_pbkdf(p: &crate::encryption::PbkdfSpec, f: &mut Findings) {
         }
         if let Some(t) = p.parallelism {
             if !(1..=32).contains(&t) {
-                f.error("encryption.pbkdf.parallelism", format!("{t} is outside 1–32"));
+                f.error(
+                    "encryption.pbkdf.parallelism",
+                    format!("{t} is outside 1–32"),
+                );
             }
         }
     } else {
         if p.iterations < 1000 {
-            f.error("encryption.pbkdf.iterations", "pbkdf2 needs at least 1000 iterations");
+            f.error(
+                "encryption.pbkdf.iterations",
+                "pbkdf2 needs at least 1000 iterations",
+            );
         }
-        for (field, set) in [("memoryKiB", p.memory_ki_b.is_some()), ("parallelism", p.parallelism.is_some())] {
+        for (field, set) in [
+            ("memoryKiB", p.memory_ki_b.is_some()),
+            ("parallelism", p.parallelism.is_some()),
+        ] {
             if set {
-                f.error(format!("encryption.pbkdf.{field}"), "only argon2 takes this; remove it for pbkdf2");
+                f.error(
+                    format!("encryption.pbkdf.{field}"),
+                    "only argon2 takes this; remove it for pbkdf2",
+                );
             }
         }
     }
@@ -266,7 +295,10 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     }
     if let Some(s) = &k.static_key {
         if s.passphrase.expose().is_empty() {
-            f.error(format!("{path}.static.passphrase"), "the passphrase is empty");
+            f.error(
+                format!("{path}.static.passphrase"),
+                "the passphrase is empty",
+            );
         }
     }
     if let Some(kms) = &k.kms {
@@ -288,9 +320,15 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
             let mut seen = std::collections::BTreeSet::new();
             for (j, &p) in pcrs.iter().enumerate() {
                 if !(0..=MAX_PCR as i64).contains(&p) {
-                    f.error(format!("{pcr_path}[{j}]"), format!("PCR {p} is outside 0–{MAX_PCR}"));
+                    f.error(
+                        format!("{pcr_path}[{j}]"),
+                        format!("PCR {p} is outside 0–{MAX_PCR}"),
+                    );
                 } else if !seen.insert(p) {
-                    f.error(format!("{pcr_path}[{j}]"), format!("PCR {p} is listed twice"));
+                    f.error(
+                        format!("{pcr_path}[{j}]"),
+                        format!("PCR {p} is listed twice"),
+                    );
                 }
             }
             if pcrs.is_empty() {
@@ -305,17 +343,26 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
 
 fn check_endpoint(endpoint: &str, path: &str, f: &mut Findings) {
     if !endpoint.contains("://") {
-        return f.error(path, format!("`{endpoint}` is not a URL; write it as https://host:port"));
+        return f.error(
+            path,
+            format!("`{endpoint}` is not a URL; write it as https://host:port"),
+        );
     }
     match url::Url::parse(endpoint) {
         Err(e) => f.error(path, format!("`{endpoint}` is not a URL: {e}")),
         Ok(u) => {
             if !matches!(u.scheme(), "http" | "https") {
-                f.error(path, format!("scheme `{}` is not http or https", u.scheme()));
+                f.error(
+                    path,
+                    format!("scheme `{}` is not http or https", u.scheme()),
+                );
             } else if u.host_str().is_none_or(str::is_empty) {
                 f.error(path, format!("`{endpoint}` has no host"));
             } else if u.scheme() == "http" {
-                f.warn(path, "plain http: the sealed key crosses the network without TLS (tests only)");
+                f.warn(
+                    path,
+                    "plain http: the sealed key crosses the network without TLS (tests only)",
+                );
             }
         }
     }

@@ -33,7 +33,12 @@ fn every_bad_document_is_rejected_with_path_and_reason() {
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{}: first line must be `# expect: PATH :: REASON`", f.display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: first line must be `# expect: PATH :: REASON`",
+                    f.display()
+                )
+            });
         let (path, reason) = expect.split_once(" :: ").unwrap();
         let parsed = parse_file(&f);
         assert!(parsed.has_errors(), "{} was accepted", f.display());
@@ -46,10 +51,18 @@ fn every_bad_document_is_rejected_with_path_and_reason() {
             f.display(),
             path,
             reason,
-            parsed.errors().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+            parsed
+                .errors()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         let d = hit.unwrap();
-        assert!(d.document.is_some(), "{}: error names no document", f.display());
+        assert!(
+            d.document.is_some(),
+            "{}: error names no document",
+            f.display()
+        );
         assert!(d.line.is_some(), "{}: error has no line: {d}", f.display());
         let shown = d.to_string();
         assert!(shown.contains(&f.display().to_string()), "{shown}");
@@ -82,11 +95,19 @@ fn schema_rejects_what_validation_rejects_structurally() {
     let validator = jsonschema::validator_for(&v).unwrap();
     let bad = serde_json::json!({"apiVersion": "v1alpha1", "kind": "VolumeConfig", "name": "STATE", "encrytpion": {}});
     assert!(!validator.is_valid(&bad));
-    let wrong_kind = serde_json::json!({"apiVersion": "v1alpha1", "kind": "UserVolumeConfig", "name": "STATE"});
+    let wrong_kind =
+        serde_json::json!({"apiVersion": "v1alpha1", "kind": "UserVolumeConfig", "name": "STATE"});
     assert!(!validator.is_valid(&wrong_kind));
     let good = serde_json::json!({"apiVersion": "v1alpha1", "kind": "VolumeConfig", "name": "STATE",
         "encryption": {"keys": [{"slot": 0, "nodeID": {}}, {"slot": 1, "tpm": {"pcrs": [7]}, "lockToState": true}]}});
-    assert!(validator.is_valid(&good), "{:?}", validator.iter_errors(&good).map(|e| e.to_string()).collect::<Vec<_>>());
+    assert!(
+        validator.is_valid(&good),
+        "{:?}",
+        validator
+            .iter_errors(&good)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -113,7 +134,10 @@ fn talos_spellings_are_accepted_and_resolved() {
     assert!(keys[0].lock_to_state);
     assert_eq!(
         keys[0].kind,
-        api_types::KeyKind::Tpm { pcrs: vec![7, 11], check_secureboot: false }
+        api_types::KeyKind::Tpm {
+            pcrs: vec![7, 11],
+            check_secureboot: false
+        }
     );
 }
 
@@ -133,6 +157,13 @@ fn passphrases_never_appear_in_diagnostics_or_debug_output() {
     let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  keys:\n    - slot: 0\n      static: {passphrase: sup3r-s3cret}\n";
     let p = parse_str("s.yaml", text);
     assert!(p.has_errors());
-    let all = format!("{:?} {}", p, p.diagnostics.iter().map(|d| d.to_string()).collect::<String>());
+    let all = format!(
+        "{:?} {}",
+        p,
+        p.diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<String>()
+    );
     assert!(!all.contains("sup3r-s3cret"), "{all}");
 }

@@ -50,23 +50,43 @@ impl Binder {
     }
 
     fn mac(&self, slot: u32, kind: &str, lock_to_state: bool, material: &[u8]) -> Hmac<Sha256> {
-        let mut m = Hmac::<Sha256>::new_from_slice(self.key.as_ref()).expect("HMAC takes any key length");
-        m.update(format!("slot={slot}\0kind={kind}\0lock={}\0", u8::from(lock_to_state)).as_bytes());
+        let mut m =
+            Hmac::<Sha256>::new_from_slice(self.key.as_ref()).expect("HMAC takes any key length");
+        m.update(
+            format!(
+                "slot={slot}\0kind={kind}\0lock={}\0",
+                u8::from(lock_to_state)
+            )
+            .as_bytes(),
+        );
         m.update(material);
         m
     }
 
     /// The binding of a key, base64.
     pub fn compute(&self, slot: u32, kind: &str, lock_to_state: bool, material: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.mac(slot, kind, lock_to_state, material).finalize().into_bytes())
+        base64::engine::general_purpose::STANDARD.encode(
+            self.mac(slot, kind, lock_to_state, material)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Checks a stored binding in constant time.
-    pub fn verify(&self, slot: u32, kind: &str, lock_to_state: bool, material: &[u8], stored: &str) -> bool {
+    pub fn verify(
+        &self,
+        slot: u32,
+        kind: &str,
+        lock_to_state: bool,
+        material: &[u8],
+        stored: &str,
+    ) -> bool {
         let Ok(tag) = base64::engine::general_purpose::STANDARD.decode(stored) else {
             return false;
         };
-        self.mac(slot, kind, lock_to_state, material).verify_slice(&tag).is_ok()
+        self.mac(slot, kind, lock_to_state, material)
+            .verify_slice(&tag)
+            .is_ok()
     }
 }
 

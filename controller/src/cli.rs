@@ -28,7 +28,9 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check config documents; exit 0 when valid, 1 when not.
-    #[command(after_help = "Example:\n  volctl validate -f examples/node.yaml -f examples/appliance.yaml\n  volctl validate -f node.yaml -o json")]
+    #[command(
+        after_help = "Example:\n  volctl validate -f examples/node.yaml -f examples/appliance.yaml\n  volctl validate -f node.yaml -o json"
+    )]
     Validate {
         /// Config files (repeatable).
         #[arg(short = 'f', long = "file", required = true)]
@@ -38,14 +40,18 @@ pub enum Command {
         output: Output,
     },
     /// Print the JSON Schema of the documents.
-    #[command(after_help = "Example:\n  volctl schema > volctl.schema.json\n  volctl schema --kind UserVolumeConfig")]
+    #[command(
+        after_help = "Example:\n  volctl schema > volctl.schema.json\n  volctl schema --kind UserVolumeConfig"
+    )]
     Schema {
         /// Only this kind (default: one schema accepting any kind).
         #[arg(long, value_enum)]
         kind: Option<KindArg>,
     },
     /// Show what `converge` would change on a volume; change nothing.
-    #[command(after_help = "Example:\n  volctl plan --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  volctl plan --volume EPHEMERAL --device disk.img -f node.yaml --detailed-exitcode\n\nWith --detailed-exitcode: 0 = nothing to change, 2 = changes planned, 1 = error.\nOn an existing volume this unlocks it once (one KDF run) to check every keyslot.")]
+    #[command(
+        after_help = "Example:\n  volctl plan --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  volctl plan --volume EPHEMERAL --device disk.img -f node.yaml --detailed-exitcode\n\nWith --detailed-exitcode: 0 = nothing to change, 2 = changes planned, 1 = error.\nOn an existing volume this unlocks it once (one KDF run) to check every keyslot."
+    )]
     Plan {
         /// The volume.
         #[command(flatten)]
@@ -55,7 +61,9 @@ pub enum Command {
         detailed_exitcode: bool,
     },
     /// Format the device if blank, then make its keyslots match the config.
-    #[command(after_help = "Example:\n  volctl converge --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  VOLCTL_NODE_UUID=... volctl converge --volume data --device data.img -f node.yaml --state-salt-file salt\n\nA device holding a filesystem or anything else is refused, never formatted.")]
+    #[command(
+        after_help = "Example:\n  volctl converge --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  VOLCTL_NODE_UUID=... volctl converge --volume data --device data.img -f node.yaml --state-salt-file salt\n\nA device holding a filesystem or anything else is refused, never formatted."
+    )]
     Converge {
         /// The volume.
         #[command(flatten)]

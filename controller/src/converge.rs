@@ -7,7 +7,9 @@
 use crate::binding::{Binder, VolumeKey};
 use crate::device::{DeviceError, FormatParams, LuksDevice, PbkdfChoice, PbkdfCost, PbkdfKind};
 use crate::header::{self, HeaderError, Luks2Header, Probe};
-use crate::plan::{self, Action, BindingCheck, DesiredSlot, ObservedKeyslots, ObservedSlot, Plan, PlanError};
+use crate::plan::{
+    self, Action, BindingCheck, DesiredSlot, ObservedKeyslots, ObservedSlot, Plan, PlanError,
+};
 use crate::token::VolctlToken;
 use crate::volume::VolumeSpec;
 use crate::{header_check, signatures};
@@ -106,6 +108,8 @@ pub struct Outcome {
     pub unlocked_by: Option<(u32, String)>,
     /// The plan.
     pub plan: Plan,
+    /// Whether this was a dry run (`volctl plan`).
+    pub dry_run: bool,
     /// Whether the plan was carried out.
     pub applied: bool,
     /// KDF runs made by this run.
@@ -121,7 +125,12 @@ struct Key {
 }
 
 /// Converges one volume on `device`.
-pub async fn converge(spec: &VolumeSpec, device: Arc<dyn LuksDevice>, env: &ProviderEnv, mode: Mode) -> Result<Outcome, ConvergeError> {
+pub async fn converge(
+    spec: &VolumeSpec,
+    device: Arc<dyn LuksDevice>,
+    env: &ProviderEnv,
+    mode: Mode,
+) -> Result<Outcome, ConvergeError> {
     let path = device.path().display().to_string();
     check_access(&device, mode)?;
     let kdf_before = device.kdf_runs();
@@ -131,7 +140,10 @@ pub async fn converge(spec: &VolumeSpec, device: Arc<dyn LuksDevice>, env: &Prov
         .into_iter()
         .map(|k| Key {
             provider: provider_for(&k, env),
-            ctx: KeyContext { volume_id: spec.label.clone(), slot: k.slot },
+            ctx: KeyContext {
+                volume_id: spec.label.clone(),
+                slot: k.slot,
+            },
             spec: k,
         })
         .collect();
@@ -143,23 +155,38 @@ pub async fn converge(spec: &VolumeSpec, device: Arc<dyn LuksDevice>, env: &Prov
     };
     let (plan, volume_key, unlocked_by, seq_before) = match &header {
         None => {
-            if let Some(found) = signatures::find_signature(device.path()).map_err(|e| access(&path, false, e))? {
+            if let Some(found) =
+                signatures::find_signature(device.path()).map_err(|e| access(&path, false, e))?
+            {
                 return Err(ConvergeError::NotBlank { path, found });
             }
             let size = device_size(&device)?;
             if size < crate::consts::MIN_DEVICE_SIZE {
-                return Err(ConvergeError::TooSmall { path, size, min: crate::consts::MIN_DEVICE_SIZE });
+                return Err(ConvergeError::TooSmall {
+                    path,
+                    size,
+                    min: crate::consts::MIN_DEVICE_SIZE,
+                });
             }
             let vk = VolumeKey::new(random_bytes(spec.encryption.key_size_bits() as usize / 8));
             (plan::plan_format(&desired)?, vk, None, None)
         }
         Some(h) => {
-            header_check::check(h, &spec.encryption).map_err(|reason| ConvergeError::UntrustedHeader { path: path.clone(), reason })?;
+            header_check::check(h, &spec.encryption).map_err(|reason| {
+                ConvergeError::UntrustedHeader {
+                    path: path.clone(),
+                    reason,
+                }
+            })?;
             let mut observed = observe(h);
             let (slot, vk) = unlock(h, &keys, &desired, &observed, &device).await?;
             check_bindings(h, &mut observed, &keys, &Binder::new(&vk));
             let plan = plan::plan_converge(&desired, &observed, slot);
-            let kind = keys.iter().find(|k| k.spec.slot == slot).map(|k| k.spec.kind.name().to_string()).unwrap_or_default();
+            let kind = keys
+                .iter()
+                .find(|k| k.spec.slot == slot)
+                .map(|k| k.spec.kind.name().to_string())
+                .unwrap_or_default();
             (plan, vk, Some((slot, kind)), Some(h.seqid))
         }
     };
@@ -177,6 +204,7 @@ pub async fn converge(spec: &VolumeSpec, device: Arc<dyn LuksDevice>, env: &Prov
         formatted: header.is_none() && applied,
         unlocked_by,
         plan,
+        dry_run: mode == Mode::DryRun,
         applied,
         kdf_runs: device.kdf_runs() - kdf_before,
         seqid: (seq_before, seq_after),
@@ -184,7 +212,11 @@ pub async fn converge(spec: &VolumeSpec, device: Arc<dyn LuksDevice>, env: &Prov
 }
 
 fn access(path: &str, write: bool, e: std::io::Error) -> ConvergeError {
-    ConvergeError::Access { path: path.to_string(), write, reason: e.to_string() }
+    ConvergeError::Access {
+        path: path.to_string(),
+        write,
+        reason: e.to_string(),
+    }
 }
 
 fn check_access(device: &Arc<dyn LuksDevice>, mode: Mode) -> Result<(), ConvergeError> {
@@ -201,7 +233,8 @@ fn device_size(device: &Arc<dyn LuksDevice>) -> Result<u64, ConvergeError> {
     use std::io::{Seek, SeekFrom};
     let path = device.path().display().to_string();
     let mut f = std::fs::File::open(device.path()).map_err(|e| access(&path, false, e))?;
-    f.seek(SeekFrom::End(0)).map_err(|e| access(&path, false, e))
+    f.seek(SeekFrom::End(0))
+        .map_err(|e| access(&path, false, e))
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -220,7 +253,11 @@ fn desired_slot(k: &Key) -> DesiredSlot {
         cost: k.provider.unlock_cost(),
         // A key whose binding material cannot be computed cannot be enrolled
         // or checked either (salt missing, UUID unreadable, kind not built in).
-        available: k.provider.binding_material(&k.ctx).map(|_| ()).map_err(|e| e.to_string()),
+        available: k
+            .provider
+            .binding_material(&k.ctx)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -232,7 +269,9 @@ fn observe(h: &Luks2Header) -> ObservedKeyslots {
         o.slots.insert(s, ObservedSlot::Unmanaged);
     }
     for (id, raw) in h.tokens() {
-        let Some(parsed) = VolctlToken::parse(raw) else { continue };
+        let Some(parsed) = VolctlToken::parse(raw) else {
+            continue;
+        };
         let slot = parsed.as_ref().ok().and_then(VolctlToken::slot);
         match (parsed, slot) {
             (Ok(t), Some(s)) if matches!(o.slots.get(&s), Some(ObservedSlot::Unmanaged)) => {
@@ -255,9 +294,10 @@ fn observe(h: &Luks2Header) -> ObservedKeyslots {
 
 fn token_of(h: &Luks2Header, observed: &ObservedKeyslots, slot: u32) -> Option<VolctlToken> {
     match observed.slots.get(&slot) {
-        Some(ObservedSlot::Managed { token, .. }) => {
-            h.tokens().find(|(id, _)| id == token).and_then(|(_, raw)| VolctlToken::parse(raw)?.ok())
-        }
+        Some(ObservedSlot::Managed { token, .. }) => h
+            .tokens()
+            .find(|(id, _)| id == token)
+            .and_then(|(_, raw)| VolctlToken::parse(raw)?.ok()),
         _ => None,
     }
 }
@@ -273,8 +313,13 @@ async fn unlock(
 ) -> Result<(u32, VolumeKey), ConvergeError> {
     let mut tried = Vec::new();
     for slot in plan::unlock_order(desired, observed) {
-        let key = keys.iter().find(|k| k.spec.slot == slot).expect("unlock order names configured slots");
-        let data = token_of(h, observed, slot).map(|t| t.data).unwrap_or_else(|| serde_json::json!({}));
+        let key = keys
+            .iter()
+            .find(|k| k.spec.slot == slot)
+            .expect("unlock order names configured slots");
+        let data = token_of(h, observed, slot)
+            .map(|t| t.data)
+            .unwrap_or_else(|| serde_json::json!({}));
         let pass = match key.provider.recover(&key.ctx, &data).await {
             Ok(p) => p,
             Err(e) => {
@@ -292,7 +337,9 @@ async fn unlock(
                 tracing::info!(slot, kind = key.spec.kind.name(), "unlocked");
                 return Ok((slot, vk));
             }
-            Err(DeviceError::WrongKey { .. }) => tried.push(format!("slot {slot} ({}): wrong key", key.spec.kind.name())),
+            Err(DeviceError::WrongKey { .. }) => {
+                tried.push(format!("slot {slot} ({}): wrong key", key.spec.kind.name()))
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -312,8 +359,16 @@ async fn unlock(
         .join(", ");
     Err(ConvergeError::NoKeyOpens {
         path: device.path().display().to_string(),
-        slots: if slots.is_empty() { "none".into() } else { slots },
-        tried: if tried.is_empty() { "no configured key matches a keyslot's kind".into() } else { tried.join("; ") },
+        slots: if slots.is_empty() {
+            "none".into()
+        } else {
+            slots
+        },
+        tried: if tried.is_empty() {
+            "no configured key matches a keyslot's kind".into()
+        } else {
+            tried.join("; ")
+        },
     })
 }
 
@@ -321,13 +376,27 @@ async fn unlock(
 fn check_bindings(h: &Luks2Header, observed: &mut ObservedKeyslots, keys: &[Key], binder: &Binder) {
     for key in keys {
         let slot = key.spec.slot;
-        let Some(token) = token_of(h, observed, slot) else { continue };
-        let Some(ObservedSlot::Managed { binding, .. }) = observed.slots.get_mut(&slot) else { continue };
+        let Some(token) = token_of(h, observed, slot) else {
+            continue;
+        };
+        let Some(ObservedSlot::Managed { binding, .. }) = observed.slots.get_mut(&slot) else {
+            continue;
+        };
         *binding = match key.provider.binding_material(&key.ctx) {
             Err(e) => BindingCheck::Unknown(e.to_string()),
             // The binding covers kind and lockToSTATE, so a change of either
             // shows up as a mismatch too.
-            Ok(m) if binder.verify(slot, key.spec.kind.name(), key.spec.lock_to_state, m.expose(), &token.binding) => BindingCheck::Match,
+            Ok(m)
+                if binder.verify(
+                    slot,
+                    key.spec.kind.name(),
+                    key.spec.lock_to_state,
+                    m.expose(),
+                    &token.binding,
+                ) =>
+            {
+                BindingCheck::Match
+            }
             Ok(_) => BindingCheck::Mismatch,
         };
     }
@@ -381,7 +450,9 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&dyn LuksDevice) -> Result<T, DeviceError> + Send + 'static,
 ) -> Result<T, ConvergeError> {
     let dev = device.clone();
-    Ok(tokio::task::spawn_blocking(move || f(dev.as_ref())).await.expect("device task panicked")?)
+    Ok(tokio::task::spawn_blocking(move || f(dev.as_ref()))
+        .await
+        .expect("device task panicked")?)
 }
 
 /// Carries out `plan`. Every step is one header write (enrolling is a
@@ -396,11 +467,17 @@ async fn execute(
     device: &Arc<dyn LuksDevice>,
 ) -> Result<(), ConvergeError> {
     let binder = Binder::new(vk);
-    let key_for = |slot: u32| keys.iter().find(|k| k.spec.slot == slot).expect("plan names configured slots");
+    let key_for = |slot: u32| {
+        keys.iter()
+            .find(|k| k.spec.slot == slot)
+            .expect("plan names configured slots")
+    };
     let old_token = |slot: u32| -> Option<u32> {
         let h = header?;
         h.tokens()
-            .find(|(_, raw)| matches!(VolctlToken::parse(raw), Some(Ok(t)) if t.slot() == Some(slot)))
+            .find(
+                |(_, raw)| matches!(VolctlToken::parse(raw), Some(Ok(t)) if t.slot() == Some(slot)),
+            )
             .map(|(id, _)| id)
     };
     for action in &plan.actions {
@@ -428,7 +505,13 @@ async fn execute(
             Action::WriteToken { slot, .. } => {
                 let key = key_for(*slot);
                 let data = header
-                    .and_then(|h| h.tokens().find_map(|(_, raw)| VolctlToken::parse(raw)?.ok().filter(|t| t.slot() == Some(*slot))))
+                    .and_then(|h| {
+                        h.tokens().find_map(|(_, raw)| {
+                            VolctlToken::parse(raw)?
+                                .ok()
+                                .filter(|t| t.slot() == Some(*slot))
+                        })
+                    })
                     .map(|t| t.data)
                     .unwrap_or_else(|| serde_json::json!({}));
                 let json = token_json(key, data, &binder)?;
@@ -451,22 +534,53 @@ async fn execute(
     Ok(())
 }
 
-fn token_json(key: &Key, data: serde_json::Value, binder: &Binder) -> Result<serde_json::Value, ConvergeError> {
+fn token_json(
+    key: &Key,
+    data: serde_json::Value,
+    binder: &Binder,
+) -> Result<serde_json::Value, ConvergeError> {
     let slot = key.spec.slot;
-    let material = key.provider.binding_material(&key.ctx).map_err(|source| ConvergeError::Provider { slot, source })?;
-    let binding = binder.compute(slot, key.spec.kind.name(), key.spec.lock_to_state, material.expose());
-    let token = VolctlToken::new(slot, key.spec.kind.name(), key.spec.lock_to_state, data, binding);
+    let material = key
+        .provider
+        .binding_material(&key.ctx)
+        .map_err(|source| ConvergeError::Provider { slot, source })?;
+    let binding = binder.compute(
+        slot,
+        key.spec.kind.name(),
+        key.spec.lock_to_state,
+        material.expose(),
+    );
+    let token = VolctlToken::new(
+        slot,
+        key.spec.kind.name(),
+        key.spec.lock_to_state,
+        data,
+        binding,
+    );
     Ok(serde_json::to_value(token).expect("token serialises"))
 }
 
 /// Enrols `key` in its (empty) slot: keyslot first, then its token.
-async fn enrol(spec: &VolumeSpec, key: &Key, vk: &VolumeKey, binder: &Binder, device: &Arc<dyn LuksDevice>) -> Result<(), ConvergeError> {
+async fn enrol(
+    spec: &VolumeSpec,
+    key: &Key,
+    vk: &VolumeKey,
+    binder: &Binder,
+    device: &Arc<dyn LuksDevice>,
+) -> Result<(), ConvergeError> {
     let slot = key.spec.slot;
-    let enrolled = key.provider.enroll(&key.ctx).await.map_err(|source| ConvergeError::Provider { slot, source })?;
+    let enrolled = key
+        .provider
+        .enroll(&key.ctx)
+        .await
+        .map_err(|source| ConvergeError::Provider { slot, source })?;
     let json = token_json(key, enrolled.token_data, binder)?;
     let pbkdf = pbkdf_for_new_slot(spec, device);
     let (vk, pass) = (vk.clone(), enrolled.passphrase);
-    blocking(device, move |d| d.add_keyslot(slot, &vk, pass.expose(), pbkdf)).await?;
+    blocking(device, move |d| {
+        d.add_keyslot(slot, &vk, pass.expose(), pbkdf)
+    })
+    .await?;
     blocking(device, move |d| d.set_token(None, &json)).await?;
     Ok(())
 }

@@ -9,7 +9,10 @@
 use crate::binding::VolumeKey;
 use libcryptsetup_rs::consts::flags::{CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
-use libcryptsetup_rs::{CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptPbkdfType, Either, LibcryptErr, TokenInput};
+use libcryptsetup_rs::{
+    CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptPbkdfType, Either, LibcryptErr,
+    TokenInput,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
@@ -91,9 +94,20 @@ pub trait LuksDevice: Send + Sync {
     /// Writes a fresh LUKS2 header with the given volume key (no keyslots).
     fn format(&self, params: &FormatParams, volume_key: &VolumeKey) -> Result<(), DeviceError>;
     /// Gets the volume key from one keyslot (one KDF run).
-    fn volume_key(&self, slot: u32, key_size: usize, passphrase: &[u8]) -> Result<VolumeKey, DeviceError>;
+    fn volume_key(
+        &self,
+        slot: u32,
+        key_size: usize,
+        passphrase: &[u8],
+    ) -> Result<VolumeKey, DeviceError>;
     /// Adds keyslot `slot` holding `volume_key` under `passphrase` (one KDF run, one header write).
-    fn add_keyslot(&self, slot: u32, volume_key: &VolumeKey, passphrase: &[u8], pbkdf: PbkdfChoice) -> Result<(), DeviceError>;
+    fn add_keyslot(
+        &self,
+        slot: u32,
+        volume_key: &VolumeKey,
+        passphrase: &[u8],
+        pbkdf: PbkdfChoice,
+    ) -> Result<(), DeviceError>;
     /// Destroys keyslot `slot` (one header write).
     fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError>;
     /// Writes token JSON: at `id`, or at a free id when `None`. Returns the id.
@@ -183,39 +197,71 @@ impl LuksDevice for CryptsetupDevice {
         };
         let mut r: CryptParamsLuks2Ref<'_> = (&p).try_into().map_err(|e| self.fail(op, e))?;
         dev.context_handle()
-            .format(EncryptionFormat::Luks2, (cipher, mode), None, Either::Left(volume_key.expose()), Some(&mut r))
+            .format(
+                EncryptionFormat::Luks2,
+                (cipher, mode),
+                None,
+                Either::Left(volume_key.expose()),
+                Some(&mut r),
+            )
             .map_err(|e| self.fail(op, e))
     }
 
-    fn volume_key(&self, slot: u32, key_size: usize, passphrase: &[u8]) -> Result<VolumeKey, DeviceError> {
+    fn volume_key(
+        &self,
+        slot: u32,
+        key_size: usize,
+        passphrase: &[u8],
+    ) -> Result<VolumeKey, DeviceError> {
         let mut dev = self.open("unlock")?;
         let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size]);
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
-        match dev.volume_key_handle().get(Some(slot), &mut buf, Some(passphrase)) {
+        match dev
+            .volume_key_handle()
+            .get(Some(slot), &mut buf, Some(passphrase))
+        {
             Ok((_, n)) => Ok(VolumeKey::new(buf[..n].to_vec())),
-            Err(LibcryptErr::IOError(e)) if e.raw_os_error() == Some(libc::EPERM) => Err(DeviceError::WrongKey { slot }),
+            Err(LibcryptErr::IOError(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+                Err(DeviceError::WrongKey { slot })
+            }
             Err(e) => Err(self.fail("unlock", e)),
         }
     }
 
-    fn add_keyslot(&self, slot: u32, volume_key: &VolumeKey, passphrase: &[u8], pbkdf: PbkdfChoice) -> Result<(), DeviceError> {
+    fn add_keyslot(
+        &self,
+        slot: u32,
+        volume_key: &VolumeKey,
+        passphrase: &[u8],
+        pbkdf: PbkdfChoice,
+    ) -> Result<(), DeviceError> {
         let op = "add keyslot";
         let mut dev = self.open(op)?;
         // PBKDF settings belong to the context: set them after every load,
         // or libcryptsetup silently benchmarks its defaults again.
         if let PbkdfChoice::Fixed(c) = pbkdf {
-            dev.settings_handle().set_pbkdf_type(&pbkdf_type(c)).map_err(|e| self.fail(op, e))?;
+            dev.settings_handle()
+                .set_pbkdf_type(&pbkdf_type(c))
+                .map_err(|e| self.fail(op, e))?;
         }
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         dev.keyslot_handle()
-            .add_by_key(Some(slot), Some(Either::Left(volume_key.expose())), passphrase, CryptVolumeKey::empty())
+            .add_by_key(
+                Some(slot),
+                Some(Either::Left(volume_key.expose())),
+                passphrase,
+                CryptVolumeKey::empty(),
+            )
             .map(|_| ())
             .map_err(|e| self.fail(op, e))
     }
 
     fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError> {
         let op = "destroy keyslot";
-        self.open(op)?.keyslot_handle().destroy(slot).map_err(|e| self.fail(op, e))
+        self.open(op)?
+            .keyslot_handle()
+            .destroy(slot)
+            .map_err(|e| self.fail(op, e))
     }
 
     fn set_token(&self, id: Option<u32>, json: &serde_json::Value) -> Result<u32, DeviceError> {
@@ -224,7 +270,10 @@ impl LuksDevice for CryptsetupDevice {
             Some(i) => TokenInput::ReplaceToken(i, json),
             None => TokenInput::AddToken(json),
         };
-        self.open(op)?.token_handle().json_set(input).map_err(|e| self.fail(op, e))
+        self.open(op)?
+            .token_handle()
+            .json_set(input)
+            .map_err(|e| self.fail(op, e))
     }
 
     fn remove_token(&self, id: u32) -> Result<(), DeviceError> {
@@ -261,7 +310,11 @@ fn forward_libcryptsetup_log() {
     });
 }
 
-unsafe extern "C" fn log_callback(level: libc::c_int, msg: *const libc::c_char, _usr: *mut libc::c_void) {
+unsafe extern "C" fn log_callback(
+    level: libc::c_int,
+    msg: *const libc::c_char,
+    _usr: *mut libc::c_void,
+) {
     if msg.is_null() {
         return;
     }

@@ -3,7 +3,9 @@
 //! (keyslots, tokens, segments, digests). Both header copies are checked
 //! and the valid one with the highest sequence id wins, as libcryptsetup does.
 
-use crate::consts::{LUKS2_BINARY_HEADER_SIZE, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC};
+use crate::consts::{
+    LUKS2_BINARY_HEADER_SIZE, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -145,7 +147,11 @@ pub struct DigestEntry {
 impl Luks2Header {
     /// Numbers of the active keyslots.
     pub fn keyslot_numbers(&self) -> Vec<u32> {
-        self.json.keyslots.keys().filter_map(|k| k.parse().ok()).collect()
+        self.json
+            .keyslots
+            .keys()
+            .filter_map(|k| k.parse().ok())
+            .collect()
     }
 
     /// A keyslot by number.
@@ -272,7 +278,10 @@ fn read_copy(f: &mut File, off: u64, magic: &[u8; 6]) -> Result<Luks2Header, Str
         return Err(format!("unsupported checksum algorithm `{alg}`"));
     }
     let mut json_area = vec![0u8; hdr_size as usize - LUKS2_BINARY_HEADER_SIZE];
-    if read_at(f, off + LUKS2_BINARY_HEADER_SIZE as u64, &mut json_area).map_err(|e| e.to_string())? != json_area.len() {
+    if read_at(f, off + LUKS2_BINARY_HEADER_SIZE as u64, &mut json_area)
+        .map_err(|e| e.to_string())?
+        != json_area.len()
+    {
         return Err("truncated JSON area".into());
     }
     let stored = bin[448..448 + 32].to_vec();

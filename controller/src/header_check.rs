@@ -23,7 +23,10 @@ pub fn check(h: &Luks2Header, enc: &Encryption) -> Result<(), String> {
     }
     let (seg_id, seg) = j.segments.iter().next().expect("one segment");
     if seg.kind != "crypt" {
-        return Err(format!("segment {seg_id} has type `{}`, not `crypt`", seg.kind));
+        return Err(format!(
+            "segment {seg_id} has type `{}`, not `crypt`",
+            seg.kind
+        ));
     }
     let cipher = seg.encryption.as_deref().unwrap_or("");
     if cipher.starts_with("cipher_null") || cipher.is_empty() {
@@ -38,7 +41,10 @@ pub fn check(h: &Luks2Header, enc: &Encryption) -> Result<(), String> {
         ));
     }
     if !seg.flags.is_empty() {
-        return Err(format!("segment {seg_id} carries flags {:?} (reencryption in progress?)", seg.flags));
+        return Err(format!(
+            "segment {seg_id} carries flags {:?} (reencryption in progress?)",
+            seg.flags
+        ));
     }
     if let (Some(want), Some(have)) = (enc.block_size, seg.sector_size) {
         if want != have {
@@ -61,7 +67,10 @@ pub fn check(h: &Luks2Header, enc: &Encryption) -> Result<(), String> {
         ));
     }
     if j.digests.len() != 1 {
-        return Err(format!("the header has {} digests; expected one volume-key digest", j.digests.len()));
+        return Err(format!(
+            "the header has {} digests; expected one volume-key digest",
+            j.digests.len()
+        ));
     }
     let digest = j.digests.values().next().expect("one digest");
     if digest.kind != "pbkdf2" || !digest.segments.iter().any(|s| s == seg_id) {
@@ -70,7 +79,10 @@ pub fn check(h: &Luks2Header, enc: &Encryption) -> Result<(), String> {
     let key_bytes = enc.key_size_bits() / 8;
     for (n, ks) in &j.keyslots {
         if ks.kind != "luks2" {
-            return Err(format!("keyslot {n} has type `{}`; volctl uses only `luks2` keyslots", ks.kind));
+            return Err(format!(
+                "keyslot {n} has type `{}`; volctl uses only `luks2` keyslots",
+                ks.kind
+            ));
         }
         if !KDFS.contains(&ks.kdf.kind.as_str()) {
             return Err(format!("keyslot {n} uses unknown KDF `{}`", ks.kdf.kind));
@@ -83,7 +95,9 @@ pub fn check(h: &Luks2Header, enc: &Encryption) -> Result<(), String> {
             ));
         }
         if !digest.keyslots.contains(n) {
-            return Err(format!("keyslot {n} is not covered by the volume-key digest"));
+            return Err(format!(
+                "keyslot {n} is not covered by the volume-key digest"
+            ));
         }
     }
     Ok(())

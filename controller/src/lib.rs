@@ -12,13 +12,13 @@
 
 pub mod binding;
 pub mod consts;
+pub mod converge;
 pub mod device;
 pub mod header;
 pub mod header_check;
 pub mod plan;
+pub mod render;
+pub mod salt;
 pub mod signatures;
 pub mod token;
 pub mod volume;
-pub mod converge;
-pub mod render;
-pub mod salt;

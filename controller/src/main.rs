@@ -32,8 +32,12 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -48,9 +52,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&s)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { target, detailed_exitcode } => {
+        Command::Plan {
+            target,
+            detailed_exitcode,
+        } => {
             let o = run_converge(&target, Mode::DryRun)?;
-            Ok(if detailed_exitcode && !o { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            Ok(if detailed_exitcode && !o {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Converge { target } => {
             run_converge(&target, Mode::Apply)?;
@@ -71,8 +82,12 @@ fn validate(files: &[PathBuf], output: Output) -> ExitCode {
     let errors = all.iter().filter(|d| d.is_error()).count();
     match output {
         Output::Json => {
-            let v = serde_json::json!({"valid": errors == 0, "documents": docs, "diagnostics": all});
-            println!("{}", serde_json::to_string_pretty(&v).expect("diagnostics serialise"));
+            let v =
+                serde_json::json!({"valid": errors == 0, "documents": docs, "diagnostics": all});
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).expect("diagnostics serialise")
+            );
         }
         Output::Text => {
             for d in &all {
@@ -93,7 +108,8 @@ fn validate(files: &[PathBuf], output: Output) -> ExitCode {
 }
 
 /// Loads every document of `files`; any error fails with all diagnostics.
-fn load_documents(files: &[PathBuf]) -> Result<Vec<Document>> {
+/// Warnings about the document named `volume` are printed to stderr.
+fn load_documents(files: &[PathBuf], volume: &str) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     for f in files {
@@ -101,8 +117,8 @@ fn load_documents(files: &[PathBuf]) -> Result<Vec<Document>> {
         for d in &p.diagnostics {
             if d.is_error() {
                 errors.push(d.to_string());
-            } else {
-                tracing::warn!("{d}");
+            } else if d.document.as_ref().and_then(|r| r.name.as_deref()) == Some(volume) {
+                eprintln!("{d}");
             }
         }
         docs.extend(p.documents);
@@ -114,21 +130,28 @@ fn load_documents(files: &[PathBuf]) -> Result<Vec<Document>> {
 }
 
 fn provider_env(target: &Target) -> Result<ProviderEnv> {
-    let node_uuid = read_node_uuid(target.node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH)).map_err(|e| e.to_string());
+    let node_uuid = read_node_uuid(target.node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
+        .map_err(|e| e.to_string());
     let state_salt = match &target.state_salt_file {
         Some(p) => Some(controller::salt::read_salt_file(p)?),
         None => None,
     };
-    Ok(ProviderEnv { node_uuid, state_salt })
+    Ok(ProviderEnv {
+        node_uuid,
+        state_salt,
+    })
 }
 
 /// Runs plan or converge; returns whether the plan was empty.
 fn run_converge(target: &Target, mode: Mode) -> Result<bool> {
-    let docs = load_documents(&target.files)?;
+    let docs = load_documents(&target.files, &target.volume)?;
     let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
     let env = provider_env(target)?;
     let device = Arc::new(CryptsetupDevice::new(&target.device));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let outcome = rt
         .block_on(converge(&spec, device, &env, mode))
         .with_context(|| format!("volume {}", spec.name))?;

@@ -204,7 +204,11 @@ pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec
         .iter()
         .filter(|d| d.available.is_ok())
         .filter(|d| match observed.slots.get(&d.slot) {
-            Some(ObservedSlot::Managed { kind, lock_to_state, .. }) => *kind == d.kind && *lock_to_state == d.lock_to_state,
+            Some(ObservedSlot::Managed {
+                kind,
+                lock_to_state,
+                ..
+            }) => *kind == d.kind && *lock_to_state == d.lock_to_state,
             Some(ObservedSlot::Unmanaged) => d.derivable,
             None => false,
         })
@@ -215,11 +219,22 @@ pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec
 
 /// Plans a blank device: format, then add every key that can be produced.
 pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
-    let mut plan = Plan { actions: vec![Action::Format], notes: vec![] };
+    let mut plan = Plan {
+        actions: vec![Action::Format],
+        notes: vec![],
+    };
     for d in desired {
         match &d.available {
-            Ok(()) => plan.actions.push(Action::Add { slot: d.slot, kind: d.kind.clone(), lock_to_state: d.lock_to_state }),
-            Err(reason) => plan.notes.push(Note::Unavailable { slot: d.slot, kind: d.kind.clone(), reason: reason.clone() }),
+            Ok(()) => plan.actions.push(Action::Add {
+                slot: d.slot,
+                kind: d.kind.clone(),
+                lock_to_state: d.lock_to_state,
+            }),
+            Err(reason) => plan.notes.push(Note::Unavailable {
+                slot: d.slot,
+                kind: d.kind.clone(),
+                reason: reason.clone(),
+            }),
         }
     }
     if plan.actions.len() == 1 {
@@ -227,7 +242,9 @@ pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
             .notes
             .iter()
             .filter_map(|n| match n {
-                Note::Unavailable { slot, kind, reason } => Some(format!("slot {slot} ({kind}): {reason}")),
+                Note::Unavailable { slot, kind, reason } => {
+                    Some(format!("slot {slot} ({kind}): {reason}"))
+                }
                 _ => None,
             })
             .collect();
@@ -237,7 +254,11 @@ pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
 }
 
 /// Plans an existing volume that `unlocked_by` opened.
-pub fn plan_converge(desired: &[DesiredSlot], observed: &ObservedKeyslots, unlocked_by: u32) -> Plan {
+pub fn plan_converge(
+    desired: &[DesiredSlot],
+    observed: &ObservedKeyslots,
+    unlocked_by: u32,
+) -> Plan {
     let mut adds = Vec::new();
     let mut replaces = Vec::new();
     let mut tokens = Vec::new();
@@ -247,15 +268,20 @@ pub fn plan_converge(desired: &[DesiredSlot], observed: &ObservedKeyslots, unloc
 
     for d in desired {
         let proven = d.slot == unlocked_by;
-        let replace = |reason: &str, replaces: &mut Vec<Action>, notes: &mut Vec<Note>| match &d.available {
-            Ok(()) => replaces.push(Action::Replace {
-                slot: d.slot,
-                kind: d.kind.clone(),
-                lock_to_state: d.lock_to_state,
-                reason: reason.to_string(),
-            }),
-            Err(r) => notes.push(Note::Unavailable { slot: d.slot, kind: d.kind.clone(), reason: r.clone() }),
-        };
+        let replace =
+            |reason: &str, replaces: &mut Vec<Action>, notes: &mut Vec<Note>| match &d.available {
+                Ok(()) => replaces.push(Action::Replace {
+                    slot: d.slot,
+                    kind: d.kind.clone(),
+                    lock_to_state: d.lock_to_state,
+                    reason: reason.to_string(),
+                }),
+                Err(r) => notes.push(Note::Unavailable {
+                    slot: d.slot,
+                    kind: d.kind.clone(),
+                    reason: r.clone(),
+                }),
+            };
         let write_token = |reason: &str| Action::WriteToken {
             slot: d.slot,
             kind: d.kind.clone(),
@@ -264,24 +290,44 @@ pub fn plan_converge(desired: &[DesiredSlot], observed: &ObservedKeyslots, unloc
         };
         match observed.slots.get(&d.slot) {
             None => match &d.available {
-                Ok(()) => adds.push(Action::Add { slot: d.slot, kind: d.kind.clone(), lock_to_state: d.lock_to_state }),
-                Err(r) => notes.push(Note::Unavailable { slot: d.slot, kind: d.kind.clone(), reason: r.clone() }),
+                Ok(()) => adds.push(Action::Add {
+                    slot: d.slot,
+                    kind: d.kind.clone(),
+                    lock_to_state: d.lock_to_state,
+                }),
+                Err(r) => notes.push(Note::Unavailable {
+                    slot: d.slot,
+                    kind: d.kind.clone(),
+                    reason: r.clone(),
+                }),
             },
-            Some(ObservedSlot::Unmanaged) if proven => {
-                tokens.push(write_token("the slot has no volctl token; its key opened the volume, so volctl takes it over"))
-            }
+            Some(ObservedSlot::Unmanaged) if proven => tokens.push(write_token(
+                "the slot has no volctl token; its key opened the volume, so volctl takes it over",
+            )),
             Some(ObservedSlot::Unmanaged) => replace(
                 "the slot holds a key volctl did not enrol, and the config takes this slot over",
                 &mut replaces,
                 &mut notes,
             ),
-            Some(ObservedSlot::Managed { binding: BindingCheck::Match, .. }) => {}
-            Some(ObservedSlot::Managed { binding: BindingCheck::Unknown(reason), .. }) => {
-                notes.push(Note::Unverified { slot: d.slot, reason: reason.clone() })
-            }
-            Some(ObservedSlot::Managed { binding: BindingCheck::Mismatch, .. }) if proven => {
+            Some(ObservedSlot::Managed {
+                binding: BindingCheck::Match,
+                ..
+            }) => {}
+            Some(ObservedSlot::Managed {
+                binding: BindingCheck::Unknown(reason),
+                ..
+            }) => notes.push(Note::Unverified {
+                slot: d.slot,
+                reason: reason.clone(),
+            }),
+            Some(ObservedSlot::Managed {
+                binding: BindingCheck::Mismatch,
+                ..
+            }) if proven => {
                 if d.derivable {
-                    tokens.push(write_token("the token is out of date; the key itself opened the volume"));
+                    tokens.push(write_token(
+                        "the token is out of date; the key itself opened the volume",
+                    ));
                 } else {
                     notes.push(Note::Deferred {
                         slot: d.slot,
@@ -289,9 +335,17 @@ pub fn plan_converge(desired: &[DesiredSlot], observed: &ObservedKeyslots, unloc
                     });
                 }
             }
-            Some(ObservedSlot::Managed { kind, lock_to_state, .. }) => {
+            Some(ObservedSlot::Managed {
+                kind,
+                lock_to_state,
+                ..
+            }) => {
                 let reason = if *kind != d.kind || *lock_to_state != d.lock_to_state {
-                    format!("the slot holds a {} key, the config wants {}", describe(kind, *lock_to_state), describe(&d.kind, d.lock_to_state))
+                    format!(
+                        "the slot holds a {} key, the config wants {}",
+                        describe(kind, *lock_to_state),
+                        describe(&d.kind, d.lock_to_state)
+                    )
                 } else {
                     "the slot's key no longer matches the config".to_string()
                 };
@@ -304,13 +358,27 @@ pub fn plan_converge(desired: &[DesiredSlot], observed: &ObservedKeyslots, unloc
             continue;
         }
         match o {
-            ObservedSlot::Managed { kind, .. } if *slot != unlocked_by => removes.push(Action::Remove { slot: *slot, kind: kind.clone() }),
+            ObservedSlot::Managed { kind, .. } if *slot != unlocked_by => {
+                removes.push(Action::Remove {
+                    slot: *slot,
+                    kind: kind.clone(),
+                })
+            }
             ObservedSlot::Managed { .. } => {}
             ObservedSlot::Unmanaged => notes.push(Note::Unmanaged { slot: *slot }),
         }
     }
-    let cleanup = observed.orphan_tokens.iter().map(|&token| Action::RemoveOrphanToken { token });
-    let actions = adds.into_iter().chain(replaces).chain(tokens).chain(removes).chain(cleanup).collect();
+    let cleanup = observed
+        .orphan_tokens
+        .iter()
+        .map(|&token| Action::RemoveOrphanToken { token });
+    let actions = adds
+        .into_iter()
+        .chain(replaces)
+        .chain(tokens)
+        .chain(removes)
+        .chain(cleanup)
+        .collect();
     Plan { actions, notes }
 }
 
@@ -333,30 +401,52 @@ mod tests {
             kind: kind.into(),
             lock_to_state: false,
             derivable,
-            cost: match kind { "static" => 0, "nodeID" => 1, "tpm" => 2, _ => 3 },
+            cost: match kind {
+                "static" => 0,
+                "nodeID" => 1,
+                "tpm" => 2,
+                _ => 3,
+            },
             available: Ok(()),
         }
     }
 
     fn managed(kind: &str, binding: BindingCheck) -> ObservedSlot {
-        ObservedSlot::Managed { token: 0, kind: kind.into(), lock_to_state: false, binding }
+        ObservedSlot::Managed {
+            token: 0,
+            kind: kind.into(),
+            lock_to_state: false,
+            binding,
+        }
     }
 
     fn obs(slots: &[(u32, ObservedSlot)]) -> ObservedKeyslots {
-        ObservedKeyslots { slots: slots.iter().cloned().collect(), orphan_tokens: vec![] }
+        ObservedKeyslots {
+            slots: slots.iter().cloned().collect(),
+            orphan_tokens: vec![],
+        }
     }
 
     #[test]
     fn converged_volume_plans_nothing() {
         let d = [want(0, "static"), want(2, "nodeID")];
-        let o = obs(&[(0, managed("static", BindingCheck::Match)), (2, managed("nodeID", BindingCheck::Match))]);
+        let o = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (2, managed("nodeID", BindingCheck::Match)),
+        ]);
         let p = plan_converge(&d, &o, 0);
         assert!(p.is_empty() && p.notes.is_empty(), "{p:?}");
     }
 
     #[test]
     fn unlock_order_is_by_cost_and_only_own_kind() {
-        let d = [want(3, "kms"), want(1, "nodeID"), want(0, "static"), want(5, "tpm"), want(6, "static")];
+        let d = [
+            want(3, "kms"),
+            want(1, "nodeID"),
+            want(0, "static"),
+            want(5, "tpm"),
+            want(6, "static"),
+        ];
         let o = obs(&[
             (0, managed("nodeID", BindingCheck::Unknown("locked".into()))), // kind changed: not a candidate
             (1, managed("nodeID", BindingCheck::Unknown("locked".into()))),
@@ -371,8 +461,15 @@ mod tests {
     fn unavailable_keys_are_not_tried_and_not_touched() {
         let mut k = want(1, "kms");
         k.available = Err("server down".into());
-        let d = [want(0, "static"), k.clone(), { let mut n = want(2, "tpm"); n.available = Err("no tpm".into()); n }];
-        let o = obs(&[(0, managed("static", BindingCheck::Match)), (1, managed("static", BindingCheck::Mismatch))]);
+        let d = [want(0, "static"), k.clone(), {
+            let mut n = want(2, "tpm");
+            n.available = Err("no tpm".into());
+            n
+        }];
+        let o = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (1, managed("static", BindingCheck::Mismatch)),
+        ]);
         assert_eq!(unlock_order(&d, &o), vec![0]);
         let p = plan_converge(&d, &o, 0);
         assert!(p.actions.is_empty(), "{p:?}");
@@ -409,13 +506,19 @@ mod tests {
         let d = [want(0, "static")];
         let o = obs(&[(0, managed("static", BindingCheck::Mismatch))]);
         let p = plan_converge(&d, &o, 0);
-        assert!(matches!(p.actions.as_slice(), [Action::WriteToken { slot: 0, .. }]), "{p:?}");
+        assert!(
+            matches!(p.actions.as_slice(), [Action::WriteToken { slot: 0, .. }]),
+            "{p:?}"
+        );
         // Non-derivable key: deferred.
         let d = [want(0, "kms")];
         let o = obs(&[(0, managed("kms", BindingCheck::Mismatch))]);
         let p = plan_converge(&d, &o, 0);
         assert!(p.actions.is_empty());
-        assert!(matches!(p.notes.as_slice(), [Note::Deferred { slot: 0, .. }]));
+        assert!(matches!(
+            p.notes.as_slice(),
+            [Note::Deferred { slot: 0, .. }]
+        ));
     }
 
     #[test]
@@ -427,20 +530,34 @@ mod tests {
             (7, ObservedSlot::Unmanaged),
         ]);
         let p = plan_converge(&d, &o, 0);
-        assert!(matches!(p.actions.as_slice(), [Action::Replace { slot: 4, .. }]), "{p:?}");
+        assert!(
+            matches!(p.actions.as_slice(), [Action::Replace { slot: 4, .. }]),
+            "{p:?}"
+        );
         assert_eq!(p.notes, vec![Note::Unmanaged { slot: 7 }]);
         // Adopted, not replaced, when it is the slot that unlocked.
         let p = plan_converge(&d, &o, 4);
-        assert!(matches!(p.actions.as_slice(), [Action::WriteToken { slot: 4, .. }]), "{p:?}");
+        assert!(
+            matches!(p.actions.as_slice(), [Action::WriteToken { slot: 4, .. }]),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn kind_change_is_a_replace_with_a_reason() {
         let d = [want(0, "static"), want(1, "nodeID")];
-        let o = obs(&[(0, managed("static", BindingCheck::Match)), (1, managed("static", BindingCheck::Mismatch))]);
+        let o = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (1, managed("static", BindingCheck::Mismatch)),
+        ]);
         let p = plan_converge(&d, &o, 0);
         match p.actions.as_slice() {
-            [Action::Replace { slot: 1, reason, .. }] => assert!(reason.contains("static key, the config wants nodeID"), "{reason}"),
+            [Action::Replace {
+                slot: 1, reason, ..
+            }] => assert!(
+                reason.contains("static key, the config wants nodeID"),
+                "{reason}"
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -448,10 +565,16 @@ mod tests {
     #[test]
     fn orphan_tokens_are_cleaned_last() {
         let d = [want(0, "static")];
-        let mut o = obs(&[(0, managed("static", BindingCheck::Match)), (1, managed("static", BindingCheck::Unknown("x".into())))]);
+        let mut o = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (1, managed("static", BindingCheck::Unknown("x".into()))),
+        ]);
         o.orphan_tokens = vec![9];
         let p = plan_converge(&d, &o, 0);
-        assert_eq!(p.actions.last(), Some(&Action::RemoveOrphanToken { token: 9 }));
+        assert_eq!(
+            p.actions.last(),
+            Some(&Action::RemoveOrphanToken { token: 9 })
+        );
         assert!(matches!(p.actions[0], Action::Remove { slot: 1, .. }));
     }
 

@@ -7,7 +7,7 @@ use std::fmt::Write;
 /// One line per action and note, for `volctl plan` and `volctl converge`.
 pub fn outcome_text(o: &Outcome) -> String {
     let mut s = String::new();
-    let verb = if o.applied { "converged" } else { "plan for" };
+    let verb = if o.dry_run { "plan for" } else { "converged" };
     let _ = writeln!(s, "{verb} volume {} on {}", o.volume, o.device);
     match &o.unlocked_by {
         Some((slot, kind)) => {
@@ -20,13 +20,31 @@ pub fn outcome_text(o: &Outcome) -> String {
     for a in &o.plan.actions {
         let line = match a {
             Action::Format => "+ format as LUKS2".to_string(),
-            Action::Add { slot, kind, lock_to_state } => format!("+ add slot {slot} ({})", kind_str(kind, *lock_to_state)),
-            Action::Replace { slot, kind, lock_to_state, reason } => {
-                format!("~ replace slot {slot} with {}: {reason}", kind_str(kind, *lock_to_state))
+            Action::Add {
+                slot,
+                kind,
+                lock_to_state,
+            } => format!("+ add slot {slot} ({})", kind_str(kind, *lock_to_state)),
+            Action::Replace {
+                slot,
+                kind,
+                lock_to_state,
+                reason,
+            } => {
+                format!(
+                    "~ replace slot {slot} with {}: {reason}",
+                    kind_str(kind, *lock_to_state)
+                )
             }
-            Action::WriteToken { slot, reason, .. } => format!("~ rewrite token of slot {slot}: {reason}"),
-            Action::Remove { slot, kind } => format!("- remove slot {slot} ({kind}): not in the config"),
-            Action::RemoveOrphanToken { token } => format!("- remove token {token}: its keyslot is gone"),
+            Action::WriteToken { slot, reason, .. } => {
+                format!("~ rewrite token of slot {slot}: {reason}")
+            }
+            Action::Remove { slot, kind } => {
+                format!("- remove slot {slot} ({kind}): not in the config")
+            }
+            Action::RemoveOrphanToken { token } => {
+                format!("- remove token {token}: its keyslot is gone")
+            }
         };
         let _ = writeln!(s, "  {line}");
     }

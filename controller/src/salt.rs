@@ -38,12 +38,18 @@ pub enum SaltError {
 /// Reads the salt file at `path`.
 pub fn read_salt_file(path: &Path) -> Result<StateSalt, SaltError> {
     let p = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| SaltError::Read { path: p.clone(), reason: e.to_string() })?;
+    let meta = std::fs::metadata(path).map_err(|e| SaltError::Read {
+        path: p.clone(),
+        reason: e.to_string(),
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(SaltError::Permissions { path: p, mode });
     }
-    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| SaltError::Read { path: p.clone(), reason: e.to_string() })?);
+    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| SaltError::Read {
+        path: p.clone(),
+        reason: e.to_string(),
+    })?);
     let bytes: Zeroizing<Vec<u8>> = if raw.len() == STATE_SALT_LEN {
         raw
     } else {
@@ -54,6 +60,9 @@ pub fn read_salt_file(path: &Path) -> Result<StateSalt, SaltError> {
                 .map_err(|_| SaltError::Format { path: p.clone() })?,
         )
     };
-    let arr: [u8; STATE_SALT_LEN] = bytes.as_slice().try_into().map_err(|_| SaltError::Format { path: p })?;
+    let arr: [u8; STATE_SALT_LEN] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| SaltError::Format { path: p })?;
     Ok(StateSalt::new(arr))
 }

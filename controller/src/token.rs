@@ -32,7 +32,13 @@ pub struct VolctlToken {
 
 impl VolctlToken {
     /// Builds the token for `slot`.
-    pub fn new(slot: u32, kind: &str, lock_to_state: bool, data: serde_json::Value, binding: String) -> Self {
+    pub fn new(
+        slot: u32,
+        kind: &str,
+        lock_to_state: bool,
+        data: serde_json::Value,
+        binding: String,
+    ) -> Self {
         VolctlToken {
             token_type: TOKEN_TYPE.to_string(),
             keyslots: vec![slot.to_string()],

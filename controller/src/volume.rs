@@ -38,9 +38,16 @@ impl VolumeSpec {
             .find(|d| d.name() == name || d.partition_label() == name)
             .ok_or_else(|| SpecError::NotFound {
                 name: name.to_string(),
-                found: docs.iter().map(|d| d.name().to_string()).collect::<Vec<_>>().join(", "),
+                found: docs
+                    .iter()
+                    .map(|d| d.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
-        let encryption = doc.encryption().cloned().ok_or_else(|| SpecError::NotEncrypted(name.to_string()))?;
+        let encryption = doc
+            .encryption()
+            .cloned()
+            .ok_or_else(|| SpecError::NotEncrypted(name.to_string()))?;
         Ok(VolumeSpec {
             name: doc.name().to_string(),
             label: doc.partition_label(),

@@ -24,10 +24,26 @@ fn blank_image_gets_exactly_the_configured_slots_and_tokens() {
         .as_object()
         .unwrap()
         .values()
-        .map(|t| (t["type"].as_str().unwrap().to_string(), t["keyslots"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()))
+        .map(|t| {
+            (
+                t["type"].as_str().unwrap().to_string(),
+                t["keyslots"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
         .collect();
     tokens.sort();
-    assert_eq!(tokens, vec![("volctl".into(), vec!["0".into()]), ("volctl".into(), vec!["2".into()])]);
+    assert_eq!(
+        tokens,
+        vec![
+            ("volctl".into(), vec!["0".into()]),
+            ("volctl".into(), vec!["2".into()])
+        ]
+    );
     assert!(opens(&img.path, 0, b"first-pass"));
     assert!(opens(&img.path, 2, &node_pass()));
     assert!(!opens(&img.path, 2, b"first-pass"));
@@ -45,17 +61,31 @@ fn rotation_across_two_converges_keeps_volume_key_and_segment() {
     let vk = volume_key(&img.path, 0, b"first-pass");
 
     let o = apply(&config(&[S0, S1, N2]), &img.path);
-    assert_eq!(o.plan.actions, vec![Action::Add { slot: 1, kind: "static".into(), lock_to_state: false }]);
+    assert_eq!(
+        o.plan.actions,
+        vec![Action::Add {
+            slot: 1,
+            kind: "static".into(),
+            lock_to_state: false
+        }]
+    );
     assert_eq!(o.kdf_runs, 2, "unlock + one enrolment");
     assert_eq!(slots(&img.path), vec![0, 1, 2]);
     assert!(opens(&img.path, 1, b"second-pass"));
 
     let o = apply(&config(&[S1, N2]), &img.path);
-    assert!(matches!(o.plan.actions.as_slice(), [Action::Remove { slot: 0, .. }]), "{:?}", o.plan);
+    assert!(
+        matches!(o.plan.actions.as_slice(), [Action::Remove { slot: 0, .. }]),
+        "{:?}",
+        o.plan
+    );
     assert_eq!(slots(&img.path), vec![1, 2]);
     assert!(!opens(&img.path, 0, b"first-pass"));
     assert_eq!(dump(&img.path)["segments"], seg);
-    assert_eq!(dump(&img.path)["digests"]["0"]["digest"], digest["0"]["digest"]);
+    assert_eq!(
+        dump(&img.path)["digests"]["0"]["digest"],
+        digest["0"]["digest"]
+    );
     assert_eq!(volume_key(&img.path, 1, b"second-pass"), vk);
     // No orphan token left behind by the removed slot.
     assert_eq!(dump(&img.path)["tokens"].as_object().unwrap().len(), 2);
@@ -67,8 +97,16 @@ fn changed_passphrase_is_detected_by_binding_and_replaced() {
     apply(&config(&[S0, N2]), &img.path);
     let changed = "{slot: 0, static: {passphrase: changed-pass}}";
     let o = apply(&config(&[changed, N2]), &img.path);
-    assert_eq!(o.unlocked_by, Some((2, "nodeID".into())), "the old static key cannot unlock");
-    assert!(matches!(o.plan.actions.as_slice(), [Action::Replace { slot: 0, .. }]), "{:?}", o.plan);
+    assert_eq!(
+        o.unlocked_by,
+        Some((2, "nodeID".into())),
+        "the old static key cannot unlock"
+    );
+    assert!(
+        matches!(o.plan.actions.as_slice(), [Action::Replace { slot: 0, .. }]),
+        "{:?}",
+        o.plan
+    );
     assert!(opens(&img.path, 0, b"changed-pass"));
     assert!(!opens(&img.path, 0, b"first-pass"));
 }
@@ -82,14 +120,24 @@ fn unchanged_config_plans_nothing_and_does_not_move_the_epoch() {
     let o = apply(&config(&[S0, N2]), &img.path);
     assert!(o.plan.is_empty() && !o.applied, "{:?}", o.plan);
     assert_eq!(o.seqid.0, o.seqid.1);
-    assert_eq!(sha256_file(&img.path), before, "a converged volume is not written");
+    assert_eq!(
+        sha256_file(&img.path),
+        before,
+        "a converged volume is not written"
+    );
     assert_eq!(dump(&img.path)["config"], epoch);
 }
 
 #[test]
 fn converged_volume_costs_exactly_one_kdf_run_whatever_the_key_count() {
     let img = image(40);
-    let keys = [S0, S1, N2, "{slot: 3, static: {passphrase: p3}}", "{slot: 4, nodeID: {}, lockToSTATE: true}"];
+    let keys = [
+        S0,
+        S1,
+        N2,
+        "{slot: 3, static: {passphrase: p3}}",
+        "{slot: 4, nodeID: {}, lockToSTATE: true}",
+    ];
     apply(&config(&keys), &img.path);
     let o = apply(&config(&keys), &img.path);
     assert_eq!(o.kdf_runs, 1, "{o:?}");
@@ -100,7 +148,11 @@ fn converged_volume_costs_exactly_one_kdf_run_whatever_the_key_count() {
 #[test]
 fn non_blank_device_is_refused_and_left_byte_identical() {
     let img = image(40);
-    let st = std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img.path).status().unwrap();
+    let st = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&img.path)
+        .status()
+        .unwrap();
     assert!(st.success());
     let before = sha256_file(&img.path);
     let e = run(&config(&[S0]), &img.path, &env(), Mode::Apply).unwrap_err();
@@ -114,10 +166,19 @@ fn wrong_key_is_a_clear_error_listing_the_slots_and_nothing_is_written() {
     let img = image(40);
     apply(&config(&[S0, N2]), &img.path);
     let before = sha256_file(&img.path);
-    let e = run(&config(&["{slot: 0, static: {passphrase: wrong}}"]), &img.path, &env(), Mode::Apply).unwrap_err();
+    let e = run(
+        &config(&["{slot: 0, static: {passphrase: wrong}}"]),
+        &img.path,
+        &env(),
+        Mode::Apply,
+    )
+    .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, ConvergeError::NoKeyOpens { .. }), "{msg}");
-    assert!(msg.contains("0 (static)") && msg.contains("2 (nodeID)") && msg.contains("wrong key"), "{msg}");
+    assert!(
+        msg.contains("0 (static)") && msg.contains("2 (nodeID)") && msg.contains("wrong key"),
+        "{msg}"
+    );
     assert!(!msg.contains("wrong\""), "no passphrase in errors: {msg}");
     assert_eq!(sha256_file(&img.path), before);
 }
@@ -126,14 +187,29 @@ fn wrong_key_is_a_clear_error_listing_the_slots_and_nothing_is_written() {
 fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
     let img = image(40);
     let salted = "{slot: 0, nodeID: {}, lockToSTATE: true}";
-    let no_salt = ProviderEnv { node_uuid: Ok(UUID.into()), state_salt: None };
+    let no_salt = ProviderEnv {
+        node_uuid: Ok(UUID.into()),
+        state_salt: None,
+    };
     let e = run(&config(&[salted]), &img.path, &no_salt, Mode::Apply).unwrap_err();
     assert!(e.to_string().contains("STATE salt is not available"), "{e}");
     assert!(!dump_exists(&img.path));
 
-    let bad_uuid = providers::read_node_uuid(Some("00000000-0000-0000-0000-000000000000"), std::path::Path::new("/x"));
-    let env = ProviderEnv { node_uuid: bad_uuid.map_err(|e| e.to_string()), state_salt: None };
-    let e = run(&config(&["{slot: 0, nodeID: {}}"]), &img.path, &env, Mode::Apply).unwrap_err();
+    let bad_uuid = providers::read_node_uuid(
+        Some("00000000-0000-0000-0000-000000000000"),
+        std::path::Path::new("/x"),
+    );
+    let env = ProviderEnv {
+        node_uuid: bad_uuid.map_err(|e| e.to_string()),
+        state_salt: None,
+    };
+    let e = run(
+        &config(&["{slot: 0, nodeID: {}}"]),
+        &img.path,
+        &env,
+        Mode::Apply,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("too little entropy"), "{e}");
     assert!(!dump_exists(&img.path));
 
@@ -143,12 +219,24 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
     let before = sha256_file(&img.path);
     let o = run(&config(&[salted, S1]), &img.path, &no_salt, Mode::Apply).unwrap();
     assert!(o.plan.actions.is_empty());
-    assert!(matches!(o.plan.notes.as_slice(), [Note::Unverified { slot: 0, .. }] | [Note::Unavailable { slot: 0, .. }]), "{:?}", o.plan.notes);
+    assert!(
+        matches!(
+            o.plan.notes.as_slice(),
+            [Note::Unverified { slot: 0, .. }] | [Note::Unavailable { slot: 0, .. }]
+        ),
+        "{:?}",
+        o.plan.notes
+    );
     assert_eq!(sha256_file(&img.path), before);
 }
 
 fn dump_exists(path: &std::path::Path) -> bool {
-    std::process::Command::new("cryptsetup").arg("isLuks").arg(path).status().unwrap().success()
+    std::process::Command::new("cryptsetup")
+        .arg("isLuks")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success()
 }
 
 #[test]
@@ -158,7 +246,18 @@ fn slot_added_outside_volctl_survives_and_is_reported_unmanaged() {
     let new_key = img.dir.path().join("operator.key");
     std::fs::write(&new_key, b"operator-pass").unwrap();
     cryptsetup_then(
-        &["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-slot", "5", "--key-file", "-"],
+        &[
+            "luksAddKey",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-slot",
+            "5",
+            "--key-file",
+            "-",
+        ],
         &img.path,
         &[&new_key],
         b"first-pass",
@@ -173,17 +272,33 @@ fn slot_added_outside_volctl_survives_and_is_reported_unmanaged() {
 
 #[test]
 fn tampered_or_mismatched_header_is_refused_before_any_kdf() {
-    for (cipher, why) in [("cipher_null-ecb", "stores data unencrypted"), ("aes-cbc-essiv:sha256", "config asks for `aes-xts-plain64`")] {
+    for (cipher, why) in [
+        ("cipher_null-ecb", "stores data unencrypted"),
+        ("aes-cbc-essiv:sha256", "config asks for `aes-xts-plain64`"),
+    ] {
         let img = image(40);
         apply(&config(&[S0]), &img.path);
-        tamper_json(&img.path, |v| v["segments"]["0"]["encryption"] = cipher.into());
+        tamper_json(&img.path, |v| {
+            v["segments"]["0"]["encryption"] = cipher.into()
+        });
         // The CLI accepts the tampered header as valid LUKS2.
         assert_eq!(dump(&img.path)["segments"]["0"]["encryption"], cipher);
         let before = sha256_file(&img.path);
         let dev = std::sync::Arc::new(controller::device::CryptsetupDevice::new(&img.path));
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let e = rt.block_on(controller::converge::converge(&config(&[S0]), dev.clone(), &env(), Mode::Apply)).unwrap_err();
-        assert_eq!(controller::device::LuksDevice::kdf_runs(dev.as_ref()), 0, "no passphrase touched the header");
+        let e = rt
+            .block_on(controller::converge::converge(
+                &config(&[S0]),
+                dev.clone(),
+                &env(),
+                Mode::Apply,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            controller::device::LuksDevice::kdf_runs(dev.as_ref()),
+            0,
+            "no passphrase touched the header"
+        );
         let msg = e.to_string();
         assert!(matches!(e, ConvergeError::UntrustedHeader { .. }), "{msg}");
         assert!(msg.contains(cipher) && msg.contains(why), "{msg}");

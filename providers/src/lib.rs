@@ -16,7 +16,9 @@ mod static_key;
 mod unavailable;
 
 pub use error::ProviderError;
-pub use node_id::{check_uuid_entropy, read_node_uuid, NodeIdProvider, NODE_UUID_ENV, SMBIOS_UUID_PATH};
+pub use node_id::{
+    check_uuid_entropy, read_node_uuid, NodeIdProvider, NODE_UUID_ENV, SMBIOS_UUID_PATH,
+};
 pub use passphrase::Passphrase;
 pub use provider::{Enrolled, KeyContext, KeyProvider};
 pub use registry::{provider_for, ProviderEnv};

@@ -14,7 +14,10 @@ pub const NODE_UUID_ENV: &str = "VOLCTL_NODE_UUID";
 /// Reads the node UUID: `override_uuid` if given, else the SMBIOS file.
 /// The letter case is kept as read, because the key is derived from the
 /// string. Refuses low-entropy UUIDs.
-pub fn read_node_uuid(override_uuid: Option<&str>, smbios_path: &Path) -> Result<String, ProviderError> {
+pub fn read_node_uuid(
+    override_uuid: Option<&str>,
+    smbios_path: &Path,
+) -> Result<String, ProviderError> {
     let uuid = match override_uuid {
         Some(u) => u.trim().to_string(),
         None => std::fs::read_to_string(smbios_path)
@@ -73,7 +76,9 @@ impl NodeIdProvider {
                 kind: "nodeID",
                 reason: reason.clone(),
             })?;
-        Ok(Passphrase::new(format!("{uuid}{}", ctx.volume_id).into_bytes()))
+        Ok(Passphrase::new(
+            format!("{uuid}{}", ctx.volume_id).into_bytes(),
+        ))
     }
 }
 
@@ -123,15 +128,27 @@ mod tests {
     #[test]
     fn derivation_is_uuid_then_label_and_keeps_case() {
         let p = NodeIdProvider::new(Ok("4C4C4544-0038-5910-8057-B4C04F4D3732".into()));
-        let ctx = KeyContext { volume_id: "STATE".into(), slot: 0 };
-        assert_eq!(p.derive(&ctx).unwrap().expose(), b"4C4C4544-0038-5910-8057-B4C04F4D3732STATE");
+        let ctx = KeyContext {
+            volume_id: "STATE".into(),
+            slot: 0,
+        };
+        assert_eq!(
+            p.derive(&ctx).unwrap().expose(),
+            b"4C4C4544-0038-5910-8057-B4C04F4D3732STATE"
+        );
     }
 
     #[test]
     fn override_wins_and_missing_file_is_a_clear_error() {
         let missing = Path::new("/nonexistent/product_uuid");
-        assert_eq!(read_node_uuid(Some(" 4c4c4544-0038-5910-8057-b4c04f4d3732\n"), missing).unwrap(), "4c4c4544-0038-5910-8057-b4c04f4d3732");
+        assert_eq!(
+            read_node_uuid(Some(" 4c4c4544-0038-5910-8057-b4c04f4d3732\n"), missing).unwrap(),
+            "4c4c4544-0038-5910-8057-b4c04f4d3732"
+        );
         let e = read_node_uuid(None, missing).unwrap_err().to_string();
-        assert!(e.contains("/nonexistent/product_uuid") && e.contains("VOLCTL_NODE_UUID"), "{e}");
+        assert!(
+            e.contains("/nonexistent/product_uuid") && e.contains("VOLCTL_NODE_UUID"),
+            "{e}"
+        );
     }
 }

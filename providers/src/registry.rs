@@ -19,12 +19,12 @@ pub struct ProviderEnv {
 pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider> {
     let inner: Box<dyn KeyProvider> = match &key.kind {
         KeyKind::Static { passphrase } => Box::new(StaticProvider::new(passphrase.clone())),
-        KeyKind::NodeId => Box::new(NodeIdProvider::new(env.node_uuid.clone().map_err(|reason| {
-            ProviderError::Unavailable {
+        KeyKind::NodeId => Box::new(NodeIdProvider::new(env.node_uuid.clone().map_err(
+            |reason| ProviderError::Unavailable {
                 kind: "nodeID",
                 reason,
-            }
-        }))),
+            },
+        ))),
         KeyKind::Tpm { .. } => Box::new(UnavailableProvider::new(
             "tpm",
             2,
@@ -58,10 +58,15 @@ mod tests {
 
     #[tokio::test]
     async fn lock_to_state_appends_the_salt_to_any_kind() {
-        let ctx = KeyContext { volume_id: "EPHEMERAL".into(), slot: 1 };
+        let ctx = KeyContext {
+            volume_id: "EPHEMERAL".into(),
+            slot: 1,
+        };
         let key = ResolvedKey {
             slot: 1,
-            kind: KeyKind::Static { passphrase: SecretString::new("pw") },
+            kind: KeyKind::Static {
+                passphrase: SecretString::new("pw"),
+            },
             lock_to_state: true,
         };
         let p = provider_for(&key, &env(Some(StateSalt::new([7; 32]))));
@@ -69,28 +74,63 @@ mod tests {
         let mut want = b"pw".to_vec();
         want.extend([7u8; 32]);
         assert_eq!(got.expose(), want.as_slice());
-        assert_eq!(p.recover(&ctx, &serde_json::json!({})).await.unwrap().expose(), want.as_slice());
+        assert_eq!(
+            p.recover(&ctx, &serde_json::json!({}))
+                .await
+                .unwrap()
+                .expose(),
+            want.as_slice()
+        );
         assert!(format!("{got:?}").contains("redacted"));
     }
 
     #[tokio::test]
     async fn missing_salt_is_an_error_not_an_unsalted_key() {
-        let ctx = KeyContext { volume_id: "EPHEMERAL".into(), slot: 0 };
-        let key = ResolvedKey { slot: 0, kind: KeyKind::NodeId, lock_to_state: true };
+        let ctx = KeyContext {
+            volume_id: "EPHEMERAL".into(),
+            slot: 0,
+        };
+        let key = ResolvedKey {
+            slot: 0,
+            kind: KeyKind::NodeId,
+            lock_to_state: true,
+        };
         let p = provider_for(&key, &env(None));
-        assert!(matches!(p.enroll(&ctx).await, Err(ProviderError::MissingSalt)));
-        assert!(matches!(p.binding_material(&ctx), Err(ProviderError::MissingSalt)));
+        assert!(matches!(
+            p.enroll(&ctx).await,
+            Err(ProviderError::MissingSalt)
+        ));
+        assert!(matches!(
+            p.binding_material(&ctx),
+            Err(ProviderError::MissingSalt)
+        ));
     }
 
     #[test]
     fn binding_material_differs_by_salt_and_kind() {
-        let ctx = KeyContext { volume_id: "EPHEMERAL".into(), slot: 0 };
-        let node = ResolvedKey { slot: 0, kind: KeyKind::NodeId, lock_to_state: true };
-        let a = provider_for(&node, &env(Some(StateSalt::new([1; 32])))).binding_material(&ctx).unwrap();
-        let b = provider_for(&node, &env(Some(StateSalt::new([2; 32])))).binding_material(&ctx).unwrap();
+        let ctx = KeyContext {
+            volume_id: "EPHEMERAL".into(),
+            slot: 0,
+        };
+        let node = ResolvedKey {
+            slot: 0,
+            kind: KeyKind::NodeId,
+            lock_to_state: true,
+        };
+        let a = provider_for(&node, &env(Some(StateSalt::new([1; 32]))))
+            .binding_material(&ctx)
+            .unwrap();
+        let b = provider_for(&node, &env(Some(StateSalt::new([2; 32]))))
+            .binding_material(&ctx)
+            .unwrap();
         assert_ne!(a, b);
-        let plain = ResolvedKey { lock_to_state: false, ..node };
-        let c = provider_for(&plain, &env(None)).binding_material(&ctx).unwrap();
+        let plain = ResolvedKey {
+            lock_to_state: false,
+            ..node
+        };
+        let c = provider_for(&plain, &env(None))
+            .binding_material(&ctx)
+            .unwrap();
         assert_ne!(a, c);
     }
 }

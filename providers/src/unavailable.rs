@@ -44,7 +44,11 @@ impl KeyProvider for UnavailableProvider {
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         Err(self.err())
     }
-    async fn recover(&self, _ctx: &KeyContext, _t: &serde_json::Value) -> Result<Passphrase, ProviderError> {
+    async fn recover(
+        &self,
+        _ctx: &KeyContext,
+        _t: &serde_json::Value,
+    ) -> Result<Passphrase, ProviderError> {
         Err(self.err())
     }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {

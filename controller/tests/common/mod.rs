@@ -43,12 +43,29 @@ pub fn config(keys: &[&str]) -> VolumeSpec {
 }
 
 pub fn env() -> ProviderEnv {
-    ProviderEnv { node_uuid: Ok(UUID.into()), state_salt: Some(StateSalt::new([0x5a; 32])) }
+    ProviderEnv {
+        node_uuid: Ok(UUID.into()),
+        state_salt: Some(StateSalt::new([0x5a; 32])),
+    }
 }
 
-pub fn run(spec: &VolumeSpec, path: &Path, env: &ProviderEnv, mode: Mode) -> Result<Outcome, ConvergeError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(converge(spec, Arc::new(CryptsetupDevice::new(path)), env, mode))
+pub fn run(
+    spec: &VolumeSpec,
+    path: &Path,
+    env: &ProviderEnv,
+    mode: Mode,
+) -> Result<Outcome, ConvergeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(converge(
+        spec,
+        Arc::new(CryptsetupDevice::new(path)),
+        env,
+        mode,
+    ))
 }
 
 pub fn apply(spec: &VolumeSpec, path: &Path) -> Outcome {
@@ -57,14 +74,27 @@ pub fn apply(spec: &VolumeSpec, path: &Path) -> Outcome {
 
 /// `cryptsetup luksDump --dump-json-metadata`.
 pub fn dump(path: &Path) -> serde_json::Value {
-    let out = Command::new("cryptsetup").args(["luksDump", "--dump-json-metadata"]).arg(path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("cryptsetup")
+        .args(["luksDump", "--dump-json-metadata"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Keyslot numbers per the cryptsetup CLI.
 pub fn slots(path: &Path) -> Vec<u32> {
-    let mut v: Vec<u32> = dump(path)["keyslots"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect();
+    let mut v: Vec<u32> = dump(path)["keyslots"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -72,7 +102,14 @@ pub fn slots(path: &Path) -> Vec<u32> {
 /// Whether `cryptsetup open --test-passphrase --key-slot N` accepts `pass`.
 pub fn opens(path: &Path, slot: u32, pass: &[u8]) -> bool {
     let mut c = Command::new("cryptsetup")
-        .args(["open", "--test-passphrase", "--key-file", "-", "--key-slot", &slot.to_string()])
+        .args([
+            "open",
+            "--test-passphrase",
+            "--key-file",
+            "-",
+            "--key-slot",
+            &slot.to_string(),
+        ])
         .arg(path)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -86,7 +123,15 @@ pub fn opens(path: &Path, slot: u32, pass: &[u8]) -> bool {
 /// The volume key, read with the cryptsetup CLI through slot `slot`.
 pub fn volume_key(path: &Path, slot: u32, pass: &[u8]) -> String {
     let mut c = Command::new("cryptsetup")
-        .args(["luksDump", "--dump-volume-key", "--batch-mode", "--key-file", "-", "--key-slot", &slot.to_string()])
+        .args([
+            "luksDump",
+            "--dump-volume-key",
+            "--batch-mode",
+            "--key-file",
+            "-",
+            "--key-slot",
+            &slot.to_string(),
+        ])
         .arg(path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -95,10 +140,21 @@ pub fn volume_key(path: &Path, slot: u32, pass: &[u8]) -> String {
         .unwrap();
     c.stdin.take().unwrap().write_all(pass).unwrap();
     let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let i = text.find("MK dump:").or_else(|| text.find("Volume key:")).expect("volume key in dump");
-    text[i..].split_whitespace().skip(2).filter(|w| w.len() == 2).collect()
+    let i = text
+        .find("MK dump:")
+        .or_else(|| text.find("Volume key:"))
+        .expect("volume key in dump");
+    text[i..]
+        .split_whitespace()
+        .skip(2)
+        .filter(|w| w.len() == 2)
+        .collect()
 }
 
 /// Runs cryptsetup with `pass` on stdin; asserts success.
@@ -108,10 +164,21 @@ pub fn cryptsetup(args: &[&str], path: &Path, pass: &[u8]) {
 
 /// Like [`cryptsetup`], with arguments after the device.
 pub fn cryptsetup_then(args: &[&str], path: &Path, after: &[&Path], pass: &[u8]) {
-    let mut c = Command::new("cryptsetup").args(args).arg(path).args(after).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new("cryptsetup")
+        .args(args)
+        .arg(path)
+        .args(after)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     c.stdin.take().unwrap().write_all(pass).unwrap();
     let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "cryptsetup {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cryptsetup {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The nodeID passphrase of EPHEMERAL.

@@ -1,0 +1,55 @@
+# volctl — every task a newcomer or CI needs. Run as root on Debian 12.
+SHELL := /bin/bash
+CARGO ?= cargo
+VOLCTL := target/debug/volctl
+DEMO_DIR := target/demo
+
+APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
+	gdisk e2fsprogs xfsprogs util-linux ca-certificates curl
+
+.PHONY: all deps build demo test lint fmt bench schema clean
+
+all: build
+
+## deps: install the system packages and a Rust toolchain (if none).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null 2>&1 || [ -x $$HOME/.cargo/bin/cargo ] || \
+		{ echo "installing Rust with rustup"; curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
+	@echo "deps: ok"
+
+build:
+	$(CARGO) build --workspace
+
+## demo: the main job on a built-in demo disk image (see README).
+demo: deps build
+	bash scripts/demo.sh
+
+## test: every test (unit, real LUKS2 headers checked with cryptsetup, CLI).
+test: deps
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## bench: converge cost against test-opening every slot (prints a table).
+bench: deps
+	$(CARGO) bench -p volctl-controller --bench converge
+
+## schema: write the JSON Schemas to schema/.
+schema: build
+	mkdir -p schema
+	$(VOLCTL) schema > schema/volctl.schema.json
+	$(VOLCTL) schema --kind VolumeConfig > schema/VolumeConfig.schema.json
+	$(VOLCTL) schema --kind UserVolumeConfig > schema/UserVolumeConfig.schema.json
+
+clean:
+	$(CARGO) clean

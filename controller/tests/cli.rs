@@ -1,0 +1,198 @@
+//! The `volctl` binary: exit codes, output, and that nothing is written on error.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn volctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(args)
+        .env("VOLCTL_NODE_UUID", UUID)
+        .env_remove("VOLCTL_STATE_SALT_FILE")
+        .output()
+        .unwrap()
+}
+
+fn repo(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(p)
+        .display()
+        .to_string()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("config.yaml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const CFG: &str = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: cli-secret-pass}\n    - slot: 1\n      nodeID: {}\n      lockToSTATE: true\n";
+
+#[test]
+fn validate_accepts_examples_and_rejects_bad_files_with_exit_codes() {
+    let ok = volctl(&[
+        "validate",
+        "-f",
+        &repo("examples/node.yaml"),
+        "-f",
+        &repo("examples/appliance.yaml"),
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("document(s) valid"));
+
+    let bad = repo("tests/corpus/bad/09-slot-out-of-range.yaml");
+    let out = volctl(&["validate", "-f", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("09-slot-out-of-range.yaml:7: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keys[0].slot: slot 32 is outside 0–31"), "{err}");
+
+    let out = volctl(&["validate", "-f", &bad, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["path"], "encryption.keys[0].slot");
+    assert_eq!(v["diagnostics"][0]["line"], 7);
+
+    let usage = volctl(&["validate"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn schema_prints_json_for_all_or_one_kind() {
+    let out = volctl(&["schema"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["oneOf"].as_array().unwrap().len(), 2);
+    let out = volctl(&["schema", "--kind", "UserVolumeConfig"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["properties"]["kind"]["const"], "UserVolumeConfig");
+    assert!(v["properties"].get("filesystem").is_some());
+}
+
+#[test]
+fn plan_detailed_exitcode_then_converge_then_nothing_to_do() {
+    let img = image(40);
+    let salt = img.dir.path().join("salt");
+    std::fs::write(&salt, [3u8; 32]).unwrap();
+    std::fs::set_permissions(&salt, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cfg = write_config(img.dir.path(), CFG);
+    let dev = img.path.display().to_string();
+    let args = |cmd: &'static str| -> Vec<String> {
+        vec![
+            cmd.into(),
+            "--volume".into(),
+            "data".into(),
+            "--device".into(),
+            dev.clone(),
+            "-f".into(),
+            cfg.display().to_string(),
+            "--state-salt-file".into(),
+            salt.display().to_string(),
+        ]
+    };
+    let run = |cmd: &'static str, extra: &[&str]| {
+        let mut a: Vec<String> = args(cmd);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        volctl(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let before = sha256_file(&img.path);
+    let p = run("plan", &["--detailed-exitcode"]);
+    assert_eq!(p.status.code(), Some(2), "{}", text(&p.stderr));
+    assert!(
+        text(&p.stdout).contains("+ add slot 1 (nodeID, lockToSTATE)"),
+        "{}",
+        text(&p.stdout)
+    );
+    assert_eq!(sha256_file(&img.path), before, "plan writes nothing");
+
+    let c = run("converge", &[]);
+    assert_eq!(c.status.code(), Some(0), "{}", text(&c.stderr));
+    assert!(
+        !text(&c.stdout).contains("cli-secret-pass")
+            && !text(&c.stderr).contains("cli-secret-pass")
+    );
+    assert_eq!(slots(&img.path), vec![0, 1]);
+    let mut salted = format!("{UUID}u-data").into_bytes();
+    salted.extend([3u8; 32]);
+    assert!(opens(&img.path, 1, &salted));
+
+    let p = run("plan", &["--detailed-exitcode", "-o", "json"]);
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    assert_eq!(v["kdf_runs"], 1);
+    assert_eq!(v["plan"]["actions"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn invalid_config_or_loose_salt_file_fails_and_writes_nothing() {
+    let img = image(40);
+    let dup = CFG.replace("slot: 1", "slot: 0");
+    let cfg = write_config(img.dir.path(), &dup);
+    let dev = img.path.display().to_string();
+    let out = volctl(&[
+        "converge",
+        "--volume",
+        "data",
+        "--device",
+        &dev,
+        "-f",
+        &cfg.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("encryption.keys[1].slot: slot 0 is already used by encryption.keys[0]"),
+        "{err}"
+    );
+    assert!(!Command::new("cryptsetup")
+        .arg("isLuks")
+        .arg(&img.path)
+        .status()
+        .unwrap()
+        .success());
+
+    let cfg = write_config(img.dir.path(), CFG);
+    let salt = img.dir.path().join("salt");
+    std::fs::write(&salt, [3u8; 32]).unwrap();
+    std::fs::set_permissions(&salt, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = volctl(&[
+        "converge",
+        "--volume",
+        "data",
+        "--device",
+        &dev,
+        "-f",
+        &cfg.display().to_string(),
+        "--state-salt-file",
+        &salt.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("must not be readable by group or others"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = volctl(&[
+        "converge",
+        "--volume",
+        "data",
+        "--device",
+        "/nonexistent/disk",
+        "-f",
+        &cfg.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot open /nonexistent/disk for writing"),
+        "{}",
+        text(&out.stderr)
+    );
+}
