@@ -5,9 +5,10 @@ VOLCTL := target/debug/volctl
 DEMO_DIR := target/demo
 
 APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
-	gdisk e2fsprogs xfsprogs util-linux ca-certificates curl
+	gdisk e2fsprogs xfsprogs util-linux ca-certificates curl \
+	qemu-system-x86 busybox-static kmod cpio xz-utils
 
-.PHONY: all deps build demo test lint fmt bench schema clean
+.PHONY: all deps build demo test e2e lint fmt bench schema clean
 
 all: build
 
@@ -32,6 +33,11 @@ demo: deps build
 ## test: every test (unit, real LUKS2 headers checked with cryptsetup, CLI).
 test: deps
 	$(CARGO) test --workspace
+
+## e2e: the VM suite (real dm-crypt, mkfs, mount under qemu with Debian's kernel).
+e2e: deps
+	mkdir -p target; $(CARGO) test -p volctl-controller --test e2e_vm -- --ignored --test-threads=1 --nocapture 2>&1 | tee target/e2e.log | grep -E '^(SCENARIO|test |test result)'; \
+	test $${PIPESTATUS[0]} -eq 0
 
 lint:
 	$(CARGO) fmt --all --check

@@ -60,6 +60,65 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
+    /// Bring up every volume: find partitions by label, unlock or format, converge keyslots, open, mount.
+    #[command(
+        after_help = "Example:\n  volctl boot -f /etc/volctl/config.yaml            # first boot: config given\n  volctl boot                                       # later boots: STATE's config (STATE's own from META)\n  volctl boot --disk disk.img -f node.yaml --state-mount /tmp/state\n\nExit status: 0 every volume ready, 3 some volume not ready (see `volctl status`), 1 fatal error."
+    )]
+    Boot {
+        /// Disks.
+        #[command(flatten)]
+        disks: DiskArgs,
+        /// Config file(s) given at boot; they win over META's and STATE's copies.
+        #[arg(short = 'f', long = "file")]
+        files: Vec<PathBuf>,
+        /// Where STATE is mounted.
+        #[arg(long, default_value = controller::boot::DEFAULT_STATE_MOUNT)]
+        state_mount: PathBuf,
+        /// Status file to write.
+        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+        /// Node UUID for nodeID keys (default: the SMBIOS UUID).
+        #[arg(long, env = "VOLCTL_NODE_UUID")]
+        node_uuid: Option<String>,
+        /// Volumes unlocked at once (each argon2 run may take up to 1 GiB).
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the status of every volume from the last boot.
+    #[command(after_help = "Example:\n  volctl status\n  volctl status -o json")]
+    Status {
+        /// Status file.
+        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Unmount and close every volume the last boot opened.
+    #[command(after_help = "Example:\n  volctl close")]
+    Close {
+        /// Status file.
+        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+    },
+    /// Read and write the META partition's records.
+    #[command(
+        after_help = "Example:\n  volctl meta --disk /dev/sda list\n  volctl meta --disk disk.img get 9\n\nTag 9 holds STATE's encryption config (JSON)."
+    )]
+    Meta {
+        /// Disks.
+        #[command(flatten)]
+        disks: DiskArgs,
+        /// The META partition itself (instead of searching disks).
+        #[arg(long, conflicts_with = "disks")]
+        device: Option<PathBuf>,
+        /// Operation.
+        #[command(subcommand)]
+        op: MetaOp,
+    },
     /// Format the device if blank, then make its keyslots match the config.
     #[command(
         after_help = "Example:\n  volctl converge --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  VOLCTL_NODE_UUID=... volctl converge --volume data --device data.img -f node.yaml --state-salt-file salt\n\nA device holding a filesystem or anything else is refused, never formatted."
@@ -68,6 +127,38 @@ pub enum Command {
         /// The volume.
         #[command(flatten)]
         target: Target,
+    },
+}
+
+/// Which disks to search.
+#[derive(Debug, Args)]
+pub struct DiskArgs {
+    /// Disk (block device or GPT disk image) to search; repeatable. Default: every disk.
+    #[arg(long = "disk")]
+    pub disks: Vec<PathBuf>,
+}
+
+/// `volctl meta` operations.
+#[derive(Debug, Subcommand)]
+pub enum MetaOp {
+    /// List the tags and sizes of META's records.
+    List,
+    /// Print one record's value.
+    Get {
+        /// Tag number.
+        tag: u32,
+    },
+    /// Set one record (value given as text).
+    Set {
+        /// Tag number.
+        tag: u32,
+        /// Value.
+        value: String,
+    },
+    /// Delete one record.
+    Delete {
+        /// Tag number.
+        tag: u32,
     },
 }
 

@@ -131,6 +131,19 @@ pub async fn converge(
     env: &ProviderEnv,
     mode: Mode,
 ) -> Result<Outcome, ConvergeError> {
+    converge_and_unlock(spec, device, env, mode)
+        .await
+        .map(|(o, _)| o)
+}
+
+/// Converges one volume and returns its volume key too, so the caller can
+/// activate it without another KDF run.
+pub async fn converge_and_unlock(
+    spec: &VolumeSpec,
+    device: Arc<dyn LuksDevice>,
+    env: &ProviderEnv,
+    mode: Mode,
+) -> Result<(Outcome, VolumeKey), ConvergeError> {
     let path = device.path().display().to_string();
     check_access(&device, mode)?;
     let kdf_before = device.kdf_runs();
@@ -198,7 +211,7 @@ pub async fn converge(
         Probe::Luks2(h) => Some(h.seqid),
         Probe::None => None,
     };
-    Ok(Outcome {
+    let outcome = Outcome {
         volume: spec.name.clone(),
         device: path,
         formatted: header.is_none() && applied,
@@ -208,7 +221,8 @@ pub async fn converge(
         applied,
         kdf_runs: device.kdf_runs() - kdf_before,
         seqid: (seq_before, seq_after),
-    })
+    };
+    Ok((outcome, volume_key))
 }
 
 fn access(path: &str, write: bool, e: std::io::Error) -> ConvergeError {

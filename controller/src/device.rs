@@ -7,7 +7,7 @@
 //! tests and status use to prove a converged volume costs one KDF run.
 
 use crate::binding::VolumeKey;
-use libcryptsetup_rs::consts::flags::{CryptPbkdf, CryptVolumeKey};
+use libcryptsetup_rs::consts::flags::{CryptActivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
 use libcryptsetup_rs::{
     CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptPbkdfType, Either, LibcryptErr,
@@ -114,6 +114,39 @@ pub trait LuksDevice: Send + Sync {
     fn set_token(&self, id: Option<u32>, json: &serde_json::Value) -> Result<u32, DeviceError>;
     /// Removes token `id`.
     fn remove_token(&self, id: u32) -> Result<(), DeviceError>;
+    /// Activates the volume with dm-crypt as `/dev/mapper/<name>`, by volume
+    /// key (no KDF run).
+    fn activate(
+        &self,
+        name: &str,
+        volume_key: &VolumeKey,
+        options: &ActivationOptions,
+    ) -> Result<(), DeviceError>;
+}
+
+/// dm-crypt options from the config's `encryption` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivationOptions {
+    /// Pass discards (TRIM) through.
+    pub allow_discards: bool,
+    /// Perf flags: `no_read_workqueue`, `no_write_workqueue`, `same_cpu_crypt`.
+    pub perf: Vec<String>,
+}
+
+/// Closes the dm-crypt device `name` (no-op error if it is not active).
+pub fn deactivate(name: &str) -> Result<(), DeviceError> {
+    let fail = |e: LibcryptErr| DeviceError::Failed {
+        op: "deactivate",
+        path: format!("/dev/mapper/{name}"),
+        reason: describe(&e),
+    };
+    let mut dev = CryptInit::init_by_name_and_header(name, None).map_err(fail)?;
+    dev.activate_handle()
+        .deactivate(
+            name,
+            libcryptsetup_rs::consts::flags::CryptDeactivate::empty(),
+        )
+        .map_err(fail)
 }
 
 /// [`LuksDevice`] on libcryptsetup: a block device or an image file.
@@ -276,6 +309,23 @@ impl LuksDevice for CryptsetupDevice {
             .map_err(|e| self.fail(op, e))
     }
 
+    fn activate(
+        &self,
+        name: &str,
+        volume_key: &VolumeKey,
+        options: &ActivationOptions,
+    ) -> Result<(), DeviceError> {
+        let op = "activate";
+        self.open(op)?
+            .activate_handle()
+            .activate_by_volume_key(
+                Some(name),
+                Some(volume_key.expose()),
+                Self::activation_flags(options),
+            )
+            .map_err(|e| self.fail(op, e))
+    }
+
     fn remove_token(&self, id: u32) -> Result<(), DeviceError> {
         let op = "remove token";
         self.open(op)?
@@ -299,6 +349,24 @@ fn pbkdf_type(c: PbkdfCost) -> CryptPbkdfType {
         max_memory_kb: c.memory_kib,
         parallel_threads: c.parallelism,
         flags: CryptPbkdf::NO_BENCHMARK,
+    }
+}
+
+impl CryptsetupDevice {
+    fn activation_flags(options: &ActivationOptions) -> CryptActivate {
+        let mut f = CryptActivate::empty();
+        if options.allow_discards {
+            f |= CryptActivate::ALLOW_DISCARDS;
+        }
+        for o in &options.perf {
+            f |= match o.as_str() {
+                "no_read_workqueue" => CryptActivate::NO_READ_WORKQUEUE,
+                "no_write_workqueue" => CryptActivate::NO_WRITE_WORKQUEUE,
+                "same_cpu_crypt" => CryptActivate::SAME_CPU_CRYPT,
+                _ => CryptActivate::empty(),
+            };
+        }
+        f
     }
 }
 

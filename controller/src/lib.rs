@@ -10,15 +10,22 @@
 //! - [`execute`]: carry the actions out in a safe order;
 //! - [`device`]: the libcryptsetup seam.
 
+pub mod atomic;
 pub mod binding;
+pub mod boot;
 pub mod consts;
 pub mod converge;
 pub mod device;
+pub mod disks;
+pub mod fs;
 pub mod header;
 pub mod header_check;
+pub mod loopdev;
+pub mod meta;
 pub mod plan;
 pub mod render;
 pub mod salt;
 pub mod signatures;
+pub mod status;
 pub mod token;
 pub mod volume;

@@ -5,9 +5,12 @@ mod cli;
 use anyhow::{bail, Context, Result};
 use api_types::{parse_file, schema, Document, DocumentKind};
 use clap::Parser;
-use cli::{Cli, Command, KindArg, Output, Target};
+use cli::{Cli, Command, KindArg, MetaOp, Output, Target};
+use controller::boot::{self, BootOptions};
 use controller::converge::{converge, Mode};
 use controller::device::CryptsetupDevice;
+use controller::meta;
+use controller::status::BootStatus;
 use controller::volume::VolumeSpec;
 use providers::{read_node_uuid, ProviderEnv, SMBIOS_UUID_PATH};
 use std::path::{Path, PathBuf};
@@ -67,7 +70,111 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run_converge(&target, Mode::Apply)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Boot {
+            disks,
+            files,
+            state_mount,
+            status_file,
+            node_uuid,
+            parallel,
+            output,
+        } => {
+            let opts = BootOptions {
+                disks: disks.disks,
+                config_files: files,
+                state_mount,
+                status_file,
+                node_uuid: read_node_uuid(node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
+                    .map_err(|e| e.to_string()),
+                parallel,
+            };
+            let rt = runtime()?;
+            let status = rt.block_on(boot::boot(&opts))?;
+            print_status(&status, output)?;
+            Ok(if status.all_ready() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Status {
+            status_file,
+            output,
+        } => {
+            let status = BootStatus::load(&status_file)
+                .with_context(|| format!("reading {}", status_file.display()))?;
+            print_status(&status, output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Close { status_file } => {
+            let mut status = BootStatus::load(&status_file)
+                .with_context(|| format!("reading {}", status_file.display()))?;
+            let (done, errors) = boot::close(&mut status);
+            status
+                .save(&status_file)
+                .with_context(|| format!("writing {}", status_file.display()))?;
+            for d in done {
+                println!("{d}");
+            }
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            Ok(if errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Meta { disks, device, op } => meta_command(disks.disks, device, op),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn print_status(status: &BootStatus, output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(status)?),
+        Output::Text => print!("{}", status.table()),
+    }
+    Ok(())
+}
+
+fn meta_command(disks: Vec<PathBuf>, device: Option<PathBuf>, op: MetaOp) -> Result<ExitCode> {
+    let (path, _open) = match device {
+        Some(d) => (d, None),
+        None => {
+            let disks = if disks.is_empty() {
+                controller::disks::system_disks()
+            } else {
+                disks
+            };
+            let parts = controller::disks::by_label(&disks)?;
+            let p = parts
+                .get("META")
+                .context("no partition labelled META on the given disks")?;
+            let open = controller::disks::OpenPartition::open(p)?;
+            (open.path.clone(), Some(open))
+        }
+    };
+    match op {
+        MetaOp::List => {
+            for (tag, v) in meta::read(&path)?.records {
+                println!("{tag}\t{} bytes", v.len());
+            }
+        }
+        MetaOp::Get { tag } => match meta::read(&path)?.records.get(&tag) {
+            Some(v) => println!("{}", String::from_utf8_lossy(v)),
+            None => bail!("META has no record with tag {tag}"),
+        },
+        MetaOp::Set { tag, value } => meta::update(&path, tag, Some(value.into_bytes()))?,
+        MetaOp::Delete { tag } => meta::update(&path, tag, None)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Validates files; prints diagnostics (stderr for text, stdout for JSON).

@@ -18,36 +18,49 @@ pub fn outcome_text(o: &Outcome) -> String {
         }
     }
     for a in &o.plan.actions {
-        let line = match a {
-            Action::Format => "+ format as LUKS2".to_string(),
-            Action::Add {
-                slot,
-                kind,
-                lock_to_state,
-            } => format!("+ add slot {slot} ({})", kind_str(kind, *lock_to_state)),
-            Action::Replace {
-                slot,
-                kind,
-                lock_to_state,
-                reason,
-            } => {
-                format!(
-                    "~ replace slot {slot} with {}: {reason}",
-                    kind_str(kind, *lock_to_state)
-                )
-            }
-            Action::WriteToken { slot, reason, .. } => {
-                format!("~ rewrite token of slot {slot}: {reason}")
-            }
-            Action::Remove { slot, kind } => {
-                format!("- remove slot {slot} ({kind}): not in the config")
-            }
-            Action::RemoveOrphanToken { token } => {
-                format!("- remove token {token}: its keyslot is gone")
-            }
-        };
-        let _ = writeln!(s, "  {line}");
+        let _ = writeln!(s, "  {}", action_line(a));
     }
+    notes(&mut s, o);
+    if o.plan.is_empty() {
+        let _ = writeln!(s, "  = nothing to change");
+    }
+    let _ = writeln!(s, "  KDF runs: {}", o.kdf_runs);
+    s
+}
+
+/// One line for an action: `+ add slot 2 (static)`.
+pub fn action_line(a: &Action) -> String {
+    match a {
+        Action::Format => "+ format as LUKS2".to_string(),
+        Action::Add {
+            slot,
+            kind,
+            lock_to_state,
+        } => format!("+ add slot {slot} ({})", kind_str(kind, *lock_to_state)),
+        Action::Replace {
+            slot,
+            kind,
+            lock_to_state,
+            reason,
+        } => {
+            format!(
+                "~ replace slot {slot} with {}: {reason}",
+                kind_str(kind, *lock_to_state)
+            )
+        }
+        Action::WriteToken { slot, reason, .. } => {
+            format!("~ rewrite token of slot {slot}: {reason}")
+        }
+        Action::Remove { slot, kind } => {
+            format!("- remove slot {slot} ({kind}): not in the config")
+        }
+        Action::RemoveOrphanToken { token } => {
+            format!("- remove token {token}: its keyslot is gone")
+        }
+    }
+}
+
+fn notes(s: &mut String, o: &Outcome) {
     for n in &o.plan.notes {
         let line = match n {
             Note::Unmanaged { slot } => format!("slot {slot} holds a key volctl did not enrol and the config does not list: left alone"),
@@ -57,11 +70,6 @@ pub fn outcome_text(o: &Outcome) -> String {
         };
         let _ = writeln!(s, "  ! {line}");
     }
-    if o.plan.is_empty() {
-        let _ = writeln!(s, "  = nothing to change");
-    }
-    let _ = writeln!(s, "  KDF runs: {}", o.kdf_runs);
-    s
 }
 
 fn kind_str(kind: &str, lock: bool) -> String {

@@ -1,0 +1,183 @@
+//! Finding volumes: read the GPT of each disk (block device or image file)
+//! and index partitions by their label (`META`, `STATE`, `EPHEMERAL`,
+//! `persistence`, `u-<name>`).
+
+use crate::loopdev::LoopDevice;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why disks could not be read or volumes found.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// The GPT could not be read.
+    #[error("cannot read the GPT of {disk}: {reason}")]
+    Gpt {
+        /// Disk.
+        disk: String,
+        /// Why.
+        reason: String,
+    },
+    /// Two partitions carry the same label.
+    #[error("two partitions are labelled `{label}`: {first} and {second}; volctl cannot tell which one is the volume (relabel or wipe one)")]
+    DuplicateLabel {
+        /// Label.
+        label: String,
+        /// First partition.
+        first: String,
+        /// Second partition.
+        second: String,
+    },
+    /// A partition device could not be opened or attached.
+    #[error("cannot open partition {label} ({partition}): {reason}")]
+    Attach {
+        /// Label.
+        label: String,
+        /// Where.
+        partition: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One GPT partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partition {
+    /// GPT partition name (label).
+    pub label: String,
+    /// The disk (device or image file).
+    pub disk: PathBuf,
+    /// 1-based partition number.
+    pub number: u32,
+    /// Byte offset on the disk.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl Partition {
+    /// Human-readable place: `disk.img#3` or `/dev/vda#3`.
+    pub fn describe(&self) -> String {
+        format!("{}#{}", self.disk.display(), self.number)
+    }
+}
+
+/// A partition opened for use: its device node, and the loop device that
+/// backs it when the disk is an image file.
+#[derive(Debug)]
+pub struct OpenPartition {
+    /// Device node to hand to libcryptsetup, mkfs, mount.
+    pub path: PathBuf,
+    _loop: Option<LoopDevice>,
+}
+
+impl OpenPartition {
+    /// Opens `p`: the kernel's partition node for a block device, a loop
+    /// device over the byte range for an image file.
+    pub fn open(p: &Partition) -> Result<Self, DiskError> {
+        let err = |reason: String| DiskError::Attach {
+            label: p.label.clone(),
+            partition: p.describe(),
+            reason,
+        };
+        let meta = std::fs::metadata(&p.disk).map_err(|e| err(e.to_string()))?;
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_block_device() {
+            let node = partition_node(&p.disk, p.number)
+                .ok_or_else(|| err("no partition device node found".into()))?;
+            Ok(OpenPartition {
+                path: node,
+                _loop: None,
+            })
+        } else {
+            let l = LoopDevice::attach(&p.disk, p.offset, p.size)
+                .map_err(|e| err(format!("loop attach: {e}")))?;
+            Ok(OpenPartition {
+                path: l.path().to_path_buf(),
+                _loop: Some(l),
+            })
+        }
+    }
+}
+
+/// `/dev/vda` + 3 → `/dev/vda3`; `/dev/nvme0n1` + 3 → `/dev/nvme0n1p3`.
+fn partition_node(disk: &Path, number: u32) -> Option<PathBuf> {
+    let name = disk.file_name()?.to_str()?;
+    let sep = if name.chars().last()?.is_ascii_digit() {
+        "p"
+    } else {
+        ""
+    };
+    let node = disk.with_file_name(format!("{name}{sep}{number}"));
+    node.exists().then_some(node)
+}
+
+/// Reads the GPT partitions of one disk.
+pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
+    let g = gpt::GptConfig::new()
+        .writable(false)
+        .open(disk)
+        .map_err(|e| DiskError::Gpt {
+            disk: disk.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let lb: u64 = (*g.logical_block_size()).into();
+    Ok(g.partitions()
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(n, p)| Partition {
+            label: p.name.clone(),
+            disk: disk.to_path_buf(),
+            number: *n,
+            offset: p.first_lba * lb,
+            size: (p.last_lba + 1 - p.first_lba) * lb,
+        })
+        .collect())
+}
+
+/// Every whole disk the kernel knows (`/sys/class/block` entries that are
+/// not partitions, loop, ram or device-mapper devices).
+pub fn system_disks() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/class/block") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.path().join("partition").exists()
+                || ["loop", "ram", "dm-", "sr", "zram"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+            {
+                continue;
+            }
+            out.push(PathBuf::from("/dev").join(name));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Partitions of all `disks` by label; a label found twice is an error.
+/// Disks without a readable GPT are skipped with a warning.
+pub fn by_label(disks: &[PathBuf]) -> Result<BTreeMap<String, Partition>, DiskError> {
+    let mut map: BTreeMap<String, Partition> = BTreeMap::new();
+    for d in disks {
+        let parts = match partitions(d) {
+            Ok(p) => p,
+            Err(e) if disks.len() > 1 => {
+                tracing::warn!("{e}; skipping this disk");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for p in parts {
+            if let Some(first) = map.get(&p.label) {
+                return Err(DiskError::DuplicateLabel {
+                    label: p.label.clone(),
+                    first: first.describe(),
+                    second: p.describe(),
+                });
+            }
+            map.insert(p.label.clone(), p);
+        }
+    }
+    Ok(map)
+}

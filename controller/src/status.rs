@@ -1,0 +1,169 @@
+//! Per-volume status: what `volctl boot` found and did, kept in a status
+//! file that `volctl status` prints and `volctl close` uses.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Default status file.
+pub const DEFAULT_STATUS_FILE: &str = "/run/volctl/status.json";
+
+/// Where a volume is in its life this boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// No partition carries the volume's label.
+    Missing,
+    /// The partition was found.
+    Located,
+    /// The config asks for encryption but the partition holds data; run `volctl reset`.
+    WaitingForWipe,
+    /// LUKS2 header present and keyslots converged.
+    Provisioned,
+    /// dm-crypt device active.
+    Opened,
+    /// Filesystem mounted.
+    Ready,
+    /// Something failed; see `error`.
+    Failed,
+}
+
+/// One volume's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeStatus {
+    /// Document name.
+    pub name: String,
+    /// Partition label.
+    pub label: String,
+    /// Where the partition is (`disk#N`).
+    pub partition: Option<String>,
+    /// The phase reached.
+    pub phase: Phase,
+    /// Whether the config encrypts it.
+    pub encrypted: bool,
+    /// The slot and kind that unlocked it.
+    pub unlocked_by: Option<(u32, String)>,
+    /// Keyslots present after converging.
+    pub keyslots: Vec<u32>,
+    /// KDF runs spent on it this boot.
+    pub kdf_runs: u64,
+    /// What converging changed (one line per action).
+    pub changes: Vec<String>,
+    /// dm-crypt device, when opened.
+    pub mapped_device: Option<String>,
+    /// Whether volctl formatted or made a filesystem this boot.
+    pub created: bool,
+    /// Mount point, when mounted.
+    pub mount_point: Option<String>,
+    /// Last error or reason for the phase.
+    pub error: Option<String>,
+}
+
+impl VolumeStatus {
+    /// A fresh status for a volume.
+    pub fn new(name: &str, label: &str, encrypted: bool) -> Self {
+        VolumeStatus {
+            name: name.into(),
+            label: label.into(),
+            partition: None,
+            phase: Phase::Missing,
+            encrypted,
+            unlocked_by: None,
+            keyslots: vec![],
+            kdf_runs: 0,
+            changes: vec![],
+            mapped_device: None,
+            created: false,
+            mount_point: None,
+            error: None,
+        }
+    }
+}
+
+/// The whole boot's status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BootStatus {
+    /// Where the config came from.
+    pub config_source: String,
+    /// Volumes in the order they were brought up.
+    pub volumes: Vec<VolumeStatus>,
+    /// Problems that concern the boot as a whole (e.g. no config on STATE).
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+impl BootStatus {
+    /// Whether every configured volume is ready.
+    pub fn all_ready(&self) -> bool {
+        self.problems.is_empty()
+            && !self.volumes.is_empty()
+            && self.volumes.iter().all(|v| v.phase == Phase::Ready)
+    }
+
+    /// Writes the status file (0600, atomically).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::atomic::write_private(path, &text)
+    }
+
+    /// Reads the status file.
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read(path)?;
+        serde_json::from_slice(&text).map_err(std::io::Error::other)
+    }
+
+    /// One line per volume.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<12} {:<12} {:<17} {:<9} {:<16} {:<10} {:<24} {}\n",
+            "VOLUME",
+            "PARTITION",
+            "PHASE",
+            "ENCRYPTED",
+            "UNLOCKED BY",
+            "KEYSLOTS",
+            "MOUNT",
+            "ERROR"
+        );
+        for v in &self.volumes {
+            let phase = serde_json::to_value(v.phase)
+                .ok()
+                .and_then(|p| p.as_str().map(String::from))
+                .unwrap_or_default();
+            let unlocked = match (
+                &v.unlocked_by,
+                v.encrypted && v.created && v.phase != Phase::Failed,
+            ) {
+                (Some((s, k)), _) => format!("slot {s} ({k})"),
+                (None, true) => "(formatted)".into(),
+                (None, false) => "-".into(),
+            };
+            let slots = if v.keyslots.is_empty() {
+                "-".into()
+            } else {
+                v.keyslots
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            s.push_str(&format!(
+                "{:<12} {:<12} {:<17} {:<9} {:<16} {:<10} {:<24} {}\n",
+                v.name,
+                v.partition
+                    .as_deref()
+                    .map(|p| p.rsplit('/').next().unwrap_or(p))
+                    .unwrap_or("-"),
+                phase,
+                if v.encrypted { "yes" } else { "no" },
+                unlocked,
+                slots,
+                v.mount_point.as_deref().unwrap_or("-"),
+                v.error.as_deref().unwrap_or("")
+            ));
+        }
+        for p in &self.problems {
+            s.push_str(&format!("problem: {p}\n"));
+        }
+        s
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Boots the VM once: DISK is the test disk (first virtio disk, /dev/vda),
+# JOBDIR holds job.sh and its files (packed as a tar on /dev/vdb). Prints
+# the serial console; exits with the job's exit status (qemu's own exit
+# status says nothing about the guest), or 124 on timeout.
+#
+# Usage: tests/vm/run.sh DISK JOBDIR [TIMEOUT_SECONDS]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=$ROOT/target/vm
+DISK=${1:?usage: run.sh DISK JOBDIR [TIMEOUT]}
+JOB=${2:?usage: run.sh DISK JOBDIR [TIMEOUT]}
+TIMEOUT=${3:-180}
+JOBIMG=$(mktemp --suffix=.tar)
+trap 'rm -f "$JOBIMG"' EXIT
+tar -cf "$JOBIMG" -C "$JOB" .
+# Pad to a whole number of sectors.
+truncate -s %512 "$JOBIMG"
+LOG=$(mktemp)
+set +e
+timeout "$TIMEOUT" qemu-system-x86_64 -nodefaults -nographic -no-reboot \
+  -machine q35 -cpu qemu64,+rdrand -m 1024 -smp 1 \
+  -kernel "$OUT/vmlinux" -initrd "$OUT/initramfs.cpio" \
+  -append "console=ttyS0 panic=-1 cryptomgr.notests quiet loglevel=3" \
+  -serial stdio \
+  -drive file="$DISK",format=raw,if=virtio,cache=unsafe \
+  -drive file="$JOBIMG",format=raw,if=virtio,readonly=on \
+  ${VOLCTL_VM_QEMU_EXTRA:-} > "$LOG" 2>&1
+qrc=$?
+set -e
+tr -d '\r' < "$LOG"
+rc=$(tr -d '\r' < "$LOG" | sed -n 's/^VOLCTL-VM-EXIT \([0-9]*\)$/\1/p' | tail -1)
+rm -f "$LOG"
+if [ -z "$rc" ]; then
+  [ "$qrc" = 124 ] && { echo "VM timed out after ${TIMEOUT}s" >&2; exit 124; }
+  echo "VM ended without an exit marker (qemu exit $qrc)" >&2
+  exit 125
+fi
+exit "$rc"
