@@ -27,6 +27,12 @@ pub const DEFAULT_STATE_MOUNT: &str = "/var/lib/volctl/state";
 pub const SALT_FILE: &str = "encryption-salt";
 /// The applied config on STATE.
 pub const CONFIG_FILE: &str = "config.yaml";
+/// A staged config on STATE, promoted at the next boot.
+pub const PENDING_FILE: &str = "config.pending.yaml";
+/// Marker next to the status file while boot waits in maintenance mode.
+pub const MAINTENANCE_MARKER: &str = "maintenance";
+/// Where `apply-config --insecure` drops the config in maintenance mode.
+pub const MAINTENANCE_CONFIG: &str = "maintenance-config.yaml";
 /// dm-crypt name prefix: `luks2-<label>`.
 pub const DM_PREFIX: &str = "luks2-";
 
@@ -45,6 +51,8 @@ pub struct BootOptions {
     pub node_uuid: Result<String, String>,
     /// How many volumes may unlock at once (argon2 memory bound).
     pub parallel: usize,
+    /// How long maintenance mode waits for a config (`None`: for ever).
+    pub maintenance_timeout: Option<std::time::Duration>,
 }
 
 /// Errors that stop the whole boot.
@@ -60,7 +68,7 @@ pub enum BootError {
     #[error(transparent)]
     Meta(#[from] MetaError),
     /// No config anywhere and STATE is blank.
-    #[error("no config: none given with -f, no STATE encryption config on META, and STATE holds none; pass -f CONFIG")]
+    #[error("no config: none given with -f, no STATE encryption config on META, STATE holds none, and none arrived in maintenance mode")]
     NoConfig,
     /// I/O error.
     #[error("{0}")]
@@ -123,7 +131,7 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
         opts.disks.clone()
     };
     let parts = disks::by_label(&disks)?;
-    let given = load_files(&opts.config_files)?;
+    let mut given = load_files(&opts.config_files)?;
     let mut status = BootStatus::default();
 
     // STATE's encryption: the config given at boot wins over META's copy.
@@ -131,35 +139,27 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
         Some(p) => read_meta_state(p)?,
         None => None,
     };
-    let (state_def, source) = match (&given, &meta_state) {
-        (Some((docs, _)), _) => {
-            let def = docs
-                .iter()
-                .find(|d| d.is_state())
-                .map(|d| VolumeDef::from_doc(d, &opts.state_mount));
-            (
-                def.unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount)),
-                "boot arguments (-f)",
-            )
-        }
-        (None, Some(enc)) => (
-            VolumeDef::state(Some(enc.clone()), &opts.state_mount),
-            "STATE (encryption config from META)",
-        ),
-        (None, None) => (VolumeDef::state(None, &opts.state_mount), "STATE"),
-    };
+    let mut source = "boot arguments (-f)";
     if given.is_none() && meta_state.is_none() && parts.get("STATE").is_none_or(is_blank) {
-        return Err(BootError::NoConfig);
+        // Nothing says how STATE is encrypted: maintenance mode.
+        given = Some(wait_for_config(opts, "STATE is blank and no config was given").await?);
+        source = "maintenance mode (apply-config --insecure)";
     }
-    status.config_source = source.to_string();
+    let state_def = match (&given, &meta_state) {
+        (Some((docs, _)), _) => docs
+            .iter()
+            .find(|d| d.is_state())
+            .map(|d| VolumeDef::from_doc(d, &opts.state_mount))
+            .unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount)),
+        (None, enc) => {
+            source = "STATE (encryption config from META)";
+            VolumeDef::state(enc.clone(), &opts.state_mount)
+        }
+    };
 
     // STATE is mounted at a staging point first and moved to its place last,
     // so that a volume mounted above it (EPHEMERAL at /var) cannot hide it.
-    let staging = opts
-        .status_file
-        .parent()
-        .unwrap_or(Path::new("/run/volctl"))
-        .join("staging-STATE");
+    let staging = state_dir(opts).join("staging-STATE");
     let staged_def = VolumeDef {
         mount: staging.clone(),
         ..state_def.clone()
@@ -176,26 +176,55 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     let state_created = state.created;
     status.volumes.push(state);
 
-    // The salt and the applied config live on STATE.
+    // The salt and the config in force live on STATE.
     let mut docs = given.as_ref().map(|(d, _)| d.clone());
     if state_ready {
         env.state_salt = state_salt(&staging, state_created)?;
-        match &given {
-            Some((_, text)) => {
-                atomic::write_private(&staging.join(CONFIG_FILE), text.as_bytes())
-                    .map_err(|e| BootError::Io(format!("storing the config on STATE: {e}")))?;
-                if let Some(p) = parts.get("META") {
-                    sync_meta(p, state_def.encryption.as_ref(), meta_state.as_ref())?;
-                }
+        let stored = match given {
+            Some((d, text)) => {
+                store_config(&staging, &text)?;
+                Some(d)
             }
-            None => {
-                docs = read_state_config(&staging).map(Some).unwrap_or_else(|e| {
+            None => match promote_pending(&staging) {
+                Ok(Some(d)) => {
+                    source = "STATE (staged config promoted at this boot)";
+                    Some(d)
+                }
+                Ok(None) => match read_state_config(&staging) {
+                    Ok(d) => Some(d),
+                    Err(BootError::NoConfig) => {
+                        let (d, text) = wait_for_config(opts, "STATE holds no config").await?;
+                        source = "maintenance mode (apply-config --insecure)";
+                        store_config(&staging, &text)?;
+                        Some(d)
+                    }
+                    Err(e) => {
+                        status.problems.push(e.to_string());
+                        None
+                    }
+                },
+                Err(e) => {
                     status.problems.push(e.to_string());
                     None
-                })
+                }
+            },
+        };
+        docs = stored;
+        // The config in force may carry new keys for STATE itself.
+        if let Some(d) = &docs {
+            let want = d
+                .iter()
+                .find(|d| d.is_state())
+                .and_then(|d| d.encryption().cloned());
+            if want != state_def.encryption {
+                reconverge_state(&mut status.volumes[0], want.as_ref(), &env).await;
+            }
+            if let Some(p) = parts.get("META") {
+                sync_meta(p, want.as_ref(), meta_state.as_ref())?;
             }
         }
     }
+    status.config_source = source.to_string();
     let Some(docs) = docs else {
         place_state(&mut status, &staging, &state_def.mount);
         write_status(opts, &status)?;
@@ -242,6 +271,103 @@ fn place_state(status: &mut BootStatus, staging: &Path, target: &Path) {
         Err(e) => {
             st.error = Some(format!("STATE stays at {}: {e}", staging.display()));
         }
+    }
+}
+
+/// The directory of the status file: runtime state (`/run/volctl`).
+fn state_dir(opts: &BootOptions) -> PathBuf {
+    opts.status_file
+        .parent()
+        .unwrap_or(Path::new("/run/volctl"))
+        .to_path_buf()
+}
+
+/// Stores `text` as the applied config on STATE and drops any staged one
+/// (a config given at boot wins).
+fn store_config(state_mount: &Path, text: &str) -> Result<(), BootError> {
+    atomic::write_private(&state_mount.join(CONFIG_FILE), text.as_bytes())
+        .map_err(|e| BootError::Io(format!("storing the config on STATE: {e}")))?;
+    let _ = std::fs::remove_file(state_mount.join(PENDING_FILE));
+    Ok(())
+}
+
+/// Promotes a staged config: it is validated, then renamed over the applied
+/// one (an atomic step: a crash leaves the old or the new config in force).
+fn promote_pending(state_mount: &Path) -> Result<Option<Vec<Document>>, BootError> {
+    let pending = state_mount.join(PENDING_FILE);
+    let text = match std::fs::read_to_string(&pending) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(BootError::Io(format!("{}: {e}", pending.display()))),
+    };
+    let docs = parse_config(&pending.display().to_string(), &text)?;
+    std::fs::rename(&pending, state_mount.join(CONFIG_FILE))
+        .and_then(|_| std::fs::File::open(state_mount)?.sync_all())
+        .map_err(|e| BootError::Io(format!("promoting the staged config: {e}")))?;
+    tracing::info!("staged config promoted");
+    Ok(Some(docs))
+}
+
+/// Maintenance mode: wait until `volctl apply-config --insecure` delivers a
+/// config (a file dropped next to the status file), validate it, go on.
+async fn wait_for_config(
+    opts: &BootOptions,
+    reason: &str,
+) -> Result<(Vec<Document>, String), BootError> {
+    let dir = state_dir(opts);
+    let marker = dir.join(MAINTENANCE_MARKER);
+    let drop = dir.join(MAINTENANCE_CONFIG);
+    atomic::write_private(&marker, reason.as_bytes())
+        .map_err(|e| BootError::Io(format!("{}: {e}", marker.display())))?;
+    eprintln!("maintenance mode: {reason}; waiting for `volctl apply-config --insecure -f CONFIG`");
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&drop) {
+            let _ = std::fs::remove_file(&drop);
+            match parse_config(&drop.display().to_string(), &text) {
+                Ok(docs) => {
+                    let _ = std::fs::remove_file(&marker);
+                    eprintln!("maintenance mode: config received");
+                    return Ok((docs, text));
+                }
+                Err(e) => eprintln!("maintenance mode: rejected a config: {e}"),
+            }
+        }
+        if opts
+            .maintenance_timeout
+            .is_some_and(|t| started.elapsed() > t)
+        {
+            let _ = std::fs::remove_file(&marker);
+            return Err(BootError::NoConfig);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Converges STATE's keyslots to the config now in force (STATE was opened
+/// with the keys known before its config could be read).
+async fn reconverge_state(st: &mut VolumeStatus, want: Option<&Encryption>, env: &ProviderEnv) {
+    let (Some(enc), Some(dev)) = (want, st.device.clone()) else {
+        if want.is_some() != st.encrypted {
+            st.error = Some("the config in force changes whether STATE is encrypted; that needs a wipe of STATE".into());
+        }
+        return;
+    };
+    let spec = VolumeSpec {
+        name: "STATE".into(),
+        label: "STATE".into(),
+        encryption: enc.clone(),
+    };
+    let device = crate::failpoint::maybe_wrap(Arc::new(CryptsetupDevice::new(&dev)));
+    match converge_and_unlock(&spec, device, env, Mode::Apply).await {
+        Ok((o, _)) => {
+            st.kdf_runs += o.kdf_runs;
+            st.changes.extend(o.plan.actions.iter().map(action_line));
+            if let Ok(Probe::Luks2(h)) = header::read(Path::new(&dev)) {
+                st.keyslots = h.keyslot_numbers();
+            }
+        }
+        Err(e) => st.error = Some(format!("converging STATE to the config in force: {e}")),
     }
 }
 
@@ -384,6 +510,7 @@ async fn open_volume(def: &VolumeDef, part: Option<&Partition>, env: &ProviderEn
         Ok(o) => o,
         Err(e) => return fail(st, e.to_string()),
     };
+    st.device = Some(open.path.display().to_string());
     let luks = match header::read(&open.path) {
         Ok(Probe::Luks2(_)) => true,
         Ok(Probe::None) => false,
@@ -423,7 +550,8 @@ async fn open_volume(def: &VolumeDef, part: Option<&Partition>, env: &ProviderEn
         label: def.label.clone(),
         encryption: enc.clone(),
     };
-    let device: Arc<dyn LuksDevice> = Arc::new(CryptsetupDevice::new(&open.path));
+    let device: Arc<dyn LuksDevice> =
+        crate::failpoint::maybe_wrap(Arc::new(CryptsetupDevice::new(&open.path)));
     let (outcome, vk) = match converge_and_unlock(&spec, device.clone(), env, Mode::Apply).await {
         Ok(r) => r,
         Err(e) => return fail(st, e.to_string()),

@@ -83,9 +83,69 @@ pub enum Command {
         /// Volumes unlocked at once (each argon2 run may take up to 1 GiB).
         #[arg(long, default_value_t = 2)]
         parallel: usize,
+        /// In maintenance mode, give up after this many seconds (default: wait for ever).
+        #[arg(long)]
+        maintenance_timeout: Option<u64>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Apply a new config: validate, show what changes, then stage it, apply it now, or stage and reboot.
+    #[command(
+        after_help = "Example:\n  volctl apply-config -f node.yaml --mode staged        # next boot\n  volctl apply-config -f node.yaml --mode no-reboot     # keyslot changes now\n  volctl apply-config -f node.yaml --dry-run            # show, store nothing\n  volctl apply-config --insecure -f node.yaml           # to a boot waiting in maintenance mode\n\nRefused, with nothing stored: an invalid config; a config none of whose keys opens a volume\n(add the new key first, reboot, then remove the old one)."
+    )]
+    ApplyConfig {
+        /// Config file(s).
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// How the config takes effect.
+        #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+        mode: ModeArg,
+        /// Show what would change; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Deliver the config to a boot waiting in maintenance mode (no authentication, local only).
+        #[arg(long)]
+        insecure: bool,
+        /// Status file of the running boot.
+        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+        /// Disks.
+        #[command(flatten)]
+        disks: DiskArgs,
+        /// Node UUID for nodeID keys (default: the SMBIOS UUID).
+        #[arg(long, env = "VOLCTL_NODE_UUID")]
+        node_uuid: Option<String>,
+        /// Command that reboots the node (for --mode reboot).
+        #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
+        reboot_command: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Wipe volumes so the next boot provisions them from the config.
+    #[command(
+        after_help = "Example:\n  volctl reset --system-labels-to-wipe EPHEMERAL\n  volctl reset --system-labels-to-wipe STATE,EPHEMERAL --reboot\n\nThe volume is closed if open; its LUKS2 header, keyslots and filesystem signatures are destroyed.\nWiping STATE drops the node's config: the next boot enters maintenance mode."
+    )]
+    Reset {
+        /// Partition labels to wipe, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        system_labels_to_wipe: Vec<String>,
+        /// fast: the LUKS2 metadata area and the partition's start and end; full: everything.
+        #[arg(long, value_enum, default_value_t = WipeArg::Fast)]
+        wipe_mode: WipeArg,
+        /// Reboot afterwards.
+        #[arg(long)]
+        reboot: bool,
+        /// Disks.
+        #[command(flatten)]
+        disks: DiskArgs,
+        /// Status file of the running boot.
+        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        status_file: PathBuf,
+        /// Command that reboots the node.
+        #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
+        reboot_command: String,
     },
     /// Print the status of every volume from the last boot.
     #[command(after_help = "Example:\n  volctl status\n  volctl status -o json")]
@@ -160,6 +220,28 @@ pub enum MetaOp {
         /// Tag number.
         tag: u32,
     },
+}
+
+/// `apply-config --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// no-reboot when everything can change now, else reboot.
+    Auto,
+    /// Takes effect at the next boot.
+    Staged,
+    /// Staged, then reboot.
+    Reboot,
+    /// Keyslot changes on open volumes now.
+    NoReboot,
+}
+
+/// `reset --wipe-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WipeArg {
+    /// Metadata areas only.
+    Fast,
+    /// The whole partition.
+    Full,
 }
 
 /// Document kinds for `schema --kind`.

@@ -10,6 +10,7 @@
 //! - [`execute`]: carry the actions out in a safe order;
 //! - [`device`]: the libcryptsetup seam.
 
+pub mod apply;
 pub mod atomic;
 pub mod binding;
 pub mod boot;
@@ -17,6 +18,7 @@ pub mod consts;
 pub mod converge;
 pub mod device;
 pub mod disks;
+pub mod failpoint;
 pub mod fs;
 pub mod header;
 pub mod header_check;
@@ -24,6 +26,7 @@ pub mod loopdev;
 pub mod meta;
 pub mod plan;
 pub mod render;
+pub mod reset;
 pub mod salt;
 pub mod signatures;
 pub mod status;

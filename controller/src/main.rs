@@ -5,11 +5,13 @@ mod cli;
 use anyhow::{bail, Context, Result};
 use api_types::{parse_file, schema, Document, DocumentKind};
 use clap::Parser;
-use cli::{Cli, Command, KindArg, MetaOp, Output, Target};
+use cli::{Cli, Command, KindArg, MetaOp, ModeArg, Output, Target, WipeArg};
+use controller::apply::{self, ApplyMode, ApplyOptions};
 use controller::boot::{self, BootOptions};
 use controller::converge::{converge, Mode};
 use controller::device::CryptsetupDevice;
 use controller::meta;
+use controller::reset::{self, WipeMode};
 use controller::status::BootStatus;
 use controller::volume::VolumeSpec;
 use providers::{read_node_uuid, ProviderEnv, SMBIOS_UUID_PATH};
@@ -77,6 +79,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             status_file,
             node_uuid,
             parallel,
+            maintenance_timeout,
             output,
         } => {
             let opts = BootOptions {
@@ -87,6 +90,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 node_uuid: read_node_uuid(node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
                     .map_err(|e| e.to_string()),
                 parallel,
+                maintenance_timeout: maintenance_timeout.map(std::time::Duration::from_secs),
             };
             let rt = runtime()?;
             let status = rt.block_on(boot::boot(&opts))?;
@@ -126,6 +130,82 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Meta { disks, device, op } => meta_command(disks.disks, device, op),
+        Command::ApplyConfig {
+            files,
+            mode,
+            dry_run,
+            insecure,
+            status_file,
+            disks,
+            node_uuid,
+            reboot_command,
+            output,
+        } => {
+            let opts = ApplyOptions {
+                files,
+                mode: match mode {
+                    ModeArg::Auto => ApplyMode::Auto,
+                    ModeArg::Staged => ApplyMode::Staged,
+                    ModeArg::Reboot => ApplyMode::Reboot,
+                    ModeArg::NoReboot => ApplyMode::NoReboot,
+                },
+                dry_run,
+                insecure,
+                status_file,
+                disks: disks.disks,
+                node_uuid: read_node_uuid(node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
+                    .map_err(|e| e.to_string()),
+                reboot_command,
+            };
+            let report = runtime()?.block_on(apply::apply(&opts))?;
+            match (output, insecure) {
+                (Output::Json, _) => println!("{}", serde_json::to_string_pretty(&report)?),
+                (Output::Text, true) if report.stored.is_some() => {
+                    println!("config delivered to the boot waiting in maintenance mode")
+                }
+                (Output::Text, true) => println!("config valid (dry run): nothing delivered"),
+                (Output::Text, false) => print!("{}", apply::report_text(&report)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reset {
+            system_labels_to_wipe,
+            wipe_mode,
+            reboot,
+            disks,
+            status_file,
+            reboot_command,
+        } => {
+            let disks = if disks.disks.is_empty() {
+                controller::disks::system_disks()
+            } else {
+                disks.disks
+            };
+            let mut status = BootStatus::load(&status_file).ok();
+            let mode = match wipe_mode {
+                WipeArg::Fast => WipeMode::Fast,
+                WipeArg::Full => WipeMode::Full,
+            };
+            let done = reset::reset(&system_labels_to_wipe, &disks, status.as_mut(), mode)?;
+            for d in done {
+                println!("{d}");
+            }
+            if let Some(st) = status {
+                st.save(&status_file)
+                    .with_context(|| format!("writing {}", status_file.display()))?;
+            }
+            if reboot {
+                let ok = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&reboot_command)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    bail!("wiped, but `{reboot_command}` failed; reboot by hand");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -36,6 +36,9 @@ pub struct VolumeStatus {
     pub label: String,
     /// Where the partition is (`disk#N`).
     pub partition: Option<String>,
+    /// The partition's device node this boot (`/dev/vda3`, `/dev/loop2`).
+    #[serde(default)]
+    pub device: Option<String>,
     /// The phase reached.
     pub phase: Phase,
     /// Whether the config encrypts it.
@@ -65,6 +68,7 @@ impl VolumeStatus {
             name: name.into(),
             label: label.into(),
             partition: None,
+            device: None,
             phase: Phase::Missing,
             encrypted,
             unlocked_by: None,

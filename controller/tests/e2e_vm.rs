@@ -47,6 +47,19 @@ struct Boot {
 }
 
 impl Boot {
+    fn all_ready(&self) -> bool {
+        self.status["volumes"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["phase"] == "ready"))
+    }
+    fn keyslots(&self, name: &str) -> Vec<u64> {
+        self.volume(name)["keyslots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    }
     fn volume(&self, name: &str) -> &serde_json::Value {
         self.status["volumes"]
             .as_array()
@@ -118,11 +131,16 @@ impl Vm {
 
     /// Boots once: `volctl boot` with `boot_args`, then `after` (shell).
     fn boot(&mut self, boot_args: &str, after: &str) -> Boot {
+        self.boot_with("", boot_args, after)
+    }
+
+    /// Boots once, running `before` (shell) before `volctl boot`.
+    fn boot_with(&mut self, before: &str, boot_args: &str, after: &str) -> Boot {
         self.boots += 1;
         let job = self.dir.join("job");
         std::fs::create_dir_all(&job).unwrap();
         let script = format!(
-            "volctl boot --disk /dev/vda {boot_args} > /tmp/boot.out 2>&1\nrc=$?\ncat /tmp/boot.out\necho \"BOOT-RC $rc\"\necho 'BEGIN status'\nvolctl status -o json\necho 'END status'\n{after}\nvolctl close\n"
+            "{before}\nvolctl boot --disk /dev/vda {boot_args} > /tmp/boot.out 2>&1\nrc=$?\ncat /tmp/boot.out\necho \"BOOT-RC $rc\"\necho 'BEGIN status'\nvolctl status -o json 2>/dev/null\necho 'END status'\n{after}\nvolctl close >/dev/null 2>&1\nexit 0\n"
         );
         self.write("job.sh", &script);
         let out = Command::new(root().join("tests/vm/run.sh"))
@@ -156,8 +174,8 @@ impl Vm {
             status: serde_json::Value::Null,
             log,
         };
-        b.status = serde_json::from_str(&b.section("status"))
-            .unwrap_or_else(|e| panic!("status JSON: {e}\n{}", b.log));
+        // A boot killed on purpose (power cut) writes no status.
+        b.status = serde_json::from_str(&b.section("status")).unwrap_or(serde_json::Value::Null);
         b
     }
 
@@ -356,4 +374,243 @@ fn volumes_that_cannot_come_up_are_reported_and_left_alone() {
         "EPHEMERAL's data is untouched"
     );
     vm.summary("waiting-for-wipe kept intact, missing reported");
+}
+
+/// EPHEMERAL with the given keys (YAML list items); STATE nodeID; persistence static.
+fn config_with_ephemeral(keys: &[&str]) -> String {
+    let mut s = String::from("apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n");
+    for k in keys {
+        s.push_str(&format!("    - {k}\n"));
+    }
+    s.push_str("---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: persistence-pass}\n");
+    s
+}
+
+const OLD: &str = "{slot: 0, static: {passphrase: old-pass}}";
+const NODE: &str = "{slot: 1, nodeID: {}}";
+const NEW: &str = "{slot: 2, static: {passphrase: new-pass}}";
+
+impl Vm {
+    /// Whether `pass` opens `slot` of `label`, per `cryptsetup open --test-passphrase` on the host.
+    fn opens(&self, label: &str, slot: u32, pass: &[u8]) -> bool {
+        let l = self.partition(label);
+        common::opens(l.path(), slot, pass)
+    }
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn reboot_driven_key_rotation_with_staged_configs() {
+    let mut vm = Vm::new("rotation", LAYOUT);
+    vm.write("a.yaml", &config_with_ephemeral(&[OLD, NODE]));
+    vm.write("b.yaml", &config_with_ephemeral(&[OLD, NODE, NEW]));
+    vm.write("c.yaml", &config_with_ephemeral(&[NODE, NEW]));
+    vm.write(
+        "bad.yaml",
+        &config_with_ephemeral(&["{slot: 40, static: {passphrase: x}}"]),
+    );
+    vm.write(
+        "lockout.yaml",
+        &config_with_ephemeral(&["{slot: 5, static: {passphrase: never-enrolled}}"]),
+    );
+
+    let b = vm.boot(
+        "-f /job/a.yaml",
+        "echo ephemeral-file > /var/f; volctl apply-config -f /job/b.yaml --mode staged",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert!(b.log.contains("takes effect at the next boot"), "{}", b.log);
+    assert_eq!(b.keyslots("EPHEMERAL"), vec![0, 1]);
+
+    let b = vm.boot("", "echo 'BEGIN files'; cat /var/f; echo 'END files'; volctl apply-config -f /job/c.yaml --mode staged");
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(
+        b.status["config_source"],
+        "STATE (staged config promoted at this boot)"
+    );
+    assert_eq!(b.keyslots("EPHEMERAL"), vec![0, 1, 2]);
+    assert_eq!(b.volume("EPHEMERAL")["changes"][0], "+ add slot 2 (static)");
+    assert_eq!(b.section("files"), "ephemeral-file\n");
+
+    let bad = "volctl apply-config -f /job/bad.yaml --mode staged; echo \"BAD-RC $?\"; volctl apply-config -f /job/lockout.yaml --mode staged; echo \"LOCKOUT-RC $?\"; echo 'BEGIN state'; ls /var/lib/volctl/state; echo 'END state'";
+    let b = vm.boot(
+        "",
+        &format!("echo 'BEGIN files'; cat /var/f; echo 'END files'; {bad}"),
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.keyslots("EPHEMERAL"), vec![1, 2]);
+    assert!(b.volume("EPHEMERAL")["changes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("- remove slot 0"));
+    assert_eq!(b.section("files"), "ephemeral-file\n");
+    assert!(
+        b.log.contains("BAD-RC 1") && b.log.contains("slot 40 is outside 0–31"),
+        "{}",
+        b.log
+    );
+    assert!(
+        b.log.contains("LOCKOUT-RC 1")
+            && b.log
+                .contains("none of the keys in this config opens the volume"),
+        "{}",
+        b.log
+    );
+    assert!(
+        !b.section("state").contains("config.pending.yaml"),
+        "a rejected config is not stored"
+    );
+
+    assert!(
+        !vm.opens("EPHEMERAL", 0, b"old-pass"),
+        "the old passphrase no longer opens slot 0"
+    );
+    assert!(!vm.opens("EPHEMERAL", 2, b"old-pass"));
+    assert!(vm.opens("EPHEMERAL", 2, b"new-pass"));
+    vm.summary("slots {0,1} → {0,1,2} → {1,2}; bad and lock-out configs refused");
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn staged_migration_from_plain_to_encrypted_needs_a_wipe() {
+    let plain = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n";
+    let mut vm = Vm::new("migration", &[("META", 1), ("STATE", 64), ("EPHEMERAL", 0)]);
+    vm.write("plain.yaml", plain);
+    vm.write("encrypted.yaml", &format!("{plain}encryption:\n  pbkdf: {{type: argon2id, memoryKiB: 1024, iterations: 4}}\n  keys:\n    - slot: 0\n      nodeID: {{}}\n      lockToSTATE: true\n"));
+
+    let b = vm.boot(
+        "-f /job/plain.yaml",
+        "echo kept > /var/f; volctl apply-config -f /job/encrypted.yaml --mode no-reboot; echo \"NOREBOOT-RC $?\"; volctl apply-config -f /job/encrypted.yaml --mode staged",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("EPHEMERAL")["encrypted"], false);
+    assert!(
+        b.log.contains("NOREBOOT-RC 1") && b.log.contains("needs a wipe"),
+        "{}",
+        b.log
+    );
+
+    let b = vm.boot("", "volctl reset --system-labels-to-wipe EPHEMERAL");
+    assert_eq!(b.boot_rc, 3);
+    assert_eq!(b.phase("EPHEMERAL"), "waiting-for-wipe");
+    assert!(b.log.contains("wiped EPHEMERAL"), "{}", b.log);
+
+    let b = vm.boot("", "echo 'BEGIN ls'; ls /var; echo 'END ls'");
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("EPHEMERAL")["encrypted"], true);
+    assert_eq!(b.volume("EPHEMERAL")["created"], true);
+    // New and empty: only lost+found, and lib/ where STATE is mounted.
+    let listing: Vec<String> = b
+        .section("ls")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        listing,
+        vec!["lib", "lost+found"],
+        "EPHEMERAL is new and empty"
+    );
+    vm.summary("plain EPHEMERAL → staged → waiting-for-wipe → reset → encrypted");
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn wiped_state_enters_maintenance_mode_and_takes_a_config() {
+    let mut vm = Vm::new("maintenance", LAYOUT);
+    // STATE starts plain, and is encrypted by the config given in maintenance mode.
+    let plain_state = CONFIG.replacen("name: STATE\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n", "name: STATE\n", 1);
+    assert_ne!(plain_state, CONFIG);
+    vm.write("plain-state.yaml", &plain_state);
+    vm.write("config.yaml", CONFIG);
+    let b = vm.boot(
+        "-f /job/plain-state.yaml",
+        "echo p > /persistence/f; volctl reset --system-labels-to-wipe STATE",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("STATE")["encrypted"], false);
+    assert!(
+        b.log.contains("the next boot enters maintenance mode"),
+        "{}",
+        b.log
+    );
+
+    let deliver = "(sleep 2; volctl apply-config --insecure -f /job/bad-then-good.yaml 2>&1 | sed 's/^/BAD: /'; volctl apply-config --insecure -f /job/config.yaml) &";
+    vm.write("bad-then-good.yaml", "kind: Nope\n");
+    let b = vm.boot_with(
+        deliver,
+        "",
+        "echo 'BEGIN files'; cat /persistence/f; echo 'END files'",
+    );
+    assert!(
+        b.log.contains("maintenance mode: STATE is blank"),
+        "{}",
+        b.log
+    );
+    assert!(
+        b.log.contains("BAD: error: the config is invalid"),
+        "{}",
+        b.log
+    );
+    assert_eq!(
+        b.status["config_source"],
+        "maintenance mode (apply-config --insecure)"
+    );
+    assert_eq!(b.phase("STATE"), "ready");
+    assert_eq!(b.volume("STATE")["encrypted"], true);
+    assert_eq!(
+        b.phase("EPHEMERAL"),
+        "failed",
+        "its lockToSTATE key died with the old STATE"
+    );
+    assert!(b.volume("EPHEMERAL")["error"]
+        .as_str()
+        .unwrap()
+        .contains("no configured key opens"));
+    assert_eq!(b.phase("persistence"), "ready");
+    assert_eq!(b.section("files"), "p\n");
+    vm.summary("reset STATE → maintenance → apply-config --insecure → STATE encrypted");
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn power_cut_at_every_step_of_a_rotation_leaves_old_or_new_keys_working() {
+    let old = "{slot: 0, static: {passphrase: old-pass}}";
+    let new = "{slot: 1, static: {passphrase: new-pass}}";
+    let mut vm = Vm::new("power-cut", LAYOUT);
+    vm.write("a.yaml", &config_with_ephemeral(&[old]));
+    vm.write("b.yaml", &config_with_ephemeral(&[old, new]));
+    vm.write("c.yaml", &config_with_ephemeral(&[new]));
+    let b = vm.boot(
+        "-f /job/a.yaml",
+        "echo survives > /var/f; volctl apply-config -f /job/b.yaml --mode staged",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    let mut cuts = 0;
+    for (step, next) in [("b", Some("c")), ("c", None)] {
+        let stage = next
+            .map(|n| format!("volctl apply-config -f /job/{n}.yaml --mode staged"))
+            .unwrap_or_default();
+        let mut done = false;
+        for n in 1..=8 {
+            let b = vm.boot_with(&format!("export VOLCTL_POWER_CUT_AFTER_WRITES={n}"), "", &format!("unset VOLCTL_POWER_CUT_AFTER_WRITES; echo 'BEGIN files'; cat /var/f; echo 'END files'; {stage}"));
+            if b.log.contains("simulated power cut") {
+                cuts += 1;
+                let ok =
+                    vm.opens("EPHEMERAL", 0, b"old-pass") || vm.opens("EPHEMERAL", 1, b"new-pass");
+                assert!(ok, "step {step}, cut after {n} write(s): neither the old nor the new key opens EPHEMERAL");
+                continue;
+            }
+            assert!(b.all_ready(), "step {step}: {}", b.log);
+            assert_eq!(b.section("files"), "survives\n");
+            done = true;
+            break;
+        }
+        assert!(done, "step {step} never completed");
+    }
+    assert!(cuts >= 3, "only {cuts} power cuts happened");
+    assert!(!vm.opens("EPHEMERAL", 0, b"old-pass"));
+    assert!(vm.opens("EPHEMERAL", 1, b"new-pass"));
+    vm.summary(&format!(
+        "{cuts} power cuts across add and remove; always openable"
+    ));
 }

@@ -1,0 +1,407 @@
+//! `volctl apply-config`: validate a new config, show what it changes per
+//! volume, refuse what would lose data or lock the node out, then stage it
+//! (next boot), apply it now (keyslot changes on open volumes), or stage it
+//! and reboot. In maintenance mode, `--insecure` hands the config to the
+//! waiting boot.
+
+use crate::boot::{CONFIG_FILE, MAINTENANCE_CONFIG, MAINTENANCE_MARKER, PENDING_FILE, SALT_FILE};
+use crate::converge::{converge, ConvergeError, Mode};
+use crate::device::CryptsetupDevice;
+use crate::meta::{self, TAG_STATE_ENCRYPTION};
+use crate::render::action_line;
+use crate::status::{BootStatus, Phase, VolumeStatus};
+use crate::volume::VolumeSpec;
+use crate::{atomic, disks, salt};
+use api_types::{parse_str, Document};
+use providers::ProviderEnv;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How a config takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplyMode {
+    /// No-reboot when everything can change now, else reboot.
+    Auto,
+    /// Stored on STATE; promoted at the next boot.
+    Staged,
+    /// Staged, then the node reboots.
+    Reboot,
+    /// Keyslot changes on open volumes now; anything else is refused.
+    NoReboot,
+}
+
+/// What `apply-config` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Config files.
+    pub files: Vec<PathBuf>,
+    /// Mode.
+    pub mode: ApplyMode,
+    /// Show, store nothing.
+    pub dry_run: bool,
+    /// Deliver to a boot waiting in maintenance mode.
+    pub insecure: bool,
+    /// The status file of the running boot.
+    pub status_file: PathBuf,
+    /// Disks (to find META); empty: every disk.
+    pub disks: Vec<PathBuf>,
+    /// Node UUID for nodeID keys.
+    pub node_uuid: Result<String, String>,
+    /// Command that reboots the node.
+    pub reboot_command: String,
+}
+
+/// What a config changes on one volume.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "change", content = "detail", rename_all = "kebab-case")]
+pub enum Change {
+    /// Nothing.
+    Unchanged,
+    /// Keyslot changes, possible on the open volume.
+    Keys(Vec<String>),
+    /// Only after a wipe (and a reboot).
+    NeedsWipe(String),
+    /// At the next boot.
+    NextBoot(String),
+}
+
+/// A volume and its change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeChange {
+    /// Volume name.
+    pub volume: String,
+    /// The change.
+    pub change: Change,
+}
+
+/// What `apply-config` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    /// The mode used (auto resolved).
+    pub mode: ApplyMode,
+    /// Per-volume changes.
+    pub changes: Vec<VolumeChange>,
+    /// Where the config was stored, if it was.
+    pub stored: Option<String>,
+    /// Whether keyslot changes were made now.
+    pub applied_now: bool,
+    /// Whether a reboot was requested.
+    pub reboot_requested: bool,
+}
+
+/// Why nothing was applied. Nothing is stored in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The config is invalid.
+    #[error("the config is invalid; nothing was stored:\n{0}")]
+    Invalid(String),
+    /// No boot status.
+    #[error("cannot read the boot status {path}: {reason} (has `volctl boot` run?)")]
+    NoStatus {
+        /// Path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// STATE is not mounted.
+    #[error("STATE is not mounted, so there is nowhere to store the config")]
+    StateNotMounted,
+    /// The config would lock a volume out or lose data.
+    #[error("refused; nothing was stored:\n{}", .0.join("\n"))]
+    Refused(Vec<String>),
+    /// no-reboot mode, but something needs a reboot.
+    #[error("these changes need a reboot, so --mode no-reboot cannot apply them (use --mode staged or --mode reboot); nothing was stored:\n{}", .0.join("\n"))]
+    NeedsReboot(Vec<String>),
+    /// --insecure outside maintenance mode.
+    #[error("--insecure only delivers a config to a boot waiting in maintenance mode, and none is waiting ({0} does not exist)")]
+    NotInMaintenance(String),
+    /// Converging failed while applying now.
+    #[error("applying to {volume}: {source}")]
+    Converge {
+        /// Volume.
+        volume: String,
+        /// Cause.
+        source: ConvergeError,
+    },
+    /// I/O.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn read_config(files: &[PathBuf]) -> Result<(Vec<Document>, String), ApplyError> {
+    let mut text = String::new();
+    for f in files {
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| ApplyError::Invalid(format!("{}: {e}", f.display())))?;
+        if !text.is_empty() {
+            text.push_str("\n---\n");
+        }
+        text.push_str(&t);
+    }
+    let name = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let p = parse_str(&name, &text);
+    if p.has_errors() {
+        return Err(ApplyError::Invalid(
+            p.errors()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ));
+    }
+    Ok((p.documents, text))
+}
+
+/// Runs `apply-config`.
+pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
+    let (docs, text) = read_config(&opts.files)?;
+    let dir = opts
+        .status_file
+        .parent()
+        .unwrap_or(Path::new("/run/volctl"))
+        .to_path_buf();
+    if opts.insecure {
+        let marker = dir.join(MAINTENANCE_MARKER);
+        if !marker.exists() {
+            return Err(ApplyError::NotInMaintenance(marker.display().to_string()));
+        }
+        let mut report = ApplyReport {
+            mode: ApplyMode::Staged,
+            changes: vec![],
+            stored: None,
+            applied_now: false,
+            reboot_requested: false,
+        };
+        if !opts.dry_run {
+            let drop = dir.join(MAINTENANCE_CONFIG);
+            atomic::write_private(&drop, text.as_bytes())
+                .map_err(|e| ApplyError::Io(format!("{}: {e}", drop.display())))?;
+            report.stored = Some(drop.display().to_string());
+        }
+        return Ok(report);
+    }
+    let status = BootStatus::load(&opts.status_file).map_err(|e| ApplyError::NoStatus {
+        path: opts.status_file.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let state_mount = status
+        .volumes
+        .iter()
+        .find(|v| v.name == "STATE" && v.phase == Phase::Ready)
+        .and_then(|v| v.mount_point.clone())
+        .map(PathBuf::from)
+        .ok_or(ApplyError::StateNotMounted)?;
+    let env = ProviderEnv {
+        node_uuid: opts.node_uuid.clone(),
+        state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),
+    };
+
+    let mut changes = Vec::new();
+    let mut refused = Vec::new();
+    for doc in &docs {
+        let row = status.volumes.iter().find(|v| v.name == doc.name());
+        match analyse(doc, row, &env).await {
+            Ok(change) => changes.push(VolumeChange {
+                volume: doc.name().to_string(),
+                change,
+            }),
+            Err(reason) => refused.push(reason),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(ApplyError::Refused(refused));
+    }
+    let needs_reboot: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match &c.change {
+            Change::NeedsWipe(r) | Change::NextBoot(r) => Some(format!("{}: {r}", c.volume)),
+            _ => None,
+        })
+        .collect();
+    let mode = match opts.mode {
+        ApplyMode::Auto if needs_reboot.is_empty() => ApplyMode::NoReboot,
+        ApplyMode::Auto => ApplyMode::Reboot,
+        m => m,
+    };
+    if mode == ApplyMode::NoReboot && !needs_reboot.is_empty() {
+        return Err(ApplyError::NeedsReboot(needs_reboot));
+    }
+    let mut report = ApplyReport {
+        mode,
+        changes,
+        stored: None,
+        applied_now: false,
+        reboot_requested: false,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+    let store = |name: &str| -> Result<String, ApplyError> {
+        let p = state_mount.join(name);
+        atomic::write_private(&p, text.as_bytes())
+            .map_err(|e| ApplyError::Io(format!("{}: {e}", p.display())))?;
+        Ok(p.display().to_string())
+    };
+    match mode {
+        ApplyMode::NoReboot => {
+            for doc in &docs {
+                let Some(row) = status.volumes.iter().find(|v| v.name == doc.name()) else {
+                    continue;
+                };
+                let (Some(enc), Some(dev)) = (doc.encryption(), &row.device) else {
+                    continue;
+                };
+                let spec = VolumeSpec {
+                    name: doc.name().to_string(),
+                    label: doc.partition_label(),
+                    encryption: enc.clone(),
+                };
+                let device = crate::failpoint::maybe_wrap(Arc::new(CryptsetupDevice::new(dev)));
+                converge(&spec, device, &env, Mode::Apply)
+                    .await
+                    .map_err(|source| ApplyError::Converge {
+                        volume: doc.name().to_string(),
+                        source,
+                    })?;
+            }
+            report.applied_now = true;
+            report.stored = Some(store(CONFIG_FILE)?);
+            let _ = std::fs::remove_file(state_mount.join(PENDING_FILE));
+            let state_enc = docs
+                .iter()
+                .find(|d| d.is_state())
+                .and_then(|d| d.encryption().cloned());
+            mirror_state_to_meta(&opts.disks, state_enc.as_ref())?;
+        }
+        ApplyMode::Staged | ApplyMode::Reboot => {
+            report.stored = Some(store(PENDING_FILE)?);
+            if mode == ApplyMode::Reboot {
+                report.reboot_requested = true;
+                let st = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&opts.reboot_command)
+                    .status();
+                if !st.is_ok_and(|s| s.success()) {
+                    return Err(ApplyError::Io(format!(
+                        "the config is staged, but `{}` failed; reboot by hand",
+                        opts.reboot_command
+                    )));
+                }
+            }
+        }
+        ApplyMode::Auto => unreachable!("auto is resolved above"),
+    }
+    Ok(report)
+}
+
+/// What `doc` changes on the volume the last boot reported as `row`; `Err`
+/// when it must be refused.
+async fn analyse(
+    doc: &Document,
+    row: Option<&VolumeStatus>,
+    env: &ProviderEnv,
+) -> Result<Change, String> {
+    let name = doc.name();
+    let label = doc.partition_label();
+    let Some(row) =
+        row.filter(|r| matches!(r.phase, Phase::Ready | Phase::Opened | Phase::Provisioned))
+    else {
+        let why = row.map(|r| {
+            format!(
+                "it is {} now",
+                serde_json::to_value(r.phase)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )
+        });
+        return Ok(Change::NextBoot(format!(
+            "{name} is not open ({}); the config takes effect when it is provisioned at boot",
+            why.unwrap_or_else(|| "not configured before".into())
+        )));
+    };
+    match (row.encrypted, doc.encryption()) {
+        (false, Some(_)) => Ok(Change::NeedsWipe(format!(
+            "{name} holds a plain filesystem; encrypting it needs a wipe: stage this config, back up its data, run `volctl reset --system-labels-to-wipe {label}`, then reboot"
+        ))),
+        (true, None) => Ok(Change::NeedsWipe(format!(
+            "{name} is encrypted; making it plain needs a wipe (`volctl reset --system-labels-to-wipe {label}`) and a reboot"
+        ))),
+        (false, None) => Ok(Change::Unchanged),
+        (true, Some(enc)) => {
+            let Some(dev) = &row.device else {
+                return Ok(Change::NextBoot(format!("{name}: its device is not known")));
+            };
+            let spec = VolumeSpec { name: name.to_string(), label: label.clone(), encryption: enc.clone() };
+            match converge(&spec, Arc::new(CryptsetupDevice::new(dev)), env, Mode::DryRun).await {
+                Ok(o) if o.plan.is_empty() => Ok(Change::Unchanged),
+                Ok(o) => Ok(Change::Keys(o.plan.actions.iter().map(action_line).collect())),
+                Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(format!(
+                    "{name}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one"
+                )),
+                Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(format!("{name}: {reason}"))),
+                Err(e) => Err(format!("{name}: {e}")),
+            }
+        }
+    }
+}
+
+/// Mirrors STATE's encryption config to META (when it differs).
+fn mirror_state_to_meta(
+    disks: &[PathBuf],
+    want: Option<&api_types::Encryption>,
+) -> Result<(), ApplyError> {
+    let disks = if disks.is_empty() {
+        disks::system_disks()
+    } else {
+        disks.to_vec()
+    };
+    let io = |e: String| ApplyError::Io(format!("mirroring STATE's config to META: {e}"));
+    let parts = disks::by_label(&disks).map_err(|e| io(e.to_string()))?;
+    let Some(p) = parts.get("META") else {
+        return Ok(());
+    };
+    let open = disks::OpenPartition::open(p).map_err(|e| io(e.to_string()))?;
+    let current = meta::read(&open.path).map_err(|e| io(e.to_string()))?;
+    let value = want.map(|e| serde_json::to_vec(e).expect("encryption serialises"));
+    if current.records.get(&TAG_STATE_ENCRYPTION) != value.as_ref() {
+        meta::update(&open.path, TAG_STATE_ENCRYPTION, value).map_err(|e| io(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// One line per volume change, for the CLI.
+pub fn report_text(r: &ApplyReport) -> String {
+    let mut s = String::new();
+    for c in &r.changes {
+        match &c.change {
+            Change::Unchanged => s.push_str(&format!("{}: no change\n", c.volume)),
+            Change::Keys(actions) => {
+                s.push_str(&format!("{}: keyslot changes\n", c.volume));
+                for a in actions {
+                    s.push_str(&format!("  {a}\n"));
+                }
+            }
+            Change::NeedsWipe(r) => s.push_str(&format!("{}: needs a wipe — {r}\n", c.volume)),
+            Change::NextBoot(r) => s.push_str(&format!("{}: at next boot — {r}\n", c.volume)),
+        }
+    }
+    let mode = serde_json::to_value(r.mode)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    match (&r.stored, r.applied_now, r.reboot_requested) {
+        (None, _, _) => s.push_str(&format!("dry run ({mode}): nothing stored\n")),
+        (Some(p), true, _) => s.push_str(&format!("applied now; config stored as {p}\n")),
+        (Some(p), false, true) => s.push_str(&format!("staged as {p}; reboot requested\n")),
+        (Some(p), false, false) => {
+            s.push_str(&format!("staged as {p}; takes effect at the next boot\n"))
+        }
+    }
+    s
+}

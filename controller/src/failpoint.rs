@@ -1,0 +1,88 @@
+//! A test double for a power cut: a [`LuksDevice`] wrapper that kills the
+//! process (`abort`, no cleanup, like losing power) right after its N-th
+//! header write. It exists because a power cut cannot happen on demand in a
+//! test; the VM suite enables it with `VOLCTL_POWER_CUT_AFTER_WRITES=N` to
+//! prove that every volume still opens with its old or new keys afterwards.
+
+use crate::binding::VolumeKey;
+use crate::device::{ActivationOptions, DeviceError, FormatParams, LuksDevice, PbkdfChoice};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Environment variable that arms the power cut (tests only).
+pub const POWER_CUT_ENV: &str = "VOLCTL_POWER_CUT_AFTER_WRITES";
+
+/// Header writes across the whole process (all volumes).
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// Wraps `inner` when the environment arms a power cut; else returns it.
+pub fn maybe_wrap(inner: Arc<dyn LuksDevice>) -> Arc<dyn LuksDevice> {
+    match std::env::var(POWER_CUT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(after) => Arc::new(PowerCutDevice { inner, after }),
+        None => inner,
+    }
+}
+
+/// Aborts the process after `after` header writes.
+pub struct PowerCutDevice {
+    inner: Arc<dyn LuksDevice>,
+    after: u64,
+}
+
+impl PowerCutDevice {
+    fn wrote<T>(&self, r: Result<T, DeviceError>) -> Result<T, DeviceError> {
+        if r.is_ok() && WRITES.fetch_add(1, Ordering::SeqCst) + 1 >= self.after {
+            eprintln!(
+                "{POWER_CUT_ENV}: simulated power cut after {} header write(s)",
+                self.after
+            );
+            std::process::abort();
+        }
+        r
+    }
+}
+
+impl LuksDevice for PowerCutDevice {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn kdf_runs(&self) -> u64 {
+        self.inner.kdf_runs()
+    }
+    fn format(&self, p: &FormatParams, vk: &VolumeKey) -> Result<(), DeviceError> {
+        self.wrote(self.inner.format(p, vk))
+    }
+    fn volume_key(&self, slot: u32, size: usize, pass: &[u8]) -> Result<VolumeKey, DeviceError> {
+        self.inner.volume_key(slot, size, pass)
+    }
+    fn add_keyslot(
+        &self,
+        slot: u32,
+        vk: &VolumeKey,
+        pass: &[u8],
+        pbkdf: PbkdfChoice,
+    ) -> Result<(), DeviceError> {
+        self.wrote(self.inner.add_keyslot(slot, vk, pass, pbkdf))
+    }
+    fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError> {
+        self.wrote(self.inner.destroy_keyslot(slot))
+    }
+    fn set_token(&self, id: Option<u32>, json: &serde_json::Value) -> Result<u32, DeviceError> {
+        self.wrote(self.inner.set_token(id, json))
+    }
+    fn remove_token(&self, id: u32) -> Result<(), DeviceError> {
+        self.wrote(self.inner.remove_token(id))
+    }
+    fn activate(
+        &self,
+        name: &str,
+        vk: &VolumeKey,
+        o: &ActivationOptions,
+    ) -> Result<(), DeviceError> {
+        self.inner.activate(name, vk, o)
+    }
+}

@@ -1,0 +1,156 @@
+//! `volctl reset --system-labels-to-wipe`: close a volume if it is open and
+//! destroy what is on its partition (LUKS2 header and keyslots, filesystem
+//! signatures), so the next boot provisions it from the config. Wiping STATE
+//! also drops STATE's encryption config from META: the node's config is
+//! gone, and the next boot enters maintenance mode.
+
+use crate::boot::DM_PREFIX;
+use crate::disks::{self, DiskError, OpenPartition};
+use crate::header::{self, Probe};
+use crate::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
+use crate::status::{BootStatus, Phase};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// How much to wipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WipeMode {
+    /// The LUKS2 metadata area (at least the first 32 MiB) and the last MiB.
+    Fast,
+    /// The whole partition.
+    Full,
+}
+
+/// Why a reset failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// Disks could not be read.
+    #[error(transparent)]
+    Disks(#[from] DiskError),
+    /// No partition has the label.
+    #[error("no partition labelled `{0}`")]
+    NotFound(String),
+    /// The volume could not be closed.
+    #[error("cannot close {label} before wiping it: {reason}")]
+    Close {
+        /// Label.
+        label: String,
+        /// Why.
+        reason: String,
+    },
+    /// Writing failed.
+    #[error("wiping {label}: {source}")]
+    Wipe {
+        /// Label.
+        label: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// META could not be updated.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Wipes each label; returns one line per step. `status` (if any) is
+/// updated for volumes that were open.
+pub fn reset(
+    labels: &[String],
+    disks: &[PathBuf],
+    status: Option<&mut BootStatus>,
+    mode: WipeMode,
+) -> Result<Vec<String>, ResetError> {
+    let parts = disks::by_label(disks)?;
+    let mut done = Vec::new();
+    let mut status = status;
+    for label in labels {
+        let part = parts
+            .get(label)
+            .ok_or_else(|| ResetError::NotFound(label.clone()))?;
+        if let Some(st) = status.as_deref_mut() {
+            close_one(st, label, &mut done)?;
+        }
+        let open = OpenPartition::open(part)?;
+        let wiped = wipe(&open.path, part.size, mode).map_err(|source| ResetError::Wipe {
+            label: label.clone(),
+            source,
+        })?;
+        done.push(format!(
+            "wiped {label} ({}, {} MiB)",
+            part.describe(),
+            wiped / MIB
+        ));
+        if label == "STATE" {
+            if let Some(m) = parts.get("META") {
+                let mo = OpenPartition::open(m)?;
+                meta::update(&mo.path, TAG_STATE_ENCRYPTION, None)?;
+                done.push("dropped STATE's encryption config from META: the next boot enters maintenance mode".into());
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Unmounts and closes `label` if the last boot opened it.
+fn close_one(st: &mut BootStatus, label: &str, done: &mut Vec<String>) -> Result<(), ResetError> {
+    let Some(v) = st.volumes.iter_mut().find(|v| v.label == label) else {
+        return Ok(());
+    };
+    let err = |reason: String| ResetError::Close {
+        label: label.to_string(),
+        reason,
+    };
+    if let Some(m) = v.mount_point.take() {
+        crate::fs::umount(Path::new(&m)).map_err(|e| err(e.to_string()))?;
+        done.push(format!("unmounted {m}"));
+    }
+    if v.mapped_device.take().is_some() {
+        let name = format!("{DM_PREFIX}{label}");
+        crate::device::deactivate(&name).map_err(|e| err(e.to_string()))?;
+        done.push(format!("closed /dev/mapper/{name}"));
+    }
+    v.phase = Phase::Located;
+    v.keyslots.clear();
+    v.unlocked_by = None;
+    Ok(())
+}
+
+/// Zeroes the partition at `path` (of `size` bytes); returns bytes zeroed.
+fn wipe(path: &Path, size: u64, mode: WipeMode) -> std::io::Result<u64> {
+    // The LUKS2 data segment starts after the keyslot area: zero at least
+    // up to it, so no keyslot survives.
+    let data_offset = match header::read(path) {
+        Ok(Probe::Luks2(h)) => h
+            .json
+            .segments
+            .values()
+            .filter_map(|s| s.offset.parse::<u64>().ok())
+            .min()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let mut ranges = match mode {
+        WipeMode::Full => vec![(0, size)],
+        WipeMode::Fast => {
+            let head = (32 * MIB).max(data_offset).min(size);
+            vec![(0, head), (size.saturating_sub(MIB).max(head), size)]
+        }
+    };
+    ranges.retain(|(a, b)| b > a);
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let zeros = vec![0u8; MIB as usize];
+    let mut total = 0;
+    for (start, end) in ranges {
+        f.seek(SeekFrom::Start(start))?;
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(MIB) as usize;
+            f.write_all(&zeros[..n])?;
+            at += n as u64;
+        }
+        total += end - start;
+    }
+    f.sync_all()?;
+    Ok(total)
+}
