@@ -1,110 +1,115 @@
 #!/usr/bin/env bash
-# The built-in demo: a disk image with GPT partitions META, STATE, EPHEMERAL
-# and persistence; volctl validates the appliance config, shows its plan,
-# formats and converges each encrypted partition, then rotates a key.
-# Partitions are attached as loop devices by offset and always detached.
+# The built-in demo: a node's life in five boots of a qemu VM (Debian's
+# kernel, real dm-crypt, mkfs and mount) on a disk image with GPT partitions
+# META, STATE, EPHEMERAL and persistence.
+#
+#   boot 1  a blank disk: STATE and persistence are encrypted and formatted;
+#           EPHEMERAL starts plain, as on a node installed before encryption
+#           was wanted. A new recovery key for persistence is staged.
+#   boot 2  the staged config is promoted: the new key is enrolled.
+#           Removing the old key is staged.
+#   boot 3  the old key is removed (checked on the host with cryptsetup).
+#           Encrypting EPHEMERAL is staged.
+#   boot 4  EPHEMERAL holds data, so it waits for a wipe; `volctl reset` wipes it.
+#   boot 5  EPHEMERAL is encrypted and formatted; persistence's data is intact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOLCTL=${VOLCTL:-target/debug/volctl}
 DIR=${DEMO_DIR:-target/demo}
-rm -rf "$DIR" && mkdir -p "$DIR"
+rm -rf "$DIR" && mkdir -p "$DIR/job"
 DISK=$DIR/disk.img
-LOOPS=()
-cleanup() { for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done; }
-trap cleanup EXIT
+UUID=4c4c4544-0038-5910-8057-b4c04f4d3732
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-export VOLCTL_NODE_UUID=4c4c4544-0038-5910-8057-b4c04f4d3732
-# Demo-sized KDF costs; real configs leave pbkdf out and get libcryptsetup's.
-cat > "$DIR/appliance.yaml" <<'YAML'
-apiVersion: v1alpha1
-kind: VolumeConfig
-name: STATE
-encryption:
-  pbkdf: {type: argon2id, memoryKiB: 8192, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
----
-apiVersion: v1alpha1
-kind: VolumeConfig
-name: EPHEMERAL
-encryption:
-  pbkdf: {type: argon2id, memoryKiB: 8192, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
-      lockToSTATE: true
-    - slot: 1
-      static:
-        passphrase: old-recovery-passphrase
----
-apiVersion: v1alpha1
-kind: VolumeConfig
-name: persistence
-encryption:
-  pbkdf: {type: argon2id, memoryKiB: 8192, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
-      lockToSTATE: true
-    - slot: 1
-      static:
-        passphrase: appliance-recovery-passphrase
-YAML
-# Rotation: add a new recovery passphrase in slot 2, then drop slot 1.
-python3 - "$DIR" <<'PY'
-import sys
-d = sys.argv[1]
-s = open(f"{d}/appliance.yaml").read()
-new = "    - slot: 2\n      static:\n        passphrase: new-recovery-passphrase\n"
-old = "    - slot: 1\n      static:\n        passphrase: old-recovery-passphrase\n"
-open(f"{d}/rotate-1.yaml", "w").write(s.replace(old, old + new))
-open(f"{d}/rotate-2.yaml", "w").write(s.replace(old, new))
-PY
+say "build the VM (Debian kernel, initramfs with volctl)"
+tests/vm/setup.sh "$VOLCTL"
 
-say "make a 256 MiB disk image with GPT partitions"
+say "a 256 MiB disk image with GPT partitions"
 truncate -s 256M "$DISK"
 sgdisk -n1:0:+1M -c1:META -n2:0:+64M -c2:STATE -n3:0:+64M -c3:EPHEMERAL -n4:0:0 -c4:persistence "$DISK" >/dev/null
 sgdisk -p "$DISK" | sed -n '/^Number/,$p'
 
-attach() { # label -> loop device for that partition
-  local n start end
-  n=$(sgdisk -p "$DISK" | awk -v l="$1" '$NF==l {print $1}')
-  read -r start end < <(sgdisk -i "$n" "$DISK" | awk '/First sector/ {s=$3} /Last sector/ {e=$3} END {print s, e}')
-  losetup -f --show -o $((start * 512)) --sizelimit $(((end - start + 1) * 512)) "$DISK"
+# Demo-sized KDF costs; real configs leave `pbkdf` out.
+PBKDF='  pbkdf: {type: argon2id, memoryKiB: 8192, iterations: 4}'
+config() { # $1: EPHEMERAL block; $2..: persistence keys
+  local eph=$1; shift
+  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n---\n' "$PBKDF"
+  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n'
+  if [ -n "$eph" ]; then printf '%s\n' "$eph"; fi
+  printf -- '---\n'
+  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n%s\n  keys:\n' "$PBKDF"
+  for k in "$@"; do printf '    - %s\n' "$k"; done
+}
+PLAIN=''
+ENCRYPTED=$(printf 'encryption:\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n      lockToSTATE: true\n' "$PBKDF")
+OLD='{slot: 0, static: {passphrase: old-recovery-passphrase}}'
+NODE='{slot: 1, nodeID: {}, lockToSTATE: true}'
+NEW='{slot: 2, static: {passphrase: new-recovery-passphrase}}'
+config "$PLAIN" "$OLD" "$NODE" > "$DIR/job/v1.yaml"
+config "$PLAIN" "$OLD" "$NODE" "$NEW" > "$DIR/job/v2.yaml"
+config "$PLAIN" "$NODE" "$NEW" > "$DIR/job/v3.yaml"
+config "$ENCRYPTED" "$NODE" "$NEW" > "$DIR/job/v4.yaml"
+$VOLCTL validate -f "$DIR/job/v1.yaml" -f "$DIR/job/v4.yaml" >/dev/null 2>&1 || $VOLCTL validate -f "$DIR/job/v4.yaml"
+
+boot() { # $1: title, $2: shell run inside the VM
+  say "$1"
+  printf '%s\n' "$2" > "$DIR/job/job.sh"
+  local rc=0
+  VOLCTL_VM_QEMU_EXTRA="-uuid $UUID" tests/vm/run.sh "$DISK" "$DIR/job" 240 > "$DIR/serial.log" || rc=$?
+  awk '/VOLCTL-VM-EXIT/ {p=0} p {print "  | " $0} /VOLCTL-VM-START/ {p=1}' "$DIR/serial.log"
+  if [ "$rc" != 0 ]; then echo "the VM job failed (exit $rc); serial log: $DIR/serial.log"; exit 1; fi
 }
 
-say "volctl validate"
-$VOLCTL validate -f "$DIR/appliance.yaml"
+check_old_key_gone() {
+  local n start end loop
+  n=$(sgdisk -p "$DISK" | awk '$NF=="persistence" {print $1}')
+  read -r start end < <(sgdisk -i "$n" "$DISK" | awk '/First sector/ {s=$3} /Last sector/ {e=$3} END {print s, e}')
+  loop=$(losetup -f --show -o $((start * 512)) --sizelimit $(((end - start + 1) * 512)) "$DISK")
+  trap 'losetup -d "$loop" 2>/dev/null || true' RETURN
+  if printf old-recovery-passphrase | cryptsetup open --test-passphrase --key-file - "$loop" 2>/dev/null; then
+    echo "FAIL: the old recovery passphrase still opens persistence"; exit 1
+  fi
+  printf new-recovery-passphrase | cryptsetup open --test-passphrase --key-file - --key-slot 2 "$loop"
+  echo "  host check (cryptsetup): old recovery passphrase refused, new one opens slot 2"
+}
 
-head -c 32 /dev/urandom > "$DIR/state-salt" && chmod 600 "$DIR/state-salt"
-declare -A DEV
-for v in STATE EPHEMERAL persistence; do DEV[$v]=$(attach "$v"); LOOPS+=("${DEV[$v]}"); done
+boot "boot 1: blank disk, config given at boot (-f)" '
+volctl boot --disk /dev/vda -f /job/v1.yaml
+echo "ephemeral data" > /var/data; echo "persistent data" > /persistence/data
+echo "$ volctl apply-config -f v2.yaml --mode staged    # add a new recovery key in slot 2"
+volctl apply-config -f /job/v2.yaml --mode staged
+volctl close >/dev/null'
 
-for v in STATE EPHEMERAL persistence; do
-  say "volctl plan --volume $v (dry run: blank partition)"
-  $VOLCTL plan --volume "$v" --device "${DEV[$v]}" -f "$DIR/appliance.yaml" --state-salt-file "$DIR/state-salt"
-  say "volctl converge --volume $v"
-  $VOLCTL converge --volume "$v" --device "${DEV[$v]}" -f "$DIR/appliance.yaml" --state-salt-file "$DIR/state-salt"
-done
+boot "boot 2: the staged config is promoted; slot 2 is enrolled" '
+volctl boot --disk /dev/vda
+volctl status -o json | grep -A3 "\"changes\"" | grep "slot" | sed "s/^ */changes: /"
+echo "$ volctl apply-config -f v3.yaml --mode staged    # drop the old key in slot 0"
+volctl apply-config -f /job/v3.yaml --mode staged
+volctl close >/dev/null'
 
-say "second run: everything converged, one KDF run per volume"
-for v in STATE EPHEMERAL persistence; do
-  $VOLCTL converge --volume "$v" --device "${DEV[$v]}" -f "$DIR/appliance.yaml" --state-salt-file "$DIR/state-salt"
-done
+boot "boot 3: the old key is removed" '
+volctl boot --disk /dev/vda
+volctl status -o json | grep -A3 "\"changes\"" | grep "slot" | sed "s/^ */changes: /"
+echo "$ cat /persistence/data"; cat /persistence/data
+echo "$ volctl apply-config -f v4.yaml --mode no-reboot    # encrypt EPHEMERAL: refused, it needs a wipe"
+volctl apply-config -f /job/v4.yaml --mode no-reboot 2>&1 | head -2
+echo "$ volctl apply-config -f v4.yaml --mode staged"
+volctl apply-config -f /job/v4.yaml --mode staged
+volctl close >/dev/null'
+check_old_key_gone
 
-say "rotate EPHEMERAL's recovery passphrase, step 1: add slot 2"
-$VOLCTL converge --volume EPHEMERAL --device "${DEV[EPHEMERAL]}" -f "$DIR/rotate-1.yaml" --state-salt-file "$DIR/state-salt"
-say "step 2: remove slot 1"
-$VOLCTL converge --volume EPHEMERAL --device "${DEV[EPHEMERAL]}" -f "$DIR/rotate-2.yaml" --state-salt-file "$DIR/state-salt"
+boot "boot 4: EPHEMERAL holds data, so it waits for a wipe" '
+volctl boot --disk /dev/vda
+echo "$ volctl reset --system-labels-to-wipe EPHEMERAL"
+volctl reset --system-labels-to-wipe EPHEMERAL
+volctl close >/dev/null'
 
-say "check with cryptsetup: the old passphrase no longer opens, the new one does"
-if printf old-recovery-passphrase | cryptsetup open --test-passphrase --key-file - "${DEV[EPHEMERAL]}" 2>/dev/null; then
-  echo "FAIL: old passphrase still opens EPHEMERAL"; exit 1
-fi
-printf new-recovery-passphrase | cryptsetup open --test-passphrase --key-file - --key-slot 2 "${DEV[EPHEMERAL]}"
-echo "old passphrase refused, new passphrase accepted (slot 2)"
-cryptsetup luksDump "${DEV[EPHEMERAL]}" | sed -n '/^Keyslots:/,/^Digests:/p' | grep -E '^\s+[0-9]+: '
+boot "boot 5: EPHEMERAL is encrypted; everything is ready" '
+volctl boot --disk /dev/vda; rc=$?
+echo "$ cat /persistence/data"; cat /persistence/data
+echo "$ ls /var"; ls /var
+volctl close >/dev/null
+[ $rc = 0 ] && echo "demo: all volumes ready"'
+
 say "demo finished"

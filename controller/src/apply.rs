@@ -321,21 +321,21 @@ async fn analyse(
             )
         });
         return Ok(Change::NextBoot(format!(
-            "{name} is not open ({}); the config takes effect when it is provisioned at boot",
+            "not open ({}); the config takes effect when it is provisioned at boot",
             why.unwrap_or_else(|| "not configured before".into())
         )));
     };
     match (row.encrypted, doc.encryption()) {
         (false, Some(_)) => Ok(Change::NeedsWipe(format!(
-            "{name} holds a plain filesystem; encrypting it needs a wipe: stage this config, back up its data, run `volctl reset --system-labels-to-wipe {label}`, then reboot"
+            "it holds a plain filesystem; encrypting it needs a wipe: stage this config, back up its data, run `volctl reset --system-labels-to-wipe {label}`, then reboot"
         ))),
         (true, None) => Ok(Change::NeedsWipe(format!(
-            "{name} is encrypted; making it plain needs a wipe (`volctl reset --system-labels-to-wipe {label}`) and a reboot"
+            "it is encrypted; making it plain needs a wipe (`volctl reset --system-labels-to-wipe {label}`) and a reboot"
         ))),
         (false, None) => Ok(Change::Unchanged),
         (true, Some(enc)) => {
             let Some(dev) = &row.device else {
-                return Ok(Change::NextBoot(format!("{name}: its device is not known")));
+                return Ok(Change::NextBoot("its device is not known".into()));
             };
             let spec = VolumeSpec { name: name.to_string(), label: label.clone(), encryption: enc.clone() };
             match converge(&spec, Arc::new(CryptsetupDevice::new(dev)), env, Mode::DryRun).await {
@@ -344,7 +344,7 @@ async fn analyse(
                 Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(format!(
                     "{name}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one"
                 )),
-                Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(format!("{name}: {reason}"))),
+                Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(reason)),
                 Err(e) => Err(format!("{name}: {e}")),
             }
         }

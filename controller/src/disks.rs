@@ -156,17 +156,18 @@ pub fn system_disks() -> Vec<PathBuf> {
 }
 
 /// Partitions of all `disks` by label; a label found twice is an error.
-/// Disks without a readable GPT are skipped with a warning.
+/// Disks without a readable GPT hold no volumes and are skipped (logged at
+/// info level); a volume whose label is found nowhere is reported missing.
 pub fn by_label(disks: &[PathBuf]) -> Result<BTreeMap<String, Partition>, DiskError> {
     let mut map: BTreeMap<String, Partition> = BTreeMap::new();
     for d in disks {
+        // A disk without a GPT holds no volumes: skip it, say so.
         let parts = match partitions(d) {
             Ok(p) => p,
-            Err(e) if disks.len() > 1 => {
-                tracing::warn!("{e}; skipping this disk");
+            Err(e) => {
+                tracing::info!("{e}; skipping this disk");
                 continue;
             }
-            Err(e) => return Err(e),
         };
         for p in parts {
             if let Some(first) = map.get(&p.label) {
