@@ -48,6 +48,7 @@ fn main() {
     let env = ProviderEnv {
         node_uuid: Ok(UUID.into()),
         state_salt: None,
+        kms: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -51,6 +51,8 @@ pub struct ApplyOptions {
     pub node_uuid: Result<String, String>,
     /// Command that reboots the node.
     pub reboot_command: String,
+    /// How to reach KMS servers.
+    pub kms: providers::KmsClientOptions,
 }
 
 /// What a config changes on one volume.
@@ -199,6 +201,7 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     let env = ProviderEnv {
         node_uuid: opts.node_uuid.clone(),
         state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),
+        kms: opts.kms.clone(),
     };
 
     let mut changes = Vec::new();

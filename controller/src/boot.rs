@@ -53,6 +53,8 @@ pub struct BootOptions {
     pub parallel: usize,
     /// How long maintenance mode waits for a config (`None`: for ever).
     pub maintenance_timeout: Option<std::time::Duration>,
+    /// How to reach KMS servers.
+    pub kms: providers::KmsClientOptions,
 }
 
 /// Errors that stop the whole boot.
@@ -167,6 +169,7 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     let mut env = ProviderEnv {
         node_uuid: opts.node_uuid.clone(),
         state_salt: None,
+        kms: opts.kms.clone(),
     };
     let state = finish(
         open_volume(&staged_def, parts.get("STATE"), &env).await,

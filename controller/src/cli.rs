@@ -86,6 +86,9 @@ pub enum Command {
         /// In maintenance mode, give up after this many seconds (default: wait for ever).
         #[arg(long)]
         maintenance_timeout: Option<u64>,
+        /// KMS access.
+        #[command(flatten)]
+        kms: KmsArgs,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -119,6 +122,9 @@ pub enum Command {
         /// Command that reboots the node (for --mode reboot).
         #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
         reboot_command: String,
+        /// KMS access.
+        #[command(flatten)]
+        kms: KmsArgs,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -146,6 +152,34 @@ pub enum Command {
         /// Command that reboots the node.
         #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
         reboot_command: String,
+    },
+    /// Run a KMS server for a fleet (sidero.kms.KMSService, AES-256-GCM, stateless), or make a master key.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Example:\n  volctl kms-server genkey >> /etc/volctl-kms/keys && chmod 600 /etc/volctl-kms/keys\n  volctl kms-server --listen 0.0.0.0:4050 --master-key-file /etc/volctl-kms/keys \\\n      --tls-cert tls.crt --tls-key tls.key [--client-ca clients-ca.crt]\n\nThe last key in the file seals; every key unseals (append a key to rotate). SIGTERM stops it gracefully."
+    )]
+    KmsServer {
+        /// `genkey`: print a new master-key line to append to the key file.
+        #[command(subcommand)]
+        command: Option<KmsServerCommand>,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:4050")]
+        listen: String,
+        /// Master key file (mode 0600): lines of KEY_ID:BASE64.
+        #[arg(long, required = false)]
+        master_key_file: Option<PathBuf>,
+        /// TLS certificate chain (PEM).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates signed by this CA (PEM).
+        #[arg(long, requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
+        /// Serve without TLS (tests only: sealed keys cross the network in clear).
+        #[arg(long, conflicts_with = "tls_cert")]
+        plaintext: bool,
     },
     /// Print the status of every volume from the last boot.
     #[command(after_help = "Example:\n  volctl status\n  volctl status -o json")]
@@ -190,6 +224,20 @@ pub enum Command {
     },
 }
 
+/// How to reach KMS servers (for `kms` keys).
+#[derive(Debug, Args)]
+pub struct KmsArgs {
+    /// CA certificate(s) (PEM) to trust for KMS endpoints, besides the system roots.
+    #[arg(long, env = "VOLCTL_KMS_CA_FILE")]
+    pub kms_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for KMS servers that require one.
+    #[arg(long, env = "VOLCTL_KMS_CLIENT_CERT", requires = "kms_client_key")]
+    pub kms_client_cert: Option<PathBuf>,
+    /// Client key (PEM) for --kms-client-cert.
+    #[arg(long, env = "VOLCTL_KMS_CLIENT_KEY", requires = "kms_client_cert")]
+    pub kms_client_key: Option<PathBuf>,
+}
+
 /// Which disks to search.
 #[derive(Debug, Args)]
 pub struct DiskArgs {
@@ -220,6 +268,13 @@ pub enum MetaOp {
         /// Tag number.
         tag: u32,
     },
+}
+
+/// `volctl kms-server` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KmsServerCommand {
+    /// Print a new master-key line (KEY_ID:BASE64) to append to the key file.
+    Genkey,
 }
 
 /// `apply-config --mode`.
@@ -273,6 +328,9 @@ pub struct Target {
     /// File holding the STATE salt, for lockToSTATE keys (mode 0600).
     #[arg(long, env = "VOLCTL_STATE_SALT_FILE")]
     pub state_salt_file: Option<PathBuf>,
+    /// KMS access.
+    #[command(flatten)]
+    pub kms: KmsArgs,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,

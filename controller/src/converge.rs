@@ -8,7 +8,7 @@ use crate::binding::{Binder, VolumeKey};
 use crate::device::{DeviceError, FormatParams, LuksDevice, PbkdfChoice, PbkdfCost, PbkdfKind};
 use crate::header::{self, HeaderError, Luks2Header, Probe};
 use crate::plan::{
-    self, Action, BindingCheck, DesiredSlot, ObservedKeyslots, ObservedSlot, Plan, PlanError,
+    self, Action, BindingCheck, DesiredSlot, Note, ObservedKeyslots, ObservedSlot, Plan, PlanError,
 };
 use crate::token::VolctlToken;
 use crate::volume::VolumeSpec;
@@ -203,9 +203,18 @@ pub async fn converge_and_unlock(
             (plan, vk, Some((slot, kind)), Some(h.seqid))
         }
     };
+    let mut plan = plan;
     let applied = mode == Mode::Apply && !plan.is_empty();
     if applied {
-        execute(spec, &plan, &keys, header.as_ref(), &volume_key, &device).await?;
+        execute(
+            spec,
+            &mut plan,
+            &keys,
+            header.as_ref(),
+            &volume_key,
+            &device,
+        )
+        .await?;
     }
     let seq_after = match header::read(device.path())? {
         Probe::Luks2(h) => Some(h.seqid),
@@ -474,7 +483,7 @@ async fn blocking<T: Send + 'static>(
 /// without token, which the next run replaces or adopts).
 async fn execute(
     spec: &VolumeSpec,
-    plan: &Plan,
+    plan: &mut Plan,
     keys: &[Key],
     header: Option<&Luks2Header>,
     vk: &VolumeKey,
@@ -494,7 +503,40 @@ async fn execute(
             )
             .map(|(id, _)| id)
     };
+    // Make every new key before writing anything: a key whose source is
+    // down (KMS unreachable, TPM missing) is reported and its slot left as
+    // it is, and a blank device is never formatted without a key.
+    let mut enrolled = std::collections::BTreeMap::new();
+    let mut skipped = Vec::new();
     for action in &plan.actions {
+        if let Action::Add { slot, kind, .. } | Action::Replace { slot, kind, .. } = action {
+            let key = key_for(*slot);
+            match key.provider.enroll(&key.ctx).await {
+                Ok(e) => {
+                    enrolled.insert(*slot, e);
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %spec.name, slot, "cannot enrol: {e}");
+                    skipped.push(Note::Unavailable {
+                        slot: *slot,
+                        kind: kind.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    if !skipped.is_empty() {
+        plan.actions.retain(|a| !matches!(a, Action::Add { slot, .. } | Action::Replace { slot, .. } if !enrolled.contains_key(slot)));
+        plan.notes.extend(skipped);
+        if plan.actions.first() == Some(&Action::Format) && enrolled.is_empty() {
+            return Err(PlanError::NothingToEnrol(
+                "no key could be made; nothing was written".into(),
+            )
+            .into());
+        }
+    }
+    for action in plan.actions.clone() {
         tracing::info!(volume = %spec.name, ?action, "executing");
         match action {
             Action::Format => {
@@ -507,41 +549,42 @@ async fn execute(
                 let vk = vk.clone();
                 blocking(device, move |d| d.format(&params, &vk)).await?;
             }
-            Action::Add { slot, .. } => enrol(spec, key_for(*slot), vk, &binder, device).await?,
+            Action::Add { slot, .. } => {
+                let e = enrolled.remove(&slot).expect("enrolled above");
+                add_slot(spec, key_for(slot), e, vk, &binder, device).await?;
+            }
             Action::Replace { slot, .. } => {
-                let s = *slot;
-                blocking(device, move |d| d.destroy_keyslot(s)).await?;
-                if let Some(t) = old_token(s) {
+                let e = enrolled.remove(&slot).expect("enrolled above");
+                blocking(device, move |d| d.destroy_keyslot(slot)).await?;
+                if let Some(t) = old_token(slot) {
                     blocking(device, move |d| d.remove_token(t)).await?;
                 }
-                enrol(spec, key_for(s), vk, &binder, device).await?;
+                add_slot(spec, key_for(slot), e, vk, &binder, device).await?;
             }
             Action::WriteToken { slot, .. } => {
-                let key = key_for(*slot);
+                let key = key_for(slot);
                 let data = header
                     .and_then(|h| {
                         h.tokens().find_map(|(_, raw)| {
                             VolctlToken::parse(raw)?
                                 .ok()
-                                .filter(|t| t.slot() == Some(*slot))
+                                .filter(|t| t.slot() == Some(slot))
                         })
                     })
                     .map(|t| t.data)
                     .unwrap_or_else(|| serde_json::json!({}));
                 let json = token_json(key, data, &binder)?;
-                let id = old_token(*slot);
+                let id = old_token(slot);
                 blocking(device, move |d| d.set_token(id, &json)).await?;
             }
             Action::Remove { slot, .. } => {
-                let s = *slot;
-                blocking(device, move |d| d.destroy_keyslot(s)).await?;
-                if let Some(t) = old_token(s) {
+                blocking(device, move |d| d.destroy_keyslot(slot)).await?;
+                if let Some(t) = old_token(slot) {
                     blocking(device, move |d| d.remove_token(t)).await?;
                 }
             }
             Action::RemoveOrphanToken { token } => {
-                let t = *token;
-                blocking(device, move |d| d.remove_token(t)).await?;
+                blocking(device, move |d| d.remove_token(token)).await?;
             }
         }
     }
@@ -574,20 +617,16 @@ fn token_json(
     Ok(serde_json::to_value(token).expect("token serialises"))
 }
 
-/// Enrols `key` in its (empty) slot: keyslot first, then its token.
-async fn enrol(
+/// Writes an enrolled key to its (empty) slot: keyslot first, then its token.
+async fn add_slot(
     spec: &VolumeSpec,
     key: &Key,
+    enrolled: providers::Enrolled,
     vk: &VolumeKey,
     binder: &Binder,
     device: &Arc<dyn LuksDevice>,
 ) -> Result<(), ConvergeError> {
     let slot = key.spec.slot;
-    let enrolled = key
-        .provider
-        .enroll(&key.ctx)
-        .await
-        .map_err(|source| ConvergeError::Provider { slot, source })?;
     let json = token_json(key, enrolled.token_data, binder)?;
     let pbkdf = pbkdf_for_new_slot(spec, device);
     let (vk, pass) = (vk.clone(), enrolled.passphrase);

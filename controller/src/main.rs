@@ -5,7 +5,9 @@ mod cli;
 use anyhow::{bail, Context, Result};
 use api_types::{parse_file, schema, Document, DocumentKind};
 use clap::Parser;
-use cli::{Cli, Command, KindArg, MetaOp, ModeArg, Output, Target, WipeArg};
+use cli::{
+    Cli, Command, KindArg, KmsArgs, KmsServerCommand, MetaOp, ModeArg, Output, Target, WipeArg,
+};
 use controller::apply::{self, ApplyMode, ApplyOptions};
 use controller::boot::{self, BootOptions};
 use controller::converge::{converge, Mode};
@@ -14,6 +16,7 @@ use controller::meta;
 use controller::reset::{self, WipeMode};
 use controller::status::BootStatus;
 use controller::volume::VolumeSpec;
+use providers::KmsClientOptions;
 use providers::{read_node_uuid, ProviderEnv, SMBIOS_UUID_PATH};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -80,6 +83,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             node_uuid,
             parallel,
             maintenance_timeout,
+            kms,
             output,
         } => {
             let opts = BootOptions {
@@ -91,6 +95,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(|e| e.to_string()),
                 parallel,
                 maintenance_timeout: maintenance_timeout.map(std::time::Duration::from_secs),
+                kms: kms_options(&kms)?,
             };
             let rt = runtime()?;
             let status = rt.block_on(boot::boot(&opts))?;
@@ -130,6 +135,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Meta { disks, device, op } => meta_command(disks.disks, device, op),
+        Command::KmsServer {
+            command: Some(KmsServerCommand::Genkey),
+            ..
+        } => {
+            println!("{}", kms::keyring::Keyring::generate_line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::KmsServer {
+            command: None,
+            listen,
+            master_key_file,
+            tls_cert,
+            tls_key,
+            client_ca,
+            plaintext,
+        } => {
+            let keys = master_key_file.context("--master-key-file is required")?;
+            let keyring = kms::keyring::Keyring::load(&keys)?;
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(kms::server::ServerTls {
+                    cert_pem: read(&c)?,
+                    key_pem: read(&k)?,
+                    client_ca_pem: client_ca.as_ref().map(read).transpose()?,
+                }),
+                _ if plaintext => None,
+                _ => bail!("give --tls-cert and --tls-key (or --plaintext, for tests only)"),
+            };
+            let rt = runtime()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+                tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), key_id = keyring.current_id(), "KMS server listening");
+                eprintln!("volctl kms-server listening on {}", listener.local_addr()?);
+                kms::server::serve(listener, keyring, tls, shutdown_signal()).await?;
+                eprintln!("volctl kms-server stopped");
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ApplyConfig {
             files,
             mode,
@@ -139,6 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             disks,
             node_uuid,
             reboot_command,
+            kms,
             output,
         } => {
             let opts = ApplyOptions {
@@ -156,6 +202,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 node_uuid: read_node_uuid(node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
                     .map_err(|e| e.to_string()),
                 reboot_command,
+                kms: kms_options(&kms)?,
             };
             let report = runtime()?.block_on(apply::apply(&opts))?;
             match (output, insecure) {
@@ -206,6 +253,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// KMS client options from the command line.
+fn kms_options(args: &KmsArgs) -> Result<KmsClientOptions> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let identity = match (&args.kms_client_cert, &args.kms_client_key) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    Ok(KmsClientOptions {
+        ca_pem: args.kms_ca_file.as_ref().map(read).transpose()?,
+        identity_pem: identity,
+        ..Default::default()
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 
@@ -326,6 +397,7 @@ fn provider_env(target: &Target) -> Result<ProviderEnv> {
     Ok(ProviderEnv {
         node_uuid,
         state_salt,
+        kms: kms_options(&target.kms)?,
     })
 }
 

@@ -7,6 +7,7 @@
 //! flag inside each one.
 
 mod error;
+mod kms;
 mod node_id;
 mod passphrase;
 mod provider;
@@ -15,7 +16,9 @@ mod salted;
 mod static_key;
 mod unavailable;
 
+pub use ::kms::client::ClientOptions as KmsClientOptions;
 pub use error::ProviderError;
+pub use kms::KmsProvider;
 pub use node_id::{
     check_uuid_entropy, read_node_uuid, NodeIdProvider, NODE_UUID_ENV, SMBIOS_UUID_PATH,
 };

@@ -13,6 +13,8 @@ pub struct ProviderEnv {
     pub node_uuid: Result<String, String>,
     /// The STATE salt, when known.
     pub state_salt: Option<StateSalt>,
+    /// How to reach KMS servers (CA, client certificate, timeouts).
+    pub kms: crate::KmsClientOptions,
 }
 
 /// The provider for `key`, wrapped for lockToSTATE when the key asks for it.
@@ -30,10 +32,10 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
             2,
             "this volctl build has no TPM provider yet; another key must open the volume",
         )),
-        KeyKind::Kms { .. } => Box::new(UnavailableProvider::new(
-            "kms",
-            3,
-            "this volctl build has no KMS provider yet; another key must open the volume",
+        KeyKind::Kms { endpoint } => Box::new(crate::KmsProvider::new(
+            endpoint,
+            env.node_uuid.clone(),
+            env.kms.clone(),
         )),
     };
     if key.lock_to_state {
@@ -53,6 +55,7 @@ mod tests {
         ProviderEnv {
             node_uuid: Ok("4c4c4544-0038-5910-8057-b4c04f4d3732".into()),
             state_salt: salt,
+            kms: Default::default(),
         }
     }
 

@@ -1,0 +1,209 @@
+//! `kms` keys end to end on the host: `volctl kms-server` runs as a real
+//! process on 127.0.0.1 with TLS from a test CA; volumes are LUKS2 image
+//! files converged through the CLI and checked with the cryptsetup CLI.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+struct Kms {
+    child: Child,
+    port: u16,
+}
+
+impl Kms {
+    /// Starts `volctl kms-server` on a free port with a fresh key file.
+    fn start(dir: &Path, pki: &kms::test_pki::TestPki) -> Kms {
+        std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+        std::fs::write(dir.join("tls.crt"), &pki.server_cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &pki.server_key_pem).unwrap();
+        let keys = dir.join("keys");
+        if !keys.exists() {
+            let out = Command::new(env!("CARGO_BIN_EXE_volctl"))
+                .args(["kms-server", "genkey"])
+                .output()
+                .unwrap();
+            std::fs::write(&keys, &out.stdout).unwrap();
+            std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(["kms-server", "--listen", "127.0.0.1:0", "--master-key-file"])
+            .arg(&keys)
+            .args([
+                "--tls-cert",
+                &dir.join("tls.crt").display().to_string(),
+                "--tls-key",
+                &dir.join("tls.key").display().to_string(),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        reader.read_line(&mut line).unwrap();
+        // Keep draining its log so it never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Kms { child, port }
+    }
+
+    /// Stops it with SIGTERM; returns its exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let p = dir.join(if extra.is_empty() {
+        "kms-only.yaml"
+    } else {
+        "kms-and-more.yaml"
+    });
+    std::fs::write(
+        &p,
+        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nencryption:\n  {PBKDF}\n  keys:\n    - slot: 0\n      kms: {{endpoint: 'https://localhost:{port}'}}\n{extra}"),
+    )
+    .unwrap();
+    p
+}
+
+fn converge(img: &Path, cfg: &Path, ca: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args([
+            "converge",
+            "--volume",
+            "data",
+            "--device",
+            &img.display().to_string(),
+            "-f",
+            &cfg.display().to_string(),
+            "-o",
+            "json",
+        ])
+        .args(["--kms-ca-file", &ca.display().to_string()])
+        .env("VOLCTL_NODE_UUID", UUID)
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let pki = kms::test_pki::generate();
+    let server = Kms::start(dir, &pki);
+    let ca = dir.join("ca.pem");
+    let static_key = "    - slot: 1\n      static: {passphrase: recovery-pass}\n";
+
+    // Enrol: the token keeps the sealed blob and the endpoint; no secret in clear.
+    let cfg = config(dir, server.port, "");
+    let o = json(&converge(&img.path, &cfg, &ca));
+    assert_eq!(o["plan"]["actions"][1]["kind"], "kms");
+    let d = dump(&img.path);
+    let token = d["tokens"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(token["kind"], "kms");
+    assert_eq!(
+        token["data"]["endpoint"],
+        format!("https://localhost:{}", server.port)
+    );
+    let sealed = token["data"]["sealedData"].as_str().unwrap().to_string();
+
+    // The passphrase is base64 of the 32-byte key the KMS unseals for this node.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = kms::client::KmsClient::new(
+        &format!("https://localhost:{}", server.port),
+        kms::client::ClientOptions {
+            ca_pem: Some(pki.ca_pem.clone()),
+            ..Default::default()
+        },
+    );
+    use base64::Engine;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .unwrap();
+    let key = rt.block_on(client.unseal(UUID, &blob)).unwrap();
+    assert_eq!(key.len(), 32);
+    let pass = base64::engine::general_purpose::STANDARD.encode(key.as_slice());
+    assert!(opens(&img.path, 0, pass.as_bytes()));
+    assert!(rt
+        .block_on(client.unseal("another-node-uuid-0000-000000000000", &blob))
+        .is_err());
+
+    // A fresh process unlocks through the KMS: one KDF run, nothing to do.
+    let o = json(&converge(&img.path, &cfg, &ca));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]));
+    assert_eq!(o["kdf_runs"], 1);
+
+    // Add a static recovery key while the KMS is up.
+    let cfg2 = config(dir, server.port, static_key);
+    json(&converge(&img.path, &cfg2, &ca));
+    assert_eq!(slots(&img.path), vec![0, 1]);
+
+    // KMS down: with only the kms key, the error names the slot and the outage.
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+    let before = sha256_file(&img.path);
+    let o = converge(&img.path, &cfg, &ca);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no configured key opens")
+            && err.contains("0 (kms)")
+            && err.contains("unreachable"),
+        "{err}"
+    );
+    // With the static key, the volume opens and the kms slot is kept.
+    let o = json(&converge(&img.path, &cfg2, &ca));
+    assert_eq!(o["unlocked_by"], serde_json::json!([1, "static"]));
+    assert_eq!(slots(&img.path), vec![0, 1]);
+    assert_eq!(sha256_file(&img.path), before);
+}
+
+#[test]
+fn kms_unreachable_at_format_writes_nothing() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    std::fs::write(dir.join("ca.pem"), kms::test_pki::generate().ca_pem).unwrap();
+    let cfg = config(dir, port, "");
+    let o = converge(&img.path, &cfg, &dir.join("ca.pem"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot format") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!Command::new("cryptsetup")
+        .arg("isLuks")
+        .arg(&img.path)
+        .status()
+        .unwrap()
+        .success());
+}

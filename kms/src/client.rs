@@ -1,0 +1,195 @@
+//! The KMS client: Seal and Unseal over gRPC, TLS by default (system roots
+//! or a given CA), plaintext only for `http://` endpoints; connect and
+//! request timeouts, and a few retries with backoff for a KMS that is
+//! starting or briefly unreachable at boot.
+
+use crate::proto::kms_service_client::KmsServiceClient;
+use crate::proto::Request as KmsRequest;
+use std::time::Duration;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use zeroize::Zeroizing;
+
+/// Why a KMS call failed. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint is not usable.
+    #[error("bad KMS endpoint `{endpoint}`: {reason}")]
+    Endpoint {
+        /// Endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// Could not reach the KMS after the retries.
+    #[error("KMS {endpoint} unreachable after {attempts} attempt(s): {reason}")]
+    Unreachable {
+        /// Endpoint.
+        endpoint: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Last error.
+        reason: String,
+    },
+    /// The KMS answered with an error.
+    #[error("KMS {endpoint} refused {op}: {reason}")]
+    Refused {
+        /// Endpoint.
+        endpoint: String,
+        /// `seal` or `unseal`.
+        op: &'static str,
+        /// The server's message.
+        reason: String,
+    },
+}
+
+/// How to reach a KMS.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Extra CA certificates (PEM) to trust besides the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key (PEM), for servers that require one.
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Attempts for a connection or transport failure.
+    pub attempts: u32,
+    /// First backoff; doubled after each failed attempt.
+    pub backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            ca_pem: None,
+            identity_pem: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A KMS at one endpoint.
+#[derive(Debug, Clone)]
+pub struct KmsClient {
+    endpoint: String,
+    options: ClientOptions,
+}
+
+impl KmsClient {
+    /// A client for `endpoint` (`https://host:port`, or `http://` for tests).
+    pub fn new(endpoint: &str, options: ClientOptions) -> Self {
+        KmsClient {
+            endpoint: endpoint.to_string(),
+            options,
+        }
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, ClientError> {
+        let bad = |reason: String| ClientError::Endpoint {
+            endpoint: self.endpoint.clone(),
+            reason,
+        };
+        let mut ep = Endpoint::from_shared(self.endpoint.clone())
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(self.options.connect_timeout)
+            .timeout(self.options.request_timeout);
+        if self.endpoint.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new().with_native_roots();
+            if let Some(ca) = &self.options.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &self.options.identity_pem {
+                tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            ep = ep.tls_config(tls).map_err(|e| bad(e.to_string()))?;
+        } else {
+            tracing::warn!(endpoint = %self.endpoint, "KMS over plain http: the sealed key crosses the network without TLS");
+        }
+        Ok(ep)
+    }
+
+    async fn call(
+        &self,
+        op: &'static str,
+        node_uuid: &str,
+        data: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        let ep = self.endpoint()?;
+        let mut backoff = self.options.backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.options.attempts.max(1) {
+            match ep.connect().await {
+                Ok(channel) => {
+                    let mut c = KmsServiceClient::new(channel);
+                    let req = KmsRequest {
+                        node_uuid: node_uuid.to_string(),
+                        data: data.to_vec(),
+                    };
+                    let res = if op == "seal" {
+                        c.seal(req).await
+                    } else {
+                        c.unseal(req).await
+                    };
+                    match res {
+                        Ok(r) => return Ok(Zeroizing::new(r.into_inner().data)),
+                        Err(s)
+                            if matches!(
+                                s.code(),
+                                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                            ) =>
+                        {
+                            last = s.message().to_string()
+                        }
+                        Err(s) => {
+                            return Err(ClientError::Refused {
+                                endpoint: self.endpoint.clone(),
+                                op,
+                                reason: s.message().to_string(),
+                            })
+                        }
+                    }
+                }
+                Err(e) => last = error_chain(&e),
+            }
+            tracing::warn!(endpoint = %self.endpoint, attempt, error = %last, "KMS call failed");
+            if attempt < self.options.attempts {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Err(ClientError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            attempts: self.options.attempts.max(1),
+            reason: last,
+        })
+    }
+
+    /// Seals `data` for `node_uuid`; returns the blob.
+    pub async fn seal(&self, node_uuid: &str, data: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.call("seal", node_uuid, data).await.map(|z| z.to_vec())
+    }
+
+    /// Unseals a blob sealed for `node_uuid`.
+    pub async fn unseal(
+        &self,
+        node_uuid: &str,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        self.call("unseal", node_uuid, blob).await
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

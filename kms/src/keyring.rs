@@ -1,0 +1,279 @@
+//! Master keys of the KMS server, and the sealed-blob format.
+//!
+//! Key file: one key per line, `KEY_ID:BASE64(32 bytes)`; `#` comments and
+//! blank lines are ignored. The last key seals; every key unseals, so
+//! appending a new key (`volctl kms-server genkey >> keys`) rotates without
+//! breaking old blobs. The file must not be readable by group or others.
+//!
+//! Blob: `0x01 | key-id length (u8) | key id | 12-byte nonce | AES-256-GCM
+//! ciphertext+tag`, with the node UUID as associated data, so a blob sealed
+//! for one node does not unseal for another.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use rand::RngCore;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+const BLOB_VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+/// Why keys could not be loaded or a blob handled. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The key file could not be read.
+    #[error("cannot read the master key file {path}: {reason}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The key file is readable by others.
+    #[error("the master key file {path} has mode {mode:o}; it must be 0600 (or stricter)")]
+    Permissions {
+        /// Path.
+        path: String,
+        /// Mode bits.
+        mode: u32,
+    },
+    /// A line is malformed.
+    #[error("master key file line {line}: {reason}")]
+    Format {
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The file holds no key.
+    #[error("the master key file holds no key (add one with `volctl kms-server genkey`)")]
+    Empty,
+    /// A blob cannot be opened.
+    #[error("cannot unseal: {0}")]
+    Unseal(String),
+}
+
+/// The server's master keys, newest last.
+pub struct Keyring {
+    keys: Vec<(String, Zeroizing<[u8; 32]>)>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        write!(f, "Keyring({ids:?})")
+    }
+}
+
+impl Keyring {
+    /// Loads the key file, enforcing mode 0600.
+    pub fn load(path: &Path) -> Result<Self, KeyringError> {
+        let p = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| KeyringError::Read {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyringError::Permissions { path: p, mode });
+        }
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|e| KeyringError::Read {
+                    path: p,
+                    reason: e.to_string(),
+                })?,
+            );
+        Self::parse(&text)
+    }
+
+    /// Parses key-file text.
+    pub fn parse(text: &str) -> Result<Self, KeyringError> {
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fail = |reason: &str| KeyringError::Format {
+                line: i + 1,
+                reason: reason.into(),
+            };
+            let (id, b64) = line
+                .split_once(':')
+                .ok_or_else(|| fail("expected KEY_ID:BASE64"))?;
+            if id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(fail("a key id is 1–64 characters of a-z, A-Z, 0-9 and -"));
+            }
+            let raw = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| fail("the key is not base64"))?,
+            );
+            let key: [u8; 32] = raw
+                .as_slice()
+                .try_into()
+                .map_err(|_| fail("a key is 32 bytes"))?;
+            if keys.iter().any(|(k, _)| k == id) {
+                return Err(fail("duplicate key id"));
+            }
+            keys.push((id.to_string(), Zeroizing::new(key)));
+        }
+        if keys.is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// A new key-file line with a random id and key.
+    pub fn generate_line() -> String {
+        let mut id = [0u8; 4];
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        format!(
+            "{}:{}",
+            hex::encode(id),
+            base64::engine::general_purpose::STANDARD.encode(key.as_ref())
+        )
+    }
+
+    /// The id of the key that seals.
+    pub fn current_id(&self) -> &str {
+        &self.keys.last().expect("a keyring is never empty").0
+    }
+
+    /// Seals `data` for `node_uuid` with the newest key.
+    pub fn seal(&self, node_uuid: &str, data: &[u8]) -> Vec<u8> {
+        let (id, key) = self.keys.last().expect("a keyring is never empty");
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
+        let ct = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: data,
+                    aad: node_uuid.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption does not fail for in-memory data");
+        let mut blob = vec![BLOB_VERSION, id.len() as u8];
+        blob.extend_from_slice(id.as_bytes());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ct);
+        blob
+    }
+
+    /// Opens a blob sealed for `node_uuid` by any key of the ring.
+    pub fn unseal(&self, node_uuid: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+        let bad = |why: &str| KeyringError::Unseal(why.into());
+        if blob.len() < 2 || blob[0] != BLOB_VERSION {
+            return Err(bad("not a volctl KMS blob"));
+        }
+        let id_len = blob[1] as usize;
+        let rest = &blob[2..];
+        if rest.len() < id_len + NONCE_LEN + 16 {
+            return Err(bad("truncated blob"));
+        }
+        let id = std::str::from_utf8(&rest[..id_len]).map_err(|_| bad("bad key id"))?;
+        let (_, key) = self.keys.iter().find(|(k, _)| k == id).ok_or_else(|| {
+            KeyringError::Unseal(format!(
+                "sealed with key `{id}`, which this server does not have"
+            ))
+        })?;
+        let nonce = &rest[id_len..id_len + NONCE_LEN];
+        let ct = &rest[id_len + NONCE_LEN..];
+        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: node_uuid.as_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| bad("authentication failed (tampered, or sealed for another node)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_unseal_binds_the_node_and_detects_tampering() {
+        let ring = Keyring::parse(&Keyring::generate_line()).unwrap();
+        let blob = ring.seal("node-a", b"0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            ring.unseal("node-a", &blob).unwrap().as_slice(),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        assert!(ring
+            .unseal("node-b", &blob)
+            .unwrap_err()
+            .to_string()
+            .contains("another node"));
+        let mut t = blob.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert!(ring.unseal("node-a", &t).is_err());
+        assert!(ring.unseal("node-a", &blob[..10]).is_err());
+    }
+
+    #[test]
+    fn rotation_keeps_old_blobs_and_seals_with_the_newest() {
+        let old_line = Keyring::generate_line();
+        let old = Keyring::parse(&old_line).unwrap();
+        let blob = old.seal("n", b"k");
+        let both = Keyring::parse(&format!(
+            "# keys\n{old_line}\n\n{}\n",
+            Keyring::generate_line()
+        ))
+        .unwrap();
+        assert_ne!(both.current_id(), old.current_id());
+        assert_eq!(both.unseal("n", &blob).unwrap().as_slice(), b"k");
+        let new_blob = both.seal("n", b"k");
+        assert!(old
+            .unseal("n", &new_blob)
+            .unwrap_err()
+            .to_string()
+            .contains("does not have"));
+    }
+
+    #[test]
+    fn key_file_errors_are_clear_and_never_show_keys() {
+        let e = Keyring::parse("abc:not-base64!").unwrap_err().to_string();
+        assert!(
+            e.contains("line 1") && e.contains("base64") && !e.contains("not-base64!"),
+            "{e}"
+        );
+        assert!(matches!(
+            Keyring::parse("# nothing\n"),
+            Err(KeyringError::Empty)
+        ));
+        let line = Keyring::generate_line();
+        assert!(Keyring::parse(&format!("{line}\n{line}"))
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate"));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("keys");
+        std::fs::write(&p, &line).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Keyring::load(&p),
+            Err(KeyringError::Permissions { .. })
+        ));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Keyring::load(&p).is_ok());
+        assert!(
+            !format!("{:?}", Keyring::load(&p).unwrap()).contains(line.split(':').nth(1).unwrap())
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! # volctl kms
+//!
+//! The network KMS that `kms` keys use: the `sidero.kms.KMSService`
+//! protocol (Talos- and Omni-compatible), a client with TLS, timeouts and
+//! bounded retries, and `volctl kms-server`: a stateless server that seals
+//! with AES-256-GCM under rotating master keys, binding every blob to the
+//! node UUID it was sealed for.
+
+pub mod client;
+pub mod keyring;
+pub mod server;
+
+/// Generated protocol types and gRPC stubs.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("sidero.kms");
+}
+
+#[cfg(feature = "test-pki")]
+pub mod test_pki;

@@ -1,0 +1,46 @@
+//! A throw-away PKI for tests: a CA, a server certificate for `localhost`
+//! and 127.0.0.1, and a client certificate — all PEM, made fresh per call.
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+
+/// PEM material of a test PKI.
+pub struct TestPki {
+    /// CA certificate.
+    pub ca_pem: Vec<u8>,
+    /// Server certificate.
+    pub server_cert_pem: Vec<u8>,
+    /// Server key.
+    pub server_key_pem: Vec<u8>,
+    /// Client certificate (signed by the same CA).
+    pub client_cert_pem: Vec<u8>,
+    /// Client key.
+    pub client_key_pem: Vec<u8>,
+}
+
+/// Makes a new CA and certificates signed by it.
+pub fn generate() -> TestPki {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let leaf = |names: Vec<String>, ip: bool| {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(names).expect("params");
+        if ip {
+            p.subject_alt_names
+                .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        }
+        let cert = p.signed_by(&key, &issuer).expect("leaf");
+        (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+    };
+    let (server_cert_pem, server_key_pem) = leaf(vec!["localhost".into()], true);
+    let (client_cert_pem, client_key_pem) = leaf(vec!["node".into()], false);
+    TestPki {
+        ca_pem: ca.pem().into_bytes(),
+        server_cert_pem,
+        server_key_pem,
+        client_cert_pem,
+        client_key_pem,
+    }
+}

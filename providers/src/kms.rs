@@ -1,0 +1,107 @@
+//! `kms`: a random 32-byte key sealed by a network KMS (`sidero.kms`
+//! protocol). The passphrase is the key's base64; the token keeps the
+//! sealed blob and the endpoint it was sealed by, so the key is recovered
+//! from the same KMS even if the config later points elsewhere.
+
+use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
+use async_trait::async_trait;
+use base64::Engine;
+use kms::client::{ClientError, ClientOptions, KmsClient};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Keys sealed by a KMS.
+pub struct KmsProvider {
+    endpoint: String,
+    node_uuid: Result<String, String>,
+    options: ClientOptions,
+}
+
+impl KmsProvider {
+    /// A provider for the KMS at `endpoint`, identifying the node by `node_uuid`.
+    pub fn new(endpoint: &str, node_uuid: Result<String, String>, options: ClientOptions) -> Self {
+        KmsProvider {
+            endpoint: endpoint.to_string(),
+            node_uuid,
+            options,
+        }
+    }
+
+    fn uuid(&self) -> Result<&str, ProviderError> {
+        self.node_uuid
+            .as_deref()
+            .map_err(|r| ProviderError::Unavailable {
+                kind: "kms",
+                reason: format!("the node UUID is needed: {r}"),
+            })
+    }
+}
+
+fn client_error(e: ClientError) -> ProviderError {
+    ProviderError::Unavailable {
+        kind: "kms",
+        reason: e.to_string(),
+    }
+}
+
+fn passphrase(key: &[u8]) -> Passphrase {
+    Passphrase::new(B64.encode(key).into_bytes())
+}
+
+#[async_trait]
+impl KeyProvider for KmsProvider {
+    fn kind(&self) -> &'static str {
+        "kms"
+    }
+    fn unlock_cost(&self) -> u8 {
+        3
+    }
+    fn locally_derivable(&self) -> bool {
+        false
+    }
+    async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
+        let uuid = self.uuid()?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        let blob = KmsClient::new(&self.endpoint, self.options.clone())
+            .seal(uuid, key.as_ref())
+            .await
+            .map_err(client_error)?;
+        Ok(Enrolled {
+            passphrase: passphrase(key.as_ref()),
+            token_data: serde_json::json!({"endpoint": self.endpoint, "sealedData": B64.encode(blob)}),
+        })
+    }
+    async fn recover(
+        &self,
+        _ctx: &KeyContext,
+        token_data: &serde_json::Value,
+    ) -> Result<Passphrase, ProviderError> {
+        let bad = |reason: &str| ProviderError::BadToken {
+            kind: "kms",
+            reason: reason.into(),
+        };
+        let uuid = self.uuid()?;
+        let endpoint = token_data
+            .get("endpoint")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&self.endpoint);
+        let blob = token_data
+            .get("sealedData")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("no sealedData"))
+            .and_then(|s| B64.decode(s).map_err(|_| bad("sealedData is not base64")))?;
+        let key = KmsClient::new(endpoint, self.options.clone())
+            .unseal(uuid, &blob)
+            .await
+            .map_err(client_error)?;
+        Ok(passphrase(&key))
+    }
+    fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
+        let mut m = Passphrase::new(b"kms\0".to_vec());
+        m.append(self.endpoint.as_bytes());
+        Ok(m)
+    }
+}
