@@ -49,6 +49,7 @@ fn main() {
         node_uuid: Ok(UUID.into()),
         state_salt: None,
         kms: Default::default(),
+        tpm: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();

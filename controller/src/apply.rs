@@ -53,6 +53,8 @@ pub struct ApplyOptions {
     pub reboot_command: String,
     /// How to reach KMS servers.
     pub kms: providers::KmsClientOptions,
+    /// Where the TPM is.
+    pub tpm: providers::TpmOptions,
 }
 
 /// What a config changes on one volume.
@@ -202,6 +204,7 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
         node_uuid: opts.node_uuid.clone(),
         state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),
         kms: opts.kms.clone(),
+        tpm: opts.tpm.clone(),
     };
 
     let mut changes = Vec::new();

@@ -55,6 +55,8 @@ pub struct BootOptions {
     pub maintenance_timeout: Option<std::time::Duration>,
     /// How to reach KMS servers.
     pub kms: providers::KmsClientOptions,
+    /// Where the TPM is.
+    pub tpm: providers::TpmOptions,
 }
 
 /// Errors that stop the whole boot.
@@ -170,6 +172,7 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
         node_uuid: opts.node_uuid.clone(),
         state_salt: None,
         kms: opts.kms.clone(),
+        tpm: opts.tpm.clone(),
     };
     let state = finish(
         open_volume(&staged_def, parts.get("STATE"), &env).await,

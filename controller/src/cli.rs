@@ -86,7 +86,7 @@ pub enum Command {
         /// In maintenance mode, give up after this many seconds (default: wait for ever).
         #[arg(long)]
         maintenance_timeout: Option<u64>,
-        /// KMS access.
+        /// KMS and TPM access.
         #[command(flatten)]
         kms: KmsArgs,
         /// Output format.
@@ -122,7 +122,7 @@ pub enum Command {
         /// Command that reboots the node (for --mode reboot).
         #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
         reboot_command: String,
-        /// KMS access.
+        /// KMS and TPM access.
         #[command(flatten)]
         kms: KmsArgs,
         /// Output format.
@@ -224,9 +224,19 @@ pub enum Command {
     },
 }
 
-/// How to reach KMS servers (for `kms` keys).
+/// How to reach key sources: KMS servers (for `kms` keys) and the TPM (for `tpm` keys).
 #[derive(Debug, Args)]
 pub struct KmsArgs {
+    /// TPM TCTI, e.g. `device:/dev/tpmrm0` (default) or `swtpm:host=127.0.0.1,port=2321`.
+    #[arg(long, env = "TPM2TOOLS_TCTI")]
+    pub tpm_tcti: Option<String>,
+    /// efivarfs directory, for `checkSecurebootStatusOnEnroll`.
+    #[arg(
+        long,
+        env = "VOLCTL_EFIVARS_DIR",
+        default_value = "/sys/firmware/efi/efivars"
+    )]
+    pub efivars_dir: PathBuf,
     /// CA certificate(s) (PEM) to trust for KMS endpoints, besides the system roots.
     #[arg(long, env = "VOLCTL_KMS_CA_FILE")]
     pub kms_ca_file: Option<PathBuf>,

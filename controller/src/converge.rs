@@ -194,7 +194,9 @@ pub async fn converge_and_unlock(
             let mut observed = observe(h);
             let (slot, vk) = unlock(h, &keys, &desired, &observed, &device).await?;
             check_bindings(h, &mut observed, &keys, &Binder::new(&vk));
-            let plan = plan::plan_converge(&desired, &observed, slot);
+            let mut plan = plan::plan_converge(&desired, &observed, slot);
+            plan.notes
+                .extend(check_tpm_slots(h, &keys, &observed, slot).await);
             let kind = keys
                 .iter()
                 .find(|k| k.spec.slot == slot)
@@ -393,6 +395,45 @@ async fn unlock(
             tried.join("; ")
         },
     })
+}
+
+/// Tries to unseal every TPM slot other than the one that unlocked: a TPM
+/// unseal is cheap (no KDF), and a PCR change is better reported now than
+/// found out when the key is needed.
+async fn check_tpm_slots(
+    h: &Luks2Header,
+    keys: &[Key],
+    observed: &ObservedKeyslots,
+    unlocked: u32,
+) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for key in keys
+        .iter()
+        .filter(|k| k.spec.slot != unlocked && k.provider.kind() == "tpm")
+    {
+        let slot = key.spec.slot;
+        if !matches!(
+            observed.slots.get(&slot),
+            Some(ObservedSlot::Managed {
+                binding: BindingCheck::Match,
+                ..
+            })
+        ) {
+            continue;
+        }
+        let Some(token) = token_of(h, observed, slot) else {
+            continue;
+        };
+        if let Err(e) = key.provider.recover(&key.ctx, &token.data).await {
+            tracing::warn!(slot, "TPM key unusable: {e}");
+            notes.push(Note::Unusable {
+                slot,
+                kind: "tpm".into(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    notes
 }
 
 /// Checks every managed slot that the config lists by its binding: no KDF.

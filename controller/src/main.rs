@@ -16,8 +16,8 @@ use controller::meta;
 use controller::reset::{self, WipeMode};
 use controller::status::BootStatus;
 use controller::volume::VolumeSpec;
-use providers::KmsClientOptions;
 use providers::{read_node_uuid, ProviderEnv, SMBIOS_UUID_PATH};
+use providers::{KmsClientOptions, TpmOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -96,6 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 parallel,
                 maintenance_timeout: maintenance_timeout.map(std::time::Duration::from_secs),
                 kms: kms_options(&kms)?,
+                tpm: tpm_options(&kms),
             };
             let rt = runtime()?;
             let status = rt.block_on(boot::boot(&opts))?;
@@ -203,6 +204,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(|e| e.to_string()),
                 reboot_command,
                 kms: kms_options(&kms)?,
+                tpm: tpm_options(&kms),
             };
             let report = runtime()?.block_on(apply::apply(&opts))?;
             match (output, insecure) {
@@ -278,6 +280,16 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// TPM options from the command line.
+fn tpm_options(args: &KmsArgs) -> TpmOptions {
+    let mut o = TpmOptions::default();
+    if let Some(t) = &args.tpm_tcti {
+        o.tcti = t.clone();
+    }
+    o.efivars_dir = args.efivars_dir.clone();
+    o
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -398,6 +410,7 @@ fn provider_env(target: &Target) -> Result<ProviderEnv> {
         node_uuid,
         state_salt,
         kms: kms_options(&target.kms)?,
+        tpm: tpm_options(&target.kms),
     })
 }
 

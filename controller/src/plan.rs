@@ -157,6 +157,16 @@ pub enum Note {
         /// Why.
         reason: String,
     },
+    /// A slot whose key source cannot produce its key this boot (e.g. a TPM
+    /// whose PCRs changed); kept, since another boot may use it again.
+    Unusable {
+        /// Keyslot.
+        slot: u32,
+        /// Kind.
+        kind: String,
+        /// Why.
+        reason: String,
+    },
     /// A managed slot whose binding could not be checked; left alone.
     Unverified {
         /// Keyslot.

@@ -67,6 +67,7 @@ fn notes(s: &mut String, o: &Outcome) {
             Note::Unavailable { slot, kind, reason } => format!("slot {slot} ({kind}) left alone: {reason}"),
             Note::Deferred { slot, reason } => format!("slot {slot} left as it is: {reason}"),
             Note::Unverified { slot, reason } => format!("slot {slot} not checked: {reason}"),
+            Note::Unusable { slot, kind, reason } => format!("slot {slot} ({kind}) cannot be used this boot, kept: {reason}"),
         };
         let _ = writeln!(s, "  ! {line}");
     }

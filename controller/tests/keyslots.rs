@@ -191,6 +191,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
         node_uuid: Ok(UUID.into()),
         state_salt: None,
         kms: Default::default(),
+        tpm: Default::default(),
     };
     let e = run(&config(&[salted]), &img.path, &no_salt, Mode::Apply).unwrap_err();
     assert!(e.to_string().contains("STATE salt is not available"), "{e}");
@@ -204,6 +205,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
         node_uuid: bad_uuid.map_err(|e| e.to_string()),
         state_salt: None,
         kms: Default::default(),
+        tpm: Default::default(),
     };
     let e = run(
         &config(&["{slot: 0, nodeID: {}}"]),

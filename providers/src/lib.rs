@@ -14,6 +14,7 @@ mod provider;
 mod registry;
 mod salted;
 mod static_key;
+mod tpm;
 mod unavailable;
 
 pub use ::kms::client::ClientOptions as KmsClientOptions;
@@ -27,4 +28,8 @@ pub use provider::{Enrolled, KeyContext, KeyProvider};
 pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
 pub use static_key::StaticProvider;
+pub use tpm::{secure_boot_enabled, TpmOptions, TpmProvider, DEFAULT_TCTI};
 pub use unavailable::UnavailableProvider;
+
+#[cfg(feature = "test-swtpm")]
+pub mod test_swtpm;

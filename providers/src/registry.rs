@@ -2,7 +2,6 @@
 
 use crate::{
     KeyProvider, NodeIdProvider, ProviderError, SaltedProvider, StateSalt, StaticProvider,
-    UnavailableProvider,
 };
 use api_types::{KeyKind, ResolvedKey};
 
@@ -15,6 +14,8 @@ pub struct ProviderEnv {
     pub state_salt: Option<StateSalt>,
     /// How to reach KMS servers (CA, client certificate, timeouts).
     pub kms: crate::KmsClientOptions,
+    /// Where the TPM is.
+    pub tpm: crate::TpmOptions,
 }
 
 /// The provider for `key`, wrapped for lockToSTATE when the key asks for it.
@@ -27,10 +28,13 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
                 reason,
             },
         ))),
-        KeyKind::Tpm { .. } => Box::new(UnavailableProvider::new(
-            "tpm",
-            2,
-            "this volctl build has no TPM provider yet; another key must open the volume",
+        KeyKind::Tpm {
+            pcrs,
+            check_secureboot,
+        } => Box::new(crate::TpmProvider::new(
+            pcrs.clone(),
+            *check_secureboot,
+            env.tpm.clone(),
         )),
         KeyKind::Kms { endpoint } => Box::new(crate::KmsProvider::new(
             endpoint,
@@ -56,6 +60,7 @@ mod tests {
             node_uuid: Ok("4c4c4544-0038-5910-8057-b4c04f4d3732".into()),
             state_salt: salt,
             kms: Default::default(),
+            tpm: Default::default(),
         }
     }
 

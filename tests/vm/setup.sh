@@ -65,6 +65,10 @@ copy_with_libs "$OUT/volctl.stripped" /bin/volctl
 copy_with_libs /sbin/mke2fs /sbin/mke2fs
 ln -sf mke2fs initramfs/sbin/mkfs.ext4
 cp /etc/mke2fs.conf initramfs/etc/ 2>/dev/null || true
+# Loaded at run time by libtss2-tctildr, so not listed by ldd: the TPM device TCTI.
+for t in /lib/x86_64-linux-gnu/libtss2-tcti-device.so.0 /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0; do
+  [ -e "$t" ] && install -D -m 0644 "$(readlink -f "$t")" "initramfs$t"
+done
 # Not listed by ldd, but needed: the loader, and libgcc_s for unwinding.
 install -D -m 0755 /lib64/ld-linux-x86-64.so.2 initramfs/lib64/ld-linux-x86-64.so.2
 for g in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do

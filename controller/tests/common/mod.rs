@@ -47,6 +47,7 @@ pub fn env() -> ProviderEnv {
         node_uuid: Ok(UUID.into()),
         state_salt: Some(StateSalt::new([0x5a; 32])),
         kms: Default::default(),
+        tpm: Default::default(),
     }
 }
 

@@ -1,0 +1,117 @@
+//! `tpm` keys end to end on the host: swtpm on loopback, volumes in LUKS2
+//! image files converged by the `volctl` binary (a fresh process each run),
+//! results checked with the cryptsetup CLI.
+
+mod common;
+
+use common::*;
+use providers::test_swtpm::Swtpm;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn config(dir: &Path, name: &str, keys: &[&str]) -> PathBuf {
+    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  {PBKDF}\n  keys:\n");
+    for k in keys {
+        y.push_str(&format!("    - {k}\n"));
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, y).unwrap();
+    p
+}
+
+fn converge(img: &Path, cfg: &Path, tpm: &Swtpm) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args([
+            "converge",
+            "--volume",
+            "EPHEMERAL",
+            "--device",
+            &img.display().to_string(),
+            "-f",
+            &cfg.display().to_string(),
+            "-o",
+            "json",
+        ])
+        .args(["--tpm-tcti", &tpm.tcti()])
+        .env("VOLCTL_NODE_UUID", UUID)
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+const TPM: &str = "{slot: 0, tpm: {options: {pcrs: [7]}}}";
+const STATIC: &str = "{slot: 1, static: {passphrase: fallback-pass}}";
+
+#[test]
+fn tpm_key_opens_in_a_fresh_process_and_a_changed_pcr_is_reported() {
+    let tpm = Swtpm::start();
+    let img = image(40);
+    let only_tpm = config(img.dir.path(), "tpm.yaml", &[TPM]);
+    let o = json(&converge(&img.path, &only_tpm, &tpm));
+    assert!(o["formatted"].as_bool().unwrap());
+    let d = dump(&img.path);
+    let token = d["tokens"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(token["kind"], "tpm");
+    assert_eq!(token["data"]["pcrs"], serde_json::json!([7]));
+    assert!(token["data"]["public"].is_string() && token["data"]["private"].is_string());
+
+    // A new process opens it through the TPM: one KDF run.
+    let o = json(&converge(&img.path, &only_tpm, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm"]));
+    assert_eq!(o["kdf_runs"], 1);
+
+    // After PCR 7 changes, the TPM refuses; with no other key, a clear error.
+    tpm.extend_pcr(7);
+    let before = sha256_file(&img.path);
+    let o = converge(&img.path, &only_tpm, &tpm);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no configured key opens") && err.contains("PCR values changed"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&img.path), before);
+}
+
+#[test]
+fn static_fallback_opens_when_the_tpm_refuses_and_the_tpm_slot_is_kept() {
+    let tpm = Swtpm::start();
+    let img = image(40);
+    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
+    json(&converge(&img.path, &both, &tpm));
+    assert_eq!(slots(&img.path), vec![0, 1]);
+    let o = json(&converge(&img.path, &both, &tpm));
+    assert_eq!(
+        o["plan"]["notes"].as_array().unwrap().len(),
+        0,
+        "the TPM slot is usable: {o}"
+    );
+
+    tpm.extend_pcr(7);
+    let o = json(&converge(&img.path, &both, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([1, "static"]));
+    let notes = o["plan"]["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{o}");
+    assert_eq!(notes[0]["note"], "unusable");
+    assert_eq!(notes[0]["slot"], 0);
+    assert!(notes[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("PCR values changed"));
+    assert!(
+        o["plan"]["actions"].as_array().unwrap().is_empty(),
+        "the TPM slot is not removed"
+    );
+    assert_eq!(slots(&img.path), vec![0, 1]);
+    assert!(opens(&img.path, 1, b"fallback-pass"));
+}

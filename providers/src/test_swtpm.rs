@@ -1,0 +1,82 @@
+//! A software TPM for tests: `swtpm` on loopback, one per test, with its
+//! own state directory and ports; killed on drop.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running swtpm.
+pub struct Swtpm {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Command port.
+    pub port: u16,
+}
+
+fn free_port_pair() -> u16 {
+    loop {
+        let a = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let p = a.local_addr().expect("addr").port();
+        if p < 65535 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+impl Swtpm {
+    /// Starts swtpm (TPM 2.0, started up and ready).
+    pub fn start() -> Swtpm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port_pair();
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
+            .args([
+                "--server",
+                &format!("type=tcp,port={port},bindaddr=127.0.0.1"),
+            ])
+            .args([
+                "--ctrl",
+                &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
+            ])
+            .args(["--tpmstate", &format!("dir={}", dir.path().display())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("swtpm is installed (apt-get install swtpm)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "swtpm did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Swtpm {
+            child,
+            _dir: dir,
+            port,
+        }
+    }
+
+    /// The TCTI string for tss-esapi and tpm2-tools.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// Extends a PCR (SHA-256 bank) with tpm2-tools, as a boot would.
+    pub fn extend_pcr(&self, pcr: u32) {
+        let st = Command::new("tpm2_pcrextend")
+            .arg(format!("{pcr}:sha256={}", "ab".repeat(32)))
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .status()
+            .expect("tpm2-tools is installed (apt-get install tpm2-tools)");
+        assert!(st.success(), "tpm2_pcrextend failed");
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
