@@ -12,7 +12,7 @@ use crate::render::action_line;
 use crate::status::{BootStatus, Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
 use crate::{atomic, disks, salt};
-use api_types::{parse_str, Document};
+use api_types::Document;
 use providers::ProviderEnv;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -135,30 +135,7 @@ pub enum ApplyError {
 }
 
 fn read_config(files: &[PathBuf]) -> Result<(Vec<Document>, String), ApplyError> {
-    let mut text = String::new();
-    for f in files {
-        let t = std::fs::read_to_string(f)
-            .map_err(|e| ApplyError::Invalid(format!("{}: {e}", f.display())))?;
-        if !text.is_empty() {
-            text.push_str("\n---\n");
-        }
-        text.push_str(&t);
-    }
-    let name = files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let p = parse_str(&name, &text);
-    if p.has_errors() {
-        return Err(ApplyError::Invalid(
-            p.errors()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ));
-    }
-    Ok((p.documents, text))
+    crate::config_files::load(files).map_err(ApplyError::Invalid)
 }
 
 /// Runs `apply-config`.

@@ -16,7 +16,7 @@ use crate::render::action_line;
 use crate::status::{BootStatus, Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
 use crate::{atomic, fs, salt, signatures};
-use api_types::{parse_str, Document, Encryption, FilesystemType};
+use api_types::{Document, Encryption, FilesystemType};
 use providers::{ProviderEnv, StateSalt, STATE_SALT_LEN};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -397,34 +397,13 @@ fn load_files(files: &[PathBuf]) -> Result<Option<(Vec<Document>, String)>, Boot
     if files.is_empty() {
         return Ok(None);
     }
-    let mut text = String::new();
-    for f in files {
-        let t = std::fs::read_to_string(f)
-            .map_err(|e| BootError::Config(format!("{}: {e}", f.display())))?;
-        if !text.is_empty() {
-            text.push_str("\n---\n");
-        }
-        text.push_str(&t);
-    }
-    let name = files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(Some((parse_config(&name, &text)?, text)))
+    crate::config_files::load(files)
+        .map(Some)
+        .map_err(BootError::Config)
 }
 
 fn parse_config(name: &str, text: &str) -> Result<Vec<Document>, BootError> {
-    let p = parse_str(name, text);
-    if p.has_errors() {
-        return Err(BootError::Config(
-            p.errors()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ));
-    }
-    Ok(p.documents)
+    crate::config_files::parse(name, text).map_err(BootError::Config)
 }
 
 fn read_state_config(state_mount: &Path) -> Result<Vec<Document>, BootError> {

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod atomic;
 pub mod binding;
 pub mod boot;
+pub mod config_files;
 pub mod consts;
 pub mod converge;
 pub mod device;
