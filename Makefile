@@ -1,5 +1,7 @@
 # volctl — every task a newcomer or CI needs. Run as root on Debian 12.
 SHELL := /bin/bash
+# rustup installs cargo here; make it visible to every recipe.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 VOLCTL := target/debug/volctl
 DEMO_DIR := target/demo
@@ -21,7 +23,9 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@command -v $(CARGO) >/dev/null 2>&1 || [ -x $$HOME/.cargo/bin/cargo ] || \
-		{ echo "installing Rust with rustup"; curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
+		{ echo "installing Rust with rustup"; curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt -c clippy; }
+	@if command -v rustup >/dev/null 2>&1; then \
+		rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt; fi
 	@echo "deps: ok"
 
 build:
