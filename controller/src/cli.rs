@@ -237,7 +237,7 @@ pub struct KmsArgs {
         default_value = "/sys/firmware/efi/efivars"
     )]
     pub efivars_dir: PathBuf,
-    /// CA certificate(s) (PEM) to trust for KMS endpoints, besides the system roots.
+    /// CA certificate(s) (PEM) to trust for KMS endpoints, instead of the system roots.
     #[arg(long, env = "VOLCTL_KMS_CA_FILE")]
     pub kms_ca_file: Option<PathBuf>,
     /// Client certificate (PEM) for KMS servers that require one.

@@ -37,6 +37,10 @@ struct Vm {
     disk: PathBuf,
     boots: u32,
     started: Instant,
+    /// More qemu arguments (e.g. UEFI firmware and a TPM).
+    qemu_extra: String,
+    /// Another kernel image (the bzImage, for UEFI firmware).
+    kernel: Option<PathBuf>,
 }
 
 /// What one boot printed.
@@ -122,6 +126,8 @@ impl Vm {
             disk,
             boots: 0,
             started: Instant::now(),
+            qemu_extra: String::new(),
+            kernel: None,
         }
     }
 
@@ -147,7 +153,15 @@ impl Vm {
             .arg(&self.disk)
             .arg(&job)
             .arg("240")
-            .env("VOLCTL_VM_QEMU_EXTRA", format!("-uuid {UUID}"))
+            .env(
+                "VOLCTL_VM_QEMU_EXTRA",
+                format!("-uuid {UUID} {}", self.qemu_extra),
+            )
+            .envs(
+                self.kernel
+                    .as_ref()
+                    .map(|k| ("VOLCTL_VM_KERNEL", k.clone())),
+            )
             .output()
             .unwrap();
         let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
@@ -613,4 +627,96 @@ fn power_cut_at_every_step_of_a_rotation_leaves_old_or_new_keys_working() {
     vm.summary(&format!(
         "{cuts} power cuts across add and remove; always openable"
     ));
+}
+
+/// swtpm serving one qemu run as its TPM (`-tpmdev emulator`); its state
+/// directory persists across runs, like a real TPM's NV memory. SeaBIOS's
+/// ACPI tables break with a TPM here, so these boots use UEFI firmware
+/// (OVMF), which boots the bzImage rather than the ELF vmlinux.
+fn with_tpm(vm: &mut Vm) -> KillOnDrop {
+    let state = vm.dir.join("tpmstate");
+    std::fs::create_dir_all(&state).unwrap();
+    let sock = vm.dir.join("swtpm.sock");
+    let _ = std::fs::remove_file(&sock);
+    let child = Command::new("swtpm")
+        .args(["socket", "--tpm2", "--terminate"])
+        .args(["--tpmstate", &format!("dir={}", state.display())])
+        .args(["--ctrl", &format!("type=unixio,path={}", sock.display())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !sock.exists() {
+        assert!(started.elapsed().as_secs() < 10, "swtpm did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let vars = vm.dir.join("OVMF_VARS.fd");
+    if !vars.exists() {
+        std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
+    }
+    vm.qemu_extra = format!(
+        "-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd -drive if=pflash,format=raw,file={} -chardev socket,id=chrtpm,path={} -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0",
+        vars.display(),
+        sock.display()
+    );
+    let boot_dir = root().join("target/vm/kernel/boot");
+    vm.kernel = std::fs::read_dir(&boot_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        });
+    assert!(vm.kernel.is_some(), "no vmlinuz in {}", boot_dir.display());
+    KillOnDrop(child)
+}
+
+/// A helper process that dies with the test, also when the test panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn tpm_key_opens_ephemeral_on_the_second_boot() {
+    let mut vm = Vm::new("tpm", LAYOUT);
+    vm.write(
+        "config.yaml",
+        &config_with_ephemeral(&["{slot: 0, tpm: {options: {pcrs: [7]}}}"]),
+    );
+    let boot = |vm: &mut Vm, args: &str, after: &str| {
+        let _tpm = with_tpm(vm);
+        vm.boot(args, after)
+    };
+    let b = boot(
+        &mut vm,
+        "-f /job/config.yaml --tpm-tcti device:/dev/tpmrm0",
+        "echo tpm-data > /var/f",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("EPHEMERAL")["created"], true);
+    let token_kinds: Vec<u32> = vm.header("EPHEMERAL").1;
+    assert_eq!(token_kinds, vec![0]);
+    let b = boot(
+        &mut vm,
+        "",
+        "echo 'BEGIN files'; cat /var/f; echo 'END files'",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(
+        b.volume("EPHEMERAL")["unlocked_by"],
+        serde_json::json!([0, "tpm"])
+    );
+    assert_eq!(b.volume("EPHEMERAL")["kdf_runs"], 1);
+    assert_eq!(b.section("files"), "tpm-data\n");
+    vm.summary("TPM (swtpm behind qemu, UEFI) seals EPHEMERAL's key; the second boot unseals it");
 }

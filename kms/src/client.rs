@@ -45,7 +45,7 @@ pub enum ClientError {
 /// How to reach a KMS.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Extra CA certificates (PEM) to trust besides the system roots.
+    /// CA certificates (PEM) to trust instead of the system roots.
     pub ca_pem: Option<Vec<u8>>,
     /// Client certificate and key (PEM), for servers that require one.
     pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
@@ -98,10 +98,11 @@ impl KmsClient {
             .connect_timeout(self.options.connect_timeout)
             .timeout(self.options.request_timeout);
         if self.endpoint.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new().with_native_roots();
-            if let Some(ca) = &self.options.ca_pem {
-                tls = tls.ca_certificate(Certificate::from_pem(ca));
-            }
+            // A given CA bundle is the trust anchor; otherwise the system roots.
+            let mut tls = match &self.options.ca_pem {
+                Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
             if let Some((cert, key)) = &self.options.identity_pem {
                 tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
             }

@@ -5,6 +5,9 @@
 # status says nothing about the guest), or 124 on timeout.
 #
 # Usage: tests/vm/run.sh DISK JOBDIR [TIMEOUT_SECONDS]
+# Environment: VOLCTL_VM_QEMU_EXTRA (more qemu arguments), VOLCTL_VM_KERNEL
+# (another kernel image, e.g. the bzImage for UEFI firmware, which cannot
+# boot the ELF vmlinux), VOLCTL_VM_MACHINE (default q35).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$ROOT/target/vm
@@ -19,8 +22,8 @@ truncate -s %512 "$JOBIMG"
 LOG=$(mktemp)
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -nodefaults -nographic -no-reboot \
-  -machine q35 -cpu qemu64,+rdrand -m 1024 -smp 1 \
-  -kernel "$OUT/vmlinux" -initrd "$OUT/initramfs.cpio" \
+  -machine ${VOLCTL_VM_MACHINE:-q35} -cpu qemu64,+rdrand -m 1024 -smp 1 \
+  -kernel "${VOLCTL_VM_KERNEL:-$OUT/vmlinux}" -initrd "$OUT/initramfs.cpio" \
   -append "console=ttyS0 panic=-1 cryptomgr.notests quiet loglevel=3" \
   -serial stdio \
   -drive file="$DISK",format=raw,if=virtio,cache=unsafe \
