@@ -99,10 +99,13 @@ impl KmsClient {
             .timeout(self.options.request_timeout);
         if self.endpoint.starts_with("https://") {
             // A given CA bundle is the trust anchor; otherwise the system roots.
+            // The handshake has its own deadline: a peer that accepts TCP
+            // and then says nothing must not hang a boot.
             let mut tls = match &self.options.ca_pem {
                 Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
                 None => ClientTlsConfig::new().with_native_roots(),
-            };
+            }
+            .timeout(self.options.connect_timeout);
             if let Some((cert, key)) = &self.options.identity_pem {
                 tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
             }
@@ -122,8 +125,14 @@ impl KmsClient {
         let ep = self.endpoint()?;
         let mut backoff = self.options.backoff;
         let mut last = String::new();
+        // Every attempt is bounded as a whole, whatever stalls inside it.
+        let attempt_deadline = self.options.connect_timeout + self.options.request_timeout;
         for attempt in 1..=self.options.attempts.max(1) {
-            match ep.connect().await {
+            let connected = match tokio::time::timeout(attempt_deadline, ep.connect()).await {
+                Ok(r) => r.map_err(|e| error_chain(&e)),
+                Err(_) => Err(format!("no connection within {attempt_deadline:?}")),
+            };
+            match connected {
                 Ok(channel) => {
                     let mut c = KmsServiceClient::new(channel);
                     let req = KmsRequest {
@@ -154,7 +163,7 @@ impl KmsClient {
                         }
                     }
                 }
-                Err(e) => last = error_chain(&e),
+                Err(e) => last = e,
             }
             tracing::warn!(endpoint = %self.endpoint, attempt, error = %last, "KMS call failed");
             if attempt < self.options.attempts {

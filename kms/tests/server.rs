@@ -164,3 +164,32 @@ async fn unreachable_kms_fails_after_bounded_retries() {
         other => panic!("{other}"),
     }
 }
+
+#[tokio::test]
+async fn a_peer_that_accepts_but_never_speaks_tls_does_not_hang_the_client() {
+    // A TCP listener that accepts connections and then stays silent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let pki = generate();
+    let o = ClientOptions {
+        connect_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
+        attempts: 2,
+        ..opts(&pki)
+    };
+    let e = KmsClient::new(&format!("https://localhost:{port}"), o)
+        .seal("n", &[1; 32])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Unreachable { attempts: 2, .. }),
+        "{e}"
+    );
+    silent.abort();
+}
