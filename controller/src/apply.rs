@@ -7,7 +7,7 @@
 use crate::boot::{CONFIG_FILE, MAINTENANCE_CONFIG, MAINTENANCE_MARKER, PENDING_FILE, SALT_FILE};
 use crate::converge::{converge, ConvergeError, Mode};
 use crate::device::CryptsetupDevice;
-use crate::meta::{self, TAG_STATE_ENCRYPTION};
+use crate::meta;
 use crate::render::action_line;
 use crate::status::{BootStatus, Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
@@ -350,11 +350,7 @@ fn mirror_state_to_meta(
         return Ok(());
     };
     let open = disks::OpenPartition::open(p).map_err(|e| io(e.to_string()))?;
-    let current = meta::read(&open.path).map_err(|e| io(e.to_string()))?;
-    let value = want.map(|e| serde_json::to_vec(e).expect("encryption serialises"));
-    if current.records.get(&TAG_STATE_ENCRYPTION) != value.as_ref() {
-        meta::update(&open.path, TAG_STATE_ENCRYPTION, value).map_err(|e| io(e.to_string()))?;
-    }
+    meta::mirror_state_encryption(&open.path, want).map_err(|e| io(e.to_string()))?;
     Ok(())
 }
 

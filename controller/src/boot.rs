@@ -436,9 +436,9 @@ fn sync_meta(
         return Ok(());
     }
     let open = OpenPartition::open(p)?;
-    let value = want.map(|e| serde_json::to_vec(e).expect("encryption serialises"));
-    meta::update(&open.path, TAG_STATE_ENCRYPTION, value)?;
-    tracing::info!("STATE encryption config mirrored to META");
+    if meta::mirror_state_encryption(&open.path, want)? {
+        tracing::info!("STATE encryption config mirrored to META");
+    }
     Ok(())
 }
 
@@ -631,32 +631,32 @@ pub fn close(status: &mut BootStatus) -> (Vec<String>, Vec<String>) {
         .chain((1..n).rev())
         .collect();
     for i in order {
-        let v = &mut status.volumes[i];
-        if let Some(m) = v.mount_point.clone() {
-            match fs::umount(Path::new(&m)) {
-                Ok(()) => {
-                    done.push(format!("unmounted {m}"));
-                    v.mount_point = None;
-                    v.phase = if v.mapped_device.is_some() {
-                        Phase::Opened
-                    } else {
-                        Phase::Located
-                    };
-                }
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        if v.mapped_device.is_some() && v.mount_point.is_none() {
-            let name = format!("{DM_PREFIX}{}", v.label);
-            match crate::device::deactivate(&name) {
-                Ok(()) => {
-                    done.push(format!("closed /dev/mapper/{name}"));
-                    v.mapped_device = None;
-                    v.phase = Phase::Provisioned;
-                }
-                Err(e) => errors.push(e.to_string()),
-            }
+        if let Err(e) = close_volume(&mut status.volumes[i], &mut done) {
+            errors.push(e);
         }
     }
     (done, errors)
+}
+
+/// Unmounts one volume, then closes its dm-crypt device (only once it is
+/// unmounted); updates its status and appends one line per step to `done`.
+pub fn close_volume(v: &mut VolumeStatus, done: &mut Vec<String>) -> Result<(), String> {
+    if let Some(m) = v.mount_point.clone() {
+        fs::umount(Path::new(&m)).map_err(|e| e.to_string())?;
+        done.push(format!("unmounted {m}"));
+        v.mount_point = None;
+        v.phase = if v.mapped_device.is_some() {
+            Phase::Opened
+        } else {
+            Phase::Located
+        };
+    }
+    if v.mapped_device.is_some() {
+        let name = format!("{DM_PREFIX}{}", v.label);
+        crate::device::deactivate(&name).map_err(|e| e.to_string())?;
+        done.push(format!("closed /dev/mapper/{name}"));
+        v.mapped_device = None;
+        v.phase = Phase::Provisioned;
+    }
+    Ok(())
 }

@@ -184,6 +184,20 @@ pub fn write(path: &Path, m: &Meta) -> Result<(), MetaError> {
     Ok(())
 }
 
+/// Mirrors STATE's encryption config (JSON, tag 9) to META; writes only when
+/// it differs from what META holds. Returns whether it wrote.
+pub fn mirror_state_encryption(
+    path: &Path,
+    want: Option<&api_types::Encryption>,
+) -> Result<bool, MetaError> {
+    let value = want.map(|e| serde_json::to_vec(e).expect("encryption serialises"));
+    if read(path)?.records.get(&TAG_STATE_ENCRYPTION) == value.as_ref() {
+        return Ok(false);
+    }
+    update(path, TAG_STATE_ENCRYPTION, value)?;
+    Ok(true)
+}
+
 /// Sets (or, with `None`, deletes) one record; other records are kept.
 pub fn update(path: &Path, tag: u32, value: Option<Vec<u8>>) -> Result<(), MetaError> {
     let mut m = read(path)?;
@@ -256,6 +270,29 @@ mod tests {
             e.contains("damaged") && e.contains("checksum mismatch"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn mirroring_state_encryption_writes_only_changes() {
+        let (_d, p) = file();
+        update(&p, 12, Some(vec![7])).unwrap();
+        let enc: api_types::Encryption =
+            serde_json::from_str(r#"{"keys":[{"slot":0,"nodeID":{}}]}"#).unwrap();
+        assert!(mirror_state_encryption(&p, Some(&enc)).unwrap());
+        assert!(
+            !mirror_state_encryption(&p, Some(&enc)).unwrap(),
+            "unchanged: no write"
+        );
+        let m = read(&p).unwrap();
+        let back: api_types::Encryption =
+            serde_json::from_slice(&m.records[&TAG_STATE_ENCRYPTION]).unwrap();
+        assert_eq!(back, enc);
+        assert_eq!(m.records[&12], vec![7], "other records are kept");
+        assert!(mirror_state_encryption(&p, None).unwrap());
+        assert!(!read(&p)
+            .unwrap()
+            .records
+            .contains_key(&TAG_STATE_ENCRYPTION));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! also drops STATE's encryption config from META: the node's config is
 //! gone, and the next boot enters maintenance mode.
 
-use crate::boot::DM_PREFIX;
 use crate::disks::{self, DiskError, OpenPartition};
 use crate::header::{self, Probe};
 use crate::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
@@ -97,19 +96,10 @@ fn close_one(st: &mut BootStatus, label: &str, done: &mut Vec<String>) -> Result
     let Some(v) = st.volumes.iter_mut().find(|v| v.label == label) else {
         return Ok(());
     };
-    let err = |reason: String| ResetError::Close {
+    crate::boot::close_volume(v, done).map_err(|reason| ResetError::Close {
         label: label.to_string(),
         reason,
-    };
-    if let Some(m) = v.mount_point.take() {
-        crate::fs::umount(Path::new(&m)).map_err(|e| err(e.to_string()))?;
-        done.push(format!("unmounted {m}"));
-    }
-    if v.mapped_device.take().is_some() {
-        let name = format!("{DM_PREFIX}{label}");
-        crate::device::deactivate(&name).map_err(|e| err(e.to_string()))?;
-        done.push(format!("closed /dev/mapper/{name}"));
-    }
+    })?;
     v.phase = Phase::Located;
     v.keyslots.clear();
     v.unlocked_by = None;
