@@ -720,3 +720,107 @@ fn tpm_key_opens_ephemeral_on_the_second_boot() {
     assert_eq!(b.section("files"), "tpm-data\n");
     vm.summary("TPM (swtpm behind qemu, UEFI) seals EPHEMERAL's key; the second boot unseals it");
 }
+
+/// Where the guest dials the KMS: an address on qemu's user network that
+/// exists only as a forwarding rule (see [`with_kms`]).
+const GUEST_KMS: &str = "10.0.2.100:4050";
+
+/// Gives the next boot a network card on qemu's user network with
+/// `restrict=on` (the guest reaches nothing outside qemu) and one rule:
+/// a guest connection to [`GUEST_KMS`] runs `proxy.sh`, which socat
+/// connects to `volctl kms-server` on the host's 127.0.0.1:`port`. A `cmd:`
+/// rule runs one proxy per connection; a `tcp:` one would be one stream
+/// opened when qemu starts.
+fn with_kms(vm: &mut Vm, port: u16) {
+    let proxy = vm.dir.join("proxy.sh");
+    std::fs::write(
+        &proxy,
+        // stderr stays out of the stream: qemu hands the socket to the
+        // command, and a socat error there would reach the guest as bytes.
+        format!("#!/bin/sh\nexec socat STDIO TCP:127.0.0.1:{port} 2>/dev/null\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&proxy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    vm.qemu_extra = format!(
+        "-netdev user,id=n0,restrict=on,guestfwd=tcp:{GUEST_KMS}-cmd:{} -device virtio-net-pci,netdev=n0,romfile=",
+        proxy.display()
+    );
+}
+
+/// The guest's side of [`with_kms`]: eth0 up with a static address.
+const GUEST_NET: &str =
+    "i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0";
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn kms_key_opens_ephemeral_over_the_guest_network() {
+    let mut vm = Vm::new("kms", LAYOUT);
+    let pki = kms::test_pki::generate_for(&[std::net::IpAddr::from([10, 0, 2, 100])]);
+    let kms_dir = vm.dir.join("kms");
+    std::fs::create_dir_all(&kms_dir).unwrap();
+    vm.write("ca.pem", std::str::from_utf8(&pki.ca_pem).unwrap());
+    vm.write(
+        "config.yaml",
+        &config_with_ephemeral(&[&format!(
+            "{{slot: 0, kms: {{endpoint: 'https://{GUEST_KMS}'}}}}"
+        )]),
+    );
+    let args = "--kms-ca-file /job/ca.pem";
+
+    // First boot: EPHEMERAL formatted with a key sealed by the KMS.
+    let server = common::KmsServer::start(&kms_dir, &pki);
+    with_kms(&mut vm, server.port);
+    let b = vm.boot_with(
+        GUEST_NET,
+        &format!("-f /job/config.yaml {args}"),
+        "echo kms-data > /var/f",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("EPHEMERAL")["created"], true);
+    assert_eq!(vm.header("EPHEMERAL").1, vec![0]);
+
+    // Second boot (config from STATE): the KMS unseals the key.
+    let b = vm.boot_with(
+        GUEST_NET,
+        args,
+        "echo 'BEGIN files'; cat /var/f; echo 'END files'",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(
+        b.volume("EPHEMERAL")["unlocked_by"],
+        serde_json::json!([0, "kms"])
+    );
+    assert_eq!(b.volume("EPHEMERAL")["kdf_runs"], 1);
+    assert_eq!(b.section("files"), "kms-data\n");
+
+    // KMS down: EPHEMERAL fails with the reason, the rest comes up, the
+    // header is not touched.
+    assert!(server.stop().success());
+    let before = vm.header("EPHEMERAL");
+    let b = vm.boot_with(GUEST_NET, args, "");
+    assert_eq!(b.boot_rc, 3, "{}", b.log);
+    assert_eq!(b.phase("STATE"), "ready");
+    assert_eq!(b.phase("persistence"), "ready");
+    assert_eq!(b.phase("EPHEMERAL"), "failed");
+    let err = b.volume("EPHEMERAL")["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("0 (kms)") && err.contains("unreachable"),
+        "{err}"
+    );
+    assert_eq!(vm.header("EPHEMERAL"), before);
+
+    // KMS back (same master keys, new port): the data is there.
+    let server = common::KmsServer::start(&kms_dir, &pki);
+    with_kms(&mut vm, server.port);
+    let b = vm.boot_with(
+        GUEST_NET,
+        args,
+        "echo 'BEGIN files'; cat /var/f; echo 'END files'",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.section("files"), "kms-data\n");
+    vm.summary(
+        "KMS on host loopback, reached over qemu's user network; outage reported, then back",
+    );
+}

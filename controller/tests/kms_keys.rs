@@ -5,63 +5,8 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-struct Kms {
-    child: Child,
-    port: u16,
-}
-
-impl Kms {
-    /// Starts `volctl kms-server` on a free port with a fresh key file.
-    fn start(dir: &Path, pki: &kms::test_pki::TestPki) -> Kms {
-        std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
-        std::fs::write(dir.join("tls.crt"), &pki.server_cert_pem).unwrap();
-        std::fs::write(dir.join("tls.key"), &pki.server_key_pem).unwrap();
-        let keys = dir.join("keys");
-        if !keys.exists() {
-            let out = Command::new(env!("CARGO_BIN_EXE_volctl"))
-                .args(["kms-server", "genkey"])
-                .output()
-                .unwrap();
-            std::fs::write(&keys, &out.stdout).unwrap();
-            std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .unwrap();
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_volctl"))
-            .args(["kms-server", "--listen", "127.0.0.1:0", "--master-key-file"])
-            .arg(&keys)
-            .args([
-                "--tls-cert",
-                &dir.join("tls.crt").display().to_string(),
-                "--tls-key",
-                &dir.join("tls.key").display().to_string(),
-            ])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut reader = BufReader::new(child.stderr.take().unwrap());
-        reader.read_line(&mut line).unwrap();
-        // Keep draining its log so it never writes to a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Kms { child, port }
-    }
-
-    /// Stops it with SIGTERM; returns its exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap()
-    }
-}
+use std::process::{Command, Output};
 
 fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let p = dir.join(if extra.is_empty() {
@@ -106,7 +51,7 @@ fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
     let img = image(40);
     let dir = img.dir.path();
     let pki = kms::test_pki::generate();
-    let server = Kms::start(dir, &pki);
+    let server = KmsServer::start(dir, &pki);
     let ca = dir.join("ca.pem");
     let static_key = "    - slot: 1\n      static: {passphrase: recovery-pass}\n";
 

@@ -193,13 +193,52 @@ impl KmsClient {
     }
 }
 
+/// An error and its sources as one line. A source that merely repeats the
+/// text before it (an `io::Error` wrapping a rustls error shows the same
+/// words) is written once.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_joins_sources_and_drops_repeats() {
+        let e = E(
+            "transport error",
+            Some(Box::new(E(
+                "corrupt message",
+                Some(Box::new(E(
+                    "corrupt message",
+                    Some(Box::new(E("eof", None))),
+                ))),
+            ))),
+        );
+        assert_eq!(error_chain(&e), "transport error: corrupt message: eof");
+    }
 }

@@ -1,5 +1,6 @@
 //! A throw-away PKI for tests: a CA, a server certificate for `localhost`
-//! and 127.0.0.1, and a client certificate — all PEM, made fresh per call.
+//! and 127.0.0.1 (plus any other addresses asked for), and a client
+//! certificate — all PEM, made fresh per call.
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 
@@ -19,23 +20,29 @@ pub struct TestPki {
 
 /// Makes a new CA and certificates signed by it.
 pub fn generate() -> TestPki {
+    generate_for(&[])
+}
+
+/// Like [`generate`], with `extra_ips` also named in the server certificate
+/// (e.g. the address a VM guest dials).
+pub fn generate_for(extra_ips: &[std::net::IpAddr]) -> TestPki {
     let ca_key = KeyPair::generate().expect("key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).expect("CA");
     let issuer = Issuer::new(ca_params, &ca_key);
-    let leaf = |names: Vec<String>, ip: bool| {
+    let leaf = |names: Vec<String>, ips: &[std::net::IpAddr]| {
         let key = KeyPair::generate().expect("key");
         let mut p = CertificateParams::new(names).expect("params");
-        if ip {
-            p.subject_alt_names
-                .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-        }
+        p.subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         let cert = p.signed_by(&key, &issuer).expect("leaf");
         (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
     };
-    let (server_cert_pem, server_key_pem) = leaf(vec!["localhost".into()], true);
-    let (client_cert_pem, client_key_pem) = leaf(vec!["node".into()], false);
+    let mut server_ips = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    server_ips.extend_from_slice(extra_ips);
+    let (server_cert_pem, server_key_pem) = leaf(vec!["localhost".into()], &server_ips);
+    let (client_cert_pem, client_key_pem) = leaf(vec!["node".into()], &[]);
     TestPki {
         ca_pem: ca.pem().into_bytes(),
         server_cert_pem,

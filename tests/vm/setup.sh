@@ -2,7 +2,8 @@
 # Builds what the VM suite boots: Debian's kernel (cached under target/vm),
 # its uncompressed vmlinux (booting it skips ≈ 6 s of decompression under
 # TCG), and an uncompressed initramfs with busybox, volctl and the libraries
-# it needs, mkfs.ext4, and the kernel modules for virtio, dm-crypt and ext4.
+# it needs, mkfs.ext4, and the kernel modules for virtio (disk and network),
+# dm-crypt and ext4.
 #
 # Usage: tests/vm/setup.sh VOLCTL_BINARY   (prints nothing on success but the paths)
 set -euo pipefail
@@ -45,7 +46,7 @@ sys.exit("no xz-compressed ELF kernel found")
 PY
 fi
 
-MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4"
+MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4"
 rm -rf initramfs && mkdir -p initramfs/{bin,sbin,etc,proc,sys,dev,run,tmp,job,lib/modules,var,mnt}
 cp /bin/busybox initramfs/bin/busybox
 for m in $MODULES; do

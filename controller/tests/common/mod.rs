@@ -219,3 +219,68 @@ pub fn tamper_json(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
     }
     std::fs::write(path, disk).unwrap();
 }
+
+/// `volctl kms-server` running as a real process on 127.0.0.1 with TLS.
+pub struct KmsServer {
+    child: std::process::Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl KmsServer {
+    /// Starts `volctl kms-server` on a free port of 127.0.0.1 with the TLS
+    /// material of `pki` and the master key file `dir/keys` (made when absent,
+    /// so a restart in the same `dir` keeps the keys).
+    pub fn start(dir: &Path, pki: &kms::test_pki::TestPki) -> KmsServer {
+        std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+        std::fs::write(dir.join("tls.crt"), &pki.server_cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &pki.server_key_pem).unwrap();
+        let keys = dir.join("keys");
+        if !keys.exists() {
+            let out = Command::new(env!("CARGO_BIN_EXE_volctl"))
+                .args(["kms-server", "genkey"])
+                .output()
+                .unwrap();
+            std::fs::write(&keys, &out.stdout).unwrap();
+            std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(["kms-server", "--listen", "127.0.0.1:0", "--master-key-file"])
+            .arg(&keys)
+            .args([
+                "--tls-cert",
+                &dir.join("tls.crt").display().to_string(),
+                "--tls-key",
+                &dir.join("tls.key").display().to_string(),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        // Keep draining its log so it never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        KmsServer { child, port }
+    }
+
+    /// Stops it with SIGTERM; returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for KmsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
