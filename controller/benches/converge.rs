@@ -7,17 +7,17 @@
 //! KDF cost: argon2id with VOLCTL_BENCH_MEMORY_KIB (default 65536) KiB and
 //! 4 iterations, the same for every contender.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use api_types::parse_str;
 use controller::converge::{converge, Mode};
 use controller::device::{CryptsetupDevice, LuksDevice};
 use controller::volume::VolumeSpec;
 use providers::ProviderEnv;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const UUID: &str = "4c4c4544-0038-5910-8057-b4c04f4d3732";
 const RUNS: usize = 3;
 
 fn spec(n: usize, memory: u32) -> VolumeSpec {
@@ -46,7 +46,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(65536);
     let env = ProviderEnv {
-        node_uuid: Ok(UUID.into()),
+        node_uuid: Ok(common::UUID.into()),
         state_salt: None,
         kms: Default::default(),
         tpm: Default::default(),
@@ -105,21 +105,7 @@ fn main() {
         let mut one_t = Vec::new();
         for _ in 0..RUNS {
             let t = Instant::now();
-            let mut c = Command::new("cryptsetup")
-                .args([
-                    "open",
-                    "--test-passphrase",
-                    "--key-file",
-                    "-",
-                    "--key-slot",
-                    "0",
-                ])
-                .arg(&img)
-                .stdin(Stdio::piped())
-                .spawn()
-                .unwrap();
-            c.stdin.take().unwrap().write_all(b"pass-0").unwrap();
-            assert!(c.wait().unwrap().success());
+            assert!(common::opens(&img, 0, b"pass-0"));
             one_t.push(t.elapsed());
         }
         println!(

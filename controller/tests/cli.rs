@@ -4,16 +4,6 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn volctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .args(args)
-        .env("VOLCTL_NODE_UUID", UUID)
-        .env_remove("VOLCTL_STATE_SALT_FILE")
-        .output()
-        .unwrap()
-}
 
 fn repo(p: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -151,12 +141,7 @@ fn invalid_config_or_loose_salt_file_fails_and_writes_nothing() {
         err.contains("encryption.keys[1].slot: slot 0 is already used by encryption.keys[0]"),
         "{err}"
     );
-    assert!(!Command::new("cryptsetup")
-        .arg("isLuks")
-        .arg(&img.path)
-        .status()
-        .unwrap()
-        .success());
+    assert!(!is_luks(&img.path));
 
     let cfg = write_config(img.dir.path(), CFG);
     let salt = img.dir.path().join("salt");

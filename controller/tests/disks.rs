@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::volctl;
 use controller::disks::{by_label, partitions, DiskError, OpenPartition};
 use std::path::Path;
 use std::process::Command;
@@ -121,12 +122,6 @@ fn meta_cli_round_trip_on_a_disk_image() {
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("disk.img");
     gpt(&img, &[("META", "+1M"), ("STATE", "+40M")]);
-    let volctl = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_volctl"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let disk = img.display().to_string();
     assert!(
         volctl(&["meta", "--disk", &disk, "set", "9", "{\"keys\":[]}"])

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let p = dir.join(if extra.is_empty() {
@@ -23,27 +23,12 @@ fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
 }
 
 fn converge(img: &Path, cfg: &Path, ca: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .args([
-            "converge",
-            "--volume",
-            "data",
-            "--device",
-            &img.display().to_string(),
-            "-f",
-            &cfg.display().to_string(),
-            "-o",
-            "json",
-        ])
-        .args(["--kms-ca-file", &ca.display().to_string()])
-        .env("VOLCTL_NODE_UUID", UUID)
-        .output()
-        .unwrap()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    converge_json(
+        "data",
+        img,
+        cfg,
+        &["--kms-ca-file", &ca.display().to_string()],
+    )
 }
 
 #[test]
@@ -57,7 +42,7 @@ fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
 
     // Enrol: the token keeps the sealed blob and the endpoint; no secret in clear.
     let cfg = config(dir, server.port, "");
-    let o = json(&converge(&img.path, &cfg, &ca));
+    let o = json_ok(&converge(&img.path, &cfg, &ca));
     assert_eq!(o["plan"]["actions"][1]["kind"], "kms");
     let d = dump(&img.path);
     let token = d["tokens"]
@@ -96,13 +81,13 @@ fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
         .is_err());
 
     // A fresh process unlocks through the KMS: one KDF run, nothing to do.
-    let o = json(&converge(&img.path, &cfg, &ca));
+    let o = json_ok(&converge(&img.path, &cfg, &ca));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]));
     assert_eq!(o["kdf_runs"], 1);
 
     // Add a static recovery key while the KMS is up.
     let cfg2 = config(dir, server.port, static_key);
-    json(&converge(&img.path, &cfg2, &ca));
+    json_ok(&converge(&img.path, &cfg2, &ca));
     assert_eq!(slots(&img.path), vec![0, 1]);
 
     // KMS down: with only the kms key, the error names the slot and the outage.
@@ -123,7 +108,7 @@ fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
         "{err}"
     );
     // With the static key, the volume opens and the kms slot is kept.
-    let o = json(&converge(&img.path, &cfg2, &ca));
+    let o = json_ok(&converge(&img.path, &cfg2, &ca));
     assert_eq!(o["unlocked_by"], serde_json::json!([1, "static"]));
     assert_eq!(slots(&img.path), vec![0, 1]);
     assert_eq!(sha256_file(&img.path), before);
@@ -145,10 +130,5 @@ fn kms_unreachable_at_format_writes_nothing() {
         err.contains("cannot format") && err.contains("nothing was written"),
         "{err}"
     );
-    assert!(!Command::new("cryptsetup")
-        .arg("isLuks")
-        .arg(&img.path)
-        .status()
-        .unwrap()
-        .success());
+    assert!(!is_luks(&img.path));
 }

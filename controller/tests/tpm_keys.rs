@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use providers::test_swtpm::Swtpm;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn config(dir: &Path, name: &str, keys: &[&str]) -> PathBuf {
     let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  {PBKDF}\n  keys:\n");
@@ -20,27 +20,7 @@ fn config(dir: &Path, name: &str, keys: &[&str]) -> PathBuf {
 }
 
 fn converge(img: &Path, cfg: &Path, tpm: &Swtpm) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .args([
-            "converge",
-            "--volume",
-            "EPHEMERAL",
-            "--device",
-            &img.display().to_string(),
-            "-f",
-            &cfg.display().to_string(),
-            "-o",
-            "json",
-        ])
-        .args(["--tpm-tcti", &tpm.tcti()])
-        .env("VOLCTL_NODE_UUID", UUID)
-        .output()
-        .unwrap()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    converge_json("EPHEMERAL", img, cfg, &["--tpm-tcti", &tpm.tcti()])
 }
 
 const TPM: &str = "{slot: 0, tpm: {options: {pcrs: [7]}}}";
@@ -51,7 +31,7 @@ fn tpm_key_opens_in_a_fresh_process_and_a_changed_pcr_is_reported() {
     let tpm = Swtpm::start();
     let img = image(40);
     let only_tpm = config(img.dir.path(), "tpm.yaml", &[TPM]);
-    let o = json(&converge(&img.path, &only_tpm, &tpm));
+    let o = json_ok(&converge(&img.path, &only_tpm, &tpm));
     assert!(o["formatted"].as_bool().unwrap());
     let d = dump(&img.path);
     let token = d["tokens"]
@@ -66,7 +46,7 @@ fn tpm_key_opens_in_a_fresh_process_and_a_changed_pcr_is_reported() {
     assert!(token["data"]["public"].is_string() && token["data"]["private"].is_string());
 
     // A new process opens it through the TPM: one KDF run.
-    let o = json(&converge(&img.path, &only_tpm, &tpm));
+    let o = json_ok(&converge(&img.path, &only_tpm, &tpm));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm"]));
     assert_eq!(o["kdf_runs"], 1);
 
@@ -88,9 +68,9 @@ fn static_fallback_opens_when_the_tpm_refuses_and_the_tpm_slot_is_kept() {
     let tpm = Swtpm::start();
     let img = image(40);
     let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
-    json(&converge(&img.path, &both, &tpm));
+    json_ok(&converge(&img.path, &both, &tpm));
     assert_eq!(slots(&img.path), vec![0, 1]);
-    let o = json(&converge(&img.path, &both, &tpm));
+    let o = json_ok(&converge(&img.path, &both, &tpm));
     assert_eq!(
         o["plan"]["notes"].as_array().unwrap().len(),
         0,
@@ -98,7 +78,7 @@ fn static_fallback_opens_when_the_tpm_refuses_and_the_tpm_slot_is_kept() {
     );
 
     tpm.extend_pcr(7);
-    let o = json(&converge(&img.path, &both, &tpm));
+    let o = json_ok(&converge(&img.path, &both, &tpm));
     assert_eq!(o["unlocked_by"], serde_json::json!([1, "static"]));
     let notes = o["plan"]["notes"].as_array().unwrap();
     assert_eq!(notes.len(), 1, "{o}");

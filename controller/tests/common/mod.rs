@@ -101,47 +101,65 @@ pub fn slots(path: &Path) -> Vec<u32> {
     v
 }
 
-/// Whether `cryptsetup open --test-passphrase --key-slot N` accepts `pass`.
-pub fn opens(path: &Path, slot: u32, pass: &[u8]) -> bool {
+/// Runs `cryptsetup ARGS PATH AFTER` with `pass` on stdin.
+fn cryptsetup_with_pass(
+    args: &[&str],
+    path: &Path,
+    after: &[&Path],
+    pass: &[u8],
+) -> std::process::Output {
     let mut c = Command::new("cryptsetup")
-        .args([
-            "open",
-            "--test-passphrase",
-            "--key-file",
-            "-",
-            "--key-slot",
-            &slot.to_string(),
-        ])
+        .args(args)
         .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(pass).unwrap();
-    c.wait().unwrap().success()
-}
-
-/// The volume key, read with the cryptsetup CLI through slot `slot`.
-pub fn volume_key(path: &Path, slot: u32, pass: &[u8]) -> String {
-    let mut c = Command::new("cryptsetup")
-        .args([
-            "luksDump",
-            "--dump-volume-key",
-            "--batch-mode",
-            "--key-file",
-            "-",
-            "--key-slot",
-            &slot.to_string(),
-        ])
-        .arg(path)
+        .args(after)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     c.stdin.take().unwrap().write_all(pass).unwrap();
-    let out = c.wait_with_output().unwrap();
+    c.wait_with_output().unwrap()
+}
+
+/// Whether `cryptsetup open --test-passphrase --key-slot N` accepts `pass`.
+pub fn opens(path: &Path, slot: u32, pass: &[u8]) -> bool {
+    let slot = slot.to_string();
+    let args = [
+        "open",
+        "--test-passphrase",
+        "--key-file",
+        "-",
+        "--key-slot",
+        &slot,
+    ];
+    cryptsetup_with_pass(&args, path, &[], pass)
+        .status
+        .success()
+}
+
+/// Whether the cryptsetup CLI finds a LUKS header at `path`.
+pub fn is_luks(path: &Path) -> bool {
+    Command::new("cryptsetup")
+        .arg("isLuks")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The volume key, read with the cryptsetup CLI through slot `slot`.
+pub fn volume_key(path: &Path, slot: u32, pass: &[u8]) -> String {
+    let slot = slot.to_string();
+    let args = [
+        "luksDump",
+        "--dump-volume-key",
+        "--batch-mode",
+        "--key-file",
+        "-",
+        "--key-slot",
+        &slot,
+    ];
+    let out = cryptsetup_with_pass(&args, path, &[], pass);
     assert!(
         out.status.success(),
         "{}",
@@ -166,21 +184,39 @@ pub fn cryptsetup(args: &[&str], path: &Path, pass: &[u8]) {
 
 /// Like [`cryptsetup`], with arguments after the device.
 pub fn cryptsetup_then(args: &[&str], path: &Path, after: &[&Path], pass: &[u8]) {
-    let mut c = Command::new("cryptsetup")
-        .args(args)
-        .arg(path)
-        .args(after)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(pass).unwrap();
-    let out = c.wait_with_output().unwrap();
+    let out = cryptsetup_with_pass(args, path, after, pass);
     assert!(
         out.status.success(),
         "cryptsetup {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs the `volctl` binary with the test node UUID and no salt file from
+/// the environment.
+pub fn volctl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(args)
+        .env("VOLCTL_NODE_UUID", UUID)
+        .env_remove("VOLCTL_STATE_SALT_FILE")
+        .output()
+        .unwrap()
+}
+
+/// `volctl converge --volume VOLUME --device IMG -f CFG -o json EXTRA…`.
+pub fn converge_json(volume: &str, img: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    let (img, cfg) = (img.display().to_string(), cfg.display().to_string());
+    let mut args = vec![
+        "converge", "--volume", volume, "--device", &img, "-f", &cfg, "-o", "json",
+    ];
+    args.extend_from_slice(extra);
+    volctl(&args)
+}
+
+/// The JSON on stdout of a run that must have succeeded.
+pub fn json_ok(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 /// The nodeID passphrase of EPHEMERAL.
