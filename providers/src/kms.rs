@@ -3,14 +3,11 @@
 //! sealed blob and the endpoint it was sealed by, so the key is recovered
 //! from the same KMS even if the config later points elsewhere.
 
+use crate::sealed_key::{passphrase, random_key, token_bytes, B64};
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
 use base64::Engine;
 use kms::client::{ClientError, ClientOptions, KmsClient};
-use rand::RngCore;
-use zeroize::Zeroizing;
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Keys sealed by a KMS.
 pub struct KmsProvider {
@@ -46,10 +43,6 @@ fn client_error(e: ClientError) -> ProviderError {
     }
 }
 
-fn passphrase(key: &[u8]) -> Passphrase {
-    Passphrase::new(B64.encode(key).into_bytes())
-}
-
 #[async_trait]
 impl KeyProvider for KmsProvider {
     fn kind(&self) -> &'static str {
@@ -63,8 +56,7 @@ impl KeyProvider for KmsProvider {
     }
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         let uuid = self.uuid()?;
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        let key = random_key();
         let blob = KmsClient::new(&self.endpoint, self.options.clone())
             .seal(uuid, key.as_ref())
             .await
@@ -79,20 +71,12 @@ impl KeyProvider for KmsProvider {
         _ctx: &KeyContext,
         token_data: &serde_json::Value,
     ) -> Result<Passphrase, ProviderError> {
-        let bad = |reason: &str| ProviderError::BadToken {
-            kind: "kms",
-            reason: reason.into(),
-        };
         let uuid = self.uuid()?;
         let endpoint = token_data
             .get("endpoint")
             .and_then(|v| v.as_str())
             .unwrap_or(&self.endpoint);
-        let blob = token_data
-            .get("sealedData")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad("no sealedData"))
-            .and_then(|s| B64.decode(s).map_err(|_| bad("sealedData is not base64")))?;
+        let blob = token_bytes("kms", token_data, "sealedData")?;
         let key = KmsClient::new(endpoint, self.options.clone())
             .unseal(uuid, &blob)
             .await

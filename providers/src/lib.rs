@@ -13,6 +13,7 @@ mod passphrase;
 mod provider;
 mod registry;
 mod salted;
+mod sealed_key;
 mod static_key;
 mod tpm;
 mod unavailable;

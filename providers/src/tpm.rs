@@ -9,10 +9,10 @@
 //! changed), unsealing fails: the slot is reported unusable for this boot
 //! and another key must open the volume. The slot itself is kept.
 
+use crate::sealed_key::{passphrase, random_key, token_bytes, B64};
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
 use base64::Engine;
-use rand::RngCore;
 use std::str::FromStr;
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::SessionType;
@@ -30,7 +30,6 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
 use zeroize::Zeroizing;
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Default TCTI: the kernel's TPM resource manager.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 /// UEFI variable that says whether Secure Boot is on.
@@ -302,8 +301,7 @@ impl KeyProvider for TpmProvider {
                 Err(e) => return Err(unavailable(format!("checkSecurebootStatusOnEnroll is set and the Secure Boot state is unknown: {e}"))),
             }
         }
-        let mut key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        let key = random_key();
         let (tcti, pcrs, secret) = (self.options.tcti.clone(), self.pcrs.clone(), key.to_vec());
         let (sealed, digest) =
             blocking(move || seal(&tcti, &pcrs, &Zeroizing::new(secret))).await?;
@@ -312,7 +310,7 @@ impl KeyProvider for TpmProvider {
             .marshall()
             .map_err(|e| tpm_err("marshalling", e))?;
         Ok(Enrolled {
-            passphrase: Passphrase::new(B64.encode(key.as_ref()).into_bytes()),
+            passphrase: passphrase(key.as_ref()),
             token_data: serde_json::json!({
                 "public": B64.encode(public),
                 "private": B64.encode(sealed.private.value()),
@@ -331,16 +329,7 @@ impl KeyProvider for TpmProvider {
             kind: "tpm",
             reason: reason.into(),
         };
-        let field = |name: &str| {
-            token_data
-                .get(name)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad(&format!("no {name}")))
-                .and_then(|s| {
-                    B64.decode(s)
-                        .map_err(|_| bad(&format!("{name} is not base64")))
-                })
-        };
+        let field = |name| token_bytes("tpm", token_data, name);
         let public = Public::unmarshall(&field("public")?).map_err(|_| bad("public blob"))?;
         let private = Private::try_from(field("private")?).map_err(|_| bad("private blob"))?;
         // Unseal under the PCRs the key was sealed to (the token's list).
@@ -353,7 +342,7 @@ impl KeyProvider for TpmProvider {
         };
         let tcti = self.options.tcti.clone();
         let key = blocking(move || unseal(&tcti, &pcrs, Sealed { public, private })).await?;
-        Ok(Passphrase::new(B64.encode(key.as_slice()).into_bytes()))
+        Ok(passphrase(&key))
     }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
         let pcrs: Vec<String> = self.pcrs.iter().map(u32::to_string).collect();
