@@ -7,11 +7,11 @@
 use crate::boot::{CONFIG_FILE, MAINTENANCE_CONFIG, MAINTENANCE_MARKER, PENDING_FILE, SALT_FILE};
 use crate::converge::{converge, ConvergeError, Mode};
 use crate::device::CryptsetupDevice;
-use crate::meta;
+use crate::node::meta;
+use crate::node::status::{BootStatus, Phase, VolumeStatus};
+use crate::node::{atomic, disks, salt};
 use crate::render::action_line;
-use crate::status::{BootStatus, Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
-use crate::{atomic, disks, salt};
 use api_types::Document;
 use providers::ProviderEnv;
 use serde::Serialize;
@@ -135,7 +135,7 @@ pub enum ApplyError {
 }
 
 fn read_config(files: &[PathBuf]) -> Result<(Vec<Document>, String), ApplyError> {
-    crate::config_files::load(files).map_err(ApplyError::Invalid)
+    crate::node::config_files::load(files).map_err(ApplyError::Invalid)
 }
 
 /// Runs `apply-config`.
@@ -244,7 +244,8 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
                     label: doc.partition_label(),
                     encryption: enc.clone(),
                 };
-                let device = crate::failpoint::maybe_wrap(Arc::new(CryptsetupDevice::new(dev)));
+                let device =
+                    crate::device::power_cut::maybe_wrap(Arc::new(CryptsetupDevice::new(dev)));
                 converge(&spec, device, &env, Mode::Apply)
                     .await
                     .map_err(|source| ApplyError::Converge {

@@ -75,7 +75,7 @@ pub enum Command {
         #[arg(long, default_value = controller::boot::DEFAULT_STATE_MOUNT)]
         state_mount: PathBuf,
         /// Status file to write.
-        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
         /// Node UUID for nodeID keys (default: the SMBIOS UUID).
         #[arg(long, env = "VOLCTL_NODE_UUID")]
@@ -111,7 +111,7 @@ pub enum Command {
         #[arg(long)]
         insecure: bool,
         /// Status file of the running boot.
-        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
         /// Disks.
         #[command(flatten)]
@@ -147,7 +147,7 @@ pub enum Command {
         #[command(flatten)]
         disks: DiskArgs,
         /// Status file of the running boot.
-        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
         /// Command that reboots the node.
         #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
@@ -185,7 +185,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  volctl status\n  volctl status -o json")]
     Status {
         /// Status file.
-        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
@@ -195,7 +195,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  volctl close")]
     Close {
         /// Status file.
-        #[arg(long, default_value = controller::status::DEFAULT_STATUS_FILE)]
+        #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
     },
     /// Read and write the META partition's records.

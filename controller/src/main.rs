@@ -12,9 +12,9 @@ use controller::apply::{self, ApplyMode, ApplyOptions};
 use controller::boot::{self, BootOptions};
 use controller::converge::{converge, Mode};
 use controller::device::CryptsetupDevice;
-use controller::meta;
+use controller::node::meta;
+use controller::node::status::BootStatus;
 use controller::reset::{self, WipeMode};
-use controller::status::BootStatus;
 use controller::volume::VolumeSpec;
 use providers::{read_node_uuid, ProviderEnv, SMBIOS_UUID_PATH};
 use providers::{KmsClientOptions, TpmOptions};
@@ -226,7 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             reboot_command,
         } => {
             let disks = if disks.disks.is_empty() {
-                controller::disks::system_disks()
+                controller::node::disks::system_disks()
             } else {
                 disks.disks
             };
@@ -312,15 +312,15 @@ fn meta_command(disks: Vec<PathBuf>, device: Option<PathBuf>, op: MetaOp) -> Res
         Some(d) => (d, None),
         None => {
             let disks = if disks.is_empty() {
-                controller::disks::system_disks()
+                controller::node::disks::system_disks()
             } else {
                 disks
             };
-            let parts = controller::disks::by_label(&disks)?;
+            let parts = controller::node::disks::by_label(&disks)?;
             let p = parts
                 .get("META")
                 .context("no partition labelled META on the given disks")?;
-            let open = controller::disks::OpenPartition::open(p)?;
+            let open = controller::node::disks::OpenPartition::open(p)?;
             (open.path.clone(), Some(open))
         }
     };
@@ -403,7 +403,7 @@ fn provider_env(target: &Target) -> Result<ProviderEnv> {
     let node_uuid = read_node_uuid(target.node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
         .map_err(|e| e.to_string());
     let state_salt = match &target.state_salt_file {
-        Some(p) => Some(controller::salt::read_salt_file(p)?),
+        Some(p) => Some(controller::node::salt::read_salt_file(p)?),
         None => None,
     };
     Ok(ProviderEnv {

@@ -1,7 +1,7 @@
 //! Human-readable output of plans and outcomes.
 
+use crate::converge::plan::{Action, Note};
 use crate::converge::Outcome;
-use crate::plan::{Action, Note};
 use std::fmt::Write;
 
 /// One line per action and note, for `volctl plan` and `volctl converge`.

@@ -4,10 +4,10 @@
 //! also drops STATE's encryption config from META: the node's config is
 //! gone, and the next boot enters maintenance mode.
 
-use crate::disks::{self, DiskError, OpenPartition};
-use crate::header::{self, Probe};
-use crate::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
-use crate::status::{BootStatus, Phase};
+use crate::luks2::header::{self, Probe};
+use crate::node::disks::{self, DiskError, OpenPartition};
+use crate::node::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
+use crate::node::status::{BootStatus, Phase};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 

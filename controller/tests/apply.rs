@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use controller::status::{BootStatus, Phase, VolumeStatus};
+use controller::node::status::{BootStatus, Phase, VolumeStatus};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

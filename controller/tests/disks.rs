@@ -4,7 +4,7 @@
 mod common;
 
 use common::volctl;
-use controller::disks::{by_label, partitions, DiskError, OpenPartition};
+use controller::node::disks::{by_label, partitions, DiskError, OpenPartition};
 use std::path::Path;
 use std::process::Command;
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use controller::loopdev::LoopDevice;
+use controller::node::loopdev::LoopDevice;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -195,7 +195,7 @@ impl Vm {
 
     /// Attaches a partition of the image on the host.
     fn partition(&self, label: &str) -> LoopDevice {
-        let p = controller::disks::by_label(std::slice::from_ref(&self.disk)).unwrap();
+        let p = controller::node::disks::by_label(std::slice::from_ref(&self.disk)).unwrap();
         let p = &p[label];
         LoopDevice::attach(&self.disk, p.offset, p.size).unwrap()
     }
@@ -203,9 +203,9 @@ impl Vm {
     /// (header sequence id, keyslots per the cryptsetup CLI) of a partition.
     fn header(&self, label: &str) -> (u64, Vec<u32>) {
         let l = self.partition(label);
-        let seq = match controller::header::read(l.path()).unwrap() {
-            controller::header::Probe::Luks2(h) => h.seqid,
-            controller::header::Probe::None => panic!("{label} has no LUKS2 header"),
+        let seq = match controller::luks2::header::read(l.path()).unwrap() {
+            controller::luks2::header::Probe::Luks2(h) => h.seqid,
+            controller::luks2::header::Probe::None => panic!("{label} has no LUKS2 header"),
         };
         (seq, common::slots(l.path()))
     }
@@ -285,9 +285,9 @@ fn first_boot_second_boot_and_wiped_state() {
     }
     // META holds STATE's encryption config, not the other volumes'.
     let meta = vm.partition("META");
-    let m = controller::meta::read(meta.path()).unwrap();
+    let m = controller::node::meta::read(meta.path()).unwrap();
     let state_enc: serde_json::Value =
-        serde_json::from_slice(&m.records[&controller::meta::TAG_STATE_ENCRYPTION]).unwrap();
+        serde_json::from_slice(&m.records[&controller::node::meta::TAG_STATE_ENCRYPTION]).unwrap();
     assert!(state_enc["keys"][0].get("nodeID").is_some(), "{state_enc}");
     drop(meta);
 

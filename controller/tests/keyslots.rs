@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
+use controller::converge::plan::{Action, Note};
 use controller::converge::{ConvergeError, Mode};
-use controller::plan::{Action, Note};
 use providers::ProviderEnv;
 
 const S0: &str = "{slot: 0, static: {passphrase: first-pass}}";

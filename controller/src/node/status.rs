@@ -106,7 +106,7 @@ impl BootStatus {
     /// Writes the status file (0600, atomically).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::atomic::write_private(path, &text)
+        crate::node::atomic::write_private(path, &text)
     }
 
     /// Reads the status file.

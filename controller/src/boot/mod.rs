@@ -8,14 +8,15 @@
 //! others still come up. Nothing that holds data is ever formatted.
 
 use crate::converge::{converge_and_unlock, Mode};
+use crate::device::probe as signatures;
 use crate::device::{ActivationOptions, CryptsetupDevice, LuksDevice};
-use crate::disks::{self, DiskError, OpenPartition, Partition};
-use crate::header::{self, Probe};
-use crate::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
+use crate::luks2::header::{self, Probe};
+use crate::node::disks::{self, DiskError, OpenPartition, Partition};
+use crate::node::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
+use crate::node::status::{BootStatus, Phase, VolumeStatus};
+use crate::node::{atomic, fs, salt};
 use crate::render::action_line;
-use crate::status::{BootStatus, Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
-use crate::{atomic, fs, salt, signatures};
 use api_types::{Document, Encryption, FilesystemType};
 use providers::{ProviderEnv, StateSalt, STATE_SALT_LEN};
 use std::path::{Path, PathBuf};
@@ -364,7 +365,7 @@ async fn reconverge_state(st: &mut VolumeStatus, want: Option<&Encryption>, env:
         label: "STATE".into(),
         encryption: enc.clone(),
     };
-    let device = crate::failpoint::maybe_wrap(Arc::new(CryptsetupDevice::new(&dev)));
+    let device = crate::device::power_cut::maybe_wrap(Arc::new(CryptsetupDevice::new(&dev)));
     match converge_and_unlock(&spec, device, env, Mode::Apply).await {
         Ok((o, _)) => {
             st.kdf_runs += o.kdf_runs;
@@ -397,13 +398,13 @@ fn load_files(files: &[PathBuf]) -> Result<Option<(Vec<Document>, String)>, Boot
     if files.is_empty() {
         return Ok(None);
     }
-    crate::config_files::load(files)
+    crate::node::config_files::load(files)
         .map(Some)
         .map_err(BootError::Config)
 }
 
 fn parse_config(name: &str, text: &str) -> Result<Vec<Document>, BootError> {
-    crate::config_files::parse(name, text).map_err(BootError::Config)
+    crate::node::config_files::parse(name, text).map_err(BootError::Config)
 }
 
 fn read_state_config(state_mount: &Path) -> Result<Vec<Document>, BootError> {
@@ -536,7 +537,7 @@ async fn open_volume(def: &VolumeDef, part: Option<&Partition>, env: &ProviderEn
         encryption: enc.clone(),
     };
     let device: Arc<dyn LuksDevice> =
-        crate::failpoint::maybe_wrap(Arc::new(CryptsetupDevice::new(&open.path)));
+        crate::device::power_cut::maybe_wrap(Arc::new(CryptsetupDevice::new(&open.path)));
     let (outcome, vk) = match converge_and_unlock(&spec, device.clone(), env, Mode::Apply).await {
         Ok(r) => r,
         Err(e) => return fail(st, e.to_string()),

@@ -7,7 +7,7 @@
 //! refused, which defeats the published attack that makes a system write
 //! plaintext to a "LUKS" volume.
 
-use crate::header::Luks2Header;
+use crate::luks2::header::Luks2Header;
 use api_types::Encryption;
 
 const KDFS: &[&str] = &["argon2id", "argon2i", "pbkdf2"];

@@ -7,7 +7,7 @@
 //!  "kind": "nodeID", "lock_to_state": true, "data": {}, "binding": "base64…"}
 //! ```
 
-use crate::consts::{TOKEN_TYPE, TOKEN_VERSION};
+use crate::luks2::consts::{TOKEN_TYPE, TOKEN_VERSION};
 use serde::{Deserialize, Serialize};
 
 /// A volctl token as stored in the LUKS2 header.

@@ -2,7 +2,7 @@
 //! no filesystem or partition-table signature: it never destroys data that
 //! the user did not ask to wipe.
 
-use crate::consts::{LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC};
+use crate::luks2::consts::{LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 

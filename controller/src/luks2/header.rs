@@ -3,7 +3,7 @@
 //! (keyslots, tokens, segments, digests). Both header copies are checked
 //! and the valid one with the highest sequence id wins, as libcryptsetup does.
 
-use crate::consts::{
+use crate::luks2::consts::{
     LUKS2_BINARY_HEADER_SIZE, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
 };
 use serde::Deserialize;

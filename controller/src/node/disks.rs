@@ -2,7 +2,7 @@
 //! and index partitions by their label (`META`, `STATE`, `EPHEMERAL`,
 //! `persistence`, `u-<name>`).
 
-use crate::loopdev::LoopDevice;
+use crate::node::loopdev::LoopDevice;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

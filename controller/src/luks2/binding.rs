@@ -7,7 +7,7 @@
 //! holder of the volume key can compute or check it, so a token is no
 //! offline oracle for the passphrase.
 
-use crate::consts::BINDING_INFO;
+use crate::luks2::consts::BINDING_INFO;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

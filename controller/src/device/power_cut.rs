@@ -4,8 +4,8 @@
 //! test; the VM suite enables it with `VOLCTL_POWER_CUT_AFTER_WRITES=N` to
 //! prove that every volume still opens with its old or new keys afterwards.
 
-use crate::binding::VolumeKey;
 use crate::device::{ActivationOptions, DeviceError, FormatParams, LuksDevice, PbkdfChoice};
+use crate::luks2::binding::VolumeKey;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

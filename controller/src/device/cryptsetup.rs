@@ -6,7 +6,7 @@
 //! Every method that runs the PBKDF bumps [`LuksDevice::kdf_runs`], which
 //! tests and status use to prove a converged volume costs one KDF run.
 
-use crate::binding::VolumeKey;
+use crate::luks2::binding::VolumeKey;
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
 use libcryptsetup_rs::{
@@ -226,7 +226,7 @@ impl LuksDevice for CryptsetupDevice {
             data_device: None,
             sector_size: params.sector_size,
             label: Some(params.label.clone()),
-            subsystem: Some(crate::consts::LUKS2_SUBSYSTEM.to_string()),
+            subsystem: Some(crate::luks2::consts::LUKS2_SUBSYSTEM.to_string()),
         };
         let mut r: CryptParamsLuks2Ref<'_> = (&p).try_into().map_err(|e| self.fail(op, e))?;
         dev.context_handle()

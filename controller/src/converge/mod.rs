@@ -4,18 +4,21 @@
 //! one KDF run (the unlock); a change costs one more per enrolled key.
 //! Every other managed slot is checked by its token's binding.
 
-use crate::binding::{Binder, VolumeKey};
+use crate::device::probe as signatures;
 use crate::device::{DeviceError, FormatParams, LuksDevice, PbkdfChoice, PbkdfCost, PbkdfKind};
-use crate::header::{self, HeaderError, Luks2Header, Probe};
-use crate::plan::{
-    self, Action, BindingCheck, DesiredSlot, Note, ObservedKeyslots, ObservedSlot, Plan, PlanError,
-};
-use crate::token::VolctlToken;
+use crate::luks2::binding::{Binder, VolumeKey};
+use crate::luks2::check as header_check;
+use crate::luks2::header::{self, HeaderError, Luks2Header, Probe};
+use crate::luks2::token::VolctlToken;
 use crate::volume::VolumeSpec;
-use crate::{header_check, signatures};
 use api_types::{PbkdfType, ResolvedKey};
+use plan::{
+    Action, BindingCheck, DesiredSlot, Note, ObservedKeyslots, ObservedSlot, Plan, PlanError,
+};
 use providers::{provider_for, KeyContext, KeyProvider, ProviderEnv, ProviderError};
 use serde::Serialize;
+
+pub mod plan;
 use std::sync::Arc;
 
 /// Whether to change the device.
@@ -174,11 +177,11 @@ pub async fn converge_and_unlock(
                 return Err(ConvergeError::NotBlank { path, found });
             }
             let size = device_size(&device)?;
-            if size < crate::consts::MIN_DEVICE_SIZE {
+            if size < crate::luks2::consts::MIN_DEVICE_SIZE {
                 return Err(ConvergeError::TooSmall {
                     path,
                     size,
-                    min: crate::consts::MIN_DEVICE_SIZE,
+                    min: crate::luks2::consts::MIN_DEVICE_SIZE,
                 });
             }
             let vk = VolumeKey::new(random_bytes(spec.encryption.key_size_bits() as usize / 8));

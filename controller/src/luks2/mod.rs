@@ -1,0 +1,9 @@
+//! The LUKS2 on-disk format as volctl reads and writes it: the raw header
+//! reader, the header check, the `volctl` token and its binding, and the
+//! format's constants.
+
+pub mod binding;
+pub mod check;
+pub mod consts;
+pub mod header;
+pub mod token;

@@ -1,0 +1,12 @@
+//! What a node keeps outside the volumes' headers: disks and partitions,
+//! loop devices, the META store, STATE's files (salt, config), the run-time
+//! status file, filesystems and mounts.
+
+pub mod atomic;
+pub mod config_files;
+pub mod disks;
+pub mod fs;
+pub mod loopdev;
+pub mod meta;
+pub mod salt;
+pub mod status;
