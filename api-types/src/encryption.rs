@@ -244,12 +244,82 @@ pub enum KeyKind {
 impl KeyKind {
     /// The kind's name as written in documents (`static`, `nodeID`, `kms`, `tpm`).
     pub fn name(&self) -> &'static str {
+        self.source().name()
+    }
+
+    /// The kind, without its parameters.
+    pub fn source(&self) -> KeySource {
         match self {
-            KeyKind::Static { .. } => "static",
-            KeyKind::NodeId => "nodeID",
-            KeyKind::Kms { .. } => "kms",
-            KeyKind::Tpm { .. } => "tpm",
+            KeyKind::Static { .. } => KeySource::Static,
+            KeyKind::NodeId => KeySource::NodeId,
+            KeyKind::Kms { .. } => KeySource::Kms,
+            KeyKind::Tpm { .. } => KeySource::Tpm,
         }
+    }
+}
+
+/// Where a key comes from: the key kinds, without their parameters. Used
+/// by the planner, tokens, providers and status instead of strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeySource {
+    /// A passphrase from the config.
+    #[serde(rename = "static")]
+    Static,
+    /// Derived from the node UUID.
+    #[serde(rename = "nodeID")]
+    NodeId,
+    /// Sealed by a TPM.
+    #[serde(rename = "tpm")]
+    Tpm,
+    /// Sealed by a KMS.
+    #[serde(rename = "kms")]
+    Kms,
+}
+
+impl KeySource {
+    /// The document name (`static`, `nodeID`, `kms`, `tpm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySource::Static => "static",
+            KeySource::NodeId => "nodeID",
+            KeySource::Kms => "kms",
+            KeySource::Tpm => "tpm",
+        }
+    }
+
+    /// The kind by its document name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            KeySource::Static,
+            KeySource::NodeId,
+            KeySource::Kms,
+            KeySource::Tpm,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+
+    /// Unlock cost rank, lower first: local and cheap (static, nodeID), then
+    /// a local device (TPM), then the network (KMS).
+    pub fn unlock_cost(self) -> u8 {
+        match self {
+            KeySource::Static => 0,
+            KeySource::NodeId => 1,
+            KeySource::Tpm => 2,
+            KeySource::Kms => 3,
+        }
+    }
+
+    /// Whether the passphrase can be computed from the config alone, so the
+    /// key can take over a slot that has no volctl token.
+    pub fn locally_derivable(self) -> bool {
+        matches!(self, KeySource::Static | KeySource::NodeId)
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -11,11 +11,9 @@
 mod common;
 
 use api_types::parse_str;
-use controller::converge::{converge, Mode};
-use controller::device::{CryptsetupDevice, LuksDevice};
+use controller::converge::{converge, open_device, Mode};
 use controller::volume::VolumeSpec;
 use providers::ProviderEnv;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 3;
@@ -67,7 +65,7 @@ fn main() {
         let s = spec(n, memory);
         rt.block_on(converge(
             &s,
-            Arc::new(CryptsetupDevice::new(&img)),
+            open_device(&s, &img, Mode::Apply).unwrap(),
             &env,
             Mode::Apply,
         ))
@@ -80,7 +78,7 @@ fn main() {
             let o = rt
                 .block_on(converge(
                     &s,
-                    Arc::new(CryptsetupDevice::new(&img)),
+                    open_device(&s, &img, Mode::Apply).unwrap(),
                     &env,
                     Mode::Apply,
                 ))
@@ -91,7 +89,7 @@ fn main() {
         }
 
         let mut talos_t = Vec::new();
-        let dev = CryptsetupDevice::new(&img);
+        let dev = open_device(&s, &img, Mode::DryRun).unwrap();
         for _ in 0..RUNS {
             let t = Instant::now();
             for i in 0..n {

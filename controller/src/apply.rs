@@ -5,8 +5,7 @@
 //! waiting boot.
 
 use crate::boot::{CONFIG_FILE, MAINTENANCE_CONFIG, MAINTENANCE_MARKER, PENDING_FILE, SALT_FILE};
-use crate::converge::{converge, ConvergeError, Mode};
-use crate::device::CryptsetupDevice;
+use crate::converge::{converge, open_device, ConvergeError, Mode};
 use crate::node::meta;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use crate::node::{atomic, disks, salt};
@@ -16,7 +15,6 @@ use api_types::Document;
 use providers::ProviderEnv;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// How a config takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -244,14 +242,14 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
                     label: doc.partition_label(),
                     encryption: enc.clone(),
                 };
-                let device =
-                    crate::device::power_cut::maybe_wrap(Arc::new(CryptsetupDevice::new(dev)));
-                converge(&spec, device, &env, Mode::Apply)
-                    .await
-                    .map_err(|source| ApplyError::Converge {
-                        volume: doc.name().to_string(),
-                        source,
-                    })?;
+                let converged = match open_device(&spec, Path::new(dev), Mode::Apply) {
+                    Ok(device) => converge(&spec, device, &env, Mode::Apply).await,
+                    Err(e) => Err(e),
+                };
+                converged.map_err(|source| ApplyError::Converge {
+                    volume: doc.name().to_string(),
+                    source,
+                })?;
             }
             report.applied_now = true;
             report.stored = Some(store(CONFIG_FILE)?);
@@ -322,13 +320,17 @@ async fn analyse(
                 return Ok(Change::NextBoot("its device is not known".into()));
             };
             let spec = VolumeSpec { name: name.to_string(), label: label.clone(), encryption: enc.clone() };
-            match converge(&spec, Arc::new(CryptsetupDevice::new(dev)), env, Mode::DryRun).await {
+            let dry_run = match open_device(&spec, Path::new(dev), Mode::DryRun) {
+                Ok(device) => converge(&spec, device, env, Mode::DryRun).await,
+                Err(e) => Err(e),
+            };
+            match dry_run {
                 Ok(o) if o.plan.is_empty() => Ok(Change::Unchanged),
                 Ok(o) => Ok(Change::Keys(o.plan.actions.iter().map(action_line).collect())),
                 Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(format!(
                     "{name}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one"
                 )),
-                Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(reason)),
+                Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(reason.to_string())),
                 Err(e) => Err(format!("{name}: {e}")),
             }
         }

@@ -11,7 +11,6 @@ use cli::{
 use controller::apply::{self, ApplyMode, ApplyOptions};
 use controller::boot::{self, BootOptions};
 use controller::converge::{converge, Mode};
-use controller::device::CryptsetupDevice;
 use controller::node::meta;
 use controller::node::status::BootStatus;
 use controller::reset::{self, WipeMode};
@@ -20,7 +19,6 @@ use providers::{read_node_uuid, ProviderEnv, SMBIOS_UUID_PATH};
 use providers::{KmsClientOptions, TpmOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,10 +26,26 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text the message
+/// before it already holds (errors that print their source) is skipped.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn init_logging(verbose: u8) {
@@ -419,7 +433,7 @@ fn run_converge(target: &Target, mode: Mode) -> Result<bool> {
     let docs = load_documents(&target.files, &target.volume)?;
     let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
     let env = provider_env(target)?;
-    let device = Arc::new(CryptsetupDevice::new(&target.device));
+    let device = controller::converge::open_device(&spec, &target.device, mode)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -73,7 +73,7 @@ fn notes(s: &mut String, o: &Outcome) {
     }
 }
 
-fn kind_str(kind: &str, lock: bool) -> String {
+fn kind_str(kind: &api_types::KeySource, lock: bool) -> String {
     if lock {
         format!("{kind}, lockToSTATE")
     } else {

@@ -65,7 +65,7 @@ fn rotation_across_two_converges_keeps_volume_key_and_segment() {
         o.plan.actions,
         vec![Action::Add {
             slot: 1,
-            kind: "static".into(),
+            kind: api_types::KeySource::Static,
             lock_to_state: false
         }]
     );
@@ -99,7 +99,7 @@ fn changed_passphrase_is_detected_by_binding_and_replaced() {
     let o = apply(&config(&[changed, N2]), &img.path);
     assert_eq!(
         o.unlocked_by,
-        Some((2, "nodeID".into())),
+        Some((2, api_types::KeySource::NodeId)),
         "the old static key cannot unlock"
     );
     assert!(
@@ -279,7 +279,8 @@ fn tampered_or_mismatched_header_is_refused_before_any_kdf() {
         // The CLI accepts the tampered header as valid LUKS2.
         assert_eq!(dump(&img.path)["segments"]["0"]["encryption"], cipher);
         let before = sha256_file(&img.path);
-        let dev = std::sync::Arc::new(controller::device::CryptsetupDevice::new(&img.path));
+        let dev =
+            controller::converge::open_device(&config(&[S0]), &img.path, Mode::Apply).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let e = rt
             .block_on(controller::converge::converge(
@@ -289,11 +290,7 @@ fn tampered_or_mismatched_header_is_refused_before_any_kdf() {
                 Mode::Apply,
             ))
             .unwrap_err();
-        assert_eq!(
-            controller::device::LuksDevice::kdf_runs(dev.as_ref()),
-            0,
-            "no passphrase touched the header"
-        );
+        assert_eq!(dev.kdf_runs(), 0, "no passphrase touched the header");
         let msg = e.to_string();
         assert!(matches!(e, ConvergeError::UntrustedHeader { .. }), "{msg}");
         assert!(msg.contains(cipher) && msg.contains(why), "{msg}");

@@ -45,14 +45,8 @@ fn client_error(e: ClientError) -> ProviderError {
 
 #[async_trait]
 impl KeyProvider for KmsProvider {
-    fn kind(&self) -> &'static str {
-        "kms"
-    }
-    fn unlock_cost(&self) -> u8 {
-        3
-    }
-    fn locally_derivable(&self) -> bool {
-        false
+    fn kind(&self) -> api_types::KeySource {
+        api_types::KeySource::Kms
     }
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         let uuid = self.uuid()?;

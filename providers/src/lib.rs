@@ -1,7 +1,7 @@
 //! # volctl providers
 //!
 //! Key sources behind one seam, [`KeyProvider`]: each key kind (`static`,
-//! `nodeID`, and later `kms`, `tpm`) turns a key config into the passphrase
+//! `nodeID`, `kms`, `tpm`) turns a key config into the passphrase
 //! LUKS2 sees, and says what non-secret data to keep in the keyslot's token.
 //! `lockToSTATE` is a wrapper ([`SaltedProvider`]) around any kind, not a
 //! flag inside each one.
@@ -16,7 +16,6 @@ mod salted;
 mod sealed_key;
 mod static_key;
 mod tpm;
-mod unavailable;
 
 pub use ::kms::client::ClientOptions as KmsClientOptions;
 pub use error::ProviderError;
@@ -30,7 +29,6 @@ pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
 pub use static_key::StaticProvider;
 pub use tpm::{secure_boot_enabled, TpmOptions, TpmProvider, DEFAULT_TCTI};
-pub use unavailable::UnavailableProvider;
 
 #[cfg(feature = "test-swtpm")]
 pub mod test_swtpm;

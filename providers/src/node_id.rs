@@ -84,14 +84,8 @@ impl NodeIdProvider {
 
 #[async_trait]
 impl KeyProvider for NodeIdProvider {
-    fn kind(&self) -> &'static str {
-        "nodeID"
-    }
-    fn unlock_cost(&self) -> u8 {
-        1
-    }
-    fn locally_derivable(&self) -> bool {
-        true
+    fn kind(&self) -> api_types::KeySource {
+        api_types::KeySource::NodeId
     }
     async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         Ok(Enrolled {

@@ -1,6 +1,7 @@
 //! The seam between the keyslot engine and the key kinds.
 
 use crate::{Passphrase, ProviderError};
+use api_types::KeySource;
 use async_trait::async_trait;
 
 /// What a provider knows about the volume a key is for.
@@ -25,17 +26,9 @@ pub struct Enrolled {
 /// One key kind. Implementations must never log or return secrets in errors.
 #[async_trait]
 pub trait KeyProvider: Send + Sync {
-    /// The kind's document name: `static`, `nodeID`, `kms`, `tpm`.
-    fn kind(&self) -> &'static str;
-
-    /// Cost rank for unlocking: lower is tried first (local and cheap before
-    /// devices before network).
-    fn unlock_cost(&self) -> u8;
-
-    /// Whether the passphrase can be computed from the config alone
-    /// (no token data, no device, no network). Such keys can take over a
-    /// slot that has no volctl token.
-    fn locally_derivable(&self) -> bool;
+    /// The kind; its unlock cost and whether it is derivable from the
+    /// config alone are facts of the kind ([`KeySource`]).
+    fn kind(&self) -> KeySource;
 
     /// Makes a new key for a keyslot.
     async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError>;

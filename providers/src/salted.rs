@@ -51,14 +51,8 @@ impl SaltedProvider {
 
 #[async_trait]
 impl KeyProvider for SaltedProvider {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> api_types::KeySource {
         self.inner.kind()
-    }
-    fn unlock_cost(&self) -> u8 {
-        self.inner.unlock_cost()
-    }
-    fn locally_derivable(&self) -> bool {
-        self.inner.locally_derivable()
     }
     async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         let salt = self.salt()?;

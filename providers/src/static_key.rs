@@ -22,14 +22,8 @@ impl StaticProvider {
 
 #[async_trait]
 impl KeyProvider for StaticProvider {
-    fn kind(&self) -> &'static str {
-        "static"
-    }
-    fn unlock_cost(&self) -> u8 {
-        0
-    }
-    fn locally_derivable(&self) -> bool {
-        true
+    fn kind(&self) -> api_types::KeySource {
+        api_types::KeySource::Static
     }
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         Ok(Enrolled {

@@ -284,14 +284,8 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl KeyProvider for TpmProvider {
-    fn kind(&self) -> &'static str {
-        "tpm"
-    }
-    fn unlock_cost(&self) -> u8 {
-        2
-    }
-    fn locally_derivable(&self) -> bool {
-        false
+    fn kind(&self) -> api_types::KeySource {
+        api_types::KeySource::Tpm
     }
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         if self.check_secureboot {

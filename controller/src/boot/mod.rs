@@ -7,10 +7,8 @@
 //! A volume that cannot come up is reported with its phase and reason; the
 //! others still come up. Nothing that holds data is ever formatted.
 
-use crate::converge::{converge_and_unlock, Mode};
-use crate::device::probe as signatures;
-use crate::device::{ActivationOptions, CryptsetupDevice, LuksDevice};
-use crate::luks2::header::{self, Probe};
+use crate::converge::{converge_and_unlock, open_device, Mode};
+use crate::device::{self, Access, ActivationOptions, Contents};
 use crate::node::disks::{self, DiskError, OpenPartition, Partition};
 use crate::node::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
@@ -365,14 +363,15 @@ async fn reconverge_state(st: &mut VolumeStatus, want: Option<&Encryption>, env:
         label: "STATE".into(),
         encryption: enc.clone(),
     };
-    let device = crate::device::power_cut::maybe_wrap(Arc::new(CryptsetupDevice::new(&dev)));
-    match converge_and_unlock(&spec, device, env, Mode::Apply).await {
+    let converged = match open_device(&spec, Path::new(&dev), Mode::Apply) {
+        Ok(device) => converge_and_unlock(&spec, device, env, Mode::Apply).await,
+        Err(e) => Err(e),
+    };
+    match converged {
         Ok((o, _)) => {
             st.kdf_runs += o.kdf_runs;
             st.changes.extend(o.plan.actions.iter().map(action_line));
-            if let Ok(Probe::Luks2(h)) = header::read(Path::new(&dev)) {
-                st.keyslots = h.keyslot_numbers();
-            }
+            st.keyslots = o.keyslots;
         }
         Err(e) => st.error = Some(format!("converging STATE to the config in force: {e}")),
     }
@@ -466,7 +465,7 @@ fn state_salt(state_mount: &Path, fresh: bool) -> Result<Option<StateSalt>, Boot
 fn is_blank(p: &Partition) -> bool {
     OpenPartition::open(p)
         .ok()
-        .and_then(|o| signatures::find_signature(&o.path).ok())
+        .and_then(|o| device::probe_foreign(&o.path).ok())
         .is_some_and(|s| s.is_none())
 }
 
@@ -497,13 +496,22 @@ async fn open_volume(def: &VolumeDef, part: Option<&Partition>, env: &ProviderEn
         Err(e) => return fail(st, e.to_string()),
     };
     st.device = Some(open.path.display().to_string());
-    let luks = match header::read(&open.path) {
-        Ok(Probe::Luks2(_)) => true,
-        Ok(Probe::None) => false,
+    let device = match device::open(&open.path, Access::ReadWrite, def.encryption.clone()) {
+        Ok(d) => d,
         Err(e) => return fail(st, e.to_string()),
     };
+    let contents = match tokio::task::spawn_blocking({
+        let device = device.clone();
+        move || device.contents()
+    })
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return fail(st, e.to_string()),
+        Err(e) => return fail(st, format!("probe task failed: {e}")),
+    };
     let Some(enc) = &def.encryption else {
-        if luks {
+        if let Contents::Luks2(_) = contents {
             return fail(st, "the partition holds a LUKS2 header but the config does not encrypt this volume; volctl will not use it as plain (wipe it to change)".into());
         }
         let dev = open.path.clone();
@@ -513,42 +521,32 @@ async fn open_volume(def: &VolumeDef, part: Option<&Partition>, env: &ProviderEn
             _partition: Some(open),
         };
     };
-    if !luks {
-        match signatures::find_signature(&open.path) {
-            Ok(Some(found)) => {
-                st.phase = Phase::WaitingForWipe;
-                st.error = Some(format!(
-                    "holds {found}, but the config encrypts this volume; back up its data, then run `volctl reset --system-labels-to-wipe {}`",
-                    def.label
-                ));
-                return Opened {
-                    status: st,
-                    fs_device: None,
-                    _partition: None,
-                };
-            }
-            Ok(None) => {}
-            Err(e) => return fail(st, e.to_string()),
-        }
+    if let Contents::Foreign(found) = contents {
+        st.phase = Phase::WaitingForWipe;
+        st.error = Some(format!(
+            "holds {found}, but the config encrypts this volume; back up its data, then run `volctl reset --system-labels-to-wipe {}`",
+            def.label
+        ));
+        return Opened {
+            status: st,
+            fs_device: None,
+            _partition: None,
+        };
     }
     let spec = VolumeSpec {
         name: def.name.clone(),
         label: def.label.clone(),
         encryption: enc.clone(),
     };
-    let device: Arc<dyn LuksDevice> =
-        crate::device::power_cut::maybe_wrap(Arc::new(CryptsetupDevice::new(&open.path)));
     let (outcome, vk) = match converge_and_unlock(&spec, device.clone(), env, Mode::Apply).await {
         Ok(r) => r,
         Err(e) => return fail(st, e.to_string()),
     };
     st.created = outcome.formatted;
-    st.unlocked_by = outcome.unlocked_by.clone();
+    st.unlocked_by = outcome.unlocked_by;
     st.kdf_runs = outcome.kdf_runs;
     st.changes = outcome.plan.actions.iter().map(action_line).collect();
-    if let Ok(Probe::Luks2(h)) = header::read(&open.path) {
-        st.keyslots = h.keyslot_numbers();
-    }
+    st.keyslots = outcome.keyslots.clone();
     st.phase = Phase::Provisioned;
     let name = format!("{DM_PREFIX}{}", def.label);
     let options = ActivationOptions {
@@ -594,7 +592,7 @@ fn finish(o: Opened, def: &VolumeDef) -> VolumeStatus {
 
 /// Returns whether a filesystem was made.
 fn make_fs_and_mount(dev: &Path, def: &VolumeDef) -> Result<bool, String> {
-    let created = match signatures::find_signature(dev)
+    let created = match device::probe_filesystem(dev)
         .map_err(|e| format!("cannot probe {}: {e}", dev.display()))?
     {
         None => {

@@ -6,14 +6,16 @@
 //! - a desired slot that is empty is added; one whose binding does not match
 //!   is replaced; one without a volctl token is taken over (adopted if it is
 //!   the slot that unlocked, else replaced);
-//! - a managed slot not in the config is removed; an unmanaged one is left
-//!   alone and reported;
+//! - a managed slot not in the config is removed, but only when its token is
+//!   authenticated (its owner tag, keyed by the volume key, matches the
+//!   keyslot); an unmanaged or unauthenticated one is left alone and reported;
 //! - the slot that unlocked this run is never replaced or removed;
 //! - a key that cannot be produced now (salt missing, TPM absent, KMS down)
 //!   is never touched: its slot is reported instead;
 //! - actions are ordered add → replace → token fixes → remove → cleanup,
 //!   so a crash between two of them leaves a volume that opens.
 
+use api_types::KeySource;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -22,14 +24,10 @@ use std::collections::BTreeMap;
 pub struct DesiredSlot {
     /// Keyslot.
     pub slot: u32,
-    /// Kind name.
-    pub kind: String,
+    /// Kind.
+    pub kind: KeySource,
     /// lockToSTATE.
     pub lock_to_state: bool,
-    /// Whether the key can be computed from the config alone.
-    pub derivable: bool,
-    /// Unlock cost rank (lower first).
-    pub cost: u8,
     /// `Err(reason)` when the key cannot be produced right now.
     pub available: Result<(), String>,
 }
@@ -43,11 +41,14 @@ pub enum ObservedSlot {
         /// Token id.
         token: u32,
         /// Kind recorded in the token.
-        kind: String,
+        kind: KeySource,
         /// lockToSTATE recorded in the token.
         lock_to_state: bool,
         /// Result of checking the binding (only meaningful for desired slots).
         binding: BindingCheck,
+        /// Whether the token's owner tag proves volctl wrote it for this very
+        /// keyslot (checked with the volume key; false until unlocked).
+        owned: bool,
     },
     /// A keyslot without a volctl token (made by cryptsetup or another tool).
     Unmanaged,
@@ -85,7 +86,7 @@ pub enum Action {
         /// Keyslot.
         slot: u32,
         /// Kind.
-        kind: String,
+        kind: KeySource,
         /// lockToSTATE.
         lock_to_state: bool,
     },
@@ -94,7 +95,7 @@ pub enum Action {
         /// Keyslot.
         slot: u32,
         /// Kind of the new key.
-        kind: String,
+        kind: KeySource,
         /// lockToSTATE of the new key.
         lock_to_state: bool,
         /// Why.
@@ -105,7 +106,7 @@ pub enum Action {
         /// Keyslot.
         slot: u32,
         /// Kind.
-        kind: String,
+        kind: KeySource,
         /// lockToSTATE.
         lock_to_state: bool,
         /// Why.
@@ -116,7 +117,7 @@ pub enum Action {
         /// Keyslot.
         slot: u32,
         /// Kind recorded in its token.
-        kind: String,
+        kind: KeySource,
     },
     /// Delete a volctl token whose keyslot is gone.
     RemoveOrphanToken {
@@ -146,7 +147,7 @@ pub enum Note {
         /// Keyslot.
         slot: u32,
         /// Kind.
-        kind: String,
+        kind: KeySource,
         /// Why.
         reason: String,
     },
@@ -163,7 +164,7 @@ pub enum Note {
         /// Keyslot.
         slot: u32,
         /// Kind.
-        kind: String,
+        kind: KeySource,
         /// Why.
         reason: String,
     },
@@ -219,11 +220,11 @@ pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec
                 lock_to_state,
                 ..
             }) => *kind == d.kind && *lock_to_state == d.lock_to_state,
-            Some(ObservedSlot::Unmanaged) => d.derivable,
+            Some(ObservedSlot::Unmanaged) => d.kind.locally_derivable(),
             None => false,
         })
         .collect();
-    c.sort_by_key(|d| (d.cost, d.slot));
+    c.sort_by_key(|d| (d.kind.unlock_cost(), d.slot));
     c.into_iter().map(|d| d.slot).collect()
 }
 
@@ -235,32 +236,150 @@ pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
     };
     for d in desired {
         match &d.available {
-            Ok(()) => plan.actions.push(Action::Add {
-                slot: d.slot,
-                kind: d.kind.clone(),
-                lock_to_state: d.lock_to_state,
-            }),
-            Err(reason) => plan.notes.push(Note::Unavailable {
-                slot: d.slot,
-                kind: d.kind.clone(),
-                reason: reason.clone(),
-            }),
+            Ok(()) => plan.actions.push(d.add()),
+            Err(_) => plan.notes.push(d.unavailable()),
         }
     }
     if plan.actions.len() == 1 {
-        let reasons: Vec<String> = plan
-            .notes
+        let reasons: Vec<String> = desired
             .iter()
-            .filter_map(|n| match n {
-                Note::Unavailable { slot, kind, reason } => {
-                    Some(format!("slot {slot} ({kind}): {reason}"))
-                }
-                _ => None,
+            .filter_map(|d| {
+                let r = d.available.as_ref().err()?;
+                Some(format!("slot {} ({}): {r}", d.slot, d.kind))
             })
             .collect();
         return Err(PlanError::NothingToEnrol(reasons.join("; ")));
     }
     Ok(plan)
+}
+
+/// Where an action goes in the plan's order.
+enum Step {
+    Add(Action),
+    Replace(Action),
+    Token(Action),
+    Remove(Action),
+    Note(Note),
+}
+
+impl DesiredSlot {
+    fn add(&self) -> Action {
+        Action::Add {
+            slot: self.slot,
+            kind: self.kind,
+            lock_to_state: self.lock_to_state,
+        }
+    }
+
+    fn unavailable(&self) -> Note {
+        Note::Unavailable {
+            slot: self.slot,
+            kind: self.kind,
+            reason: self.available.clone().err().unwrap_or_default(),
+        }
+    }
+
+    /// Enrols anew (if the key can be made now) in place of what is there.
+    fn replace(&self, reason: &str) -> Step {
+        match &self.available {
+            Ok(()) => Step::Replace(Action::Replace {
+                slot: self.slot,
+                kind: self.kind,
+                lock_to_state: self.lock_to_state,
+                reason: reason.to_string(),
+            }),
+            Err(_) => Step::Note(self.unavailable()),
+        }
+    }
+
+    fn write_token(&self, reason: &str) -> Step {
+        Step::Token(Action::WriteToken {
+            slot: self.slot,
+            kind: self.kind,
+            lock_to_state: self.lock_to_state,
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// What to do with a slot the config lists; `proven` when its key opened
+/// the volume this run.
+fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) -> Option<Step> {
+    let Some(o) = observed else {
+        return Some(match d.available {
+            Ok(()) => Step::Add(d.add()),
+            Err(_) => Step::Note(d.unavailable()),
+        });
+    };
+    let ObservedSlot::Managed {
+        kind,
+        lock_to_state,
+        binding,
+        owned,
+        ..
+    } = o
+    else {
+        return Some(if proven {
+            d.write_token(
+                "the slot has no volctl token; its key opened the volume, so volctl takes it over",
+            )
+        } else {
+            d.replace(
+                "the slot holds a key volctl did not enrol, and the config takes this slot over",
+            )
+        });
+    };
+    match binding {
+        BindingCheck::Match if *owned => None,
+        BindingCheck::Match => Some(d.write_token(
+            "the token has no owner tag for this keyslot (written by an older volctl); the binding proves the key, so the token is rewritten",
+        )),
+        BindingCheck::Unknown(reason) => Some(Step::Note(Note::Unverified {
+            slot: d.slot,
+            reason: reason.clone(),
+        })),
+        BindingCheck::Mismatch if proven => Some(stale_proven_slot(d)),
+        BindingCheck::Mismatch => {
+            let reason = if *kind != d.kind || *lock_to_state != d.lock_to_state {
+                format!(
+                    "the slot holds a {} key, the config wants {}",
+                    describe(*kind, *lock_to_state),
+                    describe(d.kind, d.lock_to_state)
+                )
+            } else {
+                "the slot's key no longer matches the config".to_string()
+            };
+            Some(d.replace(&reason))
+        }
+    }
+}
+
+/// The slot that unlocked has a stale token: rewrite it when the key is
+/// computable from the config, else wait for a run another key opens.
+fn stale_proven_slot(d: &DesiredSlot) -> Step {
+    if d.kind.locally_derivable() {
+        d.write_token("the token is out of date; the key itself opened the volume")
+    } else {
+        Step::Note(Note::Deferred {
+            slot: d.slot,
+            reason: "its key opened the volume this time, so it is re-enrolled on a run where another key opens it".into(),
+        })
+    }
+}
+
+/// What to do with a slot the config does not list.
+fn plan_extra(slot: u32, o: &ObservedSlot, unlocked_by: u32) -> Option<Step> {
+    match o {
+        ObservedSlot::Managed { .. } if slot == unlocked_by => None,
+        ObservedSlot::Managed {
+            kind, owned: true, ..
+        } => Some(Step::Remove(Action::Remove { slot, kind: *kind })),
+        ObservedSlot::Managed { .. } => Some(Step::Note(Note::Unverified {
+            slot,
+            reason: "its volctl token cannot be authenticated for this keyslot (forged, copied, or written by an older volctl), so the slot is left alone".into(),
+        })),
+        ObservedSlot::Unmanaged => Some(Step::Note(Note::Unmanaged { slot })),
+    }
 }
 
 /// Plans an existing volume that `unlocked_by` opened.
@@ -269,113 +388,26 @@ pub fn plan_converge(
     observed: &ObservedKeyslots,
     unlocked_by: u32,
 ) -> Plan {
-    let mut adds = Vec::new();
-    let mut replaces = Vec::new();
-    let mut tokens = Vec::new();
-    let mut removes = Vec::new();
-    let mut notes = Vec::new();
     let want: BTreeMap<u32, &DesiredSlot> = desired.iter().map(|d| (d.slot, d)).collect();
-
-    for d in desired {
-        let proven = d.slot == unlocked_by;
-        let replace =
-            |reason: &str, replaces: &mut Vec<Action>, notes: &mut Vec<Note>| match &d.available {
-                Ok(()) => replaces.push(Action::Replace {
-                    slot: d.slot,
-                    kind: d.kind.clone(),
-                    lock_to_state: d.lock_to_state,
-                    reason: reason.to_string(),
-                }),
-                Err(r) => notes.push(Note::Unavailable {
-                    slot: d.slot,
-                    kind: d.kind.clone(),
-                    reason: r.clone(),
-                }),
-            };
-        let write_token = |reason: &str| Action::WriteToken {
-            slot: d.slot,
-            kind: d.kind.clone(),
-            lock_to_state: d.lock_to_state,
-            reason: reason.to_string(),
-        };
-        match observed.slots.get(&d.slot) {
-            None => match &d.available {
-                Ok(()) => adds.push(Action::Add {
-                    slot: d.slot,
-                    kind: d.kind.clone(),
-                    lock_to_state: d.lock_to_state,
-                }),
-                Err(r) => notes.push(Note::Unavailable {
-                    slot: d.slot,
-                    kind: d.kind.clone(),
-                    reason: r.clone(),
-                }),
-            },
-            Some(ObservedSlot::Unmanaged) if proven => tokens.push(write_token(
-                "the slot has no volctl token; its key opened the volume, so volctl takes it over",
-            )),
-            Some(ObservedSlot::Unmanaged) => replace(
-                "the slot holds a key volctl did not enrol, and the config takes this slot over",
-                &mut replaces,
-                &mut notes,
-            ),
-            Some(ObservedSlot::Managed {
-                binding: BindingCheck::Match,
-                ..
-            }) => {}
-            Some(ObservedSlot::Managed {
-                binding: BindingCheck::Unknown(reason),
-                ..
-            }) => notes.push(Note::Unverified {
-                slot: d.slot,
-                reason: reason.clone(),
-            }),
-            Some(ObservedSlot::Managed {
-                binding: BindingCheck::Mismatch,
-                ..
-            }) if proven => {
-                if d.derivable {
-                    tokens.push(write_token(
-                        "the token is out of date; the key itself opened the volume",
-                    ));
-                } else {
-                    notes.push(Note::Deferred {
-                        slot: d.slot,
-                        reason: "its key opened the volume this time, so it is re-enrolled on a run where another key opens it".into(),
-                    });
-                }
-            }
-            Some(ObservedSlot::Managed {
-                kind,
-                lock_to_state,
-                ..
-            }) => {
-                let reason = if *kind != d.kind || *lock_to_state != d.lock_to_state {
-                    format!(
-                        "the slot holds a {} key, the config wants {}",
-                        describe(kind, *lock_to_state),
-                        describe(&d.kind, d.lock_to_state)
-                    )
-                } else {
-                    "the slot's key no longer matches the config".to_string()
-                };
-                replace(&reason, &mut replaces, &mut notes);
-            }
-        }
-    }
-    for (slot, o) in &observed.slots {
-        if want.contains_key(slot) {
-            continue;
-        }
-        match o {
-            ObservedSlot::Managed { kind, .. } if *slot != unlocked_by => {
-                removes.push(Action::Remove {
-                    slot: *slot,
-                    kind: kind.clone(),
-                })
-            }
-            ObservedSlot::Managed { .. } => {}
-            ObservedSlot::Unmanaged => notes.push(Note::Unmanaged { slot: *slot }),
+    let steps = desired
+        .iter()
+        .filter_map(|d| plan_desired(d, observed.slots.get(&d.slot), d.slot == unlocked_by))
+        .chain(
+            observed
+                .slots
+                .iter()
+                .filter(|(s, _)| !want.contains_key(s))
+                .filter_map(|(s, o)| plan_extra(*s, o, unlocked_by)),
+        );
+    let (mut adds, mut replaces, mut tokens, mut removes, mut notes) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for step in steps {
+        match step {
+            Step::Add(a) => adds.push(a),
+            Step::Replace(a) => replaces.push(a),
+            Step::Token(a) => tokens.push(a),
+            Step::Remove(a) => removes.push(a),
+            Step::Note(n) => notes.push(n),
         }
     }
     let cleanup = observed
@@ -392,7 +424,7 @@ pub fn plan_converge(
     Plan { actions, notes }
 }
 
-fn describe(kind: &str, lock: bool) -> String {
+fn describe(kind: KeySource, lock: bool) -> String {
     if lock {
         format!("{kind}+lockToSTATE")
     } else {
@@ -405,18 +437,10 @@ mod tests {
     use super::*;
 
     fn want(slot: u32, kind: &str) -> DesiredSlot {
-        let derivable = matches!(kind, "static" | "nodeID");
         DesiredSlot {
             slot,
-            kind: kind.into(),
+            kind: KeySource::from_name(kind).unwrap(),
             lock_to_state: false,
-            derivable,
-            cost: match kind {
-                "static" => 0,
-                "nodeID" => 1,
-                "tpm" => 2,
-                _ => 3,
-            },
             available: Ok(()),
         }
     }
@@ -424,10 +448,64 @@ mod tests {
     fn managed(kind: &str, binding: BindingCheck) -> ObservedSlot {
         ObservedSlot::Managed {
             token: 0,
-            kind: kind.into(),
+            kind: KeySource::from_name(kind).unwrap(),
             lock_to_state: false,
             binding,
+            owned: true,
         }
+    }
+
+    fn unowned(kind: &str, binding: BindingCheck) -> ObservedSlot {
+        match managed(kind, binding) {
+            ObservedSlot::Managed {
+                token,
+                kind,
+                lock_to_state,
+                binding,
+                ..
+            } => ObservedSlot::Managed {
+                token,
+                kind,
+                lock_to_state,
+                binding,
+                owned: false,
+            },
+            o => o,
+        }
+    }
+
+    #[test]
+    fn a_slot_whose_token_is_not_authenticated_is_never_removed() {
+        // A forged token on an operator's slot: left alone, reported.
+        let d = [want(0, "static")];
+        let o = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (
+                3,
+                unowned("static", BindingCheck::Unknown("not listed".into())),
+            ),
+        ]);
+        let p = plan_converge(&d, &o, 0);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert!(
+            matches!(p.notes.as_slice(), [Note::Unverified { slot: 3, .. }]),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn an_older_token_proven_by_its_binding_is_rewritten_with_an_owner_tag() {
+        let d = [want(0, "static"), want(1, "nodeID")];
+        let o = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (1, unowned("nodeID", BindingCheck::Match)),
+        ]);
+        let p = plan_converge(&d, &o, 0);
+        assert!(
+            matches!(p.actions.as_slice(), [Action::WriteToken { slot: 1, .. }]),
+            "{p:?}"
+        );
+        assert_eq!(p.kdf_runs(), 0);
     }
 
     fn obs(slots: &[(u32, ObservedSlot)]) -> ObservedKeyslots {

@@ -1,137 +1,30 @@
-//! The LUKS2 device seam. [`LuksDevice`] is every header write and KDF run
-//! volctl makes; [`CryptsetupDevice`] does them with libcryptsetup. Each
-//! call opens its own libcryptsetup context (cheap: no KDF), because a
-//! `CryptDevice` may not cross threads.
-//!
-//! Every method that runs the PBKDF bumps [`LuksDevice::kdf_runs`], which
-//! tests and status use to prove a converged volume costs one KDF run.
+//! [`LuksDevice`] on libcryptsetup. Each call opens its own libcryptsetup
+//! context (cheap: no KDF), because a `CryptDevice` may not cross threads.
+//! Read-only calls load a private copy of the header area; calls that write
+//! or activate check the header they loaded against the config first.
 
+use super::probe;
+use super::shadow::Shadow;
+use super::{
+    Access, ActivationOptions, Contents, DeviceError, FormatParams, LuksDevice, PbkdfChoice,
+    PbkdfCost, PbkdfKind, TokenChange,
+};
 use crate::luks2::binding::VolumeKey;
+use crate::luks2::check;
+use crate::luks2::consts::{
+    BLANK_PROBE_LEN, DEFAULT_DATA_OFFSET, LUKS2_SUBSYSTEM, MAX_HEADER_AREA,
+};
+use crate::luks2::header::{self, CopyRead, HeaderError, Luks2Header, Probe, RawHeader};
+use api_types::Encryption;
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
 use libcryptsetup_rs::{
-    CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptPbkdfType, Either, LibcryptErr,
-    TokenInput,
+    CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptPbkdfType, Either,
+    LibcryptErr, TokenInput,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
-
-/// Why a device operation failed. Never carries key material.
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
-    /// The passphrase does not open that keyslot.
-    #[error("the key does not open keyslot {slot}")]
-    WrongKey {
-        /// Keyslot.
-        slot: u32,
-    },
-    /// Any other failure.
-    #[error("{op} on {path} failed: {reason}")]
-    Failed {
-        /// What we tried.
-        op: &'static str,
-        /// Device path.
-        path: String,
-        /// libcryptsetup's reason.
-        reason: String,
-    },
-}
-
-/// Fixed PBKDF costs for a new keyslot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PbkdfCost {
-    /// Algorithm.
-    pub kind: PbkdfKind,
-    /// argon2 time cost or pbkdf2 iterations.
-    pub iterations: u32,
-    /// argon2 memory in KiB (0 for pbkdf2).
-    pub memory_kib: u32,
-    /// argon2 threads (1 for pbkdf2).
-    pub parallelism: u32,
-}
-
-/// PBKDF algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PbkdfKind {
-    /// Argon2id.
-    Argon2id,
-    /// Argon2i.
-    Argon2i,
-    /// PBKDF2-SHA256.
-    Pbkdf2,
-}
-
-/// How to cost a new keyslot: fixed, or libcryptsetup's benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PbkdfChoice {
-    /// Use these costs without benchmarking.
-    Fixed(PbkdfCost),
-    /// Let libcryptsetup benchmark its defaults (once, at format).
-    Benchmark,
-}
-
-/// What a LUKS2 format needs.
-#[derive(Debug, Clone)]
-pub struct FormatParams {
-    /// Cipher spec, e.g. `aes-xts-plain64`.
-    pub cipher: String,
-    /// Encryption sector size, 0 for libcryptsetup's choice.
-    pub sector_size: u32,
-    /// LUKS2 label (the partition label).
-    pub label: String,
-    /// PBKDF costs; fixed costs also skip the volume-key digest benchmark.
-    pub pbkdf: PbkdfChoice,
-}
-
-/// Every LUKS2 operation volctl makes. Implementations are called from
-/// blocking threads.
-pub trait LuksDevice: Send + Sync {
-    /// The device path.
-    fn path(&self) -> &Path;
-    /// KDF runs made through this handle so far.
-    fn kdf_runs(&self) -> u64;
-    /// Writes a fresh LUKS2 header with the given volume key (no keyslots).
-    fn format(&self, params: &FormatParams, volume_key: &VolumeKey) -> Result<(), DeviceError>;
-    /// Gets the volume key from one keyslot (one KDF run).
-    fn volume_key(
-        &self,
-        slot: u32,
-        key_size: usize,
-        passphrase: &[u8],
-    ) -> Result<VolumeKey, DeviceError>;
-    /// Adds keyslot `slot` holding `volume_key` under `passphrase` (one KDF run, one header write).
-    fn add_keyslot(
-        &self,
-        slot: u32,
-        volume_key: &VolumeKey,
-        passphrase: &[u8],
-        pbkdf: PbkdfChoice,
-    ) -> Result<(), DeviceError>;
-    /// Destroys keyslot `slot` (one header write).
-    fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError>;
-    /// Writes token JSON: at `id`, or at a free id when `None`. Returns the id.
-    fn set_token(&self, id: Option<u32>, json: &serde_json::Value) -> Result<u32, DeviceError>;
-    /// Removes token `id`.
-    fn remove_token(&self, id: u32) -> Result<(), DeviceError>;
-    /// Activates the volume with dm-crypt as `/dev/mapper/<name>`, by volume
-    /// key (no KDF run).
-    fn activate(
-        &self,
-        name: &str,
-        volume_key: &VolumeKey,
-        options: &ActivationOptions,
-    ) -> Result<(), DeviceError>;
-}
-
-/// dm-crypt options from the config's `encryption` block.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ActivationOptions {
-    /// Pass discards (TRIM) through.
-    pub allow_discards: bool,
-    /// Perf flags: `no_read_workqueue`, `no_write_workqueue`, `same_cpu_crypt`.
-    pub perf: Vec<String>,
-}
 
 /// Closes the dm-crypt device `name` (no-op error if it is not active).
 pub fn deactivate(name: &str) -> Result<(), DeviceError> {
@@ -152,41 +45,170 @@ pub fn deactivate(name: &str) -> Result<(), DeviceError> {
 /// [`LuksDevice`] on libcryptsetup: a block device or an image file.
 pub struct CryptsetupDevice {
     path: PathBuf,
+    access: Access,
+    expect: Option<Encryption>,
     kdf_runs: AtomicU64,
 }
 
 impl CryptsetupDevice {
-    /// A handle for `path`. Nothing is opened until an operation runs.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    /// A handle for `path`. Nothing is opened until an operation runs; use
+    /// [`super::open`], which also checks access and applies the power-cut
+    /// test double.
+    pub fn new(path: impl Into<PathBuf>, access: Access, expect: Option<Encryption>) -> Self {
         forward_libcryptsetup_log();
         CryptsetupDevice {
             path: path.into(),
+            access,
+            expect,
             kdf_runs: AtomicU64::new(0),
         }
+    }
+
+    fn path_s(&self) -> String {
+        self.path.display().to_string()
     }
 
     fn fail(&self, op: &'static str, e: LibcryptErr) -> DeviceError {
         DeviceError::Failed {
             op,
-            path: self.path.display().to_string(),
+            path: self.path_s(),
             reason: describe(&e),
         }
     }
 
-    fn open(&self, op: &'static str) -> Result<libcryptsetup_rs::CryptDevice, DeviceError> {
+    fn io(&self, what: &'static str) -> impl Fn(std::io::Error) -> DeviceError + '_ {
+        move |source| DeviceError::Io {
+            what,
+            path: self.path_s(),
+            source,
+        }
+    }
+
+    fn writable(&self, op: &'static str) -> Result<(), DeviceError> {
+        match self.access {
+            Access::ReadWrite => Ok(()),
+            Access::ReadOnly => Err(DeviceError::ReadOnly {
+                op,
+                path: self.path_s(),
+            }),
+        }
+    }
+
+    /// Checks the header this context loaded against the expected config.
+    fn verify_loaded(&self, dev: &mut CryptDevice, op: &'static str) -> Result<(), DeviceError> {
+        let Some(enc) = &self.expect else {
+            return Ok(());
+        };
+        let h = loaded_header(dev).map_err(|reason| DeviceError::Failed {
+            op,
+            path: self.path_s(),
+            reason,
+        })?;
+        check::check(&h.json, enc).map_err(|reason| DeviceError::Untrusted {
+            path: self.path_s(),
+            reason,
+        })
+    }
+
+    /// Loads the device itself, for a change, and checks what was loaded.
+    fn load_for_change(&self, op: &'static str) -> Result<CryptDevice, DeviceError> {
+        self.writable(op)?;
         let mut dev = CryptInit::init(&self.path).map_err(|e| self.fail(op, e))?;
         dev.context_handle()
             .load::<()>(Some(EncryptionFormat::Luks2), None)
             .map_err(|e| self.fail(op, e))?;
+        self.verify_loaded(&mut dev, op)?;
         Ok(dev)
     }
+
+    /// Loads a private copy of the header area, so that nothing libcryptsetup
+    /// does while loading (it repairs damaged copies) reaches the device.
+    fn load_readonly(
+        &self,
+        op: &'static str,
+        verify: bool,
+    ) -> Result<(CryptDevice, Shadow), DeviceError> {
+        let size = self.size()?;
+        let offset = match header::read(&self.path) {
+            Ok(Probe::Luks2(h)) => h.data_offset().unwrap_or(DEFAULT_DATA_OFFSET),
+            _ => DEFAULT_DATA_OFFSET,
+        };
+        let len = offset.clamp(DEFAULT_DATA_OFFSET, MAX_HEADER_AREA);
+        let shadow = Shadow::copy(&self.path, len, size).map_err(self.io("copy the header of"))?;
+        let mut dev = CryptInit::init(shadow.path()).map_err(|e| self.fail(op, e))?;
+        dev.context_handle()
+            .load::<()>(Some(EncryptionFormat::Luks2), None)
+            .map_err(|e| self.fail(op, e))?;
+        if verify {
+            self.verify_loaded(&mut dev, op)?;
+        }
+        Ok((dev, shadow))
+    }
+
+    /// The header both readers agree on: volctl's reader (both copies,
+    /// libcryptsetup's choice between them) and libcryptsetup's own load.
+    fn agreed_header(&self, raw: RawHeader) -> Result<Luks2Header, DeviceError> {
+        let h = raw.select(&self.path)?;
+        if let Some(enc) = &self.expect {
+            check::check(&h.json, enc).map_err(|reason| DeviceError::Untrusted {
+                path: self.path_s(),
+                reason,
+            })?;
+        }
+        let op = "read header";
+        let (mut dev, _shadow) = self.load_readonly(op, false)?;
+        let loaded = loaded_header(&mut dev).map_err(|reason| DeviceError::Failed {
+            op,
+            path: self.path_s(),
+            reason,
+        })?;
+        if loaded.raw_json != h.raw_json {
+            return Err(HeaderError::Inconsistent {
+                path: self.path_s(),
+                reason: "libcryptsetup loads another header than the one volctl reads (a copy one parser accepts and the other refuses)".into(),
+            }
+            .into());
+        }
+        Ok(h)
+    }
+
+    /// Whether the data area right after the metadata was never written.
+    fn data_area_unwritten(&self, offset: u64) -> Result<bool, DeviceError> {
+        probe::is_zero(&self.path, offset, BLANK_PROBE_LEN).map_err(self.io("read"))
+    }
+
+    /// Why `raw` is the remains of a first format cut short, if it is.
+    fn unfinished_format(&self, raw: &RawHeader) -> Result<Option<String>, DeviceError> {
+        if matches!(raw.primary, CopyRead::Invalid(_)) && !raw.secondary.present() {
+            return Ok(self
+                .data_area_unwritten(DEFAULT_DATA_OFFSET)?
+                .then(|| "a torn primary header and no secondary copy".to_string()));
+        }
+        let Ok(h) = raw.clone().select(&self.path) else {
+            return Ok(None);
+        };
+        let ours = h.subsystem == LUKS2_SUBSYSTEM && !h.has_volctl_token();
+        let offset = h.data_offset().unwrap_or(DEFAULT_DATA_OFFSET);
+        Ok((ours && self.data_area_unwritten(offset)?).then(|| {
+            format!(
+                "a volctl header with {} keyslot(s) and no volctl token, and nothing written to its data area",
+                h.json.keyslots.len()
+            )
+        }))
+    }
+}
+
+/// The header libcryptsetup loaded in `dev`, from its own JSON.
+fn loaded_header(dev: &mut CryptDevice) -> Result<Luks2Header, String> {
+    let json = dev.status_handle().dump_json().map_err(|e| describe(&e))?;
+    Luks2Header::from_json(0, json)
 }
 
 fn describe(e: &LibcryptErr) -> String {
     match e {
         LibcryptErr::IOError(io) => match io.raw_os_error() {
             Some(libc::EPERM) => "no key matched (EPERM)".into(),
-            Some(libc::EINVAL) => "invalid argument: slot busy or bad metadata (EINVAL)".into(),
+            Some(libc::EINVAL) => "invalid argument (EINVAL): the slot is in use, the metadata is bad, or the device is too small".into(),
             Some(libc::ENOENT) => "no such keyslot or token (ENOENT)".into(),
             Some(libc::EBUSY) => "device busy (EBUSY)".into(),
             _ => io.to_string(),
@@ -200,19 +222,45 @@ impl LuksDevice for CryptsetupDevice {
         &self.path
     }
 
+    fn access(&self) -> Access {
+        self.access
+    }
+
     fn kdf_runs(&self) -> u64 {
         self.kdf_runs.load(Ordering::SeqCst)
     }
 
+    fn size(&self) -> Result<u64, DeviceError> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.path).map_err(self.io("open"))?;
+        f.seek(SeekFrom::End(0)).map_err(self.io("size"))
+    }
+
+    fn contents(&self) -> Result<Contents, DeviceError> {
+        let Some(raw) = header::read_raw(&self.path)? else {
+            return Ok(
+                match probe::probe_foreign(&self.path).map_err(self.io("probe"))? {
+                    None => Contents::Blank,
+                    Some(found) => Contents::Foreign(found),
+                },
+            );
+        };
+        if let Some(why) = self.unfinished_format(&raw)? {
+            return Ok(Contents::UnfinishedFormat(why));
+        }
+        Ok(Contents::Luks2(Box::new(self.agreed_header(raw)?)))
+    }
+
     fn format(&self, params: &FormatParams, volume_key: &VolumeKey) -> Result<(), DeviceError> {
         let op = "LUKS2 format";
+        self.writable(op)?;
         let mut dev = CryptInit::init(&self.path).map_err(|e| self.fail(op, e))?;
         let (cipher, mode) = params
             .cipher
             .split_once('-')
             .ok_or_else(|| DeviceError::Failed {
                 op,
-                path: self.path.display().to_string(),
+                path: self.path_s(),
                 reason: format!("cipher `{}` has no mode", params.cipher),
             })?;
         let p = CryptParamsLuks2 {
@@ -226,7 +274,7 @@ impl LuksDevice for CryptsetupDevice {
             data_device: None,
             sector_size: params.sector_size,
             label: Some(params.label.clone()),
-            subsystem: Some(crate::luks2::consts::LUKS2_SUBSYSTEM.to_string()),
+            subsystem: Some(LUKS2_SUBSYSTEM.to_string()),
         };
         let mut r: CryptParamsLuks2Ref<'_> = (&p).try_into().map_err(|e| self.fail(op, e))?;
         dev.context_handle()
@@ -246,7 +294,7 @@ impl LuksDevice for CryptsetupDevice {
         key_size: usize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
-        let mut dev = self.open("unlock")?;
+        let (mut dev, _shadow) = self.load_readonly("unlock", true)?;
         let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size]);
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         match dev
@@ -267,9 +315,9 @@ impl LuksDevice for CryptsetupDevice {
         volume_key: &VolumeKey,
         passphrase: &[u8],
         pbkdf: PbkdfChoice,
-    ) -> Result<(), DeviceError> {
+    ) -> Result<String, DeviceError> {
         let op = "add keyslot";
-        let mut dev = self.open(op)?;
+        let mut dev = self.load_for_change(op)?;
         // PBKDF settings belong to the context: set them after every load,
         // or libcryptsetup silently benchmarks its defaults again.
         if let PbkdfChoice::Fixed(c) = pbkdf {
@@ -285,25 +333,32 @@ impl LuksDevice for CryptsetupDevice {
                 passphrase,
                 CryptVolumeKey::empty(),
             )
-            .map(|_| ())
-            .map_err(|e| self.fail(op, e))
+            .map_err(|e| self.fail(op, e))?;
+        let h = loaded_header(&mut dev).map_err(|reason| DeviceError::Failed {
+            op,
+            path: self.path_s(),
+            reason,
+        })?;
+        Ok(h.keyslot(slot)
+            .map(|k| k.kdf.salt().to_string())
+            .unwrap_or_default())
     }
 
     fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError> {
         let op = "destroy keyslot";
-        self.open(op)?
+        self.load_for_change(op)?
             .keyslot_handle()
             .destroy(slot)
             .map_err(|e| self.fail(op, e))
     }
 
-    fn set_token(&self, id: Option<u32>, json: &serde_json::Value) -> Result<u32, DeviceError> {
-        let op = "write token";
-        let input = match id {
-            Some(i) => TokenInput::ReplaceToken(i, json),
-            None => TokenInput::AddToken(json),
+    fn token(&self, change: TokenChange<'_>) -> Result<u32, DeviceError> {
+        let (op, input) = match change {
+            TokenChange::Add(json) => ("write token", TokenInput::AddToken(json)),
+            TokenChange::Replace(id, json) => ("write token", TokenInput::ReplaceToken(id, json)),
+            TokenChange::Remove(id) => ("remove token", TokenInput::RemoveToken(id)),
         };
-        self.open(op)?
+        self.load_for_change(op)?
             .token_handle()
             .json_set(input)
             .map_err(|e| self.fail(op, e))
@@ -316,22 +371,13 @@ impl LuksDevice for CryptsetupDevice {
         options: &ActivationOptions,
     ) -> Result<(), DeviceError> {
         let op = "activate";
-        self.open(op)?
+        self.load_for_change(op)?
             .activate_handle()
             .activate_by_volume_key(
                 Some(name),
                 Some(volume_key.expose()),
-                Self::activation_flags(options),
+                activation_flags(options),
             )
-            .map_err(|e| self.fail(op, e))
-    }
-
-    fn remove_token(&self, id: u32) -> Result<(), DeviceError> {
-        let op = "remove token";
-        self.open(op)?
-            .token_handle()
-            .json_set(TokenInput::RemoveToken(id))
-            .map(|_| ())
             .map_err(|e| self.fail(op, e))
     }
 }
@@ -346,28 +392,35 @@ fn pbkdf_type(c: PbkdfCost) -> CryptPbkdfType {
         hash: Some("sha256".into()),
         time_ms: 0,
         iterations: c.iterations,
-        max_memory_kb: c.memory_kib,
-        parallel_threads: c.parallelism,
+        // PBKDF2 takes no memory or threads: libcryptsetup refuses them (EINVAL).
+        max_memory_kb: if c.kind == PbkdfKind::Pbkdf2 {
+            0
+        } else {
+            c.memory_kib
+        },
+        parallel_threads: if c.kind == PbkdfKind::Pbkdf2 {
+            0
+        } else {
+            c.parallelism
+        },
         flags: CryptPbkdf::NO_BENCHMARK,
     }
 }
 
-impl CryptsetupDevice {
-    fn activation_flags(options: &ActivationOptions) -> CryptActivate {
-        let mut f = CryptActivate::empty();
-        if options.allow_discards {
-            f |= CryptActivate::ALLOW_DISCARDS;
-        }
-        for o in &options.perf {
-            f |= match o.as_str() {
-                "no_read_workqueue" => CryptActivate::NO_READ_WORKQUEUE,
-                "no_write_workqueue" => CryptActivate::NO_WRITE_WORKQUEUE,
-                "same_cpu_crypt" => CryptActivate::SAME_CPU_CRYPT,
-                _ => CryptActivate::empty(),
-            };
-        }
-        f
+fn activation_flags(options: &ActivationOptions) -> CryptActivate {
+    let mut f = CryptActivate::empty();
+    if options.allow_discards {
+        f |= CryptActivate::ALLOW_DISCARDS;
     }
+    for o in &options.perf {
+        f |= match o.as_str() {
+            "no_read_workqueue" => CryptActivate::NO_READ_WORKQUEUE,
+            "no_write_workqueue" => CryptActivate::NO_WRITE_WORKQUEUE,
+            "same_cpu_crypt" => CryptActivate::SAME_CPU_CRYPT,
+            _ => CryptActivate::empty(),
+        };
+    }
+    f
 }
 
 /// Sends libcryptsetup's log lines to `tracing` (once per process).

@@ -1,7 +1,101 @@
-//! The one seam between volctl and a block device.
+//! The one seam between volctl and a block device. Every observation
+//! (contents, header, size) and every change (format, keyslots, tokens,
+//! activation) of a volume goes through [`LuksDevice`]; [`open`] is the one
+//! constructor, so the access check and the power-cut test double apply to
+//! every command alike.
+//!
+//! - [`CryptsetupDevice`]: libcryptsetup on a block device or image file;
+//! - `SimDevice` (tests, or the `sim` feature): an in-memory model;
+//! - [`PowerCutDevice`]: kills the process after the N-th header write.
 
 mod cryptsetup;
-pub mod power_cut;
-pub mod probe;
+mod power_cut;
+mod probe;
+mod shadow;
+#[cfg(any(test, feature = "sim"))]
+mod sim;
+mod types;
 
-pub use cryptsetup::*;
+pub use cryptsetup::{deactivate, CryptsetupDevice};
+pub use power_cut::{PowerCutDevice, POWER_CUT_ENV};
+pub use probe::{probe_filesystem, probe_foreign};
+#[cfg(any(test, feature = "sim"))]
+pub use sim::SimDevice;
+pub use types::*;
+
+use crate::luks2::binding::VolumeKey;
+use api_types::Encryption;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Every LUKS2 operation volctl makes. Implementations are called from
+/// blocking threads. Every method that runs the PBKDF bumps
+/// [`LuksDevice::kdf_runs`], which tests and status use to prove that a
+/// converged volume costs one KDF run.
+pub trait LuksDevice: Send + Sync {
+    /// The device path.
+    fn path(&self) -> &Path;
+    /// Whether this handle may write.
+    fn access(&self) -> Access;
+    /// KDF runs made through this handle so far.
+    fn kdf_runs(&self) -> u64;
+    /// The device size in bytes.
+    fn size(&self) -> Result<u64, DeviceError>;
+    /// What the device holds. A LUKS2 header is returned only when both of
+    /// its copies agree and libcryptsetup loaded exactly the JSON volctl
+    /// read; nothing is written.
+    fn contents(&self) -> Result<Contents, DeviceError>;
+    /// Writes a fresh LUKS2 header with the given volume key (no keyslots).
+    fn format(&self, params: &FormatParams, volume_key: &VolumeKey) -> Result<(), DeviceError>;
+    /// Gets the volume key from one keyslot (one KDF run). Never writes.
+    fn volume_key(
+        &self,
+        slot: u32,
+        key_size: usize,
+        passphrase: &[u8],
+    ) -> Result<VolumeKey, DeviceError>;
+    /// Adds keyslot `slot` holding `volume_key` under `passphrase` (one KDF
+    /// run, one header write). Returns the new keyslot's KDF salt (base64),
+    /// which the slot's token owner tag covers.
+    fn add_keyslot(
+        &self,
+        slot: u32,
+        volume_key: &VolumeKey,
+        passphrase: &[u8],
+        pbkdf: PbkdfChoice,
+    ) -> Result<String, DeviceError>;
+    /// Destroys keyslot `slot` (one header write).
+    fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError>;
+    /// Adds, replaces or removes a token (one header write); returns its id.
+    fn token(&self, input: TokenChange<'_>) -> Result<u32, DeviceError>;
+    /// Activates the volume with dm-crypt as `/dev/mapper/<name>`, by volume
+    /// key (no KDF run), after checking once more the header it loaded.
+    fn activate(
+        &self,
+        name: &str,
+        volume_key: &VolumeKey,
+        options: &ActivationOptions,
+    ) -> Result<(), DeviceError>;
+}
+
+/// Opens `path` for `access`: checks that it can be opened so, and wraps it
+/// in the power-cut test double when the environment arms one. With
+/// `expect`, every libcryptsetup context that writes or activates checks
+/// the header it loaded against that encryption config first.
+pub fn open(
+    path: &Path,
+    access: Access,
+    expect: Option<Encryption>,
+) -> Result<Arc<dyn LuksDevice>, DeviceError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(access == Access::ReadWrite)
+        .open(path)
+        .map_err(|source| DeviceError::Open {
+            path: path.display().to_string(),
+            write: access == Access::ReadWrite,
+            source,
+        })?;
+    let dev: Arc<dyn LuksDevice> = Arc::new(CryptsetupDevice::new(path, access, expect));
+    Ok(power_cut::maybe_wrap(dev))
+}

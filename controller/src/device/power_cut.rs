@@ -4,7 +4,10 @@
 //! test; the VM suite enables it with `VOLCTL_POWER_CUT_AFTER_WRITES=N` to
 //! prove that every volume still opens with its old or new keys afterwards.
 
-use crate::device::{ActivationOptions, DeviceError, FormatParams, LuksDevice, PbkdfChoice};
+use super::{
+    Access, ActivationOptions, Contents, DeviceError, FormatParams, LuksDevice, PbkdfChoice,
+    TokenChange,
+};
 use crate::luks2::binding::VolumeKey;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +20,12 @@ pub const POWER_CUT_ENV: &str = "VOLCTL_POWER_CUT_AFTER_WRITES";
 static WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// Wraps `inner` when the environment arms a power cut; else returns it.
-pub fn maybe_wrap(inner: Arc<dyn LuksDevice>) -> Arc<dyn LuksDevice> {
+pub(super) fn maybe_wrap(inner: Arc<dyn LuksDevice>) -> Arc<dyn LuksDevice> {
     match std::env::var(POWER_CUT_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        Some(after) => Arc::new(PowerCutDevice { inner, after }),
+        Some(after) => Arc::new(PowerCutDevice::new(inner, after)),
         None => inner,
     }
 }
@@ -34,6 +37,12 @@ pub struct PowerCutDevice {
 }
 
 impl PowerCutDevice {
+    /// Wraps `inner`: the process aborts right after the `after`-th header
+    /// write made through any wrapped device.
+    pub fn new(inner: Arc<dyn LuksDevice>, after: u64) -> Self {
+        PowerCutDevice { inner, after }
+    }
+
     fn wrote<T>(&self, r: Result<T, DeviceError>) -> Result<T, DeviceError> {
         if r.is_ok() && WRITES.fetch_add(1, Ordering::SeqCst) + 1 >= self.after {
             eprintln!(
@@ -50,8 +59,17 @@ impl LuksDevice for PowerCutDevice {
     fn path(&self) -> &Path {
         self.inner.path()
     }
+    fn access(&self) -> Access {
+        self.inner.access()
+    }
     fn kdf_runs(&self) -> u64 {
         self.inner.kdf_runs()
+    }
+    fn size(&self) -> Result<u64, DeviceError> {
+        self.inner.size()
+    }
+    fn contents(&self) -> Result<Contents, DeviceError> {
+        self.inner.contents()
     }
     fn format(&self, p: &FormatParams, vk: &VolumeKey) -> Result<(), DeviceError> {
         self.wrote(self.inner.format(p, vk))
@@ -65,17 +83,14 @@ impl LuksDevice for PowerCutDevice {
         vk: &VolumeKey,
         pass: &[u8],
         pbkdf: PbkdfChoice,
-    ) -> Result<(), DeviceError> {
+    ) -> Result<String, DeviceError> {
         self.wrote(self.inner.add_keyslot(slot, vk, pass, pbkdf))
     }
     fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError> {
         self.wrote(self.inner.destroy_keyslot(slot))
     }
-    fn set_token(&self, id: Option<u32>, json: &serde_json::Value) -> Result<u32, DeviceError> {
-        self.wrote(self.inner.set_token(id, json))
-    }
-    fn remove_token(&self, id: u32) -> Result<(), DeviceError> {
-        self.wrote(self.inner.remove_token(id))
+    fn token(&self, change: TokenChange<'_>) -> Result<u32, DeviceError> {
+        self.wrote(self.inner.token(change))
     }
     fn activate(
         &self,

@@ -6,8 +6,14 @@
 //! material is the provider's canonical description of the key. Only the
 //! holder of the volume key can compute or check it, so a token is no
 //! offline oracle for the passphrase.
+//!
+//! owner = HMAC-SHA256(K', "slot=N\0salt=S"), K' = HKDF-SHA256(volume key,
+//! info = "volctl token owner v1"), S = the keyslot's KDF salt: proof that
+//! volctl wrote the token for this very keyslot, checkable without the
+//! key's material (so also for slots the config no longer lists).
 
-use crate::luks2::consts::BINDING_INFO;
+use super::consts::{BINDING_INFO, OWNER_INFO};
+use api_types::KeySource;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -34,24 +40,68 @@ impl std::fmt::Debug for VolumeKey {
     }
 }
 
-/// Computes bindings for one volume.
+/// Computes bindings and owner tags for one volume.
 pub struct Binder {
     key: Zeroizing<[u8; 32]>,
+    owner_key: Zeroizing<[u8; 32]>,
+}
+
+fn derive(volume_key: &VolumeKey, info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let hk = hkdf::Hkdf::<Sha256>::new(None, volume_key.expose());
+    let mut key = Zeroizing::new([0u8; 32]);
+    hk.expand(info, key.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    key
+}
+
+fn hmac(key: &[u8; 32]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length")
+}
+
+fn b64(m: Hmac<Sha256>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
+}
+
+fn verify_b64(m: Hmac<Sha256>, stored: &str) -> bool {
+    base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .is_ok_and(|tag| m.verify_slice(&tag).is_ok())
 }
 
 impl Binder {
-    /// Derives the binding key from the volume key.
+    /// Derives the binding and owner keys from the volume key.
     pub fn new(volume_key: &VolumeKey) -> Self {
-        let hk = hkdf::Hkdf::<Sha256>::new(None, volume_key.expose());
-        let mut key = Zeroizing::new([0u8; 32]);
-        hk.expand(BINDING_INFO, key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Binder { key }
+        Binder {
+            key: derive(volume_key, BINDING_INFO),
+            owner_key: derive(volume_key, OWNER_INFO),
+        }
     }
 
-    fn mac(&self, slot: u32, kind: &str, lock_to_state: bool, material: &[u8]) -> Hmac<Sha256> {
-        let mut m =
-            Hmac::<Sha256>::new_from_slice(self.key.as_ref()).expect("HMAC takes any key length");
+    fn owner_mac(&self, slot: u32, keyslot_salt: &str) -> Hmac<Sha256> {
+        let mut m = hmac(&self.owner_key);
+        m.update(format!("slot={slot}\0salt={keyslot_salt}").as_bytes());
+        m
+    }
+
+    /// The owner tag of the token of keyslot `slot` whose KDF salt is
+    /// `keyslot_salt`, base64.
+    pub fn owner(&self, slot: u32, keyslot_salt: &str) -> String {
+        b64(self.owner_mac(slot, keyslot_salt))
+    }
+
+    /// Checks an owner tag in constant time.
+    pub fn verify_owner(&self, slot: u32, keyslot_salt: &str, stored: &str) -> bool {
+        verify_b64(self.owner_mac(slot, keyslot_salt), stored)
+    }
+
+    fn mac(
+        &self,
+        slot: u32,
+        kind: KeySource,
+        lock_to_state: bool,
+        material: &[u8],
+    ) -> Hmac<Sha256> {
+        let mut m = hmac(&self.key);
         m.update(
             format!(
                 "slot={slot}\0kind={kind}\0lock={}\0",
@@ -64,29 +114,26 @@ impl Binder {
     }
 
     /// The binding of a key, base64.
-    pub fn compute(&self, slot: u32, kind: &str, lock_to_state: bool, material: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(
-            self.mac(slot, kind, lock_to_state, material)
-                .finalize()
-                .into_bytes(),
-        )
+    pub fn compute(
+        &self,
+        slot: u32,
+        kind: KeySource,
+        lock_to_state: bool,
+        material: &[u8],
+    ) -> String {
+        b64(self.mac(slot, kind, lock_to_state, material))
     }
 
     /// Checks a stored binding in constant time.
     pub fn verify(
         &self,
         slot: u32,
-        kind: &str,
+        kind: KeySource,
         lock_to_state: bool,
         material: &[u8],
         stored: &str,
     ) -> bool {
-        let Ok(tag) = base64::engine::general_purpose::STANDARD.decode(stored) else {
-            return false;
-        };
-        self.mac(slot, kind, lock_to_state, material)
-            .verify_slice(&tag)
-            .is_ok()
+        verify_b64(self.mac(slot, kind, lock_to_state, material), stored)
     }
 }
 
@@ -98,13 +145,28 @@ mod tests {
     fn binding_depends_on_volume_key_slot_and_material() {
         let a = Binder::new(&VolumeKey::new(vec![1; 64]));
         let b = Binder::new(&VolumeKey::new(vec![2; 64]));
-        let t = a.compute(0, "static", false, b"static\0pw");
-        assert!(a.verify(0, "static", false, b"static\0pw", &t));
-        assert!(!b.verify(0, "static", false, b"static\0pw", &t));
-        assert!(!a.verify(1, "static", false, b"static\0pw", &t));
-        assert!(!a.verify(0, "static", true, b"static\0pw", &t));
-        assert!(!a.verify(0, "static", false, b"static\0pw2", &t));
-        assert!(!a.verify(0, "static", false, b"static\0pw", "not base64!"));
+        let s = KeySource::Static;
+        let t = a.compute(0, s, false, b"static\0pw");
+        assert!(a.verify(0, s, false, b"static\0pw", &t));
+        assert!(!b.verify(0, s, false, b"static\0pw", &t));
+        assert!(!a.verify(1, s, false, b"static\0pw", &t));
+        assert!(!a.verify(0, s, true, b"static\0pw", &t));
+        assert!(!a.verify(0, KeySource::NodeId, false, b"static\0pw", &t));
+        assert!(!a.verify(0, s, false, b"static\0pw2", &t));
+        assert!(!a.verify(0, s, false, b"static\0pw", "not base64!"));
         assert!(!format!("{:?}", VolumeKey::new(vec![9; 4])).contains('9'));
+    }
+
+    #[test]
+    fn owner_tag_depends_on_volume_key_slot_and_keyslot_salt() {
+        let a = Binder::new(&VolumeKey::new(vec![1; 64]));
+        let b = Binder::new(&VolumeKey::new(vec![2; 64]));
+        let t = a.owner(3, "c2FsdA==");
+        assert!(a.verify_owner(3, "c2FsdA==", &t));
+        assert!(!b.verify_owner(3, "c2FsdA==", &t));
+        assert!(!a.verify_owner(4, "c2FsdA==", &t));
+        assert!(!a.verify_owner(3, "b3RoZXI=", &t));
+        assert!(!a.verify_owner(3, "c2FsdA==", "AAAAAAAAAAAAAA=="));
+        assert_ne!(t, a.compute(3, KeySource::Static, false, b"c2FsdA=="));
     }
 }

@@ -3,9 +3,11 @@
 /// LUKS2 token type of every keyslot volctl manages.
 pub const TOKEN_TYPE: &str = "volctl";
 /// Version of our token layout (see `token.rs`).
-pub const TOKEN_VERSION: u32 = 1;
+pub const TOKEN_VERSION: u32 = 2;
 /// HKDF info string for the binding key.
 pub const BINDING_INFO: &[u8] = b"volctl keyslot binding v1";
+/// HKDF info string for the owner-tag key.
+pub const OWNER_INFO: &[u8] = b"volctl token owner v1";
 
 /// Magic of a primary LUKS header.
 pub const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
@@ -29,3 +31,13 @@ pub const LUKS2_SECONDARY_OFFSETS: &[u64] = &[
 pub const MIN_DEVICE_SIZE: u64 = 32 << 20;
 /// LUKS2 subsystem label we set at format.
 pub const LUKS2_SUBSYSTEM: &str = "volctl";
+/// The lowest data offset volctl accepts: past the smallest LUKS2 metadata
+/// (two 16 KiB copies) and a keyslot area.
+pub const MIN_DATA_OFFSET: u64 = 1 << 20;
+/// The data offset of a volume volctl formats (LUKS2's default metadata).
+pub const DEFAULT_DATA_OFFSET: u64 = 16 << 20;
+/// How much of each end of a device must be zero for it to count as blank.
+pub const BLANK_PROBE_LEN: u64 = 1 << 20;
+/// The most header area volctl copies for a read-only look (two 4 MiB
+/// copies and the largest keyslot area libcryptsetup makes).
+pub const MAX_HEADER_AREA: u64 = 136 << 20;

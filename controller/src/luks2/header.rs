@@ -1,8 +1,10 @@
 //! Reads LUKS2 metadata straight from the device, without libcryptsetup
 //! and without any KDF: the binary header, its checksum, and the JSON area
-//! (keyslots, tokens, segments, digests). Both header copies are checked
-//! and the valid one with the highest sequence id wins, as libcryptsetup does.
+//! (keyslots, tokens, segments, digests). Both copies are read and chosen
+//! between by libcryptsetup's own rule; copies that disagree in anything
+//! but seqid-ordered history are refused.
 
+use super::strict_json;
 use crate::luks2::consts::{
     LUKS2_BINARY_HEADER_SIZE, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
 };
@@ -32,6 +34,14 @@ pub enum HeaderError {
         /// What failed.
         reason: String,
     },
+    /// The two copies, or two parsers, disagree: refused, whatever either says.
+    #[error("refusing the LUKS2 header on {path}: {reason}; it may have been tampered with")]
+    Inconsistent {
+        /// Device path.
+        path: String,
+        /// What disagrees.
+        reason: String,
+    },
     /// A LUKS1 header (volctl manages LUKS2 only).
     #[error("{path} holds a LUKS1 header; volctl manages LUKS2 only (convert it with `cryptsetup convert --type luks2`)")]
     Luks1 {
@@ -49,10 +59,14 @@ pub struct Luks2Header {
     pub uuid: String,
     /// Header label.
     pub label: String,
+    /// Header subsystem (`volctl` on volumes volctl formats).
+    pub subsystem: String,
     /// Size of one header copy (binary + JSON), in bytes.
     pub header_size: u64,
     /// The JSON metadata.
     pub json: Luks2Json,
+    /// The same JSON, untyped (compared with what libcryptsetup loaded).
+    pub raw_json: serde_json::Value,
 }
 
 /// LUKS2 JSON metadata, as far as volctl reads it.
@@ -109,6 +123,9 @@ pub struct Kdf {
     /// pbkdf2 hash.
     #[serde(default)]
     pub hash: Option<String>,
+    /// Salt, base64.
+    #[serde(default)]
+    pub salt: Option<String>,
 }
 
 /// A segment.
@@ -128,6 +145,12 @@ pub struct Segment {
     /// Segment flags (e.g. reencryption markers).
     #[serde(default)]
     pub flags: Vec<String>,
+    /// IV tweak (a string number; volctl writes "0").
+    #[serde(default)]
+    pub iv_tweak: Option<String>,
+    /// dm-integrity parameters (volctl never writes them).
+    #[serde(default)]
+    pub integrity: Option<serde_json::Value>,
 }
 
 /// A digest (of the volume key).
@@ -142,6 +165,13 @@ pub struct DigestEntry {
     pub segments: Vec<String>,
     /// The digest value (base64); changes only if the volume key changes.
     pub digest: String,
+}
+
+impl Kdf {
+    /// The salt (base64), which is new for every keyslot written.
+    pub fn salt(&self) -> &str {
+        self.salt.as_deref().unwrap_or("")
+    }
 }
 
 impl Luks2Header {
@@ -177,58 +207,218 @@ pub enum Probe {
     Luks2(Box<Luks2Header>),
 }
 
-/// Reads the LUKS2 header of `path`, if there is one.
-pub fn read(path: &Path) -> Result<Probe, HeaderError> {
+/// One header copy as found on disk.
+#[derive(Debug, Clone)]
+pub enum CopyRead {
+    /// No magic at the place looked at.
+    Absent,
+    /// A magic, but the copy is not intact (checksum, size, version).
+    Invalid(String),
+    /// An intact copy (checksum verified).
+    Valid(Box<HeaderCopy>),
+}
+
+impl CopyRead {
+    /// Whether a magic was found there.
+    pub fn present(&self) -> bool {
+        !matches!(self, CopyRead::Absent)
+    }
+}
+
+/// An intact header copy: its binary header fields and its JSON.
+#[derive(Debug, Clone)]
+pub struct HeaderCopy {
+    /// Where it starts on the device.
+    pub offset: u64,
+    /// Sequence id.
+    pub seqid: u64,
+    /// Header UUID.
+    pub uuid: String,
+    /// Header label.
+    pub label: String,
+    /// Header subsystem (`volctl` on volumes volctl formats).
+    pub subsystem: String,
+    /// Size of the copy (binary + JSON area).
+    pub header_size: u64,
+    /// The JSON area, parsed strictly (duplicate keys refused), or why not.
+    pub json: Result<serde_json::Value, String>,
+}
+
+/// Both copies of a LUKS2 header, as found on disk.
+#[derive(Debug, Clone)]
+pub struct RawHeader {
+    /// The copy at offset 0.
+    pub primary: CopyRead,
+    /// The secondary copy: right after an intact primary, else the first
+    /// intact one at the offsets LUKS2 allows (libcryptsetup's search).
+    pub secondary: CopyRead,
+}
+
+/// Reads both header copies of `path`; `None` when no LUKS magic is there.
+pub fn read_raw(path: &Path) -> Result<Option<RawHeader>, HeaderError> {
     let io = |source| HeaderError::Io {
         path: path.display().to_string(),
         source,
     };
     let mut f = File::open(path).map_err(io)?;
-    let mut first = vec![0u8; LUKS2_BINARY_HEADER_SIZE];
+    let mut first = [0u8; 8];
     let n = read_at(&mut f, 0, &mut first).map_err(io)?;
-    first.truncate(n);
-    let primary_magic = first.len() >= 8 && &first[..6] == LUKS_MAGIC;
+    let primary_magic = n == 8 && &first[..6] == LUKS_MAGIC;
     if primary_magic && u16::from_be_bytes([first[6], first[7]]) == 1 {
         return Err(HeaderError::Luks1 {
             path: path.display().to_string(),
         });
     }
-    let mut candidates = Vec::new();
-    let mut failures = Vec::new();
-    let mut any_magic = primary_magic;
-    if primary_magic {
-        match read_copy(&mut f, 0, LUKS_MAGIC) {
-            Ok(h) => candidates.push(h),
-            Err(e) => failures.push(format!("primary: {e}")),
+    let primary = if primary_magic {
+        read_copy(&mut f, 0, LUKS_MAGIC).map_err(io)?
+    } else {
+        CopyRead::Absent
+    };
+    let secondary = match &primary {
+        // libcryptsetup reads the secondary right after a primary whose
+        // binary header it could read, and searches every offset otherwise.
+        CopyRead::Valid(h) => {
+            read_copy(&mut f, h.header_size, LUKS2_SECONDARY_MAGIC).map_err(io)?
+        }
+        _ => first_secondary(&mut f).map_err(io)?,
+    };
+    if matches!((&primary, &secondary), (CopyRead::Absent, CopyRead::Absent)) {
+        return Ok(None);
+    }
+    Ok(Some(RawHeader { primary, secondary }))
+}
+
+/// The first intact secondary copy in offset order (or the last failure).
+fn first_secondary(f: &mut File) -> std::io::Result<CopyRead> {
+    let mut last = CopyRead::Absent;
+    for &off in LUKS2_SECONDARY_OFFSETS {
+        match read_copy(f, off, LUKS2_SECONDARY_MAGIC)? {
+            CopyRead::Valid(h) => return Ok(CopyRead::Valid(h)),
+            CopyRead::Invalid(e) => last = CopyRead::Invalid(format!("at {off}: {e}")),
+            CopyRead::Absent => {}
         }
     }
-    // The secondary sits right after the primary; if the primary is gone,
-    // look at every offset LUKS2 allows.
-    let offsets: Vec<u64> = match candidates.first() {
-        Some(h) => vec![h.header_size],
-        None => LUKS2_SECONDARY_OFFSETS.to_vec(),
-    };
-    for off in offsets {
-        let mut magic = [0u8; 6];
-        if read_at(&mut f, off, &mut magic).map_err(io)? == 6 && &magic == LUKS2_SECONDARY_MAGIC {
-            any_magic = true;
-            match read_copy(&mut f, off, LUKS2_SECONDARY_MAGIC) {
-                Ok(h) => candidates.push(h),
-                Err(e) => failures.push(format!("secondary at {off}: {e}")),
+    Ok(last)
+}
+
+impl RawHeader {
+    /// The copy libcryptsetup loads, after refusing copies that disagree in
+    /// anything but seqid-ordered history: the intact copy with the higher
+    /// seqid, the primary on a tie. A copy whose checksum is valid but whose
+    /// JSON is malformed (or has duplicate keys) is never an interrupted
+    /// write, so it is refused too.
+    pub fn select(self, path: &Path) -> Result<Luks2Header, HeaderError> {
+        let path_s = path.display().to_string();
+        let refuse = |reason: String| HeaderError::Inconsistent {
+            path: path_s.clone(),
+            reason,
+        };
+        let copies: Vec<(&str, &HeaderCopy)> =
+            [("primary", &self.primary), ("secondary", &self.secondary)]
+                .into_iter()
+                .filter_map(|(n, c)| match c {
+                    CopyRead::Valid(h) => Some((n, h.as_ref())),
+                    _ => None,
+                })
+                .collect();
+        for (name, c) in &copies {
+            if let Err(e) = &c.json {
+                return Err(refuse(format!("the {name} copy's JSON is malformed ({e})")));
             }
         }
+        let chosen = match copies.as_slice() {
+            [] => {
+                return Err(HeaderError::Damaged {
+                    path: path_s,
+                    reason: [&self.primary, &self.secondary]
+                        .iter()
+                        .filter_map(|c| match c {
+                            CopyRead::Invalid(e) => Some(e.as_str()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                })
+            }
+            [(_, one)] => *one,
+            [(_, p), (_, s)] => {
+                if p.seqid == s.seqid && !same_content(p, s) {
+                    return Err(refuse(format!(
+                        "both copies have seqid {} but different contents",
+                        p.seqid
+                    )));
+                }
+                if s.seqid > p.seqid {
+                    *s
+                } else {
+                    *p
+                }
+            }
+            _ => unreachable!("two copies at most"),
+        };
+        chosen.to_header().map_err(|e| refuse(format!("JSON: {e}")))
     }
-    if !any_magic {
-        return Ok(Probe::None);
+}
+
+fn same_content(a: &HeaderCopy, b: &HeaderCopy) -> bool {
+    a.json.as_ref().ok() == b.json.as_ref().ok()
+        && a.uuid == b.uuid
+        && a.label == b.label
+        && a.header_size == b.header_size
+}
+
+impl HeaderCopy {
+    fn to_header(&self) -> Result<Luks2Header, String> {
+        let value = self.json.clone()?;
+        let mut h = Luks2Header::from_json(self.seqid, value)?;
+        h.uuid.clone_from(&self.uuid);
+        h.label.clone_from(&self.label);
+        h.subsystem.clone_from(&self.subsystem);
+        h.header_size = self.header_size;
+        Ok(h)
     }
-    candidates
-        .into_iter()
-        .max_by_key(|h| h.seqid)
-        .map(|h| Probe::Luks2(Box::new(h)))
-        .ok_or_else(|| HeaderError::Damaged {
-            path: path.display().to_string(),
-            reason: failures.join("; "),
+}
+
+impl Luks2Header {
+    /// A header from its binary fields and its JSON (as read from disk, or
+    /// as libcryptsetup loaded it).
+    pub fn from_json(seqid: u64, value: serde_json::Value) -> Result<Self, String> {
+        let json: Luks2Json = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        Ok(Luks2Header {
+            seqid,
+            uuid: String::new(),
+            label: String::new(),
+            subsystem: String::new(),
+            header_size: 0,
+            json,
+            raw_json: value,
         })
+    }
+
+    /// Whether any token is a `volctl` token.
+    pub fn has_volctl_token(&self) -> bool {
+        self.tokens()
+            .any(|(_, t)| t.get("type").and_then(|v| v.as_str()) == Some(super::consts::TOKEN_TYPE))
+    }
+
+    /// The data segment's offset in bytes, if there is exactly one segment.
+    pub fn data_offset(&self) -> Option<u64> {
+        match self.json.segments.values().collect::<Vec<_>>()[..] {
+            [s] => s.offset.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the LUKS2 header of `path` the way libcryptsetup picks it, refusing
+/// copies that disagree. Devices read headers through
+/// [`crate::device::LuksDevice::header`], which also checks that
+/// libcryptsetup loaded this same JSON.
+pub fn read(path: &Path) -> Result<Probe, HeaderError> {
+    match read_raw(path)? {
+        None => Ok(Probe::None),
+        Some(raw) => Ok(Probe::Luks2(Box::new(raw.select(path)?))),
+    }
 }
 
 fn read_at(f: &mut File, off: u64, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -249,57 +439,68 @@ fn cstr(b: &[u8]) -> String {
 }
 
 fn be64(b: &[u8]) -> u64 {
-    u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
 }
 
-/// Reads and verifies one header copy at `off`.
-fn read_copy(f: &mut File, off: u64, magic: &[u8; 6]) -> Result<Luks2Header, String> {
+/// Reads one header copy at `off`: absent (no magic), invalid, or intact.
+fn read_copy(f: &mut File, off: u64, magic: &[u8; 6]) -> std::io::Result<CopyRead> {
     let mut bin = vec![0u8; LUKS2_BINARY_HEADER_SIZE];
-    if read_at(f, off, &mut bin).map_err(|e| e.to_string())? != bin.len() {
-        return Err("truncated binary header".into());
+    let n = read_at(f, off, &mut bin)?;
+    if n < 6 || &bin[..6] != magic {
+        return Ok(CopyRead::Absent);
     }
-    if &bin[..6] != magic {
-        return Err("bad magic".into());
+    if n != bin.len() {
+        return Ok(CopyRead::Invalid("truncated binary header".into()));
     }
+    Ok(match verify_copy(f, off, &bin)? {
+        Ok(c) => CopyRead::Valid(Box::new(c)),
+        Err(e) => CopyRead::Invalid(e),
+    })
+}
+
+/// Checks version, size, offset and checksum of the copy whose binary
+/// header is `bin`; parses its JSON strictly.
+fn verify_copy(f: &mut File, off: u64, bin: &[u8]) -> std::io::Result<Result<HeaderCopy, String>> {
     let version = u16::from_be_bytes([bin[6], bin[7]]);
     if version != 2 {
-        return Err(format!("version {version}"));
+        return Ok(Err(format!("version {version}")));
     }
     let hdr_size = be64(&bin[8..]);
     if !LUKS2_SECONDARY_OFFSETS.contains(&hdr_size) {
-        return Err(format!("invalid header size {hdr_size}"));
+        return Ok(Err(format!("invalid header size {hdr_size}")));
     }
     let hdr_offset = be64(&bin[256..]);
     if hdr_offset != off {
-        return Err(format!("header says offset {hdr_offset}, found at {off}"));
+        return Ok(Err(format!(
+            "header says offset {hdr_offset}, found at {off}"
+        )));
     }
     let alg = cstr(&bin[72..104]);
     if alg != "sha256" {
-        return Err(format!("unsupported checksum algorithm `{alg}`"));
+        return Ok(Err(format!("unsupported checksum algorithm `{alg}`")));
     }
-    let mut json_area = vec![0u8; hdr_size as usize - LUKS2_BINARY_HEADER_SIZE];
-    if read_at(f, off + LUKS2_BINARY_HEADER_SIZE as u64, &mut json_area)
-        .map_err(|e| e.to_string())?
-        != json_area.len()
-    {
-        return Err("truncated JSON area".into());
+    let area_len = usize::try_from(hdr_size).unwrap_or(usize::MAX) - LUKS2_BINARY_HEADER_SIZE;
+    let mut json_area = vec![0u8; area_len];
+    if read_at(f, off + LUKS2_BINARY_HEADER_SIZE as u64, &mut json_area)? != json_area.len() {
+        return Ok(Err("truncated JSON area".into()));
     }
-    let stored = bin[448..448 + 32].to_vec();
-    let mut zeroed = bin.clone();
+    let mut zeroed = bin.to_vec();
     zeroed[448..448 + 64].fill(0);
     let mut h = Sha256::new();
     h.update(&zeroed);
     h.update(&json_area);
-    if h.finalize().as_slice() != stored.as_slice() {
-        return Err("checksum mismatch".into());
+    if h.finalize().as_slice() != &bin[448..448 + 32] {
+        return Ok(Err("checksum mismatch".into()));
     }
-    let json_text = cstr(&json_area);
-    let json: Luks2Json = serde_json::from_str(&json_text).map_err(|e| format!("JSON: {e}"))?;
-    Ok(Luks2Header {
+    Ok(Ok(HeaderCopy {
+        offset: off,
         seqid: be64(&bin[16..]),
         label: cstr(&bin[24..72]),
         uuid: cstr(&bin[168..208]),
+        subsystem: cstr(&bin[208..256]),
         header_size: hdr_size,
-        json,
-    })
+        json: strict_json::parse(&cstr(&json_area)).map_err(|e| e.to_string()),
+    }))
 }

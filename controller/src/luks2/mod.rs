@@ -6,4 +6,5 @@ pub mod binding;
 pub mod check;
 pub mod consts;
 pub mod header;
+mod strict_json;
 pub mod token;

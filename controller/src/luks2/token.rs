@@ -3,11 +3,17 @@
 //! slot still matches its config (see `binding.rs`).
 //!
 //! ```json
-//! {"type": "volctl", "keyslots": ["2"], "volctl_version": 1,
-//!  "kind": "nodeID", "lock_to_state": true, "data": {}, "binding": "base64…"}
+//! {"type": "volctl", "keyslots": ["2"], "volctl_version": 2,
+//!  "kind": "nodeID", "lock_to_state": true, "data": {},
+//!  "binding": "base64…", "owner": "base64…"}
 //! ```
+//!
+//! `owner` (version 2) authenticates the token itself: only a holder of the
+//! volume key can make it, and it covers the keyslot's KDF salt, so a forged
+//! token, or one copied to another slot, never makes volctl remove a slot.
 
 use crate::luks2::consts::{TOKEN_TYPE, TOKEN_VERSION};
+use api_types::KeySource;
 use serde::{Deserialize, Serialize};
 
 /// A volctl token as stored in the LUKS2 header.
@@ -21,32 +27,37 @@ pub struct VolctlToken {
     /// Layout version.
     pub volctl_version: u32,
     /// Key kind: `static`, `nodeID`, `kms`, `tpm`.
-    pub kind: String,
+    pub kind: KeySource,
     /// Whether the STATE salt is mixed into the passphrase.
     pub lock_to_state: bool,
     /// Kind-specific non-secret data (sealed blobs, endpoint, PCRs).
     pub data: serde_json::Value,
     /// HMAC binding, base64.
     pub binding: String,
+    /// Owner tag, base64 (version 2; see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl VolctlToken {
     /// Builds the token for `slot`.
     pub fn new(
         slot: u32,
-        kind: &str,
+        kind: KeySource,
         lock_to_state: bool,
         data: serde_json::Value,
         binding: String,
+        owner: String,
     ) -> Self {
         VolctlToken {
             token_type: TOKEN_TYPE.to_string(),
             keyslots: vec![slot.to_string()],
             volctl_version: TOKEN_VERSION,
-            kind: kind.to_string(),
+            kind,
             lock_to_state,
             data,
             binding,
+            owner: Some(owner),
         }
     }
 

@@ -44,7 +44,7 @@ pub struct VolumeStatus {
     /// Whether the config encrypts it.
     pub encrypted: bool,
     /// The slot and kind that unlocked it.
-    pub unlocked_by: Option<(u32, String)>,
+    pub unlocked_by: Option<(u32, api_types::KeySource)>,
     /// Keyslots present after converging.
     pub keyslots: Vec<u32>,
     /// KDF runs spent on it this boot.

@@ -2,15 +2,15 @@
 //! with the `cryptsetup` CLI.
 #![allow(dead_code)]
 
+pub mod header_editor;
+
 use api_types::parse_str;
-use controller::converge::{converge, ConvergeError, Mode, Outcome};
-use controller::device::CryptsetupDevice;
+use controller::converge::{converge, open_device, ConvergeError, Mode, Outcome};
 use controller::volume::VolumeSpec;
 use providers::{ProviderEnv, StateSalt};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 /// A node UUID with enough entropy.
 pub const UUID: &str = "4c4c4544-0038-5910-8057-b4c04f4d3732";
@@ -62,12 +62,8 @@ pub fn run(
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(converge(
-        spec,
-        Arc::new(CryptsetupDevice::new(path)),
-        env,
-        mode,
-    ))
+    let device = open_device(spec, path, mode)?;
+    rt.block_on(converge(spec, device, env, mode))
 }
 
 pub fn apply(spec: &VolumeSpec, path: &Path) -> Outcome {

@@ -1,0 +1,207 @@
+//! Carries a plan out. Every new key is made first (a KMS or TPM that is
+//! down leaves its slot as it is, and then nothing is removed either); then
+//! each action is one or two header writes, in the plan's order. Enrolling
+//! is a keyslot write then a token write: a crash between them leaves a
+//! slot without a token, which the next run replaces or adopts.
+
+use super::keys::{key_for, Key};
+use super::plan::{Action, Note, Plan, PlanError};
+use super::{blocking, pbkdf, ConvergeError};
+use crate::device::{Contents, FormatParams, LuksDevice, PbkdfChoice, TokenChange};
+use crate::luks2::binding::{Binder, VolumeKey};
+use crate::luks2::header::Luks2Header;
+use crate::luks2::token::VolctlToken;
+use crate::volume::VolumeSpec;
+use providers::Enrolled;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What the executor works with.
+pub(super) struct Executor<'a> {
+    pub spec: &'a VolumeSpec,
+    pub keys: &'a [Key],
+    pub header: Option<&'a Luks2Header>,
+    pub volume_key: &'a VolumeKey,
+    pub device: &'a Arc<dyn LuksDevice>,
+}
+
+impl Executor<'_> {
+    /// Carries out `plan`, dropping what cannot be done now into its notes.
+    pub async fn run(&self, plan: &mut Plan) -> Result<(), ConvergeError> {
+        let mut enrolled = self.make_keys(plan).await?;
+        let binder = Binder::new(self.volume_key);
+        let mut costs = pbkdf::for_new_slot(self.spec, self.header);
+        for action in plan.actions.clone() {
+            tracing::info!(volume = %self.spec.name, ?action, "executing");
+            match action {
+                Action::Format => self.format().await?,
+                Action::Add { slot, .. } => {
+                    let e = enrolled.remove(&slot).expect("made above");
+                    self.add(slot, e, &binder, &mut costs).await?;
+                }
+                Action::Replace { slot, .. } => {
+                    let e = enrolled.remove(&slot).expect("made above");
+                    self.remove(slot).await?;
+                    self.add(slot, e, &binder, &mut costs).await?;
+                }
+                Action::WriteToken { slot, .. } => self.rewrite_token(slot, &binder).await?,
+                Action::Remove { slot, .. } => self.remove(slot).await?,
+                Action::RemoveOrphanToken { token } => {
+                    blocking(self.device, move |d| d.token(TokenChange::Remove(token))).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every new key before anything is written. A key whose source
+    /// is down is reported and its slot left as it is; then no slot is
+    /// removed either, so the volume never ends with fewer keys than either
+    /// config meant; a blank device is never formatted without a key.
+    async fn make_keys(&self, plan: &mut Plan) -> Result<BTreeMap<u32, Enrolled>, ConvergeError> {
+        let mut enrolled = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for action in &plan.actions {
+            if let Action::Add { slot, kind, .. } | Action::Replace { slot, kind, .. } = action {
+                let key = key_for(self.keys, *slot);
+                match key.provider.enroll(&key.ctx).await {
+                    Ok(e) => {
+                        enrolled.insert(*slot, e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(volume = %self.spec.name, slot, "cannot enrol: {e}");
+                        skipped.push(Note::Unavailable {
+                            slot: *slot,
+                            kind: *kind,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if skipped.is_empty() {
+            return Ok(enrolled);
+        }
+        let formatting = plan.actions.first() == Some(&Action::Format);
+        plan.actions.retain(|a| match a {
+            Action::Add { slot, .. } | Action::Replace { slot, .. } => enrolled.contains_key(slot),
+            Action::Remove { slot, .. } => {
+                skipped.push(Note::Deferred {
+                    slot: *slot,
+                    reason: "removed once every key of the config is enrolled".into(),
+                });
+                false
+            }
+            _ => true,
+        });
+        plan.notes.extend(skipped);
+        if formatting && enrolled.is_empty() {
+            return Err(PlanError::NothingToEnrol(
+                "no key could be made; nothing was written".into(),
+            )
+            .into());
+        }
+        Ok(enrolled)
+    }
+
+    async fn format(&self) -> Result<(), ConvergeError> {
+        let params = FormatParams {
+            cipher: self.spec.encryption.cipher().to_string(),
+            sector_size: self.spec.encryption.block_size.unwrap_or(0),
+            label: self.spec.label.clone(),
+            pbkdf: pbkdf::from_config(self.spec).unwrap_or(PbkdfChoice::Benchmark),
+        };
+        let vk = self.volume_key.clone();
+        blocking(self.device, move |d| d.format(&params, &vk)).await
+    }
+
+    /// Writes an enrolled key to its (empty) slot: keyslot first, then its
+    /// token. After a benchmarked first slot, later slots reuse its costs.
+    async fn add(
+        &self,
+        slot: u32,
+        enrolled: Enrolled,
+        binder: &Binder,
+        costs: &mut PbkdfChoice,
+    ) -> Result<(), ConvergeError> {
+        let key = key_for(self.keys, slot);
+        let (vk, pass, pbkdf) = (self.volume_key.clone(), enrolled.passphrase, *costs);
+        let salt = blocking(self.device, move |d| {
+            d.add_keyslot(slot, &vk, pass.expose(), pbkdf)
+        })
+        .await?;
+        let json = token_json(key, enrolled.token_data, binder, &salt)?;
+        blocking(self.device, move |d| d.token(TokenChange::Add(&json))).await?;
+        if *costs == PbkdfChoice::Benchmark {
+            let device = self.device.clone();
+            if let Ok(Contents::Luks2(h)) = blocking(&device, |d| d.contents()).await {
+                *costs = pbkdf::for_new_slot(self.spec, Some(&h));
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys a keyslot, then its token.
+    async fn remove(&self, slot: u32) -> Result<(), ConvergeError> {
+        blocking(self.device, move |d| d.destroy_keyslot(slot)).await?;
+        if let Some(t) = self.token_id(slot) {
+            blocking(self.device, move |d| d.token(TokenChange::Remove(t))).await?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the token of a slot whose key is proven, keeping its data.
+    async fn rewrite_token(&self, slot: u32, binder: &Binder) -> Result<(), ConvergeError> {
+        let h = self
+            .header
+            .expect("tokens are rewritten on existing headers only");
+        let data = self
+            .old_token(slot)
+            .map(|(_, t)| t.data)
+            .unwrap_or_else(|| serde_json::json!({}));
+        let salt = h
+            .keyslot(slot)
+            .map(|k| k.kdf.salt().to_string())
+            .unwrap_or_default();
+        let json = token_json(key_for(self.keys, slot), data, binder, &salt)?;
+        let change_id = self.token_id(slot);
+        blocking(self.device, move |d| {
+            d.token(match change_id {
+                Some(id) => TokenChange::Replace(id, &json),
+                None => TokenChange::Add(&json),
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn old_token(&self, slot: u32) -> Option<(u32, VolctlToken)> {
+        self.header?.tokens().find_map(|(id, raw)| {
+            let t = VolctlToken::parse(raw)?.ok()?;
+            (t.slot() == Some(slot)).then_some((id, t))
+        })
+    }
+
+    fn token_id(&self, slot: u32) -> Option<u32> {
+        self.old_token(slot).map(|(id, _)| id)
+    }
+}
+
+/// The token of `key`'s slot: kind, data, binding and owner tag.
+fn token_json(
+    key: &Key,
+    data: serde_json::Value,
+    binder: &Binder,
+    keyslot_salt: &str,
+) -> Result<serde_json::Value, ConvergeError> {
+    let slot = key.spec.slot;
+    let kind = key.spec.kind.source();
+    let material = key
+        .provider
+        .binding_material(&key.ctx)
+        .map_err(|source| ConvergeError::Provider { slot, source })?;
+    let binding = binder.compute(slot, kind, key.spec.lock_to_state, material.expose());
+    let owner = binder.owner(slot, keyslot_salt);
+    let token = VolctlToken::new(slot, kind, key.spec.lock_to_state, data, binding, owner);
+    Ok(serde_json::to_value(token).expect("token serialises"))
+}

@@ -1,0 +1,61 @@
+//! A private copy of a device's LUKS2 header area, for everything that only
+//! reads. libcryptsetup repairs a damaged header copy whenever it loads a
+//! header it could write, so read-only work (`volctl plan`, the header
+//! cross-check, unlocking) loads this copy instead, and the device stays
+//! byte-identical. The copy is sparse: only non-zero blocks are written.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const BLOCK: usize = 64 << 10;
+
+/// A sparse copy of the first bytes of a device, as long as the device.
+pub struct Shadow {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Shadow {
+    /// Copies `[0, len)` of `device` (whose size is `size`) into a new
+    /// private file.
+    pub fn copy(device: &Path, len: u64, size: u64) -> std::io::Result<Shadow> {
+        let dir = tempfile::Builder::new()
+            .prefix("volctl-header-")
+            .tempdir()?;
+        let path = dir.path().join("header");
+        let mut out = File::create(&path)?;
+        out.set_len(size)?;
+        let mut src = File::open(device)?;
+        let mut buf = vec![0u8; BLOCK];
+        let mut off = 0u64;
+        while off < len.min(size) {
+            let n = read_full(&mut src, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                out.seek(SeekFrom::Start(off))?;
+                out.write_all(&buf[..n])?;
+            }
+            off += n as u64;
+        }
+        Ok(Shadow { _dir: dir, path })
+    }
+
+    /// The copy's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read(&mut buf[done..])? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,158 @@
+//! The vocabulary of the device seam: access, contents, parameters, errors.
+
+use crate::luks2::check::CheckError;
+use crate::luks2::header::{HeaderError, Luks2Header};
+
+/// Whether a handle may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Observe only: nothing on the device changes, not even libcryptsetup's
+    /// repair of a damaged header copy (it runs on a private copy).
+    ReadOnly,
+    /// Observe and change.
+    ReadWrite,
+}
+
+/// What a device holds.
+#[derive(Debug)]
+pub enum Contents {
+    /// Zeros at both ends and no known signature: volctl may format it.
+    Blank,
+    /// A LUKS2 header that volctl's reader and libcryptsetup agree on.
+    Luks2(Box<Luks2Header>),
+    /// The remains of a first format cut short (a power cut): a volctl
+    /// header with no volctl token, or a torn primary with no secondary, and
+    /// a data area never written. Nothing is recoverable; volctl formats it.
+    UnfinishedFormat(String),
+    /// Something else: a filesystem, a partition table, unknown data.
+    Foreign(String),
+}
+
+/// A token change: one header write.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenChange<'a> {
+    /// Add at a free id.
+    Add(&'a serde_json::Value),
+    /// Replace the token at an id.
+    Replace(u32, &'a serde_json::Value),
+    /// Remove the token at an id.
+    Remove(u32),
+}
+
+/// Why a device operation failed. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The passphrase does not open that keyslot.
+    #[error("the key does not open keyslot {slot}")]
+    WrongKey {
+        /// Keyslot.
+        slot: u32,
+    },
+    /// The device could not be opened as asked.
+    #[error("cannot open {path}{}: {source}", if *.write { " for writing" } else { "" })]
+    Open {
+        /// Device path.
+        path: String,
+        /// Whether write access was asked for.
+        write: bool,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the device failed.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What we tried.
+        what: &'static str,
+        /// Device path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The header could not be read, or its copies (or parsers) disagree.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// The header libcryptsetup loaded is not one volctl would have written.
+    #[error("refusing the LUKS2 header on {path}: {reason}")]
+    Untrusted {
+        /// Device path.
+        path: String,
+        /// What does not match.
+        #[source]
+        reason: CheckError,
+    },
+    /// A write was asked of a read-only handle.
+    #[error("{op} on {path}: the device was opened read-only")]
+    ReadOnly {
+        /// What we tried.
+        op: &'static str,
+        /// Device path.
+        path: String,
+    },
+    /// libcryptsetup failed.
+    #[error("{op} on {path} failed: {reason}")]
+    Failed {
+        /// What we tried.
+        op: &'static str,
+        /// Device path.
+        path: String,
+        /// libcryptsetup's reason.
+        reason: String,
+    },
+}
+
+/// Fixed PBKDF costs for a new keyslot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PbkdfCost {
+    /// Algorithm.
+    pub kind: PbkdfKind,
+    /// argon2 time cost or pbkdf2 iterations.
+    pub iterations: u32,
+    /// argon2 memory in KiB (0 for pbkdf2).
+    pub memory_kib: u32,
+    /// argon2 threads (0 for pbkdf2).
+    pub parallelism: u32,
+}
+
+/// PBKDF algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PbkdfKind {
+    /// Argon2id.
+    Argon2id,
+    /// Argon2i.
+    Argon2i,
+    /// PBKDF2-SHA256.
+    Pbkdf2,
+}
+
+/// How to cost a new keyslot: fixed, or libcryptsetup's benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PbkdfChoice {
+    /// Use these costs without benchmarking.
+    Fixed(PbkdfCost),
+    /// Let libcryptsetup benchmark its defaults (once, at format).
+    Benchmark,
+}
+
+/// What a LUKS2 format needs.
+#[derive(Debug, Clone)]
+pub struct FormatParams {
+    /// Cipher spec, e.g. `aes-xts-plain64`.
+    pub cipher: String,
+    /// Encryption sector size, 0 for libcryptsetup's choice.
+    pub sector_size: u32,
+    /// LUKS2 label (the partition label).
+    pub label: String,
+    /// PBKDF costs; fixed costs also skip the volume-key digest benchmark.
+    pub pbkdf: PbkdfChoice,
+}
+
+/// dm-crypt options from the config's `encryption` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivationOptions {
+    /// Pass discards (TRIM) through.
+    pub allow_discards: bool,
+    /// Perf flags: `no_read_workqueue`, `no_write_workqueue`, `same_cpu_crypt`.
+    pub perf: Vec<String>,
+}
