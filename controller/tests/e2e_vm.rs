@@ -321,22 +321,22 @@ fn first_boot_second_boot_and_wiped_state() {
         .collect();
     assert_eq!(after, headers, "no keyslot changed, no header written");
 
-    // Wipe STATE on the host: its salt is gone, so EPHEMERAL (lockToSTATE)
-    // no longer opens; persistence (static) still does.
+    // Wipe STATE on the host as `volctl reset` does (its header area and
+    // its last MiB: a device counts as blank only when both ends are zero):
+    // its salt is gone, so EPHEMERAL (lockToSTATE) no longer opens;
+    // persistence (static) still does.
     {
         let l = vm.partition("STATE");
-        let st = Command::new("dd")
-            .args([
-                "if=/dev/zero",
-                "bs=1M",
-                "count=20",
-                "conv=notrunc,fsync",
-                "status=none",
-            ])
-            .arg(format!("of={}", l.path().display()))
-            .status()
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(l.path())
             .unwrap();
-        assert!(st.success());
+        let size = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).unwrap();
+        let mib = vec![0u8; 1 << 20];
+        for at in (0..20).map(|i| i << 20).chain([size - (1 << 20)]) {
+            std::os::unix::fs::FileExt::write_all_at(&f, &mib, at).unwrap();
+        }
+        f.sync_all().unwrap();
     }
     let b = vm.boot(
         "-f /job/config.yaml",

@@ -31,6 +31,7 @@ impl Executor<'_> {
         let mut enrolled = self.make_keys(plan).await?;
         let binder = Binder::new(self.volume_key);
         let mut costs = pbkdf::for_new_slot(self.spec, self.header);
+        let formatting = plan.actions.first() == Some(&Action::Format);
         for action in plan.actions.clone() {
             tracing::info!(volume = %self.spec.name, ?action, "executing");
             match action {
@@ -50,6 +51,9 @@ impl Executor<'_> {
                     blocking(self.device, move |d| d.token(TokenChange::Remove(token))).await?;
                 }
             }
+        }
+        if formatting {
+            blocking(self.device, |d| d.format_finished()).await?;
         }
         Ok(())
     }

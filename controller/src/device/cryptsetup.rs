@@ -12,7 +12,8 @@ use super::{
 use crate::luks2::binding::VolumeKey;
 use crate::luks2::check;
 use crate::luks2::consts::{
-    BLANK_PROBE_LEN, DEFAULT_DATA_OFFSET, LUKS2_SUBSYSTEM, MAX_HEADER_AREA,
+    BLANK_PROBE_LEN, DEFAULT_DATA_OFFSET, FORMAT_MARK, FORMAT_MARK_FROM_END, LUKS2_MAX_HEADER_SIZE,
+    LUKS2_MIN_HEADER_SIZE, LUKS2_SUBSYSTEM, MAX_HEADER_AREA,
 };
 use crate::luks2::header::{self, CopyRead, HeaderError, Luks2Header, Probe, RawHeader};
 use api_types::Encryption;
@@ -121,20 +122,19 @@ impl CryptsetupDevice {
         Ok(dev)
     }
 
-    /// Loads a private copy of the header area, so that nothing libcryptsetup
-    /// does while loading (it repairs damaged copies) reaches the device.
+    /// Loads a private copy of the header (the two metadata copies, and the
+    /// keyslot area of `slot` when one is to be unlocked), so that nothing
+    /// libcryptsetup does while loading (it repairs damaged copies) reaches
+    /// the device.
     fn load_readonly(
         &self,
         op: &'static str,
         verify: bool,
+        slot: Option<u32>,
     ) -> Result<(CryptDevice, Shadow), DeviceError> {
         let size = self.size()?;
-        let offset = match header::read(&self.path) {
-            Ok(Probe::Luks2(h)) => h.data_offset().unwrap_or(DEFAULT_DATA_OFFSET),
-            _ => DEFAULT_DATA_OFFSET,
-        };
-        let len = offset.clamp(DEFAULT_DATA_OFFSET, MAX_HEADER_AREA);
-        let shadow = Shadow::copy(&self.path, len, size).map_err(self.io("copy the header of"))?;
+        let shadow = Shadow::copy(&self.path, &self.header_ranges(slot), size)
+            .map_err(self.io("copy the header of"))?;
         let mut dev = CryptInit::init(shadow.path()).map_err(|e| self.fail(op, e))?;
         dev.context_handle()
             .load::<()>(Some(EncryptionFormat::Luks2), None)
@@ -143,6 +143,21 @@ impl CryptsetupDevice {
             self.verify_loaded(&mut dev, op)?;
         }
         Ok((dev, shadow))
+    }
+
+    /// The byte ranges libcryptsetup reads to load the header (and unlock
+    /// `slot`): both metadata copies where the primary says they are, else
+    /// every place a secondary may be; the slot's keyslot area.
+    fn header_ranges(&self, slot: Option<u32>) -> Vec<(u64, u64)> {
+        let h = match header::read(&self.path) {
+            Ok(Probe::Luks2(h)) => h,
+            _ => return vec![(0, 2 * LUKS2_MAX_HEADER_SIZE)],
+        };
+        let mut ranges = vec![(0, 2 * h.header_size.max(LUKS2_MIN_HEADER_SIZE))];
+        if let Some(area) = slot.and_then(|s| h.keyslot(s)).and_then(|k| k.area_range()) {
+            ranges.push((area.0, area.1.min(MAX_HEADER_AREA)));
+        }
+        ranges
     }
 
     /// The header both readers agree on: volctl's reader (both copies,
@@ -156,7 +171,7 @@ impl CryptsetupDevice {
             })?;
         }
         let op = "read header";
-        let (mut dev, _shadow) = self.load_readonly(op, false)?;
+        let (mut dev, _shadow) = self.load_readonly(op, false, None)?;
         let loaded = loaded_header(&mut dev).map_err(|reason| DeviceError::Failed {
             op,
             path: self.path_s(),
@@ -177,8 +192,53 @@ impl CryptsetupDevice {
         probe::is_zero(&self.path, offset, BLANK_PROBE_LEN).map_err(self.io("read"))
     }
 
+    /// Writes `bytes` where the format mark sits, durably.
+    fn write_mark(&self, bytes: &[u8]) -> Result<(), DeviceError> {
+        use std::os::unix::fs::FileExt;
+        let at = self.size()?.saturating_sub(FORMAT_MARK_FROM_END);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(self.io("open"))?;
+        f.write_all_at(bytes, at)
+            .and_then(|()| f.sync_data())
+            .map_err(self.io("write the format mark on"))
+    }
+
+    /// Whether the device carries the format mark (whole or torn).
+    fn has_format_mark(&self) -> Result<bool, DeviceError> {
+        use std::os::unix::fs::FileExt;
+        let at = self.size()?.saturating_sub(FORMAT_MARK_FROM_END);
+        let f = std::fs::File::open(&self.path).map_err(self.io("open"))?;
+        let mut buf = vec![0u8; FORMAT_MARK.len()];
+        match f.read_exact_at(&mut buf, at) {
+            // A torn write of the mark leaves a prefix of it, then zeros.
+            Ok(()) => {
+                let n = buf
+                    .iter()
+                    .zip(FORMAT_MARK)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                Ok(n > 0 && buf[n..].iter().all(|&b| b == 0))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(self.io("read")(e)),
+        }
+    }
+
+    /// Why the device is the remains of a first format cut short, if it is:
+    /// volctl's format mark and no usable header.
+    fn marked_unfinished(&self, raw: Option<&RawHeader>) -> Result<Option<String>, DeviceError> {
+        let usable = raw.is_some_and(|r| r.clone().select(&self.path).is_ok());
+        Ok((!usable && self.has_format_mark()?)
+            .then(|| "volctl's format mark and no intact LUKS2 header".to_string()))
+    }
+
     /// Why `raw` is the remains of a first format cut short, if it is.
     fn unfinished_format(&self, raw: &RawHeader) -> Result<Option<String>, DeviceError> {
+        if let Some(why) = self.marked_unfinished(Some(raw))? {
+            return Ok(Some(why));
+        }
         if matches!(raw.primary, CopyRead::Invalid(_)) && !raw.secondary.present() {
             return Ok(self
                 .data_area_unwritten(DEFAULT_DATA_OFFSET)?
@@ -238,6 +298,9 @@ impl LuksDevice for CryptsetupDevice {
 
     fn contents(&self) -> Result<Contents, DeviceError> {
         let Some(raw) = header::read_raw(&self.path)? else {
+            if let Some(why) = self.marked_unfinished(None)? {
+                return Ok(Contents::UnfinishedFormat(why));
+            }
             return Ok(
                 match probe::probe_foreign(&self.path).map_err(self.io("probe"))? {
                     None => Contents::Blank,
@@ -251,9 +314,15 @@ impl LuksDevice for CryptsetupDevice {
         Ok(Contents::Luks2(Box::new(self.agreed_header(raw)?)))
     }
 
+    fn format_finished(&self) -> Result<(), DeviceError> {
+        self.writable("clear the format mark")?;
+        self.write_mark(&[0u8; FORMAT_MARK.len()])
+    }
+
     fn format(&self, params: &FormatParams, volume_key: &VolumeKey) -> Result<(), DeviceError> {
         let op = "LUKS2 format";
         self.writable(op)?;
+        self.write_mark(FORMAT_MARK)?;
         let mut dev = CryptInit::init(&self.path).map_err(|e| self.fail(op, e))?;
         let (cipher, mode) = params
             .cipher
@@ -294,7 +363,7 @@ impl LuksDevice for CryptsetupDevice {
         key_size: usize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
-        let (mut dev, _shadow) = self.load_readonly("unlock", true)?;
+        let (mut dev, _shadow) = self.load_readonly("unlock", true, Some(slot))?;
         let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size]);
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         match dev

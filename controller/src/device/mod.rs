@@ -45,8 +45,13 @@ pub trait LuksDevice: Send + Sync {
     /// its copies agree and libcryptsetup loaded exactly the JSON volctl
     /// read; nothing is written.
     fn contents(&self) -> Result<Contents, DeviceError>;
-    /// Writes a fresh LUKS2 header with the given volume key (no keyslots).
+    /// Writes a fresh LUKS2 header with the given volume key (no keyslots),
+    /// after marking the device as being formatted (see
+    /// [`crate::luks2::consts::FORMAT_MARK`]).
     fn format(&self, params: &FormatParams, volume_key: &VolumeKey) -> Result<(), DeviceError>;
+    /// Clears the format mark once the first keyslots and tokens are
+    /// written (before anything uses the data area).
+    fn format_finished(&self) -> Result<(), DeviceError>;
     /// Gets the volume key from one keyslot (one KDF run). Never writes.
     fn volume_key(
         &self,

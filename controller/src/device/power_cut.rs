@@ -74,6 +74,9 @@ impl LuksDevice for PowerCutDevice {
     fn format(&self, p: &FormatParams, vk: &VolumeKey) -> Result<(), DeviceError> {
         self.wrote(self.inner.format(p, vk))
     }
+    fn format_finished(&self) -> Result<(), DeviceError> {
+        self.wrote(self.inner.format_finished())
+    }
     fn volume_key(&self, slot: u32, size: usize, pass: &[u8]) -> Result<VolumeKey, DeviceError> {
         self.inner.volume_key(slot, size, pass)
     }

@@ -1,8 +1,9 @@
-//! A private copy of a device's LUKS2 header area, for everything that only
+//! A private copy of a device's LUKS2 header, for everything that only
 //! reads. libcryptsetup repairs a damaged header copy whenever it loads a
 //! header it could write, so read-only work (`volctl plan`, the header
 //! cross-check, unlocking) loads this copy instead, and the device stays
-//! byte-identical. The copy is sparse: only non-zero blocks are written.
+//! byte-identical. The copy is sparse and holds only the ranges asked for
+//! (the two metadata copies; the keyslot area of a slot being unlocked).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -10,16 +11,16 @@ use std::path::{Path, PathBuf};
 
 const BLOCK: usize = 64 << 10;
 
-/// A sparse copy of the first bytes of a device, as long as the device.
+/// A sparse copy of parts of a device, as long as the device.
 pub struct Shadow {
     _dir: tempfile::TempDir,
     path: PathBuf,
 }
 
 impl Shadow {
-    /// Copies `[0, len)` of `device` (whose size is `size`) into a new
-    /// private file.
-    pub fn copy(device: &Path, len: u64, size: u64) -> std::io::Result<Shadow> {
+    /// Copies the byte ranges `(offset, len)` of `device` (whose size is
+    /// `size`) into a new private file of the same size.
+    pub fn copy(device: &Path, ranges: &[(u64, u64)], size: u64) -> std::io::Result<Shadow> {
         let dir = tempfile::Builder::new()
             .prefix("volctl-header-")
             .tempdir()?;
@@ -27,18 +28,9 @@ impl Shadow {
         let mut out = File::create(&path)?;
         out.set_len(size)?;
         let mut src = File::open(device)?;
-        let mut buf = vec![0u8; BLOCK];
-        let mut off = 0u64;
-        while off < len.min(size) {
-            let n = read_full(&mut src, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            if buf[..n].iter().any(|&b| b != 0) {
-                out.seek(SeekFrom::Start(off))?;
-                out.write_all(&buf[..n])?;
-            }
-            off += n as u64;
+        for &(start, len) in ranges {
+            let end = start.saturating_add(len).min(size);
+            copy_range(&mut src, &mut out, start, end)?;
         }
         Ok(Shadow { _dir: dir, path })
     }
@@ -47,6 +39,26 @@ impl Shadow {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Copies `[start, end)`, skipping blocks of zeros.
+fn copy_range(src: &mut File, out: &mut File, start: u64, end: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BLOCK];
+    let mut off = start;
+    src.seek(SeekFrom::Start(off))?;
+    while off < end {
+        let want = usize::try_from(end - off).unwrap_or(BLOCK).min(BLOCK);
+        let n = read_full(src, &mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            out.seek(SeekFrom::Start(off))?;
+            out.write_all(&buf[..n])?;
+        }
+        off += n as u64;
+    }
+    Ok(())
 }
 
 fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -280,6 +280,10 @@ impl LuksDevice for SimDevice {
         })
     }
 
+    fn format_finished(&self) -> Result<(), DeviceError> {
+        self.write("format finished", "format finished".into(), |_| Ok(()))
+    }
+
     fn volume_key(
         &self,
         slot: u32,

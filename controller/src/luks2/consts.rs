@@ -27,6 +27,10 @@ pub const LUKS2_SECONDARY_OFFSETS: &[u64] = &[
     2 << 20,
     4 << 20,
 ];
+/// The smallest size of one LUKS2 header copy.
+pub const LUKS2_MIN_HEADER_SIZE: u64 = 16 << 10;
+/// The largest size of one LUKS2 header copy.
+pub const LUKS2_MAX_HEADER_SIZE: u64 = 4 << 20;
 /// The smallest device we format: LUKS2 metadata takes 16 MiB.
 pub const MIN_DEVICE_SIZE: u64 = 32 << 20;
 /// LUKS2 subsystem label we set at format.
@@ -38,6 +42,13 @@ pub const MIN_DATA_OFFSET: u64 = 1 << 20;
 pub const DEFAULT_DATA_OFFSET: u64 = 16 << 20;
 /// How much of each end of a device must be zero for it to count as blank.
 pub const BLANK_PROBE_LEN: u64 = 1 << 20;
-/// The most header area volctl copies for a read-only look (two 4 MiB
-/// copies and the largest keyslot area libcryptsetup makes).
-pub const MAX_HEADER_AREA: u64 = 136 << 20;
+/// The largest keyslot area volctl copies for a read-only unlock.
+pub const MAX_HEADER_AREA: u64 = 128 << 20;
+/// Written at the start of the last 4 KiB of a device before volctl
+/// formats it, cleared once the first keyslots and tokens are written: a
+/// device with this mark and no usable header is the remains of volctl's
+/// own format (libcryptsetup fills the keyslot area with random bytes before
+/// it writes any header), so it is formatted again.
+pub const FORMAT_MARK: &[u8] = b"volctl: LUKS2 format in progress\0";
+/// Where [`FORMAT_MARK`] sits: this many bytes before the device's end.
+pub const FORMAT_MARK_FROM_END: u64 = 4096;

@@ -167,6 +167,14 @@ pub struct DigestEntry {
     pub digest: String,
 }
 
+impl Keyslot {
+    /// The keyslot's key material area on the device: (offset, size) in bytes.
+    pub fn area_range(&self) -> Option<(u64, u64)> {
+        let num = |k: &str| self.area.get(k)?.as_str()?.parse::<u64>().ok();
+        Some((num("offset")?, num("size")?))
+    }
+}
+
 impl Kdf {
     /// The salt (base64), which is new for every keyslot written.
     pub fn salt(&self) -> &str {
