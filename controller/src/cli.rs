@@ -180,6 +180,16 @@ pub enum Command {
         /// Serve without TLS (tests only: sealed keys cross the network in clear).
         #[arg(long, conflicts_with = "tls_cert")]
         plaintext: bool,
+        /// Open connections at most (default: 512, or the file-descriptor
+        /// limit less 32 when that is lower).
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// Seconds a client has to finish the TLS handshake.
+        #[arg(long, default_value_t = 10)]
+        handshake_timeout: u64,
+        /// Seconds a connection may stay silent before it is closed.
+        #[arg(long, default_value_t = 60)]
+        idle_timeout: u64,
     },
     /// Print the status of every volume from the last boot.
     #[command(after_help = "Example:\n  volctl status\n  volctl status -o json")]

@@ -165,7 +165,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tls_key,
             client_ca,
             plaintext,
+            max_connections,
+            handshake_timeout,
+            idle_timeout,
         } => {
+            let limits = kms::listener::Limits {
+                max_connections: max_connections
+                    .unwrap_or_else(kms::listener::default_max_connections),
+                handshake_timeout: std::time::Duration::from_secs(handshake_timeout),
+                idle_timeout: std::time::Duration::from_secs(idle_timeout),
+            };
             let keys = master_key_file.context("--master-key-file is required")?;
             let keyring = kms::keyring::Keyring::load(&keys)?;
             let read =
@@ -184,7 +193,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
                 tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), key_id = keyring.current_id(), "KMS server listening");
                 eprintln!("volctl kms-server listening on {}", listener.local_addr()?);
-                kms::server::serve(listener, keyring, tls, shutdown_signal()).await?;
+                kms::server::serve_with_limits(listener, keyring, tls, limits, shutdown_signal())
+                    .await?;
                 eprintln!("volctl kms-server stopped");
                 Ok::<_, anyhow::Error>(())
             })?;

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let p = dir.join(if extra.is_empty() {
@@ -131,4 +131,87 @@ fn kms_unreachable_at_format_writes_nothing() {
         "{err}"
     );
     assert!(!is_luks(&img.path));
+}
+
+/// `volctl kms-server` with 48 file descriptors and a connection cap above
+/// that: a flood of idle connections runs it out of descriptors (EMFILE).
+/// It backs off and logs that at most once a second (it used to spin and
+/// log millions of lines), closes the idle connections at the handshake
+/// deadline, and serves a real client once the flood is gone.
+#[test]
+fn out_of_file_descriptors_the_kms_server_backs_off_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = kms::test_pki::generate();
+    std::fs::write(dir.path().join("tls.crt"), &pki.server_cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &pki.server_key_pem).unwrap();
+    let keys = dir.path().join("keys");
+    let line = Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["kms-server", "genkey"])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(&keys, line).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let log = dir.path().join("server.log");
+    let port = free_port();
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=48:48", "--"])
+        .arg(env!("CARGO_BIN_EXE_volctl"))
+        .args([
+            "kms-server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--master-key-file",
+        ])
+        .arg(&keys)
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .args(["--max-connections", "200", "--handshake-timeout", "1"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let flood: Vec<std::net::TcpStream> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop(flood);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = kms::client::KmsClient::new(
+        &format!("https://localhost:{port}"),
+        kms::client::ClientOptions {
+            ca_pem: Some(pki.ca_pem.clone()),
+            ..Default::default()
+        },
+    );
+    let sealed = rt.block_on(client.seal(UUID, &[9; 32]));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings = text.lines().filter(|l| l.contains("backing off")).count();
+    assert!(sealed.is_ok(), "served after the flood: {sealed:?}\n{text}");
+    assert!(
+        (1..=8).contains(&warnings),
+        "{warnings} back-off lines:\n{text}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("kms-server did not listen on {port}");
 }

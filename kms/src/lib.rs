@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod keyring;
+pub mod listener;
 pub mod server;
 
 /// Generated protocol types and gRPC stubs.

@@ -4,12 +4,13 @@
 //! serve behind a load balancer.
 
 use crate::keyring::Keyring;
+use crate::listener::{self, Limits};
 use crate::proto::kms_service_server::{KmsService, KmsServiceServer};
 use crate::proto::{Request as KmsRequest, Response as KmsResponse};
 use std::future::Future;
 use std::sync::Arc;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use std::time::Duration;
+use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 /// Largest secret the server seals (volctl sends 32 bytes).
@@ -51,9 +52,22 @@ impl KmsServer {
     }
 }
 
+/// Whether `s` is a UUID: 8-4-4-4-12 hex digits. Only such a value is
+/// accepted (and so ever logged): no newlines, escapes or megabytes.
+pub fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn check(req: &KmsRequest) -> Result<(), Status> {
-    if req.node_uuid.trim().is_empty() {
-        return Err(Status::invalid_argument("node_uuid is empty"));
+    if !is_uuid(&req.node_uuid) {
+        return Err(Status::invalid_argument(
+            "node_uuid must be a UUID (8-4-4-4-12 hex digits)",
+        ));
     }
     if req.data.is_empty() || req.data.len() > MAX_DATA {
         return Err(Status::invalid_argument(format!(
@@ -93,26 +107,59 @@ impl KmsService for KmsServer {
     }
 }
 
-/// Serves on `listener` until `shutdown` completes (in-flight requests finish).
+/// Serves on `listener` until `shutdown` completes (in-flight requests
+/// finish), with the default connection [`Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     keyring: Keyring,
     tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let mut builder = Server::builder();
-    if let Some(t) = tls {
-        let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(t.cert_pem, t.key_pem));
-        if let Some(ca) = t.client_ca_pem {
-            cfg = cfg.client_ca_root(Certificate::from_pem(ca));
-        }
-        builder = builder
-            .tls_config(cfg)
-            .map_err(|e| ServerError::Tls(e.to_string()))?;
-    }
-    builder
-        .add_service(KmsServiceServer::new(KmsServer::new(keyring)))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+    serve_with_limits(listener, keyring, tls, Limits::default(), shutdown).await
+}
+
+/// Serves on `listener` with the given connection limits: TLS 1.3 only, a
+/// handshake deadline, an idle timeout, a cap on connections, bounded
+/// requests (size, time, concurrency per connection).
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    keyring: Keyring,
+    tls: Option<ServerTls>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let acceptor = tls
+        .map(|t| listener::tls_acceptor(&t.cert_pem, &t.key_pem, t.client_ca_pem.as_deref()))
+        .transpose()
+        .map_err(ServerError::Tls)?;
+    let service =
+        KmsServiceServer::new(KmsServer::new(keyring)).max_decoding_message_size(MAX_DATA + 1024);
+    Server::builder()
+        .timeout(Duration::from_secs(30))
+        .concurrency_limit_per_connection(16)
+        .add_service(service)
+        .serve_with_incoming_shutdown(listener::incoming(listener, acceptor, limits), shutdown)
         .await
         .map_err(|e| ServerError::Serve(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_uuid;
+
+    #[test]
+    fn only_uuids_are_node_uuids() {
+        assert!(is_uuid("4c4c4544-0038-5910-8057-b4c04f4d3732"));
+        assert!(is_uuid("4C4C4544-0038-5910-8057-B4C04F4D3732"));
+        for bad in [
+            "",
+            "4c4c4544-0038-5910-8057-b4c04f4d373",
+            "4c4c4544-0038-5910-8057-b4c04f4d3732\n2026 forged audit line",
+            "4c4c4544-0038-5910-8057-b4c04f4d3732-00",
+            "\u{1b}[2J4c4c4544-0038-5910-8057-b4c04f4d37",
+            "zzzzzzzz-0038-5910-8057-b4c04f4d3732",
+        ] {
+            assert!(!is_uuid(bad), "{bad:?}");
+        }
+    }
 }

@@ -1,0 +1,270 @@
+//! Accepting connections for a network service, hardened: TLS 1.3 only,
+//! a deadline on the TLS handshake, an idle timeout on every connection, a
+//! cap on open connections (below the process's file-descriptor limit), and
+//! a back-off, logged at most once a second, when the process still runs
+//! out of file descriptors. A flood of idle or half-open connections
+//! therefore neither starves real clients for long nor pins a core.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Bounds on connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections at most; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a connection may stay silent (no byte either way).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: default_max_connections(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// 512, or fewer when the file-descriptor limit is lower (leaving 32 for
+/// the process's own files).
+pub fn default_max_connections() -> usize {
+    // SAFETY: getrlimit only writes the struct it is given.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    nofile.saturating_sub(32).clamp(8, 512)
+}
+
+/// A TLS 1.3 acceptor from PEM material; with `client_ca_pem`, only clients
+/// with a certificate from that CA complete the handshake. ALPN offers h2.
+pub fn tls_acceptor(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca) {
+                roots
+                    .add(c.map_err(|e| format!("client CA: {e}"))?)
+                    .map_err(|e| format!("client CA: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("client CA: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// The accepted connections of `listener`, as a stream for tonic's
+/// `serve_with_incoming*`. Accepting runs in a task of its own until the
+/// stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<Conn>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(accept_loop(listener, tls, limits, tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    tx: mpsc::Sender<io::Result<Conn>>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    accept_failed(&e, &mut last_warning).await;
+                    continue;
+                }
+            },
+            () = tx.closed() => return,
+        };
+        let (tls, tx) = (tls.clone(), tx.clone());
+        tokio::spawn(async move {
+            if let Some(conn) = establish(tcp, peer, tls, limits, permit).await {
+                let _ = tx.send(Ok(conn)).await;
+            }
+        });
+    }
+}
+
+/// Out of file descriptors (or another accept error): back off instead of
+/// spinning, and say so at most once a second.
+async fn accept_failed(e: &io::Error, last_warning: &mut Option<Instant>) {
+    let fds = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        tracing::warn!(error = %e, "accepting a connection failed; backing off");
+        *last_warning = Some(Instant::now());
+    }
+    let pause = if fds { 100 } else { 10 };
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+}
+
+/// Runs the TLS handshake (within its deadline) and wraps the connection.
+async fn establish(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    permit: OwnedSemaphorePermit,
+) -> Option<Conn> {
+    let info = TcpConnectInfo {
+        local_addr: tcp.local_addr().ok(),
+        remote_addr: Some(peer),
+    };
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Conn {
+        io,
+        info,
+        idle: limits.idle_timeout,
+        deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+        _permit: permit,
+    })
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// An accepted connection: closed when silent for the idle timeout; holds
+/// its place under the connection cap until dropped.
+pub struct Conn {
+    io: Box<dyn Io>,
+    info: TcpConnectInfo,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// Fails with `TimedOut` once the connection was silent too long; else
+    /// pushes the deadline back when `progress` is true.
+    fn watch(&mut self, cx: &mut Context<'_>, progress: bool) -> io::Result<()> {
+        if progress {
+            let next = tokio::time::Instant::now() + self.idle;
+            self.deadline.as_mut().reset(next);
+            return Ok(());
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle too long",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+use std::future::Future;
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        let progress = matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        match (r, self.watch(cx, progress)) {
+            (Poll::Pending, Err(e)) => Poll::Ready(Err(e)),
+            (r, _) => r,
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, data);
+        let progress = matches!(r, Poll::Ready(Ok(n)) if n > 0);
+        match (r, self.watch(cx, progress)) {
+            (Poll::Pending, Err(e)) => Poll::Ready(Err(e)),
+            (r, _) => r,
+        }
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.info.clone()
+    }
+}
