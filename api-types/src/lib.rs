@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod document;
 pub mod encryption;
 pub mod parse;
+mod prescan;
 pub mod schema;
 pub mod secret;
 pub mod size;
@@ -26,7 +27,7 @@ pub use encryption::{
     Encryption, KeyKind, KeySource, KeySpec, KmsKey, NodeIdKey, PbkdfSpec, PbkdfType, ResolvedKey,
     StaticKey, TpmKey, TpmOptions,
 };
-pub use parse::{parse_file, parse_str, ParsedFile};
+pub use parse::{parse_file, parse_files, parse_str, ParsedFile};
 pub use secret::SecretString;
 pub use size::SizeSpec;
 pub use volume::{

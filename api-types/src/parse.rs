@@ -9,7 +9,6 @@ use crate::validate::validate_document;
 use crate::yaml_lines::LineMap;
 use crate::{schema, unknown_fields};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,24 +41,70 @@ pub fn parse_file(path: &Path) -> ParsedFile {
         Ok(text) => parse_str(&name, &text),
         Err(e) => ParsedFile {
             documents: vec![],
-            diagnostics: vec![Diagnostic {
-                severity: Severity::Error,
-                file: name,
-                document: None,
-                path: String::new(),
-                line: None,
-                message: format!("cannot read the file: {e}"),
-            }],
+            diagnostics: vec![unreadable(&name, &e)],
         },
+    }
+}
+
+fn unreadable(file: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_string(),
+        document: None,
+        path: String::new(),
+        line: None,
+        message: format!("cannot read the file: {e}"),
     }
 }
 
 /// Parses `text` (one or more documents separated by `---`); `file` names it
 /// in diagnostics.
 pub fn parse_str(file: &str, text: &str) -> ParsedFile {
-    let lines = LineMap::build(text);
     let mut out = ParsedFile::default();
-    let mut seen: HashMap<(DocumentKind, String), usize> = HashMap::new();
+    parse_into(file, text, &mut Seen::new(), &mut out);
+    out
+}
+
+/// Reads and parses several files as one config: each file's diagnostics
+/// carry its own name and lines, and a document defined twice (in one file
+/// or across files) is an error that names both places. Returns the
+/// result and the files' texts joined as one YAML stream (what is stored).
+pub fn parse_files(paths: &[std::path::PathBuf]) -> (ParsedFile, String) {
+    let mut out = ParsedFile::default();
+    let mut seen = Seen::new();
+    let mut joined = String::new();
+    for path in paths {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                parse_into(&name, &text, &mut seen, &mut out);
+                if !joined.is_empty() {
+                    joined.push_str("\n---\n");
+                }
+                joined.push_str(&text);
+            }
+            Err(e) => out.diagnostics.push(unreadable(&name, &e)),
+        }
+    }
+    (out, joined)
+}
+
+/// Where each (kind, name) was first defined: file and document number.
+type Seen = HashMap<(DocumentKind, String), (String, usize)>;
+
+fn parse_into(file: &str, text: &str, seen: &mut Seen, out: &mut ParsedFile) {
+    if let Err((message, line)) = crate::prescan::check(text) {
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            file: file.to_string(),
+            document: None,
+            path: String::new(),
+            line: Some(line),
+            message,
+        });
+        return;
+    }
+    let lines = LineMap::build(text);
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let mut ctx = DocContext {
             file,
@@ -72,11 +117,29 @@ pub fn parse_str(file: &str, text: &str) -> ParsedFile {
             },
             out: &mut out.diagnostics,
         };
-        let value = match Value::deserialize(de) {
+        let value = match serde_path_to_error::deserialize::<_, Value>(de) {
             Ok(v) => v,
             Err(e) => {
-                let line = e.location().map(|l| l.line());
-                ctx.push(Severity::Error, "", line, format!("YAML syntax error: {e}"));
+                let line = e.inner().location().map(|l| l.line());
+                let msg = e.inner().to_string();
+                if let Some((path, what)) = value_error(&msg) {
+                    // A well-formed document with a value YAML cannot hold
+                    // (an integer beyond 64 bits): report it, go on.
+                    let what = redact(path, what);
+                    ctx.push(
+                        Severity::Error,
+                        path,
+                        line,
+                        format!("{what}: the value is out of range"),
+                    );
+                    continue;
+                }
+                ctx.push(
+                    Severity::Error,
+                    "",
+                    line,
+                    format!("YAML syntax error: {msg}"),
+                );
                 break; // the stream cannot be resumed after a syntax error
             }
         };
@@ -85,21 +148,22 @@ pub fn parse_str(file: &str, text: &str) -> ParsedFile {
         }
         if let Some(doc) = ctx.document(value) {
             let key = (doc.kind(), doc.name().to_string());
-            if let Some(first) = seen.get(&key) {
+            if let Some((first_file, first)) = seen.get(&key) {
+                let place = if first_file == file {
+                    format!("document {first}")
+                } else {
+                    format!("document {first} of {first_file}")
+                };
                 ctx.error(
                     "name",
-                    format!(
-                        "{} \"{}\" is already defined by document {first}",
-                        key.0, key.1
-                    ),
+                    format!("{} \"{}\" is already defined by {place}", key.0, key.1),
                 );
             } else {
-                seen.insert(key, i + 1);
+                seen.insert(key, (file.to_string(), i + 1));
                 out.documents.push(doc);
             }
         }
     }
-    out
 }
 
 struct DocContext<'a> {
@@ -170,16 +234,23 @@ impl DocContext<'_> {
         }
         let kind = kind?;
         let schema = schema::for_kind(kind);
-        let unknown = unknown_fields::find(&schema, &value);
-        let had_unknown = !unknown.is_empty();
+        let mut value = value;
+        let unknown = unknown_fields::strip(&schema, &mut value);
+        let mut failed = !unknown.is_empty();
         for u in unknown {
             self.error(&u.path, u.message);
         }
-        let doc = match kind {
-            DocumentKind::VolumeConfig => self.typed(value, had_unknown).map(Document::Volume),
-            DocumentKind::UserVolumeConfig => self.typed(value, had_unknown).map(Document::User),
-        }?;
-        let mut failed = had_unknown;
+        // The rest is still decoded and validated, so every error shows.
+        let (doc, type_errors) = match kind {
+            DocumentKind::VolumeConfig => self
+                .typed(value)
+                .map_or((None, true), |(d, e)| (Some(Document::Volume(d)), e)),
+            DocumentKind::UserVolumeConfig => self
+                .typed(value)
+                .map_or((None, true), |(d, e)| (Some(Document::User(d)), e)),
+        };
+        let doc = doc?;
+        failed |= type_errors;
         for f in validate_document(&doc) {
             failed |= f.severity == Severity::Error;
             self.push(f.severity, &f.path, None, f.message);
@@ -187,19 +258,124 @@ impl DocContext<'_> {
         (!failed).then_some(doc)
     }
 
-    fn typed<T: DeserializeOwned>(&mut self, value: Value, had_unknown: bool) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                let msg = e.inner().to_string();
-                // Unknown fields were all reported already by the schema walk.
-                if !(had_unknown && msg.starts_with("unknown field")) {
-                    self.error(&path, msg);
-                }
-                None
+    /// Decodes `value`, reporting every type error: a field that does not
+    /// decode is reported and taken out, and decoding goes on. Returns the
+    /// decoded rest and whether anything was taken out; `None` when a field
+    /// that must be there could not be decoded.
+    fn typed<T: DeserializeOwned>(&mut self, mut value: Value) -> Option<(T, bool)> {
+        let mut removed: Vec<String> = Vec::new();
+        for _ in 0..MAX_TYPE_ERRORS {
+            let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(v) => return Some((v, !removed.is_empty())),
+                Err(e) => e,
+            };
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let msg = e.inner().to_string();
+            let ours =
+                msg.starts_with("missing field") && removed.iter().any(|r| r.starts_with(&path));
+            // A required field we took out (reported already): take out
+            // what holds it too, silently.
+            if !ours {
+                self.error(&path, redact(&path, &msg));
             }
+            if path.is_empty() || !remove_at(&mut value, e.path()) {
+                return None;
+            }
+            removed.push(path);
         }
+        None
+    }
+}
+
+/// Type errors reported per document at most.
+const MAX_TYPE_ERRORS: usize = 32;
+
+/// serde_yaml's error about a value (not the YAML syntax), as its path
+/// and what is wrong: `path: invalid type: … at line L column C`.
+fn value_error(msg: &str) -> Option<(&str, &str)> {
+    let at = msg
+        .find("invalid type: ")
+        .or_else(|| msg.find("invalid value: "))?;
+    let path = msg[..at].trim_end_matches(": ");
+    let what = msg[at..].split(" at line ").next().unwrap_or(&msg[at..]);
+    Some((path, what))
+}
+
+/// Removes the value at `path` from `value`; false when there is none.
+fn remove_at(value: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for s in parents {
+        let next = match s {
+            Segment::Seq { index } => v.as_sequence_mut().and_then(|q| q.get_mut(*index)),
+            Segment::Map { key } => v.as_mapping_mut().and_then(|m| m.get_mut(key.as_str())),
+            _ => None,
+        };
+        let Some(n) = next else { return false };
+        v = n;
+    }
+    match last {
+        Segment::Seq { index } => v
+            .as_sequence_mut()
+            .filter(|q| *index < q.len())
+            .map(|q| q.remove(*index))
+            .is_some(),
+        Segment::Map { key } => v
+            .as_mapping_mut()
+            .and_then(|m| m.remove(key.as_str()))
+            .is_some(),
+        _ => false,
+    }
+}
+
+/// A message about a value under a secret path (a static key's
+/// passphrase) with every quoted value taken out: serde quotes the value
+/// it could not use, and that value may be the secret.
+pub(crate) fn redact(path: &str, msg: &str) -> String {
+    let secret = path
+        .split(['.', '['])
+        .any(|s| s == "static" || s == "passphrase");
+    if !secret {
+        return msg.to_string();
+    }
+    let mut out = String::new();
+    let mut open: Option<char> = None;
+    for c in msg.chars() {
+        match (open, c) {
+            (None, '`' | '"') => {
+                open = Some(c);
+                out.push(c);
+                out.push_str("<redacted>");
+            }
+            (Some(o), c) if c == o => {
+                open = None;
+                out.push(c);
+            }
+            (Some(_), _) => {}
+            (None, c) => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact;
+
+    #[test]
+    fn values_under_secret_paths_are_redacted() {
+        let m = "invalid type: string \"MySecret\", expected struct StaticKey";
+        assert_eq!(
+            redact("encryption.keys[0].static", m),
+            "invalid type: string \"<redacted>\", expected struct StaticKey"
+        );
+        let m = "invalid type: integer `12345678`, expected a string";
+        assert!(!redact("encryption.keys[1].static.passphrase", m).contains("1234"));
+        assert_eq!(redact("encryption.keySize", m), m);
     }
 }

@@ -1,5 +1,6 @@
 //! Finds every unknown field of a document at once, by walking the YAML
-//! value along the JSON Schema of its kind (serde stops at the first one).
+//! value along the JSON Schema of its kind (serde stops at the first one),
+//! and takes them out, so the rest of the document is still checked.
 
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
@@ -12,8 +13,9 @@ pub struct UnknownField {
     pub message: String,
 }
 
-/// Every unknown field of `value` under `schema` (a schemars root schema).
-pub fn find(schema: &Json, value: &Yaml) -> Vec<UnknownField> {
+/// Every unknown field of `value` under `schema` (a schemars root schema);
+/// each is removed from `value`.
+pub fn strip(schema: &Json, value: &mut Yaml) -> Vec<UnknownField> {
     let mut out = Vec::new();
     walk(schema, schema, value, "", &mut out);
     out
@@ -61,7 +63,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn walk(root: &Json, schema: &Json, value: &Yaml, path: &str, out: &mut Vec<UnknownField>) {
+fn walk(root: &Json, schema: &Json, value: &mut Yaml, path: &str, out: &mut Vec<UnknownField>) {
     match value {
         Yaml::Mapping(map) => {
             let Some(obj) = with_member(root, schema, "properties") else {
@@ -69,12 +71,14 @@ fn walk(root: &Json, schema: &Json, value: &Yaml, path: &str, out: &mut Vec<Unkn
             };
             let props = obj["properties"].as_object();
             let closed = obj.get("additionalProperties") == Some(&Json::Bool(false));
-            for (k, v) in map {
+            let mut unknown = Vec::new();
+            for (k, v) in map.iter_mut() {
                 let key = key_string(k);
                 let p = join(path, &key);
                 match props.and_then(|p| p.get(&key)) {
                     Some(sub) => walk(root, sub, v, &p, out),
                     None if closed => {
+                        unknown.push(k.clone());
                         let allowed: Vec<&str> = props
                             .map(|p| p.keys().map(String::as_str).collect())
                             .unwrap_or_default();
@@ -89,10 +93,13 @@ fn walk(root: &Json, schema: &Json, value: &Yaml, path: &str, out: &mut Vec<Unkn
                     None => {}
                 }
             }
+            for k in unknown {
+                map.remove(&k);
+            }
         }
         Yaml::Sequence(items) => {
             if let Some(arr) = with_member(root, schema, "items") {
-                for (i, v) in items.iter().enumerate() {
+                for (i, v) in items.iter_mut().enumerate() {
                     walk(root, &arr["items"], v, &format!("{path}[{i}]"), out);
                 }
             }

@@ -3,7 +3,7 @@
 mod cli;
 
 use anyhow::{bail, Context, Result};
-use api_types::{parse_file, schema, Document, DocumentKind};
+use api_types::{schema, Document, DocumentKind};
 use clap::Parser;
 use cli::{
     Cli, Command, KindArg, KmsArgs, KmsServerCommand, MetaOp, ModeArg, Output, Target, WipeArg,
@@ -366,13 +366,9 @@ fn meta_command(disks: Vec<PathBuf>, device: Option<PathBuf>, op: MetaOp) -> Res
 
 /// Validates files; prints diagnostics (stderr for text, stdout for JSON).
 fn validate(files: &[PathBuf], output: Output) -> ExitCode {
-    let mut all = Vec::new();
-    let mut docs = 0;
-    for f in files {
-        let p = parse_file(f);
-        docs += p.documents.len();
-        all.extend(p.diagnostics);
-    }
+    let (parsed, _) = api_types::parse_files(files);
+    let docs = parsed.documents.len();
+    let all = parsed.diagnostics;
     let errors = all.iter().filter(|d| d.is_error()).count();
     match output {
         Output::Json => {
@@ -404,23 +400,19 @@ fn validate(files: &[PathBuf], output: Output) -> ExitCode {
 /// Loads every document of `files`; any error fails with all diagnostics.
 /// Warnings about the document named `volume` are printed to stderr.
 fn load_documents(files: &[PathBuf], volume: &str) -> Result<Vec<Document>> {
-    let mut docs = Vec::new();
+    let (p, _) = api_types::parse_files(files);
     let mut errors = Vec::new();
-    for f in files {
-        let p = parse_file(f);
-        for d in &p.diagnostics {
-            if d.is_error() {
-                errors.push(d.to_string());
-            } else if d.document.as_ref().and_then(|r| r.name.as_deref()) == Some(volume) {
-                eprintln!("{d}");
-            }
+    for d in &p.diagnostics {
+        if d.is_error() {
+            errors.push(d.to_string());
+        } else if d.document.as_ref().and_then(|r| r.name.as_deref()) == Some(volume) {
+            eprintln!("{d}");
         }
-        docs.extend(p.documents);
     }
     if !errors.is_empty() {
         bail!("the config is invalid:\n{}", errors.join("\n"));
     }
-    Ok(docs)
+    Ok(p.documents)
 }
 
 fn provider_env(target: &Target) -> Result<ProviderEnv> {

@@ -309,3 +309,18 @@ fn extra_segment_or_unbound_keyslot_is_refused() {
     let e = run(&config(&[S0]), &img.path, &env(), Mode::DryRun).unwrap_err();
     assert!(e.to_string().contains("2 segments"), "{e}");
 }
+
+#[test]
+fn a_pbkdf2_config_enrols_pbkdf2_keyslots() {
+    // Used to fail with EINVAL: memory and threads were set for PBKDF2.
+    let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  pbkdf: {type: pbkdf2, iterations: 1000}\n  keys:\n    - {slot: 0, static: {passphrase: first-pass}}\n";
+    let p = api_types::parse_str("pbkdf2.yaml", y);
+    assert!(!p.has_errors(), "{:?}", p.diagnostics);
+    let spec = controller::volume::VolumeSpec::from_documents(&p.documents, "EPHEMERAL").unwrap();
+    let img = image(40);
+    apply(&spec, &img.path);
+    let kdf = &dump(&img.path)["keyslots"]["0"]["kdf"];
+    assert_eq!(kdf["type"], "pbkdf2", "{kdf}");
+    assert_eq!(kdf["iterations"], 1000, "{kdf}");
+    assert!(opens(&img.path, 0, b"first-pass"));
+}

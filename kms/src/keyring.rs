@@ -13,7 +13,6 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use rand::RngCore;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -23,22 +22,9 @@ const NONCE_LEN: usize = 12;
 /// Why keys could not be loaded or a blob handled. Never carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
-    /// The key file could not be read.
-    #[error("cannot read the master key file {path}: {reason}")]
-    Read {
-        /// Path.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// The key file is readable by others.
-    #[error("the master key file {path} has mode {mode:o}; it must be 0600 (or stricter)")]
-    Permissions {
-        /// Path.
-        path: String,
-        /// Mode bits.
-        mode: u32,
-    },
+    /// The key file is not a private regular file, or unreadable.
+    #[error("the master key file: {0}")]
+    File(#[from] private_file::PrivateFileError),
     /// A line is malformed.
     #[error("master key file line {line}: {reason}")]
     Format {
@@ -70,23 +56,14 @@ impl std::fmt::Debug for Keyring {
 impl Keyring {
     /// Loads the key file, enforcing mode 0600.
     pub fn load(path: &Path) -> Result<Self, KeyringError> {
-        let p = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| KeyringError::Read {
-            path: p.clone(),
-            reason: e.to_string(),
+        /// A key file of a thousand keys is 64 KiB; this bound is far above.
+        const MAX_KEY_FILE: u64 = 1 << 20;
+        let raw = private_file::read_private(path, MAX_KEY_FILE)?;
+        let text = std::str::from_utf8(&raw).map_err(|_| KeyringError::Format {
+            line: 0,
+            reason: "the key file is not UTF-8 text".into(),
         })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyringError::Permissions { path: p, mode });
-        }
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|e| KeyringError::Read {
-                    path: p,
-                    reason: e.to_string(),
-                })?,
-            );
-        Self::parse(&text)
+        Self::parse(text)
     }
 
     /// Parses key-file text.
@@ -206,6 +183,7 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn seal_unseal_binds_the_node_and_detects_tampering() {
@@ -268,7 +246,9 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
             Keyring::load(&p),
-            Err(KeyringError::Permissions { .. })
+            Err(KeyringError::File(
+                private_file::PrivateFileError::Permissions { .. }
+            ))
         ));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(Keyring::load(&p).is_ok());

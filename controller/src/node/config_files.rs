@@ -1,13 +1,23 @@
-//! Reading config files for `boot` and `apply-config`: several files are one
-//! config (joined as YAML documents); the joined text is what gets stored on
-//! STATE, and every error of every file is reported at once.
+//! Reading config files for every command: several files are one config
+//! (one loader, one rule: a document defined twice is an error naming both
+//! places, each error names its own file and line); the joined text is what
+//! gets stored on STATE, and every error of every file is reported at once.
 
-use api_types::{parse_str, Document};
+use api_types::{parse_files, parse_str, Document, ParsedFile};
 use std::path::PathBuf;
 
 /// Parses `text` (named `name` in errors); `Err` holds every error, one per line.
 pub fn parse(name: &str, text: &str) -> Result<Vec<Document>, String> {
-    let p = parse_str(name, text);
+    documents(parse_str(name, text))
+}
+
+/// Reads and parses `files` as one config; returns its documents and text.
+pub fn load(files: &[PathBuf]) -> Result<(Vec<Document>, String), String> {
+    let (parsed, text) = parse_files(files);
+    Ok((documents(parsed)?, text))
+}
+
+fn documents(p: ParsedFile) -> Result<Vec<Document>, String> {
     if p.has_errors() {
         return Err(p
             .errors()
@@ -16,22 +26,4 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Document>, String> {
             .join("\n"));
     }
     Ok(p.documents)
-}
-
-/// Reads and parses `files` as one config; returns its documents and text.
-pub fn load(files: &[PathBuf]) -> Result<(Vec<Document>, String), String> {
-    let mut text = String::new();
-    for f in files {
-        let t = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        if !text.is_empty() {
-            text.push_str("\n---\n");
-        }
-        text.push_str(&t);
-    }
-    let name = files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok((parse(&name, &text)?, text))
 }

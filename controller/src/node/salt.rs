@@ -1,32 +1,19 @@
 //! Reading the STATE salt from a file (until the boot sequence provides it
-//! from STATE itself). The file holds 32 raw bytes or their base64, and
-//! must not be readable by group or others.
+//! from STATE itself). The file holds 32 raw bytes or their base64; it must
+//! be a regular file of ours, not readable by group or others.
 
 use base64::Engine;
+use private_file::{read_private, PrivateFileError};
 use providers::{StateSalt, STATE_SALT_LEN};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use zeroize::Zeroizing;
 
 /// Why the salt file is unusable. Never includes its content.
 #[derive(Debug, thiserror::Error)]
 pub enum SaltError {
-    /// I/O error.
-    #[error("cannot read the STATE salt file {path}: {reason}")]
-    Read {
-        /// Path.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// Mode too open.
-    #[error("the STATE salt file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600)")]
-    Permissions {
-        /// Path.
-        path: String,
-        /// Mode bits.
-        mode: u32,
-    },
+    /// Not a private regular file, or unreadable.
+    #[error("the STATE salt file: {0}")]
+    File(#[from] PrivateFileError),
     /// Wrong content.
     #[error("the STATE salt file {path} must hold exactly {STATE_SALT_LEN} bytes, raw or base64")]
     Format {
@@ -35,21 +22,13 @@ pub enum SaltError {
     },
 }
 
+/// The most a salt file holds: 32 bytes, or their base64 and a newline.
+const MAX_SALT_FILE: u64 = 64;
+
 /// Reads the salt file at `path`.
 pub fn read_salt_file(path: &Path) -> Result<StateSalt, SaltError> {
     let p = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| SaltError::Read {
-        path: p.clone(),
-        reason: e.to_string(),
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(SaltError::Permissions { path: p, mode });
-    }
-    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| SaltError::Read {
-        path: p.clone(),
-        reason: e.to_string(),
-    })?);
+    let raw = read_private(path, MAX_SALT_FILE)?;
     let bytes: Zeroizing<Vec<u8>> = if raw.len() == STATE_SALT_LEN {
         raw
     } else {

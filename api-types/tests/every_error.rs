@@ -1,0 +1,90 @@
+//! Every error of a config is reported, none hides another, and no secret
+//! is echoed (issue 16, items 10–13).
+
+use api_types::{parse_files, parse_str};
+
+const BAD: &str = r#"apiVersion: v1alpha1
+kind: VolumeConfig
+name: EPHEMERAL
+bogus: 1
+encryption:
+  keySize: "big"
+  keys:
+    - {slot: 0, static: "MySecretPassphrase"}
+    - {slot: 0, nodeID: {}}
+    - {slot: 1, static: {passphrase: 12345678}}
+---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: data
+encryption:
+  keys:
+    - {slot: 99999999999999999999999, nodeID: {}}
+---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: logs
+encryption:
+  keys: []
+"#;
+
+fn messages(file: &api_types::ParsedFile) -> Vec<String> {
+    file.diagnostics.iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn an_unknown_field_hides_neither_type_nor_semantic_errors() {
+    let p = parse_str("bad.yaml", BAD);
+    let all = messages(&p).join("\n");
+    for expect in [
+        "bad.yaml:4: error: document 1 (VolumeConfig \"EPHEMERAL\"): bogus: unknown field",
+        "bad.yaml:6: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keySize:",
+        "encryption.keys[0].static: invalid type",
+        "encryption.keys[1].slot: slot 0 is already used",
+        "encryption.keys[2].static.passphrase: invalid type",
+    ] {
+        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
+    }
+}
+
+#[test]
+fn no_secret_reaches_a_diagnostic() {
+    let p = parse_str("bad.yaml", BAD);
+    let all = messages(&p).join("\n") + &serde_json::to_string(&p.diagnostics).unwrap();
+    assert!(!all.contains("MySecretPassphrase"), "{all}");
+    assert!(!all.contains("12345678"), "{all}");
+}
+
+#[test]
+fn an_out_of_range_number_is_reported_where_it_is_and_later_documents_are_checked() {
+    let p = parse_str("bad.yaml", BAD);
+    let all = messages(&p).join("\n");
+    assert!(
+        all.contains("bad.yaml:17: error: document 2: encryption.keys[0].slot: invalid type: integer `99999999999999999999999`"),
+        "{all}"
+    );
+    assert!(!all.contains("syntax error"), "{all}");
+    assert!(
+        all.contains("document 3 (UserVolumeConfig \"logs\")"),
+        "{all}"
+    );
+}
+
+#[test]
+fn the_same_volume_in_two_files_is_one_error_at_its_real_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\n";
+    let (fa, fb) = (dir.path().join("fa.yaml"), dir.path().join("fb.yaml"));
+    std::fs::write(&fa, doc).unwrap();
+    std::fs::write(&fb, format!("# leading comment\n\n{doc}")).unwrap();
+    let (p, joined) = parse_files(&[fa.clone(), fb.clone()]);
+    assert_eq!(p.documents.len(), 1);
+    let all = messages(&p).join("\n");
+    let want = format!(
+        "{}:5: error: document 1 (UserVolumeConfig \"data\"): name: UserVolumeConfig \"data\" is already defined by document 1 of {}",
+        fb.display(),
+        fa.display()
+    );
+    assert!(all.contains(&want), "{all}");
+    assert!(joined.contains("---") && joined.matches("name: data").count() == 2);
+}
