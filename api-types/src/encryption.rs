@@ -383,7 +383,7 @@ impl KeySpec {
             }
         };
         Some(ResolvedKey {
-            slot: self.slot as u32,
+            slot: u32::try_from(self.slot).ok()?,
             kind,
             lock_to_state: self.lock_to_state(),
         })

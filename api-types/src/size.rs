@@ -90,6 +90,8 @@ fn parse_size(text: &str) -> Result<Size, String> {
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
         return Err(format!("`{text}` is out of range"));
     }
+    // In range: checked just above (finite, 0..=u64::MAX).
+    #[allow(clippy::cast_possible_truncation)]
     Ok(Size::Bytes(bytes.round() as u64))
 }
 

@@ -92,8 +92,8 @@ fn main() {
         let dev = open_device(&s, &img, Mode::DryRun).unwrap();
         for _ in 0..RUNS {
             let t = Instant::now();
-            for i in 0..n {
-                dev.volume_key(i as u32, 64, format!("pass-{i}").as_bytes())
+            for i in 0..u32::try_from(n).unwrap() {
+                dev.volume_key(i, 64, format!("pass-{i}").as_bytes())
                     .unwrap();
             }
             talos_t.push(t.elapsed());

@@ -129,7 +129,7 @@ fn wipe(path: &Path, size: u64, mode: WipeMode) -> std::io::Result<u64> {
     };
     ranges.retain(|(a, b)| b > a);
     let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    let zeros = vec![0u8; MIB as usize];
+    let zeros = vec![0u8; 1 << 20];
     let mut total = 0;
     for (start, end) in ranges {
         f.seek(SeekFrom::Start(start))?;

@@ -86,7 +86,7 @@ fn unrecognised_data_at_either_end_is_kept() {
     for at in [300u64, (40 << 20) - 7] {
         let img = image(40);
         let mut disk = std::fs::read(&img.path).unwrap();
-        disk[at as usize] = 0x42;
+        disk[usize::try_from(at).unwrap()] = 0x42;
         std::fs::write(&img.path, &disk).unwrap();
         refused(&img, &format!("non-zero byte at offset {at}"));
     }

@@ -140,7 +140,9 @@ impl Keyring {
                 },
             )
             .expect("AES-GCM encryption does not fail for in-memory data");
-        let mut blob = vec![BLOB_VERSION, id.len() as u8];
+        let id_len =
+            u8::try_from(id.len()).expect("key ids are at most 64 bytes (checked when parsed)");
+        let mut blob = vec![BLOB_VERSION, id_len];
         blob.extend_from_slice(id.as_bytes());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ct);

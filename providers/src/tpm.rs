@@ -327,11 +327,17 @@ impl KeyProvider for TpmProvider {
         let public = Public::unmarshall(&field("public")?).map_err(|_| bad("public blob"))?;
         let private = Private::try_from(field("private")?).map_err(|_| bad("private blob"))?;
         // Unseal under the PCRs the key was sealed to (the token's list).
+        // A PCR number beyond 23 (or beyond u32) is refused, never truncated.
         let pcrs: Vec<u32> = match token_data.get("pcrs").and_then(|v| v.as_array()) {
             Some(a) => a
                 .iter()
-                .filter_map(|v| v.as_u64().map(|x| x as u32))
-                .collect(),
+                .map(|v| {
+                    v.as_u64()
+                        .and_then(|x| u32::try_from(x).ok())
+                        .filter(|p| *p <= 23)
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("a PCR number outside 0–23"))?,
             None => return Err(bad("no pcrs")),
         };
         let tcti = self.options.tcti.clone();

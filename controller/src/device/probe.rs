@@ -106,12 +106,8 @@ fn known_signature(f: &mut std::fs::File, mapped: bool) -> std::io::Result<Optio
 
 /// The first non-zero byte in `[offset, offset + len)`, if any.
 fn first_nonzero(f: &mut std::fs::File, offset: u64, len: u64) -> std::io::Result<Option<u64>> {
-    let mut buf = vec![
-        0u8;
-        usize::try_from(len)
-            .unwrap_or(usize::MAX)
-            .min(BLANK_PROBE_LEN as usize)
-    ];
+    let want = usize::try_from(len.min(BLANK_PROBE_LEN)).expect("at most 1 MiB");
+    let mut buf = vec![0u8; want];
     let n = read_exact_at(f, offset, &mut buf)?;
     Ok(buf[..n]
         .iter()

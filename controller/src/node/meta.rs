@@ -158,7 +158,9 @@ fn encode(m: &Meta) -> Result<Vec<u8>, MetaError> {
             return Err(MetaError::Full { need: end + 8 });
         }
         c[at..at + 4].copy_from_slice(&tag.to_be_bytes());
-        c[at + 4..at + 8].copy_from_slice(&(value.len() as u32).to_be_bytes());
+        let len =
+            u32::try_from(value.len()).expect("a record fits in one 256 KiB copy (checked above)");
+        c[at + 4..at + 8].copy_from_slice(&len.to_be_bytes());
         c[at + 8..end].copy_from_slice(value);
         at = end;
     }

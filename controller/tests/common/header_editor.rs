@@ -33,7 +33,7 @@ pub fn hdr_size(path: &Path) -> u64 {
 
 /// The JSON text of the copy at `off`.
 pub fn json_text(path: &Path, off: u64) -> String {
-    let size = hdr_size(path) as usize;
+    let size = usize::try_from(hdr_size(path)).unwrap();
     let area = read_at(path, off + 4096, size - 4096);
     let end = area.iter().position(|&b| b == 0).unwrap();
     String::from_utf8(area[..end].to_vec()).unwrap()
@@ -53,7 +53,7 @@ pub fn write_copy(path: &Path, off: u64, size: u64, magic: &[u8; 6], seqid: u64,
     bin[8..16].copy_from_slice(&size.to_be_bytes());
     bin[16..24].copy_from_slice(&seqid.to_be_bytes());
     bin[256..264].copy_from_slice(&off.to_be_bytes());
-    let mut area = vec![0u8; size as usize - 4096];
+    let mut area = vec![0u8; usize::try_from(size).unwrap() - 4096];
     area[..json.len()].copy_from_slice(json.as_bytes());
     bin[448..512].fill(0);
     let mut h = sha2::Sha256::new();

@@ -235,7 +235,7 @@ fn hex(b: &[u8]) -> String {
 pub fn tamper_json(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
     use sha2::Digest;
     let mut disk = std::fs::read(path).unwrap();
-    let hdr_size = u64::from_be_bytes(disk[8..16].try_into().unwrap()) as usize;
+    let hdr_size = usize::try_from(u64::from_be_bytes(disk[8..16].try_into().unwrap())).unwrap();
     for off in [0, hdr_size] {
         let copy = &mut disk[off..off + hdr_size];
         let json_area = &copy[4096..];
