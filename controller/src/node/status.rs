@@ -27,6 +27,27 @@ pub enum Phase {
     Failed,
 }
 
+impl Phase {
+    /// The name status files and `volctl status` use (`waiting-for-wipe`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Missing => "missing",
+            Phase::Located => "located",
+            Phase::WaitingForWipe => "waiting-for-wipe",
+            Phase::Provisioned => "provisioned",
+            Phase::Opened => "opened",
+            Phase::Ready => "ready",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One volume's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VolumeStatus {
@@ -129,10 +150,7 @@ impl BootStatus {
             "ERROR"
         );
         for v in &self.volumes {
-            let phase = serde_json::to_value(v.phase)
-                .ok()
-                .and_then(|p| p.as_str().map(String::from))
-                .unwrap_or_default();
+            let phase = v.phase.to_string();
             let unlocked = match (
                 &v.unlocked_by,
                 v.encrypted && v.created && v.phase != Phase::Failed,
@@ -169,5 +187,25 @@ impl BootStatus {
             s.push_str(&format!("problem: {p}\n"));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::Phase;
+
+    #[test]
+    fn phase_names_are_the_serialised_names() {
+        for p in [
+            Phase::Missing,
+            Phase::Located,
+            Phase::WaitingForWipe,
+            Phase::Provisioned,
+            Phase::Opened,
+            Phase::Ready,
+            Phase::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
     }
 }

@@ -4,12 +4,13 @@
 //! and reboot. In maintenance mode, `--insecure` hands the config to the
 //! waiting boot.
 
-use crate::boot::{CONFIG_FILE, MAINTENANCE_CONFIG, MAINTENANCE_MARKER, PENDING_FILE, SALT_FILE};
+mod analyse;
+
+use crate::boot::{CONFIG_FILE, PENDING_FILE, SALT_FILE};
 use crate::converge::{converge, open_device, ConvergeError, Mode};
 use crate::node::meta;
-use crate::node::status::{BootStatus, Phase, VolumeStatus};
+use crate::node::status::{BootStatus, Phase};
 use crate::node::{atomic, disks, salt};
-use crate::render::action_line;
 use crate::volume::VolumeSpec;
 use api_types::Document;
 use providers::ProviderEnv;
@@ -139,30 +140,8 @@ fn read_config(files: &[PathBuf]) -> Result<(Vec<Document>, String), ApplyError>
 /// Runs `apply-config`.
 pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     let (docs, text) = read_config(&opts.files)?;
-    let dir = opts
-        .status_file
-        .parent()
-        .unwrap_or(Path::new("/run/volctl"))
-        .to_path_buf();
     if opts.insecure {
-        let marker = dir.join(MAINTENANCE_MARKER);
-        if !marker.exists() {
-            return Err(ApplyError::NotInMaintenance(marker.display().to_string()));
-        }
-        let mut report = ApplyReport {
-            mode: ApplyMode::Staged,
-            changes: vec![],
-            stored: None,
-            applied_now: false,
-            reboot_requested: false,
-        };
-        if !opts.dry_run {
-            let drop = dir.join(MAINTENANCE_CONFIG);
-            atomic::write_private(&drop, text.as_bytes())
-                .map_err(|e| ApplyError::Io(format!("{}: {e}", drop.display())))?;
-            report.stored = Some(drop.display().to_string());
-        }
-        return Ok(report);
+        return deliver_to_maintenance(opts, &text);
     }
     let status = BootStatus::load(&opts.status_file).map_err(|e| ApplyError::NoStatus {
         path: opts.status_file.display().to_string(),
@@ -181,39 +160,9 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
         kms: opts.kms.clone(),
         tpm: opts.tpm.clone(),
     };
-
-    let mut changes = Vec::new();
-    let mut refused = Vec::new();
-    for doc in &docs {
-        let row = status.volumes.iter().find(|v| v.name == doc.name());
-        match analyse(doc, row, &env).await {
-            Ok(change) => changes.push(VolumeChange {
-                volume: doc.name().to_string(),
-                change,
-            }),
-            Err(reason) => refused.push(reason),
-        }
-    }
-    if !refused.is_empty() {
-        return Err(ApplyError::Refused(refused));
-    }
-    let needs_reboot: Vec<String> = changes
-        .iter()
-        .filter_map(|c| match &c.change {
-            Change::NeedsWipe(r) | Change::NextBoot(r) => Some(format!("{}: {r}", c.volume)),
-            _ => None,
-        })
-        .collect();
-    let mode = match opts.mode {
-        ApplyMode::Auto if needs_reboot.is_empty() => ApplyMode::NoReboot,
-        ApplyMode::Auto => ApplyMode::Reboot,
-        m => m,
-    };
-    if mode == ApplyMode::NoReboot && !needs_reboot.is_empty() {
-        return Err(ApplyError::NeedsReboot(needs_reboot));
-    }
+    let changes = analyse::all(&docs, &status, &env).await?;
     let mut report = ApplyReport {
-        mode,
+        mode: resolve_mode(opts.mode, &changes)?,
         changes,
         stored: None,
         applied_now: false,
@@ -222,119 +171,133 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     if opts.dry_run {
         return Ok(report);
     }
-    let store = |name: &str| -> Result<String, ApplyError> {
-        let p = state_mount.join(name);
-        atomic::write_private(&p, text.as_bytes())
-            .map_err(|e| ApplyError::Io(format!("{}: {e}", p.display())))?;
-        Ok(p.display().to_string())
+    let target = Target {
+        docs: &docs,
+        text: &text,
+        status: &status,
+        state_mount: &state_mount,
     };
-    match mode {
-        ApplyMode::NoReboot => {
-            for doc in &docs {
-                let Some(row) = status.volumes.iter().find(|v| v.name == doc.name()) else {
-                    continue;
-                };
-                let (Some(enc), Some(dev)) = (doc.encryption(), &row.device) else {
-                    continue;
-                };
-                let spec = VolumeSpec {
-                    name: doc.name().to_string(),
-                    label: doc.partition_label(),
-                    encryption: enc.clone(),
-                };
-                let converged = match open_device(&spec, Path::new(dev), Mode::Apply) {
-                    Ok(device) => converge(&spec, device, &env, Mode::Apply).await,
-                    Err(e) => Err(e),
-                };
-                converged.map_err(|source| ApplyError::Converge {
-                    volume: doc.name().to_string(),
-                    source,
-                })?;
-            }
-            report.applied_now = true;
-            report.stored = Some(store(CONFIG_FILE)?);
-            let _ = std::fs::remove_file(state_mount.join(PENDING_FILE));
-            let state_enc = docs
-                .iter()
-                .find(|d| d.is_state())
-                .and_then(|d| d.encryption().cloned());
-            mirror_state_to_meta(&opts.disks, state_enc.as_ref())?;
-        }
-        ApplyMode::Staged | ApplyMode::Reboot => {
-            report.stored = Some(store(PENDING_FILE)?);
-            if mode == ApplyMode::Reboot {
-                report.reboot_requested = true;
-                let st = std::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(&opts.reboot_command)
-                    .status();
-                if !st.is_ok_and(|s| s.success()) {
-                    return Err(ApplyError::Io(format!(
-                        "the config is staged, but `{}` failed; reboot by hand",
-                        opts.reboot_command
-                    )));
-                }
-            }
-        }
-        ApplyMode::Auto => unreachable!("auto is resolved above"),
+    match report.mode {
+        ApplyMode::NoReboot => apply_now(opts, &target, &env, &mut report).await?,
+        ApplyMode::Staged | ApplyMode::Reboot => stage(opts, &target, &mut report)?,
+        ApplyMode::Auto => unreachable!("auto is resolved by resolve_mode"),
     }
     Ok(report)
 }
 
-/// What `doc` changes on the volume the last boot reported as `row`; `Err`
-/// when it must be refused.
-async fn analyse(
-    doc: &Document,
-    row: Option<&VolumeStatus>,
-    env: &ProviderEnv,
-) -> Result<Change, String> {
-    let name = doc.name();
-    let label = doc.partition_label();
-    let Some(row) =
-        row.filter(|r| matches!(r.phase, Phase::Ready | Phase::Opened | Phase::Provisioned))
-    else {
-        let why = row.map(|r| {
-            format!(
-                "it is {} now",
-                serde_json::to_value(r.phase)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default()
-            )
-        });
-        return Ok(Change::NextBoot(format!(
-            "not open ({}); the config takes effect when it is provisioned at boot",
-            why.unwrap_or_else(|| "not configured before".into())
-        )));
-    };
-    match (row.encrypted, doc.encryption()) {
-        (false, Some(_)) => Ok(Change::NeedsWipe(format!(
-            "it holds a plain filesystem; encrypting it needs a wipe: stage this config, back up its data, run `volctl reset --system-labels-to-wipe {label}`, then reboot"
-        ))),
-        (true, None) => Ok(Change::NeedsWipe(format!(
-            "it is encrypted; making it plain needs a wipe (`volctl reset --system-labels-to-wipe {label}`) and a reboot"
-        ))),
-        (false, None) => Ok(Change::Unchanged),
-        (true, Some(enc)) => {
-            let Some(dev) = &row.device else {
-                return Ok(Change::NextBoot("its device is not known".into()));
-            };
-            let spec = VolumeSpec { name: name.to_string(), label: label.clone(), encryption: enc.clone() };
-            let dry_run = match open_device(&spec, Path::new(dev), Mode::DryRun) {
-                Ok(device) => converge(&spec, device, env, Mode::DryRun).await,
-                Err(e) => Err(e),
-            };
-            match dry_run {
-                Ok(o) if o.plan.is_empty() => Ok(Change::Unchanged),
-                Ok(o) => Ok(Change::Keys(o.plan.actions.iter().map(action_line).collect())),
-                Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(format!(
-                    "{name}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one"
-                )),
-                Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(reason.to_string())),
-                Err(e) => Err(format!("{name}: {e}")),
-            }
-        }
+/// The config being applied and where it goes.
+struct Target<'a> {
+    docs: &'a [Document],
+    text: &'a str,
+    status: &'a BootStatus,
+    state_mount: &'a Path,
+}
+
+impl Target<'_> {
+    /// Stores the config's text on STATE as `name`.
+    fn store(&self, name: &str) -> Result<String, ApplyError> {
+        let p = self.state_mount.join(name);
+        atomic::write_private(&p, self.text.as_bytes())
+            .map_err(|e| ApplyError::Io(format!("{}: {e}", p.display())))?;
+        Ok(p.display().to_string())
     }
+}
+
+/// Maintenance mode: hands the config to the boot that waits for one.
+fn deliver_to_maintenance(opts: &ApplyOptions, text: &str) -> Result<ApplyReport, ApplyError> {
+    use crate::boot::maintenance::{deliver, DeliveryError};
+    let stored = deliver(&opts.status_file, text, opts.dry_run).map_err(|e| match e {
+        DeliveryError::NotWaiting(marker) => ApplyError::NotInMaintenance(marker),
+        DeliveryError::Io(e) => ApplyError::Io(e),
+    })?;
+    Ok(ApplyReport {
+        mode: ApplyMode::Staged,
+        changes: vec![],
+        stored,
+        applied_now: false,
+        reboot_requested: false,
+    })
+}
+
+/// `auto` becomes no-reboot when every change can be made now, else
+/// reboot; no-reboot is refused when a change needs a reboot.
+fn resolve_mode(asked: ApplyMode, changes: &[VolumeChange]) -> Result<ApplyMode, ApplyError> {
+    let needs_reboot: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match &c.change {
+            Change::NeedsWipe(r) | Change::NextBoot(r) => Some(format!("{}: {r}", c.volume)),
+            _ => None,
+        })
+        .collect();
+    match asked {
+        ApplyMode::Auto if needs_reboot.is_empty() => Ok(ApplyMode::NoReboot),
+        ApplyMode::Auto => Ok(ApplyMode::Reboot),
+        ApplyMode::NoReboot if !needs_reboot.is_empty() => {
+            Err(ApplyError::NeedsReboot(needs_reboot))
+        }
+        m => Ok(m),
+    }
+}
+
+/// No-reboot: converges every open encrypted volume's keyslots now, then
+/// stores the config as the one in force and mirrors STATE's to META.
+async fn apply_now(
+    opts: &ApplyOptions,
+    t: &Target<'_>,
+    env: &ProviderEnv,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    for doc in t.docs {
+        let Some(row) = t.status.volumes.iter().find(|v| v.name == doc.name()) else {
+            continue;
+        };
+        let (Some(enc), Some(dev)) = (doc.encryption(), &row.device) else {
+            continue;
+        };
+        let spec = VolumeSpec {
+            name: doc.name().to_string(),
+            label: doc.partition_label(),
+            encryption: enc.clone(),
+        };
+        let converged = match open_device(&spec, Path::new(dev), Mode::Apply) {
+            Ok(device) => converge(&spec, device, env, Mode::Apply).await,
+            Err(e) => Err(e),
+        };
+        converged.map_err(|source| ApplyError::Converge {
+            volume: doc.name().to_string(),
+            source,
+        })?;
+    }
+    report.applied_now = true;
+    report.stored = Some(t.store(CONFIG_FILE)?);
+    let _ = std::fs::remove_file(t.state_mount.join(PENDING_FILE));
+    let state_enc = t
+        .docs
+        .iter()
+        .find(|d| d.is_state())
+        .and_then(|d| d.encryption().cloned());
+    mirror_state_to_meta(&opts.disks, state_enc.as_ref())
+}
+
+/// Staged (and reboot): stores the config for the next boot; reboot runs
+/// the reboot command.
+fn stage(opts: &ApplyOptions, t: &Target<'_>, report: &mut ApplyReport) -> Result<(), ApplyError> {
+    report.stored = Some(t.store(PENDING_FILE)?);
+    if report.mode != ApplyMode::Reboot {
+        return Ok(());
+    }
+    report.reboot_requested = true;
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&opts.reboot_command)
+        .status();
+    if st.is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    Err(ApplyError::Io(format!(
+        "the config is staged, but `{}` failed; reboot by hand",
+        opts.reboot_command
+    )))
 }
 
 /// Mirrors STATE's encryption config to META (when it differs).

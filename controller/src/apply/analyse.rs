@@ -1,0 +1,85 @@
+//! What a config changes on each volume the last boot brought up, and
+//! what must be refused (a lock-out, a change that needs a wipe in
+//! no-reboot mode). Runs converge as a dry run: nothing is written.
+
+use super::{ApplyError, Change, VolumeChange};
+use crate::converge::{converge, open_device, ConvergeError, Mode};
+use crate::node::status::{BootStatus, Phase, VolumeStatus};
+use crate::render::action_line;
+use crate::volume::VolumeSpec;
+use api_types::Document;
+use providers::ProviderEnv;
+use std::path::Path;
+
+/// The change of every document, or every refusal.
+pub(super) async fn all(
+    docs: &[Document],
+    status: &BootStatus,
+    env: &ProviderEnv,
+) -> Result<Vec<VolumeChange>, ApplyError> {
+    let mut changes = Vec::new();
+    let mut refused = Vec::new();
+    for doc in docs {
+        let row = status.volumes.iter().find(|v| v.name == doc.name());
+        match analyse(doc, row, env).await {
+            Ok(change) => changes.push(VolumeChange {
+                volume: doc.name().to_string(),
+                change,
+            }),
+            Err(reason) => refused.push(reason),
+        }
+    }
+    if refused.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ApplyError::Refused(refused))
+    }
+}
+
+/// What `doc` changes on the volume the last boot reported as `row`; `Err`
+/// when it must be refused.
+async fn analyse(
+    doc: &Document,
+    row: Option<&VolumeStatus>,
+    env: &ProviderEnv,
+) -> Result<Change, String> {
+    let name = doc.name();
+    let label = doc.partition_label();
+    let Some(row) =
+        row.filter(|r| matches!(r.phase, Phase::Ready | Phase::Opened | Phase::Provisioned))
+    else {
+        let why = row.map(|r| format!("it is {} now", r.phase));
+        return Ok(Change::NextBoot(format!(
+            "not open ({}); the config takes effect when it is provisioned at boot",
+            why.unwrap_or_else(|| "not configured before".into())
+        )));
+    };
+    match (row.encrypted, doc.encryption()) {
+        (false, Some(_)) => Ok(Change::NeedsWipe(format!(
+            "it holds a plain filesystem; encrypting it needs a wipe: stage this config, back up its data, run `volctl reset --system-labels-to-wipe {label}`, then reboot"
+        ))),
+        (true, None) => Ok(Change::NeedsWipe(format!(
+            "it is encrypted; making it plain needs a wipe (`volctl reset --system-labels-to-wipe {label}`) and a reboot"
+        ))),
+        (false, None) => Ok(Change::Unchanged),
+        (true, Some(enc)) => {
+            let Some(dev) = &row.device else {
+                return Ok(Change::NextBoot("its device is not known".into()));
+            };
+            let spec = VolumeSpec { name: name.to_string(), label: label.clone(), encryption: enc.clone() };
+            let dry_run = match open_device(&spec, Path::new(dev), Mode::DryRun) {
+                Ok(device) => converge(&spec, device, env, Mode::DryRun).await,
+                Err(e) => Err(e),
+            };
+            match dry_run {
+                Ok(o) if o.plan.is_empty() => Ok(Change::Unchanged),
+                Ok(o) => Ok(Change::Keys(o.plan.actions.iter().map(action_line).collect())),
+                Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(format!(
+                    "{name}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one"
+                )),
+                Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(reason.to_string())),
+                Err(e) => Err(format!("{name}: {e}")),
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Maintenance mode, both ends of its protocol: a boot without a config
+//! drops a marker next to its status file and waits; `apply-config
+//! --insecure` checks the marker and drops the config beside it; the boot
+//! validates it and goes on.
+
+use super::{source, BootError, BootOptions, MAINTENANCE_CONFIG, MAINTENANCE_MARKER};
+use crate::node::atomic;
+use api_types::Document;
+use std::path::{Path, PathBuf};
+
+/// The directory of the status file: runtime state (`/run/volctl`).
+pub fn run_dir(status_file: &Path) -> PathBuf {
+    status_file
+        .parent()
+        .unwrap_or(Path::new("/run/volctl"))
+        .to_path_buf()
+}
+
+/// The waiting end: waits until a valid config is delivered (or the
+/// timeout passes); returns the documents and their text.
+pub(super) async fn wait_for_config(
+    opts: &BootOptions,
+    reason: &str,
+) -> Result<(Vec<Document>, String), BootError> {
+    let dir = run_dir(&opts.status_file);
+    let marker = dir.join(MAINTENANCE_MARKER);
+    let drop = dir.join(MAINTENANCE_CONFIG);
+    atomic::write_private(&marker, reason.as_bytes())
+        .map_err(|e| BootError::Io(format!("{}: {e}", marker.display())))?;
+    eprintln!("maintenance mode: {reason}; waiting for `volctl apply-config --insecure -f CONFIG`");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(got) = take_delivery(&drop, &marker) {
+            return Ok(got);
+        }
+        if opts
+            .maintenance_timeout
+            .is_some_and(|t| started.elapsed() > t)
+        {
+            let _ = std::fs::remove_file(&marker);
+            return Err(BootError::NoConfig);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A delivered config, if one is there and valid (an invalid one is
+/// reported and removed).
+fn take_delivery(drop: &Path, marker: &Path) -> Option<(Vec<Document>, String)> {
+    let text = std::fs::read_to_string(drop).ok()?;
+    let _ = std::fs::remove_file(drop);
+    match source::parse_config(&drop.display().to_string(), &text) {
+        Ok(docs) => {
+            let _ = std::fs::remove_file(marker);
+            eprintln!("maintenance mode: config received");
+            Some((docs, text))
+        }
+        Err(e) => {
+            eprintln!("maintenance mode: rejected a config: {e}");
+            None
+        }
+    }
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// No boot is waiting.
+    #[error("the node is not in maintenance mode ({0} does not exist); apply without --insecure")]
+    NotWaiting(String),
+    /// The config could not be written.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The delivering end (`apply-config --insecure`): drops `text` for the
+/// waiting boot, unless `dry_run`. Returns where it was stored.
+pub fn deliver(
+    status_file: &Path,
+    text: &str,
+    dry_run: bool,
+) -> Result<Option<String>, DeliveryError> {
+    let dir = run_dir(status_file);
+    let marker = dir.join(MAINTENANCE_MARKER);
+    if !marker.exists() {
+        return Err(DeliveryError::NotWaiting(marker.display().to_string()));
+    }
+    if dry_run {
+        return Ok(None);
+    }
+    let drop = dir.join(MAINTENANCE_CONFIG);
+    atomic::write_private(&drop, text.as_bytes())
+        .map_err(|e| DeliveryError::Io(format!("{}: {e}", drop.display())))?;
+    Ok(Some(drop.display().to_string()))
+}

@@ -1,0 +1,170 @@
+//! STATE, brought up before anything else: which encryption config opens
+//! it (the config given at boot wins over META's copy; none at all means
+//! maintenance mode), its salt, re-converging it to the config in force
+//! once that is read from STATE, mirroring its config to META, and moving
+//! it from its staging mount to its place.
+
+use super::source::{self, ConfigSource};
+use super::volume::VolumeDef;
+use super::{maintenance, BootError, BootOptions, SALT_FILE};
+use crate::converge::{converge_and_unlock, open_device, Mode};
+use crate::device;
+use crate::node::disks::{OpenPartition, Partition};
+use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
+use crate::node::status::{BootStatus, Phase, VolumeStatus};
+use crate::node::{atomic, fs, salt};
+use crate::render::action_line;
+use crate::volume::VolumeSpec;
+use api_types::{Document, Encryption};
+use providers::{ProviderEnv, StateSalt, STATE_SALT_LEN};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How STATE is opened this boot.
+pub(super) struct StateChoice {
+    /// STATE's definition (its encryption config).
+    pub def: VolumeDef,
+    /// Where the config comes from.
+    pub source: ConfigSource,
+    /// The config given at boot (or delivered in maintenance mode), and its text.
+    pub given: Option<(Vec<Document>, String)>,
+    /// STATE's encryption config as META holds it.
+    pub meta: Option<Encryption>,
+}
+
+/// Chooses STATE's encryption config: the config given at boot, else
+/// META's copy; with neither and a blank STATE, waits in maintenance mode.
+pub(super) async fn choose(
+    opts: &BootOptions,
+    parts: &BTreeMap<String, Partition>,
+) -> Result<StateChoice, BootError> {
+    let mut given = source::load_files(&opts.config_files)?;
+    let meta = match parts.get("META") {
+        Some(p) => read_meta(p)?,
+        None => None,
+    };
+    let mut source = ConfigSource::BootArgs;
+    if given.is_none() && meta.is_none() && parts.get("STATE").is_none_or(is_blank) {
+        given = Some(
+            maintenance::wait_for_config(opts, "STATE is blank and no config was given").await?,
+        );
+        source = ConfigSource::Maintenance;
+    }
+    let def = match &given {
+        Some((docs, _)) => docs
+            .iter()
+            .find(|d| d.is_state())
+            .map(|d| VolumeDef::from_doc(d, &opts.state_mount))
+            .unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount)),
+        None => {
+            source = ConfigSource::Meta;
+            VolumeDef::state(meta.clone(), &opts.state_mount)
+        }
+    };
+    Ok(StateChoice {
+        def,
+        source,
+        given,
+        meta,
+    })
+}
+
+fn read_meta(p: &Partition) -> Result<Option<Encryption>, BootError> {
+    let open = OpenPartition::open(p)?;
+    let m = meta::read(&open.path)?;
+    match m.records.get(&TAG_STATE_ENCRYPTION) {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(v).map(Some).map_err(|e| {
+            BootError::Config(format!("META's STATE encryption config is unreadable: {e}"))
+        }),
+    }
+}
+
+/// Mirrors STATE's encryption config to META when it changed.
+pub(super) fn sync_meta(
+    p: &Partition,
+    want: Option<&Encryption>,
+    have: Option<&Encryption>,
+) -> Result<(), BootError> {
+    if want == have {
+        return Ok(());
+    }
+    let open = OpenPartition::open(p)?;
+    if meta::mirror_state_encryption(&open.path, want)? {
+        tracing::info!("STATE encryption config mirrored to META");
+    }
+    Ok(())
+}
+
+fn is_blank(p: &Partition) -> bool {
+    OpenPartition::open(p)
+        .ok()
+        .and_then(|o| device::probe_foreign(&o.path).ok())
+        .is_some_and(|s| s.is_none())
+}
+
+/// The STATE salt: made on a freshly formatted STATE, read otherwise.
+pub(super) fn salt(state_mount: &Path, fresh: bool) -> Result<Option<StateSalt>, BootError> {
+    let path = state_mount.join(SALT_FILE);
+    if fresh {
+        use rand::RngCore;
+        let mut b = [0u8; STATE_SALT_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        atomic::write_private(&path, &b)
+            .map_err(|e| BootError::Io(format!("writing the STATE salt: {e}")))?;
+        return Ok(Some(StateSalt::new(b)));
+    }
+    match salt::read_salt_file(&path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => {
+            tracing::warn!("{e}; lockToSTATE keys cannot be used this boot");
+            Ok(None)
+        }
+    }
+}
+
+/// Converges STATE's keyslots to the config now in force (STATE was opened
+/// with the keys known before its config could be read).
+pub(super) async fn reconverge(
+    st: &mut VolumeStatus,
+    want: Option<&Encryption>,
+    env: &ProviderEnv,
+) {
+    let (Some(enc), Some(dev)) = (want, st.device.clone()) else {
+        if want.is_some() != st.encrypted {
+            st.error = Some("the config in force changes whether STATE is encrypted; that needs a wipe of STATE".into());
+        }
+        return;
+    };
+    let spec = VolumeSpec {
+        name: "STATE".into(),
+        label: "STATE".into(),
+        encryption: enc.clone(),
+    };
+    let converged = match open_device(&spec, Path::new(&dev), Mode::Apply) {
+        Ok(device) => converge_and_unlock(&spec, device, env, Mode::Apply).await,
+        Err(e) => Err(e),
+    };
+    match converged {
+        Ok((o, _)) => {
+            st.kdf_runs += o.kdf_runs;
+            st.changes.extend(o.plan.actions.iter().map(action_line));
+            st.keyslots = o.keyslots;
+        }
+        Err(e) => st.error = Some(format!("converging STATE to the config in force: {e}")),
+    }
+}
+
+/// Moves STATE from its staging mount to its mount point.
+pub(super) fn place(status: &mut BootStatus, staging: &Path, target: &Path) {
+    let st = &mut status.volumes[0];
+    if st.phase != Phase::Ready {
+        return;
+    }
+    match fs::move_mount(staging, target) {
+        Ok(()) => st.mount_point = Some(target.display().to_string()),
+        Err(e) => {
+            st.error = Some(format!("STATE stays at {}: {e}", staging.display()));
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! One volume's way up, as a phase machine:
+//! `Missing → Located → Provisioned → Opened → Ready`. Each transition is
+//! one function; a failure is a [`VolumeError`], and what it means for the
+//! volume (its phase) is decided in one place, [`VolumeError::phase`].
+//! Nothing that holds data is ever formatted.
+
+use super::DM_PREFIX;
+use crate::converge::{converge_and_unlock, ConvergeError, Mode};
+use crate::device::{self, Access, ActivationOptions, Contents, DeviceError, LuksDevice};
+use crate::luks2::binding::VolumeKey;
+use crate::node::disks::{DiskError, OpenPartition, Partition};
+use crate::node::fs;
+use crate::node::status::{Phase, VolumeStatus};
+use crate::render::action_line;
+use crate::volume::VolumeSpec;
+use api_types::{Document, Encryption, FilesystemType};
+use providers::ProviderEnv;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One volume to bring up.
+#[derive(Debug, Clone)]
+pub(super) struct VolumeDef {
+    pub name: String,
+    pub label: String,
+    pub encryption: Option<Encryption>,
+    pub fs: FilesystemType,
+    pub mount: PathBuf,
+}
+
+impl VolumeDef {
+    pub fn from_doc(doc: &Document, state_mount: &Path) -> Self {
+        let default_mount = match doc {
+            Document::Volume(v) if v.name == "STATE" => state_mount.to_path_buf(),
+            Document::Volume(v) if v.name == "EPHEMERAL" => PathBuf::from("/var"),
+            Document::Volume(_) => PathBuf::from("/persistence"),
+            Document::User(u) => PathBuf::from("/var/mnt").join(&u.name),
+        };
+        VolumeDef {
+            name: doc.name().to_string(),
+            label: doc.partition_label(),
+            encryption: doc.encryption().cloned(),
+            fs: doc.filesystem().map(|f| f.kind).unwrap_or_default(),
+            mount: doc
+                .mount()
+                .map(|m| PathBuf::from(&m.path))
+                .unwrap_or(default_mount),
+        }
+    }
+
+    pub fn state(encryption: Option<Encryption>, state_mount: &Path) -> Self {
+        VolumeDef {
+            name: "STATE".into(),
+            label: "STATE".into(),
+            encryption,
+            fs: FilesystemType::Ext4,
+            mount: state_mount.to_path_buf(),
+        }
+    }
+
+    fn mapper_name(&self) -> String {
+        format!("{DM_PREFIX}{}", self.label)
+    }
+}
+
+/// Why a volume did not come up.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum VolumeError {
+    /// No partition carries the label.
+    #[error("no partition labelled `{0}`")]
+    Missing(String),
+    /// The partition could not be attached.
+    #[error(transparent)]
+    Partition(#[from] DiskError),
+    /// The device could not be read.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A plain volume whose partition holds a LUKS2 header.
+    #[error("the partition holds a LUKS2 header but the config does not encrypt this volume; volctl will not use it as plain (wipe it to change)")]
+    PlainHoldsLuks,
+    /// Encrypting it needs a wipe first.
+    #[error("holds {found}, but the config encrypts this volume; back up its data, then run `volctl reset --system-labels-to-wipe {label}`")]
+    NeedsWipe {
+        /// What it holds.
+        found: String,
+        /// Its label.
+        label: String,
+    },
+    /// Its keyslots could not be converged (or it could not be unlocked).
+    #[error(transparent)]
+    Converge(ConvergeError),
+    /// The filesystem could not be made or mounted.
+    #[error("{0}")]
+    Filesystem(String),
+    /// A worker task failed.
+    #[error("{0} task failed")]
+    Task(&'static str),
+}
+
+impl VolumeError {
+    /// What the failure means for the volume: the one error policy.
+    pub fn phase(&self) -> Phase {
+        match self {
+            VolumeError::Missing(_) => Phase::Missing,
+            VolumeError::NeedsWipe { .. } => Phase::WaitingForWipe,
+            _ => Phase::Failed,
+        }
+    }
+}
+
+/// A volume after unlocking: what to mount, and the attached partition.
+pub(super) struct Opened {
+    pub fs_device: PathBuf,
+    pub _partition: OpenPartition,
+}
+
+/// Records `e` in `st` with the phase it means.
+pub(super) fn fail(st: &mut VolumeStatus, e: &VolumeError) {
+    st.phase = e.phase();
+    st.error = Some(e.to_string());
+}
+
+/// Missing → Located: attaches the partition carrying the volume's label.
+pub(super) fn locate(
+    def: &VolumeDef,
+    part: Option<&Partition>,
+    st: &mut VolumeStatus,
+) -> Result<OpenPartition, VolumeError> {
+    let part = part.ok_or_else(|| VolumeError::Missing(def.label.clone()))?;
+    st.partition = Some(part.describe());
+    st.phase = Phase::Located;
+    let open = OpenPartition::open(part)?;
+    st.device = Some(open.path.display().to_string());
+    Ok(open)
+}
+
+/// Located → Provisioned: formats a blank device or converges its keyslots
+/// to the config (one KDF run when nothing changes); returns the volume key.
+pub(super) async fn provision(
+    def: &VolumeDef,
+    enc: &Encryption,
+    device: Arc<dyn LuksDevice>,
+    env: &ProviderEnv,
+    st: &mut VolumeStatus,
+) -> Result<VolumeKey, VolumeError> {
+    let spec = VolumeSpec {
+        name: def.name.clone(),
+        label: def.label.clone(),
+        encryption: enc.clone(),
+    };
+    let (outcome, vk) = converge_and_unlock(&spec, device, env, Mode::Apply)
+        .await
+        .map_err(|e| match e {
+            ConvergeError::NotBlank { found, .. } => VolumeError::NeedsWipe {
+                found,
+                label: def.label.clone(),
+            },
+            other => VolumeError::Converge(other),
+        })?;
+    st.created = outcome.formatted;
+    st.unlocked_by = outcome.unlocked_by;
+    st.kdf_runs = outcome.kdf_runs;
+    st.changes = outcome.plan.actions.iter().map(action_line).collect();
+    st.keyslots = outcome.keyslots;
+    st.phase = Phase::Provisioned;
+    Ok(vk)
+}
+
+/// Provisioned → Opened: activates dm-crypt by volume key (no KDF run);
+/// the device checks the header it loads once more first.
+pub(super) async fn activate(
+    def: &VolumeDef,
+    enc: &Encryption,
+    device: Arc<dyn LuksDevice>,
+    vk: VolumeKey,
+    st: &mut VolumeStatus,
+) -> Result<PathBuf, VolumeError> {
+    let name = def.mapper_name();
+    let options = ActivationOptions {
+        allow_discards: enc.allow_discards.unwrap_or(false),
+        perf: enc.options.clone(),
+    };
+    let n = name.clone();
+    tokio::task::spawn_blocking(move || device.activate(&n, &vk, &options))
+        .await
+        .map_err(|_| VolumeError::Task("activation"))??;
+    let mapped = PathBuf::from("/dev/mapper").join(&name);
+    st.mapped_device = Some(mapped.display().to_string());
+    st.phase = Phase::Opened;
+    Ok(mapped)
+}
+
+/// Opened → Ready: makes the filesystem if there is none, and mounts it.
+pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Result<(), VolumeError> {
+    let found = device::probe_filesystem(dev)
+        .map_err(|e| VolumeError::Filesystem(format!("cannot probe {}: {e}", dev.display())))?;
+    match found {
+        None => {
+            fs::mkfs(dev, def.fs, &def.label)
+                .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
+            st.created = true;
+        }
+        Some(found) => {
+            let want = match def.fs {
+                FilesystemType::Ext4 => "ext2/3/4",
+                FilesystemType::Xfs => "XFS",
+            };
+            if !found.starts_with(want) {
+                return Err(VolumeError::Filesystem(format!(
+                    "holds {found}, but the config asks for {}; volctl will not reformat it",
+                    fs::fstype(def.fs)
+                )));
+            }
+        }
+    }
+    fs::mount(dev, &def.mount, def.fs).map_err(|e| VolumeError::Filesystem(e.to_string()))?;
+    st.mount_point = Some(def.mount.display().to_string());
+    st.phase = Phase::Ready;
+    Ok(())
+}
+
+/// What a plain (unencrypted) volume's partition holds must not be LUKS2.
+async fn check_plain(device: Arc<dyn LuksDevice>) -> Result<(), VolumeError> {
+    let contents = tokio::task::spawn_blocking(move || device.contents())
+        .await
+        .map_err(|_| VolumeError::Task("probe"))??;
+    match contents {
+        Contents::Luks2(_) => Err(VolumeError::PlainHoldsLuks),
+        _ => Ok(()),
+    }
+}
+
+/// Locates, provisions and opens one volume (no mount yet).
+pub(super) async fn open_volume(
+    def: &VolumeDef,
+    part: Option<&Partition>,
+    env: &ProviderEnv,
+    st: &mut VolumeStatus,
+) -> Result<Opened, VolumeError> {
+    let partition = locate(def, part, st)?;
+    let device = device::open(&partition.path, Access::ReadWrite, def.encryption.clone())?;
+    let Some(enc) = &def.encryption else {
+        check_plain(device).await?;
+        return Ok(Opened {
+            fs_device: partition.path.clone(),
+            _partition: partition,
+        });
+    };
+    let vk = provision(def, enc, device.clone(), env, st).await?;
+    let fs_device = activate(def, enc, device, vk, st).await?;
+    Ok(Opened {
+        fs_device,
+        _partition: partition,
+    })
+}
+
+/// Opens one volume: its status so far and the result.
+pub(super) async fn open(
+    def: &VolumeDef,
+    part: Option<&Partition>,
+    env: &ProviderEnv,
+) -> (VolumeStatus, Result<Opened, VolumeError>) {
+    let mut st = VolumeStatus::new(&def.name, &def.label, def.encryption.is_some());
+    let opened = open_volume(def, part, env, &mut st).await;
+    (st, opened)
+}
+
+/// Mounts an opened volume (Ready), or records why it did not come up.
+pub(super) fn finish(
+    def: &VolumeDef,
+    mut st: VolumeStatus,
+    opened: Result<Opened, VolumeError>,
+) -> VolumeStatus {
+    if let Err(e) = opened.and_then(|o| mount(&o.fs_device, def, &mut st)) {
+        fail(&mut st, &e);
+    }
+    st
+}
