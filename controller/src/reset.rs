@@ -81,8 +81,7 @@ pub fn reset(
             wiped / MIB
         ));
         if label == "STATE" {
-            if let Some(m) = parts.get("META") {
-                let mo = OpenPartition::open(m)?;
+            if let Some(mo) = disks::open_labelled(&parts, "META")? {
                 meta::update(&mo.path, TAG_STATE_ENCRYPTION, None)?;
                 done.push("dropped STATE's encryption config from META: the next boot enters maintenance mode".into());
             }

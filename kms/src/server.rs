@@ -27,6 +27,26 @@ pub struct ServerTls {
     pub client_ca_pem: Option<Vec<u8>>,
 }
 
+impl ServerTls {
+    /// Reads the PEM files: certificate chain, key, and optionally the CA
+    /// whose client certificates are accepted.
+    pub fn from_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> std::io::Result<Self> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        };
+        Ok(ServerTls {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            client_ca_pem: client_ca.map(read).transpose()?,
+        })
+    }
+}
+
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

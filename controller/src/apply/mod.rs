@@ -287,17 +287,8 @@ fn stage(opts: &ApplyOptions, t: &Target<'_>, report: &mut ApplyReport) -> Resul
         return Ok(());
     }
     report.reboot_requested = true;
-    let st = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&opts.reboot_command)
-        .status();
-    if st.is_ok_and(|s| s.success()) {
-        return Ok(());
-    }
-    Err(ApplyError::Io(format!(
-        "the config is staged, but `{}` failed; reboot by hand",
-        opts.reboot_command
-    )))
+    crate::node::reboot::reboot(&opts.reboot_command)
+        .map_err(|e| ApplyError::Io(format!("the config is staged, but {e}")))
 }
 
 /// Mirrors STATE's encryption config to META (when it differs).
@@ -305,17 +296,11 @@ fn mirror_state_to_meta(
     disks: &[PathBuf],
     want: Option<&api_types::Encryption>,
 ) -> Result<(), ApplyError> {
-    let disks = if disks.is_empty() {
-        disks::system_disks()
-    } else {
-        disks.to_vec()
-    };
     let io = |e: String| ApplyError::Io(format!("mirroring STATE's config to META: {e}"));
-    let parts = disks::by_label(&disks).map_err(|e| io(e.to_string()))?;
-    let Some(p) = parts.get("META") else {
+    let parts = disks::by_label(&disks::given_or_system(disks)).map_err(|e| io(e.to_string()))?;
+    let Some(open) = disks::open_labelled(&parts, "META").map_err(|e| io(e.to_string()))? else {
         return Ok(());
     };
-    let open = disks::OpenPartition::open(p).map_err(|e| io(e.to_string()))?;
     meta::mirror_state_encryption(&open.path, want).map_err(|e| io(e.to_string()))?;
     Ok(())
 }

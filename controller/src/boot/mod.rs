@@ -94,12 +94,7 @@ pub enum BootError {
 
 /// Runs the boot sequence.
 pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
-    let disks = if opts.disks.is_empty() {
-        disks::system_disks()
-    } else {
-        opts.disks.clone()
-    };
-    let parts = disks::by_label(&disks)?;
+    let parts = disks::by_label(&disks::given_or_system(&opts.disks))?;
     let mut status = BootStatus::default();
     let choice = state::choose(opts, &parts).await?;
     // STATE is mounted at a staging point first and moved to its place last,
@@ -155,9 +150,7 @@ async fn bring_up_state(
         if want != choice.def.encryption {
             state::reconverge(&mut status.volumes[0], want.as_ref(), env).await;
         }
-        if let Some(p) = parts.get("META") {
-            state::sync_meta(p, want.as_ref(), choice.meta.as_ref())?;
-        }
+        state::sync_meta(parts, want.as_ref(), choice.meta.as_ref())?;
     }
     Ok((source, docs))
 }

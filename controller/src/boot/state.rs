@@ -9,7 +9,7 @@ use super::volume::VolumeDef;
 use super::{maintenance, BootError, BootOptions, SALT_FILE};
 use crate::converge::{converge_and_unlock, open_device, Mode};
 use crate::device;
-use crate::node::disks::{OpenPartition, Partition};
+use crate::node::disks::{self, OpenPartition, Partition};
 use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use crate::node::{atomic, fs, salt};
@@ -39,8 +39,8 @@ pub(super) async fn choose(
     parts: &BTreeMap<String, Partition>,
 ) -> Result<StateChoice, BootError> {
     let mut given = source::load_files(&opts.config_files)?;
-    let meta = match parts.get("META") {
-        Some(p) => read_meta(p)?,
+    let meta = match disks::open_labelled(parts, "META")? {
+        Some(open) => read_meta(&open)?,
         None => None,
     };
     let mut source = ConfigSource::BootArgs;
@@ -69,8 +69,7 @@ pub(super) async fn choose(
     })
 }
 
-fn read_meta(p: &Partition) -> Result<Option<Encryption>, BootError> {
-    let open = OpenPartition::open(p)?;
+fn read_meta(open: &OpenPartition) -> Result<Option<Encryption>, BootError> {
     let m = meta::read(&open.path)?;
     match m.records.get(&TAG_STATE_ENCRYPTION) {
         None => Ok(None),
@@ -82,14 +81,16 @@ fn read_meta(p: &Partition) -> Result<Option<Encryption>, BootError> {
 
 /// Mirrors STATE's encryption config to META when it changed.
 pub(super) fn sync_meta(
-    p: &Partition,
+    parts: &BTreeMap<String, Partition>,
     want: Option<&Encryption>,
     have: Option<&Encryption>,
 ) -> Result<(), BootError> {
     if want == have {
         return Ok(());
     }
-    let open = OpenPartition::open(p)?;
+    let Some(open) = disks::open_labelled(parts, "META")? else {
+        return Ok(());
+    };
     if meta::mirror_state_encryption(&open.path, want)? {
         tracing::info!("STATE encryption config mirrored to META");
     }

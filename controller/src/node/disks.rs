@@ -134,6 +134,24 @@ pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
         .collect())
 }
 
+/// The disks given, or every disk of the system when none is.
+pub fn given_or_system(disks: &[PathBuf]) -> Vec<PathBuf> {
+    if disks.is_empty() {
+        system_disks()
+    } else {
+        disks.to_vec()
+    }
+}
+
+/// The partition labelled `label` among `parts`, attached (a loop device
+/// for an image file); `None` when no partition has that label.
+pub fn open_labelled(
+    parts: &BTreeMap<String, Partition>,
+    label: &str,
+) -> Result<Option<OpenPartition>, DiskError> {
+    parts.get(label).map(OpenPartition::open).transpose()
+}
+
 /// Every whole disk the kernel knows (`/sys/class/block` entries that are
 /// not partitions, loop, ram or device-mapper devices).
 pub fn system_disks() -> Vec<PathBuf> {

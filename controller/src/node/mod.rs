@@ -8,5 +8,6 @@ pub mod disks;
 pub mod fs;
 pub mod loopdev;
 pub mod meta;
+pub mod reboot;
 pub mod salt;
 pub mod status;

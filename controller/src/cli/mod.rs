@@ -1,0 +1,104 @@
+//! The command line: the top-level parser and the vocabulary the commands
+//! share. Each subcommand's arguments and handler live in `commands/` (one
+//! file a verb, the way cargo does it); what several commands take is in
+//! [`prelude`]; how results are printed is in [`output`]; exit codes are
+//! named once in [`Exit`].
+
+pub mod output;
+pub mod prelude;
+
+use crate::commands::{
+    apply_config, boot, close, converge, kms_server, meta, plan, reset, schema, status, validate,
+};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// volctl: declarative LUKS2 volume controller.
+#[derive(Debug, Parser)]
+#[command(name = "volctl", version, about, long_about = None)]
+pub struct Cli {
+    /// Log more (repeat for debug); logs go to stderr. RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check config documents; exit 0 when valid, 1 when not.
+    #[command(after_help = validate::HELP)]
+    Validate(validate::Args),
+    /// Print the JSON Schema of the documents.
+    #[command(after_help = schema::HELP)]
+    Schema(schema::Args),
+    /// Show what `converge` would change on a volume; change nothing.
+    #[command(after_help = plan::HELP)]
+    Plan(plan::Args),
+    /// Format the device if blank, then make its keyslots match the config.
+    #[command(after_help = converge::HELP)]
+    Converge(converge::Args),
+    /// Bring up every volume: find partitions by label, unlock or format, converge keyslots, open, mount.
+    #[command(after_help = boot::HELP)]
+    Boot(boot::Args),
+    /// Apply a new config: validate, show what changes, then stage it, apply it now, or stage and reboot.
+    #[command(after_help = apply_config::HELP)]
+    ApplyConfig(apply_config::Args),
+    /// Wipe volumes so the next boot provisions them from the config.
+    #[command(after_help = reset::HELP)]
+    Reset(reset::Args),
+    /// Run a KMS server for a fleet (sidero.kms.KMSService, AES-256-GCM, stateless), or make a master key.
+    #[command(args_conflicts_with_subcommands = true, after_help = kms_server::HELP)]
+    KmsServer(kms_server::Args),
+    /// Print the status of every volume from the last boot.
+    #[command(after_help = status::HELP)]
+    Status(status::Args),
+    /// Unmount and close every volume the last boot opened.
+    #[command(after_help = close::HELP)]
+    Close(close::Args),
+    /// Read and write the META partition's records.
+    #[command(after_help = meta::HELP)]
+    Meta(meta::Args),
+}
+
+/// How volctl exits, named once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done (0).
+    Success,
+    /// An error, or an invalid config (1).
+    Failure,
+    /// `plan --detailed-exitcode`: changes are planned (2).
+    ChangesPlanned,
+    /// `boot`: some volume is not ready (3).
+    NotReady,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(match e {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::ChangesPlanned => 2,
+            Exit::NotReady => 3,
+        })
+    }
+}
+
+/// The error and its causes, each once: a cause whose text the message
+/// before it already holds (errors that print their source) is skipped.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}

@@ -1,0 +1,95 @@
+//! `volctl apply-config`: validate a new config, show what it changes, then
+//! stage it, apply it now, or stage it and reboot.
+
+use crate::cli::output::Output;
+use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
+use crate::cli::Exit;
+use anyhow::Result;
+use controller::apply::{self, ApplyMode, ApplyOptions};
+use std::path::PathBuf;
+
+/// Examples shown by `--help`.
+pub const HELP: &str = "Example:\n  volctl apply-config -f node.yaml --mode staged        # next boot\n  volctl apply-config -f node.yaml --mode no-reboot     # keyslot changes now\n  volctl apply-config -f node.yaml --dry-run            # show, store nothing\n  volctl apply-config --insecure -f node.yaml           # to a boot waiting in maintenance mode\n\nRefused, with nothing stored: an invalid config; a config none of whose keys opens a volume\n(add the new key first, reboot, then remove the old one).";
+
+/// `apply-config --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// no-reboot when everything can change now, else reboot.
+    Auto,
+    /// Takes effect at the next boot.
+    Staged,
+    /// Staged, then reboot.
+    Reboot,
+    /// Keyslot changes on open volumes now.
+    NoReboot,
+}
+
+impl From<ModeArg> for ApplyMode {
+    fn from(m: ModeArg) -> ApplyMode {
+        match m {
+            ModeArg::Auto => ApplyMode::Auto,
+            ModeArg::Staged => ApplyMode::Staged,
+            ModeArg::Reboot => ApplyMode::Reboot,
+            ModeArg::NoReboot => ApplyMode::NoReboot,
+        }
+    }
+}
+
+/// `volctl apply-config` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Config file(s).
+    #[arg(short = 'f', long = "file", required = true)]
+    pub files: Vec<PathBuf>,
+    /// How the config takes effect.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+    /// Show what would change; store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Deliver the config to a boot waiting in maintenance mode (no authentication, local only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Status file of the running boot.
+    #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
+    pub status_file: PathBuf,
+    /// Disks.
+    #[command(flatten)]
+    pub disks: DiskArgs,
+    /// The node UUID.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Command that reboots the node (for --mode reboot).
+    #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
+    pub reboot_command: String,
+    /// KMS and TPM access.
+    #[command(flatten)]
+    pub keys: KeySourceArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Applies the config; prints the report.
+pub fn exec(args: Args) -> Result<Exit> {
+    let opts = ApplyOptions {
+        files: args.files,
+        mode: args.mode.into(),
+        dry_run: args.dry_run,
+        insecure: args.insecure,
+        status_file: args.status_file,
+        disks: args.disks.disks,
+        node_uuid: args.node.uuid(),
+        reboot_command: args.reboot_command,
+        kms: args.keys.kms.options()?,
+        tpm: args.keys.tpm.options(),
+    };
+    let report = runtime()?.block_on(apply::apply(&opts))?;
+    args.output
+        .print(&report, || match (args.insecure, report.stored.is_some()) {
+            (true, true) => "config delivered to the boot waiting in maintenance mode\n".into(),
+            (true, false) => "config valid (dry run): nothing delivered\n".into(),
+            (false, _) => apply::report_text(&report),
+        })?;
+    Ok(Exit::Success)
+}

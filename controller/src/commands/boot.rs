@@ -1,0 +1,65 @@
+//! `volctl boot`: bring up every volume.
+
+use crate::cli::output::Output;
+use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
+use crate::cli::Exit;
+use anyhow::Result;
+use controller::boot::{self, BootOptions};
+use std::path::PathBuf;
+
+/// Examples shown by `--help`.
+pub const HELP: &str = "Example:\n  volctl boot -f /etc/volctl/config.yaml            # first boot: config given\n  volctl boot                                       # later boots: STATE's config (STATE's own from META)\n  volctl boot --disk disk.img -f node.yaml --state-mount /tmp/state\n\nExit status: 0 every volume ready, 3 some volume not ready (see `volctl status`), 1 fatal error.";
+
+/// `volctl boot` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Disks.
+    #[command(flatten)]
+    pub disks: DiskArgs,
+    /// Config file(s) given at boot; they win over META's and STATE's copies.
+    #[arg(short = 'f', long = "file")]
+    pub files: Vec<PathBuf>,
+    /// Where STATE is mounted.
+    #[arg(long, default_value = controller::boot::DEFAULT_STATE_MOUNT)]
+    pub state_mount: PathBuf,
+    /// Status file to write.
+    #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
+    pub status_file: PathBuf,
+    /// The node UUID.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Volumes unlocked at once (each argon2 run may take up to 1 GiB).
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+    /// In maintenance mode, give up after this many seconds (default: wait for ever).
+    #[arg(long)]
+    pub maintenance_timeout: Option<u64>,
+    /// KMS and TPM access.
+    #[command(flatten)]
+    pub keys: KeySourceArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Boots; exit 3 when some volume is not ready.
+pub fn exec(args: Args) -> Result<Exit> {
+    let opts = BootOptions {
+        disks: args.disks.disks,
+        config_files: args.files,
+        state_mount: args.state_mount,
+        status_file: args.status_file,
+        node_uuid: args.node.uuid(),
+        parallel: args.parallel,
+        maintenance_timeout: args.maintenance_timeout.map(std::time::Duration::from_secs),
+        kms: args.keys.kms.options()?,
+        tpm: args.keys.tpm.options(),
+    };
+    let status = runtime()?.block_on(boot::boot(&opts))?;
+    args.output.print(&status, || status.table())?;
+    Ok(if status.all_ready() {
+        Exit::Success
+    } else {
+        Exit::NotReady
+    })
+}

@@ -1,0 +1,82 @@
+//! `volctl converge`: format a blank device, make its keyslots match the
+//! config. Shares its target arguments with `plan`.
+
+use crate::cli::output::Output;
+use crate::cli::prelude::{load_config, runtime, KeySourceArgs, NodeArgs};
+use crate::cli::Exit;
+use anyhow::{Context, Result};
+use controller::converge::{converge, open_device, Mode, Outcome};
+use controller::volume::VolumeSpec;
+use providers::ProviderEnv;
+use std::path::PathBuf;
+
+/// Examples shown by `--help`.
+pub const HELP: &str = "Example:\n  volctl converge --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  VOLCTL_NODE_UUID=... volctl converge --volume data --device data.img -f node.yaml --state-salt-file salt\n\nA device holding a filesystem or anything else is refused, never formatted.";
+
+/// Which volume, on which device, with which config.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Volume name (document name or partition label): STATE, EPHEMERAL, persistence, or a user volume.
+    #[arg(long)]
+    pub volume: String,
+    /// Block device or image file holding the volume.
+    #[arg(long)]
+    pub device: PathBuf,
+    /// Config file(s).
+    #[arg(short = 'f', long = "file", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The node UUID.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// File holding the STATE salt, for lockToSTATE keys (mode 0600).
+    #[arg(long, env = "VOLCTL_STATE_SALT_FILE")]
+    pub state_salt_file: Option<PathBuf>,
+    /// KMS and TPM access.
+    #[command(flatten)]
+    pub keys: KeySourceArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// `volctl converge` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The volume.
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Converges the volume.
+pub fn exec(args: Args) -> Result<Exit> {
+    run(&args.target, Mode::Apply)?;
+    Ok(Exit::Success)
+}
+
+/// Runs plan or converge on the target, prints the outcome.
+pub fn run(target: &Target, mode: Mode) -> Result<Outcome> {
+    let docs = load_config(&target.files, &target.volume)?;
+    let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
+    let env = provider_env(target)?;
+    let device = open_device(&spec, &target.device, mode)?;
+    let outcome = runtime()?
+        .block_on(converge(&spec, device, &env, mode))
+        .with_context(|| format!("volume {}", spec.name))?;
+    target
+        .output
+        .print(&outcome, || controller::render::outcome_text(&outcome))?;
+    Ok(outcome)
+}
+
+fn provider_env(target: &Target) -> Result<ProviderEnv> {
+    let state_salt = match &target.state_salt_file {
+        Some(p) => Some(controller::node::salt::read_salt_file(p)?),
+        None => None,
+    };
+    Ok(ProviderEnv {
+        node_uuid: target.node.uuid(),
+        state_salt,
+        kms: target.keys.kms.options()?,
+        tpm: target.keys.tpm.options(),
+    })
+}

@@ -1,0 +1,110 @@
+//! `volctl kms-server`: a stateless KMS for a fleet, or a new master key.
+
+use crate::cli::prelude::runtime;
+use crate::cli::Exit;
+use anyhow::{bail, Context, Result};
+use kms::keyring::Keyring;
+use kms::listener::Limits;
+use kms::server::ServerTls;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Examples shown by `--help`.
+pub const HELP: &str = "Example:\n  volctl kms-server genkey >> /etc/volctl-kms/keys && chmod 600 /etc/volctl-kms/keys\n  volctl kms-server --listen 0.0.0.0:4050 --master-key-file /etc/volctl-kms/keys \\\n      --tls-cert tls.crt --tls-key tls.key [--client-ca clients-ca.crt]\n\nThe last key in the file seals; every key unseals (append a key to rotate). SIGTERM stops it gracefully.\nTLS 1.3 only; idle and half-open connections are closed; connections are capped below the fd limit.";
+
+/// `volctl kms-server` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum KmsServerCommand {
+    /// Print a new master-key line (KEY_ID:BASE64) to append to the key file.
+    Genkey,
+}
+
+/// `volctl kms-server` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// `genkey`: print a new master-key line to append to the key file.
+    #[command(subcommand)]
+    pub command: Option<KmsServerCommand>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:4050")]
+    pub listen: String,
+    /// Master key file (mode 0600): lines of KEY_ID:BASE64.
+    #[arg(long, required = false)]
+    pub master_key_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Serve without TLS (tests only: sealed keys cross the network in clear).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub plaintext: bool,
+    /// Open connections at most (default: 512, or the file-descriptor
+    /// limit less 32 when that is lower).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_timeout: u64,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+}
+
+/// Serves until SIGTERM, or prints a new key.
+pub fn exec(args: Args) -> Result<Exit> {
+    if let Some(KmsServerCommand::Genkey) = args.command {
+        println!("{}", Keyring::generate_line());
+        return Ok(Exit::Success);
+    }
+    let keys = args
+        .master_key_file
+        .as_ref()
+        .context("--master-key-file is required")?;
+    let keyring = Keyring::load(keys)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(ServerTls::from_files(c, k, args.client_ca.as_deref())?),
+        _ if args.plaintext => None,
+        _ => bail!("give --tls-cert and --tls-key (or --plaintext, for tests only)"),
+    };
+    let limits = Limits {
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(kms::listener::default_max_connections),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+    };
+    runtime()?.block_on(serve(&args.listen, keyring, tls, limits))?;
+    Ok(Exit::Success)
+}
+
+async fn serve(
+    listen: &str,
+    keyring: Keyring,
+    tls: Option<ServerTls>,
+    limits: Limits,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, tls = tls.is_some(), key_id = keyring.current_id(), "KMS server listening");
+    eprintln!("volctl kms-server listening on {addr}");
+    kms::server::serve_with_limits(listener, keyring, tls, limits, shutdown_signal()).await?;
+    eprintln!("volctl kms-server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,34 @@
+//! One module per `volctl` verb: its arguments and its `exec`. The domain
+//! lives in the library; these only convert arguments and print results.
+
+pub mod apply_config;
+pub mod boot;
+pub mod close;
+pub mod converge;
+pub mod kms_server;
+pub mod meta;
+pub mod plan;
+pub mod reset;
+pub mod schema;
+pub mod status;
+pub mod validate;
+
+use crate::cli::{Command, Exit};
+use anyhow::Result;
+
+/// Runs one command.
+pub fn exec(command: Command) -> Result<Exit> {
+    match command {
+        Command::Validate(a) => validate::exec(a),
+        Command::Schema(a) => schema::exec(a),
+        Command::Plan(a) => plan::exec(a),
+        Command::Converge(a) => converge::exec(a),
+        Command::Boot(a) => boot::exec(a),
+        Command::ApplyConfig(a) => apply_config::exec(a),
+        Command::Reset(a) => reset::exec(a),
+        Command::KmsServer(a) => kms_server::exec(a),
+        Command::Status(a) => status::exec(a),
+        Command::Close(a) => close::exec(a),
+        Command::Meta(a) => meta::exec(a),
+    }
+}
