@@ -24,7 +24,7 @@ pub enum ProviderError {
     #[error("{kind} key unavailable: {reason}")]
     Unavailable {
         /// The key kind.
-        kind: &'static str,
+        kind: api_types::KeySource,
         /// Why.
         reason: String,
     },
@@ -32,7 +32,7 @@ pub enum ProviderError {
     #[error("{kind} token is malformed: {reason}")]
     BadToken {
         /// The key kind.
-        kind: &'static str,
+        kind: api_types::KeySource,
         /// What is wrong.
         reason: String,
     },

@@ -30,7 +30,7 @@ impl KmsProvider {
         self.node_uuid
             .as_deref()
             .map_err(|r| ProviderError::Unavailable {
-                kind: "kms",
+                kind: api_types::KeySource::Kms,
                 reason: format!("the node UUID is needed: {r}"),
             })
     }
@@ -38,7 +38,7 @@ impl KmsProvider {
 
 fn client_error(e: ClientError) -> ProviderError {
     ProviderError::Unavailable {
-        kind: "kms",
+        kind: api_types::KeySource::Kms,
         reason: e.to_string(),
     }
 }
@@ -70,7 +70,7 @@ impl KeyProvider for KmsProvider {
             .get("endpoint")
             .and_then(|v| v.as_str())
             .unwrap_or(&self.endpoint);
-        let blob = token_bytes("kms", token_data, "sealedData")?;
+        let blob = token_bytes(api_types::KeySource::Kms, token_data, "sealedData")?;
         let key = KmsClient::new(endpoint, self.options.clone())
             .unseal(uuid, &blob)
             .await

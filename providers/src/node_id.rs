@@ -73,7 +73,7 @@ impl NodeIdProvider {
             .node_uuid
             .as_ref()
             .map_err(|reason| ProviderError::Unavailable {
-                kind: "nodeID",
+                kind: api_types::KeySource::NodeId,
                 reason: reason.clone(),
             })?;
         Ok(Passphrase::new(

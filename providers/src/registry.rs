@@ -24,7 +24,7 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
         KeyKind::Static { passphrase } => Box::new(StaticProvider::new(passphrase.clone())),
         KeyKind::NodeId => Box::new(NodeIdProvider::new(env.node_uuid.clone().map_err(
             |reason| ProviderError::Unavailable {
-                kind: "nodeID",
+                kind: api_types::KeySource::NodeId,
                 reason,
             },
         ))),

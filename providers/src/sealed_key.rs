@@ -24,7 +24,7 @@ pub(crate) fn passphrase(key: &[u8]) -> Passphrase {
 
 /// The base64-decoded string field `name` of a `kind` token.
 pub(crate) fn token_bytes(
-    kind: &'static str,
+    kind: api_types::KeySource,
     token_data: &serde_json::Value,
     name: &str,
 ) -> Result<Vec<u8>, ProviderError> {
@@ -44,8 +44,11 @@ mod tests {
     #[test]
     fn token_fields_decode_or_name_the_field() {
         let t = serde_json::json!({"blob": "AAEC", "bad": "@@", "num": 3});
-        assert_eq!(token_bytes("kms", &t, "blob").unwrap(), vec![0, 1, 2]);
-        let reason = |name| match token_bytes("tpm", &t, name) {
+        assert_eq!(
+            token_bytes(api_types::KeySource::Kms, &t, "blob").unwrap(),
+            vec![0, 1, 2]
+        );
+        let reason = |name| match token_bytes(api_types::KeySource::Tpm, &t, name) {
             Err(ProviderError::BadToken { kind, reason }) => format!("{kind}: {reason}"),
             other => panic!("{other:?}"),
         };

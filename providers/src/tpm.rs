@@ -78,7 +78,7 @@ impl TpmProvider {
 
 fn unavailable(reason: impl Into<String>) -> ProviderError {
     ProviderError::Unavailable {
-        kind: "tpm",
+        kind: api_types::KeySource::Tpm,
         reason: reason.into(),
     }
 }
@@ -320,10 +320,10 @@ impl KeyProvider for TpmProvider {
         token_data: &serde_json::Value,
     ) -> Result<Passphrase, ProviderError> {
         let bad = |reason: &str| ProviderError::BadToken {
-            kind: "tpm",
+            kind: api_types::KeySource::Tpm,
             reason: reason.into(),
         };
-        let field = |name| token_bytes("tpm", token_data, name);
+        let field = |name| token_bytes(api_types::KeySource::Tpm, token_data, name);
         let public = Public::unmarshall(&field("public")?).map_err(|_| bad("public blob"))?;
         let private = Private::try_from(field("private")?).map_err(|_| bad("private blob"))?;
         // Unseal under the PCRs the key was sealed to (the token's list).
