@@ -217,3 +217,103 @@ fn a_read_only_handle_refuses_every_write() {
     assert!(e.contains("read-only"), "{e}");
     assert_eq!(sha256_file(&img.path), before);
 }
+
+/// One mutation of one header copy.
+#[derive(Debug, Clone)]
+struct CopyEdit {
+    seqid_delta: i8,
+    cipher: Option<&'static str>,
+    duplicate_cipher: Option<&'static str>,
+    odd_json_size: bool,
+    wipe_magic: bool,
+}
+
+fn copy_edit() -> impl proptest::strategy::Strategy<Value = CopyEdit> {
+    use proptest::prelude::*;
+    let cipher = prop_oneof![
+        Just(None),
+        Just(Some(NULL)),
+        Just(Some("aes-cbc-essiv:sha256"))
+    ];
+    let dup = prop_oneof![Just(None), Just(Some(NULL)), Just(Some("aes-xts-plain64"))];
+    (
+        -1i8..=1,
+        cipher,
+        dup,
+        any::<bool>(),
+        proptest::bool::weighted(0.15),
+    )
+        .prop_map(
+            |(seqid_delta, cipher, duplicate_cipher, odd_json_size, wipe_magic)| CopyEdit {
+                seqid_delta,
+                cipher,
+                duplicate_cipher,
+                odd_json_size,
+                wipe_magic,
+            },
+        )
+}
+
+fn apply_edit(p: &Path, off: u64, e: &CopyEdit) {
+    let seq = he::seqid(p, off).saturating_add_signed(e.seqid_delta.into());
+    let json = he::edited(p, off, |v| {
+        if let Some(c) = e.cipher {
+            v["segments"]["0"]["encryption"] = c.into();
+        }
+        if e.odd_json_size {
+            v["config"]["json_size"] = "4096".into();
+        }
+    });
+    let json = match e.duplicate_cipher {
+        None => json,
+        Some(c) => {
+            let at = json.find("\"segments\"").unwrap();
+            let seg = &json[at..];
+            let key = seg.find("\"encryption\":").unwrap();
+            let end = seg[key + 13..].find(',').unwrap() + key + 13;
+            format!(
+                "{}{},\"encryption\":\"{c}\"{}",
+                &json[..at],
+                &seg[..end],
+                &seg[end..]
+            )
+        }
+    };
+    he::rewrite(p, off, seq, &json);
+    if e.wipe_magic {
+        he::wipe_magic(p, off);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Whatever is done to either copy (checksums fixed), volctl either
+    /// refuses without writing, or enrols into a header that libcryptsetup
+    /// loads with the configured cipher: never into one libcryptsetup would
+    /// activate differently from what volctl checked.
+    #[test]
+    fn volctl_never_enrols_into_a_header_libcryptsetup_reads_otherwise(
+        primary in copy_edit(),
+        secondary in copy_edit(),
+    ) {
+        let img = provisioned();
+        let p = &img.path;
+        let size = he::hdr_size(p);
+        apply_edit(p, size, &secondary);
+        apply_edit(p, 0, &primary);
+        let before = sha256_file(p);
+        match run(&config(&[S0, S1]), p, &env(), Mode::Apply) {
+            Ok(o) => {
+                let dir = tempfile::tempdir().unwrap();
+                let copy = dir.path().join("copy.img");
+                std::fs::copy(p, &copy).unwrap();
+                let loaded = dump(&copy);
+                proptest::prop_assert_eq!(&loaded["segments"]["0"]["encryption"], "aes-xts-plain64", "{:?}", o.plan);
+                proptest::prop_assert_eq!(loaded["segments"].as_object().unwrap().len(), 1);
+                proptest::prop_assert!(opens(&copy, 1, b"added-by-attack"));
+            }
+            Err(e) => proptest::prop_assert_eq!(sha256_file(p), before, "refused ({}) but written", e),
+        }
+    }
+}
