@@ -3,10 +3,11 @@
 //! sealed blob and the endpoint it was sealed by, so the key is recovered
 //! from the same KMS even if the config later points elsewhere.
 
-use crate::sealed_key::{passphrase, random_key, token_bytes, B64};
+use crate::sealed_key::{
+    parse_token, passphrase, random_key, token_json, Base64Bytes, KmsTokenData,
+};
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
-use base64::Engine;
 use kms::client::{ClientError, ClientOptions, KmsClient};
 
 /// Keys sealed by a KMS.
@@ -57,7 +58,10 @@ impl KeyProvider for KmsProvider {
             .map_err(client_error)?;
         Ok(Enrolled {
             passphrase: passphrase(key.as_ref()),
-            token_data: serde_json::json!({"endpoint": self.endpoint, "sealedData": B64.encode(blob)}),
+            token_data: token_json(&KmsTokenData {
+                endpoint: self.endpoint.clone(),
+                sealed_data: Base64Bytes(blob),
+            }),
         })
     }
     async fn recover(
@@ -66,13 +70,11 @@ impl KeyProvider for KmsProvider {
         token_data: &serde_json::Value,
     ) -> Result<Passphrase, ProviderError> {
         let uuid = self.uuid()?;
-        let endpoint = token_data
-            .get("endpoint")
-            .and_then(|v| v.as_str())
-            .unwrap_or(&self.endpoint);
-        let blob = token_bytes(api_types::KeySource::Kms, token_data, "sealedData")?;
-        let key = KmsClient::new(endpoint, self.options.clone())
-            .unseal(uuid, &blob)
+        let token: KmsTokenData = parse_token(api_types::KeySource::Kms, token_data)?;
+        // The config's endpoint, never the token's: whoever can write the
+        // disk could otherwise send this node's unseal requests anywhere.
+        let key = KmsClient::new(&self.endpoint, self.options.clone())
+            .unseal(uuid, &token.sealed_data.0)
             .await
             .map_err(client_error)?;
         Ok(passphrase(&key))

@@ -1,6 +1,7 @@
 //! What the sealing key kinds (`kms`, `tpm`) share: a fresh random key, the
-//! passphrase LUKS2 gets for it (its base64, as Talos does), and the
-//! base64 fields of their tokens.
+//! passphrase LUKS2 gets for it (its base64, as Talos does), their typed
+//! token payloads ([`KmsTokenData`], [`TpmTokenData`]) and the base64 blobs
+//! inside them.
 
 use crate::{Passphrase, ProviderError};
 use base64::Engine;
@@ -22,19 +23,66 @@ pub(crate) fn passphrase(key: &[u8]) -> Passphrase {
     Passphrase::new(B64.encode(key).into_bytes())
 }
 
-/// The base64-decoded string field `name` of a `kind` token.
-pub(crate) fn token_bytes(
+/// Bytes kept in a token as a base64 string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base64Bytes(pub Vec<u8>);
+
+impl serde::Serialize for Base64Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(&self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Base64Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        B64.decode(text)
+            .map(Base64Bytes)
+            .map_err(|_| serde::de::Error::custom("not base64"))
+    }
+}
+
+/// What a `kms` slot's token keeps: where it was sealed and the sealed key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KmsTokenData {
+    /// The endpoint that sealed it (informational: unlocking uses the
+    /// config's endpoint, never one read from the disk).
+    pub endpoint: String,
+    /// The sealed key (Talos's `sealedData`).
+    #[serde(rename = "sealedData")]
+    pub sealed_data: Base64Bytes,
+}
+
+/// What a `tpm` slot's token keeps: the sealed object and its PCR policy.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TpmTokenData {
+    /// TPM2B_PUBLIC of the sealed object.
+    pub public: Base64Bytes,
+    /// TPM2B_PRIVATE of the sealed object.
+    pub private: Base64Bytes,
+    /// The PCRs it is sealed to, ascending.
+    pub pcrs: Vec<u32>,
+    /// PCR bank.
+    pub hash: String,
+    /// The PolicyPCR digest, hex.
+    #[serde(rename = "policyDigest")]
+    pub policy_digest: String,
+}
+
+/// A token payload as `T`, or a `BadToken` error naming what is wrong.
+pub(crate) fn parse_token<T: serde::de::DeserializeOwned>(
     kind: api_types::KeySource,
     token_data: &serde_json::Value,
-    name: &str,
-) -> Result<Vec<u8>, ProviderError> {
-    let bad = |reason: String| ProviderError::BadToken { kind, reason };
-    let text = token_data
-        .get(name)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| bad(format!("no {name}")))?;
-    B64.decode(text)
-        .map_err(|_| bad(format!("{name} is not base64")))
+) -> Result<T, ProviderError> {
+    serde_json::from_value(token_data.clone()).map_err(|e| ProviderError::BadToken {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+/// A token payload as JSON.
+pub(crate) fn token_json<T: serde::Serialize>(data: &T) -> serde_json::Value {
+    serde_json::to_value(data).expect("token payloads serialise")
 }
 
 #[cfg(test)]
@@ -42,19 +90,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_fields_decode_or_name_the_field() {
-        let t = serde_json::json!({"blob": "AAEC", "bad": "@@", "num": 3});
+    fn token_payloads_round_trip_and_bad_ones_say_why() {
+        use api_types::KeySource;
+        let k = KmsTokenData {
+            endpoint: "https://kms:4050".into(),
+            sealed_data: Base64Bytes(vec![0, 1, 2]),
+        };
+        let json = token_json(&k);
         assert_eq!(
-            token_bytes(api_types::KeySource::Kms, &t, "blob").unwrap(),
-            vec![0, 1, 2]
+            json,
+            serde_json::json!({"endpoint": "https://kms:4050", "sealedData": "AAEC"})
         );
-        let reason = |name| match token_bytes(api_types::KeySource::Tpm, &t, name) {
+        assert_eq!(
+            parse_token::<KmsTokenData>(KeySource::Kms, &json).unwrap(),
+            k
+        );
+        let reason = |v: serde_json::Value| match parse_token::<TpmTokenData>(KeySource::Tpm, &v) {
             Err(ProviderError::BadToken { kind, reason }) => format!("{kind}: {reason}"),
             other => panic!("{other:?}"),
         };
-        assert_eq!(reason("bad"), "tpm: bad is not base64");
-        assert_eq!(reason("num"), "tpm: no num");
-        assert_eq!(reason("gone"), "tpm: no gone");
+        let good = serde_json::json!({"public": "AAEC", "private": "AAEC", "pcrs": [7], "hash": "sha256", "policyDigest": "00"});
+        assert!(parse_token::<TpmTokenData>(KeySource::Tpm, &good).is_ok());
+        let mut bad = good.clone();
+        bad["public"] = "@@".into();
+        assert!(reason(bad).starts_with("tpm: not base64"));
+        let mut bad = good.clone();
+        bad["pcrs"] = serde_json::json!([4294967303u64]);
+        assert!(reason(bad).contains("invalid value"));
+        let mut bad = good;
+        bad.as_object_mut().unwrap().remove("private");
+        assert!(reason(bad).contains("missing field `private`"));
     }
 
     #[test]

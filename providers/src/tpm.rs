@@ -9,10 +9,11 @@
 //! changed), unsealing fails: the slot is reported unusable for this boot
 //! and another key must open the volume. The slot itself is kept.
 
-use crate::sealed_key::{passphrase, random_key, token_bytes, B64};
+use crate::sealed_key::{
+    parse_token, passphrase, random_key, token_json, Base64Bytes, TpmTokenData,
+};
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
-use base64::Engine;
 use std::str::FromStr;
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::SessionType;
@@ -305,12 +306,12 @@ impl KeyProvider for TpmProvider {
             .map_err(|e| tpm_err("marshalling", e))?;
         Ok(Enrolled {
             passphrase: passphrase(key.as_ref()),
-            token_data: serde_json::json!({
-                "public": B64.encode(public),
-                "private": B64.encode(sealed.private.value()),
-                "pcrs": self.pcrs,
-                "hash": "sha256",
-                "policyDigest": hex::encode(digest),
+            token_data: token_json(&TpmTokenData {
+                public: Base64Bytes(public),
+                private: Base64Bytes(sealed.private.value().to_vec()),
+                pcrs: self.pcrs.clone(),
+                hash: "sha256".into(),
+                policy_digest: hex::encode(digest),
             }),
         })
     }
@@ -323,23 +324,15 @@ impl KeyProvider for TpmProvider {
             kind: api_types::KeySource::Tpm,
             reason: reason.into(),
         };
-        let field = |name| token_bytes(api_types::KeySource::Tpm, token_data, name);
-        let public = Public::unmarshall(&field("public")?).map_err(|_| bad("public blob"))?;
-        let private = Private::try_from(field("private")?).map_err(|_| bad("private blob"))?;
+        let token: TpmTokenData = parse_token(api_types::KeySource::Tpm, token_data)?;
+        let public = Public::unmarshall(&token.public.0).map_err(|_| bad("public blob"))?;
+        let private = Private::try_from(token.private.0).map_err(|_| bad("private blob"))?;
         // Unseal under the PCRs the key was sealed to (the token's list).
-        // A PCR number beyond 23 (or beyond u32) is refused, never truncated.
-        let pcrs: Vec<u32> = match token_data.get("pcrs").and_then(|v| v.as_array()) {
-            Some(a) => a
-                .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .and_then(|x| u32::try_from(x).ok())
-                        .filter(|p| *p <= 23)
-                })
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad("a PCR number outside 0–23"))?,
-            None => return Err(bad("no pcrs")),
-        };
+        // A PCR number beyond 23 is refused (beyond u32, serde refuses it).
+        let pcrs = token.pcrs;
+        if pcrs.iter().any(|p| *p > 23) {
+            return Err(bad("a PCR number outside 0–23"));
+        }
         let tcti = self.options.tcti.clone();
         let key = blocking(move || unseal(&tcti, &pcrs, Sealed { public, private })).await?;
         Ok(passphrase(&key))
