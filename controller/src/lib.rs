@@ -16,6 +16,7 @@ pub mod apply;
 pub mod boot;
 pub mod converge;
 pub mod device;
+mod io;
 pub mod luks2;
 pub mod node;
 pub mod render;

@@ -16,16 +16,11 @@ const S0: &str = "{slot: 0, static: {passphrase: first-secret}}";
 const N1: &str = "{slot: 1, nodeID: {}}";
 
 fn sh(cmd: &str, img: &Path) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{cmd} \"$IMG\""))
-        .env("IMG", img)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{cmd} \"$IMG\""))
+            .env("IMG", img),
     );
 }
 
@@ -145,17 +140,12 @@ fn cut_shim(dir: &Path) -> std::path::PathBuf {
     let src = dir.join("cut.c");
     std::fs::write(&src, include_str!("fault/cut_writes.c")).unwrap();
     let so = dir.join("cut.so");
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .arg("-ldl"),
     );
     so
 }

@@ -3,10 +3,11 @@
 //! Known signatures are named (as `blkid -p` would name them); anything else
 //! that is not zero is "unrecognised data".
 
+use crate::io::read_at;
 use crate::luks2::consts::{
     BLANK_PROBE_LEN, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
 };
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 /// A signature: what it is, where it sits, the bytes.
@@ -73,29 +74,17 @@ const SIGNATURES: &[Sig] = &[
     raw_only("DOS/MBR partition table or boot sector", 510, &[0x55, 0xaa]),
 ];
 
-fn read_exact_at(f: &mut std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-    f.seek(SeekFrom::Start(offset))?;
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got)
-}
-
 /// The first known signature on `path`, by name and offset.
 fn known_signature(f: &mut std::fs::File, mapped: bool) -> std::io::Result<Option<String>> {
     for s in SIGNATURES.iter().filter(|s| s.on_mapped || !mapped) {
         let mut buf = vec![0u8; s.magic.len()];
-        if read_exact_at(f, s.offset, &mut buf)? == buf.len() && buf == s.magic {
+        if read_at(f, s.offset, &mut buf)? == buf.len() && buf == s.magic {
             return Ok(Some(format!("{} (signature at byte {})", s.name, s.offset)));
         }
     }
     for &off in LUKS2_SECONDARY_OFFSETS {
         let mut buf = [0u8; 6];
-        if read_exact_at(f, off, &mut buf)? == 6 && &buf == LUKS2_SECONDARY_MAGIC {
+        if read_at(f, off, &mut buf)? == 6 && &buf == LUKS2_SECONDARY_MAGIC {
             return Ok(Some(format!(
                 "LUKS2 secondary header (signature at byte {off})"
             )));
@@ -108,7 +97,7 @@ fn known_signature(f: &mut std::fs::File, mapped: bool) -> std::io::Result<Optio
 fn first_nonzero(f: &mut std::fs::File, offset: u64, len: u64) -> std::io::Result<Option<u64>> {
     let want = usize::try_from(len.min(BLANK_PROBE_LEN)).expect("at most 1 MiB");
     let mut buf = vec![0u8; want];
-    let n = read_exact_at(f, offset, &mut buf)?;
+    let n = read_at(f, offset, &mut buf)?;
     Ok(buf[..n]
         .iter()
         .position(|&b| b != 0)

@@ -5,8 +5,9 @@
 //! byte-identical. The copy is sparse and holds only the ranges asked for
 //! (the two metadata copies; the keyslot area of a slot being unlocked).
 
+use crate::io::read_at;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const BLOCK: usize = 64 << 10;
@@ -45,10 +46,9 @@ impl Shadow {
 fn copy_range(src: &mut File, out: &mut File, start: u64, end: u64) -> std::io::Result<()> {
     let mut buf = vec![0u8; BLOCK];
     let mut off = start;
-    src.seek(SeekFrom::Start(off))?;
     while off < end {
         let want = usize::try_from(end - off).unwrap_or(BLOCK).min(BLOCK);
-        let n = read_full(src, &mut buf[..want])?;
+        let n = read_at(src, off, &mut buf[..want])?;
         if n == 0 {
             break;
         }
@@ -59,15 +59,4 @@ fn copy_range(src: &mut File, out: &mut File, start: u64, end: u64) -> std::io::
         off += n as u64;
     }
     Ok(())
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read(&mut buf[done..])? {
-            0 => break,
-            n => done += n,
-        }
-    }
-    Ok(done)
 }

@@ -5,6 +5,7 @@
 //! but seqid-ordered history are refused.
 
 use super::strict_json;
+use crate::io::read_at;
 use crate::luks2::consts::{
     LUKS2_BINARY_HEADER_SIZE, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
 };
@@ -12,7 +13,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Why a header could not be read.
@@ -268,9 +268,9 @@ pub fn read_raw(path: &Path) -> Result<Option<RawHeader>, HeaderError> {
         path: path.display().to_string(),
         source,
     };
-    let mut f = File::open(path).map_err(io)?;
+    let f = File::open(path).map_err(io)?;
     let mut first = [0u8; 8];
-    let n = read_at(&mut f, 0, &mut first).map_err(io)?;
+    let n = read_at(&f, 0, &mut first).map_err(io)?;
     let primary_magic = n == 8 && &first[..6] == LUKS_MAGIC;
     if primary_magic && u16::from_be_bytes([first[6], first[7]]) == 1 {
         return Err(HeaderError::Luks1 {
@@ -278,17 +278,15 @@ pub fn read_raw(path: &Path) -> Result<Option<RawHeader>, HeaderError> {
         });
     }
     let primary = if primary_magic {
-        read_copy(&mut f, 0, LUKS_MAGIC).map_err(io)?
+        read_copy(&f, 0, LUKS_MAGIC).map_err(io)?
     } else {
         CopyRead::Absent
     };
     let secondary = match &primary {
         // libcryptsetup reads the secondary right after a primary whose
         // binary header it could read, and searches every offset otherwise.
-        CopyRead::Valid(h) => {
-            read_copy(&mut f, h.header_size, LUKS2_SECONDARY_MAGIC).map_err(io)?
-        }
-        _ => first_secondary(&mut f).map_err(io)?,
+        CopyRead::Valid(h) => read_copy(&f, h.header_size, LUKS2_SECONDARY_MAGIC).map_err(io)?,
+        _ => first_secondary(&f).map_err(io)?,
     };
     if matches!((&primary, &secondary), (CopyRead::Absent, CopyRead::Absent)) {
         return Ok(None);
@@ -297,7 +295,7 @@ pub fn read_raw(path: &Path) -> Result<Option<RawHeader>, HeaderError> {
 }
 
 /// The first intact secondary copy in offset order (or the last failure).
-fn first_secondary(f: &mut File) -> std::io::Result<CopyRead> {
+fn first_secondary(f: &File) -> std::io::Result<CopyRead> {
     let mut last = CopyRead::Absent;
     for &off in LUKS2_SECONDARY_OFFSETS {
         match read_copy(f, off, LUKS2_SECONDARY_MAGIC)? {
@@ -429,18 +427,6 @@ pub fn read(path: &Path) -> Result<Probe, HeaderError> {
     }
 }
 
-fn read_at(f: &mut File, off: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-    f.seek(SeekFrom::Start(off))?;
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read(&mut buf[done..])? {
-            0 => break,
-            n => done += n,
-        }
-    }
-    Ok(done)
-}
-
 fn cstr(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
@@ -453,7 +439,7 @@ fn be64(b: &[u8]) -> u64 {
 }
 
 /// Reads one header copy at `off`: absent (no magic), invalid, or intact.
-fn read_copy(f: &mut File, off: u64, magic: &[u8; 6]) -> std::io::Result<CopyRead> {
+fn read_copy(f: &File, off: u64, magic: &[u8; 6]) -> std::io::Result<CopyRead> {
     let mut bin = vec![0u8; LUKS2_BINARY_HEADER_SIZE];
     let n = read_at(f, off, &mut bin)?;
     if n < 6 || &bin[..6] != magic {
@@ -470,7 +456,7 @@ fn read_copy(f: &mut File, off: u64, magic: &[u8; 6]) -> std::io::Result<CopyRea
 
 /// Checks version, size, offset and checksum of the copy whose binary
 /// header is `bin`; parses its JSON strictly.
-fn verify_copy(f: &mut File, off: u64, bin: &[u8]) -> std::io::Result<Result<HeaderCopy, String>> {
+fn verify_copy(f: &File, off: u64, bin: &[u8]) -> std::io::Result<Result<HeaderCopy, String>> {
     let version = u16::from_be_bytes([bin[6], bin[7]]);
     if version != 2 {
         return Ok(Err(format!("version {version}")));

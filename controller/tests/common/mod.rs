@@ -70,17 +70,23 @@ pub fn apply(spec: &VolumeSpec, path: &Path) -> Outcome {
     run(spec, path, &env(), Mode::Apply).unwrap()
 }
 
-/// `cryptsetup luksDump --dump-json-metadata`.
-pub fn dump(path: &Path) -> serde_json::Value {
-    let out = Command::new("cryptsetup")
-        .args(["luksDump", "--dump-json-metadata"])
-        .arg(path)
-        .output()
-        .unwrap();
+/// Runs `cmd`, asserting it succeeds (its stderr in the failure message).
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `cryptsetup luksDump --dump-json-metadata`.
+pub fn dump(path: &Path) -> serde_json::Value {
+    let out = run_ok(
+        Command::new("cryptsetup")
+            .args(["luksDump", "--dump-json-metadata"])
+            .arg(path),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
