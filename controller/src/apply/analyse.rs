@@ -5,7 +5,6 @@
 use super::{ApplyError, Change, VolumeChange};
 use crate::converge::{converge, open_device, ConvergeError, Mode};
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
-use crate::render::action_line;
 use crate::volume::VolumeSpec;
 use api_types::Document;
 use providers::ProviderEnv;
@@ -73,7 +72,7 @@ async fn analyse(
             };
             match dry_run {
                 Ok(o) if o.plan.is_empty() => Ok(Change::Unchanged),
-                Ok(o) => Ok(Change::Keys(o.plan.actions.iter().map(action_line).collect())),
+                Ok(o) => Ok(Change::Keys(o.plan.actions.iter().map(ToString::to_string).collect())),
                 Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(format!(
                     "{name}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one"
                 )),

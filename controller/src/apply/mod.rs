@@ -31,6 +31,17 @@ pub enum ApplyMode {
     NoReboot,
 }
 
+impl std::fmt::Display for ApplyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApplyMode::Auto => "auto",
+            ApplyMode::Staged => "staged",
+            ApplyMode::Reboot => "reboot",
+            ApplyMode::NoReboot => "no-reboot",
+        })
+    }
+}
+
 /// What `apply-config` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -321,10 +332,7 @@ pub fn report_text(r: &ApplyReport) -> String {
             Change::NextBoot(r) => s.push_str(&format!("{}: at next boot — {r}\n", c.volume)),
         }
     }
-    let mode = serde_json::to_value(r.mode)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
+    let mode = r.mode;
     match (&r.stored, r.applied_now, r.reboot_requested) {
         (None, _, _) => s.push_str(&format!("dry run ({mode}): nothing stored\n")),
         (Some(p), true, _) => s.push_str(&format!("applied now; config stored as {p}\n")),
@@ -334,4 +342,21 @@ pub fn report_text(r: &ApplyReport) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApplyMode;
+
+    #[test]
+    fn modes_display_as_they_serialise() {
+        for m in [
+            ApplyMode::Auto,
+            ApplyMode::Staged,
+            ApplyMode::Reboot,
+            ApplyMode::NoReboot,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.to_string());
+        }
+    }
 }

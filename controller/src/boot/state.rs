@@ -13,7 +13,6 @@ use crate::node::disks::{self, OpenPartition, Partition};
 use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use crate::node::{atomic, fs, salt};
-use crate::render::action_line;
 use crate::volume::VolumeSpec;
 use api_types::{Document, Encryption};
 use providers::{ProviderEnv, StateSalt, STATE_SALT_LEN};
@@ -149,7 +148,8 @@ pub(super) async fn reconverge(
     match converged {
         Ok((o, _)) => {
             st.kdf_runs += o.kdf_runs;
-            st.changes.extend(o.plan.actions.iter().map(action_line));
+            st.changes
+                .extend(o.plan.actions.iter().map(ToString::to_string));
             st.keyslots = o.keyslots;
         }
         Err(e) => st.error = Some(format!("converging STATE to the config in force: {e}")),

@@ -11,7 +11,6 @@ use crate::luks2::binding::VolumeKey;
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs;
 use crate::node::status::{Phase, VolumeStatus};
-use crate::render::action_line;
 use crate::volume::VolumeSpec;
 use api_types::{Document, Encryption, FilesystemType};
 use providers::ProviderEnv;
@@ -160,7 +159,12 @@ pub(super) async fn provision(
     st.created = outcome.formatted;
     st.unlocked_by = outcome.unlocked_by;
     st.kdf_runs = outcome.kdf_runs;
-    st.changes = outcome.plan.actions.iter().map(action_line).collect();
+    st.changes = outcome
+        .plan
+        .actions
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     st.keyslots = outcome.keyslots;
     st.phase = Phase::Provisioned;
     Ok(vk)

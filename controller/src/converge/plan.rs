@@ -432,6 +432,72 @@ fn describe(kind: KeySource, lock: bool) -> String {
     }
 }
 
+impl std::fmt::Display for Action {
+    /// One line: `+ add slot 2 (static)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Format => write!(f, "+ format as LUKS2"),
+            Action::Add {
+                slot,
+                kind,
+                lock_to_state,
+            } => write!(
+                f,
+                "+ add slot {slot} ({})",
+                kind_text(*kind, *lock_to_state)
+            ),
+            Action::Replace {
+                slot,
+                kind,
+                lock_to_state,
+                reason,
+            } => write!(
+                f,
+                "~ replace slot {slot} with {}: {reason}",
+                kind_text(*kind, *lock_to_state)
+            ),
+            Action::WriteToken { slot, reason, .. } => {
+                write!(f, "~ rewrite token of slot {slot}: {reason}")
+            }
+            Action::Remove { slot, kind } => {
+                write!(f, "- remove slot {slot} ({kind}): not in the config")
+            }
+            Action::RemoveOrphanToken { token } => write!(
+                f,
+                "- remove token {token}: a volctl token bound to no keyslot of its own"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Note {
+    /// One line, without its `!` marker.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::Unmanaged { slot } => write!(
+                f,
+                "slot {slot} holds a key volctl did not enrol and the config does not list: left alone"
+            ),
+            Note::Unavailable { slot, kind, reason } => {
+                write!(f, "slot {slot} ({kind}) left alone: {reason}")
+            }
+            Note::Deferred { slot, reason } => write!(f, "slot {slot} left as it is: {reason}"),
+            Note::Unverified { slot, reason } => write!(f, "slot {slot} not checked: {reason}"),
+            Note::Unusable { slot, kind, reason } => {
+                write!(f, "slot {slot} ({kind}) cannot be used this boot, kept: {reason}")
+            }
+        }
+    }
+}
+
+fn kind_text(kind: KeySource, lock: bool) -> String {
+    if lock {
+        format!("{kind}, lockToSTATE")
+    } else {
+        kind.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,5 +741,31 @@ mod tests {
         let p = plan_format(&[k, want(1, "static")]).unwrap();
         assert_eq!(p.actions.len(), 2);
         assert_eq!(p.notes.len(), 1);
+    }
+
+    #[test]
+    fn actions_and_notes_render_as_one_line_each() {
+        let add = Action::Add {
+            slot: 2,
+            kind: KeySource::Static,
+            lock_to_state: false,
+        };
+        assert_eq!(add.to_string(), "+ add slot 2 (static)");
+        let replace = Action::Replace {
+            slot: 1,
+            kind: KeySource::NodeId,
+            lock_to_state: true,
+            reason: "why".into(),
+        };
+        assert_eq!(
+            replace.to_string(),
+            "~ replace slot 1 with nodeID, lockToSTATE: why"
+        );
+        let note = Note::Unavailable {
+            slot: 3,
+            kind: KeySource::Kms,
+            reason: "down".into(),
+        };
+        assert_eq!(note.to_string(), "slot 3 (kms) left alone: down");
     }
 }
