@@ -69,6 +69,11 @@ impl Encryption {
         self.cipher.as_deref().unwrap_or(DEFAULT_CIPHER)
     }
 
+    /// The volume key size in effect.
+    pub fn key_size(&self) -> KeySize {
+        KeySize::from_bits(self.key_size_bits())
+    }
+
     /// The volume key size in bits in effect.
     pub fn key_size_bits(&self) -> u32 {
         self.key_size.unwrap_or_else(|| {
@@ -255,6 +260,51 @@ impl KeyKind {
             KeyKind::Kms { .. } => KeySource::Kms,
             KeyKind::Tpm { .. } => KeySource::Tpm,
         }
+    }
+}
+
+/// A volume-key size. LUKS2 JSON and libcryptsetup count bytes; configs
+/// and messages count bits: converted here, and only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeySize {
+    bytes: u32,
+}
+
+impl KeySize {
+    /// From bits (a multiple of 8; rounded down otherwise).
+    pub fn from_bits(bits: u32) -> Self {
+        KeySize { bytes: bits / 8 }
+    }
+
+    /// From bytes, as LUKS2 JSON records it.
+    pub fn from_bytes(bytes: u32) -> Self {
+        KeySize { bytes }
+    }
+
+    /// In bits.
+    pub fn bits(self) -> u32 {
+        self.bytes * 8
+    }
+
+    /// In bytes.
+    pub fn bytes(self) -> u32 {
+        self.bytes
+    }
+
+    /// In bytes, as a buffer length.
+    pub fn len(self) -> usize {
+        usize::try_from(self.bytes).expect("a key size fits in usize")
+    }
+
+    /// Whether it is zero bytes.
+    pub fn is_empty(self) -> bool {
+        self.bytes == 0
+    }
+}
+
+impl std::fmt::Display for KeySize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-bit", self.bits())
     }
 }
 

@@ -24,8 +24,8 @@ mod yaml_lines;
 pub use diagnostic::{Diagnostic, DocumentRef, Severity};
 pub use document::{Document, DocumentKind, API_VERSION};
 pub use encryption::{
-    Encryption, KeyKind, KeySource, KeySpec, KmsKey, NodeIdKey, PbkdfSpec, PbkdfType, ResolvedKey,
-    StaticKey, TpmKey, TpmOptions,
+    Encryption, KeyKind, KeySize, KeySource, KeySpec, KmsKey, NodeIdKey, PbkdfSpec, PbkdfType,
+    ResolvedKey, StaticKey, TpmKey, TpmOptions,
 };
 pub use parse::{parse_file, parse_files, parse_str, ParsedFile};
 pub use secret::SecretString;

@@ -93,8 +93,12 @@ fn main() {
         for _ in 0..RUNS {
             let t = Instant::now();
             for i in 0..u32::try_from(n).unwrap() {
-                dev.volume_key(i, 64, format!("pass-{i}").as_bytes())
-                    .unwrap();
+                dev.volume_key(
+                    i,
+                    api_types::KeySize::from_bits(512),
+                    format!("pass-{i}").as_bytes(),
+                )
+                .unwrap();
             }
             talos_t.push(t.elapsed());
         }

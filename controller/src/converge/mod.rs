@@ -241,11 +241,10 @@ async fn prepare_blank(
             min: MIN_DEVICE_SIZE,
         });
     }
-    let bytes = usize::try_from(spec.encryption.key_size_bits() / 8).unwrap_or(64);
     Ok(Prepared {
         header: None,
         plan: plan::plan_format(desired)?,
-        volume_key: VolumeKey::new(random_bytes(bytes)),
+        volume_key: VolumeKey::new(random_bytes(spec.encryption.key_size().len())),
         unlocked_by: None,
     })
 }

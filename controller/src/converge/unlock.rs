@@ -10,7 +10,7 @@ use super::{blocking, ConvergeError};
 use crate::device::{DeviceError, LuksDevice};
 use crate::luks2::binding::VolumeKey;
 use crate::luks2::header::Luks2Header;
-use api_types::KeySource;
+use api_types::{KeySize, KeySource};
 use std::sync::Arc;
 
 /// The slot that opened the volume, and the volume key.
@@ -35,7 +35,9 @@ pub(super) async fn unlock(
                 continue;
             }
         };
-        let size = h.keyslot(slot).map(|k| k.key_size as usize).unwrap_or(64);
+        let size = h
+            .keyslot(slot)
+            .map_or(KeySize::from_bits(512), |k| k.size());
         match blocking(device, move |d| d.volume_key(slot, size, pass.expose())).await {
             Ok(vk) => {
                 tracing::info!(slot, kind = %kind, "unlocked");

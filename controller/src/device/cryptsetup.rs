@@ -17,6 +17,7 @@ use crate::luks2::consts::{
 };
 use crate::luks2::header::{self, CopyRead, HeaderError, Luks2Header, Probe, RawHeader};
 use api_types::Encryption;
+use api_types::KeySize;
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
 use libcryptsetup_rs::{
@@ -360,11 +361,11 @@ impl LuksDevice for CryptsetupDevice {
     fn volume_key(
         &self,
         slot: u32,
-        key_size: usize,
+        key_size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
         let (mut dev, _shadow) = self.load_readonly("unlock", true, Some(slot))?;
-        let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size]);
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size.len()]);
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         match dev
             .volume_key_handle()

@@ -25,6 +25,7 @@ pub use types::*;
 
 use crate::luks2::binding::VolumeKey;
 use api_types::Encryption;
+use api_types::KeySize;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -56,7 +57,7 @@ pub trait LuksDevice: Send + Sync {
     fn volume_key(
         &self,
         slot: u32,
-        key_size: usize,
+        key_size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError>;
     /// Adds keyslot `slot` holding `volume_key` under `passphrase` (one KDF

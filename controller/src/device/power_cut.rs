@@ -9,6 +9,7 @@ use super::{
     TokenChange,
 };
 use crate::luks2::binding::VolumeKey;
+use api_types::KeySize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -77,7 +78,7 @@ impl LuksDevice for PowerCutDevice {
     fn format_finished(&self) -> Result<(), DeviceError> {
         self.wrote(self.inner.format_finished())
     }
-    fn volume_key(&self, slot: u32, size: usize, pass: &[u8]) -> Result<VolumeKey, DeviceError> {
+    fn volume_key(&self, slot: u32, size: KeySize, pass: &[u8]) -> Result<VolumeKey, DeviceError> {
         self.inner.volume_key(slot, size, pass)
     }
     fn add_keyslot(

@@ -15,6 +15,7 @@ use super::{
 use crate::luks2::binding::VolumeKey;
 use crate::luks2::consts::{DEFAULT_DATA_OFFSET, LUKS2_SUBSYSTEM};
 use crate::luks2::header::Luks2Header;
+use api_types::KeySize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -287,7 +288,7 @@ impl LuksDevice for SimDevice {
     fn volume_key(
         &self,
         slot: u32,
-        _size: usize,
+        _size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
         self.with_header("unlock", |h| {

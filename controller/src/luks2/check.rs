@@ -184,7 +184,7 @@ fn check_digest_and_keyslots(
             digest.kind, digest.segments
         )));
     }
-    let key_bytes = enc.key_size_bits() / 8;
+    let want = enc.key_size();
     for (n, ks) in &j.keyslots {
         let bad = |what: String| CheckError::Keyslot {
             slot: n.clone(),
@@ -199,11 +199,10 @@ fn check_digest_and_keyslots(
         if !KDFS.contains(&ks.kdf.kind.as_str()) {
             return Err(bad(format!("uses unknown KDF `{}`", ks.kdf.kind)));
         }
-        if ks.key_size != key_bytes {
+        if ks.size() != want {
             return Err(bad(format!(
-                "holds a {}-bit key but the config asks for {}-bit keys",
-                ks.key_size * 8,
-                key_bytes * 8
+                "holds a {} key but the config asks for {want} keys",
+                ks.size()
             )));
         }
         if !digest.keyslots.contains(n) {

@@ -168,6 +168,11 @@ pub struct DigestEntry {
 }
 
 impl Keyslot {
+    /// The size of the key it stores.
+    pub fn size(&self) -> api_types::KeySize {
+        api_types::KeySize::from_bytes(self.key_size)
+    }
+
     /// The keyslot's key material area on the device: (offset, size) in bytes.
     pub fn area_range(&self) -> Option<(u64, u64)> {
         let num = |k: &str| self.area.get(k)?.as_str()?.parse::<u64>().ok();
