@@ -108,6 +108,22 @@ impl Document {
         }
     }
 
+    /// Where the volume is mounted: `mount.path`, else its default
+    /// (EPHEMERAL at `/var`, persistence at `/persistence`, a user volume at
+    /// `/var/mnt/<name>`). `None` for STATE, whose mount point is a boot
+    /// option (`--state-mount`) unless `mount.path` sets it.
+    pub fn mount_point(&self) -> Option<String> {
+        if let Some(m) = self.mount() {
+            return Some(m.path.clone());
+        }
+        match self {
+            Document::Volume(v) if v.name == "STATE" => None,
+            Document::Volume(v) if v.name == "EPHEMERAL" => Some("/var".into()),
+            Document::Volume(_) => Some("/persistence".into()),
+            Document::User(u) => Some(format!("/var/mnt/{}", u.name)),
+        }
+    }
+
     /// Whether this is the STATE volume.
     pub fn is_state(&self) -> bool {
         matches!(self, Document::Volume(v) if v.name == "STATE")

@@ -61,7 +61,7 @@ fn unreadable(file: &str, e: &std::io::Error) -> Diagnostic {
 /// in diagnostics.
 pub fn parse_str(file: &str, text: &str) -> ParsedFile {
     let mut out = ParsedFile::default();
-    parse_into(file, text, &mut Seen::new(), &mut out);
+    parse_into(file, text, &mut Seen::default(), &mut out);
     out
 }
 
@@ -71,7 +71,7 @@ pub fn parse_str(file: &str, text: &str) -> ParsedFile {
 /// result and the files' texts joined as one YAML stream (what is stored).
 pub fn parse_files(paths: &[std::path::PathBuf]) -> (ParsedFile, String) {
     let mut out = ParsedFile::default();
-    let mut seen = Seen::new();
+    let mut seen = Seen::default();
     let mut joined = String::new();
     for path in paths {
         let name = path.display().to_string();
@@ -89,8 +89,35 @@ pub fn parse_files(paths: &[std::path::PathBuf]) -> (ParsedFile, String) {
     (out, joined)
 }
 
-/// Where each (kind, name) was first defined: file and document number.
-type Seen = HashMap<(DocumentKind, String), (String, usize)>;
+/// What earlier documents (of any file of the config) took: each
+/// (kind, name), and each mount point, with the file and document number.
+#[derive(Default)]
+struct Seen {
+    names: HashMap<(DocumentKind, String), (String, usize)>,
+    mounts: HashMap<String, (String, usize, String)>,
+}
+
+impl Seen {
+    /// Records `doc`'s mount point; the place that took it first, if any.
+    fn take_mount(&mut self, doc: &Document, file: &str, index: usize) -> Option<String> {
+        let path = doc.mount_point()?.trim_end_matches('/').to_string();
+        let me = format!("{} \"{}\"", doc.kind(), doc.name());
+        match self.mounts.get(&path) {
+            Some((f, i, who)) => Some(format!(
+                "{path} is already the mount point of {who} (document {i}{})",
+                if f == file {
+                    String::new()
+                } else {
+                    format!(" of {f}")
+                }
+            )),
+            None => {
+                self.mounts.insert(path, (file.to_string(), index, me));
+                None
+            }
+        }
+    }
+}
 
 fn parse_into(file: &str, text: &str, seen: &mut Seen, out: &mut ParsedFile) {
     if let Err((message, line)) = crate::prescan::check(text) {
@@ -148,7 +175,7 @@ fn parse_into(file: &str, text: &str, seen: &mut Seen, out: &mut ParsedFile) {
         }
         if let Some(doc) = ctx.document(value) {
             let key = (doc.kind(), doc.name().to_string());
-            if let Some((first_file, first)) = seen.get(&key) {
+            if let Some((first_file, first)) = seen.names.get(&key) {
                 let place = if first_file == file {
                     format!("document {first}")
                 } else {
@@ -158,8 +185,13 @@ fn parse_into(file: &str, text: &str, seen: &mut Seen, out: &mut ParsedFile) {
                     "name",
                     format!("{} \"{}\" is already defined by {place}", key.0, key.1),
                 );
+            } else if let Some(clash) = seen.take_mount(&doc, file, i + 1) {
+                ctx.error(
+                    "mount.path",
+                    format!("{clash}; give each volume its own mount point"),
+                );
             } else {
-                seen.insert(key, (file.to_string(), i + 1));
+                seen.names.insert(key, (file.to_string(), i + 1));
                 out.documents.push(doc);
             }
         }

@@ -71,17 +71,39 @@ pub fn validate_document(doc: &Document) -> Vec<Finding> {
         }
     }
     if let Some(m) = doc.mount() {
-        if !m.path.starts_with('/') || m.path.split('/').any(|c| c == "..") {
-            f.error(
-                "mount.path",
-                format!("`{}` must be an absolute path without `..`", m.path),
-            );
-        }
+        check_mount_path(&m.path, &mut f);
     }
     if let Some(e) = doc.encryption() {
         check_encryption(e, is_state, &doc.partition_label(), &mut f);
     }
     f.0
+}
+
+/// The longest static passphrase: `cryptsetup` reads at most 512 characters
+/// from a terminal.
+const MAX_PASSPHRASE: usize = 512;
+
+/// Mount points that would hide what the node itself runs on.
+const FORBIDDEN_MOUNTS: &[&str] = &["/", "/proc", "/sys", "/dev"];
+
+fn check_mount_path(path: &str, f: &mut Findings) {
+    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return f.error(
+            "mount.path",
+            format!("`{path}` must be an absolute path without `..`"),
+        );
+    }
+    let trimmed = path.trim_end_matches('/');
+    let hit = FORBIDDEN_MOUNTS.iter().find(|m| {
+        let m = m.trim_end_matches('/');
+        trimmed == m || (!m.is_empty() && trimmed.starts_with(&format!("{m}/")))
+    });
+    if let Some(m) = hit {
+        f.error(
+            "mount.path",
+            format!("`{path}` would mount over {m}, which the node itself needs; choose another mount point"),
+        );
+    }
 }
 
 fn check_user_name(name: &str, f: &mut Findings) {
@@ -213,8 +235,23 @@ fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Finding
     check_key_strength(e, label, f);
 }
 
+/// Iteration counts beyond which an unlock takes minutes (a warning).
+const SLOW_ARGON2_ITERATIONS: u32 = 64;
+const SLOW_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
 fn check_pbkdf(p: &crate::encryption::PbkdfSpec, f: &mut Findings) {
     let argon = p.kind != PbkdfType::Pbkdf2;
+    let slow = if argon {
+        SLOW_ARGON2_ITERATIONS
+    } else {
+        SLOW_PBKDF2_ITERATIONS
+    };
+    if p.iterations > slow {
+        f.warn(
+            "encryption.pbkdf.iterations",
+            format!("{} iterations make every unlock and every enrolment very slow (minutes or more); most configs use 4 for argon2 and about 1000000 for pbkdf2", p.iterations),
+        );
+    }
     if argon {
         if p.iterations < 4 {
             f.error(
@@ -299,6 +336,11 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
                 format!("{path}.static.passphrase"),
                 "the passphrase is empty",
             );
+        } else if s.passphrase.expose().len() > MAX_PASSPHRASE {
+            f.error(
+                format!("{path}.static.passphrase"),
+                format!("the passphrase is longer than {MAX_PASSPHRASE} bytes, more than `cryptsetup` reads from a terminal: nobody could type it to recover the volume"),
+            );
         }
     }
     if let Some(kms) = &k.kms {
@@ -358,6 +400,11 @@ fn check_endpoint(endpoint: &str, path: &str, f: &mut Findings) {
                 );
             } else if u.host_str().is_none_or(str::is_empty) {
                 f.error(path, format!("`{endpoint}` has no host"));
+            } else if !u.username().is_empty() || u.password().is_some() {
+                f.error(
+                    path,
+                    "the endpoint carries credentials; they would be stored in clear with the config (on STATE, and on META for STATE): authenticate with --kms-client-cert instead",
+                );
             } else if u.scheme() == "http" {
                 f.warn(
                     path,

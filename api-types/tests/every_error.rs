@@ -88,3 +88,30 @@ fn the_same_volume_in_two_files_is_one_error_at_its_real_place() {
     assert!(all.contains(&want), "{all}");
     assert!(joined.contains("---") && joined.matches("name: data").count() == 2);
 }
+
+const HEAD: &str = "apiVersion: v1alpha1\nkind: UserVolumeConfig\n";
+
+#[test]
+fn dangerous_values_are_refused_or_warned_about() {
+    let long = "x".repeat(513);
+    let text = format!(
+        "{HEAD}name: a\nmount: {{path: /proc/x}}\n---\n{HEAD}name: b\nmount: {{path: /data}}\n---\n{HEAD}name: c\nmount: {{path: /data/}}\n---\n\
+         {HEAD}name: d\nencryption:\n  keys:\n    - {{slot: 0, kms: {{endpoint: \"https://user:pw@kms:4050\"}}}}\n    - {{slot: 1, static: {{passphrase: {long}}}}}\n\
+         ---\n{HEAD}name: e\nencryption:\n  pbkdf: {{type: argon2id, memoryKiB: 64, iterations: 4000000000}}\n  keys:\n    - {{slot: 0, nodeID: {{}}}}\n"
+    );
+    let p = parse_str("d.yaml", &text);
+    let all = messages(&p).join("\n");
+    for expect in [
+        "d.yaml:4: error: document 1 (UserVolumeConfig \"a\"): mount.path: `/proc/x` would mount over /proc",
+        "d.yaml:14: error: document 3 (UserVolumeConfig \"c\"): mount.path: /data is already the mount point of UserVolumeConfig \"b\" (document 2)",
+        "encryption.keys[0].kms.endpoint: the endpoint carries credentials",
+        "encryption.keys[1].static.passphrase: the passphrase is longer than 512 bytes",
+        "warning: document 5 (UserVolumeConfig \"e\"): encryption.pbkdf.iterations: 4000000000 iterations",
+    ] {
+        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
+    }
+    assert!(
+        !all.contains("pw@") && !all.contains(&long),
+        "no secret echoed:\n{all}"
+    );
+}

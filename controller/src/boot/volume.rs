@@ -29,21 +29,14 @@ pub(super) struct VolumeDef {
 
 impl VolumeDef {
     pub fn from_doc(doc: &Document, state_mount: &Path) -> Self {
-        let default_mount = match doc {
-            Document::Volume(v) if v.name == "STATE" => state_mount.to_path_buf(),
-            Document::Volume(v) if v.name == "EPHEMERAL" => PathBuf::from("/var"),
-            Document::Volume(_) => PathBuf::from("/persistence"),
-            Document::User(u) => PathBuf::from("/var/mnt").join(&u.name),
-        };
         VolumeDef {
             name: doc.name().to_string(),
             label: doc.partition_label(),
             encryption: doc.encryption().cloned(),
             fs: doc.filesystem().map(|f| f.kind).unwrap_or_default(),
             mount: doc
-                .mount()
-                .map(|m| PathBuf::from(&m.path))
-                .unwrap_or(default_mount),
+                .mount_point()
+                .map_or_else(|| state_mount.to_path_buf(), PathBuf::from),
         }
     }
 
