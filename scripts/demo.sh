@@ -50,7 +50,9 @@ config "$PLAIN" "$OLD" "$NODE" > "$DIR/job/v1.yaml"
 config "$PLAIN" "$OLD" "$NODE" "$NEW" > "$DIR/job/v2.yaml"
 config "$PLAIN" "$NODE" "$NEW" > "$DIR/job/v3.yaml"
 config "$ENCRYPTED" "$NODE" "$NEW" > "$DIR/job/v4.yaml"
-for v in v1 v2 v3 v4; do $VOLCTL validate -f "$DIR/job/$v.yaml" >/dev/null || exit 1; done
+for v in v1 v2 v3 v4; do # each is a whole config; say more only if one is invalid
+  $VOLCTL validate -f "$DIR/job/$v.yaml" >/dev/null 2>&1 || { $VOLCTL validate -f "$DIR/job/$v.yaml"; exit 1; }
+done
 
 boot() { # $1: title, $2: shell run inside the VM
   say "$1"
