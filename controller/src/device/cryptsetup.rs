@@ -131,11 +131,11 @@ impl CryptsetupDevice {
         &self,
         op: &'static str,
         verify: bool,
-        slot: Option<u32>,
+        ranges: &[(u64, u64)],
     ) -> Result<(CryptDevice, Shadow), DeviceError> {
         let size = self.size()?;
-        let shadow = Shadow::copy(&self.path, &self.header_ranges(slot), size)
-            .map_err(self.io("copy the header of"))?;
+        let shadow =
+            Shadow::copy(&self.path, ranges, size).map_err(self.io("copy the header of"))?;
         let mut dev = CryptInit::init(shadow.path()).map_err(|e| self.fail(op, e))?;
         dev.context_handle()
             .load::<()>(Some(EncryptionFormat::Luks2), None)
@@ -149,10 +149,9 @@ impl CryptsetupDevice {
     /// The byte ranges libcryptsetup reads to load the header (and unlock
     /// `slot`): both metadata copies where the primary says they are, else
     /// every place a secondary may be; the slot's keyslot area.
-    fn header_ranges(&self, slot: Option<u32>) -> Vec<(u64, u64)> {
-        let h = match header::read(&self.path) {
-            Ok(Probe::Luks2(h)) => h,
-            _ => return vec![(0, 2 * LUKS2_MAX_HEADER_SIZE)],
+    fn header_ranges(h: Option<&Luks2Header>, slot: Option<u32>) -> Vec<(u64, u64)> {
+        let Some(h) = h else {
+            return vec![(0, 2 * LUKS2_MAX_HEADER_SIZE)];
         };
         let mut ranges = vec![(0, 2 * h.header_size.max(LUKS2_MIN_HEADER_SIZE))];
         if let Some(area) = slot.and_then(|s| h.keyslot(s)).and_then(|k| k.area_range()) {
@@ -163,8 +162,7 @@ impl CryptsetupDevice {
 
     /// The header both readers agree on: volctl's reader (both copies,
     /// libcryptsetup's choice between them) and libcryptsetup's own load.
-    fn agreed_header(&self, raw: RawHeader) -> Result<Luks2Header, DeviceError> {
-        let h = raw.select(&self.path)?;
+    fn agreed_header(&self, h: Luks2Header) -> Result<Luks2Header, DeviceError> {
         if let Some(enc) = &self.expect {
             check::check(&h.json, enc).map_err(|reason| DeviceError::Untrusted {
                 path: self.path_s(),
@@ -172,7 +170,8 @@ impl CryptsetupDevice {
             })?;
         }
         let op = "read header";
-        let (mut dev, _shadow) = self.load_readonly(op, false, None)?;
+        let ranges = Self::header_ranges(Some(&h), None);
+        let (mut dev, _shadow) = self.load_readonly(op, false, &ranges)?;
         let loaded = loaded_header(&mut dev).map_err(|reason| DeviceError::Failed {
             op,
             path: self.path_s(),
@@ -229,15 +228,18 @@ impl CryptsetupDevice {
 
     /// Why the device is the remains of a first format cut short, if it is:
     /// volctl's format mark and no usable header.
-    fn marked_unfinished(&self, raw: Option<&RawHeader>) -> Result<Option<String>, DeviceError> {
-        let usable = raw.is_some_and(|r| r.clone().select(&self.path).is_ok());
+    fn marked_unfinished(&self, usable: bool) -> Result<Option<String>, DeviceError> {
         Ok((!usable && self.has_format_mark()?)
             .then(|| "volctl's format mark and no intact LUKS2 header".to_string()))
     }
 
     /// Why `raw` is the remains of a first format cut short, if it is.
-    fn unfinished_format(&self, raw: &RawHeader) -> Result<Option<String>, DeviceError> {
-        if let Some(why) = self.marked_unfinished(Some(raw))? {
+    fn unfinished_format(
+        &self,
+        raw: &RawHeader,
+        selected: Option<&Luks2Header>,
+    ) -> Result<Option<String>, DeviceError> {
+        if let Some(why) = self.marked_unfinished(selected.is_some())? {
             return Ok(Some(why));
         }
         if matches!(raw.primary, CopyRead::Invalid(_)) && !raw.secondary.present() {
@@ -245,7 +247,7 @@ impl CryptsetupDevice {
                 .data_area_unwritten(DEFAULT_DATA_OFFSET)?
                 .then(|| "a torn primary header and no secondary copy".to_string()));
         }
-        let Ok(h) = raw.clone().select(&self.path) else {
+        let Some(h) = selected else {
             return Ok(None);
         };
         let ours = h.subsystem == LUKS2_SUBSYSTEM && !h.has_volctl_token();
@@ -299,7 +301,7 @@ impl LuksDevice for CryptsetupDevice {
 
     fn contents(&self) -> Result<Contents, DeviceError> {
         let Some(raw) = header::read_raw(&self.path)? else {
-            if let Some(why) = self.marked_unfinished(None)? {
+            if let Some(why) = self.marked_unfinished(false)? {
                 return Ok(Contents::UnfinishedFormat(why));
             }
             return Ok(
@@ -309,10 +311,13 @@ impl LuksDevice for CryptsetupDevice {
                 },
             );
         };
-        if let Some(why) = self.unfinished_format(&raw)? {
+        // Chosen once: the unfinished-format rules and the cross-check
+        // both work on this selection.
+        let selected = raw.clone().select(&self.path);
+        if let Some(why) = self.unfinished_format(&raw, selected.as_ref().ok())? {
             return Ok(Contents::UnfinishedFormat(why));
         }
-        Ok(Contents::Luks2(Box::new(self.agreed_header(raw)?)))
+        Ok(Contents::Luks2(Box::new(self.agreed_header(selected?)?)))
     }
 
     fn format_finished(&self) -> Result<(), DeviceError> {
@@ -364,7 +369,12 @@ impl LuksDevice for CryptsetupDevice {
         key_size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
-        let (mut dev, _shadow) = self.load_readonly("unlock", true, Some(slot))?;
+        let header = match header::read(&self.path) {
+            Ok(Probe::Luks2(h)) => Some(*h),
+            _ => None,
+        };
+        let ranges = Self::header_ranges(header.as_ref(), Some(slot));
+        let (mut dev, _shadow) = self.load_readonly("unlock", true, &ranges)?;
         let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size.len()]);
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         match dev
