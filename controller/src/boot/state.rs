@@ -8,7 +8,7 @@ use super::source::{self, ConfigSource};
 use super::volume::VolumeDef;
 use super::{maintenance, BootError, BootOptions, SALT_FILE};
 use crate::converge::{converge_and_unlock, open_device, Mode};
-use crate::device;
+use crate::device::{self, Access, Contents};
 use crate::node::disks::{self, OpenPartition, Partition};
 use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
@@ -97,10 +97,16 @@ pub(super) fn sync_meta(
 }
 
 fn is_blank(p: &Partition) -> bool {
-    OpenPartition::open(p)
-        .ok()
-        .and_then(|o| device::probe_foreign(&o.path).ok())
-        .is_some_and(|s| s.is_none())
+    OpenPartition::open(p).is_ok_and(|o| holds_nothing(&o.path))
+}
+
+/// Whether the device holds nothing volctl must keep: blank, or the
+/// remains of volctl's own first format cut short (asked of the device
+/// seam, so both readings of "nothing" are the ones converge uses).
+fn holds_nothing(path: &Path) -> bool {
+    device::open(path, Access::ReadOnly, None)
+        .and_then(|d| d.contents())
+        .is_ok_and(|c| matches!(c, Contents::Blank | Contents::UnfinishedFormat(_)))
 }
 
 /// The STATE salt: made on a freshly formatted STATE, read otherwise.
@@ -167,5 +173,40 @@ pub(super) fn place(status: &mut BootStatus, staging: &Path, target: &Path) {
         Err(e) => {
             st.error = Some(format!("STATE stays at {}: {e}", staging.display()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_nothing;
+    use crate::luks2::consts::{FORMAT_MARK, FORMAT_MARK_FROM_END};
+    use std::os::unix::fs::FileExt;
+
+    fn image(dir: &tempfile::TempDir, name: &str, writes: &[(u64, &[u8])]) -> std::path::PathBuf {
+        let p = dir.path().join(name);
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(40 << 20).unwrap();
+        for (at, bytes) in writes {
+            f.write_all_at(bytes, *at).unwrap();
+        }
+        p
+    }
+
+    #[test]
+    fn a_cut_first_format_counts_as_nothing_held_and_data_does_not() {
+        let d = tempfile::tempdir().unwrap();
+        let mark_at = (40 << 20) - FORMAT_MARK_FROM_END;
+        assert!(holds_nothing(&image(&d, "blank", &[])));
+        // libcryptsetup's random fill of the keyslot area, then the cut.
+        let cut = image(
+            &d,
+            "cut",
+            &[(32 << 10, &[0x5a; 4096]), (mark_at, FORMAT_MARK)],
+        );
+        assert!(holds_nothing(&cut));
+        let data = image(&d, "data", &[(32 << 10, &[0x5a; 4096])]);
+        assert!(!holds_nothing(&data));
+        let ext4 = image(&d, "ext4", &[(1080, &[0x53, 0xef])]);
+        assert!(!holds_nothing(&ext4));
     }
 }

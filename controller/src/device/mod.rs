@@ -18,7 +18,7 @@ mod types;
 
 pub use cryptsetup::{deactivate, CryptsetupDevice};
 pub use power_cut::{PowerCutDevice, POWER_CUT_ENV};
-pub use probe::{probe_filesystem, probe_foreign};
+pub use probe::probe_filesystem;
 #[cfg(any(test, feature = "sim"))]
 pub use sim::SimDevice;
 pub use types::*;
