@@ -1,5 +1,6 @@
 //! The `encryption` block of a volume document and its keys.
 
+use crate::keyslot::KeyslotId;
 use crate::secret::SecretString;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ pub const DEFAULT_TPM_PCRS: &[u32] = &[7];
 /// Highest PCR index of a PC-client TPM.
 pub const MAX_PCR: u32 = 23;
 /// Highest LUKS2 keyslot number.
-pub const MAX_SLOT: i64 = 31;
+pub const MAX_SLOT: i64 = KeyslotId::COUNT as i64 - 1;
 
 /// `encryption`: how a volume is encrypted and which keys open it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -377,7 +378,7 @@ impl std::fmt::Display for KeySource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedKey {
     /// Keyslot number.
-    pub slot: u32,
+    pub slot: KeyslotId,
     /// Kind and parameters.
     pub kind: KeyKind,
     /// Whether the STATE salt is mixed in.
@@ -433,7 +434,7 @@ impl KeySpec {
             }
         };
         Some(ResolvedKey {
-            slot: u32::try_from(self.slot).ok()?,
+            slot: u32::try_from(self.slot).ok().and_then(KeyslotId::new)?,
             kind,
             lock_to_state: self.lock_to_state(),
         })

@@ -11,6 +11,7 @@
 pub mod diagnostic;
 pub mod document;
 pub mod encryption;
+pub mod keyslot;
 pub mod parse;
 mod prescan;
 pub mod schema;
@@ -27,6 +28,7 @@ pub use encryption::{
     Encryption, KeyKind, KeySize, KeySource, KeySpec, KmsKey, NodeIdKey, PbkdfSpec, PbkdfType,
     ResolvedKey, StaticKey, TpmKey, TpmOptions,
 };
+pub use keyslot::KeyslotId;
 pub use parse::{parse_file, parse_files, parse_str, ParsedFile};
 pub use secret::SecretString;
 pub use size::SizeSpec;

@@ -92,7 +92,7 @@ fn main() {
         let dev = open_device(&s, &img, Mode::DryRun).unwrap();
         for _ in 0..RUNS {
             let t = Instant::now();
-            for i in 0..u32::try_from(n).unwrap() {
+            for i in api_types::KeyslotId::all().take(n) {
                 dev.volume_key(
                     i,
                     api_types::KeySize::from_bits(512),

@@ -200,7 +200,10 @@ fn every_write_checks_the_header_it_loaded() {
     tamper_json(&img.path, null_segment);
     let before = sha256_file(&img.path);
     let dev = open_device(&config(&[S0]), &img.path, Mode::Apply).unwrap();
-    let e = dev.destroy_keyslot(0).unwrap_err().to_string();
+    let e = dev
+        .destroy_keyslot(api_types::KeyslotId::nth(0))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("stores data unencrypted"), "{e}");
     let json = serde_json::json!({"type": "x-test", "keyslots": []});
     let e = dev.token(TokenChange::Add(&json)).unwrap_err().to_string();
@@ -213,7 +216,10 @@ fn a_read_only_handle_refuses_every_write() {
     let img = provisioned();
     let before = sha256_file(&img.path);
     let dev = open_device(&config(&[S0]), &img.path, Mode::DryRun).unwrap();
-    let e = dev.destroy_keyslot(0).unwrap_err().to_string();
+    let e = dev
+        .destroy_keyslot(api_types::KeyslotId::nth(0))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("read-only"), "{e}");
     assert_eq!(sha256_file(&img.path), before);
 }

@@ -3,10 +3,16 @@
 
 mod common;
 
+use api_types::KeyslotId;
 use common::*;
 use controller::converge::plan::{Action, Note};
 use controller::converge::{ConvergeError, Mode};
 use providers::ProviderEnv;
+
+const K0: KeyslotId = KeyslotId::nth(0);
+const K1: KeyslotId = KeyslotId::nth(1);
+const K2: KeyslotId = KeyslotId::nth(2);
+const K5: KeyslotId = KeyslotId::nth(5);
 
 const S0: &str = "{slot: 0, static: {passphrase: first-pass}}";
 const N2: &str = "{slot: 2, nodeID: {}}";
@@ -64,7 +70,7 @@ fn rotation_across_two_converges_keeps_volume_key_and_segment() {
     assert_eq!(
         o.plan.actions,
         vec![Action::Add {
-            slot: 1,
+            slot: K1,
             kind: api_types::KeySource::Static,
             lock_to_state: false
         }]
@@ -75,7 +81,7 @@ fn rotation_across_two_converges_keeps_volume_key_and_segment() {
 
     let o = apply(&config(&[S1, N2]), &img.path);
     assert!(
-        matches!(o.plan.actions.as_slice(), [Action::Remove { slot: 0, .. }]),
+        matches!(o.plan.actions.as_slice(), [Action::Remove { slot: K0, .. }]),
         "{:?}",
         o.plan
     );
@@ -99,11 +105,14 @@ fn changed_passphrase_is_detected_by_binding_and_replaced() {
     let o = apply(&config(&[changed, N2]), &img.path);
     assert_eq!(
         o.unlocked_by,
-        Some((2, api_types::KeySource::NodeId)),
+        Some((K2, api_types::KeySource::NodeId)),
         "the old static key cannot unlock"
     );
     assert!(
-        matches!(o.plan.actions.as_slice(), [Action::Replace { slot: 0, .. }]),
+        matches!(
+            o.plan.actions.as_slice(),
+            [Action::Replace { slot: K0, .. }]
+        ),
         "{:?}",
         o.plan
     );
@@ -226,7 +235,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
     assert!(
         matches!(
             o.plan.notes.as_slice(),
-            [Note::Unverified { slot: 0, .. }] | [Note::Unavailable { slot: 0, .. }]
+            [Note::Unverified { slot: K0, .. }] | [Note::Unavailable { slot: K0, .. }]
         ),
         "{:?}",
         o.plan.notes
@@ -260,7 +269,7 @@ fn slot_added_outside_volctl_survives_and_is_reported_unmanaged() {
     assert_eq!(slots(&img.path), vec![0, 5]);
     let o = apply(&config(&[S0]), &img.path);
     assert!(o.plan.actions.is_empty(), "{:?}", o.plan);
-    assert_eq!(o.plan.notes, vec![Note::Unmanaged { slot: 5 }]);
+    assert_eq!(o.plan.notes, vec![Note::Unmanaged { slot: K5 }]);
     assert_eq!(slots(&img.path), vec![0, 5]);
     assert!(opens(&img.path, 5, b"operator-pass"));
 }

@@ -124,7 +124,6 @@ mod tests {
         let p = NodeIdProvider::new(Ok("4C4C4544-0038-5910-8057-B4C04F4D3732".into()));
         let ctx = KeyContext {
             volume_id: "STATE".into(),
-            slot: 0,
         };
         assert_eq!(
             p.derive(&ctx).unwrap().expose(),

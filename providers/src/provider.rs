@@ -9,8 +9,6 @@ use async_trait::async_trait;
 pub struct KeyContext {
     /// The volume's partition label (`STATE`, `EPHEMERAL`, `u-data`): the volume ID.
     pub volume_id: String,
-    /// The keyslot number.
-    pub slot: u32,
 }
 
 /// A freshly enrolled key: the passphrase for the new keyslot and the

@@ -68,10 +68,9 @@ mod tests {
     async fn lock_to_state_appends_the_salt_to_any_kind() {
         let ctx = KeyContext {
             volume_id: "EPHEMERAL".into(),
-            slot: 1,
         };
         let key = ResolvedKey {
-            slot: 1,
+            slot: api_types::KeyslotId::new(1).unwrap(),
             kind: KeyKind::Static {
                 passphrase: SecretString::new("pw"),
             },
@@ -96,10 +95,9 @@ mod tests {
     async fn missing_salt_is_an_error_not_an_unsalted_key() {
         let ctx = KeyContext {
             volume_id: "EPHEMERAL".into(),
-            slot: 0,
         };
         let key = ResolvedKey {
-            slot: 0,
+            slot: api_types::KeyslotId::new(0).unwrap(),
             kind: KeyKind::NodeId,
             lock_to_state: true,
         };
@@ -118,10 +116,9 @@ mod tests {
     fn binding_material_differs_by_salt_and_kind() {
         let ctx = KeyContext {
             volume_id: "EPHEMERAL".into(),
-            slot: 0,
         };
         let node = ResolvedKey {
-            slot: 0,
+            slot: api_types::KeyslotId::new(0).unwrap(),
             kind: KeyKind::NodeId,
             lock_to_state: true,
         };

@@ -7,7 +7,6 @@ use providers::{KeyContext, KeyProvider, ProviderError, TpmOptions, TpmProvider}
 fn ctx() -> KeyContext {
     KeyContext {
         volume_id: "EPHEMERAL".into(),
-        slot: 0,
     }
 }
 

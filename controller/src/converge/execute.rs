@@ -10,8 +10,10 @@ use super::{blocking, pbkdf, ConvergeError};
 use crate::device::{Contents, FormatParams, LuksDevice, PbkdfChoice, TokenChange};
 use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
+use crate::luks2::token::TokenId;
 use crate::luks2::token::VolctlToken;
 use crate::volume::VolumeSpec;
+use api_types::KeyslotId;
 use providers::Enrolled;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,7 +64,10 @@ impl Executor<'_> {
     /// is down is reported and its slot left as it is; then no slot is
     /// removed either, so the volume never ends with fewer keys than either
     /// config meant; a blank device is never formatted without a key.
-    async fn make_keys(&self, plan: &mut Plan) -> Result<BTreeMap<u32, Enrolled>, ConvergeError> {
+    async fn make_keys(
+        &self,
+        plan: &mut Plan,
+    ) -> Result<BTreeMap<KeyslotId, Enrolled>, ConvergeError> {
         let mut enrolled = BTreeMap::new();
         let mut skipped = Vec::new();
         for action in &plan.actions {
@@ -73,7 +78,7 @@ impl Executor<'_> {
                         enrolled.insert(*slot, e);
                     }
                     Err(e) => {
-                        tracing::warn!(volume = %self.spec.name, slot, "cannot enrol: {e}");
+                        tracing::warn!(volume = %self.spec.name, slot = slot.get(), "cannot enrol: {e}");
                         skipped.push(Note::Unavailable {
                             slot: *slot,
                             kind: *kind,
@@ -123,7 +128,7 @@ impl Executor<'_> {
     /// token. After a benchmarked first slot, later slots reuse its costs.
     async fn add(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         enrolled: Enrolled,
         binder: &Binder,
         costs: &mut PbkdfChoice,
@@ -146,7 +151,7 @@ impl Executor<'_> {
     }
 
     /// Destroys a keyslot, then its token.
-    async fn remove(&self, slot: u32) -> Result<(), ConvergeError> {
+    async fn remove(&self, slot: KeyslotId) -> Result<(), ConvergeError> {
         blocking(self.device, move |d| d.destroy_keyslot(slot)).await?;
         if let Some(t) = self.token_id(slot) {
             blocking(self.device, move |d| d.token(TokenChange::Remove(t))).await?;
@@ -155,7 +160,7 @@ impl Executor<'_> {
     }
 
     /// Rewrites the token of a slot whose key is proven, keeping its data.
-    async fn rewrite_token(&self, slot: u32, binder: &Binder) -> Result<(), ConvergeError> {
+    async fn rewrite_token(&self, slot: KeyslotId, binder: &Binder) -> Result<(), ConvergeError> {
         let h = self
             .header
             .expect("tokens are rewritten on existing headers only");
@@ -179,14 +184,14 @@ impl Executor<'_> {
         Ok(())
     }
 
-    fn old_token(&self, slot: u32) -> Option<(u32, VolctlToken)> {
+    fn old_token(&self, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
         self.header?.tokens().find_map(|(id, raw)| {
             let t = VolctlToken::parse(raw)?.ok()?;
             (t.slot() == Some(slot)).then_some((id, t))
         })
     }
 
-    fn token_id(&self, slot: u32) -> Option<u32> {
+    fn token_id(&self, slot: KeyslotId) -> Option<TokenId> {
         self.old_token(slot).map(|(id, _)| id)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::plan::DesiredSlot;
 use crate::volume::VolumeSpec;
+use api_types::KeyslotId;
 use api_types::ResolvedKey;
 use providers::{provider_for, KeyContext, KeyProvider, ProviderEnv};
 
@@ -22,7 +23,6 @@ pub(super) fn keys(spec: &VolumeSpec, env: &ProviderEnv) -> Vec<Key> {
             provider: provider_for(&k, env),
             ctx: KeyContext {
                 volume_id: spec.label.clone(),
-                slot: k.slot,
             },
             spec: k,
         })
@@ -30,7 +30,7 @@ pub(super) fn keys(spec: &VolumeSpec, env: &ProviderEnv) -> Vec<Key> {
 }
 
 /// The key configured for `slot`; the plan only names configured slots.
-pub(super) fn key_for(keys: &[Key], slot: u32) -> &Key {
+pub(super) fn key_for(keys: &[Key], slot: KeyslotId) -> &Key {
     keys.iter()
         .find(|k| k.spec.slot == slot)
         .expect("plans and unlock orders name configured slots only")

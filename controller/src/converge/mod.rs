@@ -20,6 +20,7 @@ use crate::luks2::consts::MIN_DEVICE_SIZE;
 use crate::luks2::header::Luks2Header;
 use crate::volume::VolumeSpec;
 use api_types::KeySource;
+use api_types::KeyslotId;
 use plan::{DesiredSlot, Plan, PlanError};
 use providers::{ProviderEnv, ProviderError};
 use serde::Serialize;
@@ -82,7 +83,7 @@ pub enum ConvergeError {
     #[error("slot {slot}: {source}")]
     Provider {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Cause.
         source: ProviderError,
     },
@@ -101,7 +102,7 @@ pub struct Outcome {
     /// Whether the device was blank.
     pub formatted: bool,
     /// The slot that unlocked, and its kind.
-    pub unlocked_by: Option<(u32, KeySource)>,
+    pub unlocked_by: Option<(KeyslotId, KeySource)>,
     /// The plan.
     pub plan: Plan,
     /// Whether this was a dry run (`volctl plan`).
@@ -113,7 +114,7 @@ pub struct Outcome {
     /// Header sequence id before and after.
     pub seqid: (Option<u64>, Option<u64>),
     /// Active keyslots after the run.
-    pub keyslots: Vec<u32>,
+    pub keyslots: Vec<KeyslotId>,
 }
 
 impl From<DeviceError> for ConvergeError {
@@ -167,7 +168,7 @@ struct Prepared {
     header: Option<Luks2Header>,
     plan: Plan,
     volume_key: VolumeKey,
-    unlocked_by: Option<(u32, KeySource)>,
+    unlocked_by: Option<(KeyslotId, KeySource)>,
 }
 
 /// Converges one volume and returns its volume key too, so the caller can

@@ -9,6 +9,7 @@ use super::plan::{BindingCheck, ObservedKeyslots, ObservedSlot};
 use crate::luks2::binding::Binder;
 use crate::luks2::header::Luks2Header;
 use crate::luks2::token::VolctlToken;
+use api_types::KeyslotId;
 
 /// The keyslots and volctl tokens of a header, nothing checked yet.
 pub(super) fn observe(h: &Luks2Header) -> ObservedKeyslots {
@@ -45,7 +46,7 @@ pub(super) fn observe(h: &Luks2Header) -> ObservedKeyslots {
 pub(super) fn token_of(
     h: &Luks2Header,
     observed: &ObservedKeyslots,
-    slot: u32,
+    slot: KeyslotId,
 ) -> Option<VolctlToken> {
     match observed.slots.get(&slot) {
         Some(ObservedSlot::Managed { token, .. }) => h
@@ -58,7 +59,7 @@ pub(super) fn token_of(
 
 /// Marks each managed slot whose token's owner tag matches its keyslot.
 pub(super) fn authenticate(h: &Luks2Header, observed: &mut ObservedKeyslots, binder: &Binder) {
-    let slots: Vec<u32> = observed.slots.keys().copied().collect();
+    let slots: Vec<KeyslotId> = observed.slots.keys().copied().collect();
     for slot in slots {
         let Some(token) = token_of(h, observed, slot) else {
             continue;

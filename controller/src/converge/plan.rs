@@ -15,7 +15,9 @@
 //! - actions are ordered add → replace → token fixes → remove → cleanup,
 //!   so a crash between two of them leaves a volume that opens.
 
+use crate::luks2::token::TokenId;
 use api_types::KeySource;
+use api_types::KeyslotId;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -23,7 +25,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DesiredSlot {
     /// Keyslot.
-    pub slot: u32,
+    pub slot: KeyslotId,
     /// Kind.
     pub kind: KeySource,
     /// lockToSTATE.
@@ -39,7 +41,7 @@ pub enum ObservedSlot {
     /// A keyslot with our token.
     Managed {
         /// Token id.
-        token: u32,
+        token: TokenId,
         /// Kind recorded in the token.
         kind: KeySource,
         /// lockToSTATE recorded in the token.
@@ -70,9 +72,9 @@ pub enum BindingCheck {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ObservedKeyslots {
     /// Active keyslots.
-    pub slots: BTreeMap<u32, ObservedSlot>,
+    pub slots: BTreeMap<KeyslotId, ObservedSlot>,
     /// volctl tokens bound to no existing keyslot.
-    pub orphan_tokens: Vec<u32>,
+    pub orphan_tokens: Vec<TokenId>,
 }
 
 /// One step of a plan.
@@ -84,7 +86,7 @@ pub enum Action {
     /// Enrol a key in an empty slot.
     Add {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Kind.
         kind: KeySource,
         /// lockToSTATE.
@@ -93,7 +95,7 @@ pub enum Action {
     /// Destroy the slot and enrol the configured key in it.
     Replace {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Kind of the new key.
         kind: KeySource,
         /// lockToSTATE of the new key.
@@ -104,7 +106,7 @@ pub enum Action {
     /// Write a fresh token for a slot whose key was proven by this unlock.
     WriteToken {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Kind.
         kind: KeySource,
         /// lockToSTATE.
@@ -115,14 +117,14 @@ pub enum Action {
     /// Destroy a managed slot the config no longer lists.
     Remove {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Kind recorded in its token.
         kind: KeySource,
     },
     /// Delete a volctl token whose keyslot is gone.
     RemoveOrphanToken {
         /// Token id.
-        token: u32,
+        token: TokenId,
     },
 }
 
@@ -140,12 +142,12 @@ pub enum Note {
     /// A slot volctl did not enrol and the config does not list.
     Unmanaged {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
     },
     /// A configured key that cannot be produced now; its slot is untouched.
     Unavailable {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Kind.
         kind: KeySource,
         /// Why.
@@ -154,7 +156,7 @@ pub enum Note {
     /// A change that must wait until another key opens the volume.
     Deferred {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Why.
         reason: String,
     },
@@ -162,7 +164,7 @@ pub enum Note {
     /// whose PCRs changed); kept, since another boot may use it again.
     Unusable {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Kind.
         kind: KeySource,
         /// Why.
@@ -171,7 +173,7 @@ pub enum Note {
     /// A managed slot whose binding could not be checked; left alone.
     Unverified {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
         /// Why.
         reason: String,
     },
@@ -210,7 +212,7 @@ pub enum PlanError {
 /// against its own slot, cheapest kind first; only slots whose token says
 /// they hold that kind (or, for keys computable from the config, slots
 /// without a volctl token), and only keys that can be produced now.
-pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec<u32> {
+pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec<KeyslotId> {
     let mut c: Vec<&DesiredSlot> = desired
         .iter()
         .filter(|d| d.available.is_ok())
@@ -368,7 +370,7 @@ fn stale_proven_slot(d: &DesiredSlot) -> Step {
 }
 
 /// What to do with a slot the config does not list.
-fn plan_extra(slot: u32, o: &ObservedSlot, unlocked_by: u32) -> Option<Step> {
+fn plan_extra(slot: KeyslotId, o: &ObservedSlot, unlocked_by: KeyslotId) -> Option<Step> {
     match o {
         ObservedSlot::Managed { .. } if slot == unlocked_by => None,
         ObservedSlot::Managed {
@@ -386,9 +388,9 @@ fn plan_extra(slot: u32, o: &ObservedSlot, unlocked_by: u32) -> Option<Step> {
 pub fn plan_converge(
     desired: &[DesiredSlot],
     observed: &ObservedKeyslots,
-    unlocked_by: u32,
+    unlocked_by: KeyslotId,
 ) -> Plan {
-    let want: BTreeMap<u32, &DesiredSlot> = desired.iter().map(|d| (d.slot, d)).collect();
+    let want: BTreeMap<KeyslotId, &DesiredSlot> = desired.iter().map(|d| (d.slot, d)).collect();
     let steps = desired
         .iter()
         .filter_map(|d| plan_desired(d, observed.slots.get(&d.slot), d.slot == unlocked_by))
@@ -502,9 +504,26 @@ fn kind_text(kind: KeySource, lock: bool) -> String {
 mod tests {
     use super::*;
 
+    const K0: KeyslotId = KeyslotId::nth(0);
+    const K1: KeyslotId = KeyslotId::nth(1);
+    const K2: KeyslotId = KeyslotId::nth(2);
+    const K3: KeyslotId = KeyslotId::nth(3);
+    const K4: KeyslotId = KeyslotId::nth(4);
+    const K7: KeyslotId = KeyslotId::nth(7);
+
+    /// `plan_converge` with the unlocking slot given as a number.
+    fn plan(d: &[DesiredSlot], o: &ObservedKeyslots, unlocked_by: u32) -> Plan {
+        plan_converge(d, o, KeyslotId::nth(unlocked_by))
+    }
+
+    /// `unlock_order` as numbers.
+    fn order(d: &[DesiredSlot], o: &ObservedKeyslots) -> Vec<u32> {
+        unlock_order(d, o).into_iter().map(KeyslotId::get).collect()
+    }
+
     fn want(slot: u32, kind: &str) -> DesiredSlot {
         DesiredSlot {
-            slot,
+            slot: KeyslotId::nth(slot),
             kind: KeySource::from_name(kind).unwrap(),
             lock_to_state: false,
             available: Ok(()),
@@ -513,7 +532,7 @@ mod tests {
 
     fn managed(kind: &str, binding: BindingCheck) -> ObservedSlot {
         ObservedSlot::Managed {
-            token: 0,
+            token: TokenId(0),
             kind: KeySource::from_name(kind).unwrap(),
             lock_to_state: false,
             binding,
@@ -551,10 +570,10 @@ mod tests {
                 unowned("static", BindingCheck::Unknown("not listed".into())),
             ),
         ]);
-        let p = plan_converge(&d, &o, 0);
+        let p = plan(&d, &o, 0);
         assert!(p.actions.is_empty(), "{p:?}");
         assert!(
-            matches!(p.notes.as_slice(), [Note::Unverified { slot: 3, .. }]),
+            matches!(p.notes.as_slice(), [Note::Unverified { slot: K3, .. }]),
             "{p:?}"
         );
     }
@@ -566,9 +585,9 @@ mod tests {
             (0, managed("static", BindingCheck::Match)),
             (1, unowned("nodeID", BindingCheck::Match)),
         ]);
-        let p = plan_converge(&d, &o, 0);
+        let p = plan(&d, &o, 0);
         assert!(
-            matches!(p.actions.as_slice(), [Action::WriteToken { slot: 1, .. }]),
+            matches!(p.actions.as_slice(), [Action::WriteToken { slot: K1, .. }]),
             "{p:?}"
         );
         assert_eq!(p.kdf_runs(), 0);
@@ -576,7 +595,10 @@ mod tests {
 
     fn obs(slots: &[(u32, ObservedSlot)]) -> ObservedKeyslots {
         ObservedKeyslots {
-            slots: slots.iter().cloned().collect(),
+            slots: slots
+                .iter()
+                .map(|(n, o)| (KeyslotId::nth(*n), o.clone()))
+                .collect(),
             orphan_tokens: vec![],
         }
     }
@@ -588,7 +610,7 @@ mod tests {
             (0, managed("static", BindingCheck::Match)),
             (2, managed("nodeID", BindingCheck::Match)),
         ]);
-        let p = plan_converge(&d, &o, 0);
+        let p = plan(&d, &o, 0);
         assert!(p.is_empty() && p.notes.is_empty(), "{p:?}");
     }
 
@@ -608,7 +630,7 @@ mod tests {
             (5, managed("tpm", BindingCheck::Unknown("locked".into()))),
             (6, ObservedSlot::Unmanaged),
         ]);
-        assert_eq!(unlock_order(&d, &o), vec![6, 1, 5, 3]);
+        assert_eq!(order(&d, &o), vec![6, 1, 5, 3]);
     }
 
     #[test]
@@ -624,11 +646,11 @@ mod tests {
             (0, managed("static", BindingCheck::Match)),
             (1, managed("static", BindingCheck::Mismatch)),
         ]);
-        assert_eq!(unlock_order(&d, &o), vec![0]);
-        let p = plan_converge(&d, &o, 0);
+        assert_eq!(order(&d, &o), vec![0]);
+        let p = plan(&d, &o, 0);
         assert!(p.actions.is_empty(), "{p:?}");
         assert_eq!(p.notes.len(), 2);
-        assert!(matches!(&p.notes[0], Note::Unavailable { slot: 1, .. }));
+        assert!(matches!(&p.notes[0], Note::Unavailable { slot: K1, .. }));
     }
 
     #[test]
@@ -639,8 +661,8 @@ mod tests {
             (1, managed("static", BindingCheck::Mismatch)),
             (2, managed("nodeID", BindingCheck::Match)),
         ]);
-        let p = plan_converge(&d, &o, 2);
-        let kinds: Vec<(&str, u32)> = p
+        let p = plan(&d, &o, 2);
+        let kinds: Vec<(&str, KeyslotId)> = p
             .actions
             .iter()
             .map(|a| match a {
@@ -650,7 +672,7 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(kinds, vec![("add", 3), ("replace", 1), ("remove", 0)]);
+        assert_eq!(kinds, vec![("add", K3), ("replace", K1), ("remove", K0)]);
         assert_eq!(p.kdf_runs(), 2);
     }
 
@@ -659,19 +681,19 @@ mod tests {
         // Derivable key with a stale token: rewrite the token only.
         let d = [want(0, "static")];
         let o = obs(&[(0, managed("static", BindingCheck::Mismatch))]);
-        let p = plan_converge(&d, &o, 0);
+        let p = plan(&d, &o, 0);
         assert!(
-            matches!(p.actions.as_slice(), [Action::WriteToken { slot: 0, .. }]),
+            matches!(p.actions.as_slice(), [Action::WriteToken { slot: K0, .. }]),
             "{p:?}"
         );
         // Non-derivable key: deferred.
         let d = [want(0, "kms")];
         let o = obs(&[(0, managed("kms", BindingCheck::Mismatch))]);
-        let p = plan_converge(&d, &o, 0);
+        let p = plan(&d, &o, 0);
         assert!(p.actions.is_empty());
         assert!(matches!(
             p.notes.as_slice(),
-            [Note::Deferred { slot: 0, .. }]
+            [Note::Deferred { slot: K0, .. }]
         ));
     }
 
@@ -683,16 +705,16 @@ mod tests {
             (4, ObservedSlot::Unmanaged),
             (7, ObservedSlot::Unmanaged),
         ]);
-        let p = plan_converge(&d, &o, 0);
+        let p = plan(&d, &o, 0);
         assert!(
-            matches!(p.actions.as_slice(), [Action::Replace { slot: 4, .. }]),
+            matches!(p.actions.as_slice(), [Action::Replace { slot: K4, .. }]),
             "{p:?}"
         );
-        assert_eq!(p.notes, vec![Note::Unmanaged { slot: 7 }]);
+        assert_eq!(p.notes, vec![Note::Unmanaged { slot: K7 }]);
         // Adopted, not replaced, when it is the slot that unlocked.
-        let p = plan_converge(&d, &o, 4);
+        let p = plan(&d, &o, 4);
         assert!(
-            matches!(p.actions.as_slice(), [Action::WriteToken { slot: 4, .. }]),
+            matches!(p.actions.as_slice(), [Action::WriteToken { slot: K4, .. }]),
             "{p:?}"
         );
     }
@@ -704,10 +726,10 @@ mod tests {
             (0, managed("static", BindingCheck::Match)),
             (1, managed("static", BindingCheck::Mismatch)),
         ]);
-        let p = plan_converge(&d, &o, 0);
+        let p = plan(&d, &o, 0);
         match p.actions.as_slice() {
             [Action::Replace {
-                slot: 1, reason, ..
+                slot: K1, reason, ..
             }] => assert!(
                 reason.contains("static key, the config wants nodeID"),
                 "{reason}"
@@ -723,13 +745,13 @@ mod tests {
             (0, managed("static", BindingCheck::Match)),
             (1, managed("static", BindingCheck::Unknown("x".into()))),
         ]);
-        o.orphan_tokens = vec![9];
-        let p = plan_converge(&d, &o, 0);
+        o.orphan_tokens = vec![TokenId(9)];
+        let p = plan(&d, &o, 0);
         assert_eq!(
             p.actions.last(),
-            Some(&Action::RemoveOrphanToken { token: 9 })
+            Some(&Action::RemoveOrphanToken { token: TokenId(9) })
         );
-        assert!(matches!(p.actions[0], Action::Remove { slot: 1, .. }));
+        assert!(matches!(p.actions[0], Action::Remove { slot: K1, .. }));
     }
 
     #[test]
@@ -746,13 +768,13 @@ mod tests {
     #[test]
     fn actions_and_notes_render_as_one_line_each() {
         let add = Action::Add {
-            slot: 2,
+            slot: K2,
             kind: KeySource::Static,
             lock_to_state: false,
         };
         assert_eq!(add.to_string(), "+ add slot 2 (static)");
         let replace = Action::Replace {
-            slot: 1,
+            slot: K1,
             kind: KeySource::NodeId,
             lock_to_state: true,
             reason: "why".into(),
@@ -762,7 +784,7 @@ mod tests {
             "~ replace slot 1 with nodeID, lockToSTATE: why"
         );
         let note = Note::Unavailable {
-            slot: 3,
+            slot: K3,
             kind: KeySource::Kms,
             reason: "down".into(),
         };

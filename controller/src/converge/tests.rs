@@ -4,10 +4,14 @@
 
 use super::*;
 use crate::device::SimDevice;
+use crate::luks2::token::TokenId;
 use crate::luks2::token::VolctlToken;
+use api_types::KeyslotId;
 use plan::{Action, Note};
 use providers::StateSalt;
 
+const K1: KeyslotId = KeyslotId::nth(1);
+const K7: KeyslotId = KeyslotId::nth(7);
 const UUID: &str = "4c4c4544-0038-5910-8057-b4c04f4d3732";
 const MIB: u64 = 1 << 20;
 
@@ -58,7 +62,7 @@ fn provisioned(keys: &[&str]) -> Arc<SimDevice> {
     Arc::new(dev.reboot(Access::ReadWrite))
 }
 
-fn slots(dev: &SimDevice) -> Vec<u32> {
+fn slots(dev: &SimDevice) -> Vec<KeyslotId> {
     match dev.contents().unwrap() {
         Contents::Luks2(h) => h.keyslot_numbers(),
         other => panic!("{other:?}"),
@@ -92,7 +96,7 @@ fn converged_volume_costs_one_kdf_run_and_writes_nothing() {
     assert!(o.plan.is_empty(), "{:?}", o.plan);
     assert_eq!(o.kdf_runs, 1);
     assert_eq!(dev.writes(), 0);
-    assert_eq!(o.unlocked_by, Some((0, KeySource::Static)));
+    assert_eq!(o.unlocked_by, Some((KeyslotId::nth(0), KeySource::Static)));
 }
 
 #[test]
@@ -103,7 +107,7 @@ fn unlock_tries_the_cheapest_kind_first_whatever_the_slot_numbers() {
     ];
     let dev = provisioned(&keys);
     let o = run(&spec(&keys), &dev, Mode::Apply).unwrap();
-    assert_eq!(o.unlocked_by, Some((9, KeySource::Static)));
+    assert_eq!(o.unlocked_by, Some((KeyslotId::nth(9), KeySource::Static)));
     assert_eq!(o.kdf_runs, 1);
 }
 
@@ -140,10 +144,10 @@ fn the_slot_that_unlocked_is_never_removed() {
     let dev = provisioned(&[S0, N1]);
     // The config drops slot 1; slot 0 (static, cheapest) unlocks and stays.
     let o = run(&spec(&[S0]), &dev, Mode::Apply).unwrap();
-    assert_eq!(o.unlocked_by, Some((0, KeySource::Static)));
+    assert_eq!(o.unlocked_by, Some((KeyslotId::nth(0), KeySource::Static)));
     assert!(matches!(
         o.plan.actions.as_slice(),
-        [Action::Remove { slot: 1, .. }]
+        [Action::Remove { slot: K1, .. }]
     ));
     assert_eq!(slots(&dev), vec![0]);
 }
@@ -151,26 +155,26 @@ fn the_slot_that_unlocked_is_never_removed() {
 #[test]
 fn an_operators_keyslot_without_a_token_is_left_alone() {
     let dev = provisioned(&[S0]);
-    dev.operator_add(7, b"operator");
+    dev.operator_add(KeyslotId::nth(7), b"operator");
     let o = run(&spec(&[S0]), &dev, Mode::Apply).unwrap();
     assert!(o.plan.actions.is_empty());
-    assert_eq!(o.plan.notes, vec![Note::Unmanaged { slot: 7 }]);
+    assert_eq!(o.plan.notes, vec![Note::Unmanaged { slot: K7 }]);
     assert_eq!(slots(&dev), vec![0, 7]);
 }
 
 #[test]
 fn a_forged_token_does_not_make_volctl_remove_an_operators_keyslot() {
     let dev = provisioned(&[S0]);
-    dev.operator_add(7, b"operator");
+    dev.operator_add(KeyslotId::nth(7), b"operator");
     let forged = serde_json::json!({"type": "volctl", "keyslots": ["7"], "volctl_version": 2, "kind": "static",
         "lock_to_state": false, "data": {}, "binding": "AAAAAAAAAAAAAAAAAAA=", "owner": "AAAAAAAAAAAAAAAAAAA="});
     dev.edit(|s| {
-        s.header.as_mut().unwrap().tokens.insert(5, forged);
+        s.header.as_mut().unwrap().tokens.insert(TokenId(5), forged);
     });
     let o = run(&spec(&[S0]), &dev, Mode::Apply).unwrap();
     assert!(o.plan.actions.is_empty(), "{:?}", o.plan);
     assert!(
-        matches!(o.plan.notes.as_slice(), [Note::Unverified { slot: 7, .. }]),
+        matches!(o.plan.notes.as_slice(), [Note::Unverified { slot: K7, .. }]),
         "{:?}",
         o.plan.notes
     );
@@ -182,7 +186,7 @@ fn a_token_copied_to_another_keyslot_is_not_authenticated() {
     let dev = provisioned(&[S0, S2]);
     // Move slot 2's token onto an operator's slot 7: the owner tag covers
     // the keyslot's salt, so it does not verify there.
-    dev.operator_add(7, b"operator");
+    dev.operator_add(KeyslotId::nth(7), b"operator");
     dev.edit(|s| {
         let h = s.header.as_mut().unwrap();
         let (id, mut t) = h
@@ -193,18 +197,18 @@ fn a_token_copied_to_another_keyslot_is_not_authenticated() {
             .unwrap();
         t["keyslots"] = serde_json::json!(["7"]);
         t["binding"] = "x".into();
-        h.tokens.insert(id + 10, t);
+        h.tokens.insert(TokenId(id.0 + 10), t);
     });
     let o = run(&spec(&[S0, S2]), &dev, Mode::Apply).unwrap();
     assert!(
         !o.plan
             .actions
             .iter()
-            .any(|a| matches!(a, Action::Remove { slot: 7, .. })),
+            .any(|a| matches!(a, Action::Remove { slot: K7, .. })),
         "{:?}",
         o.plan
     );
-    assert!(slots(&dev).contains(&7));
+    assert!(slots(&dev).contains(&K7));
 }
 
 #[test]
@@ -282,7 +286,7 @@ fn a_dry_run_plans_the_change_and_writes_nothing() {
     let o = run(&spec(&[S0, N1]), &ro, Mode::DryRun).unwrap();
     assert!(matches!(
         o.plan.actions.as_slice(),
-        [Action::Add { slot: 1, .. }]
+        [Action::Add { slot: K1, .. }]
     ));
     assert_eq!(o.kdf_runs, 1);
     assert!(!o.applied);

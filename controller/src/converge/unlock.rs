@@ -10,6 +10,7 @@ use super::{blocking, ConvergeError};
 use crate::device::{DeviceError, LuksDevice};
 use crate::luks2::binding::VolumeKey;
 use crate::luks2::header::Luks2Header;
+use api_types::KeyslotId;
 use api_types::{KeySize, KeySource};
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ pub(super) async fn unlock(
     desired: &[DesiredSlot],
     observed: &ObservedKeyslots,
     device: &Arc<dyn LuksDevice>,
-) -> Result<(u32, VolumeKey), ConvergeError> {
+) -> Result<(KeyslotId, VolumeKey), ConvergeError> {
     let mut tried = Vec::new();
     for slot in plan::unlock_order(desired, observed) {
         let key = key_for(keys, slot);
@@ -40,7 +41,7 @@ pub(super) async fn unlock(
             .map_or(KeySize::from_bits(512), |k| k.size());
         match blocking(device, move |d| d.volume_key(slot, size, pass.expose())).await {
             Ok(vk) => {
-                tracing::info!(slot, kind = %kind, "unlocked");
+                tracing::info!(slot = slot.get(), kind = %kind, "unlocked");
                 return Ok((slot, vk));
             }
             Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => {
@@ -92,7 +93,7 @@ pub(super) async fn check_tpm_slots(
     h: &Luks2Header,
     keys: &[Key],
     observed: &ObservedKeyslots,
-    unlocked: u32,
+    unlocked: KeyslotId,
 ) -> Vec<Note> {
     let mut notes = Vec::new();
     for key in keys
@@ -111,7 +112,7 @@ pub(super) async fn check_tpm_slots(
             continue;
         };
         if let Err(e) = key.provider.recover(&key.ctx, &token.data).await {
-            tracing::warn!(slot, "TPM key unusable: {e}");
+            tracing::warn!(slot = slot.get(), "TPM key unusable: {e}");
             notes.push(Note::Unusable {
                 slot,
                 kind: KeySource::Tpm,

@@ -16,8 +16,10 @@ use crate::luks2::consts::{
     LUKS2_MIN_HEADER_SIZE, LUKS2_SUBSYSTEM, MAX_HEADER_AREA,
 };
 use crate::luks2::header::{self, CopyRead, HeaderError, Luks2Header, Probe, RawHeader};
+use crate::luks2::token::TokenId;
 use api_types::Encryption;
 use api_types::KeySize;
+use api_types::KeyslotId;
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
 use libcryptsetup_rs::{
@@ -149,7 +151,7 @@ impl CryptsetupDevice {
     /// The byte ranges libcryptsetup reads to load the header (and unlock
     /// `slot`): both metadata copies where the primary says they are, else
     /// every place a secondary may be; the slot's keyslot area.
-    fn header_ranges(h: Option<&Luks2Header>, slot: Option<u32>) -> Vec<(u64, u64)> {
+    fn header_ranges(h: Option<&Luks2Header>, slot: Option<KeyslotId>) -> Vec<(u64, u64)> {
         let Some(h) = h else {
             return vec![(0, 2 * LUKS2_MAX_HEADER_SIZE)];
         };
@@ -365,7 +367,7 @@ impl LuksDevice for CryptsetupDevice {
 
     fn volume_key(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         key_size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
@@ -379,7 +381,7 @@ impl LuksDevice for CryptsetupDevice {
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         match dev
             .volume_key_handle()
-            .get(Some(slot), &mut buf, Some(passphrase))
+            .get(Some(slot.get()), &mut buf, Some(passphrase))
         {
             Ok((_, n)) => Ok(VolumeKey::new(buf[..n].to_vec())),
             Err(LibcryptErr::IOError(e)) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -391,7 +393,7 @@ impl LuksDevice for CryptsetupDevice {
 
     fn add_keyslot(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         volume_key: &VolumeKey,
         passphrase: &[u8],
         pbkdf: PbkdfChoice,
@@ -408,7 +410,7 @@ impl LuksDevice for CryptsetupDevice {
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         dev.keyslot_handle()
             .add_by_key(
-                Some(slot),
+                Some(slot.get()),
                 Some(Either::Left(volume_key.expose())),
                 passphrase,
                 CryptVolumeKey::empty(),
@@ -424,23 +426,24 @@ impl LuksDevice for CryptsetupDevice {
             .unwrap_or_default())
     }
 
-    fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError> {
+    fn destroy_keyslot(&self, slot: KeyslotId) -> Result<(), DeviceError> {
         let op = "destroy keyslot";
         self.load_for_change(op)?
             .keyslot_handle()
-            .destroy(slot)
+            .destroy(slot.get())
             .map_err(|e| self.fail(op, e))
     }
 
-    fn token(&self, change: TokenChange<'_>) -> Result<u32, DeviceError> {
+    fn token(&self, change: TokenChange<'_>) -> Result<TokenId, DeviceError> {
         let (op, input) = match change {
             TokenChange::Add(json) => ("write token", TokenInput::AddToken(json)),
-            TokenChange::Replace(id, json) => ("write token", TokenInput::ReplaceToken(id, json)),
-            TokenChange::Remove(id) => ("remove token", TokenInput::RemoveToken(id)),
+            TokenChange::Replace(id, json) => ("write token", TokenInput::ReplaceToken(id.0, json)),
+            TokenChange::Remove(id) => ("remove token", TokenInput::RemoveToken(id.0)),
         };
         self.load_for_change(op)?
             .token_handle()
             .json_set(input)
+            .map(TokenId)
             .map_err(|e| self.fail(op, e))
     }
 

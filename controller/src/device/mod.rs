@@ -24,8 +24,10 @@ pub use sim::SimDevice;
 pub use types::*;
 
 use crate::luks2::binding::VolumeKey;
+use crate::luks2::token::TokenId;
 use api_types::Encryption;
 use api_types::KeySize;
+use api_types::KeyslotId;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -56,7 +58,7 @@ pub trait LuksDevice: Send + Sync {
     /// Gets the volume key from one keyslot (one KDF run). Never writes.
     fn volume_key(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         key_size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError>;
@@ -65,15 +67,15 @@ pub trait LuksDevice: Send + Sync {
     /// which the slot's token owner tag covers.
     fn add_keyslot(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         volume_key: &VolumeKey,
         passphrase: &[u8],
         pbkdf: PbkdfChoice,
     ) -> Result<String, DeviceError>;
     /// Destroys keyslot `slot` (one header write).
-    fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError>;
+    fn destroy_keyslot(&self, slot: KeyslotId) -> Result<(), DeviceError>;
     /// Adds, replaces or removes a token (one header write); returns its id.
-    fn token(&self, input: TokenChange<'_>) -> Result<u32, DeviceError>;
+    fn token(&self, input: TokenChange<'_>) -> Result<TokenId, DeviceError>;
     /// Activates the volume with dm-crypt as `/dev/mapper/<name>`, by volume
     /// key (no KDF run), after checking once more the header it loaded.
     fn activate(

@@ -9,7 +9,9 @@ use super::{
     TokenChange,
 };
 use crate::luks2::binding::VolumeKey;
+use crate::luks2::token::TokenId;
 use api_types::KeySize;
+use api_types::KeyslotId;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,22 +80,27 @@ impl LuksDevice for PowerCutDevice {
     fn format_finished(&self) -> Result<(), DeviceError> {
         self.wrote(self.inner.format_finished())
     }
-    fn volume_key(&self, slot: u32, size: KeySize, pass: &[u8]) -> Result<VolumeKey, DeviceError> {
+    fn volume_key(
+        &self,
+        slot: KeyslotId,
+        size: KeySize,
+        pass: &[u8],
+    ) -> Result<VolumeKey, DeviceError> {
         self.inner.volume_key(slot, size, pass)
     }
     fn add_keyslot(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         vk: &VolumeKey,
         pass: &[u8],
         pbkdf: PbkdfChoice,
     ) -> Result<String, DeviceError> {
         self.wrote(self.inner.add_keyslot(slot, vk, pass, pbkdf))
     }
-    fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError> {
+    fn destroy_keyslot(&self, slot: KeyslotId) -> Result<(), DeviceError> {
         self.wrote(self.inner.destroy_keyslot(slot))
     }
-    fn token(&self, change: TokenChange<'_>) -> Result<u32, DeviceError> {
+    fn token(&self, change: TokenChange<'_>) -> Result<TokenId, DeviceError> {
         self.wrote(self.inner.token(change))
     }
     fn activate(

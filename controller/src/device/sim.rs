@@ -15,7 +15,9 @@ use super::{
 use crate::luks2::binding::VolumeKey;
 use crate::luks2::consts::{DEFAULT_DATA_OFFSET, LUKS2_SUBSYSTEM};
 use crate::luks2::header::Luks2Header;
+use crate::luks2::token::TokenId;
 use api_types::KeySize;
+use api_types::KeyslotId;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,9 +43,9 @@ pub struct SimHeader {
     /// Subsystem.
     pub subsystem: String,
     volume_key: Vec<u8>,
-    keyslots: BTreeMap<u32, SimKeyslot>,
+    keyslots: BTreeMap<KeyslotId, SimKeyslot>,
     /// Tokens by id.
-    pub tokens: BTreeMap<u32, Value>,
+    pub tokens: BTreeMap<TokenId, Value>,
 }
 
 /// What the simulated device holds.
@@ -119,7 +121,7 @@ impl SimDevice {
 
     /// Adds a keyslot the way an operator's `cryptsetup luksAddKey` would:
     /// no token.
-    pub fn operator_add(&self, slot: u32, passphrase: &[u8]) {
+    pub fn operator_add(&self, slot: KeyslotId, passphrase: &[u8]) {
         self.edit(|s| {
             let h = s.header.as_mut().expect("formatted");
             h.keyslots.insert(
@@ -208,7 +210,7 @@ impl SimHeader {
             .iter()
             .map(|(n, t)| (n.to_string(), t.clone()))
             .collect();
-        let names: Vec<String> = self.keyslots.keys().map(u32::to_string).collect();
+        let names: Vec<String> = self.keyslots.keys().map(KeyslotId::to_string).collect();
         json!({
             "keyslots": keyslots,
             "tokens": tokens,
@@ -287,7 +289,7 @@ impl LuksDevice for SimDevice {
 
     fn volume_key(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         _size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
@@ -303,7 +305,7 @@ impl LuksDevice for SimDevice {
 
     fn add_keyslot(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         volume_key: &VolumeKey,
         passphrase: &[u8],
         _pbkdf: PbkdfChoice,
@@ -332,7 +334,7 @@ impl LuksDevice for SimDevice {
         })
     }
 
-    fn destroy_keyslot(&self, slot: u32) -> Result<(), DeviceError> {
+    fn destroy_keyslot(&self, slot: KeyslotId) -> Result<(), DeviceError> {
         self.write("destroy keyslot", format!("destroy {slot}"), |s| {
             let h = s
                 .header
@@ -349,7 +351,7 @@ impl LuksDevice for SimDevice {
         })
     }
 
-    fn token(&self, change: TokenChange<'_>) -> Result<u32, DeviceError> {
+    fn token(&self, change: TokenChange<'_>) -> Result<TokenId, DeviceError> {
         let entry = match change {
             TokenChange::Add(t) | TokenChange::Replace(_, t) => format!("token+ {}", t["keyslots"]),
             TokenChange::Remove(id) => format!("token- {id}"),
@@ -362,6 +364,7 @@ impl LuksDevice for SimDevice {
             match change {
                 TokenChange::Add(t) => {
                     let id = (0..32)
+                        .map(TokenId)
                         .find(|i| !h.tokens.contains_key(i))
                         .ok_or_else(|| self.err("token", "no free token id"))?;
                     h.tokens.insert(id, t.clone());

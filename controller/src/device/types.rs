@@ -2,6 +2,8 @@
 
 use crate::luks2::check::CheckError;
 use crate::luks2::header::{HeaderError, Luks2Header};
+use crate::luks2::token::TokenId;
+use api_types::KeyslotId;
 
 /// Whether a handle may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +36,9 @@ pub enum TokenChange<'a> {
     /// Add at a free id.
     Add(&'a serde_json::Value),
     /// Replace the token at an id.
-    Replace(u32, &'a serde_json::Value),
+    Replace(TokenId, &'a serde_json::Value),
     /// Remove the token at an id.
-    Remove(u32),
+    Remove(TokenId),
 }
 
 /// Why a device operation failed. Never carries key material.
@@ -46,7 +48,7 @@ pub enum DeviceError {
     #[error("the key does not open keyslot {slot}")]
     WrongKey {
         /// Keyslot.
-        slot: u32,
+        slot: KeyslotId,
     },
     /// The device could not be opened as asked.
     #[error("cannot open {path}{}: {source}", if *.write { " for writing" } else { "" })]

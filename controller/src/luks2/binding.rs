@@ -14,6 +14,7 @@
 
 use super::consts::{BINDING_INFO, OWNER_INFO};
 use api_types::KeySource;
+use api_types::KeyslotId;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -77,7 +78,7 @@ impl Binder {
         }
     }
 
-    fn owner_mac(&self, slot: u32, keyslot_salt: &str) -> Hmac<Sha256> {
+    fn owner_mac(&self, slot: KeyslotId, keyslot_salt: &str) -> Hmac<Sha256> {
         let mut m = hmac(&self.owner_key);
         m.update(format!("slot={slot}\0salt={keyslot_salt}").as_bytes());
         m
@@ -85,18 +86,18 @@ impl Binder {
 
     /// The owner tag of the token of keyslot `slot` whose KDF salt is
     /// `keyslot_salt`, base64.
-    pub fn owner(&self, slot: u32, keyslot_salt: &str) -> String {
+    pub fn owner(&self, slot: KeyslotId, keyslot_salt: &str) -> String {
         b64(self.owner_mac(slot, keyslot_salt))
     }
 
     /// Checks an owner tag in constant time.
-    pub fn verify_owner(&self, slot: u32, keyslot_salt: &str, stored: &str) -> bool {
+    pub fn verify_owner(&self, slot: KeyslotId, keyslot_salt: &str, stored: &str) -> bool {
         verify_b64(self.owner_mac(slot, keyslot_salt), stored)
     }
 
     fn mac(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         kind: KeySource,
         lock_to_state: bool,
         material: &[u8],
@@ -116,7 +117,7 @@ impl Binder {
     /// The binding of a key, base64.
     pub fn compute(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         kind: KeySource,
         lock_to_state: bool,
         material: &[u8],
@@ -127,7 +128,7 @@ impl Binder {
     /// Checks a stored binding in constant time.
     pub fn verify(
         &self,
-        slot: u32,
+        slot: KeyslotId,
         kind: KeySource,
         lock_to_state: bool,
         material: &[u8],
@@ -146,14 +147,20 @@ mod tests {
         let a = Binder::new(&VolumeKey::new(vec![1; 64]));
         let b = Binder::new(&VolumeKey::new(vec![2; 64]));
         let s = KeySource::Static;
-        let t = a.compute(0, s, false, b"static\0pw");
-        assert!(a.verify(0, s, false, b"static\0pw", &t));
-        assert!(!b.verify(0, s, false, b"static\0pw", &t));
-        assert!(!a.verify(1, s, false, b"static\0pw", &t));
-        assert!(!a.verify(0, s, true, b"static\0pw", &t));
-        assert!(!a.verify(0, KeySource::NodeId, false, b"static\0pw", &t));
-        assert!(!a.verify(0, s, false, b"static\0pw2", &t));
-        assert!(!a.verify(0, s, false, b"static\0pw", "not base64!"));
+        let t = a.compute(KeyslotId::nth(0), s, false, b"static\0pw");
+        assert!(a.verify(KeyslotId::nth(0), s, false, b"static\0pw", &t));
+        assert!(!b.verify(KeyslotId::nth(0), s, false, b"static\0pw", &t));
+        assert!(!a.verify(KeyslotId::nth(1), s, false, b"static\0pw", &t));
+        assert!(!a.verify(KeyslotId::nth(0), s, true, b"static\0pw", &t));
+        assert!(!a.verify(
+            KeyslotId::nth(0),
+            KeySource::NodeId,
+            false,
+            b"static\0pw",
+            &t
+        ));
+        assert!(!a.verify(KeyslotId::nth(0), s, false, b"static\0pw2", &t));
+        assert!(!a.verify(KeyslotId::nth(0), s, false, b"static\0pw", "not base64!"));
         assert!(!format!("{:?}", VolumeKey::new(vec![9; 4])).contains('9'));
     }
 
@@ -161,12 +168,15 @@ mod tests {
     fn owner_tag_depends_on_volume_key_slot_and_keyslot_salt() {
         let a = Binder::new(&VolumeKey::new(vec![1; 64]));
         let b = Binder::new(&VolumeKey::new(vec![2; 64]));
-        let t = a.owner(3, "c2FsdA==");
-        assert!(a.verify_owner(3, "c2FsdA==", &t));
-        assert!(!b.verify_owner(3, "c2FsdA==", &t));
-        assert!(!a.verify_owner(4, "c2FsdA==", &t));
-        assert!(!a.verify_owner(3, "b3RoZXI=", &t));
-        assert!(!a.verify_owner(3, "c2FsdA==", "AAAAAAAAAAAAAA=="));
-        assert_ne!(t, a.compute(3, KeySource::Static, false, b"c2FsdA=="));
+        let t = a.owner(KeyslotId::nth(3), "c2FsdA==");
+        assert!(a.verify_owner(KeyslotId::nth(3), "c2FsdA==", &t));
+        assert!(!b.verify_owner(KeyslotId::nth(3), "c2FsdA==", &t));
+        assert!(!a.verify_owner(KeyslotId::nth(4), "c2FsdA==", &t));
+        assert!(!a.verify_owner(KeyslotId::nth(3), "b3RoZXI=", &t));
+        assert!(!a.verify_owner(KeyslotId::nth(3), "c2FsdA==", "AAAAAAAAAAAAAA=="));
+        assert_ne!(
+            t,
+            a.compute(KeyslotId::nth(3), KeySource::Static, false, b"c2FsdA==")
+        );
     }
 }

@@ -5,10 +5,12 @@
 //! but seqid-ordered history are refused.
 
 use super::strict_json;
+use super::token::TokenId;
 use crate::io::read_at;
 use crate::luks2::consts::{
     LUKS2_BINARY_HEADER_SIZE, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
 };
+use api_types::KeyslotId;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -189,7 +191,7 @@ impl Kdf {
 
 impl Luks2Header {
     /// Numbers of the active keyslots.
-    pub fn keyslot_numbers(&self) -> Vec<u32> {
+    pub fn keyslot_numbers(&self) -> Vec<KeyslotId> {
         self.json
             .keyslots
             .keys()
@@ -198,16 +200,16 @@ impl Luks2Header {
     }
 
     /// A keyslot by number.
-    pub fn keyslot(&self, n: u32) -> Option<&Keyslot> {
+    pub fn keyslot(&self, n: KeyslotId) -> Option<&Keyslot> {
         self.json.keyslots.get(&n.to_string())
     }
 
     /// Tokens by numeric id.
-    pub fn tokens(&self) -> impl Iterator<Item = (u32, &serde_json::Value)> {
+    pub fn tokens(&self) -> impl Iterator<Item = (TokenId, &serde_json::Value)> {
         self.json
             .tokens
             .iter()
-            .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
+            .filter_map(|(k, v)| Some((TokenId(k.parse().ok()?), v)))
     }
 }
 

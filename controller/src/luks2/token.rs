@@ -13,8 +13,21 @@
 //! token, or one copied to another slot, never makes volctl remove a slot.
 
 use crate::luks2::consts::{TOKEN_TYPE, TOKEN_VERSION};
-use api_types::KeySource;
+use api_types::{KeySource, KeyslotId};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The id of a token in a LUKS2 header's `tokens` object; a type of its own
+/// so it is never taken for the keyslot the token describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TokenId(pub u32);
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// A volctl token as stored in the LUKS2 header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +55,7 @@ pub struct VolctlToken {
 impl VolctlToken {
     /// Builds the token for `slot`.
     pub fn new(
-        slot: u32,
+        slot: KeyslotId,
         kind: KeySource,
         lock_to_state: bool,
         data: serde_json::Value,
@@ -70,7 +83,7 @@ impl VolctlToken {
     }
 
     /// The keyslot this token is bound to, if exactly one.
-    pub fn slot(&self) -> Option<u32> {
+    pub fn slot(&self) -> Option<KeyslotId> {
         match self.keyslots.as_slice() {
             [one] => one.parse().ok(),
             _ => None,

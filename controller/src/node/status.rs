@@ -65,9 +65,9 @@ pub struct VolumeStatus {
     /// Whether the config encrypts it.
     pub encrypted: bool,
     /// The slot and kind that unlocked it.
-    pub unlocked_by: Option<(u32, api_types::KeySource)>,
+    pub unlocked_by: Option<(api_types::KeyslotId, api_types::KeySource)>,
     /// Keyslots present after converging.
-    pub keyslots: Vec<u32>,
+    pub keyslots: Vec<api_types::KeyslotId>,
     /// KDF runs spent on it this boot.
     pub kdf_runs: u64,
     /// What converging changed (one line per action).
@@ -164,7 +164,7 @@ impl BootStatus {
             } else {
                 v.keyslots
                     .iter()
-                    .map(u32::to_string)
+                    .map(api_types::KeyslotId::to_string)
                     .collect::<Vec<_>>()
                     .join(",")
             };
