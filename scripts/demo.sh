@@ -34,15 +34,15 @@ sgdisk -p "$DISK" | sed -n '/^Number/,$p'
 PBKDF='  pbkdf: {type: argon2id, memoryKiB: 8192, iterations: 4}'
 config() { # $1: EPHEMERAL block; $2..: persistence keys
   local eph=$1; shift
-  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n---\n' "$PBKDF"
+  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n---\n' "$PBKDF"
   printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n'
   if [ -n "$eph" ]; then printf '%s\n' "$eph"; fi
   printf -- '---\n'
-  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n%s\n  keys:\n' "$PBKDF"
+  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  provider: luks2\n%s\n  keys:\n' "$PBKDF"
   for k in "$@"; do printf '    - %s\n' "$k"; done
 }
 PLAIN=''
-ENCRYPTED=$(printf 'encryption:\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n      lockToSTATE: true\n' "$PBKDF")
+ENCRYPTED=$(printf 'encryption:\n  provider: luks2\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n      lockToSTATE: true\n' "$PBKDF")
 OLD='{slot: 0, static: {passphrase: old-recovery-passphrase}}'
 NODE='{slot: 1, nodeID: {}, lockToSTATE: true}'
 NEW='{slot: 2, static: {passphrase: new-recovery-passphrase}}'

@@ -2,7 +2,8 @@
 
 use crate::encryption::Encryption;
 use crate::volume::{
-    Filesystem, Mount, Provisioning, UserVolumeConfig, VolumeConfig, USER_VOLUME_LABEL_PREFIX,
+    Filesystem, FilesystemType, Mount, Provisioning, UserVolumeConfig, VolumeConfig, VolumeType,
+    USER_VOLUME_LABEL_PREFIX,
 };
 
 /// The only apiVersion volctl reads.
@@ -76,11 +77,39 @@ impl Document {
         }
     }
 
-    /// The encryption block, if the volume is encrypted.
-    pub fn encryption(&self) -> Option<&Encryption> {
+    /// The encryption block as written, even one without a provider.
+    pub fn encryption_block(&self) -> Option<&Encryption> {
         match self {
             Document::Volume(v) => v.encryption.as_ref(),
             Document::User(u) => u.encryption.as_ref(),
+        }
+    }
+
+    /// The encryption block, if the volume is encrypted: as in Talos, a
+    /// block without a provider is no encryption.
+    pub fn encryption(&self) -> Option<&Encryption> {
+        self.encryption_block().filter(|e| e.provider.is_some())
+    }
+
+    /// `volumeType`, `partition` when absent.
+    pub fn volume_type(&self) -> VolumeType {
+        match self {
+            Document::Volume(v) => v.volume_type,
+            Document::User(u) => u.volume_type,
+        }
+        .unwrap_or_default()
+    }
+
+    /// The filesystem volctl makes: ext4 for system volumes (ext4 can
+    /// shrink, which in-place encryption needs), `filesystem.type` or xfs
+    /// (Talos's default) for user volumes.
+    pub fn filesystem_type(&self) -> FilesystemType {
+        match self {
+            Document::Volume(_) => FilesystemType::Ext4,
+            Document::User(u) => u
+                .filesystem
+                .as_ref()
+                .map_or(FilesystemType::Xfs, Filesystem::kind),
         }
     }
 
@@ -113,8 +142,8 @@ impl Document {
     /// `/var/mnt/<name>`). `None` for STATE, whose mount point is a boot
     /// option (`--state-mount`) unless `mount.path` sets it.
     pub fn mount_point(&self) -> Option<String> {
-        if let Some(m) = self.mount() {
-            return Some(m.path.clone());
+        if let Some(path) = self.mount().and_then(|m| m.path.clone()) {
+            return Some(path);
         }
         match self {
             Document::Volume(v) if v.name == "STATE" => None,

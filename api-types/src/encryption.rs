@@ -30,9 +30,10 @@ pub const MAX_SLOT: i64 = KeyslotId::COUNT as i64 - 1;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Encryption {
-    /// Encryption provider; only `luks2`.
-    #[serde(default = "default_provider")]
-    pub provider: String,
+    /// Encryption provider: `luks2`. Absent means none, as in Talos (an
+    /// error when keys are given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// The keys, each in its own LUKS2 keyslot. At least one.
     #[serde(default)]
     pub keys: Vec<KeySpec>,
@@ -58,10 +59,6 @@ pub struct Encryption {
     /// Accept a `static` key on STATE, whose config is kept in clear on META.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_static_key_on_state: Option<bool>,
-}
-
-fn default_provider() -> String {
-    PROVIDER_LUKS2.to_string()
 }
 
 impl Encryption {
@@ -127,7 +124,8 @@ pub enum PbkdfType {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KeySpec {
-    /// LUKS2 keyslot number, 0–31, unique within the volume.
+    /// LUKS2 keyslot number, 0–31, unique within the volume (default 0, as in Talos).
+    #[serde(default)]
     pub slot: i64,
     /// A passphrase written in the config.
     #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]

@@ -8,8 +8,10 @@
 //! The entry point is [`parse_str`] (or [`parse_file`]), which returns every
 //! valid document and every [`Diagnostic`] of the file at once.
 
+pub mod cel;
 pub mod diagnostic;
 pub mod document;
+pub mod duration;
 pub mod encryption;
 pub mod keyslot;
 pub mod parse;
@@ -33,6 +35,6 @@ pub use parse::{parse_file, parse_files, parse_str, ParsedFile};
 pub use secret::SecretString;
 pub use size::SizeSpec;
 pub use volume::{
-    DiskSelector, Filesystem, FilesystemType, Mount, Provisioning, UserVolumeConfig, VolumeConfig,
-    SYSTEM_VOLUME_NAMES,
+    DiskSelector, Filesystem, FilesystemType, Mount, Provisioning, Scrub, SystemFilesystem, Trim,
+    UserVolumeConfig, VolumeConfig, VolumeType, XfsOptions, SYSTEM_VOLUME_NAMES,
 };

@@ -22,16 +22,28 @@ pub struct VolumeConfig {
     pub kind: String,
     /// `STATE`, `EPHEMERAL` or `persistence`.
     pub name: String,
+    /// `partition` (default) or `memory` (Talos: a tmpfs of `minSize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<VolumeType>,
     /// Where the volume lives and how large it is (not allowed for STATE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<Provisioning>,
+    /// Filesystem tunables (system volumes are always ext4 in volctl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<SystemFilesystem>,
     /// Encryption; omit for a plain volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
-    /// Where the volume is mounted (defaults: STATE `/var/lib/volctl/state`,
-    /// EPHEMERAL `/var`, persistence `/persistence`).
+    /// Where and how the volume is mounted (defaults: STATE
+    /// `/var/lib/volctl/state`, EPHEMERAL `/var`, persistence `/persistence`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<Mount>,
+    /// Periodic fstrim (Talos; accepted, not acted on by volctl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim: Option<Trim>,
+    /// Periodic filesystem scrub (Talos; accepted, not acted on by volctl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<Scrub>,
 }
 
 /// A named data volume, on partition `u-<name>`.
@@ -42,24 +54,112 @@ pub struct UserVolumeConfig {
     pub api_version: String,
     /// Always `UserVolumeConfig`.
     pub kind: String,
-    /// 1–34 characters of `[a-z0-9-]`.
+    /// 1–34 characters of `[a-zA-Z0-9-]`.
     pub name: String,
+    /// `partition` (default), `disk` or `directory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<VolumeType>,
     /// Where the volume lives and how large it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<Provisioning>,
-    /// The filesystem to make (default ext4).
+    /// The filesystem to make (default xfs, as in Talos).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<Filesystem>,
     /// Encryption; omit for a plain volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
-    /// Where the volume is mounted (default `/var/mnt/<name>`).
+    /// Where and how the volume is mounted (default `/var/mnt/<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<Mount>,
+    /// Periodic fstrim (Talos; accepted, not acted on by volctl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim: Option<Trim>,
+    /// Periodic filesystem scrub (Talos; accepted, not acted on by volctl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<Scrub>,
+}
+
+/// `volumeType`: what backs the volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    /// A GPT partition (the default).
+    #[default]
+    Partition,
+    /// A whole disk (user volumes).
+    Disk,
+    /// A directory under `/var/mnt` (user volumes).
+    Directory,
+    /// A tmpfs of `provisioning.minSize` (system volumes).
+    Memory,
+}
+
+impl VolumeType {
+    /// The document spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeType::Partition => "partition",
+            VolumeType::Disk => "disk",
+            VolumeType::Directory => "directory",
+            VolumeType::Memory => "memory",
+        }
+    }
+}
+
+/// `trim` (Talos `TrimConfig`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Trim {
+    /// Trim this volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How often, as a Go duration (`24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Range trimmed at once (0, or at least 1MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<SizeSpec>,
+    /// Pause between chunks, as a Go duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_delay: Option<String>,
+    /// Smallest free range discarded (at most 128MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<SizeSpec>,
+}
+
+/// `scrub` (Talos `ScrubConfig`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scrub {
+    /// Scrub this volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How often, as a Go duration (at least 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+/// `filesystem` of a system volume: tunables only.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SystemFilesystem {
+    /// XFS options (Talos formats EPHEMERAL as xfs; volctl uses ext4 and
+    /// warns that they do not apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfs: Option<XfsOptions>,
+}
+
+/// `filesystem.xfs`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct XfsOptions {
+    /// Lower bound of the XFS allocation group size at format time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_allocation_group_size: Option<SizeSpec>,
 }
 
 /// `provisioning`: which disk, and how large.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Provisioning {
     /// Which disk the partition goes on.
@@ -76,6 +176,16 @@ pub struct Provisioning {
     pub grow: Option<bool>,
 }
 
+impl Provisioning {
+    /// Whether nothing is set (Talos treats `provisioning: {}` as absent).
+    pub fn is_empty(&self) -> bool {
+        self.disk_selector.is_none()
+            && self.min_size.is_none()
+            && self.max_size.is_none()
+            && self.grow.is_none()
+    }
+}
+
 /// `provisioning.diskSelector`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -85,30 +195,58 @@ pub struct DiskSelector {
     pub match_expr: String,
 }
 
-/// `filesystem`.
+/// `filesystem` of a user volume.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Filesystem {
-    /// `ext4` (default) or `xfs`.
-    #[serde(rename = "type")]
-    pub kind: FilesystemType,
+    /// `xfs` (default), `ext4` or `btrfs`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FilesystemType>,
+    /// Mount with project quotas (`prjquota`); xfs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_quota_support: Option<bool>,
+    /// XFS options; xfs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfs: Option<XfsOptions>,
+}
+
+impl Filesystem {
+    /// The filesystem in effect: xfs unless `type` says otherwise.
+    pub fn kind(&self) -> FilesystemType {
+        self.kind.unwrap_or(FilesystemType::Xfs)
+    }
 }
 
 /// A filesystem volctl can make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FilesystemType {
-    /// ext4.
-    #[default]
+    /// ext4 (system volumes: it can shrink, which in-place encryption needs).
     Ext4,
-    /// XFS.
+    /// XFS (the default for user volumes, as in Talos).
     Xfs,
+    /// Btrfs.
+    Btrfs,
 }
 
 /// `mount`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Mount {
-    /// Absolute mount point.
-    pub path: String,
+    /// Absolute mount point (volctl only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Mount with nosuid and nodev (and noexec for user volumes); default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    /// Mount with noatime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_access_time: Option<bool>,
+}
+
+impl Mount {
+    /// Whether a Talos mount option (not `path`) is set.
+    pub fn has_options(&self) -> bool {
+        self.secure.is_some() || self.disable_access_time.is_some()
+    }
 }

@@ -112,7 +112,7 @@ fn schema_rejects_what_validation_rejects_structurally() {
 
 #[test]
 fn all_errors_of_a_file_are_reported_not_just_the_first() {
-    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nbogus1: 1\nencryption:\n  bogus2: 2\n  keys:\n    - slot: 40\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: UserVolumeConfig\nname: BAD\n";
+    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nbogus1: 1\nencryption:\n  provider: luks2\n  bogus2: 2\n  keys:\n    - slot: 40\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: UserVolumeConfig\nname: bad/name\n";
     let p = parse_str("multi.yaml", text);
     let paths: Vec<&str> = p.errors().map(|d| d.path.as_str()).collect();
     assert!(paths.contains(&"bogus1"), "{paths:?}");
@@ -120,13 +120,13 @@ fn all_errors_of_a_file_are_reported_not_just_the_first() {
     assert!(paths.contains(&"name"), "{paths:?}");
     let second = p.errors().find(|d| d.path == "name").unwrap();
     assert_eq!(second.document.as_ref().unwrap().index, 2);
-    assert_eq!(second.line, Some(13));
+    assert_eq!(second.line, Some(14));
     assert!(p.documents.is_empty());
 }
 
 #[test]
 fn talos_spellings_are_accepted_and_resolved() {
-    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  keys:\n    - slot: 3\n      tpm:\n        pcrs: [11, 7]\n      lockToState: true\n";
+    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - slot: 3\n      tpm:\n        pcrs: [11, 7]\n      lockToState: true\n";
     let p = parse_str("t.yaml", text);
     assert!(!p.has_errors(), "{:?}", p.diagnostics);
     let keys = p.documents[0].encryption().unwrap().resolved_keys();
@@ -143,7 +143,7 @@ fn talos_spellings_are_accepted_and_resolved() {
 
 #[test]
 fn weak_key_choice_is_a_warning_not_an_error() {
-    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  keys:\n    - slot: 0\n      nodeID: {}\n";
+    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      nodeID: {}\n";
     let p = parse_str("w.yaml", text);
     assert!(!p.has_errors());
     assert_eq!(p.documents.len(), 1);
@@ -154,9 +154,13 @@ fn weak_key_choice_is_a_warning_not_an_error() {
 
 #[test]
 fn passphrases_never_appear_in_diagnostics_or_debug_output() {
-    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  keys:\n    - slot: 0\n      static: {passphrase: sup3r-s3cret}\n";
+    let text = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      static: {passphrase: sup3r-s3cret}\n    - slot: 40\n      static: {passphrase: sup3r-s3cret}\n";
     let p = parse_str("s.yaml", text);
     assert!(p.has_errors());
+    assert!(p
+        .diagnostics
+        .iter()
+        .any(|d| !d.is_error() && d.message.contains("META")));
     let all = format!(
         "{:?} {}",
         p,

@@ -8,6 +8,7 @@ kind: VolumeConfig
 name: EPHEMERAL
 bogus: 1
 encryption:
+  provider: luks2
   keySize: "big"
   keys:
     - {slot: 0, static: "MySecretPassphrase"}
@@ -18,6 +19,7 @@ apiVersion: v1alpha1
 kind: UserVolumeConfig
 name: data
 encryption:
+  provider: luks2
   keys:
     - {slot: 99999999999999999999999, nodeID: {}}
 ---
@@ -25,6 +27,7 @@ apiVersion: v1alpha1
 kind: UserVolumeConfig
 name: logs
 encryption:
+  provider: luks2
   keys: []
 "#;
 
@@ -38,9 +41,9 @@ fn an_unknown_field_hides_neither_type_nor_semantic_errors() {
     let all = messages(&p).join("\n");
     for expect in [
         "bad.yaml:4: error: document 1 (VolumeConfig \"EPHEMERAL\"): bogus: unknown field",
-        "bad.yaml:6: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keySize:",
+        "bad.yaml:7: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keySize:",
         "encryption.keys[0].static: invalid type",
-        "encryption.keys[1].slot: slot 0 is already used",
+        "encryption.keys[1].slot: duplicate key slot 0",
         "encryption.keys[2].static.passphrase: invalid type",
     ] {
         assert!(all.contains(expect), "missing {expect:?} in\n{all}");
@@ -60,7 +63,7 @@ fn an_out_of_range_number_is_reported_where_it_is_and_later_documents_are_checke
     let p = parse_str("bad.yaml", BAD);
     let all = messages(&p).join("\n");
     assert!(
-        all.contains("bad.yaml:17: error: document 2: encryption.keys[0].slot: invalid type: integer `99999999999999999999999`"),
+        all.contains("bad.yaml:19: error: document 2: encryption.keys[0].slot: invalid type: integer `99999999999999999999999`"),
         "{all}"
     );
     assert!(!all.contains("syntax error"), "{all}");
@@ -73,9 +76,9 @@ fn an_out_of_range_number_is_reported_where_it_is_and_later_documents_are_checke
 #[test]
 fn the_same_volume_in_two_files_is_one_error_at_its_real_place() {
     let dir = tempfile::tempdir().unwrap();
-    let doc = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\n";
+    let doc = format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\n{PROVISIONING}");
     let (fa, fb) = (dir.path().join("fa.yaml"), dir.path().join("fb.yaml"));
-    std::fs::write(&fa, doc).unwrap();
+    std::fs::write(&fa, &doc).unwrap();
     std::fs::write(&fb, format!("# leading comment\n\n{doc}")).unwrap();
     let (p, joined) = parse_files(&[fa.clone(), fb.clone()]);
     assert_eq!(p.documents.len(), 1);
@@ -89,21 +92,23 @@ fn the_same_volume_in_two_files_is_one_error_at_its_real_place() {
     assert!(joined.contains("---") && joined.matches("name: data").count() == 2);
 }
 
-const HEAD: &str = "apiVersion: v1alpha1\nkind: UserVolumeConfig\n";
+/// What every user volume needs (Talos): a disk selector and a size.
+const PROVISIONING: &str = "provisioning: {diskSelector: {match: '!system_disk'}, maxSize: 1GiB}\n";
+const HEAD: &str = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nprovisioning: {diskSelector: {match: '!system_disk'}, maxSize: 1GiB}\n";
 
 #[test]
 fn dangerous_values_are_refused_or_warned_about() {
     let long = "x".repeat(513);
     let text = format!(
         "{HEAD}name: a\nmount: {{path: /proc/x}}\n---\n{HEAD}name: b\nmount: {{path: /data}}\n---\n{HEAD}name: c\nmount: {{path: /data/}}\n---\n\
-         {HEAD}name: d\nencryption:\n  keys:\n    - {{slot: 0, kms: {{endpoint: \"https://user:pw@kms:4050\"}}}}\n    - {{slot: 1, static: {{passphrase: {long}}}}}\n\
-         ---\n{HEAD}name: e\nencryption:\n  pbkdf: {{type: argon2id, memoryKiB: 64, iterations: 4000000000}}\n  keys:\n    - {{slot: 0, nodeID: {{}}}}\n"
+         {HEAD}name: d\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, kms: {{endpoint: \"https://user:pw@kms:4050\"}}}}\n    - {{slot: 1, static: {{passphrase: {long}}}}}\n\
+         ---\n{HEAD}name: e\nencryption:\n  provider: luks2\n  pbkdf: {{type: argon2id, memoryKiB: 64, iterations: 4000000000}}\n  keys:\n    - {{slot: 0, nodeID: {{}}}}\n"
     );
     let p = parse_str("d.yaml", &text);
     let all = messages(&p).join("\n");
     for expect in [
-        "d.yaml:4: error: document 1 (UserVolumeConfig \"a\"): mount.path: `/proc/x` would mount over /proc",
-        "d.yaml:14: error: document 3 (UserVolumeConfig \"c\"): mount.path: /data is already the mount point of UserVolumeConfig \"b\" (document 2)",
+        "d.yaml:5: error: document 1 (UserVolumeConfig \"a\"): mount.path: `/proc/x` would mount over /proc",
+        "d.yaml:17: error: document 3 (UserVolumeConfig \"c\"): mount.path: /data is already the mount point of UserVolumeConfig \"b\" (document 2)",
         "encryption.keys[0].kms.endpoint: the endpoint carries credentials",
         "encryption.keys[1].static.passphrase: the passphrase is longer than 512 bytes",
         "warning: document 5 (UserVolumeConfig \"e\"): encryption.pbkdf.iterations: 4000000000 iterations",

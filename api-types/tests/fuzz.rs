@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-const VALID: &str = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nprovisioning:\n  maxSize: 80%\nencryption:\n  keys:\n    - slot: 0\n      tpm:\n        options:\n          pcrs: [7]\n      lockToSTATE: true\n    - slot: 1\n      static: {passphrase: x}\n---\napiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nfilesystem: {type: xfs}\n";
+const VALID: &str = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nprovisioning:\n  maxSize: 80%\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      tpm:\n        options:\n          pcrs: [7]\n      lockToSTATE: true\n    - slot: 1\n      static: {passphrase: x}\n---\napiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nfilesystem: {type: xfs}\n";
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]

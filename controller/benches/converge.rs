@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 3;
 
 fn spec(n: usize, memory: u32) -> VolumeSpec {
-    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  pbkdf: {{type: argon2id, memoryKiB: {memory}, iterations: 4}}\n  keys:\n");
+    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  pbkdf: {{type: argon2id, memoryKiB: {memory}, iterations: 4}}\n  keys:\n");
     for i in 0..n {
         y.push_str(&format!(
             "    - {{slot: {i}, static: {{passphrase: pass-{i}}}}}\n"

@@ -19,7 +19,7 @@ struct Node {
 }
 
 fn yaml(keys: &[&str]) -> String {
-    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  {PBKDF}\n  keys:\n");
+    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n");
     for k in keys {
         y.push_str(&format!("    - {k}\n"));
     }

@@ -23,7 +23,7 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
-const CFG: &str = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: cli-secret-pass}\n    - slot: 1\n      nodeID: {}\n      lockToSTATE: true\n";
+const CFG: &str = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {diskSelector: {match: '!system_disk'}, maxSize: 1GiB}\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: cli-secret-pass}\n    - slot: 1\n      nodeID: {}\n      lockToSTATE: true\n";
 
 #[test]
 fn validate_accepts_examples_and_rejects_bad_files_with_exit_codes() {
@@ -38,14 +38,14 @@ fn validate_accepts_examples_and_rejects_bad_files_with_exit_codes() {
     let out = volctl(&["validate", "-f", &bad]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("09-slot-out-of-range.yaml:7: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keys[0].slot: slot 32 is outside 0–31"), "{err}");
+    assert!(err.contains("09-slot-out-of-range.yaml:8: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keys[0].slot: slot 32 is outside 0–31"), "{err}");
 
     let out = volctl(&["validate", "-f", &bad, "-o", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
     assert_eq!(v["diagnostics"][0]["path"], "encryption.keys[0].slot");
-    assert_eq!(v["diagnostics"][0]["line"], 7);
+    assert_eq!(v["diagnostics"][0]["line"], 8);
 
     let usage = volctl(&["validate"]);
     assert_eq!(usage.status.code(), Some(2));
@@ -135,7 +135,9 @@ fn invalid_config_or_loose_salt_file_fails_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("encryption.keys[1].slot: slot 0 is already used by encryption.keys[0]"),
+        err.contains(
+            "encryption.keys[1].slot: duplicate key slot 0: already used by encryption.keys[0]"
+        ),
         "{err}"
     );
     assert!(!is_luks(&img.path));

@@ -224,6 +224,7 @@ const CONFIG: &str = "apiVersion: v1alpha1
 kind: VolumeConfig
 name: STATE
 encryption:
+  provider: luks2
   pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
   keys:
     - slot: 0
@@ -233,6 +234,7 @@ apiVersion: v1alpha1
 kind: VolumeConfig
 name: EPHEMERAL
 encryption:
+  provider: luks2
   pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
   keys:
     - slot: 0
@@ -243,6 +245,7 @@ apiVersion: v1alpha1
 kind: VolumeConfig
 name: persistence
 encryption:
+  provider: luks2
   pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
   keys:
     - slot: 0
@@ -392,11 +395,11 @@ fn volumes_that_cannot_come_up_are_reported_and_left_alone() {
 
 /// EPHEMERAL with the given keys (YAML list items); STATE nodeID; persistence static.
 fn config_with_ephemeral(keys: &[&str]) -> String {
-    let mut s = String::from("apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n");
+    let mut s = String::from("apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n");
     for k in keys {
         s.push_str(&format!("    - {k}\n"));
     }
-    s.push_str("---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: persistence-pass}\n");
+    s.push_str("---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: persistence-pass}\n");
     s
 }
 
@@ -487,10 +490,10 @@ fn reboot_driven_key_rotation_with_staged_configs() {
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
 fn staged_migration_from_plain_to_encrypted_needs_a_wipe() {
-    let plain = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n";
+    let plain = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n";
     let mut vm = Vm::new("migration", &[("META", 1), ("STATE", 64), ("EPHEMERAL", 0)]);
     vm.write("plain.yaml", plain);
-    vm.write("encrypted.yaml", &format!("{plain}encryption:\n  pbkdf: {{type: argon2id, memoryKiB: 1024, iterations: 4}}\n  keys:\n    - slot: 0\n      nodeID: {{}}\n      lockToSTATE: true\n"));
+    vm.write("encrypted.yaml", &format!("{plain}encryption:\n  provider: luks2\n  pbkdf: {{type: argon2id, memoryKiB: 1024, iterations: 4}}\n  keys:\n    - slot: 0\n      nodeID: {{}}\n      lockToSTATE: true\n"));
 
     let b = vm.boot(
         "-f /job/plain.yaml",
@@ -532,7 +535,7 @@ fn staged_migration_from_plain_to_encrypted_needs_a_wipe() {
 fn wiped_state_enters_maintenance_mode_and_takes_a_config() {
     let mut vm = Vm::new("maintenance", LAYOUT);
     // STATE starts plain, and is encrypted by the config given in maintenance mode.
-    let plain_state = CONFIG.replacen("name: STATE\nencryption:\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n", "name: STATE\n", 1);
+    let plain_state = CONFIG.replacen("name: STATE\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n", "name: STATE\n", 1);
     assert_ne!(plain_state, CONFIG);
     vm.write("plain-state.yaml", &plain_state);
     vm.write("config.yaml", CONFIG);

@@ -157,7 +157,7 @@ fn a_first_format_cut_inside_libcryptsetups_writes_is_finished_by_the_next_run()
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
-        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  {PBKDF}\n  keys:\n    - {S0}\n    - {N1}\n"),
+        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - {S0}\n    - {N1}\n"),
     )
     .unwrap();
     let converge = |img: &Path, cut: Option<u32>| {

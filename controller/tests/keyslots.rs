@@ -322,7 +322,7 @@ fn extra_segment_or_unbound_keyslot_is_refused() {
 #[test]
 fn a_pbkdf2_config_enrols_pbkdf2_keyslots() {
     // Used to fail with EINVAL: memory and threads were set for PBKDF2.
-    let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  pbkdf: {type: pbkdf2, iterations: 1000}\n  keys:\n    - {slot: 0, static: {passphrase: first-pass}}\n";
+    let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  pbkdf: {type: pbkdf2, iterations: 1000}\n  keys:\n    - {slot: 0, static: {passphrase: first-pass}}\n";
     let p = api_types::parse_str("pbkdf2.yaml", y);
     assert!(!p.has_errors(), "{:?}", p.diagnostics);
     let spec = controller::volume::VolumeSpec::from_documents(&p.documents, "EPHEMERAL").unwrap();

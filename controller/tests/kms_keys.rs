@@ -16,7 +16,7 @@ fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     });
     std::fs::write(
         &p,
-        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nencryption:\n  {PBKDF}\n  keys:\n    - slot: 0\n      kms: {{endpoint: 'https://localhost:{port}'}}\n{extra}"),
+        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      kms: {{endpoint: 'https://localhost:{port}'}}\n{extra}"),
     )
     .unwrap();
     p

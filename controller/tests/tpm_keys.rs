@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn config(dir: &Path, name: &str, keys: &[&str]) -> PathBuf {
-    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  {PBKDF}\n  keys:\n");
+    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n");
     for k in keys {
         y.push_str(&format!("    - {k}\n"));
     }

@@ -26,8 +26,8 @@ pub use source::ConfigSource;
 
 use crate::node::disks::{self, DiskError, Partition};
 use crate::node::meta::MetaError;
-use crate::node::status::{BootStatus, Phase};
-use api_types::Document;
+use crate::node::status::{BootStatus, Phase, VolumeStatus};
+use api_types::{Document, VolumeType};
 use providers::ProviderEnv;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -200,9 +200,13 @@ async fn bring_up_others(
     env: ProviderEnv,
     status: &mut BootStatus,
 ) -> Result<(), BootError> {
-    let mut defs: Vec<VolumeDef> = docs
+    let (on_partitions, others): (Vec<&Document>, Vec<&Document>) = docs
         .iter()
         .filter(|d| !d.is_state())
+        .partition(|d| d.volume_type() == VolumeType::Partition);
+    status.volumes.extend(others.into_iter().map(not_managed));
+    let mut defs: Vec<VolumeDef> = on_partitions
+        .into_iter()
         .map(|d| VolumeDef::from_doc(d, &opts.state_mount))
         .collect();
     defs.sort_by_key(|d| (order(&d.name, d.label.starts_with("u-")), d.name.clone()));
@@ -225,6 +229,21 @@ async fn bring_up_others(
         status.volumes.push(volume::finish(&def, st, opened));
     }
     Ok(())
+}
+
+/// The status of a volume whose `volumeType` volctl accepts but does not act on.
+fn not_managed(doc: &Document) -> VolumeStatus {
+    let mut st = VolumeStatus::new(
+        doc.name(),
+        &doc.partition_label(),
+        doc.encryption().is_some(),
+    );
+    st.phase = Phase::NotManaged;
+    st.error = Some(format!(
+        "volumeType {} is valid (Talos) but volctl manages partitions only; the volume is left alone",
+        doc.volume_type().as_str()
+    ));
+    st
 }
 
 fn order(name: &str, user: bool) -> u8 {

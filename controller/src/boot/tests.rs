@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 fn def() -> VolumeDef {
-    let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  keys:\n    - {slot: 0, static: {passphrase: pw}}\n    - {slot: 1, nodeID: {}}\n";
+    let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - {slot: 0, static: {passphrase: pw}}\n    - {slot: 1, nodeID: {}}\n";
     let p = api_types::parse_str("t.yaml", y);
     VolumeDef::from_doc(&p.documents[0], Path::new("/state"))
 }
@@ -102,7 +102,7 @@ fn no_key_opening_means_failed_and_the_volume_is_not_activated() {
     let dev = Arc::new(dev.reboot(Access::ReadWrite));
     let mut d = def();
     let enc = {
-        let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  keys:\n    - {slot: 0, static: {passphrase: other}}\n";
+        let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - {slot: 0, static: {passphrase: other}}\n";
         api_types::parse_str("t.yaml", y).documents[0]
             .encryption()
             .cloned()

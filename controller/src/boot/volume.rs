@@ -25,6 +25,7 @@ pub(super) struct VolumeDef {
     pub encryption: Option<Encryption>,
     pub fs: FilesystemType,
     pub mount: PathBuf,
+    pub mount_options: fs::MountOptions,
 }
 
 impl VolumeDef {
@@ -33,10 +34,11 @@ impl VolumeDef {
             name: doc.name().to_string(),
             label: doc.partition_label(),
             encryption: doc.encryption().cloned(),
-            fs: doc.filesystem().map(|f| f.kind).unwrap_or_default(),
+            fs: doc.filesystem_type(),
             mount: doc
                 .mount_point()
                 .map_or_else(|| state_mount.to_path_buf(), PathBuf::from),
+            mount_options: fs::MountOptions::for_document(doc),
         }
     }
 
@@ -47,6 +49,7 @@ impl VolumeDef {
             encryption,
             fs: FilesystemType::Ext4,
             mount: state_mount.to_path_buf(),
+            mount_options: fs::MountOptions::default(),
         }
     }
 
@@ -198,11 +201,7 @@ pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Resul
             st.created = true;
         }
         Some(found) => {
-            let want = match def.fs {
-                FilesystemType::Ext4 => "ext2/3/4",
-                FilesystemType::Xfs => "XFS",
-            };
-            if !found.starts_with(want) {
+            if !found.starts_with(fs::probe_name(def.fs)) {
                 return Err(VolumeError::Filesystem(format!(
                     "holds {found}, but the config asks for {}; volctl will not reformat it",
                     fs::fstype(def.fs)
@@ -210,7 +209,8 @@ pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Resul
             }
         }
     }
-    fs::mount(dev, &def.mount, def.fs).map_err(|e| VolumeError::Filesystem(e.to_string()))?;
+    fs::mount(dev, &def.mount, def.fs, def.mount_options)
+        .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
     st.mount_point = Some(def.mount.display().to_string());
     st.phase = Phase::Ready;
     Ok(())

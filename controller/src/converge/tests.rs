@@ -17,7 +17,7 @@ const MIB: u64 = 1 << 20;
 
 fn spec(keys: &[&str]) -> VolumeSpec {
     let mut y = String::from(
-        "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  keys:\n",
+        "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n",
     );
     for k in keys {
         y.push_str(&format!("    - {k}\n"));

@@ -1,6 +1,6 @@
 //! Filesystems on opened volumes: detect, make, mount, unmount.
 
-use api_types::FilesystemType;
+use api_types::{Document, FilesystemType};
 use std::ffi::CString;
 use std::path::Path;
 use std::process::Command;
@@ -35,6 +35,7 @@ fn mkfs_command(fs: FilesystemType) -> (&'static str, &'static [&'static str]) {
     match fs {
         FilesystemType::Ext4 => ("mkfs.ext4", &["-q", "-F"]),
         FilesystemType::Xfs => ("mkfs.xfs", &["-q", "-f"]),
+        FilesystemType::Btrfs => ("mkfs.btrfs", &["-q", "-f"]),
     }
 }
 
@@ -43,6 +44,81 @@ pub fn fstype(fs: FilesystemType) -> &'static str {
     match fs {
         FilesystemType::Ext4 => "ext4",
         FilesystemType::Xfs => "xfs",
+        FilesystemType::Btrfs => "btrfs",
+    }
+}
+
+/// How the signature probe names a filesystem type.
+pub fn probe_name(fs: FilesystemType) -> &'static str {
+    match fs {
+        FilesystemType::Ext4 => "ext2/3/4",
+        FilesystemType::Xfs => "XFS",
+        FilesystemType::Btrfs => "btrfs",
+    }
+}
+
+/// How a volume is mounted: Talos's `mount.secure` (nosuid and nodev, and
+/// noexec on user volumes; on by default), `mount.disableAccessTime`
+/// (noatime) and `filesystem.projectQuotaSupport` (prjquota, xfs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountOptions {
+    /// nosuid, nodev.
+    pub secure: bool,
+    /// noexec (with `secure`, on user volumes).
+    pub noexec: bool,
+    /// noatime.
+    pub noatime: bool,
+    /// prjquota.
+    pub project_quota: bool,
+}
+
+impl Default for MountOptions {
+    /// Secure, as Talos mounts a volume whose document says nothing.
+    fn default() -> Self {
+        MountOptions {
+            secure: true,
+            noexec: false,
+            noatime: false,
+            project_quota: false,
+        }
+    }
+}
+
+impl MountOptions {
+    /// The options a document asks for.
+    pub fn for_document(doc: &Document) -> Self {
+        let mount = doc.mount();
+        let secure = mount.and_then(|m| m.secure).unwrap_or(true);
+        let user = matches!(doc, Document::User(_));
+        MountOptions {
+            secure,
+            noexec: secure && user,
+            noatime: mount.and_then(|m| m.disable_access_time).unwrap_or(false),
+            project_quota: doc
+                .filesystem()
+                .and_then(|f| f.project_quota_support)
+                .unwrap_or(false),
+        }
+    }
+
+    /// mount(2) flags.
+    pub fn flags(&self) -> libc::c_ulong {
+        let mut flags = 0;
+        if self.secure {
+            flags |= libc::MS_NOSUID | libc::MS_NODEV;
+        }
+        if self.noexec {
+            flags |= libc::MS_NOEXEC;
+        }
+        if self.noatime {
+            flags |= libc::MS_NOATIME;
+        }
+        flags
+    }
+
+    /// mount(2) data (filesystem options).
+    pub fn data(&self) -> Option<&'static str> {
+        self.project_quota.then_some("prjquota")
     }
 }
 
@@ -80,7 +156,12 @@ fn cstring(p: &Path) -> CString {
 }
 
 /// Mounts `device` at `target` (created if missing).
-pub fn mount(device: &Path, target: &Path, fs: FilesystemType) -> Result<(), FsError> {
+pub fn mount(
+    device: &Path,
+    target: &Path,
+    fs: FilesystemType,
+    options: MountOptions,
+) -> Result<(), FsError> {
     let err = |source| FsError::Mount {
         op: "mount",
         what: format!("{} at {}", device.display(), target.display()),
@@ -92,14 +173,18 @@ pub fn mount(device: &Path, target: &Path, fs: FilesystemType) -> Result<(), FsE
         cstring(target),
         CString::new(fstype(fs)).expect("no NUL"),
     );
-    // SAFETY: valid NUL-terminated strings; no data argument.
+    let data = options.data().map(|d| CString::new(d).expect("no NUL"));
+    let data_ptr = data
+        .as_ref()
+        .map_or(std::ptr::null(), |d| d.as_ptr().cast::<libc::c_void>());
+    // SAFETY: valid NUL-terminated strings; data is NULL or a C string.
     let rc = unsafe {
         libc::mount(
             src.as_ptr(),
             tgt.as_ptr(),
             ty.as_ptr(),
-            libc::MS_NOATIME,
-            std::ptr::null(),
+            options.flags(),
+            data_ptr,
         )
     };
     if rc != 0 {
@@ -146,4 +231,35 @@ pub fn move_mount(from: &Path, to: &Path) -> Result<(), FsError> {
     }
     let _ = std::fs::remove_dir(from);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MountOptions;
+    use api_types::parse_str;
+
+    fn options(yaml: &str) -> MountOptions {
+        let p = parse_str("t.yaml", yaml);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        MountOptions::for_document(&p.documents[0])
+    }
+
+    const USER: &str = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {diskSelector: {match: system_disk}, maxSize: 1GiB}\n";
+
+    #[test]
+    fn mount_flags_follow_talos_defaults_and_fields() {
+        let sys = options("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n");
+        assert_eq!(sys.flags(), libc::MS_NOSUID | libc::MS_NODEV);
+        assert_eq!(sys.data(), None);
+        let user = options(USER);
+        assert_eq!(
+            user.flags(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+        );
+        let relaxed = options(&format!(
+            "{USER}mount: {{secure: false, disableAccessTime: true}}\nfilesystem: {{projectQuotaSupport: true}}\n"
+        ));
+        assert_eq!(relaxed.flags(), libc::MS_NOATIME);
+        assert_eq!(relaxed.data(), Some("prjquota"));
+    }
 }

@@ -25,6 +25,9 @@ pub enum Phase {
     Ready,
     /// Something failed; see `error`.
     Failed,
+    /// A valid document of a `volumeType` volctl does not act on (Talos's
+    /// `memory`, `disk`, `directory`); see `error` and the config reference.
+    NotManaged,
 }
 
 impl Phase {
@@ -38,6 +41,7 @@ impl Phase {
             Phase::Opened => "opened",
             Phase::Ready => "ready",
             Phase::Failed => "failed",
+            Phase::NotManaged => "not-managed",
         }
     }
 }

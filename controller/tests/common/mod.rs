@@ -33,7 +33,7 @@ pub fn image(mib: u64) -> Image {
 
 /// An EPHEMERAL config with the given key lines (YAML list items).
 pub fn config(keys: &[&str]) -> VolumeSpec {
-    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  {PBKDF}\n  keys:\n");
+    let mut y = format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n");
     for k in keys {
         y.push_str(&format!("    - {k}\n"));
     }

@@ -1,165 +1,33 @@
-//! Semantic rules that types alone cannot express. Each rule reports the
-//! field path and a reason; all problems of a document are reported at once.
+//! The `encryption` block: Talos's rules (provider, keys required, one
+//! kind per key, unique slots) and volctl's (cipher and key size, PBKDF
+//! costs, KMS endpoints, passphrase length, PCRs, key strength).
 
-use crate::diagnostic::Severity;
-use crate::document::Document;
+use super::Findings;
 use crate::encryption::{
     Encryption, KeySpec, PbkdfType, BLOCK_SIZES, CIPHERS, MAX_PCR, MAX_SLOT, PERF_OPTIONS,
     PROVIDER_LUKS2,
 };
-use crate::size::Size;
-use crate::volume::{Provisioning, MAX_USER_VOLUME_NAME, SYSTEM_VOLUME_NAMES};
 use std::collections::BTreeMap;
-
-/// A problem found by validation, relative to its document.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    /// Error or warning.
-    pub severity: Severity,
-    /// Field path, e.g. `encryption.keys[1].slot`.
-    pub path: String,
-    /// The reason.
-    pub message: String,
-}
-
-#[derive(Default)]
-struct Findings(Vec<Finding>);
-
-impl Findings {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.push(Severity::Error, path.into(), message.into());
-    }
-    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.push(Severity::Warning, path.into(), message.into());
-    }
-    fn push(&mut self, severity: Severity, path: String, message: String) {
-        self.0.push(Finding {
-            severity,
-            path,
-            message,
-        });
-    }
-}
-
-/// Checks one document; returns every error and warning.
-pub fn validate_document(doc: &Document) -> Vec<Finding> {
-    let mut f = Findings::default();
-    match doc {
-        Document::Volume(v) => {
-            if !SYSTEM_VOLUME_NAMES.contains(&v.name.as_str()) {
-                f.error(
-                    "name",
-                    format!(
-                        "`{}` is not a system volume; a VolumeConfig name is one of {} (use a UserVolumeConfig for data volumes)",
-                        v.name,
-                        SYSTEM_VOLUME_NAMES.join(", ")
-                    ),
-                );
-            }
-        }
-        Document::User(u) => check_user_name(&u.name, &mut f),
-    }
-    let is_state = doc.is_state();
-    if let Some(p) = doc.provisioning() {
-        if is_state {
-            f.error(
-                "provisioning",
-                "STATE is provisioned by the installer; `provisioning` is not allowed on STATE",
-            );
-        } else {
-            check_provisioning(p, &mut f);
-        }
-    }
-    if let Some(m) = doc.mount() {
-        check_mount_path(&m.path, &mut f);
-    }
-    if let Some(e) = doc.encryption() {
-        check_encryption(e, is_state, &doc.partition_label(), &mut f);
-    }
-    f.0
-}
 
 /// The longest static passphrase: `cryptsetup` reads at most 512 characters
 /// from a terminal.
 const MAX_PASSPHRASE: usize = 512;
 
-/// Mount points that would hide what the node itself runs on.
-const FORBIDDEN_MOUNTS: &[&str] = &["/", "/proc", "/sys", "/dev"];
-
-fn check_mount_path(path: &str, f: &mut Findings) {
-    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
-        return f.error(
-            "mount.path",
-            format!("`{path}` must be an absolute path without `..`"),
-        );
+/// Checks `encryption`, as Talos does first, then volctl's own rules.
+pub(super) fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Findings) {
+    if e.provider.is_none() && e.keys.is_empty() {
+        return; // Talos: no provider and no keys is no encryption at all.
     }
-    let trimmed = path.trim_end_matches('/');
-    let hit = FORBIDDEN_MOUNTS.iter().find(|m| {
-        let m = m.trim_end_matches('/');
-        trimmed == m || (!m.is_empty() && trimmed.starts_with(&format!("{m}/")))
-    });
-    if let Some(m) = hit {
-        f.error(
-            "mount.path",
-            format!("`{path}` would mount over {m}, which the node itself needs; choose another mount point"),
-        );
-    }
-}
-
-fn check_user_name(name: &str, f: &mut Findings) {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if name.is_empty() || name.len() > MAX_USER_VOLUME_NAME || !ok_chars {
-        f.error(
-            "name",
-            format!(
-                "`{name}` is not a valid user volume name: use 1–{MAX_USER_VOLUME_NAME} characters of a-z, 0-9 and `-`"
-            ),
-        );
-    }
-}
-
-fn check_provisioning(p: &Provisioning, f: &mut Findings) {
-    if let Some(ds) = &p.disk_selector {
-        if ds.match_expr.trim().is_empty() {
-            f.error(
-                "provisioning.diskSelector.match",
-                "the disk selector expression is empty",
-            );
-        }
-    }
-    let mut sizes = [None, None];
-    for (i, (field, spec)) in [("minSize", &p.min_size), ("maxSize", &p.max_size)]
-        .into_iter()
-        .enumerate()
-    {
-        if let Some(spec) = spec {
-            match spec.resolve() {
-                Ok(s) => sizes[i] = Some(s),
-                Err(e) => f.error(format!("provisioning.{field}"), e),
-            }
-        }
-    }
-    let too_big = match (sizes[0], sizes[1]) {
-        (Some(Size::Bytes(a)), Some(Size::Bytes(b))) => a > b,
-        (Some(Size::Percent(a)), Some(Size::Percent(b))) => a > b,
-        _ => false,
-    };
-    if too_big {
-        f.error("provisioning.minSize", "minSize is larger than maxSize");
-    }
-}
-
-fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Findings) {
-    if e.provider != PROVIDER_LUKS2 {
-        f.error(
+    match e.provider.as_deref() {
+        Some(PROVIDER_LUKS2) => {}
+        Some(p) => f.error(
             "encryption.provider",
-            format!(
-                "unknown provider `{}`; the only provider is `luks2`",
-                e.provider
-            ),
-        );
+            format!("unsupported encryption provider: {p}; the only provider is `luks2`"),
+        ),
+        None => f.error(
+            "encryption.provider",
+            "unsupported encryption provider: none; keys are given, so set `provider: luks2` (Talos reads a missing provider as none)",
+        ),
     }
     match CIPHERS.iter().find(|(c, _)| *c == e.cipher()) {
         None => f.error(
@@ -213,7 +81,7 @@ fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Finding
     if e.keys.is_empty() {
         f.error(
             "encryption.keys",
-            "an encrypted volume needs at least one key",
+            "encryption keys are required: an encrypted volume needs at least one key",
         );
     }
     let mut slots: BTreeMap<i64, usize> = BTreeMap::new();
@@ -223,7 +91,7 @@ fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &mut Finding
             f.error(
                 format!("{path}.slot"),
                 format!(
-                    "slot {} is already used by encryption.keys[{first}]",
+                    "duplicate key slot {}: already used by encryption.keys[{first}]",
                     k.slot
                 ),
             );
@@ -310,7 +178,7 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     match kinds.len() {
         0 => f.error(
             path,
-            "the key has no kind: set exactly one of static, nodeID, kms, tpm (nodeID takes `nodeID: {}`)",
+            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm (nodeID takes `nodeID: {{}}`)", k.slot),
         ),
         1 => {}
         _ => f.error(
@@ -327,7 +195,7 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     if is_state && k.lock_to_state() {
         f.error(
             format!("{path}.lockToSTATE"),
-            "a STATE key cannot be locked to STATE (the salt lives on STATE itself)",
+            "state-locked key is not allowed for the \"STATE\" volume: the salt lives on STATE itself",
         );
     }
     if let Some(s) = &k.static_key {
@@ -432,9 +300,9 @@ fn check_key_strength(e: &Encryption, label: &str, f: &mut Findings) {
     let is_state = label == "STATE";
     for (i, k) in e.keys.iter().enumerate() {
         if is_state && k.static_key.is_some() && e.allow_static_key_on_state != Some(true) {
-            f.error(
+            f.warn(
                 format!("encryption.keys[{i}].static"),
-                "a static key on STATE is stored in clear on the META partition; set encryption.allowStaticKeyOnState: true to accept that risk",
+                "a static key on STATE is stored in clear on the META partition: anyone with the disk can open STATE; set encryption.allowStaticKeyOnState: true to silence this warning",
             );
         }
     }
