@@ -17,13 +17,23 @@
 mod check;
 mod parse;
 
-pub use check::Type;
+pub use check::{Env, Type};
 
 /// Checks a disk selector: it parses, every name and field exists, every
 /// operator applies to its operand types, and the result is a bool.
 pub fn check_disk_selector(expr: &str) -> Result<(), String> {
+    check_boolean(expr, Env::DiskLocator)
+}
+
+/// Checks an existing volume's selector (Talos `celenv.VolumeLocator`:
+/// `volume`, the discovered volume's facts, and `disk`).
+pub fn check_volume_selector(expr: &str) -> Result<(), String> {
+    check_boolean(expr, Env::VolumeLocator)
+}
+
+fn check_boolean(expr: &str, env: Env) -> Result<(), String> {
     let ast = parse::parse(expr).map_err(|e| e.render(expr))?;
-    let t = check::check(&ast).map_err(|e| e.render(expr))?;
+    let t = check::check(&ast, env).map_err(|e| e.render(expr))?;
     if t != Type::Bool && t != Type::Dyn {
         return Err(format!(
             "the expression must be a boolean (true selects the disk), but it is {}",
@@ -107,5 +117,22 @@ mod tests {
         assert!(e.contains("'_==_' applied to '(string, int)'"), "{e}");
         let e = c("-disk.size < 0").unwrap_err();
         assert!(e.contains("'-_' applied to '(uint)'"), "{e}");
+    }
+
+    #[test]
+    fn volume_selectors_see_the_volume() {
+        use super::check_volume_selector as v;
+        assert_eq!(v("volume.partition_label == \"MY-DATA\""), Ok(()));
+        assert_eq!(
+            v("volume.name == \"xfs\" && disk.serial == \"SERIAL123\""),
+            Ok(())
+        );
+        assert_eq!(
+            v("volume.partition_label == 3").unwrap_err(),
+            "ERROR: <input>:1:24: found no matching overload for '_==_' applied to '(string, int)'\n | volume.partition_label == 3\n | .......................^"
+        );
+        assert!(c("volume.size > 1u")
+            .unwrap_err()
+            .contains("undeclared reference to 'volume'"));
     }
 }

@@ -11,6 +11,10 @@ pub enum Severity {
     Error,
     /// Accepted, but a weak or risky choice.
     Warning,
+    /// Accepted by volctl, but a volctl extension Talos does not read
+    /// (reported by `volctl validate --talos`).
+    #[serde(rename = "volctl-only")]
+    Extension,
 }
 
 /// Which document of a file a diagnostic is about.
@@ -73,6 +77,7 @@ impl std::fmt::Display for Diagnostic {
         let sev = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Extension => "volctl-only",
         };
         write!(f, ": {sev}: ")?;
         if let Some(d) = &self.document {

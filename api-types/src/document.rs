@@ -2,8 +2,8 @@
 
 use crate::encryption::Encryption;
 use crate::volume::{
-    Filesystem, FilesystemType, Mount, Provisioning, UserVolumeConfig, VolumeConfig, VolumeType,
-    USER_VOLUME_LABEL_PREFIX,
+    ExistingVolumeConfig, Filesystem, FilesystemType, Mount, Provisioning, RawOrSwapVolumeConfig,
+    UserVolumeConfig, VolumeConfig, VolumeType, USER_VOLUME_LABEL_PREFIX,
 };
 
 /// The only apiVersion volctl reads.
@@ -16,18 +16,42 @@ pub enum DocumentKind {
     VolumeConfig,
     /// `UserVolumeConfig`.
     UserVolumeConfig,
+    /// `RawVolumeConfig` (Talos; validated, not acted on).
+    RawVolumeConfig,
+    /// `ExistingVolumeConfig` (Talos; validated, not acted on).
+    ExistingVolumeConfig,
+    /// `SwapVolumeConfig` (Talos; validated, not acted on).
+    SwapVolumeConfig,
 }
 
 impl DocumentKind {
     /// Every kind, in the order they are documented.
-    pub const ALL: [DocumentKind; 2] = [DocumentKind::VolumeConfig, DocumentKind::UserVolumeConfig];
+    pub const ALL: [DocumentKind; 5] = [
+        DocumentKind::VolumeConfig,
+        DocumentKind::UserVolumeConfig,
+        DocumentKind::RawVolumeConfig,
+        DocumentKind::ExistingVolumeConfig,
+        DocumentKind::SwapVolumeConfig,
+    ];
 
     /// The `kind:` string.
     pub fn as_str(self) -> &'static str {
         match self {
             DocumentKind::VolumeConfig => "VolumeConfig",
             DocumentKind::UserVolumeConfig => "UserVolumeConfig",
+            DocumentKind::RawVolumeConfig => "RawVolumeConfig",
+            DocumentKind::ExistingVolumeConfig => "ExistingVolumeConfig",
+            DocumentKind::SwapVolumeConfig => "SwapVolumeConfig",
         }
+    }
+
+    /// Whether volctl brings volumes of this kind up (the others are
+    /// validated for Talos compatibility and left alone).
+    pub fn managed(self) -> bool {
+        matches!(
+            self,
+            DocumentKind::VolumeConfig | DocumentKind::UserVolumeConfig
+        )
     }
 
     /// Parses a `kind:` string.
@@ -49,6 +73,12 @@ pub enum Document {
     Volume(VolumeConfig),
     /// A user volume.
     User(UserVolumeConfig),
+    /// A raw volume (Talos).
+    Raw(RawOrSwapVolumeConfig),
+    /// An existing volume (Talos).
+    Existing(ExistingVolumeConfig),
+    /// A swap volume (Talos).
+    Swap(RawOrSwapVolumeConfig),
 }
 
 impl Document {
@@ -57,6 +87,9 @@ impl Document {
         match self {
             Document::Volume(_) => DocumentKind::VolumeConfig,
             Document::User(_) => DocumentKind::UserVolumeConfig,
+            Document::Raw(_) => DocumentKind::RawVolumeConfig,
+            Document::Existing(_) => DocumentKind::ExistingVolumeConfig,
+            Document::Swap(_) => DocumentKind::SwapVolumeConfig,
         }
     }
 
@@ -65,16 +98,29 @@ impl Document {
         match self {
             Document::Volume(v) => &v.name,
             Document::User(u) => &u.name,
+            Document::Raw(r) => &r.name,
+            Document::Existing(e) => &e.name,
+            Document::Swap(s) => &s.name,
         }
     }
 
     /// The GPT partition label of the volume: the name for system volumes,
-    /// `u-<name>` for user volumes.
+    /// `u-<name>` for user volumes, `r-`/`s-` for raw and swap volumes; an
+    /// existing volume's own name (its label is whatever it was made with).
     pub fn partition_label(&self) -> String {
         match self {
             Document::Volume(v) => v.name.clone(),
             Document::User(u) => format!("{USER_VOLUME_LABEL_PREFIX}{}", u.name),
+            Document::Raw(r) => format!("r-{}", r.name),
+            Document::Existing(e) => e.name.clone(),
+            Document::Swap(s) => format!("s-{}", s.name),
         }
+    }
+
+    /// Whether volctl brings this volume up: a system or user volume on a
+    /// partition. The others are valid Talos documents volctl leaves alone.
+    pub fn managed(&self) -> bool {
+        self.kind().managed() && self.volume_type() == VolumeType::Partition
     }
 
     /// The encryption block as written, even one without a provider.
@@ -82,6 +128,9 @@ impl Document {
         match self {
             Document::Volume(v) => v.encryption.as_ref(),
             Document::User(u) => u.encryption.as_ref(),
+            Document::Raw(r) => r.encryption.as_ref(),
+            Document::Swap(s) => s.encryption.as_ref(),
+            Document::Existing(_) => None,
         }
     }
 
@@ -91,11 +140,12 @@ impl Document {
         self.encryption_block().filter(|e| e.provider.is_some())
     }
 
-    /// `volumeType`, `partition` when absent.
+    /// `volumeType`, `partition` when absent (and for the kinds without one).
     pub fn volume_type(&self) -> VolumeType {
         match self {
             Document::Volume(v) => v.volume_type,
             Document::User(u) => u.volume_type,
+            _ => None,
         }
         .unwrap_or_default()
     }
@@ -110,6 +160,7 @@ impl Document {
                 .filesystem
                 .as_ref()
                 .map_or(FilesystemType::Xfs, Filesystem::kind),
+            _ => FilesystemType::Xfs,
         }
     }
 
@@ -118,14 +169,17 @@ impl Document {
         match self {
             Document::Volume(v) => v.provisioning.as_ref(),
             Document::User(u) => u.provisioning.as_ref(),
+            Document::Raw(r) => r.provisioning.as_ref(),
+            Document::Swap(s) => s.provisioning.as_ref(),
+            Document::Existing(_) => None,
         }
     }
 
     /// The filesystem block (user volumes only).
     pub fn filesystem(&self) -> Option<&Filesystem> {
         match self {
-            Document::Volume(_) => None,
             Document::User(u) => u.filesystem.as_ref(),
+            _ => None,
         }
     }
 
@@ -134,13 +188,15 @@ impl Document {
         match self {
             Document::Volume(v) => v.mount.as_ref(),
             Document::User(u) => u.mount.as_ref(),
+            _ => None,
         }
     }
 
     /// Where the volume is mounted: `mount.path`, else its default
     /// (EPHEMERAL at `/var`, persistence at `/persistence`, a user volume at
-    /// `/var/mnt/<name>`). `None` for STATE, whose mount point is a boot
-    /// option (`--state-mount`) unless `mount.path` sets it.
+    /// `/var/mnt/<name>`, as is an existing volume). `None` for STATE, whose
+    /// mount point is a boot option (`--state-mount`) unless `mount.path`
+    /// sets it, and for raw and swap volumes, which are not mounted.
     pub fn mount_point(&self) -> Option<String> {
         if let Some(path) = self.mount().and_then(|m| m.path.clone()) {
             return Some(path);
@@ -150,6 +206,8 @@ impl Document {
             Document::Volume(v) if v.name == "EPHEMERAL" => Some("/var".into()),
             Document::Volume(_) => Some("/persistence".into()),
             Document::User(u) => Some(format!("/var/mnt/{}", u.name)),
+            Document::Existing(e) => Some(format!("/var/mnt/{}", e.name)),
+            Document::Raw(_) | Document::Swap(_) => None,
         }
     }
 

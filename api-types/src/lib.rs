@@ -19,6 +19,7 @@ mod prescan;
 pub mod schema;
 pub mod secret;
 pub mod size;
+pub mod talos;
 mod unknown_fields;
 pub mod validate;
 pub mod volume;

@@ -20,6 +20,9 @@ pub struct ParsedFile {
     pub documents: Vec<Document>,
     /// Every error and warning, in file order.
     pub diagnostics: Vec<Diagnostic>,
+    /// Each use of a volctl extension in a valid document (a field or value
+    /// Talos does not read), for `volctl validate --talos`.
+    pub extensions: Vec<Diagnostic>,
 }
 
 impl ParsedFile {
@@ -40,8 +43,8 @@ pub fn parse_file(path: &Path) -> ParsedFile {
     match std::fs::read_to_string(path) {
         Ok(text) => parse_str(&name, &text),
         Err(e) => ParsedFile {
-            documents: vec![],
             diagnostics: vec![unreadable(&name, &e)],
+            ..ParsedFile::default()
         },
     }
 }
@@ -192,6 +195,17 @@ fn parse_into(file: &str, text: &str, seen: &mut Seen, out: &mut ParsedFile) {
                 );
             } else {
                 seen.names.insert(key, (file.to_string(), i + 1));
+                let doc_ref = ctx.doc.clone();
+                for (path, message) in crate::talos::extensions(&doc) {
+                    out.extensions.push(Diagnostic {
+                        severity: Severity::Extension,
+                        file: file.to_string(),
+                        document: Some(doc_ref.clone()),
+                        line: lines.line(i, &path),
+                        path,
+                        message,
+                    });
+                }
                 out.documents.push(doc);
             }
         }
@@ -238,7 +252,7 @@ impl DocContext<'_> {
             None => {
                 self.error(
                     "kind",
-                    "missing `kind`; use VolumeConfig or UserVolumeConfig".into(),
+                    format!("missing `kind`; use one of {}", kind_names()),
                 );
                 None
             }
@@ -247,7 +261,7 @@ impl DocContext<'_> {
                 if kind.is_none() {
                     self.error(
                         "kind",
-                        format!("unknown kind `{k}`; use VolumeConfig or UserVolumeConfig"),
+                        format!("unknown kind `{k}`; use one of {}", kind_names()),
                     );
                 }
                 kind
@@ -274,12 +288,11 @@ impl DocContext<'_> {
         }
         // The rest is still decoded and validated, so every error shows.
         let (doc, type_errors) = match kind {
-            DocumentKind::VolumeConfig => self
-                .typed(value)
-                .map_or((None, true), |(d, e)| (Some(Document::Volume(d)), e)),
-            DocumentKind::UserVolumeConfig => self
-                .typed(value)
-                .map_or((None, true), |(d, e)| (Some(Document::User(d)), e)),
+            DocumentKind::VolumeConfig => self.decode(value, Document::Volume),
+            DocumentKind::UserVolumeConfig => self.decode(value, Document::User),
+            DocumentKind::RawVolumeConfig => self.decode(value, Document::Raw),
+            DocumentKind::ExistingVolumeConfig => self.decode(value, Document::Existing),
+            DocumentKind::SwapVolumeConfig => self.decode(value, Document::Swap),
         };
         let doc = doc?;
         failed |= type_errors;
@@ -288,6 +301,17 @@ impl DocContext<'_> {
             self.push(f.severity, &f.path, None, f.message);
         }
         (!failed).then_some(doc)
+    }
+
+    /// Decodes `value` as one kind and wraps it in its [`Document`] variant;
+    /// also says whether a type error was reported.
+    fn decode<T: DeserializeOwned>(
+        &mut self,
+        value: Value,
+        wrap: fn(T) -> Document,
+    ) -> (Option<Document>, bool) {
+        self.typed(value)
+            .map_or((None, true), |(d, e)| (Some(wrap(d)), e))
     }
 
     /// Decodes `value`, reporting every type error: a field that does not
@@ -393,6 +417,11 @@ pub(crate) fn redact(path: &str, msg: &str) -> String {
         }
     }
     out
+}
+
+/// The kinds volctl reads, for error messages.
+fn kind_names() -> String {
+    DocumentKind::ALL.map(DocumentKind::as_str).join(", ")
 }
 
 #[cfg(test)]

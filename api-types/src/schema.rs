@@ -2,7 +2,7 @@
 //! editors can validate and complete configs.
 
 use crate::document::DocumentKind;
-use crate::volume::{UserVolumeConfig, VolumeConfig};
+use crate::volume::{ExistingVolumeConfig, RawOrSwapVolumeConfig, UserVolumeConfig, VolumeConfig};
 use serde_json::Value;
 
 /// The JSON Schema (draft 2020-12) of one document kind.
@@ -10,6 +10,10 @@ pub fn for_kind(kind: DocumentKind) -> Value {
     let mut schema = match kind {
         DocumentKind::VolumeConfig => schemars::schema_for!(VolumeConfig),
         DocumentKind::UserVolumeConfig => schemars::schema_for!(UserVolumeConfig),
+        DocumentKind::RawVolumeConfig | DocumentKind::SwapVolumeConfig => {
+            schemars::schema_for!(RawOrSwapVolumeConfig)
+        }
+        DocumentKind::ExistingVolumeConfig => schemars::schema_for!(ExistingVolumeConfig),
     }
     .to_value();
     // Pin apiVersion and kind, so an editor offers the right values.

@@ -55,6 +55,7 @@ pub struct UserVolumeConfig {
     /// Always `UserVolumeConfig`.
     pub kind: String,
     /// 1–34 characters of `[a-zA-Z0-9-]`.
+    #[serde(default)]
     pub name: String,
     /// `partition` (default), `disk` or `directory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,4 +250,80 @@ impl Mount {
     pub fn has_options(&self) -> bool {
         self.secure.is_some() || self.disable_access_time.is_some()
     }
+}
+
+/// A raw (unformatted) volume on partition `r-<name>` (Talos
+/// `RawVolumeConfig`) or a swap volume on `s-<name>` (Talos
+/// `SwapVolumeConfig`): the two kinds have the same fields and rules.
+/// Parsed and validated; acting on them belongs with provisioning.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOrSwapVolumeConfig {
+    /// Always `v1alpha1`.
+    pub api_version: String,
+    /// `RawVolumeConfig` or `SwapVolumeConfig`.
+    pub kind: String,
+    /// 1–34 characters of `[a-zA-Z0-9-]`.
+    #[serde(default)]
+    pub name: String,
+    /// Which disk, and how large (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<Provisioning>,
+    /// Encryption; omit for a plain volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// A volume made outside Talos, found by a CEL volume selector and mounted
+/// at `/var/mnt/<name>` (Talos `ExistingVolumeConfig`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExistingVolumeConfig {
+    /// Always `v1alpha1`.
+    pub api_version: String,
+    /// Always `ExistingVolumeConfig`.
+    pub kind: String,
+    /// Characters of `[a-zA-Z0-9-]`.
+    #[serde(default)]
+    pub name: String,
+    /// How the volume is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<VolumeDiscovery>,
+    /// How it is mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<ExistingMount>,
+}
+
+/// `discovery` of an existing volume.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeDiscovery {
+    /// Which volume (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_selector: Option<VolumeSelector>,
+}
+
+/// `discovery.volumeSelector`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSelector {
+    /// A CEL expression over the volume's facts, e.g.
+    /// `volume.partition_label == "MY-DATA"`.
+    #[serde(rename = "match")]
+    pub match_expr: String,
+}
+
+/// `mount` of an existing volume.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExistingMount {
+    /// Mount read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Mount with noatime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_access_time: Option<bool>,
+    /// Mount with nosuid and nodev (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
 }

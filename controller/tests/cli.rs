@@ -47,6 +47,31 @@ fn validate_accepts_examples_and_rejects_bad_files_with_exit_codes() {
     assert_eq!(v["diagnostics"][0]["path"], "encryption.keys[0].slot");
     assert_eq!(v["diagnostics"][0]["line"], 8);
 
+    let talos = volctl(&[
+        "validate",
+        "--talos",
+        "-f",
+        &repo("examples/appliance.yaml"),
+    ]);
+    assert_eq!(talos.status.code(), Some(0), "{}", text(&talos.stderr));
+    assert!(
+        text(&talos.stderr).contains("volctl-only"),
+        "{}",
+        text(&talos.stderr)
+    );
+    assert!(text(&talos.stdout).contains("volctl extension(s) used"));
+    let talos = volctl(&[
+        "validate",
+        "--talos",
+        "-f",
+        &repo("tests/talos/VolumeConfig/06-state.yaml"),
+    ]);
+    assert!(
+        text(&talos.stdout).contains("no volctl extension used"),
+        "{}",
+        text(&talos.stdout)
+    );
+
     let usage = volctl(&["validate"]);
     assert_eq!(usage.status.code(), Some(2));
 }
@@ -56,11 +81,14 @@ fn schema_prints_json_for_all_or_one_kind() {
     let out = volctl(&["schema"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["oneOf"].as_array().unwrap().len(), 2);
+    assert_eq!(v["oneOf"].as_array().unwrap().len(), 5);
     let out = volctl(&["schema", "--kind", "UserVolumeConfig"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["properties"]["kind"]["const"], "UserVolumeConfig");
     assert!(v["properties"].get("filesystem").is_some());
+    let out = volctl(&["schema", "--kind", "ExistingVolumeConfig"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["properties"].get("discovery").is_some());
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub enum Type {
     List(Box<Type>),
     /// The disk's facts (Talos `block.DiskSpec`).
     Disk,
+    /// A discovered volume's facts (Talos `block.DiscoveredVolumeSpec`).
+    Volume,
     /// Unknown until run time (an empty list's items).
     Dyn,
 }
@@ -40,6 +42,7 @@ impl Type {
             Type::Null => "null_type".into(),
             Type::List(t) => format!("list({})", t.name()),
             Type::Disk => "talos.resource.definitions.block.DiskSpec".into(),
+            Type::Volume => "talos.resource.definitions.block.DiscoveredVolumeSpec".into(),
             Type::Dyn => "dyn".into(),
         }
     }
@@ -66,17 +69,49 @@ fn disk_field(name: &str) -> Option<Type> {
     })
 }
 
+/// The type of a field of `volume` (Talos `DiscoveredVolumeSpec`).
+fn volume_field(name: &str) -> Option<Type> {
+    Some(match name {
+        "size"
+        | "sector_size"
+        | "io_size"
+        | "block_size"
+        | "filesystem_block_size"
+        | "probed_size"
+        | "partition_index" => Type::Uint,
+        "name" | "uuid" | "label" | "partition_uuid" | "partition_type" | "partition_label"
+        | "type" | "device_path" | "parent" | "dev_path" | "parent_dev_path" | "pretty_size" => {
+            Type::String
+        }
+        _ => return None,
+    })
+}
+
+/// Which Talos CEL environment an expression is checked in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env {
+    /// Disk selectors: `disk`, `system_disk`, size constants.
+    DiskLocator,
+    /// Existing-volume selectors: `volume`, `disk`, size constants.
+    VolumeLocator,
+}
+
 /// Size constants of the environment, all uint.
 const UNITS: &[&str] = &[
     "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "kB", "MB", "GB", "TB", "PB", "EB",
 ];
 
 /// Type-checks an expression; returns its type.
-pub fn check(e: &Expr) -> Result<Type, CelError> {
-    Checker { scope: Vec::new() }.expr(e)
+pub fn check(e: &Expr, env: Env) -> Result<Type, CelError> {
+    Checker {
+        env,
+        scope: Vec::new(),
+    }
+    .expr(e)
 }
 
 struct Checker {
+    env: Env,
     /// Comprehension variables in scope, innermost last.
     scope: Vec<(String, Type)>,
 }
@@ -119,10 +154,11 @@ impl Checker {
         if let Some((_, t)) = self.scope.iter().rev().find(|(n, _)| n == name) {
             return Ok(t.clone());
         }
-        match name {
-            "disk" => Ok(Type::Disk),
-            "system_disk" => Ok(Type::Bool),
-            n if UNITS.contains(&n) => Ok(Type::Uint),
+        match (name, self.env) {
+            ("disk", _) => Ok(Type::Disk),
+            ("system_disk", Env::DiskLocator) => Ok(Type::Bool),
+            ("volume", Env::VolumeLocator) => Ok(Type::Volume),
+            (n, _) if UNITS.contains(&n) => Ok(Type::Uint),
             _ => Err(CelError::new(
                 at,
                 format!("undeclared reference to '{name}' (in container '')"),
@@ -132,8 +168,8 @@ impl Checker {
 
     fn select(&mut self, operand: &Expr, field: &str, at: usize) -> Result<Type, CelError> {
         match self.expr(operand)? {
-            Type::Disk => disk_field(field)
-                .ok_or_else(|| CelError::new(at, format!("undefined field '{field}'"))),
+            Type::Disk => disk_field(field).ok_or_else(|| undefined(at, field)),
+            Type::Volume => volume_field(field).ok_or_else(|| undefined(at, field)),
             Type::Dyn => Ok(Type::Dyn),
             t => Err(CelError::new(
                 at,
@@ -235,6 +271,10 @@ impl Checker {
             _ => Ok(Type::Bool),
         }
     }
+}
+
+fn undefined(at: usize, field: &str) -> CelError {
+    CelError::new(at, format!("undefined field '{field}'"))
 }
 
 fn lit_type(l: &Lit) -> Type {

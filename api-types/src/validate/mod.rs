@@ -50,6 +50,9 @@ pub fn validate_document(doc: &Document) -> Vec<Finding> {
     match doc {
         Document::Volume(v) => volume::check_system_volume(v, &mut f),
         Document::User(u) => volume::check_user_volume(u, &mut f),
+        Document::Raw(r) => volume::check_raw_volume(&r.name, r.provisioning.as_ref(), &mut f),
+        Document::Swap(s) => volume::check_raw_volume(&s.name, s.provisioning.as_ref(), &mut f),
+        Document::Existing(e) => volume::check_existing_volume(e, &mut f),
     }
     let on_a_device = matches!(doc.volume_type(), VolumeType::Partition | VolumeType::Disk);
     if let Some(e) = doc.encryption_block().filter(|_| on_a_device) {

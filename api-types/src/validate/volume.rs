@@ -6,8 +6,8 @@ use super::Findings;
 use crate::duration::parse_go_duration;
 use crate::size::{Amount, Size, SizeSpec};
 use crate::volume::{
-    Filesystem, FilesystemType, Mount, Provisioning, Scrub, Trim, UserVolumeConfig, VolumeConfig,
-    VolumeType, MAX_USER_VOLUME_NAME, SYSTEM_VOLUME_NAMES,
+    ExistingVolumeConfig, Filesystem, FilesystemType, Mount, Provisioning, Scrub, Trim,
+    UserVolumeConfig, VolumeConfig, VolumeType, MAX_USER_VOLUME_NAME, SYSTEM_VOLUME_NAMES,
 };
 
 /// System volumes Talos knows and volctl does not manage.
@@ -161,6 +161,41 @@ pub(super) fn check_user_volume(u: &UserVolumeConfig, f: &mut Findings) {
     check_trim_scrub(u.trim.as_ref(), u.scrub.as_ref(), f);
 }
 
+/// `RawVolumeConfig` and `SwapVolumeConfig`: a name, a required disk
+/// selector and size (encryption is checked by the caller).
+pub(super) fn check_raw_volume(name: &str, p: Option<&Provisioning>, f: &mut Findings) {
+    check_user_name(name, f);
+    let rules = ProvisioningRules {
+        required: true,
+        sizes: true,
+    };
+    check_provisioning(&p.cloned().unwrap_or_default(), rules, f);
+}
+
+/// `ExistingVolumeConfig`: a name (no length limit) and a volume selector.
+pub(super) fn check_existing_volume(e: &ExistingVolumeConfig, f: &mut Findings) {
+    if e.name.is_empty() {
+        f.error("name", "name is required");
+    }
+    check_name_chars(&e.name, f);
+    let selector = e
+        .discovery
+        .as_ref()
+        .and_then(|d| d.volume_selector.as_ref())
+        .filter(|s| !s.match_expr.trim().is_empty());
+    match selector {
+        None => f.error("discovery.volumeSelector", "volume selector is required"),
+        Some(s) => {
+            if let Err(err) = crate::cel::check_volume_selector(&s.match_expr) {
+                f.error(
+                    "discovery.volumeSelector.match",
+                    format!("volume selector is invalid: {err}"),
+                );
+            }
+        }
+    }
+}
+
 fn check_user_name(name: &str, f: &mut Findings) {
     if name.is_empty() {
         f.error("name", "name is required");
@@ -171,6 +206,10 @@ fn check_user_name(name: &str, f: &mut Findings) {
             format!("name must be between 1 and {MAX_USER_VOLUME_NAME} characters long"),
         );
     }
+    check_name_chars(name, f);
+}
+
+fn check_name_chars(name: &str, f: &mut Findings) {
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         f.error(
             "name",

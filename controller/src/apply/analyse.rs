@@ -44,6 +44,9 @@ async fn analyse(
 ) -> Result<Change, String> {
     let name = doc.name();
     let label = doc.partition_label();
+    if !doc.managed() {
+        return Ok(Change::NextBoot(crate::boot::not_managed_reason(doc)));
+    }
     let Some(row) =
         row.filter(|r| matches!(r.phase, Phase::Ready | Phase::Opened | Phase::Provisioned))
     else {

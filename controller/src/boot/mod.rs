@@ -27,7 +27,7 @@ pub use source::ConfigSource;
 use crate::node::disks::{self, DiskError, Partition};
 use crate::node::meta::MetaError;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
-use api_types::{Document, VolumeType};
+use api_types::Document;
 use providers::ProviderEnv;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,7 +203,7 @@ async fn bring_up_others(
     let (on_partitions, others): (Vec<&Document>, Vec<&Document>) = docs
         .iter()
         .filter(|d| !d.is_state())
-        .partition(|d| d.volume_type() == VolumeType::Partition);
+        .partition(|d| d.managed());
     status.volumes.extend(others.into_iter().map(not_managed));
     let mut defs: Vec<VolumeDef> = on_partitions
         .into_iter()
@@ -239,11 +239,18 @@ fn not_managed(doc: &Document) -> VolumeStatus {
         doc.encryption().is_some(),
     );
     st.phase = Phase::NotManaged;
-    st.error = Some(format!(
-        "volumeType {} is valid (Talos) but volctl manages partitions only; the volume is left alone",
-        doc.volume_type().as_str()
-    ));
+    st.error = Some(not_managed_reason(doc));
     st
+}
+
+/// Why volctl leaves a valid document's volume alone.
+pub(crate) fn not_managed_reason(doc: &Document) -> String {
+    let what = if doc.kind().managed() {
+        format!("volumeType {}", doc.volume_type().as_str())
+    } else {
+        doc.kind().to_string()
+    };
+    format!("{what} is valid (Talos) but volctl brings up system and user volumes on partitions only; this volume is left alone")
 }
 
 fn order(name: &str, user: bool) -> u8 {

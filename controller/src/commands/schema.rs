@@ -13,10 +13,31 @@ pub const HELP: &str =
 pub enum KindArg {
     /// VolumeConfig.
     #[value(name = "VolumeConfig")]
-    VolumeConfig,
+    Volume,
     /// UserVolumeConfig.
     #[value(name = "UserVolumeConfig")]
-    UserVolumeConfig,
+    User,
+    /// RawVolumeConfig (Talos).
+    #[value(name = "RawVolumeConfig")]
+    Raw,
+    /// ExistingVolumeConfig (Talos).
+    #[value(name = "ExistingVolumeConfig")]
+    Existing,
+    /// SwapVolumeConfig (Talos).
+    #[value(name = "SwapVolumeConfig")]
+    Swap,
+}
+
+impl From<KindArg> for DocumentKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Volume => DocumentKind::VolumeConfig,
+            KindArg::User => DocumentKind::UserVolumeConfig,
+            KindArg::Raw => DocumentKind::RawVolumeConfig,
+            KindArg::Existing => DocumentKind::ExistingVolumeConfig,
+            KindArg::Swap => DocumentKind::SwapVolumeConfig,
+        }
+    }
 }
 
 /// `volctl schema` arguments.
@@ -31,8 +52,7 @@ pub struct Args {
 pub fn exec(args: Args) -> Result<Exit> {
     let s = match args.kind {
         None => schema::for_all_kinds(),
-        Some(KindArg::VolumeConfig) => schema::for_kind(DocumentKind::VolumeConfig),
-        Some(KindArg::UserVolumeConfig) => schema::for_kind(DocumentKind::UserVolumeConfig),
+        Some(k) => schema::for_kind(k.into()),
     };
     println!("{}", serde_json::to_string_pretty(&s)?);
     Ok(Exit::Success)
