@@ -149,7 +149,7 @@ fn weak_key_choice_is_a_warning_not_an_error() {
     assert_eq!(p.documents.len(), 1);
     let w: Vec<_> = p.diagnostics.iter().filter(|d| !d.is_error()).collect();
     assert_eq!(w.len(), 1);
-    assert!(w[0].message.contains("without lockToSTATE"));
+    assert!(w[0].message.contains("without lockToState"));
 }
 
 #[test]

@@ -52,9 +52,10 @@ struct Boot {
 
 impl Boot {
     fn all_ready(&self) -> bool {
-        self.status["volumes"]
-            .as_array()
-            .is_some_and(|v| v.iter().all(|v| v["phase"] == "ready"))
+        self.status["volumes"].as_array().is_some_and(|v| {
+            v.iter()
+                .all(|v| v["phase"] == "ready" || v["phase"] == "not-managed")
+        })
     }
     fn keyslots(&self, name: &str) -> Vec<u64> {
         self.volume(name)["keyslots"]
@@ -244,12 +245,30 @@ encryption:
 apiVersion: v1alpha1
 kind: VolumeConfig
 name: persistence
+mount:
+  disableAccessTime: true
 encryption:
   provider: luks2
   pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
   keys:
     - slot: 0
       static: {passphrase: persistence-pass}
+";
+
+/// Valid Talos documents volctl validates and leaves alone.
+const NOT_MANAGED: &str = "---
+apiVersion: v1alpha1
+kind: SwapVolumeConfig
+name: swap1
+provisioning:
+  diskSelector:
+    match: disk.transport == \"virtio\"
+  maxSize: 64MiB
+---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: scratch
+volumeType: directory
 ";
 
 const LAYOUT: &[(&str, u64)] = &[
@@ -263,12 +282,30 @@ const LAYOUT: &[(&str, u64)] = &[
 #[ignore = "VM suite: run with `make e2e`"]
 fn first_boot_second_boot_and_wiped_state() {
     let mut vm = Vm::new("boot-reboot-wipe-state", LAYOUT);
-    vm.write("config.yaml", CONFIG);
+    // Two valid Talos documents volctl leaves alone ride along.
+    vm.write("config.yaml", &format!("{CONFIG}{NOT_MANAGED}"));
 
     // Boot 1: blank disk → everything formatted, opened, mounted.
-    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written";
+    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence) ' /proc/mounts; echo 'END mounts'";
     let b = vm.boot("-f /job/config.yaml", write_files);
     assert_eq!(b.boot_rc, 0, "{}", b.log);
+    for v in ["swap1", "scratch"] {
+        assert_eq!(b.phase(v), "not-managed", "{v}: {}", b.volume(v));
+    }
+    // mount.secure defaults to true (nosuid, nodev); disableAccessTime: true on persistence.
+    let mounts = b.section("mounts");
+    for line in mounts.lines() {
+        assert!(
+            line.contains("nosuid") && line.contains("nodev"),
+            "{mounts}"
+        );
+    }
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /persistence ") && l.contains("noatime")),
+        "{mounts}"
+    );
     for v in ["STATE", "EPHEMERAL", "persistence"] {
         assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
         assert_eq!(b.volume(v)["created"], true);

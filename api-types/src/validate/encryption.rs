@@ -293,7 +293,7 @@ fn check_key_strength(e: &Encryption, label: &str, f: &mut Findings) {
         f.warn(
             "encryption.keys",
             format!(
-                "{label} is opened only by nodeID keys without lockToSTATE: anyone who has the disk and can read the machine's UUID can open it"
+                "{label} is opened only by nodeID keys without lockToState: anyone who has the disk and can read the machine's UUID can open it"
             ),
         );
     }

@@ -125,7 +125,10 @@ impl BootStatus {
     pub fn all_ready(&self) -> bool {
         self.problems.is_empty()
             && !self.volumes.is_empty()
-            && self.volumes.iter().all(|v| v.phase == Phase::Ready)
+            && self
+                .volumes
+                .iter()
+                .all(|v| matches!(v.phase, Phase::Ready | Phase::NotManaged))
     }
 
     /// Writes the status file (0600, atomically).
