@@ -15,9 +15,44 @@
 //! Evaluation against real disks belongs to provisioning.
 
 mod check;
+mod eval;
 mod parse;
 
 pub use check::{Env, Type};
+pub use eval::{Bindings, Value};
+
+/// A selector, parsed and type-checked once, to be evaluated per disk.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    ast: parse::Expr,
+}
+
+impl Selector {
+    /// Parses and checks a disk selector (see [`check_disk_selector`]).
+    pub fn disk(expr: &str) -> Result<Self, String> {
+        Self::boolean(expr, Env::DiskLocator)
+    }
+
+    fn boolean(expr: &str, env: Env) -> Result<Self, String> {
+        let ast = parse::parse(expr).map_err(|e| e.render(expr))?;
+        let t = check::check(&ast, env).map_err(|e| e.render(expr))?;
+        if t != Type::Bool && t != Type::Dyn {
+            return Err(format!(
+                "the expression must be a boolean (true selects the disk), but it is {}",
+                t.name()
+            ));
+        }
+        Ok(Selector { ast })
+    }
+
+    /// Whether the selector is true with `vars` bound (`disk`, `system_disk`).
+    pub fn matches(&self, vars: &Bindings) -> Result<bool, String> {
+        match eval::eval(&self.ast, vars)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!("the selector gave {other:?}, not a bool")),
+        }
+    }
+}
 
 /// Checks a disk selector: it parses, every name and field exists, every
 /// operator applies to its operand types, and the result is a bool.
@@ -32,15 +67,7 @@ pub fn check_volume_selector(expr: &str) -> Result<(), String> {
 }
 
 fn check_boolean(expr: &str, env: Env) -> Result<(), String> {
-    let ast = parse::parse(expr).map_err(|e| e.render(expr))?;
-    let t = check::check(&ast, env).map_err(|e| e.render(expr))?;
-    if t != Type::Bool && t != Type::Dyn {
-        return Err(format!(
-            "the expression must be a boolean (true selects the disk), but it is {}",
-            t.name()
-        ));
-    }
-    Ok(())
+    Selector::boolean(expr, env).map(|_| ())
 }
 
 /// An error at a position of the expression (byte offset).
@@ -117,6 +144,44 @@ mod tests {
         assert!(e.contains("'_==_' applied to '(string, int)'"), "{e}");
         let e = c("-disk.size < 0").unwrap_err();
         assert!(e.contains("'-_' applied to '(uint)'"), "{e}");
+    }
+
+    #[test]
+    fn selectors_evaluate_against_a_disk() {
+        use super::{Bindings, Selector, Value};
+        let disk = |size: u64, transport: &str, links: &[&str]| -> Bindings {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert("size".to_string(), Value::Uint(size));
+            m.insert("transport".to_string(), Value::String(transport.into()));
+            m.insert("rotational".to_string(), Value::Bool(false));
+            m.insert(
+                "symlinks".to_string(),
+                Value::List(links.iter().map(|l| Value::String((*l).into())).collect()),
+            );
+            Bindings::from([
+                ("disk".to_string(), Value::Message(m)),
+                ("system_disk".to_string(), Value::Bool(false)),
+            ])
+        };
+        let small = disk(1 << 30, "virtio", &["/dev/disk/by-id/a"]);
+        let big = disk(8 << 30, "nvme", &["/dev/disk/by-id/b-part1"]);
+        let cases = [
+            ("disk.size > 4u * GiB", false, true),
+            ("disk.transport == 'nvme' && !system_disk", false, true),
+            ("'/dev/disk/by-id/a' in disk.symlinks", true, false),
+            ("disk.symlinks.exists(s, s.endsWith('-part1'))", false, true),
+            ("size(disk.symlinks) == 1 && !disk.rotational", true, true),
+            ("disk.size >= 1u * GiB ? disk.transport.startsWith('v') : false", true, false),
+            ("disk.transport.matches('^(nvme|sata)$')", false, true),
+        ];
+        for (expr, on_small, on_big) in cases {
+            let s = Selector::disk(expr).unwrap();
+            assert_eq!(s.matches(&small), Ok(on_small), "{expr} on small");
+            assert_eq!(s.matches(&big), Ok(on_big), "{expr} on big");
+        }
+        let overflow = Selector::disk("disk.size * EiB > 1u").unwrap();
+        assert!(overflow.matches(&big).unwrap_err().contains("overflow"));
+        assert!(Selector::disk("disk.size > 1").is_err());
     }
 
     #[test]

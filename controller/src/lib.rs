@@ -20,5 +20,6 @@ mod io;
 pub mod luks2;
 pub mod node;
 pub mod render;
+pub mod provision;
 pub mod reset;
 pub mod volume;

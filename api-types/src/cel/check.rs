@@ -279,11 +279,11 @@ fn undefined(at: usize, field: &str) -> CelError {
 
 fn lit_type(l: &Lit) -> Type {
     match l {
-        Lit::Int => Type::Int,
-        Lit::Uint => Type::Uint,
-        Lit::Double => Type::Double,
-        Lit::Str => Type::String,
-        Lit::Bool => Type::Bool,
+        Lit::Int(_) => Type::Int,
+        Lit::Uint(_) => Type::Uint,
+        Lit::Double(_) => Type::Double,
+        Lit::Str(_) => Type::String,
+        Lit::Bool(_) => Type::Bool,
         Lit::Null => Type::Null,
     }
 }

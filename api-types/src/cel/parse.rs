@@ -8,15 +8,15 @@ use super::CelError;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lit {
     /// `12`.
-    Int,
+    Int(i64),
     /// `12u`.
-    Uint,
+    Uint(u64),
     /// `1.5`.
-    Double,
+    Double(f64),
     /// `'x'` or `"x"`.
-    Str,
+    Str(String),
     /// `true`, `false`.
-    Bool,
+    Bool(bool),
     /// `null`.
     Null,
 }
@@ -75,7 +75,8 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, CelError> {
             let end = scan(b, i, |c| c.is_ascii_alphanumeric() || c == b'_');
             let word = &src[i..end];
             let tok = match word {
-                "true" | "false" => Tok::Lit(Lit::Bool),
+                "true" => Tok::Lit(Lit::Bool(true)),
+                "false" => Tok::Lit(Lit::Bool(false)),
                 "null" => Tok::Lit(Lit::Null),
                 "in" => Tok::Punct("in"),
                 _ => Tok::Ident(word.to_string()),
@@ -83,12 +84,13 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, CelError> {
             out.push((tok, i));
             i = end;
         } else if c.is_ascii_digit() {
-            let (lit, end) = lex_number(b, i);
+            let (lit, end) = lex_number(src, i)?;
             out.push((Tok::Lit(lit), i));
             i = end;
         } else if c == b'"' || c == b'\'' {
             let end = lex_string(b, i).ok_or_else(|| syntax(i, "unterminated string"))?;
-            out.push((Tok::Lit(Lit::Str), i));
+            let text = unescape(&src[i + 1..end - 1]).ok_or_else(|| syntax(i, "invalid escape"))?;
+            out.push((Tok::Lit(Lit::Str(text)), i));
             i = end;
         } else {
             let p = PUNCTS
@@ -106,16 +108,40 @@ fn scan(b: &[u8], from: usize, ok: impl Fn(u8) -> bool) -> usize {
     (from..b.len()).find(|&j| !ok(b[j])).unwrap_or(b.len())
 }
 
-fn lex_number(b: &[u8], i: usize) -> (Lit, usize) {
+fn lex_number(src: &str, i: usize) -> Result<(Lit, usize), CelError> {
+    let b = src.as_bytes();
+    let too_big = || syntax(i, "numeric literal out of range");
     let mut end = scan(b, i, |c| c.is_ascii_digit());
     if b.get(end) == Some(&b'.') && b.get(end + 1).is_some_and(u8::is_ascii_digit) {
         end = scan(b, end + 1, |c| c.is_ascii_digit());
-        return (Lit::Double, end);
+        let v = src[i..end].parse().map_err(|_| too_big())?;
+        return Ok((Lit::Double(v), end));
     }
+    let digits = &src[i..end];
     match b.get(end) {
-        Some(b'u' | b'U') => (Lit::Uint, end + 1),
-        _ => (Lit::Int, end),
+        Some(b'u' | b'U') => Ok((Lit::Uint(digits.parse().map_err(|_| too_big())?), end + 1)),
+        _ => Ok((Lit::Int(digits.parse().map_err(|_| too_big())?), end)),
     }
+}
+
+/// The common escapes of CEL strings: `\\`, `\'`, `\"`, `\n`, `\t`, `\r`.
+fn unescape(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            'n' => '\n',
+            't' => '\t',
+            'r' => '\r',
+            c @ ('\\' | '\'' | '"') => c,
+            _ => return None,
+        });
+    }
+    Some(out)
 }
 
 fn lex_string(b: &[u8], i: usize) -> Option<usize> {

@@ -8,7 +8,8 @@ pub mod output;
 pub mod prelude;
 
 use crate::commands::{
-    apply_config, boot, close, converge, kms_server, meta, plan, reset, schema, status, validate,
+    apply_config, boot, close, converge, disks, kms_server, meta, plan, provision, reset, schema,
+    status, validate,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -61,6 +62,12 @@ pub enum Command {
     /// Read and write the META partition's records.
     #[command(after_help = meta::HELP)]
     Meta(meta::Args),
+    /// List disks with the facts disk selectors see.
+    #[command(after_help = disks::HELP)]
+    Disks(disks::Args),
+    /// Create the partitions the config asks for (only that).
+    #[command(after_help = provision::HELP)]
+    Provision(provision::Args),
 }
 
 /// How volctl exits, named once.

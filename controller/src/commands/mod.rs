@@ -5,9 +5,11 @@ pub mod apply_config;
 pub mod boot;
 pub mod close;
 pub mod converge;
+pub mod disks;
 pub mod kms_server;
 pub mod meta;
 pub mod plan;
+pub mod provision;
 pub mod reset;
 pub mod schema;
 pub mod status;
@@ -30,5 +32,7 @@ pub fn exec(command: Command) -> Result<Exit> {
         Command::Status(a) => status::exec(a),
         Command::Close(a) => close::exec(a),
         Command::Meta(a) => meta::exec(a),
+        Command::Disks(a) => disks::exec(a),
+        Command::Provision(a) => provision::exec(a),
     }
 }

@@ -19,6 +19,7 @@ mod types;
 pub use cryptsetup::{deactivate, CryptsetupDevice};
 pub use power_cut::{PowerCutDevice, POWER_CUT_ENV};
 pub use probe::probe_filesystem;
+pub(crate) use probe::probe_foreign;
 #[cfg(any(test, feature = "sim"))]
 pub use sim::SimDevice;
 pub use types::*;

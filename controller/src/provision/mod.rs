@@ -1,0 +1,68 @@
+//! Provisioning: lay out the partitions a config asks for, as Talos does.
+//!
+//! - `facts.rs`: what a disk is (sysfs, GPT, free ranges) and the CEL
+//!   bindings a selector sees;
+//! - `requests.rs`: which volumes need a partition, in a fixed order, with
+//!   their sizes resolved from the documents;
+//! - `layout.rs`: the pure placement decision;
+//! - `table.rs`: GPT writes that survive a power cut.
+
+mod facts;
+mod layout;
+mod requests;
+mod table;
+
+pub use facts::{discover, pretty, Disk, PartitionFacts, Table};
+pub use layout::{plan, Action, MaxSize, NoRoom, Request};
+pub use requests::{requests, DEFAULT_MIN_SIZE, STATE_SIZE};
+pub use table::{apply, TableError};
+
+#[cfg(test)]
+pub(crate) use table::apply_until;
+
+use api_types::Document;
+use std::path::PathBuf;
+
+/// Why provisioning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// A disk could not be read.
+    #[error("cannot read disk {disk}: {source}")]
+    Discover {
+        /// Disk.
+        disk: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A volume fits nowhere.
+    #[error(transparent)]
+    NoRoom(#[from] NoRoom),
+    /// A table write failed.
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+/// The partition actions `docs` need on `disks` (nothing written).
+pub fn plan_for(docs: &[Document], disks: &[PathBuf]) -> Result<Vec<Action>, ProvisionError> {
+    let facts = discover(disks).map_err(|source| ProvisionError::Discover {
+        disk: disks
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        source,
+    })?;
+    Ok(plan(&requests(docs), &facts)?)
+}
+
+/// Lays out what `docs` need on `disks`; returns what was done. A second
+/// run finds every label and does nothing.
+pub fn provision(docs: &[Document], disks: &[PathBuf]) -> Result<Vec<Action>, ProvisionError> {
+    let actions = plan_for(docs, disks)?;
+    for a in &actions {
+        tracing::info!("{a}");
+        apply(a)?;
+    }
+    Ok(actions)
+}
