@@ -171,7 +171,11 @@ mod tests {
             ("'/dev/disk/by-id/a' in disk.symlinks", true, false),
             ("disk.symlinks.exists(s, s.endsWith('-part1'))", false, true),
             ("size(disk.symlinks) == 1 && !disk.rotational", true, true),
-            ("disk.size >= 1u * GiB ? disk.transport.startsWith('v') : false", true, false),
+            (
+                "disk.size >= 1u * GiB ? disk.transport.startsWith('v') : false",
+                true,
+                false,
+            ),
             ("disk.transport.matches('^(nvme|sata)$')", false, true),
         ];
         for (expr, on_small, on_big) in cases {

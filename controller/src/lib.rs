@@ -19,7 +19,7 @@ pub mod device;
 mod io;
 pub mod luks2;
 pub mod node;
-pub mod render;
 pub mod provision;
+pub mod render;
 pub mod reset;
 pub mod volume;

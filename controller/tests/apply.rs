@@ -48,6 +48,7 @@ fn node() -> Node {
         config_source: "test".into(),
         volumes: vec![st, eph],
         problems: vec![],
+        partitions_created: vec![],
     }
     .save(&status)
     .unwrap();

@@ -255,6 +255,91 @@ encryption:
       static: {passphrase: persistence-pass}
 ";
 
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn provisioning_lays_out_a_system_disk_and_a_blank_data_disk() {
+    // The system disk holds only META; a second, blank disk is attached.
+    let mut vm = Vm::new("provision", &[("META", 1)]);
+    let data_disk = vm.dir.join("data.img");
+    std::fs::File::create(&data_disk)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    vm.qemu_extra = format!(
+        "-drive file={},format=raw,if=virtio,cache=unsafe",
+        data_disk.display()
+    );
+    let config = "apiVersion: v1alpha1
+kind: VolumeConfig
+name: STATE
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+---
+apiVersion: v1alpha1
+kind: VolumeConfig
+name: EPHEMERAL
+provisioning:
+  maxSize: 64MiB
+---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: data
+provisioning:
+  diskSelector:
+    match: '!system_disk && disk.size >= 500u * MiB'
+  minSize: 400MiB
+filesystem:
+  type: xfs
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+      lockToState: true
+";
+    vm.write("config.yaml", config);
+    let disks = "--disk /dev/vdc";
+    let b = vm.boot(
+        &format!("{disks} -f /job/config.yaml"),
+        "echo data-file > /var/mnt/data/f && echo written",
+    );
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    let made: Vec<String> = serde_json::from_value(b.status["partitions_created"].clone()).unwrap();
+    assert_eq!(made.len(), 4, "{made:?}"); // STATE, EPHEMERAL; a table and u-data on the data disk
+    assert!(made[0].contains("STATE on /dev/vda"), "{made:?}");
+    assert!(made[3].contains("u-data on /dev/vdc"), "{made:?}");
+    for v in ["STATE", "EPHEMERAL", "data"] {
+        assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
+    }
+    assert_eq!(b.volume("data")["mount_point"], "/var/mnt/data");
+    assert!(b.log.contains("written"), "{}", b.log);
+
+    // Reboot: nothing to lay out, the file is there.
+    let b = vm.boot(disks, "echo 'BEGIN f'; cat /var/mnt/data/f; echo 'END f'");
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    assert_eq!(
+        b.status["partitions_created"].as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(b.section("f"), "data-file\n");
+    let table = String::from_utf8_lossy(
+        &Command::new("sgdisk")
+            .arg("-p")
+            .arg(&data_disk)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(table.contains("u-data"), "{table}");
+    vm.summary("META-only system disk + blank data disk → STATE, EPHEMERAL, u-data (xfs, encrypted); reboot reads it back");
+}
+
 /// Valid Talos documents volctl validates and leaves alone.
 const NOT_MANAGED: &str = "---
 apiVersion: v1alpha1

@@ -9,7 +9,10 @@ use std::process::{Command, Output};
 const GIB: u64 = 1 << 30;
 
 fn volctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_volctl")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -43,7 +46,8 @@ fn sha(p: &Path) -> Vec<u8> {
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
         let mut buf = vec![0u8; usize::try_from(hole - data).unwrap()];
-        f.read_exact_at(&mut buf, u64::try_from(data).unwrap()).unwrap();
+        f.read_exact_at(&mut buf, u64::try_from(data).unwrap())
+            .unwrap();
         if buf.iter().any(|&b| b != 0) {
             h.update(data.to_le_bytes());
             h.update(&buf);
@@ -64,7 +68,14 @@ fn config(dir: &Path, selector: &str) -> String {
 }
 
 fn sgdisk_print(img: &Path) -> String {
-    text(&Command::new("sgdisk").arg("-p").arg(img).output().unwrap().stdout)
+    text(
+        &Command::new("sgdisk")
+            .arg("-p")
+            .arg(img)
+            .output()
+            .unwrap()
+            .stdout,
+    )
 }
 
 #[test]
@@ -78,19 +89,33 @@ fn the_selector_picks_the_disk_and_a_second_run_changes_nothing() {
 
     let out = volctl(&["provision", "--disk", &s, "--disk", &b, "-f", &cfg]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("did create partition u-data"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("did create partition u-data"),
+        "{}",
+        text(&out.stdout)
+    );
     let table = sgdisk_print(&big);
     assert!(
-        table.lines().any(|l| l.contains("u-data") && l.contains("2.0 GiB") && l.trim_start().starts_with("1 ")),
+        table.lines().any(|l| l.contains("u-data")
+            && l.contains("2.0 GiB")
+            && l.trim_start().starts_with("1 ")),
         "{table}"
     );
-    assert_eq!(sha(&small), small_before, "the unselected disk is untouched");
+    assert_eq!(
+        sha(&small),
+        small_before,
+        "the unselected disk is untouched"
+    );
 
     let before = (sha(&small), sha(&big));
     let again = volctl(&["provision", "--disk", &s, "--disk", &b, "-f", &cfg]);
     assert!(again.status.success());
     assert!(text(&again.stdout).contains("nothing to do"));
-    assert_eq!((sha(&small), sha(&big)), before, "a second run writes nothing");
+    assert_eq!(
+        (sha(&small), sha(&big)),
+        before,
+        "a second run writes nothing"
+    );
 
     let disks = volctl(&["disks", "--disk", &s, "--disk", &b, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&disks.stdout).unwrap();
@@ -104,17 +129,37 @@ fn a_volume_that_fits_nowhere_names_each_disk_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let small = sparse(dir.path(), "small.img", GIB);
     let foreign = sparse(dir.path(), "foreign.img", 4 * GIB);
-    assert!(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&foreign).status().unwrap().success());
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&foreign)
+        .status()
+        .unwrap()
+        .success());
     let cfg = config(dir.path(), "disk.size > 512u * MiB");
     let before = (sha(&small), sha(&foreign));
     let out = volctl(&[
-        "provision", "--disk", &small.display().to_string(), "--disk", &foreign.display().to_string(), "-f", &cfg,
+        "provision",
+        "--disk",
+        &small.display().to_string(),
+        "--disk",
+        &foreign.display().to_string(),
+        "-f",
+        &cfg,
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("no disk has room for partition u-data"), "{err}");
-    assert!(err.contains("foreign.img: no GPT, and it is not blank (ext2/3/4 filesystem"), "{err}");
-    assert!(err.contains("small.img: its largest free range is 1022 MiB, less than minSize 1024 MiB"), "{err}");
+    assert!(
+        err.contains("no disk has room for partition u-data"),
+        "{err}"
+    );
+    assert!(
+        err.contains("foreign.img: no GPT, and it is not blank (ext2/3/4 filesystem"),
+        "{err}"
+    );
+    assert!(
+        err.contains("small.img: its largest free range is 1022 MiB, less than minSize 1024 MiB"),
+        "{err}"
+    );
     assert_eq!((sha(&small), sha(&foreign)), before);
 }
 
@@ -123,7 +168,14 @@ fn a_bad_selector_is_a_config_error_with_its_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let disk = sparse(dir.path(), "d.img", GIB);
     let cfg = config(dir.path(), "disk.size > 4");
-    let out = volctl(&["provision", "--disk", &disk.display().to_string(), "-f", &cfg, "--dry-run"]);
+    let out = volctl(&[
+        "provision",
+        "--disk",
+        &disk.display().to_string(),
+        "-f",
+        &cfg,
+        "--dry-run",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("config.yaml:6: error: document 1 (UserVolumeConfig \"data\"): provisioning.diskSelector.match: disk selector is invalid: ERROR: <input>:1:11: found no matching overload for '_>_' applied to '(uint, int)'"), "{err}");

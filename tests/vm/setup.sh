@@ -2,8 +2,8 @@
 # Builds what the VM suite boots: Debian's kernel (cached under target/vm),
 # its uncompressed vmlinux (booting it skips ≈ 6 s of decompression under
 # TCG), and an uncompressed initramfs with busybox, volctl and the libraries
-# it needs, mkfs.ext4, and the kernel modules for virtio (disk and network),
-# dm-crypt and ext4.
+# it needs, mkfs.ext4 and mkfs.xfs, and the kernel modules for virtio (disk
+# and network), dm-crypt, ext4 and xfs.
 #
 # Usage: tests/vm/setup.sh VOLCTL_BINARY   (prints nothing on success but the paths)
 set -euo pipefail
@@ -46,7 +46,7 @@ sys.exit("no xz-compressed ELF kernel found")
 PY
 fi
 
-MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4"
+MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4 libcrc32c xfs"
 rm -rf initramfs && mkdir -p initramfs/{bin,sbin,etc,proc,sys,dev,run,tmp,job,lib/modules,var,mnt}
 cp /bin/busybox initramfs/bin/busybox
 for m in $MODULES; do
@@ -65,6 +65,7 @@ strip -o "$OUT/volctl.stripped" "$VOLCTL"
 copy_with_libs "$OUT/volctl.stripped" /bin/volctl
 copy_with_libs /sbin/mke2fs /sbin/mke2fs
 ln -sf mke2fs initramfs/sbin/mkfs.ext4
+copy_with_libs "$(command -v mkfs.xfs)" /sbin/mkfs.xfs
 cp /etc/mke2fs.conf initramfs/etc/ 2>/dev/null || true
 # Loaded at run time by libtss2-tctildr, so not listed by ldd: the TPM device TCTI.
 for t in /lib/x86_64-linux-gnu/libtss2-tcti-device.so.0 /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0; do

@@ -139,9 +139,9 @@ impl Eval {
         if function == "has" {
             return match args {
                 [Expr::Select { operand, field, .. }] => match self.expr(operand)? {
-                    Value::Message(m) => Ok(Value::Bool(
-                        m.get(field).is_some_and(|v| v != &Value::Null),
-                    )),
+                    Value::Message(m) => {
+                        Ok(Value::Bool(m.get(field).is_some_and(|v| v != &Value::Null)))
+                    }
                     _ => Ok(Value::Bool(false)),
                 },
                 _ => Err("invalid argument to has()".into()),
@@ -169,7 +169,8 @@ impl Eval {
         };
         let mut results = Vec::new();
         for item in items {
-            self.scopes.push(BTreeMap::from([(var.to_string(), item.clone())]));
+            self.scopes
+                .push(BTreeMap::from([(var.to_string(), item.clone())]));
             let r = self.expr(body);
             self.scopes.pop();
             results.push((item, r?));
@@ -299,10 +300,13 @@ fn function_call(name: &str, v: &[Value]) -> Result<Value, String> {
         ("contains", [a, b]) => Bool(s(a).zip(s(b)).is_some_and(|(a, b)| a.contains(&b))),
         ("matches", [a, b]) => {
             let (text, re) = s(a).zip(s(b)).ok_or("matches() takes strings")?;
-            let re = regex::Regex::new(&re).map_err(|e| format!("invalid regular expression: {e}"))?;
+            let re =
+                regex::Regex::new(&re).map_err(|e| format!("invalid regular expression: {e}"))?;
             Bool(re.is_match(&text))
         }
-        ("size", [Value::String(x)]) => Int(i64::try_from(x.chars().count()).map_err(|_| overflow())?),
+        ("size", [Value::String(x)]) => {
+            Int(i64::try_from(x.chars().count()).map_err(|_| overflow())?)
+        }
         ("size", [List(x)]) => Int(i64::try_from(x.len()).map_err(|_| overflow())?),
         ("int", [Uint(u)]) => Int(i64::try_from(*u).map_err(|_| overflow())?),
         ("int", [Int(i)]) => Int(*i),

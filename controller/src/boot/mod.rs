@@ -94,8 +94,13 @@ pub enum BootError {
 
 /// Runs the boot sequence.
 pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
-    let parts = disks::by_label(&disks::given_or_system(&opts.disks))?;
+    let disks = disks::given_or_system(&opts.disks);
     let mut status = BootStatus::default();
+    if let Ok((given, _)) = crate::node::config_files::load(&opts.config_files) {
+        // A config given at boot may ask for STATE itself: lay it out first.
+        lay_out(&disks, &given, &mut status);
+    }
+    let parts = disks::by_label(&disks)?;
     let choice = state::choose(opts, &parts).await?;
     // STATE is mounted at a staging point first and moved to its place last,
     // so that a volume mounted above it (EPHEMERAL at /var) cannot hide it.
@@ -111,11 +116,26 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
         bring_up_state(opts, &parts, choice, &staging, &mut env, &mut status).await?;
     status.config_source = source.to_string();
     if let Some(docs) = docs {
+        // The config in force (perhaps STATE's own) may ask for more volumes.
+        lay_out(&disks, &docs, &mut status);
+        let parts = disks::by_label(&disks)?;
         bring_up_others(opts, &parts, &docs, env, &mut status).await?;
     }
     state::place(&mut status, &staging, &target);
     write_status(opts, &status)?;
     Ok(status)
+}
+
+/// Creates the partitions `docs` ask for that no disk has yet; what was
+/// done goes to the status, and a volume that fits nowhere becomes a
+/// problem (its volume is then reported missing, the others go on).
+fn lay_out(disks: &[PathBuf], docs: &[Document], status: &mut BootStatus) {
+    match crate::provision::provision(docs, disks) {
+        Ok(actions) => status
+            .partitions_created
+            .extend(actions.iter().map(ToString::to_string)),
+        Err(e) => status.problems.push(e.to_string()),
+    }
 }
 
 /// Brings STATE up at `staging`; then takes the salt and the config in

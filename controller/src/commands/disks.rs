@@ -47,7 +47,11 @@ fn table(disks: &[Disk]) -> String {
             "{:<22} {:>9} {:<9} {:<6} {:<11} {:<20} {}\n",
             d.dev_path.display(),
             pretty(d.size),
-            if d.transport.is_empty() { "-" } else { &d.transport },
+            if d.transport.is_empty() {
+                "-"
+            } else {
+                &d.transport
+            },
             d.system_disk,
             d.rotational,
             if d.model.is_empty() { "-" } else { &d.model },

@@ -118,6 +118,9 @@ pub struct BootStatus {
     /// Problems that concern the boot as a whole (e.g. no config on STATE).
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Partition-table changes this boot made (provisioning).
+    #[serde(default)]
+    pub partitions_created: Vec<String>,
 }
 
 impl BootStatus {

@@ -105,7 +105,10 @@ impl Disk {
             ("bus_path", s(&self.bus_path)),
             ("sub_system", s("/sys/class/block")),
             ("transport", s(&self.transport)),
-            ("symlinks", Value::List(self.symlinks.iter().map(|l| s(l)).collect())),
+            (
+                "symlinks",
+                Value::List(self.symlinks.iter().map(|l| s(l)).collect()),
+            ),
             ("secondary_disks", Value::List(vec![])),
         ]
         .into_iter()
@@ -132,15 +135,22 @@ pub fn pretty(bytes: u64) -> String {
 
 /// Reads the facts of each disk, in `dev_path` order.
 pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<Disk>> {
-    let mut out = paths.iter().map(|p| disk(p)).collect::<std::io::Result<Vec<_>>>()?;
+    let mut out = paths
+        .iter()
+        .map(|p| disk(p))
+        .collect::<std::io::Result<Vec<_>>>()?;
     out.sort_by(|a, b| a.dev_path.cmp(&b.dev_path));
     Ok(out)
 }
 
 fn disk(path: &Path) -> std::io::Result<Disk> {
-    let table = disks::partitions(path).ok().map(|parts| table(path, &parts));
+    let table = disks::partitions(path)
+        .ok()
+        .map(|parts| table(path, &parts));
     let system_disk = table.as_ref().is_some_and(|t| {
-        t.partitions.iter().any(|p| p.label == "META" || p.label == "STATE")
+        t.partitions
+            .iter()
+            .any(|p| p.label == "META" || p.label == "STATE")
     });
     let mut d = match sysfs_dir(path) {
         Some(sys) => from_sysfs(path, &sys),
@@ -198,7 +208,10 @@ fn from_sysfs(path: &Path, sys: &Path) -> Disk {
     };
     let num = |rel: &str| read(rel).parse::<u64>().unwrap_or(0);
     let real = std::fs::canonicalize(sys).unwrap_or_default();
-    let name = sys.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = sys
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     Disk {
         dev_path: path.to_path_buf(),
         size: num("size") * 512,
@@ -210,7 +223,11 @@ fn from_sysfs(path: &Path, sys: &Path) -> Disk {
         model: read("device/model"),
         serial: read("device/serial"),
         modalias: read("device/modalias"),
-        wwid: if read("wwid").is_empty() { read("device/wwid") } else { read("wwid") },
+        wwid: if read("wwid").is_empty() {
+            read("device/wwid")
+        } else {
+            read("wwid")
+        },
         transport: transport(&name, &real.display().to_string()),
         bus_path: real.display().to_string(),
         symlinks: symlinks(path),
@@ -263,7 +280,10 @@ fn symlinks(path: &Path) -> Vec<String> {
 /// The partitions of a disk and the aligned free ranges between them.
 fn table(path: &Path, parts: &[Partition]) -> Table {
     let (first, last) = usable_range(path).unwrap_or((ALIGN, 0));
-    let mut used: Vec<(u64, u64)> = parts.iter().map(|p| (p.offset, p.offset + p.size)).collect();
+    let mut used: Vec<(u64, u64)> = parts
+        .iter()
+        .map(|p| (p.offset, p.offset + p.size))
+        .collect();
     used.sort_unstable();
     let mut free = Vec::new();
     let mut at = first;

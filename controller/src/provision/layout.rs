@@ -155,7 +155,9 @@ fn space(disk: &Disk) -> Space<'_> {
         (None, Some(what)) => (
             vec![],
             false,
-            Some(format!("no GPT, and it is not blank ({what}); volctl does not write over it")),
+            Some(format!(
+                "no GPT, and it is not blank ({what}); volctl does not write over it"
+            )),
         ),
     };
     Space {
@@ -203,7 +205,9 @@ fn fit(r: &Request, later: &[&Request], s: &Space) -> Result<(u64, u64, usize), 
     let d = s.disk;
     let selected = match &r.selector {
         None => d.system_disk,
-        Some(sel) => sel.matches(&d.bindings()).map_err(|e| format!("selector failed: {e}"))?,
+        Some(sel) => sel
+            .matches(&d.bindings())
+            .map_err(|e| format!("selector failed: {e}"))?,
     };
     if !selected {
         return Err(match r.selector {
@@ -349,13 +353,25 @@ mod tests {
     #[test]
     fn a_selector_picks_the_larger_disk_and_a_blank_one_gets_a_table() {
         let disks = [disk("/dev/a", GIB, None), disk("/dev/b", 8 * GIB, None)];
-        let r = [user("u-data", "disk.size > 4u * GiB", GIB, MaxSize::Bytes(2 * GIB))];
+        let r = [user(
+            "u-data",
+            "disk.size > 4u * GiB",
+            GIB,
+            MaxSize::Bytes(2 * GIB),
+        )];
         let a = plan(&r, &disks).unwrap();
         assert_eq!(
             a,
             [
-                Action::CreateTable { disk: "/dev/b".into() },
-                Action::Create { disk: "/dev/b".into(), label: "u-data".into(), offset: MIB, size: 2 * GIB },
+                Action::CreateTable {
+                    disk: "/dev/b".into()
+                },
+                Action::Create {
+                    disk: "/dev/b".into(),
+                    label: "u-data".into(),
+                    offset: MIB,
+                    size: 2 * GIB
+                },
             ]
         );
     }
@@ -371,14 +387,29 @@ mod tests {
     fn no_room_names_every_disk_and_why() {
         let mut foreign = disk("/dev/c", 8 * GIB, None);
         foreign.contents = Some("ext2/3/4 filesystem".into());
-        let disks = [disk("/dev/a", GIB, None), disk("/dev/b", 2 * GIB, None), foreign];
-        let r = [user("u-data", "disk.size > 1u * GiB", 4 * GIB, MaxSize::Fill)];
+        let disks = [
+            disk("/dev/a", GIB, None),
+            disk("/dev/b", 2 * GIB, None),
+            foreign,
+        ];
+        let r = [user(
+            "u-data",
+            "disk.size > 1u * GiB",
+            4 * GIB,
+            MaxSize::Fill,
+        )];
         let e = plan(&r, &disks).unwrap_err();
         assert_eq!(e.considered.len(), 3);
         let msg = e.to_string();
         assert!(msg.contains("/dev/a: the disk selector is false"), "{msg}");
-        assert!(msg.contains("/dev/b: its largest free range is 2046 MiB, less than minSize 4096 MiB"), "{msg}");
-        assert!(msg.contains("/dev/c: no GPT, and it is not blank (ext2/3/4 filesystem)"), "{msg}");
+        assert!(
+            msg.contains("/dev/b: its largest free range is 2046 MiB, less than minSize 4096 MiB"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("/dev/c: no GPT, and it is not blank (ext2/3/4 filesystem)"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -394,7 +425,12 @@ mod tests {
         let sizes: Vec<(String, u64, u64)> = a
             .iter()
             .map(|x| match x {
-                Action::Create { label, offset, size, disk } => {
+                Action::Create {
+                    label,
+                    offset,
+                    size,
+                    disk,
+                } => {
                     assert_eq!(disk, &PathBuf::from("/dev/a"));
                     (label.clone(), *offset / MIB, *size / MIB)
                 }
@@ -417,11 +453,15 @@ mod tests {
         let d = disk("/dev/b", 10 * GIB, Some(vec![]));
         let pct = [user("u-p", "true", MIB, MaxSize::Percent(50))];
         let a = plan(&pct, std::slice::from_ref(&d)).unwrap();
-        assert!(matches!(&a[0], Action::Create { size, .. } if *size == align_down(10 * GIB / 100 * 50)));
+        assert!(
+            matches!(&a[0], Action::Create { size, .. } if *size == align_down(10 * GIB / 100 * 50))
+        );
         let leave = [user("u-l", "true", MIB, MaxSize::LeaveBytes(GIB))];
         let a = plan(&leave, std::slice::from_ref(&d)).unwrap();
         // Free range ends at 10 GiB - 1 MiB; leave 1 GiB after the partition.
-        assert!(matches!(&a[0], Action::Create { offset, size, .. } if offset + size == 10 * GIB - MIB - GIB));
+        assert!(
+            matches!(&a[0], Action::Create { offset, size, .. } if offset + size == 10 * GIB - MIB - GIB)
+        );
     }
 
     #[test]
@@ -434,6 +474,9 @@ mod tests {
         assert_eq!(plan(&r, &disks).unwrap(), plan(&r, &disks).unwrap());
         let a = plan(&r, &disks).unwrap();
         // Both on the first disk that fits, one after the other.
-        assert!(matches!(&a[2], Action::Create { disk, offset, .. } if disk == &PathBuf::from("/dev/a") && *offset == MIB + GIB), "{a:?}");
+        assert!(
+            matches!(&a[2], Action::Create { disk, offset, .. } if disk == &PathBuf::from("/dev/a") && *offset == MIB + GIB),
+            "{a:?}"
+        );
     }
 }

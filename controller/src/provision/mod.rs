@@ -17,9 +17,6 @@ pub use layout::{plan, Action, MaxSize, NoRoom, Request};
 pub use requests::{requests, DEFAULT_MIN_SIZE, STATE_SIZE};
 pub use table::{apply, TableError};
 
-#[cfg(test)]
-pub(crate) use table::apply_until;
-
 use api_types::Document;
 use std::path::PathBuf;
 

@@ -48,18 +48,24 @@ pub(crate) fn apply_until(action: &Action, cut: Option<usize>) -> Result<(), Tab
             offset,
             size,
         } => {
-            write_table(disk, cut, |g| add(g, label, *offset, *size))?;
-            reread(disk, label);
+            let mut number = 0;
+            write_table(disk, cut, |g| {
+                number = add(g, label, *offset, *size)?;
+                Ok(())
+            })?;
+            reread(disk, label, number, *offset, *size);
             Ok(())
         }
     }
 }
 
-fn add(g: &mut gpt::GptDisk<Staged>, label: &str, offset: u64, size: u64) -> Result<(), String> {
+/// Adds the partition; returns its number.
+fn add(g: &mut gpt::GptDisk<Staged>, label: &str, offset: u64, size: u64) -> Result<u32, String> {
     let lb: u64 = (*g.logical_block_size()).into();
-    let id = g.find_next_partition_id().ok_or("the GPT has no free entry")?;
+    let id = g
+        .find_next_partition_id()
+        .ok_or("the GPT has no free entry")?;
     g.add_partition_at(label, id, offset / lb, size / lb, LINUX_DATA, 0)
-        .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
@@ -85,7 +91,8 @@ fn write_table(
     let mut staged = Staged::new(file);
     let cfg = gpt::GptConfig::new().writable(true);
     let mut g = if has_gpt(disk) {
-        cfg.open_from_device(staged).map_err(|e| err("read the GPT")(e.to_string()))?
+        cfg.open_from_device(staged)
+            .map_err(|e| err("read the GPT")(e.to_string()))?
     } else {
         let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
             u32::try_from(staged.len() / 512 - 1).unwrap_or(u32::MAX),
@@ -96,7 +103,8 @@ fn write_table(
             .map_err(|e| err("make a GPT")(e.to_string()))?
     };
     change(&mut g).map_err(err("add the partition"))?;
-    g.write_inplace().map_err(|e| err("write the GPT")(e.to_string()))?;
+    g.write_inplace()
+        .map_err(|e| err("write the GPT")(e.to_string()))?;
     g.take_device()
         .commit(cut)
         .map_err(|e| err("write the GPT")(e.to_string()))
@@ -106,19 +114,67 @@ fn has_gpt(disk: &Path) -> bool {
     gpt::GptConfig::new().writable(false).open(disk).is_ok()
 }
 
-/// Tells the kernel about a new partition on a block device (`partx`, which
-/// works while other partitions of the disk are in use).
-fn reread(disk: &Path, label: &str) {
+/// Tells the kernel about a new partition on a block device, with the
+/// `BLKPG` ioctl, which works while other partitions of the disk are in use
+/// (re-reading the whole table would not). Image files need nothing.
+fn reread(disk: &Path, label: &str, number: u32, offset: u64, size: u64) {
     use std::os::unix::fs::FileTypeExt;
     let is_block = std::fs::metadata(disk).is_ok_and(|m| m.file_type().is_block_device());
     if !is_block {
         return;
     }
-    let out = std::process::Command::new("partx").arg("-u").arg(disk).output();
-    let added = std::process::Command::new("partx").arg("-a").arg(disk).output();
-    if !matches!((&out, &added), (Ok(a), Ok(b)) if a.status.success() || b.status.success()) {
-        tracing::warn!(disk = %disk.display(), label, "the kernel did not re-read the partition table; the partition appears after a reboot");
+    if let Err(e) = blkpg_add(disk, number, offset, size) {
+        tracing::warn!(disk = %disk.display(), label, "the kernel did not take the new partition ({e}); it appears after a reboot");
     }
+}
+
+/// `struct blkpg_partition` of `<linux/blkpg.h>`.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: libc::c_int,
+    devname: [libc::c_char; 64],
+    volname: [libc::c_char; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
+
+const BLKPG: libc::c_ulong = 0x1269;
+const BLKPG_ADD_PARTITION: libc::c_int = 1;
+
+fn blkpg_add(disk: &Path, number: u32, offset: u64, size: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let f = File::open(disk)?;
+    let too_big = || io::Error::from(io::ErrorKind::InvalidInput);
+    let mut part = BlkpgPartition {
+        start: i64::try_from(offset).map_err(|_| too_big())?,
+        length: i64::try_from(size).map_err(|_| too_big())?,
+        pno: libc::c_int::try_from(number).map_err(|_| too_big())?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = BlkpgIoctlArg {
+        op: BLKPG_ADD_PARTITION,
+        flags: 0,
+        datalen: libc::c_int::try_from(std::mem::size_of::<BlkpgPartition>())
+            .map_err(|_| too_big())?,
+        data: std::ptr::addr_of_mut!(part).cast(),
+    };
+    // SAFETY: BLKPG with a valid blkpg_ioctl_arg pointing at a live
+    // blkpg_partition, both laid out as the kernel's structs.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), BLKPG, std::ptr::addr_of_mut!(arg)) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A disk whose writes are kept in memory until [`Staged::commit`].
@@ -147,8 +203,9 @@ impl Staged {
     /// array), each group synced. Stops after `cut` writes.
     fn commit(mut self, cut: Option<usize>) -> io::Result<()> {
         let tail = self.len().saturating_sub(1 << 20);
-        let (backup, primary): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.writes).into_iter().partition(|(o, _)| *o >= tail);
+        let (backup, primary): (Vec<_>, Vec<_>) = std::mem::take(&mut self.writes)
+            .into_iter()
+            .partition(|(o, _)| *o >= tail);
         // Within each copy, the header (at the copy's end for the backup,
         // LBA 1 for the primary) goes last, after its array.
         let backup = backup.into_iter();
@@ -185,7 +242,10 @@ fn overlay(buf: &mut [u8], pos: u64, at: u64, data: &[u8]) {
     let start = pos.max(at);
     let end = (pos + buf.len() as u64).min(at + data.len() as u64);
     if start < end {
-        let (b, d) = (usize::try_from(start - pos).unwrap_or(0), usize::try_from(start - at).unwrap_or(0));
+        let (b, d) = (
+            usize::try_from(start - pos).unwrap_or(0),
+            usize::try_from(start - at).unwrap_or(0),
+        );
         let n = usize::try_from(end - start).unwrap_or(0);
         buf[b..b + n].copy_from_slice(&data[d..d + n]);
     }
@@ -207,8 +267,14 @@ impl Seek for Staged {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         self.pos = match to {
             SeekFrom::Start(o) => o,
-            SeekFrom::End(d) => self.len().checked_add_signed(d).ok_or(io::ErrorKind::InvalidInput)?,
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or(io::ErrorKind::InvalidInput)?,
+            SeekFrom::End(d) => self
+                .len()
+                .checked_add_signed(d)
+                .ok_or(io::ErrorKind::InvalidInput)?,
+            SeekFrom::Current(d) => self
+                .pos
+                .checked_add_signed(d)
+                .ok_or(io::ErrorKind::InvalidInput)?,
         };
         Ok(self.pos)
     }
@@ -224,8 +290,16 @@ mod tests {
     /// The partition names `sgdisk -p` lists (it falls back to the backup
     /// GPT when the primary is damaged, as the kernel does).
     fn labels(img: &Path) -> Vec<String> {
-        let out = std::process::Command::new("sgdisk").arg("-p").arg(img).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("sgdisk")
+            .arg("-p")
+            .arg(img)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .skip_while(|l| !l.starts_with("Number"))
@@ -276,8 +350,16 @@ mod tests {
         let img = image(dir.path(), "t.img");
         apply(&Action::CreateTable { disk: img.clone() }).unwrap();
         apply(&create(&img, "u-data", MIB)).unwrap();
-        let v = std::process::Command::new("sgdisk").arg("-v").arg(&img).output().unwrap();
-        assert!(String::from_utf8_lossy(&v.stdout).contains("No problems found"), "{}", String::from_utf8_lossy(&v.stdout));
+        let v = std::process::Command::new("sgdisk")
+            .arg("-v")
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&v.stdout).contains("No problems found"),
+            "{}",
+            String::from_utf8_lossy(&v.stdout)
+        );
         assert_eq!(labels(&img), ["u-data"]);
     }
 }
