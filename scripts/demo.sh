@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The built-in demo: a node's life in five boots of a qemu VM (Debian's
-# kernel, real dm-crypt, mkfs and mount) on a disk image with GPT partitions
-# META, STATE, EPHEMERAL and persistence.
+# kernel, real dm-crypt, mkfs and mount) on a disk image that holds only
+# what an OS image ships: a GPT with META.
 #
-#   boot 1  a blank disk: STATE and persistence are encrypted and formatted;
+#   boot 1  volctl lays out STATE, EPHEMERAL and persistence in the free
+#           space; STATE and persistence are encrypted and formatted;
 #           EPHEMERAL starts plain, as on a node installed before encryption
 #           was wanted. A new recovery key for persistence is staged.
 #   boot 2  the staged config is promoted: the new key is enrolled.
@@ -25,9 +26,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "build the VM (Debian kernel, initramfs with volctl)"
 tests/vm/setup.sh "$VOLCTL"
 
-say "a 256 MiB disk image with GPT partitions"
-truncate -s 256M "$DISK"
-sgdisk -n1:0:+1M -c1:META -n2:0:+64M -c2:STATE -n3:0:+64M -c3:EPHEMERAL -n4:0:0 -c4:persistence "$DISK" >/dev/null
+say "a 320 MiB disk image with one partition, META (as an OS image ships it)"
+truncate -s 320M "$DISK"
+sgdisk -n1:0:+1M -c1:META "$DISK" >/dev/null
 sgdisk -p "$DISK" | sed -n '/^Number/,$p'
 
 # Demo-sized KDF costs; real configs leave `pbkdf` out.
@@ -35,7 +36,7 @@ PBKDF='  pbkdf: {type: argon2id, memoryKiB: 8192, iterations: 4}'
 config() { # $1: EPHEMERAL block; $2..: persistence keys
   local eph=$1; shift
   printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n---\n' "$PBKDF"
-  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n'
+  printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nprovisioning:\n  maxSize: 64MiB\n'
   if [ -n "$eph" ]; then printf '%s\n' "$eph"; fi
   printf -- '---\n'
   printf 'apiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  provider: luks2\n%s\n  keys:\n' "$PBKDF"
@@ -76,8 +77,9 @@ check_old_key_gone() {
   echo "  host check (cryptsetup): old recovery passphrase refused, new one opens slot 2"
 }
 
-boot "boot 1: blank disk, config given at boot (-f)" '
+boot "boot 1: META only, config given at boot (-f): volctl lays out the disk" '
 volctl boot --disk /dev/vda -f /job/v1.yaml
+volctl status -o json | sed -n "/partitions_created/,/]/p" | grep "create" | sed "s/^ *\"\(.*\)\",*$/laid out: \1/"
 echo "ephemeral data" > /var/data; echo "persistent data" > /persistence/data
 echo "$ volctl apply-config -f v2.yaml --mode staged    # add a new recovery key in slot 2"
 volctl apply-config -f /job/v2.yaml --mode staged
@@ -100,6 +102,8 @@ echo "$ volctl apply-config -f v4.yaml --mode staged"
 volctl apply-config -f /job/v4.yaml --mode staged
 volctl close >/dev/null'
 check_old_key_gone
+say "the disk as volctl laid it out"
+sgdisk -p "$DISK" | sed -n '/^Number/,$p'
 
 boot "boot 4: EPHEMERAL holds data, so it waits for a wipe" '
 volctl boot --disk /dev/vda
