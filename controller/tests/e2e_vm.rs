@@ -292,6 +292,7 @@ provisioning:
   diskSelector:
     match: '!system_disk && disk.size >= 500u * MiB'
   minSize: 400MiB
+  grow: true
 filesystem:
   type: xfs
 encryption:
@@ -337,7 +338,23 @@ encryption:
     )
     .to_string();
     assert!(table.contains("u-data"), "{table}");
-    vm.summary("META-only system disk + blank data disk → STATE, EPHEMERAL, u-data (xfs, encrypted); reboot reads it back");
+
+    // The data disk grows: the next boot grows the partition, then the
+    // filesystem on the opened volume, online; the file is still there.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&data_disk)
+        .unwrap()
+        .set_len(768 << 20)
+        .unwrap();
+    let b = vm.boot(disks, "echo 'BEGIN f'; cat /var/mnt/data/f; echo 'END f'");
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    let made = b.status["partitions_created"].to_string();
+    assert!(made.contains("grow partition u-data on /dev/vdc"), "{made}");
+    let changes = b.volume("data")["changes"].to_string();
+    assert!(changes.contains("grew the filesystem from"), "{changes}");
+    assert_eq!(b.section("f"), "data-file\n");
+    vm.summary("META-only system disk + blank data disk → STATE, EPHEMERAL, u-data (xfs, encrypted); reboot reads it back; the disk grows and so do partition and filesystem");
 }
 
 /// Valid Talos documents volctl validates and leaves alone.

@@ -180,3 +180,56 @@ fn a_bad_selector_is_a_config_error_with_its_line_and_column() {
     let err = text(&out.stderr);
     assert!(err.contains("config.yaml:6: error: document 1 (UserVolumeConfig \"data\"): provisioning.diskSelector.match: disk selector is invalid: ERROR: <input>:1:11: found no matching overload for '_>_' applied to '(uint, int)'"), "{err}");
 }
+
+#[test]
+fn grow_follows_a_disk_that_grew() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = sparse(dir.path(), "d.img", 4 * GIB);
+    let cfg = dir.path().join("grow.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning:\n  diskSelector:\n    match: 'true'\n  minSize: 1GiB\n  grow: true\n",
+    )
+    .unwrap();
+    let (d, c) = (disk.display().to_string(), cfg.display().to_string());
+    let run = || {
+        let out = volctl(&["provision", "--disk", &d, "-f", &c]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(run().contains("did create partition u-data on"));
+    assert!(
+        sgdisk_print(&disk).contains("4.0 GiB"),
+        "{}",
+        sgdisk_print(&disk)
+    );
+    assert!(run().contains("nothing to do"));
+
+    // The disk grows (a bigger virtual disk, a cloned image): the next run
+    // moves the backup GPT to the new end and grows the partition.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(6 * GIB)
+        .unwrap();
+    assert!(run().contains("did grow partition u-data on"));
+    let table = sgdisk_print(&disk);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("u-data") && l.contains("6.0 GiB")),
+        "{table}"
+    );
+    let v = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        text(&v.stdout).contains("No problems found"),
+        "{}",
+        text(&v.stdout)
+    );
+    assert!(run().contains("nothing to do"));
+}

@@ -66,6 +66,8 @@ copy_with_libs "$OUT/volctl.stripped" /bin/volctl
 copy_with_libs /sbin/mke2fs /sbin/mke2fs
 ln -sf mke2fs initramfs/sbin/mkfs.ext4
 copy_with_libs "$(command -v mkfs.xfs)" /sbin/mkfs.xfs
+copy_with_libs "$(command -v xfs_growfs)" /sbin/xfs_growfs
+copy_with_libs "$(command -v resize2fs)" /sbin/resize2fs
 cp /etc/mke2fs.conf initramfs/etc/ 2>/dev/null || true
 # Loaded at run time by libtss2-tctildr, so not listed by ldd: the TPM device TCTI.
 for t in /lib/x86_64-linux-gnu/libtss2-tcti-device.so.0 /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0; do

@@ -26,6 +26,8 @@ pub(super) struct VolumeDef {
     pub fs: FilesystemType,
     pub mount: PathBuf,
     pub mount_options: fs::MountOptions,
+    /// `provisioning.grow`: grow the filesystem into a grown partition.
+    pub grow: bool,
 }
 
 impl VolumeDef {
@@ -39,6 +41,7 @@ impl VolumeDef {
                 .mount_point()
                 .map_or_else(|| state_mount.to_path_buf(), PathBuf::from),
             mount_options: fs::MountOptions::for_document(doc),
+            grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
         }
     }
 
@@ -50,6 +53,7 @@ impl VolumeDef {
             fs: FilesystemType::Ext4,
             mount: state_mount.to_path_buf(),
             mount_options: fs::MountOptions::default(),
+            grow: false,
         }
     }
 
@@ -212,8 +216,30 @@ pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Resul
     fs::mount(dev, &def.mount, def.fs, def.mount_options)
         .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
     st.mount_point = Some(def.mount.display().to_string());
+    if def.grow && !st.created {
+        grow_filesystem(dev, def, st);
+    }
     st.phase = Phase::Ready;
     Ok(())
+}
+
+/// `grow: true`: the partition may have grown this boot (provisioning ran
+/// before the volume was opened, so dm-crypt already maps all of it); the
+/// filesystem follows, online. A failure is reported, not fatal: the
+/// volume is usable at its old size.
+fn grow_filesystem(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) {
+    const MIB: u64 = 1 << 20;
+    match fs::grow(dev, &def.mount, def.fs) {
+        Ok((before, after)) if after > before => st.changes.push(format!(
+            "grew the filesystem from {} MiB to {} MiB",
+            before / MIB,
+            after / MIB
+        )),
+        Ok(_) => {}
+        Err(e) => st
+            .changes
+            .push(format!("could not grow the filesystem: {e}")),
+    }
 }
 
 /// What a plain (unencrypted) volume's partition holds must not be LUKS2.

@@ -193,6 +193,51 @@ pub fn mount(
     Ok(())
 }
 
+/// Grows the mounted filesystem at `target` (device `device`) to fill its
+/// device; returns its size in bytes before and after.
+pub fn grow(device: &Path, target: &Path, fs: FilesystemType) -> Result<(u64, u64), FsError> {
+    let before = size_of_mounted(target);
+    let (tool, args): (&str, Vec<&std::ffi::OsStr>) = match fs {
+        FilesystemType::Ext4 => ("resize2fs", vec![device.as_os_str()]),
+        FilesystemType::Xfs => ("xfs_growfs", vec![target.as_os_str()]),
+        FilesystemType::Btrfs => (
+            "btrfs",
+            vec![
+                "filesystem".as_ref(),
+                "resize".as_ref(),
+                "max".as_ref(),
+                target.as_os_str(),
+            ],
+        ),
+    };
+    let out = Command::new(tool).args(&args).output();
+    let err = |reason: String| FsError::Mkfs {
+        tool: tool.into(),
+        device: device.display().to_string(),
+        reason,
+    };
+    match out {
+        Err(e) => return Err(err(e.to_string())),
+        Ok(o) if !o.status.success() => {
+            return Err(err(String::from_utf8_lossy(&o.stderr).trim().to_string()))
+        }
+        Ok(_) => {}
+    }
+    Ok((before, size_of_mounted(target)))
+}
+
+/// The size of the filesystem mounted at `target` (statvfs), 0 if unknown.
+fn size_of_mounted(target: &Path) -> u64 {
+    let t = cstring(target);
+    // SAFETY: zeroed statvfs is a valid value to be filled in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid NUL-terminated path and a live statvfs to fill.
+    if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    st.f_blocks.saturating_mul(st.f_frsize)
+}
+
 /// Unmounts `target`.
 pub fn umount(target: &Path) -> Result<(), FsError> {
     let t = cstring(target);

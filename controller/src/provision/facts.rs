@@ -300,12 +300,19 @@ fn table(path: &Path, parts: &[Partition]) -> Table {
     }
 }
 
-/// First and one-past-last usable byte of a GPT disk.
+/// First and one-past-last usable byte of a GPT disk, as the table will be
+/// once its backup sits at the device's end (a grown disk gains the space).
 fn usable_range(path: &Path) -> Option<(u64, u64)> {
     let g = gpt::GptConfig::new().writable(false).open(path).ok()?;
     let lb: u64 = (*g.logical_block_size()).into();
     let h = g.header();
-    Some((h.first_usable * lb, (h.last_usable + 1) * lb))
+    let len = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
+        .ok()?;
+    // Backup header (1 LBA) and its partition array, as the primary's.
+    let array = (u64::from(h.num_parts) * u64::from(h.part_size)).div_ceil(lb);
+    let last = (len / lb).saturating_sub(1 + array);
+    Some((h.first_usable * lb, last.max(h.last_usable + 1) * lb))
 }
 
 /// Rounds up to the alignment.

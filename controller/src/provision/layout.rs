@@ -46,6 +46,8 @@ pub struct Request {
     pub min: u64,
     /// Largest size.
     pub max: MaxSize,
+    /// Grow into free space that follows the partition (Talos `grow`).
+    pub grow: bool,
 }
 
 /// One change to a partition table.
@@ -56,6 +58,19 @@ pub enum Action {
     CreateTable {
         /// The disk.
         disk: PathBuf,
+    },
+    /// Grow a partition into the free space that follows it.
+    Grow {
+        /// The disk.
+        disk: PathBuf,
+        /// GPT name.
+        label: String,
+        /// Partition number.
+        number: u32,
+        /// Byte offset (unchanged).
+        offset: u64,
+        /// New size in bytes.
+        size: u64,
     },
     /// Add a partition.
     Create {
@@ -74,6 +89,14 @@ impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Action::CreateTable { disk } => write!(f, "create a GPT on blank {}", disk.display()),
+            Action::Grow {
+                disk, label, size, ..
+            } => write!(
+                f,
+                "grow partition {label} on {} to {} MiB",
+                disk.display(),
+                size / ALIGN
+            ),
             Action::Create {
                 disk,
                 label,
@@ -134,6 +157,7 @@ pub fn plan(requests: &[Request], disks: &[Disk]) -> Result<Vec<Action>, NoRoom>
     let mut actions = Vec::new();
     for (i, r) in requests.iter().enumerate() {
         if existing.contains(&r.label.as_str()) {
+            actions.extend(r.grow.then(|| grow(r, disks)).flatten());
             continue;
         }
         let later: Vec<&Request> = requests[i + 1..]
@@ -143,6 +167,26 @@ pub fn plan(requests: &[Request], disks: &[Disk]) -> Result<Vec<Action>, NoRoom>
         actions.extend(place(r, &later, &mut spaces)?);
     }
     Ok(actions)
+}
+
+/// Growing an existing partition into the free range right after it, up
+/// to `maxSize`; `None` when there is nothing to gain.
+fn grow(r: &Request, disks: &[Disk]) -> Option<Action> {
+    disks.iter().find_map(|d| {
+        let t = d.table.as_ref()?;
+        let p = t.partitions.iter().find(|p| p.label == r.label)?;
+        let end = p.offset + p.size;
+        let &(start, len) = t.free.iter().find(|(start, _)| *start == end)?;
+        let room = start + len - p.offset;
+        let size = size_on(r, d, p.offset, room, 0);
+        (size >= p.size + ALIGN).then(|| Action::Grow {
+            disk: d.dev_path.clone(),
+            label: r.label.clone(),
+            number: p.number,
+            offset: p.offset,
+            size,
+        })
+    })
 }
 
 fn space(disk: &Disk) -> Space<'_> {
@@ -337,6 +381,7 @@ mod tests {
             selector: Some(Selector::disk(sel).unwrap()),
             min,
             max,
+            grow: false,
         }
     }
 
@@ -347,6 +392,7 @@ mod tests {
             selector: None,
             min,
             max,
+            grow: false,
         }
     }
 
@@ -461,6 +507,41 @@ mod tests {
         // Free range ends at 10 GiB - 1 MiB; leave 1 GiB after the partition.
         assert!(
             matches!(&a[0], Action::Create { offset, size, .. } if offset + size == 10 * GIB - MIB - GIB)
+        );
+    }
+
+    #[test]
+    fn grow_takes_the_free_space_right_after_the_partition_up_to_max() {
+        let d = disk("/dev/b", 8 * GIB, Some(vec![("u-data", MIB, GIB)]));
+        let mut r = user("u-data", "true", GIB, MaxSize::Fill);
+        assert_eq!(
+            plan(std::slice::from_ref(&r), std::slice::from_ref(&d)).unwrap(),
+            []
+        );
+        r.grow = true;
+        let a = plan(std::slice::from_ref(&r), std::slice::from_ref(&d)).unwrap();
+        assert_eq!(
+            a,
+            [Action::Grow {
+                disk: "/dev/b".into(),
+                label: "u-data".into(),
+                number: 1,
+                offset: MIB,
+                size: 8 * GIB - 2 * MIB
+            }]
+        );
+        r.max = MaxSize::Bytes(4 * GIB);
+        let a = plan(std::slice::from_ref(&r), std::slice::from_ref(&d)).unwrap();
+        assert!(matches!(&a[0], Action::Grow { size, .. } if *size == 4 * GIB));
+        let full = disk(
+            "/dev/b",
+            8 * GIB,
+            Some(vec![("u-data", MIB, 8 * GIB - 2 * MIB)]),
+        );
+        assert_eq!(
+            plan(&[r], &[full]).unwrap(),
+            [],
+            "nothing to gain: nothing to do"
         );
     }
 

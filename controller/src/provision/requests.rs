@@ -40,6 +40,7 @@ fn request(doc: &Document) -> Request {
             selector: None,
             min: STATE_SIZE,
             max: MaxSize::Bytes(STATE_SIZE),
+            grow: false,
         };
     }
     let p = doc.provisioning().cloned().unwrap_or_default();
@@ -65,6 +66,7 @@ fn request(doc: &Document) -> Request {
         selector,
         min,
         max,
+        grow: p.grow.unwrap_or(false),
     }
 }
 

@@ -53,10 +53,30 @@ pub(crate) fn apply_until(action: &Action, cut: Option<usize>) -> Result<(), Tab
                 number = add(g, label, *offset, *size)?;
                 Ok(())
             })?;
-            reread(disk, label, number, *offset, *size);
+            reread(disk, label, number, *offset, *size, BLKPG_ADD_PARTITION);
+            Ok(())
+        }
+        Action::Grow {
+            disk,
+            label,
+            number,
+            offset,
+            size,
+        } => {
+            write_table(disk, cut, |g| resize(g, *number, *size))?;
+            reread(disk, label, *number, *offset, *size, BLKPG_RESIZE_PARTITION);
             Ok(())
         }
     }
+}
+
+/// Moves the end of partition `number` so that it is `size` bytes long.
+fn resize(g: &mut gpt::GptDisk<Staged>, number: u32, size: u64) -> Result<(), String> {
+    let lb: u64 = (*g.logical_block_size()).into();
+    let mut parts = g.take_partitions();
+    let p = parts.get_mut(&number).ok_or("no such partition")?;
+    p.last_lba = p.first_lba + size / lb - 1;
+    g.update_partitions(parts).map_err(|e| e.to_string())
 }
 
 /// Adds the partition; returns its number.
@@ -117,13 +137,13 @@ fn has_gpt(disk: &Path) -> bool {
 /// Tells the kernel about a new partition on a block device, with the
 /// `BLKPG` ioctl, which works while other partitions of the disk are in use
 /// (re-reading the whole table would not). Image files need nothing.
-fn reread(disk: &Path, label: &str, number: u32, offset: u64, size: u64) {
+fn reread(disk: &Path, label: &str, number: u32, offset: u64, size: u64, op: libc::c_int) {
     use std::os::unix::fs::FileTypeExt;
     let is_block = std::fs::metadata(disk).is_ok_and(|m| m.file_type().is_block_device());
     if !is_block {
         return;
     }
-    if let Err(e) = blkpg_add(disk, number, offset, size) {
+    if let Err(e) = blkpg(disk, op, number, offset, size) {
         tracing::warn!(disk = %disk.display(), label, "the kernel did not take the new partition ({e}); it appears after a reboot");
     }
 }
@@ -149,8 +169,9 @@ struct BlkpgIoctlArg {
 
 const BLKPG: libc::c_ulong = 0x1269;
 const BLKPG_ADD_PARTITION: libc::c_int = 1;
+const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
 
-fn blkpg_add(disk: &Path, number: u32, offset: u64, size: u64) -> io::Result<()> {
+fn blkpg(disk: &Path, op: libc::c_int, number: u32, offset: u64, size: u64) -> io::Result<()> {
     use std::os::unix::io::AsRawFd;
     let f = File::open(disk)?;
     let too_big = || io::Error::from(io::ErrorKind::InvalidInput);
@@ -162,7 +183,7 @@ fn blkpg_add(disk: &Path, number: u32, offset: u64, size: u64) -> io::Result<()>
         volname: [0; 64],
     };
     let mut arg = BlkpgIoctlArg {
-        op: BLKPG_ADD_PARTITION,
+        op,
         flags: 0,
         datalen: libc::c_int::try_from(std::mem::size_of::<BlkpgPartition>())
             .map_err(|_| too_big())?,
