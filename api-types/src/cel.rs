@@ -33,6 +33,11 @@ impl Selector {
         Self::boolean(expr, Env::DiskLocator)
     }
 
+    /// Parses and checks an existing volume's selector.
+    pub fn volume(expr: &str) -> Result<Self, String> {
+        Self::boolean(expr, Env::VolumeLocator)
+    }
+
     fn boolean(expr: &str, env: Env) -> Result<Self, String> {
         let ast = parse::parse(expr).map_err(|e| e.render(expr))?;
         let t = check::check(&ast, env).map_err(|e| e.render(expr))?;

@@ -45,13 +45,10 @@ impl DocumentKind {
         }
     }
 
-    /// Whether volctl brings volumes of this kind up (the others are
+    /// Whether volctl brings volumes of this kind up (swap volumes are
     /// validated for Talos compatibility and left alone).
     pub fn managed(self) -> bool {
-        matches!(
-            self,
-            DocumentKind::VolumeConfig | DocumentKind::UserVolumeConfig
-        )
+        !matches!(self, DocumentKind::SwapVolumeConfig)
     }
 
     /// Parses a `kind:` string.
@@ -117,8 +114,9 @@ impl Document {
         }
     }
 
-    /// Whether volctl brings this volume up: a system or user volume on a
-    /// partition. The others are valid Talos documents volctl leaves alone.
+    /// Whether volctl brings this volume up: a system, user or raw volume on
+    /// a partition, or an existing volume. Swap volumes and the other
+    /// volume types are valid Talos documents volctl leaves alone.
     pub fn managed(&self) -> bool {
         self.kind().managed() && self.volume_type() == VolumeType::Partition
     }

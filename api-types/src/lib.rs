@@ -36,6 +36,7 @@ pub use parse::{parse_file, parse_files, parse_str, ParsedFile};
 pub use secret::SecretString;
 pub use size::SizeSpec;
 pub use volume::{
-    DiskSelector, Filesystem, FilesystemType, Mount, Provisioning, Scrub, SystemFilesystem, Trim,
-    UserVolumeConfig, VolumeConfig, VolumeType, XfsOptions, SYSTEM_VOLUME_NAMES,
+    DiskSelector, ExistingMount, ExistingVolumeConfig, Filesystem, FilesystemType, Mount,
+    Provisioning, RawOrSwapVolumeConfig, Scrub, SystemFilesystem, Trim, UserVolumeConfig,
+    VolumeConfig, VolumeType, XfsOptions, SYSTEM_VOLUME_NAMES,
 };

@@ -258,8 +258,22 @@ encryption:
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
 fn provisioning_lays_out_a_system_disk_and_a_blank_data_disk() {
-    // The system disk holds only META; a second, blank disk is attached.
-    let mut vm = Vm::new("provision", &[("META", 1)]);
+    // The system disk holds META and a partition made elsewhere (MY-DATA,
+    // ext4 with a file); a second, blank disk is attached.
+    let mut vm = Vm::new("provision", &[("META", 1), ("MY-DATA", 16)]);
+    let src = vm.dir.join("my-data");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("hello"), "made elsewhere\n").unwrap();
+    {
+        let l = vm.partition("MY-DATA");
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-d"])
+            .arg(&src)
+            .arg(l.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
     let data_disk = vm.dir.join("data.img");
     std::fs::File::create(&data_disk)
         .unwrap()
@@ -302,21 +316,56 @@ encryption:
     - slot: 0
       nodeID: {}
       lockToState: true
+---
+apiVersion: v1alpha1
+kind: RawVolumeConfig
+name: scratch
+provisioning:
+  diskSelector:
+    match: system_disk
+  maxSize: 32MiB
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+---
+apiVersion: v1alpha1
+kind: ExistingVolumeConfig
+name: legacy
+discovery:
+  volumeSelector:
+    match: volume.partition_label == \"MY-DATA\" && volume.name == \"ext4\"
+mount:
+  readOnly: true
 ";
     vm.write("config.yaml", config);
     let disks = "--disk /dev/vdc";
     let b = vm.boot(
         &format!("{disks} -f /job/config.yaml"),
-        "echo data-file > /var/mnt/data/f && echo written",
+        "echo data-file > /var/mnt/data/f && echo written; echo 'BEGIN legacy'; cat /var/mnt/legacy/hello; touch /var/mnt/legacy/x 2>/dev/null || echo read-only; echo 'END legacy'",
     );
     assert_eq!(b.boot_rc, 0, "{}", b.log);
     let made: Vec<String> = serde_json::from_value(b.status["partitions_created"].clone()).unwrap();
-    assert_eq!(made.len(), 4, "{made:?}"); // STATE, EPHEMERAL; a table and u-data on the data disk
+    // STATE, EPHEMERAL; a table and u-data on the data disk; r-scratch.
+    assert_eq!(made.len(), 5, "{made:?}");
     assert!(made[0].contains("STATE on /dev/vda"), "{made:?}");
     assert!(made[3].contains("u-data on /dev/vdc"), "{made:?}");
-    for v in ["STATE", "EPHEMERAL", "data"] {
+    assert!(made[4].contains("r-scratch on /dev/vda"), "{made:?}");
+    for v in ["STATE", "EPHEMERAL", "data", "scratch", "legacy"] {
         assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
     }
+    assert_eq!(
+        b.volume("scratch")["mapped_device"],
+        "/dev/mapper/luks2-r-scratch"
+    );
+    assert_eq!(
+        b.volume("scratch")["mount_point"],
+        serde_json::Value::Null,
+        "a raw volume is not mounted"
+    );
+    assert_eq!(b.section("legacy"), "made elsewhere\nread-only\n");
     assert_eq!(b.volume("data")["mount_point"], "/var/mnt/data");
     assert!(b.log.contains("written"), "{}", b.log);
 
@@ -354,7 +403,7 @@ encryption:
     let changes = b.volume("data")["changes"].to_string();
     assert!(changes.contains("grew the filesystem from"), "{changes}");
     assert_eq!(b.section("f"), "data-file\n");
-    vm.summary("META-only system disk + blank data disk → STATE, EPHEMERAL, u-data (xfs, encrypted); reboot reads it back; the disk grows and so do partition and filesystem");
+    vm.summary("META + MY-DATA disk and a blank disk → STATE, EPHEMERAL, u-data (xfs, encrypted), r-scratch (raw, encrypted), MY-DATA mounted read-only as an existing volume; reboot; the disk grows and so do partition and filesystem");
 }
 
 /// Valid Talos documents volctl validates and leaves alone.

@@ -14,6 +14,7 @@
 //! others still come up. Nothing that holds data is ever formatted.
 
 mod close;
+mod existing;
 pub mod maintenance;
 pub mod source;
 mod state;
@@ -225,6 +226,9 @@ async fn bring_up_others(
         .filter(|d| !d.is_state())
         .partition(|d| d.managed());
     status.volumes.extend(others.into_iter().map(not_managed));
+    let (existing, on_partitions): (Vec<&Document>, Vec<&Document>) = on_partitions
+        .into_iter()
+        .partition(|d| matches!(d, Document::Existing(_)));
     let mut defs: Vec<VolumeDef> = on_partitions
         .into_iter()
         .map(|d| VolumeDef::from_doc(d, &opts.state_mount))
@@ -248,6 +252,13 @@ async fn bring_up_others(
             .map_err(|e| BootError::Io(format!("volume task failed: {e}")))?;
         status.volumes.push(volume::finish(&def, st, opened));
     }
+    // Existing volumes last: one may live on a disk another volume just opened.
+    let disks = disks::given_or_system(&opts.disks);
+    for doc in existing {
+        if let Document::Existing(e) = doc {
+            status.volumes.push(existing::bring_up(e, &disks));
+        }
+    }
     Ok(())
 }
 
@@ -270,7 +281,7 @@ pub(crate) fn not_managed_reason(doc: &Document) -> String {
     } else {
         doc.kind().to_string()
     };
-    format!("{what} is valid (Talos) but volctl brings up system and user volumes on partitions only; this volume is left alone")
+    format!("{what} is valid (Talos) but volctl does not bring it up (swap volumes and volume types other than partition); this volume is left alone")
 }
 
 fn order(name: &str, user: bool) -> u8 {

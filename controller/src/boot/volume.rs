@@ -28,6 +28,8 @@ pub(super) struct VolumeDef {
     pub mount_options: fs::MountOptions,
     /// `provisioning.grow`: grow the filesystem into a grown partition.
     pub grow: bool,
+    /// A raw volume: opened (when encrypted), never formatted or mounted.
+    pub raw: bool,
 }
 
 impl VolumeDef {
@@ -42,6 +44,7 @@ impl VolumeDef {
                 .map_or_else(|| state_mount.to_path_buf(), PathBuf::from),
             mount_options: fs::MountOptions::for_document(doc),
             grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
+            raw: matches!(doc, Document::Raw(_)),
         }
     }
 
@@ -54,6 +57,7 @@ impl VolumeDef {
             mount: state_mount.to_path_buf(),
             mount_options: fs::MountOptions::default(),
             grow: false,
+            raw: false,
         }
     }
 
@@ -294,7 +298,17 @@ pub(super) fn finish(
     mut st: VolumeStatus,
     opened: Result<Opened, VolumeError>,
 ) -> VolumeStatus {
-    if let Err(e) = opened.and_then(|o| mount(&o.fs_device, def, &mut st)) {
+    let ready = opened.and_then(|o| {
+        if def.raw {
+            // A raw volume is ready once its device is there (opened when
+            // encrypted); what is on it is its user's business.
+            st.phase = Phase::Ready;
+            Ok(())
+        } else {
+            mount(&o.fs_device, def, &mut st)
+        }
+    });
+    if let Err(e) = ready {
         fail(&mut st, &e);
     }
     st

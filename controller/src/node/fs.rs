@@ -48,6 +48,17 @@ pub fn fstype(fs: FilesystemType) -> &'static str {
     }
 }
 
+/// The filesystem type a probe result names, if volctl can mount it.
+pub fn from_probe(found: &str) -> Option<FilesystemType> {
+    [
+        FilesystemType::Ext4,
+        FilesystemType::Xfs,
+        FilesystemType::Btrfs,
+    ]
+    .into_iter()
+    .find(|fs| found.starts_with(probe_name(*fs)))
+}
+
 /// How the signature probe names a filesystem type.
 pub fn probe_name(fs: FilesystemType) -> &'static str {
     match fs {
@@ -70,6 +81,8 @@ pub struct MountOptions {
     pub noatime: bool,
     /// prjquota.
     pub project_quota: bool,
+    /// Read-only (an existing volume's `mount.readOnly`).
+    pub read_only: bool,
 }
 
 impl Default for MountOptions {
@@ -80,6 +93,7 @@ impl Default for MountOptions {
             noexec: false,
             noatime: false,
             project_quota: false,
+            read_only: false,
         }
     }
 }
@@ -98,6 +112,7 @@ impl MountOptions {
                 .filesystem()
                 .and_then(|f| f.project_quota_support)
                 .unwrap_or(false),
+            read_only: false,
         }
     }
 
@@ -112,6 +127,9 @@ impl MountOptions {
         }
         if self.noatime {
             flags |= libc::MS_NOATIME;
+        }
+        if self.read_only {
+            flags |= libc::MS_RDONLY;
         }
         flags
     }

@@ -14,20 +14,28 @@ pub const DEFAULT_MIN_SIZE: u64 = 100 << 20;
 /// The order system volumes are placed in.
 const SYSTEM_ORDER: [&str; 3] = ["STATE", "EPHEMERAL", "persistence"];
 
-/// The volumes of `docs` that live on partitions, system volumes first (in
-/// `SYSTEM_ORDER`), then user volumes by name.
+/// The volumes of `docs` that live on partitions volctl makes: system
+/// volumes first (in `SYSTEM_ORDER`), then user volumes by name, then raw
+/// volumes by name.
 pub fn requests(docs: &[Document]) -> Vec<Request> {
     let mut system: Vec<&Document> = docs
         .iter()
         .filter(|d| d.managed() && matches!(d, Document::Volume(_)))
         .collect();
     system.sort_by_key(|d| SYSTEM_ORDER.iter().position(|n| *n == d.name()));
-    let mut users: Vec<&Document> = docs
-        .iter()
-        .filter(|d| d.managed() && matches!(d, Document::User(_)))
-        .collect();
-    users.sort_by(|a, b| a.name().cmp(b.name()));
-    system.into_iter().chain(users).map(request).collect()
+    let by_name = |pick: fn(&Document) -> bool| {
+        let mut v: Vec<&Document> = docs.iter().filter(|d| d.managed() && pick(d)).collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    };
+    let users = by_name(|d| matches!(d, Document::User(_)));
+    let raws = by_name(|d| matches!(d, Document::Raw(_)));
+    system
+        .into_iter()
+        .chain(users)
+        .chain(raws)
+        .map(request)
+        .collect()
 }
 
 fn request(doc: &Document) -> Request {

@@ -1,0 +1,121 @@
+//! Existing volumes (Talos `ExistingVolumeConfig`): a partition made
+//! outside volctl, found by a CEL volume selector over each partition's
+//! facts, mounted at `/var/mnt/<name>`. volctl never formats, encrypts or
+//! resizes it.
+
+use crate::device::probe_filesystem;
+use crate::node::disks::{self, OpenPartition, Partition};
+use crate::node::fs::{self, MountOptions};
+use crate::node::status::{Phase, VolumeStatus};
+use crate::provision::{discover, Disk};
+use api_types::cel::{Bindings, Selector, Value};
+use api_types::ExistingVolumeConfig;
+use std::path::{Path, PathBuf};
+
+/// Finds and mounts one existing volume; its status.
+pub(super) fn bring_up(doc: &ExistingVolumeConfig, disk_paths: &[PathBuf]) -> VolumeStatus {
+    let mut st = VolumeStatus::new(&doc.name, &doc.name, false);
+    if let Err(why) = find_and_mount(doc, disk_paths, &mut st) {
+        if st.phase != Phase::Missing {
+            st.phase = Phase::Failed;
+        }
+        st.error = Some(why);
+    }
+    st
+}
+
+fn find_and_mount(
+    doc: &ExistingVolumeConfig,
+    disk_paths: &[PathBuf],
+    st: &mut VolumeStatus,
+) -> Result<(), String> {
+    let expr = doc
+        .discovery
+        .as_ref()
+        .and_then(|d| d.volume_selector.as_ref())
+        .map(|s| s.match_expr.as_str())
+        .unwrap_or_default();
+    let selector = Selector::volume(expr)?;
+    let disks = discover(disk_paths).map_err(|e| format!("cannot read the disks: {e}"))?;
+    let Some((part, open, fstype)) = first_match(&selector, &disks)? else {
+        st.phase = Phase::Missing;
+        return Err(format!("no partition matches the volume selector `{expr}`"));
+    };
+    st.partition = Some(part.describe());
+    st.device = Some(open.path.display().to_string());
+    st.phase = Phase::Located;
+    let target = Path::new("/var/mnt").join(&doc.name);
+    let m = doc.mount.clone().unwrap_or_default();
+    let options = MountOptions {
+        secure: m.secure.unwrap_or(true),
+        noexec: false,
+        noatime: m.disable_access_time.unwrap_or(false),
+        project_quota: false,
+        read_only: m.read_only.unwrap_or(false),
+    };
+    fs::mount(&open.path, &target, fstype, options).map_err(|e| e.to_string())?;
+    // The mount holds the device; a loop device over an image file is
+    // released when it is unmounted.
+    std::mem::forget(open);
+    st.mount_point = Some(target.display().to_string());
+    st.phase = Phase::Ready;
+    Ok(())
+}
+
+type Found = (Partition, OpenPartition, api_types::FilesystemType);
+
+/// The first partition, in disk and partition order, the selector picks.
+fn first_match(selector: &Selector, disks: &[Disk]) -> Result<Option<Found>, String> {
+    for d in disks {
+        for p in disks::partitions(&d.dev_path).unwrap_or_default() {
+            let open = OpenPartition::open(&p).map_err(|e| e.to_string())?;
+            let found = probe_filesystem(&open.path)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let fstype = fs::from_probe(&found);
+            if selector.matches(&bindings(d, &p, &open.path, fstype))? {
+                let fstype = fstype.ok_or_else(|| {
+                    format!(
+                        "{} matches, but holds {}: not a filesystem volctl mounts",
+                        p.describe(),
+                        if found.is_empty() {
+                            "no known filesystem"
+                        } else {
+                            &found
+                        }
+                    )
+                })?;
+                return Ok(Some((p, open, fstype)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `volume` (the partition's facts, as Talos's `DiscoveredVolumeSpec`) and
+/// `disk` (its disk's).
+fn bindings(
+    d: &Disk,
+    p: &Partition,
+    node: &Path,
+    fstype: Option<api_types::FilesystemType>,
+) -> Bindings {
+    let s = |v: &str| Value::String(v.to_string());
+    let name = fstype.map_or("", fs::fstype);
+    let volume = [
+        ("partition_label", s(&p.label)),
+        ("partition_index", Value::Uint(u64::from(p.number))),
+        ("size", Value::Uint(p.size)),
+        ("name", s(name)),
+        ("type", s("partition")),
+        ("dev_path", s(&node.display().to_string())),
+        ("parent", s(&d.dev_path.display().to_string())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut b = d.bindings();
+    b.insert("volume".into(), Value::Message(volume));
+    b
+}
