@@ -67,6 +67,11 @@ fn config(dir: &Path, selector: &str) -> String {
     p.display().to_string()
 }
 
+/// A fresh all-zero image of `size`, to compare fingerprints with.
+fn sparse_zero(dir: &Path, size: u64) -> PathBuf {
+    sparse(dir, "zero.img", size)
+}
+
 fn sgdisk_print(img: &Path) -> String {
     text(
         &Command::new("sgdisk")
@@ -87,7 +92,19 @@ fn the_selector_picks_the_disk_and_a_second_run_changes_nothing() {
     let (s, b) = (small.display().to_string(), big.display().to_string());
     let small_before = sha(&small);
 
-    let out = volctl(&["provision", "--disk", &s, "--disk", &b, "-f", &cfg]);
+    let plan = |args: &[&str]| {
+        volctl(&[&["provision", "--disk", &s, "--disk", &b, "-f", &cfg], args].concat())
+    };
+    assert_eq!(
+        plan(&["--dry-run", "--detailed-exitcode"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        sha(&big),
+        sha(&sparse_zero(dir.path(), 8 * GIB)),
+        "a dry run writes nothing"
+    );
+    let out = plan(&[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("did create partition u-data"),
@@ -111,6 +128,10 @@ fn the_selector_picks_the_disk_and_a_second_run_changes_nothing() {
     let again = volctl(&["provision", "--disk", &s, "--disk", &b, "-f", &cfg]);
     assert!(again.status.success());
     assert!(text(&again.stdout).contains("nothing to do"));
+    assert_eq!(
+        plan(&["--dry-run", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
     assert_eq!(
         (sha(&small), sha(&big)),
         before,
