@@ -28,6 +28,9 @@ pub struct Disk {
     pub cdrom: bool,
     /// Spinning.
     pub rotational: bool,
+    /// Removable media (a USB stick, an SD card). Shown by `volctl disks`;
+    /// not a selector field (Talos's `disk` has none).
+    pub removable: bool,
     /// Model, serial, modalias, WWID as sysfs reports them.
     pub model: String,
     /// Serial number.
@@ -175,6 +178,7 @@ fn from_file(path: &Path) -> std::io::Result<Disk> {
         readonly: false,
         cdrom: false,
         rotational: false,
+        removable: false,
         model: String::new(),
         serial: String::new(),
         modalias: String::new(),
@@ -220,6 +224,7 @@ fn from_sysfs(path: &Path, sys: &Path) -> Disk {
         readonly: read("ro") == "1",
         cdrom: name.starts_with("sr"),
         rotational: read("queue/rotational") == "1",
+        removable: read("removable") == "1",
         model: read("device/model"),
         serial: read("device/serial"),
         modalias: read("device/modalias"),

@@ -361,6 +361,7 @@ mod tests {
             readonly: false,
             cdrom: false,
             rotational: false,
+            removable: false,
             model: String::new(),
             serial: String::new(),
             modalias: String::new(),
