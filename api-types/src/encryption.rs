@@ -139,6 +139,10 @@ pub struct KeySpec {
     /// A random key sealed to the TPM and its PCR state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmKey>,
+    /// A random key a person keeps: generated at enrolment, shown once,
+    /// stored nowhere on the node but in its keyslot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryKey>,
     /// Mix the STATE salt into the key, so a wiped STATE makes this key useless.
     #[serde(
         default,
@@ -154,6 +158,11 @@ pub struct KeySpec {
     )]
     pub lock_to_state_talos: Option<bool>,
 }
+
+/// `recovery: {}`: no parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryKey {}
 
 /// `static`: a passphrase.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -243,6 +252,8 @@ pub enum KeyKind {
         /// Refuse enrolment without Secure Boot.
         check_secureboot: bool,
     },
+    /// A recovery key: generated at enrolment, kept by a person.
+    Recovery,
 }
 
 impl KeyKind {
@@ -258,6 +269,7 @@ impl KeyKind {
             KeyKind::NodeId => KeySource::NodeId,
             KeyKind::Kms { .. } => KeySource::Kms,
             KeyKind::Tpm { .. } => KeySource::Tpm,
+            KeyKind::Recovery => KeySource::Recovery,
         }
     }
 }
@@ -323,6 +335,9 @@ pub enum KeySource {
     /// Sealed by a KMS.
     #[serde(rename = "kms")]
     Kms,
+    /// Kept by a person (shown once at enrolment).
+    #[serde(rename = "recovery")]
+    Recovery,
 }
 
 impl KeySource {
@@ -333,6 +348,7 @@ impl KeySource {
             KeySource::NodeId => "nodeID",
             KeySource::Kms => "kms",
             KeySource::Tpm => "tpm",
+            KeySource::Recovery => "recovery",
         }
     }
 
@@ -343,6 +359,7 @@ impl KeySource {
             KeySource::NodeId,
             KeySource::Kms,
             KeySource::Tpm,
+            KeySource::Recovery,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -356,7 +373,15 @@ impl KeySource {
             KeySource::NodeId => 1,
             KeySource::Tpm => 2,
             KeySource::Kms => 3,
+            // Never tried unattended: a person types it.
+            KeySource::Recovery => u8::MAX,
         }
+    }
+
+    /// Whether volctl can produce the key without a person (a recovery key
+    /// is never tried unattended).
+    pub fn opens_unattended(self) -> bool {
+        self != KeySource::Recovery
     }
 
     /// Whether the passphrase can be computed from the config alone, so the
@@ -399,6 +424,9 @@ impl KeySpec {
         if self.tpm.is_some() {
             v.push("tpm");
         }
+        if self.recovery.is_some() {
+            v.push("recovery");
+        }
         v
     }
 
@@ -424,6 +452,8 @@ impl KeySpec {
             KeyKind::Kms {
                 endpoint: k.endpoint.clone(),
             }
+        } else if self.recovery.is_some() {
+            KeyKind::Recovery
         } else {
             let t = self.tpm.as_ref()?;
             KeyKind::Tpm {

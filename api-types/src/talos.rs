@@ -54,6 +54,12 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
             "Talos spells it lockToState".into(),
         ));
     }
+    if k.recovery.is_some() {
+        out.push((
+            format!("{path}.recovery"),
+            "recovery keys are volctl's (the spelling a Talos proposal uses); Talos refuses them today".into(),
+        ));
+    }
     if k.tpm.as_ref().is_some_and(|t| t.pcrs.is_some()) {
         out.push((
             format!("{path}.tpm.pcrs"),

@@ -44,6 +44,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(65536);
     let env = ProviderEnv {
+        recovery_handover: false,
         node_uuid: Ok(common::UUID.into()),
         state_salt: None,
         kms: Default::default(),

@@ -2,22 +2,14 @@
 //! selector picks the disk, `sgdisk` reads the result, a second run writes
 //! nothing, and a volume that fits nowhere names every disk and why.
 
+mod common;
+
+use common::{text, volctl};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const GIB: u64 = 1 << 30;
-
-fn volctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn sparse(dir: &Path, name: &str, size: u64) -> PathBuf {
     let p = dir.join(name);

@@ -11,6 +11,7 @@ mod kms;
 mod node_id;
 mod passphrase;
 mod provider;
+pub mod recovery;
 mod registry;
 mod salted;
 mod sealed_key;

@@ -16,6 +16,9 @@ pub struct ProviderEnv {
     pub kms: crate::KmsClientOptions,
     /// Where the TPM is.
     pub tpm: crate::TpmOptions,
+    /// Whether a new recovery key can be handed to someone (a file or a
+    /// terminal); without that, none is enrolled.
+    pub recovery_handover: bool,
 }
 
 /// The provider for `key`, wrapped for lockToSTATE when the key asks for it.
@@ -41,6 +44,9 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
             env.node_uuid.clone(),
             env.kms.clone(),
         )),
+        KeyKind::Recovery => Box::new(crate::recovery::RecoveryProvider {
+            handover: env.recovery_handover,
+        }),
     };
     if key.lock_to_state {
         Box::new(SaltedProvider::new(inner, env.state_salt.clone()))
@@ -57,6 +63,7 @@ mod tests {
 
     fn env(salt: Option<StateSalt>) -> ProviderEnv {
         ProviderEnv {
+            recovery_handover: false,
             node_uuid: Ok("4c4c4544-0038-5910-8057-b4c04f4d3732".into()),
             state_salt: salt,
             kms: Default::default(),

@@ -178,7 +178,7 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     match kinds.len() {
         0 => f.error(
             path,
-            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm (nodeID takes `nodeID: {{}}`)", k.slot),
+            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm, recovery (nodeID takes `nodeID: {{}}`)", k.slot),
         ),
         1 => {}
         _ => f.error(
@@ -190,6 +190,12 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
         f.error(
             format!("{path}.lockToState"),
             "both lockToSTATE and lockToState are set; keep one",
+        );
+    }
+    if k.recovery.is_some() && k.lock_to_state() {
+        f.error(
+            format!("{path}.lockToState"),
+            "a recovery key is typed exactly as shown (also with `cryptsetup`); lockToState would make it unusable without the STATE salt",
         );
     }
     if is_state && k.lock_to_state() {

@@ -71,6 +71,9 @@ pub struct BootOptions {
     pub kms: providers::KmsClientOptions,
     /// Where the TPM is.
     pub tpm: providers::TpmOptions,
+    /// A 0600 file, made before the boot, that receives recovery keys the
+    /// boot enrols; without it no recovery key is enrolled at boot.
+    pub recovery_key_out: Option<PathBuf>,
 }
 
 /// Errors that stop the whole boot.
@@ -107,6 +110,7 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     // so that a volume mounted above it (EPHEMERAL at /var) cannot hide it.
     let staging = maintenance::run_dir(&opts.status_file).join("staging-STATE");
     let mut env = ProviderEnv {
+        recovery_handover: opts.recovery_key_out.is_some(),
         node_uuid: opts.node_uuid.clone(),
         state_salt: None,
         kms: opts.kms.clone(),
@@ -231,7 +235,7 @@ async fn bring_up_others(
         .partition(|d| matches!(d, Document::Existing(_)));
     let mut defs: Vec<VolumeDef> = on_partitions
         .into_iter()
-        .map(|d| VolumeDef::from_doc(d, &opts.state_mount))
+        .map(|d| VolumeDef::from_doc(d, &opts.state_mount).with_recovery_out(opts))
         .collect();
     defs.sort_by_key(|d| (order(&d.name, d.label.starts_with("u-")), d.name.clone()));
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));

@@ -53,7 +53,7 @@ pub(super) async fn choose(
         Some((docs, _)) => docs
             .iter()
             .find(|d| d.is_state())
-            .map(|d| VolumeDef::from_doc(d, &opts.state_mount))
+            .map(|d| VolumeDef::from_doc(d, &opts.state_mount).with_recovery_out(opts))
             .unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount)),
         None => {
             source = ConfigSource::Meta;

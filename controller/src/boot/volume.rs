@@ -10,6 +10,7 @@ use crate::device::{self, Access, ActivationOptions, Contents, DeviceError, Luks
 use crate::luks2::binding::VolumeKey;
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs;
+use crate::node::recovery_out::RecoveryOut;
 use crate::node::status::{Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
 use api_types::{Document, Encryption, FilesystemType};
@@ -30,6 +31,8 @@ pub(super) struct VolumeDef {
     pub grow: bool,
     /// A raw volume: opened (when encrypted), never formatted or mounted.
     pub raw: bool,
+    /// Where recovery keys this boot enrols go (`--recovery-key-out`).
+    pub recovery_out: Option<PathBuf>,
 }
 
 impl VolumeDef {
@@ -45,7 +48,14 @@ impl VolumeDef {
             mount_options: fs::MountOptions::for_document(doc),
             grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
             raw: matches!(doc, Document::Raw(_)),
+            recovery_out: None,
         }
+    }
+
+    /// The same volume, handing recovery keys to the boot's key file.
+    pub fn with_recovery_out(mut self, opts: &super::BootOptions) -> Self {
+        self.recovery_out = opts.recovery_key_out.clone();
+        self
     }
 
     pub fn state(encryption: Option<Encryption>, state_mount: &Path) -> Self {
@@ -58,6 +68,7 @@ impl VolumeDef {
             mount_options: fs::MountOptions::default(),
             grow: false,
             raw: false,
+            recovery_out: None,
         }
     }
 
@@ -170,6 +181,17 @@ pub(super) async fn provision(
         .map(ToString::to_string)
         .collect();
     st.keyslots = outcome.keyslots;
+    if let (Some(path), false) = (&def.recovery_out, outcome.recovery_keys.is_empty()) {
+        let delivered = RecoveryOut::append(path)
+            .and_then(|mut out| out.deliver(&def.name, &outcome.recovery_keys));
+        st.changes.push(match delivered {
+            Ok(_) => format!("recovery key written to {}", path.display()),
+            Err(e) => format!(
+                "could not write the recovery key to {}: {e}",
+                path.display()
+            ),
+        });
+    }
     st.phase = Phase::Provisioned;
     Ok(vk)
 }

@@ -5,6 +5,7 @@ use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
 use crate::cli::Exit;
 use anyhow::Result;
 use controller::boot::{self, BootOptions};
+use controller::node::recovery_out::RecoveryOut;
 use std::path::PathBuf;
 
 /// Examples shown by `--help`.
@@ -16,6 +17,10 @@ pub struct Args {
     /// Disks.
     #[command(flatten)]
     pub disks: DiskArgs,
+    /// Write recovery keys this boot enrols to this new file (0600); without
+    /// it, a configured recovery key is not enrolled at boot.
+    #[arg(long)]
+    pub recovery_key_out: Option<PathBuf>,
     /// Config file(s) given at boot; they win over META's and STATE's copies.
     #[arg(short = 'f', long = "file")]
     pub files: Vec<PathBuf>,
@@ -54,8 +59,23 @@ pub fn exec(args: Args) -> Result<Exit> {
         maintenance_timeout: args.maintenance_timeout.map(std::time::Duration::from_secs),
         kms: args.keys.kms.options()?,
         tpm: args.keys.tpm.options(),
+        recovery_key_out: args.recovery_key_out.clone(),
     };
-    let status = runtime()?.block_on(boot::boot(&opts))?;
+    // Made now (0600, must not exist), so a key is never enrolled that
+    // cannot be handed over; removed again when no key went into it.
+    let out = RecoveryOut::open(args.recovery_key_out.as_deref()).map_err(|e| {
+        anyhow::anyhow!("cannot create the recovery key file: {e} (it must not exist yet)")
+    })?;
+    let booted = runtime()?.block_on(boot::boot(&opts));
+    let wrote = booted.as_ref().is_ok_and(|status| {
+        status.volumes.iter().any(|v| {
+            v.changes
+                .iter()
+                .any(|c| c.starts_with("recovery key written"))
+        })
+    });
+    out.finish(wrote);
+    let status = booted?;
     args.output.print(&status, || status.table())?;
     Ok(if status.all_ready() {
         Exit::Success

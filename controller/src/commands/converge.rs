@@ -6,6 +6,7 @@ use crate::cli::prelude::{load_config, runtime, KeySourceArgs, NodeArgs};
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use controller::converge::{converge, open_device, Mode, Outcome};
+use controller::node::recovery_out::RecoveryOut;
 use controller::volume::VolumeSpec;
 use providers::ProviderEnv;
 use std::path::PathBuf;
@@ -45,11 +46,29 @@ pub struct Args {
     /// The volume.
     #[command(flatten)]
     pub target: Target,
+    /// Write recovery keys this run enrols to this new file (0600) instead
+    /// of showing them on the terminal.
+    #[arg(long)]
+    pub recovery_key_out: Option<PathBuf>,
 }
 
-/// Converges the volume.
+/// Converges the volume; hands over any recovery key it enrolled.
 pub fn exec(args: Args) -> Result<Exit> {
-    run(&args.target, Mode::Apply)?;
+    let mut out = RecoveryOut::open(args.recovery_key_out.as_deref()).with_context(|| {
+        format!(
+            "cannot create the recovery key file {} (it must not exist yet)",
+            args.recovery_key_out
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        )
+    })?;
+    let outcome = run(&args.target, Mode::Apply)?;
+    let went = out.deliver(&outcome.volume, &outcome.recovery_keys)?;
+    if let Some(where_) = &went {
+        eprintln!("recovery key(s) {where_}");
+    }
+    out.finish(went.is_some());
     Ok(Exit::Success)
 }
 
@@ -74,6 +93,7 @@ fn provider_env(target: &Target) -> Result<ProviderEnv> {
         None => None,
     };
     Ok(ProviderEnv {
+        recovery_handover: true,
         node_uuid: target.node.uuid(),
         state_salt,
         kms: target.keys.kms.options()?,

@@ -13,10 +13,20 @@ use crate::luks2::header::Luks2Header;
 use crate::luks2::token::TokenId;
 use crate::luks2::token::VolctlToken;
 use crate::volume::VolumeSpec;
-use api_types::KeyslotId;
-use providers::Enrolled;
+use api_types::{KeySource, KeyslotId};
+use providers::{Enrolled, Passphrase};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// A recovery key this run enrolled: to be shown once to whoever ran it,
+/// and never stored.
+#[derive(Debug, Clone)]
+pub struct NewRecoveryKey {
+    /// Its keyslot.
+    pub slot: KeyslotId,
+    /// The key, exactly as a person types it.
+    pub key: Passphrase,
+}
 
 /// What the executor works with.
 pub(super) struct Executor<'a> {
@@ -29,8 +39,10 @@ pub(super) struct Executor<'a> {
 
 impl Executor<'_> {
     /// Carries out `plan`, dropping what cannot be done now into its notes.
-    pub async fn run(&self, plan: &mut Plan) -> Result<(), ConvergeError> {
+    /// Returns the recovery keys it enrolled, for their one showing.
+    pub async fn run(&self, plan: &mut Plan) -> Result<Vec<NewRecoveryKey>, ConvergeError> {
         let mut enrolled = self.make_keys(plan).await?;
+        let mut recovery = Vec::new();
         let binder = Binder::new(self.volume_key);
         let mut costs = pbkdf::for_new_slot(self.spec, self.header);
         let formatting = plan.actions.first() == Some(&Action::Format);
@@ -38,14 +50,18 @@ impl Executor<'_> {
             tracing::info!(volume = %self.spec.name, ?action, "executing");
             match action {
                 Action::Format => self.format().await?,
-                Action::Add { slot, .. } => {
+                Action::Add { slot, kind, .. } => {
                     let e = enrolled.remove(&slot).expect("made above");
+                    let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
                     self.add(slot, e, &binder, &mut costs).await?;
+                    recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
                 }
-                Action::Replace { slot, .. } => {
+                Action::Replace { slot, kind, .. } => {
                     let e = enrolled.remove(&slot).expect("made above");
+                    let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
                     self.remove(slot).await?;
                     self.add(slot, e, &binder, &mut costs).await?;
+                    recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
                 }
                 Action::WriteToken { slot, .. } => self.rewrite_token(slot, &binder).await?,
                 Action::Remove { slot, .. } => self.remove(slot).await?,
@@ -57,7 +73,7 @@ impl Executor<'_> {
         if formatting {
             blocking(self.device, |d| d.format_finished()).await?;
         }
-        Ok(())
+        Ok(recovery)
     }
 
     /// Makes every new key before anything is written. A key whose source

@@ -5,6 +5,7 @@
 //! Every other managed slot is checked by its token's binding.
 
 mod execute;
+pub use execute::NewRecoveryKey;
 mod keys;
 mod observe;
 mod pbkdf;
@@ -115,6 +116,10 @@ pub struct Outcome {
     pub seqid: (Option<u64>, Option<u64>),
     /// Active keyslots after the run.
     pub keyslots: Vec<KeyslotId>,
+    /// Recovery keys enrolled by this run, for their one showing (never
+    /// serialised, zeroized on drop).
+    #[serde(skip)]
+    pub recovery_keys: Vec<NewRecoveryKey>,
 }
 
 impl From<DeviceError> for ConvergeError {
@@ -188,8 +193,9 @@ pub async fn converge_and_unlock(
         other => prepare_blank(spec, other, &desired, &device).await?,
     };
     let applied = mode == Mode::Apply && !p.plan.is_empty();
+    let mut recovery_keys = Vec::new();
     if applied {
-        execute::Executor {
+        recovery_keys = execute::Executor {
             spec,
             keys: &keys,
             header: p.header.as_ref(),
@@ -214,6 +220,7 @@ pub async fn converge_and_unlock(
         kdf_runs: device.kdf_runs() - kdf_before,
         seqid: (p.header.as_ref().map(|h| h.seqid), seq_after),
         keyslots,
+        recovery_keys,
     };
     Ok((outcome, p.volume_key))
 }

@@ -215,7 +215,7 @@ pub enum PlanError {
 pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec<KeyslotId> {
     let mut c: Vec<&DesiredSlot> = desired
         .iter()
-        .filter(|d| d.available.is_ok())
+        .filter(|d| d.available.is_ok() && d.kind.opens_unattended())
         .filter(|d| match observed.slots.get(&d.slot) {
             Some(ObservedSlot::Managed {
                 kind,

@@ -29,6 +29,7 @@ fn spec(keys: &[&str]) -> VolumeSpec {
 
 fn env() -> ProviderEnv {
     ProviderEnv {
+        recovery_handover: false,
         node_uuid: Ok(UUID.into()),
         state_salt: Some(StateSalt::new([7; 32])),
         kms: Default::default(),
@@ -411,4 +412,21 @@ fn first_format_cut_after_any_write_is_finished_by_the_next_run() {
             "write {n}"
         );
     }
+}
+
+#[test]
+fn a_recovery_key_is_not_enrolled_when_nobody_can_be_handed_it_and_never_tried_to_unlock() {
+    // Unattended (a boot without --recovery-key-out): the slot is reported
+    // unavailable, nothing else changes, and the static key unlocks.
+    let dev = provisioned(&[S0]);
+    let o = run(&spec(&[S0, "{slot: 9, recovery: {}}"]), &dev, Mode::Apply).unwrap();
+    assert!(o.plan.actions.is_empty(), "{:?}", o.plan);
+    assert!(
+        matches!(o.plan.notes.as_slice(), [Note::Unavailable { slot, kind: KeySource::Recovery, .. }] if *slot == KeyslotId::nth(9)),
+        "{:?}",
+        o.plan.notes
+    );
+    assert_eq!(o.kdf_runs, 1);
+    assert!(o.recovery_keys.is_empty());
+    assert_eq!(slots(&dev), vec![0]);
 }

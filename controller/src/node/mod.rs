@@ -9,5 +9,6 @@ pub mod fs;
 pub mod loopdev;
 pub mod meta;
 pub mod reboot;
+pub mod recovery_out;
 pub mod salt;
 pub mod status;

@@ -44,6 +44,7 @@ pub fn config(keys: &[&str]) -> VolumeSpec {
 
 pub fn env() -> ProviderEnv {
     ProviderEnv {
+        recovery_handover: false,
         node_uuid: Ok(UUID.into()),
         state_salt: Some(StateSalt::new([0x5a; 32])),
         kms: Default::default(),
@@ -192,6 +193,11 @@ pub fn cryptsetup_then(args: &[&str], path: &Path, after: &[&Path], pass: &[u8])
         "cryptsetup {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A process's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Runs the `volctl` binary with the test node UUID and no salt file from
