@@ -316,6 +316,8 @@ encryption:
     - slot: 0
       nodeID: {}
       lockToState: true
+    - slot: 9
+      recovery: {}
 ---
 apiVersion: v1alpha1
 kind: RawVolumeConfig
@@ -343,8 +345,8 @@ mount:
     vm.write("config.yaml", config);
     let disks = "--disk /dev/vdc";
     let b = vm.boot(
-        &format!("{disks} -f /job/config.yaml"),
-        "echo data-file > /var/mnt/data/f && echo written; echo 'BEGIN legacy'; cat /var/mnt/legacy/hello; touch /var/mnt/legacy/x 2>/dev/null || echo read-only; echo 'END legacy'",
+        &format!("{disks} --recovery-key-out /tmp/recovery.txt -f /job/config.yaml"),
+        "echo data-file > /var/mnt/data/f && echo written; echo 'BEGIN legacy'; cat /var/mnt/legacy/hello; touch /var/mnt/legacy/x 2>/dev/null || echo read-only; echo 'END legacy'; echo 'BEGIN rk'; ls -l /tmp/recovery.txt | cut -c1-10; cat /tmp/recovery.txt; echo 'END rk'",
     );
     assert_eq!(b.boot_rc, 0, "{}", b.log);
     let made: Vec<String> = serde_json::from_value(b.status["partitions_created"].clone()).unwrap();
@@ -366,6 +368,26 @@ mount:
         "a raw volume is not mounted"
     );
     assert_eq!(b.section("legacy"), "made elsewhere\nread-only\n");
+    // The recovery key went to the 0600 file, and only there; the host's
+    // cryptsetup opens u-data's slot 9 with it.
+    let rk = b.section("rk");
+    let mut lines = rk.lines();
+    assert_eq!(lines.next(), Some("-rw-------"), "{rk}");
+    let key = lines
+        .next()
+        .and_then(|l| l.strip_prefix("data slot 9: "))
+        .expect(&rk)
+        .to_string();
+    assert_eq!(
+        b.log.matches(&key).count(),
+        1,
+        "the key appears only where the test printed the file"
+    );
+    {
+        let p = controller::node::disks::by_label(std::slice::from_ref(&data_disk)).unwrap();
+        let l = LoopDevice::attach(&data_disk, p["u-data"].offset, p["u-data"].size).unwrap();
+        assert!(common::opens(l.path(), 9, key.as_bytes()));
+    }
     assert_eq!(b.volume("data")["mount_point"], "/var/mnt/data");
     assert!(b.log.contains("written"), "{}", b.log);
 
@@ -403,7 +425,7 @@ mount:
     let changes = b.volume("data")["changes"].to_string();
     assert!(changes.contains("grew the filesystem from"), "{changes}");
     assert_eq!(b.section("f"), "data-file\n");
-    vm.summary("META + MY-DATA disk and a blank disk → STATE, EPHEMERAL, u-data (xfs, encrypted), r-scratch (raw, encrypted), MY-DATA mounted read-only as an existing volume; reboot; the disk grows and so do partition and filesystem");
+    vm.summary("META + MY-DATA disk and a blank disk → STATE, EPHEMERAL, u-data (xfs, encrypted), r-scratch (raw, encrypted), MY-DATA mounted read-only as an existing volume, a recovery key handed over in a 0600 file; reboot; the disk grows and so do partition and filesystem");
 }
 
 /// Valid Talos documents volctl validates and leaves alone.
