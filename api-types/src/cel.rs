@@ -190,6 +190,13 @@ mod tests {
         }
         let overflow = Selector::disk("disk.size * EiB > 1u").unwrap();
         assert!(overflow.matches(&big).unwrap_err().contains("overflow"));
+        let under = Selector::disk("disk.size - 9u * GiB > 0u").unwrap();
+        assert!(
+            under.matches(&big).unwrap_err().contains("overflow"),
+            "uint never goes below 0"
+        );
+        let div = Selector::disk("disk.size / (disk.size - disk.size) > 0u").unwrap();
+        assert!(div.matches(&big).unwrap_err().contains("division by zero"));
         assert!(Selector::disk("disk.size > 1").is_err());
     }
 

@@ -101,6 +101,34 @@ struct Seen {
 }
 
 impl Seen {
+    /// Takes `doc`'s name and mount point for it, or says (field, reason)
+    /// which earlier document holds one of them.
+    fn admit(
+        &mut self,
+        doc: &Document,
+        file: &str,
+        index: usize,
+    ) -> Result<(), (&'static str, String)> {
+        let key = (doc.kind(), doc.name().to_string());
+        if let Some((first_file, first)) = self.names.get(&key) {
+            let place = if first_file == file {
+                format!("document {first}")
+            } else {
+                format!("document {first} of {first_file}")
+            };
+            let why = format!("{} \"{}\" is already defined by {place}", key.0, key.1);
+            return Err(("name", why));
+        }
+        if let Some(clash) = self.take_mount(doc, file, index) {
+            return Err((
+                "mount.path",
+                format!("{clash}; give each volume its own mount point"),
+            ));
+        }
+        self.names.insert(key, (file.to_string(), index));
+        Ok(())
+    }
+
     /// Records `doc`'s mount point; the place that took it first, if any.
     fn take_mount(&mut self, doc: &Document, file: &str, index: usize) -> Option<String> {
         let path = doc.mount_point()?.trim_end_matches('/').to_string();
@@ -177,37 +205,22 @@ fn parse_into(file: &str, text: &str, seen: &mut Seen, out: &mut ParsedFile) {
             continue; // an empty document, e.g. a trailing `---`
         }
         if let Some(doc) = ctx.document(value) {
-            let key = (doc.kind(), doc.name().to_string());
-            if let Some((first_file, first)) = seen.names.get(&key) {
-                let place = if first_file == file {
-                    format!("document {first}")
-                } else {
-                    format!("document {first} of {first_file}")
-                };
-                ctx.error(
-                    "name",
-                    format!("{} \"{}\" is already defined by {place}", key.0, key.1),
-                );
-            } else if let Some(clash) = seen.take_mount(&doc, file, i + 1) {
-                ctx.error(
-                    "mount.path",
-                    format!("{clash}; give each volume its own mount point"),
-                );
-            } else {
-                seen.names.insert(key, (file.to_string(), i + 1));
-                let doc_ref = ctx.doc.clone();
-                for (path, message) in crate::talos::extensions(&doc) {
-                    out.extensions.push(Diagnostic {
-                        severity: Severity::Extension,
-                        file: file.to_string(),
-                        document: Some(doc_ref.clone()),
-                        line: lines.line(i, &path),
-                        path,
-                        message,
-                    });
-                }
-                out.documents.push(doc);
+            if let Err((path, message)) = seen.admit(&doc, file, i + 1) {
+                ctx.error(path, message);
+                continue;
             }
+            let doc_ref = ctx.doc.clone();
+            for (path, message) in crate::talos::extensions(&doc) {
+                out.extensions.push(Diagnostic {
+                    severity: Severity::Extension,
+                    file: file.to_string(),
+                    document: Some(doc_ref.clone()),
+                    line: lines.line(i, &path),
+                    path,
+                    message,
+                });
+            }
+            out.documents.push(doc);
         }
     }
 }

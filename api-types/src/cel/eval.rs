@@ -224,8 +224,8 @@ fn apply(op: &str, v: &[Value]) -> Result<Value, String> {
             .ok_or_else(|| format!("index out of range: {i}"))?,
         ("_+_", [Value::String(a), Value::String(b)]) => Value::String(format!("{a}{b}")),
         ("_+_", [List(a), List(b)]) => List([a.clone(), b.clone()].concat()),
-        (_, [Int(a), Int(b)]) => Int(int_arith(op, *a, *b)?),
-        (_, [Uint(a), Uint(b)]) => Uint(uint_arith(op, *a, *b)?),
+        (_, [Int(a), Int(b)]) => Int(checked_arith(op, *a, *b)?),
+        (_, [Uint(a), Uint(b)]) => Uint(checked_arith(op, *a, *b)?),
         (_, [Double(a), Double(b)]) => Double(double_arith(op, *a, *b)?),
         _ => return Err(format!("no such overload: {op}")),
     })
@@ -249,8 +249,13 @@ fn compare(op: &str, a: &Value, b: &Value) -> Result<bool, String> {
     })
 }
 
-fn int_arith(op: &str, a: i64, b: i64) -> Result<i64, String> {
-    match op {
+/// Integer arithmetic for `int` and `uint` alike, done in `i128` (wide
+/// enough for every operand of either) and range-checked back into the
+/// operands' type: cel-go reports overflow and division by zero as
+/// errors, never wraps.
+fn checked_arith<T: TryFrom<i128> + Into<i128>>(op: &str, a: T, b: T) -> Result<T, String> {
+    let (a, b): (i128, i128) = (a.into(), b.into());
+    let r = match op {
         "_+_" => a.checked_add(b),
         "_-_" => a.checked_sub(b),
         "_*_" => a.checked_mul(b),
@@ -259,22 +264,8 @@ fn int_arith(op: &str, a: i64, b: i64) -> Result<i64, String> {
         "_%_" if b == 0 => return Err("modulus by zero".into()),
         "_%_" => a.checked_rem(b),
         _ => return Err(format!("no such overload: {op}")),
-    }
-    .ok_or_else(overflow)
-}
-
-fn uint_arith(op: &str, a: u64, b: u64) -> Result<u64, String> {
-    match op {
-        "_+_" => a.checked_add(b),
-        "_-_" => a.checked_sub(b),
-        "_*_" => a.checked_mul(b),
-        "_/_" if b == 0 => return Err("division by zero".into()),
-        "_/_" => a.checked_div(b),
-        "_%_" if b == 0 => return Err("modulus by zero".into()),
-        "_%_" => a.checked_rem(b),
-        _ => return Err(format!("no such overload: {op}")),
-    }
-    .ok_or_else(overflow)
+    };
+    r.and_then(|r| T::try_from(r).ok()).ok_or_else(overflow)
 }
 
 fn double_arith(op: &str, a: f64, b: f64) -> Result<f64, String> {

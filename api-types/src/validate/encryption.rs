@@ -18,6 +18,17 @@ pub(super) fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &
     if e.provider.is_none() && e.keys.is_empty() {
         return; // Talos: no provider and no keys is no encryption at all.
     }
+    check_provider(e, f);
+    check_cipher(e, f);
+    check_device_options(e, f);
+    if let Some(p) = &e.pbkdf {
+        check_pbkdf(p, f);
+    }
+    check_keys(e, is_state, f);
+    check_key_strength(e, label, f);
+}
+
+fn check_provider(e: &Encryption, f: &mut Findings) {
     match e.provider.as_deref() {
         Some(PROVIDER_LUKS2) => {}
         Some(p) => f.error(
@@ -29,36 +40,36 @@ pub(super) fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &
             "unsupported encryption provider: none; keys are given, so set `provider: luks2` (Talos reads a missing provider as none)",
         ),
     }
-    match CIPHERS.iter().find(|(c, _)| *c == e.cipher()) {
-        None => f.error(
+}
+
+/// The cipher, and the key size it takes.
+fn check_cipher(e: &Encryption, f: &mut Findings) {
+    let Some((c, sizes)) = CIPHERS.iter().find(|(c, _)| *c == e.cipher()) else {
+        let known: Vec<&str> = CIPHERS.iter().map(|(c, _)| *c).collect();
+        return f.error(
             "encryption.cipher",
             format!(
                 "unknown cipher `{}`; use one of {}",
                 e.cipher(),
-                CIPHERS
-                    .iter()
-                    .map(|(c, _)| *c)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                known.join(", ")
             ),
-        ),
-        Some((c, sizes)) => {
-            if !sizes.contains(&e.key_size_bits()) {
-                f.error(
-                    "encryption.keySize",
-                    format!(
-                        "key size {} bits does not fit cipher `{c}`; use {}",
-                        e.key_size_bits(),
-                        sizes
-                            .iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" or ")
-                    ),
-                );
-            }
-        }
+        );
+    };
+    if !sizes.contains(&e.key_size_bits()) {
+        let allowed: Vec<String> = sizes.iter().map(u32::to_string).collect();
+        f.error(
+            "encryption.keySize",
+            format!(
+                "key size {} bits does not fit cipher `{c}`; use {}",
+                e.key_size_bits(),
+                allowed.join(" or ")
+            ),
+        );
     }
+}
+
+/// Sector size and dm-crypt flags.
+fn check_device_options(e: &Encryption, f: &mut Findings) {
     if let Some(bs) = e.block_size {
         if !BLOCK_SIZES.contains(&bs) {
             f.error(
@@ -75,9 +86,10 @@ pub(super) fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &
             );
         }
     }
-    if let Some(p) = &e.pbkdf {
-        check_pbkdf(p, f);
-    }
+}
+
+/// At least one key, unique slots, and each key on its own.
+fn check_keys(e: &Encryption, is_state: bool, f: &mut Findings) {
     if e.keys.is_empty() {
         f.error(
             "encryption.keys",
@@ -100,7 +112,6 @@ pub(super) fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &
         }
         check_key(k, &path, is_state, f);
     }
-    check_key_strength(e, label, f);
 }
 
 /// Iteration counts beyond which an unlock takes minutes (a warning).
@@ -186,6 +197,24 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
             format!("the key has {} kinds ({}); set exactly one", kinds.len(), kinds.join(", ")),
         ),
     }
+    check_lock_to_state(k, path, is_state, f);
+    if let Some(s) = &k.static_key {
+        check_static_passphrase(
+            s.passphrase.expose(),
+            &format!("{path}.static.passphrase"),
+            f,
+        );
+    }
+    if let Some(kms) = &k.kms {
+        check_endpoint(&kms.endpoint, &format!("{path}.kms.endpoint"), f);
+    }
+    if let Some(t) = &k.tpm {
+        check_tpm(t, path, f);
+    }
+}
+
+/// One spelling, and not where the salt cannot be used.
+fn check_lock_to_state(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     if k.lock_to_state.is_some() && k.lock_to_state_talos.is_some() {
         f.error(
             format!("{path}.lockToState"),
@@ -204,56 +233,54 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
             "state-locked key is not allowed for the \"STATE\" volume: the salt lives on STATE itself",
         );
     }
-    if let Some(s) = &k.static_key {
-        if s.passphrase.expose().is_empty() {
+}
+
+fn check_static_passphrase(pass: &str, path: &str, f: &mut Findings) {
+    if pass.is_empty() {
+        f.error(path, "the passphrase is empty");
+    } else if pass.len() > MAX_PASSPHRASE {
+        f.error(
+            path,
+            format!("the passphrase is longer than {MAX_PASSPHRASE} bytes, more than `cryptsetup` reads from a terminal: nobody could type it to recover the volume"),
+        );
+    }
+}
+
+/// One PCR list, each PCR in range and listed once; an empty list warns.
+fn check_tpm(t: &crate::encryption::TpmKey, path: &str, f: &mut Findings) {
+    if t.pcrs.is_some() && t.options.as_ref().is_some_and(|o| o.pcrs.is_some()) {
+        f.error(
+            format!("{path}.tpm.pcrs"),
+            "both tpm.pcrs and tpm.options.pcrs are set; keep tpm.options.pcrs",
+        );
+    }
+    let pcr_path = if t.pcrs.is_some() {
+        format!("{path}.tpm.pcrs")
+    } else {
+        format!("{path}.tpm.options.pcrs")
+    };
+    let Some(pcrs) = t.pcrs_written() else {
+        return;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (j, &p) in pcrs.iter().enumerate() {
+        if !(0..=i64::from(MAX_PCR)).contains(&p) {
             f.error(
-                format!("{path}.static.passphrase"),
-                "the passphrase is empty",
+                format!("{pcr_path}[{j}]"),
+                format!("PCR {p} is outside 0–{MAX_PCR}"),
             );
-        } else if s.passphrase.expose().len() > MAX_PASSPHRASE {
+        } else if !seen.insert(p) {
             f.error(
-                format!("{path}.static.passphrase"),
-                format!("the passphrase is longer than {MAX_PASSPHRASE} bytes, more than `cryptsetup` reads from a terminal: nobody could type it to recover the volume"),
+                format!("{pcr_path}[{j}]"),
+                format!("PCR {p} is listed twice"),
             );
         }
     }
-    if let Some(kms) = &k.kms {
-        check_endpoint(&kms.endpoint, &format!("{path}.kms.endpoint"), f);
-    }
-    if let Some(t) = &k.tpm {
-        if t.pcrs.is_some() && t.options.as_ref().is_some_and(|o| o.pcrs.is_some()) {
-            f.error(
-                format!("{path}.tpm.pcrs"),
-                "both tpm.pcrs and tpm.options.pcrs are set; keep tpm.options.pcrs",
-            );
-        }
-        let pcr_path = if t.pcrs.is_some() {
-            format!("{path}.tpm.pcrs")
-        } else {
-            format!("{path}.tpm.options.pcrs")
-        };
-        if let Some(pcrs) = t.pcrs_written() {
-            let mut seen = std::collections::BTreeSet::new();
-            for (j, &p) in pcrs.iter().enumerate() {
-                if !(0..=MAX_PCR as i64).contains(&p) {
-                    f.error(
-                        format!("{pcr_path}[{j}]"),
-                        format!("PCR {p} is outside 0–{MAX_PCR}"),
-                    );
-                } else if !seen.insert(p) {
-                    f.error(
-                        format!("{pcr_path}[{j}]"),
-                        format!("PCR {p} is listed twice"),
-                    );
-                }
-            }
-            if pcrs.is_empty() {
-                f.warn(
-                    pcr_path,
-                    "an empty PCR list seals the key to this TPM only, not to the boot state: anyone who boots another OS on this machine can unseal it",
-                );
-            }
-        }
+    if pcrs.is_empty() {
+        f.warn(
+            pcr_path,
+            "an empty PCR list seals the key to this TPM only, not to the boot state: anyone who boots another OS on this machine can unseal it",
+        );
     }
 }
 

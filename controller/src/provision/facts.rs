@@ -169,27 +169,34 @@ fn disk(path: &Path) -> std::io::Result<Disk> {
 
 /// An image file: only its size is known.
 fn from_file(path: &Path) -> std::io::Result<Disk> {
-    let size = std::fs::metadata(path)?.len();
-    Ok(Disk {
-        dev_path: path.to_path_buf(),
-        size,
-        sector_size: 512,
-        io_size: 0,
-        readonly: false,
-        cdrom: false,
-        rotational: false,
-        removable: false,
-        model: String::new(),
-        serial: String::new(),
-        modalias: String::new(),
-        wwid: String::new(),
-        transport: String::new(),
-        bus_path: String::new(),
-        symlinks: vec![],
-        system_disk: false,
-        table: None,
-        contents: None,
-    })
+    Ok(Disk::bare(path, std::fs::metadata(path)?.len()))
+}
+
+impl Disk {
+    /// A disk of which only the path and size are known (an image file),
+    /// no table read yet.
+    pub(crate) fn bare(path: &Path, size: u64) -> Disk {
+        Disk {
+            dev_path: path.to_path_buf(),
+            size,
+            sector_size: 512,
+            io_size: 0,
+            readonly: false,
+            cdrom: false,
+            rotational: false,
+            removable: false,
+            model: String::new(),
+            serial: String::new(),
+            modalias: String::new(),
+            wwid: String::new(),
+            transport: String::new(),
+            bus_path: String::new(),
+            symlinks: vec![],
+            system_disk: false,
+            table: None,
+            contents: None,
+        }
+    }
 }
 
 /// `/sys/class/block/<name>` of a block device node.

@@ -354,24 +354,10 @@ mod tests {
             .as_ref()
             .is_some_and(|t| t.partitions.iter().any(|p| p.label == "META"));
         Disk {
-            dev_path: path.into(),
-            size,
-            sector_size: 512,
-            io_size: 0,
-            readonly: false,
-            cdrom: false,
-            rotational: false,
-            removable: false,
-            model: String::new(),
-            serial: String::new(),
-            modalias: String::new(),
-            wwid: String::new(),
             transport: "virtio".into(),
-            bus_path: String::new(),
-            symlinks: vec![],
             system_disk,
             table,
-            contents: None,
+            ..Disk::bare(std::path::Path::new(path), size)
         }
     }
 
