@@ -198,6 +198,14 @@ pub struct TpmKey {
     /// Older Talos spelling of `options.pcrs`; accepted, but set only one of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcrs: Option<Vec<i64>>,
+    /// Re-seal the key to the current PCR values when they changed and
+    /// another key opened the volume (volctl; default true).
+    #[serde(
+        default,
+        rename = "autoReseal",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_reseal: Option<bool>,
 }
 
 /// `tpm.options`.
@@ -251,6 +259,8 @@ pub enum KeyKind {
         pcrs: Vec<u32>,
         /// Refuse enrolment without Secure Boot.
         check_secureboot: bool,
+        /// Re-seal when the PCRs changed and another key opened the volume.
+        auto_reseal: bool,
     },
     /// A recovery key: generated at enrolment, kept by a person.
     Recovery,
@@ -459,6 +469,7 @@ impl KeySpec {
             KeyKind::Tpm {
                 pcrs: t.effective_pcrs(),
                 check_secureboot: t.check_secureboot_status_on_enroll.unwrap_or(false),
+                auto_reseal: t.auto_reseal.unwrap_or(true),
             }
         };
         Some(ResolvedKey {

@@ -136,7 +136,8 @@ fn talos_spellings_are_accepted_and_resolved() {
         keys[0].kind,
         api_types::KeyKind::Tpm {
             pcrs: vec![7, 11],
-            check_secureboot: false
+            check_secureboot: false,
+            auto_reseal: true
         }
     );
 }

@@ -63,11 +63,14 @@ fn tpm_key_opens_in_a_fresh_process_and_a_changed_pcr_is_reported() {
     assert_eq!(sha256_file(&img.path), before);
 }
 
+/// A TPM key that is never re-sealed.
+const TPM_NO_RESEAL: &str = "{slot: 0, tpm: {options: {pcrs: [7]}, autoReseal: false}}";
+
 #[test]
-fn static_fallback_opens_when_the_tpm_refuses_and_the_tpm_slot_is_kept() {
+fn with_auto_reseal_off_the_static_fallback_opens_and_the_tpm_slot_is_kept() {
     let tpm = Swtpm::start();
     let img = image(40);
-    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
+    let both = config(img.dir.path(), "both.yaml", &[TPM_NO_RESEAL, STATIC]);
     json_ok(&converge(&img.path, &both, &tpm));
     assert_eq!(slots(&img.path), vec![0, 1]);
     let o = json_ok(&converge(&img.path, &both, &tpm));
@@ -94,4 +97,63 @@ fn static_fallback_opens_when_the_tpm_refuses_and_the_tpm_slot_is_kept() {
     );
     assert_eq!(slots(&img.path), vec![0, 1]);
     assert!(opens(&img.path, 1, b"fallback-pass"));
+}
+
+#[test]
+fn a_tpm_slot_whose_pcrs_changed_is_resealed_and_the_next_run_unlocks_by_tpm() {
+    let tpm = Swtpm::start();
+    let img = image(40);
+    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
+    json_ok(&converge(&img.path, &both, &tpm));
+    let sealed_before = dump(&img.path)["tokens"].to_string();
+
+    // A firmware update changes PCR 7: the static key opens, and the TPM
+    // slot is re-sealed to the new value in the same run.
+    tpm.extend_pcr(7);
+    let o = json_ok(&converge(&img.path, &both, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([1, "static"]));
+    let actions = o["plan"]["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{o}");
+    assert_eq!(actions[0]["action"], "replace");
+    assert_eq!(actions[0]["slot"], 0);
+    assert!(
+        actions[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("resealed"),
+        "{o}"
+    );
+    assert!(o["plan"]["notes"].as_array().unwrap().is_empty(), "{o}");
+    assert_eq!(o["kdf_runs"], 2, "one unlock, one enrolment");
+    assert_ne!(
+        dump(&img.path)["tokens"].to_string(),
+        sealed_before,
+        "a new sealed object"
+    );
+    assert_eq!(slots(&img.path), vec![0, 1]);
+    assert!(opens(&img.path, 1, b"fallback-pass"));
+
+    // The next run finds the TPM slot usable and changes nothing; on its
+    // own, the TPM key opens the volume again with one KDF run (a dry run,
+    // so the static slot this config does not list stays).
+    let o = json_ok(&converge(&img.path, &both, &tpm));
+    assert!(o["plan"]["actions"].as_array().unwrap().is_empty(), "{o}");
+    assert!(o["plan"]["notes"].as_array().unwrap().is_empty(), "{o}");
+    let only_tpm = config(img.dir.path(), "tpm.yaml", &[TPM]);
+    let plan = volctl(&[
+        "plan",
+        "--volume",
+        "EPHEMERAL",
+        "--device",
+        &img.path.display().to_string(),
+        "-f",
+        &only_tpm.display().to_string(),
+        "-o",
+        "json",
+        "--tpm-tcti",
+        &tpm.tcti(),
+    ]);
+    let o = json_ok(&plan);
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm"]));
+    assert_eq!(o["kdf_runs"], 1);
 }

@@ -20,6 +20,13 @@ pub enum ProviderError {
     /// A lockToSTATE key was used without the STATE salt.
     #[error("the STATE salt is not available (lockToSTATE keys need it; pass --state-salt-file or open STATE first)")]
     MissingSalt,
+    /// A TPM refused to unseal because the PCRs it was sealed to changed (a
+    /// firmware or Secure Boot database update); re-sealing mends it.
+    #[error("{what}: the PCR values changed since the key was sealed (TPM error 0x99d, policy check failed); another key must open the volume")]
+    PcrMismatch {
+        /// The step that failed.
+        what: String,
+    },
     /// The key kind cannot be used right now (not built in, device absent, server down).
     #[error("{kind} key unavailable: {reason}")]
     Unavailable {

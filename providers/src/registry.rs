@@ -34,6 +34,7 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
         KeyKind::Tpm {
             pcrs,
             check_secureboot,
+            ..
         } => Box::new(crate::TpmProvider::new(
             pcrs.clone(),
             *check_secureboot,

@@ -40,7 +40,7 @@ async fn seal_unseal_and_a_changed_pcr_makes_the_key_unavailable() {
     );
     tpm.extend_pcr(7);
     let err = p.recover(&ctx(), &e.token_data).await.unwrap_err();
-    assert!(matches!(err, ProviderError::Unavailable { .. }), "{err}");
+    assert!(matches!(err, ProviderError::PcrMismatch { .. }), "{err}");
     assert!(err.to_string().contains("PCR values changed"), "{err}");
 }
 

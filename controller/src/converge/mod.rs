@@ -20,8 +20,8 @@ use crate::luks2::check::{self, CheckError};
 use crate::luks2::consts::MIN_DEVICE_SIZE;
 use crate::luks2::header::Luks2Header;
 use crate::volume::VolumeSpec;
-use api_types::KeySource;
 use api_types::KeyslotId;
+use api_types::{KeyKind, KeySource};
 use plan::{DesiredSlot, Plan, PlanError};
 use providers::{ProviderEnv, ProviderError};
 use serde::Serialize;
@@ -276,8 +276,20 @@ async fn prepare_existing(
     observe::authenticate(&h, &mut observed, &binder);
     observe::check_bindings(&h, &mut observed, keys, &binder);
     let mut plan = plan::plan_converge(desired, &observed, slot);
-    plan.notes
-        .extend(unlock::check_tpm_slots(&h, keys, &observed, slot).await);
+    let probe = unlock::check_tpm_slots(&h, keys, &observed, slot).await;
+    plan.notes.extend(probe.notes);
+    for changed in probe.pcr_changed {
+        let key = keys::key_for(keys, changed);
+        if matches!(
+            key.spec.kind,
+            KeyKind::Tpm {
+                auto_reseal: true,
+                ..
+            }
+        ) {
+            plan.reseal(changed, key.spec.lock_to_state);
+        }
+    }
     let kind = keys::key_for(keys, slot).spec.kind.source();
     Ok(Prepared {
         header: Some(h),

@@ -198,6 +198,41 @@ impl Plan {
     pub fn kdf_runs(&self) -> usize {
         self.actions.iter().filter(|a| a.runs_kdf()).count()
     }
+
+    /// A TPM slot whose PCRs changed, while another key opened the volume:
+    /// instead of reporting it unusable, re-seal its key to the current PCR
+    /// values (replace the slot; the slot that unlocked stays, so the volume
+    /// opens throughout). Placed with the replacements, before token fixes
+    /// and removals, as every plan is ordered.
+    pub fn reseal(&mut self, slot: KeyslotId, lock_to_state: bool) {
+        let Some(i) = self.notes.iter().position(
+            |n| matches!(n, Note::Unusable { slot: s, kind: KeySource::Tpm, .. } if *s == slot),
+        ) else {
+            return;
+        };
+        self.notes.remove(i);
+        let at = self
+            .actions
+            .iter()
+            .position(|a| {
+                matches!(
+                    a,
+                    Action::WriteToken { .. }
+                        | Action::Remove { .. }
+                        | Action::RemoveOrphanToken { .. }
+                )
+            })
+            .unwrap_or(self.actions.len());
+        self.actions.insert(
+            at,
+            Action::Replace {
+                slot,
+                kind: KeySource::Tpm,
+                lock_to_state,
+                reason: "resealed: the PCR values changed since it was sealed".into(),
+            },
+        );
+    }
 }
 
 /// Why no safe plan exists.
@@ -612,6 +647,30 @@ mod tests {
         ]);
         let p = plan(&d, &o, 0);
         assert!(p.is_empty() && p.notes.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_tpm_slot_whose_pcrs_changed_is_resealed_before_removals() {
+        let mut p = Plan {
+            actions: vec![Action::Remove {
+                slot: K3,
+                kind: KeySource::Static,
+            }],
+            notes: vec![Note::Unusable {
+                slot: K2,
+                kind: KeySource::Tpm,
+                reason: "PCR values changed".into(),
+            }],
+        };
+        p.reseal(K1, false); // no such note: nothing happens
+        assert_eq!(p.actions.len(), 1);
+        p.reseal(K2, true);
+        assert!(p.notes.is_empty());
+        assert!(
+            matches!(&p.actions[..], [Action::Replace { slot, kind: KeySource::Tpm, lock_to_state: true, reason }, Action::Remove { .. }] if *slot == K2 && reason.starts_with("resealed")),
+            "{p:?}"
+        );
+        assert_eq!(p.kdf_runs(), 1);
     }
 
     #[test]

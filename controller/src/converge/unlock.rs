@@ -88,14 +88,22 @@ fn no_key_opens(
     }
 }
 
+/// What probing the TPM slots found: notes, and the slots whose PCRs
+/// changed (candidates for re-sealing).
+#[derive(Default)]
+pub(super) struct TpmProbe {
+    pub notes: Vec<Note>,
+    pub pcr_changed: Vec<KeyslotId>,
+}
+
 /// Tries to unseal every TPM slot other than the one that unlocked.
 pub(super) async fn check_tpm_slots(
     h: &Luks2Header,
     keys: &[Key],
     observed: &ObservedKeyslots,
     unlocked: KeyslotId,
-) -> Vec<Note> {
-    let mut notes = Vec::new();
+) -> TpmProbe {
+    let mut probe = TpmProbe::default();
     for key in keys
         .iter()
         .filter(|k| k.spec.slot != unlocked && k.provider.kind() == KeySource::Tpm)
@@ -113,12 +121,15 @@ pub(super) async fn check_tpm_slots(
         };
         if let Err(e) = key.provider.recover(&key.ctx, &token.data).await {
             tracing::warn!(slot = slot.get(), "TPM key unusable: {e}");
-            notes.push(Note::Unusable {
+            if matches!(e, providers::ProviderError::PcrMismatch { .. }) {
+                probe.pcr_changed.push(slot);
+            }
+            probe.notes.push(Note::Unusable {
                 slot,
                 kind: KeySource::Tpm,
                 reason: e.to_string(),
             });
         }
     }
-    notes
+    probe
 }

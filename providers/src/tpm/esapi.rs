@@ -20,9 +20,7 @@ use tss_esapi::structures::{
 use tss_esapi::{Context, TctiNameConf};
 use zeroize::Zeroizing;
 
-/// Default TCTI: the kernel's TPM resource manager.
-use super::TPM_RC_POLICY_FAIL;
-
+/// The TPM cannot be used now, and why.
 pub(super) fn unavailable(reason: impl Into<String>) -> ProviderError {
     ProviderError::Unavailable {
         kind: api_types::KeySource::Tpm,
@@ -30,13 +28,15 @@ pub(super) fn unavailable(reason: impl Into<String>) -> ProviderError {
     }
 }
 
+/// A TPM error as a provider error: a failed policy check (a PCR changed)
+/// is [`ProviderError::PcrMismatch`], which re-sealing mends.
 pub(super) fn tpm_err(what: &str, e: tss_esapi::Error) -> ProviderError {
     if let tss_esapi::Error::Tss2Error(rc) = e {
         if rc.kind() == Some(tss_esapi::constants::response_code::Tss2ResponseCodeKind::PolicyFail)
         {
-            return unavailable(format!(
-                "{what}: the PCR values changed since the key was sealed (TPM error {TPM_RC_POLICY_FAIL:#x}, policy check failed); another key must open the volume"
-            ));
+            return ProviderError::PcrMismatch {
+                what: what.to_string(),
+            };
         }
     }
     unavailable(format!("{what}: {e}"))

@@ -26,8 +26,6 @@ use esapi::{seal, tpm_err, unavailable, unseal, Sealed};
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 /// UEFI variable that says whether Secure Boot is on.
 pub const SECURE_BOOT_VAR: &str = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
-/// TPM error code of a failed policy check (a PCR changed).
-const TPM_RC_POLICY_FAIL: u32 = 0x99d;
 
 /// Where the TPM is and how to check Secure Boot.
 #[derive(Debug, Clone)]
