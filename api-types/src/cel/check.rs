@@ -237,7 +237,7 @@ impl Checker {
         args: &[Expr],
         at: usize,
     ) -> Option<Result<Type, CelError>> {
-        let is_macro = matches!(function, "exists" | "all" | "exists_one" | "filter" | "map");
+        let is_macro = super::parse::is_list_macro(function);
         let [Expr::Ident { name, .. }, body] = args else {
             return None;
         };

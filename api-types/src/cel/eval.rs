@@ -132,7 +132,7 @@ impl Eval {
         args: &[Expr],
     ) -> Result<Value, String> {
         if let (Some(t), [Expr::Ident { name, .. }, body]) = (target, args) {
-            if matches!(function, "exists" | "all" | "exists_one" | "filter" | "map") {
+            if super::parse::is_list_macro(function) {
                 return self.comprehension(t, function, name, body);
             }
         }

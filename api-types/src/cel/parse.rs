@@ -4,6 +4,12 @@
 
 use super::CelError;
 
+/// The CEL macros over a list (`list.exists(x, p)`, …): the checker and
+/// the evaluator both treat these calls as comprehensions.
+pub fn is_list_macro(function: &str) -> bool {
+    matches!(function, "exists" | "all" | "exists_one" | "filter" | "map")
+}
+
 /// A literal value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lit {

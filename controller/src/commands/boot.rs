@@ -67,14 +67,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         anyhow::anyhow!("cannot create the recovery key file: {e} (it must not exist yet)")
     })?;
     let booted = runtime()?.block_on(boot::boot(&opts));
-    let wrote = booted.as_ref().is_ok_and(|status| {
-        status.volumes.iter().any(|v| {
-            v.changes
-                .iter()
-                .any(|c| c.starts_with("recovery key written"))
-        })
-    });
-    out.finish(wrote);
+    out.finish();
     let status = booted?;
     args.output.print(&status, || status.table())?;
     Ok(if status.all_ready() {

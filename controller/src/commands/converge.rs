@@ -68,7 +68,7 @@ pub fn exec(args: Args) -> Result<Exit> {
     if let Some(where_) = &went {
         eprintln!("recovery key(s) {where_}");
     }
-    out.finish(went.is_some());
+    out.finish();
     Ok(Exit::Success)
 }
 

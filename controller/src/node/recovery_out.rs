@@ -72,10 +72,11 @@ impl RecoveryOut {
         }
     }
 
-    /// Removes the file again when no key went into it.
-    pub fn finish(self, delivered: bool) {
-        if let RecoveryOut::File(path, _) = self {
-            if !delivered {
+    /// Removes the file again when no key went into it (it is still empty:
+    /// whoever wrote keys, this process or the boot's volume tasks, appended).
+    pub fn finish(self) {
+        if let RecoveryOut::File(path, f) = self {
+            if f.metadata().is_ok_and(|m| m.len() == 0) {
                 let _ = std::fs::remove_file(path);
             }
         }
