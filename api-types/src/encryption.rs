@@ -143,6 +143,10 @@ pub struct KeySpec {
     /// stored nowhere on the node but in its keyslot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryKey>,
+    /// A passphrase a person types when the volume is unlocked (asked
+    /// twice at enrolment); written nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptKey>,
     /// Mix the STATE salt into the key, so a wiped STATE makes this key useless.
     #[serde(
         default,
@@ -163,6 +167,76 @@ pub struct KeySpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryKey {}
+
+/// `prompt`: a passphrase asked for at unlock (systemd ask-password
+/// agents, else the console).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptKey {
+    /// The question shown (default: `Passphrase for <volume>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Wrong answers allowed before the volume stays `waiting-for-key` (1–10, default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tries: Option<i64>,
+    /// How long one question waits for an answer (Go duration, e.g. `5m`; default: for ever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Wrong answers a prompt allows by default.
+pub const DEFAULT_PROMPT_TRIES: u32 = 3;
+/// The most wrong answers a prompt may allow.
+pub const MAX_PROMPT_TRIES: i64 = 10;
+
+/// How a typed key is asked for: resolved from [`PromptKey`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptParams {
+    /// The question, when the config sets one.
+    pub message: Option<String>,
+    /// Wrong answers allowed.
+    pub tries: u32,
+    /// How long one question waits (`None`: for ever).
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Default for PromptParams {
+    fn default() -> Self {
+        PromptParams {
+            message: None,
+            tries: DEFAULT_PROMPT_TRIES,
+            timeout: None,
+        }
+    }
+}
+
+impl PromptKey {
+    /// The timeout in effect, or why it is not a positive duration.
+    pub fn timeout(&self) -> Result<Option<std::time::Duration>, String> {
+        let Some(text) = &self.timeout else {
+            return Ok(None);
+        };
+        let secs = crate::duration::parse_go_duration(text)?;
+        if secs <= 0.0 {
+            return Err(format!("`{text}` must be a positive duration"));
+        }
+        Ok(Some(std::time::Duration::from_secs_f64(secs)))
+    }
+
+    /// The resolved parameters (invalid values fall back to defaults;
+    /// validation reports them).
+    pub fn params(&self) -> PromptParams {
+        PromptParams {
+            message: self.message.clone(),
+            tries: self
+                .tries
+                .filter(|t| (1..=MAX_PROMPT_TRIES).contains(t))
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(DEFAULT_PROMPT_TRIES),
+            timeout: self.timeout().ok().flatten(),
+        }
+    }
+}
 
 /// `static`: a passphrase.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -264,6 +338,8 @@ pub enum KeyKind {
     },
     /// A recovery key: generated at enrolment, kept by a person.
     Recovery,
+    /// A passphrase a person types.
+    Prompt(PromptParams),
 }
 
 impl KeyKind {
@@ -280,6 +356,7 @@ impl KeyKind {
             KeyKind::Kms { .. } => KeySource::Kms,
             KeyKind::Tpm { .. } => KeySource::Tpm,
             KeyKind::Recovery => KeySource::Recovery,
+            KeyKind::Prompt(_) => KeySource::Prompt,
         }
     }
 }
@@ -348,6 +425,9 @@ pub enum KeySource {
     /// Kept by a person (shown once at enrolment).
     #[serde(rename = "recovery")]
     Recovery,
+    /// Typed by a person at unlock.
+    #[serde(rename = "prompt")]
+    Prompt,
 }
 
 impl KeySource {
@@ -359,6 +439,7 @@ impl KeySource {
             KeySource::Kms => "kms",
             KeySource::Tpm => "tpm",
             KeySource::Recovery => "recovery",
+            KeySource::Prompt => "prompt",
         }
     }
 
@@ -370,6 +451,7 @@ impl KeySource {
             KeySource::Kms,
             KeySource::Tpm,
             KeySource::Recovery,
+            KeySource::Prompt,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -383,15 +465,21 @@ impl KeySource {
             KeySource::NodeId => 1,
             KeySource::Tpm => 2,
             KeySource::Kms => 3,
-            // Never tried unattended: a person types it.
+            // Never tried unattended: a person types them.
+            KeySource::Prompt => u8::MAX - 1,
             KeySource::Recovery => u8::MAX,
         }
     }
 
-    /// Whether volctl can produce the key without a person (a recovery key
-    /// is never tried unattended).
+    /// Whether volctl can produce the key without a person (prompt and
+    /// recovery keys are typed).
     pub fn opens_unattended(self) -> bool {
-        self != KeySource::Recovery
+        !self.typed()
+    }
+
+    /// Whether a person types this key (asked for through the prompt).
+    pub fn typed(self) -> bool {
+        matches!(self, KeySource::Recovery | KeySource::Prompt)
     }
 
     /// Whether the passphrase can be computed from the config alone, so the
@@ -437,6 +525,9 @@ impl KeySpec {
         if self.recovery.is_some() {
             v.push("recovery");
         }
+        if self.prompt.is_some() {
+            v.push("prompt");
+        }
         v
     }
 
@@ -464,6 +555,8 @@ impl KeySpec {
             }
         } else if self.recovery.is_some() {
             KeyKind::Recovery
+        } else if let Some(p) = &self.prompt {
+            KeyKind::Prompt(p.params())
         } else {
             let t = self.tpm.as_ref()?;
             KeyKind::Tpm {

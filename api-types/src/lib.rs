@@ -29,7 +29,7 @@ pub use diagnostic::{Diagnostic, DocumentRef, Severity};
 pub use document::{Document, DocumentKind, API_VERSION};
 pub use encryption::{
     Encryption, KeyKind, KeySize, KeySource, KeySpec, KmsKey, NodeIdKey, PbkdfSpec, PbkdfType,
-    RecoveryKey, ResolvedKey, StaticKey, TpmKey, TpmOptions,
+    PromptKey, PromptParams, RecoveryKey, ResolvedKey, StaticKey, TpmKey, TpmOptions,
 };
 pub use keyslot::KeyslotId;
 pub use parse::{parse_file, parse_files, parse_str, ParsedFile};

@@ -60,6 +60,12 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
             "recovery keys are volctl's (the spelling a Talos proposal uses); Talos refuses them today".into(),
         ));
     }
+    if k.prompt.is_some() {
+        out.push((
+            format!("{path}.prompt"),
+            "prompt keys are volctl's; Talos refuses them (it has no key typed at boot)".into(),
+        ));
+    }
     if k.tpm.as_ref().is_some_and(|t| t.auto_reseal.is_some()) {
         out.push((
             format!("{path}.tpm.autoReseal"),

@@ -45,6 +45,7 @@ fn main() {
         .unwrap_or(65536);
     let env = ProviderEnv {
         recovery_handover: false,
+        asker: None,
         node_uuid: Ok(common::UUID.into()),
         state_salt: None,
         kms: Default::default(),

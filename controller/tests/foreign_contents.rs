@@ -133,23 +133,6 @@ fn an_operators_volume_or_one_holding_data_is_never_formatted_again() {
     assert!(opens(&img.path, 0, b"whatever"));
 }
 
-/// Builds the write-cutting shim: after `VOLCTL_CUT_AFTER` writes to the
-/// file `VOLCTL_CUT_PATH`, the next write lands half and the process exits
-/// at once (137), as if the power failed mid-write.
-fn cut_shim(dir: &Path) -> std::path::PathBuf {
-    let src = dir.join("cut.c");
-    std::fs::write(&src, include_str!("fault/cut_writes.c")).unwrap();
-    let so = dir.join("cut.so");
-    run_ok(
-        Command::new("cc")
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&so)
-            .arg(&src)
-            .arg("-ldl"),
-    );
-    so
-}
-
 #[test]
 fn a_first_format_cut_inside_libcryptsetups_writes_is_finished_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();

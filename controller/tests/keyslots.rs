@@ -198,6 +198,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
     let salted = "{slot: 0, nodeID: {}, lockToSTATE: true}";
     let no_salt = ProviderEnv {
         recovery_handover: false,
+        asker: None,
         node_uuid: Ok(UUID.into()),
         state_salt: None,
         kms: Default::default(),
@@ -213,6 +214,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
     );
     let env = ProviderEnv {
         recovery_handover: false,
+        asker: None,
         node_uuid: bad_uuid.map_err(|e| e.to_string()),
         state_salt: None,
         kms: Default::default(),

@@ -35,6 +35,12 @@ pub enum ProviderError {
         /// Why.
         reason: String,
     },
+    /// A new typed passphrase was not confirmed (the two answers differed).
+    #[error("no new passphrase was enrolled: {reason}")]
+    NotConfirmed {
+        /// Why.
+        reason: String,
+    },
     /// The slot's token does not hold what this provider needs.
     #[error("{kind} token is malformed: {reason}")]
     BadToken {

@@ -6,10 +6,12 @@
 //! `lockToSTATE` is a wrapper ([`SaltedProvider`]) around any kind, not a
 //! flag inside each one.
 
+pub mod ask;
 mod error;
 mod kms;
 mod node_id;
 mod passphrase;
+pub mod prompt;
 mod provider;
 pub mod recovery;
 mod registry;

@@ -19,6 +19,8 @@ pub struct ProviderEnv {
     /// Whether a new recovery key can be handed to someone (a file or a
     /// terminal); without that, none is enrolled.
     pub recovery_handover: bool,
+    /// How to ask a person for a typed key (`None`: nobody can be asked).
+    pub asker: Option<crate::ask::AskerHandle>,
 }
 
 /// The provider for `key`, wrapped for lockToSTATE when the key asks for it.
@@ -48,6 +50,10 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
         KeyKind::Recovery => Box::new(crate::recovery::RecoveryProvider {
             handover: env.recovery_handover,
         }),
+        KeyKind::Prompt(params) => Box::new(crate::prompt::PromptProvider {
+            asker: env.asker.clone(),
+            params: params.clone(),
+        }),
     };
     if key.lock_to_state {
         Box::new(SaltedProvider::new(inner, env.state_salt.clone()))
@@ -65,6 +71,7 @@ mod tests {
     fn env(salt: Option<StateSalt>) -> ProviderEnv {
         ProviderEnv {
             recovery_handover: false,
+            asker: None,
             node_uuid: Ok("4c4c4544-0038-5910-8057-b4c04f4d3732".into()),
             state_salt: salt,
             kms: Default::default(),

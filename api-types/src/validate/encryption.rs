@@ -4,8 +4,8 @@
 
 use super::Findings;
 use crate::encryption::{
-    Encryption, KeySpec, PbkdfType, BLOCK_SIZES, CIPHERS, MAX_PCR, MAX_SLOT, PERF_OPTIONS,
-    PROVIDER_LUKS2,
+    Encryption, KeySpec, PbkdfType, PromptKey, BLOCK_SIZES, CIPHERS, MAX_PCR, MAX_PROMPT_TRIES,
+    MAX_SLOT, PERF_OPTIONS, PROVIDER_LUKS2,
 };
 use std::collections::BTreeMap;
 
@@ -189,7 +189,7 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     match kinds.len() {
         0 => f.error(
             path,
-            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm, recovery (nodeID takes `nodeID: {{}}`)", k.slot),
+            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm, prompt, recovery (nodeID takes `nodeID: {{}}`)", k.slot),
         ),
         1 => {}
         _ => f.error(
@@ -211,6 +211,30 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     if let Some(t) = &k.tpm {
         check_tpm(t, path, f);
     }
+    if let Some(p) = &k.prompt {
+        check_prompt(p, &format!("{path}.prompt"), f);
+    }
+}
+
+/// Tries in range, a positive timeout, a one-line message.
+fn check_prompt(p: &PromptKey, path: &str, f: &mut Findings) {
+    if let Some(t) = p.tries.filter(|t| !(1..=MAX_PROMPT_TRIES).contains(t)) {
+        f.error(
+            format!("{path}.tries"),
+            format!("tries is {t}; allow 1 to {MAX_PROMPT_TRIES} wrong answers"),
+        );
+    }
+    if let Err(e) = p.timeout() {
+        f.error(format!("{path}.timeout"), e);
+    }
+    if let Some(m) = &p.message {
+        if m.contains(['\n', '\r', '\0']) || m.len() > 200 {
+            f.error(
+                format!("{path}.message"),
+                "the message is one line of at most 200 bytes (ask-password files hold it on one line)",
+            );
+        }
+    }
 }
 
 /// One spelling, and not where the salt cannot be used.
@@ -221,10 +245,10 @@ fn check_lock_to_state(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings
             "both lockToSTATE and lockToState are set; keep one",
         );
     }
-    if k.recovery.is_some() && k.lock_to_state() {
+    if (k.recovery.is_some() || k.prompt.is_some()) && k.lock_to_state() {
         f.error(
             format!("{path}.lockToState"),
-            "a recovery key is typed exactly as shown (also with `cryptsetup`); lockToState would make it unusable without the STATE salt",
+            "a typed key (prompt, recovery) is the passphrase exactly as typed (also with `cryptsetup`); lockToState would make it unusable without the STATE salt",
         );
     }
     if is_state && k.lock_to_state() {

@@ -167,6 +167,7 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
         .ok_or(ApplyError::StateNotMounted)?;
     let env = ProviderEnv {
         recovery_handover: false,
+        asker: None,
         node_uuid: opts.node_uuid.clone(),
         state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),
         kms: opts.kms.clone(),

@@ -74,6 +74,8 @@ pub struct BootOptions {
     /// A 0600 file, made before the boot, that receives recovery keys the
     /// boot enrols; without it no recovery key is enrolled at boot.
     pub recovery_key_out: Option<PathBuf>,
+    /// How to ask a person for typed keys (`None`: nobody to ask).
+    pub asker: Option<providers::ask::AskerHandle>,
 }
 
 /// Errors that stop the whole boot.
@@ -111,6 +113,7 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     let staging = maintenance::run_dir(&opts.status_file).join("staging-STATE");
     let mut env = ProviderEnv {
         recovery_handover: opts.recovery_key_out.is_some(),
+        asker: opts.asker.clone(),
         node_uuid: opts.node_uuid.clone(),
         state_salt: None,
         kms: opts.kms.clone(),
@@ -238,8 +241,40 @@ async fn bring_up_others(
         .map(|d| VolumeDef::from_doc(d, &opts.state_mount).with_recovery_out(opts))
         .collect();
     defs.sort_by_key(|d| (order(&d.name, d.label.starts_with("u-")), d.name.clone()));
-    let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    // Volumes only a person can open come last, one question at a time, so
+    // the others are up (and the status says who is waiting) meanwhile.
+    let (typed, unattended): (Vec<VolumeDef>, Vec<VolumeDef>) =
+        defs.into_iter().partition(VolumeDef::typed_only);
     let env = Arc::new(env);
+    status
+        .volumes
+        .extend(open_all(unattended, parts, &env, opts.parallel).await?);
+    if !typed.is_empty() {
+        let asking = status.volumes.len();
+        status.volumes.extend(typed.iter().map(volume::waiting));
+        write_status(opts, status)?;
+        status.volumes.truncate(asking);
+        status.volumes.extend(open_all(typed, parts, &env, 1).await?);
+    }
+    // Existing volumes last: one may live on a disk another volume just opened.
+    let disks = disks::given_or_system(&opts.disks);
+    for doc in existing {
+        if let Document::Existing(e) = doc {
+            status.volumes.push(existing::bring_up(e, &disks));
+        }
+    }
+    Ok(())
+}
+
+/// Opens `defs` (at most `parallel` unlocking at once), then mounts them in
+/// order.
+async fn open_all(
+    defs: Vec<VolumeDef>,
+    parts: &BTreeMap<String, Partition>,
+    env: &Arc<ProviderEnv>,
+    parallel: usize,
+) -> Result<Vec<VolumeStatus>, BootError> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut tasks = Vec::new();
     for def in defs {
         let part = parts.get(&def.label).cloned();
@@ -250,20 +285,14 @@ async fn bring_up_others(
             (def, st, opened)
         }));
     }
+    let mut out = Vec::new();
     for t in tasks {
         let (def, st, opened) = t
             .await
             .map_err(|e| BootError::Io(format!("volume task failed: {e}")))?;
-        status.volumes.push(volume::finish(&def, st, opened));
+        out.push(volume::finish(&def, st, opened));
     }
-    // Existing volumes last: one may live on a disk another volume just opened.
-    let disks = disks::given_or_system(&opts.disks);
-    for doc in existing {
-        if let Document::Existing(e) = doc {
-            status.volumes.push(existing::bring_up(e, &disks));
-        }
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// The status of a volume whose `volumeType` volctl accepts but does not act on.

@@ -72,6 +72,14 @@ impl VolumeDef {
         }
     }
 
+    /// Whether only a person can open it: encrypted, and every key typed.
+    pub fn typed_only(&self) -> bool {
+        self.encryption.as_ref().is_some_and(|e| {
+            let keys = e.resolved_keys();
+            !keys.is_empty() && keys.iter().all(|k| k.kind.source().typed())
+        })
+    }
+
     fn mapper_name(&self) -> String {
         format!("{DM_PREFIX}{}", self.label)
     }
@@ -117,6 +125,7 @@ impl VolumeError {
         match self {
             VolumeError::Missing(_) => Phase::Missing,
             VolumeError::NeedsWipe { .. } => Phase::WaitingForWipe,
+            VolumeError::Converge(ConvergeError::WaitingForKey { .. }) => Phase::WaitingForKey,
             _ => Phase::Failed,
         }
     }
@@ -312,6 +321,14 @@ pub(super) async fn open(
     let mut st = VolumeStatus::new(&def.name, &def.label, def.encryption.is_some());
     let opened = open_volume(def, part, env, &mut st).await;
     (st, opened)
+}
+
+/// The status of a volume while its key is asked for.
+pub(super) fn waiting(def: &VolumeDef) -> VolumeStatus {
+    let mut st = VolumeStatus::new(&def.name, &def.label, def.encryption.is_some());
+    st.phase = Phase::WaitingForKey;
+    st.error = Some("asking for its passphrase".into());
+    st
 }
 
 /// Mounts an opened volume (Ready), or records why it did not come up.

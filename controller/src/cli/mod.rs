@@ -8,8 +8,8 @@ pub mod output;
 pub mod prelude;
 
 use crate::commands::{
-    apply_config, boot, close, converge, disks, kms_server, meta, plan, provision, reset, schema,
-    status, validate,
+    apply_config, boot, close, converge, disks, kms_server, meta, passphrase, plan, provision,
+    recovery_key, reset, schema, status, validate,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +41,12 @@ pub enum Command {
     /// Format the device if blank, then make its keyslots match the config.
     #[command(after_help = converge::HELP)]
     Converge(converge::Args),
+    /// Change the passphrase of a prompt key (safe under a power cut).
+    #[command(subcommand, after_help = passphrase::HELP)]
+    Passphrase(passphrase::Args),
+    /// Replace a recovery key with a new one, handed over before it is enrolled.
+    #[command(subcommand, after_help = recovery_key::HELP)]
+    RecoveryKey(recovery_key::Args),
     /// Bring up every volume: find partitions by label, unlock or format, converge keyslots, open, mount.
     #[command(after_help = boot::HELP)]
     Boot(boot::Args),

@@ -60,6 +60,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         kms: args.keys.kms.options()?,
         tpm: args.keys.tpm.options(),
         recovery_key_out: args.recovery_key_out.clone(),
+        asker: controller::node::ask::asker(controller::node::ask::Caller::Boot),
     };
     // Made now (0600, must not exist), so a key is never enrolled that
     // cannot be handed over; removed again when no key went into it.

@@ -5,7 +5,8 @@ use crate::cli::output::Output;
 use crate::cli::prelude::{load_config, runtime, KeySourceArgs, NodeArgs};
 use crate::cli::Exit;
 use anyhow::{Context, Result};
-use controller::converge::{converge, open_device, Mode, Outcome};
+use api_types::{KeySource, KeyslotId};
+use controller::converge::{converge, open_device, replace_key, Mode, NewRecoveryKey, Outcome};
 use controller::node::recovery_out::RecoveryOut;
 use controller::volume::VolumeSpec;
 use providers::ProviderEnv;
@@ -87,6 +88,27 @@ pub fn run(target: &Target, mode: Mode) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// Replaces the `kind` key of the target's volume (passphrase change,
+/// recovery-key rotate); `hand_over` gets a new recovery key first.
+pub fn replace(
+    target: &Target,
+    kind: KeySource,
+    slot: Option<KeyslotId>,
+    hand_over: impl FnOnce(&NewRecoveryKey) -> Result<(), String>,
+) -> Result<Outcome> {
+    let docs = load_config(&target.files, &target.volume)?;
+    let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
+    let env = provider_env(target)?;
+    let device = open_device(&spec, &target.device, Mode::Apply)?;
+    let outcome = runtime()?
+        .block_on(replace_key(&spec, device, &env, kind, slot, hand_over))
+        .with_context(|| format!("volume {}", spec.name))?;
+    target
+        .output
+        .print(&outcome, || controller::render::outcome_text(&outcome))?;
+    Ok(outcome)
+}
+
 fn provider_env(target: &Target) -> Result<ProviderEnv> {
     let state_salt = match &target.state_salt_file {
         Some(p) => Some(controller::node::salt::read_salt_file(p)?),
@@ -94,6 +116,7 @@ fn provider_env(target: &Target) -> Result<ProviderEnv> {
     };
     Ok(ProviderEnv {
         recovery_handover: true,
+        asker: controller::node::ask::asker(controller::node::ask::Caller::Person),
         node_uuid: target.node.uuid(),
         state_salt,
         kms: target.keys.kms.options()?,

@@ -8,8 +8,10 @@ pub mod converge;
 pub mod disks;
 pub mod kms_server;
 pub mod meta;
+pub mod passphrase;
 pub mod plan;
 pub mod provision;
+pub mod recovery_key;
 pub mod reset;
 pub mod schema;
 pub mod status;
@@ -25,6 +27,8 @@ pub fn exec(command: Command) -> Result<Exit> {
         Command::Schema(a) => schema::exec(a),
         Command::Plan(a) => plan::exec(a),
         Command::Converge(a) => converge::exec(a),
+        Command::Passphrase(a) => passphrase::exec(a),
+        Command::RecoveryKey(a) => recovery_key::exec(a),
         Command::Boot(a) => boot::exec(a),
         Command::ApplyConfig(a) => apply_config::exec(a),
         Command::Reset(a) => reset::exec(a),

@@ -6,6 +6,7 @@
 
 use super::keys::{key_for, Key};
 use super::plan::{Action, Note, Plan, PlanError};
+use super::typed::REPLACES;
 use super::{blocking, pbkdf, ConvergeError};
 use crate::device::{Contents, FormatParams, LuksDevice, PbkdfChoice, TokenChange};
 use crate::luks2::binding::{Binder, VolumeKey};
@@ -35,6 +36,8 @@ pub(super) struct Executor<'a> {
     pub header: Option<&'a Luks2Header>,
     pub volume_key: &'a VolumeKey,
     pub device: &'a Arc<dyn LuksDevice>,
+    /// Keys already in hand, by the slot they are for (asked for no more).
+    pub premade: BTreeMap<KeyslotId, Passphrase>,
 }
 
 impl Executor<'_> {
@@ -53,15 +56,27 @@ impl Executor<'_> {
                 Action::Add { slot, kind, .. } => {
                     let e = enrolled.remove(&slot).expect("made above");
                     let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
-                    self.add(slot, e, &binder, &mut costs).await?;
+                    self.add(slot, slot, e, &binder, &mut costs).await?;
                     recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
                 }
                 Action::Replace { slot, kind, .. } => {
                     let e = enrolled.remove(&slot).expect("made above");
                     let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
                     self.remove(slot).await?;
-                    self.add(slot, e, &binder, &mut costs).await?;
+                    self.add(slot, slot, e, &binder, &mut costs).await?;
                     recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
+                }
+                Action::AddSpare { slot, replaces, .. } => {
+                    let e = enrolled.get(&replaces).expect("made above");
+                    let mut data = e.token_data.clone();
+                    if let Some(o) = data.as_object_mut() {
+                        o.insert(REPLACES.into(), replaces.get().into());
+                    }
+                    let spare = Enrolled {
+                        passphrase: e.passphrase.clone(),
+                        token_data: data,
+                    };
+                    self.add(slot, replaces, spare, &binder, &mut costs).await?;
                 }
                 Action::WriteToken { slot, .. } => self.rewrite_token(slot, &binder).await?,
                 Action::Remove { slot, .. } => self.remove(slot).await?,
@@ -87,9 +102,26 @@ impl Executor<'_> {
         let mut enrolled = BTreeMap::new();
         let mut skipped = Vec::new();
         for action in &plan.actions {
-            if let Action::Add { slot, kind, .. } | Action::Replace { slot, kind, .. } = action {
+            if let Action::Add { slot, kind, .. }
+            | Action::Replace { slot, kind, .. }
+            | Action::AddSpare {
+                replaces: slot,
+                kind,
+                ..
+            } = action
+            {
+                if enrolled.contains_key(slot) {
+                    continue;
+                }
                 let key = key_for(self.keys, *slot);
-                match key.provider.enroll(&key.ctx).await {
+                let made = match self.premade.get(slot) {
+                    Some(p) => Ok(Enrolled {
+                        passphrase: p.clone(),
+                        token_data: serde_json::json!({}),
+                    }),
+                    None => key.provider.enroll(&key.ctx).await,
+                };
+                match made {
                     Ok(e) => {
                         enrolled.insert(*slot, e);
                     }
@@ -109,7 +141,9 @@ impl Executor<'_> {
         }
         let formatting = plan.actions.first() == Some(&Action::Format);
         plan.actions.retain(|a| match a {
-            Action::Add { slot, .. } | Action::Replace { slot, .. } => enrolled.contains_key(slot),
+            Action::Add { slot, .. }
+            | Action::Replace { slot, .. }
+            | Action::AddSpare { replaces: slot, .. } => enrolled.contains_key(slot),
             Action::Remove { slot, .. } => {
                 skipped.push(Note::Deferred {
                     slot: *slot,
@@ -140,22 +174,24 @@ impl Executor<'_> {
         blocking(self.device, move |d| d.format(&params, &vk)).await
     }
 
-    /// Writes an enrolled key to its (empty) slot: keyslot first, then its
-    /// token. After a benchmarked first slot, later slots reuse its costs.
+    /// Writes the key configured for slot `of` to the (empty) `slot` (the
+    /// same slot, or a spare): keyslot first, then its token. After a
+    /// benchmarked first slot, later slots reuse its costs.
     async fn add(
         &self,
         slot: KeyslotId,
+        of: KeyslotId,
         enrolled: Enrolled,
         binder: &Binder,
         costs: &mut PbkdfChoice,
     ) -> Result<(), ConvergeError> {
-        let key = key_for(self.keys, slot);
+        let key = key_for(self.keys, of);
         let (vk, pass, pbkdf) = (self.volume_key.clone(), enrolled.passphrase, *costs);
         let salt = blocking(self.device, move |d| {
             d.add_keyslot(slot, &vk, pass.expose(), pbkdf)
         })
         .await?;
-        let json = token_json(key, enrolled.token_data, binder, &salt)?;
+        let json = token_json(key, slot, enrolled.token_data, binder, &salt)?;
         blocking(self.device, move |d| d.token(TokenChange::Add(&json))).await?;
         if *costs == PbkdfChoice::Benchmark {
             let device = self.device.clone();
@@ -166,10 +202,15 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Destroys a keyslot, then its token.
+    /// Destroys a keyslot, then its token (looked up in the header as it is
+    /// now: a spare's token was written by this run).
     async fn remove(&self, slot: KeyslotId) -> Result<(), ConvergeError> {
+        let now = match blocking(self.device, |d| d.contents()).await? {
+            Contents::Luks2(h) => Some(*h),
+            _ => None,
+        };
         blocking(self.device, move |d| d.destroy_keyslot(slot)).await?;
-        if let Some(t) = self.token_id(slot) {
+        if let Some(t) = now.as_ref().and_then(|h| token_in(h, slot)) {
             blocking(self.device, move |d| d.token(TokenChange::Remove(t))).await?;
         }
         Ok(())
@@ -188,7 +229,7 @@ impl Executor<'_> {
             .keyslot(slot)
             .map(|k| k.kdf.salt().to_string())
             .unwrap_or_default();
-        let json = token_json(key_for(self.keys, slot), data, binder, &salt)?;
+        let json = token_json(key_for(self.keys, slot), slot, data, binder, &salt)?;
         let change_id = self.token_id(slot);
         blocking(self.device, move |d| {
             d.token(match change_id {
@@ -201,10 +242,7 @@ impl Executor<'_> {
     }
 
     fn old_token(&self, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
-        self.header?.tokens().find_map(|(id, raw)| {
-            let t = VolctlToken::parse(raw)?.ok()?;
-            (t.slot() == Some(slot)).then_some((id, t))
-        })
+        token_with_id(self.header?, slot)
     }
 
     fn token_id(&self, slot: KeyslotId) -> Option<TokenId> {
@@ -212,14 +250,26 @@ impl Executor<'_> {
     }
 }
 
-/// The token of `key`'s slot: kind, data, binding and owner tag.
+/// The volctl token of `slot` in `h`, with its id.
+fn token_with_id(h: &Luks2Header, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
+    h.tokens().find_map(|(id, raw)| {
+        let t = VolctlToken::parse(raw)?.ok()?;
+        (t.slot() == Some(slot)).then_some((id, t))
+    })
+}
+
+fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {
+    token_with_id(h, slot).map(|(id, _)| id)
+}
+
+/// The token of `slot` holding `key`: kind, data, binding and owner tag.
 fn token_json(
     key: &Key,
+    slot: KeyslotId,
     data: serde_json::Value,
     binder: &Binder,
     keyslot_salt: &str,
 ) -> Result<serde_json::Value, ConvergeError> {
-    let slot = key.spec.slot;
     let kind = key.spec.kind.source();
     let material = key
         .provider

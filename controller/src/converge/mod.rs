@@ -10,8 +10,11 @@ mod keys;
 mod observe;
 mod pbkdf;
 pub mod plan;
+mod replace;
+pub use replace::{replace_key, ReplaceError};
 #[cfg(test)]
 mod tests;
+mod typed;
 mod unlock;
 
 use crate::device::{self, Access, Contents, DeviceError, LuksDevice};
@@ -23,7 +26,8 @@ use crate::volume::VolumeSpec;
 use api_types::KeyslotId;
 use api_types::{KeyKind, KeySource};
 use plan::{DesiredSlot, Plan, PlanError};
-use providers::{ProviderEnv, ProviderError};
+use providers::{Passphrase, ProviderEnv, ProviderError};
+use std::collections::BTreeMap;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -76,6 +80,15 @@ pub enum ConvergeError {
         slots: String,
         /// What was tried and why each failed.
         tried: String,
+    },
+    /// Only a typed key opens it, and none was given: asked and not
+    /// answered rightly, or nobody could be asked. Nothing was written.
+    #[error("{volume} is waiting for its key: {reason}")]
+    WaitingForKey {
+        /// Volume name.
+        volume: String,
+        /// Why no key was given.
+        reason: String,
     },
     /// No safe plan.
     #[error(transparent)]
@@ -174,6 +187,9 @@ struct Prepared {
     plan: Plan,
     volume_key: VolumeKey,
     unlocked_by: Option<(KeyslotId, KeySource)>,
+    /// Keys already in hand for slots the plan enrols (the passphrase typed
+    /// into a spare slot, finishing a cut passphrase change).
+    premade: BTreeMap<KeyslotId, Passphrase>,
 }
 
 /// Converges one volume and returns its volume key too, so the caller can
@@ -189,40 +205,76 @@ pub async fn converge_and_unlock(
     let desired: Vec<DesiredSlot> = keys.iter().map(keys::desired_slot).collect();
     let contents = blocking(&device, |d| d.contents()).await?;
     let mut p = match contents {
-        Contents::Luks2(h) => prepare_existing(spec, *h, &keys, &desired, &device).await?,
+        Contents::Luks2(h) => prepare_existing(spec, *h, &keys, &desired, &device, env).await?,
         other => prepare_blank(spec, other, &desired, &device).await?,
     };
     let applied = mode == Mode::Apply && !p.plan.is_empty();
     let mut recovery_keys = Vec::new();
     if applied {
-        recovery_keys = execute::Executor {
-            spec,
-            keys: &keys,
-            header: p.header.as_ref(),
-            volume_key: &p.volume_key,
-            device: &device,
-        }
-        .run(&mut p.plan)
-        .await?;
+        recovery_keys = run_plan(spec, &keys, &mut p, &device).await?;
     }
-    let (seq_after, keyslots) = match blocking(&device, |d| d.contents()).await? {
+    let outcome = outcome(spec, &device, p.header.as_ref(), kdf_before, mode).await?;
+    Ok((
+        Outcome {
+            formatted: p.header.is_none() && applied,
+            unlocked_by: p.unlocked_by,
+            plan: p.plan,
+            applied,
+            recovery_keys,
+            ..outcome
+        },
+        p.volume_key,
+    ))
+}
+
+/// Carries out the prepared plan.
+async fn run_plan(
+    spec: &VolumeSpec,
+    keys: &[keys::Key],
+    p: &mut Prepared,
+    device: &Arc<dyn LuksDevice>,
+) -> Result<Vec<NewRecoveryKey>, ConvergeError> {
+    let mut plan = std::mem::take(&mut p.plan);
+    let ran = execute::Executor {
+        spec,
+        keys,
+        header: p.header.as_ref(),
+        volume_key: &p.volume_key,
+        device,
+        premade: std::mem::take(&mut p.premade),
+    }
+    .run(&mut plan)
+    .await;
+    p.plan = plan;
+    ran
+}
+
+/// The outcome's facts read from the device after a run (plan and flags
+/// are the caller's to fill in).
+async fn outcome(
+    spec: &VolumeSpec,
+    device: &Arc<dyn LuksDevice>,
+    before: Option<&Luks2Header>,
+    kdf_before: u64,
+    mode: Mode,
+) -> Result<Outcome, ConvergeError> {
+    let (seq_after, keyslots) = match blocking(device, |d| d.contents()).await? {
         Contents::Luks2(h) => (Some(h.seqid), h.keyslot_numbers()),
         _ => (None, vec![]),
     };
-    let outcome = Outcome {
+    Ok(Outcome {
         volume: spec.name.clone(),
         device: device.path().display().to_string(),
-        formatted: p.header.is_none() && applied,
-        unlocked_by: p.unlocked_by,
-        plan: p.plan,
+        formatted: false,
+        unlocked_by: None,
+        plan: Plan::default(),
         dry_run: mode == Mode::DryRun,
-        applied,
+        applied: false,
         kdf_runs: device.kdf_runs() - kdf_before,
-        seqid: (p.header.as_ref().map(|h| h.seqid), seq_after),
+        seqid: (before.map(|h| h.seqid), seq_after),
         keyslots,
-        recovery_keys,
-    };
-    Ok((outcome, p.volume_key))
+        recovery_keys: Vec::new(),
+    })
 }
 
 /// A device without a usable header: format it if it is blank (or the
@@ -254,6 +306,7 @@ async fn prepare_blank(
         plan: plan::plan_format(desired)?,
         volume_key: VolumeKey::new(random_bytes(spec.encryption.key_size().len())),
         unlocked_by: None,
+        premade: BTreeMap::new(),
     })
 }
 
@@ -265,13 +318,15 @@ async fn prepare_existing(
     keys: &[keys::Key],
     desired: &[DesiredSlot],
     device: &Arc<dyn LuksDevice>,
+    env: &ProviderEnv,
 ) -> Result<Prepared, ConvergeError> {
     check::check(&h.json, &spec.encryption).map_err(|reason| ConvergeError::UntrustedHeader {
         path: device.path().display().to_string(),
         reason,
     })?;
     let mut observed = observe::observe(&h);
-    let (slot, vk) = unlock::unlock(&h, keys, desired, &observed, device).await?;
+    let unlocked = unlock_any(spec, &h, keys, desired, &observed, device, env).await?;
+    let (slot, vk) = (unlocked.slot, unlocked.volume_key);
     let binder = Binder::new(&vk);
     observe::authenticate(&h, &mut observed, &binder);
     observe::check_bindings(&h, &mut observed, keys, &binder);
@@ -290,12 +345,76 @@ async fn prepare_existing(
             plan.reseal(changed, key.spec.lock_to_state);
         }
     }
-    let kind = keys::key_for(keys, slot).spec.kind.source();
+    let mut premade = BTreeMap::new();
+    let kind = keys
+        .iter()
+        .find(|k| k.spec.slot == slot)
+        .map(|k| k.spec.kind.source())
+        .or_else(|| observed.kind_of(slot));
+    if let (Some(typed), Some(of)) = (unlocked.typed, typed::spare_for(&h, &observed, slot)) {
+        if desired.iter().any(|d| d.slot == of && Some(d.kind) == kind) {
+            plan.finish_replacement(of, slot, observed.slots.contains_key(&of), kind);
+            premade.insert(of, typed);
+        }
+    }
     Ok(Prepared {
         header: Some(h),
         plan,
         volume_key: vk,
-        unlocked_by: Some((slot, kind)),
+        unlocked_by: kind.map(|k| (slot, k)),
+        premade,
+    })
+}
+
+/// What opened the volume.
+struct Unlocked {
+    slot: KeyslotId,
+    volume_key: VolumeKey,
+    /// The typed answer, when a person's key opened it.
+    typed: Option<Passphrase>,
+}
+
+/// Unattended keys first; when none opens and the header has typed slots,
+/// a person is asked.
+async fn unlock_any(
+    spec: &VolumeSpec,
+    h: &Luks2Header,
+    keys: &[keys::Key],
+    desired: &[DesiredSlot],
+    observed: &plan::ObservedKeyslots,
+    device: &Arc<dyn LuksDevice>,
+    env: &ProviderEnv,
+) -> Result<Unlocked, ConvergeError> {
+    let tried = match unlock::unlock(h, keys, desired, observed, device).await {
+        Ok((slot, volume_key)) => {
+            return Ok(Unlocked {
+                slot,
+                volume_key,
+                typed: None,
+            })
+        }
+        Err(ConvergeError::NoKeyOpens { tried, .. })
+            if !typed::typed_slots(observed).is_empty() =>
+        {
+            tried
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(volume = %spec.name, "no unattended key opens it ({tried}); asking for a typed key");
+    let t = typed::TypedUnlock {
+        header: h,
+        observed,
+        device,
+        asker: env.asker.as_ref(),
+        volume: &spec.name,
+        params: typed::params(keys.iter().map(|k| k.spec.kind.clone())),
+    }
+    .run()
+    .await?;
+    Ok(Unlocked {
+        slot: t.slot,
+        volume_key: t.volume_key,
+        typed: Some(t.passphrase),
     })
 }
 

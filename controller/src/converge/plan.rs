@@ -77,6 +77,16 @@ pub struct ObservedKeyslots {
     pub orphan_tokens: Vec<TokenId>,
 }
 
+impl ObservedKeyslots {
+    /// The kind a managed slot's token records.
+    pub fn kind_of(&self, slot: KeyslotId) -> Option<KeySource> {
+        match self.slots.get(&slot)? {
+            ObservedSlot::Managed { kind, .. } => Some(*kind),
+            ObservedSlot::Unmanaged => None,
+        }
+    }
+}
+
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
@@ -121,6 +131,17 @@ pub enum Action {
         /// Kind recorded in its token.
         kind: KeySource,
     },
+    /// Enrol the new key of `replaces` in a free slot first, so that the
+    /// volume opens by the old or the new key at every step of replacing
+    /// `replaces` (its token names it; the spare is removed afterwards).
+    AddSpare {
+        /// The free keyslot.
+        slot: KeyslotId,
+        /// The slot being replaced.
+        replaces: KeyslotId,
+        /// Kind.
+        kind: KeySource,
+    },
     /// Delete a volctl token whose keyslot is gone.
     RemoveOrphanToken {
         /// Token id.
@@ -131,7 +152,35 @@ pub enum Action {
 impl Action {
     /// Whether this action runs the PBKDF (enrols a keyslot).
     pub fn runs_kdf(&self) -> bool {
-        matches!(self, Action::Add { .. } | Action::Replace { .. })
+        matches!(
+            self,
+            Action::Add { .. } | Action::Replace { .. } | Action::AddSpare { .. }
+        )
+    }
+
+    /// The keyslot the action writes, if one.
+    pub fn slot(&self) -> Option<KeyslotId> {
+        match self {
+            Action::Add { slot, .. }
+            | Action::Replace { slot, .. }
+            | Action::WriteToken { slot, .. }
+            | Action::Remove { slot, .. }
+            | Action::AddSpare { slot, .. } => Some(*slot),
+            Action::Format | Action::RemoveOrphanToken { .. } => None,
+        }
+    }
+}
+
+impl Note {
+    /// The keyslot the note is about, if one.
+    pub fn slot(&self) -> Option<KeyslotId> {
+        match self {
+            Note::Unmanaged { slot }
+            | Note::Unavailable { slot, .. }
+            | Note::Deferred { slot, .. }
+            | Note::Unusable { slot, .. }
+            | Note::Unverified { slot, .. } => Some(*slot),
+        }
     }
 }
 
@@ -232,6 +281,43 @@ impl Plan {
                 reason: "resealed: the PCR values changed since it was sealed".into(),
             },
         );
+    }
+}
+
+impl Plan {
+    /// A spare slot (holding the key meant for `slot`, see `volctl
+    /// passphrase change`) opened the volume: the change was cut short.
+    /// Finish it: the key just typed goes to `slot` (added, or replacing
+    /// what is there), then the spare goes. Nothing else touches `slot`.
+    pub fn finish_replacement(
+        &mut self,
+        slot: KeyslotId,
+        spare: KeyslotId,
+        present: bool,
+        kind: Option<KeySource>,
+    ) {
+        let Some(kind) = kind else { return };
+        self.actions.retain(|a| a.slot() != Some(slot));
+        self.notes.retain(|n| n.slot() != Some(slot));
+        let reason = "finishing a passphrase change that was cut short: the key typed now goes to its slot".to_string();
+        self.actions.insert(
+            0,
+            if present {
+                Action::Replace {
+                    slot,
+                    kind,
+                    lock_to_state: false,
+                    reason,
+                }
+            } else {
+                Action::Add {
+                    slot,
+                    kind,
+                    lock_to_state: false,
+                }
+            },
+        );
+        self.actions.push(Action::Remove { slot: spare, kind });
     }
 }
 
@@ -499,6 +585,14 @@ impl std::fmt::Display for Action {
             Action::Remove { slot, kind } => {
                 write!(f, "- remove slot {slot} ({kind}): not in the config")
             }
+            Action::AddSpare {
+                slot,
+                replaces,
+                kind,
+            } => write!(
+                f,
+                "+ add slot {slot} ({kind}): holds the new key while slot {replaces} is replaced"
+            ),
             Action::RemoveOrphanToken { token } => write!(
                 f,
                 "- remove token {token}: a volctl token bound to no keyslot of its own"

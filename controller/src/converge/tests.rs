@@ -30,6 +30,7 @@ fn spec(keys: &[&str]) -> VolumeSpec {
 fn env() -> ProviderEnv {
     ProviderEnv {
         recovery_handover: false,
+        asker: None,
         node_uuid: Ok(UUID.into()),
         state_salt: Some(StateSalt::new([7; 32])),
         kms: Default::default(),

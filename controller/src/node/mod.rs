@@ -2,6 +2,7 @@
 //! loop devices, the META store, STATE's files (salt, config), the run-time
 //! status file, filesystems and mounts.
 
+pub mod ask;
 pub mod atomic;
 pub mod config_files;
 pub mod disks;

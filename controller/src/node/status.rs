@@ -17,6 +17,9 @@ pub enum Phase {
     Located,
     /// The config asks for encryption but the partition holds data; run `volctl reset`.
     WaitingForWipe,
+    /// Only a typed key (prompt, recovery) opens it: being asked for, or
+    /// not given (see `error`); nothing was written.
+    WaitingForKey,
     /// LUKS2 header present and keyslots converged.
     Provisioned,
     /// dm-crypt device active.
@@ -37,6 +40,7 @@ impl Phase {
             Phase::Missing => "missing",
             Phase::Located => "located",
             Phase::WaitingForWipe => "waiting-for-wipe",
+            Phase::WaitingForKey => "waiting-for-key",
             Phase::Provisioned => "provisioned",
             Phase::Opened => "opened",
             Phase::Ready => "ready",
@@ -210,6 +214,7 @@ mod phase_tests {
             Phase::Missing,
             Phase::Located,
             Phase::WaitingForWipe,
+            Phase::WaitingForKey,
             Phase::Provisioned,
             Phase::Opened,
             Phase::Ready,

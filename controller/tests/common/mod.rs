@@ -45,6 +45,7 @@ pub fn config(keys: &[&str]) -> VolumeSpec {
 pub fn env() -> ProviderEnv {
     ProviderEnv {
         recovery_handover: false,
+        asker: None,
         node_uuid: Ok(UUID.into()),
         state_salt: Some(StateSalt::new([0x5a; 32])),
         kms: Default::default(),
@@ -327,4 +328,33 @@ impl Drop for KmsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Builds the write-cutting shim: after `VOLCTL_CUT_AFTER` writes to the
+/// file `VOLCTL_CUT_PATH`, the next write lands half and the process exits
+/// at once (137), as if the power failed mid-write.
+pub fn cut_shim(dir: &Path) -> PathBuf {
+    let src = dir.join("cut.c");
+    std::fs::write(&src, include_str!("../fault/cut_writes.c")).unwrap();
+    let so = dir.join("cut.so");
+    run_ok(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .arg("-ldl"),
+    );
+    so
+}
+
+/// Whether `cryptsetup open --test-passphrase` accepts `pass` in any slot.
+pub fn opens_any(path: &Path, pass: &[u8]) -> bool {
+    cryptsetup_with_pass(
+        &["open", "--test-passphrase", "--key-file", "-"],
+        path,
+        &[],
+        pass,
+    )
+    .status
+    .success()
 }

@@ -1,0 +1,185 @@
+//! Unlock by a key a person types, once no unattended key opened the
+//! volume: one question (`Passphrase for persistence`), answered by the
+//! `prompt` passphrase or the recovery key, each answer tried only against
+//! the slots of its own kind (a recovery key is checked for typos first, so
+//! a mistyped one costs no KDF run); up to `tries` answers.
+
+use super::observe::token_of;
+use super::plan::{ObservedKeyslots, ObservedSlot};
+use super::{blocking, ConvergeError};
+use crate::device::{DeviceError, LuksDevice};
+use crate::luks2::binding::VolumeKey;
+use crate::luks2::header::Luks2Header;
+use api_types::{KeyKind, KeySize, KeySource, KeyslotId, PromptParams};
+use providers::ask::{AskError, AskerHandle, Question};
+use providers::Passphrase;
+use std::sync::Arc;
+
+/// Token data of a spare slot: the slot whose key it holds a copy of while
+/// that slot is replaced (`volctl passphrase change`).
+pub(super) const REPLACES: &str = "replaces";
+
+/// What a typed answer opened.
+pub(super) struct Typed {
+    pub slot: KeyslotId,
+    pub volume_key: VolumeKey,
+    pub passphrase: Passphrase,
+}
+
+/// Where the answers go, and how to ask.
+pub(super) struct TypedUnlock<'a> {
+    pub header: &'a Luks2Header,
+    pub observed: &'a ObservedKeyslots,
+    pub device: &'a Arc<dyn LuksDevice>,
+    pub asker: Option<&'a AskerHandle>,
+    pub volume: &'a str,
+    pub params: PromptParams,
+}
+
+/// The prompt key's parameters, or the defaults when only a recovery key is typed.
+pub(super) fn params(kinds: impl IntoIterator<Item = KeyKind>) -> PromptParams {
+    kinds
+        .into_iter()
+        .find_map(|k| match k {
+            KeyKind::Prompt(p) => Some(p),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The slots a typed answer may open, by kind: those whose volctl token
+/// says `prompt` or `recovery` (configured ones, and a spare left by a cut
+/// passphrase change).
+pub(super) fn typed_slots(observed: &ObservedKeyslots) -> Vec<(KeyslotId, KeySource)> {
+    let mut v: Vec<(KeyslotId, KeySource)> = observed
+        .slots
+        .iter()
+        .filter_map(|(s, o)| match o {
+            ObservedSlot::Managed {
+                kind,
+                lock_to_state: false,
+                ..
+            } if kind.typed() => Some((*s, *kind)),
+            _ => None,
+        })
+        .collect();
+    v.sort_by_key(|(s, k)| (k.unlock_cost(), *s));
+    v
+}
+
+impl TypedUnlock<'_> {
+    fn waiting(&self, reason: impl Into<String>) -> ConvergeError {
+        ConvergeError::WaitingForKey {
+            volume: self.volume.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn question(&self, slots: &[(KeyslotId, KeySource)]) -> Question {
+        let has = |k| slots.iter().any(|(_, kind)| *kind == k);
+        let what = match (has(KeySource::Prompt), has(KeySource::Recovery)) {
+            (true, true) => "Passphrase (or recovery key)",
+            (false, true) => "Recovery key",
+            _ => "Passphrase",
+        };
+        Question {
+            id: format!("volctl:{}", self.volume),
+            message: self
+                .params
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("{what} for {}", self.volume)),
+            timeout: self.params.timeout,
+        }
+    }
+
+    /// Asks until an answer opens a typed slot, or the tries run out.
+    pub async fn run(&self) -> Result<Typed, ConvergeError> {
+        let slots = typed_slots(self.observed);
+        let Some(asker) = self.asker else {
+            return Err(self.waiting(
+                "its keys are typed and nobody can be asked here (no ask-password agent directory, no console)",
+            ));
+        };
+        let q = self.question(&slots);
+        let tries = self.params.tries.max(1);
+        for attempt in 1..=tries {
+            let answer = asker.ask(&q).await.map_err(|e| match e {
+                AskError::Unavailable(r) => self.waiting(format!("cannot ask: {r}")),
+                other => self.waiting(other.to_string()),
+            })?;
+            if let Some(opened) = self.try_answer(&slots, answer).await? {
+                return Ok(opened);
+            }
+            tracing::warn!(volume = %self.volume, attempt, tries, "the answer opens no typed keyslot");
+        }
+        Err(self.waiting(format!(
+            "{tries} wrong answer(s) on {}; nothing was written",
+            asker.channel()
+        )))
+    }
+
+    /// One answer against the slots of its kind: as a recovery key when it
+    /// reads as one, as a passphrase on the prompt slots.
+    async fn try_answer(
+        &self,
+        slots: &[(KeyslotId, KeySource)],
+        answer: Passphrase,
+    ) -> Result<Option<Typed>, ConvergeError> {
+        let recovery = std::str::from_utf8(answer.expose())
+            .ok()
+            .map(providers::recovery::parse);
+        let mut attempts: Vec<(KeyslotId, Passphrase)> = Vec::new();
+        for &(slot, kind) in slots {
+            match (kind, &recovery) {
+                (KeySource::Recovery, Some(Ok(key))) => attempts.push((slot, key.clone())),
+                (KeySource::Prompt, _) => attempts.push((slot, answer.clone())),
+                _ => {}
+            }
+        }
+        if attempts.is_empty() {
+            if let Some(Err(why)) = &recovery {
+                tracing::warn!(volume = %self.volume, "not a recovery key: {why}");
+            }
+        }
+        for (slot, pass) in attempts {
+            if let Some(vk) = self.open_slot(slot, &pass).await? {
+                tracing::info!(volume = %self.volume, slot = slot.get(), "unlocked by a typed key");
+                return Ok(Some(Typed {
+                    slot,
+                    volume_key: vk,
+                    passphrase: pass,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn open_slot(
+        &self,
+        slot: KeyslotId,
+        pass: &Passphrase,
+    ) -> Result<Option<VolumeKey>, ConvergeError> {
+        let size = self
+            .header
+            .keyslot(slot)
+            .map_or(KeySize::from_bits(512), |k| k.size());
+        let pass = pass.clone();
+        match blocking(self.device, move |d| d.volume_key(slot, size, pass.expose())).await {
+            Ok(vk) => Ok(Some(vk)),
+            Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The slot a spare holds a copy of, when `slot` is one.
+pub(super) fn spare_for(
+    h: &Luks2Header,
+    observed: &ObservedKeyslots,
+    slot: KeyslotId,
+) -> Option<KeyslotId> {
+    let t = token_of(h, observed, slot)?;
+    let n = t.data.get(REPLACES)?.as_u64()?;
+    KeyslotId::new(u32::try_from(n).ok()?)
+}

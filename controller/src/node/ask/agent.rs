@@ -1,0 +1,217 @@
+//! The systemd ask-password protocol (systemd.io/PASSWORD_AGENTS): write an
+//! `ask.XXXX` ini file naming a datagram socket in the directory; an agent
+//! (`systemd-tty-ask-password-agent`, plymouth, a test's own) sends back
+//! `+passphrase` or `-` (cancel). Only answers from root (or from our own
+//! user, when volctl runs unprivileged in tests) are taken, checked with
+//! `SCM_CREDENTIALS` as systemd does.
+
+use providers::ask::{AskError, Asker, Question, MAX_ANSWER};
+use providers::Passphrase;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use zeroize::Zeroizing;
+
+/// Asks through agents watching `dir`.
+pub struct AgentAsker {
+    dir: PathBuf,
+}
+
+impl AgentAsker {
+    /// Agents watching `dir` answer.
+    pub fn new(dir: PathBuf) -> Self {
+        AgentAsker { dir }
+    }
+}
+
+#[async_trait::async_trait]
+impl Asker for AgentAsker {
+    async fn ask(&self, q: &Question) -> Result<Passphrase, AskError> {
+        let (dir, q) = (self.dir.clone(), q.clone());
+        tokio::task::spawn_blocking(move || ask_blocking(&dir, &q))
+            .await
+            .map_err(|_| AskError::Unavailable("the asking task failed".into()))?
+    }
+
+    fn channel(&self) -> String {
+        format!("ask-password agents watching {}", self.dir.display())
+    }
+}
+
+/// The question's files; removed when dropped, answered or not.
+struct Posted {
+    ask: PathBuf,
+    socket: PathBuf,
+}
+
+impl Drop for Posted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.ask);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn unavailable(what: &str, e: std::io::Error) -> AskError {
+    AskError::Unavailable(format!("{what}: {e}"))
+}
+
+fn ask_blocking(dir: &Path, q: &Question) -> Result<Passphrase, AskError> {
+    std::fs::create_dir_all(dir).map_err(|e| unavailable("cannot make the ask directory", e))?;
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let posted = Posted {
+        ask: dir.join(format!("ask.{id}")),
+        socket: dir.join(format!("sck.{id}")),
+    };
+    let sock = UnixDatagram::bind(&posted.socket).map_err(|e| unavailable("cannot bind", e))?;
+    pass_credentials(&sock).map_err(|e| unavailable("SO_PASSCRED", e))?;
+    post(dir, &id, &posted, q).map_err(|e| unavailable("cannot write the question", e))?;
+    let deadline = q.timeout.map(|t| Instant::now() + t);
+    loop {
+        let wait = match deadline {
+            Some(d) => Some(
+                d.checked_duration_since(Instant::now())
+                    .filter(|w| !w.is_zero())
+                    .ok_or(AskError::Timeout(q.timeout.unwrap_or_default()))?,
+            ),
+            None => None,
+        };
+        sock.set_read_timeout(wait)
+            .map_err(|e| unavailable("socket", e))?;
+        let mut buf = Zeroizing::new(vec![0u8; MAX_ANSWER + 2]);
+        match receive(&sock, &mut buf) {
+            Ok(Some(n)) => {
+                if let Some(answer) = parse_answer(&buf[..n])? {
+                    return Ok(answer);
+                }
+            }
+            Ok(None) => tracing::warn!("ignored an ask-password answer from an unprivileged sender"),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(unavailable("cannot read the answer", e)),
+        }
+    }
+}
+
+/// `+secret` is an answer (up to a NUL: agents may send several), `-` a
+/// cancel; anything else is ignored.
+fn parse_answer(d: &[u8]) -> Result<Option<Passphrase>, AskError> {
+    match d.first() {
+        Some(b'+') => {
+            let rest = &d[1..];
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            Ok(Some(Passphrase::new(rest[..end].to_vec())))
+        }
+        Some(b'-') => Err(AskError::Cancelled),
+        _ => Ok(None),
+    }
+}
+
+/// Writes the ask file under a temporary name and renames it, so agents
+/// (which watch for `ask.*` closes and moves) never read half a question.
+fn post(dir: &Path, id: &str, posted: &Posted, q: &Question) -> std::io::Result<()> {
+    let not_after = q.timeout.map_or(0, |t| monotonic_now() + t.as_micros() as u64);
+    let text = format!(
+        "[Ask]\nPID={}\nSocket={}\nAcceptCached=0\nEcho=0\nNotAfter={not_after}\nMessage={}\nIcon=drive-harddisk\nId={}\n",
+        std::process::id(),
+        posted.socket.display(),
+        q.message.replace(['\n', '\r'], " "),
+        q.id,
+    );
+    let tmp = dir.join(format!(".tmp.{id}"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &posted.ask)
+}
+
+/// CLOCK_MONOTONIC in microseconds, as `NotAfter=` counts.
+fn monotonic_now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
+}
+
+fn pass_credentials(sock: &UnixDatagram) -> std::io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Receives one datagram; `Ok(None)` when its sender is neither root nor us.
+fn receive(sock: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one SCM_CREDENTIALS message, aligned.
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; the pointers below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg points at live buffers of the stated sizes.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = usize::try_from(n).unwrap_or(0);
+    Ok(sender_uid(&msg)
+        .filter(|&uid| uid == 0 || uid == geteuid())
+        .map(|_| n))
+}
+
+fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The sender's uid from the SCM_CREDENTIALS control message.
+fn sender_uid(msg: &libc::msghdr) -> Option<u32> {
+    // SAFETY: walking the control messages recvmsg filled in.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(cred.uid);
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_cancels_and_noise() {
+        let p = parse_answer(b"+secret\0other").unwrap().unwrap();
+        assert_eq!(p.expose(), b"secret");
+        assert!(matches!(parse_answer(b"-"), Err(AskError::Cancelled)));
+        assert!(parse_answer(b"?x").unwrap().is_none());
+    }
+}

@@ -1,0 +1,269 @@
+//! Keys a person types, on real LUKS2 headers: `volctl` asks through the
+//! systemd ask-password protocol and a real agent process answers
+//! (`tests/agents/ask_password_agent.py`); the `cryptsetup` CLI checks
+//! every result.
+
+mod common;
+
+use common::{cut_shim, image, opens, opens_any, slots, text, UUID, PBKDF};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+/// A password agent process answering from a list, and what it was asked.
+struct Agent {
+    child: Child,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(work: &Path, answers: &[&str]) -> Agent {
+        let dir = work.join(format!("ask-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let answers_file = dir.with_extension("answers");
+        std::fs::write(&answers_file, answers.join("\n") + "\n").unwrap();
+        let log = dir.with_extension("log");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/agents/ask_password_agent.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(&dir)
+            .arg(&answers_file)
+            .arg(&log)
+            .spawn()
+            .expect("python3 runs the test agent");
+        Agent { child, dir, log }
+    }
+
+    /// The questions asked so far.
+    fn questions(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn write_config(dir: &Path, keys: &str) -> PathBuf {
+    let p = dir.join("config.yaml");
+    std::fs::write(
+        &p,
+        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n{keys}"),
+    )
+    .unwrap();
+    p
+}
+
+const PROMPT: &str = "    - slot: 0\n      prompt: {}\n";
+const PROMPT_ONE_TRY: &str = "    - slot: 0\n      prompt: {tries: 1}\n";
+const RECOVERY: &str = "    - slot: 9\n      recovery: {}\n";
+
+/// `volctl VERB --volume persistence --device IMG -f CFG -o json EXTRA…`,
+/// answered by `agent`, optionally cut after `cut` writes to the image.
+fn volctl(
+    verb: &[&str],
+    img: &Path,
+    cfg: &Path,
+    agent: &Agent,
+    extra: &[&str],
+    cut: Option<(&Path, u32)>,
+) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_volctl"));
+    c.args(verb)
+        .args(["--volume", "persistence", "--device"])
+        .arg(img)
+        .arg("-f")
+        .arg(cfg)
+        .args(["-o", "json"])
+        .args(extra)
+        .env("VOLCTL_NODE_UUID", UUID)
+        .env("VOLCTL_ASK_PASSWORD_DIR", &agent.dir);
+    if let Some((shim, n)) = cut {
+        c.env("LD_PRELOAD", shim)
+            .env("VOLCTL_CUT_PATH", img)
+            .env("VOLCTL_CUT_AFTER", n.to_string());
+    }
+    c.output().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn enrolment_asks_twice_then_one_answer_opens_with_one_kdf_run() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), PROMPT);
+    let agent = Agent::start(img.dir.path(), &["Tr0ub4dor-3", "Tr0ub4dor-3"]);
+    let first = json(&volctl(&["converge"], &img.path, &cfg, &agent, &["-vv"], None));
+    assert_eq!(first["formatted"], true);
+    assert_eq!(
+        agent.questions(),
+        ["New passphrase for persistence", "Repeat the passphrase for persistence"]
+    );
+    assert!(opens(&img.path, 0, b"Tr0ub4dor-3"), "cryptsetup opens slot 0");
+    drop(agent);
+
+    let agent = Agent::start(img.dir.path(), &["Tr0ub4dor-3"]);
+    let out = volctl(&["converge"], &img.path, &cfg, &agent, &["-vv"], None);
+    let again = json(&out);
+    assert_eq!(again["kdf_runs"], 1, "{again}");
+    assert_eq!(again["unlocked_by"], serde_json::json!([0, "prompt"]));
+    assert_eq!(again["plan"]["actions"], serde_json::json!([]));
+    assert_eq!(agent.questions(), ["Passphrase for persistence"]);
+    // Never in a log line (at -vv), nor anywhere on the device but its keyslot.
+    assert!(!text(&out.stderr).contains("Tr0ub4dor"), "{}", text(&out.stderr));
+    let disk = std::fs::read(&img.path).unwrap();
+    assert!(!disk.windows(11).any(|w| w == b"Tr0ub4dor-3"));
+}
+
+#[test]
+fn two_different_answers_enrol_nothing() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), PROMPT_ONE_TRY);
+    let agent = Agent::start(img.dir.path(), &["first-try", "f1rst-try"]);
+    let out = volctl(&["converge"], &img.path, &cfg, &agent, &[], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("differ"), "{}", text(&out.stderr));
+    assert!(
+        std::fs::read(&img.path).unwrap().iter().all(|&b| b == 0),
+        "nothing was written"
+    );
+}
+
+#[test]
+fn three_wrong_answers_write_nothing_and_leave_it_waiting_for_its_key() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), PROMPT);
+    let agent = Agent::start(img.dir.path(), &["right-one", "right-one"]);
+    json(&volctl(&["converge"], &img.path, &cfg, &agent, &[], None));
+    drop(agent);
+    let before = std::fs::read(&img.path).unwrap();
+
+    let agent = Agent::start(img.dir.path(), &["wrong-1", "wrong-2", "wrong-3", "right-one"]);
+    let out = volctl(&["converge"], &img.path, &cfg, &agent, &[], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("waiting for its key") && err.contains("3 wrong"), "{err}");
+    assert_eq!(agent.questions().len(), 3, "asked exactly `tries` times");
+    assert!(std::fs::read(&img.path).unwrap() == before, "byte-identical");
+}
+
+#[test]
+fn a_recovery_key_answers_the_prompt_and_a_typo_costs_no_kdf_run() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), RECOVERY);
+    let key_file = img.dir.path().join("recovery.txt");
+    let agent = Agent::start(img.dir.path(), &[]);
+    let k = key_file.display().to_string();
+    json(&volctl(&["converge"], &img.path, &cfg, &agent, &["--recovery-key-out", &k], None));
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let key = key.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(opens(&img.path, 9, key.as_bytes()));
+    drop(agent);
+
+    // One character off: caught by the check group, no KDF run; then the key
+    // typed sloppily (lower case, spaces) opens it.
+    let mut typo = key.clone().into_bytes();
+    typo[3] = if typo[3] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(typo).unwrap();
+    let sloppy = key.to_lowercase().replace('-', " ");
+    let agent = Agent::start(img.dir.path(), &[&typo, &sloppy]);
+    let out = volctl(&["converge"], &img.path, &cfg, &agent, &["-vv"], None);
+    let v = json(&out);
+    assert_eq!(v["kdf_runs"], 1, "the typo cost no KDF run: {v}");
+    assert_eq!(v["unlocked_by"], serde_json::json!([9, "recovery"]));
+    assert_eq!(agent.questions(), ["Recovery key for persistence"; 2]);
+    assert!(!text(&out.stderr).contains(&key[..9]));
+}
+
+#[test]
+fn passphrase_change_cut_at_every_write_leaves_the_old_or_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = cut_shim(dir.path());
+    let base = image(40);
+    let cfg = write_config(base.dir.path(), PROMPT);
+    let agent = Agent::start(dir.path(), &["old-pass", "old-pass"]);
+    json(&volctl(&["converge"], &base.path, &cfg, &agent, &[], None));
+    drop(agent);
+    let (old, new) = (b"old-pass".as_slice(), b"new-pass".as_slice());
+    let (mut cuts, mut finished) = (0, 0);
+    for n in 0.. {
+        let img = dir.path().join(format!("cut-{n}.img"));
+        std::fs::copy(&base.path, &img).unwrap();
+        let agent = Agent::start(dir.path(), &["old-pass", "new-pass", "new-pass"]);
+        let out = volctl(&["passphrase", "change"], &img, &cfg, &agent, &[], Some((&shim, n)));
+        drop(agent);
+        if out.status.success() {
+            assert!(opens(&img, 0, new) && !opens_any(&img, old), "after the whole change");
+            assert_eq!(slots(&img), [0], "the spare is gone");
+            break;
+        }
+        assert_eq!(out.status.code(), Some(137), "write {n}: {}", text(&out.stderr));
+        cuts += 1;
+        assert!(opens_any(&img, old) || opens_any(&img, new), "cut at write {n}");
+        // The next run, answered with the new passphrase then the old one,
+        // opens it and leaves slot 0 holding whichever opened it.
+        let agent = Agent::start(dir.path(), &["new-pass", "old-pass"]);
+        let v = json(&volctl(&["converge"], &img, &cfg, &agent, &[], None));
+        let by_new = agent.questions().len() == 1;
+        let pass = if by_new { new } else { old };
+        assert!(opens(&img, 0, pass), "cut at write {n}: slot 0 after the next run: {v}");
+        if by_new && v["unlocked_by"][0] != 0 {
+            // The spare opened it: the change was finished, the spare removed.
+            assert_eq!(slots(&img), [0], "cut at write {n}: {v}");
+            finished += 1;
+        }
+    }
+    eprintln!("passphrase change cut at each of its {cuts} writes; {finished} finished by the next run");
+    assert!(cuts >= 6, "the injector cut {cuts} writes");
+    assert!(finished >= 2, "cuts between the spare and the slot are finished");
+}
+
+#[test]
+fn recovery_key_rotate_hands_the_new_key_over_before_the_old_one_goes() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), &format!("{PROMPT}{RECOVERY}"));
+    let first_file = img.dir.path().join("first.txt");
+    let agent = Agent::start(img.dir.path(), &["pass-word", "pass-word"]);
+    let f = first_file.display().to_string();
+    json(&volctl(&["converge"], &img.path, &cfg, &agent, &["--recovery-key-out", &f], None));
+    let read_key = |p: &Path| {
+        let t = std::fs::read_to_string(p).unwrap();
+        t.trim().rsplit(' ').next().unwrap().to_string()
+    };
+    let old_key = read_key(&first_file);
+    drop(agent);
+
+    let second_file = img.dir.path().join("second.txt");
+    let s = second_file.display().to_string();
+    let agent = Agent::start(img.dir.path(), &["pass-word"]);
+    let v = json(&volctl(
+        &["recovery-key", "rotate"],
+        &img.path,
+        &cfg,
+        &agent,
+        &["--recovery-key-out", &s],
+        None,
+    ));
+    let new_key = read_key(&second_file);
+    assert_ne!(new_key, old_key);
+    assert!(opens(&img.path, 9, new_key.as_bytes()), "{v}");
+    assert!(!opens_any(&img.path, old_key.as_bytes()), "the old key is gone");
+    assert!(opens(&img.path, 0, b"pass-word"));
+    assert_eq!(slots(&img.path), [0, 9]);
+}
