@@ -143,6 +143,19 @@ impl Vm {
 
     /// Boots once, running `before` (shell) before `volctl boot`.
     fn boot_with(&mut self, before: &str, boot_args: &str, after: &str) -> Boot {
+        self.boot_typing(before, boot_args, after, &[])
+    }
+
+    /// Boots once; whenever the console shows the next `(prompt, answer)`'s
+    /// prompt, the answer is typed on it (the serial console is a socket
+    /// then, read and written here).
+    fn boot_typing(
+        &mut self,
+        before: &str,
+        boot_args: &str,
+        after: &str,
+        typing: &[(&str, &str)],
+    ) -> Boot {
         self.boots += 1;
         let job = self.dir.join("job");
         std::fs::create_dir_all(&job).unwrap();
@@ -150,8 +163,8 @@ impl Vm {
             "{before}\nvolctl boot --disk /dev/vda {boot_args} > /tmp/boot.out 2>&1\nrc=$?\ncat /tmp/boot.out\necho \"BOOT-RC $rc\"\necho 'BEGIN status'\nvolctl status -o json 2>/dev/null\necho 'END status'\n{after}\nvolctl close >/dev/null 2>&1\nexit 0\n"
         );
         self.write("job.sh", &script);
-        let out = Command::new(root().join("tests/vm/run.sh"))
-            .arg(&self.disk)
+        let mut cmd = Command::new(root().join("tests/vm/run.sh"));
+        cmd.arg(&self.disk)
             .arg(&job)
             .arg("240")
             .env(
@@ -162,10 +175,14 @@ impl Vm {
                 self.kernel
                     .as_ref()
                     .map(|k| ("VOLCTL_VM_KERNEL", k.clone())),
-            )
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+            );
+        let (ok, log, stderr) = if typing.is_empty() {
+            let out = cmd.output().unwrap();
+            let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+            (out.status.success(), log, text(&out.stderr))
+        } else {
+            type_on_console(cmd, &self.dir.join("console.sock"), typing)
+        };
         let logs = root().join("target/vm/logs");
         std::fs::create_dir_all(&logs).unwrap();
         std::fs::write(
@@ -173,12 +190,7 @@ impl Vm {
             &log,
         )
         .unwrap();
-        assert!(
-            out.status.success(),
-            "VM run failed ({:?}): {}\n{log}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(ok, "VM run failed: {stderr}\n{log}");
         let boot_rc = log
             .lines()
             .find_map(|l| l.strip_prefix("BOOT-RC "))
@@ -219,6 +231,62 @@ impl Vm {
             self.started.elapsed().as_secs_f64()
         );
     }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs the VM with its console on `sock`, typing each answer once its
+/// prompt shows; returns (the guest's job exited 0, the console, stderr).
+fn type_on_console(
+    mut cmd: Command,
+    sock: &Path,
+    typing: &[(&str, &str)],
+) -> (bool, String, String) {
+    use std::io::{Read, Write};
+    let _ = std::fs::remove_file(sock);
+    let mut child = cmd
+        .env("VOLCTL_VM_SERIAL_SOCKET", sock)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut con = (0..400)
+        .find_map(|_| {
+            std::os::unix::net::UnixStream::connect(sock)
+                .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(25)))
+                .ok()
+        })
+        .expect("the VM console socket");
+    let (mut log, mut buf, mut next, mut seen) = (String::new(), [0u8; 4096], 0, 0);
+    loop {
+        let n = con.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        log.push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+        if let Some((prompt, answer)) = typing.get(next) {
+            if let Some(at) = log[seen..].find(prompt) {
+                seen += at + prompt.len();
+                con.write_all(format!("{answer}\r").as_bytes()).unwrap();
+                next += 1;
+            }
+        }
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let exited = child.wait().unwrap();
+    let rc = log
+        .lines()
+        .find_map(|l| l.strip_prefix("VOLCTL-VM-EXIT "))
+        .and_then(|r| r.trim().parse::<i32>().ok());
+    assert_eq!(next, typing.len(), "not every prompt showed:\n{log}");
+    (exited.success() && rc == Some(0), log, stderr)
 }
 
 const CONFIG: &str = "apiVersion: v1alpha1
@@ -1035,5 +1103,131 @@ fn kms_key_opens_ephemeral_over_the_guest_network() {
     assert_eq!(b.section("files"), "kms-data\n");
     vm.summary(
         "KMS on host loopback, reached over qemu's user network; outage reported, then back",
+    );
+}
+
+/// The appliance (NeuralDrive's): STATE and EPHEMERAL open unattended,
+/// `persistence` only by a passphrase typed at the console or its
+/// recovery key.
+const APPLIANCE: &str = "apiVersion: v1alpha1
+kind: VolumeConfig
+name: STATE
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+---
+apiVersion: v1alpha1
+kind: VolumeConfig
+name: EPHEMERAL
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+---
+apiVersion: v1alpha1
+kind: VolumeConfig
+name: persistence
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      prompt: {}
+    - slot: 9
+      recovery: {}
+";
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn appliance_passphrase_typed_at_the_console_and_the_recovery_key() {
+    const PASS: &str = "correct horse battery";
+    let mut vm = Vm::new("appliance-typed-keys", LAYOUT);
+    vm.write("config.yaml", APPLIANCE);
+
+    // First boot: asked twice on the serial console; the recovery key goes
+    // to a 0600 file (printed here for the test, as a person would copy it).
+    let b = vm.boot_typing(
+        "",
+        "-f /job/config.yaml --recovery-key-out /tmp/recovery.txt",
+        "echo kept > /persistence/f; echo 'BEGIN key'; cat /tmp/recovery.txt; echo 'END key'",
+        &[
+            ("New passphrase for persistence:", PASS),
+            ("Repeat the passphrase for persistence:", PASS),
+        ],
+    );
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    assert!(b.all_ready(), "{}", b.status);
+    assert_eq!(b.volume("persistence")["created"], true);
+    let key = b.section("key");
+    let key = key.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(
+        vm.opens("persistence", 0, PASS.as_bytes()),
+        "host cryptsetup: the passphrase"
+    );
+    assert!(
+        vm.opens("persistence", 9, key.as_bytes()),
+        "host cryptsetup: the recovery key"
+    );
+    assert!(
+        !b.log.replace(&key, "").contains(PASS),
+        "the passphrase was never echoed"
+    );
+    let header = vm.header("persistence");
+
+    // Three wrong answers: persistence waits for its key, the others are up,
+    // nothing was written to its header.
+    let wrong = [
+        ("for persistence:", "wrong-1"),
+        ("for persistence:", "wrong-2"),
+        ("for persistence:", "wrong-3"),
+    ];
+    let b = vm.boot_typing("", "", "", &wrong);
+    assert_eq!(b.boot_rc, 3, "{}", b.log);
+    assert_eq!(b.phase("STATE"), "ready");
+    assert_eq!(b.phase("EPHEMERAL"), "ready");
+    assert_eq!(b.phase("persistence"), "waiting-for-key", "{}", b.status);
+    let err = b.volume("persistence")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("3 wrong"), "{err}");
+    assert_eq!(vm.header("persistence"), header, "nothing written");
+
+    // The passphrase forgotten: the recovery key, typed sloppily, opens it.
+    let sloppy = key.to_lowercase().replace('-', " ");
+    let b = vm.boot_typing(
+        "",
+        "",
+        "echo 'BEGIN files'; cat /persistence/f; echo 'END files'",
+        &[("Passphrase (or recovery key) for persistence:", &sloppy)],
+    );
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    assert_eq!(
+        b.volume("persistence")["unlocked_by"],
+        serde_json::json!([9, "recovery"])
+    );
+    assert_eq!(b.volume("persistence")["kdf_runs"], 1);
+    assert_eq!(b.section("files"), "kept\n");
+
+    // Daily boot: the passphrase, one KDF run.
+    let b = vm.boot_typing("", "", "", &[("for persistence:", PASS)]);
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    assert_eq!(
+        b.volume("persistence")["unlocked_by"],
+        serde_json::json!([0, "prompt"])
+    );
+    assert_eq!(b.volume("persistence")["kdf_runs"], 1);
+    assert_eq!(
+        vm.header("persistence"),
+        header,
+        "no header write at unlock"
+    );
+    vm.summary(
+        "prompt asked twice at first boot; 3 wrong → waiting-for-key; recovery key; daily boot",
     );
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cut_shim, image, opens, opens_any, slots, text, UUID, PBKDF};
+use common::{cut_shim, image, opens, opens_any, slots, text, PBKDF, UUID};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
@@ -23,7 +23,10 @@ impl Agent {
         let answers_file = dir.with_extension("answers");
         std::fs::write(&answers_file, answers.join("\n") + "\n").unwrap();
         let log = dir.with_extension("log");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/agents/ask_password_agent.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/agents/ask_password_agent.py"
+        );
         let child = Command::new("python3")
             .arg(script)
             .arg(&dir)
@@ -54,7 +57,11 @@ impl Drop for Agent {
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn write_config(dir: &Path, keys: &str) -> PathBuf {
@@ -109,13 +116,26 @@ fn enrolment_asks_twice_then_one_answer_opens_with_one_kdf_run() {
     let img = image(40);
     let cfg = write_config(img.dir.path(), PROMPT);
     let agent = Agent::start(img.dir.path(), &["Tr0ub4dor-3", "Tr0ub4dor-3"]);
-    let first = json(&volctl(&["converge"], &img.path, &cfg, &agent, &["-vv"], None));
+    let first = json(&volctl(
+        &["converge"],
+        &img.path,
+        &cfg,
+        &agent,
+        &["-vv"],
+        None,
+    ));
     assert_eq!(first["formatted"], true);
     assert_eq!(
         agent.questions(),
-        ["New passphrase for persistence", "Repeat the passphrase for persistence"]
+        [
+            "New passphrase for persistence",
+            "Repeat the passphrase for persistence"
+        ]
     );
-    assert!(opens(&img.path, 0, b"Tr0ub4dor-3"), "cryptsetup opens slot 0");
+    assert!(
+        opens(&img.path, 0, b"Tr0ub4dor-3"),
+        "cryptsetup opens slot 0"
+    );
     drop(agent);
 
     let agent = Agent::start(img.dir.path(), &["Tr0ub4dor-3"]);
@@ -126,7 +146,11 @@ fn enrolment_asks_twice_then_one_answer_opens_with_one_kdf_run() {
     assert_eq!(again["plan"]["actions"], serde_json::json!([]));
     assert_eq!(agent.questions(), ["Passphrase for persistence"]);
     // Never in a log line (at -vv), nor anywhere on the device but its keyslot.
-    assert!(!text(&out.stderr).contains("Tr0ub4dor"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("Tr0ub4dor"),
+        "{}",
+        text(&out.stderr)
+    );
     let disk = std::fs::read(&img.path).unwrap();
     assert!(!disk.windows(11).any(|w| w == b"Tr0ub4dor-3"));
 }
@@ -138,7 +162,11 @@ fn two_different_answers_enrol_nothing() {
     let agent = Agent::start(img.dir.path(), &["first-try", "f1rst-try"]);
     let out = volctl(&["converge"], &img.path, &cfg, &agent, &[], None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("differ"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("differ"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(
         std::fs::read(&img.path).unwrap().iter().all(|&b| b == 0),
         "nothing was written"
@@ -154,13 +182,22 @@ fn three_wrong_answers_write_nothing_and_leave_it_waiting_for_its_key() {
     drop(agent);
     let before = std::fs::read(&img.path).unwrap();
 
-    let agent = Agent::start(img.dir.path(), &["wrong-1", "wrong-2", "wrong-3", "right-one"]);
+    let agent = Agent::start(
+        img.dir.path(),
+        &["wrong-1", "wrong-2", "wrong-3", "right-one"],
+    );
     let out = volctl(&["converge"], &img.path, &cfg, &agent, &[], None);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("waiting for its key") && err.contains("3 wrong"), "{err}");
+    assert!(
+        err.contains("waiting for its key") && err.contains("3 wrong"),
+        "{err}"
+    );
     assert_eq!(agent.questions().len(), 3, "asked exactly `tries` times");
-    assert!(std::fs::read(&img.path).unwrap() == before, "byte-identical");
+    assert!(
+        std::fs::read(&img.path).unwrap() == before,
+        "byte-identical"
+    );
 }
 
 #[test]
@@ -170,7 +207,14 @@ fn a_recovery_key_answers_the_prompt_and_a_typo_costs_no_kdf_run() {
     let key_file = img.dir.path().join("recovery.txt");
     let agent = Agent::start(img.dir.path(), &[]);
     let k = key_file.display().to_string();
-    json(&volctl(&["converge"], &img.path, &cfg, &agent, &["--recovery-key-out", &k], None));
+    json(&volctl(
+        &["converge"],
+        &img.path,
+        &cfg,
+        &agent,
+        &["--recovery-key-out", &k],
+        None,
+    ));
     let key = std::fs::read_to_string(&key_file).unwrap();
     let key = key.trim().rsplit(' ').next().unwrap().to_string();
     assert!(opens(&img.path, 9, key.as_bytes()));
@@ -206,32 +250,58 @@ fn passphrase_change_cut_at_every_write_leaves_the_old_or_the_new_one() {
         let img = dir.path().join(format!("cut-{n}.img"));
         std::fs::copy(&base.path, &img).unwrap();
         let agent = Agent::start(dir.path(), &["old-pass", "new-pass", "new-pass"]);
-        let out = volctl(&["passphrase", "change"], &img, &cfg, &agent, &[], Some((&shim, n)));
+        let out = volctl(
+            &["passphrase", "change"],
+            &img,
+            &cfg,
+            &agent,
+            &[],
+            Some((&shim, n)),
+        );
         drop(agent);
         if out.status.success() {
-            assert!(opens(&img, 0, new) && !opens_any(&img, old), "after the whole change");
+            assert!(
+                opens(&img, 0, new) && !opens_any(&img, old),
+                "after the whole change"
+            );
             assert_eq!(slots(&img), [0], "the spare is gone");
             break;
         }
-        assert_eq!(out.status.code(), Some(137), "write {n}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(137),
+            "write {n}: {}",
+            text(&out.stderr)
+        );
         cuts += 1;
-        assert!(opens_any(&img, old) || opens_any(&img, new), "cut at write {n}");
+        assert!(
+            opens_any(&img, old) || opens_any(&img, new),
+            "cut at write {n}"
+        );
         // The next run, answered with the new passphrase then the old one,
         // opens it and leaves slot 0 holding whichever opened it.
         let agent = Agent::start(dir.path(), &["new-pass", "old-pass"]);
         let v = json(&volctl(&["converge"], &img, &cfg, &agent, &[], None));
         let by_new = agent.questions().len() == 1;
         let pass = if by_new { new } else { old };
-        assert!(opens(&img, 0, pass), "cut at write {n}: slot 0 after the next run: {v}");
+        assert!(
+            opens(&img, 0, pass),
+            "cut at write {n}: slot 0 after the next run: {v}"
+        );
         if by_new && v["unlocked_by"][0] != 0 {
             // The spare opened it: the change was finished, the spare removed.
             assert_eq!(slots(&img), [0], "cut at write {n}: {v}");
             finished += 1;
         }
     }
-    eprintln!("passphrase change cut at each of its {cuts} writes; {finished} finished by the next run");
+    eprintln!(
+        "passphrase change cut at each of its {cuts} writes; {finished} finished by the next run"
+    );
     assert!(cuts >= 6, "the injector cut {cuts} writes");
-    assert!(finished >= 2, "cuts between the spare and the slot are finished");
+    assert!(
+        finished >= 2,
+        "cuts between the spare and the slot are finished"
+    );
 }
 
 #[test]
@@ -241,7 +311,14 @@ fn recovery_key_rotate_hands_the_new_key_over_before_the_old_one_goes() {
     let first_file = img.dir.path().join("first.txt");
     let agent = Agent::start(img.dir.path(), &["pass-word", "pass-word"]);
     let f = first_file.display().to_string();
-    json(&volctl(&["converge"], &img.path, &cfg, &agent, &["--recovery-key-out", &f], None));
+    json(&volctl(
+        &["converge"],
+        &img.path,
+        &cfg,
+        &agent,
+        &["--recovery-key-out", &f],
+        None,
+    ));
     let read_key = |p: &Path| {
         let t = std::fs::read_to_string(p).unwrap();
         t.trim().rsplit(' ').next().unwrap().to_string()
@@ -263,7 +340,10 @@ fn recovery_key_rotate_hands_the_new_key_over_before_the_old_one_goes() {
     let new_key = read_key(&second_file);
     assert_ne!(new_key, old_key);
     assert!(opens(&img.path, 9, new_key.as_bytes()), "{v}");
-    assert!(!opens_any(&img.path, old_key.as_bytes()), "the old key is gone");
+    assert!(
+        !opens_any(&img.path, old_key.as_bytes()),
+        "the old key is gone"
+    );
     assert!(opens(&img.path, 0, b"pass-word"));
     assert_eq!(slots(&img.path), [0, 9]);
 }

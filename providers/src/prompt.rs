@@ -74,7 +74,10 @@ impl KeyProvider for PromptProvider {
                 continue;
             }
             let again = self
-                .ask(asker, format!("Repeat the passphrase for {}", ctx.volume_id))
+                .ask(
+                    asker,
+                    format!("Repeat the passphrase for {}", ctx.volume_id),
+                )
                 .await?;
             if first.expose() == again.expose() {
                 return Ok(Enrolled {

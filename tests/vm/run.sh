@@ -7,7 +7,11 @@
 # Usage: tests/vm/run.sh DISK JOBDIR [TIMEOUT_SECONDS]
 # Environment: VOLCTL_VM_QEMU_EXTRA (more qemu arguments), VOLCTL_VM_KERNEL
 # (another kernel image, e.g. the bzImage for UEFI firmware, which cannot
-# boot the ELF vmlinux), VOLCTL_VM_MACHINE (default q35).
+# boot the ELF vmlinux), VOLCTL_VM_MACHINE (default q35),
+# VOLCTL_VM_SERIAL_SOCKET (the console on this unix socket instead of
+# stdout, for a test that types on it: qemu waits for it to connect; the
+# caller reads the exit marker itself, and this script exits with qemu's
+# status).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$ROOT/target/vm
@@ -20,17 +24,24 @@ tar -cf "$JOBIMG" -C "$JOB" .
 # Pad to a whole number of sectors.
 truncate -s %512 "$JOBIMG"
 LOG=$(mktemp)
+SERIAL="-serial stdio"
+if [ -n "${VOLCTL_VM_SERIAL_SOCKET:-}" ]; then
+  SERIAL="-chardev socket,id=con0,path=$VOLCTL_VM_SERIAL_SOCKET,server=on,wait=on -serial chardev:con0"
+fi
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -nodefaults -nographic -no-reboot \
   -machine ${VOLCTL_VM_MACHINE:-q35} -cpu qemu64,+rdrand -m 1024 -smp 1 \
   -kernel "${VOLCTL_VM_KERNEL:-$OUT/vmlinux}" -initrd "$OUT/initramfs.cpio" \
   -append "console=ttyS0 panic=-1 cryptomgr.notests quiet loglevel=3" \
-  -serial stdio \
+  $SERIAL \
   -drive file="$DISK",format=raw,if=virtio,cache=unsafe \
   -drive file="$JOBIMG",format=raw,if=virtio,readonly=on \
   ${VOLCTL_VM_QEMU_EXTRA:-} > "$LOG" 2>&1
 qrc=$?
 set -e
+if [ -n "${VOLCTL_VM_SERIAL_SOCKET:-}" ]; then
+  cat "$LOG" >&2; rm -f "$LOG"; exit "$qrc"
+fi
 tr -d '\r' < "$LOG"
 rc=$(tr -d '\r' < "$LOG" | sed -n 's/^VOLCTL-VM-EXIT \([0-9]*\)$/\1/p' | tail -1)
 rm -f "$LOG"

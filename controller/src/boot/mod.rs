@@ -254,7 +254,9 @@ async fn bring_up_others(
         status.volumes.extend(typed.iter().map(volume::waiting));
         write_status(opts, status)?;
         status.volumes.truncate(asking);
-        status.volumes.extend(open_all(typed, parts, &env, 1).await?);
+        status
+            .volumes
+            .extend(open_all(typed, parts, &env, 1).await?);
     }
     // Existing volumes last: one may live on a disk another volume just opened.
     let disks = disks::given_or_system(&opts.disks);

@@ -27,8 +27,8 @@ use api_types::KeyslotId;
 use api_types::{KeyKind, KeySource};
 use plan::{DesiredSlot, Plan, PlanError};
 use providers::{Passphrase, ProviderEnv, ProviderError};
-use std::collections::BTreeMap;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -299,7 +299,9 @@ impl Plan {
         let Some(kind) = kind else { return };
         self.actions.retain(|a| a.slot() != Some(slot));
         self.notes.retain(|n| n.slot() != Some(slot));
-        let reason = "finishing a passphrase change that was cut short: the key typed now goes to its slot".to_string();
+        let reason =
+            "finishing a passphrase change that was cut short: the key typed now goes to its slot"
+                .to_string();
         self.actions.insert(
             0,
             if present {

@@ -75,7 +75,9 @@ pub async fn replace_key(
     let target = choose_slot(spec, &keys, kind, slot)?;
     let desired: Vec<_> = keys.iter().map(keys::desired_slot).collect();
     let Contents::Luks2(h) = super::blocking(&device, |d| d.contents()).await? else {
-        return Err(ReplaceError::NotEncrypted(device.path().display().to_string()));
+        return Err(ReplaceError::NotEncrypted(
+            device.path().display().to_string(),
+        ));
     };
     let present = h.keyslot(target).is_some();
     let spare = spare_slot(&h.keyslot_numbers(), &keys).ok_or(ReplaceError::NoSpareSlot)?;

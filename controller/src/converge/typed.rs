@@ -129,14 +129,13 @@ impl TypedUnlock<'_> {
         let recovery = std::str::from_utf8(answer.expose())
             .ok()
             .map(providers::recovery::parse);
+        // What reads as a recovery key (its check group matches) is one:
+        // the recovery slots first, so it costs one KDF run.
         let mut attempts: Vec<(KeyslotId, Passphrase)> = Vec::new();
-        for &(slot, kind) in slots {
-            match (kind, &recovery) {
-                (KeySource::Recovery, Some(Ok(key))) => attempts.push((slot, key.clone())),
-                (KeySource::Prompt, _) => attempts.push((slot, answer.clone())),
-                _ => {}
-            }
+        if let Some(Ok(key)) = &recovery {
+            attempts.extend(of_kind(slots, KeySource::Recovery).map(|s| (s, key.clone())));
         }
+        attempts.extend(of_kind(slots, KeySource::Prompt).map(|s| (s, answer.clone())));
         if attempts.is_empty() {
             if let Some(Err(why)) = &recovery {
                 tracing::warn!(volume = %self.volume, "not a recovery key: {why}");
@@ -165,12 +164,26 @@ impl TypedUnlock<'_> {
             .keyslot(slot)
             .map_or(KeySize::from_bits(512), |k| k.size());
         let pass = pass.clone();
-        match blocking(self.device, move |d| d.volume_key(slot, size, pass.expose())).await {
+        match blocking(self.device, move |d| {
+            d.volume_key(slot, size, pass.expose())
+        })
+        .await
+        {
             Ok(vk) => Ok(Some(vk)),
             Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => Ok(None),
             Err(e) => Err(e),
         }
     }
+}
+
+fn of_kind(
+    slots: &[(KeyslotId, KeySource)],
+    kind: KeySource,
+) -> impl Iterator<Item = KeyslotId> + '_ {
+    slots
+        .iter()
+        .filter(move |(_, k)| *k == kind)
+        .map(|(s, _)| *s)
 }
 
 /// The slot a spare holds a copy of, when `slot` is one.

@@ -87,8 +87,14 @@ fn ask_blocking(dir: &Path, q: &Question) -> Result<Passphrase, AskError> {
                     return Ok(answer);
                 }
             }
-            Ok(None) => tracing::warn!("ignored an ask-password answer from an unprivileged sender"),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Ok(None) => {
+                tracing::warn!("ignored an ask-password answer from an unprivileged sender")
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(unavailable("cannot read the answer", e)),
         }
     }
@@ -111,7 +117,9 @@ fn parse_answer(d: &[u8]) -> Result<Option<Passphrase>, AskError> {
 /// Writes the ask file under a temporary name and renames it, so agents
 /// (which watch for `ask.*` closes and moves) never read half a question.
 fn post(dir: &Path, id: &str, posted: &Posted, q: &Question) -> std::io::Result<()> {
-    let not_after = q.timeout.map_or(0, |t| monotonic_now() + t.as_micros() as u64);
+    let not_after = q.timeout.map_or(0, |t| {
+        monotonic_now().saturating_add(u64::try_from(t.as_micros()).unwrap_or(u64::MAX))
+    });
     let text = format!(
         "[Ask]\nPID={}\nSocket={}\nAcceptCached=0\nEcho=0\nNotAfter={not_after}\nMessage={}\nIcon=drive-harddisk\nId={}\n",
         std::process::id(),
@@ -135,7 +143,8 @@ fn monotonic_now() -> u64 {
     };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
 }
 
 fn pass_credentials(sock: &UnixDatagram) -> std::io::Result<()> {
@@ -147,7 +156,7 @@ fn pass_credentials(sock: &UnixDatagram) -> std::io::Result<()> {
             libc::SOL_SOCKET,
             libc::SO_PASSCRED,
             (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).expect("4 bytes"),
         )
     };
     if r == 0 {

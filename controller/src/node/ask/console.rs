@@ -97,7 +97,9 @@ fn read_line(tty: &mut std::fs::File, fd: i32, q: &Question) -> Result<Passphras
         let ms = match deadline {
             None => -1,
             Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => i32::try_from(left.as_millis()).unwrap_or(i32::MAX),
+                Some(left) if !left.is_zero() => {
+                    i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
+                }
                 _ => return Err(AskError::Timeout(q.timeout.unwrap_or_default())),
             },
         };
