@@ -10,7 +10,8 @@
 //! - [`converge`]: observe → unlock once → plan (pure) → execute;
 //! - [`boot`]: the boot sequence and its per-volume phases;
 //! - [`node`]: disks, META, STATE's files, status, filesystems;
-//! - [`apply`], [`reset`]: the day-2 operations.
+//! - [`apply`], [`reset`]: the day-2 operations;
+//! - [`serve`]: the node API, the same operations over the network.
 
 pub mod apply;
 pub mod boot;
@@ -22,4 +23,5 @@ pub mod node;
 pub mod provision;
 pub mod render;
 pub mod reset;
+pub mod serve;
 pub mod volume;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match commands::exec(cli.command) {
+    match commands::exec(cli.command, &cli.remote) {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("error: {}", cli::report(&e));

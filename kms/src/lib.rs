@@ -8,7 +8,8 @@
 
 pub mod client;
 pub mod keyring;
-pub mod listener;
+/// The hardened listener, shared with the node API.
+pub use tls::listener;
 pub mod server;
 
 /// Generated protocol types and gRPC stubs.

@@ -100,7 +100,7 @@ fn check(req: &KmsRequest) -> Result<(), Status> {
 #[tonic::async_trait]
 impl KmsService for KmsServer {
     async fn seal(&self, request: Request<KmsRequest>) -> Result<Response<KmsResponse>, Status> {
-        let peer = request.remote_addr();
+        let peer = crate::listener::remote_addr(&request);
         let req = request.into_inner();
         check(&req)?;
         let data = self.keyring.seal(&req.node_uuid, &req.data);
@@ -109,7 +109,7 @@ impl KmsService for KmsServer {
     }
 
     async fn unseal(&self, request: Request<KmsRequest>) -> Result<Response<KmsResponse>, Status> {
-        let peer = request.remote_addr();
+        let peer = crate::listener::remote_addr(&request);
         let req = request.into_inner();
         check(&req)?;
         match self.keyring.unseal(&req.node_uuid, &req.data) {

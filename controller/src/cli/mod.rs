@@ -6,10 +6,11 @@
 
 pub mod output;
 pub mod prelude;
+pub mod remote;
 
 use crate::commands::{
-    apply_config, boot, close, converge, disks, kms_server, meta, passphrase, plan, provision,
-    recovery_key, reset, schema, status, validate,
+    apply_config, boot, close, converge, disks, gen, kms_server, meta, passphrase, plan, provision,
+    reboot, recovery_key, reset, schema, serve, status, validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +22,9 @@ pub struct Cli {
     /// Log more (repeat for debug); logs go to stderr. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Where the command runs (`-n NODE`: over the node API).
+    #[command(flatten)]
+    pub remote: remote::RemoteArgs,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -74,6 +78,16 @@ pub enum Command {
     /// Create the partitions the config asks for (only that).
     #[command(after_help = provision::HELP)]
     Provision(provision::Args),
+    /// Serve the node API (mutual TLS or an API key) for `volctl -n`.
+    #[command(after_help = serve::HELP)]
+    Serve(serve::Args),
+    /// Make a CA, the node's certificate, admin and reader certificates and client configs.
+    #[command(after_help = gen::HELP)]
+    Gen(gen::Args),
+    /// Print the version (with -n, the node's).
+    Version(version::Args),
+    /// Reboot the node (with -n, a remote node).
+    Reboot(reboot::Args),
 }
 
 /// How volctl exits, named once.

@@ -50,6 +50,9 @@ pub struct Args {
     /// Deliver the config to a boot waiting in maintenance mode (no authentication, local only).
     #[arg(long)]
     pub insecure: bool,
+    /// With -n and --insecure: the SHA-256 fingerprint the node printed on its console.
+    #[arg(long, requires = "insecure")]
+    pub fingerprint: Option<String>,
     /// Status file of the running boot.
     #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
     pub status_file: PathBuf,

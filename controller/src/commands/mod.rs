@@ -6,23 +6,36 @@ pub mod boot;
 pub mod close;
 pub mod converge;
 pub mod disks;
+pub mod gen;
 pub mod kms_server;
 pub mod meta;
 pub mod passphrase;
 pub mod plan;
 pub mod provision;
+pub mod reboot;
 pub mod recovery_key;
+pub mod remote;
 pub mod reset;
 pub mod schema;
+pub mod serve;
 pub mod status;
 pub mod validate;
+pub mod version;
 
+use crate::cli::remote::RemoteArgs;
 use crate::cli::{Command, Exit};
 use anyhow::Result;
 
-/// Runs one command.
-pub fn exec(command: Command) -> Result<Exit> {
+/// Runs one command, here or (with `-n`) on the nodes named.
+pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
+    if !remote.nodes.is_empty() {
+        return remote::exec(command, remote);
+    }
     match command {
+        Command::Serve(a) => serve::exec(a, remote),
+        Command::Gen(a) => gen::exec(a),
+        Command::Version(a) => version::exec(a),
+        Command::Reboot(a) => reboot::exec(a),
         Command::Validate(a) => validate::exec(a),
         Command::Schema(a) => schema::exec(a),
         Command::Plan(a) => plan::exec(a),

@@ -56,12 +56,38 @@ pub fn default_max_connections() -> usize {
     nofile.saturating_sub(32).clamp(8, 512)
 }
 
+/// Which client certificates a TLS acceptor asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientCerts<'a> {
+    /// None (anyone completes the handshake; authenticate otherwise).
+    None,
+    /// Required, from this CA (PEM).
+    Required(&'a [u8]),
+    /// Optional, but when given, from this CA (PEM): for services that
+    /// also take an API key.
+    Optional(&'a [u8]),
+}
+
 /// A TLS 1.3 acceptor from PEM material; with `client_ca_pem`, only clients
 /// with a certificate from that CA complete the handshake. ALPN offers h2.
 pub fn tls_acceptor(
     cert_pem: &[u8],
     key_pem: &[u8],
     client_ca_pem: Option<&[u8]>,
+) -> Result<TlsAcceptor, String> {
+    let clients = match client_ca_pem {
+        Some(ca) => ClientCerts::Required(ca),
+        None => ClientCerts::None,
+    };
+    tls_acceptor_with(cert_pem, key_pem, clients)
+}
+
+/// A TLS 1.3 acceptor from PEM material, asking for client certificates as
+/// `clients` says. ALPN offers h2.
+pub fn tls_acceptor_with(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    clients: ClientCerts<'_>,
 ) -> Result<TlsAcceptor, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -73,7 +99,12 @@ pub fn tls_acceptor(
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?;
-    let builder = match client_ca_pem {
+    let (ca, optional) = match clients {
+        ClientCerts::None => (None, false),
+        ClientCerts::Required(ca) => (Some(ca), false),
+        ClientCerts::Optional(ca) => (Some(ca), true),
+    };
+    let builder = match ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -82,13 +113,15 @@ pub fn tls_acceptor(
                     .add(c.map_err(|e| format!("client CA: {e}"))?)
                     .map_err(|e| format!("client CA: {e}"))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
-            )
-            .build()
-            .map_err(|e| format!("client CA: {e}"))?;
-            builder.with_client_cert_verifier(verifier)
+            );
+            if optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            builder
+                .with_client_cert_verifier(verifier.build().map_err(|e| format!("client CA: {e}"))?)
         }
     };
     let mut cfg = builder
@@ -162,17 +195,25 @@ async fn establish(
     limits: Limits,
     permit: OwnedSemaphorePermit,
 ) -> Option<Conn> {
-    let info = TcpConnectInfo {
-        local_addr: tcp.local_addr().ok(),
-        remote_addr: Some(peer),
+    let mut info = PeerInfo {
+        tcp: TcpConnectInfo {
+            local_addr: tcp.local_addr().ok(),
+            remote_addr: Some(peer),
+        },
+        certs: Arc::new(Vec::new()),
     };
     let io: Box<dyn Io> = match tls {
         None => Box::new(tcp),
         Some(acceptor) => {
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => Box::new(s),
+                Ok(Ok(s)) => {
+                    let chain = s.get_ref().1.peer_certificates().unwrap_or_default();
+                    info.certs = Arc::new(chain.iter().map(|c| c.to_vec()).collect());
+                    Box::new(s)
+                }
                 Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    // A refused certificate (another CA, expired) ends here.
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
                     return None;
                 }
                 Err(_) => {
@@ -194,11 +235,34 @@ async fn establish(
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
+/// Who is on the other end of an accepted connection: its address and the
+/// certificate chain it presented (DER, leaf first; empty without client
+/// authentication). Handlers find it in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// Addresses.
+    pub tcp: TcpConnectInfo,
+    /// The client's certificate chain, leaf first.
+    pub certs: Arc<Vec<Vec<u8>>>,
+}
+
+impl PeerInfo {
+    /// The peer of a request served from [`incoming`].
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
+        request.extensions().get::<PeerInfo>()
+    }
+}
+
+/// The remote address of a request served from [`incoming`].
+pub fn remote_addr<T>(request: &tonic::Request<T>) -> Option<SocketAddr> {
+    PeerInfo::of(request).and_then(|p| p.tcp.remote_addr)
+}
+
 /// An accepted connection: closed when silent for the idle timeout; holds
 /// its place under the connection cap until dropped.
 pub struct Conn {
     io: Box<dyn Io>,
-    info: TcpConnectInfo,
+    info: PeerInfo,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     _permit: OwnedSemaphorePermit,
@@ -263,8 +327,8 @@ impl AsyncWrite for Conn {
 }
 
 impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
-    fn connect_info(&self) -> TcpConnectInfo {
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
         self.info.clone()
     }
 }

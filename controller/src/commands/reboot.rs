@@ -1,0 +1,18 @@
+//! `volctl reboot`: reboot the node (with `-n`, a remote node).
+
+use crate::cli::Exit;
+use anyhow::Result;
+
+/// `volctl reboot` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Command that reboots the node.
+    #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
+    pub reboot_command: String,
+}
+
+/// Reboots.
+pub fn exec(args: Args) -> Result<Exit> {
+    controller::node::reboot::reboot(&args.reboot_command)?;
+    Ok(Exit::Success)
+}

@@ -1,0 +1,204 @@
+//! The remote verbs: `volctl -n NODE status|version|apply-config|reset|reboot`.
+//! Each node is called in turn; the output names each; a node that is down
+//! or refuses is reported and the others still run.
+
+use super::{apply_config, reset};
+use crate::cli::output::Output;
+use crate::cli::remote::RemoteArgs;
+use crate::cli::{Command, Exit};
+use anyhow::{bail, Context, Result};
+use controller::node::status::BootStatus;
+use node_api::client::{Credentials, Remote};
+use node_api::proto;
+
+/// Runs `command` on every node of `remote`.
+pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
+    let call = Call::from_command(command, remote)?;
+    let rt = crate::cli::prelude::runtime()?;
+    let mut failed = 0;
+    let mut json = serde_json::Map::new();
+    for node in &remote.nodes {
+        match rt.block_on(call.run(node, remote.timeout())) {
+            Ok(out) => match call.output {
+                Output::Json => {
+                    json.insert(node.clone(), out.json);
+                }
+                Output::Text => print!("NODE {node}\n{}", out.text),
+            },
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}", crate::cli::report(&e));
+            }
+        }
+    }
+    if call.output == Output::Json && !json.is_empty() {
+        // One node: its document as the local verb prints it; several: by node.
+        let doc = if remote.nodes.len() == 1 {
+            json.into_iter().next().map(|(_, v)| v).unwrap_or_default()
+        } else {
+            serde_json::Value::Object(json)
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    Ok(if failed == 0 {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// What one node answered.
+struct Answer {
+    json: serde_json::Value,
+    text: String,
+}
+
+enum Verb {
+    Version,
+    Status,
+    Apply(proto::ApplyConfigRequest),
+    Reset(proto::ResetRequest),
+    Reboot,
+}
+
+struct Call {
+    verb: Verb,
+    creds: Credentials,
+    output: Output,
+}
+
+impl Call {
+    fn from_command(command: Command, remote: &RemoteArgs) -> Result<Call> {
+        let (verb, output, creds) = match command {
+            Command::Version(a) => (Verb::Version, a.output, remote.credentials()?),
+            Command::Status(a) => (Verb::Status, a.output, remote.credentials()?),
+            Command::Reboot(_) => (Verb::Reboot, Output::Text, remote.credentials()?),
+            Command::Reset(a) => (Verb::Reset(reset_request(&a)), Output::Text, remote.credentials()?),
+            Command::ApplyConfig(a) => {
+                let creds = if a.insecure {
+                    remote.maintenance(a.fingerprint.as_deref())?
+                } else {
+                    remote.credentials()?
+                };
+                (Verb::Apply(apply_request(&a)?), a.output, creds)
+            }
+            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, apply-config, reset and reboot", verb_name(&other)),
+        };
+        Ok(Call {
+            verb,
+            creds,
+            output,
+        })
+    }
+
+    async fn run(&self, node: &str, timeout: std::time::Duration) -> Result<Answer> {
+        let mut r = Remote::connect(node, &self.creds, timeout).await?;
+        if let (node_api::client::Trust::Unverified, Some(fp)) = (&self.creds.trust, &r.fingerprint)
+        {
+            eprintln!("{}: certificate SHA-256 fingerprint {fp} (not verified; pass --fingerprint to pin it)", r.node);
+        }
+        match &self.verb {
+            Verb::Version => {
+                let (c, req) = r.call(proto::VersionRequest {});
+                let v = c.version(req).await.map_err(|s| r.failed(&s))?.into_inner();
+                let mode = if v.maintenance {
+                    " (maintenance mode)"
+                } else {
+                    ""
+                };
+                Ok(Answer {
+                    json: serde_json::json!({"version": v.version, "maintenance": v.maintenance}),
+                    text: format!("volctl {}{mode}\n", v.version),
+                })
+            }
+            Verb::Status => {
+                let (c, req) = r.call(proto::StatusRequest {});
+                let s = c.status(req).await.map_err(|s| r.failed(&s))?.into_inner();
+                let status: BootStatus = serde_json::from_str(&s.status_json)
+                    .context("the node sent a status this volctl cannot read")?;
+                Ok(Answer {
+                    json: serde_json::to_value(&status)?,
+                    text: status.table(),
+                })
+            }
+            Verb::Apply(a) => {
+                let (c, req) = r.call(a.clone());
+                let rep = c
+                    .apply_config(req)
+                    .await
+                    .map_err(|s| r.failed(&s))?
+                    .into_inner();
+                Ok(Answer {
+                    json: serde_json::from_str(&rep.report_json).unwrap_or_default(),
+                    text: rep.report_text,
+                })
+            }
+            Verb::Reset(a) => {
+                let (c, req) = r.call(a.clone());
+                let rep = c.reset(req).await.map_err(|s| r.failed(&s))?.into_inner();
+                let mut text: String = rep.steps.iter().map(|s| format!("{s}\n")).collect();
+                if rep.rebooting {
+                    text.push_str("rebooting\n");
+                }
+                Ok(Answer {
+                    json: serde_json::json!({"steps": rep.steps, "rebooting": rep.rebooting}),
+                    text,
+                })
+            }
+            Verb::Reboot => {
+                let (c, req) = r.call(proto::RebootRequest {});
+                c.reboot(req).await.map_err(|s| r.failed(&s))?;
+                Ok(Answer {
+                    json: serde_json::json!({"rebooting": true}),
+                    text: "rebooting\n".into(),
+                })
+            }
+        }
+    }
+}
+
+fn verb_name(c: &Command) -> String {
+    format!("{c:?}")
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+fn apply_request(a: &apply_config::Args) -> Result<proto::ApplyConfigRequest> {
+    let files = a
+        .files
+        .iter()
+        .map(|p| {
+            let content =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(proto::ConfigFile {
+                name: p.display().to_string(),
+                content,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mode = match a.mode {
+        apply_config::ModeArg::Auto => proto::ApplyMode::Auto,
+        apply_config::ModeArg::Staged => proto::ApplyMode::Staged,
+        apply_config::ModeArg::Reboot => proto::ApplyMode::Reboot,
+        apply_config::ModeArg::NoReboot => proto::ApplyMode::NoReboot,
+    };
+    Ok(proto::ApplyConfigRequest {
+        files,
+        mode: mode.into(),
+        dry_run: a.dry_run,
+    })
+}
+
+fn reset_request(a: &reset::Args) -> proto::ResetRequest {
+    let wipe = match a.wipe_mode {
+        reset::WipeArg::Fast => proto::WipeMode::Fast,
+        reset::WipeArg::Full => proto::WipeMode::Full,
+    };
+    proto::ResetRequest {
+        labels: a.system_labels_to_wipe.clone(),
+        wipe_mode: wipe.into(),
+        reboot: a.reboot,
+    }
+}

@@ -1,0 +1,124 @@
+//! `volctl serve`: the node agent. A gRPC server (`volctl.node.v1.Node`,
+//! [`node_api`]) on the hardened listener: TLS 1.3 only, client
+//! certificates from the configured CA (their Organization is the role) or
+//! the API key, bounded requests (size, time, concurrency). Each call runs
+//! the same library code as the local verb ([`service`]).
+
+mod service;
+
+use node_api::auth::Authenticator;
+pub use service::NodeService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tls::listener::{self, ClientCerts, Limits};
+use zeroize::Zeroizing;
+
+/// Calls served at once, over all connections.
+pub const MAX_CONCURRENT_CALLS: usize = 32;
+/// The longest a call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The node the server acts on: what the local verbs take as flags.
+#[derive(Debug, Clone)]
+pub struct NodeContext {
+    /// Disks (empty: every disk).
+    pub disks: Vec<PathBuf>,
+    /// The boot's status file.
+    pub status_file: PathBuf,
+    /// Node UUID for nodeID keys.
+    pub node_uuid: Result<String, String>,
+    /// The command that reboots the node.
+    pub reboot_command: String,
+    /// How to reach KMS servers.
+    pub kms: providers::KmsClientOptions,
+    /// Where the TPM is.
+    pub tpm: providers::TpmOptions,
+}
+
+/// The server's TLS material and callers.
+pub struct ServerIdentity {
+    /// Certificate (PEM).
+    pub cert_pem: Vec<u8>,
+    /// Private key (PEM).
+    pub key_pem: Zeroizing<Vec<u8>>,
+    /// CA whose client certificates are accepted (PEM).
+    pub client_ca_pem: Option<Vec<u8>>,
+    /// The API key, if that mode is on.
+    pub api_key: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// Why the server did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS material is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// No way to authenticate anyone.
+    #[error("give --client-ca (client certificates) or --api-key-file (an API key), or both")]
+    NoCallers,
+    /// The API key is unusable.
+    #[error("API key: {0}")]
+    ApiKey(String),
+    /// The server failed.
+    #[error("serving: {0}")]
+    Serve(String),
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    id: ServerIdentity,
+    node: NodeContext,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let clients = match (&id.client_ca_pem, &id.api_key) {
+        (None, None) => return Err(ServeError::NoCallers),
+        (Some(ca), None) => ClientCerts::Required(ca),
+        (Some(ca), Some(_)) => ClientCerts::Optional(ca),
+        (None, Some(_)) => ClientCerts::None,
+    };
+    let acceptor =
+        listener::tls_acceptor_with(&id.cert_pem, &id.key_pem, clients).map_err(ServeError::Tls)?;
+    let auth = match id.api_key {
+        Some(k) => Authenticator::with_api_key(k).map_err(ServeError::ApiKey)?,
+        None => Authenticator::certificates(),
+    };
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?local, "serving the node API");
+    run(
+        listener,
+        acceptor,
+        NodeService::new(auth, node),
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `service` on `listener` through `acceptor`, bounded.
+pub(crate) async fn run(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    service: NodeService,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let svc = node_api::proto::node_server::NodeServer::new(service)
+        .max_decoding_message_size(node_api::MAX_REQUEST);
+    tonic::transport::Server::builder()
+        .timeout(CALL_TIMEOUT)
+        .concurrency_limit_per_connection(16)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_CALLS,
+        ))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(
+            listener::incoming(listener, Some(acceptor), limits),
+            shutdown,
+        )
+        .await
+        .map_err(|e| ServeError::Serve(e.to_string()))
+}

@@ -1,0 +1,204 @@
+//! The node API's calls, each the local verb's library code behind a role
+//! check: readers may read (version, status), admins may also change
+//! (apply-config, reset, reboot). Changes run one at a time. A refused call
+//! changes nothing.
+
+use super::NodeContext;
+use crate::apply::{self, ApplyError, ApplyMode, ApplyOptions};
+use crate::node::status::BootStatus;
+use crate::reset::{self, WipeMode};
+use node_api::auth::Authenticator;
+use node_api::proto::{self, node_server::Node};
+use std::time::Duration;
+use tls::identity::Role;
+use tonic::{Request, Response, Status};
+
+/// The node's side of `volctl.node.v1.Node`.
+pub struct NodeService {
+    auth: Authenticator,
+    node: NodeContext,
+    /// One change at a time (apply, reset).
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl NodeService {
+    /// A service acting on `node` for the callers `auth` admits.
+    pub fn new(auth: Authenticator, node: NodeContext) -> Self {
+        NodeService {
+            auth,
+            node,
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Reboots after the answer has left (the caller sees the call succeed).
+    fn reboot_soon(&self) {
+        let command = self.node.reboot_command.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tracing::warn!(%command, "rebooting as asked over the node API");
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || crate::node::reboot::reboot(&command)).await
+            {
+                tracing::error!("reboot task failed: {e}");
+            }
+        });
+    }
+
+    fn status(&self) -> Result<BootStatus, Status> {
+        BootStatus::load(&self.node.status_file).map_err(|e| {
+            Status::unavailable(format!(
+                "cannot read the boot status {}: {e} (has `volctl boot` run?)",
+                self.node.status_file.display()
+            ))
+        })
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("reports serialise")
+}
+
+fn apply_mode(m: i32) -> Result<ApplyMode, Status> {
+    Ok(match proto::ApplyMode::try_from(m) {
+        Ok(proto::ApplyMode::Auto) => ApplyMode::Auto,
+        Ok(proto::ApplyMode::Staged) => ApplyMode::Staged,
+        Ok(proto::ApplyMode::Reboot) => ApplyMode::Reboot,
+        Ok(proto::ApplyMode::NoReboot) => ApplyMode::NoReboot,
+        Err(_) => return Err(Status::invalid_argument(format!("unknown apply mode {m}"))),
+    })
+}
+
+/// The files as the client named them, in a private directory, so that
+/// diagnostics name them as the admin knows them.
+fn stage_files(
+    files: &[proto::ConfigFile],
+) -> Result<(tempfile::TempDir, Vec<std::path::PathBuf>), Status> {
+    if files.is_empty() {
+        return Err(Status::invalid_argument("no config file given"));
+    }
+    let dir = tempfile::tempdir().map_err(|e| Status::internal(e.to_string()))?;
+    let mut paths = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let base = std::path::Path::new(&f.name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("config-{i}.yaml"));
+        let sub = dir.path().join(i.to_string());
+        std::fs::create_dir(&sub).map_err(|e| Status::internal(e.to_string()))?;
+        let p = sub.join(base);
+        std::fs::write(&p, &f.content).map_err(|e| Status::internal(e.to_string()))?;
+        paths.push(p);
+    }
+    Ok((dir, paths))
+}
+
+fn apply_status(e: ApplyError) -> Status {
+    match e {
+        ApplyError::Invalid(_) | ApplyError::Refused(_) | ApplyError::NeedsReboot(_) => {
+            Status::failed_precondition(e.to_string())
+        }
+        ApplyError::NoStatus { .. } | ApplyError::StateNotMounted => {
+            Status::unavailable(e.to_string())
+        }
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn version(
+        &self,
+        req: Request<proto::VersionRequest>,
+    ) -> Result<Response<proto::VersionResponse>, Status> {
+        self.auth.require(&req, Role::Reader, "version")?;
+        Ok(Response::new(proto::VersionResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            maintenance: false,
+        }))
+    }
+
+    async fn status(
+        &self,
+        req: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
+        self.auth.require(&req, Role::Reader, "status")?;
+        Ok(Response::new(proto::StatusResponse {
+            status_json: json(&self.status()?),
+        }))
+    }
+
+    async fn apply_config(
+        &self,
+        req: Request<proto::ApplyConfigRequest>,
+    ) -> Result<Response<proto::ApplyConfigResponse>, Status> {
+        let caller = self.auth.require(&req, Role::Admin, "apply-config")?;
+        let r = req.into_inner();
+        let (_dir, files) = stage_files(&r.files)?;
+        let opts = ApplyOptions {
+            files,
+            mode: apply_mode(r.mode)?,
+            dry_run: r.dry_run,
+            insecure: false,
+            status_file: self.node.status_file.clone(),
+            disks: self.node.disks.clone(),
+            node_uuid: self.node.node_uuid.clone(),
+            // The server reboots itself, once the answer has left.
+            reboot_command: "true".into(),
+            kms: self.node.kms.clone(),
+            tpm: self.node.tpm.clone(),
+        };
+        let _one = self.changing.lock().await;
+        let report = apply::apply(&opts).await.map_err(apply_status)?;
+        tracing::info!(caller = %caller.name, mode = %report.mode, dry_run = r.dry_run, "config applied");
+        if report.reboot_requested {
+            self.reboot_soon();
+        }
+        Ok(Response::new(proto::ApplyConfigResponse {
+            report_json: json(&report),
+            report_text: apply::report_text(&report),
+        }))
+    }
+
+    async fn reset(
+        &self,
+        req: Request<proto::ResetRequest>,
+    ) -> Result<Response<proto::ResetResponse>, Status> {
+        let caller = self.auth.require(&req, Role::Admin, "reset")?;
+        let r = req.into_inner();
+        if r.labels.is_empty() {
+            return Err(Status::invalid_argument("no label to wipe"));
+        }
+        let mode = match proto::WipeMode::try_from(r.wipe_mode) {
+            Ok(proto::WipeMode::Full) => WipeMode::Full,
+            _ => WipeMode::Fast,
+        };
+        let _one = self.changing.lock().await;
+        let mut status = BootStatus::load(&self.node.status_file).ok();
+        let disks = crate::node::disks::given_or_system(&self.node.disks);
+        let steps = reset::reset(&r.labels, &disks, status.as_mut(), mode)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        if let Some(st) = status {
+            st.save(&self.node.status_file)
+                .map_err(|e| Status::internal(format!("writing the status: {e}")))?;
+        }
+        tracing::warn!(caller = %caller.name, labels = ?r.labels, "wiped");
+        if r.reboot {
+            self.reboot_soon();
+        }
+        Ok(Response::new(proto::ResetResponse {
+            steps,
+            rebooting: r.reboot,
+        }))
+    }
+
+    async fn reboot(
+        &self,
+        req: Request<proto::RebootRequest>,
+    ) -> Result<Response<proto::RebootResponse>, Status> {
+        self.auth.require(&req, Role::Admin, "reboot")?;
+        self.reboot_soon();
+        Ok(Response::new(proto::RebootResponse {}))
+    }
+}

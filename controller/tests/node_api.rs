@@ -1,0 +1,373 @@
+//! The node API against a real `volctl serve` process on 127.0.0.1: the
+//! admin applies and reads, a reader only reads, every other caller is
+//! refused (with a clear error, a log line on the node, and nothing
+//! changed), oversized requests are refused, and the server keeps serving
+//! after each refusal and under 200 concurrent calls. PKI from `volctl gen`.
+
+mod common;
+
+use common::*;
+use controller::node::status::{BootStatus, Phase, VolumeStatus};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A node: STATE is a directory, EPHEMERAL a converged LUKS2 image, the
+/// status file points at both; `volctl serve` runs on a free port.
+struct Node {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    addr: String,
+    server: Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn volctl_gen(out: &Path, extra: &[&str]) {
+    let mut args = vec!["gen", "--out", out.to_str().unwrap(), "--san", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    let o = volctl(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    fn start() -> Node {
+        let img = image(40);
+        apply(
+            &config(&["{slot: 0, static: {passphrase: old-pass}}"]),
+            &img.path,
+        );
+        let dir = img.dir;
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let mut st = VolumeStatus::new("STATE", "STATE", false);
+        st.phase = Phase::Ready;
+        st.mount_point = Some(state.display().to_string());
+        let mut eph = VolumeStatus::new("EPHEMERAL", "EPHEMERAL", true);
+        eph.phase = Phase::Ready;
+        eph.device = Some(img.path.display().to_string());
+        let status = dir.path().join("status.json");
+        BootStatus {
+            config_source: "test".into(),
+            volumes: vec![st, eph],
+            problems: vec![],
+            partitions_created: vec![],
+        }
+        .save(&status)
+        .unwrap();
+        let pki = dir.path().join("pki");
+        volctl_gen(&pki, &["--api-key"]);
+        let addr = format!("127.0.0.1:{}", free_port());
+        let server = Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(["serve", "--listen", &addr, "--status-file"])
+            .arg(&status)
+            .arg("--tls-cert")
+            .arg(pki.join("server.crt"))
+            .arg("--tls-key")
+            .arg(pki.join("server.key"))
+            .arg("--client-ca")
+            .arg(pki.join("ca.crt"))
+            .arg("--api-key-file")
+            .arg(pki.join("api.key"))
+            .args(["--disk", "/nonexistent", "--reboot-command", "true"])
+            .env("VOLCTL_NODE_UUID", UUID)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let node = Node {
+            dir,
+            state,
+            addr,
+            server,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&node.addr).is_err() {
+            assert!(Instant::now() < deadline, "volctl serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        node
+    }
+
+    fn pki(&self, name: &str) -> String {
+        self.dir.path().join("pki").join(name).display().to_string()
+    }
+
+    /// `volctl -n ADDR ARGS…` with the client flags given.
+    fn call(&self, client: &[&str], args: &[&str]) -> Output {
+        let mut a = vec!["-n", &self.addr];
+        a.extend_from_slice(client);
+        a.extend_from_slice(args);
+        Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(&a)
+            .env_remove("VOLCTLCONFIG")
+            .env("HOME", self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    fn admin(&self, args: &[&str]) -> Output {
+        self.call(&["--volctlconfig", &self.pki("admin.volctlconfig")], args)
+    }
+
+    fn reader(&self, args: &[&str]) -> Output {
+        self.call(&["--volctlconfig", &self.pki("reader.volctlconfig")], args)
+    }
+
+    fn config_file(&self, name: &str, body: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    }
+
+    /// Stops the server and returns what it logged.
+    fn stop(mut self) -> String {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let mut log = String::new();
+        self.server
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        log
+    }
+
+    fn still_serves(&self) {
+        let o = self.admin(&["status", "-o", "json"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+}
+
+const NEW_CONFIG: &str = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - {slot: 0, static: {passphrase: old-pass}}\n    - {slot: 1, static: {passphrase: new-pass}}\n";
+
+#[test]
+fn the_admin_applies_and_reads_a_reader_only_reads() {
+    let node = Node::start();
+    let cfg = node.config_file("node.yaml", NEW_CONFIG);
+    // Reader: status and version, nothing else; nothing changes.
+    let st = node.reader(&["status", "-o", "json"]);
+    assert!(st.status.success(), "{}", text(&st.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["volumes"][1]["name"], "EPHEMERAL");
+    assert!(node.reader(&["version"]).status.success());
+    let refused = node.reader(&["apply-config", "-f", &cfg, "--mode", "staged"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("apply-config needs the admin role"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        !node.state.join("config.pending.yaml").exists(),
+        "nothing stored"
+    );
+    let reset = node.reader(&["reset", "--system-labels-to-wipe", "EPHEMERAL"]);
+    assert!(text(&reset.stderr).contains("needs the admin role"));
+
+    // Admin: the change report names the volume; staged for the next boot.
+    let ok = node.admin(&["apply-config", "-f", &cfg, "--mode", "staged"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let out = text(&ok.stdout);
+    assert!(out.starts_with(&format!("NODE {}\n", node.addr)), "{out}");
+    assert!(out.contains("EPHEMERAL"), "{out}");
+    let pending = std::fs::read_to_string(node.state.join("config.pending.yaml")).unwrap();
+    assert!(pending.contains("new-pass"));
+
+    // An invalid config: refused, naming the client's file and line.
+    let bad = node.config_file("bad.yaml", "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - {slot: 40, static: {passphrase: x}}\n");
+    let o = node.admin(&["apply-config", "-f", &bad, "--mode", "staged"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("bad.yaml") && err.contains("slot 40"), "{err}");
+    let log = node.stop();
+    assert!(log.contains("refused: role too low"), "{log}");
+    assert!(!log.contains("new-pass"), "no secret in the node's log");
+}
+
+#[test]
+fn strangers_are_refused_and_the_server_keeps_serving() {
+    let node = Node::start();
+    let other = node.dir.path().join("other-pki");
+    volctl_gen(&other, &[]);
+    let ca = node.pki("ca.crt");
+    // A certificate from the node's own CA, with the admin role, expired.
+    let node_ca = tls::pki::Ca::load(
+        &std::fs::read_to_string(node.pki("ca.crt")).unwrap(),
+        &std::fs::read_to_string(node.pki("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let old = node_ca
+        .client("admin", tls::identity::Role::Admin, -1)
+        .unwrap();
+    let old_crt = node.dir.path().join("expired.crt");
+    std::fs::write(&old_crt, &old.cert_pem).unwrap();
+    let old_key = write_key(node.dir.path(), "expired.key", &old.key_pem);
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "no certificate, no key",
+            vec!["--ca".into(), ca.clone()],
+            "no client certificate and no API key",
+        ),
+        (
+            "a certificate from another CA",
+            vec![
+                "--ca".into(),
+                ca.clone(),
+                "--cert".into(),
+                other.join("admin.crt").display().to_string(),
+                "--key".into(),
+                other.join("admin.key").display().to_string(),
+            ],
+            "refused this client's certificate",
+        ),
+        (
+            "an expired certificate from the node's CA",
+            vec![
+                "--ca".into(),
+                ca.clone(),
+                "--cert".into(),
+                old_crt.display().to_string(),
+                "--key".into(),
+                old_key.clone(),
+            ],
+            "refused this client's certificate",
+        ),
+        (
+            "a wrong API key",
+            vec![
+                "--ca".into(),
+                ca.clone(),
+                "--api-key-file".into(),
+                write_key(
+                    node.dir.path(),
+                    "wrong.key",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                ),
+            ],
+            "wrong API key",
+        ),
+        (
+            "the node's certificate checked against another CA",
+            vec![
+                "--ca".into(),
+                other.join("ca.crt").display().to_string(),
+                "--api-key-file".into(),
+                node.pki("api.key"),
+            ],
+            "cannot connect",
+        ),
+    ];
+    for (what, client, want) in &cases {
+        let c: Vec<&str> = client.iter().map(String::as_str).collect();
+        let o = node.call(&c, &["status"]);
+        assert!(!o.status.success(), "{what}: accepted");
+        let err = text(&o.stderr);
+        assert!(err.contains(want), "{what}: {err}");
+        node.still_serves();
+    }
+    // The right API key is the admin.
+    let o = node.call(
+        &["--ca", &ca, "--api-key-file", &node.pki("api.key")],
+        &["version"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let key = std::fs::read_to_string(node.pki("api.key")).unwrap();
+    let log = node.stop();
+    assert!(log.contains("wrong API key"), "{log}");
+    assert!(log.contains("TLS handshake failed"), "{log}");
+    assert!(log.contains("expired"), "the node says why: {log}");
+    assert!(!log.contains(key.trim()), "the API key is in no log line");
+}
+
+fn write_key(dir: &Path, name: &str, key: &str) -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&p)
+        .unwrap();
+    std::io::Write::write_all(&mut f, key.as_bytes()).unwrap();
+    p.display().to_string()
+}
+
+/// Resident and peak memory of a process, in KiB (VmRSS, VmHWM).
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[test]
+fn oversized_requests_are_refused_and_200_concurrent_calls_are_served() {
+    let node = Node::start();
+    let (idle, _) = memory_kib(node.server.id());
+    let big = node.config_file("big.yaml", &"# padding\n".repeat(200_000));
+    let o = node.admin(&["apply-config", "-f", &big, "--mode", "staged"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("too large"), "{}", text(&o.stderr));
+    node.still_serves();
+
+    let creds = node_api::client::Credentials {
+        trust: node_api::client::Trust::Ca(std::fs::read(node.pki("ca.crt")).unwrap()),
+        identity: Some((
+            std::fs::read(node.pki("reader.crt")).unwrap(),
+            zeroize::Zeroizing::new(std::fs::read(node.pki("reader.key")).unwrap()),
+        )),
+        api_key: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let served = rt.block_on(async {
+        let calls = (0..200).map(|_| {
+            let (creds, addr) = (creds.clone(), node.addr.clone());
+            tokio::spawn(async move {
+                let mut r =
+                    node_api::client::Remote::connect(&addr, &creds, Duration::from_secs(60))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                let (c, req) = r.call(node_api::proto::StatusRequest {});
+                c.status(req).await.map_err(|s| s.to_string())
+            })
+        });
+        let mut ok = 0;
+        for c in calls.collect::<Vec<_>>() {
+            match c.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) => eprintln!("call failed: {e}"),
+            }
+        }
+        ok
+    });
+    assert_eq!(served, 200, "every concurrent call was served");
+    let (_, peak) = memory_kib(node.server.id());
+    eprintln!("volctl serve memory: {idle} KiB resident at idle, {peak} KiB peak after 200 concurrent calls");
+    node.still_serves();
+}

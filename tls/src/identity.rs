@@ -1,0 +1,111 @@
+//! Who a client is: its role, carried in its certificate's Organization
+//! (`O=admin`, `O=reader`), as Talos carries `os:admin`/`os:reader`; and
+//! certificate fingerprints, for pinning a node's self-signed certificate.
+
+use sha2::{Digest, Sha256};
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read status, plans and the version.
+    Reader,
+    /// Everything: apply configs, reset, reboot, unlock.
+    Admin,
+}
+
+impl Role {
+    /// The Organization value that grants it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role an Organization value grants.
+    pub fn from_name(name: &str) -> Option<Role> {
+        [Role::Admin, Role::Reader]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The highest role the certificate's Organization values grant; `None`
+/// when it names no role (or cannot be parsed).
+pub fn role_of(cert_der: &[u8]) -> Option<Role> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    cert.subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .filter_map(Role::from_name)
+        .max()
+}
+
+/// The certificate's subject common name, for log lines.
+pub fn common_name(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(String::from)
+}
+
+/// SHA-256 of the certificate (DER), lower-case hex.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(cert_der))
+}
+
+/// A fingerprint as people write it (upper or lower case, with or without
+/// colons, an optional `sha256:` prefix), normalised; `None` if it is not
+/// 32 bytes of hex.
+pub fn normalise_fingerprint(text: &str) -> Option<String> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix("sha256:")
+        .or_else(|| t.strip_prefix("SHA256:"))
+        .unwrap_or(t);
+    let hexits: String = t
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (hexits.len() == 64 && hexits.chars().all(|c| c.is_ascii_hexdigit())).then_some(hexits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_come_from_the_organization() {
+        let ca = crate::pki::Ca::new("test CA").unwrap();
+        let admin = ca.client("alice", Role::Admin, 1).unwrap();
+        let reader = ca.client("bob", Role::Reader, 1).unwrap();
+        assert_eq!(role_of(&admin.der), Some(Role::Admin));
+        assert_eq!(role_of(&reader.der), Some(Role::Reader));
+        assert_eq!(common_name(&admin.der).as_deref(), Some("alice"));
+        let server = ca.server(&["node1".into()], &[], 1).unwrap();
+        assert_eq!(role_of(&server.der), None);
+    }
+
+    #[test]
+    fn fingerprints_are_read_in_any_usual_spelling() {
+        let f = fingerprint(b"x");
+        let colons = f
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap().to_uppercase())
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(normalise_fingerprint(&colons).as_deref(), Some(f.as_str()));
+        assert_eq!(
+            normalise_fingerprint(&format!("sha256:{f}")),
+            Some(f.clone())
+        );
+        assert_eq!(normalise_fingerprint("abcd"), None);
+    }
+}
