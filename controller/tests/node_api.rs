@@ -371,3 +371,109 @@ fn oversized_requests_are_refused_and_200_concurrent_calls_are_served() {
     eprintln!("volctl serve memory: {idle} KiB resident at idle, {peak} KiB peak after 200 concurrent calls");
     node.still_serves();
 }
+
+/// A disk image with a blank STATE (and META) partition: `volctl boot`
+/// without a config waits in maintenance mode.
+fn blank_disk(dir: &Path) -> PathBuf {
+    let disk = dir.join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let st = Command::new("sgdisk")
+        .args(["-n1:0:+1M", "-c1:META", "-n2:0:+32M", "-c2:STATE"])
+        .arg(&disk)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    disk
+}
+
+#[test]
+fn a_boot_in_maintenance_mode_takes_a_config_over_the_network_from_a_pinned_client() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = blank_disk(dir.path());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut boot = Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["boot", "--disk"])
+        .arg(&disk)
+        .args(["--maintenance-listen", &addr, "--maintenance-timeout", "60"])
+        .arg("--status-file")
+        .arg(dir.path().join("run/status.json"))
+        .arg("--state-mount")
+        .arg(dir.path().join("state"))
+        .env("VOLCTL_NODE_UUID", UUID)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(boot.stderr.take().unwrap()).lines();
+    let fingerprint = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("fingerprint ").nth(1).map(|f| f.trim().to_string()))
+        .expect("the boot prints its certificate fingerprint");
+    let cfg = dir.path().join("node.yaml");
+    std::fs::write(
+        &cfg,
+        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      nodeID: {{}}\n"),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let client = |args: &[&str]| {
+        let mut a = vec!["-n", addr.as_str()];
+        a.extend_from_slice(args);
+        Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(&a)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    // Another fingerprint: refused before anything is sent.
+    let wrong = "ab".repeat(32);
+    let o = client(&[
+        "apply-config",
+        "--insecure",
+        "--fingerprint",
+        &wrong,
+        "-f",
+        &cfg,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("not the pinned"),
+        "{}",
+        text(&o.stderr)
+    );
+    // An invalid config: the admin is told why, the boot keeps waiting.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  keys: []\n").unwrap();
+    let o = client(&[
+        "apply-config",
+        "--insecure",
+        "--fingerprint",
+        &fingerprint,
+        "-f",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("bad.yaml"), "{}", text(&o.stderr));
+    // The right node, pinned: delivered; the boot goes on with it.
+    let o = client(&[
+        "apply-config",
+        "--insecure",
+        "--fingerprint",
+        &fingerprint,
+        "-f",
+        &cfg,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = boot.wait();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("maintenance mode: config received")),
+        "{rest:?}"
+    );
+}

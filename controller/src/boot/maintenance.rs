@@ -28,6 +28,9 @@ pub(super) async fn wait_for_config(
     atomic::write_private(&marker, reason.as_bytes())
         .map_err(|e| BootError::Io(format!("{}: {e}", marker.display())))?;
     eprintln!("maintenance mode: {reason}; waiting for `volctl apply-config --insecure -f CONFIG`");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let _api = network_api(opts, reason, stopped).await;
+    let _stop_api = stop;
     let started = std::time::Instant::now();
     loop {
         if let Some(got) = take_delivery(&drop, &marker) {
@@ -41,6 +44,57 @@ pub(super) async fn wait_for_config(
             return Err(BootError::NoConfig);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Serves the maintenance API while the boot waits (until `stopped`
+/// fires or its sender is dropped), and prints where and with which
+/// certificate fingerprint, on stderr and the console. A port that cannot
+/// be bound is reported; the local drop still works.
+async fn network_api(
+    opts: &BootOptions,
+    reason: &str,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Option<()> {
+    let addr = opts.maintenance_listen?;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("maintenance mode: cannot listen on {addr} ({e}); only the local `volctl apply-config --insecure` reaches this boot");
+            return None;
+        }
+    };
+    let node = crate::serve::NodeContext {
+        disks: opts.disks.clone(),
+        status_file: opts.status_file.clone(),
+        node_uuid: opts.node_uuid.clone(),
+        reboot_command: "false".into(),
+        kms: opts.kms.clone(),
+        tpm: opts.tpm.clone(),
+    };
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    match crate::serve::serve_maintenance(listener, node, reason, shutdown).await {
+        Ok(fp) => {
+            let line = format!("maintenance mode: listening on {addr}; certificate SHA-256 fingerprint {fp}\n  volctl -n <this node> apply-config --insecure --fingerprint {fp} -f CONFIG\n");
+            eprint!("{line}");
+            to_console(&line);
+            Some(())
+        }
+        Err(e) => {
+            eprintln!("maintenance mode: the network API did not start: {e}");
+            None
+        }
+    }
+}
+
+/// Writes `line` on the system console too (where someone at the machine
+/// looks), when there is one.
+fn to_console(line: &str) {
+    use std::io::Write;
+    if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = c.write_all(line.as_bytes());
     }
 }
 

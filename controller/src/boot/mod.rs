@@ -67,6 +67,8 @@ pub struct BootOptions {
     pub parallel: usize,
     /// How long maintenance mode waits for a config (`None`: for ever).
     pub maintenance_timeout: Option<std::time::Duration>,
+    /// Where maintenance mode serves its network API (`None`: local drop only).
+    pub maintenance_listen: Option<std::net::SocketAddr>,
     /// How to reach KMS servers.
     pub kms: providers::KmsClientOptions,
     /// Where the TPM is.

@@ -39,6 +39,12 @@ pub struct Args {
     /// In maintenance mode, give up after this many seconds (default: wait for ever).
     #[arg(long)]
     pub maintenance_timeout: Option<u64>,
+    /// In maintenance mode, serve `apply-config --insecure` on this address.
+    #[arg(long, default_value = "0.0.0.0:50000")]
+    pub maintenance_listen: std::net::SocketAddr,
+    /// In maintenance mode, take a config only from this machine (`volctl apply-config --insecure` without -n).
+    #[arg(long)]
+    pub no_maintenance_api: bool,
     /// KMS and TPM access.
     #[command(flatten)]
     pub keys: KeySourceArgs,
@@ -57,6 +63,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         node_uuid: args.node.uuid(),
         parallel: args.parallel,
         maintenance_timeout: args.maintenance_timeout.map(std::time::Duration::from_secs),
+        maintenance_listen: (!args.no_maintenance_api).then_some(args.maintenance_listen),
         kms: args.keys.kms.options()?,
         tpm: args.keys.tpm.options(),
         recovery_key_out: args.recovery_key_out.clone(),

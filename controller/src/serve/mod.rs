@@ -98,6 +98,33 @@ pub async fn serve(
     .await
 }
 
+/// Maintenance mode over the network: serves the maintenance face on
+/// `listener` with a fresh self-signed certificate until `shutdown`;
+/// returns the certificate's SHA-256 fingerprint once serving (the boot
+/// prints it for the admin to pin).
+pub async fn serve_maintenance(
+    listener: tokio::net::TcpListener,
+    node: NodeContext,
+    reason: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<String, ServeError> {
+    let cert = tls::pki::self_signed_server(&["volctl-maintenance".into()], &[])
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let acceptor = listener::tls_acceptor_with(
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+        ClientCerts::None,
+    )
+    .map_err(ServeError::Tls)?;
+    let service = NodeService::maintenance(node, reason);
+    tokio::spawn(async move {
+        if let Err(e) = run(listener, acceptor, service, Limits::default(), shutdown).await {
+            tracing::error!("maintenance API: {e}");
+        }
+    });
+    Ok(tls::identity::fingerprint(&cert.der))
+}
+
 /// Serves `service` on `listener` through `acceptor`, bounded.
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,

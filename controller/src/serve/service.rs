@@ -13,9 +13,18 @@ use std::time::Duration;
 use tls::identity::Role;
 use tonic::{Request, Response, Status};
 
+/// Who the service answers.
+enum Callers {
+    /// Authenticated callers, by role.
+    Authenticated(Authenticator),
+    /// A boot waiting in maintenance mode (why it waits): anyone may read
+    /// the status and version and deliver a config; nothing else.
+    Maintenance(String),
+}
+
 /// The node's side of `volctl.node.v1.Node`.
 pub struct NodeService {
-    auth: Authenticator,
+    callers: Callers,
     node: NodeContext,
     /// One change at a time (apply, reset).
     changing: tokio::sync::Mutex<()>,
@@ -25,9 +34,40 @@ impl NodeService {
     /// A service acting on `node` for the callers `auth` admits.
     pub fn new(auth: Authenticator, node: NodeContext) -> Self {
         NodeService {
-            auth,
+            callers: Callers::Authenticated(auth),
             node,
             changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The maintenance face of a boot waiting for a config (`reason`):
+    /// unauthenticated, it only takes a config for that boot.
+    pub fn maintenance(node: NodeContext, reason: &str) -> Self {
+        NodeService {
+            callers: Callers::Maintenance(reason.to_string()),
+            node,
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Admits the call: by role, or in maintenance mode when `open` (the
+    /// calls maintenance mode serves).
+    fn admit<T>(
+        &self,
+        req: &Request<T>,
+        need: Role,
+        what: &str,
+        open: bool,
+    ) -> Result<String, Status> {
+        match &self.callers {
+            Callers::Authenticated(auth) => auth.require(req, need, what).map(|c| c.name),
+            Callers::Maintenance(_) if open => Ok("maintenance client".into()),
+            Callers::Maintenance(_) => {
+                tracing::warn!(call = what, "refused in maintenance mode");
+                Err(Status::failed_precondition(format!(
+                    "the node is in maintenance mode: it takes `apply-config --insecure`, status and version, not {what}"
+                )))
+            }
         }
     }
 
@@ -112,10 +152,10 @@ impl Node for NodeService {
         &self,
         req: Request<proto::VersionRequest>,
     ) -> Result<Response<proto::VersionResponse>, Status> {
-        self.auth.require(&req, Role::Reader, "version")?;
+        self.admit(&req, Role::Reader, "version", true)?;
         Ok(Response::new(proto::VersionResponse {
             version: env!("CARGO_PKG_VERSION").into(),
-            maintenance: false,
+            maintenance: matches!(self.callers, Callers::Maintenance(_)),
         }))
     }
 
@@ -123,9 +163,17 @@ impl Node for NodeService {
         &self,
         req: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
-        self.auth.require(&req, Role::Reader, "status")?;
+        self.admit(&req, Role::Reader, "status", true)?;
+        let status = match &self.callers {
+            Callers::Maintenance(reason) => BootStatus {
+                config_source: "none yet: maintenance mode".into(),
+                problems: vec![format!("waiting for a config: {reason}")],
+                ..BootStatus::default()
+            },
+            Callers::Authenticated(_) => self.status()?,
+        };
         Ok(Response::new(proto::StatusResponse {
-            status_json: json(&self.status()?),
+            status_json: json(&status),
         }))
     }
 
@@ -133,14 +181,23 @@ impl Node for NodeService {
         &self,
         req: Request<proto::ApplyConfigRequest>,
     ) -> Result<Response<proto::ApplyConfigResponse>, Status> {
-        let caller = self.auth.require(&req, Role::Admin, "apply-config")?;
+        let caller = self.admit(&req, Role::Admin, "apply-config", true)?;
         let r = req.into_inner();
         let (_dir, files) = stage_files(&r.files)?;
+        let maintenance = matches!(self.callers, Callers::Maintenance(_));
+        if maintenance {
+            // Checked here, so the admin sees what is wrong with it.
+            crate::node::config_files::load(&files).map_err(|e| {
+                Status::failed_precondition(format!(
+                    "the config is invalid; nothing was delivered:\n{e}"
+                ))
+            })?;
+        }
         let opts = ApplyOptions {
             files,
             mode: apply_mode(r.mode)?,
             dry_run: r.dry_run,
-            insecure: false,
+            insecure: maintenance,
             status_file: self.node.status_file.clone(),
             disks: self.node.disks.clone(),
             node_uuid: self.node.node_uuid.clone(),
@@ -151,7 +208,7 @@ impl Node for NodeService {
         };
         let _one = self.changing.lock().await;
         let report = apply::apply(&opts).await.map_err(apply_status)?;
-        tracing::info!(caller = %caller.name, mode = %report.mode, dry_run = r.dry_run, "config applied");
+        tracing::info!(%caller, mode = %report.mode, dry_run = r.dry_run, "config applied");
         if report.reboot_requested {
             self.reboot_soon();
         }
@@ -165,7 +222,7 @@ impl Node for NodeService {
         &self,
         req: Request<proto::ResetRequest>,
     ) -> Result<Response<proto::ResetResponse>, Status> {
-        let caller = self.auth.require(&req, Role::Admin, "reset")?;
+        let caller = self.admit(&req, Role::Admin, "reset", false)?;
         let r = req.into_inner();
         if r.labels.is_empty() {
             return Err(Status::invalid_argument("no label to wipe"));
@@ -183,7 +240,7 @@ impl Node for NodeService {
             st.save(&self.node.status_file)
                 .map_err(|e| Status::internal(format!("writing the status: {e}")))?;
         }
-        tracing::warn!(caller = %caller.name, labels = ?r.labels, "wiped");
+        tracing::warn!(%caller, labels = ?r.labels, "wiped");
         if r.reboot {
             self.reboot_soon();
         }
@@ -197,7 +254,7 @@ impl Node for NodeService {
         &self,
         req: Request<proto::RebootRequest>,
     ) -> Result<Response<proto::RebootResponse>, Status> {
-        self.auth.require(&req, Role::Admin, "reboot")?;
+        self.admit(&req, Role::Admin, "reboot", false)?;
         self.reboot_soon();
         Ok(Response::new(proto::RebootResponse {}))
     }
