@@ -767,49 +767,6 @@ fn reboot_driven_key_rotation_with_staged_configs() {
 
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
-fn staged_migration_from_plain_to_encrypted_needs_a_wipe() {
-    let plain = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n";
-    let mut vm = Vm::new("migration", &[("META", 1), ("STATE", 64), ("EPHEMERAL", 0)]);
-    vm.write("plain.yaml", plain);
-    vm.write("encrypted.yaml", &format!("{plain}encryption:\n  provider: luks2\n  pbkdf: {{type: argon2id, memoryKiB: 1024, iterations: 4}}\n  keys:\n    - slot: 0\n      nodeID: {{}}\n      lockToSTATE: true\n"));
-
-    let b = vm.boot(
-        "-f /job/plain.yaml",
-        "echo kept > /var/f; volctl apply-config -f /job/encrypted.yaml --mode no-reboot; echo \"NOREBOOT-RC $?\"; volctl apply-config -f /job/encrypted.yaml --mode staged",
-    );
-    assert!(b.all_ready(), "{}", b.log);
-    assert_eq!(b.volume("EPHEMERAL")["encrypted"], false);
-    assert!(
-        b.log.contains("NOREBOOT-RC 1") && b.log.contains("needs a wipe"),
-        "{}",
-        b.log
-    );
-
-    let b = vm.boot("", "volctl reset --system-labels-to-wipe EPHEMERAL");
-    assert_eq!(b.boot_rc, 3);
-    assert_eq!(b.phase("EPHEMERAL"), "waiting-for-wipe");
-    assert!(b.log.contains("wiped EPHEMERAL"), "{}", b.log);
-
-    let b = vm.boot("", "echo 'BEGIN ls'; ls /var; echo 'END ls'");
-    assert!(b.all_ready(), "{}", b.log);
-    assert_eq!(b.volume("EPHEMERAL")["encrypted"], true);
-    assert_eq!(b.volume("EPHEMERAL")["created"], true);
-    // New and empty: only lost+found, and lib/ where STATE is mounted.
-    let listing: Vec<String> = b
-        .section("ls")
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    assert_eq!(
-        listing,
-        vec!["lib", "lost+found"],
-        "EPHEMERAL is new and empty"
-    );
-    vm.summary("plain EPHEMERAL → staged → waiting-for-wipe → reset → encrypted");
-}
-
-#[test]
-#[ignore = "VM suite: run with `make e2e`"]
 fn wiped_state_enters_maintenance_mode_and_takes_a_config() {
     let mut vm = Vm::new("maintenance", LAYOUT);
     // STATE starts plain, and is encrypted by the config given in maintenance mode.
@@ -1230,4 +1187,298 @@ fn appliance_passphrase_typed_at_the_console_and_the_recovery_key() {
     vm.summary(
         "prompt asked twice at first boot; 3 wrong → waiting-for-key; recovery key; daily boot",
     );
+}
+
+/// The node's side of an API-driven boot: boot, then put the node API's
+/// certificate on STATE (as an image build would) if it is not there, and
+/// serve until a reboot is asked for; then power off (the harness starts
+/// the VM again: a real reboot).
+const SERVING_JOB: &str = "volctl boot --disk /dev/vda > /tmp/boot.out 2>&1
+rc=$?
+cat /tmp/boot.out
+echo \"BOOT-RC $rc\"
+echo 'BEGIN status'; volctl status -o json 2>/dev/null; echo 'END status'
+api=/var/lib/volctl/state/api
+if [ -d /var/lib/volctl/state ]; then
+  mkdir -p $api
+  for f in ca.crt server.crt server.key; do [ -e $api/$f ] || cp /job/api/$f $api/$f; done
+  chmod 600 $api/server.key
+fi
+volctl serve --disk /dev/vda --reboot-command 'touch /tmp/reboot' > /tmp/serve.out 2>&1 &
+while [ ! -e /tmp/reboot ]; do sleep 0.1; done
+sleep 0.3
+kill %1
+echo 'BEGIN serve'; cat /tmp/serve.out; echo 'END serve'
+volctl close >/dev/null 2>&1
+exit 0
+";
+
+/// The admin's workstation: `volctl -n 127.0.0.1:PORT …` (the port is
+/// forwarded by qemu to the guest's 50000).
+struct Admin {
+    node: String,
+    pki: PathBuf,
+    rebooted: std::cell::Cell<bool>,
+}
+
+impl Admin {
+    fn volctl(&self, args: &[&str]) -> std::process::Output {
+        let mut a = vec!["-n", &self.node];
+        a.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(&a)
+            .env("VOLCTLCONFIG", self.pki.join("admin.volctlconfig"))
+            .output()
+            .unwrap();
+        if args.contains(&"--reboot")
+            || args.first() == Some(&"reboot")
+            || args.windows(2).any(|w| w == ["--mode", "reboot"])
+        {
+            self.rebooted.set(out.status.success());
+        }
+        out
+    }
+
+    /// Runs `args`, asserting success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.volctl(args);
+        assert!(o.status.success(), "volctl {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    }
+
+    /// Waits until `args` succeeds (the guest is still booting).
+    fn when_up(&self, args: &[&str]) -> std::process::Output {
+        let deadline = Instant::now() + std::time::Duration::from_secs(150);
+        loop {
+            let o = self.volctl(args);
+            if o.status.success() || Instant::now() > deadline {
+                return o;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+}
+
+impl Vm {
+    /// Makes the node API's PKI (`volctl gen`, as an admin would) and puts
+    /// the node's part in the job.
+    fn node_api_pki(&self) -> PathBuf {
+        let pki = self.dir.join("pki");
+        let o = Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(["gen", "--out"])
+            .arg(&pki)
+            .args(["--san", "127.0.0.1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let api = self.dir.join("job/api");
+        std::fs::create_dir_all(&api).unwrap();
+        for f in ["ca.crt", "server.crt", "server.key"] {
+            std::fs::copy(pki.join(f), api.join(f)).unwrap();
+        }
+        pki
+    }
+
+    /// One boot driven from the host over the node API: `drive` runs while
+    /// the guest boots and serves; a reboot it asks for ends the run (else
+    /// the harness asks for one).
+    fn serve_boot(&mut self, pki: &Path, drive: impl FnOnce(&Admin)) -> Boot {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.qemu_extra = format!("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:50000 -device virtio-net-pci,netdev=n0,romfile=");
+        self.write("job.sh", &format!("{GUEST_NET}\n{SERVING_JOB}"));
+        self.boots += 1;
+        let child = Command::new(root().join("tests/vm/run.sh"))
+            .arg(&self.disk)
+            .arg(self.dir.join("job"))
+            .arg("240")
+            .env(
+                "VOLCTL_VM_QEMU_EXTRA",
+                format!("-uuid {UUID} {}", self.qemu_extra),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let admin = Admin {
+            node: format!("127.0.0.1:{port}"),
+            pki: pki.to_path_buf(),
+            rebooted: std::cell::Cell::new(false),
+        };
+        drive(&admin);
+        if !admin.rebooted.get() {
+            let o = admin.when_up(&["reboot"]);
+            assert!(o.status.success(), "reboot: {}", text(&o.stderr));
+        }
+        let out = child.wait_with_output().unwrap();
+        let log = text(&out.stdout).replace('\r', "");
+        let logs = root().join("target/vm/logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(
+            logs.join(format!("{}-boot{}.log", self.name, self.boots)),
+            &log,
+        )
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "VM run failed: {}\n{log}",
+            text(&out.stderr)
+        );
+        let mut b = Boot {
+            boot_rc: log
+                .lines()
+                .find_map(|l| l.strip_prefix("BOOT-RC "))
+                .and_then(|r| r.trim().parse().ok())
+                .expect("BOOT-RC marker"),
+            status: serde_json::Value::Null,
+            log,
+        };
+        b.status = serde_json::from_str(&b.section("status")).unwrap_or(serde_json::Value::Null);
+        b
+    }
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn the_seed_workflow_driven_from_the_host_over_the_node_api() {
+    let mut vm = Vm::new("node-api", LAYOUT);
+    let pki = vm.node_api_pki();
+    let host = |name: &str, body: &str| {
+        let p = vm.dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let plain_persistence = |keys: &[&str]| {
+        config_with_ephemeral(keys).replacen("name: persistence\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: persistence-pass}\n", "name: persistence\n", 1)
+    };
+    let c1 = host("c1.yaml", &plain_persistence(&[OLD]));
+    let c2 = host("c2.yaml", &config_with_ephemeral(&[OLD]));
+    let c3 = host("c3.yaml", &config_with_ephemeral(&[OLD, NEW]));
+    let c4 = host("c4.yaml", &config_with_ephemeral(&[NEW]));
+
+    // Boot 1: a blank disk, no config: maintenance mode on the network. The
+    // admin delivers the config (the node's certificate is self-signed; the
+    // client shows its fingerprint), the boot goes on with it. Then: stage
+    // encrypting persistence, and wipe it with a reboot.
+    let mut seen_fingerprint = String::new();
+    let b = vm.serve_boot(&pki, |admin| {
+        let o = admin.when_up(&["apply-config", "--insecure", "-f", &c1]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        seen_fingerprint = text(&o.stderr)
+            .split("fingerprint ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        let st = admin.when_up(&["status", "-o", "json"]);
+        assert!(st.status.success(), "{}", text(&st.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        assert_eq!(
+            v["config_source"],
+            "maintenance mode (apply-config --insecure)"
+        );
+        let now = admin.volctl(&["apply-config", "-f", &c2, "--mode", "no-reboot"]);
+        assert!(
+            !now.status.success() && text(&now.stderr).contains("needs a wipe"),
+            "{}",
+            text(&now.stderr)
+        );
+        let staged = admin.ok(&["apply-config", "-f", &c2, "--mode", "staged"]);
+        assert!(staged.contains("persistence"), "{staged}");
+        admin.ok(&[
+            "reset",
+            "--system-labels-to-wipe",
+            "persistence",
+            "--reboot",
+        ]);
+    });
+    assert!(
+        b.log.contains(&format!("fingerprint {seen_fingerprint}")),
+        "the console showed the fingerprint the admin saw: {seen_fingerprint}\n{}",
+        b.log
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("STATE")["encrypted"], true);
+    assert_eq!(b.volume("EPHEMERAL")["encrypted"], true);
+    assert_eq!(b.volume("persistence")["encrypted"], false);
+
+    // Boot 2: persistence encrypted after its wipe; rotation step 1 with a reboot.
+    let b = vm.serve_boot(&pki, |admin| {
+        admin.when_up(&["version"]);
+        admin.ok(&["apply-config", "-f", &c3, "--mode", "reboot"]);
+    });
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("persistence")["encrypted"], true);
+    assert_eq!(
+        b.volume("persistence")["created"],
+        true,
+        "new and empty after its wipe"
+    );
+
+    // Boot 3: the new key enrolled; rotation step 2.
+    let b = vm.serve_boot(&pki, |admin| {
+        admin.when_up(&["version"]);
+        // A reader may look, not change.
+        let o = Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args(["-n", &admin.node, "--volctlconfig"])
+            .arg(pki.join("reader.volctlconfig"))
+            .args(["apply-config", "-f", &c4, "--mode", "reboot"])
+            .output()
+            .unwrap();
+        assert!(
+            text(&o.stderr).contains("needs the admin role"),
+            "{}",
+            text(&o.stderr)
+        );
+        admin.ok(&["apply-config", "-f", &c4, "--mode", "reboot"]);
+    });
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.keyslots("EPHEMERAL"), vec![0, 2]);
+
+    // Boot 4: the old key is gone (checked on the host); STATE re-provisioned:
+    // wiped with a reboot…
+    let b = vm.serve_boot(&pki, |admin| {
+        admin.when_up(&["version"]);
+        admin.ok(&["reset", "--system-labels-to-wipe", "STATE", "--reboot"]);
+    });
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.keyslots("EPHEMERAL"), vec![2]);
+    assert!(
+        !vm.opens("EPHEMERAL", 0, b"old-pass"),
+        "the old key no longer opens"
+    );
+    assert!(vm.opens("EPHEMERAL", 2, b"new-pass"));
+
+    // Boot 5: …so the node waits in maintenance mode (a fresh certificate
+    // each time) and takes the config from the admin, who pins the
+    // fingerprint this time.
+    let b = vm.serve_boot(&pki, |admin| {
+        let o = admin.when_up(&["apply-config", "--insecure", "--dry-run", "-f", &c4]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let fp = text(&o.stderr)
+            .split("fingerprint ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        admin.ok(&[
+            "apply-config",
+            "--insecure",
+            "--fingerprint",
+            &fp,
+            "-f",
+            &c4,
+        ]);
+        admin.when_up(&["version"]);
+    });
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("STATE")["created"], true);
+    assert_eq!(
+        b.volume("EPHEMERAL")["unlocked_by"],
+        serde_json::json!([2, "static"])
+    );
+    vm.summary("all from the host: maintenance → config; staged + reset; rotation ×2 with reboots; STATE wipe → maintenance");
 }
