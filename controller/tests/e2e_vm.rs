@@ -1105,13 +1105,14 @@ fn appliance_passphrase_typed_at_the_console_and_the_recovery_key() {
     const PASS: &str = "correct horse battery";
     let mut vm = Vm::new("appliance-typed-keys", LAYOUT);
     vm.write("config.yaml", APPLIANCE);
+    let pki = vm.node_api_pki();
 
     // First boot: asked twice on the serial console; the recovery key goes
     // to a 0600 file (printed here for the test, as a person would copy it).
     let b = vm.boot_typing(
         "",
         "-f /job/config.yaml --recovery-key-out /tmp/recovery.txt",
-        "echo kept > /persistence/f; echo 'BEGIN key'; cat /tmp/recovery.txt; echo 'END key'",
+        "echo kept > /persistence/f; echo 'BEGIN key'; cat /tmp/recovery.txt; echo 'END key'; mkdir -p /var/lib/volctl/state/api; cp /job/api/* /var/lib/volctl/state/api/",
         &[
             ("New passphrase for persistence:", PASS),
             ("Repeat the passphrase for persistence:", PASS),
@@ -1184,9 +1185,53 @@ fn appliance_passphrase_typed_at_the_console_and_the_recovery_key() {
         header,
         "no header write at unlock"
     );
-    vm.summary(
-        "prompt asked twice at first boot; 3 wrong → waiting-for-key; recovery key; daily boot",
+
+    // Nobody at the console: the admin answers over the node API (its
+    // certificate is on STATE, which opened unattended).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    vm.qemu_extra = format!("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:50000 -device virtio-net-pci,netdev=n0,romfile=");
+    let admin = {
+        let config = pki.join("admin.volctlconfig");
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + std::time::Duration::from_secs(120);
+            loop {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_volctl"))
+                    .args(["-n", &format!("127.0.0.1:{port}"), "--volctlconfig"])
+                    .arg(&config)
+                    .args(["unlock", "--volume", "persistence"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{PASS}\n").as_bytes())
+                    .unwrap();
+                let o = c.wait_with_output().unwrap();
+                if o.status.success() || Instant::now() > deadline {
+                    return o;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        })
+    };
+    let b = vm.boot_with(GUEST_NET, "", "");
+    let unlocked = admin.join().unwrap();
+    assert!(unlocked.status.success(), "{}", text(&unlocked.stderr));
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    assert_eq!(
+        b.volume("persistence")["unlocked_by"],
+        serde_json::json!([0, "prompt"])
     );
+    assert!(!b.log.contains(PASS), "the passphrase is in no log line");
+    vm.summary("prompt asked twice at first boot; 3 wrong → waiting-for-key; recovery key; daily boot; remote unlock");
 }
 
 /// The node's side of an API-driven boot: boot, then put the node API's

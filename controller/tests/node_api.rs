@@ -399,7 +399,7 @@ fn a_boot_in_maintenance_mode_takes_a_config_over_the_network_from_a_pinned_clie
     let mut boot = Command::new(env!("CARGO_BIN_EXE_volctl"))
         .args(["boot", "--disk"])
         .arg(&disk)
-        .args(["--maintenance-listen", &addr, "--maintenance-timeout", "60"])
+        .args(["--api-listen", &addr, "--maintenance-timeout", "60"])
         .arg("--status-file")
         .arg(dir.path().join("run/status.json"))
         .arg("--state-mount")

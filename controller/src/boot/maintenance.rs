@@ -56,7 +56,7 @@ async fn network_api(
     reason: &str,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> Option<()> {
-    let addr = opts.maintenance_listen?;
+    let addr = opts.api_listen?;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

@@ -20,6 +20,7 @@ pub mod source;
 mod state;
 #[cfg(test)]
 mod tests;
+mod unlock;
 mod volume;
 
 pub use close::{close, close_volume};
@@ -67,8 +68,10 @@ pub struct BootOptions {
     pub parallel: usize,
     /// How long maintenance mode waits for a config (`None`: for ever).
     pub maintenance_timeout: Option<std::time::Duration>,
-    /// Where maintenance mode serves its network API (`None`: local drop only).
-    pub maintenance_listen: Option<std::net::SocketAddr>,
+    /// Where the boot serves the node API while it waits for a person:
+    /// maintenance mode (a config) and typed keys (remote unlock). `None`:
+    /// only local answers.
+    pub api_listen: Option<std::net::SocketAddr>,
     /// How to reach KMS servers.
     pub kms: providers::KmsClientOptions,
     /// Where the TPM is.
@@ -129,7 +132,7 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
         // The config in force (perhaps STATE's own) may ask for more volumes.
         lay_out(&disks, &docs, &mut status);
         let parts = disks::by_label(&disks)?;
-        bring_up_others(opts, &parts, &docs, env, &mut status).await?;
+        bring_up_others(opts, &parts, &docs, env, &staging, &mut status).await?;
     }
     state::place(&mut status, &staging, &target);
     write_status(opts, &status)?;
@@ -228,6 +231,7 @@ async fn bring_up_others(
     parts: &BTreeMap<String, Partition>,
     docs: &[Document],
     env: ProviderEnv,
+    state: &Path,
     status: &mut BootStatus,
 ) -> Result<(), BootError> {
     let (on_partitions, others): (Vec<&Document>, Vec<&Document>) = docs
@@ -256,6 +260,10 @@ async fn bring_up_others(
         status.volumes.extend(typed.iter().map(volume::waiting));
         write_status(opts, status)?;
         status.volumes.truncate(asking);
+        // The node API answers too while the boot asks (when STATE holds
+        // its certificate); it stops when the round is over.
+        let remote = unlock::window(opts, state).await;
+        let env = Arc::new(unlock::with_remote(&env, remote.as_ref()));
         status
             .volumes
             .extend(open_all(typed, parts, &env, 1).await?);

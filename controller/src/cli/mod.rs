@@ -10,7 +10,7 @@ pub mod remote;
 
 use crate::commands::{
     apply_config, boot, close, converge, disks, gen, kms_server, meta, passphrase, plan, provision,
-    reboot, recovery_key, reset, schema, serve, status, validate, version,
+    reboot, recovery_key, reset, schema, serve, status, unlock, validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -88,6 +88,9 @@ pub enum Command {
     Version(version::Args),
     /// Reboot the node (with -n, a remote node).
     Reboot(reboot::Args),
+    /// Answer a node's boot that asks for a volume's passphrase (with -n).
+    #[command(after_help = unlock::HELP)]
+    Unlock(unlock::Args),
 }
 
 /// How volctl exits, named once.

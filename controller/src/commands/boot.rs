@@ -39,12 +39,13 @@ pub struct Args {
     /// In maintenance mode, give up after this many seconds (default: wait for ever).
     #[arg(long)]
     pub maintenance_timeout: Option<u64>,
-    /// In maintenance mode, serve `apply-config --insecure` on this address.
+    /// While the boot waits for a person, serve the node API here: in
+    /// maintenance mode `apply-config --insecure`; for typed keys `unlock`.
     #[arg(long, default_value = "0.0.0.0:50000")]
-    pub maintenance_listen: std::net::SocketAddr,
-    /// In maintenance mode, take a config only from this machine (`volctl apply-config --insecure` without -n).
+    pub api_listen: std::net::SocketAddr,
+    /// Take answers only on this machine (console, ask-password agents, `volctl apply-config --insecure` without -n).
     #[arg(long)]
-    pub no_maintenance_api: bool,
+    pub no_api: bool,
     /// KMS and TPM access.
     #[command(flatten)]
     pub keys: KeySourceArgs,
@@ -63,7 +64,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         node_uuid: args.node.uuid(),
         parallel: args.parallel,
         maintenance_timeout: args.maintenance_timeout.map(std::time::Duration::from_secs),
-        maintenance_listen: (!args.no_maintenance_api).then_some(args.maintenance_listen),
+        api_listen: (!args.no_api).then_some(args.api_listen),
         kms: args.keys.kms.options()?,
         tpm: args.keys.tpm.options(),
         recovery_key_out: args.recovery_key_out.clone(),

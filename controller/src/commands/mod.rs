@@ -19,6 +19,7 @@ pub mod reset;
 pub mod schema;
 pub mod serve;
 pub mod status;
+pub mod unlock;
 pub mod validate;
 pub mod version;
 
@@ -36,6 +37,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::Gen(a) => gen::exec(a),
         Command::Version(a) => version::exec(a),
         Command::Reboot(a) => reboot::exec(a),
+        Command::Unlock(a) => unlock::exec(a),
         Command::Validate(a) => validate::exec(a),
         Command::Schema(a) => schema::exec(a),
         Command::Plan(a) => plan::exec(a),

@@ -59,6 +59,7 @@ enum Verb {
     Apply(proto::ApplyConfigRequest),
     Reset(proto::ResetRequest),
     Reboot,
+    Unlock(proto::UnlockRequest),
 }
 
 struct Call {
@@ -73,6 +74,15 @@ impl Call {
             Command::Version(a) => (Verb::Version, a.output, remote.credentials()?),
             Command::Status(a) => (Verb::Status, a.output, remote.credentials()?),
             Command::Reboot(_) => (Verb::Reboot, Output::Text, remote.credentials()?),
+            Command::Unlock(a) => {
+                let creds = remote.credentials()?;
+                let passphrase = super::unlock::read_passphrase(&a.volume)?;
+                let req = proto::UnlockRequest {
+                    volume: a.volume.clone(),
+                    passphrase: passphrase.to_vec(),
+                };
+                (Verb::Unlock(req), Output::Text, creds)
+            }
             Command::Reset(a) => (Verb::Reset(reset_request(&a)), Output::Text, remote.credentials()?),
             Command::ApplyConfig(a) => {
                 let creds = if a.insecure {
@@ -82,7 +92,7 @@ impl Call {
                 };
                 (Verb::Apply(apply_request(&a)?), a.output, creds)
             }
-            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, apply-config, reset and reboot", verb_name(&other)),
+            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, apply-config, reset, reboot and unlock", verb_name(&other)),
         };
         Ok(Call {
             verb,
@@ -143,6 +153,14 @@ impl Call {
                 Ok(Answer {
                     json: serde_json::json!({"steps": rep.steps, "rebooting": rep.rebooting}),
                     text,
+                })
+            }
+            Verb::Unlock(u) => {
+                let (c, req) = r.call(u.clone());
+                c.unlock(req).await.map_err(|s| r.failed(&s))?;
+                Ok(Answer {
+                    json: serde_json::json!({"delivered": u.volume}),
+                    text: format!("delivered to the boot asking for {}; `volctl -n {} status` shows whether it opened\n", u.volume, r.node),
                 })
             }
             Verb::Reboot => {

@@ -2,7 +2,7 @@
 //! `volctl boot` (docs/remote.md has the unit).
 
 use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
-use crate::cli::remote::{read_secret, RemoteArgs};
+use crate::cli::remote::RemoteArgs;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use controller::serve::{self, NodeContext, ServerIdentity};
@@ -11,9 +11,6 @@ use std::path::PathBuf;
 
 /// Examples shown by `--help`.
 pub const HELP: &str = "Example:\n  volctl serve                                   # key, certificate and client CA from STATE's api/ folder\n  volctl serve --listen 0.0.0.0:50000 --tls-cert server.crt --tls-key server.key --client-ca ca.crt\n  volctl serve --tls-cert server.crt --tls-key server.key --api-key-file api.key\n\nCallers: client certificates from --client-ca (Organization admin or reader), or the API key (admin).";
-
-/// Where `volctl serve` looks for its TLS material on STATE by default.
-pub const API_DIR: &str = "api";
 
 /// `volctl serve` arguments (`--api-key-file` is the global flag).
 #[derive(Debug, clap::Args)]
@@ -55,7 +52,7 @@ pub struct Args {
 
 /// Serves until SIGTERM or Ctrl-C.
 pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
-    let api = args.state_mount.join(API_DIR);
+    let api = args.state_mount.join(serve::API_DIR);
     let cert = args
         .tls_cert
         .clone()
@@ -68,18 +65,12 @@ pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
         .client_ca
         .clone()
         .or_else(|| Some(api.join("ca.crt")).filter(|p| p.exists()));
-    let id = ServerIdentity {
-        cert_pem: std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?,
-        key_pem: read_secret(&key)?,
-        client_ca_pem: client_ca
-            .map(|p| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
-            .transpose()?,
-        api_key: remote
-            .api_key_file
-            .as_deref()
-            .map(read_secret)
-            .transpose()?,
-    };
+    let id = ServerIdentity::load(
+        &cert,
+        &key,
+        client_ca.as_deref(),
+        remote.api_key_file.as_deref(),
+    )?;
     let node = NodeContext {
         disks: args.disks.disks.clone(),
         status_file: args.status_file.clone(),

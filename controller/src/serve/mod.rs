@@ -10,7 +10,7 @@ use node_api::auth::Authenticator;
 pub use service::NodeService;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tls::listener::{self, ClientCerts, Limits};
 use zeroize::Zeroizing;
@@ -49,6 +49,53 @@ pub struct ServerIdentity {
     pub api_key: Option<Zeroizing<Vec<u8>>>,
 }
 
+/// The node API's files in STATE's `api/` folder (`volctl gen` makes them).
+pub const API_DIR: &str = "api";
+
+impl ServerIdentity {
+    /// Reads the TLS material; the private key and API key must be private
+    /// files (0600, ours).
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        api_key: Option<&Path>,
+    ) -> Result<Self, ServeError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())))
+        };
+        let secret = |p: &Path| {
+            private_file::read_private(p, 64 << 10)
+                .map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())))
+        };
+        Ok(ServerIdentity {
+            cert_pem: read(cert)?,
+            key_pem: secret(key)?,
+            client_ca_pem: client_ca.map(read).transpose()?,
+            api_key: api_key.map(secret).transpose()?,
+        })
+    }
+
+    /// The material in a STATE `api/` folder: `server.crt`, `server.key`,
+    /// and `ca.crt` and `api.key` where they exist; `None` when the folder
+    /// holds no server certificate.
+    pub fn from_state(state: &Path) -> Option<Result<Self, ServeError>> {
+        let dir = state.join(API_DIR);
+        let cert = dir.join("server.crt");
+        if !cert.exists() {
+            return None;
+        }
+        let ca = Some(dir.join("ca.crt")).filter(|p| p.exists());
+        let api_key = Some(dir.join("api.key")).filter(|p| p.exists());
+        Some(Self::load(
+            &cert,
+            &dir.join("server.key"),
+            ca.as_deref(),
+            api_key.as_deref(),
+        ))
+    }
+}
+
 /// Why the server did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -74,6 +121,40 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let (acceptor, auth) = prepare(id)?;
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?local, "serving the node API");
+    run(
+        listener,
+        acceptor,
+        NodeService::new(auth, node),
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+/// While a boot asks for typed keys: the node API for admins, whose
+/// `unlock` answers the boot's questions; served until `shutdown`.
+pub fn serve_unlock(
+    listener: tokio::net::TcpListener,
+    id: ServerIdentity,
+    node: NodeContext,
+    answers: crate::node::ask::remote::RemoteAnswers,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (acceptor, auth) = prepare(id)?;
+    let service = NodeService::new(auth, node).answering(answers);
+    tokio::spawn(async move {
+        if let Err(e) = run(listener, acceptor, service, Limits::default(), shutdown).await {
+            tracing::error!("node API during unlock: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// The TLS acceptor and the caller rules for `id`.
+fn prepare(id: ServerIdentity) -> Result<(tokio_rustls::TlsAcceptor, Authenticator), ServeError> {
     let clients = match (&id.client_ca_pem, &id.api_key) {
         (None, None) => return Err(ServeError::NoCallers),
         (Some(ca), None) => ClientCerts::Required(ca),
@@ -86,16 +167,7 @@ pub async fn serve(
         Some(k) => Authenticator::with_api_key(k).map_err(ServeError::ApiKey)?,
         None => Authenticator::certificates(),
     };
-    let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(?local, "serving the node API");
-    run(
-        listener,
-        acceptor,
-        NodeService::new(auth, node),
-        limits,
-        shutdown,
-    )
-    .await
+    Ok((acceptor, auth))
 }
 
 /// Maintenance mode over the network: serves the maintenance face on

@@ -5,10 +5,12 @@
 
 use super::NodeContext;
 use crate::apply::{self, ApplyError, ApplyMode, ApplyOptions};
+use crate::node::ask::remote::RemoteAnswers;
 use crate::node::status::BootStatus;
 use crate::reset::{self, WipeMode};
 use node_api::auth::Authenticator;
 use node_api::proto::{self, node_server::Node};
+use providers::Passphrase;
 use std::time::Duration;
 use tls::identity::Role;
 use tonic::{Request, Response, Status};
@@ -26,6 +28,8 @@ enum Callers {
 pub struct NodeService {
     callers: Callers,
     node: NodeContext,
+    /// Questions of a boot asking for typed keys (only while it asks).
+    unlock: Option<RemoteAnswers>,
     /// One change at a time (apply, reset).
     changing: tokio::sync::Mutex<()>,
 }
@@ -36,8 +40,15 @@ impl NodeService {
         NodeService {
             callers: Callers::Authenticated(auth),
             node,
+            unlock: None,
             changing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The same, also answering the typed-key questions of a boot.
+    pub fn answering(mut self, answers: RemoteAnswers) -> Self {
+        self.unlock = Some(answers);
+        self
     }
 
     /// The maintenance face of a boot waiting for a config (`reason`):
@@ -46,6 +57,7 @@ impl NodeService {
         NodeService {
             callers: Callers::Maintenance(reason.to_string()),
             node,
+            unlock: None,
             changing: tokio::sync::Mutex::new(()),
         }
     }
@@ -248,6 +260,33 @@ impl Node for NodeService {
             steps,
             rebooting: r.reboot,
         }))
+    }
+
+    async fn unlock(
+        &self,
+        req: Request<proto::UnlockRequest>,
+    ) -> Result<Response<proto::UnlockResponse>, Status> {
+        let caller = self.admit(&req, Role::Admin, "unlock", false)?;
+        let r = req.into_inner();
+        let Some(answers) = &self.unlock else {
+            return Err(Status::failed_precondition(
+                "no boot is asking for a key on this node (unlock reaches a boot while a volume is waiting-for-key)",
+            ));
+        };
+        if !answers.answer(&r.volume, Passphrase::new(r.passphrase)) {
+            let waiting = answers.waiting();
+            return Err(Status::not_found(format!(
+                "no question waits for `{}`{}",
+                r.volume,
+                if waiting.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (waiting: {})", waiting.join(", "))
+                }
+            )));
+        }
+        tracing::info!(%caller, volume = %r.volume, "typed key delivered over the node API");
+        Ok(Response::new(proto::UnlockResponse {}))
     }
 
     async fn reboot(

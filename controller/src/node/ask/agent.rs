@@ -5,6 +5,7 @@
 //! user, when volctl runs unprivileged in tests) are taken, checked with
 //! `SCM_CREDENTIALS` as systemd does.
 
+use super::cancel::{Cancelled, Withdraw, SLICE};
 use providers::ask::{AskError, Asker, Question, MAX_ANSWER};
 use providers::Passphrase;
 use std::io::Write;
@@ -31,7 +32,8 @@ impl AgentAsker {
 impl Asker for AgentAsker {
     async fn ask(&self, q: &Question) -> Result<Passphrase, AskError> {
         let (dir, q) = (self.dir.clone(), q.clone());
-        tokio::task::spawn_blocking(move || ask_blocking(&dir, &q))
+        let (_withdraw, cancelled) = Withdraw::new();
+        tokio::task::spawn_blocking(move || ask_blocking(&dir, &q, &cancelled))
             .await
             .map_err(|_| AskError::Unavailable("the asking task failed".into()))?
     }
@@ -58,7 +60,7 @@ fn unavailable(what: &str, e: std::io::Error) -> AskError {
     AskError::Unavailable(format!("{what}: {e}"))
 }
 
-fn ask_blocking(dir: &Path, q: &Question) -> Result<Passphrase, AskError> {
+fn ask_blocking(dir: &Path, q: &Question, cancelled: &Cancelled) -> Result<Passphrase, AskError> {
     std::fs::create_dir_all(dir).map_err(|e| unavailable("cannot make the ask directory", e))?;
     let id = hex::encode(rand::random::<[u8; 8]>());
     let posted = Posted {
@@ -70,15 +72,18 @@ fn ask_blocking(dir: &Path, q: &Question) -> Result<Passphrase, AskError> {
     post(dir, &id, &posted, q).map_err(|e| unavailable("cannot write the question", e))?;
     let deadline = q.timeout.map(|t| Instant::now() + t);
     loop {
+        if cancelled.is_set() {
+            return Err(AskError::Cancelled);
+        }
         let wait = match deadline {
-            Some(d) => Some(
-                d.checked_duration_since(Instant::now())
-                    .filter(|w| !w.is_zero())
-                    .ok_or(AskError::Timeout(q.timeout.unwrap_or_default()))?,
-            ),
-            None => None,
+            Some(d) => d
+                .checked_duration_since(Instant::now())
+                .filter(|w| !w.is_zero())
+                .ok_or(AskError::Timeout(q.timeout.unwrap_or_default()))?
+                .min(SLICE),
+            None => SLICE,
         };
-        sock.set_read_timeout(wait)
+        sock.set_read_timeout(Some(wait))
             .map_err(|e| unavailable("socket", e))?;
         let mut buf = Zeroizing::new(vec![0u8; MAX_ANSWER + 2]);
         match receive(&sock, &mut buf) {

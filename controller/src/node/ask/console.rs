@@ -2,6 +2,7 @@
 //! without echo (type-ahead is kept: the terminal is switched with
 //! `TCSANOW`, not flushed), the terminal restored afterwards.
 
+use super::cancel::{Cancelled, Withdraw, SLICE};
 use providers::ask::{AskError, Asker, Question, MAX_ANSWER};
 use providers::Passphrase;
 use std::io::{Read, Write};
@@ -30,7 +31,8 @@ impl ConsoleAsker {
 impl Asker for ConsoleAsker {
     async fn ask(&self, q: &Question) -> Result<Passphrase, AskError> {
         let (path, q) = (self.path.clone(), q.clone());
-        tokio::task::spawn_blocking(move || ask_blocking(&path, &q))
+        let (_withdraw, cancelled) = Withdraw::new();
+        tokio::task::spawn_blocking(move || ask_blocking(&path, &q, &cancelled))
             .await
             .map_err(|_| AskError::Unavailable("the asking task failed".into()))?
     }
@@ -72,7 +74,11 @@ impl Drop for NoEcho {
     }
 }
 
-fn ask_blocking(path: &std::path::Path, q: &Question) -> Result<Passphrase, AskError> {
+fn ask_blocking(
+    path: &std::path::Path,
+    q: &Question,
+    cancelled: &Cancelled,
+) -> Result<Passphrase, AskError> {
     let unavailable = |e: std::io::Error| AskError::Unavailable(format!("the console: {e}"));
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
@@ -83,23 +89,33 @@ fn ask_blocking(path: &std::path::Path, q: &Question) -> Result<Passphrase, AskE
     let fd = tty.as_raw_fd();
     let echo = NoEcho::new(fd).map_err(unavailable)?;
     write!(tty, "{}: ", q.message).map_err(unavailable)?;
-    let line = read_line(&mut tty, fd, q);
+    let line = read_line(&mut tty, fd, q, cancelled);
     let _ = writeln!(tty);
     drop(echo);
     line
 }
 
-/// Reads up to a line end, waiting at most the question's timeout.
-fn read_line(tty: &mut std::fs::File, fd: i32, q: &Question) -> Result<Passphrase, AskError> {
+/// Reads up to a line end, waiting at most the question's timeout (and
+/// giving up when the question is withdrawn).
+fn read_line(
+    tty: &mut std::fs::File,
+    fd: i32,
+    q: &Question,
+    cancelled: &Cancelled,
+) -> Result<Passphrase, AskError> {
     let deadline = q.timeout.map(|t| Instant::now() + t);
     let mut line = Zeroizing::new(Vec::with_capacity(64));
+    let slice = i32::try_from(SLICE.as_millis()).unwrap_or(200);
     loop {
+        if cancelled.is_set() {
+            return Err(AskError::Cancelled);
+        }
         let ms = match deadline {
-            None => -1,
+            None => slice,
             Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => {
-                    i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
-                }
+                Some(left) if !left.is_zero() => i32::try_from(left.as_millis())
+                    .unwrap_or(i32::MAX)
+                    .min(slice),
                 _ => return Err(AskError::Timeout(q.timeout.unwrap_or_default())),
             },
         };

@@ -8,9 +8,15 @@
 //! 3. `/run/systemd/ask-password` exists: the protocol, answered by
 //!    `systemd-tty-ask-password-agent`, plymouth or any other agent;
 //! 4. the console (standard input when it is a terminal).
+//!
+//! While the boot asks, the node API may answer too ([`remote`]; the first
+//! answer on any channel wins, [`any`]).
 
 mod agent;
+pub mod any;
+mod cancel;
 mod console;
+pub mod remote;
 
 pub use agent::AgentAsker;
 pub use console::ConsoleAsker;
