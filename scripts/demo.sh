@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
-# The built-in demo: a node's life in five boots of a qemu VM (Debian's
-# kernel, real dm-crypt, mkfs and mount) on a disk image that holds only
-# what an OS image ships: a GPT with META.
+# The built-in demo, told from the admin's side: a node's life in five boots
+# of a qemu VM (Debian's kernel, real dm-crypt, mkfs and mount) on a disk
+# image that holds only what an OS image ships: a GPT with META, and a
+# config. Every step after the first boot is a `volctl -n NODE …` command
+# run on this host, over the node API (qemu forwards 127.0.0.1:$PORT to the
+# guest's port 50000); a reboot is a real power-off and a new VM run.
 #
-#   boot 1  volctl lays out STATE, EPHEMERAL and persistence in the free
-#           space; STATE and persistence are encrypted and formatted;
-#           EPHEMERAL starts plain, as on a node installed before encryption
-#           was wanted. A new recovery key for persistence is staged.
-#   boot 2  the staged config is promoted: the new key is enrolled.
-#           Removing the old key is staged.
-#   boot 3  the old key is removed (checked on the host with cryptsetup).
-#           Encrypting EPHEMERAL is staged.
-#   boot 4  EPHEMERAL holds data, so it waits for a wipe; `volctl reset` wipes it.
-#   boot 5  EPHEMERAL is encrypted and formatted; persistence's data is intact.
+#   boot 1  volctl lays out STATE, EPHEMERAL and persistence from the image's
+#           config; STATE and persistence are encrypted, EPHEMERAL starts
+#           plain. The admin adds a new recovery passphrase (--mode reboot).
+#   boot 2  slot 2 is enrolled; the admin removes the old key (--mode reboot).
+#   boot 3  the old key is gone (checked on the host with cryptsetup). The
+#           admin stages encrypting EPHEMERAL and wipes it (reset --reboot).
+#   boot 4  EPHEMERAL is encrypted. The admin wipes STATE and EPHEMERAL
+#           (whose key is locked to STATE) with reset --reboot.
+#   boot 5  no config: maintenance mode on the network; the admin pins the
+#           node's certificate fingerprint and hands it the config; the new
+#           STATE's salt re-enrols persistence's lockToSTATE key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOLCTL=${VOLCTL:-target/debug/volctl}
+VOLCTL=$(realpath "$VOLCTL")
 DIR=${DEMO_DIR:-target/demo}
-rm -rf "$DIR" && mkdir -p "$DIR/job"
+PORT=${DEMO_PORT:-50077}
+rm -rf "$DIR" && mkdir -p "$DIR/job/api"
 DISK=$DIR/disk.img
 UUID=4c4c4544-0038-5910-8057-b4c04f4d3732
+NODE=127.0.0.1:$PORT
+export VOLCTLCONFIG=$DIR/pki/admin.volctlconfig
+
+# A VM left waiting (the demo stopped half-way) is stopped with it.
+trap 'pkill -f "file=$DISK," 2>/dev/null || true' EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*" | sed "s|$VOLCTL|volctl|; s|$DIR/||g"; "$@"; }
 
 say "build the VM (Debian kernel, initramfs with volctl)"
 tests/vm/setup.sh "$VOLCTL"
@@ -30,6 +42,10 @@ say "a 320 MiB disk image with one partition, META (as an OS image ships it)"
 truncate -s 320M "$DISK"
 sgdisk -n1:0:+1M -c1:META "$DISK" >/dev/null
 sgdisk -p "$DISK" | sed -n '/^Number/,$p'
+
+say "the admin's PKI: a CA, the node's certificate (it goes on STATE), admin and reader client configs"
+run "$VOLCTL" gen --out "$DIR/pki" --san 127.0.0.1
+cp "$DIR/pki/ca.crt" "$DIR/pki/server.crt" "$DIR/pki/server.key" "$DIR/job/api/"
 
 # Demo-sized KDF costs; real configs leave `pbkdf` out.
 PBKDF='  pbkdf: {type: argon2id, memoryKiB: 8192, iterations: 4}'
@@ -45,24 +61,56 @@ config() { # $1: EPHEMERAL block; $2..: persistence keys
 PLAIN=''
 ENCRYPTED=$(printf 'encryption:\n  provider: luks2\n%s\n  keys:\n    - slot: 0\n      nodeID: {}\n      lockToSTATE: true\n' "$PBKDF")
 OLD='{slot: 0, static: {passphrase: old-recovery-passphrase}}'
-NODE='{slot: 1, nodeID: {}, lockToSTATE: true}'
+NODEKEY='{slot: 1, nodeID: {}, lockToSTATE: true}'
 NEW='{slot: 2, static: {passphrase: new-recovery-passphrase}}'
-config "$PLAIN" "$OLD" "$NODE" > "$DIR/job/v1.yaml"
-config "$PLAIN" "$OLD" "$NODE" "$NEW" > "$DIR/job/v2.yaml"
-config "$PLAIN" "$NODE" "$NEW" > "$DIR/job/v3.yaml"
-config "$ENCRYPTED" "$NODE" "$NEW" > "$DIR/job/v4.yaml"
-for v in v1 v2 v3 v4; do # each is a whole config; say more only if one is invalid
-  $VOLCTL validate -f "$DIR/job/$v.yaml" >/dev/null 2>&1 || { $VOLCTL validate -f "$DIR/job/$v.yaml"; exit 1; }
+config "$PLAIN" "$OLD" "$NODEKEY" > "$DIR/job/v1.yaml"
+config "$PLAIN" "$OLD" "$NODEKEY" "$NEW" > "$DIR/v2.yaml"
+config "$PLAIN" "$NODEKEY" "$NEW" > "$DIR/v3.yaml"
+config "$ENCRYPTED" "$NODEKEY" "$NEW" > "$DIR/v4.yaml"
+for v in job/v1 v2 v3 v4; do # each is a whole config; say more only if one is invalid
+  "$VOLCTL" validate -f "$DIR/$v.yaml" >/dev/null 2>&1 || { "$VOLCTL" validate -f "$DIR/$v.yaml"; exit 1; }
 done
 
-boot() { # $1: title, $2: shell run inside the VM
-  say "$1"
-  printf '%s\n' "$2" > "$DIR/job/job.sh"
-  local rc=0
-  VOLCTL_VM_QEMU_EXTRA="-uuid $UUID" tests/vm/run.sh "$DISK" "$DIR/job" 240 > "$DIR/serial.log" || rc=$?
-  awk '/VOLCTL-VM-EXIT/ {p=0} p {print "  | " $0} /VOLCTL-VM-START/ {p=1}' "$DIR/serial.log"
-  if [ "$rc" != 0 ]; then echo "the VM job failed (exit $rc); serial log: $DIR/serial.log"; exit 1; fi
+# The node: boot (the image's config on the very first boot only), keep the
+# API's certificate on STATE, serve until a reboot is asked for.
+cat > "$DIR/job/job.sh" <<'JOB'
+i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
+volctl boot --disk /dev/vda $(cat /job/boot-args) > /tmp/boot.out 2>&1; cat /tmp/boot.out
+api=/var/lib/volctl/state/api
+if [ -d /var/lib/volctl/state ]; then
+  mkdir -p $api; for f in ca.crt server.crt server.key; do [ -e $api/$f ] || cp /job/api/$f $api/; done; chmod 600 $api/server.key
+fi
+if grep -q ' /persistence ' /proc/mounts; then
+  [ -e /persistence/data ] || echo "persistent data, written at the first boot" > /persistence/data
+  echo "node: /persistence/data holds: $(cat /persistence/data)"
+fi
+volctl serve --disk /dev/vda --reboot-command 'touch /tmp/reboot' > /tmp/serve.out 2>&1 &
+while [ ! -e /tmp/reboot ]; do sleep 0.1; done
+sleep 0.3; kill %1; volctl close >/dev/null 2>&1; exit 0
+JOB
+
+BOOT=0
+VM_PID=
+vm_start() { # boots the VM in the background; its console goes to serial-N.log
+  BOOT=$((BOOT + 1))
+  say "boot $BOOT: $1"
+  VOLCTL_VM_QEMU_EXTRA="-uuid $UUID -netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:50000 -device virtio-net-pci,netdev=n0,romfile=" \
+    tests/vm/run.sh "$DISK" "$DIR/job" 240 > "$DIR/serial-$BOOT.log" 2>&1 &
+  VM_PID=$!
 }
+vm_wait() { # waits for the power-off; shows what the node printed
+  local rc=0
+  wait "$VM_PID" || rc=$?
+  awk '/VOLCTL-VM-EXIT/ {p=0} p {print "  | " $0} /VOLCTL-VM-START/ {p=1}' "$DIR/serial-$BOOT.log" | grep -v '^  | $' || true
+  if [ "$rc" != 0 ]; then echo "the VM failed (exit $rc); serial log: $DIR/serial-$BOOT.log"; exit 1; fi
+}
+until_up() { # waits until the node API answers `$@`
+  local i
+  for i in $(seq 1 300); do "$VOLCTL" -n "$NODE" "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  echo "the node did not answer"; exit 1
+}
+reboot_and_wait() { run "$VOLCTL" -n "$NODE" "$@"; vm_wait; }
 
 check_old_key_gone() {
   local n start end loop
@@ -77,45 +125,44 @@ check_old_key_gone() {
   echo "  host check (cryptsetup): old recovery passphrase refused, new one opens slot 2"
 }
 
-boot "boot 1: META only, config given at boot (-f): volctl lays out the disk" '
-volctl boot --disk /dev/vda -f /job/v1.yaml
-volctl status -o json | sed -n "/partitions_created/,/]/p" | grep "create" | sed "s/^ *\"\(.*\)\",*$/laid out: \1/"
-echo "ephemeral data" > /var/data; echo "persistent data" > /persistence/data
-echo "$ volctl apply-config -f v2.yaml --mode staged    # add a new recovery key in slot 2"
-volctl apply-config -f /job/v2.yaml --mode staged
-volctl close >/dev/null'
+echo "-f /job/v1.yaml" > "$DIR/job/boot-args" # the image's config, first boot only
+vm_start "the image's config (-f): volctl lays out the disk"
+until_up version
+: > "$DIR/job/boot-args"
+run "$VOLCTL" -n "$NODE" status
+reboot_and_wait apply-config -f "$DIR/v2.yaml" --mode reboot
 
-boot "boot 2: the staged config is promoted; slot 2 is enrolled" '
-volctl boot --disk /dev/vda
-volctl status -o json | grep -A3 "\"changes\"" | grep "slot" | sed "s/^ */changes: /"
-echo "$ volctl apply-config -f v3.yaml --mode staged    # drop the old key in slot 0"
-volctl apply-config -f /job/v3.yaml --mode staged
-volctl close >/dev/null'
+vm_start "the new recovery passphrase is enrolled in slot 2"
+until_up version
+run "$VOLCTL" -n "$NODE" status
+reboot_and_wait apply-config -f "$DIR/v3.yaml" --mode reboot
 
-boot "boot 3: the old key is removed" '
-volctl boot --disk /dev/vda
-volctl status -o json | grep -A3 "\"changes\"" | grep "slot" | sed "s/^ */changes: /"
-echo "$ cat /persistence/data"; cat /persistence/data
-echo "$ volctl apply-config -f v4.yaml --mode no-reboot    # encrypt EPHEMERAL: refused, it needs a wipe"
-volctl apply-config -f /job/v4.yaml --mode no-reboot 2>&1 | head -2
-echo "$ volctl apply-config -f v4.yaml --mode staged"
-volctl apply-config -f /job/v4.yaml --mode staged
-volctl close >/dev/null'
+vm_start "the old key is removed"
+until_up version
+run "$VOLCTL" -n "$NODE" status
 check_old_key_gone
-say "the disk as volctl laid it out"
-sgdisk -p "$DISK" | sed -n '/^Number/,$p'
+run "$VOLCTL" -n "$NODE" apply-config -f "$DIR/v4.yaml" --mode no-reboot || echo "  (refused, as it should be: EPHEMERAL holds data)"
+run "$VOLCTL" -n "$NODE" apply-config -f "$DIR/v4.yaml" --mode staged
+reboot_and_wait reset --system-labels-to-wipe EPHEMERAL --reboot
 
-boot "boot 4: EPHEMERAL holds data, so it waits for a wipe" '
-volctl boot --disk /dev/vda
-echo "$ volctl reset --system-labels-to-wipe EPHEMERAL"
-volctl reset --system-labels-to-wipe EPHEMERAL
-volctl close >/dev/null'
+vm_start "EPHEMERAL is encrypted; now STATE (and EPHEMERAL, whose key is locked to it) is wiped"
+until_up version
+run "$VOLCTL" -n "$NODE" status
+say "a reader may look, not change"
+VOLCTLCONFIG=$DIR/pki/reader.volctlconfig run "$VOLCTL" -n "$NODE" reboot || true
+reboot_and_wait reset --system-labels-to-wipe STATE,EPHEMERAL --reboot
 
-boot "boot 5: EPHEMERAL is encrypted; everything is ready" '
-volctl boot --disk /dev/vda; rc=$?
-echo "$ cat /persistence/data"; cat /persistence/data
-echo "$ ls /var"; ls /var
-volctl close >/dev/null
-[ $rc = 0 ] && echo "demo: all volumes ready"'
-
-say "demo finished"
+vm_start "no config on the blank STATE: maintenance mode, over the network"
+for i in $(seq 1 300); do
+  out=$("$VOLCTL" -n "$NODE" apply-config --insecure --dry-run -f "$DIR/v4.yaml" 2>&1) && break; sleep 0.5
+done
+FP=$(printf "%s\n" "$out" | grep -o "SHA-256 fingerprint [0-9a-f]*" | head -1 | cut -d" " -f3)
+echo "  the node's certificate fingerprint, as its console shows it: $FP"
+run "$VOLCTL" -n "$NODE" apply-config --insecure --fingerprint "$FP" -f "$DIR/v4.yaml"
+until_up version
+run "$VOLCTL" -n "$NODE" status
+STATUS=$("$VOLCTL" -n "$NODE" status -o json)
+reboot_and_wait reboot
+grep -q "fingerprint $FP" "$DIR/serial-$BOOT.log" && echo "  the console showed the same fingerprint the admin pinned"
+if printf '%s' "$STATUS" | grep '"phase"' | grep -qv '"ready"'; then echo "demo: some volume is not ready"; exit 1; fi
+say "demo finished: all volumes ready, every step driven from the host"

@@ -110,7 +110,7 @@ fn raw_swap_and_existing_volume_config_verdicts_match_talos() {
 }
 
 #[test]
-fn examples_run_on_talos_except_the_appliance_s_own_volume() {
+fn examples_run_on_talos_except_the_appliance_s_own_volume_and_keys() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     for f in [
         "node.yaml",
@@ -122,7 +122,13 @@ fn examples_run_on_talos_except_the_appliance_s_own_volume() {
         assert!(!p.has_errors(), "{f}: {:?}", p.diagnostics);
         let ext: Vec<&str> = p.extensions.iter().map(|d| d.path.as_str()).collect();
         let expected: &[&str] = if f == "appliance.yaml" {
-            &["name", "mount.path"] // `persistence` is volctl's own volume
+            // `persistence` is volctl's own volume, with keys a person holds.
+            &[
+                "name",
+                "mount.path",
+                "encryption.keys[0].prompt",
+                "encryption.keys[1].recovery",
+            ]
         } else {
             &[]
         };

@@ -6,7 +6,7 @@
 
 use crate::luks2::header::{self, Probe};
 use crate::node::disks::{self, DiskError, OpenPartition};
-use crate::node::meta::{self, MetaError, TAG_STATE_ENCRYPTION};
+use crate::node::meta::{self, MetaError, TAG_PENDING_WIPE, TAG_STATE_ENCRYPTION};
 use crate::node::status::{BootStatus, Phase};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,32 @@ pub enum WipeMode {
     Fast,
     /// The whole partition.
     Full,
+}
+
+/// What to do with a volume that is in use and cannot be closed (e.g.
+/// EPHEMERAL at `/var`, with STATE mounted below it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenBusy {
+    /// Fail, wiping nothing more.
+    Fail,
+    /// Record the wipe on META; the next boot does it before anything
+    /// opens (for `reset --reboot`).
+    WipeAtNextBoot,
+}
+
+impl WipeMode {
+    fn name(self) -> &'static str {
+        match self {
+            WipeMode::Fast => "fast",
+            WipeMode::Full => "full",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [WipeMode::Fast, WipeMode::Full]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
 }
 
 /// Why a reset failed.
@@ -48,27 +74,40 @@ pub enum ResetError {
     /// META could not be updated.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// A wipe was to wait for the next boot, but there is no META to record it.
+    #[error("{0} is in use and there is no META partition to record its wipe for the next boot")]
+    NoMeta(String),
 }
 
 const MIB: u64 = 1 << 20;
 
 /// Wipes each label; returns one line per step. `status` (if any) is
-/// updated for volumes that were open.
+/// updated for volumes that were open. A volume in use is handled as
+/// `busy` says.
 pub fn reset(
     labels: &[String],
     disks: &[PathBuf],
     status: Option<&mut BootStatus>,
     mode: WipeMode,
+    busy: WhenBusy,
 ) -> Result<Vec<String>, ResetError> {
     let parts = disks::by_label(disks)?;
     let mut done = Vec::new();
+    let mut later = Vec::new();
     let mut status = status;
     for label in labels {
         let part = parts
             .get(label)
             .ok_or_else(|| ResetError::NotFound(label.clone()))?;
         if let Some(st) = status.as_deref_mut() {
-            close_one(st, label, &mut done)?;
+            match close_one(st, label, &mut done) {
+                Err(ResetError::Close { reason, .. }) if busy == WhenBusy::WipeAtNextBoot => {
+                    done.push(format!("{label} is in use ({reason}): it is wiped at the next boot, before anything opens it"));
+                    later.push(label.clone());
+                    continue;
+                }
+                other => other?,
+            }
         }
         let open = OpenPartition::open(part)?;
         let wiped = wipe(&open.path, part.size, mode).map_err(|source| ResetError::Wipe {
@@ -86,6 +125,43 @@ pub fn reset(
                 done.push("dropped STATE's encryption config from META: the next boot enters maintenance mode".into());
             }
         }
+    }
+    if !later.is_empty() {
+        let mo = disks::open_labelled(&parts, "META")?
+            .ok_or_else(|| ResetError::NoMeta(later.join(", ")))?;
+        let record = format!("{}:{}", mode.name(), later.join(","));
+        meta::update(&mo.path, TAG_PENDING_WIPE, Some(record.into_bytes()))?;
+    }
+    Ok(done)
+}
+
+/// Does the wipes a `reset --reboot` left for this boot (recorded on META),
+/// before anything opens; returns one line per step.
+pub fn pending_wipes(disks: &[PathBuf]) -> Result<Vec<String>, ResetError> {
+    let parts = disks::by_label(disks)?;
+    let Some(mo) = disks::open_labelled(&parts, "META")? else {
+        return Ok(vec![]);
+    };
+    let Some(record) = meta::read(&mo.path)?.records.remove(&TAG_PENDING_WIPE) else {
+        return Ok(vec![]);
+    };
+    let text = String::from_utf8_lossy(&record).into_owned();
+    let (mode, labels) = text.split_once(':').unwrap_or(("fast", text.as_str()));
+    let labels: Vec<String> = labels
+        .split(',')
+        .filter(|l| parts.contains_key(*l))
+        .map(String::from)
+        .collect();
+    drop(mo);
+    let done = reset(
+        &labels,
+        disks,
+        None,
+        WipeMode::from_name(mode).unwrap_or(WipeMode::Fast),
+        WhenBusy::Fail,
+    )?;
+    if let Some(mo) = disks::open_labelled(&parts, "META")? {
+        meta::update(&mo.path, TAG_PENDING_WIPE, None)?;
     }
     Ok(done)
 }

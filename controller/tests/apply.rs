@@ -49,6 +49,7 @@ fn node() -> Node {
         volumes: vec![st, eph],
         problems: vec![],
         partitions_created: vec![],
+        wiped: vec![],
     }
     .save(&status)
     .unwrap();

@@ -1396,10 +1396,13 @@ fn the_seed_workflow_driven_from_the_host_over_the_node_api() {
         std::fs::write(&p, body).unwrap();
         p.display().to_string()
     };
-    let plain_persistence = |keys: &[&str]| {
-        config_with_ephemeral(keys).replacen("name: persistence\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: persistence-pass}\n", "name: persistence\n", 1)
-    };
-    let c1 = host("c1.yaml", &plain_persistence(&[OLD]));
+    let plain_ephemeral = config_with_ephemeral(&[OLD]).replacen(
+        &format!("name: EPHEMERAL\nencryption:\n  provider: luks2\n  pbkdf: {{type: argon2id, memoryKiB: 1024, iterations: 4}}\n  keys:\n    - {OLD}\n"),
+        "name: EPHEMERAL\n",
+        1,
+    );
+    assert!(!plain_ephemeral.contains("old-pass"));
+    let c1 = host("c1.yaml", &plain_ephemeral);
     let c2 = host("c2.yaml", &config_with_ephemeral(&[OLD]));
     let c3 = host("c3.yaml", &config_with_ephemeral(&[OLD, NEW]));
     let c4 = host("c4.yaml", &config_with_ephemeral(&[NEW]));
@@ -1407,7 +1410,8 @@ fn the_seed_workflow_driven_from_the_host_over_the_node_api() {
     // Boot 1: a blank disk, no config: maintenance mode on the network. The
     // admin delivers the config (the node's certificate is self-signed; the
     // client shows its fingerprint), the boot goes on with it. Then: stage
-    // encrypting persistence, and wipe it with a reboot.
+    // encrypting EPHEMERAL, and wipe it with a reboot (it is in use, STATE
+    // is mounted below it: the wipe is done by the next boot, first).
     let mut seen_fingerprint = String::new();
     let b = vm.serve_boot(&pki, |admin| {
         let o = admin.when_up(&["apply-config", "--insecure", "-f", &c1]);
@@ -1432,13 +1436,9 @@ fn the_seed_workflow_driven_from_the_host_over_the_node_api() {
             text(&now.stderr)
         );
         let staged = admin.ok(&["apply-config", "-f", &c2, "--mode", "staged"]);
-        assert!(staged.contains("persistence"), "{staged}");
-        admin.ok(&[
-            "reset",
-            "--system-labels-to-wipe",
-            "persistence",
-            "--reboot",
-        ]);
+        assert!(staged.contains("EPHEMERAL: needs a wipe"), "{staged}");
+        let reset = admin.ok(&["reset", "--system-labels-to-wipe", "EPHEMERAL", "--reboot"]);
+        assert!(reset.contains("wiped at the next boot"), "{reset}");
     });
     assert!(
         b.log.contains(&format!("fingerprint {seen_fingerprint}")),
@@ -1447,18 +1447,26 @@ fn the_seed_workflow_driven_from_the_host_over_the_node_api() {
     );
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.volume("STATE")["encrypted"], true);
-    assert_eq!(b.volume("EPHEMERAL")["encrypted"], true);
-    assert_eq!(b.volume("persistence")["encrypted"], false);
+    assert_eq!(b.volume("persistence")["encrypted"], true);
+    assert_eq!(b.volume("EPHEMERAL")["encrypted"], false);
 
-    // Boot 2: persistence encrypted after its wipe; rotation step 1 with a reboot.
+    // Boot 2: EPHEMERAL wiped first, then encrypted; rotation step 1 with a reboot.
     let b = vm.serve_boot(&pki, |admin| {
         admin.when_up(&["version"]);
         admin.ok(&["apply-config", "-f", &c3, "--mode", "reboot"]);
     });
     assert!(b.all_ready(), "{}", b.log);
-    assert_eq!(b.volume("persistence")["encrypted"], true);
+    assert!(
+        b.status["wiped"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("wiped EPHEMERAL"),
+        "{}",
+        b.status
+    );
+    assert_eq!(b.volume("EPHEMERAL")["encrypted"], true);
     assert_eq!(
-        b.volume("persistence")["created"],
+        b.volume("EPHEMERAL")["created"],
         true,
         "new and empty after its wipe"
     );

@@ -66,6 +66,7 @@ impl Node {
             volumes: vec![st, eph],
             problems: vec![],
             partitions_created: vec![],
+            wiped: vec![],
         }
         .save(&status)
         .unwrap();

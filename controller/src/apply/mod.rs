@@ -318,6 +318,16 @@ fn mirror_state_to_meta(
     Ok(())
 }
 
+/// What `apply-config` says when done: the change report, or, for a
+/// config handed to a boot in maintenance mode (`insecure`), where it went.
+pub fn outcome_text(r: &ApplyReport, insecure: bool) -> String {
+    match (insecure, r.stored.is_some()) {
+        (true, true) => "config delivered to the boot waiting in maintenance mode\n".into(),
+        (true, false) => "config valid (dry run): nothing delivered\n".into(),
+        (false, _) => report_text(r),
+    }
+}
+
 /// One line per volume change, for the CLI.
 pub fn report_text(r: &ApplyReport) -> String {
     let mut s = String::new();

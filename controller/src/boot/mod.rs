@@ -107,6 +107,13 @@ pub enum BootError {
 pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     let disks = disks::given_or_system(&opts.disks);
     let mut status = BootStatus::default();
+    // A `reset --reboot` whose volume was in use left its wipe for now.
+    match crate::reset::pending_wipes(&disks) {
+        Ok(done) => status.wiped = done,
+        Err(e) => status
+            .problems
+            .push(format!("a wipe left by reset --reboot failed: {e}")),
+    }
     if let Ok((given, _)) = crate::node::config_files::load(&opts.config_files) {
         // A config given at boot may ask for STATE itself: lay it out first.
         lay_out(&disks, &given, &mut status);

@@ -89,10 +89,6 @@ pub fn exec(args: Args) -> Result<Exit> {
     };
     let report = runtime()?.block_on(apply::apply(&opts))?;
     args.output
-        .print(&report, || match (args.insecure, report.stored.is_some()) {
-            (true, true) => "config delivered to the boot waiting in maintenance mode\n".into(),
-            (true, false) => "config valid (dry run): nothing delivered\n".into(),
-            (false, _) => apply::report_text(&report),
-        })?;
+        .print(&report, || apply::outcome_text(&report, args.insecure))?;
     Ok(Exit::Success)
 }

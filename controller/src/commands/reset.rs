@@ -54,6 +54,11 @@ pub fn exec(args: Args) -> Result<Exit> {
         &args.disks.resolve(),
         status.as_mut(),
         mode,
+        if args.reboot {
+            reset::WhenBusy::WipeAtNextBoot
+        } else {
+            reset::WhenBusy::Fail
+        },
     )?;
     for d in done {
         println!("{d}");

@@ -79,7 +79,9 @@ impl Executor<'_> {
                     self.add(slot, replaces, spare, &binder, &mut costs).await?;
                 }
                 Action::WriteToken { slot, .. } => self.rewrite_token(slot, &binder).await?,
-                Action::Remove { slot, .. } => self.remove(slot).await?,
+                Action::Remove { slot, .. } | Action::RemoveSpare { slot, .. } => {
+                    self.remove(slot).await?
+                }
                 Action::RemoveOrphanToken { token } => {
                     blocking(self.device, move |d| d.token(TokenChange::Remove(token))).await?;
                 }
@@ -143,7 +145,8 @@ impl Executor<'_> {
         plan.actions.retain(|a| match a {
             Action::Add { slot, .. }
             | Action::Replace { slot, .. }
-            | Action::AddSpare { replaces: slot, .. } => enrolled.contains_key(slot),
+            | Action::AddSpare { replaces: slot, .. }
+            | Action::RemoveSpare { replaced: slot, .. } => enrolled.contains_key(slot),
             Action::Remove { slot, .. } => {
                 skipped.push(Note::Deferred {
                     slot: *slot,

@@ -142,6 +142,13 @@ pub enum Action {
         /// Kind.
         kind: KeySource,
     },
+    /// Destroy the spare that held a new key while `replaced` was replaced.
+    RemoveSpare {
+        /// The spare keyslot.
+        slot: KeyslotId,
+        /// The slot that now holds the new key.
+        replaced: KeyslotId,
+    },
     /// Delete a volctl token whose keyslot is gone.
     RemoveOrphanToken {
         /// Token id.
@@ -165,7 +172,8 @@ impl Action {
             | Action::Replace { slot, .. }
             | Action::WriteToken { slot, .. }
             | Action::Remove { slot, .. }
-            | Action::AddSpare { slot, .. } => Some(*slot),
+            | Action::AddSpare { slot, .. }
+            | Action::RemoveSpare { slot, .. } => Some(*slot),
             Action::Format | Action::RemoveOrphanToken { .. } => None,
         }
     }
@@ -319,7 +327,10 @@ impl Plan {
                 }
             },
         );
-        self.actions.push(Action::Remove { slot: spare, kind });
+        self.actions.push(Action::RemoveSpare {
+            slot: spare,
+            replaced: slot,
+        });
     }
 }
 
@@ -594,6 +605,10 @@ impl std::fmt::Display for Action {
             } => write!(
                 f,
                 "+ add slot {slot} ({kind}): holds the new key while slot {replaces} is replaced"
+            ),
+            Action::RemoveSpare { slot, replaced } => write!(
+                f,
+                "- remove slot {slot}: the spare, now that slot {replaced} holds the new key"
             ),
             Action::RemoveOrphanToken { token } => write!(
                 f,

@@ -167,7 +167,10 @@ fn replacement_plan(slot: KeyslotId, spare: KeyslotId, kind: KeySource, present:
                 lock_to_state: false,
                 reason: format!("new {kind} key"),
             },
-            Action::Remove { slot: spare, kind },
+            Action::RemoveSpare {
+                slot: spare,
+                replaced: slot,
+            },
         ]
     } else {
         vec![Action::Add {

@@ -26,6 +26,10 @@ pub const MAGIC1: u32 = 0x5a4b3c2d;
 pub const MAGIC2: u32 = 0xa5b4c3d2;
 /// Tag holding STATE's encryption config as JSON (Talos uses the same tag).
 pub const TAG_STATE_ENCRYPTION: u32 = 9;
+/// volctl's own tag: wipes a `reset --reboot` could not do on the running
+/// node (the volume was in use), done by the next boot before anything
+/// opens (`fast:EPHEMERAL,STATE`).
+pub const TAG_PENDING_WIPE: u32 = 0xc0;
 const CHECKSUM_AT: usize = COPY_SIZE - 36;
 const RECORDS_END: usize = CHECKSUM_AT;
 

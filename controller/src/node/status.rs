@@ -125,6 +125,10 @@ pub struct BootStatus {
     /// Partition-table changes this boot made (provisioning).
     #[serde(default)]
     pub partitions_created: Vec<String>,
+    /// Wipes this boot did first, left by a `reset --reboot` whose volume
+    /// was in use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wiped: Vec<String>,
 }
 
 impl BootStatus {

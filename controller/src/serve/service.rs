@@ -226,7 +226,7 @@ impl Node for NodeService {
         }
         Ok(Response::new(proto::ApplyConfigResponse {
             report_json: json(&report),
-            report_text: apply::report_text(&report),
+            report_text: apply::outcome_text(&report, maintenance),
         }))
     }
 
@@ -246,7 +246,12 @@ impl Node for NodeService {
         let _one = self.changing.lock().await;
         let mut status = BootStatus::load(&self.node.status_file).ok();
         let disks = crate::node::disks::given_or_system(&self.node.disks);
-        let steps = reset::reset(&r.labels, &disks, status.as_mut(), mode)
+        let busy = if r.reboot {
+            reset::WhenBusy::WipeAtNextBoot
+        } else {
+            reset::WhenBusy::Fail
+        };
+        let steps = reset::reset(&r.labels, &disks, status.as_mut(), mode, busy)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         if let Some(st) = status {
             st.save(&self.node.status_file)
