@@ -54,6 +54,8 @@ impl Node {
         let dir = img.dir;
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
+        // The config in force adds a key: `plan` shows it.
+        std::fs::write(state.join("config.yaml"), NEW_CONFIG).unwrap();
         let mut st = VolumeStatus::new("STATE", "STATE", false);
         st.phase = Phase::Ready;
         st.mount_point = Some(state.display().to_string());
@@ -167,6 +169,25 @@ fn the_admin_applies_and_reads_a_reader_only_reads() {
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v["volumes"][1]["name"], "EPHEMERAL");
     assert!(node.reader(&["version"]).status.success());
+    // plan: on the node's device with the node's config, read-only.
+    let image = std::fs::read(node.dir.path().join("disk.img")).unwrap();
+    let plan = node.reader(&[
+        "plan",
+        "--volume",
+        "EPHEMERAL",
+        "-o",
+        "json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(p["kdf_runs"], 1, "{p}");
+    assert_eq!(p["plan"]["actions"][0]["action"], "add", "{p}");
+    assert_eq!(
+        std::fs::read(node.dir.path().join("disk.img")).unwrap(),
+        image,
+        "plan wrote nothing"
+    );
     let refused = node.reader(&["apply-config", "-f", &cfg, "--mode", "staged"]);
     assert!(!refused.status.success());
     assert!(

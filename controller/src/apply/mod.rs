@@ -148,6 +148,35 @@ fn read_config(files: &[PathBuf]) -> Result<(Vec<Document>, String), ApplyError>
     crate::node::config_files::load(files).map_err(ApplyError::Invalid)
 }
 
+/// What providers need on a running node: its UUID, STATE's salt (from
+/// STATE's mount), KMS and TPM access; nobody to ask.
+pub fn node_env(
+    state_mount: &Path,
+    node_uuid: Result<String, String>,
+    kms: providers::KmsClientOptions,
+    tpm: providers::TpmOptions,
+) -> ProviderEnv {
+    ProviderEnv {
+        recovery_handover: false,
+        asker: None,
+        node_uuid,
+        state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),
+        kms,
+        tpm,
+    }
+}
+
+/// Where a booted node's STATE is mounted, per its status.
+pub fn state_mount(status: &BootStatus) -> Result<PathBuf, ApplyError> {
+    status
+        .volumes
+        .iter()
+        .find(|v| v.name == "STATE" && v.phase == Phase::Ready)
+        .and_then(|v| v.mount_point.clone())
+        .map(PathBuf::from)
+        .ok_or(ApplyError::StateNotMounted)
+}
+
 /// Runs `apply-config`.
 pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     let (docs, text) = read_config(&opts.files)?;
@@ -158,21 +187,13 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
         path: opts.status_file.display().to_string(),
         reason: e.to_string(),
     })?;
-    let state_mount = status
-        .volumes
-        .iter()
-        .find(|v| v.name == "STATE" && v.phase == Phase::Ready)
-        .and_then(|v| v.mount_point.clone())
-        .map(PathBuf::from)
-        .ok_or(ApplyError::StateNotMounted)?;
-    let env = ProviderEnv {
-        recovery_handover: false,
-        asker: None,
-        node_uuid: opts.node_uuid.clone(),
-        state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),
-        kms: opts.kms.clone(),
-        tpm: opts.tpm.clone(),
-    };
+    let state_mount = state_mount(&status)?;
+    let env = node_env(
+        &state_mount,
+        opts.node_uuid.clone(),
+        opts.kms.clone(),
+        opts.tpm.clone(),
+    );
     let changes = analyse::all(&docs, &status, &env).await?;
     let mut report = ApplyReport {
         mode: resolve_mode(opts.mode, &changes)?,

@@ -21,11 +21,11 @@ pub struct Target {
     /// Volume name (document name or partition label): STATE, EPHEMERAL, persistence, or a user volume.
     #[arg(long)]
     pub volume: String,
-    /// Block device or image file holding the volume.
+    /// Block device or image file holding the volume (with -n, the node's own).
     #[arg(long)]
-    pub device: PathBuf,
-    /// Config file(s).
-    #[arg(short = 'f', long = "file", required = true)]
+    pub device: Option<PathBuf>,
+    /// Config file(s) (with -n, the node's config on STATE).
+    #[arg(short = 'f', long = "file")]
     pub files: Vec<PathBuf>,
     /// The node UUID.
     #[command(flatten)]
@@ -39,6 +39,23 @@ pub struct Target {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+impl Target {
+    /// The device, which a local run needs.
+    pub fn device(&self) -> Result<&std::path::Path> {
+        self.device.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("--device is required (or -n NODE, to use the node's own)")
+        })
+    }
+
+    /// The config files, which a local run needs.
+    pub fn files(&self) -> Result<&[PathBuf]> {
+        if self.files.is_empty() {
+            anyhow::bail!("-f CONFIG is required (or -n NODE, to use the node's own)");
+        }
+        Ok(&self.files)
+    }
 }
 
 /// `volctl converge` arguments.
@@ -75,10 +92,10 @@ pub fn exec(args: Args) -> Result<Exit> {
 
 /// Runs plan or converge on the target, prints the outcome.
 pub fn run(target: &Target, mode: Mode) -> Result<Outcome> {
-    let docs = load_config(&target.files, &target.volume)?;
+    let docs = load_config(target.files()?, &target.volume)?;
     let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
     let env = provider_env(target)?;
-    let device = open_device(&spec, &target.device, mode)?;
+    let device = open_device(&spec, target.device()?, mode)?;
     let outcome = runtime()?
         .block_on(converge(&spec, device, &env, mode))
         .with_context(|| format!("volume {}", spec.name))?;
@@ -96,10 +113,10 @@ pub fn replace(
     slot: Option<KeyslotId>,
     hand_over: impl FnOnce(&NewRecoveryKey) -> Result<(), String>,
 ) -> Result<Outcome> {
-    let docs = load_config(&target.files, &target.volume)?;
+    let docs = load_config(target.files()?, &target.volume)?;
     let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
     let env = provider_env(target)?;
-    let device = open_device(&spec, &target.device, Mode::Apply)?;
+    let device = open_device(&spec, target.device()?, Mode::Apply)?;
     let outcome = runtime()?
         .block_on(replace_key(&spec, device, &env, kind, slot, hand_over))
         .with_context(|| format!("volume {}", spec.name))?;

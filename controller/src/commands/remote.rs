@@ -17,14 +17,18 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
     let rt = crate::cli::prelude::runtime()?;
     let mut failed = 0;
     let mut json = serde_json::Map::new();
+    let mut changes = false;
     for node in &remote.nodes {
         match rt.block_on(call.run(node, remote.timeout())) {
-            Ok(out) => match call.output {
-                Output::Json => {
-                    json.insert(node.clone(), out.json);
+            Ok(out) => {
+                changes |= out.plans_changes();
+                match call.output {
+                    Output::Json => {
+                        json.insert(node.clone(), out.json);
+                    }
+                    Output::Text => print!("NODE {node}\n{}", out.text),
                 }
-                Output::Text => print!("NODE {node}\n{}", out.text),
-            },
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {}", crate::cli::report(&e));
@@ -40,10 +44,12 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         };
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
-    Ok(if failed == 0 {
-        Exit::Success
-    } else {
+    Ok(if failed > 0 {
         Exit::Failure
+    } else if call.detailed_exitcode && changes {
+        Exit::ChangesPlanned
+    } else {
+        Exit::Success
     })
 }
 
@@ -53,6 +59,15 @@ struct Answer {
     text: String,
 }
 
+impl Answer {
+    /// Whether it is a plan that changes something.
+    fn plans_changes(&self) -> bool {
+        self.json["plan"]["actions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    }
+}
+
 enum Verb {
     Version,
     Status,
@@ -60,19 +75,30 @@ enum Verb {
     Reset(proto::ResetRequest),
     Reboot,
     Unlock(proto::UnlockRequest),
+    Plan(proto::PlanRequest),
 }
 
 struct Call {
     verb: Verb,
     creds: Credentials,
     output: Output,
+    /// `plan --detailed-exitcode`: exit 2 when a node's plan changes something.
+    detailed_exitcode: bool,
 }
 
 impl Call {
     fn from_command(command: Command, remote: &RemoteArgs) -> Result<Call> {
+        let mut detailed = false;
         let (verb, output, creds) = match command {
             Command::Version(a) => (Verb::Version, a.output, remote.credentials()?),
             Command::Status(a) => (Verb::Status, a.output, remote.credentials()?),
+            Command::Plan(a) => {
+                let req = proto::PlanRequest {
+                    volume: a.target.volume.clone(),
+                };
+                detailed = a.detailed_exitcode;
+                (Verb::Plan(req), a.target.output, remote.credentials()?)
+            }
             Command::Reboot(_) => (Verb::Reboot, Output::Text, remote.credentials()?),
             Command::Unlock(a) => {
                 let creds = remote.credentials()?;
@@ -92,12 +118,13 @@ impl Call {
                 };
                 (Verb::Apply(apply_request(&a)?), a.output, creds)
             }
-            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, apply-config, reset, reboot and unlock", verb_name(&other)),
+            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, plan, apply-config, reset, reboot and unlock", verb_name(&other)),
         };
         Ok(Call {
             verb,
             creds,
             output,
+            detailed_exitcode: detailed,
         })
     }
 
@@ -153,6 +180,14 @@ impl Call {
                 Ok(Answer {
                     json: serde_json::json!({"steps": rep.steps, "rebooting": rep.rebooting}),
                     text,
+                })
+            }
+            Verb::Plan(p) => {
+                let (c, req) = r.call(p.clone());
+                let rep = c.plan(req).await.map_err(|s| r.failed(&s))?.into_inner();
+                Ok(Answer {
+                    json: serde_json::from_str(&rep.outcome_json).unwrap_or_default(),
+                    text: rep.outcome_text,
                 })
             }
             Verb::Unlock(u) => {

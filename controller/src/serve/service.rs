@@ -107,6 +107,39 @@ impl NodeService {
     }
 }
 
+impl NodeService {
+    /// `volctl plan` for `volume` on the node: its device from the status,
+    /// its config from STATE; read-only.
+    async fn plan_volume(&self, volume: &str) -> Result<crate::converge::Outcome, Status> {
+        use crate::converge::{converge, open_device, Mode};
+        let status = self.status()?;
+        let state = apply::state_mount(&status).map_err(|e| Status::unavailable(e.to_string()))?;
+        let v = status
+            .volumes
+            .iter()
+            .find(|v| v.name == volume || v.label == volume)
+            .ok_or_else(|| Status::not_found(format!("the node has no volume `{volume}`")))?;
+        let device = v.device.clone().ok_or_else(|| {
+            Status::failed_precondition(format!("{volume} has no device ({})", v.phase))
+        })?;
+        let (docs, _) = crate::node::config_files::load(&[state.join(crate::boot::CONFIG_FILE)])
+            .map_err(|e| Status::failed_precondition(format!("STATE's config: {e}")))?;
+        let spec = crate::volume::VolumeSpec::from_documents(&docs, volume)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let env = apply::node_env(
+            &state,
+            self.node.node_uuid.clone(),
+            self.node.kms.clone(),
+            self.node.tpm.clone(),
+        );
+        let dev = open_device(&spec, std::path::Path::new(&device), Mode::DryRun)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        converge(&spec, dev, &env, Mode::DryRun)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{volume}: {e}")))
+    }
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).expect("reports serialise")
 }
@@ -186,6 +219,20 @@ impl Node for NodeService {
         };
         Ok(Response::new(proto::StatusResponse {
             status_json: json(&status),
+        }))
+    }
+
+    async fn plan(
+        &self,
+        req: Request<proto::PlanRequest>,
+    ) -> Result<Response<proto::PlanResponse>, Status> {
+        self.admit(&req, Role::Reader, "plan", false)?;
+        let volume = req.into_inner().volume;
+        let outcome = self.plan_volume(&volume).await?;
+        Ok(Response::new(proto::PlanResponse {
+            outcome_json: json(&outcome),
+            outcome_text: crate::render::outcome_text(&outcome),
+            changes: !outcome.plan.is_empty(),
         }))
     }
 
