@@ -239,65 +239,80 @@ fn client_config(
     creds: &Credentials,
     seen: Arc<Mutex<Option<String>>>,
 ) -> Result<rustls::ClientConfig, ClientError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = |e: &dyn std::fmt::Display| ClientError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls(&e))?;
-    let builder = match &creds.trust {
-        Trust::Ca(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(pem) {
-                roots
-                    .add(c.map_err(|e| tls(&format!("CA: {e}")))?)
-                    .map_err(|e| tls(&format!("CA: {e}")))?;
-            }
-            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| tls(&format!("CA: {e}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-                    inner: Verify::WebPki(verifier),
-                    seen,
-                    provider,
-                }))
-        }
-        Trust::Pinned(f) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-                inner: Verify::Pinned(f.clone()),
-                seen,
-                provider,
-            })),
-        Trust::Unverified => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-                inner: Verify::Any,
-                seen,
-                provider,
-            })),
+    let verifier = RecordingVerifier {
+        inner: verify(&creds.trust, &provider)?,
+        seen,
+        provider: provider.clone(),
     };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_error("TLS 1.3", &e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
     let mut cfg = match &creds.identity {
         Some((cert, key)) => {
-            let certs = CertificateDer::pem_slice_iter(cert)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| tls(&format!("client certificate: {e}")))?;
-            let key =
-                PrivateKeyDer::from_pem_slice(key).map_err(|e| tls(&format!("client key: {e}")))?;
+            let (certs, key) = identity(cert, key)?;
             builder
                 .with_client_auth_cert(certs, key)
-                .map_err(|e| tls(&e))?
+                .map_err(|e| tls_error("client certificate", &e))?
         }
         None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
+}
+
+fn tls_error(what: &str, e: &dyn std::fmt::Display) -> ClientError {
+    ClientError::Tls(format!("{what}: {e}"))
+}
+
+/// How the node's certificate is checked.
+fn verify(
+    trust: &Trust,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Verify, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    Ok(match trust {
+        Trust::Ca(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(c.map_err(|e| tls_error("CA", &e))?)
+                    .map_err(|e| tls_error("CA", &e))?;
+            }
+            let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| tls_error("CA", &e))?;
+            Verify::WebPki(v)
+        }
+        Trust::Pinned(f) => Verify::Pinned(f.clone()),
+        Trust::Unverified => Verify::Any,
+    })
+}
+
+/// The client certificate chain and key, from PEM.
+fn identity(
+    cert: &[u8],
+    key: &[u8],
+) -> Result<
+    (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    ClientError,
+> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error("client certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| tls_error("client key", &e))?;
+    Ok((certs, key))
 }
 
 #[derive(Debug)]

@@ -263,17 +263,7 @@ async fn bring_up_others(
         .volumes
         .extend(open_all(unattended, parts, &env, opts.parallel).await?);
     if !typed.is_empty() {
-        let asking = status.volumes.len();
-        status.volumes.extend(typed.iter().map(volume::waiting));
-        write_status(opts, status)?;
-        status.volumes.truncate(asking);
-        // The node API answers too while the boot asks (when STATE holds
-        // its certificate); it stops when the round is over.
-        let remote = unlock::window(opts, state).await;
-        let env = Arc::new(unlock::with_remote(&env, remote.as_ref()));
-        status
-            .volumes
-            .extend(open_all(typed, parts, &env, 1).await?);
+        bring_up_typed(opts, parts, typed, &env, state, status).await?;
     }
     // Existing volumes last: one may live on a disk another volume just opened.
     let disks = disks::given_or_system(&opts.disks);
@@ -282,6 +272,30 @@ async fn bring_up_others(
             status.volumes.push(existing::bring_up(e, &disks));
         }
     }
+    Ok(())
+}
+
+/// The volumes only a person can open: the status says they wait for their
+/// key (the others are up by now), then they are asked for one at a time,
+/// on the node API too while the round lasts (when STATE holds its
+/// certificate).
+async fn bring_up_typed(
+    opts: &BootOptions,
+    parts: &BTreeMap<String, Partition>,
+    typed: Vec<VolumeDef>,
+    env: &ProviderEnv,
+    state: &Path,
+    status: &mut BootStatus,
+) -> Result<(), BootError> {
+    let asking = status.volumes.len();
+    status.volumes.extend(typed.iter().map(volume::waiting));
+    write_status(opts, status)?;
+    status.volumes.truncate(asking);
+    let remote = unlock::window(opts, state).await;
+    let env = Arc::new(unlock::with_remote(env, remote.as_ref()));
+    status
+        .volumes
+        .extend(open_all(typed, parts, &env, 1).await?);
     Ok(())
 }
 

@@ -135,69 +135,21 @@ impl Call {
             eprintln!("{}: certificate SHA-256 fingerprint {fp} (not verified; pass --fingerprint to pin it)", r.node);
         }
         match &self.verb {
-            Verb::Version => {
-                let (c, req) = r.call(proto::VersionRequest {});
-                let v = c.version(req).await.map_err(|s| r.failed(&s))?.into_inner();
-                let mode = if v.maintenance {
-                    " (maintenance mode)"
-                } else {
-                    ""
-                };
-                Ok(Answer {
-                    json: serde_json::json!({"version": v.version, "maintenance": v.maintenance}),
-                    text: format!("volctl {}{mode}\n", v.version),
-                })
-            }
-            Verb::Status => {
-                let (c, req) = r.call(proto::StatusRequest {});
-                let s = c.status(req).await.map_err(|s| r.failed(&s))?.into_inner();
-                let status: BootStatus = serde_json::from_str(&s.status_json)
-                    .context("the node sent a status this volctl cannot read")?;
-                Ok(Answer {
-                    json: serde_json::to_value(&status)?,
-                    text: status.table(),
-                })
-            }
+            Verb::Version => version(&mut r).await,
+            Verb::Status => status(&mut r).await,
             Verb::Apply(a) => {
                 let (c, req) = r.call(a.clone());
-                let rep = c
-                    .apply_config(req)
-                    .await
-                    .map_err(|s| r.failed(&s))?
-                    .into_inner();
-                Ok(Answer {
-                    json: serde_json::from_str(&rep.report_json).unwrap_or_default(),
-                    text: rep.report_text,
-                })
-            }
-            Verb::Reset(a) => {
-                let (c, req) = r.call(a.clone());
-                let rep = c.reset(req).await.map_err(|s| r.failed(&s))?.into_inner();
-                let mut text: String = rep.steps.iter().map(|s| format!("{s}\n")).collect();
-                if rep.rebooting {
-                    text.push_str("rebooting\n");
-                }
-                Ok(Answer {
-                    json: serde_json::json!({"steps": rep.steps, "rebooting": rep.rebooting}),
-                    text,
-                })
+                let rep = c.apply_config(req).await.map_err(|s| r.failed(&s))?;
+                let rep = rep.into_inner();
+                Ok(Answer::report(&rep.report_json, rep.report_text))
             }
             Verb::Plan(p) => {
                 let (c, req) = r.call(p.clone());
                 let rep = c.plan(req).await.map_err(|s| r.failed(&s))?.into_inner();
-                Ok(Answer {
-                    json: serde_json::from_str(&rep.outcome_json).unwrap_or_default(),
-                    text: rep.outcome_text,
-                })
+                Ok(Answer::report(&rep.outcome_json, rep.outcome_text))
             }
-            Verb::Unlock(u) => {
-                let (c, req) = r.call(u.clone());
-                c.unlock(req).await.map_err(|s| r.failed(&s))?;
-                Ok(Answer {
-                    json: serde_json::json!({"delivered": u.volume}),
-                    text: format!("delivered to the boot asking for {}; `volctl -n {} status` shows whether it opened\n", u.volume, r.node),
-                })
-            }
+            Verb::Reset(a) => reset(&mut r, a).await,
+            Verb::Unlock(u) => unlock(&mut r, u).await,
             Verb::Reboot => {
                 let (c, req) = r.call(proto::RebootRequest {});
                 c.reboot(req).await.map_err(|s| r.failed(&s))?;
@@ -208,6 +160,66 @@ impl Call {
             }
         }
     }
+}
+
+impl Answer {
+    /// A report the node sent as JSON and as text.
+    fn report(json: &str, text: String) -> Answer {
+        Answer {
+            json: serde_json::from_str(json).unwrap_or_default(),
+            text,
+        }
+    }
+}
+
+async fn version(r: &mut Remote) -> Result<Answer> {
+    let (c, req) = r.call(proto::VersionRequest {});
+    let v = c.version(req).await.map_err(|s| r.failed(&s))?.into_inner();
+    let mode = if v.maintenance {
+        " (maintenance mode)"
+    } else {
+        ""
+    };
+    Ok(Answer {
+        json: serde_json::json!({"version": v.version, "maintenance": v.maintenance}),
+        text: format!("volctl {}{mode}\n", v.version),
+    })
+}
+
+async fn status(r: &mut Remote) -> Result<Answer> {
+    let (c, req) = r.call(proto::StatusRequest {});
+    let s = c.status(req).await.map_err(|s| r.failed(&s))?.into_inner();
+    let status: BootStatus = serde_json::from_str(&s.status_json)
+        .context("the node sent a status this volctl cannot read")?;
+    Ok(Answer {
+        json: serde_json::to_value(&status)?,
+        text: status.table(),
+    })
+}
+
+async fn reset(r: &mut Remote, a: &proto::ResetRequest) -> Result<Answer> {
+    let (c, req) = r.call(a.clone());
+    let rep = c.reset(req).await.map_err(|s| r.failed(&s))?.into_inner();
+    let mut text: String = rep.steps.iter().map(|s| format!("{s}\n")).collect();
+    if rep.rebooting {
+        text.push_str("rebooting\n");
+    }
+    Ok(Answer {
+        json: serde_json::json!({"steps": rep.steps, "rebooting": rep.rebooting}),
+        text,
+    })
+}
+
+async fn unlock(r: &mut Remote, u: &proto::UnlockRequest) -> Result<Answer> {
+    let (c, req) = r.call(u.clone());
+    c.unlock(req).await.map_err(|s| r.failed(&s))?;
+    Ok(Answer {
+        json: serde_json::json!({"delivered": u.volume}),
+        text: format!(
+            "delivered to the boot asking for {}; `volctl -n {} status` shows whether it opened\n",
+            u.volume, r.node
+        ),
+    })
 }
 
 fn verb_name(c: &Command) -> String {

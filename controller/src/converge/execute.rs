@@ -103,67 +103,42 @@ impl Executor<'_> {
     ) -> Result<BTreeMap<KeyslotId, Enrolled>, ConvergeError> {
         let mut enrolled = BTreeMap::new();
         let mut skipped = Vec::new();
-        for action in &plan.actions {
-            if let Action::Add { slot, kind, .. }
-            | Action::Replace { slot, kind, .. }
-            | Action::AddSpare {
-                replaces: slot,
-                kind,
-                ..
-            } = action
-            {
-                if enrolled.contains_key(slot) {
-                    continue;
+        for (slot, kind) in plan.actions.iter().filter_map(Action::new_key) {
+            if enrolled.contains_key(&slot) {
+                continue;
+            }
+            match self.make_key(slot).await {
+                Ok(e) => {
+                    enrolled.insert(slot, e);
                 }
-                let key = key_for(self.keys, *slot);
-                let made = match self.premade.get(slot) {
-                    Some(p) => Ok(Enrolled {
-                        passphrase: p.clone(),
-                        token_data: serde_json::json!({}),
-                    }),
-                    None => key.provider.enroll(&key.ctx).await,
-                };
-                match made {
-                    Ok(e) => {
-                        enrolled.insert(*slot, e);
-                    }
-                    Err(e) => {
-                        tracing::warn!(volume = %self.spec.name, slot = slot.get(), "cannot enrol: {e}");
-                        skipped.push(Note::Unavailable {
-                            slot: *slot,
-                            kind: *kind,
-                            reason: e.to_string(),
-                        });
-                    }
+                Err(e) => {
+                    tracing::warn!(volume = %self.spec.name, slot = slot.get(), "cannot enrol: {e}");
+                    skipped.push(Note::Unavailable {
+                        slot,
+                        kind,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
-        if skipped.is_empty() {
-            return Ok(enrolled);
-        }
-        let formatting = plan.actions.first() == Some(&Action::Format);
-        plan.actions.retain(|a| match a {
-            Action::Add { slot, .. }
-            | Action::Replace { slot, .. }
-            | Action::AddSpare { replaces: slot, .. }
-            | Action::RemoveSpare { replaced: slot, .. } => enrolled.contains_key(slot),
-            Action::Remove { slot, .. } => {
-                skipped.push(Note::Deferred {
-                    slot: *slot,
-                    reason: "removed once every key of the config is enrolled".into(),
-                });
-                false
-            }
-            _ => true,
-        });
-        plan.notes.extend(skipped);
-        if formatting && enrolled.is_empty() {
-            return Err(PlanError::NothingToEnrol(
-                "no key could be made; nothing was written".into(),
-            )
-            .into());
+        if !skipped.is_empty() {
+            drop_unmade(plan, &enrolled, skipped)?;
         }
         Ok(enrolled)
+    }
+
+    /// The key configured for `slot`: in hand already, or made now.
+    async fn make_key(&self, slot: KeyslotId) -> Result<Enrolled, providers::ProviderError> {
+        match self.premade.get(&slot) {
+            Some(p) => Ok(Enrolled {
+                passphrase: p.clone(),
+                token_data: serde_json::json!({}),
+            }),
+            None => {
+                let key = key_for(self.keys, slot);
+                key.provider.enroll(&key.ctx).await
+            }
+        }
     }
 
     async fn format(&self) -> Result<(), ConvergeError> {
@@ -251,6 +226,34 @@ impl Executor<'_> {
     fn token_id(&self, slot: KeyslotId) -> Option<TokenId> {
         self.old_token(slot).map(|(id, _)| id)
     }
+}
+
+/// Drops what needs a key that could not be made, and every removal (so
+/// the volume never ends with fewer keys than either config meant); a
+/// blank device is not formatted without a key.
+fn drop_unmade(
+    plan: &mut Plan,
+    enrolled: &BTreeMap<KeyslotId, Enrolled>,
+    mut skipped: Vec<Note>,
+) -> Result<(), ConvergeError> {
+    let formatting = plan.actions.first() == Some(&Action::Format);
+    plan.actions.retain(|a| match a {
+        Action::Remove { slot, .. } => {
+            skipped.push(Note::Deferred {
+                slot: *slot,
+                reason: "removed once every key of the config is enrolled".into(),
+            });
+            false
+        }
+        other => other.key_slot().is_none_or(|s| enrolled.contains_key(&s)),
+    });
+    plan.notes.extend(skipped);
+    if formatting && enrolled.is_empty() {
+        return Err(
+            PlanError::NothingToEnrol("no key could be made; nothing was written".into()).into(),
+        );
+    }
+    Ok(())
 }
 
 /// The volctl token of `slot` in `h`, with its id.

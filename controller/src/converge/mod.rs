@@ -333,24 +333,13 @@ async fn prepare_existing(
     let mut plan = plan::plan_converge(desired, &observed, slot);
     let probe = unlock::check_tpm_slots(&h, keys, &observed, slot).await;
     plan.notes.extend(probe.notes);
-    for changed in probe.pcr_changed {
-        let key = keys::key_for(keys, changed);
-        if matches!(
-            key.spec.kind,
-            KeyKind::Tpm {
-                auto_reseal: true,
-                ..
-            }
-        ) {
-            plan.reseal(changed, key.spec.lock_to_state);
-        }
-    }
-    let mut premade = BTreeMap::new();
+    reseal_changed(&mut plan, keys, probe.pcr_changed);
     let kind = keys
         .iter()
         .find(|k| k.spec.slot == slot)
         .map(|k| k.spec.kind.source())
         .or_else(|| observed.kind_of(slot));
+    let mut premade = BTreeMap::new();
     if let (Some(typed), Some(of)) = (unlocked.typed, typed::spare_for(&h, &observed, slot)) {
         if desired.iter().any(|d| d.slot == of && Some(d.kind) == kind) {
             plan.finish_replacement(of, slot, observed.slots.contains_key(&of), kind);
@@ -364,6 +353,22 @@ async fn prepare_existing(
         unlocked_by: kind.map(|k| (slot, k)),
         premade,
     })
+}
+
+/// TPM slots whose PCRs changed are re-sealed when their config allows it.
+fn reseal_changed(plan: &mut Plan, keys: &[keys::Key], changed: Vec<KeyslotId>) {
+    for slot in changed {
+        let key = keys::key_for(keys, slot);
+        if matches!(
+            key.spec.kind,
+            KeyKind::Tpm {
+                auto_reseal: true,
+                ..
+            }
+        ) {
+            plan.reseal(slot, key.spec.lock_to_state);
+        }
+    }
 }
 
 /// What opened the volume.

@@ -165,6 +165,30 @@ impl Action {
         )
     }
 
+    /// The configured key this action enrols (its slot in the config, and
+    /// its kind), if it enrols one: made once, before anything is written.
+    pub fn new_key(&self) -> Option<(KeyslotId, KeySource)> {
+        match self {
+            Action::Add { slot, kind, .. }
+            | Action::Replace { slot, kind, .. }
+            | Action::AddSpare {
+                replaces: slot,
+                kind,
+                ..
+            } => Some((*slot, *kind)),
+            _ => None,
+        }
+    }
+
+    /// The configured slot whose new key this action needs (a spare's
+    /// removal needs the key that replaced it to be in).
+    pub fn key_slot(&self) -> Option<KeyslotId> {
+        match self {
+            Action::RemoveSpare { replaced, .. } => Some(*replaced),
+            other => other.new_key().map(|(slot, _)| slot),
+        }
+    }
+
     /// The keyslot the action writes, if one.
     pub fn slot(&self) -> Option<KeyslotId> {
         match self {
