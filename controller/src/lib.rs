@@ -17,6 +17,7 @@ pub mod apply;
 pub mod boot;
 pub mod converge;
 pub mod device;
+pub mod enable;
 mod io;
 pub mod luks2;
 pub mod node;

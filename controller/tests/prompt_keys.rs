@@ -347,3 +347,106 @@ fn recovery_key_rotate_hands_the_new_key_over_before_the_old_one_goes() {
     assert!(opens(&img.path, 0, b"pass-word"));
     assert_eq!(slots(&img.path), [0, 9]);
 }
+
+/// A booted node for `enable-encryption`: STATE is a directory holding the
+/// config (STATE encrypted, persistence plain), persistence is `disk`.
+fn node_with_plain_persistence(dir: &Path, disk: &Path) -> PathBuf {
+    use controller::node::status::{BootStatus, Phase, VolumeStatus};
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("config.yaml"),
+        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      nodeID: {{}}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\n"),
+    )
+    .unwrap();
+    let mut st = VolumeStatus::new("STATE", "STATE", true);
+    st.phase = Phase::Ready;
+    st.mount_point = Some(state.display().to_string());
+    let mut p = VolumeStatus::new("persistence", "persistence", false);
+    p.phase = Phase::Ready;
+    p.device = Some(disk.display().to_string());
+    let status = dir.join("status.json");
+    BootStatus {
+        config_source: "test".into(),
+        volumes: vec![st, p],
+        ..Default::default()
+    }
+    .save(&status)
+    .unwrap();
+    status
+}
+
+#[test]
+fn enable_encryption_formats_a_blank_partition_and_stages_one_that_holds_data() {
+    let img = image(40);
+    let status = node_with_plain_persistence(img.dir.path(), &img.path);
+    let key_file = img.dir.path().join("recovery.txt");
+    let agent = Agent::start(img.dir.path(), &["first-pass", "first-pass"]);
+    let enable = |status: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args([
+                "enable-encryption",
+                "--volume",
+                "persistence",
+                "--status-file",
+            ])
+            .arg(status)
+            .args(extra)
+            .env("VOLCTL_NODE_UUID", UUID)
+            .env("VOLCTL_ASK_PASSWORD_DIR", &agent.dir)
+            .output()
+            .unwrap()
+    };
+    let k = key_file.display().to_string();
+    let o = enable(&status, &["--recovery-key", "--recovery-key-out", &k]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(agent.questions().len(), 2, "asked twice");
+    assert!(
+        opens(&img.path, 0, b"first-pass"),
+        "cryptsetup: the passphrase"
+    );
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let key = key.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(
+        opens(&img.path, 9, key.as_bytes()),
+        "cryptsetup: the recovery key"
+    );
+    let config = img.dir.path().join("state/config.yaml");
+    let v = Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["validate", "-f"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", text(&v.stderr));
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("prompt: {}"));
+
+    // A partition that holds data: left as it is, the config staged.
+    let data = image(40);
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&data.path)
+        .status()
+        .unwrap()
+        .success());
+    let before = std::fs::read(&data.path).unwrap();
+    let status = node_with_plain_persistence(data.dir.path(), &data.path);
+    let o = enable(&status, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("nothing was written"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        std::fs::read(&data.path).unwrap() == before,
+        "byte-identical"
+    );
+    assert!(data.dir.path().join("state/config.pending.yaml").exists());
+    assert!(
+        !std::fs::read_to_string(data.dir.path().join("state/config.yaml"))
+            .unwrap()
+            .contains("prompt")
+    );
+}

@@ -9,8 +9,9 @@ pub mod prelude;
 pub mod remote;
 
 use crate::commands::{
-    apply_config, boot, close, converge, disks, gen, kms_server, meta, passphrase, plan, provision,
-    reboot, recovery_key, reset, schema, serve, status, unlock, validate, version,
+    apply_config, boot, close, converge, disks, enable_encryption, gen, kms_server, meta,
+    passphrase, plan, provision, reboot, recovery_key, reset, schema, serve, status, unlock,
+    validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Change the passphrase of a prompt key (safe under a power cut).
     #[command(subcommand, after_help = passphrase::HELP)]
     Passphrase(passphrase::Args),
+    /// Encrypt a plain volume with a passphrase (and a recovery key): formatted now if blank.
+    #[command(after_help = enable_encryption::HELP)]
+    EnableEncryption(enable_encryption::Args),
     /// Replace a recovery key with a new one, handed over before it is enrolled.
     #[command(subcommand, after_help = recovery_key::HELP)]
     RecoveryKey(recovery_key::Args),

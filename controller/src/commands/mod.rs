@@ -6,6 +6,7 @@ pub mod boot;
 pub mod close;
 pub mod converge;
 pub mod disks;
+pub mod enable_encryption;
 pub mod gen;
 pub mod kms_server;
 pub mod meta;
@@ -43,6 +44,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::Plan(a) => plan::exec(a),
         Command::Converge(a) => converge::exec(a),
         Command::Passphrase(a) => passphrase::exec(a),
+        Command::EnableEncryption(a) => enable_encryption::exec(a),
         Command::RecoveryKey(a) => recovery_key::exec(a),
         Command::Boot(a) => boot::exec(a),
         Command::ApplyConfig(a) => apply_config::exec(a),
