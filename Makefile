@@ -12,7 +12,7 @@ APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
 	libtss2-dev libtss2-tcti-swtpm0 libtss2-tcti-device0 swtpm swtpm-tools tpm2-tools ovmf socat \
 	python3
 
-.PHONY: all deps build demo test e2e lint fmt bench schema clean
+.PHONY: all deps build demo demo-appliance test e2e lint fmt bench schema clean
 
 all: build
 
@@ -35,6 +35,10 @@ build:
 ## demo: the main job on a built-in demo disk image (see README).
 demo: deps build
 	bash scripts/demo.sh
+
+## demo-appliance: keys a person holds, on the image of a USB stick's persistence partition.
+demo-appliance: deps build
+	bash scripts/demo-appliance.sh
 
 ## test: every test (unit, real LUKS2 headers checked with cryptsetup, CLI).
 test: deps

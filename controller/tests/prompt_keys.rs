@@ -346,6 +346,19 @@ fn recovery_key_rotate_hands_the_new_key_over_before_the_old_one_goes() {
     );
     assert!(opens(&img.path, 0, b"pass-word"));
     assert_eq!(slots(&img.path), [0, 9]);
+    drop(agent);
+
+    // With a prompt slot too, a mistyped recovery key is still caught by
+    // its check group: not tried as a passphrase, no KDF run.
+    let mut typo = new_key.clone().into_bytes();
+    typo[0] = if typo[0] == b'A' { b'B' } else { b'A' };
+    let agent = Agent::start(
+        img.path.parent().unwrap(),
+        &[std::str::from_utf8(&typo).unwrap(), &new_key],
+    );
+    let v = json(&volctl(&["plan"], &img.path, &cfg, &agent, &[], None));
+    assert_eq!(v["kdf_runs"], 1, "{v}");
+    assert_eq!(v["unlocked_by"], serde_json::json!([9, "recovery"]));
 }
 
 /// A booted node for `enable-encryption`: STATE is a directory holding the

@@ -66,6 +66,22 @@ pub fn parse(typed: &str) -> Result<Passphrase, String> {
     Ok(Passphrase::new(format_groups(body, sum)))
 }
 
+/// Whether `typed` has a recovery key's shape (its length in characters of
+/// the alphabet, look-alikes forgiven), whether or not its check group
+/// matches: an answer of that shape that fails the check is a mistyped
+/// recovery key, not a passphrase.
+pub fn looks_like(typed: &str) -> bool {
+    let chars: Vec<char> = typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    chars.len() == (GROUPS + 1) * GROUP
+        && chars.iter().all(|c| {
+            let c = c.to_ascii_uppercase();
+            matches!(c, 'I' | 'L' | 'O') || u8::try_from(c).is_ok_and(|b| ALPHABET.contains(&b))
+        })
+}
+
 /// Four check characters: 20 bits of SHA-256 of the body.
 fn check(body: &[u8]) -> [u8; GROUP] {
     let d = Sha256::digest(body);
@@ -170,6 +186,8 @@ mod tests {
         }
         assert_eq!(caught, 56, "every one-character typo is caught");
         assert!(parse("ABCD-EFGH").unwrap_err().contains("56 characters"));
+        assert!(looks_like(&k) && looks_like(&k.to_lowercase().replace('-', " ")));
+        assert!(!looks_like("correct horse battery staple"));
         assert!(parse(&k.replace('-', "U")).is_err());
     }
 }

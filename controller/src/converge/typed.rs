@@ -126,14 +126,22 @@ impl TypedUnlock<'_> {
         slots: &[(KeyslotId, KeySource)],
         answer: Passphrase,
     ) -> Result<Option<Typed>, ConvergeError> {
-        let recovery = std::str::from_utf8(answer.expose())
-            .ok()
-            .map(providers::recovery::parse);
+        let text = std::str::from_utf8(answer.expose()).ok();
+        let recovery = text.map(providers::recovery::parse);
         // What reads as a recovery key (its check group matches) is one:
-        // the recovery slots first, so it costs one KDF run.
+        // the recovery slots first, so it costs one KDF run. What has a
+        // recovery key's shape but fails the check is a mistyped one: no
+        // KDF run at all.
         let mut attempts: Vec<(KeyslotId, Passphrase)> = Vec::new();
-        if let Some(Ok(key)) = &recovery {
-            attempts.extend(of_kind(slots, KeySource::Recovery).map(|s| (s, key.clone())));
+        match &recovery {
+            Some(Ok(key)) => {
+                attempts.extend(of_kind(slots, KeySource::Recovery).map(|s| (s, key.clone())))
+            }
+            Some(Err(why)) if text.is_some_and(providers::recovery::looks_like) => {
+                tracing::warn!(volume = %self.volume, "a recovery key with a typo: {why}");
+                return Ok(None);
+            }
+            _ => {}
         }
         attempts.extend(of_kind(slots, KeySource::Prompt).map(|s| (s, answer.clone())));
         if attempts.is_empty() {
