@@ -190,6 +190,15 @@ pub(super) async fn provision(
         .map(ToString::to_string)
         .collect();
     st.keyslots = outcome.keyslots;
+    st.resealed = outcome
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            crate::converge::plan::Action::Reseal { slot, .. } => Some(*slot),
+            _ => None,
+        })
+        .collect();
     if let (Some(path), false) = (&def.recovery_out, outcome.recovery_keys.is_empty()) {
         let delivered = RecoveryOut::append(path)
             .and_then(|mut out| out.deliver(&def.name, &outcome.recovery_keys));

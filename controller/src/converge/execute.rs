@@ -59,7 +59,8 @@ impl Executor<'_> {
                     self.add(slot, slot, e, &binder, &mut costs).await?;
                     recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
                 }
-                Action::Replace { slot, kind, .. } => {
+                Action::Replace { slot, .. } | Action::Reseal { slot, .. } => {
+                    let (_, kind) = action.new_key().expect("replacing enrols a key");
                     let e = enrolled.remove(&slot).expect("made above");
                     let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
                     self.remove(slot).await?;

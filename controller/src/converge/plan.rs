@@ -113,6 +113,15 @@ pub enum Action {
         /// Why.
         reason: String,
     },
+    /// Seal a TPM slot's key anew to the current PCR values (they changed
+    /// since it was sealed, and another key opened the volume): the slot is
+    /// replaced, as [`Action::Replace`] does.
+    Reseal {
+        /// Keyslot.
+        slot: KeyslotId,
+        /// lockToSTATE of the key.
+        lock_to_state: bool,
+    },
     /// Write a fresh token for a slot whose key was proven by this unlock.
     WriteToken {
         /// Keyslot.
@@ -159,10 +168,7 @@ pub enum Action {
 impl Action {
     /// Whether this action runs the PBKDF (enrols a keyslot).
     pub fn runs_kdf(&self) -> bool {
-        matches!(
-            self,
-            Action::Add { .. } | Action::Replace { .. } | Action::AddSpare { .. }
-        )
+        self.new_key().is_some()
     }
 
     /// The configured key this action enrols (its slot in the config, and
@@ -176,6 +182,7 @@ impl Action {
                 kind,
                 ..
             } => Some((*slot, *kind)),
+            Action::Reseal { slot, .. } => Some((*slot, KeySource::Tpm)),
             _ => None,
         }
     }
@@ -197,6 +204,7 @@ impl Action {
             | Action::WriteToken { slot, .. }
             | Action::Remove { slot, .. }
             | Action::AddSpare { slot, .. }
+            | Action::Reseal { slot, .. }
             | Action::RemoveSpare { slot, .. } => Some(*slot),
             Action::Format | Action::RemoveOrphanToken { .. } => None,
         }
@@ -306,11 +314,9 @@ impl Plan {
             .unwrap_or(self.actions.len());
         self.actions.insert(
             at,
-            Action::Replace {
+            Action::Reseal {
                 slot,
-                kind: KeySource::Tpm,
                 lock_to_state,
-                reason: "resealed: the PCR values changed since it was sealed".into(),
             },
         );
     }
@@ -616,6 +622,14 @@ impl std::fmt::Display for Action {
                 "~ replace slot {slot} with {}: {reason}",
                 kind_text(*kind, *lock_to_state)
             ),
+            Action::Reseal {
+                slot,
+                lock_to_state,
+            } => write!(
+                f,
+                "~ reseal slot {slot} ({}): the PCR values changed since it was sealed",
+                kind_text(KeySource::Tpm, *lock_to_state)
+            ),
             Action::WriteToken { slot, reason, .. } => {
                 write!(f, "~ rewrite token of slot {slot}: {reason}")
             }
@@ -802,7 +816,7 @@ mod tests {
         p.reseal(K2, true);
         assert!(p.notes.is_empty());
         assert!(
-            matches!(&p.actions[..], [Action::Replace { slot, kind: KeySource::Tpm, lock_to_state: true, reason }, Action::Remove { .. }] if *slot == K2 && reason.starts_with("resealed")),
+            matches!(&p.actions[..], [Action::Reseal { slot, lock_to_state: true }, Action::Remove { .. }] if *slot == K2),
             "{p:?}"
         );
         assert_eq!(p.kdf_runs(), 1);

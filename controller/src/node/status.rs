@@ -80,6 +80,9 @@ pub struct VolumeStatus {
     pub kdf_runs: u64,
     /// What converging changed (one line per action).
     pub changes: Vec<String>,
+    /// TPM slots re-sealed to the current PCR values this boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resealed: Vec<api_types::KeyslotId>,
     /// dm-crypt device, when opened.
     pub mapped_device: Option<String>,
     /// Whether volctl formatted or made a filesystem this boot.
@@ -104,6 +107,7 @@ impl VolumeStatus {
             keyslots: vec![],
             kdf_runs: 0,
             changes: vec![],
+            resealed: vec![],
             mapped_device: None,
             created: false,
             mount_point: None,
