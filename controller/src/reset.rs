@@ -31,6 +31,18 @@ pub enum WhenBusy {
     WipeAtNextBoot,
 }
 
+impl WhenBusy {
+    /// A reset followed by a reboot can leave a busy volume's wipe to the
+    /// next boot; one without cannot.
+    pub fn for_reset(reboot: bool) -> Self {
+        if reboot {
+            WhenBusy::WipeAtNextBoot
+        } else {
+            WhenBusy::Fail
+        }
+    }
+}
+
 impl WipeMode {
     fn name(self) -> &'static str {
         match self {

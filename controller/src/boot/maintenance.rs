@@ -29,7 +29,8 @@ pub(super) async fn wait_for_config(
         .map_err(|e| BootError::Io(format!("{}: {e}", marker.display())))?;
     eprintln!("maintenance mode: {reason}; waiting for `volctl apply-config --insecure -f CONFIG`");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let _api = network_api(opts, reason, stopped).await;
+    network_api(opts, reason, stopped).await;
+    // Dropped when this function returns: the network API stops with it.
     let _stop_api = stop;
     let started = std::time::Instant::now();
     loop {
@@ -55,23 +56,18 @@ async fn network_api(
     opts: &BootOptions,
     reason: &str,
     stopped: tokio::sync::oneshot::Receiver<()>,
-) -> Option<()> {
-    let addr = opts.api_listen?;
+) {
+    let Some(addr) = opts.api_listen else {
+        return;
+    };
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("maintenance mode: cannot listen on {addr} ({e}); only the local `volctl apply-config --insecure` reaches this boot");
-            return None;
+            return;
         }
     };
-    let node = crate::serve::NodeContext {
-        disks: opts.disks.clone(),
-        status_file: opts.status_file.clone(),
-        node_uuid: opts.node_uuid.clone(),
-        reboot_command: "false".into(),
-        kms: opts.kms.clone(),
-        tpm: opts.tpm.clone(),
-    };
+    let node = opts.node_context();
     let shutdown = async move {
         let _ = stopped.await;
     };
@@ -80,12 +76,8 @@ async fn network_api(
             let line = format!("maintenance mode: listening on {addr}; certificate SHA-256 fingerprint {fp}\n  volctl -n <this node> apply-config --insecure --fingerprint {fp} -f CONFIG\n");
             eprint!("{line}");
             to_console(&line);
-            Some(())
         }
-        Err(e) => {
-            eprintln!("maintenance mode: the network API did not start: {e}");
-            None
-        }
+        Err(e) => eprintln!("maintenance mode: the network API did not start: {e}"),
     }
 }
 

@@ -83,6 +83,21 @@ pub struct BootOptions {
     pub asker: Option<providers::ask::AskerHandle>,
 }
 
+impl BootOptions {
+    /// The node as the node API's handlers see it while the boot serves
+    /// them (maintenance, remote unlock); the boot never reboots on request.
+    pub(crate) fn node_context(&self) -> crate::serve::NodeContext {
+        crate::serve::NodeContext {
+            disks: self.disks.clone(),
+            status_file: self.status_file.clone(),
+            node_uuid: self.node_uuid.clone(),
+            reboot_command: "false".into(),
+            kms: self.kms.clone(),
+            tpm: self.tpm.clone(),
+        }
+    }
+}
+
 /// Errors that stop the whole boot.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {

@@ -8,7 +8,7 @@
 use super::BootOptions;
 use crate::node::ask::any::AnyOf;
 use crate::node::ask::remote::{RemoteAnswers, RemoteAsker};
-use crate::serve::{self, NodeContext, ServerIdentity};
+use crate::serve::{self, ServerIdentity};
 use providers::ask::AskerHandle;
 use providers::ProviderEnv;
 use std::path::Path;
@@ -38,14 +38,7 @@ pub(super) async fn window(opts: &BootOptions, state: &Path) -> Option<Window> {
             return None;
         }
     };
-    let node = NodeContext {
-        disks: opts.disks.clone(),
-        status_file: opts.status_file.clone(),
-        node_uuid: opts.node_uuid.clone(),
-        reboot_command: "false".into(),
-        kms: opts.kms.clone(),
-        tpm: opts.tpm.clone(),
-    };
+    let node = opts.node_context();
     let answers = RemoteAnswers::default();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

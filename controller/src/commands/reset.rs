@@ -54,11 +54,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         &args.disks.resolve(),
         status.as_mut(),
         mode,
-        if args.reboot {
-            reset::WhenBusy::WipeAtNextBoot
-        } else {
-            reset::WhenBusy::Fail
-        },
+        reset::WhenBusy::for_reset(args.reboot),
     )?;
     for d in done {
         println!("{d}");

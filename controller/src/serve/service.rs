@@ -293,11 +293,7 @@ impl Node for NodeService {
         let _one = self.changing.lock().await;
         let mut status = BootStatus::load(&self.node.status_file).ok();
         let disks = crate::node::disks::given_or_system(&self.node.disks);
-        let busy = if r.reboot {
-            reset::WhenBusy::WipeAtNextBoot
-        } else {
-            reset::WhenBusy::Fail
-        };
+        let busy = reset::WhenBusy::for_reset(r.reboot);
         let steps = reset::reset(&r.labels, &disks, status.as_mut(), mode, busy)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         if let Some(st) = status {
