@@ -870,8 +870,11 @@ fn power_cut_at_every_step_of_a_rotation_leaves_old_or_new_keys_working() {
 /// swtpm serving one qemu run as its TPM (`-tpmdev emulator`); its state
 /// directory persists across runs, like a real TPM's NV memory. SeaBIOS's
 /// ACPI tables break with a TPM here, so these boots use UEFI firmware
-/// (OVMF), which boots the bzImage rather than the ELF vmlinux.
-fn with_tpm(vm: &mut Vm) -> KillOnDrop {
+/// (OVMF), which boots the bzImage rather than the ELF vmlinux: `code` and
+/// the template of its variable store (`vars_template`, copied once per VM)
+/// name the OVMF build; another build measures other values into PCR 0, as
+/// a firmware update does.
+fn with_tpm(vm: &mut Vm, code: &str, vars_template: &str) -> KillOnDrop {
     let state = vm.dir.join("tpmstate");
     std::fs::create_dir_all(&state).unwrap();
     let sock = vm.dir.join("swtpm.sock");
@@ -889,12 +892,12 @@ fn with_tpm(vm: &mut Vm) -> KillOnDrop {
         assert!(started.elapsed().as_secs() < 10, "swtpm did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let vars = vm.dir.join("OVMF_VARS.fd");
+    let vars = vm.dir.join(vars_template);
     if !vars.exists() {
-        std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
+        std::fs::copy(Path::new("/usr/share/OVMF").join(vars_template), &vars).unwrap();
     }
     vm.qemu_extra = format!(
-        "-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd -drive if=pflash,format=raw,file={} -chardev socket,id=chrtpm,path={} -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0",
+        "-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/{code} -drive if=pflash,format=raw,file={} -chardev socket,id=chrtpm,path={} -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0",
         vars.display(),
         sock.display()
     );
@@ -925,30 +928,63 @@ impl Drop for KillOnDrop {
 
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
-fn tpm_key_opens_ephemeral_on_the_second_boot() {
+fn tpm_key_opens_ephemeral_and_reseals_itself_after_a_firmware_update() {
     let mut vm = Vm::new("tpm", LAYOUT);
+    // Sealed to PCR 0 (the firmware's code); a recovery key for the day the
+    // TPM refuses.
     vm.write(
         "config.yaml",
-        &config_with_ephemeral(&["{slot: 0, tpm: {options: {pcrs: [7]}}}"]),
+        &config_with_ephemeral(&[
+            "{slot: 0, tpm: {options: {pcrs: [0]}}}",
+            "{slot: 9, recovery: {}}",
+        ]),
     );
-    let boot = |vm: &mut Vm, args: &str, after: &str| {
-        let _tpm = with_tpm(vm);
-        vm.boot(args, after)
-    };
+    let boot =
+        |vm: &mut Vm, firmware: (&str, &str), args: &str, after: &str, typing: &[(&str, &str)]| {
+            let _tpm = with_tpm(vm, firmware.0, firmware.1);
+            vm.boot_typing("", args, after, typing)
+        };
+    let old = ("OVMF_CODE.fd", "OVMF_VARS.fd");
+    let new = ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd");
+    let files = "echo 'BEGIN files'; cat /var/f; echo 'END files'";
     let b = boot(
         &mut vm,
-        "-f /job/config.yaml --tpm-tcti device:/dev/tpmrm0",
-        "echo tpm-data > /var/f",
+        old,
+        "-f /job/config.yaml --tpm-tcti device:/dev/tpmrm0 --recovery-key-out /tmp/rk",
+        "echo tpm-data > /var/f; echo 'BEGIN key'; cat /tmp/rk; echo 'END key'",
+        &[],
     );
     assert!(b.all_ready(), "{}", b.log);
-    assert_eq!(b.volume("EPHEMERAL")["created"], true);
-    let token_kinds: Vec<u32> = vm.header("EPHEMERAL").1;
-    assert_eq!(token_kinds, vec![0]);
-    let b = boot(
-        &mut vm,
-        "",
-        "echo 'BEGIN files'; cat /var/f; echo 'END files'",
+    assert_eq!(vm.header("EPHEMERAL").1, vec![0, 9]);
+    let key = b.section("key");
+    let key = key.trim().rsplit(' ').next().unwrap().to_string();
+    let b = boot(&mut vm, old, "", files, &[]);
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(
+        b.volume("EPHEMERAL")["unlocked_by"],
+        serde_json::json!([0, "tpm"])
     );
+    assert_eq!(b.volume("EPHEMERAL")["kdf_runs"], 1);
+
+    // A firmware update (another OVMF build: PCR 0 changes): the TPM
+    // refuses, the recovery key typed at the console opens, and in the
+    // same run the TPM slot re-seals itself to the new PCR value.
+    let b = boot(&mut vm, new, "", "", &[("for EPHEMERAL:", &key)]);
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(
+        b.volume("EPHEMERAL")["unlocked_by"],
+        serde_json::json!([9, "recovery"]),
+        "{}",
+        b.status
+    );
+    assert_eq!(
+        b.volume("EPHEMERAL")["resealed"],
+        serde_json::json!([0]),
+        "{}",
+        b.status
+    );
+    // The next boot on the new firmware unlocks by TPM again: one KDF run.
+    let b = boot(&mut vm, new, "", files, &[]);
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(
         b.volume("EPHEMERAL")["unlocked_by"],
@@ -956,7 +992,7 @@ fn tpm_key_opens_ephemeral_on_the_second_boot() {
     );
     assert_eq!(b.volume("EPHEMERAL")["kdf_runs"], 1);
     assert_eq!(b.section("files"), "tpm-data\n");
-    vm.summary("TPM (swtpm behind qemu, UEFI) seals EPHEMERAL's key; the second boot unseals it");
+    vm.summary("TPM (swtpm, UEFI) seals EPHEMERAL's key to PCR 0; after a firmware update the recovery key opens it and the slot re-seals itself; the next boot unseals again");
 }
 
 /// Where the guest dials the KMS: an address on qemu's user network that
