@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use controller::node::status::{BootStatus, Phase, VolumeStatus};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -37,22 +36,8 @@ fn node() -> Node {
     let state = root.join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("config.yaml"), "the config in force\n").unwrap();
-    let mut st = VolumeStatus::new("STATE", "STATE", false);
-    st.phase = Phase::Ready;
-    st.mount_point = Some(state.display().to_string());
-    let mut eph = VolumeStatus::new("EPHEMERAL", "EPHEMERAL", true);
-    eph.phase = Phase::Ready;
-    eph.device = Some(img.path.display().to_string());
     let status = root.join("run/status.json");
-    BootStatus {
-        config_source: "test".into(),
-        volumes: vec![st, eph],
-        problems: vec![],
-        partitions_created: vec![],
-        wiped: vec![],
-    }
-    .save(&status)
-    .unwrap();
+    booted_status(&status, &state, &[("EPHEMERAL", &img.path, true)]);
     let ephemeral = img.path.clone();
     Node {
         _dir: img.dir,

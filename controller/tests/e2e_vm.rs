@@ -156,16 +156,29 @@ impl Vm {
         after: &str,
         typing: &[(&str, &str)],
     ) -> Boot {
-        self.boots += 1;
-        let job = self.dir.join("job");
-        std::fs::create_dir_all(&job).unwrap();
+        std::fs::create_dir_all(self.dir.join("job")).unwrap();
         let script = format!(
             "{before}\nvolctl boot --disk /dev/vda {boot_args} > /tmp/boot.out 2>&1\nrc=$?\ncat /tmp/boot.out\necho \"BOOT-RC $rc\"\necho 'BEGIN status'\nvolctl status -o json 2>/dev/null\necho 'END status'\n{after}\nvolctl close >/dev/null 2>&1\nexit 0\n"
         );
         self.write("job.sh", &script);
+        let mut cmd = self.run_command();
+        let (ok, log, stderr) = if typing.is_empty() {
+            let out = cmd.output().unwrap();
+            let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+            (out.status.success(), log, text(&out.stderr))
+        } else {
+            type_on_console(cmd, &self.dir.join("console.sock"), typing)
+        };
+        self.finished(ok, log, &stderr)
+    }
+
+    /// One more run of `tests/vm/run.sh` on this disk and job, with the
+    /// VM's extra qemu arguments and kernel.
+    fn run_command(&mut self) -> Command {
+        self.boots += 1;
         let mut cmd = Command::new(root().join("tests/vm/run.sh"));
         cmd.arg(&self.disk)
-            .arg(&job)
+            .arg(self.dir.join("job"))
             .arg("240")
             .env(
                 "VOLCTL_VM_QEMU_EXTRA",
@@ -176,13 +189,12 @@ impl Vm {
                     .as_ref()
                     .map(|k| ("VOLCTL_VM_KERNEL", k.clone())),
             );
-        let (ok, log, stderr) = if typing.is_empty() {
-            let out = cmd.output().unwrap();
-            let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-            (out.status.success(), log, text(&out.stderr))
-        } else {
-            type_on_console(cmd, &self.dir.join("console.sock"), typing)
-        };
+        cmd
+    }
+
+    /// Keeps the run's console log, asserts the run ended as it should, and
+    /// reads the boot's exit status and status document from the log.
+    fn finished(&self, ok: bool, log: String, stderr: &str) -> Boot {
         let logs = root().join("target/vm/logs");
         std::fs::create_dir_all(&logs).unwrap();
         std::fs::write(
@@ -204,6 +216,15 @@ impl Vm {
         // A boot killed on purpose (power cut) writes no status.
         b.status = serde_json::from_str(&b.section("status")).unwrap_or(serde_json::Value::Null);
         b
+    }
+
+    /// Gives the next boots a network card on qemu's user network
+    /// (`restrict=on`) whose only way in is a free port on the host's
+    /// 127.0.0.1, forwarded to the guest's node API (50000); returns it.
+    fn forward_node_api(&mut self) -> u16 {
+        let port = common::free_port();
+        self.qemu_extra = format!("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:50000 -device virtio-net-pci,netdev=n0,romfile=");
+        port
     }
 
     /// Attaches a partition of the image on the host.
@@ -1224,12 +1245,7 @@ fn appliance_passphrase_typed_at_the_console_and_the_recovery_key() {
 
     // Nobody at the console: the admin answers over the node API (its
     // certificate is on STATE, which opened unattended).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    vm.qemu_extra = format!("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:50000 -device virtio-net-pci,netdev=n0,romfile=");
+    let port = vm.forward_node_api();
     let admin = {
         let config = pki.join("admin.volctlconfig");
         std::thread::spawn(move || {
@@ -1364,22 +1380,10 @@ impl Vm {
     /// the guest boots and serves; a reboot it asks for ends the run (else
     /// the harness asks for one).
     fn serve_boot(&mut self, pki: &Path, drive: impl FnOnce(&Admin)) -> Boot {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        self.qemu_extra = format!("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:50000 -device virtio-net-pci,netdev=n0,romfile=");
+        let port = self.forward_node_api();
         self.write("job.sh", &format!("{GUEST_NET}\n{SERVING_JOB}"));
-        self.boots += 1;
-        let child = Command::new(root().join("tests/vm/run.sh"))
-            .arg(&self.disk)
-            .arg(self.dir.join("job"))
-            .arg("240")
-            .env(
-                "VOLCTL_VM_QEMU_EXTRA",
-                format!("-uuid {UUID} {}", self.qemu_extra),
-            )
+        let child = self
+            .run_command()
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -1396,29 +1400,7 @@ impl Vm {
         }
         let out = child.wait_with_output().unwrap();
         let log = text(&out.stdout).replace('\r', "");
-        let logs = root().join("target/vm/logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        std::fs::write(
-            logs.join(format!("{}-boot{}.log", self.name, self.boots)),
-            &log,
-        )
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "VM run failed: {}\n{log}",
-            text(&out.stderr)
-        );
-        let mut b = Boot {
-            boot_rc: log
-                .lines()
-                .find_map(|l| l.strip_prefix("BOOT-RC "))
-                .and_then(|r| r.trim().parse().ok())
-                .expect("BOOT-RC marker"),
-            status: serde_json::Value::Null,
-            log,
-        };
-        b.status = serde_json::from_str(&b.section("status")).unwrap_or(serde_json::Value::Null);
-        b
+        self.finished(out.status.success(), log, &text(&out.stderr))
     }
 }
 

@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use controller::node::status::{BootStatus, Phase, VolumeStatus};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -36,14 +35,6 @@ fn volctl_gen(out: &Path, extra: &[&str]) {
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Node {
     fn start() -> Node {
         let img = image(40);
@@ -56,22 +47,8 @@ impl Node {
         std::fs::create_dir_all(&state).unwrap();
         // The config in force adds a key: `plan` shows it.
         std::fs::write(state.join("config.yaml"), NEW_CONFIG).unwrap();
-        let mut st = VolumeStatus::new("STATE", "STATE", false);
-        st.phase = Phase::Ready;
-        st.mount_point = Some(state.display().to_string());
-        let mut eph = VolumeStatus::new("EPHEMERAL", "EPHEMERAL", true);
-        eph.phase = Phase::Ready;
-        eph.device = Some(img.path.display().to_string());
         let status = dir.path().join("status.json");
-        BootStatus {
-            config_source: "test".into(),
-            volumes: vec![st, eph],
-            problems: vec![],
-            partitions_created: vec![],
-            wiped: vec![],
-        }
-        .save(&status)
-        .unwrap();
+        booted_status(&status, &state, &[("EPHEMERAL", &img.path, true)]);
         let pki = dir.path().join("pki");
         volctl_gen(&pki, &["--api-key"]);
         let addr = format!("127.0.0.1:{}", free_port());

@@ -364,7 +364,6 @@ fn recovery_key_rotate_hands_the_new_key_over_before_the_old_one_goes() {
 /// A booted node for `enable-encryption`: STATE is a directory holding the
 /// config (STATE encrypted, persistence plain), persistence is `disk`.
 fn node_with_plain_persistence(dir: &Path, disk: &Path) -> PathBuf {
-    use controller::node::status::{BootStatus, Phase, VolumeStatus};
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
@@ -372,20 +371,8 @@ fn node_with_plain_persistence(dir: &Path, disk: &Path) -> PathBuf {
         format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      nodeID: {{}}\n---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\n"),
     )
     .unwrap();
-    let mut st = VolumeStatus::new("STATE", "STATE", true);
-    st.phase = Phase::Ready;
-    st.mount_point = Some(state.display().to_string());
-    let mut p = VolumeStatus::new("persistence", "persistence", false);
-    p.phase = Phase::Ready;
-    p.device = Some(disk.display().to_string());
     let status = dir.join("status.json");
-    BootStatus {
-        config_source: "test".into(),
-        volumes: vec![st, p],
-        ..Default::default()
-    }
-    .save(&status)
-    .unwrap();
+    common::booted_status(&status, &state, &[("persistence", disk, false)]);
     status
 }
 

@@ -53,18 +53,8 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// Deliver to a boot waiting in maintenance mode.
     pub insecure: bool,
-    /// The status file of the running boot.
-    pub status_file: PathBuf,
-    /// Disks (to find META); empty: every disk.
-    pub disks: Vec<PathBuf>,
-    /// Node UUID for nodeID keys.
-    pub node_uuid: Result<String, String>,
-    /// Command that reboots the node.
-    pub reboot_command: String,
-    /// How to reach KMS servers.
-    pub kms: providers::KmsClientOptions,
-    /// Where the TPM is.
-    pub tpm: providers::TpmOptions,
+    /// The node: its boot's status, disks, UUID, reboot command, key sources.
+    pub node: crate::node::context::NodeContext,
 }
 
 /// What a config changes on one volume.
@@ -183,16 +173,16 @@ pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     if opts.insecure {
         return deliver_to_maintenance(opts, &text);
     }
-    let status = BootStatus::load(&opts.status_file).map_err(|e| ApplyError::NoStatus {
-        path: opts.status_file.display().to_string(),
+    let status = BootStatus::load(&opts.node.status_file).map_err(|e| ApplyError::NoStatus {
+        path: opts.node.status_file.display().to_string(),
         reason: e.to_string(),
     })?;
     let state_mount = state_mount(&status)?;
     let env = node_env(
         &state_mount,
-        opts.node_uuid.clone(),
-        opts.kms.clone(),
-        opts.tpm.clone(),
+        opts.node.node_uuid.clone(),
+        opts.node.kms.clone(),
+        opts.node.tpm.clone(),
     );
     let changes = analyse::all(&docs, &status, &env).await?;
     let mut report = ApplyReport {
@@ -240,7 +230,7 @@ impl Target<'_> {
 /// Maintenance mode: hands the config to the boot that waits for one.
 fn deliver_to_maintenance(opts: &ApplyOptions, text: &str) -> Result<ApplyReport, ApplyError> {
     use crate::boot::maintenance::{deliver, DeliveryError};
-    let stored = deliver(&opts.status_file, text, opts.dry_run).map_err(|e| match e {
+    let stored = deliver(&opts.node.status_file, text, opts.dry_run).map_err(|e| match e {
         DeliveryError::NotWaiting(marker) => ApplyError::NotInMaintenance(marker),
         DeliveryError::Io(e) => ApplyError::Io(e),
     })?;
@@ -310,7 +300,7 @@ async fn apply_now(
         .iter()
         .find(|d| d.is_state())
         .and_then(|d| d.encryption().cloned());
-    mirror_state_to_meta(&opts.disks, state_enc.as_ref())
+    mirror_state_to_meta(&opts.node.disks, state_enc.as_ref())
 }
 
 /// Staged (and reboot): stores the config for the next boot; reboot runs
@@ -321,7 +311,7 @@ fn stage(opts: &ApplyOptions, t: &Target<'_>, report: &mut ApplyReport) -> Resul
         return Ok(());
     }
     report.reboot_requested = true;
-    crate::node::reboot::reboot(&opts.reboot_command)
+    crate::node::reboot::reboot(&opts.node.reboot_command)
         .map_err(|e| ApplyError::Io(format!("the config is staged, but {e}")))
 }
 

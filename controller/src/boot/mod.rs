@@ -86,8 +86,8 @@ pub struct BootOptions {
 impl BootOptions {
     /// The node as the node API's handlers see it while the boot serves
     /// them (maintenance, remote unlock); the boot never reboots on request.
-    pub(crate) fn node_context(&self) -> crate::serve::NodeContext {
-        crate::serve::NodeContext {
+    pub(crate) fn node_context(&self) -> crate::node::context::NodeContext {
+        crate::node::context::NodeContext {
             disks: self.disks.clone(),
             status_file: self.status_file.clone(),
             node_uuid: self.node_uuid.clone(),

@@ -97,6 +97,40 @@ impl TpmArgs {
     }
 }
 
+/// The booted node a day-2 command acts on (`apply-config`, `serve`).
+#[derive(Debug, Args)]
+pub struct RunningNodeArgs {
+    /// Status file of the running boot.
+    #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
+    pub status_file: PathBuf,
+    /// Disks.
+    #[command(flatten)]
+    pub disks: DiskArgs,
+    /// The node UUID.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Command that reboots the node.
+    #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
+    pub reboot_command: String,
+    /// KMS and TPM access.
+    #[command(flatten)]
+    pub keys: KeySourceArgs,
+}
+
+impl RunningNodeArgs {
+    /// The node as the library sees it.
+    pub fn context(&self) -> anyhow::Result<controller::node::context::NodeContext> {
+        Ok(controller::node::context::NodeContext {
+            disks: self.disks.disks.clone(),
+            status_file: self.status_file.clone(),
+            node_uuid: self.node.uuid(),
+            reboot_command: self.reboot_command.clone(),
+            kms: self.keys.kms.options()?,
+            tpm: self.keys.tpm.options(),
+        })
+    }
+}
+
 /// Access to every key source.
 #[derive(Debug, Args)]
 pub struct KeySourceArgs {

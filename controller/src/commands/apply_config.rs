@@ -2,7 +2,7 @@
 //! stage it, apply it now, or stage it and reboot.
 
 use crate::cli::output::Output;
-use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
+use crate::cli::prelude::{runtime, RunningNodeArgs};
 use crate::cli::Exit;
 use anyhow::Result;
 use controller::apply::{self, ApplyMode, ApplyOptions};
@@ -53,21 +53,9 @@ pub struct Args {
     /// With -n and --insecure: the SHA-256 fingerprint the node printed on its console.
     #[arg(long, requires = "insecure")]
     pub fingerprint: Option<String>,
-    /// Status file of the running boot.
-    #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
-    pub status_file: PathBuf,
-    /// Disks.
+    /// The node (status file, disks, UUID, reboot command, key sources).
     #[command(flatten)]
-    pub disks: DiskArgs,
-    /// The node UUID.
-    #[command(flatten)]
-    pub node: NodeArgs,
-    /// Command that reboots the node (for --mode reboot).
-    #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
-    pub reboot_command: String,
-    /// KMS and TPM access.
-    #[command(flatten)]
-    pub keys: KeySourceArgs,
+    pub running: RunningNodeArgs,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -80,12 +68,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         mode: args.mode.into(),
         dry_run: args.dry_run,
         insecure: args.insecure,
-        status_file: args.status_file,
-        disks: args.disks.disks,
-        node_uuid: args.node.uuid(),
-        reboot_command: args.reboot_command,
-        kms: args.keys.kms.options()?,
-        tpm: args.keys.tpm.options(),
+        node: args.running.context()?,
     };
     let report = runtime()?.block_on(apply::apply(&opts))?;
     args.output

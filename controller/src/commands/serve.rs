@@ -1,11 +1,11 @@
 //! `volctl serve`: the node agent, started by the init system after
 //! `volctl boot` (docs/remote.md has the unit).
 
-use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
+use crate::cli::prelude::{runtime, RunningNodeArgs};
 use crate::cli::remote::RemoteArgs;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
-use controller::serve::{self, NodeContext, ServerIdentity};
+use controller::serve::{self, ServerIdentity};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -30,24 +30,12 @@ pub struct Args {
     /// Where STATE is mounted (its api/ folder holds the defaults above).
     #[arg(long, default_value = controller::boot::DEFAULT_STATE_MOUNT)]
     pub state_mount: PathBuf,
-    /// Status file of the running boot.
-    #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]
-    pub status_file: PathBuf,
-    /// Disks.
+    /// The node (status file, disks, UUID, reboot command, key sources).
     #[command(flatten)]
-    pub disks: DiskArgs,
-    /// The node UUID.
-    #[command(flatten)]
-    pub node: NodeArgs,
-    /// Command that reboots the node.
-    #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
-    pub reboot_command: String,
+    pub running: RunningNodeArgs,
     /// Open connections at most (default: 512, or fewer under a low file limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// KMS and TPM access.
-    #[command(flatten)]
-    pub keys: KeySourceArgs,
 }
 
 /// Serves until SIGTERM or Ctrl-C.
@@ -71,14 +59,7 @@ pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
         client_ca.as_deref(),
         remote.api_key_file.as_deref(),
     )?;
-    let node = NodeContext {
-        disks: args.disks.disks.clone(),
-        status_file: args.status_file.clone(),
-        node_uuid: args.node.uuid(),
-        reboot_command: args.reboot_command.clone(),
-        kms: args.keys.kms.options()?,
-        tpm: args.keys.tpm.options(),
-    };
+    let node = args.running.context()?;
     let mut limits = tls::listener::Limits::default();
     if let Some(n) = args.max_connections {
         limits.max_connections = n;

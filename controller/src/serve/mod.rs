@@ -6,11 +6,13 @@
 
 mod service;
 
+pub use crate::node::context::NodeContext;
+
 use node_api::auth::Authenticator;
 pub use service::NodeService;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tls::listener::{self, ClientCerts, Limits};
 use zeroize::Zeroizing;
@@ -19,23 +21,6 @@ use zeroize::Zeroizing;
 pub const MAX_CONCURRENT_CALLS: usize = 32;
 /// The longest a call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The node the server acts on: what the local verbs take as flags.
-#[derive(Debug, Clone)]
-pub struct NodeContext {
-    /// Disks (empty: every disk).
-    pub disks: Vec<PathBuf>,
-    /// The boot's status file.
-    pub status_file: PathBuf,
-    /// Node UUID for nodeID keys.
-    pub node_uuid: Result<String, String>,
-    /// The command that reboots the node.
-    pub reboot_command: String,
-    /// How to reach KMS servers.
-    pub kms: providers::KmsClientOptions,
-    /// Where the TPM is.
-    pub tpm: providers::TpmOptions,
-}
 
 /// The server's TLS material and callers.
 pub struct ServerIdentity {

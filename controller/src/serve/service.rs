@@ -257,13 +257,11 @@ impl Node for NodeService {
             mode: apply_mode(r.mode)?,
             dry_run: r.dry_run,
             insecure: maintenance,
-            status_file: self.node.status_file.clone(),
-            disks: self.node.disks.clone(),
-            node_uuid: self.node.node_uuid.clone(),
-            // The server reboots itself, once the answer has left.
-            reboot_command: "true".into(),
-            kms: self.node.kms.clone(),
-            tpm: self.node.tpm.clone(),
+            node: NodeContext {
+                // The server reboots itself, once the answer has left.
+                reboot_command: "true".into(),
+                ..self.node.clone()
+            },
         };
         let _one = self.changing.lock().await;
         let report = apply::apply(&opts).await.map_err(apply_status)?;

@@ -358,3 +358,34 @@ pub fn opens_any(path: &Path, pass: &[u8]) -> bool {
     .status
     .success()
 }
+
+/// A port on 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `path` as `volctl boot` leaves its status: STATE ready, mounted
+/// at `state`, and each `(name, device, encrypted)` ready on its device.
+pub fn booted_status(path: &Path, state: &Path, volumes: &[(&str, &Path, bool)]) {
+    use controller::node::status::{BootStatus, Phase, VolumeStatus};
+    let mut st = VolumeStatus::new("STATE", "STATE", false);
+    st.phase = Phase::Ready;
+    st.mount_point = Some(state.display().to_string());
+    let others = volumes.iter().map(|(name, device, encrypted)| {
+        let mut v = VolumeStatus::new(name, name, *encrypted);
+        v.phase = Phase::Ready;
+        v.device = Some(device.display().to_string());
+        v
+    });
+    BootStatus {
+        config_source: "test".into(),
+        volumes: std::iter::once(st).chain(others).collect(),
+        ..Default::default()
+    }
+    .save(path)
+    .unwrap();
+}
