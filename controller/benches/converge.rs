@@ -44,7 +44,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(65536);
     let env = ProviderEnv {
-        recovery_handover: false,
+        recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
         node_uuid: Ok(common::UUID.into()),
         state_salt: None,

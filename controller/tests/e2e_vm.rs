@@ -978,6 +978,8 @@ fn tpm_key_opens_ephemeral_and_reseals_itself_after_a_firmware_update() {
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(vm.header("EPHEMERAL").1, vec![0, 9]);
     let key = b.section("key");
+    assert!(key.trim().starts_with("persistence slot 9: "), "{key}");
+    assert_eq!(b.section("again").trim(), "1", "fetched once only");
     let key = key.trim().rsplit(' ').next().unwrap().to_string();
     let b = boot(&mut vm, old, "", files, &[]);
     assert!(b.all_ready(), "{}", b.log);
@@ -1164,12 +1166,12 @@ fn appliance_passphrase_typed_at_the_console_and_the_recovery_key() {
     vm.write("config.yaml", APPLIANCE);
     let pki = vm.node_api_pki();
 
-    // First boot: asked twice on the serial console; the recovery key goes
-    // to a 0600 file (printed here for the test, as a person would copy it).
+    // First boot: asked twice on the serial console; nobody is given the
+    // recovery key, so the boot holds it for one fetch (a second is refused).
     let b = vm.boot_typing(
         "",
-        "-f /job/config.yaml --recovery-key-out /tmp/recovery.txt",
-        "echo kept > /persistence/f; echo 'BEGIN key'; cat /tmp/recovery.txt; echo 'END key'; mkdir -p /var/lib/volctl/state/api; cp /job/api/* /var/lib/volctl/state/api/",
+        "-f /job/config.yaml",
+        "echo kept > /persistence/f; echo 'BEGIN key'; volctl recovery-key fetch --volume persistence 2>/dev/null; echo 'END key'; echo 'BEGIN again'; volctl recovery-key fetch --volume persistence 2>&1 | grep -c 'no recovery key is held'; echo 'END again'; mkdir -p /var/lib/volctl/state/api; cp /job/api/* /var/lib/volctl/state/api/",
         &[
             ("New passphrase for persistence:", PASS),
             ("Repeat the passphrase for persistence:", PASS),
@@ -1179,6 +1181,8 @@ fn appliance_passphrase_typed_at_the_console_and_the_recovery_key() {
     assert!(b.all_ready(), "{}", b.status);
     assert_eq!(b.volume("persistence")["created"], true);
     let key = b.section("key");
+    assert!(key.trim().starts_with("persistence slot 9: "), "{key}");
+    assert_eq!(b.section("again").trim(), "1", "fetched once only");
     let key = key.trim().rsplit(' ').next().unwrap().to_string();
     assert!(
         vm.opens("persistence", 0, PASS.as_bytes()),

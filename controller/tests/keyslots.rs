@@ -197,7 +197,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
     let img = image(40);
     let salted = "{slot: 0, nodeID: {}, lockToSTATE: true}";
     let no_salt = ProviderEnv {
-        recovery_handover: false,
+        recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
         node_uuid: Ok(UUID.into()),
         state_salt: None,
@@ -213,7 +213,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
         std::path::Path::new("/x"),
     );
     let env = ProviderEnv {
-        recovery_handover: false,
+        recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
         node_uuid: bad_uuid.map_err(|e| e.to_string()),
         state_salt: None,

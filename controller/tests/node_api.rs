@@ -476,3 +476,108 @@ fn a_boot_in_maintenance_mode_takes_a_config_over_the_network_from_a_pinned_clie
         "{rest:?}"
     );
 }
+
+const RECOVERY_CONFIG: &str = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - {slot: 0, static: {passphrase: old-pass}}\n    - {slot: 9, recovery: {}}\n";
+
+/// The key held for EPHEMERAL in the node's run-time directory, if any.
+fn held_key(node: &Node) -> Option<String> {
+    let record = node.dir.path().join("recovery/EPHEMERAL.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(record).ok()?).unwrap();
+    Some(v["keys"][0]["key"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_held_recovery_key_is_fetched_once_and_replaced_until_then() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::start();
+    let disk = node.dir.path().join("disk.img");
+    let cfg = node.config_file("recovery.yaml", RECOVERY_CONFIG);
+    let run_dir = node.dir.path().display().to_string();
+    let converge = || {
+        let o = volctl(&[
+            "converge",
+            "--volume",
+            "EPHEMERAL",
+            "--device",
+            disk.to_str().unwrap(),
+            "-f",
+            &cfg,
+            "-o",
+            "json",
+            "--hold-recovery-key",
+            &run_dir,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let dump = || {
+        text(
+            &run_ok(
+                Command::new("cryptsetup")
+                    .args(["luksDump", "--dump-json-metadata"])
+                    .arg(&disk),
+            )
+            .stdout,
+        )
+    };
+
+    // Enrolled with nobody to show it to: held 0600 in a 0700 folder, the
+    // token marked, the key in nothing volctl printed.
+    let first = converge();
+    let held = held_key(&node).expect("held");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&node.dir.path().join("recovery/EPHEMERAL.json")),
+        0o600
+    );
+    assert_eq!(mode(&node.dir.path().join("recovery")), 0o700);
+    assert!(dump().contains("\"held\":true"), "{}", dump());
+    assert!(!first.to_string().contains(&held));
+    assert!(opens(&disk, 9, held.as_bytes()));
+
+    // Not fetched, and the static key opened the volume: a fresh one.
+    let second = converge();
+    assert!(
+        second["plan"]["actions"]
+            .to_string()
+            .contains("nobody has fetched"),
+        "{second}"
+    );
+    let fresh = held_key(&node).expect("held again");
+    assert_ne!(fresh, held);
+    assert!(!opens(&disk, 9, held.as_bytes()), "the unseen key is gone");
+
+    // A reader may not fetch; the admin gets it exactly once.
+    let o = node.reader(&["recovery-key", "fetch", "--volume", "EPHEMERAL"]);
+    assert!(!o.status.success());
+    assert!(held_key(&node).is_some(), "a refused fetch takes nothing");
+    let o = node.admin(&["recovery-key", "fetch", "--volume", "EPHEMERAL"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).ends_with(&format!("\nEPHEMERAL slot 9: {fresh}\n")),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        opens(&disk, 9, fresh.as_bytes()),
+        "cryptsetup opens it as printed"
+    );
+    assert!(held_key(&node).is_none(), "no longer held");
+    assert!(!dump().contains("\"held\""), "{}", dump());
+    let again = node.admin(&["recovery-key", "fetch", "--volume", "EPHEMERAL"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("no recovery key is held"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // Seen: the next run keeps it, one KDF run.
+    let third = converge();
+    assert_eq!(third["plan"]["actions"], serde_json::json!([]), "{third}");
+    assert_eq!(third["kdf_runs"], 1);
+    assert!(opens(&disk, 9, fresh.as_bytes()));
+    let log = node.stop();
+    assert!(log.contains("held recovery key handed out"), "{log}");
+    assert!(!log.contains(&fresh));
+}

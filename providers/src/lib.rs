@@ -28,6 +28,7 @@ pub use node_id::{
 };
 pub use passphrase::Passphrase;
 pub use provider::{Enrolled, KeyContext, KeyProvider};
+pub use recovery::RecoveryHandover;
 pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
 pub use static_key::StaticProvider;

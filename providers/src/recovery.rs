@@ -100,11 +100,33 @@ fn format_groups(body: &[u8], sum: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Who receives a recovery key this run enrols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryHandover {
+    /// Nobody: no recovery key is enrolled.
+    #[default]
+    Nobody,
+    /// A person, now: shown on a terminal or written to a file they named.
+    Person,
+    /// Nobody yet: held in memory on the node for one `recovery-key fetch`;
+    /// its token says so ([`HELD`]) until someone has seen it, and volctl
+    /// replaces it at each unlock by another key until then.
+    Held,
+}
+
+/// The token data field of a recovery key nobody has seen yet.
+pub const HELD: &str = "held";
+
+/// Whether a recovery slot's token data says nobody has seen its key.
+pub fn is_held(token_data: &serde_json::Value) -> bool {
+    token_data.get(HELD).and_then(serde_json::Value::as_bool) == Some(true)
+}
+
 /// The provider: makes a key at enrolment, when it can be handed to
 /// someone; never produces one to unlock.
 pub struct RecoveryProvider {
-    /// Whether a new key can be handed over (a terminal or a key file).
-    pub handover: bool,
+    /// Who receives a new key.
+    pub handover: RecoveryHandover,
 }
 
 #[async_trait]
@@ -114,15 +136,19 @@ impl KeyProvider for RecoveryProvider {
     }
 
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
-        if !self.handover {
-            return Err(ProviderError::Unavailable {
-                kind: KeySource::Recovery,
-                reason: "nobody to hand a new recovery key to: enrol it with `volctl converge` or `volctl boot --recovery-key-out FILE`".into(),
-            });
-        }
+        let token_data = match self.handover {
+            RecoveryHandover::Nobody => {
+                return Err(ProviderError::Unavailable {
+                    kind: KeySource::Recovery,
+                    reason: "nobody to hand a new recovery key to: enrol it with `volctl converge`, `volctl recovery-key rotate` or at boot".into(),
+                })
+            }
+            RecoveryHandover::Person => serde_json::json!({}),
+            RecoveryHandover::Held => serde_json::json!({ HELD: true }),
+        };
         Ok(Enrolled {
             passphrase: generate(),
-            token_data: serde_json::json!({}),
+            token_data,
         })
     }
 

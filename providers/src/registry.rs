@@ -16,9 +16,8 @@ pub struct ProviderEnv {
     pub kms: crate::KmsClientOptions,
     /// Where the TPM is.
     pub tpm: crate::TpmOptions,
-    /// Whether a new recovery key can be handed to someone (a file or a
-    /// terminal); without that, none is enrolled.
-    pub recovery_handover: bool,
+    /// Who receives a new recovery key (nobody: none is enrolled).
+    pub recovery_handover: crate::recovery::RecoveryHandover,
     /// How to ask a person for a typed key (`None`: nobody can be asked).
     pub asker: Option<crate::ask::AskerHandle>,
 }
@@ -70,7 +69,7 @@ mod tests {
 
     fn env(salt: Option<StateSalt>) -> ProviderEnv {
         ProviderEnv {
-            recovery_handover: false,
+            recovery_handover: Default::default(),
             asker: None,
             node_uuid: Ok("4c4c4544-0038-5910-8057-b4c04f4d3732".into()),
             state_salt: salt,

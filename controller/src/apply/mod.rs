@@ -147,7 +147,7 @@ pub fn node_env(
     tpm: providers::TpmOptions,
 ) -> ProviderEnv {
     ProviderEnv {
-        recovery_handover: false,
+        recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
         node_uuid,
         state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),

@@ -30,7 +30,7 @@ use crate::node::disks::{self, DiskError, Partition};
 use crate::node::meta::MetaError;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use api_types::Document;
-use providers::ProviderEnv;
+use providers::{ProviderEnv, RecoveryHandover};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -139,7 +139,10 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     // so that a volume mounted above it (EPHEMERAL at /var) cannot hide it.
     let staging = maintenance::run_dir(&opts.status_file).join("staging-STATE");
     let mut env = ProviderEnv {
-        recovery_handover: opts.recovery_key_out.is_some(),
+        recovery_handover: match opts.recovery_key_out {
+            Some(_) => RecoveryHandover::Person,
+            None => RecoveryHandover::Held,
+        },
         asker: opts.asker.clone(),
         node_uuid: opts.node_uuid.clone(),
         state_salt: None,

@@ -54,10 +54,10 @@ pub(super) async fn choose(
             .iter()
             .find(|d| d.is_state())
             .map(|d| VolumeDef::from_doc(d, &opts.state_mount).with_recovery_out(opts))
-            .unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount)),
+            .unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount).with_recovery_out(opts)),
         None => {
             source = ConfigSource::Meta;
-            VolumeDef::state(meta.clone(), &opts.state_mount)
+            VolumeDef::state(meta.clone(), &opts.state_mount).with_recovery_out(opts)
         }
     };
     Ok(StateChoice {

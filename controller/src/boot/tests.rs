@@ -16,7 +16,7 @@ fn def() -> VolumeDef {
 
 fn env() -> ProviderEnv {
     ProviderEnv {
-        recovery_handover: false,
+        recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
         node_uuid: Ok("4c4c4544-0038-5910-8057-b4c04f4d3732".into()),
         state_salt: Some(StateSalt::new([1; 32])),

@@ -10,6 +10,7 @@ use crate::device::{self, Access, ActivationOptions, Contents, DeviceError, Luks
 use crate::luks2::binding::VolumeKey;
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs;
+use crate::node::recovery_held::HeldKeys;
 use crate::node::recovery_out::RecoveryOut;
 use crate::node::status::{Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
@@ -31,8 +32,20 @@ pub(super) struct VolumeDef {
     pub grow: bool,
     /// A raw volume: opened (when encrypted), never formatted or mounted.
     pub raw: bool,
-    /// Where recovery keys this boot enrols go (`--recovery-key-out`).
-    pub recovery_out: Option<PathBuf>,
+    /// Where recovery keys this boot enrols go.
+    pub recovery_out: RecoveryDest,
+}
+
+/// Where a boot puts the recovery keys it enrols.
+#[derive(Debug, Clone, Default)]
+pub(super) enum RecoveryDest {
+    /// Nowhere (no recovery key is enrolled: the provider is told so).
+    #[default]
+    Nowhere,
+    /// Appended to the boot's key file (`--recovery-key-out`).
+    File(PathBuf),
+    /// Held in the run-time directory for one `recovery-key fetch`.
+    Held(HeldKeys),
 }
 
 impl VolumeDef {
@@ -48,13 +61,19 @@ impl VolumeDef {
             mount_options: fs::MountOptions::for_document(doc),
             grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
             raw: matches!(doc, Document::Raw(_)),
-            recovery_out: None,
+            recovery_out: RecoveryDest::Nowhere,
         }
     }
 
-    /// The same volume, handing recovery keys to the boot's key file.
+    /// The same volume, handing recovery keys to the boot's key file, or
+    /// holding them for a fetch when there is none.
     pub fn with_recovery_out(mut self, opts: &super::BootOptions) -> Self {
-        self.recovery_out = opts.recovery_key_out.clone();
+        self.recovery_out = match &opts.recovery_key_out {
+            Some(path) => RecoveryDest::File(path.clone()),
+            None => RecoveryDest::Held(HeldKeys::in_run_dir(&super::maintenance::run_dir(
+                &opts.status_file,
+            ))),
+        };
         self
     }
 
@@ -68,7 +87,7 @@ impl VolumeDef {
             mount_options: fs::MountOptions::default(),
             grow: false,
             raw: false,
-            recovery_out: None,
+            recovery_out: RecoveryDest::Nowhere,
         }
     }
 
@@ -171,6 +190,7 @@ pub(super) async fn provision(
         label: def.label.clone(),
         encryption: enc.clone(),
     };
+    let device_path = device.path().to_path_buf();
     let (outcome, vk) = converge_and_unlock(&spec, device, env, Mode::Apply)
         .await
         .map_err(|e| match e {
@@ -199,19 +219,36 @@ pub(super) async fn provision(
             _ => None,
         })
         .collect();
-    if let (Some(path), false) = (&def.recovery_out, outcome.recovery_keys.is_empty()) {
-        let delivered = RecoveryOut::append(path)
-            .and_then(|mut out| out.deliver(&def.name, &outcome.recovery_keys));
-        st.changes.push(match delivered {
-            Ok(_) => format!("recovery key written to {}", path.display()),
-            Err(e) => format!(
-                "could not write the recovery key to {}: {e}",
-                path.display()
-            ),
-        });
+    if !outcome.recovery_keys.is_empty() {
+        st.changes
+            .push(hand_over(def, &device_path, &outcome.recovery_keys));
     }
     st.phase = Phase::Provisioned;
     Ok(vk)
+}
+
+/// Hands the recovery keys a boot enrolled to their destination; says
+/// where they went (no secret).
+fn hand_over(def: &VolumeDef, device: &Path, keys: &[crate::converge::NewRecoveryKey]) -> String {
+    match &def.recovery_out {
+        RecoveryDest::File(path) => {
+            match RecoveryOut::append(path).and_then(|mut out| out.deliver(&def.name, keys)) {
+                Ok(_) => format!("recovery key written to {}", path.display()),
+                Err(e) => format!(
+                    "could not write the recovery key to {}: {e}",
+                    path.display()
+                ),
+            }
+        }
+        RecoveryDest::Held(held) => match held.hold(&def.name, device, keys) {
+            Ok(()) => format!(
+                "recovery key held for one `volctl recovery-key fetch --volume {}`",
+                def.name
+            ),
+            Err(e) => format!("could not hold the recovery key for a fetch: {e}"),
+        },
+        RecoveryDest::Nowhere => "a recovery key was enrolled with nowhere to go".into(),
+    }
 }
 
 /// Provisioned → Opened: activates dm-crypt by volume key (no KDF run);

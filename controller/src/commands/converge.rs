@@ -7,9 +7,10 @@ use crate::cli::Exit;
 use anyhow::{Context, Result};
 use api_types::{KeySource, KeyslotId};
 use controller::converge::{converge, open_device, replace_key, Mode, NewRecoveryKey, Outcome};
+use controller::node::recovery_held::HeldKeys;
 use controller::node::recovery_out::RecoveryOut;
 use controller::volume::VolumeSpec;
-use providers::ProviderEnv;
+use providers::{ProviderEnv, RecoveryHandover};
 use std::path::PathBuf;
 
 /// Examples shown by `--help`.
@@ -68,10 +69,33 @@ pub struct Args {
     /// of showing them on the terminal.
     #[arg(long)]
     pub recovery_key_out: Option<PathBuf>,
+    /// Hold recovery keys this run enrols in RUN_DIR/recovery for one
+    /// `volctl recovery-key fetch` (what a boot with nobody at the node
+    /// does) instead of showing them; until fetched, the next run opened by
+    /// another key replaces them.
+    #[arg(long, value_name = "RUN_DIR", num_args = 0..=1, default_missing_value = "/run/volctl", conflicts_with = "recovery_key_out")]
+    pub hold_recovery_key: Option<PathBuf>,
 }
 
 /// Converges the volume; hands over any recovery key it enrolled.
 pub fn exec(args: Args) -> Result<Exit> {
+    if let Some(run_dir) = &args.hold_recovery_key {
+        let outcome = run_with(&args.target, Mode::Apply, RecoveryHandover::Held)?;
+        if !outcome.recovery_keys.is_empty() {
+            HeldKeys::in_run_dir(run_dir)
+                .hold(
+                    &outcome.volume,
+                    args.target.device()?,
+                    &outcome.recovery_keys,
+                )
+                .context("cannot hold the recovery key for a fetch")?;
+            eprintln!(
+                "recovery key(s) held for one `volctl recovery-key fetch --volume {}`",
+                outcome.volume
+            );
+        }
+        return Ok(Exit::Success);
+    }
     let mut out = RecoveryOut::open(args.recovery_key_out.as_deref()).with_context(|| {
         format!(
             "cannot create the recovery key file {} (it must not exist yet)",
@@ -92,9 +116,17 @@ pub fn exec(args: Args) -> Result<Exit> {
 
 /// Runs plan or converge on the target, prints the outcome.
 pub fn run(target: &Target, mode: Mode) -> Result<Outcome> {
+    run_with(target, mode, RecoveryHandover::Person)
+}
+
+/// The same, with new recovery keys going to `handover`.
+fn run_with(target: &Target, mode: Mode, handover: RecoveryHandover) -> Result<Outcome> {
     let docs = load_config(target.files()?, &target.volume)?;
     let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
-    let env = provider_env(target)?;
+    let env = ProviderEnv {
+        recovery_handover: handover,
+        ..provider_env(target)?
+    };
     let device = open_device(&spec, target.device()?, mode)?;
     let outcome = runtime()?
         .block_on(converge(&spec, device, &env, mode))
@@ -132,7 +164,7 @@ fn provider_env(target: &Target) -> Result<ProviderEnv> {
         None => None,
     };
     Ok(ProviderEnv {
-        recovery_handover: true,
+        recovery_handover: providers::RecoveryHandover::Person,
         asker: controller::node::ask::asker(controller::node::ask::Caller::Person),
         node_uuid: target.node.uuid(),
         state_salt,

@@ -42,7 +42,7 @@ pub fn exec(args: Args) -> Result<Exit> {
     let mut out = RecoveryOut::open(args.recovery_key_out.as_deref())
         .context("cannot create the recovery key file (it must not exist yet)")?;
     let env = ProviderEnv {
-        recovery_handover: true,
+        recovery_handover: providers::RecoveryHandover::Person,
         asker: asker(Caller::Person),
         node_uuid: args.node.uuid(),
         state_salt: None,

@@ -76,6 +76,7 @@ enum Verb {
     Reboot,
     Unlock(proto::UnlockRequest),
     Plan(proto::PlanRequest),
+    FetchRecoveryKey(proto::FetchRecoveryKeyRequest),
 }
 
 struct Call {
@@ -110,6 +111,10 @@ impl Call {
                 (Verb::Unlock(req), Output::Text, creds)
             }
             Command::Reset(a) => (Verb::Reset(reset_request(&a)), Output::Text, remote.credentials()?),
+            Command::RecoveryKey(super::recovery_key::Args::Fetch(a)) => {
+                let req = proto::FetchRecoveryKeyRequest { volume: a.volume };
+                (Verb::FetchRecoveryKey(req), Output::Text, remote.credentials()?)
+            }
             Command::ApplyConfig(a) => {
                 let creds = if a.insecure {
                     remote.maintenance(a.fingerprint.as_deref())?
@@ -118,7 +123,7 @@ impl Call {
                 };
                 (Verb::Apply(apply_request(&a)?), a.output, creds)
             }
-            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, plan, apply-config, reset, reboot and unlock", verb_name(&other)),
+            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, plan, apply-config, reset, reboot, unlock and recovery-key fetch", verb_name(&other)),
         };
         Ok(Call {
             verb,
@@ -150,6 +155,7 @@ impl Call {
             }
             Verb::Reset(a) => reset(&mut r, a).await,
             Verb::Unlock(u) => unlock(&mut r, u).await,
+            Verb::FetchRecoveryKey(f) => fetch_recovery_key(&mut r, f).await,
             Verb::Reboot => {
                 let (c, req) = r.call(proto::RebootRequest {});
                 c.reboot(req).await.map_err(|s| r.failed(&s))?;
@@ -219,6 +225,23 @@ async fn unlock(r: &mut Remote, u: &proto::UnlockRequest) -> Result<Answer> {
             "delivered to the boot asking for {}; `volctl -n {} status` shows whether it opened\n",
             u.volume, r.node
         ),
+    })
+}
+
+async fn fetch_recovery_key(r: &mut Remote, f: &proto::FetchRecoveryKeyRequest) -> Result<Answer> {
+    let (c, req) = r.call(f.clone());
+    let rep = c
+        .fetch_recovery_key(req)
+        .await
+        .map_err(|s| r.failed(&s))?
+        .into_inner();
+    let text = super::recovery_key::fetched_text(
+        &f.volume,
+        rep.keys.iter().map(|k| (k.slot, k.key.as_bytes())),
+    );
+    Ok(Answer {
+        json: serde_json::json!({"volume": f.volume, "fetched": rep.keys.len()}),
+        text: text.to_string(),
     })
 }
 

@@ -80,6 +80,12 @@ impl Executor<'_> {
                     self.add(slot, replaces, spare, &binder, &mut costs).await?;
                 }
                 Action::WriteToken { slot, .. } => self.rewrite_token(slot, &binder).await?,
+                Action::MarkSeen { slot } => {
+                    blocking(self.device, move |d| {
+                        crate::node::recovery_held::mark_seen(d, slot).map(|_| ())
+                    })
+                    .await?
+                }
                 Action::Remove { slot, .. } | Action::RemoveSpare { slot, .. } => {
                     self.remove(slot).await?
                 }
@@ -258,7 +264,7 @@ fn drop_unmade(
 }
 
 /// The volctl token of `slot` in `h`, with its id.
-fn token_with_id(h: &Luks2Header, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
+pub(crate) fn token_with_id(h: &Luks2Header, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
     h.tokens().find_map(|(id, raw)| {
         let t = VolctlToken::parse(raw)?.ok()?;
         (t.slot() == Some(slot)).then_some((id, t))

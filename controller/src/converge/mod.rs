@@ -5,6 +5,7 @@
 //! Every other managed slot is checked by its token's binding.
 
 mod execute;
+pub(crate) use execute::token_with_id;
 pub use execute::NewRecoveryKey;
 mod keys;
 mod observe;

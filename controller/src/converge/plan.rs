@@ -51,6 +51,9 @@ pub enum ObservedSlot {
         /// Whether the token's owner tag proves volctl wrote it for this very
         /// keyslot (checked with the volume key; false until unlocked).
         owned: bool,
+        /// A recovery key held on the node that nobody has seen yet.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        held: bool,
     },
     /// A keyslot without a volctl token (made by cryptsetup or another tool).
     Unmanaged,
@@ -158,6 +161,12 @@ pub enum Action {
         /// The slot that now holds the new key.
         replaced: KeyslotId,
     },
+    /// Drop the `held` mark of a recovery key that was just typed to open
+    /// the volume: someone knows it, so it is no longer replaced.
+    MarkSeen {
+        /// Keyslot.
+        slot: KeyslotId,
+    },
     /// Delete a volctl token whose keyslot is gone.
     RemoveOrphanToken {
         /// Token id.
@@ -205,6 +214,7 @@ impl Action {
             | Action::Remove { slot, .. }
             | Action::AddSpare { slot, .. }
             | Action::Reseal { slot, .. }
+            | Action::MarkSeen { slot }
             | Action::RemoveSpare { slot, .. } => Some(*slot),
             Action::Format | Action::RemoveOrphanToken { .. } => None,
         }
@@ -482,6 +492,7 @@ fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) 
         lock_to_state,
         binding,
         owned,
+        held,
         ..
     } = o
     else {
@@ -496,6 +507,7 @@ fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) 
         });
     };
     match binding {
+        BindingCheck::Match if *owned && *held => Some(held_recovery_key(d, proven)),
         BindingCheck::Match if *owned => None,
         BindingCheck::Match => Some(d.write_token(
             "the token has no owner tag for this keyslot (written by an older volctl); the binding proves the key, so the token is rewritten",
@@ -517,6 +529,18 @@ fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) 
             };
             Some(d.replace(&reason))
         }
+    }
+}
+
+/// A recovery key nobody has seen: typed to open the volume, someone knows
+/// it now; else it is replaced by a fresh one (held or shown in turn).
+fn held_recovery_key(d: &DesiredSlot, proven: bool) -> Step {
+    if proven {
+        Step::Token(Action::MarkSeen { slot: d.slot })
+    } else {
+        d.replace(
+            "nobody has fetched or been shown this recovery key, so a fresh one takes its place",
+        )
     }
 }
 
@@ -648,6 +672,10 @@ impl std::fmt::Display for Action {
                 f,
                 "- remove slot {slot}: the spare, now that slot {replaced} holds the new key"
             ),
+            Action::MarkSeen { slot } => write!(
+                f,
+                "~ mark the recovery key of slot {slot} as seen: it was typed to open the volume"
+            ),
             Action::RemoveOrphanToken { token } => write!(
                 f,
                 "- remove token {token}: a volctl token bound to no keyslot of its own"
@@ -721,7 +749,54 @@ mod tests {
             lock_to_state: false,
             binding,
             owned: true,
+            held: false,
         }
+    }
+
+    fn held_recovery() -> ObservedSlot {
+        ObservedSlot::Managed {
+            token: TokenId(1),
+            kind: KeySource::Recovery,
+            lock_to_state: false,
+            binding: BindingCheck::Match,
+            owned: true,
+            held: true,
+        }
+    }
+
+    #[test]
+    fn a_held_recovery_key_is_replaced_until_someone_has_seen_it() {
+        let d = [want(0, "static"), want(9, "recovery")];
+        let o = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (9, held_recovery()),
+        ]);
+        // Opened by the static key: nobody knows the held key; a fresh one.
+        let p = plan(&d, &o, 0);
+        assert!(
+            matches!(&p.actions[..], [Action::Replace { slot, kind: KeySource::Recovery, .. }] if slot.get() == 9),
+            "{:?}",
+            p.actions
+        );
+        // Opened by the recovery key itself: typed, so seen; kept.
+        let p = plan(&d, &o, 9);
+        assert!(
+            matches!(&p.actions[..], [Action::MarkSeen { slot }] if slot.get() == 9),
+            "{:?}",
+            p.actions
+        );
+        // Nobody to hand a fresh one to (apply --mode no-reboot): reported, kept.
+        let mut nobody = d.clone();
+        nobody[1].available = Err("nobody to hand a new recovery key to".into());
+        let p = plan(&nobody, &o, 0);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert!(matches!(&p.notes[..], [Note::Unavailable { .. }]));
+        // Seen (no mark): nothing to do.
+        let seen = obs(&[
+            (0, managed("static", BindingCheck::Match)),
+            (9, managed("recovery", BindingCheck::Match)),
+        ]);
+        assert!(plan(&d, &seen, 0).actions.is_empty());
     }
 
     fn unowned(kind: &str, binding: BindingCheck) -> ObservedSlot {
@@ -738,6 +813,7 @@ mod tests {
                 lock_to_state,
                 binding,
                 owned: false,
+                held: false,
             },
             o => o,
         }

@@ -29,7 +29,7 @@ fn spec(keys: &[&str]) -> VolumeSpec {
 
 fn env() -> ProviderEnv {
     ProviderEnv {
-        recovery_handover: false,
+        recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
         node_uuid: Ok(UUID.into()),
         state_salt: Some(StateSalt::new([7; 32])),

@@ -5,7 +5,9 @@
 
 use super::NodeContext;
 use crate::apply::{self, ApplyError, ApplyMode, ApplyOptions};
+use crate::boot::maintenance::run_dir;
 use crate::node::ask::remote::RemoteAnswers;
+use crate::node::recovery_held::{FetchError, HeldKeys};
 use crate::node::status::BootStatus;
 use crate::reset::{self, WipeMode};
 use node_api::auth::Authenticator;
@@ -333,6 +335,33 @@ impl Node for NodeService {
         }
         tracing::info!(%caller, volume = %r.volume, "typed key delivered over the node API");
         Ok(Response::new(proto::UnlockResponse {}))
+    }
+
+    async fn fetch_recovery_key(
+        &self,
+        req: Request<proto::FetchRecoveryKeyRequest>,
+    ) -> Result<Response<proto::FetchRecoveryKeyResponse>, Status> {
+        let caller = self.admit(&req, Role::Admin, "recovery-key fetch", false)?;
+        let volume = req.into_inner().volume;
+        let held = HeldKeys::in_run_dir(&run_dir(&self.node.status_file));
+        let v = volume.clone();
+        let keys = tokio::task::spawn_blocking(move || held.fetch(&v))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                FetchError::NothingHeld(_) => Status::not_found(e.to_string()),
+                other => Status::internal(other.to_string()),
+            })?;
+        tracing::warn!(%caller, %volume, "held recovery key handed out (once)");
+        Ok(Response::new(proto::FetchRecoveryKeyResponse {
+            keys: keys
+                .into_iter()
+                .map(|k| proto::HeldRecoveryKey {
+                    slot: k.slot.get(),
+                    key: String::from_utf8_lossy(k.key.expose()).into_owned(),
+                })
+                .collect(),
+        }))
     }
 
     async fn reboot(

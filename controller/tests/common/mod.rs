@@ -44,7 +44,7 @@ pub fn config(keys: &[&str]) -> VolumeSpec {
 
 pub fn env() -> ProviderEnv {
     ProviderEnv {
-        recovery_handover: false,
+        recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
         node_uuid: Ok(UUID.into()),
         state_salt: Some(StateSalt::new([0x5a; 32])),

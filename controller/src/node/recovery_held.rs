@@ -1,0 +1,185 @@
+//! Recovery keys held for one fetch: a boot that enrols a recovery key with
+//! nobody to show it to keeps it in the node's run-time directory (a tmpfs,
+//! gone at power-off) as `<run dir>/recovery/<volume>.json`, 0600 in a 0700
+//! folder, until an admin runs `volctl -n NODE recovery-key fetch`. The
+//! keyslot's token says `"held": true` until then; a fetch (or the key
+//! typed to open the volume) removes that mark, and a volume unlocked by
+//! another key while it is still there gets a fresh recovery key instead
+//! (the planner's rule), so a key nobody knows never stays enrolled.
+
+use crate::converge::{token_with_id, NewRecoveryKey};
+use crate::device::{self, Access, Contents, DeviceError, LuksDevice, TokenChange};
+use api_types::KeyslotId;
+use providers::Passphrase;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Why a held key could not be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Nothing is held for the volume.
+    #[error("no recovery key is held for `{0}`: it was fetched already, shown when it was enrolled, or enrolled by an earlier boot (the next boot that opens the volume by another key enrols a fresh one to fetch)")]
+    NothingHeld(String),
+    /// The record or the run-time folder could not be read or written.
+    #[error("held recovery key of `{volume}`: {source}")]
+    Io {
+        /// The volume.
+        volume: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The header could not be marked.
+    #[error("cannot mark the recovery key of `{volume}` as seen on {device}: {source}")]
+    Mark {
+        /// The volume.
+        volume: String,
+        /// Its device.
+        device: String,
+        /// Why.
+        #[source]
+        source: Box<DeviceError>,
+    },
+}
+
+/// One volume's held keys, as stored.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    device: PathBuf,
+    keys: Vec<HeldKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HeldKey {
+    slot: KeyslotId,
+    key: String,
+}
+
+impl Drop for HeldKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+/// A key handed out by [`HeldKeys::fetch`].
+#[derive(Debug)]
+pub struct FetchedKey {
+    /// Its keyslot.
+    pub slot: KeyslotId,
+    /// The key, as a person types it.
+    pub key: Passphrase,
+}
+
+/// The held keys of a node.
+#[derive(Debug, Clone)]
+pub struct HeldKeys {
+    dir: PathBuf,
+}
+
+impl HeldKeys {
+    /// The keys held under the run-time directory `run_dir` (`/run/volctl`).
+    pub fn in_run_dir(run_dir: &Path) -> Self {
+        HeldKeys {
+            dir: run_dir.join("recovery"),
+        }
+    }
+
+    fn record(&self, volume: &str) -> PathBuf {
+        self.dir.join(format!("{volume}.json"))
+    }
+
+    /// Holds `keys` of `volume` on `device` (replacing what was held for it).
+    pub fn hold(
+        &self,
+        volume: &str,
+        device: &Path,
+        keys: &[NewRecoveryKey],
+    ) -> std::io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        let record = Record {
+            device: device.to_path_buf(),
+            keys: keys
+                .iter()
+                .map(|k| HeldKey {
+                    slot: k.slot,
+                    key: String::from_utf8_lossy(k.key.expose()).into_owned(),
+                })
+                .collect(),
+        };
+        let text = Zeroizing::new(serde_json::to_vec(&record)?);
+        let tmp = self.dir.join(format!(".{volume}.json.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.record(volume))
+    }
+
+    /// Hands out the keys held for `volume`, once: marks each slot seen on
+    /// the header first (so a key handed out is never replaced), then
+    /// forgets them.
+    pub fn fetch(&self, volume: &str) -> Result<Vec<FetchedKey>, FetchError> {
+        let io = |source| FetchError::Io {
+            volume: volume.to_string(),
+            source,
+        };
+        let path = self.record(volume);
+        let text = match std::fs::read(&path) {
+            Ok(t) => Zeroizing::new(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FetchError::NothingHeld(volume.to_string()))
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let record: Record = serde_json::from_slice(&text).map_err(|e| io(e.into()))?;
+        let mark = |source| FetchError::Mark {
+            volume: volume.to_string(),
+            device: record.device.display().to_string(),
+            source: Box::new(source),
+        };
+        let dev = device::open(&record.device, Access::ReadWrite, None).map_err(mark)?;
+        for k in &record.keys {
+            mark_seen(dev.as_ref(), k.slot).map_err(mark)?;
+        }
+        std::fs::remove_file(&path).map_err(io)?;
+        Ok(record
+            .keys
+            .iter()
+            .map(|k| FetchedKey {
+                slot: k.slot,
+                key: Passphrase::new(k.key.as_bytes().to_vec()),
+            })
+            .collect())
+    }
+}
+
+/// Removes the `held` mark from the token of recovery slot `slot` (a token
+/// write; the binding and owner tag do not cover it). Returns whether there
+/// was a mark.
+pub fn mark_seen(dev: &dyn LuksDevice, slot: KeyslotId) -> Result<bool, DeviceError> {
+    let Contents::Luks2(h) = dev.contents()? else {
+        return Ok(false);
+    };
+    let Some((id, mut token)) = token_with_id(&h, slot) else {
+        return Ok(false);
+    };
+    if !providers::recovery::is_held(&token.data) {
+        return Ok(false);
+    }
+    if let Some(o) = token.data.as_object_mut() {
+        o.remove(providers::recovery::HELD);
+    }
+    let json = serde_json::to_value(&token).expect("a token serializes");
+    dev.token(TokenChange::Replace(id, &json))?;
+    Ok(true)
+}
