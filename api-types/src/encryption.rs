@@ -59,9 +59,19 @@ pub struct Encryption {
     /// Accept a `static` key on STATE, whose config is kept in clear on META.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_static_key_on_state: Option<bool>,
+    /// Encrypt a volume that holds an ext4 filesystem in place (shrink it
+    /// by 32 MiB, then LUKS2 reencryption with a data shift) instead of
+    /// waiting for a wipe. volctl's own field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_place: Option<bool>,
 }
 
 impl Encryption {
+    /// Whether a volume holding data is encrypted in place (`inPlace`).
+    pub fn in_place(&self) -> bool {
+        self.in_place == Some(true)
+    }
+
     /// The cipher in effect.
     pub fn cipher(&self) -> &str {
         self.cipher.as_deref().unwrap_or(DEFAULT_CIPHER)

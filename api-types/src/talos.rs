@@ -33,6 +33,7 @@ fn encryption_extensions(e: &Encryption, out: &mut Vec<(String, String)>) {
     for (set, field) in [
         (e.pbkdf.is_some(), "pbkdf"),
         (e.allow_discards.is_some(), "allowDiscards"),
+        (e.in_place.is_some(), "inPlace"),
         (
             e.allow_static_key_on_state.is_some(),
             "allowStaticKeyOnState",

@@ -18,6 +18,7 @@ pub mod boot;
 pub mod converge;
 pub mod device;
 pub mod enable;
+pub mod inplace;
 mod io;
 pub mod luks2;
 pub mod node;

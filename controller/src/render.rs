@@ -13,6 +13,13 @@ pub fn outcome_text(o: &Outcome) -> String {
         Some((slot, kind)) => {
             let _ = writeln!(s, "  unlocked by slot {slot} ({kind})");
         }
+        None if matches!(
+            o.plan.actions.first(),
+            Some(crate::converge::plan::Action::EncryptInPlace { .. })
+        ) =>
+        {
+            let _ = writeln!(s, "  device holds ext4: it is encrypted in place (inPlace)");
+        }
         None => {
             let _ = writeln!(s, "  device is blank: it will be formatted as LUKS2");
         }
@@ -25,6 +32,13 @@ pub fn outcome_text(o: &Outcome) -> String {
     }
     if o.plan.is_empty() {
         let _ = writeln!(s, "  = nothing to change");
+    }
+    if let Some(e) = &o.encrypted {
+        let _ = writeln!(
+            s,
+            "  encrypted {} MiB in place in {:.1} s ({:.0} MiB/s)",
+            e.mib, e.seconds, e.rate.0
+        );
     }
     let _ = writeln!(s, "  KDF runs: {}", o.kdf_runs);
     s

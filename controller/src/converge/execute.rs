@@ -38,12 +38,17 @@ pub(super) struct Executor<'a> {
     pub device: &'a Arc<dyn LuksDevice>,
     /// Keys already in hand, by the slot they are for (asked for no more).
     pub premade: BTreeMap<KeyslotId, Passphrase>,
+    /// The slot that opened the volume and its passphrase (a resumed
+    /// encryption starts by it).
+    pub unlock: Option<(KeyslotId, Passphrase)>,
+    /// What an in-place encryption this run made did.
+    pub encrypted: Option<super::in_place::Encrypted>,
 }
 
 impl Executor<'_> {
     /// Carries out `plan`, dropping what cannot be done now into its notes.
     /// Returns the recovery keys it enrolled, for their one showing.
-    pub async fn run(&self, plan: &mut Plan) -> Result<Vec<NewRecoveryKey>, ConvergeError> {
+    pub async fn run(&mut self, plan: &mut Plan) -> Result<Vec<NewRecoveryKey>, ConvergeError> {
         let mut enrolled = self.make_keys(plan).await?;
         let mut recovery = Vec::new();
         let binder = Binder::new(self.volume_key);
@@ -60,7 +65,7 @@ impl Executor<'_> {
                     recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
                 }
                 Action::Replace { slot, .. } | Action::Reseal { slot, .. } => {
-                    let (_, kind) = action.new_key().expect("replacing enrols a key");
+                    let (_, kind) = action.new_keys()[0];
                     let e = enrolled.remove(&slot).expect("made above");
                     let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
                     self.remove(slot).await?;
@@ -89,6 +94,13 @@ impl Executor<'_> {
                 Action::Remove { slot, .. } | Action::RemoveSpare { slot, .. } => {
                     self.remove(slot).await?
                 }
+                Action::EncryptInPlace { slots, .. } => {
+                    self.encrypted = Some(self.encrypt_in_place(&slots, &mut enrolled).await?);
+                }
+                Action::ResumeEncryption { .. } => {
+                    let (slot, pass) = self.unlock.clone().expect("a resumed volume was unlocked");
+                    self.encrypted = Some(self.finish(slot, pass).await?);
+                }
                 Action::RemoveOrphanToken { token } => {
                     blocking(self.device, move |d| d.token(TokenChange::Remove(token))).await?;
                 }
@@ -110,7 +122,7 @@ impl Executor<'_> {
     ) -> Result<BTreeMap<KeyslotId, Enrolled>, ConvergeError> {
         let mut enrolled = BTreeMap::new();
         let mut skipped = Vec::new();
-        for (slot, kind) in plan.actions.iter().filter_map(Action::new_key) {
+        for (slot, kind) in plan.actions.iter().flat_map(Action::new_keys) {
             if enrolled.contains_key(&slot) {
                 continue;
             }
@@ -148,13 +160,18 @@ impl Executor<'_> {
         }
     }
 
-    async fn format(&self) -> Result<(), ConvergeError> {
-        let params = FormatParams {
+    /// The new header's parameters, from the config.
+    pub(super) fn format_params(&self) -> FormatParams {
+        FormatParams {
             cipher: self.spec.encryption.cipher().to_string(),
             sector_size: self.spec.encryption.block_size.unwrap_or(0),
             label: self.spec.label.clone(),
             pbkdf: pbkdf::from_config(self.spec).unwrap_or(PbkdfChoice::Benchmark),
-        };
+        }
+    }
+
+    async fn format(&self) -> Result<(), ConvergeError> {
+        let params = self.format_params();
         let vk = self.volume_key.clone();
         blocking(self.device, move |d| d.format(&params, &vk)).await
     }
@@ -283,13 +300,52 @@ fn token_json(
     binder: &Binder,
     keyslot_salt: &str,
 ) -> Result<serde_json::Value, ConvergeError> {
+    Ok(token_parts(key, slot, data, binder)?.with_owner(binder, keyslot_salt))
+}
+
+/// A token but for its owner tag, which covers the keyslot's salt (known
+/// once the keyslot is written).
+pub(super) struct TokenParts {
+    pub slot: KeyslotId,
+    kind: KeySource,
+    lock_to_state: bool,
+    data: serde_json::Value,
+    binding: String,
+}
+
+impl TokenParts {
+    /// The whole token, for the keyslot whose salt is `keyslot_salt`.
+    pub fn with_owner(&self, binder: &Binder, keyslot_salt: &str) -> serde_json::Value {
+        let owner = binder.owner(self.slot, keyslot_salt);
+        let token = VolctlToken::new(
+            self.slot,
+            self.kind,
+            self.lock_to_state,
+            self.data.clone(),
+            self.binding.clone(),
+            owner,
+        );
+        serde_json::to_value(token).expect("token serialises")
+    }
+}
+
+/// The token of `slot` holding `key`, but for its owner tag.
+pub(super) fn token_parts(
+    key: &Key,
+    slot: KeyslotId,
+    data: serde_json::Value,
+    binder: &Binder,
+) -> Result<TokenParts, ConvergeError> {
     let kind = key.spec.kind.source();
     let material = key
         .provider
         .binding_material(&key.ctx)
         .map_err(|source| ConvergeError::Provider { slot, source })?;
-    let binding = binder.compute(slot, kind, key.spec.lock_to_state, material.expose());
-    let owner = binder.owner(slot, keyslot_salt);
-    let token = VolctlToken::new(slot, kind, key.spec.lock_to_state, data, binding, owner);
-    Ok(serde_json::to_value(token).expect("token serialises"))
+    Ok(TokenParts {
+        slot,
+        kind,
+        lock_to_state: key.spec.lock_to_state,
+        data,
+        binding: binder.compute(slot, kind, key.spec.lock_to_state, material.expose()),
+    })
 }

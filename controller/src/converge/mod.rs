@@ -5,8 +5,10 @@
 //! Every other managed slot is checked by its token's binding.
 
 mod execute;
+mod in_place;
 pub(crate) use execute::token_with_id;
 pub use execute::NewRecoveryKey;
+pub use in_place::Encrypted;
 mod keys;
 mod observe;
 mod pbkdf;
@@ -105,6 +107,9 @@ pub enum ConvergeError {
     /// The device failed, or its header could not be read.
     #[error(transparent)]
     Device(DeviceError),
+    /// An in-place encryption cannot be done (nothing was written).
+    #[error(transparent)]
+    InPlace(#[from] crate::inplace::InPlaceError),
 }
 
 /// What a run found and did.
@@ -130,6 +135,9 @@ pub struct Outcome {
     pub seqid: (Option<u64>, Option<u64>),
     /// Active keyslots after the run.
     pub keyslots: Vec<KeyslotId>,
+    /// What an in-place encryption by this run did (`inPlace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<Encrypted>,
     /// Recovery keys enrolled by this run, for their one showing (never
     /// serialised, zeroized on drop).
     #[serde(skip)]
@@ -191,6 +199,8 @@ struct Prepared {
     /// Keys already in hand for slots the plan enrols (the passphrase typed
     /// into a spare slot, finishing a cut passphrase change).
     premade: BTreeMap<KeyslotId, Passphrase>,
+    /// The slot that opened the volume, and its passphrase.
+    unlock: Option<(KeyslotId, Passphrase)>,
 }
 
 /// Converges one volume and returns its volume key too, so the caller can
@@ -210,9 +220,9 @@ pub async fn converge_and_unlock(
         other => prepare_blank(spec, other, &desired, &device).await?,
     };
     let applied = mode == Mode::Apply && !p.plan.is_empty();
-    let mut recovery_keys = Vec::new();
+    let (mut recovery_keys, mut encrypted) = (Vec::new(), None);
     if applied {
-        recovery_keys = run_plan(spec, &keys, &mut p, &device).await?;
+        (recovery_keys, encrypted) = run_plan(spec, &keys, &mut p, &device).await?;
     }
     let outcome = outcome(spec, &device, p.header.as_ref(), kdf_before, mode).await?;
     Ok((
@@ -222,32 +232,36 @@ pub async fn converge_and_unlock(
             plan: p.plan,
             applied,
             recovery_keys,
+            encrypted,
             ..outcome
         },
         p.volume_key,
     ))
 }
 
-/// Carries out the prepared plan.
+/// Carries out the prepared plan; returns the recovery keys it enrolled
+/// and what an in-place encryption did.
 async fn run_plan(
     spec: &VolumeSpec,
     keys: &[keys::Key],
     p: &mut Prepared,
     device: &Arc<dyn LuksDevice>,
-) -> Result<Vec<NewRecoveryKey>, ConvergeError> {
+) -> Result<(Vec<NewRecoveryKey>, Option<Encrypted>), ConvergeError> {
     let mut plan = std::mem::take(&mut p.plan);
-    let ran = execute::Executor {
+    let mut executor = execute::Executor {
         spec,
         keys,
         header: p.header.as_ref(),
         volume_key: &p.volume_key,
         device,
         premade: std::mem::take(&mut p.premade),
-    }
-    .run(&mut plan)
-    .await;
+        unlock: p.unlock.clone(),
+        encrypted: None,
+    };
+    let ran = executor.run(&mut plan).await;
+    let encrypted = executor.encrypted;
     p.plan = plan;
-    ran
+    ran.map(|r| (r, encrypted))
 }
 
 /// The outcome's facts read from the device after a run (plan and flags
@@ -275,6 +289,7 @@ async fn outcome(
         seqid: (before.map(|h| h.seqid), seq_after),
         keyslots,
         recovery_keys: Vec::new(),
+        encrypted: None,
     })
 }
 
@@ -288,6 +303,9 @@ async fn prepare_blank(
 ) -> Result<Prepared, ConvergeError> {
     let path = device.path().display().to_string();
     match contents {
+        Contents::Foreign(found) if spec.encryption.in_place() => {
+            return prepare_in_place(spec, &found, desired, device).await
+        }
         Contents::Foreign(found) => return Err(ConvergeError::NotBlank { path, found }),
         Contents::UnfinishedFormat(why) => {
             tracing::warn!(device = %path, "formatting again: {why}")
@@ -308,7 +326,40 @@ async fn prepare_blank(
         volume_key: VolumeKey::new(random_bytes(spec.encryption.key_size().len())),
         unlocked_by: None,
         premade: BTreeMap::new(),
+        unlock: None,
     })
+}
+
+/// A device holding a filesystem, with `inPlace`: plan its encryption in
+/// place (nothing is written; refusals name the alternative).
+async fn prepare_in_place(
+    spec: &VolumeSpec,
+    found: &str,
+    desired: &[DesiredSlot],
+    device: &Arc<dyn LuksDevice>,
+) -> Result<Prepared, ConvergeError> {
+    let size = blocking(device, |d| d.size()).await?;
+    let prep = crate::inplace::prepare(device.path(), found, size)?;
+    let work = plan::Reencryption {
+        shrink_mib: prep.shrink_mib(),
+        data_mib: prep.data_bytes() >> 20,
+        eta_seconds: eta(spec, prep.data_bytes()),
+    };
+    Ok(Prepared {
+        header: None,
+        plan: plan::plan_in_place(desired, work)?,
+        volume_key: VolumeKey::new(random_bytes(spec.encryption.key_size().len())),
+        unlocked_by: None,
+        premade: BTreeMap::new(),
+        unlock: None,
+    })
+}
+
+/// Seconds `bytes` of reencryption take, from the cipher's speed here.
+fn eta(spec: &VolumeSpec, bytes: u64) -> Option<u64> {
+    let key = spec.encryption.key_size().len();
+    crate::inplace::estimate::cipher_speed(spec.encryption.cipher(), key)
+        .map(|s| s.seconds_for(bytes))
 }
 
 /// A LUKS2 volume: check its header, unlock once, check every other slot by
@@ -328,10 +379,15 @@ async fn prepare_existing(
     let mut observed = observe::observe(&h);
     let unlocked = unlock_any(spec, &h, keys, desired, &observed, device, env).await?;
     let (slot, vk) = (unlocked.slot, unlocked.volume_key);
+    let resume = resumed_encryption(spec, &h, &vk, device)?;
     let binder = Binder::new(&vk);
     observe::authenticate(&h, &mut observed, &binder);
     observe::check_bindings(&h, &mut observed, keys, &binder);
     let mut plan = plan::plan_converge(desired, &observed, slot);
+    if let Some(work) = resume {
+        plan.actions
+            .insert(0, plan::Action::ResumeEncryption { work });
+    }
     let probe = unlock::check_tpm_slots(&h, keys, &observed, slot).await;
     plan.notes.extend(probe.notes);
     reseal_changed(&mut plan, keys, probe.pcr_changed);
@@ -341,10 +397,10 @@ async fn prepare_existing(
         .map(|k| k.spec.kind.source())
         .or_else(|| observed.kind_of(slot));
     let mut premade = BTreeMap::new();
-    if let (Some(typed), Some(of)) = (unlocked.typed, typed::spare_for(&h, &observed, slot)) {
+    if let (true, Some(of)) = (unlocked.typed, typed::spare_for(&h, &observed, slot)) {
         if desired.iter().any(|d| d.slot == of && Some(d.kind) == kind) {
             plan.finish_replacement(of, slot, observed.slots.contains_key(&of), kind);
-            premade.insert(of, typed);
+            premade.insert(of, unlocked.passphrase.clone());
         }
     }
     Ok(Prepared {
@@ -353,7 +409,36 @@ async fn prepare_existing(
         volume_key: vk,
         unlocked_by: kind.map(|k| (slot, k)),
         premade,
+        unlock: Some((slot, unlocked.passphrase)),
     })
+}
+
+/// The rest of an in-place encryption the header records, once its proof
+/// verifies with the volume key (before anything is written or activated);
+/// a reencryption volctl cannot prove it started is refused.
+fn resumed_encryption(
+    spec: &VolumeSpec,
+    h: &Luks2Header,
+    vk: &VolumeKey,
+    device: &Arc<dyn LuksDevice>,
+) -> Result<Option<plan::Reencryption>, ConvergeError> {
+    if !h.in_reencryption() {
+        return Ok(None);
+    }
+    if !crate::luks2::reencryption::proven(h, vk) {
+        return Err(ConvergeError::UntrustedHeader {
+            path: device.path().display().to_string(),
+            reason: CheckError::Reencryption(
+                "its volctl-reencrypt token does not verify with this volume's key (forged, or copied from another volume)".into(),
+            ),
+        });
+    }
+    let left = crate::luks2::reencryption::plaintext_bytes(&h.json);
+    Ok(Some(plan::Reencryption {
+        shrink_mib: 0,
+        data_mib: left >> 20,
+        eta_seconds: eta(spec, left),
+    }))
 }
 
 /// TPM slots whose PCRs changed are re-sealed when their config allows it.
@@ -376,8 +461,10 @@ fn reseal_changed(plan: &mut Plan, keys: &[keys::Key], changed: Vec<KeyslotId>) 
 struct Unlocked {
     slot: KeyslotId,
     volume_key: VolumeKey,
-    /// The typed answer, when a person's key opened it.
-    typed: Option<Passphrase>,
+    /// The passphrase that opened it.
+    passphrase: Passphrase,
+    /// Whether a person typed it.
+    typed: bool,
 }
 
 /// Unattended keys first; when none opens and the header has typed slots,
@@ -392,11 +479,12 @@ async fn unlock_any(
     env: &ProviderEnv,
 ) -> Result<Unlocked, ConvergeError> {
     let tried = match unlock::unlock(h, keys, desired, observed, device).await {
-        Ok((slot, volume_key)) => {
+        Ok((slot, volume_key, passphrase)) => {
             return Ok(Unlocked {
                 slot,
                 volume_key,
-                typed: None,
+                passphrase,
+                typed: false,
             })
         }
         Err(ConvergeError::NoKeyOpens { tried, .. })
@@ -420,7 +508,8 @@ async fn unlock_any(
     Ok(Unlocked {
         slot: t.slot,
         volume_key: t.volume_key,
-        typed: Some(t.passphrase),
+        passphrase: t.passphrase,
+        typed: true,
     })
 }
 

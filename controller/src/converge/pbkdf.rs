@@ -12,7 +12,7 @@ pub(super) fn for_new_slot(spec: &VolumeSpec, h: Option<&Luks2Header>) -> PbkdfC
     if let Some(c) = from_config(spec) {
         return c;
     }
-    let Some(ks) = h.and_then(|h| h.json.keyslots.values().next()) else {
+    let Some(ks) = h.and_then(|h| h.keyslot_numbers().first().and_then(|n| h.keyslot(*n))) else {
         return PbkdfChoice::Benchmark;
     };
     let kdf = &ks.kdf;

@@ -167,6 +167,24 @@ pub enum Action {
         /// Keyslot.
         slot: KeyslotId,
     },
+    /// Encrypt the ext4 filesystem the device holds, in place
+    /// (`inPlace`): shrink it if it reaches into the header's room, write
+    /// the header with the keys of `slots` and volctl's proof, then
+    /// reencrypt with a data shift (docs/migration.md).
+    EncryptInPlace {
+        /// The keys the header starts with.
+        slots: Vec<NewSlot>,
+        /// Sizes and the time estimate.
+        #[serde(flatten)]
+        work: Reencryption,
+    },
+    /// Finish the in-place encryption the header records (a run was cut
+    /// short): resumed where it stopped, before anything else.
+    ResumeEncryption {
+        /// Sizes and the time estimate.
+        #[serde(flatten)]
+        work: Reencryption,
+    },
     /// Delete a volctl token whose keyslot is gone.
     RemoveOrphanToken {
         /// Token id.
@@ -174,15 +192,38 @@ pub enum Action {
     },
 }
 
+/// A key an in-place encryption's header starts with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewSlot {
+    /// Keyslot.
+    pub slot: KeyslotId,
+    /// Kind.
+    pub kind: KeySource,
+    /// lockToSTATE.
+    pub lock_to_state: bool,
+}
+
+/// The work of an in-place encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Reencryption {
+    /// MiB the ext4 filesystem shrinks by first.
+    pub shrink_mib: u64,
+    /// MiB still to encrypt.
+    pub data_mib: u64,
+    /// Estimated seconds, from the cipher's speed measured here (the disk
+    /// makes it slower); `None` when it cannot be measured.
+    pub eta_seconds: Option<u64>,
+}
+
 impl Action {
     /// Whether this action runs the PBKDF (enrols a keyslot).
     pub fn runs_kdf(&self) -> bool {
-        self.new_key().is_some()
+        !self.new_keys().is_empty() || matches!(self, Action::ResumeEncryption { .. })
     }
 
-    /// The configured key this action enrols (its slot in the config, and
-    /// its kind), if it enrols one: made once, before anything is written.
-    pub fn new_key(&self) -> Option<(KeyslotId, KeySource)> {
+    /// The configured keys this action enrols (their slots in the config,
+    /// and kinds): made once, before anything is written.
+    pub fn new_keys(&self) -> Vec<(KeyslotId, KeySource)> {
         match self {
             Action::Add { slot, kind, .. }
             | Action::Replace { slot, kind, .. }
@@ -190,9 +231,12 @@ impl Action {
                 replaces: slot,
                 kind,
                 ..
-            } => Some((*slot, *kind)),
-            Action::Reseal { slot, .. } => Some((*slot, KeySource::Tpm)),
-            _ => None,
+            } => vec![(*slot, *kind)],
+            Action::Reseal { slot, .. } => vec![(*slot, KeySource::Tpm)],
+            Action::EncryptInPlace { slots, .. } => {
+                slots.iter().map(|s| (s.slot, s.kind)).collect()
+            }
+            _ => vec![],
         }
     }
 
@@ -201,7 +245,8 @@ impl Action {
     pub fn key_slot(&self) -> Option<KeyslotId> {
         match self {
             Action::RemoveSpare { replaced, .. } => Some(*replaced),
-            other => other.new_key().map(|(slot, _)| slot),
+            Action::EncryptInPlace { .. } => None,
+            other => other.new_keys().first().map(|(slot, _)| *slot),
         }
     }
 
@@ -216,7 +261,10 @@ impl Action {
             | Action::Reseal { slot, .. }
             | Action::MarkSeen { slot }
             | Action::RemoveSpare { slot, .. } => Some(*slot),
-            Action::Format | Action::RemoveOrphanToken { .. } => None,
+            Action::Format
+            | Action::RemoveOrphanToken { .. }
+            | Action::EncryptInPlace { .. }
+            | Action::ResumeEncryption { .. } => None,
         }
     }
 }
@@ -427,6 +475,32 @@ pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
         return Err(PlanError::NothingToEnrol(reasons.join("; ")));
     }
     Ok(plan)
+}
+
+/// Plans the in-place encryption of a device holding ext4: the header
+/// starts with every key that can be produced now (as a format would).
+pub fn plan_in_place(desired: &[DesiredSlot], work: Reencryption) -> Result<Plan, PlanError> {
+    let formatted = plan_format(desired)?;
+    let slots = formatted
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add {
+                slot,
+                kind,
+                lock_to_state,
+            } => Some(NewSlot {
+                slot: *slot,
+                kind: *kind,
+                lock_to_state: *lock_to_state,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Plan {
+        actions: vec![Action::EncryptInPlace { slots, work }],
+        notes: formatted.notes,
+    })
 }
 
 /// Where an action goes in the plan's order.
@@ -676,10 +750,38 @@ impl std::fmt::Display for Action {
                 f,
                 "~ mark the recovery key of slot {slot} as seen: it was typed to open the volume"
             ),
+            Action::EncryptInPlace { slots, work } => {
+                let keys: Vec<String> = slots
+                    .iter()
+                    .map(|s| format!("{} ({})", s.slot, kind_text(s.kind, s.lock_to_state)))
+                    .collect();
+                write!(
+                    f,
+                    "+ encrypt in place ({work}); keys in slots {}",
+                    keys.join(", ")
+                )
+            }
+            Action::ResumeEncryption { work } => {
+                write!(f, "~ finish the in-place encryption ({work})")
+            }
             Action::RemoveOrphanToken { token } => write!(
                 f,
                 "- remove token {token}: a volctl token bound to no keyslot of its own"
             ),
+        }
+    }
+}
+
+impl std::fmt::Display for Reencryption {
+    /// `shrink ext4 by 32 MiB, reencrypt 992 MiB, about 9 s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.shrink_mib > 0 {
+            write!(f, "shrink ext4 by {} MiB, ", self.shrink_mib)?;
+        }
+        write!(f, "reencrypt {} MiB", self.data_mib)?;
+        match self.eta_seconds {
+            Some(s) => write!(f, ", about {s} s"),
+            None => Ok(()),
         }
     }
 }

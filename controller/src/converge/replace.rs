@@ -80,7 +80,7 @@ pub async fn replace_key(
         ));
     };
     let present = h.keyslot(target).is_some();
-    let spare = spare_slot(&h.keyslot_numbers(), &keys).ok_or(ReplaceError::NoSpareSlot)?;
+    let spare = spare_slot(&h.occupied_slots(), &keys).ok_or(ReplaceError::NoSpareSlot)?;
     let mut p = super::prepare_existing(spec, *h, &keys, &desired, &device, env).await?;
     let key = keys::key_for(&keys, target);
     let new = key
@@ -100,7 +100,7 @@ pub async fn replace_key(
     }
     p.plan = replacement_plan(target, spare, kind, present);
     p.premade = BTreeMap::from([(target, new.passphrase)]);
-    let recovery_keys = run_plan(spec, &keys, &mut p, &device).await?;
+    let (recovery_keys, _) = run_plan(spec, &keys, &mut p, &device).await?;
     let o = outcome(spec, &device, p.header.as_ref(), kdf_before, Mode::Apply).await?;
     Ok(Outcome {
         unlocked_by: p.unlocked_by,

@@ -12,6 +12,7 @@ use crate::luks2::binding::VolumeKey;
 use crate::luks2::header::Luks2Header;
 use api_types::KeyslotId;
 use api_types::{KeySize, KeySource};
+use providers::Passphrase;
 use std::sync::Arc;
 
 /// The slot that opened the volume, and the volume key.
@@ -21,7 +22,7 @@ pub(super) async fn unlock(
     desired: &[DesiredSlot],
     observed: &ObservedKeyslots,
     device: &Arc<dyn LuksDevice>,
-) -> Result<(KeyslotId, VolumeKey), ConvergeError> {
+) -> Result<(KeyslotId, VolumeKey, Passphrase), ConvergeError> {
     let mut tried = Vec::new();
     for slot in plan::unlock_order(desired, observed) {
         let key = key_for(keys, slot);
@@ -39,10 +40,11 @@ pub(super) async fn unlock(
         let size = h
             .keyslot(slot)
             .map_or(KeySize::from_bits(512), |k| k.size());
-        match blocking(device, move |d| d.volume_key(slot, size, pass.expose())).await {
+        let p = pass.clone();
+        match blocking(device, move |d| d.volume_key(slot, size, p.expose())).await {
             Ok(vk) => {
                 tracing::info!(slot = slot.get(), kind = %kind, "unlocked");
-                return Ok((slot, vk));
+                return Ok((slot, vk, pass));
             }
             Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => {
                 tried.push(format!("slot {slot} ({kind}): wrong key"))

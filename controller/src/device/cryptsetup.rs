@@ -48,10 +48,10 @@ pub fn deactivate(name: &str) -> Result<(), DeviceError> {
 
 /// [`LuksDevice`] on libcryptsetup: a block device or an image file.
 pub struct CryptsetupDevice {
-    path: PathBuf,
+    pub(super) path: PathBuf,
     access: Access,
     expect: Option<Encryption>,
-    kdf_runs: AtomicU64,
+    pub(super) kdf_runs: AtomicU64,
 }
 
 impl CryptsetupDevice {
@@ -68,11 +68,11 @@ impl CryptsetupDevice {
         }
     }
 
-    fn path_s(&self) -> String {
+    pub(super) fn path_s(&self) -> String {
         self.path.display().to_string()
     }
 
-    fn fail(&self, op: &'static str, e: LibcryptErr) -> DeviceError {
+    pub(super) fn fail(&self, op: &'static str, e: LibcryptErr) -> DeviceError {
         DeviceError::Failed {
             op,
             path: self.path_s(),
@@ -80,7 +80,7 @@ impl CryptsetupDevice {
         }
     }
 
-    fn io(&self, what: &'static str) -> impl Fn(std::io::Error) -> DeviceError + '_ {
+    pub(super) fn io(&self, what: &'static str) -> impl Fn(std::io::Error) -> DeviceError + '_ {
         move |source| DeviceError::Io {
             what,
             path: self.path_s(),
@@ -88,7 +88,7 @@ impl CryptsetupDevice {
         }
     }
 
-    fn writable(&self, op: &'static str) -> Result<(), DeviceError> {
+    pub(super) fn writable(&self, op: &'static str) -> Result<(), DeviceError> {
         match self.access {
             Access::ReadWrite => Ok(()),
             Access::ReadOnly => Err(DeviceError::ReadOnly {
@@ -115,7 +115,7 @@ impl CryptsetupDevice {
     }
 
     /// Loads the device itself, for a change, and checks what was loaded.
-    fn load_for_change(&self, op: &'static str) -> Result<CryptDevice, DeviceError> {
+    pub(super) fn load_for_change(&self, op: &'static str) -> Result<CryptDevice, DeviceError> {
         self.writable(op)?;
         let mut dev = CryptInit::init(&self.path).map_err(|e| self.fail(op, e))?;
         dev.context_handle()
@@ -264,12 +264,12 @@ impl CryptsetupDevice {
 }
 
 /// The header libcryptsetup loaded in `dev`, from its own JSON.
-fn loaded_header(dev: &mut CryptDevice) -> Result<Luks2Header, String> {
+pub(super) fn loaded_header(dev: &mut CryptDevice) -> Result<Luks2Header, String> {
     let json = dev.status_handle().dump_json().map_err(|e| describe(&e))?;
     Luks2Header::from_json(0, json)
 }
 
-fn describe(e: &LibcryptErr) -> String {
+pub(super) fn describe(e: &LibcryptErr) -> String {
     match e {
         LibcryptErr::IOError(io) => match io.raw_os_error() {
             Some(libc::EPERM) => "no key matched (EPERM)".into(),
@@ -447,6 +447,19 @@ impl LuksDevice for CryptsetupDevice {
             .map_err(|e| self.fail(op, e))
     }
 
+    fn start_encryption(&self, start: &super::EncryptionStart<'_>) -> Result<(), DeviceError> {
+        self.start_encryption_impl(start)
+    }
+
+    fn run_reencryption(
+        &self,
+        slot: KeyslotId,
+        passphrase: &[u8],
+        progress: super::Progress<'_>,
+    ) -> Result<(), DeviceError> {
+        self.run_reencryption_impl(slot, passphrase, progress)
+    }
+
     fn activate(
         &self,
         name: &str,
@@ -465,7 +478,7 @@ impl LuksDevice for CryptsetupDevice {
     }
 }
 
-fn pbkdf_type(c: PbkdfCost) -> CryptPbkdfType {
+pub(super) fn pbkdf_type(c: PbkdfCost) -> CryptPbkdfType {
     CryptPbkdfType {
         type_: match c.kind {
             PbkdfKind::Argon2id => CryptKdf::Argon2Id,

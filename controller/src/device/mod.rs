@@ -11,6 +11,7 @@
 mod cryptsetup;
 mod power_cut;
 mod probe;
+mod reencrypt;
 mod shadow;
 #[cfg(any(test, feature = "sim"))]
 mod sim;
@@ -77,6 +78,23 @@ pub trait LuksDevice: Send + Sync {
     fn destroy_keyslot(&self, slot: KeyslotId) -> Result<(), DeviceError>;
     /// Adds, replaces or removes a token (one header write); returns its id.
     fn token(&self, input: TokenChange<'_>) -> Result<TokenId, DeviceError>;
+    /// Starts encrypting the plaintext on the device in place (offline):
+    /// writes a LUKS2 header holding `start.volume_key`, the keyslots of
+    /// `start.keys`, the tokens `start.tokens` makes, and the record of an
+    /// encryption with a data shift of `start.shift`; a KDF run per key and
+    /// one more. The
+    /// plaintext must end `2 × shift` before the device's end. A cut before
+    /// the end leaves the plaintext as it was, or the header whole.
+    fn start_encryption(&self, start: &EncryptionStart<'_>) -> Result<(), DeviceError>;
+    /// Runs the reencryption the header records to its end (offline), by
+    /// the passphrase of `slot` (one KDF run); resumes where a cut run
+    /// stopped.
+    fn run_reencryption(
+        &self,
+        slot: KeyslotId,
+        passphrase: &[u8],
+        progress: Progress<'_>,
+    ) -> Result<(), DeviceError>;
     /// Activates the volume with dm-crypt as `/dev/mapper/<name>`, by volume
     /// key (no KDF run), after checking once more the header it loaded.
     fn activate(

@@ -103,6 +103,17 @@ impl LuksDevice for PowerCutDevice {
     fn token(&self, change: TokenChange<'_>) -> Result<TokenId, DeviceError> {
         self.wrote(self.inner.token(change))
     }
+    fn start_encryption(&self, start: &super::EncryptionStart<'_>) -> Result<(), DeviceError> {
+        self.wrote(self.inner.start_encryption(start))
+    }
+    fn run_reencryption(
+        &self,
+        slot: KeyslotId,
+        passphrase: &[u8],
+        progress: super::Progress<'_>,
+    ) -> Result<(), DeviceError> {
+        self.wrote(self.inner.run_reencryption(slot, passphrase, progress))
+    }
     fn activate(
         &self,
         name: &str,

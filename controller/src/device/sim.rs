@@ -383,6 +383,21 @@ impl LuksDevice for SimDevice {
         })
     }
 
+    /// Not simulated: in-place encryption moves data, which the model does
+    /// not hold; its tests run on real headers (image files).
+    fn start_encryption(&self, _start: &super::EncryptionStart<'_>) -> Result<(), DeviceError> {
+        Err(self.err("start in-place encryption", "not simulated"))
+    }
+
+    fn run_reencryption(
+        &self,
+        _slot: KeyslotId,
+        _passphrase: &[u8],
+        _progress: super::Progress<'_>,
+    ) -> Result<(), DeviceError> {
+        Err(self.err("reencrypt", "not simulated"))
+    }
+
     fn activate(
         &self,
         name: &str,

@@ -158,3 +158,30 @@ pub struct ActivationOptions {
     /// Perf flags: `no_read_workqueue`, `no_write_workqueue`, `same_cpu_crypt`.
     pub perf: Vec<String>,
 }
+
+/// How far a reencryption got: `(done, total)` bytes after each step; the
+/// callee returns `false` to stop it (it resumes from the header later).
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) -> bool + Send);
+
+/// Makes the tokens a new in-place header carries (the first keyslot's
+/// token and the reencryption proof) from the header as it is before they
+/// are written.
+pub type TokensFor<'a> =
+    &'a (dyn Fn(&Luks2Header) -> Result<Vec<serde_json::Value>, String> + Sync);
+
+/// What starting an in-place encryption needs (see [`super::LuksDevice::start_encryption`]).
+pub struct EncryptionStart<'a> {
+    /// Cipher, sector size, label and PBKDF costs of the new header.
+    pub format: &'a FormatParams,
+    /// The new volume key.
+    pub volume_key: &'a crate::luks2::binding::VolumeKey,
+    /// The keyslots and their passphrases, enrolled before the
+    /// reencryption is recorded (libcryptsetup refuses new keyslots while
+    /// one is); the first one starts it.
+    pub keys: &'a [(KeyslotId, &'a [u8])],
+    /// The data shift: the LUKS2 header's size; the plaintext must end
+    /// twice this before the device's end.
+    pub shift: u64,
+    /// The tokens to write with the header.
+    pub tokens: TokensFor<'a>,
+}

@@ -74,6 +74,9 @@ pub enum CheckError {
     /// Not exactly one pbkdf2 digest of the segment.
     #[error("the volume-key digest is not one pbkdf2 digest of the data segment ({0})")]
     Digest(String),
+    /// A reencryption volctl did not start, or not of a shape it runs.
+    #[error("the header records a reencryption volctl refuses: {0}")]
+    Reencryption(String),
     /// A keyslot volctl would not have written.
     #[error("keyslot {slot} {what}")]
     Keyslot {
@@ -84,8 +87,12 @@ pub enum CheckError {
     },
 }
 
-/// Checks `j` against `enc`.
+/// Checks `j` against `enc` (an in-progress reencryption by the rules of
+/// [`super::reencryption::check`]).
 pub fn check(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
+    if super::reencryption::in_progress(j) {
+        return super::reencryption::check(j, enc);
+    }
     let seg_id = check_segment(j, enc)?;
     check_config_section(j, enc)?;
     check_digest_and_keyslots(j, enc, &seg_id)
@@ -184,8 +191,26 @@ fn check_digest_and_keyslots(
             digest.kind, digest.segments
         )));
     }
+    for n in j.keyslots.keys() {
+        if !digest.keyslots.contains(n) {
+            return Err(CheckError::Keyslot {
+                slot: n.clone(),
+                what: "is not covered by the volume-key digest".into(),
+            });
+        }
+    }
+    check_keyslots(j, enc)
+}
+
+/// Every keyslot is an ordinary one (a reencryption's own aside) with a
+/// known KDF and the configured key size.
+pub(super) fn check_keyslots(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
     let want = enc.key_size();
-    for (n, ks) in &j.keyslots {
+    let ordinary = j
+        .keyslots
+        .iter()
+        .filter(|(_, k)| k.kind != super::header::REENCRYPT_KEYSLOT);
+    for (n, ks) in ordinary {
         let bad = |what: String| CheckError::Keyslot {
             slot: n.clone(),
             what,
@@ -204,9 +229,6 @@ fn check_digest_and_keyslots(
                 "holds a {} key but the config asks for {want} keys",
                 ks.size()
             )));
-        }
-        if !digest.keyslots.contains(n) {
-            return Err(bad("is not covered by the volume-key digest".into()));
         }
     }
     Ok(())

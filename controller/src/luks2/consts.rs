@@ -8,6 +8,10 @@ pub const TOKEN_VERSION: u32 = 2;
 pub const BINDING_INFO: &[u8] = b"volctl keyslot binding v1";
 /// HKDF info string for the owner-tag key.
 pub const OWNER_INFO: &[u8] = b"volctl token owner v1";
+/// LUKS2 token type of volctl's proof that it started a reencryption.
+pub const REENCRYPT_TOKEN_TYPE: &str = "volctl-reencrypt";
+/// HKDF info string for the reencryption proof key.
+pub const REENCRYPT_INFO: &[u8] = b"volctl reencryption v1";
 
 /// Magic of a primary LUKS header.
 pub const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";

@@ -96,16 +96,24 @@ pub struct Keyslot {
     pub kind: String,
     /// Size of the key it stores (the volume key), bytes.
     pub key_size: u32,
-    /// Anti-forensic splitter.
+    /// Anti-forensic splitter (absent on a `reencrypt` keyslot).
+    #[serde(default)]
     pub af: serde_json::Value,
     /// Key material area.
     pub area: serde_json::Value,
-    /// Key derivation.
+    /// Key derivation (absent on a `reencrypt` keyslot).
+    #[serde(default)]
     pub kdf: Kdf,
+    /// A `reencrypt` keyslot's mode: `encrypt`, `reencrypt` or `decrypt`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// A `reencrypt` keyslot's direction: `forward` or `backward`.
+    #[serde(default)]
+    pub direction: Option<String>,
 }
 
 /// A keyslot's KDF parameters.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Kdf {
     /// `argon2id`, `argon2i` or `pbkdf2`.
     #[serde(rename = "type")]
@@ -144,6 +152,9 @@ pub struct Segment {
     pub sector_size: Option<u32>,
     /// Offset of the data, bytes (as a string in LUKS2 JSON).
     pub offset: String,
+    /// Size in bytes (a string number), or `dynamic` (to the device's end).
+    #[serde(default)]
+    pub size: Option<String>,
     /// Segment flags (e.g. reencryption markers).
     #[serde(default)]
     pub flags: Vec<String>,
@@ -169,6 +180,33 @@ pub struct DigestEntry {
     pub digest: String,
 }
 
+/// The type of an ordinary keyslot.
+pub const LUKS2_KEYSLOT: &str = "luks2";
+/// The type of the keyslot a reencryption keeps its progress in.
+pub const REENCRYPT_KEYSLOT: &str = "reencrypt";
+
+impl Luks2Json {
+    /// The mandatory requirements (`online-reencrypt-v2` while a
+    /// reencryption runs), if any.
+    pub fn requirements(&self) -> Vec<String> {
+        self.config
+            .get("requirements")
+            .and_then(|r| r.get("mandatory"))
+            .and_then(|m| m.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the header carries mandatory requirements.
+    pub fn has_requirements(&self) -> bool {
+        !self.requirements().is_empty()
+    }
+}
+
 impl Keyslot {
     /// The size of the key it stores.
     pub fn size(&self) -> api_types::KeySize {
@@ -190,13 +228,39 @@ impl Kdf {
 }
 
 impl Luks2Header {
-    /// Numbers of the active keyslots.
+    /// Numbers of the active keyslots that hold the volume key (a
+    /// reencryption's own `reencrypt` keyslot is not one).
     pub fn keyslot_numbers(&self) -> Vec<KeyslotId> {
+        self.json
+            .keyslots
+            .iter()
+            .filter(|(_, k)| k.kind == LUKS2_KEYSLOT)
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect()
+    }
+
+    /// Numbers of every keyslot in use, a reencryption's included.
+    pub fn occupied_slots(&self) -> Vec<KeyslotId> {
         self.json
             .keyslots
             .keys()
             .filter_map(|k| k.parse().ok())
             .collect()
+    }
+
+    /// The keyslot of a reencryption in progress, if one is.
+    pub fn reencrypt_keyslot(&self) -> Option<&Keyslot> {
+        self.json
+            .keyslots
+            .values()
+            .find(|k| k.kind == REENCRYPT_KEYSLOT)
+    }
+
+    /// Whether a reencryption (an in-place encryption, a volume-key
+    /// rotation) is recorded in the header: its keyslot, or the requirement
+    /// libcryptsetup sets while one runs.
+    pub fn in_reencryption(&self) -> bool {
+        self.reencrypt_keyslot().is_some() || self.json.has_requirements()
     }
 
     /// A keyslot by number.

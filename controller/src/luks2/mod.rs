@@ -6,5 +6,6 @@ pub mod binding;
 pub mod check;
 pub mod consts;
 pub mod header;
+pub mod reencryption;
 mod strict_json;
 pub mod token;

@@ -1,0 +1,176 @@
+//! Carrying out an in-place encryption (`crate::inplace` has the why):
+//! shrink, start (the header with every key and volctl's proof), run to
+//! the end with progress, then drop the proof. A resumed one only runs
+//! and drops the proof.
+
+use super::execute::{token_parts, Executor, TokenParts};
+use super::keys::key_for;
+use super::plan::NewSlot;
+use super::{blocking, ConvergeError};
+use crate::device::{EncryptionStart, TokenChange};
+use crate::inplace::{self, estimate::MibPerSec};
+use crate::luks2::binding::Binder;
+use crate::luks2::header::Luks2Header;
+use crate::luks2::reencryption::{self, Operation};
+use api_types::KeyslotId;
+use providers::{Enrolled, Passphrase};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What an in-place run did, for the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Encrypted {
+    /// MiB encrypted by this run.
+    pub mib: u64,
+    /// How long it took, seconds.
+    pub seconds: f64,
+    /// Its rate.
+    pub rate: MibPerSec,
+}
+
+impl Executor<'_> {
+    /// Shrinks the filesystem, writes the header with the keys of `slots`
+    /// (those made) and the proof, and runs the encryption to its end.
+    pub(super) async fn encrypt_in_place(
+        &self,
+        slots: &[NewSlot],
+        enrolled: &mut BTreeMap<KeyslotId, Enrolled>,
+    ) -> Result<Encrypted, ConvergeError> {
+        let path = self.device.path().to_path_buf();
+        let size = blocking(self.device, |d| d.size()).await?;
+        let prep = inplace::prepare(&path, "a filesystem", size)?;
+        inplace::shrink(&path, &prep)?;
+        let made: Vec<(KeyslotId, Enrolled)> = slots
+            .iter()
+            .filter_map(|s| Some((s.slot, enrolled.remove(&s.slot)?)))
+            .collect();
+        let first = made.first().map(|(s, e)| (*s, e.passphrase.clone()));
+        let Some((first, passphrase)) = first else {
+            return Err(super::PlanError::NothingToEnrol(
+                "no key could be made; nothing was written".into(),
+            )
+            .into());
+        };
+        self.start(&made).await?;
+        self.finish(first, passphrase).await
+    }
+
+    /// Writes the in-place header: every key made, their tokens, the proof.
+    async fn start(&self, made: &[(KeyslotId, Enrolled)]) -> Result<(), ConvergeError> {
+        let format = self.format_params();
+        let vk = self.volume_key.clone();
+        let binder = Binder::new(&vk);
+        let parts = made
+            .iter()
+            .map(|(slot, e)| {
+                token_parts(
+                    key_for(self.keys, *slot),
+                    *slot,
+                    e.token_data.clone(),
+                    &binder,
+                )
+            })
+            .collect::<Result<Vec<TokenParts>, _>>()?;
+        let keys: Vec<(KeyslotId, Passphrase)> = made
+            .iter()
+            .map(|(s, e)| (*s, e.passphrase.clone()))
+            .collect();
+        blocking(self.device, move |d| {
+            let binder = Binder::new(&vk);
+            let tokens = |h: &Luks2Header| -> Result<Vec<serde_json::Value>, String> {
+                let mut out: Vec<serde_json::Value> = parts
+                    .iter()
+                    .map(|p| {
+                        let salt = h.keyslot(p.slot).map(|k| k.kdf.salt().to_string());
+                        p.with_owner(&binder, &salt.unwrap_or_default())
+                    })
+                    .collect();
+                let proof = reencryption::token_for(h, Operation::Encrypt, &vk)
+                    .ok_or("the new header has no crypt segment")?;
+                out.push(serde_json::to_value(proof).expect("token serialises"));
+                Ok(out)
+            };
+            let pairs: Vec<(KeyslotId, &[u8])> =
+                keys.iter().map(|(s, p)| (*s, p.expose())).collect();
+            d.start_encryption(&EncryptionStart {
+                format: &format,
+                volume_key: &vk,
+                keys: &pairs,
+                shift: inplace::SHIFT,
+                tokens: &tokens,
+            })
+        })
+        .await
+    }
+
+    /// Runs the recorded encryption to its end (by the passphrase of
+    /// `slot`), then removes the proof: an ordinary volume again.
+    pub(super) async fn finish(
+        &self,
+        slot: KeyslotId,
+        passphrase: Passphrase,
+    ) -> Result<Encrypted, ConvergeError> {
+        let name = self.spec.name.clone();
+        let started = Instant::now();
+        let mut reporter = ProgressReport::new(name);
+        let done = blocking(self.device, move |d| {
+            d.run_reencryption(slot, passphrase.expose(), &mut |done, total| {
+                reporter.step(done, total);
+                true
+            })
+            .map(|()| reporter.total)
+        })
+        .await?;
+        let took = started.elapsed();
+        let device = self.device.clone();
+        if let crate::device::Contents::Luks2(h) = blocking(&device, |d| d.contents()).await? {
+            if let Some((id, _)) = reencryption::find_token(&h) {
+                blocking(self.device, move |d| d.token(TokenChange::Remove(id))).await?;
+            }
+        }
+        Ok(Encrypted {
+            mib: done >> 20,
+            seconds: took.as_secs_f64(),
+            rate: MibPerSec::of(done, took),
+        })
+    }
+}
+
+/// Prints how far an encryption got, every tenth of the way.
+struct ProgressReport {
+    volume: String,
+    started: Instant,
+    next: u64,
+    total: u64,
+}
+
+impl ProgressReport {
+    fn new(volume: String) -> Self {
+        ProgressReport {
+            volume,
+            started: Instant::now(),
+            next: 0,
+            total: 0,
+        }
+    }
+
+    fn step(&mut self, done: u64, total: u64) {
+        self.total = total;
+        let tenth = done.saturating_mul(10) / total.max(1);
+        if tenth < self.next {
+            return;
+        }
+        self.next = tenth + 1;
+        let rate = MibPerSec::of(done, self.started.elapsed());
+        let left = rate.seconds_for(total.saturating_sub(done));
+        tracing::info!(volume = %self.volume, done, total, "encrypting in place");
+        eprintln!(
+            "{}: encrypting in place {}% ({}/{} MiB, {:.0} MiB/s, about {left} s left)",
+            self.volume,
+            tenth * 10,
+            done >> 20,
+            total >> 20,
+            rate.0
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! In-place encryption on libcryptsetup, offline (no device-mapper: it
+//! works on image files and block devices alike).
+//!
+//! Starting it follows `cryptsetup reencrypt --encrypt --reduce-device-size`:
+//! a LUKS2 header is made in a private temporary file with the data device
+//! beside it; libcryptsetup records an `encrypt` reencryption (backward,
+//! `datashift` resilience, the first `shift` bytes of data moved to the
+//! free room at the device's end); then the header is written to the
+//! device's head. volctl writes it itself, in two steps, instead of
+//! `crypt_header_restore`: everything but the first 4 KiB (the secondary
+//! copy included), synced, then the first 4 KiB. Cut between the two, the
+//! device still reads as that header (its secondary copy); cut before, it
+//! still holds its filesystem, untouched except for the copy at its end.
+//!
+//! Running it is `crypt_reencrypt_init_by_passphrase` (resume) and
+//! `crypt_reencrypt_run`; libcryptsetup keeps its progress in the header
+//! after each step, so a killed run resumes where it stopped.
+
+use super::cryptsetup::{loaded_header, pbkdf_type, CryptsetupDevice};
+use super::{DeviceError, EncryptionStart, PbkdfChoice, Progress};
+use crate::luks2::consts::LUKS2_SUBSYSTEM;
+use api_types::KeyslotId;
+use libcryptsetup_rs::consts::flags::{CryptReencrypt, CryptVolumeKey};
+use libcryptsetup_rs::consts::vals::{
+    CryptReencryptDirectionInfo, CryptReencryptInfo, CryptReencryptModeInfo, EncryptionFormat,
+};
+use libcryptsetup_rs::{
+    CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptParamsReencrypt, Either,
+    TokenInput,
+};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+/// Bytes of the primary binary header, written last.
+const PRIMARY_BINARY: usize = 4096;
+/// Resilience of an encryption with a data shift: the only one
+/// libcryptsetup allows there (checksum and journal protect a hotzone
+/// rewritten in place; with a shift, the source of every hotzone stays
+/// intact until its copy is committed, so nothing else is needed).
+const RESILIENCE: &str = "datashift";
+const SECTOR: u64 = 512;
+const SECTOR_BYTES: u32 = 512;
+
+/// The reencryption's parameters: to start one (with the new header's
+/// sector size), or to resume one (`sector_size` `None`: the stored
+/// parameters, restated so libcryptsetup finds nothing to update).
+fn params(shift: u64, sector_size: Option<u32>, flags: CryptReencrypt) -> CryptParamsReencrypt {
+    CryptParamsReencrypt {
+        mode: CryptReencryptModeInfo::Encrypt,
+        direction: CryptReencryptDirectionInfo::Backward,
+        resilience: RESILIENCE.into(),
+        hash: "sha256".into(),
+        data_shift: shift / SECTOR,
+        max_hotzone_size: 0,
+        device_size: 0,
+        luks2: sector_size.map(|size| luks2_params(size, None, None)),
+        flags,
+    }
+}
+
+fn luks2_params(
+    sector_size: u32,
+    label: Option<String>,
+    pbkdf: Option<PbkdfChoice>,
+) -> CryptParamsLuks2 {
+    CryptParamsLuks2 {
+        pbkdf: match pbkdf {
+            Some(PbkdfChoice::Fixed(c)) => Some(pbkdf_type(c)),
+            _ => None,
+        },
+        integrity: None,
+        integrity_params: None,
+        data_alignment: 0,
+        data_device: None,
+        sector_size: if sector_size == 0 {
+            SECTOR_BYTES
+        } else {
+            sector_size
+        },
+        label: label.clone(),
+        subsystem: label.map(|_| LUKS2_SUBSYSTEM.to_string()),
+    }
+}
+
+impl CryptsetupDevice {
+    /// See [`super::LuksDevice::start_encryption`].
+    pub(super) fn start_encryption_impl(&self, s: &EncryptionStart<'_>) -> Result<(), DeviceError> {
+        let op = "start in-place encryption";
+        self.writable(op)?;
+        // An unnamed file (O_TMPFILE), reached through /proc: a cut run
+        // leaves no copy of the header behind.
+        let tmp = tempfile::tempfile().map_err(self.io("make a temporary header for"))?;
+        tmp.set_len(PRIMARY_BINARY as u64)
+            .map_err(self.io("make a temporary header for"))?;
+        let tmp_path = PathBuf::from(format!("/proc/self/fd/{}", tmp.as_raw_fd()));
+        let mut dev = CryptInit::init_with_data_device(Either::Right((&tmp_path, &self.path)))
+            .map_err(|e| self.fail(op, e))?;
+        self.format_detached(&mut dev, s)?;
+        let Some((first, passphrase)) = s.keys.first() else {
+            return Err(self.failed(op, "no key to start it with".into()));
+        };
+        // Tokens first: libcryptsetup refuses token writes once a
+        // reencryption is recorded.
+        let mut h = loaded_header(&mut dev).map_err(|reason| self.failed(op, reason))?;
+        h.uuid = dev
+            .status_handle()
+            .get_uuid()
+            .map_err(|e| self.fail(op, e))?
+            .to_string();
+        for json in (s.tokens)(&h).map_err(|reason| self.failed(op, reason))? {
+            dev.token_handle()
+                .json_set(TokenInput::AddToken(&json))
+                .map_err(|e| self.fail(op, e))?;
+        }
+        self.kdf_runs.fetch_add(1, Ordering::SeqCst);
+        let (cipher, mode) = s
+            .format
+            .cipher
+            .split_once('-')
+            .unwrap_or((&s.format.cipher, ""));
+        dev.reencrypt_handle()
+            .reencrypt_init_by_passphrase(
+                None,
+                passphrase,
+                None,
+                Some(first.get()),
+                Some((cipher, mode)),
+                params(
+                    s.shift,
+                    Some(s.format.sector_size),
+                    CryptReencrypt::INITIALIZE_ONLY | CryptReencrypt::MOVE_FIRST_SEGMENT,
+                ),
+            )
+            .map_err(|e| self.fail(op, e))?;
+        drop(dev);
+        self.place_header(&tmp, s.shift)
+    }
+
+    /// Formats the detached header and enrols every keyslot.
+    fn format_detached(
+        &self,
+        dev: &mut CryptDevice,
+        s: &EncryptionStart<'_>,
+    ) -> Result<(), DeviceError> {
+        let op = "format the in-place header";
+        dev.set_data_offset(s.shift / SECTOR)
+            .map_err(|e| self.fail(op, e))?;
+        let (cipher, mode) =
+            s.format.cipher.split_once('-').ok_or_else(|| {
+                self.failed(op, format!("cipher `{}` has no mode", s.format.cipher))
+            })?;
+        let p = luks2_params(
+            s.format.sector_size,
+            Some(s.format.label.clone()),
+            Some(s.format.pbkdf),
+        );
+        let mut r: CryptParamsLuks2Ref<'_> = (&p).try_into().map_err(|e| self.fail(op, e))?;
+        dev.context_handle()
+            .format(
+                EncryptionFormat::Luks2,
+                (cipher, mode),
+                None,
+                Either::Left(s.volume_key.expose()),
+                Some(&mut r),
+            )
+            .map_err(|e| self.fail(op, e))?;
+        if let PbkdfChoice::Fixed(c) = s.format.pbkdf {
+            dev.settings_handle()
+                .set_pbkdf_type(&pbkdf_type(c))
+                .map_err(|e| self.fail(op, e))?;
+        }
+        for (slot, passphrase) in s.keys {
+            self.kdf_runs.fetch_add(1, Ordering::SeqCst);
+            dev.keyslot_handle()
+                .add_by_key(
+                    Some(slot.get()),
+                    Some(Either::Left(s.volume_key.expose())),
+                    passphrase,
+                    CryptVolumeKey::empty(),
+                )
+                .map_err(|e| self.fail(op, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the header in `tmp` (`len` bytes) to the device's head: all
+    /// but the primary binary header first, then that (module docs).
+    fn place_header(&self, tmp: &std::fs::File, len: u64) -> Result<(), DeviceError> {
+        let what = "write the in-place header to";
+        let len = usize::try_from(len)
+            .map_err(|_| self.failed("write the in-place header", "header too large".into()))?;
+        let mut header = vec![0u8; len];
+        tmp.read_exact_at(&mut header, 0).map_err(self.io(what))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(self.io(what))?;
+        f.write_all_at(&header[PRIMARY_BINARY..], PRIMARY_BINARY as u64)
+            .and_then(|()| f.sync_data())
+            .and_then(|()| f.write_all_at(&header[..PRIMARY_BINARY], 0))
+            .and_then(|()| f.sync_data())
+            .map_err(self.io(what))
+    }
+
+    /// See [`super::LuksDevice::run_reencryption`].
+    pub(super) fn run_reencryption_impl(
+        &self,
+        slot: KeyslotId,
+        passphrase: &[u8],
+        progress: Progress<'_>,
+    ) -> Result<(), DeviceError> {
+        let op = "reencrypt";
+        let mut dev = self.load_for_change(op)?;
+        let state = dev
+            .reencrypt_handle()
+            .status(params(inplace_shift(), None, CryptReencrypt::empty()))
+            .map_err(|e| self.fail(op, e))?;
+        if state == CryptReencryptInfo::Crash {
+            // A run was cut inside a step: libcryptsetup restores that
+            // step's hotzone from its resilience data first.
+            tracing::warn!(device = %self.path_s(), "recovering the step a cut run was in");
+            self.init_by_passphrase(&mut dev, slot, passphrase, CryptReencrypt::RECOVERY)?;
+            dev = self.load_for_change(op)?;
+        }
+        self.init_by_passphrase(&mut dev, slot, passphrase, CryptReencrypt::RESUME_ONLY)?;
+        let mut state = ProgressState { progress };
+        dev.reencrypt_handle()
+            .reencrypt2(Some(on_progress), Some(&mut state))
+            .map_err(|e| self.fail(op, e))
+    }
+
+    /// Loads (resumes, recovers) the recorded reencryption by the
+    /// passphrase of `slot`: one KDF run.
+    fn init_by_passphrase(
+        &self,
+        dev: &mut CryptDevice,
+        slot: KeyslotId,
+        passphrase: &[u8],
+        flags: CryptReencrypt,
+    ) -> Result<(), DeviceError> {
+        self.kdf_runs.fetch_add(1, Ordering::SeqCst);
+        dev.reencrypt_handle()
+            .reencrypt_init_by_passphrase(
+                None,
+                passphrase,
+                Some(slot.get()),
+                None,
+                None,
+                params(inplace_shift(), None, flags),
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail("reencrypt", e))
+    }
+
+    fn failed(&self, op: &'static str, reason: String) -> DeviceError {
+        DeviceError::Failed {
+            op,
+            path: self.path_s(),
+            reason,
+        }
+    }
+}
+
+fn inplace_shift() -> u64 {
+    crate::inplace::SHIFT
+}
+
+struct ProgressState<'a> {
+    progress: Progress<'a>,
+}
+
+/// libcryptsetup's progress callback: non-zero stops the run.
+unsafe extern "C" fn on_progress(size: u64, offset: u64, usr: *mut libc::c_void) -> libc::c_int {
+    if usr.is_null() {
+        return 0;
+    }
+    // SAFETY: `usr` is the `ProgressState` that `run_reencryption_impl`
+    // passed, alive for the whole `crypt_reencrypt_run` call.
+    let state = unsafe { &mut *usr.cast::<ProgressState<'_>>() };
+    libc::c_int::from(!(state.progress)(offset, size))
+}

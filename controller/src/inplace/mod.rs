@@ -1,0 +1,127 @@
+//! Encrypting a volume that holds data, in place (`encryption.inPlace`).
+//!
+//! The volume must hold ext4 (volctl can shrink it). The filesystem is
+//! shrunk so that it ends [`ROOM`] before the device's end, then LUKS2
+//! reencryption encrypts it with a data shift of [`SHIFT`] (the header's
+//! size): libcryptsetup moves the first [`SHIFT`] bytes to the free room,
+//! puts the header in their place, and encrypts backwards from the end,
+//! each step's source left intact until its copy is committed (`datashift`
+//! resilience), keeping its progress in the header. The filesystem's data
+//! then starts [`SHIFT`] into the device, as on any LUKS2 volume volctl
+//! formats.
+//!
+//! The steps, each safe to cut (docs/migration.md):
+//! 1. `prepare` (read-only): the filesystem, its smallest size, the room;
+//!    refusals name the alternative (the staged wipe);
+//! 2. `shrink`, when the filesystem reaches into the room;
+//! 3. `LuksDevice::start_encryption`: the header with every key, volctl's
+//!    proof token and the reencryption record;
+//! 4. `LuksDevice::run_reencryption` to the end, resumed by later runs;
+//! 5. the proof token removed: an ordinary volume.
+
+pub mod estimate;
+pub mod ext4;
+
+use crate::luks2::consts::DEFAULT_DATA_OFFSET;
+use ext4::{Ext4, Ext4Error};
+use std::path::Path;
+
+/// The data shift: the new header's size (LUKS2's default metadata).
+pub const SHIFT: u64 = DEFAULT_DATA_OFFSET;
+/// Room the filesystem must leave before the device's end: the header's
+/// place and the moved first part of the data.
+pub const ROOM: u64 = 2 * SHIFT;
+const MIB: u64 = 1 << 20;
+
+/// Why a volume cannot be encrypted in place. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum InPlaceError {
+    /// Not ext4.
+    #[error("{path} holds {found}; in-place encryption needs ext4 (a filesystem volctl can shrink); use the staged wipe instead (apply the config, then `volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost), or copy the data off first")]
+    NotExt4 {
+        /// Device.
+        path: String,
+        /// What it holds.
+        found: String,
+    },
+    /// The filesystem cannot shrink enough.
+    #[error("{path}: the ext4 filesystem needs at least {need_mib} MiB, but only {room_mib} MiB remain once LUKS2 takes its 32 MiB; free some space or grow the partition, or use the staged wipe (`volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost)")]
+    NoRoom {
+        /// Device.
+        path: String,
+        /// The filesystem's smallest size.
+        need_mib: u64,
+        /// What it may keep.
+        room_mib: u64,
+    },
+    /// Reading or shrinking the filesystem failed.
+    #[error(transparent)]
+    Ext4(#[from] Ext4Error),
+}
+
+/// What an in-place encryption of one device will do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preparation {
+    /// The filesystem as found.
+    pub fs: Ext4,
+    /// Its size afterwards, in blocks.
+    pub target_blocks: u64,
+    /// The device's size.
+    pub device_bytes: u64,
+}
+
+impl Preparation {
+    /// Whether the filesystem must shrink first.
+    pub fn needs_shrink(&self) -> bool {
+        self.fs.blocks > self.target_blocks
+    }
+
+    /// By how much it shrinks, MiB (rounded up).
+    pub fn shrink_mib(&self) -> u64 {
+        let gone = self.fs.blocks.saturating_sub(self.target_blocks) * self.fs.block_size;
+        gone.div_ceil(MIB)
+    }
+
+    /// What libcryptsetup encrypts: the device less [`ROOM`].
+    pub fn data_bytes(&self) -> u64 {
+        self.device_bytes.saturating_sub(ROOM)
+    }
+}
+
+/// Reads what an in-place encryption of `path` (`device_bytes` long,
+/// holding `found`) needs; refuses what cannot be done. Never writes.
+pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparation, InPlaceError> {
+    let name = || path.display().to_string();
+    let Some(fs) = Ext4::read(path)? else {
+        return Err(InPlaceError::NotExt4 {
+            path: name(),
+            found: found.to_string(),
+        });
+    };
+    let target_blocks = fs.blocks_within(device_bytes.saturating_sub(ROOM));
+    let prep = Preparation {
+        fs,
+        target_blocks: target_blocks.min(fs.blocks),
+        device_bytes,
+    };
+    if prep.needs_shrink() || device_bytes < ROOM + SHIFT {
+        let need = ext4::min_bytes(path, &fs)?;
+        if need > target_blocks * fs.block_size || device_bytes < ROOM + SHIFT {
+            return Err(InPlaceError::NoRoom {
+                path: name(),
+                need_mib: need.div_ceil(MIB),
+                room_mib: device_bytes.saturating_sub(ROOM) / MIB,
+            });
+        }
+    }
+    Ok(prep)
+}
+
+/// Shrinks the filesystem as `prep` says, when it must.
+pub fn shrink(path: &Path, prep: &Preparation) -> Result<(), InPlaceError> {
+    if prep.needs_shrink() {
+        tracing::info!(device = %path.display(), blocks = prep.target_blocks, "shrinking ext4 for the LUKS2 header");
+        ext4::shrink(path, prep.target_blocks)?;
+    }
+    Ok(())
+}

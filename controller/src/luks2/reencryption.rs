@@ -1,0 +1,322 @@
+//! A reencryption volctl started, and only such one, is resumed.
+//!
+//! While LUKS2 encrypts a device in place, its header describes a device
+//! that is part plaintext (`linear` segments) and part ciphertext, and
+//! libcryptsetup maps it so. Someone who can write the disk could forge
+//! that shape on an encrypted volume, and a tool that "resumes" it would
+//! write plaintext (or encrypt ciphertext twice). So:
+//!
+//! - before any key is tried, the shape must be an encryption volctl runs
+//!   (one `reencrypt` keyslot in `encrypt` mode, backward, `datashift`; only
+//!   `linear` segments and `crypt` segments with the configured cipher; the
+//!   backup segments libcryptsetup keeps), the config must ask for
+//!   `inPlace`, and a `volctl-reencrypt` token must be there;
+//! - after the unlock, before anything is written or activated, the
+//!   token's proof must verify: HMAC-SHA256 keyed by
+//!   HKDF(volume key, "volctl reencryption v1") over the header UUID, the
+//!   operation and the final segment. Without the volume key nobody can
+//!   make it, so a forged in-progress header is refused.
+
+use super::binding::VolumeKey;
+use super::check::CheckError;
+use super::consts::{MIN_DATA_OFFSET, REENCRYPT_INFO, REENCRYPT_TOKEN_TYPE, TOKEN_VERSION};
+use super::header::{Luks2Header, Luks2Json, Segment, LUKS2_KEYSLOT, REENCRYPT_KEYSLOT};
+use super::token::TokenId;
+use api_types::Encryption;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// Segment flags libcryptsetup sets while it reencrypts.
+const BACKUP_FINAL: &str = "backup-final";
+const BACKUP_PREVIOUS: &str = "backup-previous";
+const BACKUP_MOVED: &str = "backup-moved-segment";
+/// The hotzone a cut run was writing (libcryptsetup recovers it first).
+const IN_REENCRYPTION: &str = "in-reencryption";
+
+/// What a reencryption volctl starts does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Plaintext to ciphertext, with a data shift (`inPlace`).
+    Encrypt,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Encrypt => "encrypt",
+        }
+    }
+}
+
+/// The `volctl-reencrypt` token: volctl's proof that it started the
+/// reencryption the header records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReencryptToken {
+    /// Always `volctl-reencrypt`.
+    #[serde(rename = "type")]
+    pub token_type: String,
+    /// LUKS2 wants the list; the token is bound to no keyslot.
+    pub keyslots: Vec<String>,
+    /// Layout version.
+    pub volctl_version: u32,
+    /// What runs.
+    pub operation: Operation,
+    /// HMAC proof, base64.
+    pub proof: String,
+}
+
+/// The facts of a header the proof covers: its UUID, the operation, and
+/// the segment the volume ends with (the reencryption's final segment, or,
+/// on the header written just before the reencryption is recorded, its
+/// one crypt segment).
+fn covered(h: &Luks2Header, op: Operation) -> Option<String> {
+    let fin = match final_segment(&h.json) {
+        Some((_, fin)) => fin,
+        None => match h.json.segments.values().collect::<Vec<_>>()[..] {
+            [one] if one.kind == "crypt" => one,
+            _ => return None,
+        },
+    };
+    Some(format!(
+        "uuid={}\0op={}\0final={}@{}/{}\0",
+        h.uuid,
+        op.name(),
+        fin.encryption.as_deref().unwrap_or(""),
+        fin.offset,
+        fin.sector_size.unwrap_or(512)
+    ))
+}
+
+fn mac(volume_key: &VolumeKey, facts: &str) -> Hmac<Sha256> {
+    let hk = hkdf::Hkdf::<Sha256>::new(None, volume_key.expose());
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    hk.expand(REENCRYPT_INFO, key.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    let mut m = Hmac::<Sha256>::new_from_slice(key.as_ref()).expect("HMAC takes any key length");
+    m.update(facts.as_bytes());
+    m
+}
+
+/// The token proving that the holder of `volume_key` started `op` on the
+/// header `h` (written before the reencryption is recorded: libcryptsetup
+/// refuses token writes after). `None` when `h` has no such segment.
+pub fn token_for(h: &Luks2Header, op: Operation, volume_key: &VolumeKey) -> Option<ReencryptToken> {
+    let facts = covered(h, op)?;
+    let proof = base64::engine::general_purpose::STANDARD
+        .encode(mac(volume_key, &facts).finalize().into_bytes());
+    Some(ReencryptToken {
+        token_type: REENCRYPT_TOKEN_TYPE.into(),
+        keyslots: vec![],
+        volctl_version: TOKEN_VERSION,
+        operation: op,
+        proof,
+    })
+}
+
+/// The `volctl-reencrypt` token of a header, with its id.
+pub fn find_token(h: &Luks2Header) -> Option<(TokenId, ReencryptToken)> {
+    h.tokens().find_map(|(id, raw)| {
+        (raw.get("type")?.as_str()? == REENCRYPT_TOKEN_TYPE)
+            .then(|| serde_json::from_value(raw.clone()).ok())
+            .flatten()
+            .map(|t| (id, t))
+    })
+}
+
+/// Whether the header's reencryption carries a proof made with
+/// `volume_key` (constant-time compare).
+pub fn proven(h: &Luks2Header, volume_key: &VolumeKey) -> bool {
+    let Some((_, t)) = find_token(h) else {
+        return false;
+    };
+    let Some(facts) = covered(h, t.operation) else {
+        return false;
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(&t.proof)
+        .is_ok_and(|tag| mac(volume_key, &facts).verify_slice(&tag).is_ok())
+}
+
+/// The segment the reencryption ends with.
+fn final_segment(j: &Luks2Json) -> Option<(&String, &Segment)> {
+    j.segments
+        .iter()
+        .find(|(_, s)| s.flags.iter().any(|f| f == BACKUP_FINAL))
+}
+
+/// Bytes still plaintext: the `linear` segments the device maps now (the
+/// backups aside).
+pub fn plaintext_bytes(j: &Luks2Json) -> u64 {
+    j.segments
+        .values()
+        .filter(|s| s.kind == "linear" && !s.flags.iter().any(|f| f.starts_with("backup-")))
+        .filter_map(|s| s.size.as_deref()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Whether a header records a reencryption (the check then goes here).
+pub fn in_progress(j: &Luks2Json) -> bool {
+    j.keyslots.values().any(|k| k.kind == REENCRYPT_KEYSLOT)
+}
+
+/// The shape check of an in-progress encryption (before any key).
+pub fn check(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
+    let shape = |what: &str| CheckError::Reencryption(what.to_string());
+    if !enc.in_place() {
+        return Err(CheckError::Requirements(format!(
+            "{:?} (a reencryption is recorded, and the config does not ask for `inPlace`)",
+            j.requirements()
+        )));
+    }
+    if !j
+        .tokens
+        .values()
+        .any(|t| t.get("type").and_then(|v| v.as_str()) == Some(REENCRYPT_TOKEN_TYPE))
+    {
+        return Err(shape("it carries no volctl-reencrypt token, so volctl did not start it (another tool did, or the header was forged)"));
+    }
+    let [rk] = j
+        .keyslots
+        .values()
+        .filter(|k| k.kind == REENCRYPT_KEYSLOT)
+        .collect::<Vec<_>>()[..]
+    else {
+        return Err(shape("it has more than one reencrypt keyslot"));
+    };
+    let area = rk.area.get("type").and_then(|v| v.as_str());
+    if rk.mode.as_deref() != Some("encrypt")
+        || rk.direction.as_deref() != Some("backward")
+        || area != Some("datashift")
+    {
+        return Err(shape(&format!(
+            "its reencrypt keyslot is {:?}/{:?}/{:?}; volctl runs only encrypt/backward/datashift",
+            rk.mode, rk.direction, area
+        )));
+    }
+    if j.requirements()
+        .iter()
+        .any(|r| !r.starts_with("online-reencrypt"))
+    {
+        return Err(CheckError::Requirements(format!("{:?}", j.requirements())));
+    }
+    let final_id = check_segments(j, enc)?;
+    check_digests(j, enc, &final_id)
+}
+
+fn check_segments(j: &Luks2Json, enc: &Encryption) -> Result<String, CheckError> {
+    let shape = |id: &str, what: String| CheckError::SegmentShape {
+        id: id.to_string(),
+        what,
+    };
+    for (id, s) in &j.segments {
+        if let Some(f) = s.flags.iter().find(|f| {
+            ![BACKUP_FINAL, BACKUP_PREVIOUS, BACKUP_MOVED, IN_REENCRYPTION].contains(&f.as_str())
+        }) {
+            return Err(shape(id, format!("carries flag `{f}`")));
+        }
+        match s.kind.as_str() {
+            "linear" => {}
+            "crypt" => check_crypt_segment(id, s, enc)?,
+            other => {
+                return Err(CheckError::SegmentType {
+                    id: id.clone(),
+                    kind: other.to_string(),
+                })
+            }
+        }
+    }
+    let finals: Vec<_> = j
+        .segments
+        .iter()
+        .filter(|(_, s)| s.flags.iter().any(|f| f == BACKUP_FINAL))
+        .collect();
+    let [(id, fin)] = finals[..] else {
+        return Err(CheckError::Reencryption(format!(
+            "it has {} final segments",
+            finals.len()
+        )));
+    };
+    if fin.kind != "crypt" || fin.offset.parse::<u64>().unwrap_or(0) < MIN_DATA_OFFSET {
+        return Err(shape(id, "is not a crypt segment past the metadata".into()));
+    }
+    Ok(id.clone())
+}
+
+fn check_crypt_segment(id: &str, s: &Segment, enc: &Encryption) -> Result<(), CheckError> {
+    let cipher = s.encryption.as_deref().unwrap_or("");
+    if cipher.is_empty() || cipher.starts_with("cipher_null") {
+        return Err(CheckError::NullCipher {
+            id: id.to_string(),
+            cipher: cipher.to_string(),
+        });
+    }
+    if cipher != enc.cipher() {
+        return Err(CheckError::Cipher {
+            have: cipher.to_string(),
+            want: enc.cipher().to_string(),
+        });
+    }
+    // A crypt segment that starts part way has the IV of its first sector
+    // as its tweak; the final segment starts at the data's start.
+    let final_segment = s.flags.iter().any(|f| f == BACKUP_FINAL);
+    if (final_segment && s.iv_tweak.as_deref().unwrap_or("0") != "0") || s.integrity.is_some() {
+        return Err(CheckError::SegmentShape {
+            id: id.to_string(),
+            what: "has an IV tweak or integrity".into(),
+        });
+    }
+    match (enc.block_size, s.sector_size) {
+        (Some(want), Some(have)) if want != have => Err(CheckError::SectorSize { have, want }),
+        _ => Ok(()),
+    }
+}
+
+/// One pbkdf2 digest covers every ordinary keyslot and only crypt segments
+/// (the final one among them); the reencrypt keyslot's own digest covers
+/// no segment.
+fn check_digests(j: &Luks2Json, enc: &Encryption, final_id: &str) -> Result<(), CheckError> {
+    let ordinary: Vec<&String> = j
+        .keyslots
+        .iter()
+        .filter(|(_, k)| k.kind == LUKS2_KEYSLOT)
+        .map(|(n, _)| n)
+        .collect();
+    let mut volume_digests = 0;
+    for d in j.digests.values() {
+        let covers_ordinary = d.keyslots.iter().any(|k| ordinary.contains(&k));
+        if !covers_ordinary {
+            if !d.segments.is_empty() {
+                return Err(CheckError::Digest(
+                    "a digest of no keyslot covers segments".into(),
+                ));
+            }
+            continue;
+        }
+        volume_digests += 1;
+        let crypt_only = d
+            .segments
+            .iter()
+            .all(|s| j.segments.get(s).is_some_and(|seg| seg.kind == "crypt"));
+        if d.kind != "pbkdf2" || !crypt_only || !d.segments.iter().any(|s| s == final_id) {
+            return Err(CheckError::Digest(format!(
+                "type `{}`, segments {:?}",
+                d.kind, d.segments
+            )));
+        }
+        if let Some(k) = ordinary.iter().find(|k| !d.keyslots.contains(k)) {
+            return Err(CheckError::Keyslot {
+                slot: k.to_string(),
+                what: "is not covered by the volume-key digest".into(),
+            });
+        }
+    }
+    if volume_digests != 1 {
+        return Err(CheckError::Digest(format!(
+            "{volume_digests} volume-key digests"
+        )));
+    }
+    super::check::check_keyslots(j, enc)
+}

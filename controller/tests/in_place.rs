@@ -1,0 +1,483 @@
+//! In-place encryption on image files (no device-mapper): an ext4 made
+//! with `mkfs.ext4 -d` holding files of known SHA-256 (several MiB, a
+//! sparse one, a deep tree) is encrypted by `volctl converge` with
+//! `inPlace: true`; `cryptsetup luksDump` shows the configured keys; the
+//! data area, decrypted with the volume key, passes `e2fsck -fn` and yields
+//! the same files. Killed (SIGKILL) at random points, each rerun resumes and
+//! the end is the same. xfs and a filesystem without room are refused with
+//! the image byte-identical; a reencryption someone else started, or one
+//! with a forged proof, is refused.
+
+mod common;
+
+use common::{opens, text, volctl, PBKDF, UUID};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const SHIFT: usize = 16 << 20;
+
+fn config(dir: &Path) -> PathBuf {
+    let p = dir.join("config.yaml");
+    std::fs::write(
+        &p,
+        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  inPlace: true\n  {PBKDF}\n  keys:\n    - slot: 0\n      static: {{passphrase: day-to-day-pass}}\n    - slot: 1\n      nodeID: {{}}\n"),
+    )
+    .unwrap();
+    p
+}
+
+/// A tree of files: random MiB-sized ones, a sparse one, a deep path.
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    let root = dir.join("tree");
+    let deep = (0..24).fold(root.clone(), |p, i| p.join(format!("d{i}")));
+    std::fs::create_dir_all(&deep).unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    for i in 0..6 {
+        std::fs::write(root.join(format!("big{i}")), bytes((3 << 20) + i * 4097)).unwrap();
+    }
+    std::fs::write(deep.join("leaf"), bytes(12345)).unwrap();
+    let sparse = std::fs::File::create(root.join("sparse")).unwrap();
+    sparse.set_len(40 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    sparse.write_all_at(&bytes(4096), 20 << 20).unwrap();
+    sparse.write_all_at(b"end", (40 << 20) - 3).unwrap();
+    sums(&root)
+}
+
+/// SHA-256 of every file under `root`, by relative path.
+fn sums(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, hex(&Sha256::digest(std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// An ext4 image of `mib` MiB whose filesystem is `fs_mib` MiB, holding
+/// the tree; returns (image, sums).
+fn ext4_image(dir: &Path, mib: u64, fs_mib: u64) -> (PathBuf, BTreeMap<String, String>) {
+    let sums = tree(dir);
+    let img = dir.join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(dir.join("tree"))
+        .arg(&img)
+        .arg(format!("{fs_mib}M"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (img, sums)
+}
+
+fn converge(img: &Path, cfg: &Path, mode: &str) -> std::process::Output {
+    volctl(&[
+        mode,
+        "--volume",
+        "EPHEMERAL",
+        "--device",
+        img.to_str().unwrap(),
+        "-f",
+        cfg.to_str().unwrap(),
+        "-o",
+        "json",
+    ])
+}
+
+/// The volume key, as `cryptsetup luksDump --dump-volume-key` shows it.
+fn volume_key(img: &Path) -> Vec<u8> {
+    let mut c = Command::new("cryptsetup")
+        .args([
+            "luksDump",
+            "--dump-volume-key",
+            "--batch-mode",
+            "--key-file",
+            "-",
+        ])
+        .arg(img)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"day-to-day-pass")
+        .unwrap();
+    let out = text(&c.wait_with_output().unwrap().stdout);
+    let dump = out.split("MK dump:").nth(1).expect(&out);
+    let hexes: String = dump
+        .split_whitespace()
+        .take_while(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    (0..hexes.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hexes[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The plaintext of the data area (aes-xts-plain64, 512-byte sectors, the
+/// IV counting sectors from the segment's start), written to a new file.
+fn decrypt(img: &Path, out: &Path) {
+    use aes::cipher::KeyInit;
+    let vk = volume_key(img);
+    assert_eq!(vk.len(), 64);
+    let xts = xts_mode::Xts128::new(
+        aes::Aes256::new_from_slice(&vk[..32]).unwrap(),
+        aes::Aes256::new_from_slice(&vk[32..]).unwrap(),
+    );
+    let mut data = std::fs::read(img).unwrap().split_off(SHIFT);
+    xts.decrypt_area(&mut data, 512, 0, xts_mode::get_tweak_default);
+    std::fs::write(out, data).unwrap();
+}
+
+/// e2fsck -fn passes on the decrypted data and debugfs yields the files.
+fn assert_files(img: &Path, dir: &Path, want: &BTreeMap<String, String>) {
+    let plain = dir.join("plain.img");
+    decrypt(img, &plain);
+    let fsck = Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}{}",
+        text(&fsck.stdout),
+        text(&fsck.stderr)
+    );
+    let out = dir.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let dump = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump / {}", out.display()))
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", text(&dump.stderr));
+    let mut got = sums(&out);
+    got.retain(|k, _| !k.starts_with("lost+found"));
+    assert_eq!(&got, want);
+}
+
+fn luks_json(img: &Path) -> serde_json::Value {
+    let o = Command::new("cryptsetup")
+        .args(["luksDump", "--dump-json-metadata"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn an_ext4_image_is_encrypted_in_place_and_its_files_are_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    // The filesystem fills the image: it must shrink by 32 MiB first.
+    let (img, want) = ext4_image(dir.path(), 128, 128);
+    let cfg = config(dir.path());
+    let before = std::fs::read(&img).unwrap();
+
+    let plan = converge(&img, &cfg, "plan");
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let action = &p["plan"]["actions"][0];
+    assert_eq!(action["action"], "encrypt-in-place", "{p}");
+    assert_eq!(action["shrink_mib"], 32);
+    assert_eq!(action["data_mib"], 96);
+    assert!(action["eta_seconds"].as_u64().is_some(), "{p}");
+    assert_eq!(std::fs::read(&img).unwrap(), before, "plan writes nothing");
+
+    let run = converge(&img, &cfg, "converge");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let o: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(o["encrypted"]["mib"].as_u64().unwrap() >= 96, "{o}");
+    // Two keys, the start and the run: four KDF runs.
+    assert_eq!(o["kdf_runs"], 4, "{o}");
+    assert!(text(&run.stderr).contains("encrypting in place 100%"));
+
+    let j = luks_json(&img);
+    let slots: Vec<&String> = j["keyslots"].as_object().unwrap().keys().collect();
+    assert_eq!(slots, ["0", "1"], "{j}");
+    assert!(j["config"].get("requirements").is_none(), "{j}");
+    assert!(!j["tokens"].to_string().contains("volctl-reencrypt"), "{j}");
+    assert_eq!(j["segments"].as_object().unwrap().len(), 1);
+    assert!(opens(&img, 0, b"day-to-day-pass"));
+    assert_files(&img, dir.path(), &want);
+
+    // Converged now: one KDF run, nothing to do.
+    let again = converge(&img, &cfg, "converge");
+    let o: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(o["plan"]["actions"], serde_json::json!([]), "{o}");
+    assert_eq!(o["kdf_runs"], 1);
+}
+
+/// A tiny xorshift, seeded from the clock (printed, to replay a failure).
+fn delays(n: usize, max_ms: u64) -> Vec<u64> {
+    let mut s: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        .into();
+    s |= 1;
+    eprintln!("kill delays seed {s}");
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % max_ms
+        })
+        .collect()
+}
+
+/// Starts `volctl converge`, kills it (SIGKILL) `ms` after it reports its
+/// first step of encryption (or, with `during_start`, `ms` after it
+/// starts); returns whether it was still running then.
+fn kill_run(img: &Path, cfg: &Path, ms: u64, during_start: bool) -> bool {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["converge", "--volume", "EPHEMERAL", "--device"])
+        .arg(img)
+        .arg("-f")
+        .arg(cfg)
+        .env("VOLCTL_NODE_UUID", UUID)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (now, cut) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        if !during_start {
+            for l in lines.by_ref() {
+                if l.map_or(true, |l| l.contains("encrypting in place")) {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = now.send(());
+        lines.count()
+    });
+    let _ = cut.recv_timeout(std::time::Duration::from_secs(60));
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    running
+}
+
+#[test]
+fn killed_at_random_points_each_rerun_resumes_and_the_end_is_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    // The filesystem leaves the room: no shrink (resize2fs is not cut).
+    let (img, want) = ext4_image(dir.path(), 512, 480);
+    let cfg = config(dir.path());
+    let mut in_progress = 0;
+    for (i, ms) in delays(10, 40).into_iter().enumerate() {
+        // The first cut lands while the header is being made.
+        let killed = kill_run(&img, &cfg, ms * 3, i == 0);
+        let luks = Command::new("cryptsetup")
+            .arg("isLuks")
+            .arg(&img)
+            .status()
+            .unwrap();
+        if !luks.success() {
+            // Cut before the header landed: still the plain filesystem.
+            let fsck = Command::new("e2fsck")
+                .args(["-f", "-n"])
+                .arg(&img)
+                .output()
+                .unwrap();
+            assert!(fsck.status.success(), "{}", text(&fsck.stdout));
+            eprintln!("cut {i} after {ms} ms: before the header, ext4 intact");
+            continue;
+        }
+        let left = luks_json(&img)["config"].get("requirements").is_some();
+        eprintln!("cut {i} after {ms} ms: running {killed}, encryption in progress {left}");
+        in_progress += usize::from(killed && left);
+    }
+    assert!(in_progress >= 7, "{in_progress} cuts landed mid-encryption");
+    let run = converge(&img, &cfg, "converge");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let j = luks_json(&img);
+    assert!(j["config"].get("requirements").is_none(), "{j}");
+    assert!(opens(&img, 0, b"day-to-day-pass"));
+    assert_files(&img, dir.path(), &want);
+}
+
+#[test]
+fn xfs_and_a_full_filesystem_are_refused_and_left_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let xfs = dir.path().join("xfs.img");
+    std::fs::File::create(&xfs)
+        .unwrap()
+        .set_len(320 << 20)
+        .unwrap();
+    let out = Command::new("mkfs.xfs")
+        .args(["-q", "-f"])
+        .arg(&xfs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let before = std::fs::read(&xfs).unwrap();
+    let run = converge(&xfs, &cfg, "converge");
+    assert_eq!(run.status.code(), Some(1));
+    let err = text(&run.stderr);
+    assert!(
+        err.contains("XFS") && err.contains("needs ext4") && err.contains("staged wipe"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&xfs).unwrap(), before);
+
+    // An ext4 whose data leaves no 32 MiB to give.
+    let full = tempfile::tempdir().unwrap();
+    let root = full.path().join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("blob"), vec![7u8; 50 << 20]).unwrap();
+    let img = full.path().join("full.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&root)
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let before = std::fs::read(&img).unwrap();
+    let run = converge(&img, &cfg, "converge");
+    assert_eq!(run.status.code(), Some(1));
+    let err = text(&run.stderr);
+    assert!(
+        err.contains("needs at least") && err.contains("staged wipe"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+}
+
+#[test]
+fn a_reencryption_volctl_did_not_start_is_refused_before_any_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = ext4_image(dir.path(), 128, 96);
+    let cfg = config(dir.path());
+    // Someone else starts it, with the very passphrase of the config.
+    let mut c = Command::new("cryptsetup")
+        .args([
+            "reencrypt",
+            "--encrypt",
+            "--init-only",
+            "--type",
+            "luks2",
+            "--reduce-device-size",
+            "32M",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file",
+            "-",
+            "-q",
+        ])
+        .arg(&img)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"day-to-day-pass")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    let before = std::fs::read(&img).unwrap();
+    let run = converge(&img, &cfg, "converge");
+    assert_eq!(run.status.code(), Some(1));
+    let err = text(&run.stderr);
+    assert!(err.contains("no volctl-reencrypt token"), "{err}");
+    assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
+}
+
+#[test]
+fn a_forged_proof_is_refused_after_the_unlock_and_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = ext4_image(dir.path(), 128, 96);
+    let cfg = config(dir.path());
+    let mut c = Command::new("cryptsetup")
+        .args([
+            "reencrypt",
+            "--encrypt",
+            "--init-only",
+            "--type",
+            "luks2",
+            "--reduce-device-size",
+            "32M",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file",
+            "-",
+            "-q",
+        ])
+        .arg(&img)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"day-to-day-pass")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    // A token of the right shape whose proof was not made with this
+    // volume's key (libcryptsetup refuses token writes during a
+    // reencryption, so the JSON is edited, checksums mended).
+    common::tamper_json(&img, |j| {
+        j["tokens"]["0"] = serde_json::json!({
+            "type": "volctl-reencrypt", "keyslots": [], "volctl_version": 2,
+            "operation": "encrypt",
+            "proof": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        });
+    });
+    let before = std::fs::read(&img).unwrap();
+    let run = converge(&img, &cfg, "converge");
+    assert_eq!(run.status.code(), Some(1));
+    let err = text(&run.stderr);
+    assert!(err.contains("does not verify"), "{err}");
+    assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
+}
