@@ -1557,3 +1557,104 @@ fn the_seed_workflow_driven_from_the_host_over_the_node_api() {
     );
     vm.summary("all from the host: maintenance → config; staged + reset; rotation ×2 with reboots; STATE wipe → maintenance");
 }
+
+impl Vm {
+    /// Boots once and cuts the power (qemu killed with SIGKILL) as soon as
+    /// the console shows `marker`; returns the console.
+    fn boot_cut_when(&mut self, boot_args: &str, marker: &str) -> String {
+        use std::io::Read;
+        let script = format!("volctl boot --disk /dev/vda {boot_args}\necho BOOT-RC $?\n");
+        self.write("job.sh", &script);
+        let sock = self.dir.join("console.sock");
+        let _ = std::fs::remove_file(&sock);
+        let mut child = self
+            .run_command()
+            .env("VOLCTL_VM_SERIAL_SOCKET", &sock)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut con = (0..400)
+            .find_map(|_| {
+                std::os::unix::net::UnixStream::connect(&sock)
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(25)))
+                    .ok()
+            })
+            .expect("the VM console socket");
+        let (mut log, mut buf) = (String::new(), [0u8; 4096]);
+        while !log.contains(marker) {
+            let n = con.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            log.push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+        }
+        // qemu runs under `timeout`, in a process group of its own: it is
+        // found by its disk.
+        let pattern = format!("file={},", self.disk.display());
+        let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
+        let _ = child.wait();
+        let logs = root().join("target/vm/logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join(format!("{}-boot{}.log", self.name, self.boots)), &log).unwrap();
+        assert!(log.contains(marker), "the console never showed {marker:?}:\n{log}");
+        log
+    }
+}
+
+/// STATE and EPHEMERAL as in [`CONFIG`]; `persistence` plain, or with
+/// `inPlace` encryption.
+fn config_with_persistence(in_place: bool) -> String {
+    let head = CONFIG.split("---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence").next().unwrap();
+    let persistence = if in_place {
+        "---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  provider: luks2\n  inPlace: true\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: persistence-pass}\n"
+    } else {
+        "---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\n"
+    };
+    format!("{head}{persistence}")
+}
+
+const SUMS: &str = "cd /persistence && echo 'BEGIN sums' && find . -type f ! -path './lost+found*' | sort | xargs sha256sum && echo 'END sums'; cd /";
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn persistence_holding_data_is_encrypted_in_place_and_a_cut_run_resumes() {
+    let mut vm = Vm::new("in-place", LAYOUT);
+    vm.write("plain.yaml", &config_with_persistence(false));
+    vm.write("inplace.yaml", &config_with_persistence(true));
+    // Plain persistence, filled with data; the inPlace config staged.
+    let b = vm.boot(
+        "-f /job/plain.yaml",
+        &format!("head -c 24M /dev/urandom > /persistence/big; mkdir -p /persistence/a/b/c/d/e; echo deep > /persistence/a/b/c/d/e/f; head -c 3M /dev/urandom > /persistence/a/mid; {SUMS}; volctl apply-config -f /job/inplace.yaml --mode staged"),
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("persistence")["encrypted"], false);
+    let sums = b.section("sums");
+    assert!(sums.contains("./big") && sums.contains("./a/b/c/d/e/f"), "{sums}");
+
+    // The power is cut while the boot encrypts it in place.
+    let log = vm.boot_cut_when("", "encrypting in place 40%");
+    assert!(log.contains("persistence: encrypting in place"), "{log}");
+    let p = vm.partition("persistence");
+    let dump = Command::new("cryptsetup").args(["luksDump"]).arg(p.path()).output().unwrap();
+    assert!(text(&dump.stdout).contains("online-reencrypt"), "{}", text(&dump.stdout));
+    drop(p);
+
+    // The next boot resumes and finishes it, then opens and mounts it.
+    let b = vm.boot("", SUMS);
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("persistence")["encrypted"], true);
+    assert!(b.volume("persistence")["encrypted_in_place"]["mib"].as_u64().is_some(), "{}", b.status);
+    assert_eq!(b.section("sums"), sums, "the data is as it was");
+    assert!(vm.opens("persistence", 0, b"persistence-pass"));
+    let p = vm.partition("persistence");
+    let dump = Command::new("cryptsetup").args(["luksDump"]).arg(p.path()).output().unwrap();
+    assert!(!text(&dump.stdout).contains("online-reencrypt"));
+    drop(p);
+
+    // And it stays so: the next boot opens it at one KDF run.
+    let b = vm.boot("", SUMS);
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.section("sums"), sums);
+    assert_eq!(b.volume("persistence")["kdf_runs"], 1);
+    vm.summary("plain persistence with data → inPlace staged → power cut at 40% of the encryption → resumed, data identical → next boot one KDF run");
+}

@@ -68,6 +68,7 @@ ln -sf mke2fs initramfs/sbin/mkfs.ext4
 copy_with_libs "$(command -v mkfs.xfs)" /sbin/mkfs.xfs
 copy_with_libs "$(command -v xfs_growfs)" /sbin/xfs_growfs
 copy_with_libs "$(command -v resize2fs)" /sbin/resize2fs
+copy_with_libs "$(command -v e2fsck)" /sbin/e2fsck
 cp /etc/mke2fs.conf initramfs/etc/ 2>/dev/null || true
 # Loaded at run time by libtss2-tctildr, so not listed by ldd: the TPM device TCTI.
 for t in /lib/x86_64-linux-gnu/libtss2-tcti-device.so.0 /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0; do

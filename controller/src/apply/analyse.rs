@@ -57,6 +57,9 @@ async fn analyse(
         )));
     };
     match (row.encrypted, doc.encryption()) {
+        (false, Some(enc)) if enc.in_place() => Ok(Change::NextBoot(
+            "it holds a plain filesystem; with inPlace it is encrypted in place at the next boot (ext4 shrunk by 32 MiB, then reencrypted; its data stays)".into(),
+        )),
         (false, Some(_)) => Ok(Change::NeedsWipe(format!(
             "it holds a plain filesystem; encrypting it needs a wipe: stage this config, back up its data, run `volctl reset --system-labels-to-wipe {label}`, then reboot"
         ))),

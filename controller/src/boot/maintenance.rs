@@ -3,6 +3,7 @@
 //! --insecure` checks the marker and drops the config beside it; the boot
 //! validates it and goes on.
 
+use crate::node::console;
 use super::{source, BootError, BootOptions, MAINTENANCE_CONFIG, MAINTENANCE_MARKER};
 use crate::node::atomic;
 use api_types::Document;
@@ -75,20 +76,12 @@ async fn network_api(
         Ok(fp) => {
             let line = format!("maintenance mode: listening on {addr}; certificate SHA-256 fingerprint {fp}\n  volctl -n <this node> apply-config --insecure --fingerprint {fp} -f CONFIG\n");
             eprint!("{line}");
-            to_console(&line);
+            console::write(&line);
         }
         Err(e) => eprintln!("maintenance mode: the network API did not start: {e}"),
     }
 }
 
-/// Writes `line` on the system console too (where someone at the machine
-/// looks), when there is one.
-fn to_console(line: &str) {
-    use std::io::Write;
-    if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
-        let _ = c.write_all(line.as_bytes());
-    }
-}
 
 /// A delivered config, if one is there and valid (an invalid one is
 /// reported and removed).

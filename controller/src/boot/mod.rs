@@ -120,6 +120,7 @@ pub enum BootError {
 
 /// Runs the boot sequence.
 pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
+    crate::inplace::show_progress_on_console();
     let disks = disks::given_or_system(&opts.disks);
     let mut status = BootStatus::default();
     // A `reset --reboot` whose volume was in use left its wipe for now.

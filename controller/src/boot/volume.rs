@@ -210,6 +210,7 @@ pub(super) async fn provision(
         .map(ToString::to_string)
         .collect();
     st.keyslots = outcome.keyslots;
+    st.encrypted_in_place = outcome.encrypted;
     st.resealed = outcome
         .plan
         .actions

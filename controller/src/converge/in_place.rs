@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// What an in-place run did, for the outcome.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Encrypted {
     /// MiB encrypted by this run.
     pub mib: u64,
@@ -118,7 +118,7 @@ impl Executor<'_> {
                 reporter.step(done, total);
                 true
             })
-            .map(|()| reporter.total)
+            .map(|()| reporter.this_run())
         })
         .await?;
         let took = started.elapsed();
@@ -136,10 +136,13 @@ impl Executor<'_> {
     }
 }
 
-/// Prints how far an encryption got, every tenth of the way.
+/// Prints how far an encryption got, every tenth of the way; the rate is
+/// this run's (a resumed run starts part way).
 struct ProgressReport {
     volume: String,
     started: Instant,
+    /// Where this run started, bytes.
+    from: Option<u64>,
     next: u64,
     total: u64,
 }
@@ -149,28 +152,39 @@ impl ProgressReport {
         ProgressReport {
             volume,
             started: Instant::now(),
+            from: None,
             next: 0,
             total: 0,
         }
     }
 
+    /// Bytes this run encrypted.
+    fn this_run(&self) -> u64 {
+        self.total.saturating_sub(self.from.unwrap_or(0))
+    }
+
     fn step(&mut self, done: u64, total: u64) {
         self.total = total;
+        let from = *self.from.get_or_insert(done);
         let tenth = done.saturating_mul(10) / total.max(1);
         if tenth < self.next {
             return;
         }
         self.next = tenth + 1;
-        let rate = MibPerSec::of(done, self.started.elapsed());
+        let rate = MibPerSec::of(done.saturating_sub(from), self.started.elapsed());
         let left = rate.seconds_for(total.saturating_sub(done));
         tracing::info!(volume = %self.volume, done, total, "encrypting in place");
-        eprintln!(
-            "{}: encrypting in place {}% ({}/{} MiB, {:.0} MiB/s, about {left} s left)",
+        let line = format!(
+            "{}: encrypting in place {}% ({}/{} MiB, {:.0} MiB/s, about {left} s left)\n",
             self.volume,
             tenth * 10,
             done >> 20,
             total >> 20,
             rate.0
         );
+        eprint!("{line}");
+        if crate::inplace::progress_on_console() {
+            crate::node::console::write(&line);
+        }
     }
 }

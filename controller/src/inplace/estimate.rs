@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// A throughput, MiB/s.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct MibPerSec(pub f64);
 

@@ -33,6 +33,20 @@ pub const SHIFT: u64 = DEFAULT_DATA_OFFSET;
 pub const ROOM: u64 = 2 * SHIFT;
 const MIB: u64 = 1 << 20;
 
+static PROGRESS_ON_CONSOLE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Shows the progress of in-place encryptions on the system console too
+/// (`volctl boot` does: someone at the machine sees why it waits).
+pub fn show_progress_on_console() {
+    PROGRESS_ON_CONSOLE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether progress goes to the console too.
+pub fn progress_on_console() -> bool {
+    PROGRESS_ON_CONSOLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why a volume cannot be encrypted in place. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum InPlaceError {

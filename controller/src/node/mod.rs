@@ -5,6 +5,7 @@
 pub mod ask;
 pub mod atomic;
 pub mod config_files;
+pub mod console;
 pub mod context;
 pub mod disks;
 pub mod fs;

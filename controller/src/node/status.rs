@@ -83,6 +83,9 @@ pub struct VolumeStatus {
     /// TPM slots re-sealed to the current PCR values this boot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resealed: Vec<api_types::KeyslotId>,
+    /// What an in-place encryption this boot did (`inPlace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_in_place: Option<crate::converge::Encrypted>,
     /// dm-crypt device, when opened.
     pub mapped_device: Option<String>,
     /// Whether volctl formatted or made a filesystem this boot.
@@ -108,6 +111,7 @@ impl VolumeStatus {
             kdf_runs: 0,
             changes: vec![],
             resealed: vec![],
+            encrypted_in_place: None,
             mapped_device: None,
             created: false,
             mount_point: None,
