@@ -56,9 +56,12 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: converge cost against test-opening every slot (prints a table).
+## bench: converge cost against test-opening every slot, and in-place
+## encryption against `cryptsetup reencrypt --encrypt` (prints tables).
 bench: deps
 	$(CARGO) bench -p volctl-controller --bench converge
+	$(CARGO) build -p volctl-controller --bin volctl
+	scripts/bench-inplace.sh
 
 ## schema: write the JSON Schemas to schema/.
 schema: build

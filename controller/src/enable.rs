@@ -24,6 +24,9 @@ pub struct EnableOptions {
     pub volume: String,
     /// Also a recovery key (slot 9).
     pub recovery_key: bool,
+    /// A partition that holds ext4 is encrypted in place at the next boot
+    /// (`inPlace: true`) instead of waiting for a wipe.
+    pub in_place: bool,
     /// The boot's status file (where STATE is, which device the volume is).
     pub status_file: PathBuf,
 }
@@ -85,7 +88,7 @@ pub async fn enable_encryption(
     let config = state.join(CONFIG_FILE);
     let text =
         std::fs::read_to_string(&config).map_err(|e| node(format!("{}: {e}", config.display())))?;
-    let new_text = add_encryption(&text, &opts.volume, opts.recovery_key)?;
+    let new_text = add_encryption(&text, &opts.volume, opts.recovery_key, opts.in_place)?;
     let docs = parse(&new_text)?;
     let spec = VolumeSpec::from_documents(&docs, &opts.volume)
         .map_err(|e| EnableError::Config(e.to_string()))?;
@@ -131,7 +134,12 @@ fn parse(text: &str) -> Result<Vec<Document>, EnableError> {
 /// `text` with an `encryption` block (prompt, and recovery) appended to the
 /// document of `volume`, with the PBKDF costs the config's other volumes
 /// set, if any.
-pub fn add_encryption(text: &str, volume: &str, recovery: bool) -> Result<String, EnableError> {
+pub fn add_encryption(
+    text: &str,
+    volume: &str,
+    recovery: bool,
+    in_place: bool,
+) -> Result<String, EnableError> {
     let config = |m: String| EnableError::Config(m);
     let docs = parse(text)?;
     let doc = docs
@@ -152,7 +160,7 @@ pub fn add_encryption(text: &str, volume: &str, recovery: bool) -> Result<String
         .iter()
         .filter_map(|d| d.encryption().and_then(|e| e.pbkdf.clone()))
         .next();
-    let block = encryption_block(pbkdf.as_ref(), recovery);
+    let block = encryption_block(pbkdf.as_ref(), recovery, in_place);
     let mut chunks: Vec<String> = split_documents(text);
     let at = chunks
         .iter()
@@ -179,8 +187,11 @@ fn split_documents(text: &str) -> Vec<String> {
     chunks
 }
 
-fn encryption_block(pbkdf: Option<&PbkdfSpec>, recovery: bool) -> String {
+fn encryption_block(pbkdf: Option<&PbkdfSpec>, recovery: bool, in_place: bool) -> String {
     let mut b = String::from("encryption:\n  provider: luks2\n");
+    if in_place {
+        b.push_str("  inPlace: true\n");
+    }
     if let Some(p) = pbkdf {
         let kind = match p.kind {
             PbkdfType::Argon2id => "argon2id",
@@ -212,9 +223,16 @@ mod tests {
 
     #[test]
     fn the_block_goes_into_the_volume_s_document_with_the_config_s_costs() {
-        let out = add_encryption(CONFIG, "persistence", true).unwrap();
+        let out = add_encryption(CONFIG, "persistence", true, false).unwrap();
         let docs = parse(&out).unwrap();
         let spec = VolumeSpec::from_documents(&docs, "persistence").unwrap();
+        assert!(!spec.encryption.in_place());
+        let in_place = add_encryption(CONFIG, "persistence", true, true).unwrap();
+        let docs = parse(&in_place).unwrap();
+        assert!(VolumeSpec::from_documents(&docs, "persistence")
+            .unwrap()
+            .encryption
+            .in_place());
         let kinds: Vec<&str> = spec
             .encryption
             .resolved_keys()
@@ -231,9 +249,9 @@ mod tests {
 
     #[test]
     fn an_encrypted_or_missing_volume_is_refused() {
-        let e = add_encryption(CONFIG, "STATE", false).unwrap_err();
+        let e = add_encryption(CONFIG, "STATE", false, false).unwrap_err();
         assert!(e.to_string().contains("encrypted already"), "{e}");
-        let e = add_encryption(CONFIG, "data", false).unwrap_err();
+        let e = add_encryption(CONFIG, "data", false, false).unwrap_err();
         assert!(e.to_string().contains("no document for `data`"), "{e}");
     }
 }

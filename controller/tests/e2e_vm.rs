@@ -1591,12 +1591,21 @@ impl Vm {
         // qemu runs under `timeout`, in a process group of its own: it is
         // found by its disk.
         let pattern = format!("file={},", self.disk.display());
-        let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &pattern])
+            .status();
         let _ = child.wait();
         let logs = root().join("target/vm/logs");
         std::fs::create_dir_all(&logs).unwrap();
-        std::fs::write(logs.join(format!("{}-boot{}.log", self.name, self.boots)), &log).unwrap();
-        assert!(log.contains(marker), "the console never showed {marker:?}:\n{log}");
+        std::fs::write(
+            logs.join(format!("{}-boot{}.log", self.name, self.boots)),
+            &log,
+        )
+        .unwrap();
+        assert!(
+            log.contains(marker),
+            "the console never showed {marker:?}:\n{log}"
+        );
         log
     }
 }
@@ -1604,7 +1613,10 @@ impl Vm {
 /// STATE and EPHEMERAL as in [`CONFIG`]; `persistence` plain, or with
 /// `inPlace` encryption.
 fn config_with_persistence(in_place: bool) -> String {
-    let head = CONFIG.split("---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence").next().unwrap();
+    let head = CONFIG
+        .split("---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence")
+        .next()
+        .unwrap();
     let persistence = if in_place {
         "---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  provider: luks2\n  inPlace: true\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: persistence-pass}\n"
     } else {
@@ -1629,25 +1641,46 @@ fn persistence_holding_data_is_encrypted_in_place_and_a_cut_run_resumes() {
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.volume("persistence")["encrypted"], false);
     let sums = b.section("sums");
-    assert!(sums.contains("./big") && sums.contains("./a/b/c/d/e/f"), "{sums}");
+    assert!(
+        sums.contains("./big") && sums.contains("./a/b/c/d/e/f"),
+        "{sums}"
+    );
 
     // The power is cut while the boot encrypts it in place.
     let log = vm.boot_cut_when("", "encrypting in place 40%");
     assert!(log.contains("persistence: encrypting in place"), "{log}");
     let p = vm.partition("persistence");
-    let dump = Command::new("cryptsetup").args(["luksDump"]).arg(p.path()).output().unwrap();
-    assert!(text(&dump.stdout).contains("online-reencrypt"), "{}", text(&dump.stdout));
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump"])
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&dump.stdout).contains("online-reencrypt"),
+        "{}",
+        text(&dump.stdout)
+    );
     drop(p);
 
     // The next boot resumes and finishes it, then opens and mounts it.
     let b = vm.boot("", SUMS);
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.volume("persistence")["encrypted"], true);
-    assert!(b.volume("persistence")["encrypted_in_place"]["mib"].as_u64().is_some(), "{}", b.status);
+    assert!(
+        b.volume("persistence")["encrypted_in_place"]["mib"]
+            .as_u64()
+            .is_some(),
+        "{}",
+        b.status
+    );
     assert_eq!(b.section("sums"), sums, "the data is as it was");
     assert!(vm.opens("persistence", 0, b"persistence-pass"));
     let p = vm.partition("persistence");
-    let dump = Command::new("cryptsetup").args(["luksDump"]).arg(p.path()).output().unwrap();
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump"])
+        .arg(p.path())
+        .output()
+        .unwrap();
     assert!(!text(&dump.stdout).contains("online-reencrypt"));
     drop(p);
 

@@ -3,9 +3,9 @@
 //! --insecure` checks the marker and drops the config beside it; the boot
 //! validates it and goes on.
 
-use crate::node::console;
 use super::{source, BootError, BootOptions, MAINTENANCE_CONFIG, MAINTENANCE_MARKER};
 use crate::node::atomic;
+use crate::node::console;
 use api_types::Document;
 use std::path::{Path, PathBuf};
 
@@ -81,7 +81,6 @@ async fn network_api(
         Err(e) => eprintln!("maintenance mode: the network API did not start: {e}"),
     }
 }
-
 
 /// A delivered config, if one is there and valid (an invalid one is
 /// reported and removed).

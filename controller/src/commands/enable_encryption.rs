@@ -12,7 +12,7 @@ use providers::ProviderEnv;
 use std::path::PathBuf;
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl enable-encryption --volume persistence --recovery-key\n  volctl enable-encryption --volume persistence --recovery-key --recovery-key-out /root/recovery.txt\n\nA blank partition is formatted now; one that holds data is left alone and the config is staged for the wipe flow.";
+pub const HELP: &str = "Example:\n  volctl enable-encryption --volume persistence --recovery-key\n  volctl enable-encryption --volume persistence --recovery-key --recovery-key-out /root/recovery.txt\n  volctl enable-encryption --volume persistence --recovery-key --in-place   # keeps an ext4's data\n\nA blank partition is formatted now; one that holds data is left alone and the config is staged: for the wipe flow, or with --in-place for encryption in place at the next boot.";
 
 /// `volctl enable-encryption` arguments.
 #[derive(Debug, clap::Args)]
@@ -23,6 +23,10 @@ pub struct Args {
     /// Also enrol a recovery key (slot 9), shown once.
     #[arg(long)]
     pub recovery_key: bool,
+    /// A partition that holds ext4 is encrypted in place at the next boot,
+    /// its data kept (`inPlace: true`), instead of waiting for a wipe.
+    #[arg(long)]
+    pub in_place: bool,
     /// Write the recovery key to this new file (0600) instead of the terminal.
     #[arg(long, requires = "recovery_key")]
     pub recovery_key_out: Option<PathBuf>,
@@ -52,6 +56,7 @@ pub fn exec(args: Args) -> Result<Exit> {
     let opts = EnableOptions {
         volume: args.volume.clone(),
         recovery_key: args.recovery_key,
+        in_place: args.in_place,
         status_file: args.status_file.clone(),
     };
     let done = runtime()?.block_on(enable::enable_encryption(&opts, &env));
@@ -64,8 +69,12 @@ pub fn exec(args: Args) -> Result<Exit> {
             println!("{} is encrypted; the config is in force, and the next boot opens it with the passphrase", outcome.volume);
             Ok(Exit::Success)
         }
+        Ok(Enabled::Staged { found }) if args.in_place => {
+            println!("{} holds {found}: nothing was written to it yet. The config (inPlace) is staged; the next boot asks for the new passphrase twice and encrypts it in place, its data kept (docs/migration.md)", args.volume);
+            Ok(Exit::Success)
+        }
         Ok(Enabled::Staged { found }) => {
-            println!("{} holds {found}: nothing was written to it. The config is staged; back up its data, then `volctl reset --system-labels-to-wipe {} --reboot` (the next boot formats it and asks for the new passphrase)", args.volume, args.volume);
+            println!("{} holds {found}: nothing was written to it. The config is staged; back up its data, then `volctl reset --system-labels-to-wipe {} --reboot` (the next boot formats it and asks for the new passphrase), or keep the data with --in-place (ext4)", args.volume, args.volume);
             Ok(Exit::Success)
         }
         Err(e) => Err(e.into()),

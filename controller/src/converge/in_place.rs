@@ -7,7 +7,7 @@ use super::execute::{token_parts, Executor, TokenParts};
 use super::keys::key_for;
 use super::plan::NewSlot;
 use super::{blocking, ConvergeError};
-use crate::device::{EncryptionStart, TokenChange};
+use crate::device::{Contents, EncryptionStart, TokenChange};
 use crate::inplace::{self, estimate::MibPerSec};
 use crate::luks2::binding::Binder;
 use crate::luks2::header::Luks2Header;
@@ -110,28 +110,29 @@ impl Executor<'_> {
         slot: KeyslotId,
         passphrase: Passphrase,
     ) -> Result<Encrypted, ConvergeError> {
-        let name = self.spec.name.clone();
+        let left = match blocking(self.device, |d| d.contents()).await? {
+            Contents::Luks2(h) => reencryption::plaintext_bytes(&h.json),
+            _ => 0,
+        };
+        let mut reporter = ProgressReport::new(self.spec.name.clone(), left);
         let started = Instant::now();
-        let mut reporter = ProgressReport::new(name);
-        let done = blocking(self.device, move |d| {
+        blocking(self.device, move |d| {
             d.run_reencryption(slot, passphrase.expose(), &mut |done, total| {
                 reporter.step(done, total);
                 true
             })
-            .map(|()| reporter.this_run())
         })
         .await?;
         let took = started.elapsed();
-        let device = self.device.clone();
-        if let crate::device::Contents::Luks2(h) = blocking(&device, |d| d.contents()).await? {
+        if let Contents::Luks2(h) = blocking(self.device, |d| d.contents()).await? {
             if let Some((id, _)) = reencryption::find_token(&h) {
                 blocking(self.device, move |d| d.token(TokenChange::Remove(id))).await?;
             }
         }
         Ok(Encrypted {
-            mib: done >> 20,
+            mib: left >> 20,
             seconds: took.as_secs_f64(),
-            rate: MibPerSec::of(done, took),
+            rate: MibPerSec::of(left, took),
         })
     }
 }
@@ -141,46 +142,43 @@ impl Executor<'_> {
 struct ProgressReport {
     volume: String,
     started: Instant,
-    /// Where this run started, bytes.
-    from: Option<u64>,
+    /// Plaintext bytes when this run started.
+    left: u64,
     next: u64,
-    total: u64,
 }
 
 impl ProgressReport {
-    fn new(volume: String) -> Self {
+    fn new(volume: String, left: u64) -> Self {
         ProgressReport {
             volume,
             started: Instant::now(),
-            from: None,
+            left,
             next: 0,
-            total: 0,
         }
     }
 
-    /// Bytes this run encrypted.
-    fn this_run(&self) -> u64 {
-        self.total.saturating_sub(self.from.unwrap_or(0))
-    }
-
     fn step(&mut self, done: u64, total: u64) {
-        self.total = total;
-        let from = *self.from.get_or_insert(done);
+        let from = total.saturating_sub(self.left);
         let tenth = done.saturating_mul(10) / total.max(1);
         if tenth < self.next {
             return;
         }
         self.next = tenth + 1;
-        let rate = MibPerSec::of(done.saturating_sub(from), self.started.elapsed());
-        let left = rate.seconds_for(total.saturating_sub(done));
         tracing::info!(volume = %self.volume, done, total, "encrypting in place");
+        let this_run = done.saturating_sub(from);
+        let speed = if this_run > 0 {
+            let rate = MibPerSec::of(this_run, self.started.elapsed());
+            let left = rate.seconds_for(total.saturating_sub(done));
+            format!(", {:.0} MiB/s, about {left} s left", rate.0)
+        } else {
+            String::new()
+        };
         let line = format!(
-            "{}: encrypting in place {}% ({}/{} MiB, {:.0} MiB/s, about {left} s left)\n",
+            "{}: encrypting in place {}% ({}/{} MiB{speed})\n",
             self.volume,
             tenth * 10,
             done >> 20,
             total >> 20,
-            rate.0
         );
         eprint!("{line}");
         if crate::inplace::progress_on_console() {

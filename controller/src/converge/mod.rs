@@ -217,7 +217,7 @@ pub async fn converge_and_unlock(
     let contents = blocking(&device, |d| d.contents()).await?;
     let mut p = match contents {
         Contents::Luks2(h) => prepare_existing(spec, *h, &keys, &desired, &device, env).await?,
-        other => prepare_blank(spec, other, &desired, &device).await?,
+        other => prepare_blank(spec, other, &desired, &device, mode).await?,
     };
     let applied = mode == Mode::Apply && !p.plan.is_empty();
     let (mut recovery_keys, mut encrypted) = (Vec::new(), None);
@@ -300,11 +300,12 @@ async fn prepare_blank(
     contents: Contents,
     desired: &[DesiredSlot],
     device: &Arc<dyn LuksDevice>,
+    mode: Mode,
 ) -> Result<Prepared, ConvergeError> {
     let path = device.path().display().to_string();
     match contents {
         Contents::Foreign(found) if spec.encryption.in_place() => {
-            return prepare_in_place(spec, &found, desired, device).await
+            return prepare_in_place(spec, &found, desired, device, mode).await
         }
         Contents::Foreign(found) => return Err(ConvergeError::NotBlank { path, found }),
         Contents::UnfinishedFormat(why) => {
@@ -331,19 +332,23 @@ async fn prepare_blank(
 }
 
 /// A device holding a filesystem, with `inPlace`: plan its encryption in
-/// place (nothing is written; refusals name the alternative).
+/// place (nothing is written; refusals name the alternative). The time
+/// estimate is measured for a plan only: a run reports its real rate.
 async fn prepare_in_place(
     spec: &VolumeSpec,
     found: &str,
     desired: &[DesiredSlot],
     device: &Arc<dyn LuksDevice>,
+    mode: Mode,
 ) -> Result<Prepared, ConvergeError> {
     let size = blocking(device, |d| d.size()).await?;
     let prep = crate::inplace::prepare(device.path(), found, size)?;
     let work = plan::Reencryption {
         shrink_mib: prep.shrink_mib(),
         data_mib: prep.data_bytes() >> 20,
-        eta_seconds: eta(spec, prep.data_bytes()),
+        eta_seconds: (mode == Mode::DryRun)
+            .then(|| eta(spec, prep.data_bytes()))
+            .flatten(),
     };
     Ok(Prepared {
         header: None,
