@@ -195,13 +195,7 @@ impl Vm {
     /// Keeps the run's console log, asserts the run ended as it should, and
     /// reads the boot's exit status and status document from the log.
     fn finished(&self, ok: bool, log: String, stderr: &str) -> Boot {
-        let logs = root().join("target/vm/logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        std::fs::write(
-            logs.join(format!("{}-boot{}.log", self.name, self.boots)),
-            &log,
-        )
-        .unwrap();
+        self.keep_log(&log);
         assert!(ok, "VM run failed: {stderr}\n{log}");
         let boot_rc = log
             .lines()
@@ -216,6 +210,14 @@ impl Vm {
         // A boot killed on purpose (power cut) writes no status.
         b.status = serde_json::from_str(&b.section("status")).unwrap_or(serde_json::Value::Null);
         b
+    }
+
+    /// Keeps a run's console log in `target/vm/logs`.
+    fn keep_log(&self, log: &str) {
+        let logs = root().join("target/vm/logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let name = format!("{}-boot{}.log", self.name, self.boots);
+        std::fs::write(logs.join(name), log).unwrap();
     }
 
     /// Gives the next boots a network card on qemu's user network
@@ -1595,13 +1597,7 @@ impl Vm {
             .args(["-KILL", "-f", &pattern])
             .status();
         let _ = child.wait();
-        let logs = root().join("target/vm/logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        std::fs::write(
-            logs.join(format!("{}-boot{}.log", self.name, self.boots)),
-            &log,
-        )
-        .unwrap();
+        self.keep_log(&log);
         assert!(
             log.contains(marker),
             "the console never showed {marker:?}:\n{log}"

@@ -391,30 +391,14 @@ fn xfs_and_a_full_filesystem_are_refused_and_left_byte_identical() {
     assert_eq!(std::fs::read(&img).unwrap(), before);
 }
 
-#[test]
-fn a_reencryption_volctl_did_not_start_is_refused_before_any_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let (img, _) = ext4_image(dir.path(), 128, 96);
-    let cfg = config(dir.path());
-    // Someone else starts it, with the very passphrase of the config.
+/// `cryptsetup reencrypt --encrypt --init-only` by someone else, with the
+/// config's very passphrase: a reencryption volctl did not start.
+fn foreign_encryption_started(img: &Path) {
     let mut c = Command::new("cryptsetup")
-        .args([
-            "reencrypt",
-            "--encrypt",
-            "--init-only",
-            "--type",
-            "luks2",
-            "--reduce-device-size",
-            "32M",
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-            "--key-file",
-            "-",
-            "-q",
-        ])
-        .arg(&img)
+        .args(["reencrypt", "--encrypt", "--init-only", "--type", "luks2"])
+        .args(["--reduce-device-size", "32M", "--pbkdf", "pbkdf2"])
+        .args(["--pbkdf-force-iterations", "1000", "--key-file", "-", "-q"])
+        .arg(img)
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
@@ -424,6 +408,15 @@ fn a_reencryption_volctl_did_not_start_is_refused_before_any_key() {
         .write_all(b"day-to-day-pass")
         .unwrap();
     assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn a_reencryption_volctl_did_not_start_is_refused_before_any_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = ext4_image(dir.path(), 128, 96);
+    let cfg = config(dir.path());
+    // Someone else starts it, with the very passphrase of the config.
+    foreign_encryption_started(&img);
     let before = std::fs::read(&img).unwrap();
     let run = converge(&img, &cfg, "converge");
     assert_eq!(run.status.code(), Some(1));
@@ -437,33 +430,7 @@ fn a_forged_proof_is_refused_after_the_unlock_and_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
     let (img, _) = ext4_image(dir.path(), 128, 96);
     let cfg = config(dir.path());
-    let mut c = Command::new("cryptsetup")
-        .args([
-            "reencrypt",
-            "--encrypt",
-            "--init-only",
-            "--type",
-            "luks2",
-            "--reduce-device-size",
-            "32M",
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-            "--key-file",
-            "-",
-            "-q",
-        ])
-        .arg(&img)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(b"day-to-day-pass")
-        .unwrap();
-    assert!(c.wait().unwrap().success());
+    foreign_encryption_started(&img);
     // A token of the right shape whose proof was not made with this
     // volume's key (libcryptsetup refuses token writes during a
     // reencryption, so the JSON is edited, checksums mended).

@@ -263,6 +263,50 @@ impl CryptsetupDevice {
     }
 }
 
+impl CryptsetupDevice {
+    /// Writes a LUKS2 header with `volume_key` through `dev` (this device,
+    /// or a detached header beside it).
+    pub(super) fn format_on(
+        &self,
+        dev: &mut CryptDevice,
+        params: &FormatParams,
+        volume_key: &VolumeKey,
+    ) -> Result<(), DeviceError> {
+        let op = "LUKS2 format";
+        let (cipher, mode) = params
+            .cipher
+            .split_once('-')
+            .ok_or_else(|| DeviceError::Failed {
+                op,
+                path: self.path_s(),
+                reason: format!("cipher `{}` has no mode", params.cipher),
+            })?;
+        let p = CryptParamsLuks2 {
+            pbkdf: match params.pbkdf {
+                PbkdfChoice::Fixed(c) => Some(pbkdf_type(c)),
+                PbkdfChoice::Benchmark => None,
+            },
+            integrity: None,
+            integrity_params: None,
+            data_alignment: 0,
+            data_device: None,
+            sector_size: params.sector_size,
+            label: Some(params.label.clone()),
+            subsystem: Some(LUKS2_SUBSYSTEM.to_string()),
+        };
+        let mut r: CryptParamsLuks2Ref<'_> = (&p).try_into().map_err(|e| self.fail(op, e))?;
+        dev.context_handle()
+            .format(
+                EncryptionFormat::Luks2,
+                (cipher, mode),
+                None,
+                Either::Left(volume_key.expose()),
+                Some(&mut r),
+            )
+            .map_err(|e| self.fail(op, e))
+    }
+}
+
 /// The header libcryptsetup loaded in `dev`, from its own JSON.
 pub(super) fn loaded_header(dev: &mut CryptDevice) -> Result<Luks2Header, String> {
     let json = dev.status_handle().dump_json().map_err(|e| describe(&e))?;
@@ -332,37 +376,7 @@ impl LuksDevice for CryptsetupDevice {
         self.writable(op)?;
         self.write_mark(FORMAT_MARK)?;
         let mut dev = CryptInit::init(&self.path).map_err(|e| self.fail(op, e))?;
-        let (cipher, mode) = params
-            .cipher
-            .split_once('-')
-            .ok_or_else(|| DeviceError::Failed {
-                op,
-                path: self.path_s(),
-                reason: format!("cipher `{}` has no mode", params.cipher),
-            })?;
-        let p = CryptParamsLuks2 {
-            pbkdf: match params.pbkdf {
-                PbkdfChoice::Fixed(c) => Some(pbkdf_type(c)),
-                PbkdfChoice::Benchmark => None,
-            },
-            integrity: None,
-            integrity_params: None,
-            data_alignment: 0,
-            data_device: None,
-            sector_size: params.sector_size,
-            label: Some(params.label.clone()),
-            subsystem: Some(LUKS2_SUBSYSTEM.to_string()),
-        };
-        let mut r: CryptParamsLuks2Ref<'_> = (&p).try_into().map_err(|e| self.fail(op, e))?;
-        dev.context_handle()
-            .format(
-                EncryptionFormat::Luks2,
-                (cipher, mode),
-                None,
-                Either::Left(volume_key.expose()),
-                Some(&mut r),
-            )
-            .map_err(|e| self.fail(op, e))
+        self.format_on(&mut dev, params, volume_key)
     }
 
     fn volume_key(

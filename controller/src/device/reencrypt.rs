@@ -17,16 +17,14 @@
 //! after each step, so a killed run resumes where it stopped.
 
 use super::cryptsetup::{loaded_header, pbkdf_type, CryptsetupDevice};
-use super::{DeviceError, EncryptionStart, PbkdfChoice, Progress};
-use crate::luks2::consts::LUKS2_SUBSYSTEM;
+use super::{DeviceError, EncryptionStart, FormatParams, PbkdfChoice, Progress};
 use api_types::KeyslotId;
 use libcryptsetup_rs::consts::flags::{CryptReencrypt, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{
-    CryptReencryptDirectionInfo, CryptReencryptInfo, CryptReencryptModeInfo, EncryptionFormat,
+    CryptReencryptDirectionInfo, CryptReencryptInfo, CryptReencryptModeInfo,
 };
 use libcryptsetup_rs::{
-    CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptParamsReencrypt, Either,
-    TokenInput,
+    CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsReencrypt, Either, TokenInput,
 };
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -55,32 +53,25 @@ fn params(shift: u64, sector_size: Option<u32>, flags: CryptReencrypt) -> CryptP
         data_shift: shift / SECTOR,
         max_hotzone_size: 0,
         device_size: 0,
-        luks2: sector_size.map(|size| luks2_params(size, None, None)),
+        luks2: sector_size.map(|size| CryptParamsLuks2 {
+            pbkdf: None,
+            integrity: None,
+            integrity_params: None,
+            data_alignment: 0,
+            data_device: None,
+            sector_size: sector_size_or_512(size),
+            label: None,
+            subsystem: None,
+        }),
         flags,
     }
 }
 
-fn luks2_params(
-    sector_size: u32,
-    label: Option<String>,
-    pbkdf: Option<PbkdfChoice>,
-) -> CryptParamsLuks2 {
-    CryptParamsLuks2 {
-        pbkdf: match pbkdf {
-            Some(PbkdfChoice::Fixed(c)) => Some(pbkdf_type(c)),
-            _ => None,
-        },
-        integrity: None,
-        integrity_params: None,
-        data_alignment: 0,
-        data_device: None,
-        sector_size: if sector_size == 0 {
-            SECTOR_BYTES
-        } else {
-            sector_size
-        },
-        label: label.clone(),
-        subsystem: label.map(|_| LUKS2_SUBSYSTEM.to_string()),
+fn sector_size_or_512(sector_size: u32) -> u32 {
+    if sector_size == 0 {
+        SECTOR_BYTES
+    } else {
+        sector_size
     }
 }
 
@@ -147,25 +138,13 @@ impl CryptsetupDevice {
         let op = "format the in-place header";
         dev.set_data_offset(s.shift / SECTOR)
             .map_err(|e| self.fail(op, e))?;
-        let (cipher, mode) =
-            s.format.cipher.split_once('-').ok_or_else(|| {
-                self.failed(op, format!("cipher `{}` has no mode", s.format.cipher))
-            })?;
-        let p = luks2_params(
-            s.format.sector_size,
-            Some(s.format.label.clone()),
-            Some(s.format.pbkdf),
-        );
-        let mut r: CryptParamsLuks2Ref<'_> = (&p).try_into().map_err(|e| self.fail(op, e))?;
-        dev.context_handle()
-            .format(
-                EncryptionFormat::Luks2,
-                (cipher, mode),
-                None,
-                Either::Left(s.volume_key.expose()),
-                Some(&mut r),
-            )
-            .map_err(|e| self.fail(op, e))?;
+        // 512-byte sectors unless the config says otherwise: the filesystem
+        // on it may have 1 KiB blocks, which larger sectors would not map.
+        let params = FormatParams {
+            sector_size: sector_size_or_512(s.format.sector_size),
+            ..s.format.clone()
+        };
+        self.format_on(dev, &params, s.volume_key)?;
         if let PbkdfChoice::Fixed(c) = s.format.pbkdf {
             dev.settings_handle()
                 .set_pbkdf_type(&pbkdf_type(c))

@@ -12,8 +12,7 @@ use crate::device::{self, Access, Contents, DeviceError, LuksDevice, TokenChange
 use api_types::KeyslotId;
 use providers::Passphrase;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -113,16 +112,7 @@ impl HeldKeys {
                 .collect(),
         };
         let text = Zeroizing::new(serde_json::to_vec(&record)?);
-        let tmp = self.dir.join(format!(".{volume}.json.tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.record(volume))
+        crate::node::atomic::write_private(&self.record(volume), &text)
     }
 
     /// Hands out the keys held for `volume`, once: marks each slot seen on
