@@ -34,9 +34,15 @@ pub fn outcome_text(o: &Outcome) -> String {
         let _ = writeln!(s, "  = nothing to change");
     }
     if let Some(e) = &o.encrypted {
+        let what = match e.operation {
+            crate::luks2::reencryption::Operation::Encrypt => "encrypted in place",
+            crate::luks2::reencryption::Operation::RotateVolumeKey => {
+                "re-encrypted to the new volume key"
+            }
+        };
         let _ = writeln!(
             s,
-            "  encrypted {} MiB in place in {:.1} s ({:.0} MiB/s)",
+            "  {} MiB {what} in {:.1} s ({:.0} MiB/s)",
             e.mib, e.seconds, e.rate.0
         );
     }

@@ -6,7 +6,9 @@
 //! the same files. Killed (SIGKILL) at random points, each rerun resumes and
 //! the end is the same. xfs and a filesystem without room are refused with
 //! the image byte-identical; a reencryption someone else started, or one
-//! with a forged proof, is refused.
+//! with a forged proof, is refused. A rotated volume key no longer
+//! decrypts the data, every configured key still opens the volume, and a
+//! cut rotation resumes.
 
 mod common;
 
@@ -148,8 +150,12 @@ fn volume_key(img: &Path) -> Vec<u8> {
 /// The plaintext of the data area (aes-xts-plain64, 512-byte sectors, the
 /// IV counting sectors from the segment's start), written to a new file.
 fn decrypt(img: &Path, out: &Path) {
+    decrypt_with(img, &volume_key(img), out);
+}
+
+/// The same with the volume key `vk`.
+fn decrypt_with(img: &Path, vk: &[u8], out: &Path) {
     use aes::cipher::KeyInit;
-    let vk = volume_key(img);
     assert_eq!(vk.len(), 64);
     let xts = xts_mode::Xts128::new(
         aes::Aes256::new_from_slice(&vk[..32]).unwrap(),
@@ -265,9 +271,29 @@ fn delays(n: usize, max_ms: u64) -> Vec<u64> {
 /// first step of encryption (or, with `during_start`, `ms` after it
 /// starts); returns whether it was still running then.
 fn kill_run(img: &Path, cfg: &Path, ms: u64, during_start: bool) -> bool {
+    kill_verb(
+        "converge",
+        "encrypting in place",
+        img,
+        cfg,
+        ms,
+        during_start,
+    )
+}
+
+/// The same for `volctl VERB`, its steps reported by lines with `marker`.
+fn kill_verb(
+    verb: &str,
+    marker: &str,
+    img: &Path,
+    cfg: &Path,
+    ms: u64,
+    during_start: bool,
+) -> bool {
     use std::io::BufRead;
+    let marker = marker.to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .args(["converge", "--volume", "EPHEMERAL", "--device"])
+        .args([verb, "--volume", "EPHEMERAL", "--device"])
         .arg(img)
         .arg("-f")
         .arg(cfg)
@@ -282,7 +308,7 @@ fn kill_run(img: &Path, cfg: &Path, ms: u64, during_start: bool) -> bool {
         let mut lines = std::io::BufReader::new(stderr).lines();
         if !during_start {
             for l in lines.by_ref() {
-                if l.map_or(true, |l| l.contains("encrypting in place")) {
+                if l.map_or(true, |l| l.contains(&marker)) {
                     break;
                 }
             }
@@ -446,5 +472,147 @@ fn a_forged_proof_is_refused_after_the_unlock_and_before_any_write() {
     assert_eq!(run.status.code(), Some(1));
     let err = text(&run.stderr);
     assert!(err.contains("does not verify"), "{err}");
+    assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
+}
+
+/// The volume key as hex, for comparing.
+fn key_hex(img: &Path) -> String {
+    hex(&volume_key(img))
+}
+
+/// An ext4 image encrypted in place (files known): the start of a rotation.
+fn encrypted_image(dir: &Path) -> (PathBuf, PathBuf, BTreeMap<String, String>) {
+    let (img, want) = ext4_image(dir, 160, 128);
+    let cfg = config(dir);
+    let run = converge(&img, &cfg, "converge");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    (img, cfg, want)
+}
+
+fn rotate(img: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "rotate-volume-key",
+        "--volume",
+        "EPHEMERAL",
+        "--device",
+        img.to_str().unwrap(),
+        "-f",
+        cfg.to_str().unwrap(),
+        "-o",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    volctl(&args)
+}
+
+#[test]
+fn a_rotated_volume_key_no_longer_decrypts_and_every_key_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, cfg, want) = encrypted_image(dir.path());
+    let old_key = volume_key(&img);
+
+    let plan = rotate(&img, &cfg, &["--dry-run"]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(
+        p["plan"]["actions"][0]["action"], "rotate-volume-key",
+        "{p}"
+    );
+    assert_eq!(key_hex(&img), hex(&old_key), "a dry run writes nothing");
+
+    let run = rotate(&img, &cfg, &[]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let o: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(o["encrypted"]["operation"], "rotate-volume-key", "{o}");
+    assert_ne!(volume_key(&img), old_key, "a new volume key");
+    // The same keyslots, opened by the same keys; nothing else left.
+    let j = luks_json(&img);
+    let slots: Vec<&String> = j["keyslots"].as_object().unwrap().keys().collect();
+    assert_eq!(slots, ["0", "1"], "{j}");
+    assert!(j["config"].get("requirements").is_none(), "{j}");
+    assert!(!j["tokens"].to_string().contains("volctl-reencrypt"));
+    assert!(opens(&img, 0, b"day-to-day-pass"));
+    assert_files(&img, dir.path(), &want);
+    // The old key decrypts the data area to garbage now.
+    let plain = dir.path().join("old.img");
+    decrypt_with(&img, &old_key, &plain);
+    let fsck = Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(
+        !fsck.status.success(),
+        "the old volume key still decrypts the data"
+    );
+    // Converged as it is: one KDF run, nothing to do.
+    let again = converge(&img, &cfg, "converge");
+    let o: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(o["plan"]["actions"], serde_json::json!([]), "{o}");
+    assert_eq!(o["kdf_runs"], 1);
+}
+
+#[test]
+fn a_rotation_cut_mid_way_resumes_at_the_next_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, cfg, want) = encrypted_image(dir.path());
+    let old_key = volume_key(&img);
+    let mut in_progress = 0;
+    for ms in delays(3, 40) {
+        let marker = "re-encrypting to the new volume key";
+        kill_verb("rotate-volume-key", marker, &img, &cfg, ms, false);
+        in_progress += usize::from(luks_json(&img)["config"].get("requirements").is_some());
+        // At every cut, the configured key opens it (during a rotation
+        // with the old key's keyslot beside its own, as cryptsetup needs).
+        assert!(
+            common::opens_any(&img, b"day-to-day-pass"),
+            "cut after {ms} ms"
+        );
+        if in_progress > 0 {
+            break;
+        }
+    }
+    assert_eq!(in_progress, 1, "no cut landed mid-rotation");
+    // The next converge (or boot) resumes and finishes whatever was cut.
+    let run = converge(&img, &cfg, "converge");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let j = luks_json(&img);
+    assert!(j["config"].get("requirements").is_none(), "{j}");
+    assert!(!j["tokens"].to_string().contains("volctl-reencrypt"), "{j}");
+    assert!(opens(&img, 0, b"day-to-day-pass"));
+    assert_files(&img, dir.path(), &want);
+    eprintln!(
+        "{in_progress} cut(s) left a rotation in progress; old key replaced: {}",
+        volume_key(&img) != old_key
+    );
+}
+
+#[test]
+fn a_keyslot_the_config_does_not_list_stops_a_rotation_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, cfg, _) = encrypted_image(dir.path());
+    std::fs::write(dir.path().join("operator.key"), "an operator's own key").unwrap();
+    common::cryptsetup_then(
+        &[
+            "luksAddKey",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-slot",
+            "5",
+        ],
+        &img,
+        &[&dir.path().join("operator.key")],
+        b"day-to-day-pass",
+    );
+    let before = std::fs::read(&img).unwrap();
+    let run = rotate(&img, &cfg, &[]);
+    assert_eq!(run.status.code(), Some(1));
+    let err = text(&run.stderr);
+    assert!(
+        err.contains("keyslot 5 is not in the config") || err.contains("not converged"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
 }

@@ -10,8 +10,8 @@ pub mod remote;
 
 use crate::commands::{
     apply_config, boot, close, converge, disks, enable_encryption, gen, kms_server, meta,
-    passphrase, plan, provision, reboot, recovery_key, reset, schema, serve, status, unlock,
-    validate, version,
+    passphrase, plan, provision, reboot, recovery_key, reset, rotate_volume_key, schema, serve,
+    status, unlock, validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -55,6 +55,9 @@ pub enum Command {
     /// Replace a recovery key with a new one, handed over before it is enrolled.
     #[command(subcommand, after_help = recovery_key::HELP)]
     RecoveryKey(recovery_key::Args),
+    /// Re-encrypt a volume to a new volume key (offline), keeping every configured key.
+    #[command(after_help = rotate_volume_key::HELP)]
+    RotateVolumeKey(rotate_volume_key::Args),
     /// Bring up every volume: find partitions by label, unlock or format, converge keyslots, open, mount.
     #[command(after_help = boot::HELP)]
     Boot(boot::Args),

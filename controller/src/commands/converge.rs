@@ -158,7 +158,8 @@ pub fn replace(
     Ok(outcome)
 }
 
-fn provider_env(target: &Target) -> Result<ProviderEnv> {
+/// The key sources of a run on `target`'s volume.
+pub fn provider_env(target: &Target) -> Result<ProviderEnv> {
     let state_salt = match &target.state_salt_file {
         Some(p) => Some(controller::node::salt::read_salt_file(p)?),
         None => None,

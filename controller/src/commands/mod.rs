@@ -17,6 +17,7 @@ pub mod reboot;
 pub mod recovery_key;
 pub mod remote;
 pub mod reset;
+pub mod rotate_volume_key;
 pub mod schema;
 pub mod serve;
 pub mod status;
@@ -46,6 +47,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::Passphrase(a) => passphrase::exec(a),
         Command::EnableEncryption(a) => enable_encryption::exec(a),
         Command::RecoveryKey(a) => recovery_key::exec(a),
+        Command::RotateVolumeKey(a) => rotate_volume_key::exec(a),
         Command::Boot(a) => boot::exec(a),
         Command::ApplyConfig(a) => apply_config::exec(a),
         Command::Reset(a) => reset::exec(a),

@@ -97,9 +97,12 @@ impl Executor<'_> {
                 Action::EncryptInPlace { slots, .. } => {
                     self.encrypted = Some(self.encrypt_in_place(&slots, &mut enrolled).await?);
                 }
-                Action::ResumeEncryption { .. } => {
-                    let (slot, pass) = self.unlock.clone().expect("a resumed volume was unlocked");
-                    self.encrypted = Some(self.finish(slot, pass).await?);
+                Action::ResumeReencryption { operation, .. } => {
+                    self.encrypted = Some(self.finish(operation, None).await?);
+                }
+                Action::FinishReencryption { .. } => self.clean_up().await?,
+                Action::RotateVolumeKey { .. } => {
+                    unreachable!("a rotation is planned and run by `rotate_volume_key`")
                 }
                 Action::RemoveOrphanToken { token } => {
                     blocking(self.device, move |d| d.token(TokenChange::Remove(token))).await?;

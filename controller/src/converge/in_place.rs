@@ -7,7 +7,7 @@ use super::execute::{token_parts, Executor, TokenParts};
 use super::keys::key_for;
 use super::plan::NewSlot;
 use super::{blocking, ConvergeError};
-use crate::device::{Contents, EncryptionStart, TokenChange};
+use crate::device::{Contents, EncryptionStart, ReencryptRun, TokenChange};
 use crate::inplace::{self, estimate::MibPerSec};
 use crate::luks2::binding::Binder;
 use crate::luks2::header::Luks2Header;
@@ -20,6 +20,8 @@ use std::time::Instant;
 /// What an in-place run did, for the outcome.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Encrypted {
+    /// What it did.
+    pub operation: Operation,
     /// MiB encrypted by this run.
     pub mib: u64,
     /// How long it took, seconds.
@@ -52,7 +54,8 @@ impl Executor<'_> {
             .into());
         };
         self.start(&made).await?;
-        self.finish(first, passphrase).await
+        self.finish(Operation::Encrypt, Some((first, passphrase)))
+            .await
     }
 
     /// Writes the in-place header: every key made, their tokens, the proof.
@@ -85,7 +88,7 @@ impl Executor<'_> {
                         p.with_owner(&binder, &salt.unwrap_or_default())
                     })
                     .collect();
-                let proof = reencryption::token_for(h, Operation::Encrypt, &vk)
+                let proof = reencryption::token_for(h, Operation::Encrypt, vec![], &vk)
                     .ok_or("the new header has no crypt segment")?;
                 out.push(serde_json::to_value(proof).expect("token serialises"));
                 Ok(out)
@@ -103,37 +106,79 @@ impl Executor<'_> {
         .await
     }
 
-    /// Runs the recorded encryption to its end (by the passphrase of
-    /// `slot`), then removes the proof: an ordinary volume again.
+    /// Runs the recorded reencryption to its end, then cleans up after
+    /// it: an ordinary volume again. It runs by `opener` (a keyslot and its
+    /// passphrase; by default the key that opened the volume), a rotation
+    /// with the old key's keyslot beside it.
     pub(super) async fn finish(
         &self,
-        slot: KeyslotId,
-        passphrase: Passphrase,
+        operation: Operation,
+        opener: Option<(KeyslotId, Passphrase)>,
     ) -> Result<Encrypted, ConvergeError> {
-        let left = match blocking(self.device, |d| d.contents()).await? {
-            Contents::Luks2(h) => reencryption::plaintext_bytes(&h.json),
-            _ => 0,
+        let Contents::Luks2(h) = blocking(self.device, |d| d.contents()).await? else {
+            return Err(super::PlanError::NothingToEnrol("the header is gone".into()).into());
         };
-        let mut reporter = ProgressReport::new(self.spec.name.clone(), left);
+        let size = blocking(self.device, |d| d.size()).await?;
+        let left = reencryption::pending_bytes(&h.json, size);
+        let (slot, passphrase) = opener
+            .or_else(|| self.unlock.clone())
+            .expect("a reencryption is started or resumed by a key that opens the volume");
+        // A rotation runs by a pair: the old key's temporary slot beside it.
+        let (old, new) = match operation {
+            Operation::Encrypt => (Some(slot), None),
+            Operation::RotateVolumeKey => {
+                let beside = reencryption::find_token(&h)
+                    .and_then(|(_, t)| t.temporary.into_iter().find(|t| t.of == slot))
+                    .map(|t| t.slot);
+                (beside, Some(slot))
+            }
+        };
+        let mut reporter = ProgressReport::new(self.spec.name.clone(), operation, left);
         let started = Instant::now();
         blocking(self.device, move |d| {
-            d.run_reencryption(slot, passphrase.expose(), &mut |done, total| {
+            let run = ReencryptRun {
+                operation,
+                old,
+                new,
+                passphrase: passphrase.expose(),
+            };
+            d.run_reencryption(&run, &mut |done, total| {
                 reporter.step(done, total);
                 true
             })
         })
         .await?;
         let took = started.elapsed();
-        if let Contents::Luks2(h) = blocking(self.device, |d| d.contents()).await? {
-            if let Some((id, _)) = reencryption::find_token(&h) {
-                blocking(self.device, move |d| d.token(TokenChange::Remove(id))).await?;
-            }
-        }
+        self.clean_up().await?;
         Ok(Encrypted {
+            operation,
             mib: left >> 20,
             seconds: took.as_secs_f64(),
             rate: MibPerSec::of(left, took),
         })
+    }
+
+    /// Removes what a finished reencryption leaves: its temporary keyslots
+    /// (libcryptsetup drops a rotation's at its end; a cut cleanup may have
+    /// left some), then its proof token.
+    pub(super) async fn clean_up(&self) -> Result<(), ConvergeError> {
+        let Contents::Luks2(h) = blocking(self.device, |d| d.contents()).await? else {
+            return Ok(());
+        };
+        let Some((id, token)) = reencryption::find_token(&h) else {
+            return Ok(());
+        };
+        let present = h.occupied_slots();
+        for slot in token
+            .temporary
+            .into_iter()
+            .map(|t| t.slot)
+            .filter(|s| present.contains(s))
+        {
+            blocking(self.device, move |d| d.destroy_keyslot(slot)).await?;
+        }
+        blocking(self.device, move |d| d.token(TokenChange::Remove(id))).await?;
+        Ok(())
     }
 }
 
@@ -141,6 +186,8 @@ impl Executor<'_> {
 /// this run's (a resumed run starts part way).
 struct ProgressReport {
     volume: String,
+    /// What runs, as the progress line says it.
+    doing: &'static str,
     started: Instant,
     /// Plaintext bytes when this run started.
     left: u64,
@@ -148,9 +195,13 @@ struct ProgressReport {
 }
 
 impl ProgressReport {
-    fn new(volume: String, left: u64) -> Self {
+    fn new(volume: String, operation: Operation, left: u64) -> Self {
         ProgressReport {
             volume,
+            doing: match operation {
+                Operation::Encrypt => "encrypting in place",
+                Operation::RotateVolumeKey => "re-encrypting to the new volume key",
+            },
             started: Instant::now(),
             left,
             next: 0,
@@ -174,8 +225,9 @@ impl ProgressReport {
             String::new()
         };
         let line = format!(
-            "{}: encrypting in place {}% ({}/{} MiB{speed})\n",
+            "{}: {} {}% ({}/{} MiB{speed})\n",
             self.volume,
+            self.doing,
             tenth * 10,
             done >> 20,
             total >> 20,

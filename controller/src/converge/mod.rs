@@ -14,7 +14,9 @@ mod observe;
 mod pbkdf;
 pub mod plan;
 mod replace;
+mod rotate;
 pub use replace::{replace_key, ReplaceError};
+pub use rotate::rotate_volume_key;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -107,6 +109,9 @@ pub enum ConvergeError {
     /// The device failed, or its header could not be read.
     #[error(transparent)]
     Device(DeviceError),
+    /// Refused before anything was written, with the reason.
+    #[error("{0}")]
+    Refused(String),
     /// An in-place encryption cannot be done (nothing was written).
     #[error(transparent)]
     InPlace(#[from] crate::inplace::InPlaceError),
@@ -384,14 +389,13 @@ async fn prepare_existing(
     let mut observed = observe::observe(&h);
     let unlocked = unlock_any(spec, &h, keys, desired, &observed, device, env).await?;
     let (slot, vk) = (unlocked.slot, unlocked.volume_key);
-    let resume = resumed_encryption(spec, &h, &vk, device)?;
+    let pending = pending_reencryption(spec, &h, &vk, device).await?;
     let binder = Binder::new(&vk);
     observe::authenticate(&h, &mut observed, &binder);
     observe::check_bindings(&h, &mut observed, keys, &binder);
     let mut plan = plan::plan_converge(desired, &observed, slot);
-    if let Some(work) = resume {
-        plan.actions
-            .insert(0, plan::Action::ResumeEncryption { work });
+    if let Some(action) = pending {
+        plan.actions.insert(0, action);
     }
     let probe = unlock::check_tpm_slots(&h, keys, &observed, slot).await;
     plan.notes.extend(probe.notes);
@@ -418,32 +422,42 @@ async fn prepare_existing(
     })
 }
 
-/// The rest of an in-place encryption the header records, once its proof
-/// verifies with the volume key (before anything is written or activated);
-/// a reencryption volctl cannot prove it started is refused.
-fn resumed_encryption(
+/// What is left of a reencryption volctl started, once its proof
+/// verifies with the volume key (before anything is written or activated):
+/// its rest, or the cleanup after it. A reencryption volctl cannot prove it
+/// started is refused.
+async fn pending_reencryption(
     spec: &VolumeSpec,
     h: &Luks2Header,
     vk: &VolumeKey,
     device: &Arc<dyn LuksDevice>,
-) -> Result<Option<plan::Reencryption>, ConvergeError> {
-    if !h.in_reencryption() {
+) -> Result<Option<plan::Action>, ConvergeError> {
+    use crate::luks2::reencryption;
+    let token = reencryption::find_token(h);
+    if token.is_none() && !h.in_reencryption() {
         return Ok(None);
     }
-    if !crate::luks2::reencryption::proven(h, vk) {
+    let proven = token.is_some() && reencryption::proven(h, vk);
+    let Some((_, token)) = token.filter(|_| proven) else {
         return Err(ConvergeError::UntrustedHeader {
             path: device.path().display().to_string(),
             reason: CheckError::Reencryption(
                 "its volctl-reencrypt token does not verify with this volume's key (forged, or copied from another volume)".into(),
             ),
         });
+    };
+    let operation = token.operation;
+    if !h.in_reencryption() {
+        return Ok(Some(plan::Action::FinishReencryption { operation }));
     }
-    let left = crate::luks2::reencryption::plaintext_bytes(&h.json);
-    Ok(Some(plan::Reencryption {
+    let size = blocking(device, |d| d.size()).await?;
+    let left = reencryption::pending_bytes(&h.json, size);
+    let work = plan::Reencryption {
         shrink_mib: 0,
         data_mib: left >> 20,
         eta_seconds: eta(spec, left),
-    }))
+    };
+    Ok(Some(plan::Action::ResumeReencryption { operation, work }))
 }
 
 /// TPM slots whose PCRs changed are re-sealed when their config allows it.

@@ -15,6 +15,7 @@
 //! - actions are ordered add → replace → token fixes → remove → cleanup,
 //!   so a crash between two of them leaves a volume that opens.
 
+use crate::luks2::reencryption::Operation;
 use crate::luks2::token::TokenId;
 use api_types::KeySource;
 use api_types::KeyslotId;
@@ -178,10 +179,28 @@ pub enum Action {
         #[serde(flatten)]
         work: Reencryption,
     },
-    /// Finish the in-place encryption the header records (a run was cut
-    /// short): resumed where it stopped, before anything else.
-    ResumeEncryption {
+    /// Finish the reencryption the header records (a run was cut short):
+    /// resumed where it stopped, before anything else.
+    ResumeReencryption {
+        /// What it does.
+        operation: Operation,
         /// Sizes and the time estimate.
+        #[serde(flatten)]
+        work: Reencryption,
+    },
+    /// A reencryption ended and its run was cut before cleaning up: remove
+    /// its temporary keyslots and its proof token.
+    FinishReencryption {
+        /// What it did.
+        operation: Operation,
+    },
+    /// Re-encrypt the data to a new volume key (`volctl rotate-volume-key`):
+    /// every configured key is enrolled again, in its slot, with the new
+    /// key; the old volume key no longer decrypts anything afterwards.
+    RotateVolumeKey {
+        /// The keys enrolled again.
+        slots: Vec<KeyslotId>,
+        /// Size and the time estimate.
         #[serde(flatten)]
         work: Reencryption,
     },
@@ -218,7 +237,11 @@ pub struct Reencryption {
 impl Action {
     /// Whether this action runs the PBKDF (enrols a keyslot).
     pub fn runs_kdf(&self) -> bool {
-        !self.new_keys().is_empty() || matches!(self, Action::ResumeEncryption { .. })
+        !self.new_keys().is_empty()
+            || matches!(
+                self,
+                Action::ResumeReencryption { .. } | Action::RotateVolumeKey { .. }
+            )
     }
 
     /// The configured keys this action enrols (their slots in the config,
@@ -264,7 +287,9 @@ impl Action {
             Action::Format
             | Action::RemoveOrphanToken { .. }
             | Action::EncryptInPlace { .. }
-            | Action::ResumeEncryption { .. } => None,
+            | Action::ResumeReencryption { .. }
+            | Action::FinishReencryption { .. }
+            | Action::RotateVolumeKey { .. } => None,
         }
     }
 }
@@ -688,6 +713,13 @@ pub fn plan_converge(
     Plan { actions, notes }
 }
 
+fn operation_text(op: Operation) -> &'static str {
+    match op {
+        Operation::Encrypt => "in-place encryption",
+        Operation::RotateVolumeKey => "volume-key rotation",
+    }
+}
+
 fn describe(kind: KeySource, lock: bool) -> String {
     if lock {
         format!("{kind}+lockToSTATE")
@@ -761,8 +793,21 @@ impl std::fmt::Display for Action {
                     keys.join(", ")
                 )
             }
-            Action::ResumeEncryption { work } => {
-                write!(f, "~ finish the in-place encryption ({work})")
+            Action::ResumeReencryption { operation, work } => {
+                write!(f, "~ finish the {} ({work})", operation_text(*operation))
+            }
+            Action::FinishReencryption { operation } => write!(
+                f,
+                "~ clean up after the {}: its temporary keyslots and proof token",
+                operation_text(*operation)
+            ),
+            Action::RotateVolumeKey { slots, work } => {
+                let slots: Vec<String> = slots.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "~ rotate the volume key ({work}); slots {} enrolled again with the new key",
+                    slots.join(", ")
+                )
             }
             Action::RemoveOrphanToken { token } => write!(
                 f,

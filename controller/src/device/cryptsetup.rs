@@ -465,13 +465,16 @@ impl LuksDevice for CryptsetupDevice {
         self.start_encryption_impl(start)
     }
 
+    fn start_rotation(&self, start: &super::RotationStart<'_>) -> Result<(), DeviceError> {
+        self.start_rotation_impl(start)
+    }
+
     fn run_reencryption(
         &self,
-        slot: KeyslotId,
-        passphrase: &[u8],
+        run: &super::ReencryptRun<'_>,
         progress: super::Progress<'_>,
     ) -> Result<(), DeviceError> {
-        self.run_reencryption_impl(slot, passphrase, progress)
+        self.run_reencryption_impl(run, progress)
     }
 
     fn activate(

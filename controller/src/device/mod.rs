@@ -86,13 +86,18 @@ pub trait LuksDevice: Send + Sync {
     /// plaintext must end `2 × shift` before the device's end. A cut before
     /// the end leaves the plaintext as it was, or the header whole.
     fn start_encryption(&self, start: &EncryptionStart<'_>) -> Result<(), DeviceError>;
-    /// Runs the reencryption the header records to its end (offline), by
-    /// the passphrase of `slot` (one KDF run); resumes where a cut run
+    /// Starts rotating the volume key (offline): in a copy of the header,
+    /// every configured keyslot is enrolled again, in its slot, with the
+    /// new key (a KDF run each), two temporary keyslots and the tokens are
+    /// added and the reencryption recorded; then the copy is written over
+    /// the header. Cut before that, the old header is whole.
+    fn start_rotation(&self, start: &RotationStart<'_>) -> Result<(), DeviceError>;
+    /// Runs the reencryption the header records to its end (offline): one
+    /// KDF run (two after a cut inside a step); resumes where a cut run
     /// stopped.
     fn run_reencryption(
         &self,
-        slot: KeyslotId,
-        passphrase: &[u8],
+        run: &ReencryptRun<'_>,
         progress: Progress<'_>,
     ) -> Result<(), DeviceError>;
     /// Activates the volume with dm-crypt as `/dev/mapper/<name>`, by volume

@@ -106,13 +106,15 @@ impl LuksDevice for PowerCutDevice {
     fn start_encryption(&self, start: &super::EncryptionStart<'_>) -> Result<(), DeviceError> {
         self.wrote(self.inner.start_encryption(start))
     }
+    fn start_rotation(&self, start: &super::RotationStart<'_>) -> Result<(), DeviceError> {
+        self.wrote(self.inner.start_rotation(start))
+    }
     fn run_reencryption(
         &self,
-        slot: KeyslotId,
-        passphrase: &[u8],
+        run: &super::ReencryptRun<'_>,
         progress: super::Progress<'_>,
     ) -> Result<(), DeviceError> {
-        self.wrote(self.inner.run_reencryption(slot, passphrase, progress))
+        self.wrote(self.inner.run_reencryption(run, progress))
     }
     fn activate(
         &self,

@@ -17,11 +17,14 @@
 //! after each step, so a killed run resumes where it stopped.
 
 use super::cryptsetup::{loaded_header, pbkdf_type, CryptsetupDevice};
-use super::{DeviceError, EncryptionStart, FormatParams, PbkdfChoice, Progress};
+use super::{
+    DeviceError, EncryptionStart, FormatParams, PbkdfChoice, Progress, ReencryptRun, RotationStart,
+};
+use crate::luks2::reencryption::Operation;
 use api_types::KeyslotId;
 use libcryptsetup_rs::consts::flags::{CryptReencrypt, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{
-    CryptReencryptDirectionInfo, CryptReencryptInfo, CryptReencryptModeInfo,
+    CryptReencryptDirectionInfo, CryptReencryptInfo, CryptReencryptModeInfo, EncryptionFormat,
 };
 use libcryptsetup_rs::{
     CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsReencrypt, Either, TokenInput,
@@ -33,22 +36,35 @@ use std::sync::atomic::Ordering;
 
 /// Bytes of the primary binary header, written last.
 const PRIMARY_BINARY: usize = 4096;
-/// Resilience of an encryption with a data shift: the only one
-/// libcryptsetup allows there (checksum and journal protect a hotzone
-/// rewritten in place; with a shift, the source of every hotzone stays
-/// intact until its copy is committed, so nothing else is needed).
-const RESILIENCE: &str = "datashift";
 const SECTOR: u64 = 512;
 const SECTOR_BYTES: u32 = 512;
 
-/// The reencryption's parameters: to start one (with the new header's
-/// sector size), or to resume one (`sector_size` `None`: the stored
-/// parameters, restated so libcryptsetup finds nothing to update).
-fn params(shift: u64, sector_size: Option<u32>, flags: CryptReencrypt) -> CryptParamsReencrypt {
+/// The reencryption's parameters, to start one (with the new segment's
+/// sector size) or to resume one (`sector_size` `None`: the stored
+/// parameters restated, so libcryptsetup finds nothing to update).
+fn params(op: Operation, sector_size: Option<u32>, flags: CryptReencrypt) -> CryptParamsReencrypt {
+    // Resilience: with a data shift, `datashift` is the only one
+    // libcryptsetup allows (the source of every step stays intact until its
+    // copy is committed); rewriting in place (a rotation) needs `checksum`
+    // (cheaper than `journal`, which writes every step twice).
+    let (mode, direction, resilience, shift) = match op {
+        Operation::Encrypt => (
+            CryptReencryptModeInfo::Encrypt,
+            CryptReencryptDirectionInfo::Backward,
+            "datashift",
+            crate::inplace::SHIFT,
+        ),
+        Operation::RotateVolumeKey => (
+            CryptReencryptModeInfo::Reencrypt,
+            CryptReencryptDirectionInfo::Forward,
+            "checksum",
+            0,
+        ),
+    };
     CryptParamsReencrypt {
-        mode: CryptReencryptModeInfo::Encrypt,
-        direction: CryptReencryptDirectionInfo::Backward,
-        resilience: RESILIENCE.into(),
+        mode,
+        direction,
+        resilience: resilience.into(),
         hash: "sha256".into(),
         data_shift: shift / SECTOR,
         max_hotzone_size: 0,
@@ -119,7 +135,7 @@ impl CryptsetupDevice {
                 Some(first.get()),
                 Some((cipher, mode)),
                 params(
-                    s.shift,
+                    Operation::Encrypt,
                     Some(s.format.sector_size),
                     CryptReencrypt::INITIALIZE_ONLY | CryptReencrypt::MOVE_FIRST_SEGMENT,
                 ),
@@ -127,6 +143,125 @@ impl CryptsetupDevice {
             .map_err(|e| self.fail(op, e))?;
         drop(dev);
         self.place_header(&tmp, s.shift)
+    }
+
+    /// See [`super::LuksDevice::start_rotation`].
+    pub(super) fn start_rotation_impl(&self, s: &RotationStart<'_>) -> Result<(), DeviceError> {
+        let op = "start a volume-key rotation";
+        let mut dev = self.load_for_change(op)?;
+        let h = loaded_header(&mut dev).map_err(|reason| self.failed(op, reason))?;
+        let len = h
+            .data_offset()
+            .ok_or_else(|| self.failed(op, "the header has no single data segment".into()))?;
+        drop(dev);
+        let tmp = self.header_copy(len)?;
+        let tmp_path = PathBuf::from(format!("/proc/self/fd/{}", tmp.as_raw_fd()));
+        let mut dev = CryptInit::init_with_data_device(Either::Right((&tmp_path, &self.path)))
+            .map_err(|e| self.fail(op, e))?;
+        dev.context_handle()
+            .load::<()>(Some(EncryptionFormat::Luks2), None)
+            .map_err(|e| self.fail(op, e))?;
+        self.reenrol(&mut dev, s, &h)?;
+        let mut h = loaded_header(&mut dev).map_err(|reason| self.failed(op, reason))?;
+        h.uuid = dev
+            .status_handle()
+            .get_uuid()
+            .map_err(|e| self.fail(op, e))?
+            .to_string();
+        for json in (s.tokens)(&h).map_err(|reason| self.failed(op, reason))? {
+            dev.token_handle()
+                .json_set(TokenInput::AddToken(&json))
+                .map_err(|e| self.fail(op, e))?;
+        }
+        let sector_size = h.json.segments.values().find_map(|seg| seg.sector_size);
+        let (cipher, mode) = dev_cipher(&mut dev);
+        let (Some((first, passphrase)), Some(temp)) = (s.keys.first(), s.temporary.first()) else {
+            return Err(self.failed(op, "no key to start it with".into()));
+        };
+        self.kdf_runs.fetch_add(1, Ordering::SeqCst);
+        dev.reencrypt_handle()
+            .reencrypt_init_by_passphrase(
+                None,
+                passphrase,
+                Some(temp.get()),
+                Some(first.get()),
+                Some((&cipher, &mode)),
+                params(
+                    Operation::RotateVolumeKey,
+                    Some(sector_size.unwrap_or(0)),
+                    CryptReencrypt::INITIALIZE_ONLY,
+                ),
+            )
+            .map_err(|e| self.fail(op, e))?;
+        drop(dev);
+        self.place_header(&tmp, len)
+    }
+
+    /// An unnamed file holding the first `len` bytes (the header) of the
+    /// device.
+    fn header_copy(&self, len: u64) -> Result<std::fs::File, DeviceError> {
+        let what = "copy the header of";
+        let tmp = tempfile::tempfile().map_err(self.io(what))?;
+        let src = std::fs::File::open(&self.path).map_err(self.io(what))?;
+        let mut take = std::io::Read::take(src, len);
+        std::io::copy(&mut take, &mut &tmp).map_err(self.io(what))?;
+        Ok(tmp)
+    }
+
+    /// In the header copy: beside each configured slot, the old key under
+    /// the same passphrase in its temporary slot; the configured slot's old
+    /// tokens dropped and the slot enrolled again with the new key. Every
+    /// new keyslot shares one digest (the one the run binds to the final
+    /// segment). Each keyslot costs a KDF run at the configured costs.
+    fn reenrol(
+        &self,
+        dev: &mut CryptDevice,
+        s: &RotationStart<'_>,
+        h: &crate::luks2::header::Luks2Header,
+    ) -> Result<(), DeviceError> {
+        let op = "enrol the keys again";
+        if let PbkdfChoice::Fixed(c) = s.pbkdf {
+            dev.settings_handle()
+                .set_pbkdf_type(&pbkdf_type(c))
+                .map_err(|e| self.fail(op, e))?;
+        }
+        for (id, raw) in h.tokens() {
+            if raw.get("type").and_then(|v| v.as_str()) == Some(crate::luks2::consts::TOKEN_TYPE) {
+                dev.token_handle()
+                    .json_set(TokenInput::RemoveToken(id.0))
+                    .map_err(|e| self.fail(op, e))?;
+            }
+        }
+        for ((slot, pass), temp) in s.keys.iter().zip(s.temporary) {
+            self.add_key(dev, *temp, s.old_key, pass, CryptVolumeKey::empty())?;
+            dev.keyslot_handle()
+                .destroy(slot.get())
+                .map_err(|e| self.fail(op, e))?;
+            let new_key = CryptVolumeKey::NO_SEGMENT | CryptVolumeKey::DIGEST_REUSE;
+            self.add_key(dev, *slot, s.new_key, pass, new_key)?;
+        }
+        Ok(())
+    }
+
+    /// Adds keyslot `slot` holding `key` under `passphrase` (one KDF run).
+    fn add_key(
+        &self,
+        dev: &mut CryptDevice,
+        slot: KeyslotId,
+        key: &crate::luks2::binding::VolumeKey,
+        passphrase: &[u8],
+        flags: CryptVolumeKey,
+    ) -> Result<(), DeviceError> {
+        self.kdf_runs.fetch_add(1, Ordering::SeqCst);
+        dev.keyslot_handle()
+            .add_by_key(
+                Some(slot.get()),
+                Some(Either::Left(key.expose())),
+                passphrase,
+                flags,
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail("add keyslot", e))
     }
 
     /// Formats the detached header and enrols every keyslot.
@@ -151,15 +286,13 @@ impl CryptsetupDevice {
                 .map_err(|e| self.fail(op, e))?;
         }
         for (slot, passphrase) in s.keys {
-            self.kdf_runs.fetch_add(1, Ordering::SeqCst);
-            dev.keyslot_handle()
-                .add_by_key(
-                    Some(slot.get()),
-                    Some(Either::Left(s.volume_key.expose())),
-                    passphrase,
-                    CryptVolumeKey::empty(),
-                )
-                .map_err(|e| self.fail(op, e))?;
+            self.add_key(
+                dev,
+                *slot,
+                s.volume_key,
+                passphrase,
+                CryptVolumeKey::empty(),
+            )?;
         }
         Ok(())
     }
@@ -186,24 +319,23 @@ impl CryptsetupDevice {
     /// See [`super::LuksDevice::run_reencryption`].
     pub(super) fn run_reencryption_impl(
         &self,
-        slot: KeyslotId,
-        passphrase: &[u8],
+        run: &ReencryptRun<'_>,
         progress: Progress<'_>,
     ) -> Result<(), DeviceError> {
         let op = "reencrypt";
         let mut dev = self.load_for_change(op)?;
         let state = dev
             .reencrypt_handle()
-            .status(params(inplace_shift(), None, CryptReencrypt::empty()))
+            .status(params(run.operation, None, CryptReencrypt::empty()))
             .map_err(|e| self.fail(op, e))?;
         if state == CryptReencryptInfo::Crash {
             // A run was cut inside a step: libcryptsetup restores that
             // step's hotzone from its resilience data first.
             tracing::warn!(device = %self.path_s(), "recovering the step a cut run was in");
-            self.init_by_passphrase(&mut dev, slot, passphrase, CryptReencrypt::RECOVERY)?;
+            self.init_by_passphrase(&mut dev, run, CryptReencrypt::RECOVERY)?;
             dev = self.load_for_change(op)?;
         }
-        self.init_by_passphrase(&mut dev, slot, passphrase, CryptReencrypt::RESUME_ONLY)?;
+        self.init_by_passphrase(&mut dev, run, CryptReencrypt::RESUME_ONLY)?;
         let mut state = ProgressState { progress };
         dev.reencrypt_handle()
             .reencrypt2(Some(on_progress), Some(&mut state))
@@ -211,23 +343,22 @@ impl CryptsetupDevice {
     }
 
     /// Loads (resumes, recovers) the recorded reencryption by the
-    /// passphrase of `slot`: one KDF run.
+    /// passphrase of its keyslots: one KDF run.
     fn init_by_passphrase(
         &self,
         dev: &mut CryptDevice,
-        slot: KeyslotId,
-        passphrase: &[u8],
+        run: &ReencryptRun<'_>,
         flags: CryptReencrypt,
     ) -> Result<(), DeviceError> {
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         dev.reencrypt_handle()
             .reencrypt_init_by_passphrase(
                 None,
-                passphrase,
-                Some(slot.get()),
+                run.passphrase,
+                run.old.map(KeyslotId::get),
+                run.new.map(KeyslotId::get),
                 None,
-                None,
-                params(inplace_shift(), None, flags),
+                params(run.operation, None, flags),
             )
             .map(|_| ())
             .map_err(|e| self.fail("reencrypt", e))
@@ -242,8 +373,11 @@ impl CryptsetupDevice {
     }
 }
 
-fn inplace_shift() -> u64 {
-    crate::inplace::SHIFT
+/// The cipher and mode of the loaded header.
+fn dev_cipher(dev: &mut CryptDevice) -> (String, String) {
+    let cipher = dev.status_handle().get_cipher().unwrap_or_default();
+    let mode = dev.status_handle().get_cipher_mode().unwrap_or_default();
+    (cipher, mode)
 }
 
 struct ProgressState<'a> {

@@ -389,10 +389,13 @@ impl LuksDevice for SimDevice {
         Err(self.err("start in-place encryption", "not simulated"))
     }
 
+    fn start_rotation(&self, _start: &super::RotationStart<'_>) -> Result<(), DeviceError> {
+        Err(self.err("start a volume-key rotation", "not simulated"))
+    }
+
     fn run_reencryption(
         &self,
-        _slot: KeyslotId,
-        _passphrase: &[u8],
+        _run: &super::ReencryptRun<'_>,
         _progress: super::Progress<'_>,
     ) -> Result<(), DeviceError> {
         Err(self.err("reencrypt", "not simulated"))

@@ -185,3 +185,34 @@ pub struct EncryptionStart<'a> {
     /// The tokens to write with the header.
     pub tokens: TokensFor<'a>,
 }
+
+/// Running (or resuming) the reencryption a header records.
+pub struct ReencryptRun<'a> {
+    /// What it does.
+    pub operation: crate::luks2::reencryption::Operation,
+    /// The keyslot of the old volume key to start it by (`None`: any).
+    pub old: Option<KeyslotId>,
+    /// The keyslot of the new volume key (`None`: any).
+    pub new: Option<KeyslotId>,
+    /// The passphrase that opens both.
+    pub passphrase: &'a [u8],
+}
+
+/// What starting a volume-key rotation needs (see
+/// [`super::LuksDevice::start_rotation`]).
+pub struct RotationStart<'a> {
+    /// The volume key now.
+    pub old_key: &'a crate::luks2::binding::VolumeKey,
+    /// The new one.
+    pub new_key: &'a crate::luks2::binding::VolumeKey,
+    /// Every configured keyslot and its passphrase: re-enrolled, in the same
+    /// slot, with the new key; the first starts the run.
+    pub keys: &'a [(KeyslotId, &'a [u8])],
+    /// Their PBKDF costs.
+    pub pbkdf: PbkdfChoice,
+    /// A free keyslot for each of `keys`: the old key under the same
+    /// passphrase, until the run ends.
+    pub temporary: &'a [KeyslotId],
+    /// The new tokens (each configured slot's, and the proof).
+    pub tokens: TokensFor<'a>,
+}

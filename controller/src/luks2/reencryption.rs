@@ -22,7 +22,7 @@ use super::check::CheckError;
 use super::consts::{MIN_DATA_OFFSET, REENCRYPT_INFO, REENCRYPT_TOKEN_TYPE, TOKEN_VERSION};
 use super::header::{Luks2Header, Luks2Json, Segment, LUKS2_KEYSLOT, REENCRYPT_KEYSLOT};
 use super::token::TokenId;
-use api_types::Encryption;
+use api_types::{Encryption, KeyslotId};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -41,12 +41,32 @@ const IN_REENCRYPTION: &str = "in-reencryption";
 pub enum Operation {
     /// Plaintext to ciphertext, with a data shift (`inPlace`).
     Encrypt,
+    /// Ciphertext under the old volume key to ciphertext under a new one
+    /// (`volctl rotate-volume-key`).
+    RotateVolumeKey,
 }
 
 impl Operation {
     fn name(self) -> &'static str {
         match self {
             Operation::Encrypt => "encrypt",
+            Operation::RotateVolumeKey => "rotate-volume-key",
+        }
+    }
+
+    /// The reencrypt keyslot's (mode, direction, resilience) volctl uses.
+    fn shape(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Operation::Encrypt => ("encrypt", "backward", "datashift"),
+            Operation::RotateVolumeKey => ("reencrypt", "forward", "checksum"),
+        }
+    }
+
+    /// How many volume-key digests the header has while it runs.
+    fn volume_digests(self) -> usize {
+        match self {
+            Operation::Encrypt => 1,
+            Operation::RotateVolumeKey => 2,
         }
     }
 }
@@ -64,15 +84,29 @@ pub struct ReencryptToken {
     pub volctl_version: u32,
     /// What runs.
     pub operation: Operation,
+    /// A rotation's keyslots of the old key, one beside each configured
+    /// slot and under its passphrase (libcryptsetup opens a volume being
+    /// re-encrypted by a pair); it drops them when the run ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub temporary: Vec<TemporarySlot>,
     /// HMAC proof, base64.
     pub proof: String,
+}
+
+/// A keyslot of the old volume key beside configured slot `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemporarySlot {
+    /// The keyslot.
+    pub slot: KeyslotId,
+    /// The configured slot whose passphrase it shares.
+    pub of: KeyslotId,
 }
 
 /// The facts of a header the proof covers: its UUID, the operation, and
 /// the segment the volume ends with (the reencryption's final segment, or,
 /// on the header written just before the reencryption is recorded, its
 /// one crypt segment).
-fn covered(h: &Luks2Header, op: Operation) -> Option<String> {
+fn covered(h: &Luks2Header, op: Operation, temporary: &[TemporarySlot]) -> Option<String> {
     let fin = match final_segment(&h.json) {
         Some((_, fin)) => fin,
         None => match h.json.segments.values().collect::<Vec<_>>()[..] {
@@ -80,13 +114,18 @@ fn covered(h: &Luks2Header, op: Operation) -> Option<String> {
             _ => return None,
         },
     };
+    let temporary: Vec<String> = temporary
+        .iter()
+        .map(|t| format!("{}>{}", t.slot, t.of))
+        .collect();
     Some(format!(
-        "uuid={}\0op={}\0final={}@{}/{}\0",
+        "uuid={}\0op={}\0final={}@{}/{}\0temporary={}\0",
         h.uuid,
         op.name(),
         fin.encryption.as_deref().unwrap_or(""),
         fin.offset,
-        fin.sector_size.unwrap_or(512)
+        fin.sector_size.unwrap_or(512),
+        temporary.join(",")
     ))
 }
 
@@ -103,8 +142,13 @@ fn mac(volume_key: &VolumeKey, facts: &str) -> Hmac<Sha256> {
 /// The token proving that the holder of `volume_key` started `op` on the
 /// header `h` (written before the reencryption is recorded: libcryptsetup
 /// refuses token writes after). `None` when `h` has no such segment.
-pub fn token_for(h: &Luks2Header, op: Operation, volume_key: &VolumeKey) -> Option<ReencryptToken> {
-    let facts = covered(h, op)?;
+pub fn token_for(
+    h: &Luks2Header,
+    op: Operation,
+    temporary: Vec<TemporarySlot>,
+    volume_key: &VolumeKey,
+) -> Option<ReencryptToken> {
+    let facts = covered(h, op, &temporary)?;
     let proof = base64::engine::general_purpose::STANDARD
         .encode(mac(volume_key, &facts).finalize().into_bytes());
     Some(ReencryptToken {
@@ -112,6 +156,7 @@ pub fn token_for(h: &Luks2Header, op: Operation, volume_key: &VolumeKey) -> Opti
         keyslots: vec![],
         volctl_version: TOKEN_VERSION,
         operation: op,
+        temporary,
         proof,
     })
 }
@@ -132,7 +177,7 @@ pub fn proven(h: &Luks2Header, volume_key: &VolumeKey) -> bool {
     let Some((_, t)) = find_token(h) else {
         return false;
     };
-    let Some(facts) = covered(h, t.operation) else {
+    let Some(facts) = covered(h, t.operation, &t.temporary) else {
         return false;
     };
     base64::engine::general_purpose::STANDARD
@@ -147,13 +192,31 @@ fn final_segment(j: &Luks2Json) -> Option<(&String, &Segment)> {
         .find(|(_, s)| s.flags.iter().any(|f| f == BACKUP_FINAL))
 }
 
-/// Bytes still plaintext: the `linear` segments the device maps now (the
-/// backups aside).
-pub fn plaintext_bytes(j: &Luks2Json) -> u64 {
-    j.segments
+/// Bytes the recorded reencryption has still to do: the segments the
+/// device maps now (the backups aside) that are plaintext (`linear`) or
+/// not yet under the final segment's key. A `dynamic` segment runs to
+/// the device's end (`device_size`).
+pub fn pending_bytes(j: &Luks2Json, device_size: u64) -> u64 {
+    let Some((final_id, _)) = final_segment(j) else {
+        return 0;
+    };
+    let done: Vec<&String> = j
+        .digests
         .values()
-        .filter(|s| s.kind == "linear" && !s.flags.iter().any(|f| f.starts_with("backup-")))
-        .filter_map(|s| s.size.as_deref()?.parse::<u64>().ok())
+        .find(|d| d.segments.contains(final_id))
+        .map(|d| d.segments.iter().collect())
+        .unwrap_or_default();
+    j.segments
+        .iter()
+        .filter(|(_, s)| !s.flags.iter().any(|f| f.starts_with("backup-")))
+        .filter(|(id, s)| s.kind == "linear" || !done.contains(id))
+        .map(|(_, s)| {
+            let offset = s.offset.parse::<u64>().unwrap_or(0);
+            match s.size.as_deref() {
+                Some("dynamic") | None => device_size.saturating_sub(offset),
+                Some(n) => n.parse().unwrap_or(0),
+            }
+        })
         .sum()
 }
 
@@ -165,12 +228,6 @@ pub fn in_progress(j: &Luks2Json) -> bool {
 /// The shape check of an in-progress encryption (before any key).
 pub fn check(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
     let shape = |what: &str| CheckError::Reencryption(what.to_string());
-    if !enc.in_place() {
-        return Err(CheckError::Requirements(format!(
-            "{:?} (a reencryption is recorded, and the config does not ask for `inPlace`)",
-            j.requirements()
-        )));
-    }
     if !j
         .tokens
         .values()
@@ -187,13 +244,22 @@ pub fn check(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
         return Err(shape("it has more than one reencrypt keyslot"));
     };
     let area = rk.area.get("type").and_then(|v| v.as_str());
-    if rk.mode.as_deref() != Some("encrypt")
-        || rk.direction.as_deref() != Some("backward")
-        || area != Some("datashift")
-    {
+    let found = (rk.mode.as_deref(), rk.direction.as_deref(), area);
+    let Some(op) = [Operation::Encrypt, Operation::RotateVolumeKey]
+        .into_iter()
+        .find(|op| {
+            let (m, d, a) = op.shape();
+            found == (Some(m), Some(d), Some(a))
+        })
+    else {
         return Err(shape(&format!(
-            "its reencrypt keyslot is {:?}/{:?}/{:?}; volctl runs only encrypt/backward/datashift",
-            rk.mode, rk.direction, area
+            "its reencrypt keyslot is {found:?}; volctl runs only encrypt/backward/datashift and reencrypt/forward/checksum"
+        )));
+    };
+    if op == Operation::Encrypt && !enc.in_place() {
+        return Err(CheckError::Requirements(format!(
+            "{:?} (an in-place encryption is recorded, and the config does not ask for `inPlace`)",
+            j.requirements()
         )));
     }
     if j.requirements()
@@ -202,11 +268,11 @@ pub fn check(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
     {
         return Err(CheckError::Requirements(format!("{:?}", j.requirements())));
     }
-    let final_id = check_segments(j, enc)?;
-    check_digests(j, enc, &final_id)
+    let final_id = check_segments(j, enc, op)?;
+    check_digests(j, enc, &final_id, op)
 }
 
-fn check_segments(j: &Luks2Json, enc: &Encryption) -> Result<String, CheckError> {
+fn check_segments(j: &Luks2Json, enc: &Encryption, op: Operation) -> Result<String, CheckError> {
     let shape = |id: &str, what: String| CheckError::SegmentShape {
         id: id.to_string(),
         what,
@@ -218,7 +284,8 @@ fn check_segments(j: &Luks2Json, enc: &Encryption) -> Result<String, CheckError>
             return Err(shape(id, format!("carries flag `{f}`")));
         }
         match s.kind.as_str() {
-            "linear" => {}
+            // Plaintext only while encrypting: a rotation maps none.
+            "linear" if op == Operation::Encrypt => {}
             "crypt" => check_crypt_segment(id, s, enc)?,
             other => {
                 return Err(CheckError::SegmentType {
@@ -277,14 +344,19 @@ fn check_crypt_segment(id: &str, s: &Segment, enc: &Encryption) -> Result<(), Ch
 /// One pbkdf2 digest covers every ordinary keyslot and only crypt segments
 /// (the final one among them); the reencrypt keyslot's own digest covers
 /// no segment.
-fn check_digests(j: &Luks2Json, enc: &Encryption, final_id: &str) -> Result<(), CheckError> {
+fn check_digests(
+    j: &Luks2Json,
+    enc: &Encryption,
+    final_id: &str,
+    op: Operation,
+) -> Result<(), CheckError> {
     let ordinary: Vec<&String> = j
         .keyslots
         .iter()
         .filter(|(_, k)| k.kind == LUKS2_KEYSLOT)
         .map(|(n, _)| n)
         .collect();
-    let mut volume_digests = 0;
+    let (mut volume_digests, mut to_final) = (0, 0);
     for d in j.digests.values() {
         let covers_ordinary = d.keyslots.iter().any(|k| ordinary.contains(&k));
         if !covers_ordinary {
@@ -300,23 +372,27 @@ fn check_digests(j: &Luks2Json, enc: &Encryption, final_id: &str) -> Result<(), 
             .segments
             .iter()
             .all(|s| j.segments.get(s).is_some_and(|seg| seg.kind == "crypt"));
-        if d.kind != "pbkdf2" || !crypt_only || !d.segments.iter().any(|s| s == final_id) {
+        if d.kind != "pbkdf2" || !crypt_only {
             return Err(CheckError::Digest(format!(
                 "type `{}`, segments {:?}",
                 d.kind, d.segments
             )));
         }
-        if let Some(k) = ordinary.iter().find(|k| !d.keyslots.contains(k)) {
-            return Err(CheckError::Keyslot {
-                slot: k.to_string(),
-                what: "is not covered by the volume-key digest".into(),
-            });
-        }
+        to_final += usize::from(d.segments.iter().any(|s| s == final_id));
     }
-    if volume_digests != 1 {
+    if volume_digests != op.volume_digests() || to_final != 1 {
         return Err(CheckError::Digest(format!(
-            "{volume_digests} volume-key digests"
+            "{volume_digests} volume-key digests, {to_final} of the final segment"
         )));
+    }
+    if let Some(k) = ordinary
+        .iter()
+        .find(|k| !j.digests.values().any(|d| d.keyslots.contains(k)))
+    {
+        return Err(CheckError::Keyslot {
+            slot: k.to_string(),
+            what: "is not covered by a volume-key digest".into(),
+        });
     }
     super::check::check_keyslots(j, enc)
 }
