@@ -1680,10 +1680,29 @@ fn persistence_holding_data_is_encrypted_in_place_and_a_cut_run_resumes() {
     assert!(!text(&dump.stdout).contains("online-reencrypt"));
     drop(p);
 
-    // And it stays so: the next boot opens it at one KDF run.
+    // Its volume key rotated on the host, the volume closed: the same key
+    // opens it, the volume key is another, and the next boot mounts the
+    // same data at one KDF run.
+    let p = vm.partition("persistence");
+    let old_key = common::volume_key(p.path(), 0, b"persistence-pass");
+    vm.write("persistence.yaml", &config_with_persistence(true));
+    let cfg = vm.dir.join("job/persistence.yaml");
+    let rot = Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["rotate-volume-key", "--volume", "persistence", "--device"])
+        .arg(p.path())
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(rot.status.success(), "{}", text(&rot.stderr));
+    assert_ne!(
+        common::volume_key(p.path(), 0, b"persistence-pass"),
+        old_key
+    );
+    drop(p);
     let b = vm.boot("", SUMS);
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.section("sums"), sums);
     assert_eq!(b.volume("persistence")["kdf_runs"], 1);
-    vm.summary("plain persistence with data → inPlace staged → power cut at 40% of the encryption → resumed, data identical → next boot one KDF run");
+    vm.summary("plain persistence with data → inPlace staged → power cut at 40% of the encryption → resumed, data identical → volume key rotated on the host → next boot one KDF run, data identical");
 }

@@ -117,30 +117,7 @@ fn converge(img: &Path, cfg: &Path, mode: &str) -> std::process::Output {
 
 /// The volume key, as `cryptsetup luksDump --dump-volume-key` shows it.
 fn volume_key(img: &Path) -> Vec<u8> {
-    let mut c = Command::new("cryptsetup")
-        .args([
-            "luksDump",
-            "--dump-volume-key",
-            "--batch-mode",
-            "--key-file",
-            "-",
-        ])
-        .arg(img)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(b"day-to-day-pass")
-        .unwrap();
-    let out = text(&c.wait_with_output().unwrap().stdout);
-    let dump = out.split("MK dump:").nth(1).expect(&out);
-    let hexes: String = dump
-        .split_whitespace()
-        .take_while(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
-        .collect();
+    let hexes = common::volume_key(img, 0, b"day-to-day-pass");
     (0..hexes.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hexes[i..i + 2], 16).unwrap())

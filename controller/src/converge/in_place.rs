@@ -9,7 +9,7 @@ use super::plan::NewSlot;
 use super::{blocking, ConvergeError};
 use crate::device::{Contents, EncryptionStart, ReencryptRun, TokenChange};
 use crate::inplace::{self, estimate::MibPerSec};
-use crate::luks2::binding::Binder;
+use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
 use crate::luks2::reencryption::{self, Operation};
 use api_types::KeyslotId;
@@ -79,20 +79,8 @@ impl Executor<'_> {
             .map(|(s, e)| (*s, e.passphrase.clone()))
             .collect();
         blocking(self.device, move |d| {
-            let binder = Binder::new(&vk);
-            let tokens = |h: &Luks2Header| -> Result<Vec<serde_json::Value>, String> {
-                let mut out: Vec<serde_json::Value> = parts
-                    .iter()
-                    .map(|p| {
-                        let salt = h.keyslot(p.slot).map(|k| k.kdf.salt().to_string());
-                        p.with_owner(&binder, &salt.unwrap_or_default())
-                    })
-                    .collect();
-                let proof = reencryption::token_for(h, Operation::Encrypt, vec![], &vk)
-                    .ok_or("the new header has no crypt segment")?;
-                out.push(serde_json::to_value(proof).expect("token serialises"));
-                Ok(out)
-            };
+            let tokens =
+                |h: &Luks2Header| header_tokens(h, &parts, &vk, Operation::Encrypt, vec![]);
             let pairs: Vec<(KeyslotId, &[u8])> =
                 keys.iter().map(|(s, p)| (*s, p.expose())).collect();
             d.start_encryption(&EncryptionStart {
@@ -180,6 +168,30 @@ impl Executor<'_> {
         blocking(self.device, move |d| d.token(TokenChange::Remove(id))).await?;
         Ok(())
     }
+}
+
+/// The tokens a reencryption's new header carries: each configured
+/// slot's (its owner tag over the keyslot's salt in `h`) and volctl's proof
+/// (keyed by `volume_key`, the key the volume ends with).
+pub(super) fn header_tokens(
+    h: &Luks2Header,
+    parts: &[TokenParts],
+    volume_key: &VolumeKey,
+    operation: Operation,
+    temporary: Vec<reencryption::TemporarySlot>,
+) -> Result<Vec<serde_json::Value>, String> {
+    let binder = Binder::new(volume_key);
+    let mut out: Vec<serde_json::Value> = parts
+        .iter()
+        .map(|p| {
+            let salt = h.keyslot(p.slot).map(|k| k.kdf.salt().to_string());
+            p.with_owner(&binder, &salt.unwrap_or_default())
+        })
+        .collect();
+    let proof = reencryption::token_for(h, operation, temporary, volume_key)
+        .ok_or("the new header has no crypt segment")?;
+    out.push(serde_json::to_value(proof).expect("token serialises"));
+    Ok(out)
 }
 
 /// Prints how far an encryption got, every tenth of the way; the rate is

@@ -18,13 +18,14 @@
 //!    keyslots, and volctl the proof. Each key costs two KDF runs.
 
 use super::execute::{token_parts, Executor, TokenParts};
+use super::in_place::header_tokens;
 use super::keys::{self, Key};
 use super::plan::{Action, Plan, Reencryption};
 use super::{blocking, outcome, random_bytes, ConvergeError, Mode, Outcome, Prepared};
 use crate::device::{Contents, LuksDevice, RotationStart};
 use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
-use crate::luks2::reencryption::{self, Operation, TemporarySlot};
+use crate::luks2::reencryption::{Operation, TemporarySlot};
 use crate::volume::VolumeSpec;
 use api_types::KeyslotId;
 use providers::{Passphrase, ProviderEnv};
@@ -189,27 +190,22 @@ async fn start(
     let (old_key, new_key) = (p.volume_key.clone(), new_key.clone());
     let passphrases = passphrases.to_vec();
     blocking(device, move |d| {
-        let binder = Binder::new(&new_key);
-        let tokens = |h: &Luks2Header| -> Result<Vec<serde_json::Value>, String> {
-            let mut out: Vec<serde_json::Value> = parts
-                .iter()
-                .map(|p| {
-                    let salt = h.keyslot(p.slot).map(|k| k.kdf.salt().to_string());
-                    p.with_owner(&binder, &salt.unwrap_or_default())
-                })
-                .collect();
-            let temp = temporary
-                .iter()
-                .zip(&parts)
-                .map(|(slot, p)| TemporarySlot {
-                    slot: *slot,
-                    of: p.slot,
-                })
-                .collect();
-            let proof = reencryption::token_for(h, Operation::RotateVolumeKey, temp, &new_key)
-                .ok_or("the header has no crypt segment")?;
-            out.push(serde_json::to_value(proof).expect("token serialises"));
-            Ok(out)
+        let temp: Vec<TemporarySlot> = temporary
+            .iter()
+            .zip(&parts)
+            .map(|(slot, p)| TemporarySlot {
+                slot: *slot,
+                of: p.slot,
+            })
+            .collect();
+        let tokens = |h: &Luks2Header| {
+            header_tokens(
+                h,
+                &parts,
+                &new_key,
+                Operation::RotateVolumeKey,
+                temp.clone(),
+            )
         };
         let pairs: Vec<(KeyslotId, &[u8])> =
             passphrases.iter().map(|(s, p)| (*s, p.expose())).collect();

@@ -110,17 +110,7 @@ impl CryptsetupDevice {
         };
         // Tokens first: libcryptsetup refuses token writes once a
         // reencryption is recorded.
-        let mut h = loaded_header(&mut dev).map_err(|reason| self.failed(op, reason))?;
-        h.uuid = dev
-            .status_handle()
-            .get_uuid()
-            .map_err(|e| self.fail(op, e))?
-            .to_string();
-        for json in (s.tokens)(&h).map_err(|reason| self.failed(op, reason))? {
-            dev.token_handle()
-                .json_set(TokenInput::AddToken(&json))
-                .map_err(|e| self.fail(op, e))?;
-        }
+        self.write_tokens(&mut dev, s.tokens, op)?;
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         let (cipher, mode) = s
             .format
@@ -162,17 +152,7 @@ impl CryptsetupDevice {
             .load::<()>(Some(EncryptionFormat::Luks2), None)
             .map_err(|e| self.fail(op, e))?;
         self.reenrol(&mut dev, s, &h)?;
-        let mut h = loaded_header(&mut dev).map_err(|reason| self.failed(op, reason))?;
-        h.uuid = dev
-            .status_handle()
-            .get_uuid()
-            .map_err(|e| self.fail(op, e))?
-            .to_string();
-        for json in (s.tokens)(&h).map_err(|reason| self.failed(op, reason))? {
-            dev.token_handle()
-                .json_set(TokenInput::AddToken(&json))
-                .map_err(|e| self.fail(op, e))?;
-        }
+        let h = self.write_tokens(&mut dev, s.tokens, op)?;
         let sector_size = h.json.segments.values().find_map(|seg| seg.sector_size);
         let (cipher, mode) = dev_cipher(&mut dev);
         let (Some((first, passphrase)), Some(temp)) = (s.keys.first(), s.temporary.first()) else {
@@ -195,6 +175,28 @@ impl CryptsetupDevice {
             .map_err(|e| self.fail(op, e))?;
         drop(dev);
         self.place_header(&tmp, len)
+    }
+
+    /// Writes the tokens `tokens` makes for the header loaded in `dev`
+    /// (with its UUID); returns that header.
+    fn write_tokens(
+        &self,
+        dev: &mut CryptDevice,
+        tokens: super::TokensFor<'_>,
+        op: &'static str,
+    ) -> Result<crate::luks2::header::Luks2Header, DeviceError> {
+        let mut h = loaded_header(dev).map_err(|reason| self.failed(op, reason))?;
+        h.uuid = dev
+            .status_handle()
+            .get_uuid()
+            .map_err(|e| self.fail(op, e))?
+            .to_string();
+        for json in tokens(&h).map_err(|reason| self.failed(op, reason))? {
+            dev.token_handle()
+                .json_set(TokenInput::AddToken(&json))
+                .map_err(|e| self.fail(op, e))?;
+        }
+        Ok(h)
     }
 
     /// An unnamed file holding the first `len` bytes (the header) of the
