@@ -396,3 +396,124 @@ fn check_digests(
     }
     super::check::check_keyslots(j, enc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn enc(in_place: bool) -> Encryption {
+        let mut e: Encryption = serde_json::from_value(json!({
+            "provider": "luks2",
+            "keys": [{"slot": 0, "static": {"passphrase": "p"}}]
+        }))
+        .unwrap();
+        e.in_place = Some(in_place);
+        e
+    }
+
+    /// An encryption in progress as libcryptsetup records it (cut half way:
+    /// one plaintext and one encrypted part mapped).
+    fn encrypting() -> serde_json::Value {
+        json!({
+            "keyslots": {
+                "0": {"type": "luks2", "key_size": 64, "af": {}, "area": {"type": "raw"},
+                      "kdf": {"type": "argon2id", "salt": "c2FsdA=="}},
+                "1": {"type": "reencrypt", "key_size": 1, "mode": "encrypt",
+                      "direction": "backward", "area": {"type": "datashift"}}
+            },
+            "tokens": {"0": {"type": "volctl-reencrypt", "keyslots": [],
+                             "volctl_version": 2, "operation": "encrypt", "proof": "x"}},
+            "segments": {
+                "0": {"type": "linear", "offset": "16777216", "size": "33554432"},
+                "1": {"type": "crypt", "offset": "50331648", "size": "dynamic", "iv_tweak": "65536",
+                      "encryption": "aes-xts-plain64", "sector_size": 512},
+                "2": {"type": "linear", "offset": "0", "size": "67108864", "flags": ["backup-previous"]},
+                "3": {"type": "crypt", "offset": "16777216", "size": "dynamic", "iv_tweak": "0",
+                      "encryption": "aes-xts-plain64", "sector_size": 512, "flags": ["backup-final"]}
+            },
+            "digests": {
+                "0": {"type": "pbkdf2", "keyslots": ["0"], "segments": ["1", "3"], "digest": "d"},
+                "1": {"type": "pbkdf2", "keyslots": ["1"], "segments": [], "digest": "e"}
+            },
+            "config": {"requirements": {"mandatory": ["online-reencrypt-v2"]}}
+        })
+    }
+
+    fn checked(v: serde_json::Value, in_place: bool) -> Result<(), CheckError> {
+        check(&serde_json::from_value(v).unwrap(), &enc(in_place))
+    }
+
+    #[test]
+    fn volctl_s_own_encryption_passes_and_every_forgery_of_it_is_refused() {
+        assert_eq!(checked(encrypting(), true), Ok(()));
+        // Without `inPlace` in the config.
+        assert!(matches!(
+            checked(encrypting(), false),
+            Err(CheckError::Requirements(_))
+        ));
+        // Without volctl's token: another tool started it.
+        let mut v = encrypting();
+        v["tokens"] = json!({});
+        assert!(
+            matches!(checked(v, true), Err(CheckError::Reencryption(w)) if w.contains("no volctl-reencrypt token"))
+        );
+        // A decryption (ciphertext turned into plaintext).
+        let mut v = encrypting();
+        v["keyslots"]["1"]["mode"] = json!("decrypt");
+        assert!(matches!(checked(v, true), Err(CheckError::Reencryption(_))));
+        // A segment mapped with cipher_null.
+        let mut v = encrypting();
+        v["segments"]["1"]["encryption"] = json!("cipher_null-ecb");
+        assert!(matches!(
+            checked(v, true),
+            Err(CheckError::NullCipher { .. })
+        ));
+        // The volume key's digest bound to a plaintext segment.
+        let mut v = encrypting();
+        v["digests"]["0"]["segments"] = json!(["0", "3"]);
+        assert!(matches!(checked(v, true), Err(CheckError::Digest(_))));
+        // A final segment with an IV tweak, or a flag libcryptsetup never sets.
+        let mut v = encrypting();
+        v["segments"]["3"]["iv_tweak"] = json!("8");
+        assert!(checked(v, true).is_err());
+        let mut v = encrypting();
+        v["segments"]["2"]["flags"] = json!(["backup-opal"]);
+        assert!(matches!(
+            checked(v, true),
+            Err(CheckError::SegmentShape { .. })
+        ));
+    }
+
+    #[test]
+    fn a_rotation_maps_no_plaintext_and_has_two_volume_keys() {
+        let mut v = encrypting();
+        v["keyslots"]["1"]["mode"] = json!("reencrypt");
+        v["keyslots"]["1"]["direction"] = json!("forward");
+        v["keyslots"]["1"]["area"] = json!({"type": "checksum"});
+        // A plaintext segment in a rotation: refused.
+        assert!(matches!(
+            checked(v.clone(), false),
+            Err(CheckError::SegmentType { .. })
+        ));
+        v["segments"]["0"] = json!({"type": "crypt", "offset": "16777216", "size": "33554432",
+            "iv_tweak": "0", "encryption": "aes-xts-plain64", "sector_size": 512});
+        v["segments"]["2"]["type"] = json!("crypt");
+        v["segments"]["2"]["encryption"] = json!("aes-xts-plain64");
+        v["keyslots"]["5"] = v["keyslots"]["0"].clone();
+        v["digests"]["2"] =
+            json!({"type": "pbkdf2", "keyslots": ["5"], "segments": ["0", "2"], "digest": "f"});
+        // Two volume keys, `inPlace` not needed: a rotation volctl runs.
+        assert_eq!(checked(v.clone(), false), Ok(()));
+        // One keyslot outside both digests: refused.
+        v["keyslots"]["7"] = v["keyslots"]["0"].clone();
+        assert!(matches!(checked(v, false), Err(CheckError::Keyslot { .. })));
+    }
+
+    #[test]
+    fn pending_bytes_counts_what_is_not_yet_under_the_final_key() {
+        let j: Luks2Json = serde_json::from_value(encrypting()).unwrap();
+        // 32 MiB plaintext; segment 1 is under the final key already.
+        assert_eq!(pending_bytes(&j, 128 << 20), 32 << 20);
+    }
+}
