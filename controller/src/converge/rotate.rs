@@ -49,25 +49,11 @@ pub async fn rotate_volume_key(
     let temporary = free_slots(&h, &keys)?;
     let mut p = super::prepare_existing(spec, h.clone(), &keys, &desired, &device, env).await?;
     ensure_converged(&p.plan, &h, &keys)?;
+    let passphrases = produce(&keys, &h, &p).await?;
     let size = blocking(&device, |d| d.size()).await?;
-    let data = size.saturating_sub(h.data_offset().unwrap_or(0));
-    let slots: Vec<KeyslotId> = keys.iter().map(|k| k.spec.slot).collect();
-    p.plan = Plan {
-        actions: vec![Action::RotateVolumeKey {
-            slots: slots.clone(),
-            work: Reencryption {
-                shrink_mib: 0,
-                data_mib: data >> 20,
-                eta_seconds: (mode == Mode::DryRun)
-                    .then(|| super::eta(spec, data))
-                    .flatten(),
-            },
-        }],
-        notes: vec![],
-    };
+    p.plan = rotation_plan(spec, &h, &keys, size, mode);
     let mut encrypted = None;
     if mode == Mode::Apply {
-        let passphrases = produce(&keys, &h, &p).await?;
         let new_key = VolumeKey::new(random_bytes(spec.encryption.key_size().len()));
         start(
             spec,
@@ -91,6 +77,25 @@ pub async fn rotate_volume_key(
         encrypted,
         ..o
     })
+}
+
+/// The one action: which slots are enrolled again, how much is rewritten
+/// (with an estimate for a plan).
+fn rotation_plan(spec: &VolumeSpec, h: &Luks2Header, keys: &[Key], size: u64, mode: Mode) -> Plan {
+    let data = size.saturating_sub(h.data_offset().unwrap_or(0));
+    Plan {
+        actions: vec![Action::RotateVolumeKey {
+            slots: keys.iter().map(|k| k.spec.slot).collect(),
+            work: Reencryption {
+                shrink_mib: 0,
+                data_mib: data >> 20,
+                eta_seconds: (mode == Mode::DryRun)
+                    .then(|| super::eta(spec, data))
+                    .flatten(),
+            },
+        }],
+        notes: vec![],
+    }
 }
 
 fn refused(why: &str) -> ConvergeError {
