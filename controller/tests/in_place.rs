@@ -86,19 +86,26 @@ fn hex(b: &[u8]) -> String {
 fn ext4_image(dir: &Path, mib: u64, fs_mib: u64) -> (PathBuf, BTreeMap<String, String>) {
     let sums = tree(dir);
     let img = dir.join("disk.img");
-    std::fs::File::create(&img)
+    let tree = dir.join("tree").display().to_string();
+    let mkfs = ["mkfs.ext4", "-q", "-F", "-b", "4096", "-d", &tree];
+    mkfs_image(&img, mib, &mkfs, &[&format!("{fs_mib}M")]);
+    (img, sums)
+}
+
+/// An image of `mib` MiB made by `mkfs` (the tool and its flags), with
+/// `after` following the image's path.
+fn mkfs_image(img: &Path, mib: u64, mkfs: &[&str], after: &[&str]) {
+    std::fs::File::create(img)
         .unwrap()
         .set_len(mib << 20)
         .unwrap();
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-d"])
-        .arg(dir.join("tree"))
-        .arg(&img)
-        .arg(format!("{fs_mib}M"))
+    let out = Command::new(mkfs[0])
+        .args(&mkfs[1..])
+        .arg(img)
+        .args(after)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    (img, sums)
 }
 
 fn converge(img: &Path, cfg: &Path, mode: &str) -> std::process::Output {
@@ -346,16 +353,7 @@ fn xfs_and_a_full_filesystem_are_refused_and_left_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let xfs = dir.path().join("xfs.img");
-    std::fs::File::create(&xfs)
-        .unwrap()
-        .set_len(320 << 20)
-        .unwrap();
-    let out = Command::new("mkfs.xfs")
-        .args(["-q", "-f"])
-        .arg(&xfs)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    mkfs_image(&xfs, 320, &["mkfs.xfs", "-q", "-f"], &[]);
     let before = std::fs::read(&xfs).unwrap();
     let run = converge(&xfs, &cfg, "converge");
     assert_eq!(run.status.code(), Some(1));
@@ -372,17 +370,8 @@ fn xfs_and_a_full_filesystem_are_refused_and_left_byte_identical() {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("blob"), vec![7u8; 50 << 20]).unwrap();
     let img = full.path().join("full.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&root)
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let root = root.display().to_string();
+    mkfs_image(&img, 64, &["mkfs.ext4", "-q", "-F", "-d", &root], &[]);
     let before = std::fs::read(&img).unwrap();
     let run = converge(&img, &cfg, "converge");
     assert_eq!(run.status.code(), Some(1));

@@ -226,10 +226,7 @@ impl Executor<'_> {
         let h = self
             .header
             .expect("tokens are rewritten on existing headers only");
-        let data = self
-            .old_token(slot)
-            .map(|(_, t)| t.data)
-            .unwrap_or_else(|| serde_json::json!({}));
+        let data = token_data(h, slot);
         let salt = h
             .keyslot(slot)
             .map(|k| k.kdf.salt().to_string())
@@ -289,6 +286,14 @@ pub(crate) fn token_with_id(h: &Luks2Header, slot: KeyslotId) -> Option<(TokenId
         let t = VolctlToken::parse(raw)?.ok()?;
         (t.slot() == Some(slot)).then_some((id, t))
     })
+}
+
+/// The data of `slot`'s volctl token in `h` (`{}` without one): what a
+/// key re-enrolled in that slot keeps (sealed blobs, endpoints).
+pub(crate) fn token_data(h: &Luks2Header, slot: KeyslotId) -> serde_json::Value {
+    token_with_id(h, slot)
+        .map(|(_, t)| t.data)
+        .unwrap_or_else(|| serde_json::json!({}))
 }
 
 fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {

@@ -88,6 +88,7 @@ impl Executor<'_> {
                 volume_key: &vk,
                 keys: &pairs,
                 shift: inplace::SHIFT,
+                record: true,
                 tokens: &tokens,
             })
         })
@@ -121,6 +122,20 @@ impl Executor<'_> {
                 (beside, Some(slot))
             }
         };
+        if operation == Operation::Encrypt && left == 0 {
+            // Cut after its last step and before libcryptsetup finalised
+            // the header: libcryptsetup 2.6 (and its CLI) cannot resume
+            // that; every byte is encrypted, so a plain header with the
+            // same key, placed the safe way, finishes it.
+            let data = super::execute::token_data(&h, slot);
+            self.write_finished_header(slot, passphrase, data).await?;
+            return Ok(Encrypted {
+                operation,
+                mib: 0,
+                seconds: 0.0,
+                rate: MibPerSec(0.0),
+            });
+        }
         let mut reporter = ProgressReport::new(self.spec.name.clone(), operation, left);
         let started = Instant::now();
         blocking(self.device, move |d| {
@@ -144,6 +159,38 @@ impl Executor<'_> {
             seconds: took.as_secs_f64(),
             rate: MibPerSec::of(left, took),
         })
+    }
+
+    /// Replaces the header of an encryption whose data is all encrypted with
+    /// an ordinary one: the same volume key, the slot that opened it with
+    /// its token data (the next run enrols the other keys again).
+    async fn write_finished_header(
+        &self,
+        slot: KeyslotId,
+        passphrase: Passphrase,
+        token_data: serde_json::Value,
+    ) -> Result<(), ConvergeError> {
+        tracing::warn!(volume = %self.spec.name, "the encryption ended before its header was finalised: writing a finished header");
+        let format = self.format_params();
+        let vk = self.volume_key.clone();
+        let binder = Binder::new(&vk);
+        let part = token_parts(key_for(self.keys, slot), slot, token_data, &binder)?;
+        blocking(self.device, move |d| {
+            let binder = Binder::new(&vk);
+            let tokens = |h: &Luks2Header| -> Result<Vec<serde_json::Value>, String> {
+                let salt = h.keyslot(slot).map(|k| k.kdf.salt().to_string());
+                Ok(vec![part.with_owner(&binder, &salt.unwrap_or_default())])
+            };
+            d.start_encryption(&EncryptionStart {
+                format: &format,
+                volume_key: &vk,
+                keys: &[(slot, passphrase.expose())],
+                shift: inplace::SHIFT,
+                record: false,
+                tokens: &tokens,
+            })
+        })
+        .await
     }
 
     /// Removes what a finished reencryption leaves: its temporary keyslots

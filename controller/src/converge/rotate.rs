@@ -17,7 +17,7 @@
 //!    whichever opens it; at the end libcryptsetup drops the old key's
 //!    keyslots, and volctl the proof. Each key costs two KDF runs.
 
-use super::execute::{token_parts, Executor, TokenParts};
+use super::execute::{token_data, token_parts, Executor, TokenParts};
 use super::in_place::header_tokens;
 use super::keys::{self, Key};
 use super::plan::{Action, Plan, Reencryption};
@@ -154,9 +154,7 @@ async fn produce(
         let pass = match &p.unlock {
             Some((opened, pass)) if *opened == slot => pass.clone(),
             _ => {
-                let data = super::token_with_id(h, slot)
-                    .map(|(_, t)| t.data)
-                    .unwrap_or_else(|| serde_json::json!({}));
+                let data = token_data(h, slot);
                 key.provider.recover(&key.ctx, &data).await.map_err(|e| {
                     refused(&format!(
                         "the key of slot {slot} cannot be produced now ({e})"
@@ -184,12 +182,7 @@ async fn start(
     let binder = Binder::new(new_key);
     let parts = keys
         .iter()
-        .map(|k| {
-            let data = super::token_with_id(h, k.spec.slot)
-                .map(|(_, t)| t.data)
-                .unwrap_or_else(|| serde_json::json!({}));
-            token_parts(k, k.spec.slot, data, &binder)
-        })
+        .map(|k| token_parts(k, k.spec.slot, token_data(h, k.spec.slot), &binder))
         .collect::<Result<Vec<TokenParts>, _>>()?;
     let pbkdf = super::pbkdf::for_new_slot(spec, Some(h));
     let (old_key, new_key) = (p.volume_key.clone(), new_key.clone());

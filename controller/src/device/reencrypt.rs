@@ -111,6 +111,10 @@ impl CryptsetupDevice {
         // Tokens first: libcryptsetup refuses token writes once a
         // reencryption is recorded.
         self.write_tokens(&mut dev, s.tokens, op)?;
+        if !s.record {
+            drop(dev);
+            return self.place_header(&tmp, s.shift);
+        }
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         let (cipher, mode) = s
             .format
@@ -336,6 +340,14 @@ impl CryptsetupDevice {
             tracing::warn!(device = %self.path_s(), "recovering the step a cut run was in");
             self.init_by_passphrase(&mut dev, run, CryptReencrypt::RECOVERY)?;
             dev = self.load_for_change(op)?;
+            // A cut in the last step: recovering it finished the run.
+            let left = dev
+                .reencrypt_handle()
+                .status(params(run.operation, None, CryptReencrypt::empty()))
+                .map_err(|e| self.fail(op, e))?;
+            if left == CryptReencryptInfo::None {
+                return Ok(());
+            }
         }
         self.init_by_passphrase(&mut dev, run, CryptReencrypt::RESUME_ONLY)?;
         let mut state = ProgressState { progress };

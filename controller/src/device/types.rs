@@ -182,6 +182,10 @@ pub struct EncryptionStart<'a> {
     /// The data shift: the LUKS2 header's size; the plaintext must end
     /// twice this before the device's end.
     pub shift: u64,
+    /// Record the reencryption (a new in-place encryption); without it the
+    /// header only describes data already encrypted under `volume_key`
+    /// (finishing an encryption libcryptsetup can no longer finish).
+    pub record: bool,
     /// The tokens to write with the header.
     pub tokens: TokensFor<'a>,
 }
