@@ -78,16 +78,20 @@ impl Boot {
     }
     /// Text between `BEGIN name` and `END name` markers.
     fn section(&self, name: &str) -> String {
-        let b = format!("BEGIN {name}\n");
-        let e = format!("END {name}");
-        let i = self
-            .log
-            .find(&b)
-            .unwrap_or_else(|| panic!("no section {name} in log:\n{}", self.log))
-            + b.len();
-        let j = self.log[i..].find(&e).unwrap() + i;
-        self.log[i..j].to_string()
+        section(&self.log, name)
     }
+}
+
+/// Text between `BEGIN name` and `END name` markers in a console log.
+fn section(log: &str, name: &str) -> String {
+    let b = format!("BEGIN {name}\n");
+    let e = format!("END {name}");
+    let i = log
+        .find(&b)
+        .unwrap_or_else(|| panic!("no section {name} in log:\n{log}"))
+        + b.len();
+    let j = log[i..].find(&e).unwrap() + i;
+    log[i..j].to_string()
 }
 
 impl Vm {
@@ -1562,9 +1566,11 @@ fn the_seed_workflow_driven_from_the_host_over_the_node_api() {
 impl Vm {
     /// Boots once and cuts the power (qemu killed with SIGKILL) as soon as
     /// the console shows `marker`; returns the console.
-    fn boot_cut_when(&mut self, boot_args: &str, marker: &str) -> String {
+    fn boot_cut_when(&mut self, boot_args: &str, after: &str, marker: &str) -> String {
         use std::io::Read;
-        let script = format!("volctl boot --disk /dev/vda {boot_args}\necho BOOT-RC $?\n");
+        let script = format!(
+            "volctl boot --disk /dev/vda {boot_args}\necho BOOT-RC $?\n{after}\nsleep 600\n"
+        );
         self.write("job.sh", &script);
         let sock = self.dir.join("console.sock");
         let _ = std::fs::remove_file(&sock);
@@ -1622,16 +1628,39 @@ fn config_with_persistence(in_place: bool) -> String {
 
 const SUMS: &str = "cd /persistence && echo 'BEGIN sums' && find . -type f ! -path './lost+found*' | sort | xargs sha256sum && echo 'END sums'; cd /";
 
+/// Waits (up to 5 min) until the online reencryption of persistence says it
+/// is done, then prints its progress record.
+const WAIT_ONLINE: &str = "i=0; while ! grep -q '\"state\": \"done\"' /run/volctl/reencrypt/persistence.json && [ $i -lt 600 ]; do sleep 0.5; i=$((i+1)); done; echo 'BEGIN online'; cat /run/volctl/reencrypt/persistence.json; echo; echo 'END online'";
+
+/// The start of persistence's data area, decrypted with the volume key
+/// `vk` (hex): whether it reads as an ext4 filesystem.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+fn data_reads_as_ext4(vm: &Vm, vk_hex: &str) -> bool {
+    use std::io::{Read, Seek};
+    let p = vm.partition("persistence");
+    let offset = match controller::luks2::header::read(p.path()).unwrap() {
+        controller::luks2::header::Probe::Luks2(h) => h.data_offset().unwrap(),
+        controller::luks2::header::Probe::None => panic!("no LUKS2 header"),
+    };
+    let mut f = std::fs::File::open(p.path()).unwrap();
+    f.seek(std::io::SeekFrom::Start(offset)).unwrap();
+    let mut data = vec![0u8; 4096];
+    f.read_exact(&mut data).unwrap();
+    common::xts_decrypt(&mut data, &common::hex_bytes(vk_hex));
+    common::is_ext4(&data)
+}
+
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
-fn persistence_holding_data_is_encrypted_in_place_and_a_cut_run_resumes() {
+fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes() {
     let mut vm = Vm::new("in-place", LAYOUT);
     vm.write("plain.yaml", &config_with_persistence(false));
     vm.write("inplace.yaml", &config_with_persistence(true));
     // Plain persistence, filled with data; the inPlace config staged.
     let b = vm.boot(
         "-f /job/plain.yaml",
-        &format!("head -c 24M /dev/urandom > /persistence/big; mkdir -p /persistence/a/b/c/d/e; echo deep > /persistence/a/b/c/d/e/f; head -c 3M /dev/urandom > /persistence/a/mid; {SUMS}; volctl apply-config -f /job/inplace.yaml --mode staged"),
+        &format!("dd if=/dev/urandom of=/persistence/big bs=1M count=24 2>/dev/null; mkdir -p /persistence/a/b/c/d/e; echo deep > /persistence/a/b/c/d/e/f; dd if=/dev/urandom of=/persistence/a/mid bs=1M count=3 2>/dev/null; {SUMS}; volctl apply-config -f /job/inplace.yaml --mode staged"),
     );
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.volume("persistence")["encrypted"], false);
@@ -1640,10 +1669,28 @@ fn persistence_holding_data_is_encrypted_in_place_and_a_cut_run_resumes() {
         sums.contains("./big") && sums.contains("./a/b/c/d/e/f"),
         "{sums}"
     );
+    // (No empty file: busybox's `head -c` takes no size suffix.)
+    assert!(!sums.contains(EMPTY_SHA256), "{sums}");
 
-    // The power is cut while the boot encrypts it in place.
-    let log = vm.boot_cut_when("", "encrypting in place 40%");
-    assert!(log.contains("persistence: encrypting in place"), "{log}");
+    // The boot mounts it and encrypts it online: once the run has done
+    // something, a file is written and synced, the run still going; then
+    // the power is cut.
+    let during = "i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; volctl status; dd if=/dev/urandom of=/persistence/during bs=1M count=5 2>/dev/null; sync; echo 'BEGIN progress'; cat /run/volctl/reencrypt/persistence.json; echo; echo 'END progress'; echo CUT-HERE";
+    let log = vm.boot_cut_when("", during, "CUT-HERE\n");
+    assert!(log.contains("BOOT-RC 0"), "{log}");
+    assert!(
+        log.contains("persistence: encrypting in place 0% (0/"),
+        "{log}"
+    );
+    // (The run's own progress lines share the console: the JSON alone.)
+    let progress = section(&log, "progress");
+    let json = &progress[progress.find('{').unwrap()..=progress.rfind('}').unwrap()];
+    let progress: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(progress["state"], "running", "{progress}");
+    assert!(
+        progress["done_bytes"].as_u64() < progress["total_bytes"].as_u64(),
+        "{progress}"
+    );
     let p = vm.partition("persistence");
     let dump = Command::new("cryptsetup")
         .args(["luksDump"])
@@ -1657,18 +1704,27 @@ fn persistence_holding_data_is_encrypted_in_place_and_a_cut_run_resumes() {
     );
     drop(p);
 
-    // The next boot resumes and finishes it, then opens and mounts it.
-    let b = vm.boot("", SUMS);
+    // The next boot resumes it online and finishes it: the data as it was,
+    // the file written mid-run too.
+    let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.volume("persistence")["encrypted"], true);
-    assert!(
-        b.volume("persistence")["encrypted_in_place"]["mib"]
-            .as_u64()
-            .is_some(),
-        "{}",
-        b.status
+    let online = b.section("online");
+    let json = &online[online.find('{').unwrap()..=online.rfind('}').unwrap()];
+    let online: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(online["state"], "done", "{online}");
+    let after = b.section("sums");
+    assert!(after.contains("./during"), "{after}");
+    let without_during: String = after
+        .lines()
+        .filter(|l| !l.ends_with("./during"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        without_during.trim_end(),
+        sums.trim_end(),
+        "the data is as it was"
     );
-    assert_eq!(b.section("sums"), sums, "the data is as it was");
     assert!(vm.opens("persistence", 0, b"persistence-pass"));
     let p = vm.partition("persistence");
     let dump = Command::new("cryptsetup")
@@ -1677,31 +1733,38 @@ fn persistence_holding_data_is_encrypted_in_place_and_a_cut_run_resumes() {
         .output()
         .unwrap();
     assert!(!text(&dump.stdout).contains("online-reencrypt"));
-    drop(p);
-
-    // Its volume key rotated on the host, the volume closed: the same key
-    // opens it, the volume key is another, and the next boot mounts the
-    // same data at one KDF run.
-    let p = vm.partition("persistence");
     let old_key = common::volume_key(p.path(), 0, b"persistence-pass");
-    vm.write("persistence.yaml", &config_with_persistence(true));
-    let cfg = vm.dir.join("job/persistence.yaml");
-    let rot = Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .args(["rotate-volume-key", "--volume", "persistence", "--device"])
-        .arg(p.path())
-        .arg("-f")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(rot.status.success(), "{}", text(&rot.stderr));
-    assert_ne!(
-        common::volume_key(p.path(), 0, b"persistence-pass"),
-        old_key
-    );
     drop(p);
+    assert!(data_reads_as_ext4(&vm, &old_key));
+
+    // Its volume key rotated online, the volume mounted and written to
+    // meanwhile: the same data after the next boot, the old volume key
+    // decrypts garbage, only the configured keyslot is left.
+    let b = vm.boot(
+        "",
+        &format!("(sleep 1; dd if=/dev/urandom of=/persistence/rotating bs=1M count=2 2>/dev/null; sync) & volctl rotate-volume-key --volume persistence -f /job/inplace.yaml --online; wait; {SUMS}"),
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert!(
+        b.log.contains("re-encrypting to the new volume key 100%"),
+        "{}",
+        b.log
+    );
+    let rotated = b.section("sums");
+    assert!(rotated.contains("./rotating"), "{rotated}");
+    let p = vm.partition("persistence");
+    let new_key = common::volume_key(p.path(), 0, b"persistence-pass");
+    assert_eq!(common::slots(p.path()), vec![0]);
+    drop(p);
+    assert_ne!(new_key, old_key);
+    assert!(
+        !data_reads_as_ext4(&vm, &old_key),
+        "the old key still decrypts"
+    );
+    assert!(data_reads_as_ext4(&vm, &new_key));
     let b = vm.boot("", SUMS);
     assert!(b.all_ready(), "{}", b.log);
-    assert_eq!(b.section("sums"), sums);
+    assert_eq!(b.section("sums"), rotated);
     assert_eq!(b.volume("persistence")["kdf_runs"], 1);
-    vm.summary("plain persistence with data → inPlace staged → power cut at 40% of the encryption → resumed, data identical → volume key rotated on the host → next boot one KDF run, data identical");
+    vm.summary("plain persistence with data → inPlace staged → encrypted online, written meanwhile, power cut mid-run → resumed online, data identical → volume key rotated online, written meanwhile → old key decrypts garbage, next boot one KDF run");
 }

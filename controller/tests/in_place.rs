@@ -124,29 +124,18 @@ fn converge(img: &Path, cfg: &Path, mode: &str) -> std::process::Output {
 
 /// The volume key, as `cryptsetup luksDump --dump-volume-key` shows it.
 fn volume_key(img: &Path) -> Vec<u8> {
-    let hexes = common::volume_key(img, 0, b"day-to-day-pass");
-    (0..hexes.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hexes[i..i + 2], 16).unwrap())
-        .collect()
+    common::hex_bytes(&common::volume_key(img, 0, b"day-to-day-pass"))
 }
 
-/// The plaintext of the data area (aes-xts-plain64, 512-byte sectors, the
-/// IV counting sectors from the segment's start), written to a new file.
+/// The plaintext of the data area, written to a new file.
 fn decrypt(img: &Path, out: &Path) {
     decrypt_with(img, &volume_key(img), out);
 }
 
 /// The same with the volume key `vk`.
 fn decrypt_with(img: &Path, vk: &[u8], out: &Path) {
-    use aes::cipher::KeyInit;
-    assert_eq!(vk.len(), 64);
-    let xts = xts_mode::Xts128::new(
-        aes::Aes256::new_from_slice(&vk[..32]).unwrap(),
-        aes::Aes256::new_from_slice(&vk[32..]).unwrap(),
-    );
     let mut data = std::fs::read(img).unwrap().split_off(SHIFT);
-    xts.decrypt_area(&mut data, 512, 0, xts_mode::get_tweak_default);
+    common::xts_decrypt(&mut data, vk);
     std::fs::write(out, data).unwrap();
 }
 

@@ -270,7 +270,7 @@ async fn bring_up_others(
         .partition(|d| matches!(d, Document::Existing(_)));
     let mut defs: Vec<VolumeDef> = on_partitions
         .into_iter()
-        .map(|d| VolumeDef::from_doc(d, &opts.state_mount).with_recovery_out(opts))
+        .map(|d| VolumeDef::from_doc(d, &opts.state_mount).for_boot(opts))
         .collect();
     defs.sort_by_key(|d| (order(&d.name, d.label.starts_with("u-")), d.name.clone()));
     // Volumes only a person can open come last, one question at a time, so

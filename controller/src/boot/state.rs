@@ -7,7 +7,7 @@
 use super::source::{self, ConfigSource};
 use super::volume::VolumeDef;
 use super::{maintenance, BootError, BootOptions, SALT_FILE};
-use crate::converge::{converge_and_unlock, open_device, Mode};
+use crate::converge::{converge_and_unlock, open_device, Mode, RunAt};
 use crate::device::{self, Access, Contents};
 use crate::node::disks::{self, OpenPartition, Partition};
 use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
@@ -53,11 +53,11 @@ pub(super) async fn choose(
         Some((docs, _)) => docs
             .iter()
             .find(|d| d.is_state())
-            .map(|d| VolumeDef::from_doc(d, &opts.state_mount).with_recovery_out(opts))
-            .unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount).with_recovery_out(opts)),
+            .map(|d| VolumeDef::from_doc(d, &opts.state_mount).for_boot(opts))
+            .unwrap_or_else(|| VolumeDef::state(None, &opts.state_mount).for_boot(opts)),
         None => {
             source = ConfigSource::Meta;
-            VolumeDef::state(meta.clone(), &opts.state_mount).with_recovery_out(opts)
+            VolumeDef::state(meta.clone(), &opts.state_mount).for_boot(opts)
         }
     };
     Ok(StateChoice {
@@ -148,7 +148,9 @@ pub(super) async fn reconverge(
         encryption: enc.clone(),
     };
     let converged = match open_device(&spec, Path::new(&dev), Mode::Apply) {
-        Ok(device) => converge_and_unlock(&spec, device, env, Mode::Apply).await,
+        // STATE is active by now: a reencryption on it is left to the
+        // online run the boot started (`RunAt::Online` hands it back, unrun).
+        Ok(device) => converge_and_unlock(&spec, device, env, Mode::Apply, RunAt::Online).await,
         Err(e) => Err(e),
     };
     match converged {

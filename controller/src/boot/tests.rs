@@ -38,7 +38,7 @@ fn provision_and_activate(dev: &Arc<SimDevice>) -> (VolumeStatus, Result<(), Vol
     let enc = d.encryption.clone().unwrap();
     let mut st = VolumeStatus::new(&d.name, &d.label, true);
     let r = rt().block_on(async {
-        let vk = volume::provision(
+        let (vk, online) = volume::provision(
             &d,
             &enc,
             dev.clone() as Arc<dyn LuksDevice>,
@@ -46,7 +46,8 @@ fn provision_and_activate(dev: &Arc<SimDevice>) -> (VolumeStatus, Result<(), Vol
             &mut st,
         )
         .await?;
-        volume::activate(&d, &enc, dev.clone() as Arc<dyn LuksDevice>, vk, &mut st).await?;
+        let key = (vk, online.as_ref());
+        volume::activate(&d, &enc, dev.clone() as Arc<dyn LuksDevice>, key, &mut st).await?;
         Ok(())
     });
     (st, r)

@@ -5,11 +5,12 @@
 //! Nothing that holds data is ever formatted.
 
 use super::DM_PREFIX;
-use crate::converge::{converge_and_unlock, ConvergeError, Mode};
+use crate::converge::{converge_and_unlock, ConvergeError, Mode, OnlineRun, RunAt};
 use crate::device::{self, Access, ActivationOptions, Contents, DeviceError, LuksDevice};
 use crate::luks2::binding::VolumeKey;
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs;
+use crate::node::online;
 use crate::node::recovery_held::HeldKeys;
 use crate::node::recovery_out::RecoveryOut;
 use crate::node::status::{Phase, VolumeStatus};
@@ -34,6 +35,9 @@ pub(super) struct VolumeDef {
     pub raw: bool,
     /// Where recovery keys this boot enrols go.
     pub recovery_out: RecoveryDest,
+    /// The run-time directory, where an online reencryption keeps its
+    /// progress (`None`: a reencryption runs before the volume opens).
+    pub run_dir: Option<PathBuf>,
 }
 
 /// Where a boot puts the recovery keys it enrols.
@@ -62,19 +66,29 @@ impl VolumeDef {
             grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
             raw: matches!(doc, Document::Raw(_)),
             recovery_out: RecoveryDest::Nowhere,
+            run_dir: None,
         }
     }
 
-    /// The same volume, handing recovery keys to the boot's key file, or
-    /// holding them for a fetch when there is none.
-    pub fn with_recovery_out(mut self, opts: &super::BootOptions) -> Self {
+    /// The same volume as this boot brings it up: handing recovery keys to
+    /// the boot's key file (or holding them for a fetch when there is
+    /// none), running a reencryption online.
+    pub fn for_boot(mut self, opts: &super::BootOptions) -> Self {
+        let run_dir = super::maintenance::run_dir(&opts.status_file);
         self.recovery_out = match &opts.recovery_key_out {
             Some(path) => RecoveryDest::File(path.clone()),
-            None => RecoveryDest::Held(HeldKeys::in_run_dir(&super::maintenance::run_dir(
-                &opts.status_file,
-            ))),
+            None => RecoveryDest::Held(HeldKeys::in_run_dir(&run_dir)),
         };
+        self.run_dir = Some(run_dir);
         self
+    }
+
+    fn run_at(&self) -> RunAt {
+        if self.run_dir.is_some() {
+            RunAt::Online
+        } else {
+            RunAt::Here
+        }
     }
 
     pub fn state(encryption: Option<Encryption>, state_mount: &Path) -> Self {
@@ -88,6 +102,7 @@ impl VolumeDef {
             grow: false,
             raw: false,
             recovery_out: RecoveryDest::Nowhere,
+            run_dir: None,
         }
     }
 
@@ -154,6 +169,8 @@ impl VolumeError {
 pub(super) struct Opened {
     pub fs_device: PathBuf,
     pub _partition: OpenPartition,
+    /// A reencryption to run online once it is mounted.
+    pub online: Option<OnlineRun>,
 }
 
 /// Records `e` in `st` with the phase it means.
@@ -177,21 +194,22 @@ pub(super) fn locate(
 }
 
 /// Located → Provisioned: formats a blank device or converges its keyslots
-/// to the config (one KDF run when nothing changes); returns the volume key.
+/// to the config (one KDF run when nothing changes); returns the volume key
+/// and a reencryption left to run online.
 pub(super) async fn provision(
     def: &VolumeDef,
     enc: &Encryption,
     device: Arc<dyn LuksDevice>,
     env: &ProviderEnv,
     st: &mut VolumeStatus,
-) -> Result<VolumeKey, VolumeError> {
+) -> Result<(VolumeKey, Option<OnlineRun>), VolumeError> {
     let spec = VolumeSpec {
         name: def.name.clone(),
         label: def.label.clone(),
         encryption: enc.clone(),
     };
     let device_path = device.path().to_path_buf();
-    let (outcome, vk) = converge_and_unlock(&spec, device, env, Mode::Apply)
+    let (outcome, vk) = converge_and_unlock(&spec, device, env, Mode::Apply, def.run_at())
         .await
         .map_err(|e| match e {
             ConvergeError::NotBlank { found, .. } => VolumeError::NeedsWipe {
@@ -225,7 +243,7 @@ pub(super) async fn provision(
             .push(hand_over(def, &device_path, &outcome.recovery_keys));
     }
     st.phase = Phase::Provisioned;
-    Ok(vk)
+    Ok((vk, outcome.online))
 }
 
 /// Hands the recovery keys a boot enrolled to their destination; says
@@ -252,13 +270,15 @@ fn hand_over(def: &VolumeDef, device: &Path, keys: &[crate::converge::NewRecover
     }
 }
 
-/// Provisioned → Opened: activates dm-crypt by volume key (no KDF run);
-/// the device checks the header it loads once more first.
+/// Provisioned → Opened: activates dm-crypt by volume key (no KDF run),
+/// or, mid-reencryption, by the passphrase that runs it (libcryptsetup
+/// maps the reencryption's segments then); the device checks the header
+/// it loads once more first.
 pub(super) async fn activate(
     def: &VolumeDef,
     enc: &Encryption,
     device: Arc<dyn LuksDevice>,
-    vk: VolumeKey,
+    (vk, online): (VolumeKey, Option<&OnlineRun>),
     st: &mut VolumeStatus,
 ) -> Result<PathBuf, VolumeError> {
     let name = def.mapper_name();
@@ -267,9 +287,16 @@ pub(super) async fn activate(
         perf: enc.options.clone(),
     };
     let n = name.clone();
-    tokio::task::spawn_blocking(move || device.activate(&n, &vk, &options))
-        .await
-        .map_err(|_| VolumeError::Task("activation"))??;
+    let by_passphrase = online.map(|r| (r.activation_slot(), r.passphrase.clone(), r.operation));
+    let kdf_before = device.kdf_runs();
+    let d = device.clone();
+    tokio::task::spawn_blocking(move || match by_passphrase {
+        Some((slot, pass, op)) => d.activate_reencrypting(&n, (slot, pass.expose()), op, &options),
+        None => d.activate(&n, &vk, &options),
+    })
+    .await
+    .map_err(|_| VolumeError::Task("activation"))??;
+    st.kdf_runs += device.kdf_runs() - kdf_before;
     let mapped = PathBuf::from("/dev/mapper").join(&name);
     st.mapped_device = Some(mapped.display().to_string());
     st.phase = Phase::Opened;
@@ -349,13 +376,15 @@ pub(super) async fn open_volume(
         return Ok(Opened {
             fs_device: partition.path.clone(),
             _partition: partition,
+            online: None,
         });
     };
-    let vk = provision(def, enc, device.clone(), env, st).await?;
-    let fs_device = activate(def, enc, device, vk, st).await?;
+    let (vk, online) = provision(def, enc, device.clone(), env, st).await?;
+    let fs_device = activate(def, enc, device, (vk, online.as_ref()), st).await?;
     Ok(Opened {
         fs_device,
         _partition: partition,
+        online,
     })
 }
 
@@ -389,13 +418,40 @@ pub(super) fn finish(
             // A raw volume is ready once its device is there (opened when
             // encrypted); what is on it is its user's business.
             st.phase = Phase::Ready;
-            Ok(())
         } else {
-            mount(&o.fs_device, def, &mut st)
+            mount(&o.fs_device, def, &mut st)?;
         }
+        if let Some(run) = &o.online {
+            run_online(def, run, &mut st);
+        }
+        Ok(())
     });
     if let Err(e) = ready {
         fail(&mut st, &e);
     }
     st
+}
+
+/// Hands a reencryption to its own process, the volume in use meanwhile;
+/// says so in the status (a failure to start it too: the volume is usable,
+/// the next boot tries again).
+fn run_online(def: &VolumeDef, run: &OnlineRun, st: &mut VolumeStatus) {
+    let (Some(run_dir), Some(device)) = (&def.run_dir, &st.device) else {
+        return;
+    };
+    let job = online::Job {
+        volume: def.name.clone(),
+        device: PathBuf::from(device),
+        active: def.mapper_name(),
+        run_dir: run_dir.clone(),
+    };
+    let console = crate::inplace::progress_on_console();
+    st.changes.push(match job.spawn(run, console) {
+        Ok(pid) => format!(
+            "{} online (process {pid}); `volctl status` shows its progress",
+            crate::converge::doing(run.operation)
+        ),
+        Err(e) => format!("could not start the online reencryption: {e}"),
+    });
+    st.reencryption = online::progress_of(run_dir, &def.name);
 }

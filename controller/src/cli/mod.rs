@@ -10,8 +10,8 @@ pub mod remote;
 
 use crate::commands::{
     apply_config, boot, close, converge, disks, enable_encryption, gen, kms_server, meta,
-    passphrase, plan, provision, reboot, recovery_key, reset, rotate_volume_key, schema, serve,
-    status, unlock, validate, version,
+    passphrase, plan, provision, reboot, recovery_key, reencrypt_online, reset, rotate_volume_key,
+    schema, serve, status, unlock, validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,6 +58,9 @@ pub enum Command {
     /// Re-encrypt a volume to a new volume key (offline), keeping every configured key.
     #[command(after_help = rotate_volume_key::HELP)]
     RotateVolumeKey(rotate_volume_key::Args),
+    /// The process an online reencryption runs in (started by `volctl boot`).
+    #[command(hide = true)]
+    ReencryptOnline(reencrypt_online::Args),
     /// Bring up every volume: find partitions by label, unlock or format, converge keyslots, open, mount.
     #[command(after_help = boot::HELP)]
     Boot(boot::Args),

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod provision;
 pub mod reboot;
 pub mod recovery_key;
+pub mod reencrypt_online;
 pub mod remote;
 pub mod reset;
 pub mod rotate_volume_key;
@@ -48,6 +49,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::EnableEncryption(a) => enable_encryption::exec(a),
         Command::RecoveryKey(a) => recovery_key::exec(a),
         Command::RotateVolumeKey(a) => rotate_volume_key::exec(a),
+        Command::ReencryptOnline(a) => reencrypt_online::exec(a),
         Command::Boot(a) => boot::exec(a),
         Command::ApplyConfig(a) => apply_config::exec(a),
         Command::Reset(a) => reset::exec(a),

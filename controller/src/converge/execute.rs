@@ -43,6 +43,10 @@ pub(super) struct Executor<'a> {
     pub unlock: Option<(KeyslotId, Passphrase)>,
     /// What an in-place encryption this run made did.
     pub encrypted: Option<super::in_place::Encrypted>,
+    /// Where a reencryption runs.
+    pub run_at: super::in_place::RunAt,
+    /// A reencryption left to run online.
+    pub online: Option<super::in_place::OnlineRun>,
 }
 
 impl Executor<'_> {
@@ -95,10 +99,12 @@ impl Executor<'_> {
                     self.remove(slot).await?
                 }
                 Action::EncryptInPlace { slots, .. } => {
-                    self.encrypted = Some(self.encrypt_in_place(&slots, &mut enrolled).await?);
+                    let ran = self.encrypt_in_place(&slots, &mut enrolled).await?;
+                    self.record(ran);
                 }
                 Action::ResumeReencryption { operation, .. } => {
-                    self.encrypted = Some(self.finish(operation, None).await?);
+                    let ran = self.finish(operation, None).await?;
+                    self.record(ran);
                 }
                 Action::FinishReencryption { .. } => self.clean_up().await?,
                 Action::RotateVolumeKey { .. } => {
@@ -113,6 +119,14 @@ impl Executor<'_> {
             blocking(self.device, |d| d.format_finished()).await?;
         }
         Ok(recovery)
+    }
+
+    /// Keeps what a reencryption did, or what is left to run online.
+    fn record(&mut self, ran: super::in_place::Ran) {
+        match ran {
+            super::in_place::Ran::Done(e) => self.encrypted = Some(e),
+            super::in_place::Ran::Online(run) => self.online = Some(run),
+        }
     }
 
     /// Makes every new key before anything is written. A key whose source

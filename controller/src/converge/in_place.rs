@@ -7,7 +7,7 @@ use super::execute::{token_parts, Executor, TokenParts};
 use super::keys::key_for;
 use super::plan::NewSlot;
 use super::{blocking, ConvergeError};
-use crate::device::{Contents, EncryptionStart, ReencryptRun, TokenChange};
+use crate::device::{Contents, EncryptionStart, LuksDevice, ReencryptRun, TokenChange};
 use crate::inplace::{self, estimate::MibPerSec};
 use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
@@ -15,6 +15,7 @@ use crate::luks2::reencryption::{self, Operation};
 use api_types::KeyslotId;
 use providers::{Enrolled, Passphrase};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What an in-place run did, for the outcome.
@@ -30,14 +31,61 @@ pub struct Encrypted {
     pub rate: MibPerSec,
 }
 
+/// Where the data of a reencryption the plan starts or resumes is
+/// rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAt {
+    /// Here, offline, to its end, before converging returns.
+    Here,
+    /// Later, online: converging starts it (or finds it started) and hands
+    /// back an [`OnlineRun`] for the caller to run once the volume is
+    /// active (a boot: in the background, the volume mounted meanwhile).
+    Online,
+}
+
+/// A reencryption left to run online: what activating the volume and
+/// running it need. The passphrase is zeroized on drop.
+#[derive(Debug, Clone)]
+pub struct OnlineRun {
+    /// What it does.
+    pub operation: Operation,
+    /// The old volume key's keyslot to run it by.
+    pub old: Option<KeyslotId>,
+    /// The new volume key's keyslot (a rotation).
+    pub new: Option<KeyslotId>,
+    /// The passphrase of both.
+    pub passphrase: Passphrase,
+}
+
+impl OnlineRun {
+    /// The keyslot to activate the volume by: any for a rotation (it opens
+    /// by the pair, old key and new).
+    pub fn activation_slot(&self) -> Option<KeyslotId> {
+        match self.operation {
+            Operation::Encrypt => self.old,
+            Operation::RotateVolumeKey => None,
+        }
+    }
+}
+
+/// What finishing a reencryption did: ran it, or left it to run online.
+#[derive(Debug)]
+pub(super) enum Ran {
+    /// Ran to its end here.
+    Done(Encrypted),
+    /// To run online.
+    Online(OnlineRun),
+}
+
 impl Executor<'_> {
     /// Shrinks the filesystem, writes the header with the keys of `slots`
-    /// (those made) and the proof, and runs the encryption to its end.
+    /// (those made) and the proof, and runs the encryption to its end (or
+    /// leaves it to run online).
     pub(super) async fn encrypt_in_place(
         &self,
         slots: &[NewSlot],
         enrolled: &mut BTreeMap<KeyslotId, Enrolled>,
-    ) -> Result<Encrypted, ConvergeError> {
+    ) -> Result<Ran, ConvergeError> {
         let path = self.device.path().to_path_buf();
         let size = blocking(self.device, |d| d.size()).await?;
         let prep = inplace::prepare(&path, "a filesystem", size)?;
@@ -96,14 +144,15 @@ impl Executor<'_> {
     }
 
     /// Runs the recorded reencryption to its end, then cleans up after
-    /// it: an ordinary volume again. It runs by `opener` (a keyslot and its
-    /// passphrase; by default the key that opened the volume), a rotation
-    /// with the old key's keyslot beside it.
+    /// it: an ordinary volume again (or, [`RunAt::Online`], leaves it to run
+    /// online). It runs by `opener` (a keyslot and its passphrase; by
+    /// default the key that opened the volume), a rotation with the old
+    /// key's keyslot beside it.
     pub(super) async fn finish(
         &self,
         operation: Operation,
         opener: Option<(KeyslotId, Passphrase)>,
-    ) -> Result<Encrypted, ConvergeError> {
+    ) -> Result<Ran, ConvergeError> {
         let Contents::Luks2(h) = blocking(self.device, |d| d.contents()).await? else {
             return Err(super::PlanError::NothingToEnrol("the header is gone".into()).into());
         };
@@ -129,12 +178,20 @@ impl Executor<'_> {
             // same key, placed the safe way, finishes it.
             let data = super::execute::token_data(&h, slot);
             self.write_finished_header(slot, passphrase, data).await?;
-            return Ok(Encrypted {
+            return Ok(Ran::Done(Encrypted {
                 operation,
                 mib: 0,
                 seconds: 0.0,
                 rate: MibPerSec(0.0),
-            });
+            }));
+        }
+        if self.run_at == RunAt::Online {
+            return Ok(Ran::Online(OnlineRun {
+                operation,
+                old,
+                new,
+                passphrase,
+            }));
         }
         let mut reporter = ProgressReport::new(self.spec.name.clone(), operation, left);
         let started = Instant::now();
@@ -144,6 +201,7 @@ impl Executor<'_> {
                 old,
                 new,
                 passphrase: passphrase.expose(),
+                active: None,
             };
             d.run_reencryption(&run, &mut |done, total| {
                 reporter.step(done, total);
@@ -153,12 +211,12 @@ impl Executor<'_> {
         .await?;
         let took = started.elapsed();
         self.clean_up().await?;
-        Ok(Encrypted {
+        Ok(Ran::Done(Encrypted {
             operation,
             mib: left >> 20,
             seconds: took.as_secs_f64(),
             rate: MibPerSec::of(left, took),
-        })
+        }))
     }
 
     /// Replaces the header of an encryption whose data is all encrypted with
@@ -197,24 +255,30 @@ impl Executor<'_> {
     /// (libcryptsetup drops a rotation's at its end; a cut cleanup may have
     /// left some), then its proof token.
     pub(super) async fn clean_up(&self) -> Result<(), ConvergeError> {
-        let Contents::Luks2(h) = blocking(self.device, |d| d.contents()).await? else {
-            return Ok(());
-        };
-        let Some((id, token)) = reencryption::find_token(&h) else {
-            return Ok(());
-        };
-        let present = h.occupied_slots();
-        for slot in token
-            .temporary
-            .into_iter()
-            .map(|t| t.slot)
-            .filter(|s| present.contains(s))
-        {
-            blocking(self.device, move |d| d.destroy_keyslot(slot)).await?;
-        }
-        blocking(self.device, move |d| d.token(TokenChange::Remove(id))).await?;
-        Ok(())
+        clean_up(self.device).await
     }
+}
+
+/// Removes what a finished reencryption leaves on `device` (see
+/// [`Executor::clean_up`]); nothing when it left nothing.
+pub async fn clean_up(device: &Arc<dyn LuksDevice>) -> Result<(), ConvergeError> {
+    let Contents::Luks2(h) = blocking(device, |d| d.contents()).await? else {
+        return Ok(());
+    };
+    let Some((id, token)) = reencryption::find_token(&h) else {
+        return Ok(());
+    };
+    let present = h.occupied_slots();
+    for slot in token
+        .temporary
+        .into_iter()
+        .map(|t| t.slot)
+        .filter(|s| present.contains(s))
+    {
+        blocking(device, move |d| d.destroy_keyslot(slot)).await?;
+    }
+    blocking(device, move |d| d.token(TokenChange::Remove(id))).await?;
+    Ok(())
 }
 
 /// The tokens a reencryption's new header carries: each configured
@@ -241,9 +305,31 @@ pub(super) fn header_tokens(
     Ok(out)
 }
 
-/// Prints how far an encryption got, every tenth of the way; the rate is
-/// this run's (a resumed run starts part way).
-struct ProgressReport {
+/// How far a reencryption got: what `volctl status` shows while one runs
+/// online.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// Bytes done (of the whole run, from earlier runs too).
+    pub done_bytes: u64,
+    /// Bytes in all.
+    pub total_bytes: u64,
+    /// This run's rate, once it has done something.
+    pub rate: Option<MibPerSec>,
+    /// Seconds left at that rate.
+    pub eta_seconds: Option<u64>,
+}
+
+impl Snapshot {
+    /// Whole percent done.
+    pub fn percent(&self) -> u64 {
+        self.done_bytes.saturating_mul(100) / self.total_bytes.max(1)
+    }
+}
+
+/// Follows a reencryption's progress: a line every tenth of the way on
+/// stderr (and the console at boot); the rate is this run's (a resumed
+/// run starts part way).
+pub struct ProgressReport {
     volume: String,
     /// What runs, as the progress line says it.
     doing: &'static str,
@@ -254,46 +340,61 @@ struct ProgressReport {
 }
 
 impl ProgressReport {
-    fn new(volume: String, operation: Operation, left: u64) -> Self {
+    /// Follows a run of `operation` on `volume` with `left` bytes to do.
+    pub fn new(volume: String, operation: Operation, left: u64) -> Self {
         ProgressReport {
             volume,
-            doing: match operation {
-                Operation::Encrypt => "encrypting in place",
-                Operation::RotateVolumeKey => "re-encrypting to the new volume key",
-            },
+            doing: doing(operation),
             started: Instant::now(),
             left,
             next: 0,
         }
     }
 
-    fn step(&mut self, done: u64, total: u64) {
+    /// Where the run is: `done` of `total` bytes. Prints a line when it
+    /// passed another tenth.
+    pub fn step(&mut self, done: u64, total: u64) -> Snapshot {
         let from = total.saturating_sub(self.left);
-        let tenth = done.saturating_mul(10) / total.max(1);
-        if tenth < self.next {
-            return;
-        }
-        self.next = tenth + 1;
-        tracing::info!(volume = %self.volume, done, total, "encrypting in place");
         let this_run = done.saturating_sub(from);
-        let speed = if this_run > 0 {
-            let rate = MibPerSec::of(this_run, self.started.elapsed());
-            let left = rate.seconds_for(total.saturating_sub(done));
-            format!(", {:.0} MiB/s, about {left} s left", rate.0)
-        } else {
-            String::new()
+        let rate = (this_run > 0).then(|| MibPerSec::of(this_run, self.started.elapsed()));
+        let snap = Snapshot {
+            done_bytes: done,
+            total_bytes: total,
+            rate,
+            eta_seconds: rate.map(|r| r.seconds_for(total.saturating_sub(done))),
+        };
+        let tenth = done.saturating_mul(10) / total.max(1);
+        if tenth >= self.next {
+            self.next = tenth + 1;
+            self.print(&snap, tenth * 10);
+        }
+        snap
+    }
+
+    fn print(&self, snap: &Snapshot, percent: u64) {
+        tracing::info!(volume = %self.volume, done = snap.done_bytes, total = snap.total_bytes, "{}", self.doing);
+        let speed = match (snap.rate, snap.eta_seconds) {
+            (Some(rate), Some(left)) => format!(", {:.0} MiB/s, about {left} s left", rate.0),
+            _ => String::new(),
         };
         let line = format!(
-            "{}: {} {}% ({}/{} MiB{speed})\n",
+            "{}: {} {percent}% ({}/{} MiB{speed})\n",
             self.volume,
             self.doing,
-            tenth * 10,
-            done >> 20,
-            total >> 20,
+            snap.done_bytes >> 20,
+            snap.total_bytes >> 20,
         );
-        eprint!("{line}");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         if crate::inplace::progress_on_console() {
             crate::node::console::write(&line);
         }
+    }
+}
+
+/// What a run of `operation` does, as progress lines say it.
+pub fn doing(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Encrypt => "encrypting in place",
+        Operation::RotateVolumeKey => "re-encrypting to the new volume key",
     }
 }

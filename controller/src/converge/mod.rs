@@ -8,7 +8,7 @@ mod execute;
 mod in_place;
 pub(crate) use execute::token_with_id;
 pub use execute::NewRecoveryKey;
-pub use in_place::Encrypted;
+pub use in_place::{clean_up, doing, Encrypted, OnlineRun, ProgressReport, RunAt, Snapshot};
 mod keys;
 mod observe;
 mod pbkdf;
@@ -143,6 +143,10 @@ pub struct Outcome {
     /// What an in-place encryption by this run did (`inPlace`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encrypted: Option<Encrypted>,
+    /// A reencryption left to run online ([`RunAt::Online`]; never
+    /// serialised, its passphrase zeroized on drop).
+    #[serde(skip)]
+    pub online: Option<OnlineRun>,
     /// Recovery keys enrolled by this run, for their one showing (never
     /// serialised, zeroized on drop).
     #[serde(skip)]
@@ -190,7 +194,7 @@ pub async fn converge(
     env: &ProviderEnv,
     mode: Mode,
 ) -> Result<Outcome, ConvergeError> {
-    converge_and_unlock(spec, device, env, mode)
+    converge_and_unlock(spec, device, env, mode, RunAt::Here)
         .await
         .map(|(o, _)| o)
 }
@@ -209,12 +213,13 @@ struct Prepared {
 }
 
 /// Converges one volume and returns its volume key too, so the caller can
-/// activate it without another KDF run.
+/// activate it without another KDF run; a reencryption runs `run_at`.
 pub async fn converge_and_unlock(
     spec: &VolumeSpec,
     device: Arc<dyn LuksDevice>,
     env: &ProviderEnv,
     mode: Mode,
+    run_at: RunAt,
 ) -> Result<(Outcome, VolumeKey), ConvergeError> {
     let kdf_before = device.kdf_runs();
     let keys = keys::keys(spec, env);
@@ -225,9 +230,9 @@ pub async fn converge_and_unlock(
         other => prepare_blank(spec, other, &desired, &device, mode).await?,
     };
     let applied = mode == Mode::Apply && !p.plan.is_empty();
-    let (mut recovery_keys, mut encrypted) = (Vec::new(), None);
+    let mut ran = PlanRun::default();
     if applied {
-        (recovery_keys, encrypted) = run_plan(spec, &keys, &mut p, &device).await?;
+        ran = run_plan(spec, &keys, &mut p, &device, run_at).await?;
     }
     let outcome = outcome(spec, &device, p.header.as_ref(), kdf_before, mode).await?;
     Ok((
@@ -236,22 +241,34 @@ pub async fn converge_and_unlock(
             unlocked_by: p.unlocked_by,
             plan: p.plan,
             applied,
-            recovery_keys,
-            encrypted,
+            recovery_keys: ran.recovery_keys,
+            encrypted: ran.encrypted,
+            online: ran.online,
             ..outcome
         },
         p.volume_key,
     ))
 }
 
-/// Carries out the prepared plan; returns the recovery keys it enrolled
-/// and what an in-place encryption did.
+/// What carrying out a plan did beside its actions.
+#[derive(Default)]
+struct PlanRun {
+    /// The recovery keys it enrolled.
+    recovery_keys: Vec<NewRecoveryKey>,
+    /// What an in-place encryption did.
+    encrypted: Option<Encrypted>,
+    /// A reencryption left to run online.
+    online: Option<OnlineRun>,
+}
+
+/// Carries out the prepared plan.
 async fn run_plan(
     spec: &VolumeSpec,
     keys: &[keys::Key],
     p: &mut Prepared,
     device: &Arc<dyn LuksDevice>,
-) -> Result<(Vec<NewRecoveryKey>, Option<Encrypted>), ConvergeError> {
+    run_at: RunAt,
+) -> Result<PlanRun, ConvergeError> {
     let mut plan = std::mem::take(&mut p.plan);
     let mut executor = execute::Executor {
         spec,
@@ -262,11 +279,16 @@ async fn run_plan(
         premade: std::mem::take(&mut p.premade),
         unlock: p.unlock.clone(),
         encrypted: None,
+        run_at,
+        online: None,
     };
     let ran = executor.run(&mut plan).await;
-    let encrypted = executor.encrypted;
     p.plan = plan;
-    ran.map(|r| (r, encrypted))
+    ran.map(|recovery_keys| PlanRun {
+        recovery_keys,
+        encrypted: executor.encrypted,
+        online: executor.online,
+    })
 }
 
 /// The outcome's facts read from the device after a run (plan and flags
@@ -295,6 +317,7 @@ async fn outcome(
         keyslots,
         recovery_keys: Vec::new(),
         encrypted: None,
+        online: None,
     })
 }
 

@@ -100,7 +100,9 @@ pub async fn replace_key(
     }
     p.plan = replacement_plan(target, spare, kind, present);
     p.premade = BTreeMap::from([(target, new.passphrase)]);
-    let (recovery_keys, _) = run_plan(spec, &keys, &mut p, &device).await?;
+    let recovery_keys = run_plan(spec, &keys, &mut p, &device, super::RunAt::Here)
+        .await?
+        .recovery_keys;
     let o = outcome(spec, &device, p.header.as_ref(), kdf_before, Mode::Apply).await?;
     Ok(Outcome {
         unlocked_by: p.unlocked_by,

@@ -18,7 +18,7 @@
 //!    keyslots, and volctl the proof. Each key costs two KDF runs.
 
 use super::execute::{token_data, token_parts, Executor, TokenParts};
-use super::in_place::header_tokens;
+use super::in_place::{header_tokens, Ran, RunAt};
 use super::keys::{self, Key};
 use super::plan::{Action, Plan, Reencryption};
 use super::{blocking, outcome, random_bytes, ConvergeError, Mode, Outcome, Prepared};
@@ -38,6 +38,7 @@ pub async fn rotate_volume_key(
     device: Arc<dyn LuksDevice>,
     env: &ProviderEnv,
     mode: Mode,
+    run_at: RunAt,
 ) -> Result<Outcome, ConvergeError> {
     let kdf_before = device.kdf_runs();
     let keys = keys::keys(spec, env);
@@ -52,7 +53,7 @@ pub async fn rotate_volume_key(
     let passphrases = produce(&keys, &h, &p).await?;
     let size = blocking(&device, |d| d.size()).await?;
     p.plan = rotation_plan(spec, &h, &keys, size, mode);
-    let mut encrypted = None;
+    let (mut encrypted, mut online) = (None, None);
     if mode == Mode::Apply {
         let new_key = VolumeKey::new(random_bytes(spec.encryption.key_size().len()));
         start(
@@ -67,7 +68,10 @@ pub async fn rotate_volume_key(
         )
         .await?;
         let first = passphrases.into_iter().next();
-        encrypted = Some(finish(spec, &keys, &device, &new_key, first).await?);
+        match finish(spec, &keys, &device, &new_key, first, run_at).await? {
+            Ran::Done(e) => encrypted = Some(e),
+            Ran::Online(run) => online = Some(run),
+        }
     }
     let o = outcome(spec, &device, Some(&h), kdf_before, mode).await?;
     Ok(Outcome {
@@ -75,6 +79,7 @@ pub async fn rotate_volume_key(
         plan: p.plan,
         applied: mode == Mode::Apply,
         encrypted,
+        online,
         ..o
     })
 }
@@ -219,14 +224,16 @@ async fn start(
     .await
 }
 
-/// Runs the recorded rotation to its end by `first` (a configured key).
+/// Runs the recorded rotation to its end by `first` (a configured key),
+/// or leaves it to run online.
 async fn finish(
     spec: &VolumeSpec,
     keys: &[Key],
     device: &Arc<dyn LuksDevice>,
     new_key: &VolumeKey,
     first: Option<(KeyslotId, Passphrase)>,
-) -> Result<super::Encrypted, ConvergeError> {
+    run_at: RunAt,
+) -> Result<Ran, ConvergeError> {
     let executor = Executor {
         spec,
         keys,
@@ -236,6 +243,8 @@ async fn finish(
         premade: Default::default(),
         unlock: None,
         encrypted: None,
+        run_at,
+        online: None,
     };
     executor.finish(Operation::RotateVolumeKey, first).await
 }

@@ -493,6 +493,31 @@ impl LuksDevice for CryptsetupDevice {
             )
             .map_err(|e| self.fail(op, e))
     }
+
+    fn activate_reencrypting(
+        &self,
+        name: &str,
+        (slot, passphrase): (Option<KeyslotId>, &[u8]),
+        operation: crate::luks2::reencryption::Operation,
+        options: &ActivationOptions,
+    ) -> Result<(), DeviceError> {
+        let op = "activate mid-reencryption";
+        let runs = match operation {
+            crate::luks2::reencryption::Operation::Encrypt => 1,
+            crate::luks2::reencryption::Operation::RotateVolumeKey => 2,
+        };
+        self.kdf_runs.fetch_add(runs, Ordering::SeqCst);
+        self.load_for_change(op)?
+            .activate_handle()
+            .activate_by_passphrase(
+                Some(name),
+                slot.map(KeyslotId::get),
+                passphrase,
+                activation_flags(options),
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(op, e))
+    }
 }
 
 pub(super) fn pbkdf_type(c: PbkdfCost) -> CryptPbkdfType {

@@ -108,6 +108,18 @@ pub trait LuksDevice: Send + Sync {
         volume_key: &VolumeKey,
         options: &ActivationOptions,
     ) -> Result<(), DeviceError>;
+    /// Activates a volume whose header records a reencryption (libcryptsetup
+    /// 2.6 maps its segments only when it opens the keyslots itself): by
+    /// a passphrase (of `slot`, or of any keyslot: a rotation needs the
+    /// old key's twin too), a KDF run at least for each volume key the
+    /// reencryption holds; a step a cut run was in is recovered first.
+    fn activate_reencrypting(
+        &self,
+        name: &str,
+        key: (Option<KeyslotId>, &[u8]),
+        operation: crate::luks2::reencryption::Operation,
+        options: &ActivationOptions,
+    ) -> Result<(), DeviceError>;
 }
 
 /// Opens `path` for `access`: checks that it can be opened so, and wraps it

@@ -124,4 +124,13 @@ impl LuksDevice for PowerCutDevice {
     ) -> Result<(), DeviceError> {
         self.inner.activate(name, vk, o)
     }
+    fn activate_reencrypting(
+        &self,
+        name: &str,
+        key: (Option<KeyslotId>, &[u8]),
+        operation: crate::luks2::reencryption::Operation,
+        o: &ActivationOptions,
+    ) -> Result<(), DeviceError> {
+        self.inner.activate_reencrypting(name, key, operation, o)
+    }
 }

@@ -1,5 +1,6 @@
-//! In-place encryption on libcryptsetup, offline (no device-mapper: it
-//! works on image files and block devices alike).
+//! In-place encryption on libcryptsetup. Starting one is offline (no
+//! device-mapper: it works on image files and block devices alike);
+//! running it is offline or online.
 //!
 //! Starting it follows `cryptsetup reencrypt --encrypt --reduce-device-size`:
 //! a LUKS2 header is made in a private temporary file with the data device
@@ -14,7 +15,10 @@
 //!
 //! Running it is `crypt_reencrypt_init_by_passphrase` (resume) and
 //! `crypt_reencrypt_run`; libcryptsetup keeps its progress in the header
-//! after each step, so a killed run resumes where it stopped.
+//! after each step, so a killed run resumes where it stopped. Offline, on
+//! the device itself; online, through the dm-crypt device the volume is
+//! active as (libcryptsetup swaps its table for each step's hotzone), so
+//! the filesystem on it stays mounted and in use.
 
 use super::cryptsetup::{loaded_header, pbkdf_type, CryptsetupDevice};
 use super::{
@@ -334,7 +338,8 @@ impl CryptsetupDevice {
             .reencrypt_handle()
             .status(params(run.operation, None, CryptReencrypt::empty()))
             .map_err(|e| self.fail(op, e))?;
-        if state == CryptReencryptInfo::Crash {
+        // Online, activating the device recovered a cut step already.
+        if state == CryptReencryptInfo::Crash && run.active.is_none() {
             // A run was cut inside a step: libcryptsetup restores that
             // step's hotzone from its resilience data first.
             tracing::warn!(device = %self.path_s(), "recovering the step a cut run was in");
@@ -367,7 +372,7 @@ impl CryptsetupDevice {
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         dev.reencrypt_handle()
             .reencrypt_init_by_passphrase(
-                None,
+                run.active,
                 run.passphrase,
                 run.old.map(KeyslotId::get),
                 run.new.map(KeyslotId::get),

@@ -401,6 +401,16 @@ impl LuksDevice for SimDevice {
         Err(self.err("reencrypt", "not simulated"))
     }
 
+    fn activate_reencrypting(
+        &self,
+        _name: &str,
+        _key: (Option<KeyslotId>, &[u8]),
+        _operation: crate::luks2::reencryption::Operation,
+        _options: &ActivationOptions,
+    ) -> Result<(), DeviceError> {
+        Err(self.err("activate", "reencryption is not simulated"))
+    }
+
     fn activate(
         &self,
         name: &str,

@@ -200,6 +200,9 @@ pub struct ReencryptRun<'a> {
     pub new: Option<KeyslotId>,
     /// The passphrase that opens both.
     pub passphrase: &'a [u8],
+    /// Online: the dm-crypt device (its `/dev/mapper` name) the volume is
+    /// active as, opened mid-reencryption; `None`: offline.
+    pub active: Option<&'a str>,
 }
 
 /// What starting a volume-key rotation needs (see

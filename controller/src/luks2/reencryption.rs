@@ -36,7 +36,7 @@ const BACKUP_MOVED: &str = "backup-moved-segment";
 const IN_REENCRYPTION: &str = "in-reencryption";
 
 /// What a reencryption volctl starts does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// Plaintext to ciphertext, with a data shift (`inPlace`).

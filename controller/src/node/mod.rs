@@ -11,6 +11,7 @@ pub mod disks;
 pub mod fs;
 pub mod loopdev;
 pub mod meta;
+pub mod online;
 pub mod reboot;
 pub mod recovery_held;
 pub mod recovery_out;

@@ -86,6 +86,10 @@ pub struct VolumeStatus {
     /// What an in-place encryption this boot did (`inPlace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypted_in_place: Option<crate::converge::Encrypted>,
+    /// A reencryption running online (or that ran this boot): read from
+    /// its progress file each time the status is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reencryption: Option<crate::node::online::Progress>,
     /// dm-crypt device, when opened.
     pub mapped_device: Option<String>,
     /// Whether volctl formatted or made a filesystem this boot.
@@ -112,6 +116,7 @@ impl VolumeStatus {
             changes: vec![],
             resealed: vec![],
             encrypted_in_place: None,
+            reencryption: None,
             mapped_device: None,
             created: false,
             mount_point: None,
@@ -156,10 +161,18 @@ impl BootStatus {
         crate::node::atomic::write_private(path, &text)
     }
 
-    /// Reads the status file.
+    /// Reads the status file, with the progress of online reencryptions
+    /// (their files beside it) as they are now.
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let text = std::fs::read(path)?;
-        serde_json::from_slice(&text).map_err(std::io::Error::other)
+        let mut status: Self = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for v in &mut status.volumes {
+            if let Some(p) = crate::node::online::progress_of(dir, &v.name) {
+                v.reencryption = Some(p);
+            }
+        }
+        Ok(status)
     }
 
     /// One line per volume.
@@ -208,6 +221,12 @@ impl BootStatus {
                 v.mount_point.as_deref().unwrap_or("-"),
                 v.error.as_deref().unwrap_or("")
             ));
+        }
+        for v in &self.volumes {
+            if let Some(r) = &v.reencryption {
+                s.push_str(&r.line(&v.name));
+                s.push('\n');
+            }
         }
         for p in &self.problems {
             s.push_str(&format!("problem: {p}\n"));

@@ -389,3 +389,29 @@ pub fn booted_status(path: &Path, state: &Path, volumes: &[(&str, &Path, bool)])
     .save(path)
     .unwrap();
 }
+
+/// Bytes from hex digits (a `volume_key`).
+pub fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Decrypts `data`, the start of a data segment, in place with the
+/// aes-xts-plain64 volume key `vk` (512-byte sectors, the IV counting
+/// sectors from the segment's start): what dm-crypt would read.
+pub fn xts_decrypt(data: &mut [u8], vk: &[u8]) {
+    use aes::cipher::KeyInit;
+    assert_eq!(vk.len(), 64);
+    let xts = xts_mode::Xts128::new(
+        aes::Aes256::new_from_slice(&vk[..32]).unwrap(),
+        aes::Aes256::new_from_slice(&vk[32..]).unwrap(),
+    );
+    xts.decrypt_area(data, 512, 0, xts_mode::get_tweak_default);
+}
+
+/// Whether `data` starts with an ext2/3/4 superblock (magic 0xEF53).
+pub fn is_ext4(data: &[u8]) -> bool {
+    data.get(1080..1082) == Some(&[0x53, 0xEF][..])
+}

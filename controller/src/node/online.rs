@@ -1,0 +1,379 @@
+//! A reencryption running online: the volume active (its filesystem
+//! mounted and in use) while libcryptsetup rewrites its data through the
+//! dm-crypt device. `volctl boot` opens and mounts the volume, then hands
+//! the run to a process of its own (`volctl reencrypt-online`, detached in
+//! a session of its own, the key on its stdin), so the boot finishes and
+//! the run outlives it. Its progress is a file in the run-time directory
+//! (`reencrypt/<volume>.json`, 0600) that `volctl status` reads; a run that
+//! stops (power cut, killed) is resumed by the next boot from the header's
+//! own progress record.
+
+use crate::converge::{self, ConvergeError, Encrypted, OnlineRun, ProgressReport, Snapshot};
+use crate::device::{self, Access, Contents, DeviceError, ReencryptRun};
+use crate::inplace::estimate::MibPerSec;
+use crate::luks2::reencryption::{self, Operation};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The folder, in the run-time directory, of the progress files.
+pub const DIR: &str = "reencrypt";
+/// The hidden command a detached run is.
+pub const COMMAND: &str = "reencrypt-online";
+/// How often the progress file is rewritten while a run goes on.
+const RECORD_EVERY: Duration = Duration::from_secs(1);
+
+/// Where an online run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    /// Running now.
+    Running,
+    /// Ended; the volume is an ordinary one again.
+    Done,
+    /// Failed (see `error`); the next boot tries again.
+    Failed,
+    /// Its process is gone without saying so (killed); the next boot
+    /// resumes it.
+    Stopped,
+}
+
+/// An online run's progress, as its file and `volctl status` have it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// What it does.
+    pub operation: Operation,
+    /// Where it is.
+    pub state: RunState,
+    /// How far it got.
+    #[serde(flatten)]
+    pub at: Snapshot,
+    /// The process running it.
+    pub pid: u32,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Progress {
+    /// One line for `volctl status`.
+    pub fn line(&self, volume: &str) -> String {
+        let speed = match (self.at.rate, self.at.eta_seconds, self.state) {
+            (Some(r), Some(eta), RunState::Running) => {
+                format!(", {:.0} MiB/s, about {eta} s left", r.0)
+            }
+            _ => String::new(),
+        };
+        let state = match self.state {
+            RunState::Running => String::new(),
+            RunState::Done => " (done)".into(),
+            RunState::Failed => format!(
+                " (failed: {}; the next boot resumes it)",
+                self.error.as_deref().unwrap_or("?")
+            ),
+            RunState::Stopped => " (stopped; the next boot resumes it)".into(),
+        };
+        if self.at.total_bytes == 0 {
+            return format!(
+                "{volume}: {} starting{state}",
+                converge::doing(self.operation)
+            );
+        }
+        format!(
+            "{volume}: {} {}% ({}/{} MiB{speed}){state}",
+            converge::doing(self.operation),
+            self.at.percent(),
+            self.at.done_bytes >> 20,
+            self.at.total_bytes >> 20,
+        )
+    }
+}
+
+/// Why an online run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    /// The device refused.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Cleaning up after it failed.
+    #[error(transparent)]
+    Converge(#[from] ConvergeError),
+    /// Its process could not be started, or the header is gone.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One online run: which volume, on which device, active as which
+/// dm-crypt device, with its progress file in which run-time directory.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The volume's name.
+    pub volume: String,
+    /// Its partition.
+    pub device: PathBuf,
+    /// Its `/dev/mapper` name.
+    pub active: String,
+    /// The run-time directory (`/run/volctl`).
+    pub run_dir: PathBuf,
+}
+
+impl Job {
+    /// The progress file.
+    pub fn progress_path(&self) -> PathBuf {
+        progress_path(&self.run_dir, &self.volume)
+    }
+
+    /// Starts `run` in a detached process (`volctl reencrypt-online`), its
+    /// passphrase on the process's stdin; returns its pid. Its progress
+    /// file says it runs before this returns. With `console`, it prints its
+    /// progress on the console too.
+    pub fn spawn(&self, run: &OnlineRun, console: bool) -> Result<u32, OnlineError> {
+        use std::os::unix::process::CommandExt;
+        let io = |what: &str, e: std::io::Error| OnlineError::Other(format!("{what}: {e}"));
+        let exe = std::env::current_exe().map_err(|e| io("cannot find volctl", e))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg(COMMAND).args(self.args(run));
+        if console {
+            cmd.arg("--console");
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: setsid is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io("cannot start the online run", e))?;
+        let pid = child.id();
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(run.passphrase.expose())
+            .map_err(|e| io("cannot hand the key to the online run", e))?;
+        drop(stdin);
+        self.record(&Progress {
+            operation: run.operation,
+            state: RunState::Running,
+            at: Snapshot {
+                done_bytes: 0,
+                total_bytes: 0,
+                rate: None,
+                eta_seconds: None,
+            },
+            pid,
+            error: None,
+        });
+        Ok(pid)
+    }
+
+    /// The arguments of `volctl reencrypt-online` for `run`.
+    fn args(&self, run: &OnlineRun) -> Vec<String> {
+        let mut a = vec![
+            "--volume".into(),
+            self.volume.clone(),
+            "--device".into(),
+            self.device.display().to_string(),
+            "--active-name".into(),
+            self.active.clone(),
+            "--run-dir".into(),
+            self.run_dir.display().to_string(),
+            "--operation".into(),
+            serde_json::to_value(run.operation)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        ];
+        for (flag, slot) in [("--old", run.old), ("--new", run.new)] {
+            if let Some(s) = slot {
+                a.extend([flag.into(), s.get().to_string()]);
+            }
+        }
+        a
+    }
+
+    /// Runs `run` here, to its end, through the active device: progress
+    /// on stderr (and the console) each tenth, in the progress file each
+    /// second; then cleans up after it (volctl's proof dropped). The
+    /// progress file says how it ended.
+    pub async fn run(&self, run: OnlineRun) -> Result<Encrypted, OnlineError> {
+        let pid = std::process::id();
+        let result = self.run_inner(&run, pid).await;
+        let (state, error) = match &result {
+            Ok(_) => (RunState::Done, None),
+            Err(e) => (RunState::Failed, Some(e.to_string())),
+        };
+        let mut last = read_progress(&self.progress_path()).unwrap_or(Progress {
+            operation: run.operation,
+            state,
+            at: Snapshot {
+                done_bytes: 0,
+                total_bytes: 0,
+                rate: None,
+                eta_seconds: None,
+            },
+            pid,
+            error: None,
+        });
+        if let Ok(e) = &result {
+            last.at.done_bytes = last.at.total_bytes;
+            last.at.rate = Some(e.rate);
+            last.at.eta_seconds = Some(0);
+        }
+        last.state = state;
+        last.error = error;
+        last.pid = pid;
+        self.record(&last);
+        result
+    }
+
+    async fn run_inner(&self, run: &OnlineRun, pid: u32) -> Result<Encrypted, OnlineError> {
+        let device = device::open(&self.device, Access::ReadWrite, None)?;
+        let d = device.clone();
+        let (h, size) =
+            tokio::task::spawn_blocking(move || Ok::<_, DeviceError>((d.contents()?, d.size()?)))
+                .await
+                .map_err(|_| OnlineError::Other("the device task failed".into()))??;
+        let Contents::Luks2(h) = h else {
+            return Err(OnlineError::Other("the LUKS2 header is gone".into()));
+        };
+        let left = reencryption::pending_bytes(&h.json, size);
+        let (job, run2, d) = (self.clone(), run.clone(), device.clone());
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || {
+            let mut report = ProgressReport::new(job.volume.clone(), run2.operation, left);
+            let mut recorded: Option<Instant> = None;
+            let r = ReencryptRun {
+                operation: run2.operation,
+                old: run2.old,
+                new: run2.new,
+                passphrase: run2.passphrase.expose(),
+                active: Some(&job.active),
+            };
+            d.run_reencryption(&r, &mut |done, total| {
+                let at = report.step(done, total);
+                if recorded.is_none_or(|t| t.elapsed() >= RECORD_EVERY) {
+                    recorded = Some(Instant::now());
+                    job.record(&Progress {
+                        operation: run2.operation,
+                        state: RunState::Running,
+                        at,
+                        pid,
+                        error: None,
+                    });
+                }
+                true
+            })
+        })
+        .await
+        .map_err(|_| OnlineError::Other("the reencryption task failed".into()))??;
+        let took = started.elapsed();
+        converge::clean_up(&device).await?;
+        Ok(Encrypted {
+            operation: run.operation,
+            mib: left >> 20,
+            seconds: took.as_secs_f64(),
+            rate: MibPerSec::of(left, took),
+        })
+    }
+
+    /// Writes the progress file (errors logged: progress is a courtesy,
+    /// the header has the real record).
+    fn record(&self, p: &Progress) {
+        let path = self.progress_path();
+        let text = serde_json::to_vec_pretty(p).expect("progress serialises");
+        if let Err(e) = super::atomic::write_private(&path, &text) {
+            tracing::warn!(path = %path.display(), "cannot record the progress: {e}");
+        }
+    }
+}
+
+/// The progress file of `volume` in `run_dir`.
+pub fn progress_path(run_dir: &Path, volume: &str) -> PathBuf {
+    run_dir.join(DIR).join(format!("{volume}.json"))
+}
+
+fn read_progress(path: &Path) -> Option<Progress> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The progress of `volume`'s online run, if one ran this boot; a run
+/// whose process is gone without saying how it ended is `Stopped`.
+pub fn progress_of(run_dir: &Path, volume: &str) -> Option<Progress> {
+    let mut p = read_progress(&progress_path(run_dir, volume))?;
+    if p.state == RunState::Running && !alive(p.pid) {
+        p.state = RunState::Stopped;
+    }
+    Some(p)
+}
+
+/// Whether `pid` is a volctl online run still going.
+fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|b| *b == 0).any(|arg| arg == COMMAND.as_bytes()))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(state: RunState, pid: u32) -> Progress {
+        Progress {
+            operation: Operation::Encrypt,
+            state,
+            at: Snapshot {
+                done_bytes: 300 << 20,
+                total_bytes: 1000 << 20,
+                rate: Some(MibPerSec(150.0)),
+                eta_seconds: Some(5),
+            },
+            pid,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_running_line_has_percent_rate_and_time_left() {
+        assert_eq!(
+            progress(RunState::Running, 1).line("persistence"),
+            "persistence: encrypting in place 30% (300/1000 MiB, 150 MiB/s, about 5 s left)"
+        );
+        assert!(progress(RunState::Stopped, 1)
+            .line("p")
+            .ends_with("(stopped; the next boot resumes it)"));
+    }
+
+    #[test]
+    fn a_run_whose_process_is_gone_reads_as_stopped() {
+        let d = tempfile::tempdir().unwrap();
+        let job = Job {
+            volume: "persistence".into(),
+            device: "/dev/null".into(),
+            active: "x".into(),
+            run_dir: d.path().into(),
+        };
+        // This test's own pid is alive but is not an online run.
+        job.record(&progress(RunState::Running, std::process::id()));
+        let p = progress_of(d.path(), "persistence").unwrap();
+        assert_eq!(p.state, RunState::Stopped);
+        job.record(&progress(RunState::Done, 1));
+        assert_eq!(
+            progress_of(d.path(), "persistence").unwrap().state,
+            RunState::Done
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(job.progress_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(progress_of(d.path(), "other").is_none());
+    }
+}
