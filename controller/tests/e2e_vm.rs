@@ -1738,20 +1738,52 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     assert!(data_reads_as_ext4(&vm, &old_key));
 
     // Its volume key rotated online, the volume mounted and written to
-    // meanwhile: the same data after the next boot, the old volume key
-    // decrypts garbage, only the configured keyslot is left.
+    // meanwhile; `volctl close` stops the rotation part way (after its
+    // step), and the next boot resumes it online: the same data, the old
+    // volume key decrypts garbage, only the configured keyslot is left.
+    let rotate = "volctl rotate-volume-key --volume persistence -f /job/inplace.yaml --online > /tmp/rotate.out 2>&1 & R=$!; i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; dd if=/dev/urandom of=/persistence/rotating bs=1M count=1 conv=fsync 2>/dev/null; echo 'BEGIN rotating'; cd /persistence; sha256sum ./rotating; cd /; echo 'END rotating'";
     let b = vm.boot(
         "",
-        &format!("(sleep 1; dd if=/dev/urandom of=/persistence/rotating bs=1M count=2 2>/dev/null; sync) & volctl rotate-volume-key --volume persistence -f /job/inplace.yaml --online; wait; {SUMS}"),
+        &format!("{rotate}; volctl close; echo \"CLOSE-RC $?\"; wait $R; echo \"ROTATE-RC $?\"; cat /tmp/rotate.out; volctl status"),
     );
     assert!(b.all_ready(), "{}", b.log);
+    assert!(b.log.contains("CLOSE-RC 0"), "{}", b.log);
     assert!(
-        b.log.contains("re-encrypting to the new volume key 100%"),
+        b.log
+            .contains("stopped the online reencryption of persistence at"),
         "{}",
         b.log
     );
-    let rotated = b.section("sums");
-    assert!(rotated.contains("./rotating"), "{rotated}");
+    assert!(!b.log.contains("ROTATE-RC 0"), "{}", b.log);
+    assert!(
+        b.log.contains("re-encrypting to the new volume key")
+            && b.log.contains("(stopped; the next boot resumes it)"),
+        "{}",
+        b.log
+    );
+    let rotated = format!("{after}{}", b.section("rotating"));
+    let p = vm.partition("persistence");
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump"])
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&dump.stdout).contains("online-reencrypt"),
+        "{}",
+        text(&dump.stdout)
+    );
+    drop(p);
+    let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
+    assert!(b.all_ready(), "{}", b.log);
+    let online = b.section("online");
+    let json = &online[online.find('{').unwrap()..=online.rfind('}').unwrap()];
+    let online: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(online["state"], "done", "{online}");
+    assert_eq!(online["operation"], "rotate-volume-key", "{online}");
+    let mut want: Vec<&str> = rotated.lines().collect();
+    want.sort_by_key(|l| l.split_whitespace().nth(1).map(str::to_string));
+    assert_eq!(b.section("sums").lines().collect::<Vec<_>>(), want);
     let p = vm.partition("persistence");
     let new_key = common::volume_key(p.path(), 0, b"persistence-pass");
     assert_eq!(common::slots(p.path()), vec![0]);
@@ -1762,9 +1794,5 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
         "the old key still decrypts"
     );
     assert!(data_reads_as_ext4(&vm, &new_key));
-    let b = vm.boot("", SUMS);
-    assert!(b.all_ready(), "{}", b.log);
-    assert_eq!(b.section("sums"), rotated);
-    assert_eq!(b.volume("persistence")["kdf_runs"], 1);
-    vm.summary("plain persistence with data → inPlace staged → encrypted online, written meanwhile, power cut mid-run → resumed online, data identical → volume key rotated online, written meanwhile → old key decrypts garbage, next boot one KDF run");
+    vm.summary("plain persistence with data → inPlace staged → encrypted online, written meanwhile, power cut mid-run → resumed online, data identical → volume key rotated online, written meanwhile, stopped by volctl close → resumed online by the next boot → old key decrypts garbage");
 }

@@ -4,6 +4,7 @@
 
 use super::DM_PREFIX;
 use crate::node::fs;
+use crate::node::online;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use std::path::Path;
 /// Closes everything a boot opened, in reverse order of mounting (STATE,
@@ -13,6 +14,7 @@ use std::path::Path;
 pub fn close(status: &mut BootStatus) -> (Vec<String>, Vec<String>) {
     let mut done = Vec::new();
     let mut errors = Vec::new();
+    stop_online_runs(status, &mut done, &mut errors);
     let n = status.volumes.len();
     let order: Vec<usize> = std::iter::once(0)
         .filter(|_| n > 0)
@@ -26,9 +28,31 @@ pub fn close(status: &mut BootStatus) -> (Vec<String>, Vec<String>) {
     (done, errors)
 }
 
-/// Unmounts one volume, then closes its dm-crypt device (only once it is
-/// unmounted); updates its status and appends one line per step to `done`.
+/// Asks every online reencryption to stop at once (each after its current
+/// step), then waits for them: the volumes close after.
+fn stop_online_runs(status: &BootStatus, done: &mut Vec<String>, errors: &mut Vec<String>) {
+    let asked: Vec<_> = status
+        .volumes
+        .iter()
+        .filter_map(|v| Some((v.name.as_str(), v.reencryption.as_ref()?)))
+        .filter(|(_, p)| online::ask_to_stop(p))
+        .collect();
+    for (name, p) in asked {
+        match online::wait_stopped(name, p) {
+            Ok(line) => done.push(line),
+            Err(e) => errors.push(e),
+        }
+    }
+}
+
+/// Stops its online reencryption, unmounts one volume, then closes its
+/// dm-crypt device (only once it is unmounted); updates its status and
+/// appends one line per step to `done`.
 pub fn close_volume(v: &mut VolumeStatus, done: &mut Vec<String>) -> Result<(), String> {
+    // An online reencryption stops first (after its current step).
+    if let Some(p) = &v.reencryption {
+        done.extend(online::stop(&v.name, p)?);
+    }
     if let Some(m) = v.mount_point.clone() {
         fs::umount(Path::new(&m)).map_err(|e| e.to_string())?;
         done.push(format!("unmounted {m}"));

@@ -48,6 +48,7 @@ pub fn exec(args: Args) -> Result<Exit> {
     std::io::stdin()
         .read_to_end(&mut key)
         .context("reading the key from stdin")?;
+    controller::node::online::stop_on_signals();
     if args.console {
         controller::inplace::show_progress_on_console();
     }

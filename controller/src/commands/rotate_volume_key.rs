@@ -59,6 +59,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         .block_on(rotate_volume_key(&spec, device, &env, mode, run_at))
         .with_context(|| format!("volume {}", spec.name))?;
     if let (Some(job), Some(run)) = (job, outcome.online.take()) {
+        controller::node::online::stop_on_signals();
         outcome.encrypted = Some(
             rt.block_on(job.run(run))
                 .with_context(|| format!("volume {}", spec.name))?,

@@ -260,11 +260,17 @@ impl Executor<'_> {
 }
 
 /// Removes what a finished reencryption leaves on `device` (see
-/// [`Executor::clean_up`]); nothing when it left nothing.
+/// [`Executor::clean_up`]); nothing when it left nothing or has not
+/// finished.
 pub async fn clean_up(device: &Arc<dyn LuksDevice>) -> Result<(), ConvergeError> {
     let Contents::Luks2(h) = blocking(device, |d| d.contents()).await? else {
         return Ok(());
     };
+    // Never while it still runs (a run stopped part way): the proof is
+    // what lets the next run go on.
+    if h.in_reencryption() {
+        return Ok(());
+    }
     let Some((id, token)) = reencryption::find_token(&h) else {
         return Ok(());
     };
@@ -320,6 +326,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Before the first step (its size not known yet).
+    pub const START: Snapshot = Snapshot {
+        done_bytes: 0,
+        total_bytes: 0,
+        rate: None,
+        eta_seconds: None,
+    };
+
     /// Whole percent done.
     pub fn percent(&self) -> u64 {
         self.done_bytes.saturating_mul(100) / self.total_bytes.max(1)

@@ -42,6 +42,9 @@ use std::sync::atomic::Ordering;
 const PRIMARY_BINARY: usize = 4096;
 const SECTOR: u64 = 512;
 const SECTOR_BYTES: u32 = 512;
+/// The most a rotation rewrites in one step: an encryption's step (its
+/// data shift), so that progress moves and a stop waits as long.
+const ROTATION_STEP: u64 = crate::inplace::SHIFT;
 
 /// The reencryption's parameters, to start one (with the new segment's
 /// sector size) or to resume one (`sector_size` `None`: the stored
@@ -65,13 +68,20 @@ fn params(op: Operation, sector_size: Option<u32>, flags: CryptReencrypt) -> Cry
             0,
         ),
     };
+    // Steps: a data shift's are its size; a rotation's are bounded too, so
+    // progress moves and a stop asked for (SIGTERM, `volctl close`) waits
+    // for one step at most.
+    let hotzone = match op {
+        Operation::Encrypt => 0,
+        Operation::RotateVolumeKey => ROTATION_STEP / SECTOR,
+    };
     CryptParamsReencrypt {
         mode,
         direction,
         resilience: resilience.into(),
         hash: "sha256".into(),
         data_shift: shift / SECTOR,
-        max_hotzone_size: 0,
+        max_hotzone_size: hotzone,
         device_size: 0,
         luks2: sector_size.map(|size| CryptParamsLuks2 {
             pbkdf: None,

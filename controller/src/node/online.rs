@@ -9,13 +9,15 @@
 //! own progress record.
 
 use crate::converge::{self, ConvergeError, Encrypted, OnlineRun, ProgressReport, Snapshot};
-use crate::device::{self, Access, Contents, DeviceError, ReencryptRun};
+use crate::device::{self, Access, Contents, DeviceError, LuksDevice, ReencryptRun};
 use crate::inplace::estimate::MibPerSec;
 use crate::luks2::reencryption::{self, Operation};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The folder, in the run-time directory, of the progress files.
@@ -24,6 +26,27 @@ pub const DIR: &str = "reencrypt";
 pub const COMMAND: &str = "reencrypt-online";
 /// How often the progress file is rewritten while a run goes on.
 const RECORD_EVERY: Duration = Duration::from_secs(1);
+/// How long [`stop`] waits for a run to end its step and stop.
+const STOP_WAIT: Duration = Duration::from_secs(300);
+
+/// Set by SIGTERM or SIGINT: the run stops after its current step.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// From now on SIGTERM and SIGINT stop a run of this process after its
+/// current step (the header records how far it got) instead of killing
+/// it mid-step.
+pub fn stop_on_signals() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+}
 
 /// Where an online run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,9 +78,24 @@ pub struct Progress {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 impl Progress {
+    /// A run of `operation` by process `pid`, going, at `at`.
+    pub fn running(operation: Operation, at: Snapshot, pid: u32) -> Self {
+        Progress {
+            operation,
+            state: RunState::Running,
+            at,
+            pid,
+            error: None,
+            file: PathBuf::new(),
+        }
+    }
+
     /// One line for `volctl status`.
     pub fn line(&self, volume: &str) -> String {
         let speed = match (self.at.rate, self.at.eta_seconds, self.state) {
@@ -100,6 +138,9 @@ pub enum OnlineError {
     /// Cleaning up after it failed.
     #[error(transparent)]
     Converge(#[from] ConvergeError),
+    /// Stopped part way when asked to; the next boot resumes it.
+    #[error("stopped when asked to; the next boot resumes it")]
+    Stopped,
     /// Its process could not be started, or the header is gone.
     #[error("{0}")]
     Other(String),
@@ -158,18 +199,7 @@ impl Job {
             .write_all(run.passphrase.expose())
             .map_err(|e| io("cannot hand the key to the online run", e))?;
         drop(stdin);
-        self.record(&Progress {
-            operation: run.operation,
-            state: RunState::Running,
-            at: Snapshot {
-                done_bytes: 0,
-                total_bytes: 0,
-                rate: None,
-                eta_seconds: None,
-            },
-            pid,
-            error: None,
-        });
+        self.record(&Progress::running(run.operation, Snapshot::START, pid));
         Ok(pid)
     }
 
@@ -207,20 +237,11 @@ impl Job {
         let result = self.run_inner(&run, pid).await;
         let (state, error) = match &result {
             Ok(_) => (RunState::Done, None),
+            Err(OnlineError::Stopped) => (RunState::Stopped, None),
             Err(e) => (RunState::Failed, Some(e.to_string())),
         };
-        let mut last = read_progress(&self.progress_path()).unwrap_or(Progress {
-            operation: run.operation,
-            state,
-            at: Snapshot {
-                done_bytes: 0,
-                total_bytes: 0,
-                rate: None,
-                eta_seconds: None,
-            },
-            pid,
-            error: None,
-        });
+        let mut last = read_progress(&self.progress_path())
+            .unwrap_or_else(|| Progress::running(run.operation, Snapshot::START, pid));
         if let Ok(e) = &result {
             last.at.done_bytes = last.at.total_bytes;
             last.at.rate = Some(e.rate);
@@ -260,20 +281,19 @@ impl Job {
                 let at = report.step(done, total);
                 if recorded.is_none_or(|t| t.elapsed() >= RECORD_EVERY) {
                     recorded = Some(Instant::now());
-                    job.record(&Progress {
-                        operation: run2.operation,
-                        state: RunState::Running,
-                        at,
-                        pid,
-                        error: None,
-                    });
+                    job.record(&Progress::running(run2.operation, at, pid));
                 }
-                true
+                let stop = STOP.load(Ordering::SeqCst);
+                tracing::debug!(done, total, stop, "reencryption step done");
+                !stop
             })
         })
         .await
         .map_err(|_| OnlineError::Other("the reencryption task failed".into()))??;
         let took = started.elapsed();
+        if still_running(&device).await? {
+            return Err(OnlineError::Stopped);
+        }
         converge::clean_up(&device).await?;
         Ok(Encrypted {
             operation: run.operation,
@@ -306,18 +326,81 @@ fn read_progress(path: &Path) -> Option<Progress> {
 /// The progress of `volume`'s online run, if one ran this boot; a run
 /// whose process is gone without saying how it ended is `Stopped`.
 pub fn progress_of(run_dir: &Path, volume: &str) -> Option<Progress> {
-    let mut p = read_progress(&progress_path(run_dir, volume))?;
+    let file = progress_path(run_dir, volume);
+    let mut p = read_progress(&file)?;
+    p.file = file;
     if p.state == RunState::Running && !alive(p.pid) {
         p.state = RunState::Stopped;
     }
     Some(p)
 }
 
-/// Whether `pid` is a volctl online run still going.
+/// Whether the header still records a reencryption (a run that returned
+/// because it was asked to stop).
+async fn still_running(device: &Arc<dyn LuksDevice>) -> Result<bool, OnlineError> {
+    let d = device.clone();
+    let h = tokio::task::spawn_blocking(move || d.contents())
+        .await
+        .map_err(|_| OnlineError::Other("the device task failed".into()))??;
+    Ok(matches!(h, Contents::Luks2(h) if h.in_reencryption()))
+}
+
+/// Whether `pid` is a volctl process still going (the one that recorded
+/// the run: a pid reused by another program is not).
 fn alive(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| c.split(|b| *b == 0).any(|arg| arg == COMMAND.as_bytes()))
-        .unwrap_or(false)
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    match (exe, std::env::current_exe()) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        _ => false,
+    }
+}
+
+/// Asks the online run `p` of `volume` (if it is going) to stop after its
+/// current step, and waits until its process has ended; says what it did.
+pub fn stop(volume: &str, p: &Progress) -> Result<Option<String>, String> {
+    if !ask_to_stop(p) {
+        return Ok(None);
+    }
+    wait_stopped(volume, p).map(Some)
+}
+
+/// Asks the online run `p` to stop after its current step (SIGTERM to
+/// its process); false when it is not going.
+pub fn ask_to_stop(p: &Progress) -> bool {
+    if p.state != RunState::Running || !alive(p.pid) {
+        return false;
+    }
+    let Ok(pid) = libc::pid_t::try_from(p.pid) else {
+        return false;
+    };
+    // SAFETY: a signal to a volctl process, checked alive above.
+    unsafe { libc::kill(pid, libc::SIGTERM) == 0 }
+}
+
+/// Waits until the process of the run `p` of `volume` has ended; says how
+/// the run ended.
+pub fn wait_stopped(volume: &str, p: &Progress) -> Result<String, String> {
+    let asked = Instant::now();
+    while alive(p.pid) {
+        if asked.elapsed() > STOP_WAIT {
+            return Err(format!(
+                "the online reencryption of {volume} (process {}) did not stop within {} s",
+                p.pid,
+                STOP_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(match read_progress(&p.file) {
+        Some(e) if e.state == RunState::Done => {
+            format!("the online reencryption of {volume} finished before it could stop")
+        }
+        Some(e) => format!(
+            "stopped the online reencryption of {volume} at {} % (the next boot resumes it)",
+            e.at.percent()
+        ),
+        None => format!("stopped the online reencryption of {volume} (the next boot resumes it)"),
+    })
 }
 
 #[cfg(test)]
@@ -336,6 +419,7 @@ mod tests {
             },
             pid,
             error: None,
+            file: PathBuf::new(),
         }
     }
 
@@ -359,10 +443,14 @@ mod tests {
             active: "x".into(),
             run_dir: d.path().into(),
         };
-        // This test's own pid is alive but is not an online run.
-        job.record(&progress(RunState::Running, std::process::id()));
+        // No such process (above Linux's largest pid).
+        job.record(&progress(RunState::Running, 1 << 23));
         let p = progress_of(d.path(), "persistence").unwrap();
         assert_eq!(p.state, RunState::Stopped);
+        // This test's own process is the same program: going.
+        job.record(&progress(RunState::Running, std::process::id()));
+        let p = progress_of(d.path(), "persistence").unwrap();
+        assert_eq!(p.state, RunState::Running);
         job.record(&progress(RunState::Done, 1));
         assert_eq!(
             progress_of(d.path(), "persistence").unwrap().state,
@@ -375,5 +463,16 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(progress_of(d.path(), "other").is_none());
+    }
+}
+
+#[cfg(test)]
+mod signal_tests {
+    #[test]
+    fn sigterm_asks_a_run_to_stop_instead_of_killing_it() {
+        super::stop_on_signals();
+        // SAFETY: a signal to this process, whose handler was just set.
+        unsafe { libc::raise(libc::SIGTERM) };
+        assert!(super::STOP.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
