@@ -208,3 +208,44 @@ fn invalid_config_or_loose_salt_file_fails_and_writes_nothing() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn an_online_rotation_of_a_volume_the_boot_did_not_open_is_refused_and_nothing_is_written() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), CFG);
+    let status = img.dir.path().join("status.json");
+    let mut st = controller::node::status::VolumeStatus::new("data", "u-data", true);
+    st.device = Some(img.path.display().to_string());
+    controller::node::status::BootStatus {
+        volumes: vec![st],
+        ..Default::default()
+    }
+    .save(&status)
+    .unwrap();
+    let before = sha256_file(&img.path);
+    let args = [
+        "rotate-volume-key",
+        "--volume",
+        "data",
+        "-f",
+        cfg.to_str().unwrap(),
+        "--online",
+        "--status-file",
+        status.to_str().unwrap(),
+    ];
+    let out = volctl(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("volume data is not open (rotate it offline with --device)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let missing = img.dir.path().join("none.json");
+    let out = volctl(&[&args[..6], &["--status-file", missing.to_str().unwrap()]].concat());
+    assert!(
+        text(&out.stderr).contains("has `volctl boot` run?"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(sha256_file(&img.path), before);
+}

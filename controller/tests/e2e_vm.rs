@@ -1634,6 +1634,13 @@ const WAIT_ONLINE: &str = "i=0; while ! grep -q '\"state\": \"done\"' /run/volct
 
 /// The start of persistence's data area, decrypted with the volume key
 /// `vk` (hex): whether it reads as an ext4 filesystem.
+/// The progress record (JSON) in a console section; the run's own progress
+/// lines share the console.
+fn progress_record(section: &str) -> serde_json::Value {
+    let json = &section[section.find('{').unwrap()..=section.rfind('}').unwrap()];
+    serde_json::from_str(json).unwrap()
+}
+
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 fn data_reads_as_ext4(vm: &Vm, vk_hex: &str) -> bool {
@@ -1682,10 +1689,7 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
         log.contains("persistence: encrypting in place 0% (0/"),
         "{log}"
     );
-    // (The run's own progress lines share the console: the JSON alone.)
-    let progress = section(&log, "progress");
-    let json = &progress[progress.find('{').unwrap()..=progress.rfind('}').unwrap()];
-    let progress: serde_json::Value = serde_json::from_str(json).unwrap();
+    let progress = progress_record(&section(&log, "progress"));
     assert_eq!(progress["state"], "running", "{progress}");
     assert!(
         progress["done_bytes"].as_u64() < progress["total_bytes"].as_u64(),
@@ -1709,9 +1713,7 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.volume("persistence")["encrypted"], true);
-    let online = b.section("online");
-    let json = &online[online.find('{').unwrap()..=online.rfind('}').unwrap()];
-    let online: serde_json::Value = serde_json::from_str(json).unwrap();
+    let online = progress_record(&b.section("online"));
     assert_eq!(online["state"], "done", "{online}");
     let after = b.section("sums");
     assert!(after.contains("./during"), "{after}");
@@ -1776,9 +1778,7 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     drop(p);
     let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
     assert!(b.all_ready(), "{}", b.log);
-    let online = b.section("online");
-    let json = &online[online.find('{').unwrap()..=online.rfind('}').unwrap()];
-    let online: serde_json::Value = serde_json::from_str(json).unwrap();
+    let online = progress_record(&b.section("online"));
     assert_eq!(online["state"], "done", "{online}");
     assert_eq!(online["operation"], "rotate-volume-key", "{online}");
     let mut want: Vec<&str> = rotated.lines().collect();

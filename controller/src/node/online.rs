@@ -351,6 +351,11 @@ fn alive(pid: u32) -> bool {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
     match (exe, std::env::current_exe()) {
         (Ok(theirs), Ok(ours)) => theirs == ours,
+        // A sandboxed reader (`volctl serve`) may not read another
+        // process's exe: the process being there is all it can tell.
+        (Err(e), _) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Path::new(&format!("/proc/{pid}")).exists()
+        }
         _ => false,
     }
 }

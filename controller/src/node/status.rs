@@ -255,3 +255,40 @@ mod phase_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod reencryption_tests {
+    use super::*;
+
+    #[test]
+    fn reading_the_status_adds_the_progress_of_online_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("status.json");
+        let mut st = VolumeStatus::new("persistence", "persistence", true);
+        st.phase = Phase::Ready;
+        let status = BootStatus {
+            volumes: vec![st, VolumeStatus::new("EPHEMERAL", "EPHEMERAL", true)],
+            ..BootStatus::default()
+        };
+        status.save(&file).unwrap();
+        assert_eq!(
+            BootStatus::load(&file).unwrap().volumes[0].reencryption,
+            None
+        );
+        // What a run's process writes (its pid gone by now: stopped).
+        let progress = r#"{"operation": "encrypt", "state": "running", "done_bytes": 524288000,
+            "total_bytes": 1048576000, "rate": 250.0, "eta_seconds": 2, "pid": 8388608}"#;
+        std::fs::create_dir_all(d.path().join("reencrypt")).unwrap();
+        std::fs::write(d.path().join("reencrypt/persistence.json"), progress).unwrap();
+        let read = BootStatus::load(&file).unwrap();
+        let p = read.volumes[0].reencryption.as_ref().unwrap();
+        assert_eq!(p.state, crate::node::online::RunState::Stopped);
+        assert_eq!(read.volumes[1].reencryption, None);
+        assert!(
+            read.table()
+                .contains("persistence: encrypting in place 50% (500/1000 MiB) (stopped; the next boot resumes it)"),
+            "{}",
+            read.table()
+        );
+    }
+}
