@@ -1664,6 +1664,12 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     let mut vm = Vm::new("in-place", LAYOUT);
     vm.write("plain.yaml", &config_with_persistence(false));
     vm.write("inplace.yaml", &config_with_persistence(true));
+    // The same with a second key, staged while the encryption runs.
+    let two_keys = format!(
+        "{}    - slot: 1\n      static: {{passphrase: second-pass}}\n",
+        config_with_persistence(true)
+    );
+    vm.write("twokeys.yaml", &two_keys);
     // Plain persistence, filled with data; the inPlace config staged.
     let b = vm.boot(
         "-f /job/plain.yaml",
@@ -1682,9 +1688,10 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     // The boot mounts it and encrypts it online: once the run has done
     // something, a file is written and synced, the run still going; then
     // the power is cut.
-    let during = "i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; volctl status; dd if=/dev/urandom of=/persistence/during bs=1M count=5 2>/dev/null; sync; echo 'BEGIN progress'; cat /run/volctl/reencrypt/persistence.json; echo; echo 'END progress'; echo CUT-HERE";
+    let during = "i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; volctl status; dd if=/dev/urandom of=/persistence/during bs=1M count=5 2>/dev/null; sync; echo 'BEGIN progress'; cat /run/volctl/reencrypt/persistence.json; echo; echo 'END progress'; volctl apply-config -f /job/twokeys.yaml --mode staged > /dev/null 2>&1; echo \"STAGED-RC $?\"; echo CUT-HERE";
     let log = vm.boot_cut_when("", during, "CUT-HERE\n");
     assert!(log.contains("BOOT-RC 0"), "{log}");
+    assert!(log.contains("STAGED-RC 0"), "{log}");
     assert!(
         log.contains("persistence: encrypting in place 0% (0/"),
         "{log}"
@@ -1710,11 +1717,24 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
 
     // The next boot resumes it online and finishes it: the data as it was,
     // the file written mid-run too.
+    // The key the staged config adds waits for the run (libcryptsetup
+    // changes no keyslot mid-reencryption).
     let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
     assert!(b.all_ready(), "{}", b.log);
     assert_eq!(b.volume("persistence")["encrypted"], true);
     let online = progress_record(&b.section("online"));
     assert_eq!(online["state"], "done", "{online}");
+    assert!(
+        b.volume("persistence")["notes"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains(
+                "`+ add slot 1 (static)` waits until the reencryption running online has finished"
+            ),
+        "{}",
+        b.status
+    );
+    assert_eq!(b.keyslots("persistence"), vec![0]);
     let after = b.section("sums");
     assert!(after.contains("./during"), "{after}");
     let without_during: String = after
@@ -1739,16 +1759,21 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     drop(p);
     assert!(data_reads_as_ext4(&vm, &old_key));
 
-    // Its volume key rotated online, the volume mounted and written to
-    // meanwhile; `volctl close` stops the rotation part way (after its
-    // step), and the next boot resumes it online: the same data, the old
-    // volume key decrypts garbage, only the configured keyslot is left.
-    let rotate = "volctl rotate-volume-key --volume persistence -f /job/inplace.yaml --online > /tmp/rotate.out 2>&1 & R=$!; i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; dd if=/dev/urandom of=/persistence/rotating bs=1M count=1 conv=fsync 2>/dev/null; echo 'BEGIN rotating'; cd /persistence; sha256sum ./rotating; cd /; echo 'END rotating'";
+    // The next boot adds the second key; then the volume key is rotated
+    // online, the volume mounted and written to meanwhile; `volctl close`
+    // stops the rotation part way (after its step), and the next boot
+    // resumes it online: the same data, the old volume key decrypts
+    // garbage, both configured keyslots open it, no other is left.
+    let rotate = "volctl rotate-volume-key --volume persistence -f /job/twokeys.yaml --online > /tmp/rotate.out 2>&1 & R=$!; i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; dd if=/dev/urandom of=/persistence/rotating bs=1M count=1 conv=fsync 2>/dev/null; echo 'BEGIN rotating'; cd /persistence; sha256sum ./rotating; cd /; echo 'END rotating'";
     let b = vm.boot(
         "",
         &format!("{rotate}; volctl close; echo \"CLOSE-RC $?\"; wait $R; echo \"ROTATE-RC $?\"; cat /tmp/rotate.out; volctl status"),
     );
     assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(
+        b.volume("persistence")["changes"][0],
+        "+ add slot 1 (static)"
+    );
     assert!(b.log.contains("CLOSE-RC 0"), "{}", b.log);
     assert!(
         b.log
@@ -1786,7 +1811,8 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     assert_eq!(b.section("sums").lines().collect::<Vec<_>>(), want);
     let p = vm.partition("persistence");
     let new_key = common::volume_key(p.path(), 0, b"persistence-pass");
-    assert_eq!(common::slots(p.path()), vec![0]);
+    assert_eq!(common::slots(p.path()), vec![0, 1]);
+    assert!(common::opens(p.path(), 1, b"second-pass"));
     drop(p);
     assert_ne!(new_key, old_key);
     assert!(
@@ -1794,5 +1820,5 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
         "the old key still decrypts"
     );
     assert!(data_reads_as_ext4(&vm, &new_key));
-    vm.summary("plain persistence with data → inPlace staged → encrypted online, written meanwhile, power cut mid-run → resumed online, data identical → volume key rotated online, written meanwhile, stopped by volctl close → resumed online by the next boot → old key decrypts garbage");
+    vm.summary("plain persistence with data → inPlace staged → encrypted online, written meanwhile, power cut mid-run → resumed online (a staged key waits for it), data identical → key added, volume key rotated online, written meanwhile, stopped by volctl close → resumed online by the next boot → old key decrypts garbage");
 }

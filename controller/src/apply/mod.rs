@@ -7,7 +7,7 @@
 mod analyse;
 
 use crate::boot::{CONFIG_FILE, PENDING_FILE, SALT_FILE};
-use crate::converge::{converge, open_device, ConvergeError, Mode};
+use crate::converge::{converge_and_unlock, open_device, ConvergeError, Mode, RunAt};
 use crate::node::meta;
 use crate::node::status::{BootStatus, Phase};
 use crate::node::{atomic, disks, salt};
@@ -283,8 +283,12 @@ async fn apply_now(
             label: doc.partition_label(),
             encryption: enc.clone(),
         };
+        // The volumes are open: a reencryption on one runs online (its own
+        // process), never here; the changes behind it wait for it.
         let converged = match open_device(&spec, Path::new(dev), Mode::Apply) {
-            Ok(device) => converge(&spec, device, env, Mode::Apply).await,
+            Ok(device) => converge_and_unlock(&spec, device, env, Mode::Apply, RunAt::Online)
+                .await
+                .map(|(o, _)| o),
             Err(e) => Err(e),
         };
         converged.map_err(|source| ApplyError::Converge {

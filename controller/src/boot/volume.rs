@@ -227,6 +227,7 @@ pub(super) async fn provision(
         .iter()
         .map(ToString::to_string)
         .collect();
+    st.notes = outcome.plan.notes.iter().map(ToString::to_string).collect();
     st.keyslots = outcome.keyslots;
     st.encrypted_in_place = outcome.encrypted;
     st.resealed = outcome

@@ -53,6 +53,9 @@ impl Executor<'_> {
     /// Carries out `plan`, dropping what cannot be done now into its notes.
     /// Returns the recovery keys it enrolled, for their one showing.
     pub async fn run(&mut self, plan: &mut Plan) -> Result<Vec<NewRecoveryKey>, ConvergeError> {
+        if self.run_at == super::in_place::RunAt::Online {
+            plan.defer_behind_online_reencryption();
+        }
         let mut enrolled = self.make_keys(plan).await?;
         let mut recovery = Vec::new();
         let binder = Binder::new(self.volume_key);

@@ -303,6 +303,7 @@ impl Note {
             | Note::Deferred { slot, .. }
             | Note::Unusable { slot, .. }
             | Note::Unverified { slot, .. } => Some(*slot),
+            Note::AfterReencryption { .. } => None,
         }
     }
 }
@@ -349,6 +350,12 @@ pub enum Note {
         /// Why.
         reason: String,
     },
+    /// A change that waits for a reencryption running online to finish
+    /// (libcryptsetup changes no keyslot or token meanwhile).
+    AfterReencryption {
+        /// The action, as the plan shows it.
+        action: String,
+    },
 }
 
 /// The plan: actions in execution order, and notes.
@@ -361,6 +368,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan that resumes a reencryption which runs online, after the
+    /// volume is opened: its other actions become notes, for the run after
+    /// (libcryptsetup changes no keyslot or token mid-reencryption).
+    pub fn defer_behind_online_reencryption(&mut self) {
+        if !matches!(
+            self.actions.first(),
+            Some(Action::ResumeReencryption { .. })
+        ) {
+            return;
+        }
+        let rest = self.actions.split_off(1);
+        self.notes
+            .extend(rest.into_iter().map(|a| Note::AfterReencryption {
+                action: a.to_string(),
+            }));
+    }
+
     /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
@@ -847,6 +871,10 @@ impl std::fmt::Display for Note {
             Note::Unusable { slot, kind, reason } => {
                 write!(f, "slot {slot} ({kind}) cannot be used this boot, kept: {reason}")
             }
+            Note::AfterReencryption { action } => write!(
+                f,
+                "`{action}` waits until the reencryption running online has finished (the next boot or converge)"
+            ),
         }
     }
 }
@@ -1220,5 +1248,40 @@ mod tests {
             reason: "down".into(),
         };
         assert_eq!(note.to_string(), "slot 3 (kms) left alone: down");
+    }
+
+    #[test]
+    fn an_online_reencryption_keeps_the_other_actions_for_the_run_after() {
+        let resume = Action::ResumeReencryption {
+            operation: crate::luks2::reencryption::Operation::Encrypt,
+            work: Reencryption {
+                shrink_mib: 0,
+                data_mib: 90,
+                eta_seconds: None,
+            },
+        };
+        let add = Action::Add {
+            slot: K2,
+            kind: KeySource::Static,
+            lock_to_state: false,
+        };
+        let mut plan = Plan {
+            actions: vec![resume.clone(), add.clone()],
+            notes: vec![],
+        };
+        plan.defer_behind_online_reencryption();
+        assert_eq!(plan.actions, vec![resume]);
+        assert_eq!(
+            plan.notes[0].to_string(),
+            "`+ add slot 2 (static)` waits until the reencryption running online has finished (the next boot or converge)"
+        );
+        // Without a reencryption to resume, nothing moves.
+        let mut plan = Plan {
+            actions: vec![add.clone()],
+            notes: vec![],
+        };
+        plan.defer_behind_online_reencryption();
+        assert_eq!(plan.actions, vec![add]);
+        assert!(plan.notes.is_empty());
     }
 }

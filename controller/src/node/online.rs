@@ -12,6 +12,7 @@ use crate::converge::{self, ConvergeError, Encrypted, OnlineRun, ProgressReport,
 use crate::device::{self, Access, Contents, DeviceError, LuksDevice, ReencryptRun};
 use crate::inplace::estimate::MibPerSec;
 use crate::luks2::reencryption::{self, Operation};
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -194,12 +195,14 @@ impl Job {
             .spawn()
             .map_err(|e| io("cannot start the online run", e))?;
         let pid = child.id();
+        // Recorded before the key goes: the process waits for it, so its
+        // own records come after this one.
+        self.record(&Progress::running(run.operation, Snapshot::START, pid));
         let mut stdin = child.stdin.take().expect("piped");
         stdin
             .write_all(run.passphrase.expose())
             .map_err(|e| io("cannot hand the key to the online run", e))?;
         drop(stdin);
-        self.record(&Progress::running(run.operation, Snapshot::START, pid));
         Ok(pid)
     }
 
@@ -215,9 +218,9 @@ impl Job {
             "--run-dir".into(),
             self.run_dir.display().to_string(),
             "--operation".into(),
-            serde_json::to_value(run.operation)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
+            run.operation
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
                 .unwrap_or_default(),
         ];
         for (flag, slot) in [("--old", run.old), ("--new", run.new)] {
@@ -267,29 +270,9 @@ impl Job {
         let left = reencryption::pending_bytes(&h.json, size);
         let (job, run2, d) = (self.clone(), run.clone(), device.clone());
         let started = Instant::now();
-        tokio::task::spawn_blocking(move || {
-            let mut report = ProgressReport::new(job.volume.clone(), run2.operation, left);
-            let mut recorded: Option<Instant> = None;
-            let r = ReencryptRun {
-                operation: run2.operation,
-                old: run2.old,
-                new: run2.new,
-                passphrase: run2.passphrase.expose(),
-                active: Some(&job.active),
-            };
-            d.run_reencryption(&r, &mut |done, total| {
-                let at = report.step(done, total);
-                if recorded.is_none_or(|t| t.elapsed() >= RECORD_EVERY) {
-                    recorded = Some(Instant::now());
-                    job.record(&Progress::running(run2.operation, at, pid));
-                }
-                let stop = STOP.load(Ordering::SeqCst);
-                tracing::debug!(done, total, stop, "reencryption step done");
-                !stop
-            })
-        })
-        .await
-        .map_err(|_| OnlineError::Other("the reencryption task failed".into()))??;
+        tokio::task::spawn_blocking(move || job.steps(d.as_ref(), &run2, left, pid))
+            .await
+            .map_err(|_| OnlineError::Other("the reencryption task failed".into()))??;
         let took = started.elapsed();
         if still_running(&device).await? {
             return Err(OnlineError::Stopped);
@@ -300,6 +283,37 @@ impl Job {
             mib: left >> 20,
             seconds: took.as_secs_f64(),
             rate: MibPerSec::of(left, took),
+        })
+    }
+
+    /// Runs the steps through the active device, `left` bytes to go:
+    /// progress reported and recorded, a stop asked for honoured after the
+    /// step it came in.
+    fn steps(
+        &self,
+        device: &dyn LuksDevice,
+        run: &OnlineRun,
+        left: u64,
+        pid: u32,
+    ) -> Result<(), DeviceError> {
+        let mut report = ProgressReport::new(self.volume.clone(), run.operation, left);
+        let mut recorded: Option<Instant> = None;
+        let r = ReencryptRun {
+            operation: run.operation,
+            old: run.old,
+            new: run.new,
+            passphrase: run.passphrase.expose(),
+            active: Some(&self.active),
+        };
+        device.run_reencryption(&r, &mut |done, total| {
+            let at = report.step(done, total);
+            if recorded.is_none_or(|t| t.elapsed() >= RECORD_EVERY) {
+                recorded = Some(Instant::now());
+                self.record(&Progress::running(run.operation, at, pid));
+            }
+            let stop = STOP.load(Ordering::SeqCst);
+            tracing::debug!(done, total, stop, "reencryption step done");
+            !stop
         })
     }
 
@@ -437,6 +451,29 @@ mod tests {
         assert!(progress(RunState::Stopped, 1)
             .line("p")
             .ends_with("(stopped; the next boot resumes it)"));
+    }
+
+    #[test]
+    fn the_run_process_gets_the_key_on_stdin_never_in_its_arguments() {
+        let job = Job {
+            volume: "persistence".into(),
+            device: "/dev/vda4".into(),
+            active: "luks2-persistence".into(),
+            run_dir: "/run/volctl".into(),
+        };
+        let run = OnlineRun {
+            operation: Operation::RotateVolumeKey,
+            old: api_types::KeyslotId::new(31),
+            new: api_types::KeyslotId::new(0),
+            passphrase: providers::Passphrase::new(b"sekrit".to_vec()),
+        };
+        let args = job.args(&run).join(" ");
+        assert_eq!(
+            args,
+            "--volume persistence --device /dev/vda4 --active-name luks2-persistence --run-dir /run/volctl --operation rotate-volume-key --old 31 --new 0"
+        );
+        assert!(!args.contains("sekrit"));
+        assert_eq!(run.activation_slot(), None, "a rotation opens by the pair");
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct VolumeStatus {
     pub kdf_runs: u64,
     /// What converging changed (one line per action).
     pub changes: Vec<String>,
+    /// What converging left alone, and why (one line per note of its plan:
+    /// a key source down, a change waiting for a reencryption).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// TPM slots re-sealed to the current PCR values this boot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resealed: Vec<api_types::KeyslotId>,
@@ -114,6 +118,7 @@ impl VolumeStatus {
             keyslots: vec![],
             kdf_runs: 0,
             changes: vec![],
+            notes: vec![],
             resealed: vec![],
             encrypted_in_place: None,
             reencryption: None,
@@ -223,6 +228,9 @@ impl BootStatus {
             ));
         }
         for v in &self.volumes {
+            for n in &v.notes {
+                s.push_str(&format!("{}: ! {n}\n", v.name));
+            }
             if let Some(r) = &v.reencryption {
                 s.push_str(&r.line(&v.name));
                 s.push('\n');
