@@ -1,7 +1,8 @@
 //! [`LuksDevice`] on libcryptsetup. Each call opens its own libcryptsetup
 //! context (cheap: no KDF), because a `CryptDevice` may not cross threads.
-//! Read-only calls load a private copy of the header area; calls that write
-//! or activate check the header they loaded against the config first.
+//! Read-only calls copy the metadata area once and both parsers (volctl's
+//! and libcryptsetup's) read that copy; calls that write or activate check
+//! the header they loaded against the config first.
 
 use super::probe;
 use super::shadow::Shadow;
@@ -12,10 +13,10 @@ use super::{
 use crate::luks2::binding::VolumeKey;
 use crate::luks2::check;
 use crate::luks2::consts::{
-    BLANK_PROBE_LEN, DEFAULT_DATA_OFFSET, FORMAT_MARK, FORMAT_MARK_FROM_END, LUKS2_MAX_HEADER_SIZE,
-    LUKS2_MIN_HEADER_SIZE, LUKS2_SUBSYSTEM, MAX_HEADER_AREA,
+    BLANK_PROBE_LEN, DEFAULT_DATA_OFFSET, FORMAT_MARK, FORMAT_MARK_FROM_END, LUKS2_SUBSYSTEM,
+    MAX_HEADER_AREA,
 };
-use crate::luks2::header::{self, CopyRead, HeaderError, Luks2Header, Probe, RawHeader};
+use crate::luks2::header::{self, CopyRead, HeaderError, Luks2Header, RawHeader};
 use crate::luks2::token::TokenId;
 use api_types::Encryption;
 use api_types::KeySize;
@@ -44,6 +45,16 @@ pub fn deactivate(name: &str) -> Result<(), DeviceError> {
             libcryptsetup_rs::consts::flags::CryptDeactivate::empty(),
         )
         .map_err(fail)
+}
+
+/// A private copy of a device's metadata area (see
+/// [`CryptsetupDevice::snapshot`]).
+struct Snapshot {
+    shadow: Shadow,
+    /// Both header copies as read from the copy; `None` without LUKS magic.
+    raw: Option<RawHeader>,
+    /// The device's size (the copy's too).
+    size: u64,
 }
 
 /// [`LuksDevice`] on libcryptsetup: a block device or an image file.
@@ -125,46 +136,34 @@ impl CryptsetupDevice {
         Ok(dev)
     }
 
-    /// Loads a private copy of the header (the two metadata copies, and the
-    /// keyslot area of `slot` when one is to be unlocked), so that nothing
-    /// libcryptsetup does while loading (it repairs damaged copies) reaches
-    /// the device.
-    fn load_readonly(
-        &self,
-        op: &'static str,
-        verify: bool,
-        ranges: &[(u64, u64)],
-    ) -> Result<(CryptDevice, Shadow), DeviceError> {
+    /// A private copy of the device's metadata area, taken at one moment,
+    /// and both header copies as read from it. Everything that only reads
+    /// works on such a copy: volctl's reader and libcryptsetup's load see
+    /// the same bytes even while another process (an online reencryption)
+    /// updates the header between them, and nothing libcryptsetup does
+    /// while loading (it repairs damaged copies) reaches the device.
+    fn snapshot(&self) -> Result<Snapshot, DeviceError> {
         let size = self.size()?;
+        let span = header::metadata_span(&self.path).map_err(self.io("read"))?;
         let shadow =
-            Shadow::copy(&self.path, ranges, size).map_err(self.io("copy the header of"))?;
+            Shadow::copy(&self.path, &[(0, span)], size).map_err(self.io("copy the header of"))?;
+        let raw = header::read_raw_as(shadow.path(), &self.path)?;
+        Ok(Snapshot { shadow, raw, size })
+    }
+
+    /// libcryptsetup's load of a snapshot's copy.
+    fn load_copy(&self, shadow: &Shadow, op: &'static str) -> Result<CryptDevice, DeviceError> {
         let mut dev = CryptInit::init(shadow.path()).map_err(|e| self.fail(op, e))?;
         dev.context_handle()
             .load::<()>(Some(EncryptionFormat::Luks2), None)
             .map_err(|e| self.fail(op, e))?;
-        if verify {
-            self.verify_loaded(&mut dev, op)?;
-        }
-        Ok((dev, shadow))
-    }
-
-    /// The byte ranges libcryptsetup reads to load the header (and unlock
-    /// `slot`): both metadata copies where the primary says they are, else
-    /// every place a secondary may be; the slot's keyslot area.
-    fn header_ranges(h: Option<&Luks2Header>, slot: Option<KeyslotId>) -> Vec<(u64, u64)> {
-        let Some(h) = h else {
-            return vec![(0, 2 * LUKS2_MAX_HEADER_SIZE)];
-        };
-        let mut ranges = vec![(0, 2 * h.header_size.max(LUKS2_MIN_HEADER_SIZE))];
-        if let Some(area) = slot.and_then(|s| h.keyslot(s)).and_then(|k| k.area_range()) {
-            ranges.push((area.0, area.1.min(MAX_HEADER_AREA)));
-        }
-        ranges
+        Ok(dev)
     }
 
     /// The header both readers agree on: volctl's reader (both copies,
-    /// libcryptsetup's choice between them) and libcryptsetup's own load.
-    fn agreed_header(&self, h: Luks2Header) -> Result<Luks2Header, DeviceError> {
+    /// libcryptsetup's choice between them) and libcryptsetup's own load,
+    /// of the same snapshot.
+    fn agreed_header(&self, h: Luks2Header, shadow: &Shadow) -> Result<Luks2Header, DeviceError> {
         if let Some(enc) = &self.expect {
             check::check(&h.json, enc).map_err(|reason| DeviceError::Untrusted {
                 path: self.path_s(),
@@ -172,8 +171,7 @@ impl CryptsetupDevice {
             })?;
         }
         let op = "read header";
-        let ranges = Self::header_ranges(Some(&h), None);
-        let (mut dev, _shadow) = self.load_readonly(op, false, &ranges)?;
+        let mut dev = self.load_copy(shadow, op)?;
         let loaded = loaded_header(&mut dev).map_err(|reason| DeviceError::Failed {
             op,
             path: self.path_s(),
@@ -346,7 +344,8 @@ impl LuksDevice for CryptsetupDevice {
     }
 
     fn contents(&self) -> Result<Contents, DeviceError> {
-        let Some(raw) = header::read_raw(&self.path)? else {
+        let Snapshot { shadow, raw, .. } = self.snapshot()?;
+        let Some(raw) = raw else {
             if let Some(why) = self.marked_unfinished(false)? {
                 return Ok(Contents::UnfinishedFormat(why));
             }
@@ -363,7 +362,9 @@ impl LuksDevice for CryptsetupDevice {
         if let Some(why) = self.unfinished_format(&raw, selected.as_ref().ok())? {
             return Ok(Contents::UnfinishedFormat(why));
         }
-        Ok(Contents::Luks2(Box::new(self.agreed_header(selected?)?)))
+        Ok(Contents::Luks2(Box::new(
+            self.agreed_header(selected?, &shadow)?,
+        )))
     }
 
     fn format_finished(&self) -> Result<(), DeviceError> {
@@ -385,12 +386,19 @@ impl LuksDevice for CryptsetupDevice {
         key_size: KeySize,
         passphrase: &[u8],
     ) -> Result<VolumeKey, DeviceError> {
-        let header = match header::read(&self.path) {
-            Ok(Probe::Luks2(h)) => Some(*h),
-            _ => None,
-        };
-        let ranges = Self::header_ranges(header.as_ref(), Some(slot));
-        let (mut dev, _shadow) = self.load_readonly("unlock", true, &ranges)?;
+        let op = "unlock";
+        let Snapshot { shadow, raw, size } = self.snapshot()?;
+        let area = raw
+            .and_then(|raw| raw.select(&self.path).ok())
+            .and_then(|h| h.keyslot(slot).and_then(|k| k.area_range()));
+        if let Some((start, len)) = area {
+            let range = (start, len.min(MAX_HEADER_AREA));
+            shadow
+                .add(&self.path, &[range], size)
+                .map_err(self.io("copy the keyslot area of"))?;
+        }
+        let mut dev = self.load_copy(&shadow, op)?;
+        self.verify_loaded(&mut dev, op)?;
         let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size.len()]);
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
         match dev
@@ -401,7 +409,7 @@ impl LuksDevice for CryptsetupDevice {
             Err(LibcryptErr::IOError(e)) if e.raw_os_error() == Some(libc::EPERM) => {
                 Err(DeviceError::WrongKey { slot })
             }
-            Err(e) => Err(self.fail("unlock", e)),
+            Err(e) => Err(self.fail(op, e)),
         }
     }
 

@@ -4,6 +4,8 @@
 //! cross-check, unlocking) loads this copy instead, and the device stays
 //! byte-identical. The copy is sparse and holds only the ranges asked for
 //! (the two metadata copies; the keyslot area of a slot being unlocked).
+//! It is taken once per look, and volctl's own reader reads it too: a
+//! header another process rewrites meanwhile is seen at one moment.
 
 use crate::io::read_at;
 use std::fs::File;
@@ -26,14 +28,21 @@ impl Shadow {
             .prefix("volctl-header-")
             .tempdir()?;
         let path = dir.path().join("header");
-        let mut out = File::create(&path)?;
-        out.set_len(size)?;
+        File::create(&path)?.set_len(size)?;
+        let shadow = Shadow { _dir: dir, path };
+        shadow.add(device, ranges, size)?;
+        Ok(shadow)
+    }
+
+    /// Copies more byte ranges of `device` into the copy.
+    pub fn add(&self, device: &Path, ranges: &[(u64, u64)], size: u64) -> std::io::Result<()> {
+        let mut out = std::fs::OpenOptions::new().write(true).open(&self.path)?;
         let mut src = File::open(device)?;
         for &(start, len) in ranges {
             let end = start.saturating_add(len).min(size);
             copy_range(&mut src, &mut out, start, end)?;
         }
-        Ok(Shadow { _dir: dir, path })
+        Ok(())
     }
 
     /// The copy's path.

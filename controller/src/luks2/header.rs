@@ -8,7 +8,8 @@ use super::strict_json;
 use super::token::TokenId;
 use crate::io::read_at;
 use crate::luks2::consts::{
-    LUKS2_BINARY_HEADER_SIZE, LUKS2_SECONDARY_MAGIC, LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
+    LUKS2_BINARY_HEADER_SIZE, LUKS2_MAX_HEADER_SIZE, LUKS2_SECONDARY_MAGIC,
+    LUKS2_SECONDARY_OFFSETS, LUKS_MAGIC,
 };
 use api_types::KeyslotId;
 use serde::Deserialize;
@@ -335,11 +336,18 @@ pub struct RawHeader {
 
 /// Reads both header copies of `path`; `None` when no LUKS magic is there.
 pub fn read_raw(path: &Path) -> Result<Option<RawHeader>, HeaderError> {
+    read_raw_as(path, path)
+}
+
+/// Reads both header copies from `source` (a snapshot of a device's header
+/// area), naming `device` in errors.
+pub fn read_raw_as(source: &Path, device: &Path) -> Result<Option<RawHeader>, HeaderError> {
+    let path = device;
     let io = |source| HeaderError::Io {
         path: path.display().to_string(),
         source,
     };
-    let f = File::open(path).map_err(io)?;
+    let f = File::open(source).map_err(io)?;
     let mut first = [0u8; 8];
     let n = read_at(&f, 0, &mut first).map_err(io)?;
     let primary_magic = n == 8 && &first[..6] == LUKS_MAGIC;
@@ -523,6 +531,23 @@ fn read_copy(f: &File, off: u64, magic: &[u8; 6]) -> std::io::Result<CopyRead> {
         Ok(c) => CopyRead::Valid(Box::new(c)),
         Err(e) => CopyRead::Invalid(e),
     })
+}
+
+/// How many bytes from the start of `path` hold both metadata copies: twice
+/// the header size the primary's binary header gives, or, without a
+/// readable one, every offset a secondary copy may be at.
+pub fn metadata_span(path: &Path) -> std::io::Result<u64> {
+    let f = File::open(path)?;
+    let mut bin = [0u8; 16];
+    let n = read_at(&f, 0, &mut bin)?;
+    let size = be64(&bin[8..]);
+    Ok(
+        if n == bin.len() && &bin[..6] == LUKS_MAGIC && LUKS2_SECONDARY_OFFSETS.contains(&size) {
+            2 * size
+        } else {
+            2 * LUKS2_MAX_HEADER_SIZE
+        },
+    )
 }
 
 /// Checks version, size, offset and checksum of the copy whose binary
