@@ -339,15 +339,14 @@ pub fn read_raw(path: &Path) -> Result<Option<RawHeader>, HeaderError> {
     read_raw_as(path, path)
 }
 
-/// Reads both header copies from `source` (a snapshot of a device's header
-/// area), naming `device` in errors.
-pub fn read_raw_as(source: &Path, device: &Path) -> Result<Option<RawHeader>, HeaderError> {
-    let path = device;
+/// Reads both header copies from `copy` (a snapshot of the header area of
+/// the device at `path`), naming `path` in errors.
+pub fn read_raw_as(copy: &Path, path: &Path) -> Result<Option<RawHeader>, HeaderError> {
     let io = |source| HeaderError::Io {
         path: path.display().to_string(),
         source,
     };
-    let f = File::open(source).map_err(io)?;
+    let f = File::open(copy).map_err(io)?;
     let mut first = [0u8; 8];
     let n = read_at(&f, 0, &mut first).map_err(io)?;
     let primary_magic = n == 8 && &first[..6] == LUKS_MAGIC;
