@@ -1,4 +1,4 @@
-//! Reading a device or image file at an offset.
+//! Reading a device or image file at an offset, and random bytes.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -16,6 +16,15 @@ pub fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> 
         }
     }
     Ok(done)
+}
+
+/// `n` bytes from the operating system's random source (volume keys, and
+/// the noise that wipes a region).
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut v = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut v);
+    v
 }
 
 #[cfg(test)]

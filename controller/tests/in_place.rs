@@ -12,100 +12,20 @@
 
 mod common;
 
-use common::{opens, text, volctl, PBKDF, UUID};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use common::ext4fs::{self, decrypt_with, hex, mkfs_image, Sums};
+use common::{opens, text, volctl, UUID};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const SHIFT: usize = 16 << 20;
-
 fn config(dir: &Path) -> PathBuf {
-    let p = dir.join("config.yaml");
-    std::fs::write(
-        &p,
-        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  inPlace: true\n  {PBKDF}\n  keys:\n    - slot: 0\n      static: {{passphrase: day-to-day-pass}}\n    - slot: 1\n      nodeID: {{}}\n"),
-    )
-    .unwrap();
-    p
-}
-
-/// A tree of files: random MiB-sized ones, a sparse one, a deep path.
-fn tree(dir: &Path) -> BTreeMap<String, String> {
-    let root = dir.join("tree");
-    let deep = (0..24).fold(root.clone(), |p, i| p.join(format!("d{i}")));
-    std::fs::create_dir_all(&deep).unwrap();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut bytes = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed.to_le_bytes()[0]
-            })
-            .collect()
-    };
-    for i in 0..6 {
-        std::fs::write(root.join(format!("big{i}")), bytes((3 << 20) + i * 4097)).unwrap();
-    }
-    std::fs::write(deep.join("leaf"), bytes(12345)).unwrap();
-    let sparse = std::fs::File::create(root.join("sparse")).unwrap();
-    sparse.set_len(40 << 20).unwrap();
-    use std::os::unix::fs::FileExt;
-    sparse.write_all_at(&bytes(4096), 20 << 20).unwrap();
-    sparse.write_all_at(b"end", (40 << 20) - 3).unwrap();
-    sums(&root)
-}
-
-/// SHA-256 of every file under `root`, by relative path.
-fn sums(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().display().to_string();
-                out.insert(rel, hex(&Sha256::digest(std::fs::read(&p).unwrap())));
-            }
-        }
-    }
-    out
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    ext4fs::in_place_config(dir)
 }
 
 /// An ext4 image of `mib` MiB whose filesystem is `fs_mib` MiB, holding
-/// the tree; returns (image, sums).
-fn ext4_image(dir: &Path, mib: u64, fs_mib: u64) -> (PathBuf, BTreeMap<String, String>) {
-    let sums = tree(dir);
-    let img = dir.join("disk.img");
-    let tree = dir.join("tree").display().to_string();
-    let mkfs = ["mkfs.ext4", "-q", "-F", "-b", "4096", "-d", &tree];
-    mkfs_image(&img, mib, &mkfs, &[&format!("{fs_mib}M")]);
-    (img, sums)
-}
-
-/// An image of `mib` MiB made by `mkfs` (the tool and its flags), with
-/// `after` following the image's path.
-fn mkfs_image(img: &Path, mib: u64, mkfs: &[&str], after: &[&str]) {
-    std::fs::File::create(img)
-        .unwrap()
-        .set_len(mib << 20)
-        .unwrap();
-    let out = Command::new(mkfs[0])
-        .args(&mkfs[1..])
-        .arg(img)
-        .args(after)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+/// six files of about 3 MiB, a sparse one and a deep path.
+fn ext4_image(dir: &Path, mib: u64, fs_mib: u64) -> (PathBuf, Sums) {
+    ext4fs::ext4_image(dir, mib, fs_mib, 6)
 }
 
 fn converge(img: &Path, cfg: &Path, mode: &str) -> std::process::Output {
@@ -127,46 +47,9 @@ fn volume_key(img: &Path) -> Vec<u8> {
     common::hex_bytes(&common::volume_key(img, 0, b"day-to-day-pass"))
 }
 
-/// The plaintext of the data area, written to a new file.
-fn decrypt(img: &Path, out: &Path) {
-    decrypt_with(img, &volume_key(img), out);
-}
-
-/// The same with the volume key `vk`.
-fn decrypt_with(img: &Path, vk: &[u8], out: &Path) {
-    let mut data = std::fs::read(img).unwrap().split_off(SHIFT);
-    common::xts_decrypt(&mut data, vk);
-    std::fs::write(out, data).unwrap();
-}
-
 /// e2fsck -fn passes on the decrypted data and debugfs yields the files.
-fn assert_files(img: &Path, dir: &Path, want: &BTreeMap<String, String>) {
-    let plain = dir.join("plain.img");
-    decrypt(img, &plain);
-    let fsck = Command::new("e2fsck")
-        .args(["-f", "-n"])
-        .arg(&plain)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}{}",
-        text(&fsck.stdout),
-        text(&fsck.stderr)
-    );
-    let out = dir.join("out");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let dump = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("rdump / {}", out.display()))
-        .arg(&plain)
-        .output()
-        .unwrap();
-    assert!(dump.status.success(), "{}", text(&dump.stderr));
-    let mut got = sums(&out);
-    got.retain(|k, _| !k.starts_with("lost+found"));
-    assert_eq!(&got, want);
+fn assert_files(img: &Path, dir: &Path, want: &Sums) {
+    ext4fs::assert_encrypted_tree(img, 0, b"day-to-day-pass", dir, want);
 }
 
 fn luks_json(img: &Path) -> serde_json::Value {
@@ -436,7 +319,7 @@ fn key_hex(img: &Path) -> String {
 }
 
 /// An ext4 image encrypted in place (files known): the start of a rotation.
-fn encrypted_image(dir: &Path) -> (PathBuf, PathBuf, BTreeMap<String, String>) {
+fn encrypted_image(dir: &Path) -> (PathBuf, PathBuf, Sums) {
     let (img, want) = ext4_image(dir, 160, 128);
     let cfg = config(dir);
     let run = converge(&img, &cfg, "converge");
@@ -570,4 +453,44 @@ fn a_keyslot_the_config_does_not_list_stops_a_rotation_before_it_starts() {
         "{err}"
     );
     assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
+}
+
+#[test]
+fn an_ext4_larger_than_its_partition_and_a_partition_too_small_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    // A 96 MiB ext4 on what is now a 64 MiB partition (a damaged or
+    // copied filesystem): before, `e2fsck -f -p` ran on it and marked it.
+    let (img, _) = ext4fs::ext4_image(dir.path(), 96, 96, 1);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let before = std::fs::read(&img).unwrap();
+    let run = converge(&img, &cfg, "converge");
+    assert_eq!(run.status.code(), Some(1));
+    let err = text(&run.stderr);
+    assert!(
+        err.contains("says it is 96 MiB, but the partition is 64 MiB")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), before, "nothing run on it");
+
+    // 40 MiB: no room for the header and the moved part, whatever the
+    // filesystem needs; the message says so (not "needs 13, 15 remain").
+    let small = tempfile::tempdir().unwrap();
+    let img = small.path().join("small.img");
+    mkfs_image(&img, 40, &["mkfs.ext4", "-q", "-F"], &["8M"]);
+    let before = std::fs::read(&img).unwrap();
+    let run = converge(&img, &cfg, "converge");
+    assert_eq!(run.status.code(), Some(1));
+    let err = text(&run.stderr);
+    assert!(
+        err.contains("is 40 MiB; in-place encryption needs a partition of at least 48 MiB"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), before);
 }

@@ -47,6 +47,9 @@ pub(super) struct Executor<'a> {
     pub run_at: super::in_place::RunAt,
     /// A reencryption left to run online.
     pub online: Option<super::in_place::OnlineRun>,
+    /// Whether finishing a reencryption wrote the header anew (with the
+    /// key that opened it only): the caller plans again.
+    pub header_rewritten: bool,
 }
 
 impl Executor<'_> {
@@ -128,6 +131,10 @@ impl Executor<'_> {
     fn record(&mut self, ran: super::in_place::Ran) {
         match ran {
             super::in_place::Ran::Done(e) => self.encrypted = Some(e),
+            super::in_place::Ran::Rewritten(e) => {
+                self.encrypted = Some(e);
+                self.header_rewritten = true;
+            }
             super::in_place::Ran::Online(run) => self.online = Some(run),
         }
     }

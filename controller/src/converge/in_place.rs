@@ -7,11 +7,13 @@ use super::execute::{token_parts, Executor, TokenParts};
 use super::keys::key_for;
 use super::plan::NewSlot;
 use super::{blocking, ConvergeError};
-use crate::device::{Contents, EncryptionStart, LuksDevice, ReencryptRun, TokenChange};
+use crate::device::{
+    Contents, EncryptionStart, FormatParams, LuksDevice, ReencryptRun, TokenChange,
+};
 use crate::inplace::{self, estimate::MibPerSec};
 use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
-use crate::luks2::reencryption::{self, Operation};
+use crate::luks2::reencryption::{self, FinalSegment, Operation};
 use api_types::KeyslotId;
 use providers::{Enrolled, Passphrase};
 use std::collections::BTreeMap;
@@ -73,6 +75,9 @@ impl OnlineRun {
 pub(super) enum Ran {
     /// Ran to its end here.
     Done(Encrypted),
+    /// Ran to its end here, and its header was written anew with only the
+    /// key that opened it: converging plans again, to enrol the others.
+    Rewritten(Encrypted),
     /// To run online.
     Online(OnlineRun),
 }
@@ -137,6 +142,7 @@ impl Executor<'_> {
                 keys: &pairs,
                 shift: inplace::SHIFT,
                 record: true,
+                uuid: None,
                 tokens: &tokens,
             })
         })
@@ -171,19 +177,11 @@ impl Executor<'_> {
                 (beside, Some(slot))
             }
         };
-        if operation == Operation::Encrypt && left == 0 {
-            // Cut after its last step and before libcryptsetup finalised
-            // the header: libcryptsetup 2.6 (and its CLI) cannot resume
-            // that; every byte is encrypted, so a plain header with the
-            // same key, placed the safe way, finishes it.
-            let data = super::execute::token_data(&h, slot);
-            self.write_finished_header(slot, passphrase, data).await?;
-            return Ok(Ran::Done(Encrypted {
-                operation,
-                mib: 0,
-                seconds: 0.0,
-                rate: MibPerSec(0.0),
-            }));
+        if let Some(done) = self
+            .finish_left_to_volctl(&h, slot, &passphrase, operation)
+            .await?
+        {
+            return Ok(Ran::Rewritten(done));
         }
         if self.run_at == RunAt::Online {
             return Ok(Ran::Online(OnlineRun {
@@ -195,6 +193,7 @@ impl Executor<'_> {
         }
         let mut reporter = ProgressReport::new(self.spec.name.clone(), operation, left);
         let started = Instant::now();
+        let by = passphrase.clone();
         blocking(self.device, move |d| {
             let run = ReencryptRun {
                 operation,
@@ -209,30 +208,111 @@ impl Executor<'_> {
             })
         })
         .await?;
+        // Recovering a cut step can leave the last step in the shape
+        // libcryptsetup does not resume (it stops there).
+        let rewritten = match blocking(self.device, |d| d.contents()).await? {
+            Contents::Luks2(h) => self
+                .finish_left_to_volctl(&h, slot, &by, operation)
+                .await?
+                .is_some(),
+            _ => false,
+        };
         let took = started.elapsed();
         self.clean_up().await?;
-        Ok(Ran::Done(Encrypted {
+        let done = Encrypted {
             operation,
             mib: left >> 20,
             seconds: took.as_secs_f64(),
             rate: MibPerSec::of(left, took),
+        };
+        Ok(if rewritten {
+            Ran::Rewritten(done)
+        } else {
+            Ran::Done(done)
+        })
+    }
+
+    /// Finishes what libcryptsetup 2.6 must not be asked to
+    /// ([`reencryption::left_to_volctl`]), each write ordered so that a cut
+    /// anywhere leaves a state this same function finishes:
+    /// - an encryption's last step flagged (cut inside it): the step done
+    ///   from its moved copy, then an ordinary header, then the copy wiped
+    ///   (its plaintext must not stay; wiped earlier, a cut would leave the
+    ///   flagged header with its source gone);
+    /// - every byte written, not torn down: an encryption's copy wiped
+    ///   first (nothing needs it, the header does not change), then the
+    ///   ordinary header.
+    ///
+    /// The ordinary header has the same volume key and UUID, and the slot
+    /// `slot` that opened it, placed the cut-safe way; converging plans
+    /// again after it, to enrol the other keys. `None` when the header is in
+    /// neither shape.
+    async fn finish_left_to_volctl(
+        &self,
+        h: &Luks2Header,
+        slot: KeyslotId,
+        passphrase: &Passphrase,
+        operation: Operation,
+    ) -> Result<Option<Encrypted>, ConvergeError> {
+        let started = Instant::now();
+        let token_data = super::execute::token_data(h, slot);
+        let redone = if let Some(step) = reencryption::moved_step_flagged(&h.json) {
+            tracing::warn!(volume = %self.spec.name, mib = step.len >> 20, "a cut left the last step of the encryption flagged: doing it from the moved copy");
+            let vk = self.volume_key.clone();
+            blocking(self.device, move |d| d.redo_moved_step(&step, &vk)).await?;
+            let data = FinalSegment {
+                offset: step.to,
+                sector_size: step.sector_size,
+            };
+            self.write_finished_header(h, data, slot, passphrase.clone(), token_data)
+                .await?;
+            self.wipe_moved_copy((step.from, step.len)).await?;
+            step.len
+        } else if let Some(data) = reencryption::finished_not_torn_down(&h.json) {
+            tracing::warn!(volume = %self.spec.name, "a cut left a reencryption with every byte written but not torn down: writing its finished header");
+            if let Some(copy) = reencryption::moved_copy(&h.json) {
+                self.wipe_moved_copy(copy).await?;
+            }
+            self.write_finished_header(h, data, slot, passphrase.clone(), token_data)
+                .await?;
+            0
+        } else {
+            return Ok(None);
+        };
+        let took = started.elapsed();
+        Ok(Some(Encrypted {
+            operation,
+            mib: redone >> 20,
+            seconds: took.as_secs_f64(),
+            rate: MibPerSec::of(redone, took),
         }))
     }
 
-    /// Replaces the header of an encryption whose data is all encrypted with
-    /// an ordinary one: the same volume key, the slot that opened it with
-    /// its token data (the next run enrols the other keys again).
+    /// Overwrites an encryption's moved copy `(offset, length)` with random
+    /// bytes.
+    async fn wipe_moved_copy(&self, (offset, len): (u64, u64)) -> Result<(), ConvergeError> {
+        blocking(self.device, move |d| d.wipe_moved_copy(offset, len)).await
+    }
+
+    /// Replaces the header of a volume whose data is all under this
+    /// volume key (in `data`) with an ordinary one: the same volume key and
+    /// UUID (`h`'s), the slot that opened it with its token data.
     async fn write_finished_header(
         &self,
+        h: &Luks2Header,
+        data: FinalSegment,
         slot: KeyslotId,
         passphrase: Passphrase,
         token_data: serde_json::Value,
     ) -> Result<(), ConvergeError> {
-        tracing::warn!(volume = %self.spec.name, "the encryption ended before its header was finalised: writing a finished header");
-        let format = self.format_params();
+        let format = FormatParams {
+            sector_size: data.sector_size,
+            ..self.format_params()
+        };
         let vk = self.volume_key.clone();
         let binder = Binder::new(&vk);
         let part = token_parts(key_for(self.keys, slot), slot, token_data, &binder)?;
+        let uuid = h.uuid.clone();
         blocking(self.device, move |d| {
             let binder = Binder::new(&vk);
             let tokens = |h: &Luks2Header| -> Result<Vec<serde_json::Value>, String> {
@@ -243,8 +323,9 @@ impl Executor<'_> {
                 format: &format,
                 volume_key: &vk,
                 keys: &[(slot, passphrase.expose())],
-                shift: inplace::SHIFT,
+                shift: data.offset,
                 record: false,
+                uuid: Some(&uuid),
                 tokens: &tokens,
             })
         })

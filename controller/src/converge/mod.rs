@@ -234,6 +234,12 @@ pub async fn converge_and_unlock(
     if applied {
         ran = run_plan(spec, &keys, &mut p, &device, run_at).await?;
     }
+    if ran.header_rewritten {
+        return Box::pin(plan_again(
+            spec, device, env, mode, run_at, p, ran, kdf_before,
+        ))
+        .await;
+    }
     let outcome = outcome(spec, &device, p.header.as_ref(), kdf_before, mode).await?;
     Ok((
         Outcome {
@@ -250,6 +256,43 @@ pub async fn converge_and_unlock(
     ))
 }
 
+/// After finishing a reencryption wrote the header anew (with the key that
+/// opened it only): converges again, now an ordinary volume, so that the
+/// other keys are enrolled by this same run; the outcome keeps both plans
+/// and what the first did.
+#[allow(clippy::too_many_arguments)]
+async fn plan_again(
+    spec: &VolumeSpec,
+    device: Arc<dyn LuksDevice>,
+    env: &ProviderEnv,
+    mode: Mode,
+    run_at: RunAt,
+    first: Prepared,
+    ran: PlanRun,
+    kdf_before: u64,
+) -> Result<(Outcome, VolumeKey), ConvergeError> {
+    let (o, vk) = converge_and_unlock(spec, device.clone(), env, mode, run_at).await?;
+    let mut plan = first.plan;
+    plan.actions.extend(o.plan.actions);
+    plan.notes.extend(o.plan.notes);
+    Ok((
+        Outcome {
+            unlocked_by: first.unlocked_by,
+            plan,
+            applied: true,
+            kdf_runs: device.kdf_runs() - kdf_before,
+            recovery_keys: ran
+                .recovery_keys
+                .into_iter()
+                .chain(o.recovery_keys)
+                .collect(),
+            encrypted: ran.encrypted,
+            ..o
+        },
+        vk,
+    ))
+}
+
 /// What carrying out a plan did beside its actions.
 #[derive(Default)]
 struct PlanRun {
@@ -259,6 +302,8 @@ struct PlanRun {
     encrypted: Option<Encrypted>,
     /// A reencryption left to run online.
     online: Option<OnlineRun>,
+    /// Finishing a reencryption wrote the header anew: plan again.
+    header_rewritten: bool,
 }
 
 /// Carries out the prepared plan.
@@ -281,6 +326,7 @@ async fn run_plan(
         encrypted: None,
         run_at,
         online: None,
+        header_rewritten: false,
     };
     let ran = executor.run(&mut plan).await;
     p.plan = plan;
@@ -288,6 +334,7 @@ async fn run_plan(
         recovery_keys,
         encrypted: executor.encrypted,
         online: executor.online,
+        header_rewritten: executor.header_rewritten,
     })
 }
 
@@ -555,12 +602,7 @@ async fn unlock_any(
     })
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
-    use rand::RngCore;
-    let mut v = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut v);
-    v
-}
+use crate::io::random_bytes;
 
 /// Runs a device call on a blocking thread (libcryptsetup blocks, and a
 /// KDF run takes long).

@@ -69,7 +69,7 @@ pub async fn rotate_volume_key(
         .await?;
         let first = passphrases.into_iter().next();
         match finish(spec, &keys, &device, &new_key, first, run_at).await? {
-            Ran::Done(e) => encrypted = Some(e),
+            Ran::Done(e) | Ran::Rewritten(e) => encrypted = Some(e),
             Ran::Online(run) => online = Some(run),
         }
     }
@@ -245,6 +245,7 @@ async fn finish(
         encrypted: None,
         run_at,
         online: None,
+        header_rewritten: false,
     };
     executor.finish(Operation::RotateVolumeKey, first).await
 }

@@ -269,6 +269,7 @@ impl CryptsetupDevice {
         dev: &mut CryptDevice,
         params: &FormatParams,
         volume_key: &VolumeKey,
+        uuid: Option<uuid::Uuid>,
     ) -> Result<(), DeviceError> {
         let op = "LUKS2 format";
         let (cipher, mode) = params
@@ -297,7 +298,7 @@ impl CryptsetupDevice {
             .format(
                 EncryptionFormat::Luks2,
                 (cipher, mode),
-                None,
+                uuid,
                 Either::Left(volume_key.expose()),
                 Some(&mut r),
             )
@@ -377,7 +378,7 @@ impl LuksDevice for CryptsetupDevice {
         self.writable(op)?;
         self.write_mark(FORMAT_MARK)?;
         let mut dev = CryptInit::init(&self.path).map_err(|e| self.fail(op, e))?;
-        self.format_on(&mut dev, params, volume_key)
+        self.format_on(&mut dev, params, volume_key, None)
     }
 
     fn volume_key(
@@ -475,6 +476,18 @@ impl LuksDevice for CryptsetupDevice {
 
     fn start_rotation(&self, start: &super::RotationStart<'_>) -> Result<(), DeviceError> {
         self.start_rotation_impl(start)
+    }
+
+    fn redo_moved_step(
+        &self,
+        step: &crate::luks2::reencryption::MovedStep,
+        volume_key: &VolumeKey,
+    ) -> Result<(), DeviceError> {
+        self.redo_moved_step_impl(step, volume_key)
+    }
+
+    fn wipe_moved_copy(&self, offset: u64, len: u64) -> Result<(), DeviceError> {
+        self.wipe_moved_copy_impl(offset, len)
     }
 
     fn run_reencryption(

@@ -9,6 +9,7 @@
 //! - [`PowerCutDevice`]: kills the process after the N-th header write.
 
 mod cryptsetup;
+mod moved_step;
 mod power_cut;
 mod probe;
 mod reencrypt;
@@ -92,6 +93,17 @@ pub trait LuksDevice: Send + Sync {
     /// added and the reencryption recorded; then the copy is written over
     /// the header. Cut before that, the old header is whole.
     fn start_rotation(&self, start: &RotationStart<'_>) -> Result<(), DeviceError>;
+    /// Does an in-place encryption's last step by `volume_key`, from its
+    /// moved copy (`moved_step.rs`): the header is not changed, and the
+    /// copy is not written, so a cut during it is harmless. No KDF run.
+    fn redo_moved_step(
+        &self,
+        step: &crate::luks2::reencryption::MovedStep,
+        volume_key: &VolumeKey,
+    ) -> Result<(), DeviceError>;
+    /// Overwrites `len` bytes at `offset` (an in-place encryption's moved
+    /// copy, once no header needs it) with random bytes.
+    fn wipe_moved_copy(&self, offset: u64, len: u64) -> Result<(), DeviceError>;
     /// Runs the reencryption the header records to its end (offline): one
     /// KDF run (two after a cut inside a step); resumes where a cut run
     /// stopped.

@@ -109,6 +109,16 @@ impl LuksDevice for PowerCutDevice {
     fn start_rotation(&self, start: &super::RotationStart<'_>) -> Result<(), DeviceError> {
         self.wrote(self.inner.start_rotation(start))
     }
+    fn redo_moved_step(
+        &self,
+        step: &crate::luks2::reencryption::MovedStep,
+        volume_key: &VolumeKey,
+    ) -> Result<(), DeviceError> {
+        self.wrote(self.inner.redo_moved_step(step, volume_key))
+    }
+    fn wipe_moved_copy(&self, offset: u64, len: u64) -> Result<(), DeviceError> {
+        self.wrote(self.inner.wipe_moved_copy(offset, len))
+    }
     fn run_reencryption(
         &self,
         run: &super::ReencryptRun<'_>,

@@ -8,10 +8,15 @@
 //! `datashift` resilience, the first `shift` bytes of data moved to the
 //! free room at the device's end); then the header is written to the
 //! device's head. volctl writes it itself, in two steps, instead of
-//! `crypt_header_restore`: everything but the first 4 KiB (the secondary
-//! copy included), synced, then the first 4 KiB. Cut between the two, the
-//! device still reads as that header (its secondary copy); cut before, it
-//! still holds its filesystem, untouched except for the copy at its end.
+//! `crypt_header_restore`: everything but the first 512 bytes (the
+//! secondary copy and the keyslots included; its zero padding overwrites
+//! the ext4 superblock at byte 1024), synced, then the first 512 bytes,
+//! which hold every field of the primary binary header. Cut between the
+//! two, no other signature is left beside the LUKS2 secondary copy, so
+//! libcryptsetup reads that copy and repairs the primary by itself (with
+//! the ext4 superblock still there it would refuse, "ambiguous
+//! signatures"); cut before, the device still holds its filesystem,
+//! untouched except for the copy at its end.
 //!
 //! Running it is `crypt_reencrypt_init_by_passphrase` (resume) and
 //! `crypt_reencrypt_run`; libcryptsetup keeps its progress in the header
@@ -38,8 +43,9 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-/// Bytes of the primary binary header, written last.
-const PRIMARY_BINARY: usize = 4096;
+/// Bytes of the primary binary header that hold its fields (magic,
+/// checksum…), written last; the rest of its 4 KiB is zero padding.
+const PRIMARY_FIELDS: usize = 512;
 const SECTOR: u64 = 512;
 const SECTOR_BYTES: u32 = 512;
 /// The most a rotation rewrites in one step: an encryption's step (its
@@ -113,7 +119,7 @@ impl CryptsetupDevice {
         // An unnamed file (O_TMPFILE), reached through /proc: a cut run
         // leaves no copy of the header behind.
         let tmp = tempfile::tempfile().map_err(self.io("make a temporary header for"))?;
-        tmp.set_len(PRIMARY_BINARY as u64)
+        tmp.set_len(4096)
             .map_err(self.io("make a temporary header for"))?;
         let tmp_path = PathBuf::from(format!("/proc/self/fd/{}", tmp.as_raw_fd()));
         let mut dev = CryptInit::init_with_data_device(Either::Right((&tmp_path, &self.path)))
@@ -299,7 +305,12 @@ impl CryptsetupDevice {
             sector_size: sector_size_or_512(s.format.sector_size),
             ..s.format.clone()
         };
-        self.format_on(dev, &params, s.volume_key)?;
+        let uuid = s
+            .uuid
+            .map(uuid::Uuid::parse_str)
+            .transpose()
+            .map_err(|e| self.failed(op, format!("header UUID: {e}")))?;
+        self.format_on(dev, &params, s.volume_key, uuid)?;
         if let PbkdfChoice::Fixed(c) = s.format.pbkdf {
             dev.settings_handle()
                 .set_pbkdf_type(&pbkdf_type(c))
@@ -329,9 +340,9 @@ impl CryptsetupDevice {
             .write(true)
             .open(&self.path)
             .map_err(self.io(what))?;
-        f.write_all_at(&header[PRIMARY_BINARY..], PRIMARY_BINARY as u64)
+        f.write_all_at(&header[PRIMARY_FIELDS..], PRIMARY_FIELDS as u64)
             .and_then(|()| f.sync_data())
-            .and_then(|()| f.write_all_at(&header[..PRIMARY_BINARY], 0))
+            .and_then(|()| f.write_all_at(&header[..PRIMARY_FIELDS], 0))
             .and_then(|()| f.sync_data())
             .map_err(self.io(what))
     }
@@ -344,6 +355,9 @@ impl CryptsetupDevice {
     ) -> Result<(), DeviceError> {
         let op = "reencrypt";
         let mut dev = self.load_for_change(op)?;
+        if self.left_to_volctl(&mut dev, op)? {
+            return Ok(());
+        }
         let state = dev
             .reencrypt_handle()
             .status(params(run.operation, None, CryptReencrypt::empty()))
@@ -360,7 +374,7 @@ impl CryptsetupDevice {
                 .reencrypt_handle()
                 .status(params(run.operation, None, CryptReencrypt::empty()))
                 .map_err(|e| self.fail(op, e))?;
-            if left == CryptReencryptInfo::None {
+            if left == CryptReencryptInfo::None || self.left_to_volctl(&mut dev, op)? {
                 return Ok(());
             }
         }
@@ -369,6 +383,14 @@ impl CryptsetupDevice {
         dev.reencrypt_handle()
             .reencrypt2(Some(on_progress), Some(&mut state))
             .map_err(|e| self.fail(op, e))
+    }
+
+    /// Whether the loaded header is in a shape libcryptsetup 2.6 must not be
+    /// asked to resume (`reencryption::left_to_volctl`): the caller
+    /// finishes it.
+    fn left_to_volctl(&self, dev: &mut CryptDevice, op: &'static str) -> Result<bool, DeviceError> {
+        let h = loaded_header(dev).map_err(|reason| self.failed(op, reason))?;
+        Ok(crate::luks2::reencryption::left_to_volctl(&h.json))
     }
 
     /// Loads (resumes, recovers) the recorded reencryption by the

@@ -393,6 +393,18 @@ impl LuksDevice for SimDevice {
         Err(self.err("start a volume-key rotation", "not simulated"))
     }
 
+    fn redo_moved_step(
+        &self,
+        _step: &crate::luks2::reencryption::MovedStep,
+        _volume_key: &VolumeKey,
+    ) -> Result<(), DeviceError> {
+        Err(self.err("do an encryption step", "not simulated"))
+    }
+
+    fn wipe_moved_copy(&self, _offset: u64, _len: u64) -> Result<(), DeviceError> {
+        Err(self.err("wipe a moved copy", "not simulated"))
+    }
+
     fn run_reencryption(
         &self,
         _run: &super::ReencryptRun<'_>,

@@ -186,6 +186,9 @@ pub struct EncryptionStart<'a> {
     /// header only describes data already encrypted under `volume_key`
     /// (finishing an encryption libcryptsetup can no longer finish).
     pub record: bool,
+    /// The header's UUID, kept when a header is written anew for a volume
+    /// (`None`: a new one).
+    pub uuid: Option<&'a str>,
     /// The tokens to write with the header.
     pub tokens: TokensFor<'a>,
 }

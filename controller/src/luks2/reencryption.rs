@@ -206,18 +206,131 @@ pub fn pending_bytes(j: &Luks2Json, device_size: u64) -> u64 {
         .find(|d| d.segments.contains(final_id))
         .map(|d| d.segments.iter().collect())
         .unwrap_or_default();
+    let size = |s: &Segment| {
+        let offset = s.offset.parse::<u64>().unwrap_or(0);
+        match s.size.as_deref() {
+            Some("dynamic") | None => device_size.saturating_sub(offset),
+            Some(n) => n.parse().unwrap_or(0),
+        }
+    };
+    // Active segments still to do: plain, under the old key, or the hotzone
+    // a cut step left (flagged, already under the final digest).
     j.segments
         .iter()
         .filter(|(_, s)| !s.flags.iter().any(|f| f.starts_with("backup-")))
-        .filter(|(id, s)| s.kind == "linear" || !done.contains(id))
-        .map(|(_, s)| {
-            let offset = s.offset.parse::<u64>().unwrap_or(0);
-            match s.size.as_deref() {
-                Some("dynamic") | None => device_size.saturating_sub(offset),
-                Some(n) => n.parse().unwrap_or(0),
-            }
+        .filter(|(id, s)| {
+            s.kind == "linear" || !done.contains(id) || s.flags.iter().any(|f| f == IN_REENCRYPTION)
         })
+        .map(|(_, s)| size(s))
         .sum()
+}
+
+/// The data segment of a reencryption that has nothing left to write: one
+/// active segment, `crypt`, not flagged, under the final digest (an
+/// encryption's `backup-moved-segment` may still be there: its copy is no
+/// longer needed, libcryptsetup's teardown wipes it). A run cut after its
+/// last step's commit and before libcryptsetup tore it down leaves this
+/// shape, and libcryptsetup 2.6 must never be handed it: it cannot resume
+/// an encryption in it ("Failed to set device segments for next
+/// reencryption hotzone"); its forward resume of a rotation reads "one
+/// segment" as "nothing done" and reencrypts the volume again from its
+/// start, destroying the data; and while its teardown drops the old key's
+/// keyslots, the pair it needs to load is gone.
+pub fn finished_not_torn_down(j: &Luks2Json) -> Option<FinalSegment> {
+    if !in_progress(j) {
+        return None;
+    }
+    let (final_id, _) = final_segment(j)?;
+    let final_digest = j.digests.values().find(|d| d.segments.contains(final_id))?;
+    let active: Vec<(&String, &Segment)> = j
+        .segments
+        .iter()
+        .filter(|(_, s)| !s.flags.iter().any(|f| f.starts_with("backup-")))
+        .collect();
+    let [(id, data)] = active.as_slice() else {
+        return None;
+    };
+    let done = data.kind == "crypt"
+        && !data.flags.iter().any(|f| f == IN_REENCRYPTION)
+        && final_digest.segments.contains(id);
+    done.then_some(FinalSegment {
+        offset: data.offset.parse().ok()?,
+        sector_size: data.sector_size.unwrap_or(512),
+    })
+}
+
+/// The last step of an in-place encryption (the moved first part, from
+/// its copy at the device's end to the data's head), as a header records
+/// it while that step is flagged (cut inside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MovedStep {
+    /// Where the plaintext copy lies (bytes from the device's start).
+    pub from: u64,
+    /// Its length.
+    pub len: u64,
+    /// Where its ciphertext goes (the data segment's start).
+    pub to: u64,
+    /// The data segment's IV offset, in 512-byte sectors.
+    pub iv_tweak: u64,
+    /// The data segment's encryption sector size.
+    pub sector_size: u32,
+}
+
+/// The flagged hotzone of an encryption's last step, if that is what the
+/// header records: the hotzone at the data's head, as long as the moved
+/// copy. libcryptsetup 2.6 must not recover it: its recovery writes the
+/// step, then its teardown wipes the moved copy, and only then commits; a
+/// cut during that wipe leaves this same header with its source gone, and
+/// the next recovery writes noise over the data. volctl does the step from
+/// the copy (never written before a commit that no longer needs it).
+pub fn moved_step_flagged(j: &Luks2Json) -> Option<MovedStep> {
+    let encrypting = j
+        .keyslots
+        .values()
+        .any(|k| k.kind == REENCRYPT_KEYSLOT && k.mode.as_deref() == Some("encrypt"));
+    let moved = moved_copy(j)?;
+    let (_, fin) = final_segment(j)?;
+    let hot = j
+        .segments
+        .values()
+        .find(|s| s.flags.iter().any(|f| f == IN_REENCRYPTION))?;
+    let step = MovedStep {
+        from: moved.0,
+        len: moved.1,
+        to: hot.offset.parse().ok()?,
+        iv_tweak: hot.iv_tweak.as_deref().unwrap_or("0").parse().ok()?,
+        sector_size: hot.sector_size.unwrap_or(512),
+    };
+    let at_head = Some(step.to) == fin.offset.parse().ok() && step.iv_tweak == 0;
+    let whole = hot.size.as_deref().and_then(|n| n.parse().ok()) == Some(step.len);
+    (encrypting && hot.kind == "crypt" && at_head && whole && step.to + step.len <= step.from)
+        .then_some(step)
+}
+
+/// Where an encryption's moved copy lies (offset, length), while the header
+/// still describes it.
+pub fn moved_copy(j: &Luks2Json) -> Option<(u64, u64)> {
+    let s = j
+        .segments
+        .values()
+        .find(|s| s.flags.iter().any(|f| f == BACKUP_MOVED))?;
+    Some((s.offset.parse().ok()?, s.size.as_deref()?.parse().ok()?))
+}
+
+/// Whether the header is in a shape volctl finishes itself and
+/// libcryptsetup must not be asked to resume or recover
+/// ([`finished_not_torn_down`], [`moved_step_flagged`]).
+pub fn left_to_volctl(j: &Luks2Json) -> bool {
+    finished_not_torn_down(j).is_some() || moved_step_flagged(j).is_some()
+}
+
+/// Where the data of a volume lies, for a header written anew over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalSegment {
+    /// The data offset, bytes.
+    pub offset: u64,
+    /// The encryption sector size.
+    pub sector_size: u32,
 }
 
 /// Whether a header records a reencryption (the check then goes here).
@@ -356,11 +469,24 @@ fn check_digests(
         .filter(|(_, k)| k.kind == LUKS2_KEYSLOT)
         .map(|(n, _)| n)
         .collect();
+    // libcryptsetup's teardown drops the old key's keyslots before the
+    // requirement: then the old digest covers only the backup of the old
+    // segment, and maps nothing (every active byte is under the final key).
+    let old_keys_dropped = op == Operation::RotateVolumeKey && finished_not_torn_down(j).is_some();
+    let only_previous = |d: &super::header::DigestEntry| {
+        d.segments.iter().all(|s| {
+            j.segments
+                .get(s)
+                .is_some_and(|seg| seg.flags.iter().any(|f| f == BACKUP_PREVIOUS))
+        })
+    };
     let (mut volume_digests, mut to_final) = (0, 0);
     for d in j.digests.values() {
         let covers_ordinary = d.keyslots.iter().any(|k| ordinary.contains(&k));
         if !covers_ordinary {
-            if !d.segments.is_empty() {
+            let keyless_is_harmless =
+                d.segments.is_empty() || (old_keys_dropped && only_previous(d));
+            if !keyless_is_harmless {
                 return Err(CheckError::Digest(
                     "a digest of no keyslot covers segments".into(),
                 ));
@@ -380,7 +506,12 @@ fn check_digests(
         }
         to_final += usize::from(d.segments.iter().any(|s| s == final_id));
     }
-    if volume_digests != op.volume_digests() || to_final != 1 {
+    let expected = if old_keys_dropped {
+        1..=op.volume_digests()
+    } else {
+        op.volume_digests()..=op.volume_digests()
+    };
+    if !expected.contains(&volume_digests) || to_final != 1 {
         return Err(CheckError::Digest(format!(
             "{volume_digests} volume-key digests, {to_final} of the final segment"
         )));
@@ -515,5 +646,114 @@ mod tests {
         let j: Luks2Json = serde_json::from_value(encrypting()).unwrap();
         // 32 MiB plaintext; segment 1 is under the final key already.
         assert_eq!(pending_bytes(&j, 128 << 20), 32 << 20);
+    }
+
+    /// Headers `cryptsetup luksDump` showed after cutting an in-place
+    /// encryption of a 64 MiB image (48 MiB of data) at write 19 (inside
+    /// the commit that flags the last step's hotzone), write 46 (inside the
+    /// teardown, after its wipe of the moved copy) and after its end; and a
+    /// rotation of it cut after its header landed (write 2) and after its
+    /// last step's commit (write 44).
+    fn cut(name: &str) -> Luks2Json {
+        let text = match name {
+            "hotzone" => include_str!("testdata/encrypt-cut-hotzone.json"),
+            "all-written" => include_str!("testdata/encrypt-all-written.json"),
+            "rotate-started" => include_str!("testdata/rotate-started.json"),
+            "rotate-all-written" => include_str!("testdata/rotate-all-written.json"),
+            "rotate-old-keys-dropped" => include_str!("testdata/rotate-old-keys-dropped.json"),
+            _ => include_str!("testdata/encrypt-finished.json"),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_hotzone_a_cut_left_is_still_to_do() {
+        // Before: the flagged hotzone counted as done, and a cut here
+        // was "finished" with a third of the volume plaintext.
+        // The flagged hotzone (the moved part's step, 16 MiB) is to do.
+        assert_eq!(pending_bytes(&cut("hotzone"), 64 << 20), 16 << 20);
+        assert_eq!(pending_bytes(&cut("all-written"), 64 << 20), 0);
+        assert_eq!(pending_bytes(&cut("finished"), 64 << 20), 0);
+    }
+
+    #[test]
+    fn an_encryption_whose_every_byte_is_written_is_finished_not_resumed() {
+        // The moved copy's segment is still described, but the moved part
+        // was written by the step whose commit made this header.
+        assert_eq!(
+            finished_not_torn_down(&cut("all-written")),
+            Some(FinalSegment {
+                offset: 16 << 20,
+                sector_size: 512
+            })
+        );
+        assert_eq!(finished_not_torn_down(&cut("hotzone")), None);
+        assert_eq!(finished_not_torn_down(&cut("finished")), None);
+        assert_eq!(moved_copy(&cut("all-written")), Some((48 << 20, 16 << 20)));
+    }
+
+    #[test]
+    fn the_flagged_last_step_of_an_encryption_is_recognised_only_so() {
+        assert_eq!(
+            moved_step_flagged(&cut("hotzone")),
+            Some(MovedStep {
+                from: 48 << 20,
+                len: 16 << 20,
+                to: 16 << 20,
+                iv_tweak: 0,
+                sector_size: 512,
+            })
+        );
+        assert!(left_to_volctl(&cut("hotzone")));
+        assert_eq!(moved_step_flagged(&cut("all-written")), None);
+        assert_eq!(moved_step_flagged(&cut("finished")), None);
+        assert_eq!(moved_step_flagged(&cut("rotate-all-written")), None);
+        // A flagged hotzone elsewhere (an earlier step) is libcryptsetup's.
+        let mut j = cut("hotzone");
+        for s in j.segments.values_mut() {
+            if s.flags.iter().any(|f| f == IN_REENCRYPTION) {
+                s.offset = (20u64 << 20).to_string();
+            }
+        }
+        assert_eq!(moved_step_flagged(&j), None);
+    }
+
+    #[test]
+    fn a_rotation_with_every_byte_under_the_new_key_is_finished_not_resumed() {
+        // libcryptsetup 2.6 would reencrypt this one again from 0 %.
+        assert_eq!(
+            finished_not_torn_down(&cut("rotate-all-written")),
+            Some(FinalSegment {
+                offset: 16 << 20,
+                sector_size: 512
+            })
+        );
+        assert_eq!(pending_bytes(&cut("rotate-all-written"), 64 << 20), 0);
+        // Just started: one segment too, but under the old key.
+        assert_eq!(finished_not_torn_down(&cut("rotate-started")), None);
+        assert_eq!(pending_bytes(&cut("rotate-started"), 64 << 20), 48 << 20);
+    }
+
+    #[test]
+    fn a_rotation_whose_teardown_dropped_the_old_keys_passes_the_shape_check_only_so() {
+        let e = enc(false);
+        let dropped = cut("rotate-old-keys-dropped");
+        assert!(finished_not_torn_down(&dropped).is_some());
+        check(&dropped, &e).unwrap();
+        // The same keyless old digest while the old segment is still mapped
+        // (mid-rotation) is refused.
+        let mut mid = cut("rotate-started");
+        let old = mid
+            .digests
+            .values_mut()
+            .find(|d| d.segments.iter().any(|s| s == "0"))
+            .unwrap();
+        let temporary = std::mem::take(&mut old.keyslots);
+        mid.keyslots.retain(|n, _| !temporary.contains(n));
+        let err = check(&mid, &e).unwrap_err().to_string();
+        assert!(
+            err.contains("a digest of no keyslot covers segments"),
+            "{err}"
+        );
     }
 }

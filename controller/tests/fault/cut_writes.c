@@ -1,9 +1,22 @@
-/* A power cut inside a process's own writes, for tests: after
- * VOLCTL_CUT_AFTER writes to the file VOLCTL_CUT_PATH, the next write to it
- * lands only half, and the process exits at once with status 137. Writes to
- * other files pass through. Loaded with LD_PRELOAD. */
+/* A power cut inside a process's own writes, for tests (a test double: a
+ * real power cut cannot be had on demand). Loaded with LD_PRELOAD.
+ *
+ *   VOLCTL_CUT_PATH   the file (device image) whose writes are counted;
+ *                     writes to any other file pass through.
+ *   VOLCTL_CUT_AFTER  N: writes 1..N land, write N+1 is the cut one.
+ *   VOLCTL_CUT_MODE   "torn" (default): the cut write lands half, then the
+ *                     process exits at once with status 137;
+ *                     "whole": the cut write lands whole, then the same.
+ *   VOLCTL_CUT_COUNT  a file: at exit, the number of writes to the target
+ *                     is written there (to learn N of an uncut run).
+ *
+ * The model: writes reach the device in the order issued (the page cache
+ * of an image file survives the process), and the power fails during (or
+ * right after) one of them. A torn write lands exactly half its bytes,
+ * with O_DIRECT dropped for it so that an unaligned half can land. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +36,13 @@ static int is_target(int fd) {
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-/* Returns how many bytes to let through: all, or half at the cut. */
+static int whole_mode(void) {
+    const char *mode = getenv("VOLCTL_CUT_MODE");
+    return mode && strcmp(mode, "whole") == 0;
+}
+
+/* Returns how many bytes to let through: all, or (at the cut) half or all
+ * by the mode, with *cut set. */
 static size_t allowance(int fd, size_t len, int *cut) {
     *cut = 0;
     if (!is_target(fd))
@@ -33,6 +52,12 @@ static size_t allowance(int fd, size_t len, int *cut) {
     if (writes_seen++ < n)
         return len;
     *cut = 1;
+    if (whole_mode())
+        return len;
+    /* An unaligned half cannot pass O_DIRECT: drop it for this write. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_DIRECT))
+        fcntl(fd, F_SETFL, fl & ~O_DIRECT);
     return len / 2;
 }
 
@@ -41,6 +66,17 @@ static void power_off(void) {
     ssize_t ignored = syscall(1, 2, msg, sizeof msg - 1);
     (void)ignored;
     _exit(137);
+}
+
+__attribute__((destructor)) static void report_count(void) {
+    const char *out = getenv("VOLCTL_CUT_COUNT");
+    if (!out)
+        return;
+    FILE *f = fopen(out, "w");
+    if (!f)
+        return;
+    fprintf(f, "%ld\n", writes_seen);
+    fclose(f);
 }
 
 ssize_t write(int fd, const void *buf, size_t len) {
@@ -70,13 +106,15 @@ ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off) {
     return real(fd, buf, len, off);
 }
 
+/* A vectored write is cut before it (torn: nothing of it lands) or after
+ * it (whole). */
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     static ssize_t (*real)(int, const struct iovec *, int);
     if (!real) real = dlsym(RTLD_NEXT, "writev");
     int cut;
     size_t total = 0;
     for (int i = 0; i < cnt; i++) total += iov[i].iov_len;
-    allowance(fd, total, &cut);
-    if (cut) power_off();
+    size_t n = allowance(fd, total, &cut);
+    if (cut) { if (n == total) real(fd, iov, cnt); power_off(); }
     return real(fd, iov, cnt);
 }
