@@ -14,6 +14,15 @@
 //! (uint). Signed and unsigned integers do not mix, as in cel-go.
 //! Evaluation against real disks belongs to provisioning.
 
+/// Runs `f` with enough stack for one more level of a CEL tree: the
+/// parser, checker and evaluator recurse over it (to [`parse::MAX_DEPTH`]
+/// levels), and a debug build spends kilobytes of stack per level, more
+/// than a 2 MiB worker thread has at that depth; the stack grows onto the
+/// heap when less than 64 KiB is left.
+fn deeper<T>(f: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(64 << 10, 1 << 20, f)
+}
+
 mod check;
 mod eval;
 mod parse;
@@ -111,6 +120,53 @@ impl CelError {
 #[cfg(test)]
 mod tests {
     use super::check_disk_selector as c;
+
+    /// Runs `f` on a thread with the smallest stack volctl parses on (2 MiB,
+    /// a tokio worker's, where the node API checks configs): an expression
+    /// that recursed past the depth limit would overflow it and abort the
+    /// test process instead of passing.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn deep_expressions_are_refused_before_they_can_exhaust_a_stack() {
+        on_small_stack(|| {
+            let deep = [
+                format!("{}system_disk{}", "(".repeat(20_000), ")".repeat(20_000)),
+                format!("{}system_disk", "!".repeat(50_000)),
+                format!("{}disk.size > 1u", "-".repeat(50_000)),
+                format!("disk{} > 1u", ".size".repeat(19_000)),
+                format!("disk.symlinks{} == ''", "[0]".repeat(30_000)),
+                format!("1{} > 1", " + 1".repeat(20_000)),
+                format!("{}system_disk", "true && ".repeat(10_000)),
+                format!("[{}1{}]", "[".repeat(5_000), "]".repeat(5_000)),
+            ];
+            for expr in deep {
+                let e = c(&expr).unwrap_err();
+                assert!(e.contains("recursion limit exceeded: 250"), "{e}");
+            }
+        });
+    }
+
+    #[test]
+    fn an_expression_over_100000_code_points_is_refused_and_one_within_the_limits_passes() {
+        let long = format!("disk.model == '{}'", "é".repeat(100_000));
+        let e = c(&long).unwrap_err();
+        assert!(e.contains("code point size exceeds limit"), "{e}");
+        // Nesting up to the limit still parses and type-checks.
+        on_small_stack(|| {
+            let fine = format!("{}system_disk{}", "(".repeat(248), ")".repeat(248));
+            c(&fine).unwrap();
+            c(&format!("1{} > 1", " + 1".repeat(200))).unwrap();
+            c(&format!("{}system_disk", "!".repeat(240))).unwrap();
+        });
+    }
 
     #[test]
     fn accepts_what_talos_accepts() {

@@ -458,6 +458,26 @@ fn a_boot_in_maintenance_mode_takes_a_config_over_the_network_from_a_pinned_clie
     ]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("bad.yaml"), "{}", text(&o.stderr));
+    // A config that does not say what STATE is (here: nothing at all, or
+    // only a user volume) would format STATE plain: refused, still waiting.
+    for (name, body) in [
+        ("empty.yaml", ""),
+        ("user-only.yaml", "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning:\n  diskSelector:\n    match: \"!system_disk\"\n  minSize: 4MiB\n"),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, body).unwrap();
+        let o = client(&[
+            "apply-config",
+            "--insecure",
+            "--fingerprint",
+            &fingerprint,
+            "-f",
+            f.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{name} was delivered");
+        let err = text(&o.stderr);
+        assert!(err.contains("must say what STATE is"), "{name}: {err}");
+    }
     // The right node, pinned: delivered; the boot goes on with it.
     let o = client(&[
         "apply-config",
@@ -580,4 +600,26 @@ fn a_held_recovery_key_is_fetched_once_and_replaced_until_then() {
     let log = node.stop();
     assert!(log.contains("held recovery key handed out"), "{log}");
     assert!(!log.contains(&fresh));
+}
+
+#[test]
+fn gen_makes_its_folder_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pki");
+    let cmd = format!(
+        "umask 000; exec {} gen --out {} --san 127.0.0.1",
+        env!("CARGO_BIN_EXE_volctl"),
+        out.display()
+    );
+    let o = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the folder holding ca.key");
+    let key = std::fs::metadata(out.join("ca.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(key, 0o600);
 }

@@ -218,6 +218,9 @@ async fn an_idle_connection_flood_does_not_starve_clients_and_is_closed() {
         max_connections: 16,
         handshake_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_secs(2),
+        // The flood and the clients share 127.0.0.1 here.
+        per_peer: 1024,
+        ..Limits::default()
     };
     let s = start_with(&Keyring::generate_line(), &pki, false, Some(limits)).await;
     let addr = s.url.trim_start_matches("https://localhost:").to_string();

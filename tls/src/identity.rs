@@ -47,11 +47,27 @@ pub fn role_of(cert_der: &[u8]) -> Option<Role> {
         .max()
 }
 
-/// The certificate's subject common name, for log lines.
+/// The certificate's subject common name, for log lines: control
+/// characters (a newline, ESC) escaped, so that a name cannot forge or
+/// colour a line of the node's log, and at most 128 characters.
 pub fn common_name(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(String::from)
+    cn.as_str().ok().map(printable)
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), cut to 128
+/// characters.
+pub fn printable(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(128) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// SHA-256 of the certificate (DER), lower-case hex.
@@ -107,5 +123,15 @@ mod tests {
             Some(f.clone())
         );
         assert_eq!(normalise_fingerprint("abcd"), None);
+    }
+
+    #[test]
+    fn a_name_cannot_forge_or_colour_a_log_line() {
+        assert_eq!(
+            printable("eve\n2026-12-04 INFO admin alice applied\u{1b}[31m"),
+            "eve\\n2026-12-04 INFO admin alice applied\\u{1b}[31m"
+        );
+        assert_eq!(printable(&"x".repeat(500)).len(), 128);
+        assert_eq!(printable("Zoë"), "Zoë");
     }
 }

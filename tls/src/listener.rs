@@ -1,6 +1,8 @@
 //! Accepting connections for a network service, hardened: TLS 1.3 only,
 //! a deadline on the TLS handshake, an idle timeout on every connection, a
-//! cap on open connections (below the process's file-descriptor limit), and
+//! lifetime on connections without a client certificate, a cap on open
+//! connections (below the process's file-descriptor limit) and on those
+//! from one address, and
 //! a back-off, logged at most once a second, when the process still runs
 //! out of file descriptors. A flood of idle or half-open connections
 //! therefore neither starves real clients for long nor pins a core.
@@ -28,6 +30,14 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time a connection may stay silent (no byte either way).
     pub idle_timeout: Duration,
+    /// Open connections at most from one address: one peer cannot fill
+    /// the cap and keep everyone else out.
+    pub per_peer: usize,
+    /// How long a connection that presented no client certificate may
+    /// live, whatever it sends (an HTTP/2 PING is traffic too): longer
+    /// than the longest call, which such a caller authenticates with an
+    /// API key, or makes unauthenticated in maintenance mode.
+    pub uncertified_lifetime: Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +46,47 @@ impl Default for Limits {
             max_connections: default_max_connections(),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            per_peer: 16,
+            uncertified_lifetime: Duration::from_secs(150),
+        }
+    }
+}
+
+/// Open connections by remote address.
+#[derive(Default)]
+struct PeerCounts(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PeerCounts {
+    /// A place for one more connection from `ip`, if it has fewer than
+    /// `most` open.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, most: usize) -> Option<PeerSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= most.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in [`PeerCounts`], given back on drop.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
         }
     }
 }
@@ -151,6 +202,7 @@ async fn accept_loop(
     tx: mpsc::Sender<io::Result<Conn>>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers = Arc::new(PeerCounts::default());
     let mut last_warning: Option<Instant> = None;
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -166,9 +218,14 @@ async fn accept_loop(
             },
             () = tx.closed() => return,
         };
+        let Some(peer_slot) = peers.take(peer.ip(), limits.per_peer) else {
+            tracing::debug!(%peer, "refused: too many connections from this address");
+            continue; // dropping the stream closes it
+        };
         let (tls, tx) = (tls.clone(), tx.clone());
         tokio::spawn(async move {
-            if let Some(conn) = establish(tcp, peer, tls, limits, permit).await {
+            let held = (permit, peer_slot);
+            if let Some(conn) = establish(tcp, peer, tls, limits, held).await {
                 let _ = tx.send(Ok(conn)).await;
             }
         });
@@ -193,7 +250,7 @@ async fn establish(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     limits: Limits,
-    permit: OwnedSemaphorePermit,
+    held: (OwnedSemaphorePermit, PeerSlot),
 ) -> Option<Conn> {
     let mut info = PeerInfo {
         tcp: TcpConnectInfo {
@@ -223,12 +280,17 @@ async fn establish(
             }
         }
     };
+    let expires = info
+        .certs
+        .is_empty()
+        .then(|| Box::pin(tokio::time::sleep(limits.uncertified_lifetime)));
     Some(Conn {
         io,
         info,
         idle: limits.idle_timeout,
         deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
-        _permit: permit,
+        expires,
+        _held: held,
     })
 }
 
@@ -258,20 +320,30 @@ pub fn remote_addr<T>(request: &tonic::Request<T>) -> Option<SocketAddr> {
     PeerInfo::of(request).and_then(|p| p.tcp.remote_addr)
 }
 
-/// An accepted connection: closed when silent for the idle timeout; holds
-/// its place under the connection cap until dropped.
+/// An accepted connection: closed when silent for the idle timeout, and
+/// (without a client certificate) at the end of its lifetime; holds its
+/// place under the connection cap and its peer's until dropped.
 pub struct Conn {
     io: Box<dyn Io>,
     info: PeerInfo,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
-    _permit: OwnedSemaphorePermit,
+    expires: Option<Pin<Box<Sleep>>>,
+    _held: (OwnedSemaphorePermit, PeerSlot),
 }
 
 impl Conn {
     /// Fails with `TimedOut` once the connection was silent too long; else
     /// pushes the deadline back when `progress` is true.
     fn watch(&mut self, cx: &mut Context<'_>, progress: bool) -> io::Result<()> {
+        if let Some(end) = self.expires.as_mut() {
+            if end.as_mut().poll(cx).is_ready() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection without a client certificate lived its time",
+                ));
+            }
+        }
         if progress {
             let next = tokio::time::Instant::now() + self.idle;
             self.deadline.as_mut().reset(next);

@@ -129,6 +129,10 @@ fn no_overload(at: usize, op: &str, args: &[Type]) -> CelError {
 
 impl Checker {
     fn expr(&mut self, e: &Expr) -> Result<Type, CelError> {
+        super::deeper(|| self.expr_here(e))
+    }
+
+    fn expr_here(&mut self, e: &Expr) -> Result<Type, CelError> {
         match e {
             Expr::Lit(l) => Ok(lit_type(l)),
             Expr::Ident { name, at } => self.ident(name, *at),

@@ -64,6 +64,10 @@ struct Eval {
 
 impl Eval {
     fn expr(&mut self, e: &Expr) -> Result<Value, String> {
+        super::deeper(|| self.expr_here(e))
+    }
+
+    fn expr_here(&mut self, e: &Expr) -> Result<Value, String> {
         match e {
             Expr::Lit(l) => Ok(lit(l)),
             Expr::Ident { name, .. } => self.ident(name),

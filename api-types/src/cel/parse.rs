@@ -167,13 +167,32 @@ fn syntax(at: usize, what: impl std::fmt::Display) -> CelError {
     CelError::new(at, format!("Syntax error: {what}"))
 }
 
+/// The longest expression accepted, in code points (cel-go's default).
+pub const MAX_CODE_POINTS: usize = 100_000;
+/// The deepest nesting accepted (cel-go's default recursion limit): each
+/// parenthesis, unary operator, binary operator in a chain, member access,
+/// index and call counts one. Checking, evaluating and dropping an
+/// expression recurse over its tree, so a deeper one is refused while it
+/// is built, before it can exhaust a stack.
+pub const MAX_DEPTH: usize = 250;
+
 /// Parses a whole expression.
 pub fn parse(src: &str) -> Result<Expr, CelError> {
+    let points = src.chars().count();
+    if points > MAX_CODE_POINTS {
+        return Err(CelError::new(
+            0,
+            format!(
+                "expression code point size exceeds limit: size: {points}, limit {MAX_CODE_POINTS}"
+            ),
+        ));
+    }
     let toks = lex(src)?;
     let mut p = Parser {
         toks,
         pos: 0,
         end: src.len(),
+        depth: 0,
     };
     let e = p.ternary()?;
     match p.toks.get(p.pos) {
@@ -186,6 +205,8 @@ struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     end: usize,
+    /// How deep the tree being built is here ([`MAX_DEPTH`]).
+    depth: usize,
 }
 
 /// Binary operator levels, loosest first.
@@ -231,7 +252,39 @@ impl Parser {
         }
     }
 
+    /// One level deeper (undone by [`Parser::leave`]); refused past
+    /// [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), CelError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(CelError::new(
+                self.at(),
+                format!("expression recursion limit exceeded: {MAX_DEPTH}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, levels: usize) {
+        self.depth -= levels;
+    }
+
+    /// Parses `f` one level deeper.
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, CelError>,
+    ) -> Result<T, CelError> {
+        self.enter()?;
+        let r = super::deeper(|| f(self));
+        self.leave(1);
+        r
+    }
+
     fn ternary(&mut self) -> Result<Expr, CelError> {
+        self.nested(Self::ternary_inner)
+    }
+
+    fn ternary_inner(&mut self) -> Result<Expr, CelError> {
         let cond = self.binary(0)?;
         let at = self.at();
         if !self.eat("?") {
@@ -252,16 +305,30 @@ impl Parser {
             return self.unary();
         };
         let mut left = self.binary(level + 1)?;
+        // Each operator in a chain puts the left side one level deeper.
+        let mut chain = 0;
         loop {
             let at = self.at();
             let Some(&(_, op)) = ops
                 .iter()
                 .find(|(p, _)| self.peek() == Some(&Tok::Punct(punct(p))))
             else {
+                self.leave(chain);
                 return Ok(left);
             };
             self.pos += 1;
-            let right = self.binary(level + 1)?;
+            if let Err(e) = self.enter() {
+                self.leave(chain + 1);
+                return Err(e);
+            }
+            chain += 1;
+            let right = match self.binary(level + 1) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.leave(chain);
+                    return Err(e);
+                }
+            };
             left = Expr::Op {
                 op,
                 args: vec![left, right],
@@ -274,7 +341,7 @@ impl Parser {
         let at = self.at();
         for (p, op) in [("!", "!_"), ("-", "-_")] {
             if self.eat(p) {
-                let operand = self.unary()?;
+                let operand = self.nested(Self::unary)?;
                 return Ok(Expr::Op {
                     op,
                     args: vec![operand],
@@ -286,9 +353,22 @@ impl Parser {
     }
 
     fn member(&mut self) -> Result<Expr, CelError> {
+        let mut chain = 0;
+        let r = self.member_chain(&mut chain);
+        self.leave(chain);
+        r
+    }
+
+    /// A primary and its member, index and call suffixes, each one level
+    /// deeper (counted in `chain`).
+    fn member_chain(&mut self, chain: &mut usize) -> Result<Expr, CelError> {
         let mut e = self.primary()?;
         loop {
             let at = self.at();
+            if matches!(self.peek(), Some(Tok::Punct("." | "["))) {
+                *chain += 1;
+                self.enter()?;
+            }
             if self.eat(".") {
                 let name = self.ident()?;
                 e = if self.eat("(") {

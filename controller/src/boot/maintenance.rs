@@ -82,12 +82,32 @@ async fn network_api(
     }
 }
 
+/// Anyone who can reach a node in maintenance mode may deliver its config,
+/// and the boot then formats STATE as that config says. So the config must
+/// say it: STATE's own `VolumeConfig` (with `encryption`, or without it for
+/// a plain STATE, stated by that document). A config without one (an empty
+/// file, only user volumes) would format STATE plain by default and is
+/// refused.
+pub fn check_states_state(docs: &[Document]) -> Result<(), String> {
+    let stated = docs
+        .iter()
+        .any(|d| matches!(d, Document::Volume(v) if v.name == "STATE"));
+    if stated {
+        Ok(())
+    } else {
+        Err("in maintenance mode a config must say what STATE is: it has no `VolumeConfig` named STATE (give its `encryption`, or a STATE document without one to keep STATE plain); nothing was delivered".into())
+    }
+}
+
 /// A delivered config, if one is there and valid (an invalid one is
 /// reported and removed).
 fn take_delivery(drop: &Path, marker: &Path) -> Option<(Vec<Document>, String)> {
     let text = std::fs::read_to_string(drop).ok()?;
     let _ = std::fs::remove_file(drop);
-    match source::parse_config(&drop.display().to_string(), &text) {
+    let parsed = source::parse_config(&drop.display().to_string(), &text)
+        .map_err(|e| e.to_string())
+        .and_then(|docs| check_states_state(&docs).map(|()| docs));
+    match parsed {
         Ok(docs) => {
             let _ = std::fs::remove_file(marker);
             eprintln!("maintenance mode: config received");

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use node_api::config::ClientConfig;
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tls::identity::Role;
@@ -35,7 +36,12 @@ pub struct Args {
 
 /// Writes the PKI and the client configs.
 pub fn exec(args: Args) -> Result<Exit> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("making {}", args.out.display()))?;
+    // 0700 whatever the umask: the folder holds the CA's private key.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.out)
+        .with_context(|| format!("making {}", args.out.display()))?;
     let (ips, names): (Vec<String>, Vec<String>) = args
         .sans
         .iter()

@@ -77,6 +77,7 @@ pub fn exec(args: Args) -> Result<Exit> {
             .unwrap_or_else(kms::listener::default_max_connections),
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        ..Limits::default()
     };
     runtime()?.block_on(serve(&args.listen, keyring, tls, limits))?;
     Ok(Exit::Success)

@@ -68,6 +68,28 @@ pub enum InPlaceError {
         /// What it may keep.
         room_mib: u64,
     },
+    /// The partition is too small for a LUKS2 header, its moved part and
+    /// any data.
+    #[error("{path} is {device_mib} MiB; in-place encryption needs a partition of at least {min_mib} MiB (LUKS2 takes 32 MiB of it); grow the partition, or use the staged wipe (`volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost)")]
+    TooSmall {
+        /// Device.
+        path: String,
+        /// Its size.
+        device_mib: u64,
+        /// The least it must be.
+        min_mib: u64,
+    },
+    /// The filesystem claims more than the partition holds (a damaged or
+    /// copied filesystem): nothing is run on it.
+    #[error("{path}: the ext4 filesystem says it is {fs_mib} MiB, but the partition is {device_mib} MiB; check it by hand (`e2fsck -fn`) before encrypting it in place; nothing was changed")]
+    Oversized {
+        /// Device.
+        path: String,
+        /// What the superblock says.
+        fs_mib: u64,
+        /// The partition's size.
+        device_mib: u64,
+    },
     /// Reading or shrinking the filesystem failed.
     #[error(transparent)]
     Ext4(#[from] Ext4Error),
@@ -112,15 +134,30 @@ pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparatio
             found: found.to_string(),
         });
     };
+    if device_bytes < ROOM + SHIFT {
+        return Err(InPlaceError::TooSmall {
+            path: name(),
+            device_mib: device_bytes / MIB,
+            min_mib: (ROOM + SHIFT) / MIB,
+        });
+    }
+    let fs_bytes = fs.blocks.saturating_mul(fs.block_size);
+    if fs_bytes > device_bytes {
+        return Err(InPlaceError::Oversized {
+            path: name(),
+            fs_mib: fs_bytes / MIB,
+            device_mib: device_bytes / MIB,
+        });
+    }
     let target_blocks = fs.blocks_within(device_bytes.saturating_sub(ROOM));
     let prep = Preparation {
         fs,
         target_blocks: target_blocks.min(fs.blocks),
         device_bytes,
     };
-    if prep.needs_shrink() || device_bytes < ROOM + SHIFT {
+    if prep.needs_shrink() {
         let need = ext4::min_bytes(path, &fs)?;
-        if need > target_blocks * fs.block_size || device_bytes < ROOM + SHIFT {
+        if need > target_blocks * fs.block_size {
             return Err(InPlaceError::NoRoom {
                 path: name(),
                 need_mib: need.div_ceil(MIB),

@@ -113,13 +113,10 @@ fn partition_node(disk: &Path, number: u32) -> Option<PathBuf> {
 
 /// Reads the GPT partitions of one disk.
 pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
-    let g = gpt::GptConfig::new()
-        .writable(false)
-        .open(disk)
-        .map_err(|e| DiskError::Gpt {
-            disk: disk.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    let g = crate::provision::gpt_read::open(disk).map_err(|reason| DiskError::Gpt {
+        disk: disk.display().to_string(),
+        reason,
+    })?;
     let lb: u64 = (*g.logical_block_size()).into();
     Ok(g.partitions()
         .iter()

@@ -19,6 +19,9 @@ use zeroize::Zeroizing;
 /// Why a held key could not be handed out.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// The name is no volume's (it could reach outside the folder).
+    #[error("`{0}` is not a volume name (letters, digits, `-` and `_`, at most 64)")]
+    BadName(String),
     /// Nothing is held for the volume.
     #[error("no recovery key is held for `{0}`: it was fetched already, shown when it was enrolled, or enrolled by an earlier boot (the next boot that opens the volume by another key enrols a fresh one to fetch)")]
     NothingHeld(String),
@@ -86,8 +89,18 @@ impl HeldKeys {
         }
     }
 
-    fn record(&self, volume: &str) -> PathBuf {
-        self.dir.join(format!("{volume}.json"))
+    /// The record's path; only for a name that stays inside the folder
+    /// (a caller over the node API names the volume).
+    fn record(&self, volume: &str) -> Result<PathBuf, FetchError> {
+        let ok = !volume.is_empty()
+            && volume.len() <= 64
+            && volume
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(FetchError::BadName(volume.escape_debug().to_string()));
+        }
+        Ok(self.dir.join(format!("{volume}.json")))
     }
 
     /// Holds `keys` of `volume` on `device` (replacing what was held for it).
@@ -112,7 +125,10 @@ impl HeldKeys {
                 .collect(),
         };
         let text = Zeroizing::new(serde_json::to_vec(&record)?);
-        crate::node::atomic::write_private(&self.record(volume), &text)
+        let path = self
+            .record(volume)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        crate::node::atomic::write_private(&path, &text)
     }
 
     /// Hands out the keys held for `volume`, once: marks each slot seen on
@@ -123,7 +139,7 @@ impl HeldKeys {
             volume: volume.to_string(),
             source,
         };
-        let path = self.record(volume);
+        let path = self.record(volume)?;
         let text = match std::fs::read(&path) {
             Ok(t) => Zeroizing::new(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -172,4 +188,31 @@ pub fn mark_seen(dev: &dyn LuksDevice, slot: KeyslotId) -> Result<bool, DeviceEr
     let json = serde_json::to_value(&token).expect("a token serializes");
     dev.token(TokenChange::Replace(id, &json))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_leaves_the_folder_is_refused_and_nothing_outside_is_touched() {
+        let run = tempfile::tempdir().unwrap();
+        let held = HeldKeys::in_run_dir(&run.path().join("run"));
+        // A record-shaped file outside the folder, as `../x` would reach.
+        let outside = run.path().join("run").join("x.json");
+        std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+        std::fs::write(&outside, br#"{"device":"/nonexistent","keys":[]}"#).unwrap();
+        for name in ["../x", "/etc/x", "a/b", "..", "", "x\n", &"a".repeat(65)] {
+            let Err(e) = held.fetch(name) else {
+                panic!("{name:?} was fetched")
+            };
+            assert!(matches!(e, FetchError::BadName(_)), "{name:?}: {e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        assert!(outside.exists(), "nothing outside the folder was removed");
+        assert!(matches!(
+            held.fetch("persistence"),
+            Err(FetchError::NothingHeld(_))
+        ));
+    }
 }

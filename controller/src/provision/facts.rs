@@ -147,9 +147,15 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<Disk>> {
 }
 
 fn disk(path: &Path) -> std::io::Result<Disk> {
-    let table = disks::partitions(path)
-        .ok()
-        .map(|parts| table(path, &parts));
+    let parts = disks::partitions(path);
+    // A GPT volctl does not read: named as such, never written over.
+    let unreadable = match &parts {
+        Err(disks::DiskError::Gpt { reason, .. }) if super::gpt_read::check(path).is_err() => {
+            Some(format!("a GPT volctl does not read: {reason}"))
+        }
+        _ => None,
+    };
+    let table = parts.ok().map(|parts| table(path, &parts));
     let system_disk = table.as_ref().is_some_and(|t| {
         t.partitions
             .iter()
@@ -161,7 +167,10 @@ fn disk(path: &Path) -> std::io::Result<Disk> {
     };
     d.system_disk = system_disk;
     if table.is_none() {
-        d.contents = crate::device::probe_foreign(path)?;
+        d.contents = match unreadable {
+            Some(why) => Some(why),
+            None => crate::device::probe_foreign(path)?,
+        };
     }
     d.table = table;
     Ok(d)
@@ -315,7 +324,7 @@ fn table(path: &Path, parts: &[Partition]) -> Table {
 /// First and one-past-last usable byte of a GPT disk, as the table will be
 /// once its backup sits at the device's end (a grown disk gains the space).
 fn usable_range(path: &Path) -> Option<(u64, u64)> {
-    let g = gpt::GptConfig::new().writable(false).open(path).ok()?;
+    let g = super::gpt_read::open(path).ok()?;
     let lb: u64 = (*g.logical_block_size()).into();
     let h = g.header();
     let len = std::fs::File::open(path)
@@ -324,7 +333,9 @@ fn usable_range(path: &Path) -> Option<(u64, u64)> {
     // Backup header (1 LBA) and its partition array, as the primary's.
     let array = (u64::from(h.num_parts) * u64::from(h.part_size)).div_ceil(lb);
     let last = (len / lb).saturating_sub(1 + array);
-    Some((h.first_usable * lb, last.max(h.last_usable + 1) * lb))
+    // `last` follows the device: beyond a table made for a smaller disk,
+    // and short of one that claims sectors past the device's end.
+    Some((h.first_usable * lb, last * lb))
 }
 
 /// Rounds up to the alignment.

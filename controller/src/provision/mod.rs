@@ -5,9 +5,11 @@
 //! - `requests.rs`: which volumes need a partition, in a fixed order, with
 //!   their sizes resolved from the documents;
 //! - `layout.rs`: the pure placement decision;
-//! - `table.rs`: GPT writes that survive a power cut.
+//! - `table.rs`: GPT writes that survive a power cut;
+//! - `gpt_read.rs`: the check every GPT passes before the `gpt` crate reads it.
 
 mod facts;
+pub mod gpt_read;
 mod layout;
 mod requests;
 mod table;

@@ -103,6 +103,7 @@ fn write_table(
             reason,
         }
     };
+    super::gpt_read::check(disk).map_err(err("read the GPT"))?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -131,7 +132,7 @@ fn write_table(
 }
 
 fn has_gpt(disk: &Path) -> bool {
-    gpt::GptConfig::new().writable(false).open(disk).is_ok()
+    super::gpt_read::open(disk).is_ok()
 }
 
 /// Tells the kernel about a new partition on a block device, with the

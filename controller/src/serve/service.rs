@@ -248,11 +248,13 @@ impl Node for NodeService {
         let maintenance = matches!(self.callers, Callers::Maintenance(_));
         if maintenance {
             // Checked here, so the admin sees what is wrong with it.
-            crate::node::config_files::load(&files).map_err(|e| {
+            let (docs, _) = crate::node::config_files::load(&files).map_err(|e| {
                 Status::failed_precondition(format!(
                     "the config is invalid; nothing was delivered:\n{e}"
                 ))
             })?;
+            crate::boot::maintenance::check_states_state(&docs)
+                .map_err(Status::failed_precondition)?;
         }
         let opts = ApplyOptions {
             files,
@@ -350,6 +352,7 @@ impl Node for NodeService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| match e {
                 FetchError::NothingHeld(_) => Status::not_found(e.to_string()),
+                FetchError::BadName(_) => Status::invalid_argument(e.to_string()),
                 other => Status::internal(other.to_string()),
             })?;
         tracing::warn!(%caller, %volume, "held recovery key handed out (once)");

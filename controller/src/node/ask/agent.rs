@@ -171,7 +171,9 @@ fn pass_credentials(sock: &UnixDatagram) -> std::io::Result<()> {
     }
 }
 
-/// Receives one datagram; `Ok(None)` when its sender is neither root nor us.
+/// Receives one datagram; `Ok(None)` when its sender is neither root nor
+/// us, or when it was longer than `buf` (the kernel cut it: what is left
+/// is not what was typed, so it is not tried).
 fn receive(sock: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -189,6 +191,13 @@ fn receive(sock: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<Option<usize>
     let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+        tracing::warn!(
+            "an answer longer than {} bytes was ignored",
+            buf.len().saturating_sub(1)
+        );
+        return Ok(None);
     }
     let n = usize::try_from(n).unwrap_or(0);
     Ok(sender_uid(&msg)
@@ -227,5 +236,17 @@ mod tests {
         assert_eq!(p.expose(), b"secret");
         assert!(matches!(parse_answer(b"-"), Err(AskError::Cancelled)));
         assert!(parse_answer(b"?x").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_answer_longer_than_the_buffer_is_ignored_not_cut_and_tried() {
+        let (asker, agent) = UnixDatagram::pair().unwrap();
+        pass_credentials(&asker).unwrap();
+        let mut buf = [0u8; 512];
+        let long = [b'+'; 600];
+        agent.send(&long).unwrap();
+        assert_eq!(receive(&asker, &mut buf).unwrap(), None);
+        agent.send(b"+fits").unwrap();
+        assert_eq!(receive(&asker, &mut buf).unwrap(), Some(5));
     }
 }

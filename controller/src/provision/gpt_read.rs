@@ -1,0 +1,85 @@
+//! Every GPT volctl reads goes through here first. The `gpt` crate asserts
+//! (panics) on a table whose partition entries are not 128 bytes, though
+//! UEFI allows any multiple of 128 and `sfdisk` reads such tables; a panic
+//! on a disk's contents would stop a boot because of a stick plugged in.
+//! So the primary header is checked by hand first: a table volctl cannot
+//! read is reported as what it is, and the disk is treated as "not blank,
+//! not ours" (nothing is written to it).
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// The one entry size the `gpt` crate reads.
+const ENTRY_SIZE: u32 = 128;
+/// Most entries a table may have for volctl to read it (UEFI's minimum
+/// array is 128 entries; 4096 leaves room and bounds the work).
+const MAX_ENTRIES: u32 = 4096;
+const SIGNATURE: &[u8; 8] = b"EFI PART";
+
+/// Checks the primary GPT header of `path` (at LBA 1 for 512- or
+/// 4096-byte blocks): its entry size and count are ones volctl reads.
+/// A disk without a GPT signature passes (the caller finds no table).
+pub fn check(path: &Path) -> Result<(), String> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(()); // the caller's open reports it
+    };
+    for lba in [512u64, 4096] {
+        let mut h = [0u8; 92];
+        if f.read_exact_at(&mut h, lba).is_err() || &h[..8] != SIGNATURE {
+            continue;
+        }
+        let field = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let (entries, entry_size) = (field(80), field(84));
+        if entry_size != ENTRY_SIZE {
+            return Err(format!(
+                "its GPT has {entry_size}-byte partition entries; volctl reads only {ENTRY_SIZE}-byte ones (the disk is left alone)"
+            ));
+        }
+        if entries > MAX_ENTRIES {
+            return Err(format!(
+                "its GPT has {entries} partition entries; volctl reads at most {MAX_ENTRIES} (the disk is left alone)"
+            ));
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// Opens the GPT of `path` read-only, after [`check`].
+pub fn open(path: &Path) -> Result<gpt::GptDisk<std::fs::File>, String> {
+    check(path)?;
+    gpt::GptConfig::new()
+        .writable(false)
+        .open(path)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image whose LBA 1 holds a GPT header with these entry fields.
+    fn image(entries: u32, entry_size: u32) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().set_len(1 << 20).unwrap();
+        let mut h = [0u8; 92];
+        h[..8].copy_from_slice(SIGNATURE);
+        h[80..84].copy_from_slice(&entries.to_le_bytes());
+        h[84..88].copy_from_slice(&entry_size.to_le_bytes());
+        f.as_file().write_all_at(&h, 512).unwrap();
+        f
+    }
+
+    #[test]
+    fn entry_sizes_and_counts_the_gpt_crate_cannot_read_are_refused_with_a_reason() {
+        let e = check(image(64, 256).path()).unwrap_err();
+        assert!(e.contains("256-byte partition entries"), "{e}");
+        let e = check(image(1_000_000, 128).path()).unwrap_err();
+        assert!(e.contains("1000000 partition entries"), "{e}");
+        check(image(128, 128).path()).unwrap();
+        // No signature: nothing to refuse.
+        let blank = tempfile::NamedTempFile::new().unwrap();
+        blank.as_file().set_len(1 << 20).unwrap();
+        check(blank.path()).unwrap();
+    }
+}
