@@ -226,7 +226,7 @@ fn a_gpt_with_256_byte_entries_is_reported_not_a_panic_and_left_alone() {
         common::text(&prov.stderr)
     );
     assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
-    let why = "a GPT volctl does not read: cannot read the GPT";
+    let why = "a GPT volctl does not read: its GPT has 256-byte partition entries";
     assert!(
         common::text(&disks.stdout).contains(why),
         "{}",

@@ -166,7 +166,9 @@ fn a_volume_that_fits_nowhere_names_each_disk_and_writes_nothing() {
         "{err}"
     );
     assert!(
-        err.contains("foreign.img: no GPT, and it is not blank (ext2/3/4 filesystem"),
+        err.contains(
+            "foreign.img: no GPT volctl can use, and it is not blank (ext2/3/4 filesystem"
+        ),
         "{err}"
     );
     assert!(

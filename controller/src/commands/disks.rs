@@ -41,7 +41,7 @@ fn table(disks: &[Disk]) -> String {
                 format!("{} / {} free", parts.join(","), pretty(free))
             }
             (None, None) => "blank".into(),
-            (None, Some(what)) => format!("no GPT: {what}"),
+            (None, Some(what)) => format!("no GPT volctl can use: {what}"),
         };
         out.push_str(&format!(
             "{:<22} {:>9} {:<9} {:<6} {:<11} {:<20} {}\n",

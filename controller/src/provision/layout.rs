@@ -200,7 +200,7 @@ fn space(disk: &Disk) -> Space<'_> {
             vec![],
             false,
             Some(format!(
-                "no GPT, and it is not blank ({what}); volctl does not write over it"
+                "no GPT volctl can use, and it is not blank ({what}); volctl does not write over it"
             )),
         ),
     };
@@ -440,7 +440,9 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("/dev/c: no GPT, and it is not blank (ext2/3/4 filesystem)"),
+            msg.contains(
+                "/dev/c: no GPT volctl can use, and it is not blank (ext2/3/4 filesystem)"
+            ),
             "{msg}"
         );
     }
