@@ -477,6 +477,7 @@ fn a_boot_in_maintenance_mode_takes_a_config_over_the_network_from_a_pinned_clie
         assert!(!o.status.success(), "{name} was delivered");
         let err = text(&o.stderr);
         assert!(err.contains("must say what STATE is"), "{name}: {err}");
+        assert!(err.contains("nothing was stored"), "{name}: {err}");
     }
     // The right node, pinned: delivered; the boot goes on with it.
     let o = client(&[

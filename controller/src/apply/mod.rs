@@ -171,7 +171,7 @@ pub fn state_mount(status: &BootStatus) -> Result<PathBuf, ApplyError> {
 pub async fn apply(opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     let (docs, text) = read_config(&opts.files)?;
     if opts.insecure {
-        return deliver_to_maintenance(opts, &text);
+        return deliver_to_maintenance(opts, &docs, &text);
     }
     let status = BootStatus::load(&opts.node.status_file).map_err(|e| ApplyError::NoStatus {
         path: opts.node.status_file.display().to_string(),
@@ -228,12 +228,18 @@ impl Target<'_> {
 }
 
 /// Maintenance mode: hands the config to the boot that waits for one.
-fn deliver_to_maintenance(opts: &ApplyOptions, text: &str) -> Result<ApplyReport, ApplyError> {
+fn deliver_to_maintenance(
+    opts: &ApplyOptions,
+    docs: &[Document],
+    text: &str,
+) -> Result<ApplyReport, ApplyError> {
     use crate::boot::maintenance::{deliver, DeliveryError};
-    let stored = deliver(&opts.node.status_file, text, opts.dry_run).map_err(|e| match e {
-        DeliveryError::NotWaiting(marker) => ApplyError::NotInMaintenance(marker),
-        DeliveryError::Io(e) => ApplyError::Io(e),
-    })?;
+    let stored =
+        deliver(&opts.node.status_file, docs, text, opts.dry_run).map_err(|e| match e {
+            DeliveryError::NotWaiting(marker) => ApplyError::NotInMaintenance(marker),
+            DeliveryError::Unstated(why) => ApplyError::Invalid(why),
+            DeliveryError::Io(e) => ApplyError::Io(e),
+        })?;
     Ok(ApplyReport {
         mode: ApplyMode::Staged,
         changes: vec![],

@@ -95,7 +95,7 @@ pub fn check_states_state(docs: &[Document]) -> Result<(), String> {
     if stated {
         Ok(())
     } else {
-        Err("in maintenance mode a config must say what STATE is: it has no `VolumeConfig` named STATE (give its `encryption`, or a STATE document without one to keep STATE plain); nothing was delivered".into())
+        Err("in maintenance mode a config must say what STATE is: it has no `VolumeConfig` named STATE (give its `encryption`, or a STATE document without one to keep STATE plain)".into())
     }
 }
 
@@ -126,15 +126,20 @@ pub enum DeliveryError {
     /// No boot is waiting.
     #[error("the node is not in maintenance mode ({0} does not exist); apply without --insecure")]
     NotWaiting(String),
+    /// The config does not say what STATE is ([`check_states_state`]).
+    #[error("{0}")]
+    Unstated(String),
     /// The config could not be written.
     #[error("{0}")]
     Io(String),
 }
 
-/// The delivering end (`apply-config --insecure`): drops `text` for the
-/// waiting boot, unless `dry_run`. Returns where it was stored.
+/// The delivering end (`apply-config --insecure`): drops `text` (parsed:
+/// `docs`) for the waiting boot, unless `dry_run`. Returns where it was
+/// stored.
 pub fn deliver(
     status_file: &Path,
+    docs: &[Document],
     text: &str,
     dry_run: bool,
 ) -> Result<Option<String>, DeliveryError> {
@@ -143,6 +148,7 @@ pub fn deliver(
     if !marker.exists() {
         return Err(DeliveryError::NotWaiting(marker.display().to_string()));
     }
+    check_states_state(docs).map_err(DeliveryError::Unstated)?;
     if dry_run {
         return Ok(None);
     }

@@ -248,13 +248,11 @@ impl Node for NodeService {
         let maintenance = matches!(self.callers, Callers::Maintenance(_));
         if maintenance {
             // Checked here, so the admin sees what is wrong with it.
-            let (docs, _) = crate::node::config_files::load(&files).map_err(|e| {
+            crate::node::config_files::load(&files).map_err(|e| {
                 Status::failed_precondition(format!(
                     "the config is invalid; nothing was delivered:\n{e}"
                 ))
             })?;
-            crate::boot::maintenance::check_states_state(&docs)
-                .map_err(Status::failed_precondition)?;
         }
         let opts = ApplyOptions {
             files,
