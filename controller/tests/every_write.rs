@@ -285,3 +285,46 @@ fn the_states_volctl_or_recovery_finishes_survive_a_second_cut_while_they_resume
         ],
     );
 }
+
+/// EPHEMERAL formatted fresh (no `inPlace`): the same two keys.
+fn format_config(dir: &Path) -> PathBuf {
+    let p = dir.join("format.yaml");
+    let text = std::fs::read_to_string(config(dir)).unwrap();
+    std::fs::write(&p, text.replace("  inPlace: true\n", "")).unwrap();
+    p
+}
+
+#[test]
+fn a_first_format_survives_a_cut_at_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.img");
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    let cfg = format_config(dir.path());
+    let inj = Injector::build();
+    let command = |img: &Path| volctl("converge", img, &cfg);
+    // The one moment nothing opens the volume yet (docs/architecture.md,
+    // "the first format"): what matters is that the next run finishes it.
+    let after_cut = |_: &Path, _: &Path, _: Cut| {};
+    let next = |img: &Path, _: &Path, _: Cut| {
+        let out = volctl("converge", img, &cfg).output().unwrap();
+        assert!(out.status.success(), "converge: {}", text(&out.stderr));
+        let j = dump(img);
+        let slots: Vec<&String> = j["keyslots"].as_object().unwrap().keys().collect();
+        assert_eq!(slots, ["0", "1"], "keyslots: {j}");
+        assert!(opens(img, 0, PASS), "slot 0 does not open");
+        assert!(opens(img, 1, &node_pass()), "slot 1 does not open");
+    };
+    let op = Operation {
+        name: "first format (converge)",
+        base: &blank,
+        points: Points::Every,
+        command: &command,
+        after_cut: &after_cut,
+        next: &next,
+    };
+    let report = cuts::sweep(&inj, &op);
+    assert!(report.writes >= 4, "{report:?}");
+}
