@@ -1,8 +1,8 @@
 //! Accepting connections for a network service, hardened: TLS 1.3 only,
 //! a deadline on the TLS handshake, an idle timeout on every connection, a
-//! lifetime on connections without a client certificate, a cap on open
-//! connections (below the process's file-descriptor limit) and on those
-//! from one address, and
+//! lifetime on connections without a client certificate and a cap on
+//! those from one address, a cap on open connections (below the process's
+//! file-descriptor limit), and
 //! a back-off, logged at most once a second, when the process still runs
 //! out of file descriptors. A flood of idle or half-open connections
 //! therefore neither starves real clients for long nor pins a core.
@@ -30,8 +30,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time a connection may stay silent (no byte either way).
     pub idle_timeout: Duration,
-    /// Open connections at most from one address: one peer cannot fill
-    /// the cap and keep everyone else out.
+    /// Open connections without a client certificate at most from one
+    /// address: one unauthenticated peer cannot fill the cap and keep
+    /// everyone else out.
     pub per_peer: usize,
     /// How long a connection that presented no client certificate may
     /// live, whatever it sends (an HTTP/2 PING is traffic too): longer
@@ -218,13 +219,9 @@ async fn accept_loop(
             },
             () = tx.closed() => return,
         };
-        let Some(peer_slot) = peers.take(peer.ip(), limits.per_peer) else {
-            tracing::debug!(%peer, "refused: too many connections from this address");
-            continue; // dropping the stream closes it
-        };
-        let (tls, tx) = (tls.clone(), tx.clone());
+        let (tls, tx, peers) = (tls.clone(), tx.clone(), peers.clone());
         tokio::spawn(async move {
-            let held = (permit, peer_slot);
+            let held = (permit, peers);
             if let Some(conn) = establish(tcp, peer, tls, limits, held).await {
                 let _ = tx.send(Ok(conn)).await;
             }
@@ -250,7 +247,7 @@ async fn establish(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     limits: Limits,
-    held: (OwnedSemaphorePermit, PeerSlot),
+    (permit, peers): (OwnedSemaphorePermit, Arc<PeerCounts>),
 ) -> Option<Conn> {
     let mut info = PeerInfo {
         tcp: TcpConnectInfo {
@@ -280,17 +277,26 @@ async fn establish(
             }
         }
     };
-    let expires = info
-        .certs
-        .is_empty()
-        .then(|| Box::pin(tokio::time::sleep(limits.uncertified_lifetime)));
+    // Without a client certificate (API-key mode, maintenance, the unlock
+    // face) nothing vouches for the caller yet: bounded per address and in
+    // time. A certified connection was authenticated by the handshake.
+    let (expires, peer_slot) = if info.certs.is_empty() {
+        let Some(slot) = peers.take(peer.ip(), limits.per_peer) else {
+            tracing::debug!(%peer, "refused: too many connections without a client certificate from this address");
+            return None;
+        };
+        let end = Box::pin(tokio::time::sleep(limits.uncertified_lifetime));
+        (Some(end), Some(slot))
+    } else {
+        (None, None)
+    };
     Some(Conn {
         io,
         info,
         idle: limits.idle_timeout,
         deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
         expires,
-        _held: held,
+        _held: (permit, peer_slot),
     })
 }
 
@@ -329,7 +335,7 @@ pub struct Conn {
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     expires: Option<Pin<Box<Sleep>>>,
-    _held: (OwnedSemaphorePermit, PeerSlot),
+    _held: (OwnedSemaphorePermit, Option<PeerSlot>),
 }
 
 impl Conn {
