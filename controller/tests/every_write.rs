@@ -219,7 +219,7 @@ fn cut_the_resume(
 }
 
 #[test]
-fn the_states_volctl_or_recovery_finishes_survive_a_second_cut_while_they_resume() {
+fn an_encryption_s_last_states_survive_a_second_cut_while_they_resume() {
     let dir = tempfile::tempdir().unwrap();
     let (plain, want) = plain_image(dir.path());
     let cfg = config(dir.path());
@@ -250,7 +250,19 @@ fn the_states_volctl_or_recovery_finishes_survive_a_second_cut_while_they_resume
             (whole(38), Shape::AllWritten, Points::Every),
         ],
     );
+}
 
+#[test]
+fn a_rotation_s_last_states_survive_a_second_cut_while_they_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, want) = plain_image(dir.path());
+    let cfg = config(dir.path());
+    let inj = Injector::build();
+    let none = |_: &Path, _: &Path, _: Cut| {};
+    let whole = |at| Cut {
+        at,
+        mode: CutMode::Whole,
+    };
     let encrypted = dir.path().join("encrypted.img");
     std::fs::copy(&plain, &encrypted).unwrap();
     let out = volctl("converge", &encrypted, &cfg).output().unwrap();
