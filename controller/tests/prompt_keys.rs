@@ -5,64 +5,10 @@
 
 mod common;
 
-use common::{cut_shim, image, opens, opens_any, slots, text, PBKDF, UUID};
+use common::agent::Agent;
+use common::{image, opens, opens_any, slots, text, PBKDF, UUID};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-
-/// A password agent process answering from a list, and what it was asked.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(work: &Path, answers: &[&str]) -> Agent {
-        let dir = work.join(format!("ask-{}", rand_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let answers_file = dir.with_extension("answers");
-        std::fs::write(&answers_file, answers.join("\n") + "\n").unwrap();
-        let log = dir.with_extension("log");
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/agents/ask_password_agent.py"
-        );
-        let child = Command::new("python3")
-            .arg(script)
-            .arg(&dir)
-            .arg(&answers_file)
-            .arg(&log)
-            .spawn()
-            .expect("python3 runs the test agent");
-        Agent { child, dir, log }
-    }
-
-    /// The questions asked so far.
-    fn questions(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use std::process::{Command, Output};
 
 fn write_config(dir: &Path, keys: &str) -> PathBuf {
     let p = dir.join("config.yaml");
@@ -233,75 +179,6 @@ fn a_recovery_key_answers_the_prompt_and_a_typo_costs_no_kdf_run() {
     assert_eq!(v["unlocked_by"], serde_json::json!([9, "recovery"]));
     assert_eq!(agent.questions(), ["Recovery key for persistence"; 2]);
     assert!(!text(&out.stderr).contains(&key[..9]));
-}
-
-#[test]
-fn passphrase_change_cut_at_every_write_leaves_the_old_or_the_new_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = cut_shim(dir.path());
-    let base = image(40);
-    let cfg = write_config(base.dir.path(), PROMPT);
-    let agent = Agent::start(dir.path(), &["old-pass", "old-pass"]);
-    json(&volctl(&["converge"], &base.path, &cfg, &agent, &[], None));
-    drop(agent);
-    let (old, new) = (b"old-pass".as_slice(), b"new-pass".as_slice());
-    let (mut cuts, mut finished) = (0, 0);
-    for n in 0.. {
-        let img = dir.path().join(format!("cut-{n}.img"));
-        std::fs::copy(&base.path, &img).unwrap();
-        let agent = Agent::start(dir.path(), &["old-pass", "new-pass", "new-pass"]);
-        let out = volctl(
-            &["passphrase", "change"],
-            &img,
-            &cfg,
-            &agent,
-            &[],
-            Some((&shim, n)),
-        );
-        drop(agent);
-        if out.status.success() {
-            assert!(
-                opens(&img, 0, new) && !opens_any(&img, old),
-                "after the whole change"
-            );
-            assert_eq!(slots(&img), [0], "the spare is gone");
-            break;
-        }
-        assert_eq!(
-            out.status.code(),
-            Some(137),
-            "write {n}: {}",
-            text(&out.stderr)
-        );
-        cuts += 1;
-        assert!(
-            opens_any(&img, old) || opens_any(&img, new),
-            "cut at write {n}"
-        );
-        // The next run, answered with the new passphrase then the old one,
-        // opens it and leaves slot 0 holding whichever opened it.
-        let agent = Agent::start(dir.path(), &["new-pass", "old-pass"]);
-        let v = json(&volctl(&["converge"], &img, &cfg, &agent, &[], None));
-        let by_new = agent.questions().len() == 1;
-        let pass = if by_new { new } else { old };
-        assert!(
-            opens(&img, 0, pass),
-            "cut at write {n}: slot 0 after the next run: {v}"
-        );
-        if by_new && v["unlocked_by"][0] != 0 {
-            // The spare opened it: the change was finished, the spare removed.
-            assert_eq!(slots(&img), [0], "cut at write {n}: {v}");
-            finished += 1;
-        }
-    }
-    eprintln!(
-        "passphrase change cut at each of its {cuts} writes; {finished} finished by the next run"
-    );
-    assert!(cuts >= 6, "the injector cut {cuts} writes");
-    assert!(
-        finished >= 2,
-        "cuts between the spare and the slot are finished"
-    );
 }
 
 #[test]

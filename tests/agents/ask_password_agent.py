@@ -8,7 +8,8 @@ Usage: ask_password_agent.py DIR ANSWERS LOG
 Watches DIR for ask.* files; answers each new question with the next line
 of the file ANSWERS ("+line" on the question's datagram socket), or cancels
 ("-") once the lines run out. Appends each question's Message= to LOG (never
-an answer). Runs until killed.
+an answer). Runs until killed, or until the process that started it exits
+(so a shell can start it beside the command it `exec`s).
 """
 import configparser
 import os
@@ -22,7 +23,8 @@ def main():
     with open(answers_path, encoding="utf-8") as f:
         answers = f.read().splitlines()
     seen = set()
-    while True:
+    parent = os.getppid()
+    while os.getppid() == parent:
         for name in sorted(os.listdir(ask_dir)) if os.path.isdir(ask_dir) else []:
             if not name.startswith("ask.") or name in seen:
                 continue

@@ -113,7 +113,7 @@ fn partition_node(disk: &Path, number: u32) -> Option<PathBuf> {
 
 /// Reads the GPT partitions of one disk.
 pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
-    let g = crate::provision::gpt_read::open(disk).map_err(|reason| DiskError::Gpt {
+    let (g, _) = crate::provision::gpt_read::open(disk).map_err(|reason| DiskError::Gpt {
         disk: disk.display().to_string(),
         reason,
     })?;

@@ -2,6 +2,7 @@
 //! resource names them, so selectors read the same), its GPT partitions and
 //! free ranges.
 
+use super::gpt_read::TableCopy;
 use crate::node::disks::{self, Partition};
 use api_types::cel::{Bindings, Value};
 use serde::Serialize;
@@ -61,6 +62,11 @@ pub struct Table {
     pub partitions: Vec<PartitionFacts>,
     /// Free aligned ranges `(offset, length)` in bytes, in disk order.
     pub free: Vec<(u64, u64)>,
+    /// The primary copy is damaged (a power cut while it was written):
+    /// the table was read from its backup, and provisioning writes it
+    /// whole again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub primary_damaged: bool,
 }
 
 /// A partition, as `volctl disks` shows it.
@@ -300,7 +306,7 @@ fn symlinks(path: &Path) -> Vec<String> {
 
 /// The partitions of a disk and the aligned free ranges between them.
 fn table(path: &Path, parts: &[Partition]) -> Table {
-    let (first, last) = usable_range(path).unwrap_or((ALIGN, 0));
+    let (first, last, copy) = usable_range(path).unwrap_or((ALIGN, 0, TableCopy::Primary));
     let mut used: Vec<(u64, u64)> = parts
         .iter()
         .map(|p| (p.offset, p.offset + p.size))
@@ -318,13 +324,15 @@ fn table(path: &Path, parts: &[Partition]) -> Table {
     Table {
         partitions: parts.iter().map(PartitionFacts::from).collect(),
         free,
+        primary_damaged: copy == TableCopy::Backup,
     }
 }
 
 /// First and one-past-last usable byte of a GPT disk, as the table will be
-/// once its backup sits at the device's end (a grown disk gains the space).
-fn usable_range(path: &Path) -> Option<(u64, u64)> {
-    let g = super::gpt_read::open(path).ok()?;
+/// once its backup sits at the device's end (a grown disk gains the space),
+/// and the copy of the table read.
+fn usable_range(path: &Path) -> Option<(u64, u64, TableCopy)> {
+    let (g, copy) = super::gpt_read::open(path).ok()?;
     let lb: u64 = (*g.logical_block_size()).into();
     let h = g.header();
     let len = std::fs::File::open(path)
@@ -335,7 +343,7 @@ fn usable_range(path: &Path) -> Option<(u64, u64)> {
     let last = (len / lb).saturating_sub(1 + array);
     // `last` follows the device: beyond a table made for a smaller disk,
     // and short of one that claims sectors past the device's end.
-    Some((h.first_usable * lb, last * lb))
+    Some((h.first_usable * lb, last * lb, copy))
 }
 
 /// Rounds up to the alignment.

@@ -6,6 +6,7 @@
 //! read is reported as what it is, and the disk is treated as "not blank,
 //! not ours" (nothing is written to it).
 
+use super::staged::Staged;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -45,13 +46,37 @@ pub fn check(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the GPT of `path` read-only, after [`check`].
-pub fn open(path: &Path) -> Result<gpt::GptDisk<std::fs::File>, String> {
+/// Which copy of a GPT was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableCopy {
+    /// The primary, at the disk's start.
+    Primary,
+    /// The backup, at its end: the primary's header or array is damaged
+    /// (a power cut while it was written, as the kernel also copes with).
+    Backup,
+}
+
+/// Opens the GPT of `path` read-only, after [`check`]; from its backup
+/// copy when the primary one is damaged.
+pub fn open(path: &Path) -> Result<(gpt::GptDisk<Staged>, TableCopy), String> {
     check(path)?;
-    gpt::GptConfig::new()
-        .writable(false)
-        .open(path)
-        .map_err(|e| e.to_string())
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    read(Staged::new(file), false)
+}
+
+/// Reads the GPT on `disk` (primary copy, else the backup: the `gpt` crate
+/// takes the primary whenever its header is sound, even when its array's
+/// CRC fails, so the backup is reached by hiding the primary header).
+pub fn read(disk: Staged, writable: bool) -> Result<(gpt::GptDisk<Staged>, TableCopy), String> {
+    let cfg = gpt::GptConfig::new().writable(writable);
+    let retry = disk.try_clone().map_err(|e| e.to_string())?;
+    match cfg.clone().open_from_device(disk) {
+        Ok(g) => Ok((g, TableCopy::Primary)),
+        Err(first) => cfg
+            .open_from_device(retry.without_primary_header(512))
+            .map(|g| (g, TableCopy::Backup))
+            .map_err(|_| first.to_string()),
+    }
 }
 
 #[cfg(test)]

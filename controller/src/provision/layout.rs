@@ -16,7 +16,7 @@
 use super::facts::{align_down, Disk, ALIGN};
 use api_types::cel::Selector;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How large a volume may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,12 @@ pub enum Action {
         /// The disk.
         disk: PathBuf,
     },
+    /// Write the GPT again, whole, from its backup copy: a power cut
+    /// damaged the primary one.
+    RepairTable {
+        /// The disk.
+        disk: PathBuf,
+    },
     /// Grow a partition into the free space that follows it.
     Grow {
         /// The disk.
@@ -89,6 +95,11 @@ impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Action::CreateTable { disk } => write!(f, "create a GPT on blank {}", disk.display()),
+            Action::RepairTable { disk } => write!(
+                f,
+                "repair the GPT on {} from its backup copy (the primary one is damaged)",
+                disk.display()
+            ),
             Action::Grow {
                 disk, label, size, ..
             } => write!(
@@ -166,7 +177,46 @@ pub fn plan(requests: &[Request], disks: &[Disk]) -> Result<Vec<Action>, NoRoom>
             .collect();
         actions.extend(place(r, &later, &mut spaces)?);
     }
-    Ok(actions)
+    Ok(repairs(requests, disks, &actions)
+        .chain(actions.iter().cloned())
+        .collect())
+}
+
+/// A table to write again whole: its primary copy is damaged, it holds a
+/// requested partition (volctl's disk, not any disk plugged in), and no
+/// other action writes it (each writes the table whole).
+fn repairs<'a>(
+    requests: &'a [Request],
+    disks: &'a [Disk],
+    actions: &'a [Action],
+) -> impl Iterator<Item = Action> + 'a {
+    disks
+        .iter()
+        .filter(|d| !d.readonly)
+        .filter(|d| {
+            d.table.as_ref().is_some_and(|t| {
+                t.primary_damaged
+                    && t.partitions
+                        .iter()
+                        .any(|p| requests.iter().any(|r| r.label == p.label))
+            })
+        })
+        .filter(|d| !actions.iter().any(|a| a.disk() == d.dev_path))
+        .map(|d| Action::RepairTable {
+            disk: d.dev_path.clone(),
+        })
+}
+
+impl Action {
+    /// The disk it writes.
+    pub fn disk(&self) -> &Path {
+        match self {
+            Action::CreateTable { disk }
+            | Action::RepairTable { disk }
+            | Action::Grow { disk, .. }
+            | Action::Create { disk, .. } => disk,
+        }
+    }
 }
 
 /// Growing an existing partition into the free range right after it, up
@@ -348,6 +398,7 @@ mod tests {
                     })
                     .collect(),
                 free,
+                primary_damaged: false,
             }
         });
         let system_disk = table
@@ -414,6 +465,35 @@ mod tests {
         let disks = [disk("/dev/b", 8 * GIB, Some(vec![("u-data", MIB, GIB)]))];
         let r = [user("u-data", "true", GIB, MaxSize::Fill)];
         assert_eq!(plan(&r, &disks).unwrap(), []);
+    }
+
+    #[test]
+    fn a_damaged_primary_table_is_repaired_on_volctl_s_disks_only() {
+        let damaged = |path, label| {
+            let mut d = disk(path, 8 * GIB, Some(vec![(label, MIB, GIB)]));
+            d.table.as_mut().unwrap().primary_damaged = true;
+            d
+        };
+        let disks = [damaged("/dev/b", "u-data"), damaged("/dev/c", "other")];
+        let r = [user("u-data", "true", GIB, MaxSize::Fill)];
+        assert_eq!(
+            plan(&r, &disks).unwrap(),
+            [Action::RepairTable {
+                disk: "/dev/b".into()
+            }],
+            "a disk that holds no requested partition is not written"
+        );
+        // A new partition on the damaged disk writes the table whole: no
+        // repair of its own.
+        let both = [
+            r[0].clone(),
+            user("u-logs", "true", GIB, MaxSize::Bytes(GIB)),
+        ];
+        let a = plan(&both, &disks[..1]).unwrap();
+        assert!(
+            matches!(a.as_slice(), [Action::Create { label, .. }] if label == "u-logs"),
+            "{a:?}"
+        );
     }
 
     #[test]

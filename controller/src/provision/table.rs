@@ -11,10 +11,9 @@
 //! flight at once.
 
 use super::layout::Action;
-use std::collections::BTreeMap;
+use super::staged::Staged;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::Path;
 
 /// A partition-table write that failed.
@@ -41,7 +40,9 @@ pub fn apply(action: &Action) -> Result<(), TableError> {
 /// the tests; `None` in use).
 pub(crate) fn apply_until(action: &Action, cut: Option<usize>) -> Result<(), TableError> {
     match action {
-        Action::CreateTable { disk } => write_table(disk, cut, |_| Ok(())),
+        Action::CreateTable { disk } | Action::RepairTable { disk } => {
+            write_table(disk, cut, |_| Ok(()))
+        }
         Action::Create {
             disk,
             label,
@@ -90,7 +91,10 @@ fn add(g: &mut gpt::GptDisk<Staged>, label: &str, offset: u64, size: u64) -> Res
 }
 
 /// Opens (or, for a blank disk, creates) the GPT of `disk`, lets `change`
-/// edit it, and writes it in the safe order.
+/// edit it, and writes it in the safe order. A table whose primary copy a
+/// power cut damaged is read from its backup and written whole again; a
+/// GPT without an MBR in block 0 (a cut before the protective MBR landed)
+/// gets its protective MBR, without which the kernel sees no table.
 fn write_table(
     disk: &Path,
     cut: Option<usize>,
@@ -104,35 +108,35 @@ fn write_table(
         }
     };
     super::gpt_read::check(disk).map_err(err("read the GPT"))?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(disk)
-        .map_err(|e| err("open")(e.to_string()))?;
-    let mut staged = Staged::new(file);
-    let cfg = gpt::GptConfig::new().writable(true);
-    let mut g = if has_gpt(disk) {
-        cfg.open_from_device(staged)
-            .map_err(|e| err("read the GPT")(e.to_string()))?
-    } else {
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(disk)
+            .map(Staged::new)
+            .map_err(|e| err("open")(e.to_string()))
+    };
+    let mut g = match super::gpt_read::read(open()?, true) {
+        Ok((g, _)) => g,
+        Err(_) => gpt::GptConfig::new()
+            .writable(true)
+            .create_from_device(open()?, None)
+            .map_err(|e| err("make a GPT")(e.to_string()))?,
+    };
+    change(&mut g).map_err(err("add the partition"))?;
+    g.write_inplace()
+        .map_err(|e| err("write the GPT")(e.to_string()))?;
+    let mut staged = g.take_device();
+    if !staged.has_mbr() {
         let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
             u32::try_from(staged.len() / 512 - 1).unwrap_or(u32::MAX),
         );
         mbr.overwrite_lba0(&mut staged)
             .map_err(|e| err("write the protective MBR")(e.to_string()))?;
-        cfg.create_from_device(staged, None)
-            .map_err(|e| err("make a GPT")(e.to_string()))?
-    };
-    change(&mut g).map_err(err("add the partition"))?;
-    g.write_inplace()
-        .map_err(|e| err("write the GPT")(e.to_string()))?;
-    g.take_device()
+    }
+    staged
         .commit(cut)
         .map_err(|e| err("write the GPT")(e.to_string()))
-}
-
-fn has_gpt(disk: &Path) -> bool {
-    super::gpt_read::open(disk).is_ok()
 }
 
 /// Tells the kernel about a new partition on a block device, with the
@@ -197,109 +201,6 @@ fn blkpg(disk: &Path, op: libc::c_int, number: u32, offset: u64, size: u64) -> i
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// A disk whose writes are kept in memory until [`Staged::commit`].
-#[derive(Debug)]
-struct Staged {
-    file: File,
-    pos: u64,
-    writes: BTreeMap<u64, Vec<u8>>,
-}
-
-impl Staged {
-    fn new(file: File) -> Self {
-        Staged {
-            file,
-            pos: 0,
-            writes: BTreeMap::new(),
-        }
-    }
-
-    fn len(&mut self) -> u64 {
-        self.file.seek(SeekFrom::End(0)).unwrap_or(0)
-    }
-
-    /// Writes the staged blocks: those in the last MiB (backup array and
-    /// header) first, then the rest (protective MBR, primary header and
-    /// array), each group synced. Stops after `cut` writes.
-    fn commit(mut self, cut: Option<usize>) -> io::Result<()> {
-        let tail = self.len().saturating_sub(1 << 20);
-        let (backup, primary): (Vec<_>, Vec<_>) = std::mem::take(&mut self.writes)
-            .into_iter()
-            .partition(|(o, _)| *o >= tail);
-        // Within each copy, the header (at the copy's end for the backup,
-        // LBA 1 for the primary) goes last, after its array.
-        let backup = backup.into_iter();
-        let mut primary: Vec<_> = primary;
-        primary.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
-        let mut left = cut.unwrap_or(usize::MAX);
-        for group in [backup.collect::<Vec<_>>(), primary] {
-            for (offset, data) in group {
-                if left == 0 {
-                    return Ok(());
-                }
-                self.file.write_all_at(&data, offset)?;
-                left -= 1;
-            }
-            self.file.sync_all()?;
-        }
-        Ok(())
-    }
-}
-
-impl Read for Staged {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        for (&o, data) in &self.writes {
-            overlay(&mut buf[..n], self.pos, o, data);
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// Copies the part of `data` (at `at`) that falls in `buf` (at `pos`).
-fn overlay(buf: &mut [u8], pos: u64, at: u64, data: &[u8]) {
-    let start = pos.max(at);
-    let end = (pos + buf.len() as u64).min(at + data.len() as u64);
-    if start < end {
-        let (b, d) = (
-            usize::try_from(start - pos).unwrap_or(0),
-            usize::try_from(start - at).unwrap_or(0),
-        );
-        let n = usize::try_from(end - start).unwrap_or(0);
-        buf[b..b + n].copy_from_slice(&data[d..d + n]);
-    }
-}
-
-impl Write for Staged {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writes.insert(self.pos, buf.to_vec());
-        self.pos += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for Staged {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        self.pos = match to {
-            SeekFrom::Start(o) => o,
-            SeekFrom::End(d) => self
-                .len()
-                .checked_add_signed(d)
-                .ok_or(io::ErrorKind::InvalidInput)?,
-            SeekFrom::Current(d) => self
-                .pos
-                .checked_add_signed(d)
-                .ok_or(io::ErrorKind::InvalidInput)?,
-        };
-        Ok(self.pos)
-    }
 }
 
 #[cfg(test)]

@@ -186,9 +186,17 @@ pub fn copy_image(base: &Path, dir: &Path) -> PathBuf {
 /// header's UUID there, and the copies of one image that the cut points
 /// run on share their UUID, so without this two points would collide.
 pub fn isolated(program: &Path) -> Command {
+    isolated_beside(program, "")
+}
+
+/// [`isolated`], the shell running `beside` (a command line ending in
+/// `&`, or nothing) before it becomes `program`.
+pub fn isolated_beside(program: &Path, beside: &str) -> Command {
     let mut c = Command::new("unshare");
     c.args(["-m", "sh", "-c"])
-        .arg("mount -t tmpfs volctl-test /run/cryptsetup && exec \"$0\" \"$@\"")
+        .arg(format!(
+            "mount -t tmpfs volctl-test /run/cryptsetup && {{ {beside} exec \"$0\" \"$@\"; }}"
+        ))
         .arg(program);
     c
 }

@@ -2,6 +2,7 @@
 //! with the `cryptsetup` CLI.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod cuts;
 pub mod ext4fs;
 pub mod header_editor;
@@ -416,4 +417,12 @@ pub fn xts_decrypt(data: &mut [u8], vk: &[u8]) {
 /// Whether `data` starts with an ext2/3/4 superblock (magic 0xEF53).
 pub fn is_ext4(data: &[u8]) -> bool {
     data.get(1080..1082) == Some(&[0x53, 0xEF][..])
+}
+
+/// `len` bytes of a fixed pattern with no runs (data whose every byte a
+/// check can compare).
+pub fn patterned(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0])
+        .collect()
 }
