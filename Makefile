@@ -56,10 +56,12 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: converge cost against test-opening every slot, and in-place
-## encryption against `cryptsetup reencrypt --encrypt` (prints tables).
+## bench: converge cost against test-opening every slot, volumes unlocked
+## at once (KDFs in-process vs in workers), and in-place encryption against
+## `cryptsetup reencrypt --encrypt` (prints tables).
 bench: deps
 	$(CARGO) bench -p volctl-controller --bench converge
+	$(CARGO) bench -p volctl-controller --bench parallel_unlock
 	$(CARGO) build -p volctl-controller --bin volctl
 	scripts/bench-inplace.sh
 

@@ -9,9 +9,9 @@ pub mod prelude;
 pub mod remote;
 
 use crate::commands::{
-    apply_config, boot, close, converge, disks, enable_encryption, gen, kms_server, meta,
-    passphrase, plan, provision, reboot, recovery_key, reencrypt_online, reset, rotate_volume_key,
-    schema, serve, status, unlock, validate, version,
+    apply_config, boot, close, converge, disks, enable_encryption, gen, keyslot_unlock, kms_server,
+    meta, passphrase, plan, provision, reboot, recovery_key, reencrypt_online, reset,
+    rotate_volume_key, schema, serve, status, unlock, validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -61,6 +61,9 @@ pub enum Command {
     /// The process an online reencryption runs in (started by `volctl boot`).
     #[command(hide = true)]
     ReencryptOnline(reencrypt_online::Args),
+    /// A KDF worker (started by a volctl that opens several volumes at once).
+    #[command(hide = true)]
+    KeyslotUnlock(keyslot_unlock::Args),
     /// Bring up every volume: find partitions by label, unlock or format, converge keyslots, open, mount.
     #[command(after_help = boot::HELP)]
     Boot(boot::Args),
@@ -114,6 +117,8 @@ pub enum Exit {
     ChangesPlanned,
     /// `boot`: some volume is not ready (3).
     NotReady,
+    /// `keyslot-unlock` (a KDF worker): the passphrase opens no keyslot (3).
+    WrongKey,
 }
 
 impl From<Exit> for ExitCode {
@@ -122,7 +127,7 @@ impl From<Exit> for ExitCode {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::ChangesPlanned => 2,
-            Exit::NotReady => 3,
+            Exit::NotReady | Exit::WrongKey => 3,
         })
     }
 }

@@ -56,6 +56,13 @@ pub struct Args {
 
 /// Boots; exit 3 when some volume is not ready.
 pub fn exec(args: Args) -> Result<Exit> {
+    if args.parallel > 1 {
+        // Volumes unlocked at once: their KDFs in worker processes, so
+        // that they overlap (libcryptsetup calls of one process do not).
+        if let Ok(exe) = std::env::current_exe() {
+            controller::device::kdf_worker::use_workers(exe);
+        }
+    }
     let opts = BootOptions {
         disks: args.disks.disks,
         config_files: args.files,

@@ -8,6 +8,7 @@ pub mod converge;
 pub mod disks;
 pub mod enable_encryption;
 pub mod gen;
+pub mod keyslot_unlock;
 pub mod kms_server;
 pub mod meta;
 pub mod passphrase;
@@ -50,6 +51,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::RecoveryKey(a) => recovery_key::exec(a),
         Command::RotateVolumeKey(a) => rotate_volume_key::exec(a),
         Command::ReencryptOnline(a) => reencrypt_online::exec(a),
+        Command::KeyslotUnlock(a) => keyslot_unlock::exec(a),
         Command::Boot(a) => boot::exec(a),
         Command::ApplyConfig(a) => apply_config::exec(a),
         Command::Reset(a) => reset::exec(a),

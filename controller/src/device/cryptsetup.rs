@@ -4,6 +4,7 @@
 //! and libcryptsetup's) read that copy; calls that write or activate check
 //! the header they loaded against the config first.
 
+use super::kdf_worker::{self, Unlocked};
 use super::probe;
 use super::shadow::Shadow;
 use super::{
@@ -88,6 +89,15 @@ impl CryptsetupDevice {
             op,
             path: self.path_s(),
             reason: describe(&e),
+        }
+    }
+
+    /// A failed unlock: a wrong key, or why not.
+    fn unlock_error(&self, e: LibcryptErr, slot: KeyslotId) -> DeviceError {
+        if is_wrong_key(&e) {
+            DeviceError::WrongKey { slot }
+        } else {
+            self.fail("unlock", e)
         }
     }
 
@@ -325,6 +335,51 @@ pub(super) fn describe(e: &LibcryptErr) -> String {
     }
 }
 
+/// One KDF run: the volume key of keyslot `slot` of a loaded header.
+fn volume_key_of(
+    dev: &mut CryptDevice,
+    slot: KeyslotId,
+    key_size: KeySize,
+    passphrase: &[u8],
+) -> Result<VolumeKey, LibcryptErr> {
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size.len()]);
+    let (_, n) = dev
+        .volume_key_handle()
+        .get(Some(slot.get()), &mut buf, Some(passphrase))?;
+    Ok(VolumeKey::new(buf[..n].to_vec()))
+}
+
+/// The volume key of keyslot `slot` of the header copy at `header` (a KDF
+/// worker's one job, [`kdf_worker::serve`]).
+pub(super) fn volume_key_of_copy(
+    header: &Path,
+    slot: KeyslotId,
+    key_size: KeySize,
+    passphrase: &[u8],
+) -> Result<VolumeKey, DeviceError> {
+    let failed = |e: LibcryptErr| DeviceError::Failed {
+        op: "unlock",
+        path: header.display().to_string(),
+        reason: describe(&e),
+    };
+    let mut dev = CryptInit::init(header).map_err(failed)?;
+    dev.context_handle()
+        .load::<()>(Some(EncryptionFormat::Luks2), None)
+        .map_err(failed)?;
+    volume_key_of(&mut dev, slot, key_size, passphrase).map_err(|e| {
+        if is_wrong_key(&e) {
+            DeviceError::WrongKey { slot }
+        } else {
+            failed(e)
+        }
+    })
+}
+
+/// libcryptsetup's answer when a passphrase opens no keyslot.
+fn is_wrong_key(e: &LibcryptErr) -> bool {
+    matches!(e, LibcryptErr::IOError(io) if io.raw_os_error() == Some(libc::EPERM))
+}
+
 impl LuksDevice for CryptsetupDevice {
     fn path(&self) -> &Path {
         &self.path
@@ -400,17 +455,34 @@ impl LuksDevice for CryptsetupDevice {
         }
         let mut dev = self.load_copy(&shadow, op)?;
         self.verify_loaded(&mut dev, op)?;
-        let mut buf = zeroize::Zeroizing::new(vec![0u8; key_size.len()]);
         self.kdf_runs.fetch_add(1, Ordering::SeqCst);
-        match dev
-            .volume_key_handle()
-            .get(Some(slot.get()), &mut buf, Some(passphrase))
-        {
-            Ok((_, n)) => Ok(VolumeKey::new(buf[..n].to_vec())),
-            Err(LibcryptErr::IOError(e)) if e.raw_os_error() == Some(libc::EPERM) => {
-                Err(DeviceError::WrongKey { slot })
+        let Some(exe) = kdf_worker::worker() else {
+            return volume_key_of(&mut dev, slot, key_size, passphrase)
+                .map_err(|e| self.unlock_error(e, slot));
+        };
+        let failed = |reason| DeviceError::Failed {
+            op,
+            path: self.path_s(),
+            reason,
+        };
+        match kdf_worker::unlock_in_worker(exe, shadow.path(), slot, key_size, passphrase) {
+            Err(reason) => {
+                // A worker that cannot run (a binary replaced under a
+                // running boot): the KDF in this process instead.
+                tracing::warn!(device = %self.path_s(), "{reason}; unlocking in-process");
+                volume_key_of(&mut dev, slot, key_size, passphrase)
+                    .map_err(|e| self.unlock_error(e, slot))
             }
-            Err(e) => Err(self.fail(op, e)),
+            Ok(Unlocked::Key(key)) => {
+                dev.volume_key_handle().verify(key.expose()).map_err(|e| {
+                    failed(format!(
+                        "the KDF worker's key does not verify: {}",
+                        describe(&e)
+                    ))
+                })?;
+                Ok(key)
+            }
+            Ok(Unlocked::WrongKey) => Err(DeviceError::WrongKey { slot }),
         }
     }
 

@@ -6,9 +6,12 @@
 //!
 //! - [`CryptsetupDevice`]: libcryptsetup on a block device or image file;
 //! - `SimDevice` (tests, or the `sim` feature): an in-memory model;
-//! - [`PowerCutDevice`]: kills the process after the N-th header write.
+//! - [`PowerCutDevice`]: kills the process after the N-th header write;
+//! - `kdf_worker`: a keyslot's KDF in a worker process, so that the KDFs
+//!   of volumes opened at once overlap.
 
 mod cryptsetup;
+pub mod kdf_worker;
 mod moved_step;
 mod power_cut;
 mod probe;
