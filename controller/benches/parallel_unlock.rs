@@ -31,14 +31,7 @@ fn spec(memory: u32) -> VolumeSpec {
 }
 
 fn env() -> Arc<ProviderEnv> {
-    Arc::new(ProviderEnv {
-        recovery_handover: providers::RecoveryHandover::Nobody,
-        asker: None,
-        node_uuid: Ok(common::UUID.into()),
-        state_salt: None,
-        kms: Default::default(),
-        tpm: Default::default(),
-    })
+    Arc::new(common::env())
 }
 
 /// Unlocks every image at once (one task each); the wall time.

@@ -7,10 +7,10 @@
 //! is staged for the wipe flow (docs/migration.md).
 
 use crate::apply;
-use crate::boot::{CONFIG_FILE, PENDING_FILE};
 use crate::converge::{converge, open_device, ConvergeError, Mode, Outcome};
 use crate::device::{Contents, DeviceError};
 use crate::node::atomic;
+use crate::node::paths::{CONFIG_FILE, PENDING_FILE};
 use crate::node::status::BootStatus;
 use crate::volume::VolumeSpec;
 use api_types::{Document, PbkdfSpec, PbkdfType};

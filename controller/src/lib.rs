@@ -11,7 +11,8 @@
 //! - [`boot`]: the boot sequence and its per-volume phases;
 //! - [`node`]: disks, META, STATE's files, status, filesystems;
 //! - [`apply`], [`reset`]: the day-2 operations;
-//! - [`serve`]: the node API, the same operations over the network.
+//! - [`serve`]: the node API, the same operations over the network;
+//! - [`units`]: byte units.
 
 pub mod apply;
 pub mod boot;
@@ -26,4 +27,5 @@ pub mod provision;
 pub mod render;
 pub mod reset;
 pub mod serve;
+pub mod units;
 pub mod volume;

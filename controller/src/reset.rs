@@ -91,7 +91,7 @@ pub enum ResetError {
     NoMeta(String),
 }
 
-const MIB: u64 = 1 << 20;
+use crate::units::MIB;
 
 /// Wipes each label; returns one line per step. `status` (if any) is
 /// updated for volumes that were open. A volume in use is handled as
@@ -216,7 +216,7 @@ fn wipe(path: &Path, size: u64, mode: WipeMode) -> std::io::Result<u64> {
     };
     ranges.retain(|(a, b)| b > a);
     let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    let zeros = vec![0u8; 1 << 20];
+    let zeros = vec![0u8; 1 << 20]; // one MiB
     let mut total = 0;
     for (start, end) in ranges {
         f.seek(SeekFrom::Start(start))?;

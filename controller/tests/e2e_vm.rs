@@ -39,6 +39,8 @@ struct Vm {
     started: Instant,
     /// More qemu arguments (e.g. UEFI firmware and a TPM).
     qemu_extra: String,
+    /// Seconds a run may take.
+    timeout: u32,
     /// Another kernel image (the bzImage, for UEFI firmware).
     kernel: Option<PathBuf>,
 }
@@ -132,6 +134,7 @@ impl Vm {
             boots: 0,
             started: Instant::now(),
             qemu_extra: String::new(),
+            timeout: 240,
             kernel: None,
         }
     }
@@ -176,6 +179,21 @@ impl Vm {
         self.finished(ok, log, &stderr)
     }
 
+    /// Boots once running `script` alone (no `volctl boot`); returns the
+    /// console log.
+    fn run_job(&mut self, script: &str) -> String {
+        self.write("job.sh", script);
+        let out = self.run_command().output().unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        self.keep_log(&log);
+        assert!(
+            out.status.success(),
+            "VM run failed: {}\n{log}",
+            text(&out.stderr)
+        );
+        log
+    }
+
     /// One more run of `tests/vm/run.sh` on this disk and job, with the
     /// VM's extra qemu arguments and kernel.
     fn run_command(&mut self) -> Command {
@@ -183,7 +201,7 @@ impl Vm {
         let mut cmd = Command::new(root().join("tests/vm/run.sh"));
         cmd.arg(&self.disk)
             .arg(self.dir.join("job"))
-            .arg("240")
+            .arg(self.timeout.to_string())
             .env(
                 "VOLCTL_VM_QEMU_EXTRA",
                 format!("-uuid {UUID} {}", self.qemu_extra),
@@ -1825,4 +1843,72 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
     );
     assert!(data_reads_as_ext4(&vm, &new_key));
     vm.summary("plain persistence with data → inPlace staged → encrypted online, written meanwhile, power cut mid-run → resumed online (a staged key waits for it), data identical → key added, volume key rotated online, written meanwhile, stopped by volctl close → resumed online by the next boot → old key decrypts garbage");
+}
+
+/// The online run cut at every write (tests/vm/online_every_write.sh): an
+/// open, mounted volume's key rotated online, cut at each of its writes,
+/// whole in one VM and torn in another (the two run at once); after each
+/// cut the volume opens, and after the next converge `cryptsetup` decrypts
+/// the same files.
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn an_online_rotation_survives_a_cut_at_every_write() {
+    let sweeps = std::thread::scope(|s| {
+        let whole = s.spawn(|| online_sweep("online-every-write-whole", "whole"));
+        let torn = s.spawn(|| online_sweep("online-every-write-torn", "torn"));
+        [whole.join().unwrap(), torn.join().unwrap()]
+    });
+    let writes = sweeps[0].0;
+    assert_eq!(sweeps[1].0, writes, "both VMs count the same writes");
+    let points: Vec<&String> = sweeps.iter().flat_map(|s| &s.1).collect();
+    let failed: Vec<&&String> = points.iter().filter(|l| !l.ends_with(" ok")).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} cut points failed:\n{}",
+        failed.len(),
+        points.len(),
+        failed
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    if std::env::var("VOLCTL_E2E_ONLY").is_err() {
+        assert_eq!(points.len(), 2 * writes, "every write, both modes");
+    }
+    assert!(writes >= 8, "{writes}");
+    sweeps[0].2.summary(&format!(
+        "online rotation: {writes} writes, {} cut points (whole and torn, two VMs at once), all recovered",
+        points.len()
+    ));
+}
+
+/// One VM's sweep in `mode`: the writes counted, the POINT lines, the VM.
+fn online_sweep(name: &'static str, mode: &str) -> (usize, Vec<String>, Vm) {
+    let mut vm = Vm::new(name, &[("META", 1)]);
+    vm.timeout = 1500;
+    vm.write(
+        "rotate.yaml",
+        "apiVersion: v1alpha1\nkind: VolumeConfig\nname: persistence\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - slot: 0\n      static: {passphrase: rotate-pass}\n",
+    );
+    vm.write(
+        "sweep.sh",
+        include_str!("../../tests/vm/online_every_write.sh"),
+    );
+    let only = std::env::var("VOLCTL_E2E_ONLY").unwrap_or_default();
+    let log = vm.run_job(&format!(
+        "sh /job/sweep.sh /job/rotate.yaml rotate-pass {mode} {only}\necho \"SWEEP-RC $?\"\nexit 0\n"
+    ));
+    assert!(log.contains("SWEEP-DONE"), "{log}");
+    let writes = log
+        .lines()
+        .find_map(|l| l.strip_prefix("WRITES "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("WRITES line");
+    let points = log
+        .lines()
+        .filter(|l| l.starts_with("POINT "))
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    (writes, points, vm)
 }

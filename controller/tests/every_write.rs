@@ -117,19 +117,17 @@ fn in_place_encryption_survives_a_cut_at_every_write() {
     let dir = tempfile::tempdir().unwrap();
     let (base, want) = plain_image(dir.path());
     let cfg = config(dir.path());
-    let inj = Injector::build();
     let command = |img: &Path| volctl("converge", img, &cfg);
     let after_cut = |img: &Path, scratch: &Path, _: Cut| old_or_new_opens(img, scratch, &want);
     let next = |img: &Path, scratch: &Path, _: Cut| converge_then_check(img, &cfg, scratch, &want);
-    let op = Operation {
-        name: "in-place encryption (converge)",
-        base: &base,
-        points: Points::Every,
-        command: &command,
-        after_cut: &after_cut,
-        next: &next,
-    };
-    let report = cuts::sweep(&inj, &op);
+    let op = Operation::every_write(
+        "in-place encryption (converge)",
+        &base,
+        &command,
+        &after_cut,
+        &next,
+    );
+    let report = cuts::sweep_alone(&op);
     // The header (two copies, keyslots) and three 16 MiB steps at least.
     assert!(report.writes >= 8, "{report:?}");
 }
@@ -141,19 +139,17 @@ fn volume_key_rotation_survives_a_cut_at_every_write() {
     let cfg = config(dir.path());
     let out = volctl("converge", &encrypted, &cfg).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let inj = Injector::build();
     let command = |img: &Path| volctl("rotate-volume-key", img, &cfg);
     let after_cut = |img: &Path, _: &Path, _: Cut| rotation_opens(img, &cfg);
     let next = |img: &Path, scratch: &Path, _: Cut| converge_then_check(img, &cfg, scratch, &want);
-    let op = Operation {
-        name: "volume-key rotation (rotate-volume-key)",
-        base: &encrypted,
-        points: Points::Every,
-        command: &command,
-        after_cut: &after_cut,
-        next: &next,
-    };
-    let report = cuts::sweep(&inj, &op);
+    let op = Operation::every_write(
+        "volume-key rotation (rotate-volume-key)",
+        &encrypted,
+        &command,
+        &after_cut,
+        &next,
+    );
+    let report = cuts::sweep_alone(&op);
     assert!(report.writes >= 8, "{report:?}");
 }
 
@@ -315,7 +311,6 @@ fn a_first_format_survives_a_cut_at_every_write() {
         .set_len(40 << 20)
         .unwrap();
     let cfg = format_config(dir.path());
-    let inj = Injector::build();
     let command = |img: &Path| volctl("converge", img, &cfg);
     // The one moment nothing opens the volume yet (docs/architecture.md,
     // "the first format"): what matters is that the next run finishes it.
@@ -329,14 +324,13 @@ fn a_first_format_survives_a_cut_at_every_write() {
         assert!(opens(img, 0, PASS), "slot 0 does not open");
         assert!(opens(img, 1, &node_pass()), "slot 1 does not open");
     };
-    let op = Operation {
-        name: "first format (converge)",
-        base: &blank,
-        points: Points::Every,
-        command: &command,
-        after_cut: &after_cut,
-        next: &next,
-    };
-    let report = cuts::sweep(&inj, &op);
+    let op = Operation::every_write(
+        "first format (converge)",
+        &blank,
+        &command,
+        &after_cut,
+        &next,
+    );
+    let report = cuts::sweep_alone(&op);
     assert!(report.writes >= 4, "{report:?}");
 }

@@ -13,7 +13,7 @@
 mod common;
 
 use common::agent::{self, questions};
-use common::cuts::{self, Cut, Injector, Operation, Points};
+use common::cuts::{self, Cut, Operation};
 use common::{opens, opens_any, slots, text, volume_key, PBKDF, UUID};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -161,7 +161,6 @@ fn a_passphrase_change_survives_a_cut_at_every_write() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let v = formatted(dir.path(), &cfg);
-    let inj = Injector::build();
     let keys = [OLD, NEW, v.recovery.as_str()];
     let command = |img: &Path| volctl(&["passphrase", "change"], img, &cfg, &[OLD, NEW, NEW]).0;
     let after_cut = |img: &Path, _: &Path, _: Cut| {
@@ -186,15 +185,8 @@ fn a_passphrase_change_survives_a_cut_at_every_write() {
         assert!(opens(img, RECOVERY_SLOT, v.recovery.as_bytes()));
         every_slot_opens(img, &v, &keys);
     };
-    let op = Operation {
-        name: "passphrase change",
-        base: &v.img,
-        points: Points::Every,
-        command: &command,
-        after_cut: &after_cut,
-        next: &next,
-    };
-    let report = cuts::sweep(&inj, &op);
+    let op = Operation::every_write("passphrase change", &v.img, &command, &after_cut, &next);
+    let report = cuts::sweep_alone(&op);
     // A spare keyslot, the slot replaced, the spare removed: each at least
     // one header commit (two copies).
     assert!(report.writes >= 6, "{report:?}");
@@ -205,7 +197,6 @@ fn a_recovery_key_rotation_survives_a_cut_at_every_write() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let v = formatted(dir.path(), &cfg);
-    let inj = Injector::build();
     let new_key = |img: &Path| img.parent().unwrap().join("new-key.txt");
     let command = |img: &Path| {
         let (mut c, _) = volctl(&["recovery-key", "rotate"], img, &cfg, &[OLD]);
@@ -239,14 +230,7 @@ fn a_recovery_key_rotation_survives_a_cut_at_every_write() {
         );
         every_slot_opens(img, &v, &[OLD, &v.recovery, &new]);
     };
-    let op = Operation {
-        name: "recovery-key rotation",
-        base: &v.img,
-        points: Points::Every,
-        command: &command,
-        after_cut: &after_cut,
-        next: &next,
-    };
-    let report = cuts::sweep(&inj, &op);
+    let op = Operation::every_write("recovery-key rotation", &v.img, &command, &after_cut, &next);
+    let report = cuts::sweep_alone(&op);
     assert!(report.writes >= 6, "{report:?}");
 }

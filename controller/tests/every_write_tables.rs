@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::cuts::{self, Cut, Injector, Operation, Points};
+use common::cuts::{self, Cut, Operation};
 use common::text;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::FileExt;
@@ -132,19 +132,11 @@ fn sweep(
     after_cut: &(dyn Fn(&Path) + Sync),
     next: &(dyn Fn(&Path) + Sync),
 ) {
-    let inj = Injector::build();
     let command = |img: &Path| provision(img, cfg);
     let after = |img: &Path, _: &Path, _: Cut| after_cut(img);
     let then = |img: &Path, _: &Path, _: Cut| next(img);
-    let op = Operation {
-        name,
-        base,
-        points: Points::Every,
-        command: &command,
-        after_cut: &after,
-        next: &then,
-    };
-    let report = cuts::sweep(&inj, &op);
+    let op = Operation::every_write(name, base, &command, &after, &then);
+    let report = cuts::sweep_alone(&op);
     // The backup array and header, the protective MBR, the primary
     // header and array.
     assert!(report.writes >= 4, "{report:?}");

@@ -2,8 +2,9 @@
 # Builds what the VM suite boots: Debian's kernel (cached under target/vm),
 # its uncompressed vmlinux (booting it skips ≈ 6 s of decompression under
 # TCG), and an uncompressed initramfs with busybox, volctl and the libraries
-# it needs, mkfs.ext4 and mkfs.xfs, and the kernel modules for virtio (disk
-# and network), dm-crypt, ext4 and xfs.
+# it needs, mkfs.ext4 and mkfs.xfs, cryptsetup and dmsetup, the write-cutting
+# injector, and the kernel modules for loop devices, virtio (disk and
+# network), dm-crypt, ext4 and xfs.
 #
 # Usage: tests/vm/setup.sh VOLCTL_BINARY   (prints nothing on success but the paths)
 set -euo pipefail
@@ -46,7 +47,7 @@ sys.exit("no xz-compressed ELF kernel found")
 PY
 fi
 
-MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4 libcrc32c xfs"
+MODULES="loop af_alg algif_skcipher cryptd crypto_simd aesni-intel virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4 libcrc32c xfs"
 rm -rf initramfs && mkdir -p initramfs/{bin,sbin,etc,proc,sys,dev,run,tmp,job,lib/modules,var,mnt}
 cp /bin/busybox initramfs/bin/busybox
 for m in $MODULES; do
@@ -69,6 +70,13 @@ copy_with_libs "$(command -v mkfs.xfs)" /sbin/mkfs.xfs
 copy_with_libs "$(command -v xfs_growfs)" /sbin/xfs_growfs
 copy_with_libs "$(command -v resize2fs)" /sbin/resize2fs
 copy_with_libs "$(command -v e2fsck)" /sbin/e2fsck
+# The CLI checks of a volume (outside volctl) and the clean-up after a
+# simulated power cut (dm devices a killed online run left behind).
+copy_with_libs "$(command -v cryptsetup)" /sbin/cryptsetup
+copy_with_libs "$(command -v dmsetup)" /sbin/dmsetup
+# The write-cutting injector (a test double for a power cut), for the
+# every-write sweep of the online run.
+cc -shared -fPIC -O2 -o initramfs/lib/cut_writes.so "$ROOT/controller/tests/fault/cut_writes.c" -ldl
 cp /etc/mke2fs.conf initramfs/etc/ 2>/dev/null || true
 # Loaded at run time by libtss2-tctildr, so not listed by ldd: the TPM device TCTI.
 for t in /lib/x86_64-linux-gnu/libtss2-tcti-device.so.0 /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0; do

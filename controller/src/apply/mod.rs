@@ -6,9 +6,9 @@
 
 mod analyse;
 
-use crate::boot::{CONFIG_FILE, PENDING_FILE, SALT_FILE};
 use crate::converge::{converge_and_unlock, open_device, ConvergeError, Mode, RunAt};
 use crate::node::meta;
+use crate::node::paths::{CONFIG_FILE, PENDING_FILE, SALT_FILE};
 use crate::node::status::{BootStatus, Phase};
 use crate::node::{atomic, disks, salt};
 use crate::volume::VolumeSpec;

@@ -2,9 +2,9 @@
 //! order of mounting; the status is updated, so closing twice does nothing
 //! the second time.
 
-use super::DM_PREFIX;
 use crate::node::fs;
 use crate::node::online;
+use crate::node::paths::DM_PREFIX;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use std::path::Path;
 /// Closes everything a boot opened, in reverse order of mounting (STATE,

@@ -3,9 +3,10 @@
 //! --insecure` checks the marker and drops the config beside it; the boot
 //! validates it and goes on.
 
-use super::{source, BootError, BootOptions, MAINTENANCE_CONFIG, MAINTENANCE_MARKER};
+use super::{source, BootError, BootOptions};
 use crate::node::atomic;
 use crate::node::console;
+use crate::node::paths::{MAINTENANCE_CONFIG, MAINTENANCE_MARKER};
 use api_types::Document;
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,9 @@
 //! Where the config in force comes from, and STATE's config files: the
 //! applied config, a staged one (promoted at boot by an atomic rename).
 
-use super::{BootError, CONFIG_FILE, PENDING_FILE};
+use super::BootError;
 use crate::node::atomic;
+use crate::node::paths::{CONFIG_FILE, PENDING_FILE};
 use api_types::Document;
 use std::path::{Path, PathBuf};
 

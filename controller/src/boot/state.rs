@@ -6,11 +6,12 @@
 
 use super::source::{self, ConfigSource};
 use super::volume::VolumeDef;
-use super::{maintenance, BootError, BootOptions, SALT_FILE};
+use super::{maintenance, BootError, BootOptions};
 use crate::converge::{converge_and_unlock, open_device, Mode, RunAt};
 use crate::device::{self, Access, Contents};
 use crate::node::disks::{self, OpenPartition, Partition};
 use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
+use crate::node::paths::SALT_FILE;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use crate::node::{atomic, fs, salt};
 use crate::volume::VolumeSpec;

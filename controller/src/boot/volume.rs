@@ -4,13 +4,13 @@
 //! volume (its phase) is decided in one place, [`VolumeError::phase`].
 //! Nothing that holds data is ever formatted.
 
-use super::DM_PREFIX;
 use crate::converge::{converge_and_unlock, ConvergeError, Mode, OnlineRun, RunAt};
 use crate::device::{self, Access, ActivationOptions, Contents, DeviceError, LuksDevice};
 use crate::luks2::binding::VolumeKey;
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs;
 use crate::node::online;
+use crate::node::paths::DM_PREFIX;
 use crate::node::recovery_held::HeldKeys;
 use crate::node::recovery_out::RecoveryOut;
 use crate::node::status::{Phase, VolumeStatus};
@@ -338,7 +338,7 @@ pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Resul
 /// filesystem follows, online. A failure is reported, not fatal: the
 /// volume is usable at its old size.
 fn grow_filesystem(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) {
-    const MIB: u64 = 1 << 20;
+    use crate::units::MIB;
     match fs::grow(dev, &def.mount, def.fs) {
         Ok((before, after)) if after > before => st.changes.push(format!(
             "grew the filesystem from {} MiB to {} MiB",

@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(short = 'f', long = "file")]
     pub files: Vec<PathBuf>,
     /// Where STATE is mounted.
-    #[arg(long, default_value = controller::boot::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = controller::node::paths::DEFAULT_STATE_MOUNT)]
     pub state_mount: PathBuf,
     /// Status file to write.
     #[arg(long, default_value = controller::node::status::DEFAULT_STATUS_FILE)]

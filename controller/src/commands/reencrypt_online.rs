@@ -28,8 +28,8 @@ pub struct Args {
     /// The run-time directory (progress file).
     #[arg(long)]
     pub run_dir: PathBuf,
-    /// What runs.
-    #[arg(long, value_enum)]
+    /// What runs (`encrypt`, `rotate-volume-key`).
+    #[arg(long, value_parser = operation)]
     pub operation: Operation,
     /// The old volume key's keyslot.
     #[arg(long)]
@@ -40,6 +40,10 @@ pub struct Args {
     /// Print progress on the console too.
     #[arg(long)]
     pub console: bool,
+}
+
+fn operation(name: &str) -> Result<Operation, String> {
+    Operation::from_name(name).ok_or_else(|| format!("no operation {name}"))
 }
 
 /// Runs the reencryption to its end; its progress file says how it ended.

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub client_ca: Option<PathBuf>,
     /// Where STATE is mounted (its api/ folder holds the defaults above).
-    #[arg(long, default_value = controller::boot::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = controller::node::paths::DEFAULT_STATE_MOUNT)]
     pub state_mount: PathBuf,
     /// The node (status file, disks, UUID, reboot command, key sources).
     #[command(flatten)]

@@ -13,7 +13,7 @@ use providers::StateSalt;
 const K1: KeyslotId = KeyslotId::nth(1);
 const K7: KeyslotId = KeyslotId::nth(7);
 const UUID: &str = "4c4c4544-0038-5910-8057-b4c04f4d3732";
-const MIB: u64 = 1 << 20;
+use crate::units::MIB;
 
 fn spec(keys: &[&str]) -> VolumeSpec {
     let mut y = String::from(

@@ -15,7 +15,7 @@ use crate::luks2::reencryption::MovedStep;
 use std::os::unix::fs::FileExt;
 
 /// Bytes per read and write.
-const CHUNK: u64 = 1 << 20;
+const CHUNK: u64 = crate::units::MIB;
 const SECTOR: u64 = 512;
 
 impl CryptsetupDevice {

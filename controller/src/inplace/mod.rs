@@ -31,7 +31,7 @@ pub const SHIFT: u64 = DEFAULT_DATA_OFFSET;
 /// Room the filesystem must leave before the device's end: the header's
 /// place and the moved first part of the data.
 pub const ROOM: u64 = 2 * SHIFT;
-const MIB: u64 = 1 << 20;
+use crate::units::MIB;
 
 static PROGRESS_ON_CONSOLE: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);

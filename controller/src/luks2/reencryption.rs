@@ -36,7 +36,7 @@ const BACKUP_MOVED: &str = "backup-moved-segment";
 const IN_REENCRYPTION: &str = "in-reencryption";
 
 /// What a reencryption volctl starts does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// Plaintext to ciphertext, with a data shift (`inPlace`).
@@ -47,11 +47,20 @@ pub enum Operation {
 }
 
 impl Operation {
-    fn name(self) -> &'static str {
+    /// Its name (`encrypt`, `rotate-volume-key`), as records and the online
+    /// run's command line spell it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Operation::Encrypt => "encrypt",
             Operation::RotateVolumeKey => "rotate-volume-key",
         }
+    }
+
+    /// The operation named `name` ([`Operation::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Operation::Encrypt, Operation::RotateVolumeKey]
+            .into_iter()
+            .find(|o| o.as_str() == name)
     }
 
     /// The reencrypt keyslot's (mode, direction, resilience) volctl uses.
@@ -121,7 +130,7 @@ fn covered(h: &Luks2Header, op: Operation, temporary: &[TemporarySlot]) -> Optio
     Some(format!(
         "uuid={}\0op={}\0final={}@{}/{}\0temporary={}\0",
         h.uuid,
-        op.name(),
+        op.as_str(),
         fin.encryption.as_deref().unwrap_or(""),
         fin.offset,
         fin.sector_size.unwrap_or(512),
@@ -532,6 +541,15 @@ fn check_digests(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_operation_s_name_reads_back_as_the_operation_and_as_its_record() {
+        for op in [Operation::Encrypt, Operation::RotateVolumeKey] {
+            assert_eq!(Operation::from_name(op.as_str()), Some(op));
+            assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+        }
+        assert_eq!(Operation::from_name("decrypt"), None);
+    }
 
     fn enc(in_place: bool) -> Encryption {
         let mut e: Encryption = serde_json::from_value(json!({

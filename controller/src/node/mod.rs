@@ -12,6 +12,7 @@ pub mod fs;
 pub mod loopdev;
 pub mod meta;
 pub mod online;
+pub mod paths;
 pub mod reboot;
 pub mod recovery_held;
 pub mod recovery_out;

@@ -12,7 +12,6 @@ use crate::converge::{self, ConvergeError, Encrypted, OnlineRun, ProgressReport,
 use crate::device::{self, Access, Contents, DeviceError, LuksDevice, ReencryptRun};
 use crate::inplace::estimate::MibPerSec;
 use crate::luks2::reencryption::{self, Operation};
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -218,10 +217,7 @@ impl Job {
             "--run-dir".into(),
             self.run_dir.display().to_string(),
             "--operation".into(),
-            run.operation
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default(),
+            run.operation.as_str().to_string(),
         ];
         for (flag, slot) in [("--old", run.old), ("--new", run.new)] {
             if let Some(s) = slot {

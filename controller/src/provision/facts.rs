@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Partitions are aligned to this, as every modern partitioner does.
-pub const ALIGN: u64 = 1 << 20;
+pub const ALIGN: u64 = crate::units::MIB;
 
 /// One disk: block device or image file.
 #[derive(Debug, Clone, Serialize)]

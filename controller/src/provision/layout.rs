@@ -371,8 +371,7 @@ mod tests {
     use super::*;
     use crate::provision::facts::{PartitionFacts, Table};
 
-    const GIB: u64 = 1 << 30;
-    const MIB: u64 = 1 << 20;
+    use crate::units::{GIB, MIB};
 
     fn disk(path: &str, size: u64, table: Option<Vec<(&str, u64, u64)>>) -> Disk {
         let table = table.map(|parts| {

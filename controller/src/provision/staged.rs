@@ -64,7 +64,7 @@ impl Staged {
     /// header) first, then the rest (protective MBR, primary header and
     /// array), each group synced. Stops after `cut` writes.
     pub fn commit(mut self, cut: Option<usize>) -> io::Result<()> {
-        let tail = self.len().saturating_sub(1 << 20);
+        let tail = self.len().saturating_sub(crate::units::MIB);
         let (backup, primary): (Vec<_>, Vec<_>) = std::mem::take(&mut self.writes)
             .into_iter()
             .partition(|(o, _)| *o >= tail);

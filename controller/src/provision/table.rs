@@ -208,7 +208,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    const MIB: u64 = 1 << 20;
+    use crate::units::MIB;
 
     /// The partition names `sgdisk -p` lists (it falls back to the backup
     /// GPT when the primary is damaged, as the kernel does).

@@ -124,8 +124,9 @@ impl NodeService {
         let device = v.device.clone().ok_or_else(|| {
             Status::failed_precondition(format!("{volume} has no device ({})", v.phase))
         })?;
-        let (docs, _) = crate::node::config_files::load(&[state.join(crate::boot::CONFIG_FILE)])
-            .map_err(|e| Status::failed_precondition(format!("STATE's config: {e}")))?;
+        let (docs, _) =
+            crate::node::config_files::load(&[state.join(crate::node::paths::CONFIG_FILE)])
+                .map_err(|e| Status::failed_precondition(format!("STATE's config: {e}")))?;
         let spec = crate::volume::VolumeSpec::from_documents(&docs, volume)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let env = apply::node_env(

@@ -110,6 +110,26 @@ pub struct Operation<'a> {
     pub next: &'a (dyn Fn(&Path, &Path, Cut) + Sync),
 }
 
+impl<'a> Operation<'a> {
+    /// An operation cut at every one of its writes.
+    pub fn every_write(
+        name: &'a str,
+        base: &'a Path,
+        command: &'a (dyn Fn(&Path) -> Command + Sync),
+        after_cut: &'a (dyn Fn(&Path, &Path, Cut) + Sync),
+        next: &'a (dyn Fn(&Path, &Path, Cut) + Sync),
+    ) -> Self {
+        Operation {
+            name,
+            base,
+            points: Points::Every,
+            command,
+            after_cut,
+            next,
+        }
+    }
+}
+
 /// Which of an operation's writes a sweep cuts at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Points {
@@ -228,6 +248,11 @@ pub fn sweep(inj: &Injector, op: &Operation<'_>) -> Report {
     };
     eprintln!("{report}");
     report
+}
+
+/// [`sweep`] with an injector of its own.
+pub fn sweep_alone(op: &Operation<'_>) -> Report {
+    sweep(&Injector::build(), op)
 }
 
 /// The writes an uncut run of `op` makes (it must succeed).

@@ -9,6 +9,13 @@
  *                     "whole": the cut write lands whole, then the same.
  *   VOLCTL_CUT_COUNT  a file: at exit, the number of writes to the target
  *                     is written there (to learn N of an uncut run).
+ *   VOLCTL_CUT_SHARED a file holding the count of writes made so far by
+ *                     every process that has this set (a parent and the
+ *                     workers it starts, e.g. an online reencryption run):
+ *                     the cut falls at the N+1-th write of them all, and
+ *                     every later write of any of them is cut too, as a
+ *                     power cut stops them all. The file ends holding the
+ *                     whole count (for an uncut run).
  *
  * The model: writes reach the device in the order issued (the page cache
  * of an image file survives the process), and the power fails during (or
@@ -21,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -33,7 +41,34 @@ static int is_target(int fd) {
     struct stat a, b;
     if (!target || fstat(fd, &a) != 0 || stat(target, &b) != 0)
         return 0;
+    /* A block device may be opened by another node (/dev/block/7:0). */
+    if (S_ISBLK(a.st_mode) && S_ISBLK(b.st_mode))
+        return a.st_rdev == b.st_rdev;
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* The writes made so far: this process's, or (VOLCTL_CUT_SHARED) those of
+ * every process sharing the count file; counts this one. */
+static long next_write(void) {
+    const char *shared = getenv("VOLCTL_CUT_SHARED");
+    if (!shared)
+        return writes_seen++;
+    int fd = open(shared, O_RDWR | O_CREAT, 0600);
+    if (fd < 0)
+        return writes_seen++;
+    flock(fd, LOCK_EX);
+    char buf[32] = {0};
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    long n = got > 0 ? atol(buf) : 0;
+    int len = snprintf(buf, sizeof buf, "%ld\n", n + 1);
+    if (ftruncate(fd, 0) == 0) {
+        ssize_t put = pwrite(fd, buf, (size_t)len, 0);
+        (void)put; /* the count file is the test's own */
+    }
+    flock(fd, LOCK_UN);
+    close(fd);
+    writes_seen++;
+    return n;
 }
 
 static int whole_mode(void) {
@@ -49,7 +84,7 @@ static size_t allowance(int fd, size_t len, int *cut) {
         return len;
     const char *after = getenv("VOLCTL_CUT_AFTER");
     long n = after ? atol(after) : LONG_MAX;
-    if (writes_seen++ < n)
+    if (next_write() < n)
         return len;
     *cut = 1;
     if (whole_mode())
