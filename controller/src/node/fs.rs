@@ -1,7 +1,8 @@
 //! Filesystems on opened volumes: detect, make, mount, unmount.
 
 use api_types::{Document, FilesystemType};
-use std::ffi::CString;
+use rustix::mount::MountFlags;
+use std::ffi::CStr;
 use std::path::Path;
 use std::process::Command;
 
@@ -117,26 +118,26 @@ impl MountOptions {
     }
 
     /// mount(2) flags.
-    pub fn flags(&self) -> libc::c_ulong {
-        let mut flags = 0;
+    pub fn flags(&self) -> MountFlags {
+        let mut flags = MountFlags::empty();
         if self.secure {
-            flags |= libc::MS_NOSUID | libc::MS_NODEV;
+            flags |= MountFlags::NOSUID | MountFlags::NODEV;
         }
         if self.noexec {
-            flags |= libc::MS_NOEXEC;
+            flags |= MountFlags::NOEXEC;
         }
         if self.noatime {
-            flags |= libc::MS_NOATIME;
+            flags |= MountFlags::NOATIME;
         }
         if self.read_only {
-            flags |= libc::MS_RDONLY;
+            flags |= MountFlags::RDONLY;
         }
         flags
     }
 
     /// mount(2) data (filesystem options).
-    pub fn data(&self) -> Option<&'static str> {
-        self.project_quota.then_some("prjquota")
+    pub fn data(&self) -> Option<&'static CStr> {
+        self.project_quota.then_some(c"prjquota")
     }
 }
 
@@ -169,10 +170,6 @@ pub fn mkfs(device: &Path, fs: FilesystemType, label: &str) -> Result<(), FsErro
     }
 }
 
-fn cstring(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default()
-}
-
 /// Mounts `device` at `target` (created if missing).
 pub fn mount(
     device: &Path,
@@ -186,29 +183,8 @@ pub fn mount(
         source,
     };
     std::fs::create_dir_all(target).map_err(err)?;
-    let (src, tgt, ty) = (
-        cstring(device),
-        cstring(target),
-        CString::new(fstype(fs)).expect("no NUL"),
-    );
-    let data = options.data().map(|d| CString::new(d).expect("no NUL"));
-    let data_ptr = data
-        .as_ref()
-        .map_or(std::ptr::null(), |d| d.as_ptr().cast::<libc::c_void>());
-    // SAFETY: valid NUL-terminated strings; data is NULL or a C string.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            tgt.as_ptr(),
-            ty.as_ptr(),
-            options.flags(),
-            data_ptr,
-        )
-    };
-    if rc != 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::mount::mount(device, target, fstype(fs), options.flags(), options.data())
+        .map_err(|e| err(e.into()))
 }
 
 /// Grows the mounted filesystem at `target` (device `device`) to fill its
@@ -246,28 +222,18 @@ pub fn grow(device: &Path, target: &Path, fs: FilesystemType) -> Result<(u64, u6
 
 /// The size of the filesystem mounted at `target` (statvfs), 0 if unknown.
 fn size_of_mounted(target: &Path) -> u64 {
-    let t = cstring(target);
-    // SAFETY: zeroed statvfs is a valid value to be filled in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid NUL-terminated path and a live statvfs to fill.
-    if unsafe { libc::statvfs(t.as_ptr(), &mut st) } != 0 {
-        return 0;
-    }
-    st.f_blocks.saturating_mul(st.f_frsize)
+    rustix::fs::statvfs(target).map_or(0, |st| st.f_blocks.saturating_mul(st.f_frsize))
 }
 
 /// Unmounts `target`.
 pub fn umount(target: &Path) -> Result<(), FsError> {
-    let t = cstring(target);
-    // SAFETY: valid NUL-terminated string.
-    if unsafe { libc::umount(t.as_ptr()) } != 0 {
-        return Err(FsError::Mount {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()).map_err(|e| {
+        FsError::Mount {
             op: "umount",
             what: target.display().to_string(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+            source: e.into(),
+        }
+    })
 }
 
 /// Moves the mount at `from` to `to` (created if missing).
@@ -278,27 +244,14 @@ pub fn move_mount(from: &Path, to: &Path) -> Result<(), FsError> {
         source,
     };
     std::fs::create_dir_all(to).map_err(err)?;
-    let (f, t) = (cstring(from), cstring(to));
-    // SAFETY: valid NUL-terminated strings; MS_MOVE takes no fstype or data.
-    let rc = unsafe {
-        libc::mount(
-            f.as_ptr(),
-            t.as_ptr(),
-            std::ptr::null(),
-            libc::MS_MOVE,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
+    rustix::mount::mount_move(from, to).map_err(|e| err(e.into()))?;
     let _ = std::fs::remove_dir(from);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::MountOptions;
+    use super::{MountFlags, MountOptions};
     use api_types::parse_str;
 
     fn options(yaml: &str) -> MountOptions {
@@ -312,17 +265,17 @@ mod tests {
     #[test]
     fn mount_flags_follow_talos_defaults_and_fields() {
         let sys = options("apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\n");
-        assert_eq!(sys.flags(), libc::MS_NOSUID | libc::MS_NODEV);
+        assert_eq!(sys.flags(), MountFlags::NOSUID | MountFlags::NODEV);
         assert_eq!(sys.data(), None);
         let user = options(USER);
         assert_eq!(
             user.flags(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC
         );
         let relaxed = options(&format!(
             "{USER}mount: {{secure: false, disableAccessTime: true}}\nfilesystem: {{projectQuotaSupport: true}}\n"
         ));
-        assert_eq!(relaxed.flags(), libc::MS_NOATIME);
-        assert_eq!(relaxed.data(), Some("prjquota"));
+        assert_eq!(relaxed.flags(), MountFlags::NOATIME);
+        assert_eq!(relaxed.data(), Some(c"prjquota"));
     }
 }

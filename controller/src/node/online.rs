@@ -385,11 +385,13 @@ pub fn ask_to_stop(p: &Progress) -> bool {
     if p.state != RunState::Running || !alive(p.pid) {
         return false;
     }
-    let Ok(pid) = libc::pid_t::try_from(p.pid) else {
+    let Some(pid) = i32::try_from(p.pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
-    // SAFETY: a signal to a volctl process, checked alive above.
-    unsafe { libc::kill(pid, libc::SIGTERM) == 0 }
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
 }
 
 /// Waits until the process of the run `p` of `volume` has ended; says how

@@ -9,7 +9,6 @@ use super::cancel::{Cancelled, Withdraw, SLICE};
 use providers::ask::{AskError, Asker, Question, MAX_ANSWER};
 use providers::Passphrase;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -142,88 +141,40 @@ fn post(dir: &Path, id: &str, posted: &Posted, q: &Question) -> std::io::Result<
 
 /// CLOCK_MONOTONIC in microseconds, as `NotAfter=` counts.
 fn monotonic_now() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000
         + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
 }
 
 fn pass_credentials(sock: &UnixDatagram) -> std::io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option of the right size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&one as *const libc::c_int).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).expect("4 bytes"),
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(rustix::net::sockopt::set_socket_passcred(sock, true)?)
 }
 
 /// Receives one datagram; `Ok(None)` when its sender is neither root nor
 /// us, or when it was longer than `buf` (the kernel cut it: what is left
 /// is not what was typed, so it is not tried).
 fn receive(sock: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // Room for one SCM_CREDENTIALS message, aligned.
-    let mut control = [0u64; 8];
-    // SAFETY: a zeroed msghdr is valid; the pointers below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: msg points at live buffers of the stated sizes.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = recvmsg(
+        sock,
+        &mut [std::io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::empty(),
+    )?;
+    if got.flags.contains(ReturnFlags::TRUNC) {
         tracing::warn!(
             "an answer longer than {} bytes was ignored",
             buf.len().saturating_sub(1)
         );
         return Ok(None);
     }
-    let n = usize::try_from(n).unwrap_or(0);
-    Ok(sender_uid(&msg)
-        .filter(|&uid| uid == 0 || uid == geteuid())
-        .map(|_| n))
-}
-
-fn geteuid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// The sender's uid from the SCM_CREDENTIALS control message.
-fn sender_uid(msg: &libc::msghdr) -> Option<u32> {
-    // SAFETY: walking the control messages recvmsg filled in.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
-                let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                return Some(cred.uid);
-            }
-            c = libc::CMSG_NXTHDR(msg, c);
-        }
-    }
-    None
+    let me = rustix::process::geteuid();
+    let trusted = control.drain().any(
+        |m| matches!(m, RecvAncillaryMessage::ScmCredentials(c) if c.uid.is_root() || c.uid == me),
+    );
+    Ok(trusted.then_some(got.bytes))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use super::cancel::{Cancelled, Withdraw, SLICE};
 use providers::ask::{AskError, Asker, Question, MAX_ANSWER};
 use providers::Passphrase;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,33 +43,30 @@ impl Asker for ConsoleAsker {
 
 /// Echo off until dropped.
 struct NoEcho {
-    fd: i32,
-    saved: libc::termios,
+    tty: std::fs::File,
+    saved: rustix::termios::Termios,
 }
 
 impl NoEcho {
-    fn new(fd: i32) -> std::io::Result<Self> {
-        // SAFETY: a zeroed termios is valid storage; tcgetattr fills it.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is an open descriptor; saved is ours.
-        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut quiet = saved;
-        quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
-        quiet.c_lflag |= libc::ICANON;
-        // SAFETY: as above.
-        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(NoEcho { fd, saved })
+    fn new(tty: &std::fs::File) -> std::io::Result<Self> {
+        use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+        let tty = tty.try_clone()?;
+        let saved = tcgetattr(&tty)?;
+        let mut quiet = saved.clone();
+        quiet.local_modes &= !(LocalModes::ECHO | LocalModes::ECHONL);
+        quiet.local_modes |= LocalModes::ICANON;
+        tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+        Ok(NoEcho { tty, saved })
     }
 }
 
 impl Drop for NoEcho {
     fn drop(&mut self) {
-        // SAFETY: restores the settings read in `new` on the same descriptor.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+        let _ = rustix::termios::tcsetattr(
+            &self.tty,
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
     }
 }
 
@@ -86,10 +82,9 @@ fn ask_blocking(
         .custom_flags(libc::O_NOCTTY)
         .open(path)
         .map_err(unavailable)?;
-    let fd = tty.as_raw_fd();
-    let echo = NoEcho::new(fd).map_err(unavailable)?;
+    let echo = NoEcho::new(&tty).map_err(unavailable)?;
     write!(tty, "{}: ", q.message).map_err(unavailable)?;
-    let line = read_line(&mut tty, fd, q, cancelled);
+    let line = read_line(&mut tty, q, cancelled);
     let _ = writeln!(tty);
     drop(echo);
     line
@@ -99,7 +94,6 @@ fn ask_blocking(
 /// giving up when the question is withdrawn).
 fn read_line(
     tty: &mut std::fs::File,
-    fd: i32,
     q: &Question,
     cancelled: &Cancelled,
 ) -> Result<Passphrase, AskError> {
@@ -119,13 +113,15 @@ fn read_line(
                 _ => return Err(AskError::Timeout(q.timeout.unwrap_or_default())),
             },
         };
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
+        let mut pfd = [rustix::event::PollFd::new(
+            &*tty,
+            rustix::event::PollFlags::IN,
+        )];
+        let wait = rustix::time::Timespec {
+            tv_sec: i64::from(ms / 1000),
+            tv_nsec: i64::from(ms % 1000) * 1_000_000,
         };
-        // SAFETY: one pollfd we own.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+        if !matches!(rustix::event::poll(&mut pfd, Some(&wait)), Ok(n) if n > 0) {
             continue;
         }
         let mut b = [0u8; 1];
@@ -137,5 +133,62 @@ fn read_line(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(AskError::Unavailable(format!("the console: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use std::io::Read;
+
+    /// A pseudo-terminal: its controlling side and the path of the
+    /// terminal a console question is asked on.
+    fn pty() -> (std::fs::File, std::path::PathBuf) {
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let path = std::path::PathBuf::from(name.to_str().unwrap());
+        (std::fs::File::from(master), path)
+    }
+
+    #[test]
+    fn a_typed_answer_is_read_without_echo_and_the_terminal_restored() {
+        let (mut master, path) = pty();
+        // Held open throughout: the controlling side reads EIO while no
+        // process has the terminal open.
+        let held = std::fs::File::open(&path).unwrap();
+        let before = rustix::termios::tcgetattr(&held).unwrap();
+        let q = Question {
+            id: "volctl:test".into(),
+            message: "Passphrase for test".into(),
+            timeout: Some(std::time::Duration::from_secs(20)),
+        };
+        let (_withdraw, cancelled) = Withdraw::new();
+        let asking = {
+            let path = path.clone();
+            std::thread::spawn(move || ask_blocking(&path, &q, &cancelled))
+        };
+        // The prompt appears, then the answer is typed.
+        let mut seen = Vec::new();
+        let mut b = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("Passphrase for test: ") {
+            let n = master.read(&mut b).unwrap();
+            seen.extend_from_slice(&b[..n]);
+        }
+        master.write_all(b"s3cret-typed\n").unwrap();
+        let answer = asking.join().unwrap().unwrap();
+        assert_eq!(answer.expose(), b"s3cret-typed");
+        // What the terminal showed after the prompt: the line end volctl
+        // writes, never the typed characters.
+        let n = master.read(&mut b).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&b[..n]).contains("s3cret"),
+            "echoed: {:?}",
+            String::from_utf8_lossy(&b[..n])
+        );
+        let after = rustix::termios::tcgetattr(&held).unwrap();
+        assert_eq!(after.local_modes, before.local_modes, "echo restored");
     }
 }

@@ -1,0 +1,64 @@
+//! Mounts as the boot makes them, on this machine's kernel: an ext4 on a
+//! loop device mounted with a user volume's flags (checked in
+//! /proc/self/mountinfo), moved, unmounted (online growth needs a kernel
+//! that lets this machine resize: the VM suite's `provision` scenario).
+
+use api_types::FilesystemType;
+use controller::node::fs::{self, MountOptions};
+use controller::node::loopdev::LoopDevice;
+use std::path::Path;
+use std::process::Command;
+
+fn mkfs(img: &Path, mib: u64) {
+    std::fs::File::create(img)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(img)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// The mount options /proc/self/mountinfo shows for `target`.
+fn options_of(target: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let t = target.display().to_string();
+    info.lines()
+        .find(|l| l.split(' ').nth(4) == Some(t.as_str()))
+        .and_then(|l| l.split(' ').nth(5).map(str::to_string))
+}
+
+#[test]
+fn a_volume_is_mounted_with_its_flags_moved_and_unmounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fs.img");
+    mkfs(&img, 32);
+    let dev = LoopDevice::attach(&img, 0, 32 << 20).unwrap();
+    let (first, second) = (dir.path().join("staging"), dir.path().join("final"));
+    let opts = MountOptions {
+        secure: true,
+        noexec: true,
+        noatime: true,
+        read_only: false,
+        project_quota: false,
+    };
+    fs::mount(dev.path(), &first, FilesystemType::Ext4, opts).unwrap();
+    let o = options_of(&first).expect("mounted");
+    for flag in ["nosuid", "nodev", "noexec", "noatime", "rw"] {
+        assert!(o.split(',').any(|f| f == flag), "{flag} missing in {o}");
+    }
+    std::fs::write(first.join("f"), b"kept").unwrap();
+    fs::move_mount(&first, &second).unwrap();
+    assert!(
+        options_of(&first).is_none() && !first.exists(),
+        "moved away"
+    );
+    assert_eq!(std::fs::read(second.join("f")).unwrap(), b"kept");
+    fs::umount(&second).unwrap();
+    assert!(options_of(&second).is_none(), "unmounted");
+    let e = fs::umount(&second).unwrap_err();
+    assert!(e.to_string().contains("umount"), "{e}");
+}
