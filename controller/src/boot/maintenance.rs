@@ -24,7 +24,7 @@ pub(super) async fn wait_for_config(
     opts: &BootOptions,
     reason: &str,
 ) -> Result<(Vec<Document>, String), BootError> {
-    let dir = run_dir(&opts.status_file);
+    let dir = run_dir(&opts.node.status_file);
     let marker = dir.join(MAINTENANCE_MARKER);
     let drop = dir.join(MAINTENANCE_CONFIG);
     atomic::write_private(&marker, reason.as_bytes())

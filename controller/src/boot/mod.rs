@@ -39,16 +39,14 @@ use volume::VolumeDef;
 /// What `volctl boot` was asked to do.
 #[derive(Debug, Clone)]
 pub struct BootOptions {
-    /// Disks to search (empty: every disk of the system).
-    pub disks: Vec<PathBuf>,
+    /// The node: disks to search (empty: every disk of the system), the
+    /// status file to write, the node UUID, KMS and TPM access. Its
+    /// reboot command is `false`: the boot never reboots on request.
+    pub node: crate::node::context::NodeContext,
     /// Config files given at boot (empty: use STATE's).
     pub config_files: Vec<PathBuf>,
     /// STATE's mount point.
     pub state_mount: PathBuf,
-    /// Status file to write.
-    pub status_file: PathBuf,
-    /// Node UUID for nodeID keys, or why it is unknown.
-    pub node_uuid: Result<String, String>,
     /// How many volumes may unlock at once (argon2 memory bound).
     pub parallel: usize,
     /// How long maintenance mode waits for a config (`None`: for ever).
@@ -57,10 +55,6 @@ pub struct BootOptions {
     /// maintenance mode (a config) and typed keys (remote unlock). `None`:
     /// only local answers.
     pub api_listen: Option<std::net::SocketAddr>,
-    /// How to reach KMS servers.
-    pub kms: providers::KmsClientOptions,
-    /// Where the TPM is.
-    pub tpm: providers::TpmOptions,
     /// A 0600 file, made before the boot, that receives recovery keys the
     /// boot enrols; without it no recovery key is enrolled at boot.
     pub recovery_key_out: Option<PathBuf>,
@@ -72,14 +66,7 @@ impl BootOptions {
     /// The node as the node API's handlers see it while the boot serves
     /// them (maintenance, remote unlock); the boot never reboots on request.
     pub(crate) fn node_context(&self) -> crate::node::context::NodeContext {
-        crate::node::context::NodeContext {
-            disks: self.disks.clone(),
-            status_file: self.status_file.clone(),
-            node_uuid: self.node_uuid.clone(),
-            reboot_command: "false".into(),
-            kms: self.kms.clone(),
-            tpm: self.tpm.clone(),
-        }
+        self.node.clone()
     }
 }
 
@@ -106,7 +93,7 @@ pub enum BootError {
 /// Runs the boot sequence.
 pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     crate::inplace::show_progress_on_console();
-    let disks = disks::given_or_system(&opts.disks);
+    let disks = disks::given_or_system(&opts.node.disks);
     let mut status = BootStatus::default();
     // A `reset --reboot` whose volume was in use left its wipe for now.
     match crate::reset::pending_wipes(&disks) {
@@ -123,17 +110,17 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     let choice = state::choose(opts, &parts).await?;
     // STATE is mounted at a staging point first and moved to its place last,
     // so that a volume mounted above it (EPHEMERAL at /var) cannot hide it.
-    let staging = maintenance::run_dir(&opts.status_file).join("staging-STATE");
+    let staging = maintenance::run_dir(&opts.node.status_file).join("staging-STATE");
     let mut env = ProviderEnv {
         recovery_handover: match opts.recovery_key_out {
             Some(_) => RecoveryHandover::Person,
             None => RecoveryHandover::Held,
         },
         asker: opts.asker.clone(),
-        node_uuid: opts.node_uuid.clone(),
+        node_uuid: opts.node.node_uuid.clone(),
         state_salt: None,
-        kms: opts.kms.clone(),
-        tpm: opts.tpm.clone(),
+        kms: opts.node.kms.clone(),
+        tpm: opts.node.tpm.clone(),
     };
     let target = choice.def.mount.clone();
     let (source, docs) =
@@ -270,7 +257,7 @@ async fn bring_up_others(
         bring_up_typed(opts, parts, typed, &env, state, status).await?;
     }
     // Existing volumes last: one may live on a disk another volume just opened.
-    let disks = disks::given_or_system(&opts.disks);
+    let disks = disks::given_or_system(&opts.node.disks);
     for doc in existing {
         if let Document::Existing(e) = doc {
             status.volumes.push(existing::bring_up(e, &disks));
@@ -364,6 +351,6 @@ fn order(name: &str, user: bool) -> u8 {
 
 fn write_status(opts: &BootOptions, status: &BootStatus) -> Result<(), BootError> {
     status
-        .save(&opts.status_file)
-        .map_err(|e| BootError::Io(format!("writing {}: {e}", opts.status_file.display())))
+        .save(&opts.node.status_file)
+        .map_err(|e| BootError::Io(format!("writing {}: {e}", opts.node.status_file.display())))
 }

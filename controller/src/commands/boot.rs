@@ -5,6 +5,7 @@ use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
 use crate::cli::Exit;
 use anyhow::Result;
 use controller::boot::{self, BootOptions};
+use controller::node::context::NodeContext;
 use controller::node::recovery_out::RecoveryOut;
 use std::path::PathBuf;
 
@@ -64,16 +65,19 @@ pub fn exec(args: Args) -> Result<Exit> {
         }
     }
     let opts = BootOptions {
-        disks: args.disks.disks,
+        node: NodeContext {
+            disks: args.disks.disks,
+            status_file: args.status_file,
+            node_uuid: args.node.uuid(),
+            reboot_command: "false".into(),
+            kms: args.keys.kms.options()?,
+            tpm: args.keys.tpm.options(),
+        },
         config_files: args.files,
         state_mount: args.state_mount,
-        status_file: args.status_file,
-        node_uuid: args.node.uuid(),
         parallel: args.parallel,
         maintenance_timeout: args.maintenance_timeout.map(std::time::Duration::from_secs),
         api_listen: (!args.no_api).then_some(args.api_listen),
-        kms: args.keys.kms.options()?,
-        tpm: args.keys.tpm.options(),
         recovery_key_out: args.recovery_key_out.clone(),
         asker: controller::node::ask::asker(controller::node::ask::Caller::Boot),
     };

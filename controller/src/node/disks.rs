@@ -39,19 +39,20 @@ pub enum DiskError {
     },
 }
 
-/// One GPT partition.
-#[derive(Debug, Clone, PartialEq)]
+/// One GPT partition (as `volctl disks` shows it, under its disk).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Partition {
-    /// GPT partition name (label).
-    pub label: String,
-    /// The disk (device or image file).
-    pub disk: PathBuf,
     /// 1-based partition number.
     pub number: u32,
+    /// GPT partition name (label).
+    pub label: String,
     /// Byte offset on the disk.
     pub offset: u64,
     /// Size in bytes.
     pub size: u64,
+    /// The disk (device or image file).
+    #[serde(skip)]
+    pub disk: PathBuf,
 }
 
 impl Partition {

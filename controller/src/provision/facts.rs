@@ -59,7 +59,7 @@ pub struct Disk {
 #[derive(Debug, Clone, Serialize)]
 pub struct Table {
     /// Partitions in number order.
-    pub partitions: Vec<PartitionFacts>,
+    pub partitions: Vec<Partition>,
     /// Free aligned ranges `(offset, length)` in bytes, in disk order.
     pub free: Vec<(u64, u64)>,
     /// The primary copy is damaged (a power cut while it was written):
@@ -67,30 +67,6 @@ pub struct Table {
     /// whole again.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub primary_damaged: bool,
-}
-
-/// A partition, as `volctl disks` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PartitionFacts {
-    /// 1-based number.
-    pub number: u32,
-    /// GPT name.
-    pub label: String,
-    /// Byte offset.
-    pub offset: u64,
-    /// Bytes.
-    pub size: u64,
-}
-
-impl From<&Partition> for PartitionFacts {
-    fn from(p: &Partition) -> Self {
-        PartitionFacts {
-            number: p.number,
-            label: p.label.clone(),
-            offset: p.offset,
-            size: p.size,
-        }
-    }
 }
 
 impl Disk {
@@ -322,7 +298,7 @@ fn table(path: &Path, parts: &[Partition]) -> Table {
         at = at.max(end);
     }
     Table {
-        partitions: parts.iter().map(PartitionFacts::from).collect(),
+        partitions: parts.to_vec(),
         free,
         primary_damaged: copy == TableCopy::Backup,
     }

@@ -369,7 +369,8 @@ fn take(free: &mut Vec<(u64, u64)>, idx: usize, offset: u64, size: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::facts::{PartitionFacts, Table};
+    use crate::node::disks::Partition;
+    use crate::provision::facts::Table;
 
     use crate::units::{GIB, MIB};
 
@@ -389,11 +390,12 @@ mod tests {
                 partitions: parts
                     .iter()
                     .enumerate()
-                    .map(|(i, (l, o, s))| PartitionFacts {
+                    .map(|(i, (l, o, s))| Partition {
                         number: u32::try_from(i + 1).unwrap(),
                         label: (*l).to_string(),
                         offset: *o,
                         size: *s,
+                        disk: path.into(),
                     })
                     .collect(),
                 free,

@@ -18,7 +18,7 @@ mod requests;
 mod staged;
 mod table;
 
-pub use facts::{discover, pretty, Disk, PartitionFacts, Table};
+pub use facts::{discover, pretty, Disk, Table};
 pub use layout::{plan, Action, MaxSize, NoRoom, Request};
 pub use requests::{requests, DEFAULT_MIN_SIZE, STATE_SIZE};
 pub use table::{apply, TableError};
