@@ -102,12 +102,14 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
             .problems
             .push(format!("a wipe left by reset --reboot failed: {e}")),
     }
-    if let Ok((given, _)) = crate::node::config_files::load(&opts.config_files) {
+    // The `-f` files, parsed once: an error in them stops the boot.
+    let given = source::load_files(&opts.config_files)?;
+    if let Some((docs, _)) = &given {
         // A config given at boot may ask for STATE itself: lay it out first.
-        lay_out(&disks, &given, &mut status);
+        lay_out(&disks, docs, &mut status);
     }
     let parts = disks::by_label(&disks)?;
-    let choice = state::choose(opts, &parts).await?;
+    let choice = state::choose(opts, given, &parts).await?;
     // STATE is mounted at a staging point first and moved to its place last,
     // so that a volume mounted above it (EPHEMERAL at /var) cannot hide it.
     let staging = maintenance::run_dir(&opts.node.status_file).join("staging-STATE");

@@ -4,7 +4,7 @@
 //! once that is read from STATE, mirroring its config to META, and moving
 //! it from its staging mount to its place.
 
-use super::source::{self, ConfigSource};
+use super::source::ConfigSource;
 use super::volume::VolumeDef;
 use super::{maintenance, BootError, BootOptions};
 use crate::converge::{converge_and_unlock, open_device, Mode, RunAt};
@@ -36,9 +36,9 @@ pub(super) struct StateChoice {
 /// META's copy; with neither and a blank STATE, waits in maintenance mode.
 pub(super) async fn choose(
     opts: &BootOptions,
+    mut given: Option<(Vec<Document>, String)>,
     parts: &BTreeMap<String, Partition>,
 ) -> Result<StateChoice, BootError> {
-    let mut given = source::load_files(&opts.config_files)?;
     let meta = match disks::open_labelled(parts, "META")? {
         Some(open) => read_meta(&open)?,
         None => None,
