@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     /// The GPT could not be read.
-    #[error("cannot read the GPT of {disk}: {reason}")]
+    #[error("cannot read the GPT of {disk}: {source}")]
     Gpt {
         /// Disk.
         disk: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: crate::provision::gpt_read::GptReadError,
     },
     /// Two partitions carry the same label.
     #[error("two partitions are labelled `{label}`: {first} and {second}; volctl cannot tell which one is the volume (relabel or wipe one)")]
@@ -114,9 +115,9 @@ fn partition_node(disk: &Path, number: u32) -> Option<PathBuf> {
 
 /// Reads the GPT partitions of one disk.
 pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
-    let (g, _) = crate::provision::gpt_read::open(disk).map_err(|reason| DiskError::Gpt {
+    let (g, _) = crate::provision::gpt_read::open(disk).map_err(|source| DiskError::Gpt {
         disk: disk.display().to_string(),
-        reason,
+        source,
     })?;
     let lb: u64 = (*g.logical_block_size()).into();
     Ok(g.partitions()

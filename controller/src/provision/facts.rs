@@ -2,7 +2,7 @@
 //! resource names them, so selectors read the same), its GPT partitions and
 //! free ranges.
 
-use super::gpt_read::TableCopy;
+use super::gpt_read::{GptReadError, TableCopy};
 use crate::node::disks::{self, Partition};
 use api_types::cel::{Bindings, Value};
 use serde::Serialize;
@@ -132,9 +132,10 @@ fn disk(path: &Path) -> std::io::Result<Disk> {
     let parts = disks::partitions(path);
     // A GPT volctl does not read: named as such, never written over.
     let unreadable = match &parts {
-        Err(disks::DiskError::Gpt { reason, .. }) if super::gpt_read::check(path).is_err() => {
-            Some(format!("a GPT volctl does not read: {reason}"))
-        }
+        Err(disks::DiskError::Gpt {
+            source: e @ (GptReadError::EntrySize(_) | GptReadError::TooManyEntries(_)),
+            ..
+        }) => Some(format!("a GPT volctl does not read: {e}")),
         _ => None,
     };
     let table = parts.ok().map(|parts| table(path, &parts));

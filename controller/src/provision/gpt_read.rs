@@ -17,10 +17,27 @@ const ENTRY_SIZE: u32 = 128;
 const MAX_ENTRIES: u32 = 4096;
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 
+/// Why a GPT was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum GptReadError {
+    /// Partition entries of another size than the `gpt` crate reads.
+    #[error("its GPT has {0}-byte partition entries; volctl reads only {ENTRY_SIZE}-byte ones (the disk is left alone)")]
+    EntrySize(u32),
+    /// More entries than volctl reads.
+    #[error("its GPT has {0} partition entries; volctl reads at most {MAX_ENTRIES} (the disk is left alone)")]
+    TooManyEntries(u32),
+    /// The disk could not be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Neither copy of the table is one the `gpt` crate takes.
+    #[error(transparent)]
+    Gpt(#[from] gpt::GptError),
+}
+
 /// Checks the primary GPT header of `path` (at LBA 1 for 512- or
 /// 4096-byte blocks): its entry size and count are ones volctl reads.
 /// A disk without a GPT signature passes (the caller finds no table).
-pub fn check(path: &Path) -> Result<(), String> {
+pub fn check(path: &Path) -> Result<(), GptReadError> {
     let Ok(f) = std::fs::File::open(path) else {
         return Ok(()); // the caller's open reports it
     };
@@ -32,14 +49,10 @@ pub fn check(path: &Path) -> Result<(), String> {
         let field = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
         let (entries, entry_size) = (field(80), field(84));
         if entry_size != ENTRY_SIZE {
-            return Err(format!(
-                "its GPT has {entry_size}-byte partition entries; volctl reads only {ENTRY_SIZE}-byte ones (the disk is left alone)"
-            ));
+            return Err(GptReadError::EntrySize(entry_size));
         }
         if entries > MAX_ENTRIES {
-            return Err(format!(
-                "its GPT has {entries} partition entries; volctl reads at most {MAX_ENTRIES} (the disk is left alone)"
-            ));
+            return Err(GptReadError::TooManyEntries(entries));
         }
         return Ok(());
     }
@@ -58,24 +71,26 @@ pub enum TableCopy {
 
 /// Opens the GPT of `path` read-only, after [`check`]; from its backup
 /// copy when the primary one is damaged.
-pub fn open(path: &Path) -> Result<(gpt::GptDisk<Staged>, TableCopy), String> {
+pub fn open(path: &Path) -> Result<(gpt::GptDisk<Staged>, TableCopy), GptReadError> {
     check(path)?;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    read(Staged::new(file), false)
+    read(Staged::new(std::fs::File::open(path)?), false)
 }
 
 /// Reads the GPT on `disk` (primary copy, else the backup: the `gpt` crate
 /// takes the primary whenever its header is sound, even when its array's
 /// CRC fails, so the backup is reached by hiding the primary header).
-pub fn read(disk: Staged, writable: bool) -> Result<(gpt::GptDisk<Staged>, TableCopy), String> {
+pub fn read(
+    disk: Staged,
+    writable: bool,
+) -> Result<(gpt::GptDisk<Staged>, TableCopy), GptReadError> {
     let cfg = gpt::GptConfig::new().writable(writable);
-    let retry = disk.try_clone().map_err(|e| e.to_string())?;
+    let retry = disk.try_clone()?;
     match cfg.clone().open_from_device(disk) {
         Ok(g) => Ok((g, TableCopy::Primary)),
         Err(first) => cfg
             .open_from_device(retry.without_primary_header(512))
             .map(|g| (g, TableCopy::Backup))
-            .map_err(|_| first.to_string()),
+            .map_err(|_| first.into()),
     }
 }
 
@@ -98,9 +113,11 @@ mod tests {
     #[test]
     fn entry_sizes_and_counts_the_gpt_crate_cannot_read_are_refused_with_a_reason() {
         let e = check(image(64, 256).path()).unwrap_err();
-        assert!(e.contains("256-byte partition entries"), "{e}");
+        assert!(matches!(e, GptReadError::EntrySize(256)), "{e}");
+        assert!(e.to_string().contains("256-byte partition entries"), "{e}");
         let e = check(image(1_000_000, 128).path()).unwrap_err();
-        assert!(e.contains("1000000 partition entries"), "{e}");
+        assert!(matches!(e, GptReadError::TooManyEntries(1_000_000)), "{e}");
+        assert!(e.to_string().contains("1000000 partition entries"), "{e}");
         check(image(128, 128).path()).unwrap();
         // No signature: nothing to refuse.
         let blank = tempfile::NamedTempFile::new().unwrap();

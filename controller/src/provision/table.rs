@@ -107,7 +107,7 @@ fn write_table(
             reason,
         }
     };
-    super::gpt_read::check(disk).map_err(err("read the GPT"))?;
+    super::gpt_read::check(disk).map_err(|e| err("read the GPT")(e.to_string()))?;
     let open = || {
         OpenOptions::new()
             .read(true)
