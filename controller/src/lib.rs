@@ -10,6 +10,8 @@
 //! - [`converge`]: observe → unlock once → plan (pure) → execute;
 //! - [`boot`]: the boot sequence and its per-volume phases;
 //! - [`node`]: disks, META, STATE's files, status, filesystems;
+//! - [`parttable`]: GPT reads (checked, backup fallback) and staged writes;
+//! - [`provision`]: the partition layout a config asks for;
 //! - [`apply`], [`reset`]: the day-2 operations;
 //! - [`serve`]: the node API, the same operations over the network;
 //! - [`units`]: byte units.
@@ -23,6 +25,7 @@ pub mod inplace;
 mod io;
 pub mod luks2;
 pub mod node;
+pub mod parttable;
 pub mod provision;
 pub mod render;
 pub mod reset;

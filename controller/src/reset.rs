@@ -183,7 +183,7 @@ fn close_one(st: &mut BootStatus, label: &str, done: &mut Vec<String>) -> Result
     let Some(v) = st.volumes.iter_mut().find(|v| v.label == label) else {
         return Ok(());
     };
-    crate::boot::close_volume(v, done).map_err(|reason| ResetError::Close {
+    crate::node::close::close_volume(v, done).map_err(|reason| ResetError::Close {
         label: label.to_string(),
         reason,
     })?;

@@ -45,7 +45,7 @@ async fn analyse(
     let name = doc.name();
     let label = doc.partition_label();
     if !doc.managed() {
-        return Ok(Change::NextBoot(crate::boot::not_managed_reason(doc)));
+        return Ok(Change::NextBoot(crate::volume::not_managed_reason(doc)));
     }
     let Some(row) =
         row.filter(|r| matches!(r.phase, Phase::Ready | Phase::Opened | Phase::Provisioned))

@@ -233,7 +233,7 @@ fn deliver_to_maintenance(
     docs: &[Document],
     text: &str,
 ) -> Result<ApplyReport, ApplyError> {
-    use crate::boot::maintenance::{deliver, DeliveryError};
+    use crate::node::maintenance::{deliver, DeliveryError};
     let stored =
         deliver(&opts.node.status_file, docs, text, opts.dry_run).map_err(|e| match e {
             DeliveryError::NotWaiting(marker) => ApplyError::NotInMaintenance(marker),

@@ -7,13 +7,12 @@
 //! - [`volume`]: one volume's phases and the error policy;
 //! - [`state`]: STATE's config choice, salt, re-converge, META mirror;
 //! - [`source`]: where the config in force comes from; STATE's config files;
-//! - [`maintenance`]: both ends of the maintenance-mode hand-off;
-//! - [`close`]: closing what a boot opened.
+//! - [`maintenance`]: waiting in maintenance mode (the hand-off is `node::maintenance`);
+//! - [`windows`]: the node API windows the boot asks for (served by `serve/`);
 //!
 //! A volume that cannot come up is reported with its phase and reason; the
 //! others still come up. Nothing that holds data is ever formatted.
 
-mod close;
 mod existing;
 pub mod maintenance;
 pub mod source;
@@ -22,8 +21,8 @@ mod state;
 mod tests;
 mod unlock;
 mod volume;
+pub mod windows;
 
-pub use close::{close, close_volume};
 pub use source::ConfigSource;
 
 use crate::node::disks::{self, DiskError, Partition};
@@ -54,7 +53,7 @@ pub struct BootOptions {
     /// Where the boot serves the node API while it waits for a person:
     /// maintenance mode (a config) and typed keys (remote unlock). `None`:
     /// only local answers.
-    pub api_listen: Option<std::net::SocketAddr>,
+    pub api: Option<windows::ApiListen>,
     /// A 0600 file, made before the boot, that receives recovery keys the
     /// boot enrols; without it no recovery key is enrolled at boot.
     pub recovery_key_out: Option<PathBuf>,
@@ -92,7 +91,7 @@ pub enum BootError {
 
 /// Runs the boot sequence.
 pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
-    crate::inplace::show_progress_on_console();
+    crate::inplace::show_progress_on(crate::node::console::write);
     let disks = disks::given_or_system(&opts.node.disks);
     let mut status = BootStatus::default();
     // A `reset --reboot` whose volume was in use left its wipe for now.
@@ -112,7 +111,7 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     let choice = state::choose(opts, given, &parts).await?;
     // STATE is mounted at a staging point first and moved to its place last,
     // so that a volume mounted above it (EPHEMERAL at /var) cannot hide it.
-    let staging = maintenance::run_dir(&opts.node.status_file).join("staging-STATE");
+    let staging = crate::node::paths::run_dir(&opts.node.status_file).join("staging-STATE");
     let mut env = ProviderEnv {
         recovery_handover: match opts.recovery_key_out {
             Some(_) => RecoveryHandover::Person,
@@ -284,7 +283,7 @@ async fn bring_up_typed(
     status.volumes.extend(typed.iter().map(volume::waiting));
     write_status(opts, status)?;
     status.volumes.truncate(asking);
-    let remote = unlock::window(opts, state).await;
+    let remote = unlock::window(opts, state);
     let env = Arc::new(unlock::with_remote(env, remote.as_ref()));
     status
         .volumes
@@ -329,18 +328,8 @@ fn not_managed(doc: &Document) -> VolumeStatus {
         doc.encryption().is_some(),
     );
     st.phase = Phase::NotManaged;
-    st.error = Some(not_managed_reason(doc));
+    st.error = Some(crate::volume::not_managed_reason(doc));
     st
-}
-
-/// Why volctl leaves a valid document's volume alone.
-pub(crate) fn not_managed_reason(doc: &Document) -> String {
-    let what = if doc.kind().managed() {
-        format!("volumeType {}", doc.volume_type().as_str())
-    } else {
-        doc.kind().to_string()
-    };
-    format!("{what} is valid (Talos) but volctl does not bring it up (swap volumes and volume types other than partition); this volume is left alone")
 }
 
 fn order(name: &str, user: bool) -> u8 {

@@ -5,10 +5,10 @@
 //! ask-password agents. The window closes when the last typed volume is
 //! done.
 
+use super::windows::{self, WindowError};
 use super::BootOptions;
 use crate::node::ask::any::AnyOf;
 use crate::node::ask::remote::{RemoteAnswers, RemoteAsker};
-use crate::serve::{self, ServerIdentity};
 use providers::ask::AskerHandle;
 use providers::ProviderEnv;
 use std::path::Path;
@@ -22,33 +22,26 @@ pub(super) struct Window {
 
 /// Opens the window, when the boot may listen and STATE holds the API's
 /// certificate; why not is logged.
-pub(super) async fn window(opts: &BootOptions, state: &Path) -> Option<Window> {
-    let addr = opts.api_listen?;
-    let id = match ServerIdentity::from_state(state)? {
-        Ok(id) => id,
+pub(super) fn window(opts: &BootOptions, state: &Path) -> Option<Window> {
+    let api = opts.api.as_ref()?;
+    let answers = RemoteAnswers::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opened = api.windows.unlock(
+        api.addr,
+        state,
+        opts.node_context(),
+        answers.clone(),
+        windows::on(stopped),
+    );
+    match opened {
+        Ok(()) => {}
+        Err(WindowError::NoIdentity) => return None,
         Err(e) => {
             tracing::warn!("no remote unlock: {e}");
             return None;
         }
-    };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("no remote unlock: cannot listen on {addr}: {e}");
-            return None;
-        }
-    };
-    let node = opts.node_context();
-    let answers = RemoteAnswers::default();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        let _ = stopped.await;
-    };
-    if let Err(e) = serve::serve_unlock(listener, id, node, answers.clone(), shutdown) {
-        tracing::warn!("no remote unlock: {e}");
-        return None;
     }
-    eprintln!("waiting for typed keys; also answered by `volctl -n <this node>:{} unlock --volume VOLUME`", addr.port());
+    eprintln!("waiting for typed keys; also answered by `volctl -n <this node>:{} unlock --volume VOLUME`", api.addr.port());
     Some(Window {
         answers,
         _stop: stop,

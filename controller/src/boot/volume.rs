@@ -74,7 +74,7 @@ impl VolumeDef {
     /// the boot's key file (or holding them for a fetch when there is
     /// none), running a reencryption online.
     pub fn for_boot(mut self, opts: &super::BootOptions) -> Self {
-        let run_dir = super::maintenance::run_dir(&opts.node.status_file);
+        let run_dir = crate::node::paths::run_dir(&opts.node.status_file);
         self.recovery_out = match &opts.recovery_key_out {
             Some(path) => RecoveryDest::File(path.clone()),
             None => RecoveryDest::Held(HeldKeys::in_run_dir(&run_dir)),

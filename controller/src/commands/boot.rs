@@ -4,10 +4,13 @@ use crate::cli::output::Output;
 use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
 use crate::cli::Exit;
 use anyhow::Result;
+use controller::boot::windows::ApiListen;
 use controller::boot::{self, BootOptions};
 use controller::node::context::NodeContext;
 use controller::node::recovery_out::RecoveryOut;
+use controller::serve::BootWindows;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Examples shown by `--help`.
 pub const HELP: &str = "Example:\n  volctl boot -f /etc/volctl/config.yaml            # first boot: config given\n  volctl boot                                       # later boots: STATE's config (STATE's own from META)\n  volctl boot --disk disk.img -f node.yaml --state-mount /tmp/state\n\nExit status: 0 every volume ready, 3 some volume not ready (see `volctl status`), 1 fatal error.";
@@ -77,7 +80,10 @@ pub fn exec(args: Args) -> Result<Exit> {
         state_mount: args.state_mount,
         parallel: args.parallel,
         maintenance_timeout: args.maintenance_timeout.map(std::time::Duration::from_secs),
-        api_listen: (!args.no_api).then_some(args.api_listen),
+        api: (!args.no_api).then(|| ApiListen {
+            addr: args.api_listen,
+            windows: Arc::new(BootWindows),
+        }),
         recovery_key_out: args.recovery_key_out.clone(),
         asker: controller::node::ask::asker(controller::node::ask::Caller::Boot),
     };

@@ -2,7 +2,7 @@
 
 use crate::cli::Exit;
 use anyhow::{Context, Result};
-use controller::boot;
+use controller::node::close;
 use controller::node::status::BootStatus;
 use std::path::PathBuf;
 
@@ -21,7 +21,7 @@ pub struct Args {
 pub fn exec(args: Args) -> Result<Exit> {
     let mut status = BootStatus::load(&args.status_file)
         .with_context(|| format!("reading {}", args.status_file.display()))?;
-    let (done, errors) = boot::close(&mut status);
+    let (done, errors) = close::close(&mut status);
     status
         .save(&args.status_file)
         .with_context(|| format!("writing {}", args.status_file.display()))?;

@@ -54,7 +54,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         .context("reading the key from stdin")?;
     controller::node::online::stop_on_signals();
     if args.console {
-        controller::inplace::show_progress_on_console();
+        controller::inplace::show_progress_on(controller::node::console::write);
     }
     let run = OnlineRun {
         operation: args.operation,

@@ -94,6 +94,6 @@ fn online_job(args: &Args, spec: &VolumeSpec) -> Result<Job> {
         volume: spec.name.clone(),
         device: PathBuf::from(device),
         active,
-        run_dir: controller::boot::maintenance::run_dir(&args.status_file),
+        run_dir: controller::node::paths::run_dir(&args.status_file),
     })
 }

@@ -97,7 +97,7 @@ impl Executor<'_> {
                 Action::WriteToken { slot, .. } => self.rewrite_token(slot, &binder).await?,
                 Action::MarkSeen { slot } => {
                     blocking(self.device, move |d| {
-                        crate::node::recovery_held::mark_seen(d, slot).map(|_| ())
+                        super::mark_seen::mark_seen(d, slot).map(|_| ())
                     })
                     .await?
                 }
@@ -250,7 +250,7 @@ impl Executor<'_> {
         let h = self
             .header
             .expect("tokens are rewritten on existing headers only");
-        let data = token_data(h, slot);
+        let data = h.volctl_token_data(slot);
         let salt = h
             .keyslot(slot)
             .map(|k| k.kdf.salt().to_string())
@@ -268,7 +268,7 @@ impl Executor<'_> {
     }
 
     fn old_token(&self, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
-        token_with_id(self.header?, slot)
+        self.header?.volctl_token(slot)
     }
 
     fn token_id(&self, slot: KeyslotId) -> Option<TokenId> {
@@ -304,24 +304,8 @@ fn drop_unmade(
     Ok(())
 }
 
-/// The volctl token of `slot` in `h`, with its id.
-pub(crate) fn token_with_id(h: &Luks2Header, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
-    h.tokens().find_map(|(id, raw)| {
-        let t = VolctlToken::parse(raw)?.ok()?;
-        (t.slot() == Some(slot)).then_some((id, t))
-    })
-}
-
-/// The data of `slot`'s volctl token in `h` (`{}` without one): what a
-/// key re-enrolled in that slot keeps (sealed blobs, endpoints).
-pub(crate) fn token_data(h: &Luks2Header, slot: KeyslotId) -> serde_json::Value {
-    token_with_id(h, slot)
-        .map(|(_, t)| t.data)
-        .unwrap_or_else(|| serde_json::json!({}))
-}
-
 fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {
-    token_with_id(h, slot).map(|(id, _)| id)
+    h.volctl_token(slot).map(|(id, _)| id)
 }
 
 /// The token of `slot` holding `key`: kind, data, binding and owner tag.

@@ -255,7 +255,7 @@ impl Executor<'_> {
         operation: Operation,
     ) -> Result<Option<Encrypted>, ConvergeError> {
         let started = Instant::now();
-        let token_data = super::execute::token_data(h, slot);
+        let token_data = h.volctl_token_data(slot);
         let redone = if let Some(step) = reencryption::moved_step_flagged(&h.json) {
             tracing::warn!(volume = %self.spec.name, mib = step.len >> 20, "a cut left the last step of the encryption flagged: doing it from the moved copy");
             let vk = self.volume_key.clone();
@@ -480,9 +480,7 @@ impl ProgressReport {
             snap.total_bytes >> 20,
         );
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-        if crate::inplace::progress_on_console() {
-            crate::node::console::write(&line);
-        }
+        crate::inplace::show_progress(&line);
     }
 }
 

@@ -6,10 +6,11 @@
 
 mod execute;
 mod in_place;
-pub(crate) use execute::token_with_id;
 pub use execute::NewRecoveryKey;
 pub use in_place::{clean_up, doing, Encrypted, OnlineRun, ProgressReport, RunAt, Snapshot};
 mod keys;
+mod mark_seen;
+pub use mark_seen::mark_seen;
 mod observe;
 mod pbkdf;
 pub mod plan;

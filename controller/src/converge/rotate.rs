@@ -17,7 +17,7 @@
 //!    whichever opens it; at the end libcryptsetup drops the old key's
 //!    keyslots, and volctl the proof. Each key costs two KDF runs.
 
-use super::execute::{token_data, token_parts, Executor, TokenParts};
+use super::execute::{token_parts, Executor, TokenParts};
 use super::in_place::{header_tokens, Ran, RunAt};
 use super::keys::{self, Key};
 use super::plan::{Action, Plan, Reencryption};
@@ -159,7 +159,7 @@ async fn produce(
         let pass = match &p.unlock {
             Some((opened, pass)) if *opened == slot => pass.clone(),
             _ => {
-                let data = token_data(h, slot);
+                let data = h.volctl_token_data(slot);
                 key.provider.recover(&key.ctx, &data).await.map_err(|e| {
                     refused(&format!(
                         "the key of slot {slot} cannot be produced now ({e})"
@@ -187,7 +187,7 @@ async fn start(
     let binder = Binder::new(new_key);
     let parts = keys
         .iter()
-        .map(|k| token_parts(k, k.spec.slot, token_data(h, k.spec.slot), &binder))
+        .map(|k| token_parts(k, k.spec.slot, h.volctl_token_data(k.spec.slot), &binder))
         .collect::<Result<Vec<TokenParts>, _>>()?;
     let pbkdf = super::pbkdf::for_new_slot(spec, Some(h));
     let (old_key, new_key) = (p.volume_key.clone(), new_key.clone());

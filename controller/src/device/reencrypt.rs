@@ -50,7 +50,8 @@ const SECTOR: u64 = 512;
 const SECTOR_BYTES: u32 = 512;
 /// The most a rotation rewrites in one step: an encryption's step (its
 /// data shift), so that progress moves and a stop waits as long.
-const ROTATION_STEP: u64 = crate::inplace::SHIFT;
+/// (the data shift of in-place encryption is the default data offset.)
+const ROTATION_STEP: u64 = crate::luks2::consts::DEFAULT_DATA_OFFSET;
 
 /// The reencryption's parameters, to start one (with the new segment's
 /// sector size) or to resume one (`sector_size` `None`: the stored
@@ -65,7 +66,7 @@ fn params(op: Operation, sector_size: Option<u32>, flags: CryptReencrypt) -> Cry
             CryptReencryptModeInfo::Encrypt,
             CryptReencryptDirectionInfo::Backward,
             "datashift",
-            crate::inplace::SHIFT,
+            crate::luks2::consts::DEFAULT_DATA_OFFSET,
         ),
         Operation::RotateVolumeKey => (
             CryptReencryptModeInfo::Reencrypt,

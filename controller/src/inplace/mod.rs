@@ -33,18 +33,27 @@ pub const SHIFT: u64 = DEFAULT_DATA_OFFSET;
 pub const ROOM: u64 = 2 * SHIFT;
 use crate::units::MIB;
 
-static PROGRESS_ON_CONSOLE: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+/// Where progress lines go besides stderr (set once; see
+/// [`show_progress_on`]).
+static PROGRESS_SINK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
 
-/// Shows the progress of in-place encryptions on the system console too
-/// (`volctl boot` does: someone at the machine sees why it waits).
-pub fn show_progress_on_console() {
-    PROGRESS_ON_CONSOLE.store(true, std::sync::atomic::Ordering::Relaxed);
+/// Shows the progress of in-place runs on `sink` too: `volctl boot` passes
+/// the system console, so someone at the machine sees why it waits. Set
+/// once per process; later calls are ignored.
+pub fn show_progress_on(sink: fn(&str)) {
+    let _ = PROGRESS_SINK.set(sink);
 }
 
-/// Whether progress goes to the console too.
+/// Whether progress goes to a second place (the console) too.
 pub fn progress_on_console() -> bool {
-    PROGRESS_ON_CONSOLE.load(std::sync::atomic::Ordering::Relaxed)
+    PROGRESS_SINK.get().is_some()
+}
+
+/// Writes a progress line to the second place, when there is one.
+pub fn show_progress(line: &str) {
+    if let Some(sink) = PROGRESS_SINK.get() {
+        sink(line);
+    }
 }
 
 /// Why a volume cannot be encrypted in place. Nothing was written.

@@ -496,7 +496,7 @@ impl Luks2Header {
 
 /// Reads the LUKS2 header of `path` the way libcryptsetup picks it, refusing
 /// copies that disagree. Devices read headers through
-/// [`crate::device::LuksDevice::header`], which also checks that
+/// `LuksDevice::header` (in `device`), which also checks that
 /// libcryptsetup loaded this same JSON.
 pub fn read(path: &Path) -> Result<Probe, HeaderError> {
     match read_raw(path)? {

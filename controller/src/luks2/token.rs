@@ -13,6 +13,7 @@
 //! token, or one copied to another slot, never makes volctl remove a slot.
 
 use crate::luks2::consts::{TOKEN_TYPE, TOKEN_VERSION};
+use crate::luks2::header::Luks2Header;
 use api_types::{KeySource, KeyslotId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -88,5 +89,24 @@ impl VolctlToken {
             [one] => one.parse().ok(),
             _ => None,
         }
+    }
+}
+/// Header queries about volctl's tokens.
+impl Luks2Header {
+    /// The volctl token of `slot`, with its id (a token that does not parse
+    /// is not volctl's).
+    pub fn volctl_token(&self, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
+        self.tokens().find_map(|(id, raw)| {
+            let t = VolctlToken::parse(raw)?.ok()?;
+            (t.slot() == Some(slot)).then_some((id, t))
+        })
+    }
+
+    /// The data of `slot`'s volctl token (`{}` without one): what a key
+    /// re-enrolled in that slot keeps (sealed blobs, endpoints).
+    pub fn volctl_token_data(&self, slot: KeyslotId) -> serde_json::Value {
+        self.volctl_token(slot)
+            .map(|(_, t)| t.data)
+            .unwrap_or_else(|| serde_json::json!({}))
     }
 }

@@ -16,7 +16,7 @@ pub enum DiskError {
         disk: String,
         /// Why.
         #[source]
-        source: crate::provision::gpt_read::GptReadError,
+        source: crate::parttable::read::GptReadError,
     },
     /// Two partitions carry the same label.
     #[error("two partitions are labelled `{label}`: {first} and {second}; volctl cannot tell which one is the volume (relabel or wipe one)")]
@@ -115,7 +115,7 @@ fn partition_node(disk: &Path, number: u32) -> Option<PathBuf> {
 
 /// Reads the GPT partitions of one disk.
 pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
-    let (g, _) = crate::provision::gpt_read::open(disk).map_err(|source| DiskError::Gpt {
+    let (g, _) = crate::parttable::read::open(disk).map_err(|source| DiskError::Gpt {
         disk: disk.display().to_string(),
         source,
     })?;

@@ -4,12 +4,14 @@
 
 pub mod ask;
 pub mod atomic;
+pub mod close;
 pub mod config_files;
 pub mod console;
 pub mod context;
 pub mod disks;
 pub mod fs;
 pub mod loopdev;
+pub mod maintenance;
 pub mod meta;
 pub mod online;
 pub mod paths;

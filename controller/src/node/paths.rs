@@ -2,6 +2,8 @@
 //! of its dm-crypt devices, in one place (the boot, apply, enable, serve
 //! and converge all read them).
 
+use std::path::{Path, PathBuf};
+
 /// Default STATE mount point.
 pub const DEFAULT_STATE_MOUNT: &str = "/var/lib/volctl/state";
 /// The salt file on STATE.
@@ -16,3 +18,11 @@ pub const MAINTENANCE_MARKER: &str = "maintenance";
 pub const MAINTENANCE_CONFIG: &str = "maintenance-config.yaml";
 /// dm-crypt name prefix: `luks2-<label>`.
 pub const DM_PREFIX: &str = "luks2-";
+
+/// The directory of the status file: runtime state (`/run/volctl`).
+pub fn run_dir(status_file: &Path) -> PathBuf {
+    status_file
+        .parent()
+        .unwrap_or(Path::new("/run/volctl"))
+        .to_path_buf()
+}

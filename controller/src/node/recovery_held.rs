@@ -7,8 +7,8 @@
 //! another key while it is still there gets a fresh recovery key instead
 //! (the planner's rule), so a key nobody knows never stays enrolled.
 
-use crate::converge::{token_with_id, NewRecoveryKey};
-use crate::device::{self, Access, Contents, DeviceError, LuksDevice, TokenChange};
+use crate::converge::{mark_seen, NewRecoveryKey};
+use crate::device::{self, Access, DeviceError};
 use api_types::KeyslotId;
 use providers::Passphrase;
 use serde::{Deserialize, Serialize};
@@ -167,27 +167,6 @@ impl HeldKeys {
             })
             .collect())
     }
-}
-
-/// Removes the `held` mark from the token of recovery slot `slot` (a token
-/// write; the binding and owner tag do not cover it). Returns whether there
-/// was a mark.
-pub fn mark_seen(dev: &dyn LuksDevice, slot: KeyslotId) -> Result<bool, DeviceError> {
-    let Contents::Luks2(h) = dev.contents()? else {
-        return Ok(false);
-    };
-    let Some((id, mut token)) = token_with_id(&h, slot) else {
-        return Ok(false);
-    };
-    if !providers::recovery::is_held(&token.data) {
-        return Ok(false);
-    }
-    if let Some(o) = token.data.as_object_mut() {
-        o.remove(providers::recovery::HELD);
-    }
-    let json = serde_json::to_value(&token).expect("a token serializes");
-    dev.token(TokenChange::Replace(id, &json))?;
-    Ok(true)
 }
 
 #[cfg(test)]

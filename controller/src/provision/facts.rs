@@ -2,8 +2,8 @@
 //! resource names them, so selectors read the same), its GPT partitions and
 //! free ranges.
 
-use super::gpt_read::{GptReadError, TableCopy};
 use crate::node::disks::{self, Partition};
+use crate::parttable::read::{GptReadError, TableCopy};
 use api_types::cel::{Bindings, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -309,7 +309,7 @@ fn table(path: &Path, parts: &[Partition]) -> Table {
 /// once its backup sits at the device's end (a grown disk gains the space),
 /// and the copy of the table read.
 fn usable_range(path: &Path) -> Option<(u64, u64, TableCopy)> {
-    let (g, copy) = super::gpt_read::open(path).ok()?;
+    let (g, copy) = crate::parttable::read::open(path).ok()?;
     let lb: u64 = (*g.logical_block_size()).into();
     let h = g.header();
     let len = std::fs::File::open(path)

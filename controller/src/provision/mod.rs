@@ -6,16 +6,12 @@
 //!   their sizes resolved from the documents;
 //! - `layout.rs`: the pure placement decision;
 //! - `table.rs`: GPT writes that survive a power cut;
-//! - `staged.rs`: the disk seen through writes not yet made, applied in
-//!   the safe order;
-//! - `gpt_read.rs`: every GPT read: checked before the `gpt` crate reads
-//!   it, from its backup when the primary is damaged.
+//!
+//! GPT reads and staged writes themselves are in [`crate::parttable`].
 
 mod facts;
-pub mod gpt_read;
 mod layout;
 mod requests;
-mod staged;
 mod table;
 
 pub use facts::{discover, pretty, Disk, Table};

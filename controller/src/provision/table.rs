@@ -11,7 +11,7 @@
 //! flight at once.
 
 use super::layout::Action;
-use super::staged::Staged;
+use crate::parttable::staged::Staged;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
@@ -107,7 +107,7 @@ fn write_table(
             reason,
         }
     };
-    super::gpt_read::check(disk).map_err(|e| err("read the GPT")(e.to_string()))?;
+    crate::parttable::read::check(disk).map_err(|e| err("read the GPT")(e.to_string()))?;
     let open = || {
         OpenOptions::new()
             .read(true)
@@ -116,7 +116,7 @@ fn write_table(
             .map(Staged::new)
             .map_err(|e| err("open")(e.to_string()))
     };
-    let mut g = match super::gpt_read::read(open()?, true) {
+    let mut g = match crate::parttable::read::read(open()?, true) {
         Ok((g, _)) => g,
         Err(_) => gpt::GptConfig::new()
             .writable(true)
@@ -129,7 +129,7 @@ fn write_table(
     let mut staged = g.take_device();
     if !staged.has_mbr() {
         let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
-            u32::try_from(staged.len() / 512 - 1).unwrap_or(u32::MAX),
+            u32::try_from(staged.disk_bytes() / 512 - 1).unwrap_or(u32::MAX),
         );
         mbr.overwrite_lba0(&mut staged)
             .map_err(|e| err("write the protective MBR")(e.to_string()))?;

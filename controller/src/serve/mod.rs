@@ -5,6 +5,7 @@
 //! the same library code as the local verb ([`service`]).
 
 mod service;
+mod windows;
 
 pub use crate::node::context::NodeContext;
 
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use tls::listener::{self, ClientCerts, Limits};
+pub use windows::BootWindows;
 use zeroize::Zeroizing;
 
 /// Calls served at once, over all connections.
@@ -159,7 +161,7 @@ fn prepare(id: ServerIdentity) -> Result<(tokio_rustls::TlsAcceptor, Authenticat
 /// `listener` with a fresh self-signed certificate until `shutdown`;
 /// returns the certificate's SHA-256 fingerprint once serving (the boot
 /// prints it for the admin to pin).
-pub async fn serve_maintenance(
+pub fn serve_maintenance(
     listener: tokio::net::TcpListener,
     node: NodeContext,
     reason: &str,

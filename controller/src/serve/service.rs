@@ -5,8 +5,8 @@
 
 use super::NodeContext;
 use crate::apply::{self, ApplyError, ApplyMode, ApplyOptions};
-use crate::boot::maintenance::run_dir;
 use crate::node::ask::remote::RemoteAnswers;
+use crate::node::paths::run_dir;
 use crate::node::recovery_held::{FetchError, HeldKeys};
 use crate::node::status::BootStatus;
 use crate::reset::{self, WipeMode};

@@ -29,7 +29,7 @@ impl Staged {
     }
 
     /// The disk's length.
-    pub fn len(&mut self) -> u64 {
+    pub fn disk_bytes(&mut self) -> u64 {
         self.file.seek(SeekFrom::End(0)).unwrap_or(0)
     }
 
@@ -64,7 +64,7 @@ impl Staged {
     /// header) first, then the rest (protective MBR, primary header and
     /// array), each group synced. Stops after `cut` writes.
     pub fn commit(mut self, cut: Option<usize>) -> io::Result<()> {
-        let tail = self.len().saturating_sub(crate::units::MIB);
+        let tail = self.disk_bytes().saturating_sub(crate::units::MIB);
         let (backup, primary): (Vec<_>, Vec<_>) = std::mem::take(&mut self.writes)
             .into_iter()
             .partition(|(o, _)| *o >= tail);
@@ -130,7 +130,7 @@ impl Seek for Staged {
         self.pos = match to {
             SeekFrom::Start(o) => o,
             SeekFrom::End(d) => self
-                .len()
+                .disk_bytes()
                 .checked_add_signed(d)
                 .ok_or(io::ErrorKind::InvalidInput)?,
             SeekFrom::Current(d) => self
