@@ -62,3 +62,48 @@ fn a_volume_is_mounted_with_its_flags_moved_and_unmounted() {
     let e = fs::umount(&second).unwrap_err();
     assert!(e.to_string().contains("umount"), "{e}");
 }
+
+#[test]
+fn a_loop_device_maps_its_slice_of_the_image_with_autoclear_and_goes_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let bytes: Vec<u8> = (0..(8u32 << 20)).map(|i| (i / 4096 % 251) as u8).collect();
+    std::fs::write(&img, &bytes).unwrap();
+    let (offset, len) = (1u64 << 20, 3u64 << 20);
+    let dev = LoopDevice::attach(&img, offset, len).unwrap();
+    let name = dev
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let sys = |f: &str| {
+        std::fs::read_to_string(format!("/sys/block/{name}/loop/{f}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(sys("offset"), offset.to_string());
+    assert_eq!(sys("sizelimit"), len.to_string());
+    assert_eq!(sys("autoclear"), "1");
+    let seen = std::fs::read(dev.path()).unwrap();
+    assert_eq!(
+        seen.len() as u64,
+        len,
+        "the device is the slice, not the file"
+    );
+    assert!(seen == bytes[offset as usize..(offset + len) as usize]);
+    let path = dev.path().to_path_buf();
+    drop(dev);
+    let backing = Path::new("/sys/block")
+        .join(path.file_name().unwrap())
+        .join("loop/backing_file");
+    let still = std::fs::read_to_string(&backing)
+        .map(|b| b.trim() == img.display().to_string())
+        .unwrap_or(false);
+    assert!(
+        !still,
+        "{} still maps the image after the drop",
+        path.display()
+    );
+}

@@ -30,21 +30,18 @@ const RECORD_EVERY: Duration = Duration::from_secs(1);
 const STOP_WAIT: Duration = Duration::from_secs(300);
 
 /// Set by SIGTERM or SIGINT: the run stops after its current step.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
+/// Set by SIGTERM or SIGINT once [`stop_on_signals`] ran.
+static STOP: std::sync::LazyLock<Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 /// From now on SIGTERM and SIGINT stop a run of this process after its
 /// current step (the header records how far it got) instead of killing
 /// it mid-step.
 pub fn stop_on_signals() {
-    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
-    unsafe {
-        libc::signal(libc::SIGTERM, handler);
-        libc::signal(libc::SIGINT, handler);
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&STOP)) {
+            tracing::warn!("signal {signal} will stop this run mid-step: {e}");
+        }
     }
 }
 
@@ -511,8 +508,8 @@ mod signal_tests {
     #[test]
     fn sigterm_asks_a_run_to_stop_instead_of_killing_it() {
         super::stop_on_signals();
-        // SAFETY: a signal to this process, whose handler was just set.
-        unsafe { libc::raise(libc::SIGTERM) };
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
+            .unwrap();
         assert!(super::STOP.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
