@@ -69,8 +69,8 @@ fn a_loop_device_maps_its_slice_of_the_image_with_autoclear_and_goes_when_droppe
     let img = dir.path().join("disk.img");
     let bytes: Vec<u8> = (0..(8u32 << 20)).map(|i| (i / 4096 % 251) as u8).collect();
     std::fs::write(&img, &bytes).unwrap();
-    let (offset, len) = (1u64 << 20, 3u64 << 20);
-    let dev = LoopDevice::attach(&img, offset, len).unwrap();
+    let (offset, len) = (1usize << 20, 3usize << 20);
+    let dev = LoopDevice::attach(&img, offset as u64, len as u64).unwrap();
     let name = dev
         .path()
         .file_name()
@@ -92,7 +92,7 @@ fn a_loop_device_maps_its_slice_of_the_image_with_autoclear_and_goes_when_droppe
         len,
         "the device is the slice, not the file"
     );
-    assert!(seen == bytes[offset as usize..(offset + len) as usize]);
+    assert!(seen == bytes[offset..offset + len]);
     let path = dev.path().to_path_buf();
     drop(dev);
     let backing = Path::new("/sys/block")
