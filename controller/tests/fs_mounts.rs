@@ -87,11 +87,7 @@ fn a_loop_device_maps_its_slice_of_the_image_with_autoclear_and_goes_when_droppe
     assert_eq!(sys("sizelimit"), len.to_string());
     assert_eq!(sys("autoclear"), "1");
     let seen = std::fs::read(dev.path()).unwrap();
-    assert_eq!(
-        seen.len(),
-        len,
-        "the device is the slice, not the file"
-    );
+    assert_eq!(seen.len(), len, "the device is the slice, not the file");
     assert!(seen == bytes[offset..offset + len]);
     let path = dev.path().to_path_buf();
     drop(dev);

@@ -66,65 +66,84 @@ impl Executor<'_> {
         let formatting = plan.actions.first() == Some(&Action::Format);
         for action in plan.actions.clone() {
             tracing::info!(volume = %self.spec.name, ?action, "executing");
-            match action {
-                Action::Format => self.format().await?,
-                Action::Add { slot, kind, .. } => {
-                    let e = enrolled.remove(&slot).expect("made above");
-                    let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
-                    self.add(slot, slot, e, &binder, &mut costs).await?;
-                    recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
-                }
-                Action::Replace { slot, .. } | Action::Reseal { slot, .. } => {
-                    let (_, kind) = action.new_keys()[0];
-                    let e = enrolled.remove(&slot).expect("made above");
-                    let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
-                    self.remove(slot).await?;
-                    self.add(slot, slot, e, &binder, &mut costs).await?;
-                    recovery.extend(shown.map(|key| NewRecoveryKey { slot, key }));
-                }
-                Action::AddSpare { slot, replaces, .. } => {
-                    let e = enrolled.get(&replaces).expect("made above");
-                    let mut data = e.token_data.clone();
-                    if let Some(o) = data.as_object_mut() {
-                        o.insert(REPLACES.into(), replaces.get().into());
-                    }
-                    let spare = Enrolled {
-                        passphrase: e.passphrase.clone(),
-                        token_data: data,
-                    };
-                    self.add(slot, replaces, spare, &binder, &mut costs).await?;
-                }
-                Action::WriteToken { slot, .. } => self.rewrite_token(slot, &binder).await?,
-                Action::MarkSeen { slot } => {
-                    blocking(self.device, move |d| {
-                        super::mark_seen::mark_seen(d, slot).map(|_| ())
-                    })
-                    .await?
-                }
-                Action::Remove { slot, .. } | Action::RemoveSpare { slot, .. } => {
-                    self.remove(slot).await?
-                }
-                Action::EncryptInPlace { slots, .. } => {
-                    let ran = self.encrypt_in_place(&slots, &mut enrolled).await?;
-                    self.record(ran);
-                }
-                Action::ResumeReencryption { operation, .. } => {
-                    let ran = self.finish(operation, None).await?;
-                    self.record(ran);
-                }
-                Action::FinishReencryption { .. } => self.clean_up().await?,
-                Action::RotateVolumeKey { .. } => {
-                    unreachable!("a rotation is planned and run by `rotate_volume_key`")
-                }
-                Action::RemoveOrphanToken { token } => {
-                    blocking(self.device, move |d| d.token(TokenChange::Remove(token))).await?;
-                }
-            }
+            let keys = Keys {
+                enrolled: &mut enrolled,
+                binder: &binder,
+                costs: &mut costs,
+            };
+            recovery.extend(self.step(action, keys).await?);
         }
         if formatting {
             blocking(self.device, |d| d.format_finished()).await?;
         }
         Ok(recovery)
+    }
+
+    /// Carries out one action; returns the recovery key it enrolled, if
+    /// it enrolled one.
+    async fn step(
+        &mut self,
+        action: Action,
+        keys: Keys<'_>,
+    ) -> Result<Option<NewRecoveryKey>, ConvergeError> {
+        let Keys {
+            enrolled,
+            binder,
+            costs,
+        } = keys;
+        match action {
+            Action::Format => self.format().await?,
+            Action::Add { slot, .. }
+            | Action::Replace { slot, .. }
+            | Action::Reseal { slot, .. } => {
+                let (_, kind) = action.new_keys()[0];
+                let e = enrolled
+                    .remove(&slot)
+                    .expect("made before the first action");
+                let shown = (kind == KeySource::Recovery).then(|| e.passphrase.clone());
+                if !matches!(action, Action::Add { .. }) {
+                    self.remove(slot).await?;
+                }
+                self.add(slot, slot, e, binder, costs).await?;
+                return Ok(shown.map(|key| NewRecoveryKey { slot, key }));
+            }
+            Action::AddSpare { slot, replaces, .. } => {
+                let e = enrolled
+                    .get(&replaces)
+                    .expect("made before the first action");
+                self.add(slot, replaces, spare(e, replaces), binder, costs)
+                    .await?;
+            }
+            Action::WriteToken { slot, .. } => self.rewrite_token(slot, binder).await?,
+            Action::MarkSeen { slot } => self.mark_seen(slot).await?,
+            Action::Remove { slot, .. } | Action::RemoveSpare { slot, .. } => {
+                self.remove(slot).await?
+            }
+            Action::EncryptInPlace { slots, .. } => {
+                let ran = self.encrypt_in_place(&slots, enrolled).await?;
+                self.record(ran);
+            }
+            Action::ResumeReencryption { operation, .. } => {
+                let ran = self.finish(operation, None).await?;
+                self.record(ran);
+            }
+            Action::FinishReencryption { .. } => self.clean_up().await?,
+            Action::RotateVolumeKey { .. } => {
+                unreachable!("a rotation is planned and run by `rotate_volume_key`")
+            }
+            Action::RemoveOrphanToken { token } => {
+                blocking(self.device, move |d| d.token(TokenChange::Remove(token))).await?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes the `held` mark of recovery slot `slot`.
+    async fn mark_seen(&self, slot: KeyslotId) -> Result<(), ConvergeError> {
+        blocking(self.device, move |d| {
+            super::mark_seen::mark_seen(d, slot).map(|_| ())
+        })
+        .await
     }
 
     /// Keeps what a reencryption did, or what is left to run online.
@@ -302,6 +321,27 @@ fn drop_unmade(
         );
     }
     Ok(())
+}
+
+/// What enrolling actions share through a run: the keys made before the
+/// first action, the binder, the KDF costs of new slots.
+struct Keys<'a> {
+    enrolled: &'a mut BTreeMap<KeyslotId, Enrolled>,
+    binder: &'a Binder,
+    costs: &'a mut PbkdfChoice,
+}
+
+/// The key of a spare slot: `e`, its token marked with the slot it
+/// stands in for.
+fn spare(e: &Enrolled, replaces: KeyslotId) -> Enrolled {
+    let mut data = e.token_data.clone();
+    if let Some(o) = data.as_object_mut() {
+        o.insert(REPLACES.into(), replaces.get().into());
+    }
+    Enrolled {
+        passphrase: e.passphrase.clone(),
+        token_data: data,
+    }
 }
 
 fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {

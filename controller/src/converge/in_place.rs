@@ -167,42 +167,46 @@ impl Executor<'_> {
         let (slot, passphrase) = opener
             .or_else(|| self.unlock.clone())
             .expect("a reencryption is started or resumed by a key that opens the volume");
-        // A rotation runs by a pair: the old key's temporary slot beside it.
-        let (old, new) = match operation {
-            Operation::Encrypt => (Some(slot), None),
-            Operation::RotateVolumeKey => {
-                let beside = reencryption::find_token(&h)
-                    .and_then(|(_, t)| t.temporary.into_iter().find(|t| t.of == slot))
-                    .map(|t| t.slot);
-                (beside, Some(slot))
-            }
-        };
+        let (old, new) = run_pair(&h, operation, slot);
         if let Some(done) = self
             .finish_left_to_volctl(&h, slot, &passphrase, operation)
             .await?
         {
             return Ok(Ran::Rewritten(done));
         }
+        let run = OnlineRun {
+            operation,
+            old,
+            new,
+            passphrase,
+        };
         if self.run_at == RunAt::Online {
-            return Ok(Ran::Online(OnlineRun {
-                operation,
-                old,
-                new,
-                passphrase,
-            }));
+            return Ok(Ran::Online(run));
         }
+        self.run_here(run, slot, left).await
+    }
+
+    /// Runs `run` in this process with progress, then finishes what
+    /// libcryptsetup leaves and cleans up.
+    async fn run_here(
+        &self,
+        run: OnlineRun,
+        slot: KeyslotId,
+        left: u64,
+    ) -> Result<Ran, ConvergeError> {
+        let operation = run.operation;
         let mut reporter = ProgressReport::new(self.spec.name.clone(), operation, left);
         let started = Instant::now();
-        let by = passphrase.clone();
+        let by = run.passphrase.clone();
         blocking(self.device, move |d| {
-            let run = ReencryptRun {
+            let params = ReencryptRun {
                 operation,
-                old,
-                new,
-                passphrase: passphrase.expose(),
+                old: run.old,
+                new: run.new,
+                passphrase: run.passphrase.expose(),
                 active: None,
             };
-            d.run_reencryption(&run, &mut |done, total| {
+            d.run_reencryption(&params, &mut |done, total| {
                 reporter.step(done, total);
                 true
             })
@@ -481,6 +485,25 @@ impl ProgressReport {
         );
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         crate::inplace::show_progress(&line);
+    }
+}
+
+/// The keyslots a run of `operation` opened by `slot` goes by: an
+/// encryption by that slot alone; a rotation by the old key's temporary
+/// slot beside the new one.
+fn run_pair(
+    h: &Luks2Header,
+    operation: Operation,
+    slot: KeyslotId,
+) -> (Option<KeyslotId>, Option<KeyslotId>) {
+    match operation {
+        Operation::Encrypt => (Some(slot), None),
+        Operation::RotateVolumeKey => {
+            let beside = reencryption::find_token(h)
+                .and_then(|(_, t)| t.temporary.into_iter().find(|t| t.of == slot))
+                .map(|t| t.slot);
+            (beside, Some(slot))
+        }
     }
 }
 

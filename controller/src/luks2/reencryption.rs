@@ -20,7 +20,9 @@
 use super::binding::VolumeKey;
 use super::check::CheckError;
 use super::consts::{MIN_DATA_OFFSET, REENCRYPT_INFO, REENCRYPT_TOKEN_TYPE, TOKEN_VERSION};
-use super::header::{Luks2Header, Luks2Json, Segment, LUKS2_KEYSLOT, REENCRYPT_KEYSLOT};
+use super::header::{
+    DigestEntry, Luks2Header, Luks2Json, Segment, LUKS2_KEYSLOT, REENCRYPT_KEYSLOT,
+};
 use super::token::TokenId;
 use api_types::{Encryption, KeyslotId};
 use base64::Engine;
@@ -482,19 +484,12 @@ fn check_digests(
     // requirement: then the old digest covers only the backup of the old
     // segment, and maps nothing (every active byte is under the final key).
     let old_keys_dropped = op == Operation::RotateVolumeKey && finished_not_torn_down(j).is_some();
-    let only_previous = |d: &super::header::DigestEntry| {
-        d.segments.iter().all(|s| {
-            j.segments
-                .get(s)
-                .is_some_and(|seg| seg.flags.iter().any(|f| f == BACKUP_PREVIOUS))
-        })
-    };
     let (mut volume_digests, mut to_final) = (0, 0);
     for d in j.digests.values() {
         let covers_ordinary = d.keyslots.iter().any(|k| ordinary.contains(&k));
         if !covers_ordinary {
             let keyless_is_harmless =
-                d.segments.is_empty() || (old_keys_dropped && only_previous(d));
+                d.segments.is_empty() || (old_keys_dropped && covers_only_previous(j, d));
             if !keyless_is_harmless {
                 return Err(CheckError::Digest(
                     "a digest of no keyslot covers segments".into(),
@@ -503,16 +498,7 @@ fn check_digests(
             continue;
         }
         volume_digests += 1;
-        let crypt_only = d
-            .segments
-            .iter()
-            .all(|s| j.segments.get(s).is_some_and(|seg| seg.kind == "crypt"));
-        if d.kind != "pbkdf2" || !crypt_only {
-            return Err(CheckError::Digest(format!(
-                "type `{}`, segments {:?}",
-                d.kind, d.segments
-            )));
-        }
+        check_volume_digest(j, d)?;
         to_final += usize::from(d.segments.iter().any(|s| s == final_id));
     }
     let expected = if old_keys_dropped {
@@ -535,6 +521,31 @@ fn check_digests(
         });
     }
     super::check::check_keyslots(j, enc)
+}
+
+/// A volume key's digest: pbkdf2, over crypt segments only.
+fn check_volume_digest(j: &Luks2Json, d: &DigestEntry) -> Result<(), CheckError> {
+    let crypt_only = d
+        .segments
+        .iter()
+        .all(|s| j.segments.get(s).is_some_and(|seg| seg.kind == "crypt"));
+    if d.kind != "pbkdf2" || !crypt_only {
+        return Err(CheckError::Digest(format!(
+            "type `{}`, segments {:?}",
+            d.kind, d.segments
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `d` covers only segments flagged as the backup of the previous
+/// (old-key) segment.
+fn covers_only_previous(j: &Luks2Json, d: &DigestEntry) -> bool {
+    d.segments.iter().all(|s| {
+        j.segments
+            .get(s)
+            .is_some_and(|seg| seg.flags.iter().any(|f| f == BACKUP_PREVIOUS))
+    })
 }
 
 #[cfg(test)]

@@ -508,8 +508,8 @@ mod signal_tests {
     #[test]
     fn sigterm_asks_a_run_to_stop_instead_of_killing_it() {
         super::stop_on_signals();
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
-            .unwrap();
+        // Delivered to this thread before `raise` returns.
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
         assert!(super::STOP.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
