@@ -68,12 +68,12 @@ pub enum ResetError {
     #[error("no partition labelled `{0}`")]
     NotFound(String),
     /// The volume could not be closed.
-    #[error("cannot close {label} before wiping it: {reason}")]
+    #[error("cannot close {label} before wiping it: {source}")]
     Close {
         /// Label.
         label: String,
         /// Why.
-        reason: String,
+        source: crate::node::close::CloseError,
     },
     /// Writing failed.
     #[error("wiping {label}: {source}")]
@@ -113,8 +113,8 @@ pub fn reset(
             .ok_or_else(|| ResetError::NotFound(label.clone()))?;
         if let Some(st) = status.as_deref_mut() {
             match close_one(st, label, &mut done) {
-                Err(ResetError::Close { reason, .. }) if busy == WhenBusy::WipeAtNextBoot => {
-                    done.push(format!("{label} is in use ({reason}): it is wiped at the next boot, before anything opens it"));
+                Err(ResetError::Close { source, .. }) if busy == WhenBusy::WipeAtNextBoot => {
+                    done.push(format!("{label} is in use ({source}): it is wiped at the next boot, before anything opens it"));
                     later.push(label.clone());
                     continue;
                 }
@@ -183,9 +183,9 @@ fn close_one(st: &mut BootStatus, label: &str, done: &mut Vec<String>) -> Result
     let Some(v) = st.volumes.iter_mut().find(|v| v.label == label) else {
         return Ok(());
     };
-    crate::node::close::close_volume(v, done).map_err(|reason| ResetError::Close {
+    crate::node::close::close_volume(v, done).map_err(|source| ResetError::Close {
         label: label.to_string(),
-        reason,
+        source,
     })?;
     v.phase = Phase::Located;
     v.keyslots.clear();

@@ -208,14 +208,14 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
     assert!(e.to_string().contains("STATE salt is not available"), "{e}");
     assert!(!is_luks(&img.path));
 
-    let bad_uuid = providers::read_node_uuid(
+    let bad_uuid = providers::node_uuid(
         Some("00000000-0000-0000-0000-000000000000"),
         std::path::Path::new("/x"),
     );
     let env = ProviderEnv {
         recovery_handover: providers::RecoveryHandover::Nobody,
         asker: None,
-        node_uuid: bad_uuid.map_err(|e| e.to_string()),
+        node_uuid: bad_uuid,
         state_salt: None,
         kms: Default::default(),
         tpm: Default::default(),

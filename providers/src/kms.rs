@@ -13,13 +13,13 @@ use kms::client::{ClientError, ClientOptions, KmsClient};
 /// Keys sealed by a KMS.
 pub struct KmsProvider {
     endpoint: String,
-    node_uuid: Result<String, String>,
+    node_uuid: crate::NodeUuid,
     options: ClientOptions,
 }
 
 impl KmsProvider {
     /// A provider for the KMS at `endpoint`, identifying the node by `node_uuid`.
-    pub fn new(endpoint: &str, node_uuid: Result<String, String>, options: ClientOptions) -> Self {
+    pub fn new(endpoint: &str, node_uuid: crate::NodeUuid, options: ClientOptions) -> Self {
         KmsProvider {
             endpoint: endpoint.to_string(),
             node_uuid,

@@ -55,17 +55,29 @@ pub fn check_uuid_entropy(uuid: &str) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// The node UUID that nodeID and kms keys use, or why it is unknown.
+pub type NodeUuid = Result<String, UnknownNodeUuid>;
+
+/// Why the node UUID is unknown: the error of reading it, kept (shared, so
+/// the provider environment stays cheap to clone).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct UnknownNodeUuid(pub std::sync::Arc<ProviderError>);
+
+/// [`read_node_uuid`], as the provider environment holds it.
+pub fn node_uuid(override_uuid: Option<&str>, smbios_path: &Path) -> NodeUuid {
+    read_node_uuid(override_uuid, smbios_path).map_err(|e| UnknownNodeUuid(e.into()))
+}
+
 /// Derives keys from the node UUID.
 pub struct NodeIdProvider {
-    node_uuid: Result<String, String>,
+    node_uuid: NodeUuid,
 }
 
 impl NodeIdProvider {
     /// A provider for a node UUID already read (or the reason it could not be).
-    pub fn new(node_uuid: Result<String, ProviderError>) -> Self {
-        NodeIdProvider {
-            node_uuid: node_uuid.map_err(|e| e.to_string()),
-        }
+    pub fn new(node_uuid: NodeUuid) -> Self {
+        NodeIdProvider { node_uuid }
     }
 
     fn derive(&self, ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
@@ -74,7 +86,7 @@ impl NodeIdProvider {
             .as_ref()
             .map_err(|reason| ProviderError::Unavailable {
                 kind: api_types::KeySource::NodeId,
-                reason: reason.clone(),
+                reason: reason.to_string(),
             })?;
         Ok(Passphrase::new(
             format!("{uuid}{}", ctx.volume_id).into_bytes(),

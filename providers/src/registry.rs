@@ -1,7 +1,7 @@
 //! Builds the provider for a configured key.
 
 use crate::{
-    KeyProvider, NodeIdProvider, ProviderError, SaltedProvider, StateSalt, StaticProvider,
+    KeyProvider, NodeIdProvider, SaltedProvider, StateSalt, StaticProvider,
 };
 use api_types::{KeyKind, ResolvedKey};
 
@@ -9,7 +9,7 @@ use api_types::{KeyKind, ResolvedKey};
 #[derive(Debug, Clone)]
 pub struct ProviderEnv {
     /// The node UUID, or why it could not be read.
-    pub node_uuid: Result<String, String>,
+    pub node_uuid: crate::NodeUuid,
     /// The STATE salt, when known.
     pub state_salt: Option<StateSalt>,
     /// How to reach KMS servers (CA, client certificate, timeouts).
@@ -26,12 +26,7 @@ pub struct ProviderEnv {
 pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider> {
     let inner: Box<dyn KeyProvider> = match &key.kind {
         KeyKind::Static { passphrase } => Box::new(StaticProvider::new(passphrase.clone())),
-        KeyKind::NodeId => Box::new(NodeIdProvider::new(env.node_uuid.clone().map_err(
-            |reason| ProviderError::Unavailable {
-                kind: api_types::KeySource::NodeId,
-                reason,
-            },
-        ))),
+        KeyKind::NodeId => Box::new(NodeIdProvider::new(env.node_uuid.clone())),
         KeyKind::Tpm {
             pcrs,
             check_secureboot,
@@ -64,7 +59,7 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::KeyContext;
+    use crate::{KeyContext, ProviderError};
     use api_types::SecretString;
 
     fn env(salt: Option<StateSalt>) -> ProviderEnv {

@@ -100,7 +100,10 @@ pub struct ApplyReport {
 pub enum ApplyError {
     /// The config is invalid.
     #[error("the config is invalid; nothing was stored:\n{0}")]
-    Invalid(String),
+    Invalid(crate::node::config_files::InvalidConfig),
+    /// A config for maintenance mode that does not say what STATE is.
+    #[error("the config is invalid; nothing was stored:\n{0}")]
+    Unstated(crate::node::maintenance::StateUnstated),
     /// No boot status.
     #[error("cannot read the boot status {path}: {reason} (has `volctl boot` run?)")]
     NoStatus {
@@ -142,7 +145,7 @@ fn read_config(files: &[PathBuf]) -> Result<(Vec<Document>, String), ApplyError>
 /// STATE's mount), KMS and TPM access; nobody to ask.
 pub fn node_env(
     state_mount: &Path,
-    node_uuid: Result<String, String>,
+    node_uuid: providers::NodeUuid,
     kms: providers::KmsClientOptions,
     tpm: providers::TpmOptions,
 ) -> ProviderEnv {
@@ -237,8 +240,8 @@ fn deliver_to_maintenance(
     let stored =
         deliver(&opts.node.status_file, docs, text, opts.dry_run).map_err(|e| match e {
             DeliveryError::NotWaiting(marker) => ApplyError::NotInMaintenance(marker),
-            DeliveryError::Unstated(why) => ApplyError::Invalid(why),
-            DeliveryError::Io(e) => ApplyError::Io(e),
+            DeliveryError::Unstated(why) => ApplyError::Unstated(why),
+            e @ DeliveryError::Io { .. } => ApplyError::Io(e.to_string()),
         })?;
     Ok(ApplyReport {
         mode: ApplyMode::Staged,

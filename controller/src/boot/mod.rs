@@ -77,10 +77,13 @@ pub enum BootError {
     Disks(#[from] DiskError),
     /// The config is invalid.
     #[error("the config is invalid:\n{0}")]
-    Config(String),
+    Config(#[from] crate::node::config_files::InvalidConfig),
     /// META could not be read.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// META's record of STATE's encryption config does not parse.
+    #[error("META's STATE encryption config is unreadable: {0}")]
+    MetaConfig(serde_json::Error),
     /// No config anywhere and STATE is blank.
     #[error("no config: none given with -f, no STATE encryption config on META, STATE holds none, and none arrived in maintenance mode")]
     NoConfig,

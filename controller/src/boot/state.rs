@@ -73,9 +73,9 @@ fn read_meta(open: &OpenPartition) -> Result<Option<Encryption>, BootError> {
     let m = meta::read(&open.path)?;
     match m.records.get(&TAG_STATE_ENCRYPTION) {
         None => Ok(None),
-        Some(v) => serde_json::from_slice(v).map(Some).map_err(|e| {
-            BootError::Config(format!("META's STATE encryption config is unreadable: {e}"))
-        }),
+        Some(v) => serde_json::from_slice(v)
+            .map(Some)
+            .map_err(BootError::MetaConfig),
     }
 }
 

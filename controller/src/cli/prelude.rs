@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use api_types::Document;
 use clap::Args;
-use providers::{read_node_uuid, KmsClientOptions, TpmOptions, SMBIOS_UUID_PATH};
+use providers::{KmsClientOptions, TpmOptions, SMBIOS_UUID_PATH};
 use std::path::{Path, PathBuf};
 
 /// Which disks to search.
@@ -33,9 +33,8 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// The node UUID, or why it is unknown.
-    pub fn uuid(&self) -> Result<String, String> {
-        read_node_uuid(self.node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
-            .map_err(|e| e.to_string())
+    pub fn uuid(&self) -> providers::NodeUuid {
+        providers::node_uuid(self.node_uuid.as_deref(), Path::new(SMBIOS_UUID_PATH))
     }
 }
 

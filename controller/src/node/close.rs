@@ -7,11 +7,25 @@ use crate::node::online;
 use crate::node::paths::DM_PREFIX;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use std::path::Path;
+
+/// Why a volume was not closed.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseError {
+    /// Its online reencryption did not stop.
+    #[error(transparent)]
+    OnlineRun(#[from] online::NotStopped),
+    /// It could not be unmounted (in use).
+    #[error(transparent)]
+    Unmount(#[from] fs::FsError),
+    /// Its dm-crypt device could not be closed.
+    #[error(transparent)]
+    Deactivate(#[from] crate::device::DeviceError),
+}
 /// Closes everything a boot opened, in reverse order of mounting (STATE,
 /// moved into place last, first): unmount, then close the dm-crypt device.
 /// The status is updated, so closing twice does nothing the second time.
 /// Returns one line per step and the errors.
-pub fn close(status: &mut BootStatus) -> (Vec<String>, Vec<String>) {
+pub fn close(status: &mut BootStatus) -> (Vec<String>, Vec<CloseError>) {
     let mut done = Vec::new();
     let mut errors = Vec::new();
     stop_online_runs(status, &mut done, &mut errors);
@@ -30,7 +44,7 @@ pub fn close(status: &mut BootStatus) -> (Vec<String>, Vec<String>) {
 
 /// Asks every online reencryption to stop at once (each after its current
 /// step), then waits for them: the volumes close after.
-fn stop_online_runs(status: &BootStatus, done: &mut Vec<String>, errors: &mut Vec<String>) {
+fn stop_online_runs(status: &BootStatus, done: &mut Vec<String>, errors: &mut Vec<CloseError>) {
     let asked: Vec<_> = status
         .volumes
         .iter()
@@ -40,7 +54,7 @@ fn stop_online_runs(status: &BootStatus, done: &mut Vec<String>, errors: &mut Ve
     for (name, p) in asked {
         match online::wait_stopped(name, p) {
             Ok(line) => done.push(line),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.into()),
         }
     }
 }
@@ -48,13 +62,13 @@ fn stop_online_runs(status: &BootStatus, done: &mut Vec<String>, errors: &mut Ve
 /// Stops its online reencryption, unmounts one volume, then closes its
 /// dm-crypt device (only once it is unmounted); updates its status and
 /// appends one line per step to `done`.
-pub fn close_volume(v: &mut VolumeStatus, done: &mut Vec<String>) -> Result<(), String> {
+pub fn close_volume(v: &mut VolumeStatus, done: &mut Vec<String>) -> Result<(), CloseError> {
     // An online reencryption stops first (after its current step).
     if let Some(p) = &v.reencryption {
         done.extend(online::stop(&v.name, p)?);
     }
     if let Some(m) = v.mount_point.clone() {
-        fs::umount(Path::new(&m)).map_err(|e| e.to_string())?;
+        fs::umount(Path::new(&m))?;
         done.push(format!("unmounted {m}"));
         v.mount_point = None;
         v.phase = if v.mapped_device.is_some() {
@@ -65,7 +79,7 @@ pub fn close_volume(v: &mut VolumeStatus, done: &mut Vec<String>) -> Result<(), 
     }
     if v.mapped_device.is_some() {
         let name = format!("{DM_PREFIX}{}", v.label);
-        crate::device::deactivate(&name).map_err(|e| e.to_string())?;
+        crate::device::deactivate(&name)?;
         done.push(format!("closed /dev/mapper/{name}"));
         v.mapped_device = None;
         v.phase = Phase::Provisioned;

@@ -12,7 +12,7 @@ pub struct NodeContext {
     /// The boot's status file.
     pub status_file: PathBuf,
     /// Node UUID for nodeID keys.
-    pub node_uuid: Result<String, String>,
+    pub node_uuid: providers::NodeUuid,
     /// The command that reboots the node.
     pub reboot_command: String,
     /// How to reach KMS servers.

@@ -14,35 +14,37 @@ use std::path::Path;
 /// a plain STATE, stated by that document). A config without one (an empty
 /// file, only user volumes) would format STATE plain by default and is
 /// refused.
-pub fn check_states_state(docs: &[Document]) -> Result<(), String> {
+pub fn check_states_state(docs: &[Document]) -> Result<(), StateUnstated> {
     let stated = docs
         .iter()
         .any(|d| matches!(d, Document::Volume(v) if v.name == "STATE"));
     if stated {
         Ok(())
     } else {
-        Err("in maintenance mode a config must say what STATE is: it has no `VolumeConfig` named STATE (give its `encryption`, or a STATE document without one to keep STATE plain)".into())
+        Err(StateUnstated)
     }
 }
+
+/// A config delivered in maintenance mode that does not say what STATE is.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("in maintenance mode a config must say what STATE is: it has no `VolumeConfig` named STATE (give its `encryption`, or a STATE document without one to keep STATE plain)")]
+pub struct StateUnstated;
 
 /// A delivered config, if one is there and valid (an invalid one is
 /// reported and removed).
 pub fn take_delivery(drop: &Path, marker: &Path) -> Option<(Vec<Document>, String)> {
     let text = std::fs::read_to_string(drop).ok()?;
     let _ = std::fs::remove_file(drop);
-    let parsed = crate::node::config_files::parse(&drop.display().to_string(), &text)
-        .and_then(|docs| check_states_state(&docs).map(|()| docs));
-    match parsed {
-        Ok(docs) => {
-            let _ = std::fs::remove_file(marker);
-            eprintln!("maintenance mode: config received");
-            Some((docs, text))
-        }
-        Err(e) => {
-            eprintln!("maintenance mode: rejected a config: {e}");
-            None
-        }
-    }
+    let rejected = |e: &dyn std::error::Error| {
+        eprintln!("maintenance mode: rejected a config: {e}");
+    };
+    let docs = crate::node::config_files::parse(&drop.display().to_string(), &text)
+        .map_err(|e| rejected(&e))
+        .ok()?;
+    check_states_state(&docs).map_err(|e| rejected(&e)).ok()?;
+    let _ = std::fs::remove_file(marker);
+    eprintln!("maintenance mode: config received");
+    Some((docs, text))
 }
 
 /// Why a delivery was refused.
@@ -52,11 +54,16 @@ pub enum DeliveryError {
     #[error("the node is not in maintenance mode ({0} does not exist); apply without --insecure")]
     NotWaiting(String),
     /// The config does not say what STATE is ([`check_states_state`]).
-    #[error("{0}")]
-    Unstated(String),
+    #[error(transparent)]
+    Unstated(#[from] StateUnstated),
     /// The config could not be written.
-    #[error("{0}")]
-    Io(String),
+    #[error("{path}: {source}")]
+    Io {
+        /// The drop file.
+        path: std::path::PathBuf,
+        /// The write error.
+        source: std::io::Error,
+    },
 }
 
 /// The delivering end (`apply-config --insecure`): drops `text` (parsed:
@@ -73,12 +80,15 @@ pub fn deliver(
     if !marker.exists() {
         return Err(DeliveryError::NotWaiting(marker.display().to_string()));
     }
-    check_states_state(docs).map_err(DeliveryError::Unstated)?;
+    check_states_state(docs)?;
     if dry_run {
         return Ok(None);
     }
     let drop = dir.join(MAINTENANCE_CONFIG);
     atomic::write_private(&drop, text.as_bytes())
-        .map_err(|e| DeliveryError::Io(format!("{}: {e}", drop.display())))?;
+        .map_err(|source| DeliveryError::Io {
+            path: drop.clone(),
+            source,
+        })?;
     Ok(Some(drop.display().to_string()))
 }

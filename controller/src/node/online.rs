@@ -367,9 +367,21 @@ fn alive(pid: u32) -> bool {
     }
 }
 
+/// An online run that did not stop when asked.
+#[derive(Debug, thiserror::Error)]
+#[error("the online reencryption of {volume} (process {pid}) did not stop within {} s", waited.as_secs())]
+pub struct NotStopped {
+    /// Its volume.
+    pub volume: String,
+    /// Its process.
+    pub pid: u32,
+    /// How long it was waited for.
+    pub waited: Duration,
+}
+
 /// Asks the online run `p` of `volume` (if it is going) to stop after its
 /// current step, and waits until its process has ended; says what it did.
-pub fn stop(volume: &str, p: &Progress) -> Result<Option<String>, String> {
+pub fn stop(volume: &str, p: &Progress) -> Result<Option<String>, NotStopped> {
     if !ask_to_stop(p) {
         return Ok(None);
     }
@@ -393,15 +405,15 @@ pub fn ask_to_stop(p: &Progress) -> bool {
 
 /// Waits until the process of the run `p` of `volume` has ended; says how
 /// the run ended.
-pub fn wait_stopped(volume: &str, p: &Progress) -> Result<String, String> {
+pub fn wait_stopped(volume: &str, p: &Progress) -> Result<String, NotStopped> {
     let asked = Instant::now();
     while alive(p.pid) {
         if asked.elapsed() > STOP_WAIT {
-            return Err(format!(
-                "the online reencryption of {volume} (process {}) did not stop within {} s",
-                p.pid,
-                STOP_WAIT.as_secs()
-            ));
+            return Err(NotStopped {
+                volume: volume.to_string(),
+                pid: p.pid,
+                waited: STOP_WAIT,
+            });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
