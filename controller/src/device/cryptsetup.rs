@@ -127,7 +127,7 @@ impl CryptsetupDevice {
         let h = loaded_header(dev).map_err(|reason| DeviceError::Failed {
             op,
             path: self.path_s(),
-            reason,
+            reason: reason.to_string(),
         })?;
         check::check(&h.json, enc).map_err(|reason| DeviceError::Untrusted {
             path: self.path_s(),
@@ -185,7 +185,7 @@ impl CryptsetupDevice {
         let loaded = loaded_header(&mut dev).map_err(|reason| DeviceError::Failed {
             op,
             path: self.path_s(),
-            reason,
+            reason: reason.to_string(),
         })?;
         if loaded.raw_json != h.raw_json {
             return Err(HeaderError::Inconsistent {
@@ -317,9 +317,23 @@ impl CryptsetupDevice {
 }
 
 /// The header libcryptsetup loaded in `dev`, from its own JSON.
-pub(super) fn loaded_header(dev: &mut CryptDevice) -> Result<Luks2Header, String> {
-    let json = dev.status_handle().dump_json().map_err(|e| describe(&e))?;
-    Luks2Header::from_json(0, json)
+pub(super) fn loaded_header(dev: &mut CryptDevice) -> Result<Luks2Header, LoadedHeaderError> {
+    let json = dev
+        .status_handle()
+        .dump_json()
+        .map_err(LoadedHeaderError::Dump)?;
+    Luks2Header::from_json(0, json).map_err(LoadedHeaderError::Model)
+}
+
+/// Why the header libcryptsetup loaded could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LoadedHeaderError {
+    /// libcryptsetup did not dump its JSON.
+    #[error("{}", describe(.0))]
+    Dump(LibcryptErr),
+    /// Its JSON is not the LUKS2 volctl reads.
+    #[error("{0}")]
+    Model(crate::luks2::header::JsonError),
 }
 
 pub(super) fn describe(e: &LibcryptErr) -> String {
@@ -514,7 +528,7 @@ impl LuksDevice for CryptsetupDevice {
         let h = loaded_header(&mut dev).map_err(|reason| DeviceError::Failed {
             op,
             path: self.path_s(),
-            reason,
+            reason: reason.to_string(),
         })?;
         Ok(h.keyslot(slot)
             .map(|k| k.kdf.salt().to_string())

@@ -164,7 +164,7 @@ impl CryptsetupDevice {
     pub(super) fn start_rotation_impl(&self, s: &RotationStart<'_>) -> Result<(), DeviceError> {
         let op = "start a volume-key rotation";
         let mut dev = self.load_for_change(op)?;
-        let h = loaded_header(&mut dev).map_err(|reason| self.failed(op, reason))?;
+        let h = loaded_header(&mut dev).map_err(|e| self.failed(op, e.to_string()))?;
         let len = h
             .data_offset()
             .ok_or_else(|| self.failed(op, "the header has no single data segment".into()))?;
@@ -210,7 +210,7 @@ impl CryptsetupDevice {
         tokens: super::TokensFor<'_>,
         op: &'static str,
     ) -> Result<crate::luks2::header::Luks2Header, DeviceError> {
-        let mut h = loaded_header(dev).map_err(|reason| self.failed(op, reason))?;
+        let mut h = loaded_header(dev).map_err(|e| self.failed(op, e.to_string()))?;
         h.uuid = dev
             .status_handle()
             .get_uuid()
@@ -390,7 +390,7 @@ impl CryptsetupDevice {
     /// asked to resume (`reencryption::left_to_volctl`): the caller
     /// finishes it.
     fn left_to_volctl(&self, dev: &mut CryptDevice, op: &'static str) -> Result<bool, DeviceError> {
-        let h = loaded_header(dev).map_err(|reason| self.failed(op, reason))?;
+        let h = loaded_header(dev).map_err(|e| self.failed(op, e.to_string()))?;
         Ok(crate::luks2::reencryption::left_to_volctl(&h.json))
     }
 

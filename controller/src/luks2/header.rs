@@ -293,7 +293,7 @@ pub enum CopyRead {
     /// No magic at the place looked at.
     Absent,
     /// A magic, but the copy is not intact (checksum, size, version).
-    Invalid(String),
+    Invalid(CopyDefect),
     /// An intact copy (checksum verified).
     Valid(Box<HeaderCopy>),
 }
@@ -304,6 +304,48 @@ impl CopyRead {
         !matches!(self, CopyRead::Absent)
     }
 }
+
+/// Why a header copy with a magic is not intact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyDefect {
+    /// Shorter than a binary header.
+    #[error("truncated binary header")]
+    TruncatedBinary,
+    /// Not LUKS2.
+    #[error("version {0}")]
+    Version(u16),
+    /// A header size LUKS2 does not allow.
+    #[error("invalid header size {0}")]
+    HeaderSize(u64),
+    /// The copy names another offset than where it was found.
+    #[error("header says offset {said}, found at {found}")]
+    Offset {
+        /// The offset it states.
+        said: u64,
+        /// Where it is.
+        found: u64,
+    },
+    /// A checksum other than sha256.
+    #[error("unsupported checksum algorithm `{0}`")]
+    ChecksumAlgorithm(String),
+    /// The JSON area runs past the device's end.
+    #[error("truncated JSON area")]
+    TruncatedJson,
+    /// The checksum does not match.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// A secondary copy's defect, at the offset searched.
+    #[error("at {at}: {defect}")]
+    At {
+        /// The offset.
+        at: u64,
+        /// Its defect.
+        defect: Box<CopyDefect>,
+    },
+}
+
+/// The JSON area's parse error (shared: header copies are cloned).
+pub type JsonError = std::sync::Arc<serde_json::Error>;
 
 /// An intact header copy: its binary header fields and its JSON.
 #[derive(Debug, Clone)]
@@ -321,7 +363,7 @@ pub struct HeaderCopy {
     /// Size of the copy (binary + JSON area).
     pub header_size: u64,
     /// The JSON area, parsed strictly (duplicate keys refused), or why not.
-    pub json: Result<serde_json::Value, String>,
+    pub json: Result<serde_json::Value, JsonError>,
 }
 
 /// Both copies of a LUKS2 header, as found on disk.
@@ -378,7 +420,12 @@ fn first_secondary(f: &File) -> std::io::Result<CopyRead> {
     for &off in LUKS2_SECONDARY_OFFSETS {
         match read_copy(f, off, LUKS2_SECONDARY_MAGIC)? {
             CopyRead::Valid(h) => return Ok(CopyRead::Valid(h)),
-            CopyRead::Invalid(e) => last = CopyRead::Invalid(format!("at {off}: {e}")),
+            CopyRead::Invalid(e) => {
+                last = CopyRead::Invalid(CopyDefect::At {
+                    at: off,
+                    defect: Box::new(e),
+                })
+            }
             CopyRead::Absent => {}
         }
     }
@@ -417,7 +464,7 @@ impl RawHeader {
                     reason: [&self.primary, &self.secondary]
                         .iter()
                         .filter_map(|c| match c {
-                            CopyRead::Invalid(e) => Some(e.as_str()),
+                            CopyRead::Invalid(e) => Some(e.to_string()),
                             _ => None,
                         })
                         .collect::<Vec<_>>()
@@ -452,7 +499,7 @@ fn same_content(a: &HeaderCopy, b: &HeaderCopy) -> bool {
 }
 
 impl HeaderCopy {
-    fn to_header(&self) -> Result<Luks2Header, String> {
+    fn to_header(&self) -> Result<Luks2Header, JsonError> {
         let value = self.json.clone()?;
         let mut h = Luks2Header::from_json(self.seqid, value)?;
         h.uuid.clone_from(&self.uuid);
@@ -466,8 +513,8 @@ impl HeaderCopy {
 impl Luks2Header {
     /// A header from its binary fields and its JSON (as read from disk, or
     /// as libcryptsetup loaded it).
-    pub fn from_json(seqid: u64, value: serde_json::Value) -> Result<Self, String> {
-        let json: Luks2Json = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    pub fn from_json(seqid: u64, value: serde_json::Value) -> Result<Self, JsonError> {
+        let json: Luks2Json = serde_json::from_value(value.clone())?;
         Ok(Luks2Header {
             seqid,
             uuid: String::new(),
@@ -524,7 +571,7 @@ fn read_copy(f: &File, off: u64, magic: &[u8; 6]) -> std::io::Result<CopyRead> {
         return Ok(CopyRead::Absent);
     }
     if n != bin.len() {
-        return Ok(CopyRead::Invalid("truncated binary header".into()));
+        return Ok(CopyRead::Invalid(CopyDefect::TruncatedBinary));
     }
     Ok(match verify_copy(f, off, &bin)? {
         Ok(c) => CopyRead::Valid(Box::new(c)),
@@ -551,29 +598,34 @@ pub fn metadata_span(path: &Path) -> std::io::Result<u64> {
 
 /// Checks version, size, offset and checksum of the copy whose binary
 /// header is `bin`; parses its JSON strictly.
-fn verify_copy(f: &File, off: u64, bin: &[u8]) -> std::io::Result<Result<HeaderCopy, String>> {
+fn verify_copy(
+    f: &File,
+    off: u64,
+    bin: &[u8],
+) -> std::io::Result<Result<HeaderCopy, CopyDefect>> {
     let version = u16::from_be_bytes([bin[6], bin[7]]);
     if version != 2 {
-        return Ok(Err(format!("version {version}")));
+        return Ok(Err(CopyDefect::Version(version)));
     }
     let hdr_size = be64(&bin[8..]);
     if !LUKS2_SECONDARY_OFFSETS.contains(&hdr_size) {
-        return Ok(Err(format!("invalid header size {hdr_size}")));
+        return Ok(Err(CopyDefect::HeaderSize(hdr_size)));
     }
     let hdr_offset = be64(&bin[256..]);
     if hdr_offset != off {
-        return Ok(Err(format!(
-            "header says offset {hdr_offset}, found at {off}"
-        )));
+        return Ok(Err(CopyDefect::Offset {
+            said: hdr_offset,
+            found: off,
+        }));
     }
     let alg = cstr(&bin[72..104]);
     if alg != "sha256" {
-        return Ok(Err(format!("unsupported checksum algorithm `{alg}`")));
+        return Ok(Err(CopyDefect::ChecksumAlgorithm(alg)));
     }
     let area_len = usize::try_from(hdr_size).unwrap_or(usize::MAX) - LUKS2_BINARY_HEADER_SIZE;
     let mut json_area = vec![0u8; area_len];
     if read_at(f, off + LUKS2_BINARY_HEADER_SIZE as u64, &mut json_area)? != json_area.len() {
-        return Ok(Err("truncated JSON area".into()));
+        return Ok(Err(CopyDefect::TruncatedJson));
     }
     let mut zeroed = bin.to_vec();
     zeroed[448..448 + 64].fill(0);
@@ -581,7 +633,7 @@ fn verify_copy(f: &File, off: u64, bin: &[u8]) -> std::io::Result<Result<HeaderC
     h.update(&zeroed);
     h.update(&json_area);
     if h.finalize().as_slice() != &bin[448..448 + 32] {
-        return Ok(Err("checksum mismatch".into()));
+        return Ok(Err(CopyDefect::Checksum));
     }
     Ok(Ok(HeaderCopy {
         offset: off,
@@ -590,6 +642,6 @@ fn verify_copy(f: &File, off: u64, bin: &[u8]) -> std::io::Result<Result<HeaderC
         uuid: cstr(&bin[168..208]),
         subsystem: cstr(&bin[208..256]),
         header_size: hdr_size,
-        json: strict_json::parse(&cstr(&json_area)).map_err(|e| e.to_string()),
+        json: strict_json::parse(&cstr(&json_area)).map_err(JsonError::new),
     }))
 }

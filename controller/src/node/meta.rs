@@ -50,9 +50,9 @@ pub enum MetaError {
         /// Device.
         path: String,
         /// What is wrong with copy 1.
-        first: String,
+        first: CopyDamage,
         /// What is wrong with copy 2.
-        second: String,
+        second: CopyDamage,
     },
     /// The records do not fit.
     #[error("META records take {need} bytes; a copy holds {COPY_SIZE}")]
@@ -63,6 +63,29 @@ pub enum MetaError {
     /// Tag 0 is reserved.
     #[error("tag 0 is reserved (it ends the record list)")]
     ReservedTag,
+}
+
+/// What is wrong with one copy of META.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyDamage {
+    /// Shorter than a copy (the partition is too small).
+    #[error("truncated ({0} of {COPY_SIZE} bytes)")]
+    Truncated(usize),
+    /// The first magic number is not there.
+    #[error("no start magic")]
+    NoStartMagic,
+    /// The last magic number is not there.
+    #[error("no end magic")]
+    NoEndMagic,
+    /// The checksum does not match the contents.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// A record's length runs past the records' area.
+    #[error("record {0} runs past the end")]
+    RecordPastEnd(u32),
+    /// The copy is not there at all.
+    #[error("missing")]
+    Missing,
 }
 
 /// META's records by tag.
@@ -98,7 +121,7 @@ pub fn read(path: &Path) -> Result<Meta, MetaError> {
         buf.truncate(got);
         copies.push(buf);
     }
-    let results: Vec<Result<Meta, String>> = copies.iter().map(|c| decode(c)).collect();
+    let results: Vec<Result<Meta, CopyDamage>> = copies.iter().map(|c| decode(c)).collect();
     if let Some(m) = results.iter().flatten().next() {
         return Ok(m.clone());
     }
@@ -108,28 +131,28 @@ pub fn read(path: &Path) -> Result<Meta, MetaError> {
     if never_written {
         return Ok(Meta::default());
     }
-    let mut errs = results.into_iter().map(|r| r.err().unwrap_or_default());
+    let mut errs = results.into_iter().filter_map(Result::err);
     Err(MetaError::Corrupt {
         path: path.display().to_string(),
-        first: errs.next().unwrap_or_default(),
-        second: errs.next().unwrap_or_default(),
+        first: errs.next().unwrap_or(CopyDamage::Missing),
+        second: errs.next().unwrap_or(CopyDamage::Missing),
     })
 }
 
-fn decode(c: &[u8]) -> Result<Meta, String> {
+fn decode(c: &[u8]) -> Result<Meta, CopyDamage> {
     if c.len() < COPY_SIZE {
-        return Err(format!("truncated ({} of {COPY_SIZE} bytes)", c.len()));
+        return Err(CopyDamage::Truncated(c.len()));
     }
     if c[..4] != MAGIC1.to_be_bytes() {
-        return Err("no start magic".into());
+        return Err(CopyDamage::NoStartMagic);
     }
     if c[COPY_SIZE - 4..] != MAGIC2.to_be_bytes() {
-        return Err("no end magic".into());
+        return Err(CopyDamage::NoEndMagic);
     }
     let mut zeroed = c.to_vec();
     zeroed[CHECKSUM_AT..CHECKSUM_AT + 32].fill(0);
     if Sha256::digest(&zeroed).as_slice() != &c[CHECKSUM_AT..CHECKSUM_AT + 32] {
-        return Err("checksum mismatch".into());
+        return Err(CopyDamage::Checksum);
     }
     let mut m = Meta::default();
     let mut at = 4;
@@ -141,7 +164,7 @@ fn decode(c: &[u8]) -> Result<Meta, String> {
         let size = u32::from_be_bytes(c[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
         let start = at + 8;
         if start + size > RECORDS_END {
-            return Err(format!("record {tag} runs past the end"));
+            return Err(CopyDamage::RecordPastEnd(tag));
         }
         m.records.insert(tag, c[start..start + size].to_vec());
         at = start + size;
