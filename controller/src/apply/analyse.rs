@@ -35,13 +35,34 @@ pub(super) async fn all(
     }
 }
 
+/// Why a document's change is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No key of the new config opens the volume.
+    #[error("{volume}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one")]
+    LockOut {
+        /// Volume name.
+        volume: String,
+        /// Its keyslots now, with their kinds.
+        slots: String,
+    },
+    /// The dry run failed.
+    #[error("{volume}: {source}")]
+    Failed {
+        /// Volume name.
+        volume: String,
+        /// Why.
+        source: ConvergeError,
+    },
+}
+
 /// What `doc` changes on the volume the last boot reported as `row`; `Err`
 /// when it must be refused.
 async fn analyse(
     doc: &Document,
     row: Option<&VolumeStatus>,
     env: &ProviderEnv,
-) -> Result<Change, String> {
+) -> Result<Change, Refusal> {
     let name = doc.name();
     let label = doc.partition_label();
     if !doc.managed() {
@@ -79,11 +100,9 @@ async fn analyse(
             match dry_run {
                 Ok(o) if o.plan.is_empty() => Ok(Change::Unchanged),
                 Ok(o) => Ok(Change::Keys(o.plan.actions.iter().map(ToString::to_string).collect())),
-                Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(format!(
-                    "{name}: none of the keys in this config opens the volume (keyslots now: {slots}). A rotation must keep a key that works until the new one is enrolled: apply a config with both the old and the new key first, reboot, then remove the old one"
-                )),
+                Err(ConvergeError::NoKeyOpens { slots, .. }) => Err(Refusal::LockOut { volume: name.to_string(), slots }),
                 Err(ConvergeError::UntrustedHeader { reason, .. }) => Ok(Change::NeedsWipe(reason.to_string())),
-                Err(e) => Err(format!("{name}: {e}")),
+                Err(source) => Err(Refusal::Failed { volume: name.to_string(), source }),
             }
         }
     }

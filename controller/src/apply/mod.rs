@@ -5,6 +5,7 @@
 //! waiting boot.
 
 mod analyse;
+pub use analyse::Refusal;
 
 use crate::converge::{converge_and_unlock, open_device, ConvergeError, Mode, RunAt};
 use crate::node::meta;
@@ -116,8 +117,8 @@ pub enum ApplyError {
     #[error("STATE is not mounted, so there is nowhere to store the config")]
     StateNotMounted,
     /// The config would lock a volume out or lose data.
-    #[error("refused; nothing was stored:\n{}", .0.join("\n"))]
-    Refused(Vec<String>),
+    #[error("refused; nothing was stored:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<Refusal>),
     /// no-reboot mode, but something needs a reboot.
     #[error("these changes need a reboot, so --mode no-reboot cannot apply them (use --mode staged or --mode reboot); nothing was stored:\n{}", .0.join("\n"))]
     NeedsReboot(Vec<String>),

@@ -19,7 +19,7 @@ pub(super) fn bring_up(doc: &ExistingVolumeConfig, disk_paths: &[PathBuf]) -> Vo
         if st.phase != Phase::Missing {
             st.phase = Phase::Failed;
         }
-        st.error = Some(why);
+        st.error = Some(why.to_string());
     }
     st
 }
@@ -28,18 +28,18 @@ fn find_and_mount(
     doc: &ExistingVolumeConfig,
     disk_paths: &[PathBuf],
     st: &mut VolumeStatus,
-) -> Result<(), String> {
+) -> Result<(), ExistingError> {
     let expr = doc
         .discovery
         .as_ref()
         .and_then(|d| d.volume_selector.as_ref())
         .map(|s| s.match_expr.as_str())
         .unwrap_or_default();
-    let selector = Selector::volume(expr)?;
-    let disks = discover(disk_paths).map_err(|e| format!("cannot read the disks: {e}"))?;
+    let selector = Selector::volume(expr).map_err(ExistingError::Selector)?;
+    let disks = discover(disk_paths).map_err(ExistingError::Disks)?;
     let Some((part, open, fstype)) = first_match(&selector, &disks)? else {
         st.phase = Phase::Missing;
-        return Err(format!("no partition matches the volume selector `{expr}`"));
+        return Err(ExistingError::NoMatch(expr.to_string()));
     };
     st.partition = Some(part.describe());
     st.device = Some(open.path.display().to_string());
@@ -53,7 +53,7 @@ fn find_and_mount(
         project_quota: false,
         read_only: m.read_only.unwrap_or(false),
     };
-    fs::mount(&open.path, &target, fstype, options).map_err(|e| e.to_string())?;
+    fs::mount(&open.path, &target, fstype, options)?;
     // The mount holds the device; a loop device over an image file is
     // released when it is unmounted.
     std::mem::forget(open);
@@ -64,27 +64,53 @@ fn find_and_mount(
 
 type Found = (Partition, OpenPartition, api_types::FilesystemType);
 
+/// Why an existing volume is not up.
+#[derive(Debug, thiserror::Error)]
+enum ExistingError {
+    /// The CEL volume selector does not compile or evaluate.
+    #[error("{0}")]
+    Selector(String),
+    /// The disks could not be read.
+    #[error("cannot read the disks: {0}")]
+    Disks(std::io::Error),
+    /// No partition matches.
+    #[error("no partition matches the volume selector `{0}`")]
+    NoMatch(String),
+    /// A partition could not be opened (a loop device over an image).
+    #[error(transparent)]
+    Open(#[from] crate::node::disks::DiskError),
+    /// The matching partition holds no filesystem volctl mounts.
+    #[error("{partition} matches, but holds {found}: not a filesystem volctl mounts")]
+    NotAFilesystem {
+        /// The partition.
+        partition: String,
+        /// What it holds.
+        found: String,
+    },
+    /// Mounting failed.
+    #[error(transparent)]
+    Mount(#[from] fs::FsError),
+}
+
 /// The first partition, in disk and partition order, the selector picks.
-fn first_match(selector: &Selector, disks: &[Disk]) -> Result<Option<Found>, String> {
+fn first_match(selector: &Selector, disks: &[Disk]) -> Result<Option<Found>, ExistingError> {
     for d in disks {
         for p in disks::partitions(&d.dev_path).unwrap_or_default() {
-            let open = OpenPartition::open(&p).map_err(|e| e.to_string())?;
+            let open = OpenPartition::open(&p)?;
             let found = probe_filesystem(&open.path)
                 .ok()
                 .flatten()
                 .unwrap_or_default();
             let fstype = fs::from_probe(&found);
-            if selector.matches(&bindings(d, &p, &open.path, fstype))? {
-                let fstype = fstype.ok_or_else(|| {
-                    format!(
-                        "{} matches, but holds {}: not a filesystem volctl mounts",
-                        p.describe(),
-                        if found.is_empty() {
-                            "no known filesystem"
-                        } else {
-                            &found
-                        }
-                    )
+            let vars = bindings(d, &p, &open.path, fstype);
+            if selector.matches(&vars).map_err(ExistingError::Selector)? {
+                let fstype = fstype.ok_or_else(|| ExistingError::NotAFilesystem {
+                    partition: p.describe(),
+                    found: if found.is_empty() {
+                        "no known filesystem".into()
+                    } else {
+                        found.clone()
+                    },
                 })?;
                 return Ok(Some((p, open, fstype)));
             }

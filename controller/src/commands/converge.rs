@@ -143,7 +143,7 @@ pub fn replace(
     target: &Target,
     kind: KeySource,
     slot: Option<KeyslotId>,
-    hand_over: impl FnOnce(&NewRecoveryKey) -> Result<(), String>,
+    hand_over: impl FnOnce(&NewRecoveryKey) -> std::io::Result<()>,
 ) -> Result<Outcome> {
     let docs = load_config(target.files()?, &target.volume)?;
     let spec = VolumeSpec::from_documents(&docs, &target.volume)?;

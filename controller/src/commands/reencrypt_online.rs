@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     pub run_dir: PathBuf,
     /// What runs (`encrypt`, `rotate-volume-key`).
-    #[arg(long, value_parser = operation)]
+    #[arg(long)]
     pub operation: Operation,
     /// The old volume key's keyslot.
     #[arg(long)]
@@ -40,10 +40,6 @@ pub struct Args {
     /// Print progress on the console too.
     #[arg(long)]
     pub console: bool,
-}
-
-fn operation(name: &str) -> Result<Operation, String> {
-    Operation::from_name(name).ok_or_else(|| format!("no operation {name}"))
 }
 
 /// Runs the reencryption to its end; its progress file says how it ended.

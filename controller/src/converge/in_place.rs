@@ -8,7 +8,7 @@ use super::keys::key_for;
 use super::plan::NewSlot;
 use super::{blocking, ConvergeError};
 use crate::device::{
-    Contents, EncryptionStart, FormatParams, LuksDevice, ReencryptRun, TokenChange,
+    Contents, EncryptionStart, FormatParams, LuksDevice, ReencryptRun, TokenChange, TokensError,
 };
 use crate::inplace::{self, estimate::MibPerSec};
 use crate::luks2::binding::{Binder, VolumeKey};
@@ -319,7 +319,7 @@ impl Executor<'_> {
         let uuid = h.uuid.clone();
         blocking(self.device, move |d| {
             let binder = Binder::new(&vk);
-            let tokens = |h: &Luks2Header| -> Result<Vec<serde_json::Value>, String> {
+            let tokens = |h: &Luks2Header| -> Result<Vec<serde_json::Value>, TokensError> {
                 let salt = h.keyslot(slot).map(|k| k.kdf.salt().to_string());
                 Ok(vec![part.with_owner(&binder, &salt.unwrap_or_default())])
             };
@@ -381,7 +381,7 @@ pub(super) fn header_tokens(
     volume_key: &VolumeKey,
     operation: Operation,
     temporary: Vec<reencryption::TemporarySlot>,
-) -> Result<Vec<serde_json::Value>, String> {
+) -> Result<Vec<serde_json::Value>, TokensError> {
     let binder = Binder::new(volume_key);
     let mut out: Vec<serde_json::Value> = parts
         .iter()
@@ -391,7 +391,7 @@ pub(super) fn header_tokens(
         })
         .collect();
     let proof = reencryption::token_for(h, operation, temporary, volume_key)
-        .ok_or("the new header has no crypt segment")?;
+        .ok_or(TokensError::NoCryptSegment)?;
     out.push(serde_json::to_value(proof).expect("token serialises"));
     Ok(out)
 }

@@ -51,9 +51,9 @@ pub enum ReplaceError {
     /// Every keyslot is in use or configured.
     #[error("no free keyslot to hold the new key while the old one is replaced")]
     NoSpareSlot,
-    /// The new key could not be made or handed over.
-    #[error("{0}")]
-    Handover(String),
+    /// The new recovery key could not be handed over (nothing was written).
+    #[error("cannot hand the new recovery key over: {0}; nothing was written")]
+    Handover(#[source] std::io::Error),
     /// Unlocking or writing failed.
     #[error(transparent)]
     Converge(#[from] ConvergeError),
@@ -68,7 +68,7 @@ pub async fn replace_key(
     env: &ProviderEnv,
     kind: KeySource,
     slot: Option<KeyslotId>,
-    hand_over: impl FnOnce(&NewRecoveryKey) -> Result<(), String>,
+    hand_over: impl FnOnce(&NewRecoveryKey) -> std::io::Result<()>,
 ) -> Result<Outcome, ReplaceError> {
     let kdf_before = device.kdf_runs();
     let keys = keys::keys(spec, env);

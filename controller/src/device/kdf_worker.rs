@@ -59,6 +59,36 @@ pub(super) fn worker() -> Option<&'static Path> {
     WORKER.get().map(PathBuf::as_path)
 }
 
+/// Why a worker gave no answer (the caller runs the KDF in-process).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WorkerError {
+    /// It did not start.
+    #[error("cannot start the KDF worker {}: {source}", exe.display())]
+    Start {
+        /// The executable.
+        exe: std::path::PathBuf,
+        /// The spawn error.
+        source: std::io::Error,
+    },
+    /// Waiting for it failed.
+    #[error("the KDF worker: {0}")]
+    Wait(std::io::Error),
+    /// The passphrase could not be written to it.
+    #[error("cannot hand the passphrase to the KDF worker: {0}")]
+    Passphrase(std::io::Error),
+    /// Its answer could not be read.
+    #[error("cannot read the KDF worker's answer: {0}")]
+    Answer(std::io::Error),
+    /// It ended without a key and without saying "wrong key".
+    #[error("the KDF worker failed ({status}): {stderr}")]
+    Failed {
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// What it printed.
+        stderr: String,
+    },
+}
+
 /// What a worker said.
 pub(super) enum Unlocked {
     /// The volume key the keyslot holds (not yet verified).
@@ -75,7 +105,7 @@ pub(super) fn unlock_in_worker(
     slot: KeyslotId,
     key_size: KeySize,
     passphrase: &[u8],
-) -> Result<Unlocked, String> {
+) -> Result<Unlocked, WorkerError> {
     let mut child = Command::new(exe)
         .arg(VERB)
         .arg("--header")
@@ -86,7 +116,10 @@ pub(super) fn unlock_in_worker(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start the KDF worker {}: {e}", exe.display()))?;
+        .map_err(|source| WorkerError::Start {
+            exe: exe.to_path_buf(),
+            source,
+        })?;
     let mut stdin = child.stdin.take().expect("piped");
     let written = stdin.write_all(passphrase);
     drop(stdin);
@@ -94,13 +127,16 @@ pub(super) fn unlock_in_worker(
     let read = child.stdout.take().expect("piped").read_to_end(&mut key);
     let mut err = String::new();
     let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
-    let status = child.wait().map_err(|e| format!("the KDF worker: {e}"))?;
-    written.map_err(|e| format!("cannot hand the passphrase to the KDF worker: {e}"))?;
-    read.map_err(|e| format!("cannot read the KDF worker's answer: {e}"))?;
+    let status = child.wait().map_err(WorkerError::Wait)?;
+    written.map_err(WorkerError::Passphrase)?;
+    read.map_err(WorkerError::Answer)?;
     match status.code() {
         Some(0) if key.len() == key_size.len() => Ok(Unlocked::Key(VolumeKey::new(key.to_vec()))),
         Some(WRONG_KEY) => Ok(Unlocked::WrongKey),
-        _ => Err(format!("the KDF worker failed ({status}): {}", err.trim())),
+        _ => Err(WorkerError::Failed {
+            status,
+            stderr: err.trim().to_string(),
+        }),
     }
 }
 

@@ -216,7 +216,7 @@ impl CryptsetupDevice {
             .get_uuid()
             .map_err(|e| self.fail(op, e))?
             .to_string();
-        for json in tokens(&h).map_err(|reason| self.failed(op, reason))? {
+        for json in tokens(&h).map_err(|e| self.failed(op, e.to_string()))? {
             dev.token_handle()
                 .json_set(TokenInput::AddToken(&json))
                 .map_err(|e| self.fail(op, e))?;

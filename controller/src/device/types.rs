@@ -167,7 +167,15 @@ pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) -> bool + Send);
 /// token and the reencryption proof) from the header as it is before they
 /// are written.
 pub type TokensFor<'a> =
-    &'a (dyn Fn(&Luks2Header) -> Result<Vec<serde_json::Value>, String> + Sync);
+    &'a (dyn Fn(&Luks2Header) -> Result<Vec<serde_json::Value>, TokensError> + Sync);
+
+/// Why the tokens of a new header could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokensError {
+    /// The header has no crypt segment for the proof to describe.
+    #[error("the new header has no crypt segment")]
+    NoCryptSegment,
+}
 
 /// What starting an in-place encryption needs (see [`super::LuksDevice::start_encryption`]).
 pub struct EncryptionStart<'a> {

@@ -598,11 +598,7 @@ pub fn metadata_span(path: &Path) -> std::io::Result<u64> {
 
 /// Checks version, size, offset and checksum of the copy whose binary
 /// header is `bin`; parses its JSON strictly.
-fn verify_copy(
-    f: &File,
-    off: u64,
-    bin: &[u8],
-) -> std::io::Result<Result<HeaderCopy, CopyDefect>> {
+fn verify_copy(f: &File, off: u64, bin: &[u8]) -> std::io::Result<Result<HeaderCopy, CopyDefect>> {
     let version = u16::from_be_bytes([bin[6], bin[7]]);
     if version != 2 {
         return Ok(Err(CopyDefect::Version(version)));

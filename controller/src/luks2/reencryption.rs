@@ -82,6 +82,19 @@ impl Operation {
     }
 }
 
+/// An operation name that is not one ([`Operation::as_str`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no operation `{0}` (encrypt, rotate-volume-key)")]
+pub struct UnknownOperation(pub String);
+
+impl std::str::FromStr for Operation {
+    type Err = UnknownOperation;
+
+    fn from_str(s: &str) -> Result<Self, UnknownOperation> {
+        Self::from_name(s).ok_or_else(|| UnknownOperation(s.to_string()))
+    }
+}
+
 /// The `volctl-reencrypt` token: volctl's proof that it started the
 /// reencryption the header records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

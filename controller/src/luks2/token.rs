@@ -76,11 +76,11 @@ impl VolctlToken {
     }
 
     /// Parses a header token; `None` if it is not a volctl token.
-    pub fn parse(v: &serde_json::Value) -> Option<Result<Self, String>> {
+    pub fn parse(v: &serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
         if v.get("type").and_then(|t| t.as_str()) != Some(TOKEN_TYPE) {
             return None;
         }
-        Some(serde_json::from_value(v.clone()).map_err(|e| e.to_string()))
+        Some(serde_json::from_value(v.clone()))
     }
 
     /// The keyslot this token is bound to, if exactly one.

@@ -85,10 +85,9 @@ pub fn deliver(
         return Ok(None);
     }
     let drop = dir.join(MAINTENANCE_CONFIG);
-    atomic::write_private(&drop, text.as_bytes())
-        .map_err(|source| DeliveryError::Io {
-            path: drop.clone(),
-            source,
-        })?;
+    atomic::write_private(&drop, text.as_bytes()).map_err(|source| DeliveryError::Io {
+        path: drop.clone(),
+        source,
+    })?;
     Ok(Some(drop.display().to_string()))
 }

@@ -134,10 +134,38 @@ pub struct NoRoom {
     /// The label.
     pub label: String,
     /// `(disk, why not)`.
-    pub considered: Vec<(PathBuf, String)>,
+    pub considered: Vec<(PathBuf, Unfit)>,
 }
 
-fn list(c: &[(PathBuf, String)]) -> String {
+/// Why a disk does not take a partition.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unfit {
+    /// The disk selector could not be evaluated.
+    #[error("selector failed: {0}")]
+    SelectorFailed(String),
+    /// No selector, and this is not the system disk.
+    #[error("not the system disk (it holds no META or STATE)")]
+    NotSystemDisk,
+    /// The selector is false for this disk.
+    #[error("the disk selector is false")]
+    SelectorFalse,
+    /// The disk holds something volctl does not write over.
+    #[error("{0}")]
+    Refused(String),
+    /// No free range at all.
+    #[error("no free space")]
+    NoFreeSpace,
+    /// The largest free range is below `minSize`.
+    #[error("its largest free range is {largest_mib} MiB, less than minSize {min_mib} MiB")]
+    TooSmall {
+        /// The largest free range.
+        largest_mib: u64,
+        /// The volume's minimum.
+        min_mib: u64,
+    },
+}
+
+fn list(c: &[(PathBuf, Unfit)]) -> String {
     if c.is_empty() {
         return " no disk was given".into();
     }
@@ -295,35 +323,32 @@ fn place(r: &Request, later: &[&Request], spaces: &mut [Space]) -> Result<Vec<Ac
 }
 
 /// Where `r` goes on this disk: (offset, size, index of the free range), or why not.
-fn fit(r: &Request, later: &[&Request], s: &Space) -> Result<(u64, u64, usize), String> {
+fn fit(r: &Request, later: &[&Request], s: &Space) -> Result<(u64, u64, usize), Unfit> {
     let d = s.disk;
     let selected = match &r.selector {
         None => d.system_disk,
-        Some(sel) => sel
-            .matches(&d.bindings())
-            .map_err(|e| format!("selector failed: {e}"))?,
+        Some(sel) => sel.matches(&d.bindings()).map_err(Unfit::SelectorFailed)?,
     };
     if !selected {
         return Err(match r.selector {
-            None => "not the system disk (it holds no META or STATE)".into(),
-            Some(_) => "the disk selector is false".into(),
+            None => Unfit::NotSystemDisk,
+            Some(_) => Unfit::SelectorFalse,
         });
     }
     if let Some(why) = &s.refused {
-        return Err(why.clone());
+        return Err(Unfit::Refused(why.clone()));
     }
     let (idx, &(offset, len)) = s
         .free
         .iter()
         .enumerate()
         .max_by_key(|(_, (_, len))| *len)
-        .ok_or("no free space")?;
+        .ok_or(Unfit::NoFreeSpace)?;
     if len < r.min {
-        return Err(format!(
-            "its largest free range is {} MiB, less than minSize {} MiB",
-            len / ALIGN,
-            r.min.div_ceil(ALIGN)
-        ));
+        return Err(Unfit::TooSmall {
+            largest_mib: len / ALIGN,
+            min_mib: r.min.div_ceil(ALIGN),
+        });
     }
     let reserve: u64 = later
         .iter()

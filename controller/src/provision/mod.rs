@@ -15,7 +15,7 @@ mod requests;
 mod table;
 
 pub use facts::{discover, pretty, Disk, Table};
-pub use layout::{plan, Action, MaxSize, NoRoom, Request};
+pub use layout::{plan, Action, MaxSize, NoRoom, Request, Unfit};
 pub use requests::{requests, DEFAULT_MIN_SIZE, STATE_SIZE};
 pub use table::{apply, TableError};
 

@@ -18,14 +18,37 @@ use std::path::Path;
 
 /// A partition-table write that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} on {disk}: {reason}")]
+#[error("{what} on {disk}: {source}")]
 pub struct TableError {
     /// The step.
     pub what: &'static str,
     /// The disk.
     pub disk: String,
     /// Why.
-    pub reason: String,
+    pub source: TableCause,
+}
+
+/// What failed under a [`TableError`].
+#[derive(Debug, thiserror::Error)]
+pub enum TableCause {
+    /// The table on the disk is one volctl does not read.
+    #[error(transparent)]
+    Read(#[from] crate::parttable::read::GptReadError),
+    /// The disk could not be opened or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The `gpt` crate refused the table or the change.
+    #[error(transparent)]
+    Gpt(#[from] gpt::GptError),
+    /// The protective MBR could not be written.
+    #[error(transparent)]
+    Mbr(#[from] gpt::mbr::MBRError),
+    /// The partition to grow is not in the table.
+    #[error("no such partition")]
+    NoSuchPartition,
+    /// Every entry of the table is taken.
+    #[error("the GPT has no free entry")]
+    NoFreeEntry,
 }
 
 /// The GPT type of every partition volctl makes: Linux filesystem data.
@@ -72,22 +95,24 @@ pub(crate) fn apply_until(action: &Action, cut: Option<usize>) -> Result<(), Tab
 }
 
 /// Moves the end of partition `number` so that it is `size` bytes long.
-fn resize(g: &mut gpt::GptDisk<Staged>, number: u32, size: u64) -> Result<(), String> {
+fn resize(g: &mut gpt::GptDisk<Staged>, number: u32, size: u64) -> Result<(), TableCause> {
     let lb: u64 = (*g.logical_block_size()).into();
     let mut parts = g.take_partitions();
-    let p = parts.get_mut(&number).ok_or("no such partition")?;
+    let p = parts.get_mut(&number).ok_or(TableCause::NoSuchPartition)?;
     p.last_lba = p.first_lba + size / lb - 1;
-    g.update_partitions(parts).map_err(|e| e.to_string())
+    Ok(g.update_partitions(parts)?)
 }
 
 /// Adds the partition; returns its number.
-fn add(g: &mut gpt::GptDisk<Staged>, label: &str, offset: u64, size: u64) -> Result<u32, String> {
+fn add(
+    g: &mut gpt::GptDisk<Staged>,
+    label: &str,
+    offset: u64,
+    size: u64,
+) -> Result<u32, TableCause> {
     let lb: u64 = (*g.logical_block_size()).into();
-    let id = g
-        .find_next_partition_id()
-        .ok_or("the GPT has no free entry")?;
-    g.add_partition_at(label, id, offset / lb, size / lb, LINUX_DATA, 0)
-        .map_err(|e| e.to_string())
+    let id = g.find_next_partition_id().ok_or(TableCause::NoFreeEntry)?;
+    Ok(g.add_partition_at(label, id, offset / lb, size / lb, LINUX_DATA, 0)?)
 }
 
 /// Opens (or, for a blank disk, creates) the GPT of `disk`, lets `change`
@@ -98,45 +123,45 @@ fn add(g: &mut gpt::GptDisk<Staged>, label: &str, offset: u64, size: u64) -> Res
 fn write_table(
     disk: &Path,
     cut: Option<usize>,
-    change: impl FnOnce(&mut gpt::GptDisk<Staged>) -> Result<(), String>,
+    change: impl FnOnce(&mut gpt::GptDisk<Staged>) -> Result<(), TableCause>,
 ) -> Result<(), TableError> {
     let err = |what: &'static str| {
-        move |reason: String| TableError {
+        move |e: TableCause| TableError {
             what,
             disk: disk.display().to_string(),
-            reason,
+            source: e,
         }
     };
-    crate::parttable::read::check(disk).map_err(|e| err("read the GPT")(e.to_string()))?;
+    crate::parttable::read::check(disk).map_err(|e| err("read the GPT")(e.into()))?;
     let open = || {
         OpenOptions::new()
             .read(true)
             .write(true)
             .open(disk)
             .map(Staged::new)
-            .map_err(|e| err("open")(e.to_string()))
+            .map_err(|e| err("open")(e.into()))
     };
     let mut g = match crate::parttable::read::read(open()?, true) {
         Ok((g, _)) => g,
         Err(_) => gpt::GptConfig::new()
             .writable(true)
             .create_from_device(open()?, None)
-            .map_err(|e| err("make a GPT")(e.to_string()))?,
+            .map_err(|e| err("make a GPT")(e.into()))?,
     };
     change(&mut g).map_err(err("add the partition"))?;
     g.write_inplace()
-        .map_err(|e| err("write the GPT")(e.to_string()))?;
+        .map_err(|e| err("write the GPT")(e.into()))?;
     let mut staged = g.take_device();
     if !staged.has_mbr() {
         let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
             u32::try_from(staged.disk_bytes() / 512 - 1).unwrap_or(u32::MAX),
         );
         mbr.overwrite_lba0(&mut staged)
-            .map_err(|e| err("write the protective MBR")(e.to_string()))?;
+            .map_err(|e| err("write the protective MBR")(e.into()))?;
     }
     staged
         .commit(cut)
-        .map_err(|e| err("write the GPT")(e.to_string()))
+        .map_err(|e| err("write the GPT")(e.into()))
 }
 
 /// Tells the kernel about a new partition on a block device, with the
