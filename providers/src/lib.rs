@@ -24,7 +24,8 @@ pub use ::kms::client::ClientOptions as KmsClientOptions;
 pub use error::ProviderError;
 pub use kms::KmsProvider;
 pub use node_id::{
-    check_uuid_entropy, node_uuid, read_node_uuid, NodeIdProvider, NodeUuid, UnknownNodeUuid, NODE_UUID_ENV, SMBIOS_UUID_PATH,
+    check_uuid_entropy, node_uuid, read_node_uuid, NodeIdProvider, NodeUuid, UnknownNodeUuid,
+    NODE_UUID_ENV, SMBIOS_UUID_PATH,
 };
 pub use passphrase::Passphrase;
 pub use provider::{Enrolled, KeyContext, KeyProvider};

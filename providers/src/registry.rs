@@ -1,8 +1,6 @@
 //! Builds the provider for a configured key.
 
-use crate::{
-    KeyProvider, NodeIdProvider, SaltedProvider, StateSalt, StaticProvider,
-};
+use crate::{KeyProvider, NodeIdProvider, SaltedProvider, StateSalt, StaticProvider};
 use api_types::{KeyKind, ResolvedKey};
 
 /// What providers need from the machine, read once per run.
