@@ -7,6 +7,7 @@
 use crate::luks2::header::{self, Probe};
 use crate::node::disks::{self, DiskError, OpenPartition};
 use crate::node::meta::{self, MetaError, TAG_PENDING_WIPE, TAG_STATE_ENCRYPTION};
+use crate::node::snapshot::NodeSnapshot;
 use crate::node::status::{BootStatus, Phase};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -149,8 +150,8 @@ pub fn reset(
 
 /// Does the wipes a `reset --reboot` left for this boot (recorded on META),
 /// before anything opens; returns one line per step.
-pub fn pending_wipes(disks: &[PathBuf]) -> Result<Vec<String>, ResetError> {
-    let parts = disks::by_label(disks)?;
+pub fn pending_wipes(snap: &NodeSnapshot) -> Result<Vec<String>, ResetError> {
+    let parts = snap.by_label()?;
     let Some(mo) = disks::open_labelled(&parts, "META")? else {
         return Ok(vec![]);
     };
@@ -167,7 +168,7 @@ pub fn pending_wipes(disks: &[PathBuf]) -> Result<Vec<String>, ResetError> {
     drop(mo);
     let done = reset(
         &labels,
-        disks,
+        &snap.paths,
         None,
         WipeMode::from_name(mode).unwrap_or(WipeMode::Fast),
         WhenBusy::Fail,

@@ -4,18 +4,19 @@
 //! resizes it.
 
 use crate::device::probe_filesystem;
-use crate::node::disks::{self, OpenPartition, Partition};
+use crate::node::disks::{OpenPartition, Partition};
+use crate::node::facts::Disk;
 use crate::node::fs::{self, MountOptions};
+use crate::node::snapshot::NodeSnapshot;
 use crate::node::status::{Phase, VolumeStatus};
-use crate::provision::{discover, Disk};
 use api_types::cel::{Bindings, Selector, Value};
 use api_types::ExistingVolumeConfig;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Finds and mounts one existing volume; its status.
-pub(super) fn bring_up(doc: &ExistingVolumeConfig, disk_paths: &[PathBuf]) -> VolumeStatus {
+pub(super) fn bring_up(doc: &ExistingVolumeConfig, snap: &NodeSnapshot) -> VolumeStatus {
     let mut st = VolumeStatus::new(&doc.name, &doc.name, false);
-    if let Err(why) = find_and_mount(doc, disk_paths, &mut st) {
+    if let Err(why) = find_and_mount(doc, &snap.disks, &mut st) {
         if st.phase != Phase::Missing {
             st.phase = Phase::Failed;
         }
@@ -26,7 +27,7 @@ pub(super) fn bring_up(doc: &ExistingVolumeConfig, disk_paths: &[PathBuf]) -> Vo
 
 fn find_and_mount(
     doc: &ExistingVolumeConfig,
-    disk_paths: &[PathBuf],
+    disks: &[Disk],
     st: &mut VolumeStatus,
 ) -> Result<(), ExistingError> {
     let expr = doc
@@ -36,8 +37,7 @@ fn find_and_mount(
         .map(|s| s.match_expr.as_str())
         .unwrap_or_default();
     let selector = Selector::volume(expr).map_err(ExistingError::Selector)?;
-    let disks = discover(disk_paths).map_err(ExistingError::Disks)?;
-    let Some((part, open, fstype)) = first_match(&selector, &disks)? else {
+    let Some((part, open, fstype)) = first_match(&selector, disks)? else {
         st.phase = Phase::Missing;
         return Err(ExistingError::NoMatch(expr.to_string()));
     };
@@ -70,9 +70,6 @@ enum ExistingError {
     /// The CEL volume selector does not compile or evaluate.
     #[error("{0}")]
     Selector(String),
-    /// The disks could not be read.
-    #[error("cannot read the disks: {0}")]
-    Disks(std::io::Error),
     /// No partition matches.
     #[error("no partition matches the volume selector `{0}`")]
     NoMatch(String),
@@ -95,7 +92,8 @@ enum ExistingError {
 /// The first partition, in disk and partition order, the selector picks.
 fn first_match(selector: &Selector, disks: &[Disk]) -> Result<Option<Found>, ExistingError> {
     for d in disks {
-        for p in disks::partitions(&d.dev_path).unwrap_or_default() {
+        let parts = d.table.iter().flat_map(|t| t.partitions.iter().cloned());
+        for p in parts {
             let open = OpenPartition::open(&p)?;
             let found = probe_filesystem(&open.path)
                 .ok()

@@ -274,6 +274,10 @@ async fn plan_again(
 ) -> Result<(Outcome, VolumeKey), ConvergeError> {
     let (o, vk) = converge_and_unlock(spec, device.clone(), env, mode, run_at).await?;
     let mut plan = first.plan;
+    // What the first plan deferred behind the reencryption was planned
+    // again (and done, or deferred again, by the second).
+    plan.notes
+        .retain(|n| !matches!(n, plan::Note::AfterReencryption { .. }));
     plan.actions.extend(o.plan.actions);
     plan.notes.extend(o.plan.notes);
     Ok((

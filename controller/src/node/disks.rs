@@ -119,8 +119,13 @@ pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
         disk: disk.display().to_string(),
         source,
     })?;
+    Ok(partitions_in(disk, &g))
+}
+
+/// The used partitions of `g`, the table read from `disk`.
+pub fn partitions_in<D: gpt::DiskDevice>(disk: &Path, g: &gpt::GptDisk<D>) -> Vec<Partition> {
     let lb: u64 = (*g.logical_block_size()).into();
-    Ok(g.partitions()
+    g.partitions()
         .iter()
         .filter(|(_, p)| p.is_used())
         .map(|(n, p)| Partition {
@@ -130,7 +135,7 @@ pub fn partitions(disk: &Path) -> Result<Vec<Partition>, DiskError> {
             offset: p.first_lba * lb,
             size: (p.last_lba + 1 - p.first_lba) * lb,
         })
-        .collect())
+        .collect()
 }
 
 /// The disks given, or every disk of the system when none is.

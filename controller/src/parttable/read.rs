@@ -72,8 +72,21 @@ pub enum TableCopy {
 /// Opens the GPT of `path` read-only, after [`check`]; from its backup
 /// copy when the primary one is damaged.
 pub fn open(path: &Path) -> Result<(gpt::GptDisk<Staged>, TableCopy), GptReadError> {
+    OPENED.with(|n| n.set(n.get() + 1));
     check(path)?;
     read(Staged::new(std::fs::File::open(path)?), false)
+}
+
+thread_local! {
+    /// How many times this thread opened a disk's GPT to read it: what the
+    /// snapshot tests count (a boot reads each table once, again only
+    /// after it changed one).
+    static OPENED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of GPT opens so far on this thread ([`open`]).
+pub fn opened() -> usize {
+    OPENED.with(std::cell::Cell::get)
 }
 
 /// Reads the GPT on `disk` (primary copy, else the backup: the `gpt` crate

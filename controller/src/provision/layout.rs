@@ -13,7 +13,7 @@
 //!   leaves room for the minimum of the later requests on the same disk;
 //! - nothing existing is moved, shrunk or written over.
 
-use super::facts::{align_down, Disk, ALIGN};
+use crate::node::facts::{align_down, Disk, ALIGN};
 use api_types::cel::Selector;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -395,7 +395,7 @@ fn take(free: &mut Vec<(u64, u64)>, idx: usize, offset: u64, size: u64) {
 mod tests {
     use super::*;
     use crate::node::disks::Partition;
-    use crate::provision::facts::Table;
+    use crate::node::facts::Table;
 
     use crate::units::{GIB, MIB};
 

@@ -1,7 +1,7 @@
 //! Provisioning: lay out the partitions a config asks for, as Talos does.
 //!
-//! - `facts.rs`: what a disk is (sysfs, GPT, free ranges) and the CEL
-//!   bindings a selector sees;
+//! - what a disk is (sysfs, GPT, free ranges, the CEL bindings a selector
+//!   sees) is `node::facts`;
 //! - `requests.rs`: which volumes need a partition, in a fixed order, with
 //!   their sizes resolved from the documents;
 //! - `layout.rs`: the pure placement decision;
@@ -9,12 +9,11 @@
 //!
 //! GPT reads and staged writes themselves are in [`crate::parttable`].
 
-mod facts;
 mod layout;
 mod requests;
 mod table;
 
-pub use facts::{discover, pretty, Disk, Table};
+pub use crate::node::facts::{discover, pretty, Disk, Table};
 pub use layout::{plan, Action, MaxSize, NoRoom, Request, Unfit};
 pub use requests::{requests, DEFAULT_MIN_SIZE, STATE_SIZE};
 pub use table::{apply, TableError};
@@ -55,13 +54,26 @@ pub fn plan_for(docs: &[Document], disks: &[PathBuf]) -> Result<Vec<Action>, Pro
     Ok(plan(&requests(docs), &facts)?)
 }
 
+/// Lays out what `docs` need on disks whose facts were read already (a
+/// boot's snapshot); returns what was done.
+pub fn provision_on(docs: &[Document], disks: &[Disk]) -> Result<Vec<Action>, ProvisionError> {
+    let actions = plan(&requests(docs), disks)?;
+    apply_all(&actions)?;
+    Ok(actions)
+}
+
+fn apply_all(actions: &[Action]) -> Result<(), ProvisionError> {
+    for a in actions {
+        tracing::info!("{a}");
+        apply(a)?;
+    }
+    Ok(())
+}
+
 /// Lays out what `docs` need on `disks`; returns what was done. A second
 /// run finds every label and does nothing.
 pub fn provision(docs: &[Document], disks: &[PathBuf]) -> Result<Vec<Action>, ProvisionError> {
     let actions = plan_for(docs, disks)?;
-    for a in &actions {
-        tracing::info!("{a}");
-        apply(a)?;
-    }
+    apply_all(&actions)?;
     Ok(actions)
 }

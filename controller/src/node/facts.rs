@@ -129,16 +129,19 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<Disk>> {
 }
 
 fn disk(path: &Path) -> std::io::Result<Disk> {
-    let parts = disks::partitions(path);
+    // One read of the GPT gives both the partitions and the usable range.
+    let read = crate::parttable::read::open(path);
     // A GPT volctl does not read: named as such, never written over.
-    let unreadable = match &parts {
-        Err(disks::DiskError::Gpt {
-            source: e @ (GptReadError::EntrySize(_) | GptReadError::TooManyEntries(_)),
-            ..
-        }) => Some(format!("a GPT volctl does not read: {e}")),
+    let unreadable = match &read {
+        Err(e @ (GptReadError::EntrySize(_) | GptReadError::TooManyEntries(_))) => {
+            Some(format!("a GPT volctl does not read: {e}"))
+        }
         _ => None,
     };
-    let table = parts.ok().map(|parts| table(path, &parts));
+    let table = read.ok().map(|(g, copy)| {
+        let parts = disks::partitions_in(path, &g);
+        table(&parts, usable_range(path, &g, copy))
+    });
     let system_disk = table.as_ref().is_some_and(|t| {
         t.partitions
             .iter()
@@ -282,8 +285,8 @@ fn symlinks(path: &Path) -> Vec<String> {
 }
 
 /// The partitions of a disk and the aligned free ranges between them.
-fn table(path: &Path, parts: &[Partition]) -> Table {
-    let (first, last, copy) = usable_range(path).unwrap_or((ALIGN, 0, TableCopy::Primary));
+fn table(parts: &[Partition], usable: Option<(u64, u64, TableCopy)>) -> Table {
+    let (first, last, copy) = usable.unwrap_or((ALIGN, 0, TableCopy::Primary));
     let mut used: Vec<(u64, u64)> = parts
         .iter()
         .map(|p| (p.offset, p.offset + p.size))
@@ -308,8 +311,11 @@ fn table(path: &Path, parts: &[Partition]) -> Table {
 /// First and one-past-last usable byte of a GPT disk, as the table will be
 /// once its backup sits at the device's end (a grown disk gains the space),
 /// and the copy of the table read.
-fn usable_range(path: &Path) -> Option<(u64, u64, TableCopy)> {
-    let (g, copy) = crate::parttable::read::open(path).ok()?;
+fn usable_range<D: gpt::DiskDevice>(
+    path: &Path,
+    g: &gpt::GptDisk<D>,
+    copy: TableCopy,
+) -> Option<(u64, u64, TableCopy)> {
     let lb: u64 = (*g.logical_block_size()).into();
     let h = g.header();
     let len = std::fs::File::open(path)

@@ -1,0 +1,71 @@
+//! The phases that change partition tables: wipes `reset --reboot` left,
+//! and the partitions a config asks for. Each reads the disks through the
+//! snapshot and refreshes it only when it wrote a table.
+
+use super::context::Boot;
+use super::{source, PhaseFuture};
+use api_types::Document;
+
+/// A `reset --reboot` whose volume was in use left its wipe for now.
+pub(super) fn pending_wipes<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
+    Box::pin(async move {
+        match crate::reset::pending_wipes(&b.snap) {
+            Ok(done) if done.is_empty() => {}
+            Ok(done) => {
+                b.status.wiped = done;
+                b.refresh();
+            }
+            Err(e) => b
+                .status
+                .problems
+                .push(format!("a wipe left by reset --reboot failed: {e}")),
+        }
+        Ok(())
+    })
+}
+
+/// The `-f` files, parsed once (an error in them stops the boot); a config
+/// given at boot may ask for STATE itself, so its partitions come first.
+pub(super) fn given_config<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
+    Box::pin(async move {
+        b.given = source::load_files(&b.opts.config_files)?;
+        if let Some(docs) = b.given.as_ref().map(|(docs, _)| docs.clone()) {
+            lay_out(b, &docs);
+        }
+        Ok(())
+    })
+}
+
+/// The config in force (perhaps STATE's own) may ask for more volumes.
+pub(super) fn config_in_force<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
+    Box::pin(async move {
+        if let Some(docs) = b.docs.take() {
+            lay_out(b, &docs);
+            b.docs = Some(docs);
+        }
+        Ok(())
+    })
+}
+
+/// Creates the partitions `docs` ask for that no disk has yet; what was
+/// done goes to the status (and the snapshot is read again), and a volume
+/// that fits nowhere becomes a problem (its volume is then reported
+/// missing, the others go on).
+fn lay_out(b: &mut Boot<'_>, docs: &[Document]) {
+    if let Some((disk, why)) = b.snap.unreadable.first() {
+        b.status
+            .problems
+            .push(format!("cannot read disk {}: {why}", disk.display()));
+        return;
+    }
+    match crate::provision::provision_on(docs, &b.snap.disks) {
+        Ok(actions) if actions.is_empty() => {}
+        Ok(actions) => {
+            b.status
+                .partitions_created
+                .extend(actions.iter().map(ToString::to_string));
+            b.refresh();
+        }
+        Err(e) => b.status.problems.push(e.to_string()),
+    }
+}

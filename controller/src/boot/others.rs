@@ -1,0 +1,141 @@
+//! The volumes after STATE, from the config in force: those that open
+//! unattended (unlocked concurrently, bounded: argon2 takes memory; then
+//! mounted in order, EPHEMERAL at /var before user volumes), then those
+//! only a person opens (one question at a time), then existing volumes
+//! (one may live on a disk another volume just opened).
+
+use super::context::Boot;
+use super::volume::{self, VolumeDef};
+use super::{existing, unlock, write_status, BootError, PhaseFuture};
+use crate::node::disks::Partition;
+use crate::node::status::{Phase, VolumeStatus};
+use api_types::Document;
+use providers::ProviderEnv;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The managed volumes on partitions, in mounting order, split into
+/// (unattended, typed only).
+fn volume_defs(b: &Boot<'_>, docs: &[Document]) -> (Vec<VolumeDef>, Vec<VolumeDef>) {
+    let mut defs: Vec<VolumeDef> = docs
+        .iter()
+        .filter(|d| !d.is_state() && d.managed() && !matches!(d, Document::Existing(_)))
+        .map(|d| VolumeDef::from_doc(d, &b.opts.state_mount).for_boot(b.opts))
+        .collect();
+    defs.sort_by_key(|d| (order(&d.name, d.label.starts_with("u-")), d.name.clone()));
+    defs.into_iter().partition(|d| !d.typed_only())
+}
+
+/// Volumes volctl does not act on are reported; the ones that open
+/// unattended are opened (at most `--parallel` KDFs at once) and mounted.
+pub(super) fn unattended<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
+    Box::pin(async move {
+        let Some(docs) = b.docs.clone() else {
+            return Ok(());
+        };
+        let skipped = docs.iter().filter(|d| !d.is_state() && !d.managed());
+        b.status.volumes.extend(skipped.map(not_managed));
+        let (defs, _) = volume_defs(b, &docs);
+        let parts = b.snap.by_label()?;
+        let env = Arc::new(b.env.clone());
+        let opened = open_all(defs, &parts, &env, b.opts.parallel).await?;
+        b.status.volumes.extend(opened);
+        Ok(())
+    })
+}
+
+/// The volumes only a person can open: the status says they wait for their
+/// key (the others are up by now), then they are asked for one at a time,
+/// on the node API too while the round lasts (when STATE holds its
+/// certificate).
+pub(super) fn typed<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
+    Box::pin(async move {
+        let Some(docs) = b.docs.clone() else {
+            return Ok(());
+        };
+        let (_, typed) = volume_defs(b, &docs);
+        if typed.is_empty() {
+            return Ok(());
+        }
+        let asking = b.status.volumes.len();
+        b.status.volumes.extend(typed.iter().map(volume::waiting));
+        write_status(b.opts, &b.status)?;
+        b.status.volumes.truncate(asking);
+        let remote = unlock::window(b.opts, &b.staging);
+        let env = Arc::new(unlock::with_remote(&b.env, remote.as_ref()));
+        let parts = b.snap.by_label()?;
+        let opened = open_all(typed, &parts, &env, 1).await?;
+        b.status.volumes.extend(opened);
+        Ok(())
+    })
+}
+
+/// Existing volumes (`ExistingVolumeConfig`), found by their selectors on
+/// the snapshot's disks. A given disk that could not be read at the start
+/// (an image file on a volume this boot just mounted) is read again first.
+pub(super) fn existing<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
+    Box::pin(async move {
+        let Some(docs) = b.docs.clone() else {
+            return Ok(());
+        };
+        let wanted = docs.iter().any(|d| matches!(d, Document::Existing(_)));
+        if wanted && !b.snap.unreadable.is_empty() {
+            b.refresh();
+        }
+        for doc in &docs {
+            if let Document::Existing(e) = doc {
+                b.status.volumes.push(existing::bring_up(e, &b.snap));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Opens `defs` (at most `parallel` unlocking at once), then mounts them in
+/// order.
+async fn open_all(
+    defs: Vec<VolumeDef>,
+    parts: &BTreeMap<String, Partition>,
+    env: &Arc<ProviderEnv>,
+    parallel: usize,
+) -> Result<Vec<VolumeStatus>, BootError> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut tasks = Vec::new();
+    for def in defs {
+        let part = parts.get(&def.label).cloned();
+        let (sem, env) = (sem.clone(), env.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore open");
+            let (st, opened) = volume::open(&def, part.as_ref(), &env).await;
+            (def, st, opened)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        let (def, st, opened) = t
+            .await
+            .map_err(|e| BootError::Io(format!("volume task failed: {e}")))?;
+        out.push(volume::finish(&def, st, opened));
+    }
+    Ok(out)
+}
+
+/// The status of a volume whose `volumeType` volctl accepts but does not act on.
+fn not_managed(doc: &Document) -> VolumeStatus {
+    let mut st = VolumeStatus::new(
+        doc.name(),
+        &doc.partition_label(),
+        doc.encryption().is_some(),
+    );
+    st.phase = Phase::NotManaged;
+    st.error = Some(crate::volume::not_managed_reason(doc));
+    st
+}
+
+fn order(name: &str, user: bool) -> u8 {
+    match (name, user) {
+        (_, true) => 3,
+        ("EPHEMERAL", _) => 1,
+        _ => 2,
+    }
+}
