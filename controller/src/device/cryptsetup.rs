@@ -14,8 +14,7 @@ use super::{
 use crate::luks2::binding::VolumeKey;
 use crate::luks2::check;
 use crate::luks2::consts::{
-    BLANK_PROBE_LEN, DEFAULT_DATA_OFFSET, FORMAT_MARK, FORMAT_MARK_FROM_END, LUKS2_SUBSYSTEM,
-    MAX_HEADER_AREA,
+    BLANK_PROBE_LEN, FORMAT_MARK, FORMAT_MARK_FROM_END, LUKS2_SUBSYSTEM, MAX_HEADER_AREA,
 };
 use crate::luks2::header::{self, CopyRead, HeaderError, Luks2Header, RawHeader};
 use crate::luks2::token::TokenId;
@@ -236,38 +235,28 @@ impl CryptsetupDevice {
         }
     }
 
-    /// Why the device is the remains of a first format cut short, if it is:
-    /// volctl's format mark and no usable header.
-    fn marked_unfinished(&self, usable: bool) -> Result<Option<String>, DeviceError> {
-        Ok((!usable && self.has_format_mark()?)
-            .then(|| "volctl's format mark and no intact LUKS2 header".to_string()))
-    }
-
-    /// Why `raw` is the remains of a first format cut short, if it is.
+    /// Why `raw` is the remains of a first format cut short, if it is
+    /// (the rule: `device/unfinished.rs`).
     fn unfinished_format(
         &self,
         raw: &RawHeader,
         selected: Option<&Luks2Header>,
     ) -> Result<Option<String>, DeviceError> {
-        if let Some(why) = self.marked_unfinished(selected.is_some())? {
-            return Ok(Some(why));
-        }
-        if matches!(raw.primary, CopyRead::Invalid(_)) && !raw.secondary.present() {
-            return Ok(self
-                .data_area_unwritten(DEFAULT_DATA_OFFSET)?
-                .then(|| "a torn primary header and no secondary copy".to_string()));
-        }
-        let Some(h) = selected else {
-            return Ok(None);
-        };
-        let ours = h.subsystem == LUKS2_SUBSYSTEM && !h.has_volctl_token();
-        let offset = h.data_offset().unwrap_or(DEFAULT_DATA_OFFSET);
-        Ok((ours && self.data_area_unwritten(offset)?).then(|| {
-            format!(
-                "a volctl header with {} keyslot(s) and no volctl token, and nothing written to its data area",
-                h.json.keyslots.len()
-            )
-        }))
+        let torn_primary_alone =
+            matches!(raw.primary, CopyRead::Invalid(_)) && !raw.secondary.present();
+        super::unfinished::unfinished_format(self, selected, torn_primary_alone)
+    }
+}
+
+impl super::unfinished::FormatRemains for CryptsetupDevice {
+    type Error = DeviceError;
+
+    fn marked(&self) -> Result<bool, DeviceError> {
+        self.has_format_mark()
+    }
+
+    fn data_unwritten(&self, offset: u64) -> Result<bool, DeviceError> {
+        self.data_area_unwritten(offset)
     }
 }
 
@@ -416,7 +405,7 @@ impl LuksDevice for CryptsetupDevice {
     fn contents(&self) -> Result<Contents, DeviceError> {
         let Snapshot { shadow, raw, .. } = self.snapshot()?;
         let Some(raw) = raw else {
-            if let Some(why) = self.marked_unfinished(false)? {
+            if let Some(why) = super::unfinished::unfinished_format(self, None, false)? {
                 return Ok(Contents::UnfinishedFormat(why));
             }
             return Ok(

@@ -20,6 +20,7 @@ mod shadow;
 #[cfg(any(test, feature = "sim"))]
 mod sim;
 mod types;
+mod unfinished;
 
 pub use cryptsetup::{deactivate, CryptsetupDevice};
 pub use power_cut::{PowerCutDevice, POWER_CUT_ENV};

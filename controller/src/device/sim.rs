@@ -8,6 +8,7 @@
 //! It is never instead of the real-header tests: those run libcryptsetup on
 //! image files and check the result with the `cryptsetup` CLI.
 
+use super::unfinished::{unfinished_format, FormatRemains};
 use super::{
     Access, ActivationOptions, Contents, DeviceError, FormatParams, LuksDevice, PbkdfChoice,
     TokenChange,
@@ -48,6 +49,24 @@ pub struct SimHeader {
     pub tokens: BTreeMap<TokenId, Value>,
 }
 
+/// The simulated device's side of the unfinished-format rule. It holds
+/// no data, so its data area is never written.
+struct SimRemains {
+    marked: bool,
+}
+
+impl FormatRemains for SimRemains {
+    type Error = std::convert::Infallible;
+
+    fn marked(&self) -> Result<bool, Self::Error> {
+        Ok(self.marked)
+    }
+
+    fn data_unwritten(&self, _offset: u64) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
 /// What the simulated device holds.
 #[derive(Debug, Clone, Default)]
 pub struct SimState {
@@ -57,6 +76,9 @@ pub struct SimState {
     pub foreign: Option<String>,
     /// Active dm-crypt name.
     pub active: Option<String>,
+    /// volctl's format mark: set with the header by `format`, cleared by
+    /// `format_finished` (the real device writes it before the header).
+    pub format_mark: bool,
     /// Every write, in order (`format`, `add 1`, `destroy 0`, `token+ 1`…).
     pub log: Vec<String>,
 }
@@ -251,14 +273,16 @@ impl LuksDevice for SimDevice {
             return Err(self.err("read header", "simulated power cut"));
         }
         let s = self.state.lock().expect("lock");
-        Ok(match (&s.header, &s.foreign) {
-            (Some(h), _) if h.subsystem == LUKS2_SUBSYSTEM && !h.to_header().has_volctl_token() => {
-                Contents::UnfinishedFormat(format!(
-                    "a volctl header with {} keyslot(s) and no volctl token",
-                    h.keyslots.len()
-                ))
-            }
-            (Some(h), _) => Contents::Luks2(Box::new(h.to_header())),
+        let header = s.header.as_ref().map(SimHeader::to_header);
+        let remains = SimRemains {
+            marked: s.format_mark,
+        };
+        let Ok(unfinished) = unfinished_format(&remains, header.as_ref(), false);
+        if let Some(why) = unfinished {
+            return Ok(Contents::UnfinishedFormat(why));
+        }
+        Ok(match (header, &s.foreign) {
+            (Some(h), _) => Contents::Luks2(Box::new(h)),
             (None, Some(f)) => Contents::Foreign(f.clone()),
             (None, None) => Contents::Blank,
         })
@@ -279,12 +303,16 @@ impl LuksDevice for SimDevice {
                 keyslots: BTreeMap::new(),
                 tokens: BTreeMap::new(),
             });
+            s.format_mark = true;
             Ok(())
         })
     }
 
     fn format_finished(&self) -> Result<(), DeviceError> {
-        self.write("format finished", "format finished".into(), |_| Ok(()))
+        self.write("format finished", "format finished".into(), |s| {
+            s.format_mark = false;
+            Ok(())
+        })
     }
 
     fn volume_key(
