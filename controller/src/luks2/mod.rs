@@ -6,6 +6,7 @@ pub mod binding;
 pub mod check;
 pub mod consts;
 pub mod header;
+pub mod model;
 pub mod reencryption;
 mod strict_json;
 pub mod token;
