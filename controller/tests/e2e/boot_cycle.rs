@@ -1,0 +1,215 @@
+//! Boots, reboots, wipes, volumes that cannot come up, maintenance mode.
+
+use super::harness::*;
+use crate::common;
+use std::process::Command;
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn first_boot_second_boot_and_wiped_state() {
+    let mut vm = Vm::new("boot-reboot-wipe-state", LAYOUT);
+    // Two valid Talos documents volctl leaves alone ride along.
+    vm.write("config.yaml", &format!("{CONFIG}{NOT_MANAGED}"));
+
+    // Boot 1: blank disk → everything formatted, opened, mounted.
+    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence) ' /proc/mounts; echo 'END mounts'";
+    let b = vm.boot("-f /job/config.yaml", write_files);
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    for v in ["swap1", "scratch"] {
+        assert_eq!(b.phase(v), "not-managed", "{v}: {}", b.volume(v));
+    }
+    // mount.secure defaults to true (nosuid, nodev); disableAccessTime: true on persistence.
+    let mounts = b.section("mounts");
+    for line in mounts.lines() {
+        assert!(
+            line.contains("nosuid") && line.contains("nodev"),
+            "{mounts}"
+        );
+    }
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /persistence ") && l.contains("noatime")),
+        "{mounts}"
+    );
+    for v in ["STATE", "EPHEMERAL", "persistence"] {
+        assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
+        assert_eq!(b.volume(v)["created"], true);
+        assert!(b.volume(v)["mapped_device"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/mapper/luks2-"));
+    }
+    assert_eq!(b.volume("STATE")["mount_point"], "/var/lib/volctl/state");
+    assert!(b.log.contains("files-written"), "{}", b.log);
+    let headers: Vec<(u64, Vec<u32>)> = ["STATE", "EPHEMERAL", "persistence"]
+        .iter()
+        .map(|l| vm.header(l))
+        .collect();
+    for (_, slots) in &headers {
+        assert_eq!(slots, &vec![0]);
+    }
+    // META holds STATE's encryption config, not the other volumes'.
+    let meta = vm.partition("META");
+    let m = controller::node::meta::read(meta.path()).unwrap();
+    let state_enc: serde_json::Value =
+        serde_json::from_slice(&m.records[&controller::node::meta::TAG_STATE_ENCRYPTION]).unwrap();
+    assert!(state_enc["keys"][0].get("nodeID").is_some(), "{state_enc}");
+    drop(meta);
+
+    // Boot 2, no -f: STATE's config from META, the rest from STATE; files
+    // read back; one KDF run per volume; no header written.
+    let read_files =
+        "echo 'BEGIN files'; cat /var/lib/volctl/state/f /var/f /persistence/f; echo 'END files'";
+    let b = vm.boot("", read_files);
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    for v in ["STATE", "EPHEMERAL", "persistence"] {
+        assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
+        assert_eq!(
+            b.volume(v)["kdf_runs"],
+            1,
+            "{v} must unlock with exactly one KDF run"
+        );
+        assert_eq!(b.volume(v)["changes"].as_array().unwrap().len(), 0);
+        assert_eq!(b.volume(v)["unlocked_by"][0], 0);
+    }
+    assert_eq!(
+        b.status["config_source"],
+        "STATE (encryption config from META)"
+    );
+    assert_eq!(
+        b.section("files"),
+        "state-file\nephemeral-file\npersistence-file\n"
+    );
+    let after: Vec<(u64, Vec<u32>)> = ["STATE", "EPHEMERAL", "persistence"]
+        .iter()
+        .map(|l| vm.header(l))
+        .collect();
+    assert_eq!(after, headers, "no keyslot changed, no header written");
+
+    // Wipe STATE on the host as `volctl reset` does (its header area and
+    // its last MiB: a device counts as blank only when both ends are zero):
+    // its salt is gone, so EPHEMERAL (lockToSTATE) no longer opens;
+    // persistence (static) still does.
+    {
+        let l = vm.partition("STATE");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(l.path())
+            .unwrap();
+        let size = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).unwrap();
+        let mib = vec![0u8; 1 << 20];
+        for at in (0..20).map(|i| i << 20).chain([size - (1 << 20)]) {
+            std::os::unix::fs::FileExt::write_all_at(&f, &mib, at).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let b = vm.boot(
+        "-f /job/config.yaml",
+        "echo 'BEGIN files'; cat /persistence/f; echo 'END files'",
+    );
+    assert_eq!(b.boot_rc, 3, "not everything is ready: {}", b.log);
+    assert_eq!(b.phase("STATE"), "ready");
+    assert_eq!(b.volume("STATE")["created"], true);
+    assert_eq!(b.phase("EPHEMERAL"), "failed");
+    let err = b.volume("EPHEMERAL")["error"].as_str().unwrap();
+    assert!(err.contains("no configured key opens"), "{err}");
+    assert_eq!(b.phase("persistence"), "ready");
+    assert_eq!(b.section("files"), "persistence-file\n");
+    vm.summary("first boot, reboot (1 KDF each, no writes), STATE wiped");
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn volumes_that_cannot_come_up_are_reported_and_left_alone() {
+    // No persistence partition; EPHEMERAL holds a plain ext4 with data.
+    let mut vm = Vm::new(
+        "waiting-for-wipe-and-missing",
+        &[("META", 1), ("STATE", 64), ("EPHEMERAL", 0)],
+    );
+    vm.write("config.yaml", CONFIG);
+    let digest = {
+        let l = vm.partition("EPHEMERAL");
+        assert!(Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(l.path())
+            .status()
+            .unwrap()
+            .success());
+        common::sha256_file(l.path())
+    };
+    let b = vm.boot("-f /job/config.yaml", "");
+    assert_eq!(b.boot_rc, 3, "{}", b.log);
+    assert_eq!(b.phase("STATE"), "ready");
+    assert_eq!(b.phase("EPHEMERAL"), "waiting-for-wipe");
+    assert!(b.volume("EPHEMERAL")["error"]
+        .as_str()
+        .unwrap()
+        .contains("volctl reset --system-labels-to-wipe EPHEMERAL"));
+    assert_eq!(b.phase("persistence"), "missing");
+    let l = vm.partition("EPHEMERAL");
+    assert_eq!(
+        common::sha256_file(l.path()),
+        digest,
+        "EPHEMERAL's data is untouched"
+    );
+    vm.summary("waiting-for-wipe kept intact, missing reported");
+}
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn wiped_state_enters_maintenance_mode_and_takes_a_config() {
+    let mut vm = Vm::new("maintenance", LAYOUT);
+    // STATE starts plain, and is encrypted by the config given in maintenance mode.
+    let plain_state = CONFIG.replacen("name: STATE\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n", "name: STATE\n", 1);
+    assert_ne!(plain_state, CONFIG);
+    vm.write("plain-state.yaml", &plain_state);
+    vm.write("config.yaml", CONFIG);
+    let b = vm.boot(
+        "-f /job/plain-state.yaml",
+        "echo p > /persistence/f; volctl reset --system-labels-to-wipe STATE",
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("STATE")["encrypted"], false);
+    assert!(
+        b.log.contains("the next boot enters maintenance mode"),
+        "{}",
+        b.log
+    );
+
+    let deliver = "(sleep 2; volctl apply-config --insecure -f /job/bad-then-good.yaml 2>&1 | sed 's/^/BAD: /'; volctl apply-config --insecure -f /job/config.yaml) &";
+    vm.write("bad-then-good.yaml", "kind: Nope\n");
+    let b = vm.boot_with(
+        deliver,
+        "",
+        "echo 'BEGIN files'; cat /persistence/f; echo 'END files'",
+    );
+    assert!(
+        b.log.contains("maintenance mode: STATE is blank"),
+        "{}",
+        b.log
+    );
+    assert!(
+        b.log.contains("BAD: error: the config is invalid"),
+        "{}",
+        b.log
+    );
+    assert_eq!(
+        b.status["config_source"],
+        "maintenance mode (apply-config --insecure)"
+    );
+    assert_eq!(b.phase("STATE"), "ready");
+    assert_eq!(b.volume("STATE")["encrypted"], true);
+    assert_eq!(
+        b.phase("EPHEMERAL"),
+        "failed",
+        "its lockToSTATE key died with the old STATE"
+    );
+    assert!(b.volume("EPHEMERAL")["error"]
+        .as_str()
+        .unwrap()
+        .contains("no configured key opens"));
+    assert_eq!(b.phase("persistence"), "ready");
+    assert_eq!(b.section("files"), "p\n");
+    vm.summary("reset STATE → maintenance → apply-config --insecure → STATE encrypted");
+}

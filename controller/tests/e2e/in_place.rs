@@ -1,0 +1,230 @@
+//! In-place encryption and volume-key rotation online, cut and resumed.
+
+use super::harness::*;
+use crate::common;
+use std::process::Command;
+
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes() {
+    let mut vm = Vm::new("in-place", LAYOUT);
+    vm.write("plain.yaml", &config_with_persistence(false));
+    vm.write("inplace.yaml", &config_with_persistence(true));
+    // The same with a second key, staged while the encryption runs.
+    let two_keys = format!(
+        "{}    - slot: 1\n      static: {{passphrase: second-pass}}\n",
+        config_with_persistence(true)
+    );
+    vm.write("twokeys.yaml", &two_keys);
+    // Plain persistence, filled with data; the inPlace config staged.
+    let b = vm.boot(
+        "-f /job/plain.yaml",
+        &format!("dd if=/dev/urandom of=/persistence/big bs=1M count=24 2>/dev/null; mkdir -p /persistence/a/b/c/d/e; echo deep > /persistence/a/b/c/d/e/f; dd if=/dev/urandom of=/persistence/a/mid bs=1M count=3 2>/dev/null; {SUMS}; volctl apply-config -f /job/inplace.yaml --mode staged"),
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("persistence")["encrypted"], false);
+    let sums = b.section("sums");
+    assert!(
+        sums.contains("./big") && sums.contains("./a/b/c/d/e/f"),
+        "{sums}"
+    );
+    // (No empty file: busybox's `head -c` takes no size suffix.)
+    assert!(!sums.contains(EMPTY_SHA256), "{sums}");
+
+    // The boot mounts it and encrypts it online: once the run has done
+    // something, a file is written and synced, the run still going; then
+    // the power is cut. The run is given the lowest CPU priority once it
+    // has started (every thread of its process group), so that what this
+    // script does before the cut does not race it to its end on the VM's
+    // one emulated CPU.
+    let during = "i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; run=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p' /run/volctl/reencrypt/persistence.json); renice -n 19 -g $run > /dev/null && echo RENICED; volctl status; dd if=/dev/urandom of=/persistence/during bs=1M count=5 2>/dev/null; sync; echo 'BEGIN progress'; cat /run/volctl/reencrypt/persistence.json; echo; echo 'END progress'; volctl apply-config -f /job/twokeys.yaml --mode staged > /tmp/staged.out 2>&1; echo \"STAGED-RC $?\"; tail -5 /tmp/staged.out; echo CUT-HERE";
+    let log = vm.boot_cut_when("", during, "CUT-HERE\n");
+    assert!(log.contains("BOOT-RC 0"), "{log}");
+    assert!(log.contains("RENICED"), "{log}");
+    assert!(log.contains("STAGED-RC 0"), "{log}");
+    assert!(
+        log.contains("persistence: encrypting in place 0% (0/"),
+        "{log}"
+    );
+    let progress = progress_record(&section(&log, "progress"));
+    assert_eq!(progress["state"], "running", "{progress}");
+    assert!(
+        progress["done_bytes"].as_u64() < progress["total_bytes"].as_u64(),
+        "{progress}"
+    );
+    let p = vm.partition("persistence");
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump"])
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&dump.stdout).contains("online-reencrypt"),
+        "{}",
+        text(&dump.stdout)
+    );
+    drop(p);
+
+    // The next boot resumes it online and finishes it: the data as it was,
+    // the file written mid-run too.
+    // The key the staged config adds waits for the run (libcryptsetup
+    // changes no keyslot mid-reencryption).
+    let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("persistence")["encrypted"], true);
+    // Where the cut landed decides how it resumes: mid-run, online (and the
+    // staged key waits for it); in the run's last step, this boot finishes
+    // the step itself from the moved copy, and the key goes in at once.
+    let finished_by_boot = b.section("online").trim().is_empty();
+    let changes = b.volume("persistence")["changes"].clone();
+    let notes = b.volume("persistence")["notes"].to_string();
+    if finished_by_boot {
+        assert!(
+            changes[0]
+                .as_str()
+                .is_some_and(|c| c.starts_with("~ finish the in-place encryption")),
+            "{}",
+            b.status
+        );
+        assert_eq!(changes[1], "+ add slot 1 (static)", "{}", b.status);
+        assert!(!notes.contains("waits until"), "no stale note: {notes}");
+        assert_eq!(b.keyslots("persistence"), vec![0, 1]);
+    } else {
+        let online = progress_record(&b.section("online"));
+        assert_eq!(online["state"], "done", "{online}");
+        assert!(
+            notes.contains(
+                "`+ add slot 1 (static)` waits until the reencryption running online has finished"
+            ),
+            "{}",
+            b.status
+        );
+        assert_eq!(b.keyslots("persistence"), vec![0]);
+    }
+    let after = b.section("sums");
+    assert!(after.contains("./during"), "{after}");
+    let without_during: String = after
+        .lines()
+        .filter(|l| !l.ends_with("./during"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        without_during.trim_end(),
+        sums.trim_end(),
+        "the data is as it was"
+    );
+    assert!(vm.opens("persistence", 0, b"persistence-pass"));
+    let p = vm.partition("persistence");
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump"])
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert!(!text(&dump.stdout).contains("online-reencrypt"));
+    let old_key = common::volume_key(p.path(), 0, b"persistence-pass");
+    drop(p);
+    assert!(data_reads_as_ext4(&vm, &old_key));
+
+    // The next boot adds the second key; then the volume key is rotated
+    // online, the volume mounted and written to meanwhile; `volctl close`
+    // stops the rotation part way (after its step), and the next boot
+    // resumes it online: the same data, the old volume key decrypts
+    // garbage, both configured keyslots open it, no other is left.
+    let rotate = "volctl rotate-volume-key --volume persistence -f /job/twokeys.yaml --online > /tmp/rotate.out 2>&1 & R=$!; i=0; while ! grep -q '\"done_bytes\": [1-9]' /run/volctl/reencrypt/persistence.json 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; dd if=/dev/urandom of=/persistence/rotating bs=1M count=1 conv=fsync 2>/dev/null; echo 'BEGIN rotating'; cd /persistence; sha256sum ./rotating; cd /; echo 'END rotating'";
+    let b = vm.boot(
+        "",
+        &format!("{rotate}; volctl close; echo \"CLOSE-RC $?\"; wait $R; echo \"ROTATE-RC $?\"; cat /tmp/rotate.out; volctl status"),
+    );
+    assert!(b.all_ready(), "{}", b.log);
+    if !finished_by_boot {
+        assert_eq!(
+            b.volume("persistence")["changes"][0],
+            "+ add slot 1 (static)"
+        );
+    }
+    assert!(b.log.contains("CLOSE-RC 0"), "{}", b.log);
+    assert!(
+        b.log
+            .contains("stopped the online reencryption of persistence at"),
+        "{}",
+        b.log
+    );
+    assert!(!b.log.contains("ROTATE-RC 0"), "{}", b.log);
+    assert!(
+        b.log.contains("re-encrypting to the new volume key")
+            && b.log.contains("(stopped; the next boot resumes it)"),
+        "{}",
+        b.log
+    );
+    let rotated = format!("{after}{}", b.section("rotating"));
+    let p = vm.partition("persistence");
+    let dump = Command::new("cryptsetup")
+        .args(["luksDump"])
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&dump.stdout).contains("online-reencrypt"),
+        "{}",
+        text(&dump.stdout)
+    );
+    drop(p);
+    let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
+    assert!(b.all_ready(), "{}", b.log);
+    let online = progress_record(&b.section("online"));
+    assert_eq!(online["state"], "done", "{online}");
+    assert_eq!(online["operation"], "rotate-volume-key", "{online}");
+    let mut want: Vec<&str> = rotated.lines().collect();
+    want.sort_by_key(|l| l.split_whitespace().nth(1).map(str::to_string));
+    assert_eq!(b.section("sums").lines().collect::<Vec<_>>(), want);
+    let p = vm.partition("persistence");
+    let new_key = common::volume_key(p.path(), 0, b"persistence-pass");
+    assert_eq!(common::slots(p.path()), vec![0, 1]);
+    assert!(common::opens(p.path(), 1, b"second-pass"));
+    drop(p);
+    assert_ne!(new_key, old_key);
+    assert!(
+        !data_reads_as_ext4(&vm, &old_key),
+        "the old key still decrypts"
+    );
+    assert!(data_reads_as_ext4(&vm, &new_key));
+    vm.summary("plain persistence with data → inPlace staged → encrypted online, written meanwhile, power cut mid-run → resumed online (a staged key waits for it), data identical → key added, volume key rotated online, written meanwhile, stopped by volctl close → resumed online by the next boot → old key decrypts garbage");
+}
+
+/// The online run cut at every write (tests/vm/online_every_write.sh): an
+/// open, mounted volume's key rotated online, cut at each of its writes,
+/// whole in one VM and torn in another (the two run at once); after each
+/// cut the volume opens, and after the next converge `cryptsetup` decrypts
+/// the same files.
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn an_online_rotation_survives_a_cut_at_every_write() {
+    let sweeps = std::thread::scope(|s| {
+        let whole = s.spawn(|| online_sweep("online-every-write-whole", "whole"));
+        let torn = s.spawn(|| online_sweep("online-every-write-torn", "torn"));
+        [whole.join().unwrap(), torn.join().unwrap()]
+    });
+    let writes = sweeps[0].0;
+    assert_eq!(sweeps[1].0, writes, "both VMs count the same writes");
+    let points: Vec<&String> = sweeps.iter().flat_map(|s| &s.1).collect();
+    let failed: Vec<&&String> = points.iter().filter(|l| !l.ends_with(" ok")).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} cut points failed:\n{}",
+        failed.len(),
+        points.len(),
+        failed
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    if std::env::var("VOLCTL_E2E_ONLY").is_err() {
+        assert_eq!(points.len(), 2 * writes, "every write, both modes");
+    }
+    assert!(writes >= 8, "{writes}");
+    sweeps[0].2.summary(&format!(
+        "online rotation: {writes} writes, {} cut points (whole and torn, two VMs at once), all recovered",
+        points.len()
+    ));
+}
