@@ -10,6 +10,8 @@
 //! refused, which defeats the published attack that makes a system write
 //! plaintext to a "LUKS" volume.
 
+pub mod reencrypting;
+
 use super::header::Luks2Json;
 use api_types::Encryption;
 
@@ -88,10 +90,10 @@ pub enum CheckError {
 }
 
 /// Checks `j` against `enc` (an in-progress reencryption by the rules of
-/// [`super::reencryption::check`]).
+/// [`reencrypting::check`]).
 pub fn check(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
     if super::reencryption::in_progress(j) {
-        return super::reencryption::check(j, enc);
+        return reencrypting::check(j, enc);
     }
     let seg_id = check_segment(j, enc)?;
     check_config_section(j, enc)?;
@@ -204,7 +206,7 @@ fn check_digest_and_keyslots(
 
 /// Every keyslot is an ordinary one (a reencryption's own aside) with a
 /// known KDF and the configured key size.
-pub(super) fn check_keyslots(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
+fn check_keyslots(j: &Luks2Json, enc: &Encryption) -> Result<(), CheckError> {
     let want = enc.key_size();
     let ordinary = j
         .keyslots
