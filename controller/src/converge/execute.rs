@@ -42,11 +42,11 @@ pub(super) struct Executor<'a> {
     /// encryption starts by it).
     pub unlock: Option<(KeyslotId, Passphrase)>,
     /// What an in-place encryption this run made did.
-    pub encrypted: Option<super::in_place::Encrypted>,
+    pub encrypted: Option<super::ran::Encrypted>,
     /// Where a reencryption runs.
-    pub run_at: super::in_place::RunAt,
+    pub run_at: super::ran::RunAt,
     /// A reencryption left to run online.
-    pub online: Option<super::in_place::OnlineRun>,
+    pub online: Option<super::ran::OnlineRun>,
     /// Whether finishing a reencryption wrote the header anew (with the
     /// key that opened it only): the caller plans again.
     pub header_rewritten: bool,
@@ -56,7 +56,7 @@ impl Executor<'_> {
     /// Carries out `plan`, dropping what cannot be done now into its notes.
     /// Returns the recovery keys it enrolled, for their one showing.
     pub async fn run(&mut self, plan: &mut Plan) -> Result<Vec<NewRecoveryKey>, ConvergeError> {
-        if self.run_at == super::in_place::RunAt::Online {
+        if self.run_at == super::ran::RunAt::Online {
             plan.defer_behind_online_reencryption();
         }
         let mut enrolled = self.make_keys(plan).await?;
@@ -147,14 +147,14 @@ impl Executor<'_> {
     }
 
     /// Keeps what a reencryption did, or what is left to run online.
-    fn record(&mut self, ran: super::in_place::Ran) {
+    fn record(&mut self, ran: super::ran::Ran) {
         match ran {
-            super::in_place::Ran::Done(e) => self.encrypted = Some(e),
-            super::in_place::Ran::Rewritten(e) => {
+            super::ran::Ran::Done(e) => self.encrypted = Some(e),
+            super::ran::Ran::Rewritten(e) => {
                 self.encrypted = Some(e);
                 self.header_rewritten = true;
             }
-            super::in_place::Ran::Online(run) => self.online = Some(run),
+            super::ran::Ran::Online(run) => self.online = Some(run),
         }
     }
 

@@ -7,13 +7,15 @@
 mod execute;
 mod in_place;
 pub use execute::NewRecoveryKey;
-pub use in_place::{clean_up, doing, Encrypted, OnlineRun, ProgressReport, RunAt, Snapshot};
+pub use in_place::{clean_up, doing, ProgressReport, Snapshot};
+pub use ran::{Encrypted, OnlineRun, RunAt};
 mod keys;
 mod mark_seen;
 pub use mark_seen::mark_seen;
 mod observe;
 mod pbkdf;
 pub mod plan;
+mod ran;
 mod replace;
 mod rotate;
 pub use replace::{replace_key, ReplaceError};

@@ -18,9 +18,10 @@
 //!    keyslots, and volctl the proof. Each key costs two KDF runs.
 
 use super::execute::{token_parts, Executor, TokenParts};
-use super::in_place::{header_tokens, Ran, RunAt};
+use super::in_place::header_tokens;
 use super::keys::{self, Key};
 use super::plan::{Action, Plan, Reencryption};
+use super::ran::{Ran, RunAt};
 use super::{blocking, outcome, random_bytes, ConvergeError, Mode, Outcome, Prepared};
 use crate::device::{Contents, LuksDevice, RotationStart};
 use crate::luks2::binding::{Binder, VolumeKey};
