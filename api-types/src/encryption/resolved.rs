@@ -1,0 +1,266 @@
+//! The keys of an `encryption` block resolved: one typed key per slot
+//! (`ResolvedKey`: its kind with parameters, `KeySource`, `KeySize`), what
+//! volctl acts on once the document is read.
+
+use super::*;
+
+/// The kind of a key, with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyKind {
+    /// A passphrase from the config.
+    Static {
+        /// The passphrase.
+        passphrase: SecretString,
+    },
+    /// Derived from the node UUID and the partition label.
+    NodeId,
+    /// Sealed by a KMS at `endpoint`.
+    Kms {
+        /// The KMS endpoint URL.
+        endpoint: String,
+    },
+    /// Sealed to the TPM under a PCR policy.
+    Tpm {
+        /// Sorted PCR indexes.
+        pcrs: Vec<u32>,
+        /// Refuse enrolment without Secure Boot.
+        check_secureboot: bool,
+        /// Re-seal when the PCRs changed and another key opened the volume.
+        auto_reseal: bool,
+    },
+    /// A recovery key: generated at enrolment, kept by a person.
+    Recovery,
+    /// A passphrase a person types.
+    Prompt(PromptParams),
+}
+
+impl KeyKind {
+    /// The kind's name as written in documents (`static`, `nodeID`, `kms`, `tpm`).
+    pub fn name(&self) -> &'static str {
+        self.source().name()
+    }
+
+    /// The kind, without its parameters.
+    pub fn source(&self) -> KeySource {
+        match self {
+            KeyKind::Static { .. } => KeySource::Static,
+            KeyKind::NodeId => KeySource::NodeId,
+            KeyKind::Kms { .. } => KeySource::Kms,
+            KeyKind::Tpm { .. } => KeySource::Tpm,
+            KeyKind::Recovery => KeySource::Recovery,
+            KeyKind::Prompt(_) => KeySource::Prompt,
+        }
+    }
+}
+
+/// A volume-key size. LUKS2 JSON and libcryptsetup count bytes; configs
+/// and messages count bits: converted here, and only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeySize {
+    bytes: u32,
+}
+
+impl KeySize {
+    /// From bits (a multiple of 8; rounded down otherwise).
+    pub fn from_bits(bits: u32) -> Self {
+        KeySize { bytes: bits / 8 }
+    }
+
+    /// From bytes, as LUKS2 JSON records it.
+    pub fn from_bytes(bytes: u32) -> Self {
+        KeySize { bytes }
+    }
+
+    /// In bits.
+    pub fn bits(self) -> u32 {
+        self.bytes * 8
+    }
+
+    /// In bytes.
+    pub fn bytes(self) -> u32 {
+        self.bytes
+    }
+
+    /// In bytes, as a buffer length.
+    pub fn len(self) -> usize {
+        usize::try_from(self.bytes).expect("a key size fits in usize")
+    }
+
+    /// Whether it is zero bytes.
+    pub fn is_empty(self) -> bool {
+        self.bytes == 0
+    }
+}
+
+impl std::fmt::Display for KeySize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-bit", self.bits())
+    }
+}
+
+/// Where a key comes from: the key kinds, without their parameters. Used
+/// by the planner, tokens, providers and status instead of strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeySource {
+    /// A passphrase from the config.
+    #[serde(rename = "static")]
+    Static,
+    /// Derived from the node UUID.
+    #[serde(rename = "nodeID")]
+    NodeId,
+    /// Sealed by a TPM.
+    #[serde(rename = "tpm")]
+    Tpm,
+    /// Sealed by a KMS.
+    #[serde(rename = "kms")]
+    Kms,
+    /// Kept by a person (shown once at enrolment).
+    #[serde(rename = "recovery")]
+    Recovery,
+    /// Typed by a person at unlock.
+    #[serde(rename = "prompt")]
+    Prompt,
+}
+
+impl KeySource {
+    /// The document name (`static`, `nodeID`, `kms`, `tpm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySource::Static => "static",
+            KeySource::NodeId => "nodeID",
+            KeySource::Kms => "kms",
+            KeySource::Tpm => "tpm",
+            KeySource::Recovery => "recovery",
+            KeySource::Prompt => "prompt",
+        }
+    }
+
+    /// The kind by its document name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            KeySource::Static,
+            KeySource::NodeId,
+            KeySource::Kms,
+            KeySource::Tpm,
+            KeySource::Recovery,
+            KeySource::Prompt,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+
+    /// Unlock cost rank, lower first: local and cheap (static, nodeID), then
+    /// a local device (TPM), then the network (KMS).
+    pub fn unlock_cost(self) -> u8 {
+        match self {
+            KeySource::Static => 0,
+            KeySource::NodeId => 1,
+            KeySource::Tpm => 2,
+            KeySource::Kms => 3,
+            // Never tried unattended: a person types them.
+            KeySource::Prompt => u8::MAX - 1,
+            KeySource::Recovery => u8::MAX,
+        }
+    }
+
+    /// Whether volctl can produce the key without a person (prompt and
+    /// recovery keys are typed).
+    pub fn opens_unattended(self) -> bool {
+        !self.typed()
+    }
+
+    /// Whether a person types this key (asked for through the prompt).
+    pub fn typed(self) -> bool {
+        matches!(self, KeySource::Recovery | KeySource::Prompt)
+    }
+
+    /// Whether the passphrase can be computed from the config alone, so the
+    /// key can take over a slot that has no volctl token.
+    pub fn locally_derivable(self) -> bool {
+        matches!(self, KeySource::Static | KeySource::NodeId)
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated key: slot, kind and the lockToSTATE flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedKey {
+    /// Keyslot number.
+    pub slot: KeyslotId,
+    /// Kind and parameters.
+    pub kind: KeyKind,
+    /// Whether the STATE salt is mixed in.
+    pub lock_to_state: bool,
+}
+
+impl KeySpec {
+    /// The kinds set on this key, by their document names.
+    pub fn kinds_set(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.static_key.is_some() {
+            v.push("static");
+        }
+        if self.node_id.is_some() {
+            v.push("nodeID");
+        }
+        if self.kms.is_some() {
+            v.push("kms");
+        }
+        if self.tpm.is_some() {
+            v.push("tpm");
+        }
+        if self.recovery.is_some() {
+            v.push("recovery");
+        }
+        if self.prompt.is_some() {
+            v.push("prompt");
+        }
+        v
+    }
+
+    /// Whether lockToSTATE is on (either spelling).
+    pub fn lock_to_state(&self) -> bool {
+        self.lock_to_state
+            .or(self.lock_to_state_talos)
+            .unwrap_or(false)
+    }
+
+    /// The resolved key, or `None` when the key is invalid (no kind, two kinds, bad slot).
+    pub fn resolve(&self) -> Option<ResolvedKey> {
+        if self.kinds_set().len() != 1 || !(0..=MAX_SLOT).contains(&self.slot) {
+            return None;
+        }
+        let kind = if let Some(s) = &self.static_key {
+            KeyKind::Static {
+                passphrase: s.passphrase.clone(),
+            }
+        } else if self.node_id.is_some() {
+            KeyKind::NodeId
+        } else if let Some(k) = &self.kms {
+            KeyKind::Kms {
+                endpoint: k.endpoint.clone(),
+            }
+        } else if self.recovery.is_some() {
+            KeyKind::Recovery
+        } else if let Some(p) = &self.prompt {
+            KeyKind::Prompt(p.params())
+        } else {
+            let t = self.tpm.as_ref()?;
+            KeyKind::Tpm {
+                pcrs: t.effective_pcrs(),
+                check_secureboot: t.check_secureboot_status_on_enroll.unwrap_or(false),
+                auto_reseal: t.auto_reseal.unwrap_or(true),
+            }
+        };
+        Some(ResolvedKey {
+            slot: u32::try_from(self.slot).ok().and_then(KeyslotId::new)?,
+            kind,
+            lock_to_state: self.lock_to_state(),
+        })
+    }
+}
