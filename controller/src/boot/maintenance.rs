@@ -20,7 +20,7 @@ pub(super) async fn wait_for_config(
     let marker = dir.join(MAINTENANCE_MARKER);
     let drop = dir.join(MAINTENANCE_CONFIG);
     atomic::write_private(&marker, reason.as_bytes())
-        .map_err(|e| BootError::Io(format!("{}: {e}", marker.display())))?;
+        .map_err(BootError::file("writing the maintenance marker", &marker))?;
     eprintln!("maintenance mode: {reason}; waiting for `volctl apply-config --insecure -f CONFIG`");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     network_api(opts, reason, stopped);

@@ -89,9 +89,27 @@ pub enum BootError {
     /// No config anywhere and STATE is blank.
     #[error("no config: none given with -f, no STATE encryption config on META, STATE holds none, and none arrived in maintenance mode")]
     NoConfig,
-    /// I/O error.
-    #[error("{0}")]
-    Io(String),
+    /// A file of the boot could not be read or written.
+    #[error("{what} ({}): {source}", path.display())]
+    File {
+        /// What the boot was doing.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A volume's task ended without an answer (a panic).
+    #[error("volume task failed: {0}")]
+    Task(tokio::task::JoinError),
+}
+
+impl BootError {
+    /// A [`BootError::File`] maker for `map_err`.
+    fn file(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| BootError::File { what, path, source }
+    }
 }
 
 /// Runs the boot: the phases of [`PHASES`], in order, on one context.
@@ -161,7 +179,8 @@ const PHASES: &[BootPhase] = &[
 ];
 
 pub(super) fn write_status(opts: &BootOptions, status: &BootStatus) -> Result<(), BootError> {
-    status
-        .save(&opts.node.status_file)
-        .map_err(|e| BootError::Io(format!("writing {}: {e}", opts.node.status_file.display())))
+    status.save(&opts.node.status_file).map_err(BootError::file(
+        "writing the status",
+        &opts.node.status_file,
+    ))
 }

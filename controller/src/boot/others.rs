@@ -112,9 +112,7 @@ async fn open_all(
     }
     let mut out = Vec::new();
     for t in tasks {
-        let (def, st, opened) = t
-            .await
-            .map_err(|e| BootError::Io(format!("volume task failed: {e}")))?;
+        let (def, st, opened) = t.await.map_err(BootError::Task)?;
         out.push(volume::finish(&def, st, opened));
     }
     Ok(out)

@@ -49,8 +49,9 @@ pub(super) fn parse_config(name: &str, text: &str) -> Result<Vec<Document>, Boot
 /// Stores `text` as the applied config on STATE and drops any staged one
 /// (a config given at boot wins).
 pub(super) fn store_config(state_mount: &Path, text: &str) -> Result<(), BootError> {
-    atomic::write_private(&state_mount.join(CONFIG_FILE), text.as_bytes())
-        .map_err(|e| BootError::Io(format!("storing the config on STATE: {e}")))?;
+    let path = state_mount.join(CONFIG_FILE);
+    atomic::write_private(&path, text.as_bytes())
+        .map_err(BootError::file("storing the config on STATE", &path))?;
     let _ = std::fs::remove_file(state_mount.join(PENDING_FILE));
     Ok(())
 }
@@ -62,12 +63,12 @@ pub(super) fn promote_pending(state_mount: &Path) -> Result<Option<Vec<Document>
     let text = match std::fs::read_to_string(&pending) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(BootError::Io(format!("{}: {e}", pending.display()))),
+        Err(e) => return Err(BootError::file("reading the staged config", &pending)(e)),
     };
     let docs = parse_config(&pending.display().to_string(), &text)?;
     std::fs::rename(&pending, state_mount.join(CONFIG_FILE))
         .and_then(|_| std::fs::File::open(state_mount)?.sync_all())
-        .map_err(|e| BootError::Io(format!("promoting the staged config: {e}")))?;
+        .map_err(BootError::file("promoting the staged config", &pending))?;
     tracing::info!("staged config promoted");
     Ok(Some(docs))
 }
@@ -78,6 +79,6 @@ pub(super) fn read_state_config(state_mount: &Path) -> Result<Vec<Document>, Boo
     match std::fs::read_to_string(&path) {
         Ok(t) => parse_config(&path.display().to_string(), &t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BootError::NoConfig),
-        Err(e) => Err(BootError::Io(format!("{}: {e}", path.display()))),
+        Err(e) => Err(BootError::file("reading the config on STATE", &path)(e)),
     }
 }

@@ -118,7 +118,7 @@ pub(super) fn salt(state_mount: &Path, fresh: bool) -> Result<Option<StateSalt>,
         let mut b = [0u8; STATE_SALT_LEN];
         rand::rngs::OsRng.fill_bytes(&mut b);
         atomic::write_private(&path, &b)
-            .map_err(|e| BootError::Io(format!("writing the STATE salt: {e}")))?;
+            .map_err(BootError::file("writing the STATE salt", &path))?;
         return Ok(Some(StateSalt::new(b)));
     }
     match salt::read_salt_file(&path) {
