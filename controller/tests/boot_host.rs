@@ -133,3 +133,22 @@ fn an_invalid_config_file_stops_the_boot_before_any_table_is_written() {
     let untouched = std::fs::read(&disk).unwrap().iter().all(|&b| b == 0);
     assert!(untouched, "nothing was written to the disk");
 }
+
+#[test]
+fn a_blank_node_without_a_config_waits_in_maintenance_mode_then_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let opts = options(dir.path(), &disk, vec![]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt.block_on(boot(&opts)).unwrap_err();
+    assert!(matches!(e, controller::boot::BootError::NoConfig), "{e}");
+    let marker = dir.path().join("run/maintenance");
+    assert!(!marker.exists(), "the marker goes when the wait ends");
+}
