@@ -36,13 +36,28 @@ fn options(dir: &Path, disk: &Path, files: Vec<PathBuf>) -> BootOptions {
     }
 }
 
+/// A zeroed disk image of `mib` MiB in `dir`.
+fn blank_disk(dir: &Path, mib: u64) -> PathBuf {
+    let disk = dir.join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    disk
+}
+
+/// A runtime on this thread (the GPT read counter is per thread).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Boots on the current thread; returns the status and the GPT opens the
 /// boot made (counted per thread).
 fn boot_here(opts: &BootOptions) -> (BootStatus, usize) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let before = controller::parttable::read::opened();
     let status = rt.block_on(boot(opts)).unwrap();
     (status, controller::parttable::read::opened() - before)
@@ -61,11 +76,7 @@ impl Drop for Closing {
 #[test]
 fn a_plain_state_is_laid_out_formatted_and_found_again_with_one_gpt_read_a_boot() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(512 << 20)
-        .unwrap();
+    let disk = blank_disk(dir.path(), 512);
     // The system disk as an installer leaves it: META only.
     let made = std::process::Command::new("sgdisk")
         .args(["-n1:0:+1M", "-c1:META"])
@@ -110,21 +121,14 @@ fn a_plain_state_is_laid_out_formatted_and_found_again_with_one_gpt_read_a_boot(
 #[test]
 fn an_invalid_config_file_stops_the_boot_before_any_table_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
+    let disk = blank_disk(dir.path(), 256);
     let cfg = dir.path().join("config.yaml");
     std::fs::write(
         &cfg,
         "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption: 7\n",
     )
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let e = rt
         .block_on(boot(&options(dir.path(), &disk, vec![cfg])))
         .unwrap_err()
@@ -137,16 +141,9 @@ fn an_invalid_config_file_stops_the_boot_before_any_table_is_written() {
 #[test]
 fn a_blank_node_without_a_config_waits_in_maintenance_mode_then_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
+    let disk = blank_disk(dir.path(), 256);
     let opts = options(dir.path(), &disk, vec![]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let e = rt.block_on(boot(&opts)).unwrap_err();
     assert!(matches!(e, controller::boot::BootError::NoConfig), "{e}");
     let marker = dir.path().join("run/maintenance");
