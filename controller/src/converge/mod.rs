@@ -24,6 +24,7 @@ pub use rotate::rotate_volume_key;
 mod tests;
 mod typed;
 mod unlock;
+pub use unlock::{Attempt, Attempts, Failure};
 
 use crate::device::{self, Access, Contents, DeviceError, LuksDevice};
 use crate::luks2::binding::{Binder, VolumeKey};
@@ -87,7 +88,7 @@ pub enum ConvergeError {
         /// Keyslots found, with kinds from their tokens.
         slots: String,
         /// What was tried and why each failed.
-        tried: String,
+        tried: unlock::Attempts,
     },
     /// Only a typed key opens it, and none was given: asked and not
     /// answered rightly, or nobody could be asked. Nothing was written.

@@ -310,6 +310,20 @@ fn no_configured_key_opens_costs_one_kdf_run_per_attempt_and_writes_nothing() {
         msg.contains("slot 0 (static): wrong key") && msg.contains("slot 2 (static): wrong key"),
         "{msg}"
     );
+    let ConvergeError::NoKeyOpens { tried, .. } = &e else {
+        unreachable!()
+    };
+    let failures: Vec<(KeyslotId, bool)> = tried
+        .0
+        .iter()
+        .map(|a| (a.slot, matches!(a.failure, Failure::WrongKey)))
+        .collect();
+    let (k0, k2) = (KeyslotId::nth(0), KeyslotId::nth(2));
+    assert_eq!(failures, [(k0, true), (k2, true)], "typed: {tried}");
+    assert!(
+        !tried.0.iter().any(|a| a.failure.may_come_back()),
+        "a refused key does not come back by waiting"
+    );
     assert_eq!(dev.kdf_runs(), 2);
     assert_eq!(dev.writes(), 0);
     assert!(
@@ -430,4 +444,33 @@ fn a_recovery_key_is_not_enrolled_when_nobody_can_be_handed_it_and_never_tried_t
     assert_eq!(o.kdf_runs, 1);
     assert!(o.recovery_keys.is_empty());
     assert_eq!(slots(&dev), vec![0]);
+}
+
+#[test]
+fn a_key_that_cannot_be_made_now_is_told_from_a_refused_one() {
+    let dev = provisioned(&[S0, S3]);
+    let no_salt = ProviderEnv {
+        state_salt: None,
+        ..env()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt
+        .block_on(converge(
+            &spec(&[S3]),
+            dev.clone() as Arc<dyn LuksDevice>,
+            &no_salt,
+            Mode::Apply,
+        ))
+        .unwrap_err();
+    let ConvergeError::NoKeyOpens { tried, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(tried.0.len(), 1, "{tried}");
+    assert_eq!(tried.0[0].slot, KeyslotId::nth(3));
+    assert!(matches!(tried.0[0].failure, Failure::NotMade(_)), "{tried}");
+    assert!(tried.0[0].failure.may_come_back(), "the salt may come back");
+    assert_eq!(dev.kdf_runs(), 0, "no KDF for a key that cannot be made");
 }

@@ -33,7 +33,7 @@ pub(super) async fn unlock(
         let pass = match key.provider.recover(&key.ctx, &data).await {
             Ok(p) => p,
             Err(e) => {
-                tried.push(format!("slot {slot} ({kind}): {e}"));
+                tried.push(Attempt::new(slot, kind, Failure::Unavailable(e)));
                 continue;
             }
         };
@@ -47,7 +47,7 @@ pub(super) async fn unlock(
                 return Ok((slot, vk, pass));
             }
             Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => {
-                tried.push(format!("slot {slot} ({kind}): wrong key"))
+                tried.push(Attempt::new(slot, kind, Failure::WrongKey))
             }
             Err(e) => return Err(e),
         }
@@ -59,11 +59,11 @@ fn no_key_opens(
     device: &Arc<dyn LuksDevice>,
     desired: &[DesiredSlot],
     observed: &ObservedKeyslots,
-    mut tried: Vec<String>,
+    mut tried: Vec<Attempt>,
 ) -> ConvergeError {
     for d in desired {
         if let Err(r) = &d.available {
-            tried.push(format!("slot {} ({}): {r}", d.slot, d.kind));
+            tried.push(Attempt::new(d.slot, d.kind, Failure::NotMade(r.clone())));
         }
     }
     let slots = observed
@@ -82,11 +82,69 @@ fn no_key_opens(
         } else {
             slots
         },
-        tried: if tried.is_empty() {
-            "no configured key matches a keyslot's kind".into()
-        } else {
-            tried.join("; ")
-        },
+        tried: Attempts(tried),
+    }
+}
+
+/// One configured key tried against its own slot, and why it did not
+/// open the volume.
+#[derive(Debug, thiserror::Error)]
+#[error("slot {slot} ({kind}): {failure}")]
+pub struct Attempt {
+    /// The keyslot.
+    pub slot: KeyslotId,
+    /// The key's kind.
+    pub kind: KeySource,
+    /// Why not.
+    pub failure: Failure,
+}
+
+impl Attempt {
+    fn new(slot: KeyslotId, kind: KeySource, failure: Failure) -> Self {
+        Attempt {
+            slot,
+            kind,
+            failure,
+        }
+    }
+}
+
+/// Why a configured key did not open its slot: a retry policy tells a key
+/// that may come back (a KMS down, a TPM whose PCRs changed) from one that
+/// will not.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Its provider could not produce it now (its source kept).
+    #[error(transparent)]
+    Unavailable(providers::ProviderError),
+    /// Known not to be makeable before trying (salt missing, UUID
+    /// unreadable): the planner's note.
+    #[error("{0}")]
+    NotMade(String),
+    /// Made, and the keyslot refused it.
+    #[error("wrong key")]
+    WrongKey,
+}
+
+impl Failure {
+    /// Whether trying again later may open the volume (the key's source
+    /// was not there), as opposed to a key the slot refused.
+    pub fn may_come_back(&self) -> bool {
+        !matches!(self, Failure::WrongKey)
+    }
+}
+
+/// Every key tried, in order; shown joined by `; `.
+#[derive(Debug, Default)]
+pub struct Attempts(pub Vec<Attempt>);
+
+impl std::fmt::Display for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no configured key matches a keyslot's kind");
+        }
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
     }
 }
 
