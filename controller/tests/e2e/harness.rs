@@ -329,55 +329,10 @@ pub(crate) fn type_on_console(
     (exited.success() && rc == Some(0), log, stderr)
 }
 
-pub(crate) const CONFIG: &str = "apiVersion: v1alpha1
-kind: VolumeConfig
-name: STATE
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
----
-apiVersion: v1alpha1
-kind: VolumeConfig
-name: EPHEMERAL
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      static: {passphrase: ephemeral-pass}
-      lockToSTATE: true
----
-apiVersion: v1alpha1
-kind: VolumeConfig
-name: persistence
-mount:
-  disableAccessTime: true
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      static: {passphrase: persistence-pass}
-";
+pub(crate) const CONFIG: &str = include_str!("configs/node.yaml");
 
 /// Valid Talos documents volctl validates and leaves alone.
-pub(crate) const NOT_MANAGED: &str = "---
-apiVersion: v1alpha1
-kind: SwapVolumeConfig
-name: swap1
-provisioning:
-  diskSelector:
-    match: disk.transport == \"virtio\"
-  maxSize: 64MiB
----
-apiVersion: v1alpha1
-kind: UserVolumeConfig
-name: scratch
-volumeType: directory
-";
+pub(crate) const NOT_MANAGED: &str = include_str!("configs/not-managed.yaml");
 
 pub(crate) const LAYOUT: &[(&str, u64)] = &[
     ("META", 1),
@@ -501,62 +456,13 @@ ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0";
 /// The appliance (NeuralDrive's): STATE and EPHEMERAL open unattended,
 /// `persistence` only by a passphrase typed at the console or its
 /// recovery key.
-pub(crate) const APPLIANCE: &str = "apiVersion: v1alpha1
-kind: VolumeConfig
-name: STATE
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
----
-apiVersion: v1alpha1
-kind: VolumeConfig
-name: EPHEMERAL
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
----
-apiVersion: v1alpha1
-kind: VolumeConfig
-name: persistence
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      prompt: {}
-    - slot: 9
-      recovery: {}
-";
+pub(crate) const APPLIANCE: &str = include_str!("configs/appliance.yaml");
 
 /// The node's side of an API-driven boot: boot, then put the node API's
 /// certificate on STATE (as an image build would) if it is not there, and
 /// serve until a reboot is asked for; then power off (the harness starts
 /// the VM again: a real reboot).
-pub(crate) const SERVING_JOB: &str = "volctl boot --disk /dev/vda > /tmp/boot.out 2>&1
-rc=$?
-cat /tmp/boot.out
-echo \"BOOT-RC $rc\"
-echo 'BEGIN status'; volctl status -o json 2>/dev/null; echo 'END status'
-api=/var/lib/volctl/state/api
-if [ -d /var/lib/volctl/state ]; then
-  mkdir -p $api
-  for f in ca.crt server.crt server.key; do [ -e $api/$f ] || cp /job/api/$f $api/$f; done
-  chmod 600 $api/server.key
-fi
-volctl serve --disk /dev/vda --reboot-command 'touch /tmp/reboot' > /tmp/serve.out 2>&1 &
-while [ ! -e /tmp/reboot ]; do sleep 0.1; done
-sleep 0.3
-kill %1
-echo 'BEGIN serve'; cat /tmp/serve.out; echo 'END serve'
-volctl close >/dev/null 2>&1
-exit 0
-";
+pub(crate) const SERVING_JOB: &str = include_str!("guest/serving-job.sh");
 
 /// The admin's workstation: `volctl -n 127.0.0.1:PORT …` (the port is
 /// forwarded by qemu to the guest's 50000).

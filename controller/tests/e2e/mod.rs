@@ -10,3 +10,18 @@ mod node_api;
 mod provision;
 mod rotation;
 mod tpm;
+
+/// The suite's configs (files beside its scenarios) are valid, so a VM
+/// never boots on a config that fails to parse.
+#[test]
+fn the_suites_configs_are_valid() {
+    for (name, text) in [
+        ("configs/node.yaml", harness::CONFIG),
+        ("configs/not-managed.yaml", harness::NOT_MANAGED),
+        ("configs/appliance.yaml", harness::APPLIANCE),
+    ] {
+        let p = api_types::parse_str(name, text);
+        assert!(!p.has_errors(), "{name}: {:?}", p.diagnostics);
+        assert!(!p.documents.is_empty(), "{name}");
+    }
+}
