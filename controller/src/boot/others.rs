@@ -78,11 +78,12 @@ pub(super) fn existing<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
         let Some(docs) = b.docs.clone() else {
             return Ok(());
         };
-        let wanted = docs.iter().any(|d| matches!(d, Document::Existing(_)));
+        let is_existing = |d: &&Document| d.managed() && matches!(d, Document::Existing(_));
+        let wanted = docs.iter().any(|d| is_existing(&d));
         if wanted && !b.snap.unreadable.is_empty() {
             b.refresh();
         }
-        for doc in &docs {
+        for doc in docs.iter().filter(is_existing) {
             if let Document::Existing(e) = doc {
                 b.status.volumes.push(existing::bring_up(e, &b.snap));
             }
