@@ -12,7 +12,7 @@
 
 pub mod reencrypting;
 
-use super::header::Luks2Json;
+use super::header::{Luks2Json, Segment};
 use api_types::Encryption;
 
 const KDFS: &[&str] = &["argon2id", "argon2i", "pbkdf2"];
@@ -114,19 +114,7 @@ fn check_segment(j: &Luks2Json, enc: &Encryption) -> Result<String, CheckError> 
             kind: seg.kind.clone(),
         });
     }
-    let cipher = seg.encryption.as_deref().unwrap_or("");
-    if cipher.is_empty() || cipher.starts_with("cipher_null") {
-        return Err(CheckError::NullCipher {
-            id: id.clone(),
-            cipher: cipher.to_string(),
-        });
-    }
-    if cipher != enc.cipher() {
-        return Err(CheckError::Cipher {
-            have: cipher.to_string(),
-            want: enc.cipher().to_string(),
-        });
-    }
+    check_cipher(id, seg, enc)?;
     if !seg.flags.is_empty() {
         return Err(shape(format!(
             "carries flags {:?} (reencryption in progress?)",
@@ -202,6 +190,24 @@ fn check_digest_and_keyslots(
         }
     }
     check_keyslots(j, enc)
+}
+
+/// A crypt segment's cipher: never `cipher_null`, and the configured one.
+fn check_cipher(id: &str, seg: &Segment, enc: &Encryption) -> Result<(), CheckError> {
+    let cipher = seg.encryption.as_deref().unwrap_or("");
+    if cipher.is_empty() || cipher.starts_with("cipher_null") {
+        return Err(CheckError::NullCipher {
+            id: id.to_string(),
+            cipher: cipher.to_string(),
+        });
+    }
+    if cipher != enc.cipher() {
+        return Err(CheckError::Cipher {
+            have: cipher.to_string(),
+            want: enc.cipher().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Every keyslot is an ordinary one (a reencryption's own aside) with a

@@ -3,7 +3,7 @@
 //! proof token, its reencrypt keyslot's shape, its segments and digests.
 //! A settled header's rules are `mod.rs`; both share the keyslot rules.
 
-use super::{check_keyslots, CheckError};
+use super::{check_cipher, check_keyslots, CheckError};
 use crate::luks2::consts::{MIN_DATA_OFFSET, REENCRYPT_TOKEN_TYPE};
 use crate::luks2::header::{DigestEntry, Luks2Json, Segment, LUKS2_KEYSLOT, REENCRYPT_KEYSLOT};
 use crate::luks2::reencryption::*;
@@ -97,19 +97,7 @@ fn check_segments(j: &Luks2Json, enc: &Encryption, op: Operation) -> Result<Stri
 }
 
 fn check_crypt_segment(id: &str, s: &Segment, enc: &Encryption) -> Result<(), CheckError> {
-    let cipher = s.encryption.as_deref().unwrap_or("");
-    if cipher.is_empty() || cipher.starts_with("cipher_null") {
-        return Err(CheckError::NullCipher {
-            id: id.to_string(),
-            cipher: cipher.to_string(),
-        });
-    }
-    if cipher != enc.cipher() {
-        return Err(CheckError::Cipher {
-            have: cipher.to_string(),
-            want: enc.cipher().to_string(),
-        });
-    }
+    check_cipher(id, s, enc)?;
     // A crypt segment that starts part way has the IV of its first sector
     // as its tweak; the final segment starts at the data's start.
     let final_segment = s.flags.iter().any(|f| f == BACKUP_FINAL);
