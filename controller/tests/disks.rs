@@ -69,7 +69,9 @@ fn a_label_on_two_partitions_is_an_error_naming_both() {
     assert!(matches!(e, DiskError::DuplicateLabel { .. }));
     let msg = e.to_string();
     assert!(
-        msg.contains("`EPHEMERAL`") && msg.contains("a.img#2") && msg.contains("b.img#1"),
+        msg.contains("`EPHEMERAL`")
+            && msg.contains("a.img partition 2")
+            && msg.contains("b.img partition 1"),
         "{msg}"
     );
 }

@@ -57,9 +57,13 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Human-readable place: `disk.img#3` or `/dev/vda#3`.
+    /// Where it is, as the OS names it: `/dev/vda3`, `/dev/nvme0n1p3`; on
+    /// a disk image, `disk.img partition 3`.
     pub fn describe(&self) -> String {
-        format!("{}#{}", self.disk.display(), self.number)
+        match node_name(&self.disk, self.number) {
+            Some(node) if self.disk.starts_with("/dev") => node.display().to_string(),
+            _ => format!("{} partition {}", self.disk.display(), self.number),
+        }
     }
 }
 
@@ -101,16 +105,21 @@ impl OpenPartition {
     }
 }
 
-/// `/dev/vda` + 3 → `/dev/vda3`; `/dev/nvme0n1` + 3 → `/dev/nvme0n1p3`.
+/// The device node of partition `number` of `disk`, when it exists.
 fn partition_node(disk: &Path, number: u32) -> Option<PathBuf> {
+    node_name(disk, number).filter(|node| node.exists())
+}
+
+/// The kernel's name for partition `number` of `disk`: `/dev/vda` + 3 →
+/// `/dev/vda3`; `/dev/nvme0n1` + 3 → `/dev/nvme0n1p3`.
+fn node_name(disk: &Path, number: u32) -> Option<PathBuf> {
     let name = disk.file_name()?.to_str()?;
     let sep = if name.chars().last()?.is_ascii_digit() {
         "p"
     } else {
         ""
     };
-    let node = disk.with_file_name(format!("{name}{sep}{number}"));
-    node.exists().then_some(node)
+    Some(disk.with_file_name(format!("{name}{sep}{number}")))
 }
 
 /// Reads the GPT partitions of one disk.
@@ -203,4 +212,30 @@ pub fn by_label(disks: &[PathBuf]) -> Result<BTreeMap<String, Partition>, DiskEr
         }
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(disk: &str, number: u32) -> Partition {
+        Partition {
+            label: "STATE".into(),
+            disk: PathBuf::from(disk),
+            number,
+            offset: 0,
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn a_partition_is_named_as_the_os_names_it() {
+        assert_eq!(part("/dev/vda", 2).describe(), "/dev/vda2");
+        assert_eq!(part("/dev/nvme0n1", 3).describe(), "/dev/nvme0n1p3");
+        assert_eq!(part("/dev/mmcblk0", 1).describe(), "/dev/mmcblk0p1");
+        assert_eq!(
+            part("/tmp/disk.img", 4).describe(),
+            "/tmp/disk.img partition 4"
+        );
+    }
 }
