@@ -249,3 +249,29 @@ fn errors_are_typed_not_strings() {
     // The planner's note of why a key is unavailable (pure, serialised).
     assert!(stringly.len() <= 1, "{stringly:#?}");
 }
+
+#[test]
+fn the_docs_phase_table_is_the_boots_phase_table() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/architecture.md"),
+    )
+    .unwrap();
+    let section: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("## The boot's phases"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .collect();
+    let rows: Vec<&str> = section
+        .iter()
+        .filter(|l| l.starts_with("| ") && l[2..].starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split(" | ").nth(1).unwrap_or_default())
+        .collect();
+    let code: Vec<&str> = controller::boot::phase_names().collect();
+    assert!(code.len() >= 9, "{code:?}");
+    assert_eq!(
+        rows[..code.len().min(rows.len())],
+        code[..],
+        "docs/architecture.md, \"The boot's phases\""
+    );
+}

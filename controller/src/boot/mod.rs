@@ -123,6 +123,11 @@ pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     Ok(b.status)
 }
 
+/// The boot's phases, in order, by name (docs/architecture.md's table).
+pub fn phase_names() -> impl Iterator<Item = &'static str> {
+    PHASES.iter().map(|p| p.name)
+}
+
 /// One phase of the boot: what it does, and the function that does it.
 struct BootPhase {
     /// What it does, as the docs' phase table says it.
@@ -145,11 +150,11 @@ const PHASES: &[BootPhase] = &[
         run: layout::pending_wipes,
     },
     BootPhase {
-        name: "partitions the -f config asks for",
+        name: "partitions the `-f` config asks for",
         run: layout::given_config,
     },
     BootPhase {
-        name: "STATE's encryption config (given, META, or maintenance)",
+        name: "STATE's encryption config",
         run: state_up::choose,
     },
     BootPhase {
@@ -161,7 +166,7 @@ const PHASES: &[BootPhase] = &[
         run: layout::config_in_force,
     },
     BootPhase {
-        name: "volumes that open unattended (KDFs in parallel)",
+        name: "volumes that open unattended",
         run: others::unattended,
     },
     BootPhase {
