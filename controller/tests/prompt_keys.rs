@@ -91,6 +91,13 @@ fn enrolment_asks_twice_then_one_answer_opens_with_one_kdf_run() {
     assert_eq!(again["unlocked_by"], serde_json::json!([0, "prompt"]));
     assert_eq!(again["plan"]["actions"], serde_json::json!([]));
     assert_eq!(agent.questions(), ["Passphrase for persistence"]);
+    // Run without a terminal, it said what it waited for and where.
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("Passphrase for persistence: asked on the ask-password agents")
+            && said.contains(&agent.dir.display().to_string()),
+        "{said}"
+    );
     // Never in a log line (at -vv), nor anywhere on the device but its keyslot.
     assert!(
         !text(&out.stderr).contains("Tr0ub4dor"),

@@ -13,12 +13,14 @@
 //! answer on any channel wins, [`any`]).
 
 mod agent;
+mod announced;
 pub mod any;
 mod cancel;
 mod console;
 pub mod remote;
 
 pub use agent::AgentAsker;
+pub use announced::Announced;
 pub use console::ConsoleAsker;
 use providers::ask::AskerHandle;
 use std::io::IsTerminal;
@@ -42,16 +44,26 @@ pub enum Caller {
 /// The way to ask on this node, or `None` when nobody can be asked.
 pub fn asker(caller: Caller) -> Option<AskerHandle> {
     if let Some(dir) = std::env::var_os(ASK_DIR_ENV) {
-        return Some(handle(AgentAsker::new(PathBuf::from(dir))));
+        return Some(agents(PathBuf::from(dir), caller));
     }
     let terminal = std::io::stdin().is_terminal();
     if caller == Caller::Person && terminal {
         return Some(handle(ConsoleAsker::stdin()));
     }
     if std::path::Path::new(SYSTEMD_ASK_DIR).is_dir() {
-        return Some(handle(AgentAsker::new(PathBuf::from(SYSTEMD_ASK_DIR))));
+        return Some(agents(PathBuf::from(SYSTEMD_ASK_DIR), caller));
     }
     terminal.then(|| handle(ConsoleAsker::stdin()))
+}
+
+/// The ask-password agents watching `dir`. A command a person ran says on
+/// stderr what it waits for (the boot has its console and its status).
+fn agents(dir: PathBuf, caller: Caller) -> AskerHandle {
+    let agents = AgentAsker::new(dir);
+    match caller {
+        Caller::Person => handle(Announced(agents)),
+        Caller::Boot => handle(agents),
+    }
 }
 
 fn handle(a: impl providers::ask::Asker + 'static) -> AskerHandle {
