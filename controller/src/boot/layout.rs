@@ -29,8 +29,9 @@ pub(super) fn pending_wipes<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
 pub(super) fn given_config<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
     Box::pin(async move {
         b.given = source::load_files(&b.opts.config_files)?;
-        if let Some(docs) = b.given.as_ref().map(|(docs, _)| docs.clone()) {
-            lay_out(b, &docs);
+        if let Some(given) = b.given.take() {
+            lay_out(b, &given.0);
+            b.given = Some(given);
         }
         Ok(())
     })

@@ -53,7 +53,7 @@ fn network_api(opts: &BootOptions, reason: &str, stopped: tokio::sync::oneshot::
     let addr = api.addr;
     match api
         .windows
-        .maintenance(addr, opts.node_context(), reason, windows::on(stopped))
+        .maintenance(addr, opts.node.clone(), reason, windows::on(stopped))
     {
         Ok(fp) => {
             let line = format!("maintenance mode: listening on {addr}; certificate SHA-256 fingerprint {fp}\n  volctl -n <this node> apply-config --insecure --fingerprint {fp} -f CONFIG\n");

@@ -63,14 +63,6 @@ pub struct BootOptions {
     pub asker: Option<providers::ask::AskerHandle>,
 }
 
-impl BootOptions {
-    /// The node as the node API's handlers see it while the boot serves
-    /// them (maintenance, remote unlock); the boot never reboots on request.
-    pub(crate) fn node_context(&self) -> crate::node::context::NodeContext {
-        self.node.clone()
-    }
-}
-
 /// Errors that stop the whole boot.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {

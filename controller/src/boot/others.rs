@@ -36,11 +36,9 @@ pub(super) fn unattended<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
         let skipped = docs.iter().filter(|d| !d.is_state() && !d.managed());
         b.status.volumes.extend(skipped.map(not_managed));
         let (defs, _) = volume_defs(b, &docs);
-        let parts = b.snap.by_label()?;
         let env = Arc::new(b.env.clone());
-        let opened = open_all(defs, &parts, &env, b.opts.parallel).await?;
-        b.status.volumes.extend(opened);
-        Ok(())
+        let parallel = b.opts.parallel;
+        open_into_status(b, defs, &env, parallel).await
     })
 }
 
@@ -63,10 +61,7 @@ pub(super) fn typed<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
         b.status.volumes.truncate(asking);
         let remote = unlock::window(b.opts, &b.staging);
         let env = Arc::new(unlock::with_remote(&b.env, remote.as_ref()));
-        let parts = b.snap.by_label()?;
-        let opened = open_all(typed, &parts, &env, 1).await?;
-        b.status.volumes.extend(opened);
-        Ok(())
+        open_into_status(b, typed, &env, 1).await
     })
 }
 
@@ -78,18 +73,36 @@ pub(super) fn existing<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
         let Some(docs) = b.docs.clone() else {
             return Ok(());
         };
-        let is_existing = |d: &&Document| d.managed() && matches!(d, Document::Existing(_));
-        let wanted = docs.iter().any(|d| is_existing(&d));
-        if wanted && !b.snap.unreadable.is_empty() {
+        let wanted: Vec<_> = docs
+            .iter()
+            .filter(|d| d.managed())
+            .filter_map(|d| match d {
+                Document::Existing(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        if !wanted.is_empty() && !b.snap.unreadable.is_empty() {
             b.refresh();
         }
-        for doc in docs.iter().filter(is_existing) {
-            if let Document::Existing(e) = doc {
-                b.status.volumes.push(existing::bring_up(e, &b.snap));
-            }
+        for e in wanted {
+            b.status.volumes.push(existing::bring_up(e, &b.snap));
         }
         Ok(())
     })
+}
+
+/// Opens `defs` on the snapshot's partitions (at most `parallel` unlocking
+/// at once), mounts them in order, and adds their statuses.
+async fn open_into_status(
+    b: &mut Boot<'_>,
+    defs: Vec<VolumeDef>,
+    env: &Arc<ProviderEnv>,
+    parallel: usize,
+) -> Result<(), BootError> {
+    let parts = b.snap.by_label()?;
+    let opened = open_all(defs, &parts, env, parallel).await?;
+    b.status.volumes.extend(opened);
+    Ok(())
 }
 
 /// Opens `defs` (at most `parallel` unlocking at once), then mounts them in

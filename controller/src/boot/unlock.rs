@@ -29,7 +29,7 @@ pub(super) fn window(opts: &BootOptions, state: &Path) -> Option<Window> {
     let opened = api.windows.unlock(
         api.addr,
         state,
-        opts.node_context(),
+        opts.node.clone(),
         answers.clone(),
         windows::on(stopped),
     );

@@ -190,26 +190,32 @@ pub fn system_disks() -> Vec<PathBuf> {
 /// Disks without a readable GPT hold no volumes and are skipped (logged at
 /// info level); a volume whose label is found nowhere is reported missing.
 pub fn by_label(disks: &[PathBuf]) -> Result<BTreeMap<String, Partition>, DiskError> {
-    let mut map: BTreeMap<String, Partition> = BTreeMap::new();
-    for d in disks {
+    let parts = disks.iter().flat_map(|d| match partitions(d) {
+        Ok(p) => p,
         // A disk without a GPT holds no volumes: skip it, say so.
-        let parts = match partitions(d) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::info!("{e}; skipping this disk");
-                continue;
-            }
-        };
-        for p in parts {
-            if let Some(first) = map.get(&p.label) {
-                return Err(DiskError::DuplicateLabel {
-                    label: p.label.clone(),
-                    first: first.describe(),
-                    second: p.describe(),
-                });
-            }
-            map.insert(p.label.clone(), p);
+        Err(e) => {
+            tracing::info!("{e}; skipping this disk");
+            Vec::new()
         }
+    });
+    index_by_label(parts)
+}
+
+/// `parts` by label; a label on two partitions is an error naming both
+/// (which one holds the volume cannot be told).
+pub fn index_by_label(
+    parts: impl IntoIterator<Item = Partition>,
+) -> Result<BTreeMap<String, Partition>, DiskError> {
+    let mut map: BTreeMap<String, Partition> = BTreeMap::new();
+    for p in parts {
+        if let Some(first) = map.get(&p.label) {
+            return Err(DiskError::DuplicateLabel {
+                label: p.label.clone(),
+                first: first.describe(),
+                second: p.describe(),
+            });
+        }
+        map.insert(p.label.clone(), p);
     }
     Ok(map)
 }

@@ -128,7 +128,8 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<Disk>> {
     Ok(out)
 }
 
-fn disk(path: &Path) -> std::io::Result<Disk> {
+/// Reads the facts of one disk (its GPT opened once).
+pub fn disk(path: &Path) -> std::io::Result<Disk> {
     // One read of the GPT gives both the partitions and the usable range.
     let read = crate::parttable::read::open(path);
     // A GPT volctl does not read: named as such, never written over.

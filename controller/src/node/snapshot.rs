@@ -31,8 +31,8 @@ impl NodeSnapshot {
             unreadable: Vec::new(),
         };
         for p in paths {
-            match facts::discover(std::slice::from_ref(&p)) {
-                Ok(mut d) => snap.disks.append(&mut d),
+            match facts::disk(&p) {
+                Ok(d) => snap.disks.push(d),
                 Err(e) => snap.unreadable.push((p, e.to_string())),
             }
         }
@@ -40,23 +40,11 @@ impl NodeSnapshot {
         snap
     }
 
-    /// The partitions of every disk with a GPT, by label; a label found on
-    /// two partitions is an error naming both (which one holds the volume
-    /// cannot be told).
+    /// The partitions of every disk with a GPT, by label
+    /// ([`disks::index_by_label`]: a label on two partitions is an error).
     pub fn by_label(&self) -> Result<BTreeMap<String, Partition>, DiskError> {
-        let mut map: BTreeMap<String, Partition> = BTreeMap::new();
         let tables = self.disks.iter().filter_map(|d| d.table.as_ref());
-        for p in tables.flat_map(|t| t.partitions.iter()) {
-            if let Some(first) = map.get(&p.label) {
-                return Err(DiskError::DuplicateLabel {
-                    label: p.label.clone(),
-                    first: first.describe(),
-                    second: p.describe(),
-                });
-            }
-            map.insert(p.label.clone(), p.clone());
-        }
-        Ok(map)
+        disks::index_by_label(tables.flat_map(|t| t.partitions.iter().cloned()))
     }
 }
 
