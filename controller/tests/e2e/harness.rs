@@ -253,6 +253,17 @@ impl Vm {
         LoopDevice::attach(&self.disk, p.offset, p.size).unwrap()
     }
 
+    /// What `cryptsetup luksDump` says of the partition labelled `label`.
+    pub(crate) fn luks_dump(&self, label: &str) -> String {
+        let p = self.partition(label);
+        let dump = Command::new("cryptsetup")
+            .args(["luksDump"])
+            .arg(p.path())
+            .output()
+            .unwrap();
+        text(&dump.stdout)
+    }
+
     /// (header sequence id, keyslots per the cryptsetup CLI) of a partition.
     pub(crate) fn header(&self, label: &str) -> (u64, Vec<u32>) {
         let l = self.partition(label);

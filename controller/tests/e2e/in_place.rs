@@ -2,7 +2,6 @@
 
 use super::harness::*;
 use crate::common;
-use std::process::Command;
 
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
@@ -52,18 +51,8 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
         progress["done_bytes"].as_u64() < progress["total_bytes"].as_u64(),
         "{progress}"
     );
-    let p = vm.partition("persistence");
-    let dump = Command::new("cryptsetup")
-        .args(["luksDump"])
-        .arg(p.path())
-        .output()
-        .unwrap();
-    assert!(
-        text(&dump.stdout).contains("online-reencrypt"),
-        "{}",
-        text(&dump.stdout)
-    );
-    drop(p);
+    let dump = vm.luks_dump("persistence");
+    assert!(dump.contains("online-reencrypt"), "{dump}");
 
     // The next boot resumes it online and finishes it: the data as it was,
     // the file written mid-run too.
@@ -114,13 +103,8 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
         "the data is as it was"
     );
     assert!(vm.opens("persistence", 0, b"persistence-pass"));
+    assert!(!vm.luks_dump("persistence").contains("online-reencrypt"));
     let p = vm.partition("persistence");
-    let dump = Command::new("cryptsetup")
-        .args(["luksDump"])
-        .arg(p.path())
-        .output()
-        .unwrap();
-    assert!(!text(&dump.stdout).contains("online-reencrypt"));
     let old_key = common::volume_key(p.path(), 0, b"persistence-pass");
     drop(p);
     assert!(data_reads_as_ext4(&vm, &old_key));
@@ -157,18 +141,8 @@ fn persistence_holding_data_is_encrypted_in_place_online_and_a_cut_run_resumes()
         b.log
     );
     let rotated = format!("{after}{}", b.section("rotating"));
-    let p = vm.partition("persistence");
-    let dump = Command::new("cryptsetup")
-        .args(["luksDump"])
-        .arg(p.path())
-        .output()
-        .unwrap();
-    assert!(
-        text(&dump.stdout).contains("online-reencrypt"),
-        "{}",
-        text(&dump.stdout)
-    );
-    drop(p);
+    let dump = vm.luks_dump("persistence");
+    assert!(dump.contains("online-reencrypt"), "{dump}");
     let b = vm.boot("", &format!("{WAIT_ONLINE}; {SUMS}"));
     assert!(b.all_ready(), "{}", b.log);
     let online = progress_record(&b.section("online"));
