@@ -10,6 +10,7 @@
 //! - [`converge`]: observe → unlock once → plan (pure) → execute;
 //! - [`boot`]: the boot sequence and its per-volume phases;
 //! - [`node`]: disks, META, STATE's files, status, filesystems;
+//! - [`host`]: the machine as the boot uses it, and its simulated twin;
 //! - [`parttable`]: GPT reads (checked, backup fallback) and staged writes;
 //! - [`provision`]: the partition layout a config asks for;
 //! - [`apply`], [`reset`]: the day-2 operations;
@@ -21,6 +22,7 @@ pub mod boot;
 pub mod converge;
 pub mod device;
 pub mod enable;
+pub mod host;
 pub mod inplace;
 mod io;
 pub mod luks2;

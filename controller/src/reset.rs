@@ -4,22 +4,15 @@
 //! also drops STATE's encryption config from META: the node's config is
 //! gone, and the next boot enters maintenance mode.
 
-use crate::luks2::header::{self, Probe};
-use crate::node::disks::{self, DiskError, OpenPartition};
-use crate::node::meta::{self, MetaError, TAG_PENDING_WIPE, TAG_STATE_ENCRYPTION};
+pub use crate::host::WipeMode;
+
+use crate::host::{attach_labelled, update_meta, Host};
+use crate::node::disks::{DiskError, Partition};
+use crate::node::meta::{Meta, MetaError, TAG_PENDING_WIPE, TAG_STATE_ENCRYPTION};
 use crate::node::snapshot::NodeSnapshot;
 use crate::node::status::{BootStatus, Phase};
-use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-
-/// How much to wipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WipeMode {
-    /// The LUKS2 metadata area (at least the first 32 MiB) and the last MiB.
-    Fast,
-    /// The whole partition.
-    Full,
-}
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// What to do with a volume that is in use and cannot be closed (e.g.
 /// EPHEMERAL at `/var`, with STATE mounted below it).
@@ -41,21 +34,6 @@ impl WhenBusy {
         } else {
             WhenBusy::Fail
         }
-    }
-}
-
-impl WipeMode {
-    fn name(self) -> &'static str {
-        match self {
-            WipeMode::Fast => "fast",
-            WipeMode::Full => "full",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        [WipeMode::Fast, WipeMode::Full]
-            .into_iter()
-            .find(|m| m.name() == name)
     }
 }
 
@@ -98,16 +76,27 @@ use crate::units::MIB;
 /// updated for volumes that were open. A volume in use is handled as
 /// `busy` says.
 pub fn reset(
+    host: &dyn Host,
     labels: &[String],
     disks: &[PathBuf],
     status: Option<&mut BootStatus>,
     mode: WipeMode,
     busy: WhenBusy,
 ) -> Result<Vec<String>, ResetError> {
-    let parts = disks::by_label(disks)?;
+    let parts = host.snapshot(disks).by_label()?;
+    wipe_labels(host, &parts, labels, status, (mode, busy))
+}
+
+/// [`reset`] on partitions already found.
+fn wipe_labels(
+    host: &dyn Host,
+    parts: &BTreeMap<String, Partition>,
+    labels: &[String],
+    mut status: Option<&mut BootStatus>,
+    (mode, busy): (WipeMode, WhenBusy),
+) -> Result<Vec<String>, ResetError> {
     let mut done = Vec::new();
     let mut later = Vec::new();
-    let mut status = status;
     for label in labels {
         let part = parts
             .get(label)
@@ -122,59 +111,69 @@ pub fn reset(
                 other => other?,
             }
         }
-        let open = OpenPartition::open(part)?;
-        let wiped = wipe(&open.path, part.size, mode).map_err(|source| ResetError::Wipe {
-            label: label.clone(),
-            source,
-        })?;
-        done.push(format!(
-            "wiped {label} ({}, {} MiB)",
-            part.describe(),
-            wiped / MIB
-        ));
-        if label == "STATE" {
-            if let Some(mo) = disks::open_labelled(&parts, "META")? {
-                meta::update(&mo.path, TAG_STATE_ENCRYPTION, None)?;
-                done.push("dropped STATE's encryption config from META: the next boot enters maintenance mode".into());
-            }
-        }
+        wipe_one(host, parts, part, mode, &mut done)?;
     }
     if !later.is_empty() {
-        let mo = disks::open_labelled(&parts, "META")?
+        let mo = attach_labelled(host, parts, "META")?
             .ok_or_else(|| ResetError::NoMeta(later.join(", ")))?;
         let record = format!("{}:{}", mode.name(), later.join(","));
-        meta::update(&mo.path, TAG_PENDING_WIPE, Some(record.into_bytes()))?;
+        update_meta(host, &mo.path, TAG_PENDING_WIPE, Some(record.into_bytes()))?;
     }
     Ok(done)
 }
 
+/// Wipes one partition; wiping STATE also drops its config from META.
+fn wipe_one(
+    host: &dyn Host,
+    parts: &BTreeMap<String, Partition>,
+    part: &Partition,
+    mode: WipeMode,
+    done: &mut Vec<String>,
+) -> Result<(), ResetError> {
+    let label = &part.label;
+    let open = host.attach(part)?;
+    let wiped = host
+        .wipe(&open.path, part.size, mode)
+        .map_err(|source| ResetError::Wipe {
+            label: label.clone(),
+            source,
+        })?;
+    done.push(format!(
+        "wiped {label} ({}, {} MiB)",
+        part.describe(),
+        wiped / MIB
+    ));
+    if label == "STATE" {
+        if let Some(mo) = attach_labelled(host, parts, "META")? {
+            update_meta(host, &mo.path, TAG_STATE_ENCRYPTION, None)?;
+            done.push("dropped STATE's encryption config from META: the next boot enters maintenance mode".into());
+        }
+    }
+    Ok(())
+}
+
 /// Does the wipes a `reset --reboot` left for this boot (recorded on META),
 /// before anything opens; returns one line per step.
-pub fn pending_wipes(snap: &NodeSnapshot) -> Result<Vec<String>, ResetError> {
+pub fn pending_wipes(
+    host: &dyn Host,
+    snap: &NodeSnapshot,
+    meta: &Meta,
+) -> Result<Vec<String>, ResetError> {
+    let Some(record) = meta.records.get(&TAG_PENDING_WIPE) else {
+        return Ok(vec![]);
+    };
     let parts = snap.by_label()?;
-    let Some(mo) = disks::open_labelled(&parts, "META")? else {
-        return Ok(vec![]);
-    };
-    let Some(record) = meta::read(&mo.path)?.records.remove(&TAG_PENDING_WIPE) else {
-        return Ok(vec![]);
-    };
-    let text = String::from_utf8_lossy(&record).into_owned();
+    let text = String::from_utf8_lossy(record).into_owned();
     let (mode, labels) = text.split_once(':').unwrap_or(("fast", text.as_str()));
     let labels: Vec<String> = labels
         .split(',')
         .filter(|l| parts.contains_key(*l))
         .map(String::from)
         .collect();
-    drop(mo);
-    let done = reset(
-        &labels,
-        &snap.paths,
-        None,
-        WipeMode::from_name(mode).unwrap_or(WipeMode::Fast),
-        WhenBusy::Fail,
-    )?;
-    if let Some(mo) = disks::open_labelled(&parts, "META")? {
-        meta::update(&mo.path, TAG_PENDING_WIPE, None)?;
+    let mode = WipeMode::from_name(mode).unwrap_or(WipeMode::Fast);
+    let done = wipe_labels(host, &parts, &labels, None, (mode, WhenBusy::Fail))?;
+    if let Some(mo) = attach_labelled(host, &parts, "META")? {
+        update_meta(host, &mo.path, TAG_PENDING_WIPE, None)?;
     }
     Ok(done)
 }
@@ -192,43 +191,4 @@ fn close_one(st: &mut BootStatus, label: &str, done: &mut Vec<String>) -> Result
     v.keyslots.clear();
     v.unlocked_by = None;
     Ok(())
-}
-
-/// Zeroes the partition at `path` (of `size` bytes); returns bytes zeroed.
-fn wipe(path: &Path, size: u64, mode: WipeMode) -> std::io::Result<u64> {
-    // The LUKS2 data segment starts after the keyslot area: zero at least
-    // up to it, so no keyslot survives.
-    let data_offset = match header::read(path) {
-        Ok(Probe::Luks2(h)) => h
-            .json
-            .segments
-            .values()
-            .filter_map(|s| s.offset.parse::<u64>().ok())
-            .min()
-            .unwrap_or(0),
-        _ => 0,
-    };
-    let mut ranges = match mode {
-        WipeMode::Full => vec![(0, size)],
-        WipeMode::Fast => {
-            let head = (32 * MIB).max(data_offset).min(size);
-            vec![(0, head), (size.saturating_sub(MIB).max(head), size)]
-        }
-    };
-    ranges.retain(|(a, b)| b > a);
-    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    let zeros = vec![0u8; 1 << 20]; // one MiB
-    let mut total = 0;
-    for (start, end) in ranges {
-        f.seek(SeekFrom::Start(start))?;
-        let mut at = start;
-        while at < end {
-            let n = (end - at).min(MIB) as usize;
-            f.write_all(&zeros[..n])?;
-            at += n as u64;
-        }
-        total += end - start;
-    }
-    f.sync_all()?;
-    Ok(total)
 }

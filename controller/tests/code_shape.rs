@@ -4,7 +4,8 @@
 //!   Y → X; no cycle except between the binary's `cli` and `commands`;
 //! - no function over 60 lines outside tests (a long one is a missing name);
 //! - fewer than 10 `unsafe` blocks; `clap` only in the binary (`main.rs`,
-//!   `cli/`, `commands/`); errors typed, not `Result<_, String>`.
+//!   `cli/`, `commands/`); errors typed, not `Result<_, String>`;
+//! - at least 15 unit tests of the whole boot on the simulated host.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -274,4 +275,15 @@ fn the_docs_phase_table_is_the_boots_phase_table() {
         code[..],
         "docs/architecture.md, \"The boot's phases\""
     );
+}
+
+#[test]
+fn at_least_15_unit_tests_drive_the_whole_boot_on_the_simulated_host() {
+    let whole: usize = files(&src().join("boot/tests"))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .filter(|text| text.contains("SimNode"))
+        .map(|text| text.matches("#[test]").count())
+        .sum();
+    assert!(whole >= 15, "{whole} whole-boot tests in boot/tests");
 }

@@ -3,7 +3,9 @@
 //! config, the key sources and the status.
 
 use super::state::StateChoice;
-use super::BootOptions;
+use super::{BootError, BootOptions};
+use crate::host::{attach_labelled, HostHandle};
+use crate::node::meta::Meta;
 use crate::node::paths::run_dir;
 use crate::node::snapshot::NodeSnapshot;
 use crate::node::status::BootStatus;
@@ -15,6 +17,8 @@ use std::path::PathBuf;
 pub(super) struct Boot<'a> {
     /// What the boot was asked to do.
     pub opts: &'a BootOptions,
+    /// The machine (or its simulated twin).
+    pub host: HostHandle,
     /// The disks as last read: taken at the start, taken again only after
     /// a phase changed a partition table.
     pub snap: NodeSnapshot,
@@ -36,14 +40,18 @@ pub(super) struct Boot<'a> {
     /// The config in force, once STATE gave it (`None`: no volume beyond
     /// STATE comes up).
     pub docs: Option<Vec<Document>>,
+    /// META's records as last read or written (`None`: not read yet, or
+    /// no META partition).
+    meta: Option<Meta>,
 }
 
 impl<'a> Boot<'a> {
     /// The context before the first phase: the disks read once.
-    pub fn new(opts: &'a BootOptions) -> Self {
+    pub fn new(opts: &'a BootOptions, host: HostHandle) -> Self {
         Boot {
             opts,
-            snap: NodeSnapshot::take(&opts.node.disks),
+            snap: host.snapshot(&opts.node.disks),
+            host,
             status: BootStatus::default(),
             given: None,
             state: None,
@@ -61,11 +69,44 @@ impl<'a> Boot<'a> {
                 tpm: opts.node.tpm.clone(),
             },
             docs: None,
+            meta: None,
         }
+    }
+
+    /// META's records: read once a boot, when first asked for (`None`:
+    /// the node has no META partition).
+    pub fn meta(&mut self) -> Result<Option<&Meta>, BootError> {
+        if self.meta.is_none() {
+            let parts = self.snap.by_label()?;
+            if let Some(open) = attach_labelled(&*self.host, &parts, "META")? {
+                self.meta = Some(self.host.read_meta(&open.path)?);
+            }
+        }
+        Ok(self.meta.as_ref())
+    }
+
+    /// Sets (or, with `None`, deletes) one META record, on META and in
+    /// the boot's copy; does nothing when there is no META.
+    pub fn set_meta(&mut self, tag: u32, value: Option<Vec<u8>>) -> Result<(), BootError> {
+        let Some(mut m) = self.meta()?.cloned() else {
+            return Ok(());
+        };
+        m.set(tag, value);
+        let parts = self.snap.by_label()?;
+        if let Some(open) = attach_labelled(&*self.host, &parts, "META")? {
+            self.host.write_meta(&open.path, &m)?;
+        }
+        self.meta = Some(m);
+        Ok(())
+    }
+
+    /// Forgets the boot's copy of META (something else wrote it).
+    pub fn forget_meta(&mut self) {
+        self.meta = None;
     }
 
     /// Reads the disks again (after a phase wrote a partition table).
     pub fn refresh(&mut self) {
-        self.snap = NodeSnapshot::take(&self.opts.node.disks);
+        self.snap = self.host.snapshot(&self.opts.node.disks);
     }
 }

@@ -3,7 +3,7 @@
 //! facts, mounted at `/var/mnt/<name>`. volctl never formats, encrypts or
 //! resizes it.
 
-use crate::device::probe_filesystem;
+use crate::host::Host;
 use crate::node::disks::{OpenPartition, Partition};
 use crate::node::facts::Disk;
 use crate::node::fs::{self, MountOptions};
@@ -14,9 +14,13 @@ use api_types::ExistingVolumeConfig;
 use std::path::Path;
 
 /// Finds and mounts one existing volume; its status.
-pub(super) fn bring_up(doc: &ExistingVolumeConfig, snap: &NodeSnapshot) -> VolumeStatus {
+pub(super) fn bring_up(
+    host: &dyn Host,
+    doc: &ExistingVolumeConfig,
+    snap: &NodeSnapshot,
+) -> VolumeStatus {
     let mut st = VolumeStatus::new(&doc.name, &doc.name, false);
-    if let Err(why) = find_and_mount(doc, &snap.disks, &mut st) {
+    if let Err(why) = find_and_mount(host, doc, &snap.disks, &mut st) {
         if st.phase != Phase::Missing {
             st.phase = Phase::Failed;
         }
@@ -26,6 +30,7 @@ pub(super) fn bring_up(doc: &ExistingVolumeConfig, snap: &NodeSnapshot) -> Volum
 }
 
 fn find_and_mount(
+    host: &dyn Host,
     doc: &ExistingVolumeConfig,
     disks: &[Disk],
     st: &mut VolumeStatus,
@@ -37,7 +42,7 @@ fn find_and_mount(
         .map(|s| s.match_expr.as_str())
         .unwrap_or_default();
     let selector = Selector::volume(expr).map_err(ExistingError::Selector)?;
-    let Some((part, open, fstype)) = first_match(&selector, disks)? else {
+    let Some((part, open, fstype)) = first_match(host, &selector, disks)? else {
         st.phase = Phase::Missing;
         return Err(ExistingError::NoMatch(expr.to_string()));
     };
@@ -53,7 +58,7 @@ fn find_and_mount(
         project_quota: false,
         read_only: m.read_only.unwrap_or(false),
     };
-    fs::mount(&open.path, &target, fstype, options)?;
+    host.mount(&open.path, &target, fstype, options)?;
     // The mount holds the device; a loop device over an image file is
     // released when it is unmounted.
     std::mem::forget(open);
@@ -90,15 +95,16 @@ enum ExistingError {
 }
 
 /// The first partition, in disk and partition order, the selector picks.
-fn first_match(selector: &Selector, disks: &[Disk]) -> Result<Option<Found>, ExistingError> {
+fn first_match(
+    host: &dyn Host,
+    selector: &Selector,
+    disks: &[Disk],
+) -> Result<Option<Found>, ExistingError> {
     for d in disks {
         let parts = d.table.iter().flat_map(|t| t.partitions.iter().cloned());
         for p in parts {
-            let open = OpenPartition::open(&p)?;
-            let found = probe_filesystem(&open.path)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let open = host.attach(&p)?;
+            let found = host.probe_fs(&open.path).ok().flatten().unwrap_or_default();
             let fstype = fs::from_probe(&found);
             let vars = bindings(d, &p, &open.path, fstype);
             if selector.matches(&vars).map_err(ExistingError::Selector)? {

@@ -4,15 +4,21 @@
 
 use super::context::Boot;
 use super::{source, PhaseFuture};
+use crate::node::facts::Disk;
+use crate::provision::{self, Action};
 use api_types::Document;
 
 /// A `reset --reboot` whose volume was in use left its wipe for now.
 pub(super) fn pending_wipes<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
     Box::pin(async move {
-        match crate::reset::pending_wipes(&b.snap) {
+        let Some(meta) = b.meta()?.cloned() else {
+            return Ok(());
+        };
+        match crate::reset::pending_wipes(&*b.host, &b.snap, &meta) {
             Ok(done) if done.is_empty() => {}
             Ok(done) => {
                 b.status.wiped = done;
+                b.forget_meta();
                 b.refresh();
             }
             Err(e) => b
@@ -52,21 +58,41 @@ pub(super) fn config_in_force<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
 /// done goes to the status (and the snapshot is read again), and a volume
 /// that fits nowhere becomes a problem (its volume is then reported
 /// missing, the others go on).
-fn lay_out(b: &mut Boot<'_>, docs: &[Document]) {
+/// The partition actions for every volume of `docs` that fits; a volume
+/// that fits nowhere is a problem, and the others are placed without it.
+fn plan_what_fits(docs: &[Document], disks: &[Disk], problems: &mut Vec<String>) -> Vec<Action> {
+    let mut requests = provision::requests(docs);
+    loop {
+        match provision::plan(&requests, disks) {
+            Ok(actions) => return actions,
+            Err(no_room) => {
+                requests.retain(|r| r.label != no_room.label);
+                problems.push(no_room.to_string());
+            }
+        }
+    }
+}
+
+pub(super) fn lay_out(b: &mut Boot<'_>, docs: &[Document]) {
     if let Some((disk, why)) = b.snap.unreadable.first() {
         b.status
             .problems
             .push(format!("cannot read disk {}: {why}", disk.display()));
         return;
     }
-    match crate::provision::provision_on(docs, &b.snap.disks) {
-        Ok(actions) if actions.is_empty() => {}
-        Ok(actions) => {
-            b.status
-                .partitions_created
-                .extend(actions.iter().map(ToString::to_string));
-            b.refresh();
-        }
-        Err(e) => b.status.problems.push(e.to_string()),
+    let actions = plan_what_fits(docs, &b.snap.disks, &mut b.status.problems);
+    if actions.is_empty() {
+        return;
     }
+    for a in &actions {
+        tracing::info!("{a}");
+        match b.host.write_table(a) {
+            Ok(()) => b.status.partitions_created.push(a.to_string()),
+            Err(e) => {
+                b.status.problems.push(e.to_string());
+                break;
+            }
+        }
+    }
+    b.refresh();
 }

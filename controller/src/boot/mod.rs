@@ -29,6 +29,7 @@ pub mod windows;
 
 pub use source::ConfigSource;
 
+use crate::host::{HostHandle, RealHost};
 use crate::node::disks::DiskError;
 use crate::node::meta::MetaError;
 use crate::node::status::BootStatus;
@@ -36,6 +37,7 @@ use context::Boot;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// What `volctl boot` was asked to do.
 #[derive(Debug, Clone)]
@@ -104,10 +106,17 @@ impl BootError {
     }
 }
 
-/// Runs the boot: the phases of [`PHASES`], in order, on one context.
+/// Runs the boot on this machine: the phases of [`PHASES`], in order, on
+/// one context.
 pub async fn boot(opts: &BootOptions) -> Result<BootStatus, BootError> {
     crate::inplace::show_progress_on(crate::node::console::write);
-    let mut b = Boot::new(opts);
+    boot_on(opts, Arc::new(RealHost)).await
+}
+
+/// Runs the boot on `host` (the machine, or the simulated host of the
+/// boot's unit tests).
+pub async fn boot_on(opts: &BootOptions, host: HostHandle) -> Result<BootStatus, BootError> {
+    let mut b = Boot::new(opts, host);
     for phase in PHASES {
         tracing::debug!(phase = phase.name, "boot phase");
         (phase.run)(&mut b).await?;

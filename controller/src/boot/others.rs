@@ -7,6 +7,7 @@
 use super::context::Boot;
 use super::volume::{self, VolumeDef};
 use super::{existing, unlock, write_status, BootError, PhaseFuture};
+use crate::host::HostHandle;
 use crate::node::disks::Partition;
 use crate::node::status::{Phase, VolumeStatus};
 use api_types::Document;
@@ -85,7 +86,9 @@ pub(super) fn existing<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
             b.refresh();
         }
         for e in wanted {
-            b.status.volumes.push(existing::bring_up(e, &b.snap));
+            b.status
+                .volumes
+                .push(existing::bring_up(&*b.host, e, &b.snap));
         }
         Ok(())
     })
@@ -100,7 +103,7 @@ async fn open_into_status(
     parallel: usize,
 ) -> Result<(), BootError> {
     let parts = b.snap.by_label()?;
-    let opened = open_all(defs, &parts, env, parallel).await?;
+    let opened = open_all(&b.host, defs, &parts, env, parallel).await?;
     b.status.volumes.extend(opened);
     Ok(())
 }
@@ -108,6 +111,7 @@ async fn open_into_status(
 /// Opens `defs` (at most `parallel` unlocking at once), then mounts them in
 /// order.
 async fn open_all(
+    host: &HostHandle,
     defs: Vec<VolumeDef>,
     parts: &BTreeMap<String, Partition>,
     env: &Arc<ProviderEnv>,
@@ -117,17 +121,17 @@ async fn open_all(
     let mut tasks = Vec::new();
     for def in defs {
         let part = parts.get(&def.label).cloned();
-        let (sem, env) = (sem.clone(), env.clone());
+        let (sem, env, host) = (sem.clone(), env.clone(), host.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
-            let (st, opened) = volume::open(&def, part.as_ref(), &env).await;
+            let (st, opened) = volume::open(&host, &def, part.as_ref(), &env).await;
             (def, st, opened)
         }));
     }
     let mut out = Vec::new();
     for t in tasks {
         let (def, st, opened) = t.await.map_err(BootError::Task)?;
-        out.push(volume::finish(&def, st, opened));
+        out.push(volume::finish(&**host, &def, st, opened));
     }
     Ok(out)
 }

@@ -7,13 +7,14 @@
 use super::source::ConfigSource;
 use super::volume::VolumeDef;
 use super::{maintenance, BootError, BootOptions};
-use crate::converge::{converge_and_unlock, open_device, Mode, RunAt};
-use crate::device::{self, Access, Contents};
-use crate::node::disks::{self, OpenPartition, Partition};
-use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
+use crate::converge::{converge_and_unlock, Mode, RunAt};
+use crate::device::{Access, Contents};
+use crate::host::Host;
+use crate::node::disks::Partition;
+use crate::node::meta::{Meta, TAG_STATE_ENCRYPTION};
 use crate::node::paths::SALT_FILE;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
-use crate::node::{atomic, fs, salt};
+use crate::node::{atomic, salt};
 use crate::volume::VolumeSpec;
 use api_types::{Document, Encryption};
 use providers::{ProviderEnv, StateSalt, STATE_SALT_LEN};
@@ -36,15 +37,13 @@ pub(super) struct StateChoice {
 /// META's copy; with neither and a blank STATE, waits in maintenance mode.
 pub(super) async fn choose(
     opts: &BootOptions,
+    host: &dyn Host,
     mut given: Option<(Vec<Document>, String)>,
-    parts: &BTreeMap<String, Partition>,
+    (parts, meta): (&BTreeMap<String, Partition>, Option<&Meta>),
 ) -> Result<StateChoice, BootError> {
-    let meta = match disks::open_labelled(parts, "META")? {
-        Some(open) => read_meta(&open)?,
-        None => None,
-    };
+    let meta = meta.map(state_encryption).transpose()?.flatten();
     let mut source = ConfigSource::BootArgs;
-    if given.is_none() && meta.is_none() && parts.get("STATE").is_none_or(is_blank) {
+    if given.is_none() && meta.is_none() && parts.get("STATE").is_none_or(|p| is_blank(host, p)) {
         given = Some(
             maintenance::wait_for_config(opts, "STATE is blank and no config was given").await?,
         );
@@ -69,8 +68,8 @@ pub(super) async fn choose(
     })
 }
 
-fn read_meta(open: &OpenPartition) -> Result<Option<Encryption>, BootError> {
-    let m = meta::read(&open.path)?;
+/// STATE's encryption config as META holds it.
+fn state_encryption(m: &Meta) -> Result<Option<Encryption>, BootError> {
     match m.records.get(&TAG_STATE_ENCRYPTION) {
         None => Ok(None),
         Some(v) => serde_json::from_slice(v)
@@ -79,33 +78,15 @@ fn read_meta(open: &OpenPartition) -> Result<Option<Encryption>, BootError> {
     }
 }
 
-/// Mirrors STATE's encryption config to META when it changed.
-pub(super) fn sync_meta(
-    parts: &BTreeMap<String, Partition>,
-    want: Option<&Encryption>,
-    have: Option<&Encryption>,
-) -> Result<(), BootError> {
-    if want == have {
-        return Ok(());
-    }
-    let Some(open) = disks::open_labelled(parts, "META")? else {
-        return Ok(());
-    };
-    if meta::mirror_state_encryption(&open.path, want)? {
-        tracing::info!("STATE encryption config mirrored to META");
-    }
-    Ok(())
-}
-
-fn is_blank(p: &Partition) -> bool {
-    OpenPartition::open(p).is_ok_and(|o| holds_nothing(&o.path))
+fn is_blank(host: &dyn Host, p: &Partition) -> bool {
+    host.attach(p).is_ok_and(|o| holds_nothing(host, &o.path))
 }
 
 /// Whether the device holds nothing volctl must keep: blank, or the
 /// remains of volctl's own first format cut short (asked of the device
 /// seam, so both readings of "nothing" are the ones converge uses).
-fn holds_nothing(path: &Path) -> bool {
-    device::open(path, Access::ReadOnly, None)
+fn holds_nothing(host: &dyn Host, path: &Path) -> bool {
+    host.luks(path, Access::ReadOnly, None)
         .and_then(|d| d.contents())
         .is_ok_and(|c| matches!(c, Contents::Blank | Contents::UnfinishedFormat(_)))
 }
@@ -133,6 +114,7 @@ pub(super) fn salt(state_mount: &Path, fresh: bool) -> Result<Option<StateSalt>,
 /// Converges STATE's keyslots to the config now in force (STATE was opened
 /// with the keys known before its config could be read).
 pub(super) async fn reconverge(
+    host: &dyn Host,
     st: &mut VolumeStatus,
     want: Option<&Encryption>,
     env: &ProviderEnv,
@@ -148,11 +130,11 @@ pub(super) async fn reconverge(
         label: "STATE".into(),
         encryption: enc.clone(),
     };
-    let converged = match open_device(&spec, Path::new(&dev), Mode::Apply) {
+    let converged = match host.luks(Path::new(&dev), Access::ReadWrite, Some(enc.clone())) {
         // STATE is active by now: a reencryption on it is left to the
         // online run the boot started (`RunAt::Online` hands it back, unrun).
         Ok(device) => converge_and_unlock(&spec, device, env, Mode::Apply, RunAt::Online).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     match converged {
         Ok((o, _)) => {
@@ -166,12 +148,12 @@ pub(super) async fn reconverge(
 }
 
 /// Moves STATE from its staging mount to its mount point.
-pub(super) fn place(status: &mut BootStatus, staging: &Path, target: &Path) {
+pub(super) fn place(host: &dyn Host, status: &mut BootStatus, staging: &Path, target: &Path) {
     let st = &mut status.volumes[0];
     if st.phase != Phase::Ready {
         return;
     }
-    match fs::move_mount(staging, target) {
+    match host.move_mount(staging, target) {
         Ok(()) => st.mount_point = Some(target.display().to_string()),
         Err(e) => {
             st.error = Some(format!("STATE stays at {}: {e}", staging.display()));
@@ -182,6 +164,7 @@ pub(super) fn place(status: &mut BootStatus, staging: &Path, target: &Path) {
 #[cfg(test)]
 mod tests {
     use super::holds_nothing;
+    use crate::host::RealHost;
     use crate::luks2::consts::{FORMAT_MARK, FORMAT_MARK_FROM_END};
     use std::os::unix::fs::FileExt;
 
@@ -199,17 +182,17 @@ mod tests {
     fn a_cut_first_format_counts_as_nothing_held_and_data_does_not() {
         let d = tempfile::tempdir().unwrap();
         let mark_at = (40 << 20) - FORMAT_MARK_FROM_END;
-        assert!(holds_nothing(&image(&d, "blank", &[])));
+        assert!(holds_nothing(&RealHost, &image(&d, "blank", &[])));
         // libcryptsetup's random fill of the keyslot area, then the cut.
         let cut = image(
             &d,
             "cut",
             &[(32 << 10, &[0x5a; 4096]), (mark_at, FORMAT_MARK)],
         );
-        assert!(holds_nothing(&cut));
+        assert!(holds_nothing(&RealHost, &cut));
         let data = image(&d, "data", &[(32 << 10, &[0x5a; 4096])]);
-        assert!(!holds_nothing(&data));
+        assert!(!holds_nothing(&RealHost, &data));
         let ext4 = image(&d, "ext4", &[(1080, &[0x53, 0xef])]);
-        assert!(!holds_nothing(&ext4));
+        assert!(!holds_nothing(&RealHost, &ext4));
     }
 }

@@ -5,9 +5,10 @@
 use super::context::Boot;
 use super::source::{self, ConfigSource};
 use super::volume::{self, VolumeDef};
-use super::{maintenance, state, write_status, BootError, PhaseFuture};
+use super::{layout, maintenance, state, write_status, BootError, PhaseFuture};
+use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
 use crate::node::status::{BootStatus, Phase};
-use api_types::Document;
+use api_types::{Document, Encryption};
 use std::path::Path;
 
 /// Chooses STATE's encryption config: given, META's copy, or (nothing at
@@ -15,7 +16,14 @@ use std::path::Path;
 pub(super) fn choose<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
     Box::pin(async move {
         let parts = b.snap.by_label()?;
-        let choice = state::choose(b.opts, b.given.take(), &parts).await?;
+        let (given, host) = (b.given.take(), b.host.clone());
+        let meta = b.meta()?.cloned();
+        let choice = state::choose(b.opts, &*host, given, (&parts, meta.as_ref())).await?;
+        if let (ConfigSource::Maintenance, Some((docs, _))) = (choice.source, &choice.given) {
+            // Delivered only now: its partitions (STATE's too) are laid out
+            // as a config given at boot would have been.
+            layout::lay_out(b, docs);
+        }
         b.state_target = choice.def.mount.clone();
         b.state = Some(choice);
         Ok(())
@@ -34,8 +42,9 @@ pub(super) fn bring_up<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
             mount: b.staging.clone(),
             ..choice.def.clone()
         };
-        let (st, opened) = volume::open(&staged, parts.get("STATE"), &b.env).await;
-        let st = volume::finish(&staged, st, opened);
+        let host = b.host.clone();
+        let (st, opened) = volume::open(&host, &staged, parts.get("STATE"), &b.env).await;
+        let st = volume::finish(&*host, &staged, st, opened);
         let (ready, created) = (st.phase == Phase::Ready, st.created);
         b.status.volumes.push(st);
         if !ready {
@@ -52,13 +61,27 @@ pub(super) fn bring_up<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
                 .find(|d| d.is_state())
                 .and_then(|d| d.encryption().cloned());
             if want != choice.def.encryption {
-                state::reconverge(&mut b.status.volumes[0], want.as_ref(), &b.env).await;
+                state::reconverge(&*host, &mut b.status.volumes[0], want.as_ref(), &b.env).await;
             }
-            state::sync_meta(&parts, want.as_ref(), choice.meta.as_ref())?;
+            if want != choice.meta {
+                mirror_to_meta(b, want.as_ref())?;
+            }
         }
         b.docs = docs;
         Ok(())
     })
+}
+
+/// Mirrors STATE's encryption config to META when META holds another.
+fn mirror_to_meta(b: &mut Boot<'_>, want: Option<&Encryption>) -> Result<(), BootError> {
+    let change = b
+        .meta()?
+        .and_then(|m| meta::state_encryption_change(m, want));
+    if let Some(value) = change {
+        b.set_meta(TAG_STATE_ENCRYPTION, value)?;
+        tracing::info!("STATE encryption config mirrored to META");
+    }
+    Ok(())
 }
 
 /// The config in force, read from STATE: the one given at boot (stored),
@@ -101,7 +124,12 @@ fn problem(status: &mut BootStatus, e: BootError) -> Option<Vec<Document>> {
 pub(super) fn place<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
     Box::pin(async move {
         if !b.status.volumes.is_empty() {
-            state::place(&mut b.status, &b.staging, Path::new(&b.state_target));
+            state::place(
+                &*b.host,
+                &mut b.status,
+                &b.staging,
+                Path::new(&b.state_target),
+            );
         }
         write_status(b.opts, &b.status)
     })

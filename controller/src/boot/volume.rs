@@ -5,7 +5,8 @@
 //! Nothing that holds data is ever formatted.
 
 use crate::converge::{converge_and_unlock, ConvergeError, Mode, OnlineRun, RunAt};
-use crate::device::{self, Access, ActivationOptions, Contents, DeviceError, LuksDevice};
+use crate::device::{Access, ActivationOptions, Contents, DeviceError, LuksDevice};
+use crate::host::{Host, HostHandle};
 use crate::luks2::binding::VolumeKey;
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs;
@@ -181,6 +182,7 @@ pub(super) fn fail(st: &mut VolumeStatus, e: &VolumeError) {
 
 /// Missing → Located: attaches the partition carrying the volume's label.
 pub(super) fn locate(
+    host: &dyn Host,
     def: &VolumeDef,
     part: Option<&Partition>,
     st: &mut VolumeStatus,
@@ -188,7 +190,7 @@ pub(super) fn locate(
     let part = part.ok_or_else(|| VolumeError::Missing(def.label.clone()))?;
     st.partition = Some(part.describe());
     st.phase = Phase::Located;
-    let open = OpenPartition::open(part)?;
+    let open = host.attach(part)?;
     st.device = Some(open.path.display().to_string());
     Ok(open)
 }
@@ -305,12 +307,18 @@ pub(super) async fn activate(
 }
 
 /// Opened → Ready: makes the filesystem if there is none, and mounts it.
-pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Result<(), VolumeError> {
-    let found = device::probe_filesystem(dev)
+pub(super) fn mount(
+    host: &dyn Host,
+    dev: &Path,
+    def: &VolumeDef,
+    st: &mut VolumeStatus,
+) -> Result<(), VolumeError> {
+    let found = host
+        .probe_fs(dev)
         .map_err(|e| VolumeError::Filesystem(format!("cannot probe {}: {e}", dev.display())))?;
     match found {
         None => {
-            fs::mkfs(dev, def.fs, &def.label)
+            host.mkfs(dev, def.fs, &def.label)
                 .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
             st.created = true;
         }
@@ -323,11 +331,11 @@ pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Resul
             }
         }
     }
-    fs::mount(dev, &def.mount, def.fs, def.mount_options)
+    host.mount(dev, &def.mount, def.fs, def.mount_options)
         .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
     st.mount_point = Some(def.mount.display().to_string());
     if def.grow && !st.created {
-        grow_filesystem(dev, def, st);
+        grow_filesystem(host, dev, def, st);
     }
     st.phase = Phase::Ready;
     Ok(())
@@ -337,9 +345,9 @@ pub(super) fn mount(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) -> Resul
 /// before the volume was opened, so dm-crypt already maps all of it); the
 /// filesystem follows, online. A failure is reported, not fatal: the
 /// volume is usable at its old size.
-fn grow_filesystem(dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) {
+fn grow_filesystem(host: &dyn Host, dev: &Path, def: &VolumeDef, st: &mut VolumeStatus) {
     use crate::units::MIB;
-    match fs::grow(dev, &def.mount, def.fs) {
+    match host.grow(dev, &def.mount, def.fs) {
         Ok((before, after)) if after > before => st.changes.push(format!(
             "grew the filesystem from {} MiB to {} MiB",
             before / MIB,
@@ -365,13 +373,14 @@ async fn check_plain(device: Arc<dyn LuksDevice>) -> Result<(), VolumeError> {
 
 /// Locates, provisions and opens one volume (no mount yet).
 pub(super) async fn open_volume(
+    host: &dyn Host,
     def: &VolumeDef,
     part: Option<&Partition>,
     env: &ProviderEnv,
     st: &mut VolumeStatus,
 ) -> Result<Opened, VolumeError> {
-    let partition = locate(def, part, st)?;
-    let device = device::open(&partition.path, Access::ReadWrite, def.encryption.clone())?;
+    let partition = locate(host, def, part, st)?;
+    let device = host.luks(&partition.path, Access::ReadWrite, def.encryption.clone())?;
     let Some(enc) = &def.encryption else {
         check_plain(device).await?;
         return Ok(Opened {
@@ -391,12 +400,13 @@ pub(super) async fn open_volume(
 
 /// Opens one volume: its status so far and the result.
 pub(super) async fn open(
+    host: &HostHandle,
     def: &VolumeDef,
     part: Option<&Partition>,
     env: &ProviderEnv,
 ) -> (VolumeStatus, Result<Opened, VolumeError>) {
     let mut st = VolumeStatus::new(&def.name, &def.label, def.encryption.is_some());
-    let opened = open_volume(def, part, env, &mut st).await;
+    let opened = open_volume(&**host, def, part, env, &mut st).await;
     (st, opened)
 }
 
@@ -410,6 +420,7 @@ pub(super) fn waiting(def: &VolumeDef) -> VolumeStatus {
 
 /// Mounts an opened volume (Ready), or records why it did not come up.
 pub(super) fn finish(
+    host: &dyn Host,
     def: &VolumeDef,
     mut st: VolumeStatus,
     opened: Result<Opened, VolumeError>,
@@ -420,7 +431,7 @@ pub(super) fn finish(
             // encrypted); what is on it is its user's business.
             st.phase = Phase::Ready;
         } else {
-            mount(&o.fs_device, def, &mut st)?;
+            mount(host, &o.fs_device, def, &mut st)?;
         }
         if let Some(run) = &o.online {
             run_online(def, run, &mut st);

@@ -50,6 +50,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         WipeArg::Full => WipeMode::Full,
     };
     let done = reset::reset(
+        &controller::host::RealHost,
         &args.system_labels_to_wipe,
         &args.disks.resolve(),
         status.as_mut(),

@@ -108,6 +108,12 @@ impl SimDevice {
         }
     }
 
+    /// The same device named `path` (the simulated host's partition node).
+    pub fn at(mut self, path: PathBuf) -> Self {
+        self.path = path;
+        self
+    }
+
     /// The same contents behind a new handle (a reboot): counters and the
     /// write log start afresh.
     pub fn reboot(&self, access: Access) -> Self {
@@ -117,7 +123,7 @@ impl SimDevice {
         SimDevice {
             access,
             state: Mutex::new(state),
-            ..SimDevice::blank(self.size)
+            ..SimDevice::blank(self.size).at(self.path.clone())
         }
     }
 

@@ -77,6 +77,12 @@ pub struct OpenPartition {
 }
 
 impl OpenPartition {
+    /// A partition whose device node is `path` and nothing holds open (a
+    /// block device's partition node, or the simulated host's).
+    pub fn at(path: PathBuf) -> Self {
+        OpenPartition { path, _loop: None }
+    }
+
     /// Opens `p`: the kernel's partition node for a block device, a loop
     /// device over the byte range for an image file.
     pub fn open(p: &Partition) -> Result<Self, DiskError> {
@@ -90,10 +96,7 @@ impl OpenPartition {
         if meta.file_type().is_block_device() {
             let node = partition_node(&p.disk, p.number)
                 .ok_or_else(|| err("no partition device node found".into()))?;
-            Ok(OpenPartition {
-                path: node,
-                _loop: None,
-            })
+            Ok(OpenPartition::at(node))
         } else {
             let l = LoopDevice::attach(&p.disk, p.offset, p.size)
                 .map_err(|e| err(format!("loop attach: {e}")))?;

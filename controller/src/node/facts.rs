@@ -143,11 +143,7 @@ pub fn disk(path: &Path) -> std::io::Result<Disk> {
         let parts = disks::partitions_in(path, &g);
         table(&parts, usable_range(path, &g, copy))
     });
-    let system_disk = table.as_ref().is_some_and(|t| {
-        t.partitions
-            .iter()
-            .any(|p| p.label == "META" || p.label == "STATE")
-    });
+    let system_disk = table.as_ref().is_some_and(Table::holds_system_volumes);
     let mut d = match sysfs_dir(path) {
         Some(sys) => from_sysfs(path, &sys),
         None => from_file(path)?,
@@ -283,6 +279,22 @@ fn symlinks(path: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+impl Table {
+    /// A table whose usable bytes are `[first, last)`, read from its
+    /// primary copy (what the simulated host keeps).
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn of(parts: &[Partition], first: u64, last: u64) -> Table {
+        table(parts, Some((first, last, TableCopy::Primary)))
+    }
+
+    /// Whether it holds META or STATE: the disk the node booted from.
+    pub(crate) fn holds_system_volumes(&self) -> bool {
+        self.partitions
+            .iter()
+            .any(|p| p.label == "META" || p.label == "STATE")
+    }
 }
 
 /// The partitions of a disk and the aligned free ranges between them.

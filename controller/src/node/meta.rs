@@ -219,22 +219,37 @@ pub fn mirror_state_encryption(
     path: &Path,
     want: Option<&api_types::Encryption>,
 ) -> Result<bool, MetaError> {
-    let value = want.map(|e| serde_json::to_vec(e).expect("encryption serialises"));
-    if read(path)?.records.get(&TAG_STATE_ENCRYPTION) == value.as_ref() {
-        return Ok(false);
+    match state_encryption_change(&read(path)?, want) {
+        None => Ok(false),
+        Some(value) => update(path, TAG_STATE_ENCRYPTION, value).map(|()| true),
     }
-    update(path, TAG_STATE_ENCRYPTION, value)?;
-    Ok(true)
+}
+
+/// The record META must get so that it holds `want` as STATE's encryption
+/// config (`Some(None)`: delete it); `None` when it holds it already.
+pub fn state_encryption_change(
+    m: &Meta,
+    want: Option<&api_types::Encryption>,
+) -> Option<Option<Vec<u8>>> {
+    let value = want.map(|e| serde_json::to_vec(e).expect("encryption serialises"));
+    (m.records.get(&TAG_STATE_ENCRYPTION) != value.as_ref()).then_some(value)
 }
 
 /// Sets (or, with `None`, deletes) one record; other records are kept.
 pub fn update(path: &Path, tag: u32, value: Option<Vec<u8>>) -> Result<(), MetaError> {
     let mut m = read(path)?;
-    match value {
-        Some(v) => m.records.insert(tag, v),
-        None => m.records.remove(&tag),
-    };
+    m.set(tag, value);
     write(path, &m)
+}
+
+impl Meta {
+    /// Sets (or, with `None`, deletes) one record.
+    pub fn set(&mut self, tag: u32, value: Option<Vec<u8>>) {
+        match value {
+            Some(v) => self.records.insert(tag, v),
+            None => self.records.remove(&tag),
+        };
+    }
 }
 
 #[cfg(test)]

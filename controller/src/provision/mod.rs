@@ -16,7 +16,7 @@ mod table;
 pub use crate::node::facts::{discover, pretty, Disk, Table};
 pub use layout::{plan, Action, MaxSize, NoRoom, Request, Unfit};
 pub use requests::{requests, DEFAULT_MIN_SIZE, STATE_SIZE};
-pub use table::{apply, TableError};
+pub use table::{apply, TableCause, TableError};
 
 use api_types::Document;
 use std::path::PathBuf;
@@ -52,14 +52,6 @@ pub fn plan_for(docs: &[Document], disks: &[PathBuf]) -> Result<Vec<Action>, Pro
         source,
     })?;
     Ok(plan(&requests(docs), &facts)?)
-}
-
-/// Lays out what `docs` need on disks whose facts were read already (a
-/// boot's snapshot); returns what was done.
-pub fn provision_on(docs: &[Document], disks: &[Disk]) -> Result<Vec<Action>, ProvisionError> {
-    let actions = plan(&requests(docs), disks)?;
-    apply_all(&actions)?;
-    Ok(actions)
 }
 
 fn apply_all(actions: &[Action]) -> Result<(), ProvisionError> {

@@ -295,8 +295,15 @@ impl Node for NodeService {
         let mut status = BootStatus::load(&self.node.status_file).ok();
         let disks = crate::node::disks::given_or_system(&self.node.disks);
         let busy = reset::WhenBusy::for_reset(r.reboot);
-        let steps = reset::reset(&r.labels, &disks, status.as_mut(), mode, busy)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let steps = reset::reset(
+            &crate::host::RealHost,
+            &r.labels,
+            &disks,
+            status.as_mut(),
+            mode,
+            busy,
+        )
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
         if let Some(st) = status {
             st.save(&self.node.status_file)
                 .map_err(|e| Status::internal(format!("writing the status: {e}")))?;

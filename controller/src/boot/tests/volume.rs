@@ -1,7 +1,7 @@
 //! The per-volume boot steps on the simulated device: each transition, and
 //! what each failure means (the error policy).
 
-use super::volume::{self, VolumeDef, VolumeError};
+use super::super::volume::{self, VolumeDef, VolumeError};
 use crate::device::{Access, LuksDevice, SimDevice};
 use crate::node::status::{Phase, VolumeStatus};
 use providers::{ProviderEnv, StateSalt};
@@ -132,7 +132,7 @@ fn no_key_opening_means_failed_and_the_volume_is_not_activated() {
 fn a_missing_partition_means_missing() {
     let d = def();
     let mut st = VolumeStatus::new(&d.name, &d.label, true);
-    let e = volume::locate(&d, None, &mut st).unwrap_err();
+    let e = volume::locate(&crate::host::RealHost, &d, None, &mut st).unwrap_err();
     assert_eq!(e.phase(), Phase::Missing);
     assert_eq!(e.to_string(), "no partition labelled `EPHEMERAL`");
 }

@@ -1,0 +1,11 @@
+//! Unit tests of the boot: one volume's phases on the simulated device
+//! (`volume`), and the whole node-level boot on the simulated host (the
+//! rest): layout, config sources, faults, wipes and existing volumes.
+
+mod config;
+mod faults;
+mod harness;
+mod layout;
+mod typed;
+mod volume;
+mod wipes;
