@@ -3,9 +3,8 @@
 //! sealed blob and the endpoint it was sealed by, so the key is recovered
 //! from the same KMS even if the config later points elsewhere.
 
-use crate::sealed_key::{
-    parse_token, passphrase, random_key, token_json, Base64Bytes, KmsTokenData,
-};
+use crate::sealed_key::{bad_token, passphrase, random_key, Base64Bytes, KmsTokenData};
+use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
 use kms::client::{ClientError, ClientOptions, KmsClient};
@@ -58,7 +57,7 @@ impl KeyProvider for KmsProvider {
             .map_err(client_error)?;
         Ok(Enrolled {
             passphrase: passphrase(key.as_ref()),
-            token_data: token_json(&KmsTokenData {
+            token_data: KeyData::Kms(KmsTokenData {
                 endpoint: self.endpoint.clone(),
                 sealed_data: Base64Bytes(blob),
             }),
@@ -67,10 +66,12 @@ impl KeyProvider for KmsProvider {
     async fn recover(
         &self,
         _ctx: &KeyContext,
-        token_data: &serde_json::Value,
+        token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
         let uuid = self.uuid()?;
-        let token: KmsTokenData = parse_token(api_types::KeySource::Kms, token_data)?;
+        let KeyData::Kms(token) = token_data else {
+            return Err(bad_token(api_types::KeySource::Kms, token_data));
+        };
         // The config's endpoint, never the token's: whoever can write the
         // disk could otherwise send this node's unseal requests anywhere.
         let key = KmsClient::new(&self.endpoint, self.options.clone())

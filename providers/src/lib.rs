@@ -8,6 +8,7 @@
 
 pub mod ask;
 mod error;
+mod key_data;
 mod kms;
 mod node_id;
 mod passphrase;
@@ -22,6 +23,7 @@ mod tpm;
 
 pub use ::kms::client::ClientOptions as KmsClientOptions;
 pub use error::ProviderError;
+pub use key_data::KeyData;
 pub use kms::KmsProvider;
 pub use node_id::{
     check_uuid_entropy, node_uuid, read_node_uuid, NodeIdProvider, NodeUuid, UnknownNodeUuid,
@@ -32,6 +34,7 @@ pub use provider::{Enrolled, KeyContext, KeyProvider};
 pub use recovery::RecoveryHandover;
 pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
+pub use sealed_key::{Base64Bytes, KmsTokenData, TpmTokenData};
 pub use static_key::StaticProvider;
 pub use tpm::{secure_boot_enabled, TpmOptions, TpmProvider, DEFAULT_TCTI};
 

@@ -1,6 +1,7 @@
 //! `nodeID`: a key derived from the machine's SMBIOS UUID and the volume's
 //! partition label, as Talos derives it (UUID string as read, then label).
 
+use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -102,13 +103,13 @@ impl KeyProvider for NodeIdProvider {
     async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         Ok(Enrolled {
             passphrase: self.derive(ctx)?,
-            token_data: serde_json::json!({}),
+            token_data: KeyData::Nothing,
         })
     }
     async fn recover(
         &self,
         ctx: &KeyContext,
-        _token_data: &serde_json::Value,
+        _token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
         self.derive(ctx)
     }

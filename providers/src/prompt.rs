@@ -4,6 +4,7 @@
 //! [`KeyProvider::recover`] is never the way in.
 
 use crate::ask::{AskError, AskerHandle, Question, MAX_ANSWER};
+use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use api_types::{KeySource, PromptParams};
 use async_trait::async_trait;
@@ -82,7 +83,7 @@ impl KeyProvider for PromptProvider {
             if first.expose() == again.expose() {
                 return Ok(Enrolled {
                     passphrase: first,
-                    token_data: serde_json::json!({}),
+                    token_data: KeyData::Nothing,
                 });
             }
             tracing::warn!(volume = %ctx.volume_id, "the two passphrases differ");
@@ -96,7 +97,7 @@ impl KeyProvider for PromptProvider {
     async fn recover(
         &self,
         _ctx: &KeyContext,
-        _token_data: &serde_json::Value,
+        _token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
         Err(Self::unavailable("typed at the prompt, not recovered"))
     }

@@ -1,6 +1,6 @@
 //! The seam between the keyslot engine and the key kinds.
 
-use crate::{Passphrase, ProviderError};
+use crate::{KeyData, Passphrase, ProviderError};
 use api_types::KeySource;
 use async_trait::async_trait;
 
@@ -17,8 +17,8 @@ pub struct KeyContext {
 pub struct Enrolled {
     /// The passphrase to add to the keyslot.
     pub passphrase: Passphrase,
-    /// Kind-specific token data (JSON object; no secrets in clear).
-    pub token_data: serde_json::Value,
+    /// Kind-specific token data (no secrets in clear).
+    pub token_data: KeyData,
 }
 
 /// One key kind. Implementations must never log or return secrets in errors.
@@ -35,7 +35,7 @@ pub trait KeyProvider: Send + Sync {
     async fn recover(
         &self,
         ctx: &KeyContext,
-        token_data: &serde_json::Value,
+        token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError>;
 
     /// The canonical description of this key that its keyslot's binding

@@ -14,6 +14,7 @@
 //! The text exactly as shown (upper case, with its dashes) is the LUKS2
 //! passphrase, so `cryptsetup open` and `systemd-cryptsetup` take it as is.
 
+use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use api_types::KeySource;
 use async_trait::async_trait;
@@ -117,11 +118,6 @@ pub enum RecoveryHandover {
 /// The token data field of a recovery key nobody has seen yet.
 pub const HELD: &str = "held";
 
-/// Whether a recovery slot's token data says nobody has seen its key.
-pub fn is_held(token_data: &serde_json::Value) -> bool {
-    token_data.get(HELD).and_then(serde_json::Value::as_bool) == Some(true)
-}
-
 /// The provider: makes a key at enrolment, when it can be handed to
 /// someone; never produces one to unlock.
 pub struct RecoveryProvider {
@@ -143,8 +139,8 @@ impl KeyProvider for RecoveryProvider {
                     reason: "nobody to hand a new recovery key to: enrol it with `volctl converge`, `volctl recovery-key rotate` or at boot".into(),
                 })
             }
-            RecoveryHandover::Person => serde_json::json!({}),
-            RecoveryHandover::Held => serde_json::json!({ HELD: true }),
+            RecoveryHandover::Person => KeyData::Recovery { held: false },
+            RecoveryHandover::Held => KeyData::Recovery { held: true },
         };
         Ok(Enrolled {
             passphrase: generate(),
@@ -155,7 +151,7 @@ impl KeyProvider for RecoveryProvider {
     async fn recover(
         &self,
         _ctx: &KeyContext,
-        _token_data: &serde_json::Value,
+        _token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
         Err(ProviderError::Unavailable {
             kind: KeySource::Recovery,

@@ -89,7 +89,7 @@ mod tests {
         want.extend([7u8; 32]);
         assert_eq!(got.expose(), want.as_slice());
         assert_eq!(
-            p.recover(&ctx, &serde_json::json!({}))
+            p.recover(&ctx, &crate::KeyData::Nothing)
                 .await
                 .unwrap()
                 .expose(),

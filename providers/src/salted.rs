@@ -2,6 +2,7 @@
 //! STATE salt to its passphrase. A wiped STATE loses the salt, and with it
 //! every key locked to it.
 
+use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
@@ -63,7 +64,7 @@ impl KeyProvider for SaltedProvider {
     async fn recover(
         &self,
         ctx: &KeyContext,
-        token_data: &serde_json::Value,
+        token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
         let salt = self.salt()?;
         let mut p = self.inner.recover(ctx, token_data).await?;

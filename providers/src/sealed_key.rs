@@ -3,7 +3,7 @@
 //! token payloads ([`KmsTokenData`], [`TpmTokenData`]) and the base64 blobs
 //! inside them.
 
-use crate::{Passphrase, ProviderError};
+use crate::{KeyData, Passphrase, ProviderError};
 use base64::Engine;
 use rand::RngCore;
 use zeroize::Zeroizing;
@@ -69,20 +69,15 @@ pub struct TpmTokenData {
     pub policy_digest: String,
 }
 
-/// A token payload as `T`, or a `BadToken` error naming what is wrong.
-pub(crate) fn parse_token<T: serde::de::DeserializeOwned>(
-    kind: api_types::KeySource,
-    token_data: &serde_json::Value,
-) -> Result<T, ProviderError> {
-    serde_json::from_value(token_data.clone()).map_err(|e| ProviderError::BadToken {
+/// The `BadToken` error for a token of `kind` whose data is not its kind's.
+pub(crate) fn bad_token(kind: api_types::KeySource, data: &KeyData) -> ProviderError {
+    ProviderError::BadToken {
         kind,
-        reason: e.to_string(),
-    })
-}
-
-/// A token payload as JSON.
-pub(crate) fn token_json<T: serde::Serialize>(data: &T) -> serde_json::Value {
-    serde_json::to_value(data).expect("token payloads serialise")
+        reason: match data {
+            KeyData::Unreadable { reason, .. } => reason.clone(),
+            other => format!("it holds another kind's data ({other:?})"),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -96,21 +91,24 @@ mod tests {
             endpoint: "https://kms:4050".into(),
             sealed_data: Base64Bytes(vec![0, 1, 2]),
         };
-        let json = token_json(&k);
+        let json = KeyData::Kms(k.clone()).to_json();
         assert_eq!(
             json,
             serde_json::json!({"endpoint": "https://kms:4050", "sealedData": "AAEC"})
         );
-        assert_eq!(
-            parse_token::<KmsTokenData>(KeySource::Kms, &json).unwrap(),
-            k
-        );
-        let reason = |v: serde_json::Value| match parse_token::<TpmTokenData>(KeySource::Tpm, &v) {
-            Err(ProviderError::BadToken { kind, reason }) => format!("{kind}: {reason}"),
+        assert_eq!(KeyData::read(KeySource::Kms, &json), KeyData::Kms(k));
+        let reason = |v: serde_json::Value| match bad_token(
+            KeySource::Tpm,
+            &KeyData::read(KeySource::Tpm, &v),
+        ) {
+            ProviderError::BadToken { kind, reason } => format!("{kind}: {reason}"),
             other => panic!("{other:?}"),
         };
         let good = serde_json::json!({"public": "AAEC", "private": "AAEC", "pcrs": [7], "hash": "sha256", "policyDigest": "00"});
-        assert!(parse_token::<TpmTokenData>(KeySource::Tpm, &good).is_ok());
+        assert!(matches!(
+            KeyData::read(KeySource::Tpm, &good),
+            KeyData::Tpm(_)
+        ));
         let mut bad = good.clone();
         bad["public"] = "@@".into();
         assert!(reason(bad).starts_with("tpm: not base64"));

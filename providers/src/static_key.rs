@@ -1,5 +1,6 @@
 //! `static`: the passphrase written in the config.
 
+use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use api_types::SecretString;
 use async_trait::async_trait;
@@ -28,13 +29,13 @@ impl KeyProvider for StaticProvider {
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         Ok(Enrolled {
             passphrase: self.passphrase(),
-            token_data: serde_json::json!({}),
+            token_data: KeyData::Nothing,
         })
     }
     async fn recover(
         &self,
         _ctx: &KeyContext,
-        _token_data: &serde_json::Value,
+        _token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
         Ok(self.passphrase())
     }

@@ -27,9 +27,12 @@ async fn seal_unseal_and_a_changed_pcr_makes_the_key_unavailable() {
     let p = provider(&tpm, vec![7], false, std::path::Path::new("/nonexistent"));
     let e = p.enroll(&ctx()).await.unwrap();
     assert_eq!(e.passphrase.expose().len(), 44, "base64 of 32 bytes");
-    assert_eq!(e.token_data["pcrs"], serde_json::json!([7]));
-    assert_eq!(e.token_data["hash"], "sha256");
-    assert_eq!(e.token_data["policyDigest"].as_str().unwrap().len(), 64);
+    let providers::KeyData::Tpm(data) = &e.token_data else {
+        panic!("{:?}", e.token_data);
+    };
+    assert_eq!(data.pcrs, [7]);
+    assert_eq!(data.hash, "sha256");
+    assert_eq!(data.policy_digest.len(), 64);
     let again = p.recover(&ctx(), &e.token_data).await.unwrap();
     assert_eq!(again, e.passphrase);
     // Another PCR does not matter; PCR 7 does.

@@ -6,16 +6,14 @@
 
 use super::keys::{key_for, Key};
 use super::plan::{Action, Note, Plan, PlanError};
-use super::typed::REPLACES;
 use super::{blocking, pbkdf, ConvergeError};
 use crate::device::{Contents, FormatParams, LuksDevice, PbkdfChoice, TokenChange};
 use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
-use crate::luks2::token::TokenId;
-use crate::luks2::token::VolctlToken;
+use crate::luks2::token::{TokenData, TokenId, VolctlToken};
 use crate::volume::VolumeSpec;
 use api_types::{KeySource, KeyslotId};
-use providers::{Enrolled, Passphrase};
+use providers::{Enrolled, KeyData, Passphrase};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -104,14 +102,14 @@ impl Executor<'_> {
                 if !matches!(action, Action::Add { .. }) {
                     self.remove(slot).await?;
                 }
-                self.add(slot, slot, e, binder, costs).await?;
+                self.add((slot, slot), own(e), binder, costs).await?;
                 return Ok(shown.map(|key| NewRecoveryKey { slot, key }));
             }
             Action::AddSpare { slot, replaces, .. } => {
                 let e = enrolled
                     .get(&replaces)
                     .expect("made before the first action");
-                self.add(slot, replaces, spare(e, replaces), binder, costs)
+                self.add((slot, replaces), spare(e, replaces), binder, costs)
                     .await?;
             }
             Action::WriteToken { slot, .. } => self.rewrite_token(slot, binder).await?,
@@ -197,7 +195,7 @@ impl Executor<'_> {
         match self.premade.get(&slot) {
             Some(p) => Ok(Enrolled {
                 passphrase: p.clone(),
-                token_data: serde_json::json!({}),
+                token_data: KeyData::Nothing,
             }),
             None => {
                 let key = key_for(self.keys, slot);
@@ -227,19 +225,18 @@ impl Executor<'_> {
     /// benchmarked first slot, later slots reuse its costs.
     async fn add(
         &self,
-        slot: KeyslotId,
-        of: KeyslotId,
-        enrolled: Enrolled,
+        (slot, of): (KeyslotId, KeyslotId),
+        (pass, data): (Passphrase, TokenData),
         binder: &Binder,
         costs: &mut PbkdfChoice,
     ) -> Result<(), ConvergeError> {
         let key = key_for(self.keys, of);
-        let (vk, pass, pbkdf) = (self.volume_key.clone(), enrolled.passphrase, *costs);
+        let (vk, pbkdf) = (self.volume_key.clone(), *costs);
         let salt = blocking(self.device, move |d| {
             d.add_keyslot(slot, &vk, pass.expose(), pbkdf)
         })
         .await?;
-        let json = token_json(key, slot, enrolled.token_data, binder, &salt)?;
+        let json = token_json(key, slot, data, binder, &salt)?;
         blocking(self.device, move |d| d.token(TokenChange::Add(&json))).await?;
         if *costs == PbkdfChoice::Benchmark {
             let device = self.device.clone();
@@ -331,17 +328,19 @@ struct Keys<'a> {
     costs: &'a mut PbkdfChoice,
 }
 
-/// The key of a spare slot: `e`, its token marked with the slot it
+/// The key of a spare slot: `e`'s, its token marked with the slot it
 /// stands in for.
-fn spare(e: &Enrolled, replaces: KeyslotId) -> Enrolled {
-    let mut data = e.token_data.clone();
-    if let Some(o) = data.as_object_mut() {
-        o.insert(REPLACES.into(), replaces.get().into());
-    }
-    Enrolled {
-        passphrase: e.passphrase.clone(),
-        token_data: data,
-    }
+fn spare(e: &Enrolled, replaces: KeyslotId) -> (Passphrase, TokenData) {
+    let data = TokenData {
+        key: e.token_data.clone(),
+        replaces: Some(replaces),
+    };
+    (e.passphrase.clone(), data)
+}
+
+/// The passphrase and token data of a key made for its own slot.
+fn own(e: Enrolled) -> (Passphrase, TokenData) {
+    (e.passphrase, TokenData::of(e.token_data))
 }
 
 fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {
@@ -352,7 +351,7 @@ fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {
 fn token_json(
     key: &Key,
     slot: KeyslotId,
-    data: serde_json::Value,
+    data: TokenData,
     binder: &Binder,
     keyslot_salt: &str,
 ) -> Result<serde_json::Value, ConvergeError> {
@@ -365,7 +364,7 @@ pub(super) struct TokenParts {
     pub slot: KeyslotId,
     kind: KeySource,
     lock_to_state: bool,
-    data: serde_json::Value,
+    data: TokenData,
     binding: String,
 }
 
@@ -389,7 +388,7 @@ impl TokenParts {
 pub(super) fn token_parts(
     key: &Key,
     slot: KeyslotId,
-    data: serde_json::Value,
+    data: TokenData,
     binder: &Binder,
 ) -> Result<TokenParts, ConvergeError> {
     let kind = key.spec.kind.source();

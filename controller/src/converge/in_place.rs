@@ -15,6 +15,7 @@ use crate::inplace::{self, estimate::MibPerSec};
 use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
 use crate::luks2::reencryption::{self, FinalSegment, Operation};
+use crate::luks2::token::TokenData;
 use api_types::KeyslotId;
 use providers::{Enrolled, Passphrase};
 use std::collections::BTreeMap;
@@ -61,7 +62,7 @@ impl Executor<'_> {
                 token_parts(
                     key_for(self.keys, *slot),
                     *slot,
-                    e.token_data.clone(),
+                    TokenData::of(e.token_data.clone()),
                     &binder,
                 )
             })
@@ -246,7 +247,7 @@ impl Executor<'_> {
         data: FinalSegment,
         slot: KeyslotId,
         passphrase: Passphrase,
-        token_data: serde_json::Value,
+        token_data: TokenData,
     ) -> Result<(), ConvergeError> {
         let format = FormatParams {
             sector_size: data.sector_size,

@@ -14,12 +14,10 @@ pub fn mark_seen(dev: &dyn LuksDevice, slot: KeyslotId) -> Result<bool, DeviceEr
     let Some((id, mut token)) = h.volctl_token(slot) else {
         return Ok(false);
     };
-    if !providers::recovery::is_held(&token.data) {
+    if !token.data.key.is_held() {
         return Ok(false);
     }
-    if let Some(o) = token.data.as_object_mut() {
-        o.remove(providers::recovery::HELD);
-    }
+    token.data.key = providers::KeyData::Recovery { held: false };
     let json = serde_json::to_value(&token).expect("a token serializes");
     dev.token(TokenChange::Replace(id, &json))?;
     Ok(true)

@@ -32,7 +32,7 @@ pub(super) fn observe(h: &Luks2Header) -> ObservedKeyslots {
                         lock_to_state: t.lock_to_state,
                         binding: BindingCheck::Unknown("not checked".into()),
                         owned: false,
-                        held: providers::recovery::is_held(&t.data),
+                        held: t.data.key.is_held(),
                     },
                 );
             }

@@ -160,7 +160,7 @@ async fn produce(
         let pass = match &p.unlock {
             Some((opened, pass)) if *opened == slot => pass.clone(),
             _ => {
-                let data = h.volctl_token_data(slot);
+                let data = h.volctl_token_data(slot).key;
                 key.provider.recover(&key.ctx, &data).await.map_err(|e| {
                     refused(&format!(
                         "the key of slot {slot} cannot be produced now ({e})"

@@ -214,6 +214,58 @@ fn a_token_copied_to_another_keyslot_is_not_authenticated() {
 }
 
 #[test]
+fn token_data_that_does_not_read_as_its_kind_is_kept_and_never_makes_an_orphan() {
+    let dev = provisioned(&[S0, N1]);
+    // Slot 1's token as a later volctl (or damage) might leave it.
+    let later = serde_json::json!({"from": "a later volctl", "v": [1, 2]});
+    dev.edit(|s| {
+        for t in s.header.as_mut().unwrap().tokens.values_mut() {
+            if t["keyslots"][0] == "1" {
+                t["data"] = later.clone();
+            }
+        }
+    });
+    let o = run(&spec(&[S0, N1]), &dev, Mode::Apply).unwrap();
+    assert!(o.plan.is_empty(), "{:?}", o.plan);
+    assert_eq!(slots(&dev), vec![0, 1]);
+    let h = match dev.contents().unwrap() {
+        Contents::Luks2(h) => h,
+        other => panic!("{other:?}"),
+    };
+    let (_, t) = h.volctl_token(K1).expect("still volctl's token");
+    assert!(
+        matches!(&t.data.key, providers::KeyData::Unreadable { raw, .. } if *raw == later),
+        "{t:?}"
+    );
+    assert_eq!(
+        serde_json::to_value(&t).unwrap()["data"],
+        later,
+        "written back as found"
+    );
+}
+
+#[test]
+fn a_spare_slots_mark_reads_back_beside_its_kinds_data() {
+    use crate::luks2::token::TokenData;
+    let kinds = [
+        (
+            KeySource::Recovery,
+            providers::KeyData::Recovery { held: true },
+        ),
+        (KeySource::Static, providers::KeyData::Nothing),
+    ];
+    for (kind, key) in kinds {
+        let data = TokenData {
+            key,
+            replaces: Some(K7),
+        };
+        let json = data.to_json();
+        assert_eq!(json["replaces"], 7, "{json}");
+        assert_eq!(TokenData::read(kind, &json), data);
+    }
+}
+
+#[test]
 fn a_token_without_owner_tag_is_rewritten_when_its_binding_proves_it() {
     let dev = provisioned(&[S0, N1]);
     dev.edit(|s| {

@@ -15,10 +15,6 @@ use providers::ask::{AskError, AskerHandle, Question};
 use providers::Passphrase;
 use std::sync::Arc;
 
-/// Token data of a spare slot: the slot whose key it holds a copy of while
-/// that slot is replaced (`volctl passphrase change`).
-pub(super) const REPLACES: &str = "replaces";
-
 /// What a typed answer opened.
 pub(super) struct Typed {
     pub slot: KeyslotId,
@@ -200,7 +196,5 @@ pub(super) fn spare_for(
     observed: &ObservedKeyslots,
     slot: KeyslotId,
 ) -> Option<KeyslotId> {
-    let t = token_of(h, observed, slot)?;
-    let n = t.data.get(REPLACES)?.as_u64()?;
-    KeyslotId::new(u32::try_from(n).ok()?)
+    token_of(h, observed, slot)?.data.replaces
 }

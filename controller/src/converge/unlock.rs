@@ -12,6 +12,7 @@ use crate::luks2::binding::VolumeKey;
 use crate::luks2::header::Luks2Header;
 use api_types::KeyslotId;
 use api_types::{KeySize, KeySource};
+use providers::KeyData;
 use providers::Passphrase;
 use std::sync::Arc;
 
@@ -27,9 +28,7 @@ pub(super) async fn unlock(
     for slot in plan::unlock_order(desired, observed) {
         let key = key_for(keys, slot);
         let kind = key.spec.kind.source();
-        let data = token_of(h, observed, slot)
-            .map(|t| t.data)
-            .unwrap_or_else(|| serde_json::json!({}));
+        let data = token_of(h, observed, slot).map_or(KeyData::Nothing, |t| t.data.key);
         let pass = match key.provider.recover(&key.ctx, &data).await {
             Ok(p) => p,
             Err(e) => {
@@ -179,7 +178,7 @@ pub(super) async fn check_tpm_slots(
         let Some(token) = token_of(h, observed, slot).filter(|_| in_sync) else {
             continue;
         };
-        if let Err(e) = key.provider.recover(&key.ctx, &token.data).await {
+        if let Err(e) = key.provider.recover(&key.ctx, &token.data.key).await {
             tracing::warn!(slot = slot.get(), "TPM key unusable: {e}");
             if matches!(e, providers::ProviderError::PcrMismatch { .. }) {
                 probe.pcr_changed.push(slot);

@@ -9,9 +9,8 @@
 //! changed), unsealing fails: the slot is reported unusable for this boot
 //! and another key must open the volume. The slot itself is kept.
 
-use crate::sealed_key::{
-    parse_token, passphrase, random_key, token_json, Base64Bytes, TpmTokenData,
-};
+use crate::sealed_key::{bad_token, passphrase, random_key, Base64Bytes, TpmTokenData};
+use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
 use tss_esapi::structures::{Private, Public};
@@ -107,7 +106,7 @@ impl KeyProvider for TpmProvider {
             .map_err(|e| tpm_err("marshalling", e))?;
         Ok(Enrolled {
             passphrase: passphrase(key.as_ref()),
-            token_data: token_json(&TpmTokenData {
+            token_data: KeyData::Tpm(TpmTokenData {
                 public: Base64Bytes(public),
                 private: Base64Bytes(sealed.private.value().to_vec()),
                 pcrs: self.pcrs.clone(),
@@ -119,13 +118,15 @@ impl KeyProvider for TpmProvider {
     async fn recover(
         &self,
         _ctx: &KeyContext,
-        token_data: &serde_json::Value,
+        token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
         let bad = |reason: &str| ProviderError::BadToken {
             kind: api_types::KeySource::Tpm,
             reason: reason.into(),
         };
-        let token: TpmTokenData = parse_token(api_types::KeySource::Tpm, token_data)?;
+        let KeyData::Tpm(token) = token_data.clone() else {
+            return Err(bad_token(api_types::KeySource::Tpm, token_data));
+        };
         let public = Public::unmarshall(&token.public.0).map_err(|_| bad("public blob"))?;
         let private = Private::try_from(token.private.0).map_err(|_| bad("private blob"))?;
         // Unseal under the PCRs the key was sealed to (the token's list).
