@@ -10,9 +10,9 @@ APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
 	gdisk e2fsprogs xfsprogs util-linux ca-certificates curl \
 	qemu-system-x86 busybox-static kmod cpio xz-utils fdisk exfatprogs \
 	libtss2-dev libtss2-tcti-swtpm0 libtss2-tcti-device0 swtpm swtpm-tools tpm2-tools ovmf socat \
-	python3
+	python3 dpkg-dev lintian man-db zsh fish mmdebstrap
 
-.PHONY: all deps build demo demo-appliance test e2e lint fmt bench schema clean
+.PHONY: all deps build demo demo-appliance test e2e lint fmt bench schema clean deb test-deb
 
 all: build
 
@@ -71,6 +71,15 @@ schema: build
 	$(VOLCTL) schema > schema/volctl.schema.json
 	$(VOLCTL) schema --kind VolumeConfig > schema/VolumeConfig.schema.json
 	$(VOLCTL) schema --kind UserVolumeConfig > schema/UserVolumeConfig.schema.json
+
+## deb: the Debian package, target/debian/volctl_<version>_amd64.deb (docs/installing.md).
+deb: deps
+	bash scripts/build-deb.sh
+
+## test-deb: the package checked: contents, lintian, units, man pages,
+## completions, and install/upgrade/purge in a Debian 12 chroot.
+test-deb: deb
+	bash scripts/test-deb.sh
 
 clean:
 	$(CARGO) clean

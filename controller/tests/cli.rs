@@ -249,3 +249,68 @@ fn an_online_rotation_of_a_volume_the_boot_did_not_open_is_refused_and_nothing_i
     );
     assert_eq!(sha256_file(&img.path), before);
 }
+
+#[test]
+fn status_of_one_volume_exits_0_when_it_is_ready_and_3_when_it_is_not() {
+    use controller::node::status::{BootStatus, Phase, VolumeStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status.json");
+    let mut ready = VolumeStatus::new("persistence", "persistence", true);
+    ready.phase = Phase::Ready;
+    let mut locked = VolumeStatus::new("data", "u-data", true);
+    locked.phase = Phase::WaitingForKey;
+    BootStatus {
+        volumes: vec![ready, locked],
+        // A problem of the boot's elsewhere does not make a ready volume not ready.
+        problems: vec!["cannot read disk /dev/vdz".into()],
+        ..Default::default()
+    }
+    .save(&status)
+    .unwrap();
+    let run = |volume: &str| {
+        volctl(&[
+            "status",
+            "--volume",
+            volume,
+            "--status-file",
+            status.to_str().unwrap(),
+        ])
+    };
+    let ok = run("persistence");
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let shown = text(&ok.stdout);
+    assert!(
+        shown.contains("persistence") && !shown.contains("u-data"),
+        "{shown}"
+    );
+    assert_eq!(run("data").status.code(), Some(3));
+    let none = run("nothing");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        text(&none.stderr).contains("no volume `nothing`"),
+        "{}",
+        text(&none.stderr)
+    );
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_itself() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = volctl(&["completion", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("apply-config"), "{shell}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = volctl(&["man-pages", "--out", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let boot = std::fs::read_to_string(dir.path().join("volctl-boot.1")).unwrap();
+    assert!(
+        boot.contains(r"\-\-recovery\-key\-out"),
+        "the page lists boot's flags (roff escapes -)"
+    );
+    assert!(dir.path().join("volctl.1").exists());
+    assert!(
+        !dir.path().join("volctl-keyslot-unlock.1").exists(),
+        "hidden verbs have no page"
+    );
+}

@@ -9,9 +9,9 @@ pub mod prelude;
 pub mod remote;
 
 use crate::commands::{
-    apply_config, boot, close, converge, disks, enable_encryption, gen, keyslot_unlock, kms_server,
-    meta, passphrase, plan, provision, reboot, recovery_key, reencrypt_online, reset,
-    rotate_volume_key, schema, serve, status, unlock, validate, version,
+    apply_config, boot, close, completion, converge, disks, enable_encryption, gen, keyslot_unlock,
+    kms_server, man_pages, meta, passphrase, plan, provision, reboot, recovery_key,
+    reencrypt_online, reset, rotate_volume_key, schema, serve, status, unlock, validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -104,6 +104,12 @@ pub enum Command {
     /// Answer a node's boot that asks for a volume's passphrase (with -n).
     #[command(after_help = unlock::HELP)]
     Unlock(unlock::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or PowerShell.
+    #[command(after_help = completion::HELP)]
+    Completion(completion::Args),
+    /// Write the man pages (volctl.1 and one per verb) to a folder (the package build runs it).
+    #[command(hide = true)]
+    ManPages(man_pages::Args),
 }
 
 /// How volctl exits, named once.
@@ -115,7 +121,7 @@ pub enum Exit {
     Failure,
     /// `plan --detailed-exitcode`: changes are planned (2).
     ChangesPlanned,
-    /// `boot`: some volume is not ready (3).
+    /// `boot`: some volume is not ready; `status --volume`: it is not (3).
     NotReady,
     /// `keyslot-unlock` (a KDF worker): the passphrase opens no keyslot (3).
     WrongKey,

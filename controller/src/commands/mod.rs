@@ -4,12 +4,14 @@
 pub mod apply_config;
 pub mod boot;
 pub mod close;
+pub mod completion;
 pub mod converge;
 pub mod disks;
 pub mod enable_encryption;
 pub mod gen;
 pub mod keyslot_unlock;
 pub mod kms_server;
+pub mod man_pages;
 pub mod meta;
 pub mod passphrase;
 pub mod plan;
@@ -40,6 +42,8 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::Serve(a) => serve::exec(a, remote),
         Command::Gen(a) => gen::exec(a),
         Command::Version(a) => version::exec(a),
+        Command::Completion(a) => completion::exec(a),
+        Command::ManPages(a) => man_pages::exec(a),
         Command::Reboot(a) => reboot::exec(a),
         Command::Unlock(a) => unlock::exec(a),
         Command::Validate(a) => validate::exec(a),

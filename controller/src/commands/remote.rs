@@ -92,6 +92,9 @@ impl Call {
         let mut detailed = false;
         let (verb, output, creds) = match command {
             Command::Version(a) => (Verb::Version, a.output, remote.credentials()?),
+            Command::Status(a) if a.volume.is_some() => {
+                bail!("`status --volume` runs on the node itself (it is what the node's volctl-volume@ units run); `volctl -n NODE status` shows every volume")
+            }
             Command::Status(a) => (Verb::Status, a.output, remote.credentials()?),
             Command::Plan(a) => {
                 let req = proto::PlanRequest {

@@ -2,12 +2,20 @@
 
 use crate::cli::output::Output;
 use crate::cli::Exit;
-use anyhow::{Context, Result};
-use controller::node::status::BootStatus;
+use anyhow::{bail, Context, Result};
+use controller::node::status::{BootStatus, Phase};
 use std::path::PathBuf;
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl status\n  volctl status -o json";
+pub const HELP: &str = "\
+Examples:
+  volctl status
+  volctl status -o json
+  volctl status --volume persistence    # exits 3 unless it is ready
+
+With --volume, only that volume is shown, and the exit code says whether it
+is ready (0) or not (3): the check `volctl-volume@NAME.service` runs, so a
+service ordered after it starts only when the volume is mounted.";
 
 /// `volctl status` arguments.
 #[derive(Debug, clap::Args)]
@@ -18,12 +26,30 @@ pub struct Args {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Show only this volume; exit 3 unless it is ready.
+    #[arg(long)]
+    pub volume: Option<String>,
 }
 
 /// Prints the status.
 pub fn exec(args: Args) -> Result<Exit> {
-    let status = BootStatus::load(&args.status_file)
+    let mut status = BootStatus::load(&args.status_file)
         .with_context(|| format!("reading {}", args.status_file.display()))?;
+    let Some(name) = &args.volume else {
+        args.output.print(&status, || status.table())?;
+        return Ok(Exit::Success);
+    };
+    status.volumes.retain(|v| &v.name == name);
+    if status.volumes.is_empty() {
+        bail!(
+            "the last boot has no volume `{name}` ({})",
+            args.status_file.display()
+        );
+    }
     args.output.print(&status, || status.table())?;
-    Ok(Exit::Success)
+    let ready = status.volumes.iter().all(|v| v.phase == Phase::Ready);
+    Ok(match ready {
+        true => Exit::Success,
+        false => Exit::NotReady,
+    })
 }
