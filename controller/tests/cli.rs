@@ -314,3 +314,72 @@ fn completions_and_man_pages_come_from_the_command_line_itself() {
         "hidden verbs have no page"
     );
 }
+
+#[test]
+fn a_converge_that_could_not_enrol_a_configured_key_exits_4_naming_it() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), CFG);
+    let salt = img.dir.path().join("salt");
+    let converge = |with_salt: bool| {
+        let mut args = vec![
+            "converge".to_string(),
+            "--volume".into(),
+            "data".into(),
+            "--device".into(),
+            img.path.display().to_string(),
+            "-f".into(),
+            cfg.display().to_string(),
+        ];
+        if with_salt {
+            args.extend(["--state-salt-file".into(), salt.display().to_string()]);
+        }
+        volctl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // No STATE salt: the lockToSTATE key of slot 1 cannot be made.
+    let c = converge(false);
+    assert_eq!(c.status.code(), Some(4), "{}", text(&c.stderr));
+    let err = text(&c.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("incomplete: data: slot 1 (nodeID)")),
+        "{err}"
+    );
+    assert_eq!(
+        slots(&img.path),
+        vec![0],
+        "formatted with the key that could be made"
+    );
+    // With the salt, the next run completes it.
+    std::fs::write(&salt, [3u8; 32]).unwrap();
+    std::fs::set_permissions(&salt, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let c = converge(true);
+    assert_eq!(c.status.code(), Some(0), "{}", text(&c.stderr));
+    assert_eq!(slots(&img.path), vec![0, 1]);
+}
+
+#[test]
+fn a_blank_device_is_not_formatted_when_only_its_recovery_key_can_be_made() {
+    let img = image(40);
+    let only_recovery_now = "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {diskSelector: {match: '!system_disk'}, maxSize: 1GiB}\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - slot: 0\n      nodeID: {}\n      lockToSTATE: true\n    - slot: 9\n      recovery: {}\n";
+    let cfg = write_config(img.dir.path(), only_recovery_now);
+    let out_file = img.dir.path().join("recovery.txt");
+    let before = sha256_file(&img.path);
+    let c = volctl(&[
+        "converge",
+        "--volume",
+        "data",
+        "--device",
+        img.path.to_str().unwrap(),
+        "-f",
+        cfg.to_str().unwrap(),
+        "--recovery-key-out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(c.status.code(), Some(1), "{}", text(&c.stderr));
+    let err = text(&c.stderr);
+    assert!(
+        err.contains("only its recovery key") && err.contains("slot 0 (nodeID)"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&img.path), before, "nothing written");
+}

@@ -125,6 +125,9 @@ pub enum Exit {
     NotReady,
     /// `keyslot-unlock` (a KDF worker): the passphrase opens no keyslot (3).
     WrongKey,
+    /// `converge`: done, but some configured key could not be enrolled (or
+    /// a removal waits for it): the volume is not in its configured state (4).
+    Incomplete,
 }
 
 impl From<Exit> for ExitCode {
@@ -134,6 +137,7 @@ impl From<Exit> for ExitCode {
             Exit::Failure => 1,
             Exit::ChangesPlanned => 2,
             Exit::NotReady | Exit::WrongKey => 3,
+            Exit::Incomplete => 4,
         })
     }
 }

@@ -14,7 +14,7 @@ use providers::{ProviderEnv, RecoveryHandover};
 use std::path::PathBuf;
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl converge --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  VOLCTL_NODE_UUID=... volctl converge --volume data --device data.img -f node.yaml --state-salt-file salt\n\nA device holding a filesystem or anything else is refused, never formatted.";
+pub const HELP: &str = "Example:\n  volctl converge --volume EPHEMERAL --device /dev/sda5 -f node.yaml\n  VOLCTL_NODE_UUID=... volctl converge --volume data --device data.img -f node.yaml --state-salt-file salt\n\nA device holding a filesystem or anything else is refused, never formatted. A blank\ndevice is formatted only when a key it opens with (any kind but recovery) can be made.\n\nExit codes: 0 done, the volume as configured; 4 done, but a configured key could\nnot be enrolled (each named on stderr: its slot, kind and why; run again when its\nsource is back); 1 error, nothing or only whole steps written.";
 
 /// Which volume, on which device, with which config.
 #[derive(Debug, clap::Args)]
@@ -94,7 +94,7 @@ pub fn exec(args: Args) -> Result<Exit> {
                 outcome.volume
             );
         }
-        return Ok(Exit::Success);
+        return Ok(complete_or_not(&outcome));
     }
     let mut out = RecoveryOut::open(args.recovery_key_out.as_deref()).with_context(|| {
         format!(
@@ -111,7 +111,20 @@ pub fn exec(args: Args) -> Result<Exit> {
         eprintln!("recovery key(s) {where_}");
     }
     out.finish();
-    Ok(Exit::Success)
+    Ok(complete_or_not(&outcome))
+}
+
+/// Success when the volume is in its configured state; otherwise one line
+/// per key that is not, on stderr, and [`Exit::Incomplete`].
+fn complete_or_not(outcome: &Outcome) -> Exit {
+    let missing = outcome.incomplete();
+    for note in &missing {
+        eprintln!("incomplete: {}: {note}", outcome.volume);
+    }
+    match missing.is_empty() {
+        true => Exit::Success,
+        false => Exit::Incomplete,
+    }
 }
 
 /// Runs plan or converge on the target, prints the outcome.

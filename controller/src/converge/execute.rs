@@ -5,7 +5,7 @@
 //! slot without a token, which the next run replaces or adopts.
 
 use super::keys::{key_for, Key};
-use super::plan::{Action, Note, Plan, PlanError};
+use super::plan::{may_format, Action, Note, Plan};
 use super::{blocking, pbkdf, ConvergeError};
 use crate::device::{Contents, FormatParams, LuksDevice, PbkdfChoice, TokenChange};
 use crate::luks2::binding::{Binder, VolumeKey};
@@ -301,6 +301,9 @@ fn drop_unmade(
     mut skipped: Vec<Note>,
 ) -> Result<(), ConvergeError> {
     let formatting = plan.actions.first() == Some(&Action::Format);
+    if formatting {
+        refuse_format_without_daily_key(plan, enrolled, &skipped)?;
+    }
     plan.actions.retain(|a| match a {
         Action::Remove { slot, .. } => {
             skipped.push(Note::Deferred {
@@ -312,12 +315,29 @@ fn drop_unmade(
         other => other.key_slot().is_none_or(|s| enrolled.contains_key(&s)),
     });
     plan.notes.extend(skipped);
-    if formatting && enrolled.is_empty() {
-        return Err(
-            PlanError::NothingToEnrol("no key could be made; nothing was written".into()).into(),
-        );
-    }
     Ok(())
+}
+
+/// A blank device is formatted only when a key it is meant to open with
+/// every day (any configured kind but `recovery`) could be made: a volume
+/// left with only its recovery key opens at no later unattended boot. A
+/// config with no such key at all (recovery keys only) is formatted.
+fn refuse_format_without_daily_key(
+    plan: &Plan,
+    enrolled: &BTreeMap<KeyslotId, Enrolled>,
+    skipped: &[Note],
+) -> Result<(), ConvergeError> {
+    let planned: Vec<(KeyslotId, KeySource)> =
+        plan.actions.iter().flat_map(Action::new_keys).collect();
+    let made = planned
+        .iter()
+        .filter(|(slot, _)| enrolled.contains_key(slot))
+        .map(|(_, kind)| *kind);
+    let why = || {
+        let lines: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+        lines.join("; ")
+    };
+    Ok(may_format(planned.iter().map(|(_, k)| *k), made, why)?)
 }
 
 /// What enrolling actions share through a run: the keys made before the

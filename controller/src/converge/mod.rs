@@ -157,6 +157,23 @@ pub struct Outcome {
     pub recovery_keys: Vec<NewRecoveryKey>,
 }
 
+impl Outcome {
+    /// What keeps the volume from its configured state after this run: a
+    /// configured key that could not be made, a removal waiting for it.
+    pub fn incomplete(&self) -> Vec<&plan::Note> {
+        self.plan
+            .notes
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n,
+                    plan::Note::Unavailable { .. } | plan::Note::Deferred { .. }
+                )
+            })
+            .collect()
+    }
+}
+
 impl From<DeviceError> for ConvergeError {
     fn from(e: DeviceError) -> Self {
         match e {

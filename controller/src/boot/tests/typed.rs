@@ -87,18 +87,28 @@ fn a_typed_volume_is_asked_for_last_and_a_wrong_answer_is_asked_again() {
 }
 
 #[test]
-fn nobody_answering_is_said_in_the_status_and_the_others_come_up() {
+fn nobody_answering_leaves_the_typed_volume_unformatted_and_the_others_up() {
     let node = SimNode::new();
     let (status, seen) = boot_typing(&node, &[node.config(APPLIANCE)], vec![]);
     assert_eq!(seen.len(), 1, "asked once, cancelled: {seen:?}");
     for name in ["STATE", "EPHEMERAL"] {
         assert_eq!(volume(&status, name).phase, Phase::Ready, "{name}");
     }
+    // Formatted with only its recovery key, it would open at no later
+    // boot without that key: nothing is written instead.
     let p = volume(&status, "persistence");
-    assert!(!p.keyslots.iter().any(|s| *s == 0), "{p:#?}");
-    let said = p.notes.join("\n");
+    assert_eq!(p.phase, Phase::Failed, "{p:#?}");
+    let why = p.error.as_deref().unwrap();
     assert!(
-        said.contains("slot 0 (prompt)") && said.contains("cancelled"),
-        "{p:#?}"
+        why.contains("only its recovery key") && why.contains("cancelled"),
+        "{why}"
+    );
+    assert_eq!(
+        node.host.partition("persistence").unwrap().device.writes(),
+        0
+    );
+    assert_eq!(
+        node.host.mounted_at(std::path::Path::new("/persistence")),
+        None
     );
 }

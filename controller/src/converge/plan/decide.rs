@@ -3,7 +3,7 @@
 
 use super::text::describe;
 use super::vocabulary::*;
-use api_types::KeyslotId;
+use api_types::{KeySource, KeyslotId};
 use std::collections::BTreeMap;
 
 /// Which desired slots to try, in order, to unlock the volume: each key only
@@ -40,17 +40,41 @@ pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
             Err(_) => plan.notes.push(d.unavailable()),
         }
     }
-    if plan.actions.len() == 1 {
-        let reasons: Vec<String> = desired
-            .iter()
-            .filter_map(|d| {
-                let r = d.available.as_ref().err()?;
-                Some(format!("slot {} ({}): {r}", d.slot, d.kind))
-            })
-            .collect();
-        return Err(PlanError::NothingToEnrol(reasons.join("; ")));
-    }
+    let reasons: Vec<String> = desired
+        .iter()
+        .filter_map(|d| {
+            let r = d.available.as_ref().err()?;
+            Some(format!("slot {} ({}): {r}", d.slot, d.kind))
+        })
+        .collect();
+    let made = plan
+        .actions
+        .iter()
+        .flat_map(Action::new_keys)
+        .map(|(_, k)| k);
+    may_format(desired.iter().map(|d| d.kind), made, || reasons.join("; "))?;
     Ok(plan)
+}
+
+/// Whether a blank device may be formatted with the keys `made` (of the
+/// configured kinds `wanted`): some key, and one it opens with every day
+/// (any kind but `recovery`) when the config has one. A volume left with
+/// only its recovery key opens at no later unattended boot. `why` says
+/// which keys could not be made.
+pub fn may_format(
+    wanted: impl Iterator<Item = KeySource>,
+    made: impl Iterator<Item = KeySource>,
+    why: impl FnOnce() -> String,
+) -> Result<(), PlanError> {
+    let daily = |k: &KeySource| *k != KeySource::Recovery;
+    let made: Vec<KeySource> = made.collect();
+    if made.is_empty() {
+        return Err(PlanError::NothingToEnrol(why()));
+    }
+    if wanted.into_iter().any(|k| daily(&k)) && !made.iter().any(daily) {
+        return Err(PlanError::NoDailyKey(why()));
+    }
+    Ok(())
 }
 
 /// Plans the in-place encryption of a device holding ext4: the header

@@ -395,3 +395,26 @@ fn an_online_reencryption_keeps_the_other_actions_for_the_run_after() {
     assert_eq!(plan.actions, vec![add]);
     assert!(plan.notes.is_empty());
 }
+
+#[test]
+fn a_blank_device_is_formatted_only_with_a_key_it_opens_with_every_day() {
+    use api_types::KeySource::{Kms, Prompt, Recovery};
+    let why = || "slot 0 (prompt): nobody answered".to_string();
+    let ok = |wanted: &[KeySource], made: &[KeySource]| {
+        may_format(wanted.iter().copied(), made.iter().copied(), why)
+    };
+    assert!(ok(&[Prompt, Recovery], &[Prompt, Recovery]).is_ok());
+    assert!(
+        ok(&[Prompt, Kms, Recovery], &[Kms]).is_ok(),
+        "one daily key is enough"
+    );
+    assert!(
+        ok(&[Recovery], &[Recovery]).is_ok(),
+        "a config of recovery keys only"
+    );
+    let e = ok(&[Prompt, Recovery], &[Recovery]).unwrap_err();
+    assert!(matches!(e, PlanError::NoDailyKey(_)), "{e}");
+    assert!(e.to_string().contains("nobody answered"), "{e}");
+    let e = ok(&[Prompt], &[]).unwrap_err();
+    assert!(matches!(e, PlanError::NothingToEnrol(_)), "{e}");
+}

@@ -461,6 +461,12 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
     /// The device is blank and no configured key can be enrolled now.
-    #[error("cannot format: none of the configured keys can be enrolled now ({0})")]
+    #[error(
+        "cannot format: none of the configured keys can be enrolled now ({0}); nothing was written"
+    )]
     NothingToEnrol(String),
+    /// The device is blank and, of its configured keys, only recovery keys
+    /// can be made now: it would open at no later unattended boot.
+    #[error("cannot format: no key it is meant to open with can be made now, only its recovery key ({0}); nothing was written")]
+    NoDailyKey(String),
 }
