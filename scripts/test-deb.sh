@@ -49,11 +49,12 @@ bash -c "source '$work/pkg/usr/share/bash-completion/completions/volctl' && comp
 	|| fail "the bash completion registers nothing for volctl"
 
 step "a Debian 12 root (mmdebstrap, cached)"
-base=target/vm/debian-bookworm-deb-test.tar
+include=libcryptsetup12,libtss2-esys-3.0.2-0,libtss2-mu0,libtss2-tctildr0,e2fsprogs,init-system-helpers,systemd,man-db,fdisk
+# Cached per package list: a changed list makes a new root.
+base=target/vm/debian-bookworm-deb-test-$(echo "$include" | sha256sum | cut -c1-12).tar
 if [ ! -f "$base" ]; then
 	mkdir -p target/vm
-	mmdebstrap --quiet --variant=minbase \
-		--include=libcryptsetup12,libtss2-esys-3.0.2-0,libtss2-mu0,libtss2-tctildr0,e2fsprogs,init-system-helpers,systemd,man-db \
+	mmdebstrap --quiet --variant=minbase --include="$include" \
 		bookworm "${base%.tar}.part.tar" http://deb.debian.org/debian
 	mv "${base%.tar}.part.tar" "$base"
 fi
@@ -80,6 +81,18 @@ step "installed: /etc/volctl 0700, volctl-boot enabled, nothing started"
 [ -L "$root/etc/systemd/system/sysinit.target.wants/volctl-boot.service" ] || fail "volctl-boot.service is not enabled"
 [ ! -e "$root/etc/systemd/system/multi-user.target.wants/volctl-serve.service" ] || fail "volctl-serve.service is enabled on install"
 chroot "$root" volctl version | grep -q '^volctl ' || fail "volctl does not run in the root"
+
+step "the image-build recipe (docs/installing.md), as a build script runs it, with the installed volctl"
+chroot "$root" sh -euc '
+	cd /tmp
+	truncate -s 2G stick.img
+	printf "label: gpt\nsize=1MiB, name=META\n" | sfdisk --quiet stick.img
+	volctl validate -f /usr/share/doc/volctl/examples/appliance.yaml >/dev/null
+	volctl provision --disk stick.img -f /usr/share/doc/volctl/examples/appliance.yaml
+	volctl provision --disk stick.img -f /usr/share/doc/volctl/examples/appliance.yaml | grep -q "nothing to do"
+	sfdisk --dump stick.img | grep -c "name=\"\(META\|STATE\|EPHEMERAL\|persistence\)\"" | grep -qx 4
+	rm stick.img
+' || fail "the image-build recipe"
 
 step "upgrade (the same package again) and purge"
 chroot "$root" dpkg -i /tmp/volctl.deb >/dev/null

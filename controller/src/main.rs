@@ -13,11 +13,22 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match commands::exec(cli.command, &cli.remote) {
         Ok(exit) => exit.into(),
+        // The reader of stdout went away (`volctl status | head -1`): as
+        // a program killed by SIGPIPE, end at once without a word.
+        Err(e) if reader_gone(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {}", cli::report(&e));
             Exit::Failure.into()
         }
     }
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn reader_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(verbose: u8) {

@@ -383,3 +383,70 @@ fn a_blank_device_is_not_formatted_when_only_its_recovery_key_can_be_made() {
     );
     assert_eq!(sha256_file(&img.path), before, "nothing written");
 }
+
+#[test]
+fn meta_takes_tags_in_hex_as_the_docs_write_them_and_a_local_verb_is_named_as_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = dir.path().join("meta.img");
+    std::fs::File::create(&meta)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let dev = meta.to_str().unwrap();
+    let set = volctl(&["meta", "--device", dev, "set", "0xc0", "hello"]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let get = volctl(&["meta", "--device", dev, "get", "192"]);
+    assert!(get.status.success(), "{}", text(&get.stderr));
+    assert_eq!(text(&get.stdout).trim(), "hello");
+    let bad = volctl(&["meta", "--device", dev, "get", "0xzz"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("hex like 0xc0"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let remote = volctl(&[
+        "-n",
+        "127.0.0.1:1",
+        "rotate-volume-key",
+        "--volume",
+        "data",
+        "-f",
+        "x.yaml",
+    ]);
+    assert_eq!(remote.status.code(), Some(1));
+    let err = text(&remote.stderr);
+    assert!(
+        err.contains("`rotate-volume-key` runs on the node itself"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_volctl_quietly_not_with_a_panic() {
+    use controller::node::status::{BootStatus, VolumeStatus};
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status.json");
+    let volumes = (0..5000)
+        .map(|i| VolumeStatus::new(&format!("v{i}"), "l", true))
+        .collect();
+    BootStatus {
+        volumes,
+        ..Default::default()
+    }
+    .save(&status)
+    .unwrap();
+    // `volctl status | head -c 10`: the reader takes a little and leaves.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["status", "--status-file", status.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::ValueEnum;
 use serde::Serialize;
+use std::io::Write;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -14,12 +15,16 @@ pub enum Output {
 }
 
 impl Output {
-    /// Prints `value` as JSON, or `text()` as it is.
+    /// Prints `value` as JSON, or `text()` as it is. A reader that went
+    /// away (`| head`) is an error `main` ends quietly on, not a panic.
     pub fn print<T: Serialize>(self, value: &T, text: impl FnOnce() -> String) -> Result<()> {
-        match self {
-            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
-            Output::Text => print!("{}", text()),
-        }
+        let shown = match self {
+            Output::Json => serde_json::to_string_pretty(value)? + "\n",
+            Output::Text => text(),
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(shown.as_bytes())?;
+        out.flush()?;
         Ok(())
     }
 }

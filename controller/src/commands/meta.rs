@@ -30,21 +30,38 @@ pub enum MetaOp {
     List,
     /// Print one record's value.
     Get {
-        /// Tag number.
+        /// Tag number: decimal (192) or hex (0xc0).
+        #[arg(value_parser = parse_tag)]
         tag: u32,
     },
     /// Set one record (value given as text).
     Set {
-        /// Tag number.
+        /// Tag number: decimal (192) or hex (0xc0).
+        #[arg(value_parser = parse_tag)]
         tag: u32,
         /// Value.
         value: String,
     },
     /// Delete one record.
     Delete {
-        /// Tag number.
+        /// Tag number: decimal (192) or hex (0xc0).
+        #[arg(value_parser = parse_tag)]
         tag: u32,
     },
+}
+
+/// A tag that is not a number.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a tag number (decimal like 192, or hex like 0xc0)")]
+pub struct NotATag(String);
+
+/// A tag as the docs write it: `0xc0`, or decimal `192`.
+fn parse_tag(s: &str) -> Result<u32, NotATag> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| NotATag(s.to_string()))
 }
 
 /// Runs the operation on META.

@@ -248,12 +248,18 @@ async fn fetch_recovery_key(r: &mut Remote, f: &proto::FetchRecoveryKeyRequest) 
     })
 }
 
+/// The verb as it is typed (`KmsServer` → `kms-server`).
 fn verb_name(c: &Command) -> String {
-    format!("{c:?}")
-        .split(['(', ' ', '{'])
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
+    let variant = format!("{c:?}");
+    let name = variant.split(['(', ' ', '{']).next().unwrap_or_default();
+    let mut out = String::new();
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
 }
 
 fn apply_request(a: &apply_config::Args) -> Result<proto::ApplyConfigRequest> {
