@@ -28,3 +28,22 @@ impl Output {
         Ok(())
     }
 }
+
+/// `print!` to stdout that returns the write's error instead of panicking:
+/// a reader that went away ends volctl quietly (`main`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` to stdout that returns the write's error (see [`out!`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+pub(crate) use {out, outln};

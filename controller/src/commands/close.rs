@@ -1,5 +1,6 @@
 //! `volctl close`: unmount and close what the last boot opened.
 
+use crate::cli::output::outln;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use controller::node::close;
@@ -26,7 +27,9 @@ pub fn exec(args: Args) -> Result<Exit> {
         .save(&args.status_file)
         .with_context(|| format!("writing {}", args.status_file.display()))?;
     for d in done {
-        println!("{d}");
+        // A report of what was closed: a reader that went away must not stop
+        // what follows (the status saved, the errors said, the reboot).
+        let _ = outln!("{d}");
     }
     for e in &errors {
         eprintln!("error: {e}");

@@ -2,6 +2,7 @@
 //! running node (an appliance's first boot), with a passphrase asked twice
 //! and, if asked for, a recovery key (docs/appliance.md).
 
+use crate::cli::output::{out, outln};
 use crate::cli::prelude::{runtime, KeySourceArgs, NodeArgs};
 use crate::cli::Exit;
 use anyhow::{Context, Result};
@@ -65,16 +66,16 @@ pub fn exec(args: Args) -> Result<Exit> {
             if let Some(to) = out.deliver(&outcome.volume, &outcome.recovery_keys)? {
                 eprintln!("recovery key {to}");
             }
-            print!("{}", controller::render::outcome_text(&outcome));
-            println!("{} is encrypted; the config is in force, and the next boot opens it with the passphrase", outcome.volume);
+            out!("{}", controller::render::outcome_text(&outcome))?;
+            outln!("{} is encrypted; the config is in force, and the next boot opens it with the passphrase", outcome.volume)?;
             Ok(Exit::Success)
         }
         Ok(Enabled::Staged { found }) if args.in_place => {
-            println!("{} holds {found}: nothing was written to it yet. The config (inPlace) is staged; the next boot asks for the new passphrase twice and encrypts it in place, its data kept (docs/migration.md)", args.volume);
+            outln!("{} holds {found}: nothing was written to it yet. The config (inPlace) is staged; the next boot asks for the new passphrase twice and encrypts it in place, its data kept (docs/migration.md)", args.volume)?;
             Ok(Exit::Success)
         }
         Ok(Enabled::Staged { found }) => {
-            println!("{} holds {found}: nothing was written to it. The config is staged; back up its data, then `volctl reset --system-labels-to-wipe {} --reboot` (the next boot formats it and asks for the new passphrase), or keep the data with --in-place (ext4)", args.volume, args.volume);
+            outln!("{} holds {found}: nothing was written to it. The config is staged; back up its data, then `volctl reset --system-labels-to-wipe {} --reboot` (the next boot formats it and asks for the new passphrase), or keep the data with --in-place (ext4)", args.volume, args.volume)?;
             Ok(Exit::Success)
         }
         Err(e) => Err(e.into()),

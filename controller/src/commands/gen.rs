@@ -3,6 +3,7 @@
 //! configs, and optionally an API key. Private keys and client configs are
 //! written 0600; no file is overwritten.
 
+use crate::cli::output::outln;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use node_api::config::ClientConfig;
@@ -79,13 +80,13 @@ pub fn exec(args: Args) -> Result<Exit> {
             0o600,
         )?;
     }
-    println!("wrote to {}:", args.out.display());
-    println!(
+    outln!("wrote to {}:", args.out.display())?;
+    outln!(
         "  for the node (STATE's api/ folder): ca.crt, server.crt, server.key (0600){}",
         if args.api_key { ", api.key (0600)" } else { "" }
-    );
-    println!("  for admins: admin.volctlconfig (0600); for monitoring: reader.volctlconfig (0600)");
-    println!("  keep offline: ca.key (0600) signs new certificates");
+    )?;
+    outln!("  for admins: admin.volctlconfig (0600); for monitoring: reader.volctlconfig (0600)")?;
+    outln!("  keep offline: ca.key (0600) signs new certificates")?;
     Ok(Exit::Success)
 }
 

@@ -1,5 +1,6 @@
 //! `volctl meta`: read and write META's records.
 
+use crate::cli::output::outln;
 use crate::cli::prelude::DiskArgs;
 use crate::cli::Exit;
 use anyhow::{bail, Context, Result};
@@ -78,11 +79,11 @@ pub fn exec(args: Args) -> Result<Exit> {
     match args.op {
         MetaOp::List => {
             for (tag, v) in meta::read(&path)?.records {
-                println!("{tag}\t{} bytes", v.len());
+                outln!("{tag}\t{} bytes", v.len())?;
             }
         }
         MetaOp::Get { tag } => match meta::read(&path)?.records.get(&tag) {
-            Some(v) => println!("{}", String::from_utf8_lossy(v)),
+            Some(v) => outln!("{}", String::from_utf8_lossy(v))?,
             None => bail!("META has no record with tag {tag}"),
         },
         MetaOp::Set { tag, value } => meta::update(&path, tag, Some(value.into_bytes()))?,

@@ -3,7 +3,7 @@
 //! or refuses is reported and the others still run.
 
 use super::{apply_config, reset};
-use crate::cli::output::Output;
+use crate::cli::output::{out, outln, Output};
 use crate::cli::remote::RemoteArgs;
 use crate::cli::{Command, Exit};
 use anyhow::{bail, Context, Result};
@@ -26,7 +26,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
                     Output::Json => {
                         json.insert(node.clone(), out.json);
                     }
-                    Output::Text => print!("NODE {node}\n{}", out.text),
+                    Output::Text => out!("NODE {node}\n{}", out.text)?,
                 }
             }
             Err(e) => {
@@ -42,7 +42,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         } else {
             serde_json::Value::Object(json)
         };
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(if failed > 0 {
         Exit::Failure

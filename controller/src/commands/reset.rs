@@ -1,5 +1,6 @@
 //! `volctl reset`: wipe volumes so the next boot provisions them.
 
+use crate::cli::output::outln;
 use crate::cli::prelude::DiskArgs;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
@@ -58,7 +59,9 @@ pub fn exec(args: Args) -> Result<Exit> {
         reset::WhenBusy::for_reset(args.reboot),
     )?;
     for d in done {
-        println!("{d}");
+        // A report of what was wiped: a reader that went away must not stop
+        // what follows (the status saved, the errors said, the reboot).
+        let _ = outln!("{d}");
     }
     if let Some(st) = status {
         st.save(&args.status_file)

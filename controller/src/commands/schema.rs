@@ -1,5 +1,6 @@
 //! `volctl schema`: the JSON Schema of the documents.
 
+use crate::cli::output::outln;
 use crate::cli::Exit;
 use anyhow::Result;
 use api_types::{schema, DocumentKind};
@@ -54,6 +55,6 @@ pub fn exec(args: Args) -> Result<Exit> {
         None => schema::for_all_kinds(),
         Some(k) => schema::for_kind(k.into()),
     };
-    println!("{}", serde_json::to_string_pretty(&s)?);
+    outln!("{}", serde_json::to_string_pretty(&s)?)?;
     Ok(Exit::Success)
 }

@@ -1,5 +1,6 @@
 //! `volctl validate`: every diagnostic of a config, at once.
 
+use crate::cli::output::outln;
 use crate::cli::output::Output;
 use crate::cli::Exit;
 use anyhow::Result;
@@ -38,18 +39,18 @@ pub fn exec(args: Args) -> Result<Exit> {
         if args.talos {
             v["talosCompatible"] = serde_json::json!(errors == 0 && extensions == 0);
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         for d in &all {
             eprintln!("{d}");
         }
         if errors == 0 {
-            println!("{docs} document(s) valid in {} file(s)", args.files.len());
+            outln!("{docs} document(s) valid in {} file(s)", args.files.len())?;
         } else {
             eprintln!("{errors} error(s)");
         }
         if args.talos && errors == 0 {
-            println!("{}", talos_verdict(extensions));
+            outln!("{}", talos_verdict(extensions))?;
         }
     }
     Ok(if errors == 0 {
