@@ -111,3 +111,54 @@ fn an_existing_key_file_is_refused_before_anything_is_enrolled() {
         "an older recovery key someone still needs\n"
     );
 }
+
+#[test]
+fn a_held_key_whose_fetch_could_not_be_shown_is_still_held() {
+    let img = image(40);
+    let cfg = config(img.dir.path());
+    let run_dir = img.dir.path().join("run");
+    let c = volctl(&[
+        "converge",
+        "--volume",
+        "EPHEMERAL",
+        "--device",
+        img.path.to_str().unwrap(),
+        "-f",
+        &cfg,
+        "--hold-recovery-key",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert!(c.status.success(), "{}", text(&c.stderr));
+    let record = run_dir.join("recovery/EPHEMERAL.json");
+    assert!(record.exists());
+    let fetch = |stdout: std::process::Stdio| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_volctl"))
+            .args([
+                "recovery-key",
+                "fetch",
+                "--volume",
+                "EPHEMERAL",
+                "--run-dir",
+            ])
+            .arg(&run_dir)
+            .stdout(stdout)
+            .output()
+            .unwrap()
+    };
+    // Its reader gone before it writes: nothing shown, nothing forgotten.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let lost = fetch(writer.into());
+    assert_eq!(lost.status.code(), Some(141), "{}", text(&lost.stderr));
+    assert!(record.exists(), "a key nobody saw is still held");
+    // The next fetch shows it, once, and it opens slot 9.
+    let shown = fetch(std::process::Stdio::piped());
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let line = text(&shown.stdout);
+    let key = line
+        .lines()
+        .find_map(|l| l.strip_prefix("EPHEMERAL slot 9: "))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(opens(&img.path, 9, key.as_bytes()));
+    assert!(!record.exists(), "forgotten once shown");
+}

@@ -2,6 +2,7 @@
 //! is enrolled; the old one is removed only after the new one is in.
 
 use super::converge::{replace, Target};
+use crate::cli::output::out;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use api_types::{KeySource, KeyslotId};
@@ -58,12 +59,15 @@ pub fn exec(args: Args) -> Result<Exit> {
 
 /// Prints the keys held for the volume and forgets them.
 fn fetch(a: FetchArgs) -> Result<Exit> {
-    let keys = HeldKeys::in_run_dir(&a.run_dir).fetch(&a.volume)?;
+    let held = HeldKeys::in_run_dir(&a.run_dir);
+    let keys = held.peek(&a.volume)?;
     let text = fetched_text(
         &a.volume,
         keys.iter().map(|k| (k.slot.get(), k.key.expose())),
     );
-    print!("{}", text.as_str());
+    // Forgotten only once shown: a reader that went away gets them again.
+    out!("{}", text.as_str()).context("the keys were not shown; they are still held")?;
+    held.forget(&a.volume)?;
     Ok(Exit::Success)
 }
 

@@ -135,6 +135,15 @@ impl HeldKeys {
     /// the header first (so a key handed out is never replaced), then
     /// forgets them.
     pub fn fetch(&self, volume: &str) -> Result<Vec<FetchedKey>, FetchError> {
+        let keys = self.peek(volume)?;
+        self.forget(volume)?;
+        Ok(keys)
+    }
+
+    /// The keys held for `volume`, each slot marked seen on the header,
+    /// still held: a caller that could not hand them on (its output went
+    /// away) gets them again; one that did calls [`HeldKeys::forget`].
+    pub fn peek(&self, volume: &str) -> Result<Vec<FetchedKey>, FetchError> {
         let io = |source| FetchError::Io {
             volume: volume.to_string(),
             source,
@@ -157,7 +166,6 @@ impl HeldKeys {
         for k in &record.keys {
             mark_seen(dev.as_ref(), k.slot).map_err(mark)?;
         }
-        std::fs::remove_file(&path).map_err(io)?;
         Ok(record
             .keys
             .iter()
@@ -166,6 +174,14 @@ impl HeldKeys {
                 key: Passphrase::new(k.key.as_bytes().to_vec()),
             })
             .collect())
+    }
+
+    /// Forgets the keys held for `volume` (they were handed on).
+    pub fn forget(&self, volume: &str) -> Result<(), FetchError> {
+        std::fs::remove_file(self.record(volume)?).map_err(|source| FetchError::Io {
+            volume: volume.to_string(),
+            source,
+        })
     }
 }
 
