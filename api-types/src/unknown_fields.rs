@@ -71,30 +71,41 @@ fn walk(root: &Json, schema: &Json, value: &mut Yaml, path: &str, out: &mut Vec<
             };
             let props = obj["properties"].as_object();
             let closed = obj.get("additionalProperties") == Some(&Json::Bool(false));
+            let allowed: Vec<&str> = props
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
             let mut unknown = Vec::new();
             for (k, v) in map.iter_mut() {
                 let key = key_string(k);
                 let p = join(path, &key);
                 match props.and_then(|p| p.get(&key)) {
                     Some(sub) => walk(root, sub, v, &p, out),
-                    None if closed => {
-                        unknown.push(k.clone());
-                        let allowed: Vec<&str> = props
-                            .map(|p| p.keys().map(String::as_str).collect())
-                            .unwrap_or_default();
-                        out.push(UnknownField {
-                            path: p,
-                            message: format!(
-                                "unknown field `{key}`; allowed here: {}",
-                                allowed.join(", ")
-                            ),
-                        });
-                    }
+                    None if closed => unknown.push((k.clone(), key, p)),
                     None => {}
                 }
             }
-            for k in unknown {
-                map.remove(&k);
+            for (k, key, p) in unknown {
+                let taken = |name: &str| map.contains_key(name);
+                let guess = nearest(&key, &allowed).filter(|g| !taken(g));
+                out.push(UnknownField {
+                    path: p.clone(),
+                    message: match guess {
+                        Some(g) => format!("unknown field `{key}`, did you mean `{g}`?"),
+                        None => format!(
+                            "unknown field `{key}`; allowed here: {}",
+                            allowed.join(", ")
+                        ),
+                    },
+                });
+                let Some(mut v) = map.remove(&k) else {
+                    continue;
+                };
+                // Read on as if spelled right, so the typo is one error,
+                // not a `missing field` and whatever follows from it too.
+                if let (Some(g), Some(sub)) = (guess, guess.and_then(|g| props?.get(g))) {
+                    walk(root, sub, &mut v, &p, out);
+                    map.insert(Yaml::String(g.to_string()), v);
+                }
             }
         }
         Yaml::Sequence(items) => {
@@ -105,5 +116,60 @@ fn walk(root: &Json, schema: &Json, value: &mut Yaml, path: &str, out: &mut Vec<
             }
         }
         _ => {}
+    }
+}
+
+/// The allowed name `key` is most likely a typo of: at most two edits
+/// away (one for names of four letters or fewer), and the only one so near.
+fn nearest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let limit = if key.chars().count() <= 4 { 1 } else { 2 };
+    let mut near = allowed
+        .iter()
+        .map(|a| (edits(&key.to_lowercase(), &a.to_lowercase()), *a))
+        .filter(|(d, _)| *d <= limit);
+    let first = near.next()?;
+    let best = near.fold(first, |b, c| if c.0 < b.0 { c } else { b });
+    let ties = allowed
+        .iter()
+        .filter(|a| edits(&key.to_lowercase(), &a.to_lowercase()) == best.0)
+        .count();
+    (ties == 1).then_some(best.1)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions).
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{edits, nearest};
+
+    #[test]
+    fn a_typo_is_matched_to_the_one_name_near_it() {
+        assert_eq!(edits("passprase", "passphrase"), 1);
+        let keys = ["passphrase", "slot", "nodeID", "lockToState"];
+        assert_eq!(nearest("passprase", &keys), Some("passphrase"));
+        assert_eq!(nearest("lockToSTATE", &keys), Some("lockToState"));
+        assert_eq!(nearest("slt", &keys), Some("slot"));
+        assert_eq!(
+            nearest("solt", &keys),
+            None,
+            "a short name takes one edit at most"
+        );
+        assert_eq!(nearest("bogus", &keys), None);
+        assert_eq!(nearest("ab", &["ac", "ad"]), None, "two as near: no guess");
     }
 }

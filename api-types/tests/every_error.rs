@@ -120,3 +120,23 @@ fn dangerous_values_are_refused_or_warned_about() {
         "no secret echoed:\n{all}"
     );
 }
+
+#[test]
+fn a_typo_is_one_error_naming_the_field_meant_and_the_secret_is_not_echoed() {
+    let yaml = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      static:\n        passprase: hunter2-secret\n";
+    let parsed = parse_str("typo.yaml", yaml);
+    let errors: Vec<String> = parsed.errors().map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        errors[0],
+        "typo.yaml:9: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keys[0].static.passprase: unknown field `passprase`, did you mean `passphrase`?"
+    );
+    assert!(!errors[0].contains("hunter2"));
+    // Far from every name: the list of what is allowed, as before.
+    let far = parse_str("far.yaml", &yaml.replace("passprase", "secretWord"));
+    let msg: Vec<String> = far.errors().map(|d| d.message.clone()).collect();
+    assert!(
+        msg.iter().any(|m| m.contains("allowed here: passphrase")),
+        "{msg:#?}"
+    );
+}
