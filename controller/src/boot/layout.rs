@@ -66,8 +66,13 @@ fn plan_what_fits(docs: &[Document], disks: &[Disk], problems: &mut Vec<String>)
         match provision::plan(&requests, disks) {
             Ok(actions) => return actions,
             Err(no_room) => {
+                let before = requests.len();
                 requests.retain(|r| r.label != no_room.label);
                 problems.push(no_room.to_string());
+                // Each round drops a request; one it cannot name ends it.
+                if requests.len() == before {
+                    return Vec::new();
+                }
             }
         }
     }

@@ -448,11 +448,13 @@ impl Host for SimHost {
         if n.mounts.contains_key(target) {
             return Err(fs_error("mount", what, std::io::ErrorKind::ResourceBusy));
         }
-        let holds = n.by_node(node).and_then(|p| p.fs);
-        if holds != Some(fs) {
+        let Some(backing_node) = n
+            .by_node(node)
+            .filter(|p| p.fs == Some(fs))
+            .map(|p| p.node())
+        else {
             return Err(fs_error("mount", what, std::io::ErrorKind::InvalidInput));
-        }
-        let backing_node = n.by_node(node).map(|p| p.node()).expect("found above");
+        };
         self.link_mount(&backing_node, target)
             .map_err(|source| FsError::Mount {
                 op: "mount",

@@ -2,7 +2,7 @@
 //! boot, and in the middle of a volume's format. The boot after each
 //! brings every volume up, and nothing is made twice that held data.
 
-use super::harness::{all_ready, volume, SimNode, ENCRYPTED};
+use super::harness::{all_ready, volume, SimNode, ENCRYPTED, LAID_OUT};
 use crate::boot::PHASES;
 use crate::host::Host;
 
@@ -41,11 +41,7 @@ fn a_power_cut_between_any_two_phases_of_the_first_boot_is_mended_by_the_next() 
 fn a_power_cut_after_any_write_of_a_first_format_leaves_a_volume_the_next_boot_formats() {
     let mut cut = 1;
     loop {
-        let mut node = SimNode::laid_out(&[
-            ("META", 1 << 20),
-            ("STATE", 100 << 20),
-            ("EPHEMERAL", 1 << 30),
-        ]);
+        let mut node = SimNode::laid_out(LAID_OUT);
         let ephemeral = node.host.partition("EPHEMERAL").unwrap().device;
         ephemeral.cut_after(cut);
         let config = node.config(ENCRYPTED);

@@ -38,6 +38,13 @@ encryption:
     - {slot: 1, nodeID: {}}
 ";
 
+/// The disk as a first boot of [`ENCRYPTED`] lays it out, nothing on it.
+pub const LAID_OUT: &[(&str, u64)] = &[
+    ("META", 1 << 20),
+    ("STATE", 100 << 20),
+    ("EPHEMERAL", 1 << 30),
+];
+
 /// A user volume added to [`ENCRYPTED`].
 pub const USER_VOLUME: &str = "---
 apiVersion: v1alpha1
@@ -61,14 +68,7 @@ pub struct SimNode {
 impl SimNode {
     /// One 4 GiB disk holding an empty META, as an installer leaves it.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let host = SimHost::new(dir.path())
-            .with_disk(DISK, DISK_SIZE)
-            .with_partitions(DISK, &[("META", 1 << 20)]);
-        SimNode {
-            dir,
-            host: Arc::new(host),
-        }
+        Self::laid_out(&[("META", 1 << 20)])
     }
 
     /// The same node with its disk already laid out (`labels`, each

@@ -3,7 +3,7 @@
 //! where an encrypted volume belongs, a LUKS2 header where a plain one
 //! does, and an existing volume found by its selector.
 
-use super::harness::{all_ready, volume, SimNode, ENCRYPTED};
+use super::harness::{all_ready, volume, SimNode, ENCRYPTED, LAID_OUT};
 use crate::host::{update_meta, Host, WipeMode};
 use crate::node::meta::TAG_PENDING_WIPE;
 use crate::node::status::Phase;
@@ -74,11 +74,7 @@ fn a_reset_state_sends_the_next_boot_to_maintenance_mode() {
 
 #[test]
 fn a_filesystem_where_an_encrypted_volume_belongs_waits_for_a_wipe_untouched() {
-    let node = SimNode::laid_out(&[
-        ("META", 1 << 20),
-        ("STATE", 100 << 20),
-        ("EPHEMERAL", 1 << 30),
-    ]);
+    let node = SimNode::laid_out(LAID_OUT);
     node.host
         .mkfs(Path::new("/dev/vda3"), FilesystemType::Xfs, "old")
         .unwrap();
