@@ -22,6 +22,11 @@ for unit in dist/systemd/*.service; do
 	install -D -m 0644 "$unit" "$root/lib/systemd/system/$(basename "$unit")"
 done
 
+# initramfs-tools: the hook (opt-in, /etc/default/volctl) and the boot script.
+install -D -m 0755 dist/initramfs-tools/hooks/volctl "$root/usr/share/initramfs-tools/hooks/volctl"
+install -D -m 0755 dist/initramfs-tools/scripts/local-top/volctl "$root/usr/share/initramfs-tools/scripts/local-top/volctl"
+install -D -m 0644 dist/initramfs-tools/conf-hooks.d/volctl "$root/usr/share/initramfs-tools/conf-hooks.d/volctl"
+
 man="$root/usr/share/man/man1"
 "$root/usr/bin/volctl" man-pages --out "$man" >/dev/null
 gzip -9n "$man"/*.1
@@ -43,6 +48,8 @@ install -D -m 0644 dist/debian/lintian-overrides "$root/usr/share/lintian/overri
 for script in postinst prerm postrm; do
 	install -m 0755 "dist/debian/$script" "$root/DEBIAN/$script"
 done
+# A new hook or boot script reaches the initramfs at the next update-initramfs.
+install -m 0644 dist/debian/triggers "$root/DEBIAN/triggers"
 
 # dpkg-shlibdeps reads debian/control from the folder it runs in.
 work=$(mktemp -d)

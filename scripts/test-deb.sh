@@ -25,6 +25,8 @@ for want in /usr/bin/volctl /lib/systemd/system/volctl-boot.service \
 	/usr/share/man/man1/volctl.1.gz /usr/share/man/man1/volctl-boot.1.gz \
 	/usr/share/bash-completion/completions/volctl /usr/share/zsh/vendor-completions/_volctl \
 	/usr/share/fish/vendor_completions.d/volctl.fish \
+	/usr/share/initramfs-tools/hooks/volctl /usr/share/initramfs-tools/scripts/local-top/volctl \
+	/usr/share/initramfs-tools/conf-hooks.d/volctl \
 	/usr/share/doc/volctl/examples/appliance.yaml /usr/share/doc/volctl/copyright; do
 	grep -qxF "$want" "$work/files" || fail "$want is not in the package"
 done
@@ -40,6 +42,14 @@ for page in "$work"/pkg/usr/share/man/man1/*.1.gz; do
 	[ -s "$work/man.err" ] && fail "$(basename "$page"): $(cat "$work/man.err")"
 	grep -q '^NAME' <<<"$text" || fail "$(basename "$page") has no NAME section"
 done
+
+step "initramfs-tools hook and boot script"
+for f in hooks/volctl scripts/local-top/volctl; do
+	sh -n "$work/pkg/usr/share/initramfs-tools/$f" || fail "$f does not parse"
+	[ -x "$work/pkg/usr/share/initramfs-tools/$f" ] || fail "$f is not executable"
+	[ "$(sh "$work/pkg/usr/share/initramfs-tools/$f" prereqs)" = "" ] || fail "$f prereqs"
+done
+dpkg-deb -I "$deb" triggers | grep -qx "activate-noawait update-initramfs" || fail "no update-initramfs trigger"
 
 step "completions"
 bash -n "$work/pkg/usr/share/bash-completion/completions/volctl"

@@ -33,6 +33,7 @@ fn options(dir: &Path, disk: &Path, files: Vec<PathBuf>) -> BootOptions {
         api: None,
         recovery_key_out: None,
         asker: None,
+        until: Default::default(),
     }
 }
 

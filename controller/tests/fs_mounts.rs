@@ -63,6 +63,42 @@ fn a_volume_is_mounted_with_its_flags_moved_and_unmounted() {
     assert!(e.to_string().contains("umount"), "{e}");
 }
 
+/// systemd makes every mount shared (`/run` too), and the kernel refuses
+/// to move a mount whose parent is shared: STATE is bound at its place
+/// with its flags and unmounted at its staging point instead.
+#[test]
+fn a_mount_under_a_shared_mount_is_moved_with_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fs.img");
+    mkfs(&img, 32);
+    let dev = LoopDevice::attach(&img, 0, 32 << 20).unwrap();
+    let shared = dir.path().join("run");
+    std::fs::create_dir(&shared).unwrap();
+    let sh = |args: &[&str]| assert!(Command::new("mount").args(args).status().unwrap().success());
+    sh(&["-t", "tmpfs", "tmpfs", shared.to_str().unwrap()]);
+    sh(&["--make-shared", shared.to_str().unwrap()]);
+    let (first, second) = (shared.join("staging"), dir.path().join("final"));
+    let opts = MountOptions {
+        secure: true,
+        noexec: true,
+        noatime: true,
+        read_only: false,
+        project_quota: false,
+    };
+    fs::mount(dev.path(), &first, FilesystemType::Ext4, opts).unwrap();
+    std::fs::write(first.join("f"), b"kept").unwrap();
+    let moved = fs::move_mount(&first, &second);
+    let o = options_of(&second);
+    let _ = fs::umount(&second);
+    fs::umount(&shared).unwrap();
+    moved.unwrap();
+    let o = o.expect("mounted at its place");
+    for flag in ["nosuid", "nodev", "noexec", "noatime", "rw"] {
+        assert!(o.split(',').any(|f| f == flag), "{flag} missing in {o}");
+    }
+    assert!(options_of(&first).is_none(), "gone from its staging point");
+}
+
 #[test]
 fn a_loop_device_maps_its_slice_of_the_image_with_autoclear_and_goes_when_dropped() {
     let dir = tempfile::tempdir().unwrap();

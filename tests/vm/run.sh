@@ -7,7 +7,8 @@
 # Usage: tests/vm/run.sh DISK JOBDIR [TIMEOUT_SECONDS]
 # Environment: VOLCTL_VM_QEMU_EXTRA (more qemu arguments), VOLCTL_VM_KERNEL
 # (another kernel image, e.g. the bzImage for UEFI firmware, which cannot
-# boot the ELF vmlinux), VOLCTL_VM_MACHINE (default q35), VOLCTL_VM_CPU (default qemu64
+# boot the ELF vmlinux), VOLCTL_VM_INITRD and VOLCTL_VM_APPEND (another
+# initramfs and kernel command line: a real Debian's), VOLCTL_VM_MACHINE (default q35), VOLCTL_VM_CPU (default qemu64
 # with RDRAND and AES-NI: TCG runs AES-NI far faster than table AES),
 # VOLCTL_VM_SERIAL_SOCKET (the console on this unix socket instead of
 # stdout, for a test that types on it: qemu waits for it to connect; the
@@ -32,8 +33,8 @@ fi
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -nodefaults -nographic -no-reboot \
   -machine ${VOLCTL_VM_MACHINE:-q35} -cpu ${VOLCTL_VM_CPU:-qemu64,+rdrand,+aes,+ssse3,+sse4.1,+sse4.2} -m 1024 -smp 1 \
-  -kernel "${VOLCTL_VM_KERNEL:-$OUT/vmlinux}" -initrd "$OUT/initramfs.cpio" \
-  -append "console=ttyS0 panic=-1 cryptomgr.notests quiet loglevel=3" \
+  -kernel "${VOLCTL_VM_KERNEL:-$OUT/vmlinux}" -initrd "${VOLCTL_VM_INITRD:-$OUT/initramfs.cpio}" \
+  -append "${VOLCTL_VM_APPEND:-console=ttyS0 panic=-1 cryptomgr.notests quiet loglevel=3}" \
   $SERIAL \
   -drive file="$DISK",format=raw,if=virtio,cache=unsafe \
   -drive file="$JOBIMG",format=raw,if=virtio,readonly=on \

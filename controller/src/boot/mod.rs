@@ -63,6 +63,23 @@ pub struct BootOptions {
     pub recovery_key_out: Option<PathBuf>,
     /// How to ask a person for typed keys (`None`: nobody to ask).
     pub asker: Option<providers::ask::AskerHandle>,
+    /// How far the volumes are brought: mounted, or (in an initramfs) only
+    /// opened, for the boot of the real root to mount.
+    pub until: Until,
+}
+
+/// How far a boot brings its volumes (docs/installing.md, "initramfs").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Until {
+    /// Opened and mounted (the boot of the running system).
+    #[default]
+    Mounted,
+    /// Unlocked, converged and opened, not mounted; STATE is unmounted
+    /// again once it gave its salt and config (`volctl boot --open-only`,
+    /// the initramfs). A reencryption runs to its end before the volume
+    /// opens (no process is left behind for `switch_root`). The next boot
+    /// finds the volumes open and mounts them without a KDF run.
+    Opened,
 }
 
 /// Errors that stop the whole boot.

@@ -148,11 +148,27 @@ pub(super) async fn reconverge(
 }
 
 /// Moves STATE from its staging mount to its mount point.
-pub(super) fn place(host: &dyn Host, status: &mut BootStatus, staging: &Path, target: &Path) {
+pub(super) fn place(
+    host: &dyn Host,
+    status: &mut BootStatus,
+    staging: &Path,
+    target: Option<&Path>,
+) {
     let st = &mut status.volumes[0];
     if st.phase != Phase::Ready {
         return;
     }
+    let Some(target) = target else {
+        // Only opened: the boot of the real root mounts it.
+        match host.unmount(staging) {
+            Ok(()) => {
+                st.phase = Phase::Opened;
+                st.mount_point = None;
+            }
+            Err(e) => st.error = Some(format!("STATE stays at {}: {e}", staging.display())),
+        }
+        return;
+    };
     match host.move_mount(staging, target) {
         Ok(()) => st.mount_point = Some(target.display().to_string()),
         Err(e) => {

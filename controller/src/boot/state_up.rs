@@ -5,7 +5,7 @@
 use super::context::Boot;
 use super::source::{self, ConfigSource};
 use super::volume::{self, VolumeDef};
-use super::{layout, maintenance, state, write_status, BootError, PhaseFuture};
+use super::{layout, maintenance, state, write_status, BootError, PhaseFuture, Until};
 use crate::node::meta::{self, TAG_STATE_ENCRYPTION};
 use crate::node::status::{BootStatus, Phase};
 use api_types::{Document, Encryption};
@@ -38,8 +38,11 @@ pub(super) fn bring_up<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
     Box::pin(async move {
         let choice = b.state.take().expect("the STATE choice comes first");
         let parts = b.snap.by_label()?;
+        // Mounted even when the boot only opens volumes: its salt and
+        // config are read from it (it is unmounted again last).
         let staged = VolumeDef {
             mount: b.staging.clone(),
+            until: Until::Mounted,
             ..choice.def.clone()
         };
         let host = b.host.clone();
@@ -120,16 +123,16 @@ fn problem(status: &mut BootStatus, e: BootError) -> Option<Vec<Document>> {
 }
 
 /// Moves STATE from its staging point to its place, last (nothing mounted
-/// later can hide it), and writes the status.
+/// later can hide it), or unmounts it when the boot only opens volumes;
+/// writes the status.
 pub(super) fn place<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
     Box::pin(async move {
         if !b.status.volumes.is_empty() {
-            state::place(
-                &*b.host,
-                &mut b.status,
-                &b.staging,
-                Path::new(&b.state_target),
-            );
+            let target = match b.opts.until {
+                Until::Mounted => Some(Path::new(&b.state_target)),
+                Until::Opened => None,
+            };
+            state::place(&*b.host, &mut b.status, &b.staging, target);
         }
         write_status(b.opts, &b.status)
     })

@@ -4,6 +4,7 @@
 //! volume (its phase) is decided in one place, [`VolumeError::phase`].
 //! Nothing that holds data is ever formatted.
 
+use super::Until;
 use crate::converge::{converge_and_unlock, ConvergeError, Mode, OnlineRun, RunAt};
 use crate::device::{Access, ActivationOptions, Contents, DeviceError, LuksDevice};
 use crate::host::{Host, HostHandle};
@@ -39,6 +40,8 @@ pub(super) struct VolumeDef {
     /// The run-time directory, where an online reencryption keeps its
     /// progress (`None`: a reencryption runs before the volume opens).
     pub run_dir: Option<PathBuf>,
+    /// Mounted, or only opened.
+    pub until: Until,
 }
 
 /// Where a boot puts the recovery keys it enrols.
@@ -68,6 +71,7 @@ impl VolumeDef {
             raw: matches!(doc, Document::Raw(_)),
             recovery_out: RecoveryDest::Nowhere,
             run_dir: None,
+            until: Until::Mounted,
         }
     }
 
@@ -80,7 +84,8 @@ impl VolumeDef {
             Some(path) => RecoveryDest::File(path.clone()),
             None => RecoveryDest::Held(HeldKeys::in_run_dir(&run_dir)),
         };
-        self.run_dir = Some(run_dir);
+        self.run_dir = (opts.until == Until::Mounted).then_some(run_dir);
+        self.until = opts.until;
         self
     }
 
@@ -104,6 +109,7 @@ impl VolumeDef {
             raw: false,
             recovery_out: RecoveryDest::Nowhere,
             run_dir: None,
+            until: Until::Mounted,
         }
     }
 
@@ -152,6 +158,14 @@ pub(super) enum VolumeError {
     /// A worker task failed.
     #[error("{0} task failed")]
     Task(&'static str),
+    /// Its dm-crypt name is taken by a mapping of another device.
+    #[error("/dev/mapper/{name} is open on {}, not on this volume's partition; close it (`cryptsetup close {name}`)", backing.display())]
+    MappedElsewhere {
+        /// The mapping's name.
+        name: String,
+        /// The device it maps.
+        backing: PathBuf,
+    },
 }
 
 impl VolumeError {
@@ -380,6 +394,13 @@ pub(super) async fn open_volume(
     st: &mut VolumeStatus,
 ) -> Result<Opened, VolumeError> {
     let partition = locate(host, def, part, st)?;
+    if let Some(fs_device) = adopt(host, def, &partition.path, st)? {
+        return Ok(Opened {
+            fs_device,
+            _partition: partition,
+            online: None,
+        });
+    }
     let device = host.luks(&partition.path, Access::ReadWrite, def.encryption.clone())?;
     let Some(enc) = &def.encryption else {
         check_plain(device).await?;
@@ -396,6 +417,33 @@ pub(super) async fn open_volume(
         _partition: partition,
         online,
     })
+}
+
+/// Located → Opened, when the volume's mapping is already active on its
+/// partition (the initramfs opened it, `volctl boot --open-only`): no KDF
+/// run, no question, no header write. Its keyslots were converged by the
+/// boot that opened it.
+fn adopt(
+    host: &dyn Host,
+    def: &VolumeDef,
+    partition: &Path,
+    st: &mut VolumeStatus,
+) -> Result<Option<PathBuf>, VolumeError> {
+    let name = def.mapper_name();
+    if def.encryption.is_none() {
+        return Ok(None);
+    }
+    let Some(backing) = host.mapping(&name) else {
+        return Ok(None);
+    };
+    if !crate::host::same_device(&backing, partition) {
+        return Err(VolumeError::MappedElsewhere { name, backing });
+    }
+    let mapped = PathBuf::from("/dev/mapper").join(&name);
+    st.mapped_device = Some(mapped.display().to_string());
+    st.opened_before = true;
+    st.phase = Phase::Opened;
+    Ok(Some(mapped))
 }
 
 /// Opens one volume: its status so far and the result.
@@ -430,6 +478,9 @@ pub(super) fn finish(
             // A raw volume is ready once its device is there (opened when
             // encrypted); what is on it is its user's business.
             st.phase = Phase::Ready;
+        } else if def.until == Until::Opened {
+            // The boot of the real root mounts it.
+            st.phase = Phase::Opened;
         } else {
             mount(host, &o.fs_device, def, &mut st)?;
         }

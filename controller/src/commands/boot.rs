@@ -5,15 +5,16 @@ use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
 use crate::cli::Exit;
 use anyhow::Result;
 use controller::boot::windows::ApiListen;
-use controller::boot::{self, BootOptions};
+use controller::boot::{self, BootOptions, Until};
 use controller::node::context::NodeContext;
 use controller::node::recovery_out::RecoveryOut;
+use controller::node::status::Phase;
 use controller::serve::BootWindows;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl boot -f /etc/volctl/config.yaml            # first boot: config given\n  volctl boot                                       # later boots: STATE's config (STATE's own from META)\n  volctl boot --disk disk.img -f node.yaml --state-mount /tmp/state\n\nExit status: 0 every volume ready, 3 some volume not ready (see `volctl status`), 1 fatal error.";
+pub const HELP: &str = "Example:\n  volctl boot -f /etc/volctl/config.yaml            # first boot: config given\n  volctl boot                                       # later boots: STATE's config (STATE's own from META)\n  volctl boot --disk disk.img -f node.yaml --state-mount /tmp/state\n  volctl boot --open-only --no-api -f /etc/volctl/config.yaml   # in an initramfs\n\nExit status: 0 every volume ready (with --open-only: opened), 3 some volume not ready (see `volctl status`), 1 fatal error.";
 
 /// `volctl boot` arguments.
 #[derive(Debug, clap::Args)]
@@ -50,6 +51,11 @@ pub struct Args {
     /// Take answers only on this machine (console, ask-password agents, `volctl apply-config --insecure` without -n).
     #[arg(long)]
     pub no_api: bool,
+    /// Unlock, converge and open the volumes, but mount none (STATE is
+    /// unmounted again): for an initramfs, before `switch_root`. The boot of
+    /// the real root then finds them open and mounts them, no KDF run.
+    #[arg(long)]
+    pub open_only: bool,
     /// KMS and TPM access.
     #[command(flatten)]
     pub keys: KeySourceArgs,
@@ -86,6 +92,11 @@ pub fn exec(args: Args) -> Result<Exit> {
         }),
         recovery_key_out: args.recovery_key_out.clone(),
         asker: controller::node::ask::asker(controller::node::ask::Caller::Boot),
+        until: if args.open_only {
+            Until::Opened
+        } else {
+            Until::Mounted
+        },
     };
     // Made now (0600, must not exist), so a key is never enrolled that
     // cannot be handed over; removed again when no key went into it.
@@ -96,7 +107,11 @@ pub fn exec(args: Args) -> Result<Exit> {
     out.finish();
     let status = booted?;
     args.output.print(&status, || status.table())?;
-    Ok(if status.all_ready() {
+    let reached = match opts.until {
+        Until::Mounted => Phase::Ready,
+        Until::Opened => Phase::Opened,
+    };
+    Ok(if status.all_reached(reached) {
         Exit::Success
     } else {
         Exit::NotReady

@@ -105,6 +105,24 @@ pub trait Host: Send + Sync {
 
     /// Moves the mount at `from` to `to`.
     fn move_mount(&self, from: &Path, to: &Path) -> Result<(), FsError>;
+
+    /// Unmounts `target`.
+    fn unmount(&self, target: &Path) -> Result<(), FsError>;
+
+    /// The device the active dm-crypt mapping `name` maps (`/dev/vda3`),
+    /// when there is one: a volume opened before this boot (by the
+    /// initramfs).
+    fn mapping(&self, name: &str) -> Option<PathBuf>;
+}
+
+/// Whether two device nodes are one device (one path, or one device number).
+pub fn same_device(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a == b
+        || matches!(
+            (std::fs::metadata(a), std::fs::metadata(b)),
+            (Ok(x), Ok(y)) if x.rdev() != 0 && x.rdev() == y.rdev()
+        )
 }
 
 /// A host shared by the boot's tasks.

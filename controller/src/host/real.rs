@@ -78,6 +78,23 @@ impl Host for RealHost {
     fn move_mount(&self, from: &Path, to: &Path) -> Result<(), FsError> {
         fs::move_mount(from, to)
     }
+
+    fn unmount(&self, target: &Path) -> Result<(), FsError> {
+        fs::umount(target)
+    }
+
+    fn mapping(&self, name: &str) -> Option<PathBuf> {
+        mapped_device(name)
+    }
+}
+
+/// The device under `/dev/mapper/NAME`: the one entry of its `slaves` in
+/// sysfs (`/dev/mapper/NAME` → `/dev/dm-3` → `/sys/block/dm-3/slaves/vda3`).
+fn mapped_device(name: &str) -> Option<PathBuf> {
+    let dm = std::fs::canonicalize(Path::new("/dev/mapper").join(name)).ok()?;
+    let slaves = Path::new("/sys/block").join(dm.file_name()?).join("slaves");
+    let slave = std::fs::read_dir(slaves).ok()?.flatten().next()?;
+    Some(Path::new("/dev").join(slave.file_name()))
 }
 
 /// The byte ranges a wipe of a `size`-byte partition zeroes: everything,

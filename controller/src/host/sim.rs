@@ -493,4 +493,21 @@ impl Host for SimHost {
         n.mounts.insert(to.to_path_buf(), node);
         Ok(())
     }
+
+    fn unmount(&self, target: &Path) -> Result<(), FsError> {
+        let what = target.display().to_string();
+        self.node()
+            .mounts
+            .remove(target)
+            .ok_or_else(|| fs_error("umount", what, std::io::ErrorKind::InvalidInput))?;
+        self.unlink_mount(target);
+        Ok(())
+    }
+
+    fn mapping(&self, name: &str) -> Option<PathBuf> {
+        self.node()
+            .partitions()
+            .find(|p| p.device.state().active.as_deref() == Some(name))
+            .map(|p| p.node())
+    }
 }

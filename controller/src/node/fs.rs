@@ -244,9 +244,37 @@ pub fn move_mount(from: &Path, to: &Path) -> Result<(), FsError> {
         source,
     };
     std::fs::create_dir_all(to).map_err(err)?;
-    rustix::mount::mount_move(from, to).map_err(|e| err(e.into()))?;
+    match rustix::mount::mount_move(from, to) {
+        Ok(()) => {}
+        // A mount under a shared mount cannot be moved (systemd makes
+        // every mount shared, /run too): bound at `to` with its flags, then
+        // unmounted at `from`.
+        Err(rustix::io::Errno::INVAL) => move_by_binding(from, to).map_err(|e| err(e.into()))?,
+        Err(e) => return Err(err(e.into())),
+    }
     let _ = std::fs::remove_dir(from);
     Ok(())
+}
+
+/// Moves the mount at `from` to `to` as a bind mount with the same flags
+/// (`nosuid`, `nodev`, `noexec`, `ro`, `noatime`), then unmounts `from`.
+fn move_by_binding(from: &Path, to: &Path) -> rustix::io::Result<()> {
+    let kept = rustix::fs::statvfs(from)?.f_flag;
+    let mut flags = MountFlags::BIND;
+    for (statvfs, mount) in [
+        (rustix::fs::StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (rustix::fs::StatVfsMountFlags::NODEV, MountFlags::NODEV),
+        (rustix::fs::StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (rustix::fs::StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
+        (rustix::fs::StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
+    ] {
+        if kept.contains(statvfs) {
+            flags |= mount;
+        }
+    }
+    rustix::mount::mount_bind(from, to)?;
+    rustix::mount::mount_remount(to, flags, "")?;
+    rustix::mount::unmount(from, rustix::mount::UnmountFlags::empty())
 }
 
 #[cfg(test)]

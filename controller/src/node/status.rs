@@ -94,6 +94,10 @@ pub struct VolumeStatus {
     /// its progress file each time the status is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reencryption: Option<crate::node::online::Progress>,
+    /// Found open when this boot began (the initramfs opened it): no
+    /// unlock, no KDF run, no keyslot change this boot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opened_before: bool,
     /// dm-crypt device, when opened.
     pub mapped_device: Option<String>,
     /// Whether volctl formatted or made a filesystem this boot.
@@ -105,6 +109,29 @@ pub struct VolumeStatus {
 }
 
 impl VolumeStatus {
+    /// The table's UNLOCKED BY: the slot and kind, or how it came open.
+    fn unlocked_column(&self) -> String {
+        let formatted = self.encrypted && self.created && self.phase != Phase::Failed;
+        match (&self.unlocked_by, formatted) {
+            (Some((s, k)), _) => format!("slot {s} ({k})"),
+            (None, _) if self.opened_before => "(already open)".into(),
+            (None, true) => "(formatted)".into(),
+            (None, false) => "-".into(),
+        }
+    }
+
+    /// The table's KEYSLOTS: `0,9`, or `-`.
+    fn keyslots_column(&self) -> String {
+        if self.keyslots.is_empty() {
+            return "-".into();
+        }
+        self.keyslots
+            .iter()
+            .map(api_types::KeyslotId::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// A fresh status for a volume.
     pub fn new(name: &str, label: &str, encrypted: bool) -> Self {
         VolumeStatus {
@@ -122,6 +149,7 @@ impl VolumeStatus {
             resealed: vec![],
             encrypted_in_place: None,
             reencryption: None,
+            opened_before: false,
             mapped_device: None,
             created: false,
             mount_point: None,
@@ -152,12 +180,22 @@ pub struct BootStatus {
 impl BootStatus {
     /// Whether every configured volume is ready.
     pub fn all_ready(&self) -> bool {
+        self.all_reached(Phase::Ready)
+    }
+
+    /// No problem, and every volume reached `phase` (`Opened`: opened or
+    /// mounted) or is not managed.
+    pub fn all_reached(&self, phase: Phase) -> bool {
+        let reached = |p: Phase| match phase {
+            Phase::Opened => matches!(p, Phase::Opened | Phase::Ready),
+            _ => p == phase,
+        };
         self.problems.is_empty()
             && !self.volumes.is_empty()
             && self
                 .volumes
                 .iter()
-                .all(|v| matches!(v.phase, Phase::Ready | Phase::NotManaged))
+                .all(|v| reached(v.phase) || v.phase == Phase::NotManaged)
     }
 
     /// Writes the status file (0600, atomically).
@@ -195,23 +233,7 @@ impl BootStatus {
         );
         for v in &self.volumes {
             let phase = v.phase.to_string();
-            let unlocked = match (
-                &v.unlocked_by,
-                v.encrypted && v.created && v.phase != Phase::Failed,
-            ) {
-                (Some((s, k)), _) => format!("slot {s} ({k})"),
-                (None, true) => "(formatted)".into(),
-                (None, false) => "-".into(),
-            };
-            let slots = if v.keyslots.is_empty() {
-                "-".into()
-            } else {
-                v.keyslots
-                    .iter()
-                    .map(api_types::KeyslotId::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
+            let (unlocked, slots) = (v.unlocked_column(), v.keyslots_column());
             s.push_str(&format!(
                 "{:<12} {:<12} {:<17} {:<9} {:<16} {:<10} {:<24} {}\n",
                 v.name,

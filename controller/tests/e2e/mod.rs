@@ -4,6 +4,7 @@ pub(crate) mod harness;
 
 mod appliance;
 mod boot_cycle;
+mod debian;
 mod in_place;
 mod kms;
 mod node_api;
@@ -19,6 +20,10 @@ fn the_suites_configs_are_valid() {
         ("configs/node.yaml", harness::CONFIG),
         ("configs/not-managed.yaml", harness::NOT_MANAGED),
         ("configs/appliance.yaml", harness::APPLIANCE),
+        (
+            "tests/vm/debian/config.yaml",
+            include_str!("../../../tests/vm/debian/config.yaml"),
+        ),
     ] {
         let p = api_types::parse_str(name, text);
         assert!(!p.has_errors(), "{name}: {:?}", p.diagnostics);

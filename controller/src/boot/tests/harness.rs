@@ -116,6 +116,7 @@ impl SimNode {
             api: None,
             recovery_key_out: None,
             asker: None,
+            until: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 mod config;
 mod faults;
 mod harness;
+mod initramfs;
 mod layout;
 mod typed;
 mod volume;
