@@ -269,7 +269,7 @@ fn strangers_are_refused_and_the_server_keeps_serving() {
                 "--api-key-file".into(),
                 node.pki("api.key"),
             ],
-            "cannot connect",
+            "is not signed by the CA in --ca",
         ),
     ];
     for (what, client, want) in &cases {
@@ -280,6 +280,40 @@ fn strangers_are_refused_and_the_server_keeps_serving() {
         assert!(err.contains(want), "{what}: {err}");
         node.still_serves();
     }
+    // Each CA has a name of its own, and the error names both.
+    let o = node.call(
+        &[
+            "--ca",
+            other.join("ca.crt").to_str().unwrap(),
+            "--api-key-file",
+            &node.pki("api.key"),
+        ],
+        &["version"],
+    );
+    let err = text(&o.stderr);
+    let names: Vec<&str> = err
+        .split('`')
+        .filter(|w| w.starts_with("volctl CA "))
+        .collect();
+    assert_eq!(names.len(), 2, "{err}");
+    assert_ne!(names[0], names[1], "{err}");
+    // The client is told its own certificate has expired.
+    let o = node.call(
+        &[
+            "--ca",
+            &ca,
+            "--cert",
+            old_crt.to_str().unwrap(),
+            "--key",
+            &old_key,
+        ],
+        &["version"],
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("warning: 127.0.0.1:") && err.contains("this client's certificate expired on"),
+        "{err}"
+    );
     // The right API key is the admin.
     let o = node.call(
         &["--ca", &ca, "--api-key-file", &node.pki("api.key")],
@@ -601,6 +635,78 @@ fn a_held_recovery_key_is_fetched_once_and_replaced_until_then() {
     let log = node.stop();
     assert!(log.contains("held recovery key handed out"), "{log}");
     assert!(!log.contains(&fresh));
+}
+
+#[test]
+fn gen_renew_reissues_from_the_same_ca_and_clients_keep_working() {
+    let node = Node::start();
+    let pki = node.dir.path().join("pki");
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let (ca, server, admin) = (
+        read("ca.crt"),
+        read("server.crt"),
+        read("admin.volctlconfig"),
+    );
+    let kept = node.config_file(
+        "old-admin.volctlconfig",
+        &String::from_utf8(admin.clone()).unwrap(),
+    );
+    std::fs::set_permissions(&kept, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let o = volctl(&[
+        "gen",
+        "--out",
+        pki.to_str().unwrap(),
+        "--san",
+        "127.0.0.1",
+        "--renew",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("reissued from its CA"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(read("ca.crt"), ca, "the same CA");
+    assert_ne!(read("server.crt"), server, "a new server certificate");
+    assert_ne!(
+        read("admin.volctlconfig"),
+        admin,
+        "a new client certificate"
+    );
+    let mode = std::fs::metadata(pki.join("admin.key"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(!pki.join("server.crt.new").exists());
+    // The old client config and the new one both reach the node.
+    for cfg in [kept.as_str(), &node.pki("admin.volctlconfig")] {
+        let o = node.call(&["--volctlconfig", cfg], &["version"]);
+        assert!(o.status.success(), "{cfg}: {}", text(&o.stderr));
+        assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
+    }
+    // --ca is the client's flag: gen refuses it rather than ignore it.
+    let o = volctl(&[
+        "gen",
+        "--out",
+        pki.to_str().unwrap(),
+        "--san",
+        "x",
+        "--ca",
+        "ca.crt",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--ca is a client flag"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Without --renew nothing is overwritten.
+    let o = volctl(&["gen", "--out", pki.to_str().unwrap(), "--san", "127.0.0.1"]);
+    assert!(!o.status.success());
+    assert_eq!(read("ca.crt"), ca);
 }
 
 #[test]

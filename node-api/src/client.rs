@@ -77,6 +77,10 @@ pub struct Remote {
     pub node: String,
     /// The fingerprint of the certificate the node presented.
     pub fingerprint: Option<String>,
+    /// The certificate the node presented (DER).
+    server_cert: Option<Vec<u8>>,
+    /// This client's certificate (DER), when it presents one.
+    client_cert: Option<Vec<u8>>,
     client: NodeClient<Channel>,
     api_key: Option<Zeroizing<String>>,
     timeout: Duration,
@@ -148,17 +152,35 @@ impl Remote {
             })?
             .map_err(|e| ClientError::Connect {
                 node: shown.clone(),
-                reason: error_chain(&e),
+                reason: certificate_first(error_chain(&e)),
             })?;
-        let fingerprint = seen.lock().ok().and_then(|s| s.clone());
+        let server_cert = seen.lock().ok().and_then(|s| s.clone());
         Ok(Remote {
             node: shown,
-            fingerprint,
+            fingerprint: server_cert.as_deref().map(tls::identity::fingerprint),
+            server_cert,
+            client_cert: creds
+                .identity
+                .as_ref()
+                .and_then(|(pem, _)| first_certificate(pem)),
             client: NodeClient::new(channel).max_decoding_message_size(crate::MAX_REQUEST * 4),
             api_key: creds.api_key.clone(),
             timeout,
             presented_certificate: creds.identity.is_some(),
         })
+    }
+
+    /// Warnings for the node's certificate and this client's that expire
+    /// within 30 days (or have expired).
+    pub fn expiry_warnings(&self) -> Vec<String> {
+        let now = time::OffsetDateTime::now_utc();
+        [
+            ("the node's", &self.server_cert),
+            ("this client's", &self.client_cert),
+        ]
+        .into_iter()
+        .filter_map(|(whose, der)| tls::identity::expiry_warning(whose, der.as_deref()?, now))
+        .collect()
     }
 
     /// The gRPC client and a request carrying the credentials.
@@ -221,6 +243,15 @@ impl Remote {
     }
 }
 
+/// A connection error that is about the node's certificate (ours, from
+/// [`explained`]) says that alone, without the transport's wrapping.
+fn certificate_first(chain: String) -> String {
+    match chain.find("the node's certificate") {
+        Some(at) => chain[at..].to_string(),
+        None => chain,
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
@@ -235,9 +266,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The first certificate of a PEM bundle (DER).
+fn first_certificate(pem: &[u8]) -> Option<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    Some(der.to_vec())
+}
+
 fn client_config(
     creds: &Credentials,
-    seen: Arc<Mutex<Option<String>>>,
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
 ) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = RecordingVerifier {
@@ -288,7 +327,12 @@ fn verify(
             )
             .build()
             .map_err(|e| tls_error("CA", &e))?;
-            Verify::WebPki(v)
+            let names = CertificateDer::pem_slice_iter(pem)
+                .flatten()
+                .filter_map(|c| tls::identity::common_name(&c))
+                .collect::<Vec<_>>()
+                .join("`, `");
+            Verify::WebPki(v, names)
         }
         Trust::Pinned(f) => Verify::Pinned(f.clone()),
         Trust::Unverified => Verify::Any,
@@ -315,9 +359,32 @@ fn identity(
     Ok((certs, key))
 }
 
+/// A CA verification failure, as the admin reads it: which CA signed the
+/// node's certificate and which one the client was given; when it expired.
+fn explained(e: rustls::Error, end_entity: &[u8], ca: &str) -> rustls::Error {
+    use rustls::CertificateError as C;
+    let issuer = tls::identity::issuer_name(end_entity).unwrap_or_else(|| "?".into());
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            rustls::Error::General(format!(
+                "the node's certificate is not signed by the CA in --ca (or the client config): it was issued by `{issuer}`, the CA given is `{ca}`"
+            ))
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            let until = tls::identity::not_after(end_entity)
+                .map_or_else(|| "?".into(), |t| t.date().to_string());
+            rustls::Error::General(format!(
+                "the node's certificate expired on {until}; reissue it from the same CA with `volctl gen --renew` (docs/remote.md)"
+            ))
+        }
+        other => other,
+    }
+}
+
 #[derive(Debug)]
 enum Verify {
-    WebPki(Arc<rustls::client::WebPkiServerVerifier>),
+    /// By CA; the CA's name, for errors.
+    WebPki(Arc<rustls::client::WebPkiServerVerifier>, String),
     Pinned(String),
     Any,
 }
@@ -327,7 +394,7 @@ enum Verify {
 #[derive(Debug)]
 struct RecordingVerifier {
     inner: Verify,
-    seen: Arc<Mutex<Option<String>>>,
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
@@ -342,12 +409,12 @@ impl rustls::client::danger::ServerCertVerifier for RecordingVerifier {
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         let fp = tls::identity::fingerprint(end_entity);
         if let Ok(mut s) = self.seen.lock() {
-            *s = Some(fp.clone());
+            *s = Some(end_entity.to_vec());
         }
         match &self.inner {
-            Verify::WebPki(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            }
+            Verify::WebPki(v, ca) => v
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .map_err(|e| explained(e, end_entity, ca)),
             Verify::Pinned(want) if *want == fp => {
                 Ok(rustls::client::danger::ServerCertVerified::assertion())
             }

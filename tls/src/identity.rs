@@ -56,6 +56,43 @@ pub fn common_name(cert_der: &[u8]) -> Option<String> {
     cn.as_str().ok().map(printable)
 }
 
+/// The certificate's issuer common name (printable, as [`common_name`]).
+pub fn issuer_name(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let cn = cert.issuer().iter_common_name().next()?;
+    cn.as_str().ok().map(printable)
+}
+
+/// When the certificate stops being valid (`None`: it cannot be parsed).
+pub fn not_after(cert_der: &[u8]) -> Option<time::OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(cert.validity().not_after.to_datetime())
+}
+
+/// Days before an expiry the client warns.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// A warning when the certificate (`whose`: "the node's", "this client's")
+/// expires within [`EXPIRY_WARNING_DAYS`] of `now`, or has expired.
+pub fn expiry_warning(whose: &str, cert_der: &[u8], now: time::OffsetDateTime) -> Option<String> {
+    let until = not_after(cert_der)?;
+    let left = (until - now).whole_days();
+    let renew = "reissue it from the same CA with `volctl gen --renew` (docs/remote.md)";
+    if until <= now {
+        Some(format!(
+            "{whose} certificate expired on {}; {renew}",
+            until.date()
+        ))
+    } else if left < EXPIRY_WARNING_DAYS {
+        Some(format!(
+            "{whose} certificate expires on {} (in {left} days); {renew}",
+            until.date()
+        ))
+    } else {
+        None
+    }
+}
+
 /// `s` with control characters escaped (`\n`, `\u{1b}`), cut to 128
 /// characters.
 pub fn printable(s: &str) -> String {
@@ -90,6 +127,36 @@ pub fn normalise_fingerprint(text: &str) -> Option<String> {
         .collect::<String>()
         .to_ascii_lowercase();
     (hexits.len() == 64 && hexits.chars().all(|c| c.is_ascii_hexdigit())).then_some(hexits)
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::{expiry_warning, not_after};
+    use crate::identity::Role;
+    use crate::pki::Ca;
+    use time::Duration;
+
+    #[test]
+    fn a_certificate_is_warned_of_within_30_days_and_once_expired() {
+        let ca = Ca::new("volctl CA test").unwrap();
+        let c = ca.client("admin", Role::Admin, 1).unwrap();
+        let until = not_after(&c.der).unwrap();
+        assert_eq!(
+            expiry_warning("x's", &c.der, until - Duration::days(100)),
+            None
+        );
+        let soon = expiry_warning("the node's", &c.der, until - Duration::days(10)).unwrap();
+        assert!(
+            soon.starts_with("the node's certificate expires on"),
+            "{soon}"
+        );
+        assert!(
+            soon.contains("(in 10 days)") && soon.contains("volctl gen --renew"),
+            "{soon}"
+        );
+        let gone = expiry_warning("this client's", &c.der, until + Duration::days(1)).unwrap();
+        assert!(gone.contains("expired on"), "{gone}");
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! written 0600; no file is overwritten.
 
 use crate::cli::output::outln;
+use crate::cli::remote::RemoteArgs;
 use crate::cli::Exit;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use node_api::config::ClientConfig;
 use std::io::Write;
 use std::net::IpAddr;
@@ -16,7 +17,7 @@ use tls::identity::Role;
 use tls::pki::{Ca, Issued};
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl gen --out pki --san 10.0.0.5 --san node1.lan\n  volctl gen --out pki --san 127.0.0.1 --api-key\n\nThen copy ca.crt, server.crt and server.key to the node's STATE (api/ folder), and use\n  volctl --volctlconfig pki/admin.volctlconfig -n 10.0.0.5 status";
+pub const HELP: &str = "Example:\n  volctl gen --out pki --san 10.0.0.5 --san node1.lan\n  volctl gen --out pki --san 127.0.0.1 --api-key\n  volctl gen --out pki --san 10.0.0.5 --renew      # new certificates from pki/ca.crt and pki/ca.key\n\nThen copy ca.crt, server.crt and server.key to the node's STATE (api/ folder), and use\n  volctl --volctlconfig pki/admin.volctlconfig -n 10.0.0.5 status";
 
 /// `volctl gen` arguments.
 #[derive(Debug, clap::Args)]
@@ -33,10 +34,16 @@ pub struct Args {
     /// Years the certificates are valid.
     #[arg(long, default_value_t = 1)]
     pub years: i32,
+    /// Reissue the server and client certificates (and client configs) from
+    /// the CA already in --out (ca.crt, ca.key), replacing the old ones;
+    /// nodes and clients keep trusting the same CA.
+    #[arg(long)]
+    pub renew: bool,
 }
 
 /// Writes the PKI and the client configs.
-pub fn exec(args: Args) -> Result<Exit> {
+pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
+    refuse_client_flags(remote)?;
     // 0700 whatever the umask: the folder holds the CA's private key.
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -49,16 +56,24 @@ pub fn exec(args: Args) -> Result<Exit> {
         .cloned()
         .partition(|s| s.parse::<IpAddr>().is_ok());
     let ips: Vec<IpAddr> = ips.iter().filter_map(|s| s.parse().ok()).collect();
-    let ca = Ca::new("volctl CA")?;
+    let write = Writer {
+        replace: args.renew,
+    };
+    let ca = if args.renew {
+        existing_ca(&args.out)?
+    } else {
+        let ca = Ca::new(&unique_ca_name())?;
+        write.file(&args.out.join("ca.crt"), ca.cert_pem.as_bytes(), 0o644)?;
+        write.file(&args.out.join("ca.key"), ca.key_pem().as_bytes(), 0o600)?;
+        ca
+    };
     let server = ca.server(&names, &ips, args.years)?;
     let out = |name: &str| args.out.join(name);
-    write(&out("ca.crt"), ca.cert_pem.as_bytes(), 0o644)?;
-    write(&out("ca.key"), ca.key_pem().as_bytes(), 0o600)?;
-    write_pair(&args.out, "server", &server)?;
+    write.pair(&args.out, "server", &server)?;
     let endpoint = args.sans.first().cloned().into_iter().collect::<Vec<_>>();
     for role in [Role::Admin, Role::Reader] {
         let issued = ca.client(role.name(), role, args.years)?;
-        write_pair(&args.out, role.name(), &issued)?;
+        write.pair(&args.out, role.name(), &issued)?;
         let cfg = ClientConfig {
             endpoints: endpoint.clone(),
             ca: Some(ca.cert_pem.clone()),
@@ -66,7 +81,7 @@ pub fn exec(args: Args) -> Result<Exit> {
             key: Some(issued.key_pem.clone()),
             api_key: None,
         };
-        write(
+        write.file(
             &out(&format!("{}.volctlconfig", role.name())),
             cfg.to_yaml().as_bytes(),
             0o600,
@@ -74,13 +89,22 @@ pub fn exec(args: Args) -> Result<Exit> {
     }
     if args.api_key {
         let key = api_key();
-        write(
+        write.file(
             &out("api.key"),
             format!("{}\n", key.as_str()).as_bytes(),
             0o600,
         )?;
     }
-    outln!("wrote to {}:", args.out.display())?;
+    outln!(
+        "{} to {} (valid until {}):",
+        if args.renew {
+            "reissued from its CA"
+        } else {
+            "wrote"
+        },
+        args.out.display(),
+        tls::identity::not_after(&server.der).map_or_else(|| "?".into(), |t| t.date().to_string())
+    )?;
     outln!(
         "  for the node (STATE's api/ folder): ca.crt, server.crt, server.key (0600){}",
         if args.api_key { ", api.key (0600)" } else { "" }
@@ -97,27 +121,75 @@ fn api_key() -> zeroize::Zeroizing<String> {
     zeroize::Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref()))
 }
 
-fn write_pair(dir: &Path, name: &str, issued: &Issued) -> Result<()> {
-    write(
-        &dir.join(format!("{name}.crt")),
-        issued.cert_pem.as_bytes(),
-        0o644,
-    )?;
-    write(
-        &dir.join(format!("{name}.key")),
-        issued.key_pem.as_bytes(),
-        0o600,
-    )
+/// `--ca`, `--cert`, `--key`, `--api-key-file` are the client's flags
+/// (global, so clap accepts them here): `gen` would ignore them.
+fn refuse_client_flags(remote: &RemoteArgs) -> Result<()> {
+    let given = [
+        ("--ca", remote.ca.is_some()),
+        ("--cert", remote.cert.is_some()),
+        ("--key", remote.key.is_some()),
+        ("--api-key-file", remote.api_key_file.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        bail!("{flag} is a client flag (for `volctl -n NODE …`); `volctl gen` makes a new CA, or with --renew reissues certificates from the CA in --out (ca.crt, ca.key)");
+    }
+    Ok(())
 }
 
-fn write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+/// "volctl CA 3f9a1c2e": each CA its own name, so that a client given
+/// another CA is told which one signed the node's certificate.
+fn unique_ca_name() -> String {
+    format!("volctl CA {}", hex::encode(rand::random::<[u8; 4]>()))
+}
+
+/// The CA `gen` wrote to `dir` before (`--renew`).
+fn existing_ca(dir: &Path) -> Result<Ca> {
+    let cert = dir.join("ca.crt");
+    let cert_pem = std::fs::read_to_string(&cert)
+        .with_context(|| format!("--renew reads the CA from {}", cert.display()))?;
+    let key_pem = crate::cli::remote::read_secret(&dir.join("ca.key"))?;
+    let key_pem = std::str::from_utf8(&key_pem).context("ca.key is not PEM")?;
+    Ok(Ca::load(&cert_pem, key_pem)?)
+}
+
+/// Writes `gen`'s files: new ones only, or (`--renew`) replacing the old
+/// ones atomically (a temporary file renamed over them).
+struct Writer {
+    replace: bool,
+}
+
+impl Writer {
+    fn pair(&self, dir: &Path, name: &str, issued: &Issued) -> Result<()> {
+        self.file(
+            &dir.join(format!("{name}.crt")),
+            issued.cert_pem.as_bytes(),
+            0o644,
+        )?;
+        self.file(
+            &dir.join(format!("{name}.key")),
+            issued.key_pem.as_bytes(),
+            0o600,
+        )
+    }
+
+    fn file(&self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        if !self.replace {
+            return create(path, data, mode)
+                .with_context(|| format!("creating {} (it must not exist)", path.display()));
+        }
+        let tmp = PathBuf::from(format!("{}.new", path.display()));
+        let _ = std::fs::remove_file(&tmp);
+        create(&tmp, data, mode).with_context(|| format!("creating {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+    }
+}
+
+fn create(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
+        .open(path)?;
     f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
+    f.sync_all()
 }

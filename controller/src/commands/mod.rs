@@ -40,7 +40,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
     }
     match command {
         Command::Serve(a) => serve::exec(a, remote),
-        Command::Gen(a) => gen::exec(a),
+        Command::Gen(a) => gen::exec(a, remote),
         Command::Version(a) => version::exec(a),
         Command::Completion(a) => completion::exec(a),
         Command::ManPages(a) => man_pages::exec(a),

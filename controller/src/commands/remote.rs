@@ -142,6 +142,9 @@ impl Call {
         {
             eprintln!("{}: certificate SHA-256 fingerprint {fp} (not verified; pass --fingerprint to pin it)", r.node);
         }
+        for w in r.expiry_warnings() {
+            eprintln!("warning: {}: {w}", r.node);
+        }
         match &self.verb {
             Verb::Version => version(&mut r).await,
             Verb::Status => status(&mut r).await,
