@@ -10,9 +10,9 @@ APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
 	gdisk e2fsprogs xfsprogs util-linux ca-certificates curl \
 	qemu-system-x86 busybox-static kmod cpio xz-utils fdisk exfatprogs \
 	libtss2-dev libtss2-tcti-swtpm0 libtss2-tcti-device0 swtpm swtpm-tools tpm2-tools ovmf socat \
-	python3 dpkg-dev lintian man-db zsh fish mmdebstrap
+	python3 dpkg-dev lintian man-db zsh fish mmdebstrap buildah skopeo
 
-.PHONY: all deps build demo demo-appliance test e2e lint fmt bench schema clean deb test-deb
+.PHONY: all deps build demo demo-appliance test e2e lint fmt bench schema clean deb test-deb image test-image
 
 all: build
 
@@ -80,6 +80,14 @@ deb: deps
 ## completions, and install/upgrade/purge in a Debian 12 chroot.
 test-deb: deb
 	bash scripts/test-deb.sh
+
+## image: the OCI image, target/oci/volctl_<version>.oci.tar (volctl:<version>; docs/kms-server.md).
+image: deb
+	bash scripts/build-image.sh
+
+## test-image: the image's config, and kms-server from it serving a seal and an unseal.
+test-image: image build
+	bash scripts/test-image.sh
 
 clean:
 	$(CARGO) clean

@@ -22,6 +22,7 @@ step "contents of $deb"
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$work/files"
 for want in /usr/bin/volctl /lib/systemd/system/volctl-boot.service \
 	/lib/systemd/system/volctl-serve.service /lib/systemd/system/volctl-volume@.service \
+	/lib/systemd/system/volctl-kms.service \
 	/usr/share/man/man1/volctl.1.gz /usr/share/man/man1/volctl-boot.1.gz \
 	/usr/share/bash-completion/completions/volctl /usr/share/zsh/vendor-completions/_volctl \
 	/usr/share/fish/vendor_completions.d/volctl.fish \
@@ -80,7 +81,7 @@ snapshot > "$work/before"
 
 step "systemd-analyze verify (the root's systemd)"
 chroot "$root" dpkg -i /tmp/volctl.deb >/dev/null
-for unit in volctl-boot.service volctl-serve.service volctl-volume@.service; do
+for unit in volctl-boot.service volctl-serve.service volctl-volume@.service volctl-kms.service; do
 	out=$(chroot "$root" systemd-analyze verify --man=no "/lib/systemd/system/$unit" 2>&1) \
 		|| fail "systemd-analyze verify $unit: $out"
 	[ -z "$out" ] || fail "systemd-analyze verify $unit: $out"

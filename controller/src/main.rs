@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.command.is_server());
     match commands::exec(cli.command, &cli.remote) {
         Ok(exit) => exit.into(),
         // The reader of stdout went away (`volctl status | head -1`): as
@@ -31,16 +31,20 @@ fn reader_gone(e: &anyhow::Error) -> bool {
     })
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+/// Logs to stderr: warnings for a command, one line per request for a
+/// server (`serve`, `kms-server`); `-v` more, `RUST_LOG` overrides.
+fn init_logging(verbose: u8, server: bool) {
+    let default = match (verbose, server) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours on a terminal only: not into the journal or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }

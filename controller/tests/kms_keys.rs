@@ -58,6 +58,23 @@ fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
         format!("https://localhost:{}", server.port)
     );
     let sealed = token["data"]["sealedData"].as_str().unwrap().to_string();
+    // One log line per request at the default level: operation, node, key
+    // id, peer; never the sealed blob or a key.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("sealed op=\"seal\""))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("INFO") && line.contains(UUID) && line.contains("key_id="),
+        "{line}"
+    );
+    assert!(line.contains("peer="), "{line}");
+    assert!(!log.contains(&sealed[..16]), "the blob is in no log line");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes off a terminal: {log}"
+    );
 
     // The passphrase is base64 of the 32-byte key the KMS unseals for this node.
     let rt = tokio::runtime::Runtime::new().unwrap();

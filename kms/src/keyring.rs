@@ -182,6 +182,27 @@ impl Keyring {
     }
 }
 
+/// The id of the key that sealed `blob`, for a log line (no secret): `?`
+/// when the blob does not read as a volctl blob or the id is not plain.
+pub fn blob_key_id(blob: &[u8]) -> &str {
+    let id = match blob {
+        [BLOB_VERSION, len, rest @ ..] if rest.len() >= usize::from(*len) => {
+            &rest[..usize::from(*len)]
+        }
+        _ => return "?",
+    };
+    match std::str::from_utf8(id) {
+        Ok(id)
+            if id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            id
+        }
+        _ => "?",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

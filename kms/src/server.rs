@@ -114,7 +114,8 @@ impl KmsService for KmsServer {
         check(&req)?;
         match self.keyring.unseal(&req.node_uuid, &req.data) {
             Ok(data) => {
-                tracing::info!(op = "unseal", node_uuid = %req.node_uuid, ?peer, "unsealed");
+                let key_id = crate::keyring::blob_key_id(&req.data);
+                tracing::info!(op = "unseal", node_uuid = %req.node_uuid, key_id, ?peer, "unsealed");
                 Ok(Response::new(KmsResponse {
                     data: data.to_vec(),
                 }))

@@ -4,7 +4,10 @@
 //! safe way. The file is opened without blocking (a FIFO cannot hang the
 //! reader), and the opened descriptor is checked (no race with the path): a
 //! regular file, owned by the effective user or root, with no group or other
-//! permission bits. A symlink is followed (Kubernetes mounts secrets as
+//! permission bits — except that a process not running as root also
+//! accepts read permission for a group it is in (0440, 0640): Kubernetes'
+//! `fsGroup` makes a mounted Secret group-readable, and a non-root
+//! container cannot read it otherwise. A symlink is followed (Kubernetes mounts secrets as
 //! symlinks), but what it points to must pass the same checks, so a link to
 //! another user's file is refused. At most
 //! `max_len` bytes are read (a device or a huge file cannot exhaust memory),
@@ -37,7 +40,7 @@ pub enum PrivateFileError {
         kind: &'static str,
     },
     /// Readable or writable by group or others.
-    #[error("{path} has mode {mode:o}; it must not be readable by group or others (chmod 600)")]
+    #[error("{path} has mode {mode:o}; it must not be readable by group or others (chmod 600; a server not running as root also accepts read by its own group, as Kubernetes' fsGroup sets)")]
     Permissions {
         /// Path.
         path: String,
@@ -88,7 +91,7 @@ pub fn read_private(path: &Path, max_len: u64) -> Result<Zeroizing<Vec<u8>>, Pri
         .open(path)
         .map_err(io)?;
     let meta = f.metadata().map_err(io)?;
-    check(&p, &meta, max_len)?;
+    check(&p, &meta, max_len, &Reader::this_process())?;
     let mut buf = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
     f.take(max_len + 1).read_to_end(&mut buf).map_err(io)?;
     if buf.len() as u64 > max_len {
@@ -100,7 +103,40 @@ pub fn read_private(path: &Path, max_len: u64) -> Result<Zeroizing<Vec<u8>>, Pri
     Ok(buf)
 }
 
-fn check(p: &str, meta: &std::fs::Metadata, max_len: u64) -> Result<(), PrivateFileError> {
+/// Who reads the secret: the effective user and its groups.
+struct Reader {
+    uid: u32,
+    groups: Vec<u32>,
+}
+
+impl Reader {
+    fn this_process() -> Reader {
+        let mut groups: Vec<u32> = rustix::process::getgroups()
+            .unwrap_or_default()
+            .into_iter()
+            .map(rustix::process::Gid::as_raw)
+            .collect();
+        groups.push(rustix::process::getegid().as_raw());
+        Reader {
+            uid: rustix::process::geteuid().as_raw(),
+            groups,
+        }
+    }
+
+    /// Whether `mode` (and the file's group `gid`) keeps the secret from
+    /// everyone but this reader (and, for a reader not root, its own group).
+    fn private_enough(&self, mode: u32, gid: u32) -> bool {
+        let group_read_own = self.uid != 0 && mode & 0o070 == 0o040 && self.groups.contains(&gid);
+        mode & 0o007 == 0 && (mode & 0o070 == 0 || group_read_own)
+    }
+}
+
+fn check(
+    p: &str,
+    meta: &std::fs::Metadata,
+    max_len: u64,
+    reader: &Reader,
+) -> Result<(), PrivateFileError> {
     if !meta.file_type().is_file() {
         return Err(PrivateFileError::NotRegular {
             path: p.to_string(),
@@ -108,14 +144,13 @@ fn check(p: &str, meta: &std::fs::Metadata, max_len: u64) -> Result<(), PrivateF
         });
     }
     let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if !reader.private_enough(mode, meta.gid()) {
         return Err(PrivateFileError::Permissions {
             path: p.to_string(),
             mode,
         });
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = reader.uid;
     if meta.uid() != me && meta.uid() != 0 {
         return Err(PrivateFileError::Owner {
             path: p.to_string(),
@@ -134,6 +169,27 @@ fn check(p: &str, meta: &std::fs::Metadata, max_len: u64) -> Result<(), PrivateF
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_non_root_reader_accepts_read_by_its_own_group_and_nothing_looser() {
+        use super::Reader;
+        let nonroot = Reader {
+            uid: 65532,
+            groups: vec![65532],
+        };
+        let root = Reader {
+            uid: 0,
+            groups: vec![0, 65532],
+        };
+        assert!(nonroot.private_enough(0o400, 0) && nonroot.private_enough(0o600, 0));
+        assert!(nonroot.private_enough(0o440, 65532), "Kubernetes fsGroup");
+        assert!(nonroot.private_enough(0o640, 65532));
+        assert!(!nonroot.private_enough(0o440, 1000), "another group");
+        assert!(!nonroot.private_enough(0o460, 65532), "group-writable");
+        assert!(!nonroot.private_enough(0o444, 65532), "world-readable");
+        assert!(!root.private_enough(0o440, 65532), "root stays strict");
+        assert!(!root.private_enough(0o640, 0));
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

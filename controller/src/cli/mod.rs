@@ -112,6 +112,14 @@ pub enum Command {
     ManPages(man_pages::Args),
 }
 
+impl Command {
+    /// Whether it is a server (`serve`, `kms-server`): it logs one line
+    /// per request by default.
+    pub fn is_server(&self) -> bool {
+        matches!(self, Command::Serve(_) | Command::KmsServer(_))
+    }
+}
+
 /// How volctl exits, named once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

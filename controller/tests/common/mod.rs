@@ -273,6 +273,7 @@ pub struct KmsServer {
     child: std::process::Child,
     /// The port it listens on.
     pub port: u16,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl KmsServer {
@@ -305,18 +306,37 @@ impl KmsServer {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
         let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
-        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        // Keep draining its log so it never writes to a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        KmsServer { child, port }
+        let mut seen = String::new();
+        let port = loop {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            assert!(n > 0, "kms-server ended before listening:\n{seen}");
+            seen.push_str(&line);
+            if let Some(addr) = line.trim().strip_prefix("volctl kms-server listening on ") {
+                break addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap();
+            }
+        };
+        // Keep reading its log (so it never writes to a closed pipe).
+        let log = std::sync::Arc::new(std::sync::Mutex::new(seen));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+                let mut l = kept.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        KmsServer { child, port, log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     /// Stops it with SIGTERM; returns its exit status.

@@ -251,6 +251,7 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
     // 4. The initramfs path: volctl's hook on; the passphrase is asked on
     // the console before switch_root (before systemd's welcome), and
     // volctl-boot.service finds the volumes open: no KDF run, no question.
+    vm.write("extra.sh", include_str!("../../../tests/vm/debian/kms.sh"));
     let b = boot_debian(
         &mut vm,
         &images,
@@ -267,5 +268,20 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
     }
     assert!(b.web_ui_after_mount(), "{}", b.log);
     assert_eq!(section(&b.log, "files").trim(), "kept-across-boots");
+
+    // The package's volctl-kms.service, as docs/kms-server.md deploys it:
+    // it serves a seal and an unseal, one log line each, no colour codes.
+    let kms = section(&b.log, "kms");
+    assert!(kms.contains("converge 0"), "{kms}");
+    assert!(kms.contains("\"unlocked_by\":[0,\"kms\"]"), "{kms}");
+    assert!(kms.contains("ActiveState=active"), "{kms}");
+    assert!(
+        kms.contains("sealed op=\"seal\"") && kms.contains("unsealed op=\"unseal\""),
+        "{kms}"
+    );
+    assert!(
+        !kms.contains('\u{1b}'),
+        "no colour codes in the journal: {kms}"
+    );
     vm.summary("Debian 12 + systemd: package units, systemd's agent, web UI after the volume, 3 wrong → no web UI, initramfs hook");
 }
