@@ -69,7 +69,7 @@ fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
         line.contains("INFO") && line.contains(UUID) && line.contains("key_id="),
         "{line}"
     );
-    assert!(line.contains("peer="), "{line}");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
     assert!(!log.contains(&sealed[..16]), "the blob is in no log line");
     assert!(
         !log.contains('\u{1b}'),

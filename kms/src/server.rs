@@ -97,31 +97,36 @@ fn check(req: &KmsRequest) -> Result<(), Status> {
     Ok(())
 }
 
+/// The caller's address for a log line (`-` when unknown).
+fn peer_of<T>(request: &Request<T>) -> String {
+    crate::listener::remote_addr(request).map_or_else(|| "-".into(), |a| a.to_string())
+}
+
 #[tonic::async_trait]
 impl KmsService for KmsServer {
     async fn seal(&self, request: Request<KmsRequest>) -> Result<Response<KmsResponse>, Status> {
-        let peer = crate::listener::remote_addr(&request);
+        let peer = peer_of(&request);
         let req = request.into_inner();
         check(&req)?;
         let data = self.keyring.seal(&req.node_uuid, &req.data);
-        tracing::info!(op = "seal", node_uuid = %req.node_uuid, key_id = self.keyring.current_id(), ?peer, "sealed");
+        tracing::info!(op = "seal", node_uuid = %req.node_uuid, key_id = self.keyring.current_id(), %peer, "sealed");
         Ok(Response::new(KmsResponse { data }))
     }
 
     async fn unseal(&self, request: Request<KmsRequest>) -> Result<Response<KmsResponse>, Status> {
-        let peer = crate::listener::remote_addr(&request);
+        let peer = peer_of(&request);
         let req = request.into_inner();
         check(&req)?;
         match self.keyring.unseal(&req.node_uuid, &req.data) {
             Ok(data) => {
                 let key_id = crate::keyring::blob_key_id(&req.data);
-                tracing::info!(op = "unseal", node_uuid = %req.node_uuid, key_id, ?peer, "unsealed");
+                tracing::info!(op = "unseal", node_uuid = %req.node_uuid, key_id, %peer, "unsealed");
                 Ok(Response::new(KmsResponse {
                     data: data.to_vec(),
                 }))
             }
             Err(e) => {
-                tracing::warn!(op = "unseal", node_uuid = %req.node_uuid, ?peer, error = %e, "refused");
+                tracing::warn!(op = "unseal", node_uuid = %req.node_uuid, %peer, error = %e, "refused");
                 Err(Status::permission_denied(e.to_string()))
             }
         }
