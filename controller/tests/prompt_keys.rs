@@ -334,3 +334,43 @@ fn enable_encryption_formats_a_blank_partition_and_stages_one_that_holds_data() 
             .contains("prompt")
     );
 }
+
+#[test]
+fn nobody_answering_ends_at_ask_timeout_with_a_clear_error_and_nothing_written() {
+    let img = image(40);
+    let cfg = write_config(img.dir.path(), PROMPT);
+    // Agents would watch this folder; none does.
+    let nobody = img.dir.path().join("ask");
+    std::fs::create_dir(&nobody).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["converge", "--volume", "persistence", "--device"])
+        .arg(&img.path)
+        .arg("-f")
+        .arg(&cfg)
+        .args(["--ask-timeout", "1"])
+        .env("VOLCTL_NODE_UUID", UUID)
+        .env("VOLCTL_ASK_PASSWORD_DIR", &nobody)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("waiting for 1 s"),
+        "the announcement says how long: {err}"
+    );
+    assert!(err.contains("nobody answered within 1 s"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "it did not wait for ever"
+    );
+    assert!(
+        std::fs::read(&img.path).unwrap().iter().all(|&b| b == 0),
+        "nothing was written"
+    );
+    assert_eq!(
+        std::fs::read_dir(&nobody).unwrap().count(),
+        0,
+        "its question withdrawn"
+    );
+}

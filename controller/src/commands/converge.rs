@@ -37,6 +37,10 @@ pub struct Target {
     /// KMS and TPM access.
     #[command(flatten)]
     pub keys: KeySourceArgs,
+    /// Give up waiting for a typed key after this many seconds (the
+    /// config's `timeout`, when shorter, still applies); default: no limit.
+    #[arg(long, value_name = "SECONDS")]
+    pub ask_timeout: Option<u64>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -179,7 +183,10 @@ pub fn provider_env(target: &Target) -> Result<ProviderEnv> {
     };
     Ok(ProviderEnv {
         recovery_handover: providers::RecoveryHandover::Person,
-        asker: controller::node::ask::asker(controller::node::ask::Caller::Person),
+        asker: controller::node::ask::bounded(
+            controller::node::ask::asker(controller::node::ask::Caller::Person),
+            target.ask_timeout.map(std::time::Duration::from_secs),
+        ),
         node_uuid: target.node.uuid(),
         state_salt,
         kms: target.keys.kms.options()?,

@@ -228,6 +228,10 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         ("for persistence", "wrong-2"),
         ("for persistence", "wrong-3"),
     ];
+    vm.write(
+        "extra.sh",
+        include_str!("../../../tests/vm/debian/query.sh"),
+    );
     let b = boot_debian(&mut vm, &images, Initrd::Systemd, &wrong);
     assert_eq!(
         b.volume("persistence")["phase"],
@@ -247,6 +251,17 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         0
     );
     assert_eq!(partition_sum(&vm, "persistence"), before, "byte-identical");
+    // An admin's `systemd-tty-ask-password-agent --query` answers a
+    // question a volctl command posted (both of a new passphrase).
+    let query = section(&b.log, "query");
+    assert!(
+        query.contains("asked: repeat") && query.contains("converge 0"),
+        "{query}"
+    );
+    assert!(
+        query.contains("asked on the ask-password agents"),
+        "{query}"
+    );
 
     // 4. The initramfs path: volctl's hook on; the passphrase is asked on
     // the console before switch_root (before systemd's welcome), and

@@ -15,12 +15,14 @@
 mod agent;
 mod announced;
 pub mod any;
+mod bounded;
 mod cancel;
 mod console;
 pub mod remote;
 
 pub use agent::AgentAsker;
 pub use announced::Announced;
+pub use bounded::bounded;
 pub use console::ConsoleAsker;
 use providers::ask::AskerHandle;
 use std::io::IsTerminal;
