@@ -18,7 +18,7 @@ pub enum ProviderError {
         uuid: String,
     },
     /// A lockToSTATE key was used without the STATE salt.
-    #[error("the STATE salt is not available (lockToSTATE keys need it; pass --state-salt-file or open STATE first)")]
+    #[error("the STATE salt is not available (lockToState keys need it; pass --state-salt-file or open STATE first)")]
     MissingSalt,
     /// A TPM refused to unseal because the PCRs it was sealed to changed (a
     /// firmware or Secure Boot database update); re-sealing mends it.

@@ -50,12 +50,6 @@ pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
         .mode(0o700)
         .create(&args.out)
         .with_context(|| format!("making {}", args.out.display()))?;
-    let (ips, names): (Vec<String>, Vec<String>) = args
-        .sans
-        .iter()
-        .cloned()
-        .partition(|s| s.parse::<IpAddr>().is_ok());
-    let ips: Vec<IpAddr> = ips.iter().filter_map(|s| s.parse().ok()).collect();
     let write = Writer {
         replace: args.renew,
     };
@@ -67,8 +61,29 @@ pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
         write.file(&args.out.join("ca.key"), ca.key_pem().as_bytes(), 0o600)?;
         ca
     };
+    let server = issue(&args, &ca, &write)?;
+    if args.api_key {
+        let key = api_key();
+        write.file(
+            &args.out.join("api.key"),
+            format!("{}\n", key.as_str()).as_bytes(),
+            0o600,
+        )?;
+    }
+    summary(&args, &server)?;
+    Ok(Exit::Success)
+}
+
+/// The node's server certificate, the admin's and the reader's, and their
+/// client configs; returns the server's.
+fn issue(args: &Args, ca: &Ca, write: &Writer) -> Result<Issued> {
+    let (ips, names): (Vec<String>, Vec<String>) = args
+        .sans
+        .iter()
+        .cloned()
+        .partition(|s| s.parse::<IpAddr>().is_ok());
+    let ips: Vec<IpAddr> = ips.iter().filter_map(|s| s.parse().ok()).collect();
     let server = ca.server(&names, &ips, args.years)?;
-    let out = |name: &str| args.out.join(name);
     write.pair(&args.out, "server", &server)?;
     let endpoint = args.sans.first().cloned().into_iter().collect::<Vec<_>>();
     for role in [Role::Admin, Role::Reader] {
@@ -82,36 +97,31 @@ pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
             api_key: None,
         };
         write.file(
-            &out(&format!("{}.volctlconfig", role.name())),
+            &args.out.join(format!("{}.volctlconfig", role.name())),
             cfg.to_yaml().as_bytes(),
             0o600,
         )?;
     }
-    if args.api_key {
-        let key = api_key();
-        write.file(
-            &out("api.key"),
-            format!("{}\n", key.as_str()).as_bytes(),
-            0o600,
-        )?;
-    }
-    outln!(
-        "{} to {} (valid until {}):",
-        if args.renew {
-            "reissued from its CA"
-        } else {
-            "wrote"
-        },
-        args.out.display(),
-        tls::identity::not_after(&server.der).map_or_else(|| "?".into(), |t| t.date().to_string())
-    )?;
+    Ok(server)
+}
+
+/// What went where, and until when it is valid.
+fn summary(args: &Args, server: &Issued) -> Result<()> {
+    let what = if args.renew {
+        "reissued from its CA"
+    } else {
+        "wrote"
+    };
+    let until =
+        tls::identity::not_after(&server.der).map_or_else(|| "?".into(), |t| t.date().to_string());
+    outln!("{what} to {} (valid until {until}):", args.out.display())?;
     outln!(
         "  for the node (STATE's api/ folder): ca.crt, server.crt, server.key (0600){}",
         if args.api_key { ", api.key (0600)" } else { "" }
     )?;
     outln!("  for admins: admin.volctlconfig (0600); for monitoring: reader.volctlconfig (0600)")?;
     outln!("  keep offline: ca.key (0600) signs new certificates")?;
-    Ok(Exit::Success)
+    Ok(())
 }
 
 /// 256 random bits, URL-safe base64 (43 characters).

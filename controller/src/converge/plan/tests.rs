@@ -351,7 +351,7 @@ fn actions_and_notes_render_as_one_line_each() {
     };
     assert_eq!(
         replace.to_string(),
-        "~ replace slot 1 with nodeID, lockToSTATE: why"
+        "~ replace slot 1 with nodeID, lockToState: why"
     );
     let note = Note::Unavailable {
         slot: K3,

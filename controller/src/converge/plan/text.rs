@@ -14,7 +14,7 @@ fn operation_text(op: Operation) -> &'static str {
 
 pub(super) fn describe(kind: KeySource, lock: bool) -> String {
     if lock {
-        format!("{kind}+lockToSTATE")
+        format!("{kind}+lockToState")
     } else {
         kind.to_string()
     }
@@ -104,7 +104,7 @@ fn orphan_line(token: TokenId) -> String {
     format!("- remove token {token}: a volctl token bound to no keyslot of its own")
 }
 
-/// `2 (static), 3 (tpm, lockToSTATE)`.
+/// `2 (static), 3 (tpm, lockToState)`.
 fn new_slots_text(slots: &[NewSlot]) -> String {
     let keys: Vec<String> = slots
         .iter()
@@ -159,7 +159,7 @@ impl std::fmt::Display for Note {
 
 fn kind_text(kind: KeySource, lock: bool) -> String {
     if lock {
-        format!("{kind}, lockToSTATE")
+        format!("{kind}, lockToState")
     } else {
         kind.to_string()
     }
