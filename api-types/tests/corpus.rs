@@ -151,6 +151,10 @@ fn weak_key_choice_is_a_warning_not_an_error() {
     let w: Vec<_> = p.diagnostics.iter().filter(|d| !d.is_error()).collect();
     assert_eq!(w.len(), 1);
     assert!(w[0].message.contains("without lockToState"));
+    // STATE cannot be locked to itself: nodeID alone is its recommended key.
+    let state = text.replace("EPHEMERAL", "STATE");
+    let p = parse_str("s.yaml", &state);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
 }
 
 #[test]

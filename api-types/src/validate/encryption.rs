@@ -342,7 +342,11 @@ fn check_endpoint(endpoint: &str, path: &str, f: &mut Findings) {
 
 fn check_key_strength(e: &Encryption, label: &str, f: &mut Findings) {
     let keys = e.resolved_keys();
-    let only_weak = !keys.is_empty()
+    let is_state = label == "STATE";
+    // STATE cannot be locked to itself: nodeID alone is what docs/keys.md
+    // recommends for it on a machine without a TPM or a KMS (as Talos does).
+    let only_weak = !is_state
+        && !keys.is_empty()
         && keys
             .iter()
             .all(|k| matches!(k.kind, crate::encryption::KeyKind::NodeId) && !k.lock_to_state);
@@ -354,7 +358,6 @@ fn check_key_strength(e: &Encryption, label: &str, f: &mut Findings) {
             ),
         );
     }
-    let is_state = label == "STATE";
     for (i, k) in e.keys.iter().enumerate() {
         if is_state && k.static_key.is_some() && e.allow_static_key_on_state != Some(true) {
             f.warn(
