@@ -434,7 +434,10 @@ fn every_troubleshooting_message_is_one_volctl_prints() {
     for heading in page.lines().filter(|l| l.starts_with("### ")) {
         let msg = quoted(heading).unwrap_or_else(|| panic!("not a quoted message: {heading}"));
         for part in msg.split('…').map(str::trim).filter(|p| p.len() >= 8) {
-            assert!(code.contains(part), "`{part}` (from {heading}) is in no source file");
+            assert!(
+                code.contains(part),
+                "`{part}` (from {heading}) is in no source file"
+            );
         }
         checked += 1;
     }

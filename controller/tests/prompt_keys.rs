@@ -184,7 +184,13 @@ fn a_recovery_key_answers_the_prompt_and_a_typo_costs_no_kdf_run() {
     let v = json(&out);
     assert_eq!(v["kdf_runs"], 1, "the typo cost no KDF run: {v}");
     assert_eq!(v["unlocked_by"], serde_json::json!([9, "recovery"]));
-    assert_eq!(agent.questions(), ["Recovery key for persistence"; 2]);
+    assert_eq!(
+        agent.questions(),
+        [
+            "Recovery key for persistence",
+            "Not accepted, 2 tries left. Recovery key for persistence"
+        ]
+    );
     assert!(!text(&out.stderr).contains(&key[..9]));
 }
 

@@ -63,6 +63,25 @@ pub(super) fn typed_slots(observed: &ObservedKeyslots) -> Vec<(KeyslotId, KeySou
     v
 }
 
+/// The question asked again after an answer that opened nothing: it says
+/// so and how many tries are left, in the question itself (no log line on
+/// the console between two questions).
+fn again(first: &Question, left: u32, after_wrong: bool) -> Question {
+    if !after_wrong {
+        return first.clone();
+    }
+    let tries = if left == 1 { "1 try" } else { "tries" };
+    let left = if left == 1 {
+        tries.to_string()
+    } else {
+        format!("{left} {tries}")
+    };
+    Question {
+        message: format!("Not accepted, {left} left. {}", first.message),
+        ..first.clone()
+    }
+}
+
 impl TypedUnlock<'_> {
     fn waiting(&self, reason: impl Into<String>) -> ConvergeError {
         ConvergeError::WaitingForKey {
@@ -97,9 +116,10 @@ impl TypedUnlock<'_> {
                 "its keys are typed and nobody can be asked here (no ask-password agent directory, no console)",
             ));
         };
-        let q = self.question(&slots);
+        let first = self.question(&slots);
         let tries = self.params.tries.max(1);
         for attempt in 1..=tries {
+            let q = again(&first, tries - attempt + 1, attempt > 1);
             let answer = asker.ask(&q).await.map_err(|e| match e {
                 AskError::Unavailable(r) => self.waiting(format!("cannot ask: {r}")),
                 other => self.waiting(other.to_string()),
@@ -107,7 +127,7 @@ impl TypedUnlock<'_> {
             if let Some(opened) = self.try_answer(&slots, answer).await? {
                 return Ok(opened);
             }
-            tracing::warn!(volume = %self.volume, attempt, tries, "the answer opens no typed keyslot");
+            tracing::debug!(volume = %self.volume, attempt, tries, "the answer opens no typed keyslot");
         }
         Err(self.waiting(format!(
             "{tries} wrong answer(s) on {}; nothing was written",
@@ -197,4 +217,28 @@ pub(super) fn spare_for(
     slot: KeyslotId,
 ) -> Option<KeyslotId> {
     token_of(h, observed, slot)?.data.replaces
+}
+
+#[cfg(test)]
+mod again_tests {
+    use super::{again, Question};
+
+    #[test]
+    fn a_question_asked_again_says_how_many_tries_are_left() {
+        let q = Question {
+            id: "volctl:persistence".into(),
+            message: "Passphrase for persistence".into(),
+            timeout: None,
+        };
+        assert_eq!(again(&q, 3, false).message, "Passphrase for persistence");
+        assert_eq!(
+            again(&q, 2, true).message,
+            "Not accepted, 2 tries left. Passphrase for persistence"
+        );
+        assert_eq!(
+            again(&q, 1, true).message,
+            "Not accepted, 1 try left. Passphrase for persistence"
+        );
+        assert_eq!(again(&q, 1, true).id, q.id);
+    }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 struct ScriptedPerson {
     answers: Mutex<Vec<&'static str>>,
     status_file: PathBuf,
-    seen: Mutex<Vec<(String, Phase)>>,
+    seen: Mutex<Vec<(String, Phase, String)>>,
 }
 
 #[async_trait]
@@ -23,7 +23,10 @@ impl Asker for ScriptedPerson {
     async fn ask(&self, q: &Question) -> Result<Passphrase, AskError> {
         let status = BootStatus::load(&self.status_file).expect("written before asking");
         let p = status.volumes.last().expect("a volume");
-        self.seen.lock().unwrap().push((q.id.clone(), p.phase));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((q.id.clone(), p.phase, q.message.clone()));
         let mut answers = self.answers.lock().unwrap();
         match answers.is_empty() {
             true => Err(AskError::Cancelled),
@@ -42,7 +45,7 @@ fn boot_typing(
     node: &SimNode,
     files: &[PathBuf],
     answers: Vec<&'static str>,
-) -> (BootStatus, Vec<(String, Phase)>) {
+) -> (BootStatus, Vec<(String, Phase, String)>) {
     let mut opts = node.opts(files);
     let person = Arc::new(ScriptedPerson {
         answers: Mutex::new(answers),
@@ -65,7 +68,7 @@ fn a_typed_volume_is_asked_for_last_and_a_wrong_answer_is_asked_again() {
     let names: Vec<&str> = status.volumes.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["STATE", "EPHEMERAL", "persistence"]);
     assert_eq!(seen.len(), 2, "{seen:?}");
-    for (_, phase) in &seen {
+    for (_, phase, _) in &seen {
         assert_eq!(
             *phase,
             Phase::WaitingForKey,
@@ -78,6 +81,15 @@ fn a_typed_volume_is_asked_for_last_and_a_wrong_answer_is_asked_again() {
     let (status, seen) = boot_typing(&node, &[], vec!["wrong", "models-pw"]);
     all_ready(&status);
     assert_eq!(seen.len(), 2, "{seen:?}");
+    // Asked again, saying so and how many tries are left (3 in the example).
+    let asked: Vec<&str> = seen.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert_eq!(
+        asked,
+        [
+            "Passphrase for your models and data",
+            "Not accepted, 2 tries left. Passphrase for your models and data"
+        ]
+    );
     let p = volume(&status, "persistence");
     assert!(!p.created, "{p:#?}");
     assert_eq!(p.unlocked_by.map(|(slot, _)| slot.get()), Some(0), "{p:#?}");
