@@ -450,3 +450,27 @@ fn a_reader_that_goes_away_ends_volctl_quietly_not_with_a_panic() {
     assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn help_groups_the_client_flags_under_their_own_heading() {
+    let o = volctl(&["status", "--help"]);
+    assert!(o.status.success());
+    let help = text(&o.stdout);
+    let heading = help
+        .find("Remote (with -n/--nodes):")
+        .unwrap_or_else(|| panic!("{help}"));
+    for flag in [
+        "--nodes",
+        "--ca",
+        "--cert",
+        "--volctlconfig",
+        "--api-key-file",
+    ] {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag}: {help}"));
+        assert!(at > heading, "{flag} is under the remote heading:\n{help}");
+    }
+    assert!(
+        help.find("--volume").unwrap() < heading,
+        "the verb's own flags first"
+    );
+}

@@ -11,29 +11,32 @@ use zeroize::Zeroizing;
 /// The largest certificate, key or API key file read.
 const MAX_FILE: u64 = 64 << 10;
 
+/// The `--help` heading of the client's flags (they matter with `-n`).
+const CLIENT: &str = "Remote (with -n/--nodes)";
+
 /// Where a command runs: here, or on the nodes named.
 #[derive(Debug, Args)]
 pub struct RemoteArgs {
     /// Run the verb on these nodes over the node API (HOST[:PORT], default port 50000; comma-separated or repeated).
-    #[arg(short = 'n', long = "nodes", global = true, value_delimiter = ',')]
+    #[arg(short = 'n', long = "nodes", global = true, help_heading = CLIENT, value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// Client config file (default: $VOLCTLCONFIG, then ~/.volctl/config).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CLIENT)]
     pub volctlconfig: Option<PathBuf>,
     /// CA certificate that signs the nodes' certificates (overrides the config file).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CLIENT)]
     pub ca: Option<PathBuf>,
     /// Client certificate (its Organization is the role: admin or reader).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CLIENT)]
     pub cert: Option<PathBuf>,
     /// Client private key (0600).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CLIENT)]
     pub key: Option<PathBuf>,
     /// API key file (0600): the client sends it; `volctl serve` accepts callers holding it.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CLIENT)]
     pub api_key_file: Option<PathBuf>,
     /// Seconds to wait for a node.
-    #[arg(long, global = true, default_value_t = 10)]
+    #[arg(long, global = true, help_heading = CLIENT, default_value_t = 10)]
     pub timeout: u64,
 }
 
