@@ -249,8 +249,17 @@ fn xfs_and_a_full_filesystem_are_refused_and_left_byte_identical() {
     assert_eq!(run.status.code(), Some(1));
     let err = text(&run.stderr);
     assert!(
-        err.contains("needs at least") && err.contains("staged wipe"),
+        err.contains("cannot shrink below") && err.contains("staged wipe"),
         "{err}"
+    );
+    // The two sizes are told apart (not "needs 8 MiB, only 8 MiB remain").
+    let sizes: Vec<f64> = err
+        .split(" MiB")
+        .filter_map(|s| s.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        sizes.len() >= 2 && sizes[0] > sizes[1],
+        "need > room: {err}"
     );
     assert_eq!(std::fs::read(&img).unwrap(), before);
 }
@@ -492,5 +501,7 @@ fn an_ext4_larger_than_its_partition_and_a_partition_too_small_are_refused_untou
         err.contains("is 40 MiB; in-place encryption needs a partition of at least 48 MiB"),
         "{err}"
     );
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+
     assert_eq!(std::fs::read(&img).unwrap(), before);
 }

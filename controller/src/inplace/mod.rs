@@ -68,14 +68,14 @@ pub enum InPlaceError {
         found: String,
     },
     /// The filesystem cannot shrink enough.
-    #[error("{path}: the ext4 filesystem needs at least {need_mib} MiB, but only {room_mib} MiB remain once LUKS2 takes its 32 MiB; free some space or grow the partition, or use the staged wipe (`volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost)")]
+    #[error("{path}: the ext4 filesystem cannot shrink below {} MiB, and only {} MiB remain for it once LUKS2 takes its 32 MiB; free some space or grow the partition, or use the staged wipe (`volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost)", tenths(*need, Round::Up), tenths(*room, Round::Down))]
     NoRoom {
         /// Device.
         path: String,
-        /// The filesystem's smallest size.
-        need_mib: u64,
-        /// What it may keep.
-        room_mib: u64,
+        /// The filesystem's smallest size, bytes.
+        need: u64,
+        /// What it may keep, bytes.
+        room: u64,
     },
     /// The partition is too small for a LUKS2 header, its moved part and
     /// any data.
@@ -133,6 +133,26 @@ impl Preparation {
     }
 }
 
+/// Which way [`tenths`] rounds.
+#[derive(Debug, Clone, Copy)]
+pub enum Round {
+    /// Up: a size that is needed.
+    Up,
+    /// Down: a size that is available.
+    Down,
+}
+
+/// `bytes` in MiB with one decimal, rounded so that a need is never shown
+/// smaller, nor room larger, than it is ("8.3", not "8" against "8").
+pub fn tenths(bytes: u64, round: Round) -> String {
+    let tenth = MIB / 10;
+    let t = match round {
+        Round::Up => bytes.div_ceil(tenth),
+        Round::Down => bytes / tenth,
+    };
+    format!("{}.{}", t / 10, t % 10)
+}
+
 /// Reads what an in-place encryption of `path` (`device_bytes` long,
 /// holding `found`) needs; refuses what cannot be done. Never writes.
 pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparation, InPlaceError> {
@@ -169,8 +189,8 @@ pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparatio
         if need > target_blocks * fs.block_size {
             return Err(InPlaceError::NoRoom {
                 path: name(),
-                need_mib: need.div_ceil(MIB),
-                room_mib: device_bytes.saturating_sub(ROOM) / MIB,
+                need,
+                room: target_blocks * fs.block_size,
             });
         }
     }
