@@ -22,7 +22,7 @@
 mod common;
 
 /// Fewer commands run would mean markers were lost.
-const MIN_COMMANDS: usize = 40;
+const MIN_COMMANDS: usize = 43;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
