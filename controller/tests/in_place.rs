@@ -371,6 +371,10 @@ fn a_rotated_volume_key_no_longer_decrypts_and_every_key_still_opens() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     let o: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(o["encrypted"]["operation"], "rotate-volume-key", "{o}");
+    // What the plan's estimate counts (controller/src/converge/rotate.rs):
+    // the unlock, two a key, two for libcryptsetup's reencryption.
+    assert_eq!(o["kdf_runs"], 2 * 2 + 3, "{o}");
+    assert!(p["plan"]["actions"][0]["eta_seconds"].is_u64(), "{p}");
     assert_ne!(volume_key(&img), old_key, "a new volume key");
     // The same keyslots, opened by the same keys; nothing else left.
     let j = luks_json(&img);

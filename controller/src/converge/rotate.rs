@@ -49,11 +49,14 @@ pub async fn rotate_volume_key(
     };
     let h = *h;
     let temporary = free_slots(&h, &keys)?;
+    // Preparing unlocks the volume: one KDF run, timed for the estimate.
+    let started = std::time::Instant::now();
     let mut p = super::prepare_existing(spec, h.clone(), &keys, &desired, &device, env).await?;
+    let one_kdf = started.elapsed();
     ensure_converged(&p.plan, &h, &keys)?;
     let passphrases = produce(&keys, &h, &p).await?;
     let size = blocking(&device, |d| d.size()).await?;
-    p.plan = rotation_plan(spec, &h, &keys, size, mode);
+    p.plan = rotation_plan(spec, &h, (&keys, one_kdf), size, mode);
     let (mut encrypted, mut online) = (None, None);
     if mode == Mode::Apply {
         let new_key = VolumeKey::new(random_bytes(spec.encryption.key_size().len()));
@@ -85,10 +88,27 @@ pub async fn rotate_volume_key(
     })
 }
 
+/// The KDF runs a rotation costs: its unlock, two a key (the old key in a
+/// temporary slot, the new one in the configured slot), and libcryptsetup's
+/// two to start and to run the reencryption (measured: 7 for two keys).
+fn rotation_kdf_runs(keys: usize) -> u32 {
+    u32::try_from(keys).unwrap_or(u32::MAX / 4) * 2 + 3
+}
+
 /// The one action: which slots are enrolled again, how much is rewritten
-/// (with an estimate for a plan).
-fn rotation_plan(spec: &VolumeSpec, h: &Luks2Header, keys: &[Key], size: u64, mode: Mode) -> Plan {
+/// (with an estimate for a plan: the data at the cipher's speed here, and
+/// the rotation's KDF runs, each as long as the plan's unlock).
+fn rotation_plan(
+    spec: &VolumeSpec,
+    h: &Luks2Header,
+    (keys, one_kdf): (&[Key], std::time::Duration),
+    size: u64,
+    mode: Mode,
+) -> Plan {
     let data = size.saturating_sub(h.data_offset().unwrap_or(0));
+    let kdf_runs = rotation_kdf_runs(keys.len());
+    let kdf = one_kdf * kdf_runs;
+    let kdf_seconds = kdf.as_secs() + u64::from(kdf.subsec_nanos() > 0);
     Plan {
         actions: vec![Action::RotateVolumeKey {
             slots: keys.iter().map(|k| k.spec.slot).collect(),
@@ -96,7 +116,7 @@ fn rotation_plan(spec: &VolumeSpec, h: &Luks2Header, keys: &[Key], size: u64, mo
                 shrink_mib: 0,
                 data_mib: data >> 20,
                 eta_seconds: (mode == Mode::DryRun)
-                    .then(|| super::eta(spec, data))
+                    .then(|| super::eta(spec, data).map(|s| s + kdf_seconds))
                     .flatten(),
             },
         }],
