@@ -63,5 +63,5 @@ pub fn not_managed_reason(doc: &Document) -> String {
     } else {
         doc.kind().to_string()
     };
-    format!("{what} is valid (Talos) but volctl does not bring it up (swap volumes and volume types other than partition); this volume is left alone")
+    format!("{what} is valid (Talos) but volctl does not bring it up (swap volumes, and volume types other than partition and directory); this volume is left alone")
 }

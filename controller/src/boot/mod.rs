@@ -14,6 +14,7 @@
 //! others still come up. Nothing that holds data is ever formatted.
 
 mod context;
+mod directory;
 mod existing;
 mod layout;
 pub mod maintenance;

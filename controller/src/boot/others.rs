@@ -6,7 +6,7 @@
 
 use super::context::Boot;
 use super::volume::{self, VolumeDef};
-use super::{existing, unlock, write_status, BootError, PhaseFuture};
+use super::{directory, existing, unlock, write_status, BootError, PhaseFuture};
 use crate::host::HostHandle;
 use crate::node::disks::Partition;
 use crate::node::status::{Phase, VolumeStatus};
@@ -34,12 +34,20 @@ pub(super) fn unattended<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
         let Some(docs) = b.docs.clone() else {
             return Ok(());
         };
-        let skipped = docs.iter().filter(|d| !d.is_state() && !d.managed());
+        let skipped = docs
+            .iter()
+            .filter(|d| !d.is_state() && !d.managed() && !directory::is_directory(d));
         b.status.volumes.extend(skipped.map(not_managed));
         let (defs, _) = volume_defs(b, &docs);
         let env = Arc::new(b.env.clone());
         let parallel = b.opts.parallel;
-        open_into_status(b, defs, &env, parallel).await
+        open_into_status(b, defs, &env, parallel).await?;
+        // Directory volumes, once EPHEMERAL is mounted.
+        for d in docs.iter().filter(|d| directory::is_directory(d)) {
+            let st = directory::bring_up(&*b.host, d, &b.status);
+            b.status.volumes.push(st);
+        }
+        Ok(())
     })
 }
 

@@ -109,6 +109,9 @@ pub trait Host: Send + Sync {
     /// Unmounts `target`.
     fn unmount(&self, target: &Path) -> Result<(), FsError>;
 
+    /// Makes the directory `path` (and its parents) when missing (0755).
+    fn make_dir(&self, path: &Path) -> std::io::Result<()>;
+
     /// The device the active dm-crypt mapping `name` maps (`/dev/vda3`),
     /// when there is one: a volume opened before this boot (by the
     /// initramfs).

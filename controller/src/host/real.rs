@@ -86,6 +86,14 @@ impl Host for RealHost {
     fn mapping(&self, name: &str) -> Option<PathBuf> {
         mapped_device(name)
     }
+
+    fn make_dir(&self, path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)
+    }
 }
 
 /// The device under `/dev/mapper/NAME`: the one entry of its `slaves` in

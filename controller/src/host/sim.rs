@@ -84,6 +84,8 @@ struct SimDisk {
 struct SimNode {
     disks: BTreeMap<PathBuf, SimDisk>,
     mounts: BTreeMap<PathBuf, PathBuf>,
+    /// Directories made (directory volumes).
+    dirs: std::collections::BTreeSet<PathBuf>,
 }
 
 /// A simulated host (see the module's text).
@@ -149,6 +151,11 @@ impl SimHost {
             node: Mutex::new(node),
             counts: Mutex::new(HostCounts::default()),
         }
+    }
+
+    /// Whether the boot made the directory `path`.
+    pub fn has_dir(&self, path: &Path) -> bool {
+        self.node().dirs.contains(path)
     }
 
     /// What the host was asked to do so far.
@@ -501,6 +508,11 @@ impl Host for SimHost {
             .remove(target)
             .ok_or_else(|| fs_error("umount", what, std::io::ErrorKind::InvalidInput))?;
         self.unlink_mount(target);
+        Ok(())
+    }
+
+    fn make_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.node().dirs.insert(path.to_path_buf());
         Ok(())
     }
 

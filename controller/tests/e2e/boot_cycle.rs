@@ -8,16 +8,18 @@ use std::process::Command;
 #[ignore = "VM suite: run with `make e2e`"]
 fn first_boot_second_boot_and_wiped_state() {
     let mut vm = Vm::new("boot-reboot-wipe-state", LAYOUT);
-    // Two valid Talos documents volctl leaves alone ride along.
+    // Two more Talos documents ride along: a swap volume volctl leaves
+    // alone, and a directory volume it makes on EPHEMERAL.
     vm.write("config.yaml", &format!("{CONFIG}{NOT_MANAGED}"));
 
     // Boot 1: blank disk → everything formatted, opened, mounted.
-    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence) ' /proc/mounts; echo 'END mounts'";
+    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence) ' /proc/mounts; echo 'END mounts'; [ -d /var/mnt/scratch ] && echo scratch-directory-made";
     let b = vm.boot("-f /job/config.yaml", write_files);
     assert_eq!(b.boot_rc, 0, "{}", b.log);
-    for v in ["swap1", "scratch"] {
-        assert_eq!(b.phase(v), "not-managed", "{v}: {}", b.volume(v));
-    }
+    assert_eq!(b.phase("swap1"), "not-managed", "{}", b.volume("swap1"));
+    assert_eq!(b.phase("scratch"), "ready", "{}", b.volume("scratch"));
+    assert_eq!(b.volume("scratch")["mount_point"], "/var/mnt/scratch");
+    assert!(b.log.contains("scratch-directory-made"), "{}", b.log);
     // mount.secure defaults to true (nosuid, nodev); disableAccessTime: true on persistence.
     let mounts = b.section("mounts");
     for line in mounts.lines() {

@@ -342,7 +342,8 @@ pub(crate) fn type_on_console(
 
 pub(crate) const CONFIG: &str = include_str!("configs/node.yaml");
 
-/// Valid Talos documents volctl validates and leaves alone.
+/// Valid Talos documents beside the partitions: a swap volume volctl
+/// validates and leaves alone, a directory volume it makes on EPHEMERAL.
 pub(crate) const NOT_MANAGED: &str = include_str!("configs/not-managed.yaml");
 
 pub(crate) const LAYOUT: &[(&str, u64)] = &[

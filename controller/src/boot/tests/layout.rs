@@ -151,3 +151,47 @@ fn a_label_on_two_partitions_stops_the_boot_naming_both() {
     );
     assert_eq!(node.host.counts().mkfs, 0);
 }
+
+/// A directory volume (Talos 1.12).
+const DIRECTORY: &str = "---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: cache
+volumeType: directory
+";
+
+#[test]
+fn a_directory_volume_is_made_on_ephemeral_with_no_partition_of_its_own() {
+    let node = SimNode::new();
+    let status = node
+        .boot(&[node.config(&format!("{ENCRYPTED}{DIRECTORY}"))])
+        .unwrap();
+    all_ready(&status);
+    let cache = volume(&status, "cache");
+    assert_eq!(cache.mount_point.as_deref(), Some("/var/mnt/cache"));
+    assert!(!cache.encrypted && cache.device.is_none(), "{cache:#?}");
+    assert!(node.host.has_dir(Path::new("/var/mnt/cache")));
+    assert_eq!(
+        status.partitions_created.len(),
+        2,
+        "STATE and EPHEMERAL only"
+    );
+    assert!(status.all_ready());
+}
+
+#[test]
+fn a_directory_volume_without_ephemeral_says_why() {
+    let node = SimNode::new();
+    let state_only = ENCRYPTED.split("---").next().unwrap();
+    let status = node
+        .boot(&[node.config(&format!("{state_only}{DIRECTORY}"))])
+        .unwrap();
+    let cache = volume(&status, "cache");
+    assert_eq!(cache.phase, Phase::Failed, "{cache:#?}");
+    assert!(cache
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("EPHEMERAL, which is not mounted"));
+    assert!(!node.host.has_dir(Path::new("/var/mnt/cache")));
+}
