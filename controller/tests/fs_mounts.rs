@@ -22,6 +22,20 @@ fn mkfs(img: &Path, mib: u64) {
     assert!(st.success());
 }
 
+/// A user volume's flags: nosuid, nodev, noexec, noatime.
+fn user_volume_flags() -> MountOptions {
+    MountOptions {
+        secure: true,
+        noexec: true,
+        noatime: true,
+        read_only: false,
+        project_quota: false,
+    }
+}
+
+/// The flags checked after a mount or a move.
+const FLAGS: [&str; 5] = ["nosuid", "nodev", "noexec", "noatime", "rw"];
+
 /// The mount options /proc/self/mountinfo shows for `target`.
 fn options_of(target: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -38,16 +52,10 @@ fn a_volume_is_mounted_with_its_flags_moved_and_unmounted() {
     mkfs(&img, 32);
     let dev = LoopDevice::attach(&img, 0, 32 << 20).unwrap();
     let (first, second) = (dir.path().join("staging"), dir.path().join("final"));
-    let opts = MountOptions {
-        secure: true,
-        noexec: true,
-        noatime: true,
-        read_only: false,
-        project_quota: false,
-    };
+    let opts = user_volume_flags();
     fs::mount(dev.path(), &first, FilesystemType::Ext4, opts).unwrap();
     let o = options_of(&first).expect("mounted");
-    for flag in ["nosuid", "nodev", "noexec", "noatime", "rw"] {
+    for flag in FLAGS {
         assert!(o.split(',').any(|f| f == flag), "{flag} missing in {o}");
     }
     std::fs::write(first.join("f"), b"kept").unwrap();
@@ -78,13 +86,7 @@ fn a_mount_under_a_shared_mount_is_moved_with_its_flags() {
     sh(&["-t", "tmpfs", "tmpfs", shared.to_str().unwrap()]);
     sh(&["--make-shared", shared.to_str().unwrap()]);
     let (first, second) = (shared.join("staging"), dir.path().join("final"));
-    let opts = MountOptions {
-        secure: true,
-        noexec: true,
-        noatime: true,
-        read_only: false,
-        project_quota: false,
-    };
+    let opts = user_volume_flags();
     fs::mount(dev.path(), &first, FilesystemType::Ext4, opts).unwrap();
     std::fs::write(first.join("f"), b"kept").unwrap();
     let moved = fs::move_mount(&first, &second);
@@ -93,7 +95,7 @@ fn a_mount_under_a_shared_mount_is_moved_with_its_flags() {
     fs::umount(&shared).unwrap();
     moved.unwrap();
     let o = o.expect("mounted at its place");
-    for flag in ["nosuid", "nodev", "noexec", "noatime", "rw"] {
+    for flag in FLAGS {
         assert!(o.split(',').any(|f| f == flag), "{flag} missing in {o}");
     }
     assert!(options_of(&first).is_none(), "gone from its staging point");
