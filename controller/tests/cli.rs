@@ -121,7 +121,7 @@ fn plan_detailed_exitcode_then_converge_then_nothing_to_do() {
     let p = run("plan", &["--detailed-exitcode"]);
     assert_eq!(p.status.code(), Some(2), "{}", text(&p.stderr));
     assert!(
-        text(&p.stdout).contains("+ add slot 1 (nodeID, lockToSTATE)"),
+        text(&p.stdout).contains("+ add slot 1 (nodeID, lockToState)"),
         "{}",
         text(&p.stdout)
     );

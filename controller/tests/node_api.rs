@@ -730,3 +730,37 @@ fn gen_makes_its_folder_private_whatever_the_umask() {
         & 0o777;
     assert_eq!(key, 0o600);
 }
+
+#[test]
+fn many_nodes_are_called_at_once_and_answer_in_the_order_given() {
+    let node = Node::start();
+    // A node that takes the connection and never answers: it times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let script = format!(
+        "{} --volctlconfig {} -n {silent_addr} -n {} -n {} --timeout 2 --parallel 8 version 2>&1",
+        env!("CARGO_BIN_EXE_volctl"),
+        node.pki("admin.volctlconfig"),
+        node.addr,
+        node.addr,
+    );
+    let o = Command::new("bash")
+        .args(["-c", &script])
+        .env_remove("VOLCTLCONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "one node failed");
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.starts_with("NODE "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("error: {silent_addr}")),
+        "{out}"
+    );
+    assert_eq!(lines[1], format!("NODE {}", node.addr), "{out}");
+    assert_eq!(lines[2], format!("NODE {}", node.addr), "{out}");
+    drop(silent);
+}

@@ -38,6 +38,10 @@ pub struct RemoteArgs {
     /// Seconds to wait for a node.
     #[arg(long, global = true, help_heading = CLIENT, default_value_t = 10)]
     pub timeout: u64,
+    /// How many at once: nodes called with -n (default 32); for `boot`,
+    /// volumes unlocked (default 2: each argon2 run may take up to 1 GiB).
+    #[arg(long, global = true, help_heading = CLIENT, value_name = "N")]
+    pub parallel: Option<usize>,
 }
 
 /// Reads a secret file (0600, ours).

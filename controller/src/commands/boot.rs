@@ -2,6 +2,7 @@
 
 use crate::cli::output::Output;
 use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
+use crate::cli::remote::RemoteArgs;
 use crate::cli::Exit;
 use anyhow::Result;
 use controller::boot::windows::ApiListen;
@@ -15,6 +16,10 @@ use std::sync::Arc;
 
 /// Examples shown by `--help`.
 pub const HELP: &str = "Example:\n  volctl boot -f /etc/volctl/config.yaml            # first boot: config given\n  volctl boot                                       # later boots: STATE's config (STATE's own from META)\n  volctl boot --disk disk.img -f node.yaml --state-mount /tmp/state\n  volctl boot --open-only --no-api -f /etc/volctl/config.yaml   # in an initramfs\n\nExit status: 0 every volume ready (with --open-only: opened), 3 some volume not ready (see `volctl status`), 1 fatal error.";
+
+/// Volumes unlocked at once when `--parallel` does not say (each argon2
+/// run may take up to 1 GiB).
+pub const VOLUMES_AT_ONCE: usize = 2;
 
 /// `volctl boot` arguments.
 #[derive(Debug, clap::Args)]
@@ -38,9 +43,6 @@ pub struct Args {
     /// The node UUID.
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Volumes unlocked at once (each argon2 run may take up to 1 GiB).
-    #[arg(long, default_value_t = 2)]
-    pub parallel: usize,
     /// In maintenance mode, give up after this many seconds (default: wait for ever).
     #[arg(long)]
     pub maintenance_timeout: Option<u64>,
@@ -65,8 +67,9 @@ pub struct Args {
 }
 
 /// Boots; exit 3 when some volume is not ready.
-pub fn exec(args: Args) -> Result<Exit> {
-    if args.parallel > 1 {
+pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
+    let parallel = remote.parallel.unwrap_or(VOLUMES_AT_ONCE);
+    if parallel > 1 {
         // Volumes unlocked at once: their KDFs in worker processes, so
         // that they overlap (libcryptsetup calls of one process do not).
         if let Ok(exe) = std::env::current_exe() {
@@ -84,7 +87,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         },
         config_files: args.files,
         state_mount: args.state_mount,
-        parallel: args.parallel,
+        parallel,
         maintenance_timeout: args.maintenance_timeout.map(std::time::Duration::from_secs),
         api: (!args.no_api).then(|| ApiListen {
             addr: args.api_listen,

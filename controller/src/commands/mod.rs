@@ -56,7 +56,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::RotateVolumeKey(a) => rotate_volume_key::exec(a),
         Command::ReencryptOnline(a) => reencrypt_online::exec(a),
         Command::KeyslotUnlock(a) => keyslot_unlock::exec(a),
-        Command::Boot(a) => boot::exec(a),
+        Command::Boot(a) => boot::exec(a, remote),
         Command::ApplyConfig(a) => apply_config::exec(a),
         Command::Reset(a) => reset::exec(a),
         Command::KmsServer(a) => kms_server::exec(a),

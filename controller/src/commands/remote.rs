@@ -1,6 +1,7 @@
 //! The remote verbs: `volctl -n NODE status|version|apply-config|reset|reboot`.
-//! Each node is called in turn; the output names each; a node that is down
-//! or refuses is reported and the others still run.
+//! The nodes are called at once (at most `--parallel`); the output names
+//! each, in the order given; a node that is down or refuses is reported and
+//! the others still run.
 
 use super::{apply_config, reset};
 use crate::cli::output::{out, outln, Output};
@@ -11,46 +12,85 @@ use controller::node::status::BootStatus;
 use node_api::client::{Credentials, Remote};
 use node_api::proto;
 
-/// Runs `command` on every node of `remote`.
+/// Nodes called at once when `--parallel` does not say.
+pub const NODES_AT_ONCE: usize = 32;
+
+/// Runs `command` on every node of `remote`: at most `--parallel` at once,
+/// each node's answer printed in the order the nodes were given.
 pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
+    use futures_util::StreamExt;
     let call = Call::from_command(command, remote)?;
     let rt = crate::cli::prelude::runtime()?;
-    let mut failed = 0;
-    let mut json = serde_json::Map::new();
-    let mut changes = false;
-    for node in &remote.nodes {
-        match rt.block_on(call.run(node, remote.timeout())) {
+    let timeout = remote.timeout();
+    let at_once = remote.parallel.unwrap_or(NODES_AT_ONCE).max(1);
+    let mut seen = Seen::default();
+    rt.block_on(async {
+        let mut answers = futures_util::stream::iter(&remote.nodes)
+            .map(|node| {
+                let call = &call;
+                async move { (node, call.run(node, timeout).await) }
+            })
+            .buffered(at_once);
+        while let Some((node, answer)) = answers.next().await {
+            seen.take(&call, node, answer)?;
+        }
+        anyhow::Ok(())
+    })?;
+    seen.finish(&call, remote.nodes.len())
+}
+
+/// What the nodes answered so far.
+#[derive(Default)]
+struct Seen {
+    failed: usize,
+    changes: bool,
+    json: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Seen {
+    /// Prints a node's answer (text at once, JSON at the end) or its error.
+    fn take(&mut self, call: &Call, node: &str, answer: Result<Answer>) -> Result<()> {
+        match answer {
             Ok(out) => {
-                changes |= out.plans_changes();
+                self.changes |= out.plans_changes();
                 match call.output {
                     Output::Json => {
-                        json.insert(node.clone(), out.json);
+                        self.json.insert(node.to_string(), out.json);
                     }
                     Output::Text => out!("NODE {node}\n{}", out.text)?,
                 }
             }
             Err(e) => {
-                failed += 1;
+                self.failed += 1;
                 eprintln!("error: {}", crate::cli::report(&e));
             }
         }
+        Ok(())
     }
-    if call.output == Output::Json && !json.is_empty() {
-        // One node: its document as the local verb prints it; several: by node.
-        let doc = if remote.nodes.len() == 1 {
-            json.into_iter().next().map(|(_, v)| v).unwrap_or_default()
+
+    /// Prints the JSON (one node: its document as the local verb prints it;
+    /// several: by node); the exit code.
+    fn finish(self, call: &Call, nodes: usize) -> Result<Exit> {
+        if call.output == Output::Json && !self.json.is_empty() {
+            let doc = if nodes == 1 {
+                self.json
+                    .into_iter()
+                    .next()
+                    .map(|(_, v)| v)
+                    .unwrap_or_default()
+            } else {
+                serde_json::Value::Object(self.json)
+            };
+            outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+        Ok(if self.failed > 0 {
+            Exit::Failure
+        } else if call.detailed_exitcode && self.changes {
+            Exit::ChangesPlanned
         } else {
-            serde_json::Value::Object(json)
-        };
-        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+            Exit::Success
+        })
     }
-    Ok(if failed > 0 {
-        Exit::Failure
-    } else if call.detailed_exitcode && changes {
-        Exit::ChangesPlanned
-    } else {
-        Exit::Success
-    })
 }
 
 /// What one node answered.
