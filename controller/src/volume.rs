@@ -12,6 +12,20 @@ pub struct VolumeSpec {
     pub label: String,
     /// Its encryption block.
     pub encryption: Encryption,
+    /// Whether a blank device may be formatted with only its recovery key.
+    pub recovery_only: RecoveryOnly,
+}
+
+/// Whether a blank device may be formatted when, of the keys it is meant
+/// to open with, only its recovery key can be made now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecoveryOnly {
+    /// No (the default): it would open at no later unattended boot.
+    #[default]
+    Refused,
+    /// Yes (`converge --allow-incomplete`): the run exits 4, naming the
+    /// keys left out, for an admin who will enrol them later.
+    Allowed,
 }
 
 /// Why a volume could not be picked from the config.
@@ -52,6 +66,7 @@ impl VolumeSpec {
             name: doc.name().to_string(),
             label: doc.partition_label(),
             encryption,
+            recovery_only: Default::default(),
         })
     }
 }

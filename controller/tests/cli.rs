@@ -382,6 +382,39 @@ fn a_blank_device_is_not_formatted_when_only_its_recovery_key_can_be_made() {
         "{err}"
     );
     assert_eq!(sha256_file(&img.path), before, "nothing written");
+    assert!(
+        err.contains("--allow-incomplete"),
+        "the way out is named: {err}"
+    );
+    assert!(!out_file.exists(), "no empty key file left behind");
+
+    // Told to: formatted with the recovery key alone, exit 4 naming the
+    // key left out; the recovery key opens it (cryptsetup).
+    let c = volctl(&[
+        "converge",
+        "--volume",
+        "data",
+        "--device",
+        img.path.to_str().unwrap(),
+        "-f",
+        cfg.to_str().unwrap(),
+        "--recovery-key-out",
+        out_file.to_str().unwrap(),
+        "--allow-incomplete",
+    ]);
+    assert_eq!(c.status.code(), Some(4), "{}", text(&c.stderr));
+    assert!(
+        text(&c.stderr).contains("incomplete: data: slot 0 (nodeID)"),
+        "{}",
+        text(&c.stderr)
+    );
+    assert_eq!(slots(&img.path), vec![9]);
+    let key = std::fs::read_to_string(&out_file).unwrap();
+    let key = key.trim().rsplit(' ').next().unwrap();
+    assert!(
+        opens(&img.path, 9, key.as_bytes()),
+        "the recovery key opens it"
+    );
 }
 
 #[test]

@@ -292,6 +292,7 @@ async fn apply_now(
             name: doc.name().to_string(),
             label: doc.partition_label(),
             encryption: enc.clone(),
+            recovery_only: Default::default(),
         };
         // The volumes are open: a reencryption on one runs online (its own
         // process), never here; the changes behind it wait for it.

@@ -129,6 +129,7 @@ pub(super) async fn reconverge(
         name: "STATE".into(),
         label: "STATE".into(),
         encryption: enc.clone(),
+        recovery_only: Default::default(),
     };
     let converged = match host.luks(Path::new(&dev), Access::ReadWrite, Some(enc.clone())) {
         // STATE is active by now: a reencryption on it is left to the

@@ -223,6 +223,7 @@ pub(super) async fn provision(
         name: def.name.clone(),
         label: def.label.clone(),
         encryption: enc.clone(),
+        recovery_only: Default::default(),
     };
     let device_path = device.path().to_path_buf();
     let (outcome, vk) = converge_and_unlock(&spec, device, env, Mode::Apply, def.run_at())

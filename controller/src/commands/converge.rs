@@ -37,6 +37,10 @@ pub struct Target {
     /// KMS and TPM access.
     #[command(flatten)]
     pub keys: KeySourceArgs,
+    /// Format a blank device even when, of its keys, only the recovery key
+    /// can be made now (the run then exits 4 naming the keys left out).
+    #[arg(long)]
+    pub allow_incomplete: bool,
     /// Give up waiting for a typed key after this many seconds (the
     /// config's `timeout`, when shorter, still applies); default: no limit.
     #[arg(long, value_name = "SECONDS")]
@@ -139,7 +143,10 @@ pub fn run(target: &Target, mode: Mode) -> Result<Outcome> {
 /// The same, with new recovery keys going to `handover`.
 fn run_with(target: &Target, mode: Mode, handover: RecoveryHandover) -> Result<Outcome> {
     let docs = load_config(target.files()?, &target.volume)?;
-    let spec = VolumeSpec::from_documents(&docs, &target.volume)?;
+    let mut spec = VolumeSpec::from_documents(&docs, &target.volume)?;
+    if target.allow_incomplete {
+        spec.recovery_only = controller::volume::RecoveryOnly::Allowed;
+    }
     let env = ProviderEnv {
         recovery_handover: handover,
         ..provider_env(target)?

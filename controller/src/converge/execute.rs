@@ -5,7 +5,7 @@
 //! slot without a token, which the next run replaces or adopts.
 
 use super::keys::{key_for, Key};
-use super::plan::{may_format, Action, Note, Plan};
+use super::plan::{may_format, Action, Note, Plan, RecoveryOnly};
 use super::{blocking, pbkdf, ConvergeError};
 use crate::device::{Contents, FormatParams, LuksDevice, PbkdfChoice, TokenChange};
 use crate::luks2::binding::{Binder, VolumeKey};
@@ -185,7 +185,7 @@ impl Executor<'_> {
             }
         }
         if !skipped.is_empty() {
-            drop_unmade(plan, &enrolled, skipped)?;
+            drop_unmade(plan, &enrolled, skipped, self.spec.recovery_only)?;
         }
         Ok(enrolled)
     }
@@ -299,10 +299,11 @@ fn drop_unmade(
     plan: &mut Plan,
     enrolled: &BTreeMap<KeyslotId, Enrolled>,
     mut skipped: Vec<Note>,
+    rule: RecoveryOnly,
 ) -> Result<(), ConvergeError> {
     let formatting = plan.actions.first() == Some(&Action::Format);
     if formatting {
-        refuse_format_without_daily_key(plan, enrolled, &skipped)?;
+        refuse_format_without_daily_key(plan, enrolled, &skipped, rule)?;
     }
     plan.actions.retain(|a| match a {
         Action::Remove { slot, .. } => {
@@ -326,6 +327,7 @@ fn refuse_format_without_daily_key(
     plan: &Plan,
     enrolled: &BTreeMap<KeyslotId, Enrolled>,
     skipped: &[Note],
+    rule: RecoveryOnly,
 ) -> Result<(), ConvergeError> {
     let planned: Vec<(KeyslotId, KeySource)> =
         plan.actions.iter().flat_map(Action::new_keys).collect();
@@ -337,7 +339,12 @@ fn refuse_format_without_daily_key(
         let lines: Vec<String> = skipped.iter().map(ToString::to_string).collect();
         lines.join("; ")
     };
-    Ok(may_format(planned.iter().map(|(_, k)| *k), made, why)?)
+    Ok(may_format(
+        planned.iter().map(|(_, k)| *k),
+        made,
+        rule,
+        why,
+    )?)
 }
 
 /// What enrolling actions share through a run: the keys made before the

@@ -423,7 +423,7 @@ async fn prepare_blank(
     }
     Ok(Prepared {
         header: None,
-        plan: plan::plan_format(desired)?,
+        plan: plan::plan_format(desired, spec.recovery_only)?,
         volume_key: VolumeKey::new(random_bytes(spec.encryption.key_size().len())),
         unlocked_by: None,
         premade: BTreeMap::new(),
@@ -452,7 +452,7 @@ async fn prepare_in_place(
     };
     Ok(Prepared {
         header: None,
-        plan: plan::plan_in_place(desired, work)?,
+        plan: plan::plan_in_place(desired, work, spec.recovery_only)?,
         volume_key: VolumeKey::new(random_bytes(spec.encryption.key_size().len())),
         unlocked_by: None,
         premade: BTreeMap::new(),

@@ -75,6 +75,14 @@ impl RecoveryOut {
     /// Removes the file again when no key went into it (it is still empty:
     /// whoever wrote keys, this process or the boot's volume tasks, appended).
     pub fn finish(self) {
+        // Dropping it removes an empty file.
+    }
+}
+
+impl Drop for RecoveryOut {
+    /// A file no key went into is removed, on every path out of a run (an
+    /// error too), so the next run can make it again.
+    fn drop(&mut self) {
         if let RecoveryOut::File(path, f) = self {
             if f.metadata().is_ok_and(|m| m.len() == 0) {
                 let _ = std::fs::remove_file(path);

@@ -29,7 +29,7 @@ pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec
 }
 
 /// Plans a blank device: format, then add every key that can be produced.
-pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
+pub fn plan_format(desired: &[DesiredSlot], rule: RecoveryOnly) -> Result<Plan, PlanError> {
     let mut plan = Plan {
         actions: vec![Action::Format],
         notes: vec![],
@@ -52,18 +52,21 @@ pub fn plan_format(desired: &[DesiredSlot]) -> Result<Plan, PlanError> {
         .iter()
         .flat_map(Action::new_keys)
         .map(|(_, k)| k);
-    may_format(desired.iter().map(|d| d.kind), made, || reasons.join("; "))?;
+    may_format(desired.iter().map(|d| d.kind), made, rule, || {
+        reasons.join("; ")
+    })?;
     Ok(plan)
 }
 
 /// Whether a blank device may be formatted with the keys `made` (of the
 /// configured kinds `wanted`): some key, and one it opens with every day
 /// (any kind but `recovery`) when the config has one. A volume left with
-/// only its recovery key opens at no later unattended boot. `why` says
-/// which keys could not be made.
+/// only its recovery key opens at no later unattended boot, unless `rule`
+/// allows it. `why` says which keys could not be made.
 pub fn may_format(
     wanted: impl Iterator<Item = KeySource>,
     made: impl Iterator<Item = KeySource>,
+    rule: RecoveryOnly,
     why: impl FnOnce() -> String,
 ) -> Result<(), PlanError> {
     let daily = |k: &KeySource| *k != KeySource::Recovery;
@@ -71,7 +74,8 @@ pub fn may_format(
     if made.is_empty() {
         return Err(PlanError::NothingToEnrol(why()));
     }
-    if wanted.into_iter().any(|k| daily(&k)) && !made.iter().any(daily) {
+    let refused = rule == RecoveryOnly::Refused;
+    if refused && wanted.into_iter().any(|k| daily(&k)) && !made.iter().any(daily) {
         return Err(PlanError::NoDailyKey(why()));
     }
     Ok(())
@@ -79,8 +83,12 @@ pub fn may_format(
 
 /// Plans the in-place encryption of a device holding ext4: the header
 /// starts with every key that can be produced now (as a format would).
-pub fn plan_in_place(desired: &[DesiredSlot], work: Reencryption) -> Result<Plan, PlanError> {
-    let formatted = plan_format(desired)?;
+pub fn plan_in_place(
+    desired: &[DesiredSlot],
+    work: Reencryption,
+    rule: RecoveryOnly,
+) -> Result<Plan, PlanError> {
+    let formatted = plan_format(desired, rule)?;
     let slots = formatted
         .actions
         .iter()

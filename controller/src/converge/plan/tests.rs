@@ -328,9 +328,9 @@ fn orphan_tokens_are_cleaned_last() {
 fn format_needs_at_least_one_enrollable_key() {
     let mut k = want(0, "kms");
     k.available = Err("server down".into());
-    let e = plan_format(&[k.clone()]).unwrap_err();
+    let e = plan_format(&[k.clone()], RecoveryOnly::Refused).unwrap_err();
     assert!(e.to_string().contains("server down"));
-    let p = plan_format(&[k, want(1, "static")]).unwrap();
+    let p = plan_format(&[k, want(1, "static")], RecoveryOnly::Refused).unwrap();
     assert_eq!(p.actions.len(), 2);
     assert_eq!(p.notes.len(), 1);
 }
@@ -401,7 +401,12 @@ fn a_blank_device_is_formatted_only_with_a_key_it_opens_with_every_day() {
     use api_types::KeySource::{Kms, Prompt, Recovery};
     let why = || "slot 0 (prompt): nobody answered".to_string();
     let ok = |wanted: &[KeySource], made: &[KeySource]| {
-        may_format(wanted.iter().copied(), made.iter().copied(), why)
+        may_format(
+            wanted.iter().copied(),
+            made.iter().copied(),
+            RecoveryOnly::Refused,
+            why,
+        )
     };
     assert!(ok(&[Prompt, Recovery], &[Prompt, Recovery]).is_ok());
     assert!(
@@ -417,4 +422,16 @@ fn a_blank_device_is_formatted_only_with_a_key_it_opens_with_every_day() {
     assert!(e.to_string().contains("nobody answered"), "{e}");
     let e = ok(&[Prompt], &[]).unwrap_err();
     assert!(matches!(e, PlanError::NothingToEnrol(_)), "{e}");
+    // Told to (`--allow-incomplete`): the recovery key alone is enough;
+    // no key at all is still not.
+    let allowed = |wanted: &[KeySource], made: &[KeySource]| {
+        may_format(
+            wanted.iter().copied(),
+            made.iter().copied(),
+            RecoveryOnly::Allowed,
+            why,
+        )
+    };
+    assert!(allowed(&[Prompt, Recovery], &[Recovery]).is_ok());
+    assert!(allowed(&[Prompt], &[]).is_err());
 }

@@ -457,6 +457,8 @@ impl Plan {
     }
 }
 
+pub use crate::volume::RecoveryOnly;
+
 /// Why no safe plan exists.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
@@ -467,6 +469,6 @@ pub enum PlanError {
     NothingToEnrol(String),
     /// The device is blank and, of its configured keys, only recovery keys
     /// can be made now: it would open at no later unattended boot.
-    #[error("cannot format: no key it is meant to open with can be made now, only its recovery key ({0}); nothing was written")]
+    #[error("cannot format: no key it is meant to open with can be made now, only its recovery key ({0}); nothing was written (`--allow-incomplete` formats it anyway)")]
     NoDailyKey(String),
 }
