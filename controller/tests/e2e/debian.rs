@@ -142,13 +142,20 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         images.join("root.img").display()
     );
     vm.write("job.sh", include_str!("../../../tests/vm/debian/report.sh"));
+    first_boot(&mut vm, &images);
+    daily_boot_then_an_upgrade(&mut vm, &images);
+    three_wrong_passphrases(&mut vm, &images);
+    the_initramfs_path(&mut vm, &images);
+    vm.summary("Debian 12 + systemd: package units, systemd's agent, web UI after the volume, 3 wrong → no web UI, initramfs hook");
+}
 
-    // 1. First boot: volctl-boot.service lays nothing out (the partitions
-    // are there), formats persistence with the passphrase typed twice at
-    // systemd's console agent; the web UI starts after the mount.
+/// Boot 1, the first: volctl-boot.service lays nothing out (the partitions
+/// are there), formats persistence with the passphrase typed twice at
+/// systemd's console agent; the web UI starts after the mount.
+fn first_boot(vm: &mut Vm, images: &Path) {
     let b = boot_debian(
-        &mut vm,
-        &images,
+        vm,
+        images,
         Initrd::Systemd,
         &[
             ("New passphrase for persistence", PASS),
@@ -185,18 +192,15 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         "/var/lib/volctl/state",
         "STATE moved into place under systemd's shared mounts"
     );
+}
 
-    // 2. Daily boot: asked once by systemd's agent, one KDF run; then the
-    // package is upgraded while volctl serve runs, which restarts it.
+/// Boot 2, a daily one: asked once by systemd's agent, one KDF run; then the
+/// package is upgraded while volctl serve runs, which restarts it.
+fn daily_boot_then_an_upgrade(vm: &mut Vm, images: &Path) {
     vm.node_api_pki();
     std::fs::copy(package(), vm.dir.join("job/volctl.deb")).unwrap();
     vm.write("extra.sh", UPGRADE_WHILE_SERVING);
-    let b = boot_debian(
-        &mut vm,
-        &images,
-        Initrd::Systemd,
-        &[("for persistence", PASS)],
-    );
+    let b = boot_debian(vm, images, Initrd::Systemd, &[("for persistence", PASS)]);
     for f in ["extra.sh", "volctl.deb"] {
         std::fs::remove_file(vm.dir.join("job").join(f)).unwrap();
     }
@@ -219,10 +223,12 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
     assert_eq!(b.volume("persistence")["kdf_runs"], 1);
     assert!(b.web_ui_after_mount(), "{}", b.log);
     assert_eq!(section(&b.log, "files").trim(), "kept-across-boots");
+}
 
-    // 3. Three wrong passphrases: the node goes on to multi-user.target
-    // without persistence; the web UI never starts; nothing was written.
-    let before = partition_sum(&vm, "persistence");
+/// Boot 3, three wrong passphrases: the node goes on to multi-user.target
+/// without persistence; the web UI never starts; nothing was written.
+fn three_wrong_passphrases(vm: &mut Vm, images: &Path) {
+    let before = partition_sum(vm, "persistence");
     let wrong = [
         ("for persistence", "wrong-1"),
         ("for persistence", "wrong-2"),
@@ -232,7 +238,7 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         "extra.sh",
         include_str!("../../../tests/vm/debian/query.sh"),
     );
-    let b = boot_debian(&mut vm, &images, Initrd::Systemd, &wrong);
+    let b = boot_debian(vm, images, Initrd::Systemd, &wrong);
     assert_eq!(
         b.volume("persistence")["phase"],
         "waiting-for-key",
@@ -250,7 +256,7 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         b.monotonic("webui.service", "ExecMainStartTimestampMonotonic"),
         0
     );
-    assert_eq!(partition_sum(&vm, "persistence"), before, "byte-identical");
+    assert_eq!(partition_sum(vm, "persistence"), before, "byte-identical");
     // An admin's `systemd-tty-ask-password-agent --query` answers a
     // question a volctl command posted (both of a new passphrase).
     let query = section(&b.log, "query");
@@ -262,17 +268,14 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         query.contains("asked on the ask-password agents"),
         "{query}"
     );
+}
 
-    // 4. The initramfs path: volctl's hook on; the passphrase is asked on
-    // the console before switch_root (before systemd's welcome), and
-    // volctl-boot.service finds the volumes open: no KDF run, no question.
+/// Boot 4, the initramfs path: volctl's hook on; the passphrase is asked on
+/// the console before switch_root (before systemd's welcome), and
+/// volctl-boot.service finds the volumes open: no KDF run, no question.
+fn the_initramfs_path(vm: &mut Vm, images: &Path) {
     vm.write("extra.sh", include_str!("../../../tests/vm/debian/kms.sh"));
-    let b = boot_debian(
-        &mut vm,
-        &images,
-        Initrd::Volctl,
-        &[("for persistence", PASS)],
-    );
+    let b = boot_debian(vm, images, Initrd::Volctl, &[("for persistence", PASS)]);
     let asked = b.log.find("for persistence").unwrap();
     let welcome = b.log.find("Welcome to").expect("systemd's welcome");
     assert!(asked < welcome, "asked in the initramfs:\n{}", b.log);
@@ -298,5 +301,4 @@ fn debian_systemd_boots_the_package_s_units_and_initramfs() {
         !kms.contains('\u{1b}'),
         "no colour codes in the journal: {kms}"
     );
-    vm.summary("Debian 12 + systemd: package units, systemd's agent, web UI after the volume, 3 wrong → no web UI, initramfs hook");
 }
