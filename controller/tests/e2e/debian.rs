@@ -279,7 +279,10 @@ fn the_initramfs_path(vm: &mut Vm, images: &Path) {
     let asked = b.log.find("for persistence").unwrap();
     let welcome = b.log.find("Welcome to").expect("systemd's welcome");
     assert!(asked < welcome, "asked in the initramfs:\n{}", b.log);
-    assert!(!b.log.contains(PASS), "volctl's console prompt does not echo");
+    assert!(
+        !b.log.contains(PASS),
+        "volctl's console prompt does not echo"
+    );
     for name in ["STATE", "persistence"] {
         assert_eq!(b.volume(name)["phase"], "ready", "{}", b.log);
         assert_eq!(b.volume(name)["opened_before"], true, "{name}");
