@@ -45,6 +45,18 @@ pub enum SpecError {
 }
 
 impl VolumeSpec {
+    /// A volume `name` on the partition labelled `label`, encrypted as
+    /// `encryption` says; a blank device is formatted only with a key it
+    /// opens with every day.
+    pub fn new(name: &str, label: &str, encryption: Encryption) -> Self {
+        VolumeSpec {
+            name: name.to_string(),
+            label: label.to_string(),
+            encryption,
+            recovery_only: RecoveryOnly::default(),
+        }
+    }
+
     /// Finds the document named `name` (document name or partition label).
     pub fn from_documents(docs: &[Document], name: &str) -> Result<Self, SpecError> {
         let doc = docs
@@ -62,12 +74,11 @@ impl VolumeSpec {
             .encryption()
             .cloned()
             .ok_or_else(|| SpecError::NotEncrypted(name.to_string()))?;
-        Ok(VolumeSpec {
-            name: doc.name().to_string(),
-            label: doc.partition_label(),
+        Ok(VolumeSpec::new(
+            doc.name(),
+            &doc.partition_label(),
             encryption,
-            recovery_only: Default::default(),
-        })
+        ))
     }
 }
 

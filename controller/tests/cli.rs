@@ -364,17 +364,22 @@ fn a_blank_device_is_not_formatted_when_only_its_recovery_key_can_be_made() {
     let cfg = write_config(img.dir.path(), only_recovery_now);
     let out_file = img.dir.path().join("recovery.txt");
     let before = sha256_file(&img.path);
-    let c = volctl(&[
-        "converge",
-        "--volume",
-        "data",
-        "--device",
-        img.path.to_str().unwrap(),
-        "-f",
-        cfg.to_str().unwrap(),
-        "--recovery-key-out",
-        out_file.to_str().unwrap(),
-    ]);
+    let converge = |extra: &[&str]| {
+        let mut args = vec![
+            "converge",
+            "--volume",
+            "data",
+            "--device",
+            img.path.to_str().unwrap(),
+            "-f",
+            cfg.to_str().unwrap(),
+            "--recovery-key-out",
+            out_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        volctl(&args)
+    };
+    let c = converge(&[]);
     assert_eq!(c.status.code(), Some(1), "{}", text(&c.stderr));
     let err = text(&c.stderr);
     assert!(
@@ -390,18 +395,7 @@ fn a_blank_device_is_not_formatted_when_only_its_recovery_key_can_be_made() {
 
     // Told to: formatted with the recovery key alone, exit 4 naming the
     // key left out; the recovery key opens it (cryptsetup).
-    let c = volctl(&[
-        "converge",
-        "--volume",
-        "data",
-        "--device",
-        img.path.to_str().unwrap(),
-        "-f",
-        cfg.to_str().unwrap(),
-        "--recovery-key-out",
-        out_file.to_str().unwrap(),
-        "--allow-incomplete",
-    ]);
+    let c = converge(&["--allow-incomplete"]);
     assert_eq!(c.status.code(), Some(4), "{}", text(&c.stderr));
     assert!(
         text(&c.stderr).contains("incomplete: data: slot 0 (nodeID)"),

@@ -75,8 +75,6 @@ pub enum ClientError {
 pub struct Remote {
     /// `host:port` as dialled.
     pub node: String,
-    /// The fingerprint of the certificate the node presented.
-    pub fingerprint: Option<String>,
     /// The certificate the node presented (DER).
     server_cert: Option<Vec<u8>>,
     /// This client's certificate (DER), when it presents one.
@@ -157,7 +155,6 @@ impl Remote {
         let server_cert = seen.lock().ok().and_then(|s| s.clone());
         Ok(Remote {
             node: shown,
-            fingerprint: server_cert.as_deref().map(tls::identity::fingerprint),
             server_cert,
             client_cert: creds
                 .identity
@@ -168,6 +165,11 @@ impl Remote {
             timeout,
             presented_certificate: creds.identity.is_some(),
         })
+    }
+
+    /// The SHA-256 fingerprint of the certificate the node presented.
+    pub fn fingerprint(&self) -> Option<String> {
+        self.server_cert.as_deref().map(tls::identity::fingerprint)
     }
 
     /// Warnings for the node's certificate and this client's that expire
@@ -371,8 +373,7 @@ fn explained(e: rustls::Error, end_entity: &[u8], ca: &str) -> rustls::Error {
             ))
         }
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
-            let until = tls::identity::not_after(end_entity)
-                .map_or_else(|| "?".into(), |t| t.date().to_string());
+            let until = tls::identity::valid_until(end_entity);
             rustls::Error::General(format!(
                 "the node's certificate expired on {until}; reissue it from the same CA with `volctl gen --renew` (docs/remote.md)"
             ))

@@ -69,6 +69,12 @@ pub fn not_after(cert_der: &[u8]) -> Option<time::OffsetDateTime> {
     Some(cert.validity().not_after.to_datetime())
 }
 
+/// The day the certificate stops being valid (`2027-12-05`), `?` when it
+/// cannot be parsed.
+pub fn valid_until(cert_der: &[u8]) -> String {
+    not_after(cert_der).map_or_else(|| "?".into(), |t| t.date().to_string())
+}
+
 /// Days before an expiry the client warns.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 

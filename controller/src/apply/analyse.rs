@@ -92,7 +92,7 @@ async fn analyse(
             let Some(dev) = &row.device else {
                 return Ok(Change::NextBoot("its device is not known".into()));
             };
-            let spec = VolumeSpec { name: name.to_string(), label: label.clone(), encryption: enc.clone(), recovery_only: Default::default() };
+            let spec = VolumeSpec::new(name, &label, enc.clone());
             let dry_run = match open_device(&spec, Path::new(dev), Mode::DryRun) {
                 Ok(device) => converge(&spec, device, env, Mode::DryRun).await,
                 Err(e) => Err(e),

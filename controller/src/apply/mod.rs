@@ -288,12 +288,7 @@ async fn apply_now(
         let (Some(enc), Some(dev)) = (doc.encryption(), &row.device) else {
             continue;
         };
-        let spec = VolumeSpec {
-            name: doc.name().to_string(),
-            label: doc.partition_label(),
-            encryption: enc.clone(),
-            recovery_only: Default::default(),
-        };
+        let spec = VolumeSpec::new(doc.name(), &doc.partition_label(), enc.clone());
         // The volumes are open: a reencryption on one runs online (its own
         // process), never here; the changes behind it wait for it.
         let converged = match open_device(&spec, Path::new(dev), Mode::Apply) {

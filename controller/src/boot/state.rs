@@ -125,12 +125,7 @@ pub(super) async fn reconverge(
         }
         return;
     };
-    let spec = VolumeSpec {
-        name: "STATE".into(),
-        label: "STATE".into(),
-        encryption: enc.clone(),
-        recovery_only: Default::default(),
-    };
+    let spec = VolumeSpec::new("STATE", "STATE", enc.clone());
     let converged = match host.luks(Path::new(&dev), Access::ReadWrite, Some(enc.clone())) {
         // STATE is active by now: a reencryption on it is left to the
         // online run the boot started (`RunAt::Online` hands it back, unrun).

@@ -124,6 +124,11 @@ impl VolumeDef {
     fn mapper_name(&self) -> String {
         format!("{DM_PREFIX}{}", self.label)
     }
+
+    /// Its dm-crypt device, `/dev/mapper/<mapper name>`.
+    fn mapped_path(&self) -> PathBuf {
+        Path::new("/dev/mapper").join(self.mapper_name())
+    }
 }
 
 /// Why a volume did not come up.
@@ -219,12 +224,7 @@ pub(super) async fn provision(
     env: &ProviderEnv,
     st: &mut VolumeStatus,
 ) -> Result<(VolumeKey, Option<OnlineRun>), VolumeError> {
-    let spec = VolumeSpec {
-        name: def.name.clone(),
-        label: def.label.clone(),
-        encryption: enc.clone(),
-        recovery_only: Default::default(),
-    };
+    let spec = VolumeSpec::new(&def.name, &def.label, enc.clone());
     let device_path = device.path().to_path_buf();
     let (outcome, vk) = converge_and_unlock(&spec, device, env, Mode::Apply, def.run_at())
         .await
@@ -315,7 +315,7 @@ pub(super) async fn activate(
     .await
     .map_err(|_| VolumeError::Task("activation"))??;
     st.kdf_runs += device.kdf_runs() - kdf_before;
-    let mapped = PathBuf::from("/dev/mapper").join(&name);
+    let mapped = def.mapped_path();
     st.mapped_device = Some(mapped.display().to_string());
     st.phase = Phase::Opened;
     Ok(mapped)
@@ -430,17 +430,17 @@ fn adopt(
     partition: &Path,
     st: &mut VolumeStatus,
 ) -> Result<Option<PathBuf>, VolumeError> {
-    let name = def.mapper_name();
     if def.encryption.is_none() {
         return Ok(None);
     }
+    let name = def.mapper_name();
     let Some(backing) = host.mapping(&name) else {
         return Ok(None);
     };
     if !crate::host::same_device(&backing, partition) {
         return Err(VolumeError::MappedElsewhere { name, backing });
     }
-    let mapped = PathBuf::from("/dev/mapper").join(&name);
+    let mapped = def.mapped_path();
     st.mapped_device = Some(mapped.display().to_string());
     st.opened_before = true;
     st.phase = Phase::Opened;

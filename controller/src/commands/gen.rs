@@ -112,8 +112,7 @@ fn summary(args: &Args, server: &Issued) -> Result<()> {
     } else {
         "wrote"
     };
-    let until =
-        tls::identity::not_after(&server.der).map_or_else(|| "?".into(), |t| t.date().to_string());
+    let until = tls::identity::valid_until(&server.der);
     outln!("{what} to {} (valid until {until}):", args.out.display())?;
     outln!(
         "  for the node (STATE's api/ folder): ca.crt, server.crt, server.key (0600){}",

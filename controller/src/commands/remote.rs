@@ -178,7 +178,8 @@ impl Call {
 
     async fn run(&self, node: &str, timeout: std::time::Duration) -> Result<Answer> {
         let mut r = Remote::connect(node, &self.creds, timeout).await?;
-        if let (node_api::client::Trust::Unverified, Some(fp)) = (&self.creds.trust, &r.fingerprint)
+        if let (node_api::client::Trust::Unverified, Some(fp)) =
+            (&self.creds.trust, &r.fingerprint())
         {
             eprintln!("{}: certificate SHA-256 fingerprint {fp} (not verified; pass --fingerprint to pin it)", r.node);
         }

@@ -70,11 +70,10 @@ fn again(first: &Question, left: u32, after_wrong: bool) -> Question {
     if !after_wrong {
         return first.clone();
     }
-    let tries = if left == 1 { "1 try" } else { "tries" };
     let left = if left == 1 {
-        tries.to_string()
+        "1 try".to_string()
     } else {
-        format!("{left} {tries}")
+        format!("{left} tries")
     };
     Question {
         message: format!("Not accepted, {left} left. {}", first.message),
