@@ -11,7 +11,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.command.is_server());
-    match commands::exec(cli.command, &cli.remote) {
+    if cli.command.shows_kdf_progress() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        controller::device::kdf_watch::watch(Box::new(cli::kdf_ticker::Ticker::start()));
+    }
+    match commands::exec(cli.command, cli.remote) {
         Ok(exit) => exit.into(),
         // The reader of stdout went away (`volctl status | head -1`): as
         // a program killed by SIGPIPE, end at once without a word.

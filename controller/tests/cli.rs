@@ -501,3 +501,107 @@ fn help_groups_the_client_flags_under_their_own_heading() {
         "the verb's own flags first"
     );
 }
+
+#[test]
+fn only_the_verbs_that_run_remotely_take_the_client_flags() {
+    for verb in [
+        &["serve"][..],
+        &["gen"],
+        &["kms-server"],
+        &["converge"],
+        &["boot"],
+    ] {
+        let mut args = verb.to_vec();
+        args.push("--help");
+        let help = text(&volctl(&args).stdout);
+        assert!(help.contains("Usage:"), "{help}");
+        assert!(!help.contains("--nodes"), "{verb:?}: {help}");
+        assert!(!help.contains("Remote (with"), "{verb:?}: {help}");
+    }
+    for verb in [
+        &["status"][..],
+        &["recovery-key", "fetch"],
+        &["apply-config"],
+    ] {
+        let mut args = verb.to_vec();
+        args.push("--help");
+        let help = text(&volctl(&args).stdout);
+        assert!(
+            help.contains("Remote (with -n/--nodes):"),
+            "{verb:?}: {help}"
+        );
+    }
+    // After the verb: clap refuses a flag the verb does not take.
+    let o = volctl(&["converge", "-n", "10.0.0.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    // Before the verb, without -n: refused, not ignored.
+    let o = volctl(&["--ca", "ca.crt", "status"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("--ca is a client flag, for `volctl -n NODE …`; without -n, `status` runs on this machine"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The flags after a remote verb reach the call.
+    let o = volctl(&["status", "-n", "127.0.0.1:1", "--timeout", "1"]);
+    assert!(
+        text(&o.stderr).contains("no CA to verify the node by"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn a_long_kdf_shows_its_time_on_a_terminal_and_nothing_off_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    // A KDF that takes about a second here: longer than the quiet time.
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        CFG.replace(
+            "memoryKiB: 32, iterations: 4",
+            "memoryKiB: 262144, iterations: 6",
+        )
+        .replace(
+            "    - slot: 1\n      nodeID: {}\n      lockToSTATE: true\n",
+            "",
+        ),
+    )
+    .unwrap();
+    let line = format!(
+        "{} converge --volume data --device {} -f {}",
+        env!("CARGO_BIN_EXE_volctl"),
+        img.display(),
+        cfg.display()
+    );
+    // `script`: volctl's stderr is a terminal.
+    let o = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let screen = text(&o.stdout);
+    assert!(o.status.success(), "{screen}");
+    assert!(
+        screen.contains("KDF: add keyslot (") && screen.contains(" s\r\x1b[2K"),
+        "a line, then wiped: {screen:?}"
+    );
+    assert!(screen.contains("converged volume data"), "{screen}");
+    // Off a terminal (a pipe, the journal): not a byte of it.
+    let o = volctl(&[
+        "plan",
+        "--volume",
+        "data",
+        "--device",
+        img.to_str().unwrap(),
+        "-f",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("KDF:"), "{}", text(&o.stderr));
+    assert!(!text(&o.stdout).contains("KDF:"), "{}", text(&o.stdout));
+}

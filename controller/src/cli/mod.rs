@@ -4,6 +4,7 @@
 //! [`prelude`]; how results are printed is in [`output`]; exit codes are
 //! named once in [`Exit`].
 
+pub mod kdf_ticker;
 pub mod output;
 pub mod prelude;
 pub mod remote;
@@ -23,7 +24,8 @@ pub struct Cli {
     /// Log more (repeat for debug); logs go to stderr. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Where the command runs (`-n NODE`: over the node API).
+    /// Where the command runs (`-n NODE`: over the node API); the verbs
+    /// that can run remotely take these flags after the verb too.
     #[command(flatten)]
     pub remote: remote::RemoteArgs,
     /// The command.
@@ -113,6 +115,37 @@ pub enum Command {
 }
 
 impl Command {
+    /// The client flags given after the verb (taken out of it): only the
+    /// verbs that can run on a node over the network have them.
+    pub fn take_client_args(&mut self) -> remote::RemoteArgs {
+        let client = match self {
+            Command::Version(a) => &mut a.client,
+            Command::Status(a) => &mut a.client,
+            Command::Plan(a) => &mut a.client,
+            Command::Reboot(a) => &mut a.client,
+            Command::Unlock(a) => &mut a.client,
+            Command::Reset(a) => &mut a.client,
+            Command::ApplyConfig(a) => &mut a.client,
+            Command::RecoveryKey(recovery_key::Args::Fetch(a)) => &mut a.client,
+            _ => return remote::RemoteArgs::default(),
+        };
+        std::mem::take(client)
+    }
+
+    /// Whether a terminal may show a line while its KDFs run: not for
+    /// the boot (its volumes ask questions while others' KDFs run), the
+    /// servers, and the hidden worker processes.
+    pub fn shows_kdf_progress(&self) -> bool {
+        !matches!(
+            self,
+            Command::Boot(_)
+                | Command::Serve(_)
+                | Command::KmsServer(_)
+                | Command::KeyslotUnlock(_)
+                | Command::ReencryptOnline(_)
+        )
+    }
+
     /// Whether it is a server (`serve`, `kms-server`): it logs one line
     /// per request by default.
     pub fn is_server(&self) -> bool {

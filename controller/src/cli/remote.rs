@@ -14,33 +14,34 @@ const MAX_FILE: u64 = 64 << 10;
 /// The `--help` heading of the client's flags (they matter with `-n`).
 const CLIENT: &str = "Remote (with -n/--nodes)";
 
-/// Where a command runs: here, or on the nodes named.
-#[derive(Debug, Args)]
+/// Where a command runs: here, or on the nodes named. Given before the
+/// verb (`volctl -n NODE status`) or after a verb that can run remotely
+/// (`volctl status -n NODE`); the other verbs do not take them.
+#[derive(Debug, Default, Args)]
 pub struct RemoteArgs {
     /// Run the verb on these nodes over the node API (HOST[:PORT], default port 50000; comma-separated or repeated).
-    #[arg(short = 'n', long = "nodes", global = true, help_heading = CLIENT, value_delimiter = ',')]
+    #[arg(short = 'n', long = "nodes", help_heading = CLIENT, value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// Client config file (default: $VOLCTLCONFIG, then ~/.volctl/config).
-    #[arg(long, global = true, help_heading = CLIENT)]
+    #[arg(long, help_heading = CLIENT)]
     pub volctlconfig: Option<PathBuf>,
     /// CA certificate that signs the nodes' certificates (overrides the config file).
-    #[arg(long, global = true, help_heading = CLIENT)]
+    #[arg(long, help_heading = CLIENT)]
     pub ca: Option<PathBuf>,
     /// Client certificate (its Organization is the role: admin or reader).
-    #[arg(long, global = true, help_heading = CLIENT)]
+    #[arg(long, help_heading = CLIENT)]
     pub cert: Option<PathBuf>,
     /// Client private key (0600).
-    #[arg(long, global = true, help_heading = CLIENT)]
+    #[arg(long, help_heading = CLIENT)]
     pub key: Option<PathBuf>,
-    /// API key file (0600): the client sends it; `volctl serve` accepts callers holding it.
-    #[arg(long, global = true, help_heading = CLIENT)]
+    /// API key file (0600) to present to the node (made by `volctl gen --api-key`).
+    #[arg(long, help_heading = CLIENT)]
     pub api_key_file: Option<PathBuf>,
-    /// Seconds to wait for a node.
-    #[arg(long, global = true, help_heading = CLIENT, default_value_t = 10)]
-    pub timeout: u64,
-    /// How many at once: nodes called with -n (default 32); for `boot`,
-    /// volumes unlocked (default 2: each argon2 run may take up to 1 GiB).
-    #[arg(long, global = true, help_heading = CLIENT, value_name = "N")]
+    /// Seconds to wait for a node (default 10).
+    #[arg(long, help_heading = CLIENT, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Nodes called at once (default 32).
+    #[arg(long, help_heading = CLIENT, value_name = "N")]
     pub parallel: Option<usize>,
 }
 
@@ -54,10 +55,46 @@ fn read_public(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Seconds to wait for a node when `--timeout` does not say.
+const TIMEOUT_SECONDS: u64 = 10;
+
 impl RemoteArgs {
+    /// The flags given before the verb, and those given after it: a flag
+    /// after the verb wins, the nodes add up.
+    pub fn merged(self, after: RemoteArgs) -> RemoteArgs {
+        let mut nodes = self.nodes;
+        nodes.extend(after.nodes);
+        RemoteArgs {
+            nodes,
+            volctlconfig: after.volctlconfig.or(self.volctlconfig),
+            ca: after.ca.or(self.ca),
+            cert: after.cert.or(self.cert),
+            key: after.key.or(self.key),
+            api_key_file: after.api_key_file.or(self.api_key_file),
+            timeout: after.timeout.or(self.timeout),
+            parallel: after.parallel.or(self.parallel),
+        }
+    }
+
+    /// The client flags given (without -n they mean nothing).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--volctlconfig", self.volctlconfig.is_some()),
+            ("--ca", self.ca.is_some()),
+            ("--cert", self.cert.is_some()),
+            ("--key", self.key.is_some()),
+            ("--api-key-file", self.api_key_file.is_some()),
+            ("--timeout", self.timeout.is_some()),
+            ("--parallel", self.parallel.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+
     /// The call timeout.
     pub fn timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.timeout.max(1))
+        std::time::Duration::from_secs(self.timeout.unwrap_or(TIMEOUT_SECONDS).max(1))
     }
 
     fn config(&self) -> Result<ClientConfig> {

@@ -2,7 +2,6 @@
 
 use crate::cli::output::Output;
 use crate::cli::prelude::{runtime, DiskArgs, KeySourceArgs, NodeArgs};
-use crate::cli::remote::RemoteArgs;
 use crate::cli::Exit;
 use anyhow::Result;
 use controller::boot::windows::ApiListen;
@@ -58,6 +57,9 @@ pub struct Args {
     /// the real root then finds them open and mounts them, no KDF run.
     #[arg(long)]
     pub open_only: bool,
+    /// Volumes unlocked at once (default 2: each argon2 run may take up to 1 GiB).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
     /// KMS and TPM access.
     #[command(flatten)]
     pub keys: KeySourceArgs,
@@ -67,8 +69,8 @@ pub struct Args {
 }
 
 /// Boots; exit 3 when some volume is not ready.
-pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
-    let parallel = remote.parallel.unwrap_or(VOLUMES_AT_ONCE);
+pub fn exec(args: Args) -> Result<Exit> {
+    let parallel = args.parallel.unwrap_or(VOLUMES_AT_ONCE);
     if parallel > 1 {
         // Volumes unlocked at once: their KDFs in worker processes, so
         // that they overlap (libcryptsetup calls of one process do not).

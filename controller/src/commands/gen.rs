@@ -4,7 +4,6 @@
 //! written 0600; no file is overwritten.
 
 use crate::cli::output::outln;
-use crate::cli::remote::RemoteArgs;
 use crate::cli::Exit;
 use anyhow::{bail, Context, Result};
 use node_api::config::ClientConfig;
@@ -39,11 +38,16 @@ pub struct Args {
     /// nodes and clients keep trusting the same CA.
     #[arg(long)]
     pub renew: bool,
+    /// Not `gen`'s: the client's flag, refused with a word on --renew.
+    #[arg(long, hide = true)]
+    pub ca: Option<PathBuf>,
 }
 
 /// Writes the PKI and the client configs.
-pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
-    refuse_client_flags(remote)?;
+pub fn exec(args: Args) -> Result<Exit> {
+    if args.ca.is_some() {
+        bail!("--ca is a client flag (for `volctl -n NODE …`); `volctl gen` makes a new CA, or with --renew reissues certificates from the CA in --out (ca.crt, ca.key)");
+    }
     // 0700 whatever the umask: the folder holds the CA's private key.
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -128,21 +132,6 @@ fn api_key() -> zeroize::Zeroizing<String> {
     use base64::Engine;
     let bytes: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(rand::random());
     zeroize::Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref()))
-}
-
-/// `--ca`, `--cert`, `--key`, `--api-key-file` are the client's flags
-/// (global, so clap accepts them here): `gen` would ignore them.
-fn refuse_client_flags(remote: &RemoteArgs) -> Result<()> {
-    let given = [
-        ("--ca", remote.ca.is_some()),
-        ("--cert", remote.cert.is_some()),
-        ("--key", remote.key.is_some()),
-        ("--api-key-file", remote.api_key_file.is_some()),
-    ];
-    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-        bail!("{flag} is a client flag (for `volctl -n NODE …`); `volctl gen` makes a new CA, or with --renew reissues certificates from the CA in --out (ca.crt, ca.key)");
-    }
-    Ok(())
 }
 
 /// "volctl CA 3f9a1c2e": each CA its own name, so that a client given

@@ -31,16 +31,21 @@ pub mod version;
 
 use crate::cli::remote::RemoteArgs;
 use crate::cli::{Command, Exit};
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-/// Runs one command, here or (with `-n`) on the nodes named.
-pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
-    if !remote.nodes.is_empty() {
-        return remote::exec(command, remote);
+/// Runs one command, here or (with `-n`, before or after a remote verb)
+/// on the nodes named.
+pub fn exec(mut command: Command, before_verb: RemoteArgs) -> Result<Exit> {
+    let client = before_verb.merged(command.take_client_args());
+    if !client.nodes.is_empty() {
+        return remote::exec(command, &client);
+    }
+    if let Some(flag) = client.given().first() {
+        bail!("{flag} is a client flag, for `volctl -n NODE …`; without -n, `{}` runs on this machine", remote::verb_name(&command));
     }
     match command {
-        Command::Serve(a) => serve::exec(a, remote),
-        Command::Gen(a) => gen::exec(a, remote),
+        Command::Serve(a) => serve::exec(a),
+        Command::Gen(a) => gen::exec(a),
         Command::Version(a) => version::exec(a),
         Command::Completion(a) => completion::exec(a),
         Command::ManPages(a) => man_pages::exec(a),
@@ -56,7 +61,7 @@ pub fn exec(command: Command, remote: &RemoteArgs) -> Result<Exit> {
         Command::RotateVolumeKey(a) => rotate_volume_key::exec(a),
         Command::ReencryptOnline(a) => reencrypt_online::exec(a),
         Command::KeyslotUnlock(a) => keyslot_unlock::exec(a),
-        Command::Boot(a) => boot::exec(a, remote),
+        Command::Boot(a) => boot::exec(a),
         Command::ApplyConfig(a) => apply_config::exec(a),
         Command::Reset(a) => reset::exec(a),
         Command::KmsServer(a) => kms_server::exec(a),

@@ -17,6 +17,9 @@ pub struct Args {
     /// Exit 2 when changes are planned, 0 when none.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// The node(s) to run it on, and the client's credentials.
+    #[command(flatten)]
+    pub client: crate::cli::remote::RemoteArgs,
 }
 
 /// Plans the volume.

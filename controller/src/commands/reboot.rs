@@ -9,6 +9,9 @@ pub struct Args {
     /// Command that reboots the node.
     #[arg(long, env = "VOLCTL_REBOOT_COMMAND", default_value = "reboot")]
     pub reboot_command: String,
+    /// The node(s) to run it on, and the client's credentials.
+    #[command(flatten)]
+    pub client: crate::cli::remote::RemoteArgs,
 }
 
 /// Reboots.

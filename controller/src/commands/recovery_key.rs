@@ -21,7 +21,7 @@ pub enum Args {
     Rotate(Box<RotateArgs>),
     /// Print, once, the recovery key a boot enrolled with nobody to show it
     /// to (usually `volctl -n NODE recovery-key fetch --volume V`).
-    Fetch(FetchArgs),
+    Fetch(Box<FetchArgs>),
 }
 
 /// `volctl recovery-key fetch` arguments.
@@ -33,6 +33,9 @@ pub struct FetchArgs {
     /// The node's run-time directory, where boot holds the key.
     #[arg(long, default_value = "/run/volctl")]
     pub run_dir: PathBuf,
+    /// The node(s) to run it on, and the client's credentials.
+    #[command(flatten)]
+    pub client: crate::cli::remote::RemoteArgs,
 }
 
 /// `volctl recovery-key rotate` arguments.
@@ -53,7 +56,7 @@ pub struct RotateArgs {
 pub fn exec(args: Args) -> Result<Exit> {
     match args {
         Args::Rotate(a) => rotate(*a),
-        Args::Fetch(a) => fetch(a),
+        Args::Fetch(a) => fetch(*a),
     }
 }
 

@@ -293,7 +293,7 @@ async fn fetch_recovery_key(r: &mut Remote, f: &proto::FetchRecoveryKeyRequest) 
 }
 
 /// The verb as it is typed (`KmsServer` → `kms-server`).
-fn verb_name(c: &Command) -> String {
+pub fn verb_name(c: &Command) -> String {
     let variant = format!("{c:?}");
     let name = variant.split(['(', ' ', '{']).next().unwrap_or_default();
     let mut out = String::new();

@@ -2,7 +2,6 @@
 //! `volctl boot` (docs/remote.md has the unit).
 
 use crate::cli::prelude::{runtime, RunningNodeArgs};
-use crate::cli::remote::RemoteArgs;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use controller::serve::{self, ServerIdentity};
@@ -12,7 +11,7 @@ use std::path::PathBuf;
 /// Examples shown by `--help`.
 pub const HELP: &str = "Example:\n  volctl serve                                   # key, certificate and client CA from STATE's api/ folder\n  volctl serve --listen 0.0.0.0:50000 --tls-cert server.crt --tls-key server.key --client-ca ca.crt\n  volctl serve --tls-cert server.crt --tls-key server.key --api-key-file api.key\n\nCallers: client certificates from --client-ca (Organization admin or reader), or the API key (admin).";
 
-/// `volctl serve` arguments (`--api-key-file` is the global flag).
+/// `volctl serve` arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on.
@@ -33,13 +32,16 @@ pub struct Args {
     /// The node (status file, disks, UUID, reboot command, key sources).
     #[command(flatten)]
     pub running: RunningNodeArgs,
+    /// API key file (0600): callers presenting this key are admins.
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
     /// Open connections at most (default: 512, or fewer under a low file limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
 }
 
 /// Serves until SIGTERM or Ctrl-C.
-pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
+pub fn exec(args: Args) -> Result<Exit> {
     let api = args.state_mount.join(serve::API_DIR);
     let cert = args
         .tls_cert
@@ -57,7 +59,7 @@ pub fn exec(args: Args, remote: &RemoteArgs) -> Result<Exit> {
         &cert,
         &key,
         client_ca.as_deref(),
-        remote.api_key_file.as_deref(),
+        args.api_key_file.as_deref(),
     )?;
     let node = args.running.context()?;
     let mut limits = tls::listener::Limits::default();

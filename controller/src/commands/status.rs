@@ -29,6 +29,9 @@ pub struct Args {
     /// Show only this volume; exit 3 unless it is ready.
     #[arg(long)]
     pub volume: Option<String>,
+    /// The node(s) to run it on, and the client's credentials.
+    #[command(flatten)]
+    pub client: crate::cli::remote::RemoteArgs,
 }
 
 /// Prints the status.

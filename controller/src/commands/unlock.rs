@@ -16,6 +16,9 @@ pub struct Args {
     /// The volume whose key the node asks for.
     #[arg(long)]
     pub volume: String,
+    /// The node(s) to run it on, and the client's credentials.
+    #[command(flatten)]
+    pub client: crate::cli::remote::RemoteArgs,
 }
 
 /// Without `-n` there is nothing to answer here.

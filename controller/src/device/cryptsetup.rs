@@ -79,6 +79,13 @@ impl CryptsetupDevice {
         }
     }
 
+    /// Counts `runs` KDF runs about to start and tells the watcher, if
+    /// any, until the guard is dropped.
+    fn kdf_run(&self, op: &'static str, runs: u64) -> super::kdf_watch::RunGuard {
+        self.kdf_runs.fetch_add(runs, Ordering::SeqCst);
+        super::kdf_watch::running(op, self.path_s())
+    }
+
     pub(super) fn path_s(&self) -> String {
         self.path.display().to_string()
     }
@@ -458,7 +465,7 @@ impl LuksDevice for CryptsetupDevice {
         }
         let mut dev = self.load_copy(&shadow, op)?;
         self.verify_loaded(&mut dev, op)?;
-        self.kdf_runs.fetch_add(1, Ordering::SeqCst);
+        let _kdf = self.kdf_run(op, 1);
         let Some(exe) = kdf_worker::worker() else {
             return volume_key_of(&mut dev, slot, key_size, passphrase)
                 .map_err(|e| self.unlock_error(e, slot));
@@ -505,7 +512,7 @@ impl LuksDevice for CryptsetupDevice {
                 .set_pbkdf_type(&pbkdf_type(c))
                 .map_err(|e| self.fail(op, e))?;
         }
-        self.kdf_runs.fetch_add(1, Ordering::SeqCst);
+        let _kdf = self.kdf_run(op, 1);
         dev.keyslot_handle()
             .add_by_key(
                 Some(slot.get()),
@@ -602,7 +609,7 @@ impl LuksDevice for CryptsetupDevice {
             crate::luks2::reencryption::Operation::Encrypt => 1,
             crate::luks2::reencryption::Operation::RotateVolumeKey => 2,
         };
-        self.kdf_runs.fetch_add(runs, Ordering::SeqCst);
+        let _kdf = self.kdf_run(op, runs);
         self.load_for_change(op)?
             .activate_handle()
             .activate_by_passphrase(

@@ -8,9 +8,11 @@
 //! - `SimDevice` (tests, or the `sim` feature): an in-memory model;
 //! - [`PowerCutDevice`]: kills the process after the N-th header write;
 //! - `kdf_worker`: a keyslot's KDF in a worker process, so that the KDFs
-//!   of volumes opened at once overlap.
+//!   of volumes opened at once overlap;
+//! - [`kdf_watch`]: who is told when a KDF runs (a terminal's elapsed-time line).
 
 mod cryptsetup;
+pub mod kdf_watch;
 pub mod kdf_worker;
 mod moved_step;
 mod power_cut;
