@@ -20,7 +20,7 @@ pub enum DocumentKind {
     RawVolumeConfig,
     /// `ExistingVolumeConfig` (Talos; validated, not acted on).
     ExistingVolumeConfig,
-    /// `SwapVolumeConfig` (Talos; validated, not acted on).
+    /// `SwapVolumeConfig` (Talos): swap on `s-<name>`.
     SwapVolumeConfig,
 }
 
@@ -43,12 +43,6 @@ impl DocumentKind {
             DocumentKind::ExistingVolumeConfig => "ExistingVolumeConfig",
             DocumentKind::SwapVolumeConfig => "SwapVolumeConfig",
         }
-    }
-
-    /// Whether volctl brings volumes of this kind up (swap volumes are
-    /// validated for Talos compatibility and left alone).
-    pub fn managed(self) -> bool {
-        !matches!(self, DocumentKind::SwapVolumeConfig)
     }
 
     /// Parses a `kind:` string.
@@ -114,11 +108,12 @@ impl Document {
         }
     }
 
-    /// Whether volctl brings this volume up: a system, user or raw volume on
-    /// a partition, or an existing volume. Swap volumes and the other
-    /// volume types are valid Talos documents volctl leaves alone.
+    /// Whether volctl brings this volume up on a partition: a system,
+    /// user, raw or swap volume on a partition, or an existing volume.
+    /// The other volume types are valid Talos documents volctl brings up
+    /// otherwise (directory) or leaves alone.
     pub fn managed(&self) -> bool {
-        self.kind().managed() && self.volume_type() == VolumeType::Partition
+        self.volume_type() == VolumeType::Partition
     }
 
     /// The encryption block as written, even one without a provider.

@@ -84,10 +84,8 @@ impl VolumeSpec {
 
 /// Why volctl leaves a valid document's volume alone.
 pub fn not_managed_reason(doc: &Document) -> String {
-    let what = if doc.kind().managed() {
-        format!("volumeType {}", doc.volume_type().as_str())
-    } else {
-        doc.kind().to_string()
-    };
-    format!("{what} is valid (Talos) but volctl does not bring it up (swap volumes, and volume types other than partition and directory); this volume is left alone")
+    format!(
+        "volumeType {} is valid (Talos) but volctl does not bring it up (volume types other than partition and directory); this volume is left alone",
+        doc.volume_type().as_str()
+    )
 }

@@ -16,6 +16,7 @@ use crate::node::paths::DM_PREFIX;
 use crate::node::recovery_held::HeldKeys;
 use crate::node::recovery_out::RecoveryOut;
 use crate::node::status::{Phase, VolumeStatus};
+use crate::node::swap;
 use crate::volume::VolumeSpec;
 use api_types::{Document, Encryption, FilesystemType};
 use providers::ProviderEnv;
@@ -33,8 +34,8 @@ pub(super) struct VolumeDef {
     pub mount_options: fs::MountOptions,
     /// `provisioning.grow`: grow the filesystem into a grown partition.
     pub grow: bool,
-    /// A raw volume: opened (when encrypted), never formatted or mounted.
-    pub raw: bool,
+    /// What its opened device holds: a filesystem, swap, or its user's data.
+    pub content: Content,
     /// Where recovery keys this boot enrols go.
     pub recovery_out: RecoveryDest,
     /// The run-time directory, where an online reencryption keeps its
@@ -42,6 +43,29 @@ pub(super) struct VolumeDef {
     pub run_dir: Option<PathBuf>,
     /// Mounted, or only opened.
     pub until: Until,
+}
+
+/// What a volume's opened device holds, which says what the boot does
+/// with it once it is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Content {
+    /// A filesystem: made when the device is blank, then mounted.
+    Filesystem,
+    /// A raw volume: whatever its user puts there, never formatted or
+    /// mounted.
+    Raw,
+    /// A swap volume: swap made when the device is blank, then enabled.
+    Swap,
+}
+
+impl Content {
+    fn of(doc: &Document) -> Self {
+        match doc {
+            Document::Raw(_) => Content::Raw,
+            Document::Swap(_) => Content::Swap,
+            _ => Content::Filesystem,
+        }
+    }
 }
 
 /// Where a boot puts the recovery keys it enrols.
@@ -68,7 +92,7 @@ impl VolumeDef {
                 .map_or_else(|| state_mount.to_path_buf(), PathBuf::from),
             mount_options: fs::MountOptions::for_document(doc),
             grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
-            raw: matches!(doc, Document::Raw(_)),
+            content: Content::of(doc),
             recovery_out: RecoveryDest::Nowhere,
             run_dir: None,
             until: Until::Mounted,
@@ -106,7 +130,7 @@ impl VolumeDef {
             mount: state_mount.to_path_buf(),
             mount_options: fs::MountOptions::default(),
             grow: false,
-            raw: false,
+            content: Content::Filesystem,
             recovery_out: RecoveryDest::Nowhere,
             run_dir: None,
             until: Until::Mounted,
@@ -328,30 +352,77 @@ pub(super) fn mount(
     def: &VolumeDef,
     st: &mut VolumeStatus,
 ) -> Result<(), VolumeError> {
-    let found = host
-        .probe_fs(dev)
-        .map_err(|e| VolumeError::Filesystem(format!("cannot probe {}: {e}", dev.display())))?;
-    match found {
-        None => {
-            host.mkfs(dev, def.fs, &def.label)
-                .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
-            st.created = true;
-        }
-        Some(found) => {
-            if !found.starts_with(fs::probe_name(def.fs)) {
-                return Err(VolumeError::Filesystem(format!(
-                    "holds {found}, but the config asks for {}; volctl will not reformat it",
-                    fs::fstype(def.fs)
-                )));
-            }
-        }
-    }
+    make_if_blank(
+        host,
+        dev,
+        st,
+        |found| {
+            (found.starts_with(fs::probe_name(def.fs)))
+                .then_some(())
+                .ok_or_else(|| {
+                    format!(
+                        "holds {found}, but the config asks for {}; volctl will not reformat it",
+                        fs::fstype(def.fs)
+                    )
+                })
+        },
+        || host.mkfs(dev, def.fs, &def.label),
+    )?;
     host.mount(dev, &def.mount, def.fs, def.mount_options)
         .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
     st.mount_point = Some(def.mount.display().to_string());
     if def.grow && !st.created {
         grow_filesystem(host, dev, def, st);
     }
+    st.phase = Phase::Ready;
+    Ok(())
+}
+
+/// Makes what the opened device should hold (`make`) when it is blank,
+/// else checks that it holds that (`check`: why not): nothing is ever made
+/// over something else.
+fn make_if_blank(
+    host: &dyn Host,
+    dev: &Path,
+    st: &mut VolumeStatus,
+    check: impl FnOnce(&str) -> Result<(), String>,
+    make: impl FnOnce() -> Result<(), fs::FsError>,
+) -> Result<(), VolumeError> {
+    let found = host
+        .probe_fs(dev)
+        .map_err(|e| VolumeError::Filesystem(format!("cannot probe {}: {e}", dev.display())))?;
+    match found {
+        None => {
+            make().map_err(|e| VolumeError::Filesystem(e.to_string()))?;
+            st.created = true;
+            Ok(())
+        }
+        Some(found) => check(&found).map_err(VolumeError::Filesystem),
+    }
+}
+
+/// Opened → Ready for a swap volume: swap made when the device is blank
+/// (never over anything else), then enabled.
+fn enable_swap(
+    host: &dyn Host,
+    dev: &Path,
+    def: &VolumeDef,
+    st: &mut VolumeStatus,
+) -> Result<(), VolumeError> {
+    make_if_blank(
+        host,
+        dev,
+        st,
+        |found| {
+            swap::is_swap(found).then_some(()).ok_or_else(|| {
+                format!("holds {found}, not swap; volctl will not make swap over it")
+            })
+        },
+        || host.make_swap(dev, &def.label),
+    )?;
+    host.swap_on(dev)
+        .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
+    st.swap = true;
     st.phase = Phase::Ready;
     Ok(())
 }
@@ -386,6 +457,25 @@ async fn check_plain(device: Arc<dyn LuksDevice>) -> Result<(), VolumeError> {
     }
 }
 
+/// What the status says of a swap volume made again.
+const SWAP_REMADE: &str = "no configured key opens this swap volume: its header wiped and swap made again (swap keeps nothing across boots)";
+
+/// A swap volume none of whose configured keys opens it (they changed, or
+/// STATE's salt did): what swap held is gone at every boot anyway, so its
+/// LUKS2 header is wiped for a new one. Only a LUKS2 header comes here:
+/// anything else on the partition is refused before a key is tried.
+fn remake_swap(
+    host: &dyn Host,
+    def: &VolumeDef,
+    part: Option<&Partition>,
+    node: &Path,
+) -> Result<Arc<dyn LuksDevice>, VolumeError> {
+    let size = part.map_or(0, |p| p.size);
+    host.wipe(node, size, crate::host::WipeMode::Fast)
+        .map_err(|e| VolumeError::Filesystem(format!("cannot wipe {}: {e}", node.display())))?;
+    Ok(host.luks(node, Access::ReadWrite, def.encryption.clone())?)
+}
+
 /// Locates, provisions and opens one volume (no mount yet).
 pub(super) async fn open_volume(
     host: &dyn Host,
@@ -411,7 +501,17 @@ pub(super) async fn open_volume(
             online: None,
         });
     };
-    let (vk, online) = provision(def, enc, device.clone(), env, st).await?;
+    let (device, (vk, online)) = match provision(def, enc, device.clone(), env, st).await {
+        Err(VolumeError::Converge(ConvergeError::NoKeyOpens { .. }))
+            if def.content == Content::Swap =>
+        {
+            let device = remake_swap(host, def, part, &partition.path)?;
+            let provisioned = provision(def, enc, device.clone(), env, st).await?;
+            st.changes.insert(0, SWAP_REMADE.into());
+            (device, provisioned)
+        }
+        provisioned => (device, provisioned?),
+    };
     let fs_device = activate(def, enc, device, (vk, online.as_ref()), st).await?;
     Ok(Opened {
         fs_device,
@@ -475,15 +575,14 @@ pub(super) fn finish(
     opened: Result<Opened, VolumeError>,
 ) -> VolumeStatus {
     let ready = opened.and_then(|o| {
-        if def.raw {
+        match (def.content, def.until) {
             // A raw volume is ready once its device is there (opened when
             // encrypted); what is on it is its user's business.
-            st.phase = Phase::Ready;
-        } else if def.until == Until::Opened {
-            // The boot of the real root mounts it.
-            st.phase = Phase::Opened;
-        } else {
-            mount(host, &o.fs_device, def, &mut st)?;
+            (Content::Raw, _) => st.phase = Phase::Ready,
+            // The boot of the real root mounts it (or enables it).
+            (_, Until::Opened) => st.phase = Phase::Opened,
+            (Content::Filesystem, Until::Mounted) => mount(host, &o.fs_device, def, &mut st)?,
+            (Content::Swap, Until::Mounted) => enable_swap(host, &o.fs_device, def, &mut st)?,
         }
         if let Some(run) = &o.online {
             run_online(def, run, &mut st);

@@ -1,7 +1,7 @@
 //! The host seam: what the boot asks of the machine besides a LUKS2
 //! header — reading the disks, attaching partitions, writing partition
 //! tables and META, wiping, making, mounting, growing and moving
-//! filesystems. [`RealHost`] does it (sysfs, GPT, loop devices, mkfs,
+//! filesystems, making and enabling swap. [`RealHost`] does it (sysfs, GPT, loop devices, mkfs,
 //! mount(2)); [`SimHost`] is its simulated twin for unit tests of the whole
 //! boot: disks in memory, a [`crate::device::SimDevice`] per partition, and
 //! a count of everything it was asked to do (built for tests, or with the
@@ -89,6 +89,12 @@ pub trait Host: Send + Sync {
 
     /// Makes a filesystem on `node`, labelled `label`.
     fn mkfs(&self, node: &Path, fs: FilesystemType, label: &str) -> Result<(), FsError>;
+
+    /// Makes swap on `node` (`mkswap`), labelled `label`.
+    fn make_swap(&self, node: &Path, label: &str) -> Result<(), FsError>;
+
+    /// Enables swap on `node` (`swapon`).
+    fn swap_on(&self, node: &Path) -> Result<(), FsError>;
 
     /// Mounts `node` at `target` (made if missing).
     fn mount(

@@ -8,6 +8,7 @@ use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs::{self, FsError, MountOptions};
 use crate::node::meta::{self, Meta, MetaError};
 use crate::node::snapshot::NodeSnapshot;
+use crate::node::swap;
 use crate::provision::{self, Action, TableError};
 use crate::units::MIB;
 use api_types::{Encryption, FilesystemType};
@@ -59,6 +60,14 @@ impl Host for RealHost {
 
     fn mkfs(&self, node: &Path, fs: FilesystemType, label: &str) -> Result<(), FsError> {
         fs::mkfs(node, fs, label)
+    }
+
+    fn make_swap(&self, node: &Path, label: &str) -> Result<(), FsError> {
+        swap::make(node, label)
+    }
+
+    fn swap_on(&self, node: &Path) -> Result<(), FsError> {
+        swap::on(node)
     }
 
     fn mount(

@@ -17,6 +17,7 @@ use crate::node::facts::{Disk, Table};
 use crate::node::fs::{self, FsError, MountOptions};
 use crate::node::meta::{Meta, MetaError};
 use crate::node::snapshot::NodeSnapshot;
+use crate::node::swap;
 use crate::provision::{Action, TableCause, TableError};
 use api_types::{Encryption, FilesystemType};
 use std::collections::BTreeMap;
@@ -42,6 +43,10 @@ pub struct HostCounts {
     pub wipes: u32,
     /// Filesystems made.
     pub mkfs: u32,
+    /// Swap made (mkswap).
+    pub mkswap: u32,
+    /// Swap enabled (swapon).
+    pub swapons: u32,
     /// Mounts.
     pub mounts: u32,
     /// Mounts moved.
@@ -57,6 +62,8 @@ pub struct SimPartition {
     pub device: Arc<SimDevice>,
     /// The filesystem on its data: inside dm-crypt when it is encrypted.
     pub fs: Option<FilesystemType>,
+    /// Swap on its data (inside dm-crypt when it is encrypted) instead.
+    pub swap: bool,
     /// Its META records, when it is META.
     pub meta: Option<Meta>,
 }
@@ -86,6 +93,8 @@ struct SimNode {
     mounts: BTreeMap<PathBuf, PathBuf>,
     /// Directories made (directory volumes).
     dirs: std::collections::BTreeSet<PathBuf>,
+    /// Devices swap is enabled on.
+    swaps: std::collections::BTreeSet<PathBuf>,
 }
 
 /// A simulated host (see the module's text).
@@ -143,6 +152,7 @@ impl SimHost {
         for target in std::mem::take(&mut node.mounts).keys() {
             self.unlink_mount(target);
         }
+        node.swaps.clear();
         for p in node.partitions_mut() {
             p.device = Arc::new(p.device.reboot(Access::ReadWrite));
         }
@@ -184,6 +194,11 @@ impl SimHost {
     /// The device node mounted at `target`, if any.
     pub fn mounted_at(&self, target: &Path) -> Option<PathBuf> {
         self.node().mounts.get(target).cloned()
+    }
+
+    /// Whether swap is enabled on `node`.
+    pub fn swap_is_on(&self, node: &Path) -> bool {
+        self.node().swaps.contains(node)
     }
 
     fn node(&self) -> MutexGuard<'_, SimNode> {
@@ -372,6 +387,7 @@ impl Host for SimHost {
                     },
                     device: Arc::new(SimDevice::blank(*size).at(node)),
                     fs: None,
+                    swap: false,
                     meta: None,
                 });
             }
@@ -411,6 +427,7 @@ impl Host for SimHost {
         let p = n.by_node(node).ok_or(std::io::ErrorKind::NotFound)?;
         p.device = Arc::new(SimDevice::blank(p.part.size).at(p.node()));
         p.fs = None;
+        p.swap = false;
         p.meta = None;
         let _ = std::fs::remove_dir_all(self.backing(node));
         Ok(wipe_ranges(size, 0, mode).iter().map(|(a, b)| b - a).sum())
@@ -421,6 +438,9 @@ impl Host for SimHost {
         let p = n.by_node(node).ok_or(std::io::ErrorKind::NotFound)?;
         let encrypted = p.device.state().header.is_some();
         let on_data = encrypted == node.starts_with("/dev/mapper");
+        if p.swap {
+            return Ok(on_data.then(|| swap::SIGNATURE.to_string()));
+        }
         Ok(p.fs
             .filter(|_| on_data)
             .map(|fs| format!("{} filesystem", fs::probe_name(fs))))
@@ -429,16 +449,41 @@ impl Host for SimHost {
     fn mkfs(&self, node: &Path, fs: FilesystemType, _label: &str) -> Result<(), FsError> {
         self.count(|c| c.mkfs += 1);
         let mut n = self.node();
-        let p = n.by_node(node).ok_or_else(|| FsError::Mkfs {
-            tool: format!("mkfs.{}", fs::fstype(fs)),
-            device: node.display().to_string(),
-            reason: "no such device".into(),
-        })?;
+        let p = n
+            .by_node(node)
+            .ok_or_else(|| no_device(&format!("mkfs.{}", fs::fstype(fs)), node))?;
         p.fs = Some(fs);
+        p.swap = false;
         if !node.starts_with("/dev/mapper") {
             let found = format!("{} filesystem", fs::probe_name(fs));
             p.device.edit(|s| s.foreign = Some(found));
         }
+        Ok(())
+    }
+
+    fn make_swap(&self, node: &Path, _label: &str) -> Result<(), FsError> {
+        self.count(|c| c.mkswap += 1);
+        let mut n = self.node();
+        let p = n.by_node(node).ok_or_else(|| no_device("mkswap", node))?;
+        p.fs = None;
+        p.swap = true;
+        if !node.starts_with("/dev/mapper") {
+            p.device.edit(|s| s.foreign = Some(swap::SIGNATURE.into()));
+        }
+        Ok(())
+    }
+
+    fn swap_on(&self, node: &Path) -> Result<(), FsError> {
+        self.count(|c| c.swapons += 1);
+        let mut n = self.node();
+        if !n.by_node(node).is_some_and(|p| p.swap) {
+            return Err(FsError::Tool {
+                tool: "swapon".into(),
+                device: node.display().to_string(),
+                reason: "read swap header failed".into(),
+            });
+        }
+        n.swaps.insert(node.to_path_buf());
         Ok(())
     }
 
@@ -521,5 +566,14 @@ impl Host for SimHost {
             .partitions()
             .find(|p| p.device.state().active.as_deref() == Some(name))
             .map(|p| p.node())
+    }
+}
+
+/// A tool's error for a device the host does not have.
+fn no_device(tool: &str, node: &Path) -> FsError {
+    FsError::Tool {
+        tool: tool.into(),
+        device: node.display().to_string(),
+        reason: "no such device".into(),
     }
 }

@@ -1,11 +1,12 @@
-//! Closing what a boot opened: unmount, then close dm-crypt, in reverse
-//! order of mounting; the status is updated, so closing twice does nothing
-//! the second time.
+//! Closing what a boot opened: unmount (or disable swap), then close
+//! dm-crypt, in reverse order of mounting; the status is updated, so
+//! closing twice does nothing the second time.
 
 use crate::node::fs;
 use crate::node::online;
 use crate::node::paths::DM_PREFIX;
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
+use crate::node::swap;
 use std::path::Path;
 
 /// Why a volume was not closed.
@@ -14,7 +15,7 @@ pub enum CloseError {
     /// Its online reencryption did not stop.
     #[error(transparent)]
     OnlineRun(#[from] online::NotStopped),
-    /// It could not be unmounted (in use).
+    /// It could not be unmounted (in use), or its swap disabled.
     #[error(transparent)]
     Unmount(#[from] fs::FsError),
     /// Its dm-crypt device could not be closed.
@@ -67,15 +68,20 @@ pub fn close_volume(v: &mut VolumeStatus, done: &mut Vec<String>) -> Result<(), 
     if let Some(p) = &v.reencryption {
         done.extend(online::stop(&v.name, p)?);
     }
+    if v.swap {
+        let on = v.mapped_device.as_ref().or(v.device.as_ref());
+        if let Some(dev) = on {
+            swap::off(Path::new(dev))?;
+            done.push(format!("disabled swap on {dev}"));
+        }
+        v.swap = false;
+        v.phase = opened_or_located(v);
+    }
     if let Some(m) = v.mount_point.clone() {
         fs::umount(Path::new(&m))?;
         done.push(format!("unmounted {m}"));
         v.mount_point = None;
-        v.phase = if v.mapped_device.is_some() {
-            Phase::Opened
-        } else {
-            Phase::Located
-        };
+        v.phase = opened_or_located(v);
     }
     if v.mapped_device.is_some() {
         let name = format!("{DM_PREFIX}{}", v.label);
@@ -85,4 +91,13 @@ pub fn close_volume(v: &mut VolumeStatus, done: &mut Vec<String>) -> Result<(), 
         v.phase = Phase::Provisioned;
     }
     Ok(())
+}
+
+/// Its phase once nothing uses it: still open, or only there.
+fn opened_or_located(v: &VolumeStatus) -> Phase {
+    if v.mapped_device.is_some() {
+        Phase::Opened
+    } else {
+        Phase::Located
+    }
 }

@@ -9,10 +9,10 @@ use std::process::Command;
 /// Why a filesystem step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    /// mkfs failed.
+    /// A tool (mkfs, a grow tool, mkswap, swapon, swapoff) failed.
     #[error("{tool} on {device} failed: {reason}")]
-    Mkfs {
-        /// The mkfs binary.
+    Tool {
+        /// The binary.
         tool: String,
         /// Device.
         device: String,
@@ -151,17 +151,21 @@ pub fn mkfs(device: &Path, fs: FilesystemType, label: &str) -> Result<(), FsErro
     } else {
         label.to_string()
     };
-    let out = Command::new(tool)
-        .args(flags)
-        .args([label_flag, &label])
-        .arg(device)
-        .output();
-    let err = |reason: String| FsError::Mkfs {
-        tool: tool.into(),
+    let mut cmd = Command::new(tool);
+    cmd.args(flags).args([label_flag, &label]).arg(device);
+    run_tool(cmd, device)
+}
+
+/// Runs a filesystem tool (`mkfs.ext4`, `resize2fs`, `mkswap`, …) on
+/// `device`; its stderr is the error.
+pub(crate) fn run_tool(mut cmd: Command, device: &Path) -> Result<(), FsError> {
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let err = |reason: String| FsError::Tool {
+        tool,
         device: device.display().to_string(),
         reason,
     };
-    match out {
+    match cmd.output() {
         Err(e) => Err(err(e.to_string())),
         Ok(o) if !o.status.success() => {
             Err(err(String::from_utf8_lossy(&o.stderr).trim().to_string()))
@@ -204,19 +208,9 @@ pub fn grow(device: &Path, target: &Path, fs: FilesystemType) -> Result<(u64, u6
             ],
         ),
     };
-    let out = Command::new(tool).args(&args).output();
-    let err = |reason: String| FsError::Mkfs {
-        tool: tool.into(),
-        device: device.display().to_string(),
-        reason,
-    };
-    match out {
-        Err(e) => return Err(err(e.to_string())),
-        Ok(o) if !o.status.success() => {
-            return Err(err(String::from_utf8_lossy(&o.stderr).trim().to_string()))
-        }
-        Ok(_) => {}
-    }
+    let mut cmd = Command::new(tool);
+    cmd.args(&args);
+    run_tool(cmd, device)?;
     Ok((before, size_of_mounted(target)))
 }
 

@@ -22,3 +22,4 @@ pub mod recovery_out;
 pub mod salt;
 pub mod snapshot;
 pub mod status;
+pub mod swap;

@@ -104,11 +104,23 @@ pub struct VolumeStatus {
     pub created: bool,
     /// Mount point, when mounted.
     pub mount_point: Option<String>,
+    /// Enabled as swap (on its dm-crypt device, or its partition when plain).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swap: bool,
     /// Last error or reason for the phase.
     pub error: Option<String>,
 }
 
 impl VolumeStatus {
+    /// The table's MOUNT: where it is mounted, `[SWAP]` (as `lsblk` shows
+    /// swap), or `-`.
+    fn mount_column(&self) -> &str {
+        if self.swap {
+            return crate::node::swap::SHOWN_AS;
+        }
+        self.mount_point.as_deref().unwrap_or("-")
+    }
+
     /// The table's UNLOCKED BY: the slot and kind, or how it came open.
     fn unlocked_column(&self) -> String {
         let formatted = self.encrypted && self.created && self.phase != Phase::Failed;
@@ -153,6 +165,7 @@ impl VolumeStatus {
             mapped_device: None,
             created: false,
             mount_point: None,
+            swap: false,
             error: None,
         }
     }
@@ -245,7 +258,7 @@ impl BootStatus {
                 if v.encrypted { "yes" } else { "no" },
                 unlocked,
                 slots,
-                v.mount_point.as_deref().unwrap_or("-"),
+                v.mount_column(),
                 v.error.as_deref().unwrap_or("")
             ));
         }

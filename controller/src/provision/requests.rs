@@ -15,8 +15,8 @@ pub const DEFAULT_MIN_SIZE: u64 = 100 << 20;
 const SYSTEM_ORDER: [&str; 3] = ["STATE", "EPHEMERAL", "persistence"];
 
 /// The volumes of `docs` that live on partitions volctl makes: system
-/// volumes first (in `SYSTEM_ORDER`), then user volumes by name, then raw
-/// volumes by name.
+/// volumes first (in `SYSTEM_ORDER`), then user, raw and swap volumes,
+/// each by name.
 pub fn requests(docs: &[Document]) -> Vec<Request> {
     let mut system: Vec<&Document> = docs
         .iter()
@@ -30,10 +30,12 @@ pub fn requests(docs: &[Document]) -> Vec<Request> {
     };
     let users = by_name(|d| matches!(d, Document::User(_)));
     let raws = by_name(|d| matches!(d, Document::Raw(_)));
+    let swaps = by_name(|d| matches!(d, Document::Swap(_)));
     system
         .into_iter()
         .chain(users)
         .chain(raws)
+        .chain(swaps)
         .map(request)
         .collect()
 }

@@ -7,16 +7,35 @@ use std::process::Command;
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
 fn first_boot_second_boot_and_wiped_state() {
-    let mut vm = Vm::new("boot-reboot-wipe-state", LAYOUT);
-    // Two more Talos documents ride along: a swap volume volctl leaves
-    // alone, and a directory volume it makes on EPHEMERAL.
-    vm.write("config.yaml", &format!("{CONFIG}{NOT_MANAGED}"));
+    // persistence leaves room at the disk's end for the swap volume.
+    let layout = [
+        ("META", 1),
+        ("STATE", 64),
+        ("EPHEMERAL", 64),
+        ("persistence", 80),
+    ];
+    let mut vm = Vm::new("boot-reboot-wipe-state", &layout);
+    // Two more Talos documents ride along: an encrypted swap volume (its
+    // key locked to STATE), and a directory volume made on EPHEMERAL.
+    vm.write("config.yaml", &format!("{CONFIG}{EXTRA_VOLUMES}"));
 
     // Boot 1: blank disk → everything formatted, opened, mounted.
-    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence) ' /proc/mounts; echo 'END mounts'; [ -d /var/mnt/scratch ] && echo scratch-directory-made";
+    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence) ' /proc/mounts; echo 'END mounts'; [ -d /var/mnt/scratch ] && echo scratch-directory-made; echo 'BEGIN swaps'; tail -n +2 /proc/swaps; echo 'END swaps'";
     let b = vm.boot("-f /job/config.yaml", write_files);
     assert_eq!(b.boot_rc, 0, "{}", b.log);
-    assert_eq!(b.phase("swap1"), "not-managed", "{}", b.volume("swap1"));
+    // The swap volume: s-swap1 laid out, encrypted, swap made and on.
+    assert_eq!(b.phase("swap1"), "ready", "{}", b.volume("swap1"));
+    assert_eq!(b.volume("swap1")["swap"], true);
+    assert_eq!(b.volume("swap1")["created"], true);
+    assert_eq!(
+        b.volume("swap1")["mapped_device"],
+        "/dev/mapper/luks2-s-swap1"
+    );
+    let swaps = b.section("swaps");
+    assert!(
+        swaps.lines().count() == 1 && swaps.starts_with("/dev/mapper/luks2-s-swap1 "),
+        "one swap, on dm-crypt: {swaps}"
+    );
     assert_eq!(b.phase("scratch"), "ready", "{}", b.volume("scratch"));
     assert_eq!(b.volume("scratch")["mount_point"], "/var/mnt/scratch");
     assert!(b.log.contains("scratch-directory-made"), "{}", b.log);
@@ -61,11 +80,10 @@ fn first_boot_second_boot_and_wiped_state() {
 
     // Boot 2, no -f: STATE's config from META, the rest from STATE; files
     // read back; one KDF run per volume; no header written.
-    let read_files =
-        "echo 'BEGIN files'; cat /var/lib/volctl/state/f /var/f /persistence/f; echo 'END files'";
+    let read_files = "echo 'BEGIN files'; cat /var/lib/volctl/state/f /var/f /persistence/f; echo 'END files'; echo \"swaps-on $(grep -c luks2-s-swap1 /proc/swaps)\"; volctl close > /tmp/close.out 2>&1; cat /tmp/close.out; echo \"swaps-after-close $(grep -c luks2-s-swap1 /proc/swaps)\"";
     let b = vm.boot("", read_files);
     assert_eq!(b.boot_rc, 0, "{}", b.log);
-    for v in ["STATE", "EPHEMERAL", "persistence"] {
+    for v in ["STATE", "EPHEMERAL", "persistence", "swap1"] {
         assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
         assert_eq!(
             b.volume(v)["kdf_runs"],
@@ -83,6 +101,14 @@ fn first_boot_second_boot_and_wiped_state() {
         b.section("files"),
         "state-file\nephemeral-file\npersistence-file\n"
     );
+    assert_eq!(b.volume("swap1")["created"], false, "swap made once");
+    assert!(b.log.contains("swaps-on 1"), "{}", b.log);
+    assert!(
+        b.log.contains("disabled swap on /dev/mapper/luks2-s-swap1"),
+        "{}",
+        b.log
+    );
+    assert!(b.log.contains("swaps-after-close 0"), "{}", b.log);
     let after: Vec<(u64, Vec<u32>)> = ["STATE", "EPHEMERAL", "persistence"]
         .iter()
         .map(|l| vm.header(l))
@@ -118,6 +144,15 @@ fn first_boot_second_boot_and_wiped_state() {
     assert!(err.contains("no configured key opens"), "{err}");
     assert_eq!(b.phase("persistence"), "ready");
     assert_eq!(b.section("files"), "persistence-file\n");
+    // The swap volume's key was locked to STATE too: swap keeps nothing,
+    // so it is made again rather than left failed.
+    assert_eq!(b.phase("swap1"), "ready", "{}", b.volume("swap1"));
+    assert_eq!(b.volume("swap1")["created"], true);
+    let changes = b.volume("swap1")["changes"].to_string();
+    assert!(
+        changes.contains("header wiped and swap made again"),
+        "{changes}"
+    );
     vm.summary("first boot, reboot (1 KDF each, no writes), STATE wiped");
 }
 

@@ -342,9 +342,9 @@ pub(crate) fn type_on_console(
 
 pub(crate) const CONFIG: &str = include_str!("configs/node.yaml");
 
-/// Valid Talos documents beside the partitions: a swap volume volctl
-/// validates and leaves alone, a directory volume it makes on EPHEMERAL.
-pub(crate) const NOT_MANAGED: &str = include_str!("configs/not-managed.yaml");
+/// Talos documents beside the system volumes: an encrypted swap volume
+/// (its key locked to STATE), a directory volume made on EPHEMERAL.
+pub(crate) const EXTRA_VOLUMES: &str = include_str!("configs/extra-volumes.yaml");
 
 pub(crate) const LAYOUT: &[(&str, u64)] = &[
     ("META", 1),

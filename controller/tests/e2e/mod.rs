@@ -18,7 +18,7 @@ mod tpm;
 fn the_suites_configs_are_valid() {
     for (name, text) in [
         ("configs/node.yaml", harness::CONFIG),
-        ("configs/not-managed.yaml", harness::NOT_MANAGED),
+        ("configs/extra-volumes.yaml", harness::EXTRA_VOLUMES),
         ("configs/appliance.yaml", harness::APPLIANCE),
         (
             "tests/vm/debian/config.yaml",

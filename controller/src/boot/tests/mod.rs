@@ -7,6 +7,7 @@ mod faults;
 mod harness;
 mod initramfs;
 mod layout;
+mod swap;
 mod typed;
 mod volume;
 mod wipes;
