@@ -1,6 +1,7 @@
 //! A parsed document of either kind, and what every document shares.
 
 use crate::encryption::Encryption;
+use crate::system_volume::SystemVolume;
 use crate::volume::{
     ExistingVolumeConfig, Filesystem, FilesystemType, Mount, Provisioning, RawOrSwapVolumeConfig,
     UserVolumeConfig, VolumeConfig, VolumeType, USER_VOLUME_LABEL_PREFIX,
@@ -136,6 +137,14 @@ impl Document {
     /// `volumeType`, `partition` when absent (and for the kinds without one).
     pub fn volume_type(&self) -> VolumeType {
         match self {
+            // ETCD, CRI, KUBELET, LOG: a directory on EPHEMERAL unless
+            // their provisioning asks for a partition (Talos).
+            Document::Volume(v)
+                if v.system().is_some_and(SystemVolume::promotable)
+                    && v.provisioning.as_ref().is_none_or(Provisioning::is_empty) =>
+            {
+                Some(VolumeType::Directory)
+            }
             Document::Volume(v) => v.volume_type,
             Document::User(u) => u.volume_type,
             _ => None,
@@ -195,9 +204,7 @@ impl Document {
             return Some(path);
         }
         match self {
-            Document::Volume(v) if v.name == "STATE" => None,
-            Document::Volume(v) if v.name == "EPHEMERAL" => Some("/var".into()),
-            Document::Volume(_) => Some("/persistence".into()),
+            Document::Volume(v) => v.system().and_then(SystemVolume::mount_point),
             Document::User(u) => Some(format!("/var/mnt/{}", u.name)),
             Document::Existing(e) => Some(format!("/var/mnt/{}", e.name)),
             Document::Raw(_) | Document::Swap(_) => None,

@@ -19,6 +19,7 @@ mod prescan;
 pub mod schema;
 pub mod secret;
 pub mod size;
+pub mod system_volume;
 pub mod talos;
 mod unknown_fields;
 pub mod validate;
@@ -35,8 +36,9 @@ pub use keyslot::KeyslotId;
 pub use parse::{parse_file, parse_files, parse_str, ParsedFile};
 pub use secret::SecretString;
 pub use size::SizeSpec;
+pub use system_volume::SystemVolume;
 pub use volume::{
     DiskSelector, ExistingMount, ExistingVolumeConfig, Filesystem, FilesystemType, Mount,
     Provisioning, RawOrSwapVolumeConfig, Scrub, SystemFilesystem, Trim, UserVolumeConfig,
-    VolumeConfig, VolumeType, XfsOptions, SYSTEM_VOLUME_NAMES,
+    VolumeConfig, VolumeType, XfsOptions,
 };

@@ -5,14 +5,13 @@ use crate::size::SizeSpec;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Names a `VolumeConfig` may have.
-pub const SYSTEM_VOLUME_NAMES: &[&str] = &["STATE", "EPHEMERAL", "persistence"];
 /// Longest user volume name.
 pub const MAX_USER_VOLUME_NAME: usize = 34;
 /// Prefix of a user volume's partition label.
 pub const USER_VOLUME_LABEL_PREFIX: &str = "u-";
 
-/// A system volume: `STATE`, `EPHEMERAL` or `persistence`.
+/// A system volume ([`crate::SystemVolume`]: `STATE`, `EPHEMERAL`,
+/// `persistence`, and Talos's `IMAGECACHE`, `ETCD`, `CRI`, `KUBELET`, `LOG`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VolumeConfig {
@@ -20,7 +19,7 @@ pub struct VolumeConfig {
     pub api_version: String,
     /// Always `VolumeConfig`.
     pub kind: String,
-    /// `STATE`, `EPHEMERAL` or `persistence`.
+    /// A [`crate::SystemVolume`]'s name.
     pub name: String,
     /// `partition` (default) or `memory` (Talos: a tmpfs of `minSize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +43,13 @@ pub struct VolumeConfig {
     /// Periodic filesystem scrub (Talos; accepted, not acted on by volctl).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrub: Option<Scrub>,
+}
+
+impl VolumeConfig {
+    /// The system volume it names (`None`: a name validation refuses).
+    pub fn system(&self) -> Option<crate::SystemVolume> {
+        crate::SystemVolume::from_name(&self.name)
+    }
 }
 
 /// A named data volume, on partition `u-<name>`.

@@ -7,11 +7,9 @@ use crate::duration::parse_go_duration;
 use crate::size::{Amount, Size, SizeSpec};
 use crate::volume::{
     ExistingVolumeConfig, Filesystem, FilesystemType, Mount, Provisioning, Scrub, Trim,
-    UserVolumeConfig, VolumeConfig, VolumeType, MAX_USER_VOLUME_NAME, SYSTEM_VOLUME_NAMES,
+    UserVolumeConfig, VolumeConfig, VolumeType, MAX_USER_VOLUME_NAME,
 };
-
-/// System volumes Talos knows and volctl does not manage.
-const TALOS_ONLY_SYSTEM_VOLUMES: &[&str] = &["IMAGECACHE", "ETCD", "CRI", "KUBELET", "LOG"];
+use crate::SystemVolume;
 
 /// Mount points that would hide what the node itself runs on.
 const FORBIDDEN_MOUNTS: &[&str] = &["/", "/proc", "/sys", "/dev"];
@@ -25,9 +23,10 @@ struct ProvisioningRules {
     sizes: bool,
 }
 
-/// `VolumeConfig`: STATE, EPHEMERAL, persistence.
+/// `VolumeConfig`: a [`SystemVolume`].
 pub(super) fn check_system_volume(v: &VolumeConfig, f: &mut Findings) {
     check_system_name(&v.name, f);
+    check_mount_allowed(v, f);
     let is_state = v.name == "STATE";
     let vtype = v.volume_type.unwrap_or_default();
     if is_state {
@@ -66,21 +65,30 @@ pub(super) fn check_system_volume(v: &VolumeConfig, f: &mut Findings) {
 }
 
 fn check_system_name(name: &str, f: &mut Findings) {
-    if SYSTEM_VOLUME_NAMES.contains(&name) {
+    if SystemVolume::from_name(name).is_some() {
         return;
     }
-    let why = if TALOS_ONLY_SYSTEM_VOLUMES.contains(&name) {
-        format!("`{name}` is a Talos system volume that volctl does not manage")
-    } else {
-        format!("`{name}` is not a system volume")
-    };
+    let names: Vec<&str> = SystemVolume::ALL.iter().map(|v| v.name()).collect();
     f.error(
         "name",
         format!(
-            "{why}; a VolumeConfig name is one of {} (use a UserVolumeConfig for data volumes)",
-            SYSTEM_VOLUME_NAMES.join(", ")
+            "`{name}` is not a system volume; a VolumeConfig name is one of {} (use a UserVolumeConfig for data volumes)",
+            names.join(", ")
         ),
     );
+}
+
+/// Talos: the image cache and the promotable volumes (ETCD, CRI,
+/// KUBELET, LOG) take no `mount` block (STATE's is checked with its
+/// other constraints).
+fn check_mount_allowed(v: &VolumeConfig, f: &mut Findings) {
+    let Some(sv) = v.system() else { return };
+    if sv != SystemVolume::State && !sv.takes_mount() && v.mount.is_some() {
+        f.error(
+            "mount",
+            format!("mount config is not allowed for the \"{sv}\" volume (it is mounted where Talos mounts it)"),
+        );
+    }
 }
 
 fn check_state_constraints(v: &VolumeConfig, vtype: VolumeType, f: &mut Findings) {

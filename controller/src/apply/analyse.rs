@@ -6,7 +6,7 @@ use super::{ApplyError, Change, VolumeChange};
 use crate::converge::{converge, open_device, ConvergeError, Mode};
 use crate::node::status::{BootStatus, Phase, VolumeStatus};
 use crate::volume::VolumeSpec;
-use api_types::Document;
+use api_types::{Document, SystemVolume};
 use providers::ProviderEnv;
 use std::path::Path;
 
@@ -46,6 +46,18 @@ pub enum Refusal {
         /// Its keyslots now, with their kinds.
         slots: String,
     },
+    /// The backing of a promotable system volume (ETCD, CRI, KUBELET,
+    /// LOG) is fixed once it exists, as in Talos: moving its data between
+    /// a directory on EPHEMERAL and a partition of its own is not done.
+    #[error("the backing of the {volume:?} system volume cannot be changed after creation (current: {current}, requested: {requested}); moving a system volume to or from a partition of its own is not supported")]
+    Backing {
+        /// Volume name.
+        volume: String,
+        /// `directory` or `partition`.
+        current: &'static str,
+        /// `directory` or `partition`.
+        requested: &'static str,
+    },
     /// The dry run failed.
     #[error("{volume}: {source}")]
     Failed {
@@ -65,6 +77,26 @@ async fn analyse(
 ) -> Result<Change, Refusal> {
     let name = doc.name();
     let label = doc.partition_label();
+    let directory = crate::boot::directory::is_directory(doc);
+    let promotable =
+        matches!(doc, Document::Volume(v) if v.system().is_some_and(SystemVolume::promotable));
+    if let Some(row) = row.filter(|r| promotable && r.phase == Phase::Ready) {
+        let was = crate::boot::directory::came_up_as_directory(row);
+        if was != directory {
+            return Err(Refusal::Backing {
+                volume: name.to_string(),
+                current: backing(was),
+                requested: backing(directory),
+            });
+        }
+    }
+    if directory {
+        return Ok(if row.is_some_and(|r| r.phase == Phase::Ready) {
+            Change::Unchanged
+        } else {
+            Change::NextBoot("a directory on EPHEMERAL, made at the next boot".into())
+        });
+    }
     if !doc.managed() {
         return Ok(Change::NextBoot(crate::volume::not_managed_reason(doc)));
     }
@@ -105,5 +137,83 @@ async fn analyse(
                 Err(source) => Err(Refusal::Failed { volume: name.to_string(), source }),
             }
         }
+    }
+}
+
+/// A volume's backing, as the refusal names it.
+fn backing(directory: bool) -> &'static str {
+    if directory {
+        "directory"
+    } else {
+        "partition"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> ProviderEnv {
+        ProviderEnv {
+            recovery_handover: providers::RecoveryHandover::Nobody,
+            asker: None,
+            node_uuid: Ok("4c4c4544-0038-5910-8057-b4c04f4d3732".into()),
+            state_salt: None,
+            kms: Default::default(),
+            tpm: Default::default(),
+        }
+    }
+
+    fn docs(yaml: &str) -> Vec<Document> {
+        let p = api_types::parse_str("c.yaml", yaml);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        p.documents
+    }
+
+    /// The status of a boot that brought ETCD up as a directory.
+    fn etcd_a_directory() -> BootStatus {
+        let mut st = VolumeStatus::new("ETCD", "ETCD", false);
+        st.phase = Phase::Ready;
+        st.partition = Some("directory on EPHEMERAL (/var)".into());
+        BootStatus {
+            volumes: vec![st],
+            ..Default::default()
+        }
+    }
+
+    fn run(yaml: &str, status: &BootStatus) -> Result<Vec<VolumeChange>, ApplyError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(all(&docs(yaml), status, &env()))
+    }
+
+    #[test]
+    fn a_promoted_volume_s_backing_is_fixed_once_it_exists() {
+        let status = etcd_a_directory();
+        let same = run(
+            "apiVersion: v1alpha1\nkind: VolumeConfig\nname: ETCD\n",
+            &status,
+        )
+        .unwrap();
+        assert!(matches!(same[0].change, Change::Unchanged), "{same:?}");
+        let moved = run(
+            "apiVersion: v1alpha1\nkind: VolumeConfig\nname: ETCD\nprovisioning: {maxSize: 10GiB}\n",
+            &status,
+        );
+        let Err(ApplyError::Refused(r)) = moved else {
+            panic!("{moved:?}")
+        };
+        assert_eq!(
+            r[0].to_string(),
+            "the backing of the \"ETCD\" system volume cannot be changed after creation (current: directory, requested: partition); moving a system volume to or from a partition of its own is not supported"
+        );
+        // Before it exists, any backing may be asked for.
+        let fresh = run(
+            "apiVersion: v1alpha1\nkind: VolumeConfig\nname: ETCD\nprovisioning: {maxSize: 10GiB}\n",
+            &BootStatus::default(),
+        )
+        .unwrap();
+        assert!(matches!(fresh[0].change, Change::NextBoot(_)), "{fresh:?}");
     }
 }

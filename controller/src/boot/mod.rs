@@ -14,7 +14,7 @@
 //! others still come up. Nothing that holds data is ever formatted.
 
 mod context;
-mod directory;
+pub(crate) mod directory;
 mod existing;
 mod layout;
 pub mod maintenance;

@@ -7,20 +7,22 @@ use std::process::Command;
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
 fn first_boot_second_boot_and_wiped_state() {
-    // persistence leaves room at the disk's end for the swap volume.
+    // persistence leaves room at the disk's end for the ETCD and swap
+    // volumes.
     let layout = [
         ("META", 1),
         ("STATE", 64),
-        ("EPHEMERAL", 64),
-        ("persistence", 80),
+        ("EPHEMERAL", 48),
+        ("persistence", 48),
     ];
     let mut vm = Vm::new("boot-reboot-wipe-state", &layout);
-    // Two more Talos documents ride along: an encrypted swap volume (its
-    // key locked to STATE), and a directory volume made on EPHEMERAL.
+    // More Talos documents ride along: an encrypted swap volume (its key
+    // locked to STATE), a directory volume made on EPHEMERAL, ETCD on an
+    // encrypted partition of its own, LOG a directory on EPHEMERAL.
     vm.write("config.yaml", &format!("{CONFIG}{EXTRA_VOLUMES}"));
 
     // Boot 1: blank disk → everything formatted, opened, mounted.
-    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence) ' /proc/mounts; echo 'END mounts'; [ -d /var/mnt/scratch ] && echo scratch-directory-made; echo 'BEGIN swaps'; tail -n +2 /proc/swaps; echo 'END swaps'";
+    let write_files = "echo state-file > /var/lib/volctl/state/f && echo ephemeral-file > /var/f && echo persistence-file > /persistence/f && echo etcd-file > /var/lib/etcd/f && echo files-written; echo 'BEGIN mounts'; grep -E ' (/var|/persistence|/var/lib/etcd) ' /proc/mounts; echo 'END mounts'; [ -d /var/mnt/scratch ] && echo scratch-directory-made; echo 'BEGIN swaps'; tail -n +2 /proc/swaps; echo 'END swaps'";
     let b = vm.boot("-f /job/config.yaml", write_files);
     assert_eq!(b.boot_rc, 0, "{}", b.log);
     // The swap volume: s-swap1 laid out, encrypted, swap made and on.
@@ -36,6 +38,13 @@ fn first_boot_second_boot_and_wiped_state() {
         swaps.lines().count() == 1 && swaps.starts_with("/dev/mapper/luks2-s-swap1 "),
         "one swap, on dm-crypt: {swaps}"
     );
+    // ETCD on its partition, mounted over /var/lib/etcd (secure, as the
+    // mounts check below shows); LOG a directory on EPHEMERAL.
+    assert_eq!(b.phase("ETCD"), "ready", "{}", b.volume("ETCD"));
+    assert_eq!(b.volume("ETCD")["mount_point"], "/var/lib/etcd");
+    assert_eq!(b.volume("ETCD")["mapped_device"], "/dev/mapper/luks2-ETCD");
+    assert_eq!(b.phase("LOG"), "ready", "{}", b.volume("LOG"));
+    assert_eq!(b.volume("LOG")["mount_point"], "/var/log");
     assert_eq!(b.phase("scratch"), "ready", "{}", b.volume("scratch"));
     assert_eq!(b.volume("scratch")["mount_point"], "/var/mnt/scratch");
     assert!(b.log.contains("scratch-directory-made"), "{}", b.log);
@@ -51,6 +60,12 @@ fn first_boot_second_boot_and_wiped_state() {
         mounts
             .lines()
             .any(|l| l.contains(" /persistence ") && l.contains("noatime")),
+        "{mounts}"
+    );
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("/dev/mapper/luks2-ETCD /var/lib/etcd ")),
         "{mounts}"
     );
     for v in ["STATE", "EPHEMERAL", "persistence"] {
@@ -80,10 +95,10 @@ fn first_boot_second_boot_and_wiped_state() {
 
     // Boot 2, no -f: STATE's config from META, the rest from STATE; files
     // read back; one KDF run per volume; no header written.
-    let read_files = "echo 'BEGIN files'; cat /var/lib/volctl/state/f /var/f /persistence/f; echo 'END files'; echo \"swaps-on $(grep -c luks2-s-swap1 /proc/swaps)\"; volctl close > /tmp/close.out 2>&1; cat /tmp/close.out; echo \"swaps-after-close $(grep -c luks2-s-swap1 /proc/swaps)\"";
+    let read_files = "echo 'BEGIN files'; cat /var/lib/volctl/state/f /var/f /persistence/f /var/lib/etcd/f; echo 'END files'; echo \"swaps-on $(grep -c luks2-s-swap1 /proc/swaps)\"; volctl close > /tmp/close.out 2>&1; cat /tmp/close.out; echo \"swaps-after-close $(grep -c luks2-s-swap1 /proc/swaps)\"";
     let b = vm.boot("", read_files);
     assert_eq!(b.boot_rc, 0, "{}", b.log);
-    for v in ["STATE", "EPHEMERAL", "persistence", "swap1"] {
+    for v in ["STATE", "EPHEMERAL", "persistence", "swap1", "ETCD"] {
         assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
         assert_eq!(
             b.volume(v)["kdf_runs"],
@@ -99,7 +114,7 @@ fn first_boot_second_boot_and_wiped_state() {
     );
     assert_eq!(
         b.section("files"),
-        "state-file\nephemeral-file\npersistence-file\n"
+        "state-file\nephemeral-file\npersistence-file\netcd-file\n"
     );
     assert_eq!(b.volume("swap1")["created"], false, "swap made once");
     assert!(b.log.contains("swaps-on 1"), "{}", b.log);

@@ -8,6 +8,7 @@ mod harness;
 mod initramfs;
 mod layout;
 mod swap;
+mod system_volumes;
 mod typed;
 mod volume;
 mod wipes;

@@ -1,0 +1,83 @@
+//! Talos's other system volumes on the simulated host: ETCD, CRI, KUBELET
+//! and LOG as directories on EPHEMERAL by default, on partitions of their
+//! own (placed before EPHEMERAL, encrypted as configured, mounted under
+//! /var) when their provisioning asks; IMAGECACHE on its own partition.
+
+use super::harness::{all_ready, volume, SimNode, ENCRYPTED};
+use std::path::Path;
+
+/// ETCD on a partition of its own, encrypted; LOG left a directory;
+/// the image cache with Talos's default sizes.
+const SYSTEM: &str = "---
+apiVersion: v1alpha1
+kind: VolumeConfig
+name: ETCD
+provisioning:
+  maxSize: 200MiB
+encryption:
+  provider: luks2
+  keys:
+    - {slot: 0, nodeID: {}}
+---
+apiVersion: v1alpha1
+kind: VolumeConfig
+name: LOG
+---
+apiVersion: v1alpha1
+kind: VolumeConfig
+name: IMAGECACHE
+";
+
+#[test]
+fn promoted_volumes_get_partitions_before_ephemeral_and_the_others_directories() {
+    let mut node = SimNode::new();
+    let cfg = node.config(&format!("{ENCRYPTED}{SYSTEM}"));
+    let status = node.boot(std::slice::from_ref(&cfg)).unwrap();
+    all_ready(&status);
+    let etcd = node.host.partition("ETCD").unwrap();
+    let ephemeral = node.host.partition("EPHEMERAL").unwrap();
+    let cache = node.host.partition("IMAGECACHE").unwrap();
+    assert!(
+        etcd.part.offset < ephemeral.part.offset,
+        "a promoted volume is placed before the growing EPHEMERAL"
+    );
+    assert_eq!(etcd.part.size, 200 << 20);
+    assert_eq!(cache.part.size, 1 << 30, "Talos's image cache size");
+    assert!(cache.part.offset > ephemeral.part.offset);
+    assert!(
+        node.host.partition("LOG").is_none(),
+        "LOG stays a directory"
+    );
+
+    let e = volume(&status, "ETCD");
+    assert_eq!(e.mount_point.as_deref(), Some("/var/lib/etcd"));
+    assert_eq!(e.mapped_device.as_deref(), Some("/dev/mapper/luks2-ETCD"));
+    assert_eq!(
+        node.host.mounted_at(Path::new("/var/lib/etcd")),
+        Some("/dev/mapper/luks2-ETCD".into())
+    );
+    let log = volume(&status, "LOG");
+    assert_eq!(log.mount_point.as_deref(), Some("/var/log"));
+    assert!(node.host.has_dir(Path::new("/var/log")));
+    assert_eq!(
+        volume(&status, "IMAGECACHE").mount_point.as_deref(),
+        Some("/system/imagecache/disk")
+    );
+    let mounts: Vec<&str> = status
+        .volumes
+        .iter()
+        .filter_map(|v| v.mount_point.as_deref())
+        .collect();
+    let at = |m: &str| mounts.iter().position(|x| *x == m).unwrap();
+    assert!(
+        at("/var") < at("/var/lib/etcd"),
+        "EPHEMERAL first: {mounts:?}"
+    );
+
+    // The next boot finds them again and lays out nothing.
+    node.reboot();
+    let status = node.boot(&[cfg]).unwrap();
+    all_ready(&status);
+    assert_eq!(node.host.counts().table_writes, 0);
+    assert!(!volume(&status, "ETCD").created);
+}
