@@ -112,7 +112,7 @@ impl Document {
     /// Whether volctl brings this volume up on a partition: a system,
     /// user, raw or swap volume on a partition, or an existing volume.
     /// The other volume types are valid Talos documents volctl brings up
-    /// otherwise (directory) or leaves alone.
+    /// otherwise (directory, disk) or leaves alone (memory).
     pub fn managed(&self) -> bool {
         self.volume_type() == VolumeType::Partition
     }

@@ -85,7 +85,7 @@ impl VolumeSpec {
 /// Why volctl leaves a valid document's volume alone.
 pub fn not_managed_reason(doc: &Document) -> String {
     format!(
-        "volumeType {} is valid (Talos) but volctl does not bring it up (volume types other than partition and directory); this volume is left alone",
+        "volumeType {} is valid (Talos) but volctl does not bring it up (volume types other than partition, directory and disk); this volume is left alone",
         doc.volume_type().as_str()
     )
 }

@@ -77,27 +77,10 @@ async fn analyse(
 ) -> Result<Change, Refusal> {
     let name = doc.name();
     let label = doc.partition_label();
-    let directory = crate::boot::directory::is_directory(doc);
-    let promotable =
-        matches!(doc, Document::Volume(v) if v.system().is_some_and(SystemVolume::promotable));
-    if let Some(row) = row.filter(|r| promotable && r.phase == Phase::Ready) {
-        let was = crate::boot::directory::came_up_as_directory(row);
-        if was != directory {
-            return Err(Refusal::Backing {
-                volume: name.to_string(),
-                current: backing(was),
-                requested: backing(directory),
-            });
-        }
+    if let Some(change) = directory_change(doc, row) {
+        return change;
     }
-    if directory {
-        return Ok(if row.is_some_and(|r| r.phase == Phase::Ready) {
-            Change::Unchanged
-        } else {
-            Change::NextBoot("a directory on EPHEMERAL, made at the next boot".into())
-        });
-    }
-    if !doc.managed() {
+    if !doc.managed() && !crate::boot::disk_volume::is_disk_volume(doc) {
         return Ok(Change::NextBoot(crate::volume::not_managed_reason(doc)));
     }
     let Some(row) =
@@ -138,6 +121,31 @@ async fn analyse(
             }
         }
     }
+}
+
+/// What a config changes on a directory volume, or on a promotable system
+/// volume whose backing it would move (refused); `None` for other volumes.
+fn directory_change(doc: &Document, row: Option<&VolumeStatus>) -> Option<Result<Change, Refusal>> {
+    let directory = crate::boot::directory::is_directory(doc);
+    let promotable =
+        matches!(doc, Document::Volume(v) if v.system().is_some_and(SystemVolume::promotable));
+    let ready = row.filter(|r| r.phase == Phase::Ready);
+    if let Some(row) = ready.filter(|_| promotable) {
+        let was = crate::boot::directory::came_up_as_directory(row);
+        if was != directory {
+            return Some(Err(Refusal::Backing {
+                volume: doc.name().to_string(),
+                current: backing(was),
+                requested: backing(directory),
+            }));
+        }
+    }
+    directory.then(|| {
+        Ok(match ready {
+            Some(_) => Change::Unchanged,
+            None => Change::NextBoot("a directory on EPHEMERAL, made at the next boot".into()),
+        })
+    })
 }
 
 /// A volume's backing, as the refusal names it.

@@ -15,6 +15,7 @@
 
 mod context;
 pub(crate) mod directory;
+pub(crate) mod disk_volume;
 mod existing;
 mod layout;
 pub mod maintenance;

@@ -6,7 +6,8 @@
 
 use super::context::Boot;
 use super::volume::{self, VolumeDef};
-use super::{directory, existing, unlock, write_status, BootError, PhaseFuture};
+use super::volume::{Backing, VolumeError};
+use super::{directory, disk_volume, existing, unlock, write_status, BootError, PhaseFuture};
 use crate::host::HostHandle;
 use crate::node::disks::Partition;
 use crate::node::status::{Phase, VolumeStatus};
@@ -20,7 +21,11 @@ use std::sync::Arc;
 fn volume_defs(b: &Boot<'_>, docs: &[Document]) -> (Vec<VolumeDef>, Vec<VolumeDef>) {
     let mut defs: Vec<VolumeDef> = docs
         .iter()
-        .filter(|d| !d.is_state() && d.managed() && !matches!(d, Document::Existing(_)))
+        .filter(|d| {
+            !d.is_state()
+                && (d.managed() || disk_volume::is_disk_volume(d))
+                && !matches!(d, Document::Existing(_))
+        })
         .map(|d| VolumeDef::from_doc(d, &b.opts.state_mount).for_boot(b.opts))
         .collect();
     defs.sort_by_key(|d| (order(&d.name, d.label.starts_with("u-")), d.name.clone()));
@@ -36,7 +41,8 @@ pub(super) fn unattended<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
         };
         let skipped = docs
             .iter()
-            .filter(|d| !d.is_state() && !d.managed() && !directory::is_directory(d));
+            .filter(|d| !d.is_state() && !d.managed())
+            .filter(|d| !directory::is_directory(d) && !disk_volume::is_disk_volume(d));
         b.status.volumes.extend(skipped.map(not_managed));
         let (defs, _) = volume_defs(b, &docs);
         let env = Arc::new(b.env.clone());
@@ -111,28 +117,46 @@ async fn open_into_status(
     parallel: usize,
 ) -> Result<(), BootError> {
     let parts = b.snap.by_label()?;
-    let opened = open_all(&b.host, defs, &parts, env, parallel).await?;
+    let places = defs.iter().map(|d| place(b, d, &parts)).collect();
+    let opened = open_all(&b.host, defs, places, env, parallel).await?;
     b.status.volumes.extend(opened);
     Ok(())
 }
 
-/// Opens `defs` (at most `parallel` unlocking at once), then mounts them in
-/// order.
+/// Where `def` lives on the snapshot's disks: the partition carrying its
+/// label (`None`: no such partition), or the whole disk its selector picks.
+fn place(
+    b: &Boot<'_>,
+    def: &VolumeDef,
+    parts: &BTreeMap<String, Partition>,
+) -> Result<Option<Partition>, VolumeError> {
+    match &def.backing {
+        Backing::Partition => Ok(parts.get(&def.label).cloned()),
+        Backing::WholeDisk { selector } => {
+            Ok(Some(disk_volume::pick(&b.snap, selector, &def.label)?))
+        }
+    }
+}
+
+/// Opens `defs` at their `places` (at most `parallel` unlocking at once),
+/// then mounts them in order.
 async fn open_all(
     host: &HostHandle,
     defs: Vec<VolumeDef>,
-    parts: &BTreeMap<String, Partition>,
+    places: Vec<Result<Option<Partition>, VolumeError>>,
     env: &Arc<ProviderEnv>,
     parallel: usize,
 ) -> Result<Vec<VolumeStatus>, BootError> {
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut tasks = Vec::new();
-    for def in defs {
-        let part = parts.get(&def.label).cloned();
+    for (def, place) in defs.into_iter().zip(places) {
         let (sem, env, host) = (sem.clone(), env.clone(), host.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
-            let (st, opened) = volume::open(&host, &def, part.as_ref(), &env).await;
+            let (st, opened) = match place {
+                Ok(part) => volume::open(&host, &def, part.as_ref(), &env).await,
+                Err(e) => (def.status(), Err(e)),
+            };
             (def, st, opened)
         }));
     }

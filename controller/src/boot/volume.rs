@@ -36,6 +36,8 @@ pub(super) struct VolumeDef {
     pub grow: bool,
     /// What its opened device holds: a filesystem, swap, or its user's data.
     pub content: Content,
+    /// Where it lives: a partition, or a whole disk.
+    pub backing: Backing,
     /// Where recovery keys this boot enrols go.
     pub recovery_out: RecoveryDest,
     /// The run-time directory, where an online reencryption keeps its
@@ -68,6 +70,30 @@ impl Content {
     }
 }
 
+/// Where a volume lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Backing {
+    /// The partition carrying its label.
+    Partition,
+    /// The whole disk its selector picks (`volumeType: disk`).
+    WholeDisk {
+        /// The disk selector.
+        selector: String,
+    },
+}
+
+impl Backing {
+    fn of(doc: &Document) -> Self {
+        if super::disk_volume::is_disk_volume(doc) {
+            Backing::WholeDisk {
+                selector: super::disk_volume::selector_of(doc),
+            }
+        } else {
+            Backing::Partition
+        }
+    }
+}
+
 /// Where a boot puts the recovery keys it enrols.
 #[derive(Debug, Clone, Default)]
 pub(super) enum RecoveryDest {
@@ -93,6 +119,7 @@ impl VolumeDef {
             mount_options: fs::MountOptions::for_document(doc),
             grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
             content: Content::of(doc),
+            backing: Backing::of(doc),
             recovery_out: RecoveryDest::Nowhere,
             run_dir: None,
             until: Until::Mounted,
@@ -131,6 +158,7 @@ impl VolumeDef {
             mount_options: fs::MountOptions::default(),
             grow: false,
             content: Content::Filesystem,
+            backing: Backing::Partition,
             recovery_out: RecoveryDest::Nowhere,
             run_dir: None,
             until: Until::Mounted,
@@ -143,6 +171,11 @@ impl VolumeDef {
             let keys = e.resolved_keys();
             !keys.is_empty() && keys.iter().all(|k| k.kind.source().typed())
         })
+    }
+
+    /// Its status before anything is done.
+    pub fn status(&self) -> VolumeStatus {
+        VolumeStatus::new(&self.name, &self.label, self.encryption.is_some())
     }
 
     fn mapper_name(&self) -> String {
@@ -161,6 +194,9 @@ pub(super) enum VolumeError {
     /// No partition carries the label.
     #[error("no partition labelled `{0}`")]
     Missing(String),
+    /// No disk holds a disk volume.
+    #[error(transparent)]
+    NoDisk(#[from] super::disk_volume::NoDisk),
     /// The partition could not be attached.
     #[error(transparent)]
     Partition(#[from] DiskError),
@@ -201,7 +237,7 @@ impl VolumeError {
     /// What the failure means for the volume: the one error policy.
     pub fn phase(&self) -> Phase {
         match self {
-            VolumeError::Missing(_) => Phase::Missing,
+            VolumeError::Missing(_) | VolumeError::NoDisk(_) => Phase::Missing,
             VolumeError::NeedsWipe { .. } => Phase::WaitingForWipe,
             VolumeError::Converge(ConvergeError::WaitingForKey { .. }) => Phase::WaitingForKey,
             _ => Phase::Failed,
@@ -357,14 +393,12 @@ pub(super) fn mount(
         dev,
         st,
         |found| {
-            (found.starts_with(fs::probe_name(def.fs)))
-                .then_some(())
-                .ok_or_else(|| {
-                    format!(
-                        "holds {found}, but the config asks for {}; volctl will not reformat it",
-                        fs::fstype(def.fs)
-                    )
-                })
+            (!found.starts_with(fs::probe_name(def.fs))).then(|| {
+                format!(
+                    "holds {found}, but the config asks for {}; volctl will not reformat it",
+                    fs::fstype(def.fs)
+                )
+            })
         },
         || host.mkfs(dev, def.fs, &def.label),
     )?;
@@ -379,13 +413,13 @@ pub(super) fn mount(
 }
 
 /// Makes what the opened device should hold (`make`) when it is blank,
-/// else checks that it holds that (`check`: why not): nothing is ever made
-/// over something else.
+/// else checks that it holds that (`check`: why it does not, if it does
+/// not): nothing is ever made over something else.
 fn make_if_blank(
     host: &dyn Host,
     dev: &Path,
     st: &mut VolumeStatus,
-    check: impl FnOnce(&str) -> Result<(), String>,
+    check: impl FnOnce(&str) -> Option<String>,
     make: impl FnOnce() -> Result<(), fs::FsError>,
 ) -> Result<(), VolumeError> {
     let found = host
@@ -397,7 +431,7 @@ fn make_if_blank(
             st.created = true;
             Ok(())
         }
-        Some(found) => check(&found).map_err(VolumeError::Filesystem),
+        Some(found) => check(&found).map_or(Ok(()), |why| Err(VolumeError::Filesystem(why))),
     }
 }
 
@@ -414,9 +448,8 @@ fn enable_swap(
         dev,
         st,
         |found| {
-            swap::is_swap(found).then_some(()).ok_or_else(|| {
-                format!("holds {found}, not swap; volctl will not make swap over it")
-            })
+            (!swap::is_swap(found))
+                .then(|| format!("holds {found}, not swap; volctl will not make swap over it"))
         },
         || host.make_swap(dev, &def.label),
     )?;
@@ -554,14 +587,14 @@ pub(super) async fn open(
     part: Option<&Partition>,
     env: &ProviderEnv,
 ) -> (VolumeStatus, Result<Opened, VolumeError>) {
-    let mut st = VolumeStatus::new(&def.name, &def.label, def.encryption.is_some());
+    let mut st = def.status();
     let opened = open_volume(&**host, def, part, env, &mut st).await;
     (st, opened)
 }
 
 /// The status of a volume while its key is asked for.
 pub(super) fn waiting(def: &VolumeDef) -> VolumeStatus {
-    let mut st = VolumeStatus::new(&def.name, &def.label, def.encryption.is_some());
+    let mut st = def.status();
     st.phase = Phase::WaitingForKey;
     st.error = Some("asking for its passphrase".into());
     st

@@ -26,8 +26,8 @@ mod unfinished;
 
 pub use cryptsetup::{deactivate, CryptsetupDevice};
 pub use power_cut::{PowerCutDevice, POWER_CUT_ENV};
-pub use probe::probe_filesystem;
 pub(crate) use probe::probe_foreign;
+pub use probe::{probe_filesystem, SWAP_SIGNATURE};
 #[cfg(any(test, feature = "sim"))]
 pub use sim::SimDevice;
 pub use types::*;

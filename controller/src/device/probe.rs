@@ -37,6 +37,9 @@ const fn raw_only(name: &'static str, offset: u64, magic: &'static [u8]) -> Sig 
     }
 }
 
+/// What the probe names a swap signature.
+pub const SWAP_SIGNATURE: &str = "swap space";
+
 /// Signatures of things that hold data (as wipefs/blkid know them).
 const SIGNATURES: &[Sig] = &[
     sig("LUKS header", 0, LUKS_MAGIC),
@@ -51,8 +54,8 @@ const SIGNATURES: &[Sig] = &[
     sig("ISO 9660 filesystem", 32769, b"CD001"),
     sig("GPT partition table", 512, b"EFI PART"),
     sig("GPT partition table (4096-byte sectors)", 4096, b"EFI PART"),
-    sig(crate::node::swap::SIGNATURE, 4086, b"SWAPSPACE2"),
-    sig(crate::node::swap::SIGNATURE, 4086, b"SWAP-SPACE"),
+    sig(SWAP_SIGNATURE, 4086, b"SWAPSPACE2"),
+    sig(SWAP_SIGNATURE, 4086, b"SWAP-SPACE"),
     sig("F2FS filesystem", 1024, &[0x10, 0x20, 0xf5, 0xf2]),
     raw_only("minix filesystem", 1040, &[0x7f, 0x13]),
     raw_only("minix filesystem", 1040, &[0x8f, 0x13]),

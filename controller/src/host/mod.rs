@@ -124,15 +124,7 @@ pub trait Host: Send + Sync {
     fn mapping(&self, name: &str) -> Option<PathBuf>;
 }
 
-/// Whether two device nodes are one device (one path, or one device number).
-pub fn same_device(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a == b
-        || matches!(
-            (std::fs::metadata(a), std::fs::metadata(b)),
-            (Ok(x), Ok(y)) if x.rdev() != 0 && x.rdev() == y.rdev()
-        )
-}
+pub use crate::node::disks::same_device;
 
 /// A host shared by the boot's tasks.
 pub type HostHandle = Arc<dyn Host>;

@@ -76,6 +76,9 @@ impl SimPartition {
 }
 
 fn node_of(disk: &Path, number: u32) -> PathBuf {
+    if number == 0 {
+        return disk.to_path_buf();
+    }
     PathBuf::from(format!("{}{number}", disk.display()))
 }
 
@@ -84,6 +87,40 @@ fn node_of(disk: &Path, number: u32) -> PathBuf {
 struct SimDisk {
     size: u64,
     table: Option<Vec<SimPartition>>,
+    /// The whole disk as a volume (`volumeType: disk`), while it has no
+    /// table.
+    whole: SimPartition,
+}
+
+impl SimDisk {
+    fn blank(path: &Path, size: u64) -> Self {
+        SimDisk {
+            size,
+            table: None,
+            whole: SimPartition {
+                part: Partition::whole_disk(path, size, ""),
+                device: Arc::new(SimDevice::blank(size).at(path.to_path_buf())),
+                fs: None,
+                swap: false,
+                meta: None,
+            },
+        }
+    }
+
+    /// Its partitions, or the whole disk when it has no table.
+    fn volumes(&self) -> Box<dyn Iterator<Item = &SimPartition> + '_> {
+        match &self.table {
+            Some(t) => Box::new(t.iter()),
+            None => Box::new(std::iter::once(&self.whole)),
+        }
+    }
+
+    fn volumes_mut(&mut self) -> Box<dyn Iterator<Item = &mut SimPartition> + '_> {
+        match &mut self.table {
+            Some(t) => Box::new(t.iter_mut()),
+            None => Box::new(std::iter::once(&mut self.whole)),
+        }
+    }
 }
 
 /// The node: disks and the mount table (target → device node).
@@ -121,7 +158,7 @@ impl SimHost {
 
     /// Adds a blank disk of `size` bytes at `path` (`/dev/vda`).
     pub fn with_disk(self, path: &str, size: u64) -> Self {
-        let disk = SimDisk { size, table: None };
+        let disk = SimDisk::blank(Path::new(path), size);
         self.node().disks.insert(PathBuf::from(path), disk);
         self
     }
@@ -239,13 +276,11 @@ impl SimHost {
 
 impl SimNode {
     fn partitions(&self) -> impl Iterator<Item = &SimPartition> {
-        self.disks.values().flat_map(|d| d.table.iter().flatten())
+        self.disks.values().flat_map(SimDisk::volumes)
     }
 
     fn partitions_mut(&mut self) -> impl Iterator<Item = &mut SimPartition> {
-        self.disks
-            .values_mut()
-            .flat_map(|d| d.table.iter_mut().flatten())
+        self.disks.values_mut().flat_map(SimDisk::volumes_mut)
     }
 
     /// The partition whose node is `node`, or whose dm-crypt mapping is

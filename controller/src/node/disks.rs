@@ -57,15 +57,48 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// The whole of `disk` (`size` bytes), for a volume that takes it all
+    /// (`volumeType: disk`): number 0, no table entry.
+    pub fn whole_disk(disk: &Path, size: u64, label: &str) -> Partition {
+        Partition {
+            number: WHOLE_DISK,
+            label: label.to_string(),
+            offset: 0,
+            size,
+            disk: disk.to_path_buf(),
+        }
+    }
+
+    /// Whether it is a whole disk.
+    pub fn is_whole_disk(&self) -> bool {
+        self.number == WHOLE_DISK
+    }
+
     /// Where it is, as the OS names it: `/dev/vda3`, `/dev/nvme0n1p3`; on
-    /// a disk image, `disk.img partition 3`.
+    /// a disk image, `disk.img partition 3`; a whole disk by its path.
     pub fn describe(&self) -> String {
+        if self.is_whole_disk() {
+            return self.disk.display().to_string();
+        }
         match node_name(&self.disk, self.number) {
             Some(node) if self.disk.starts_with("/dev") => node.display().to_string(),
             _ => format!("{} partition {}", self.disk.display(), self.number),
         }
     }
 }
+
+/// Whether two device nodes are one device (one path, or one device number).
+pub fn same_device(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a == b
+        || matches!(
+            (std::fs::metadata(a), std::fs::metadata(b)),
+            (Ok(x), Ok(y)) if x.rdev() != 0 && x.rdev() == y.rdev()
+        )
+}
+
+/// The number of a [`Partition`] that is a whole disk.
+const WHOLE_DISK: u32 = 0;
 
 /// A partition opened for use: its device node, and the loop device that
 /// backs it when the disk is an image file.
@@ -93,7 +126,9 @@ impl OpenPartition {
         };
         let meta = std::fs::metadata(&p.disk).map_err(|e| err(e.to_string()))?;
         use std::os::unix::fs::FileTypeExt;
-        if meta.file_type().is_block_device() {
+        if meta.file_type().is_block_device() && p.is_whole_disk() {
+            Ok(OpenPartition::at(p.disk.clone()))
+        } else if meta.file_type().is_block_device() {
             let node = partition_node(&p.disk, p.number)
                 .ok_or_else(|| err("no partition device node found".into()))?;
             Ok(OpenPartition::at(node))

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// What the filesystem probe names a swap signature.
-pub const SIGNATURE: &str = "swap space";
+pub const SIGNATURE: &str = crate::device::SWAP_SIGNATURE;
 
 /// What `volctl status` shows in a swap volume's MOUNT column (as `lsblk`).
 pub const SHOWN_AS: &str = "[SWAP]";
@@ -57,7 +57,7 @@ fn in_swaps(swaps: &str, device: &Path) -> bool {
         .lines()
         .skip(1)
         .filter_map(|l| l.split_whitespace().next())
-        .any(|on| crate::host::same_device(Path::new(on), device))
+        .any(|on| super::disks::same_device(Path::new(on), device))
 }
 
 #[cfg(test)]

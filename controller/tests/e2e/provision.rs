@@ -29,9 +29,16 @@ fn provisioning_lays_out_a_system_disk_and_a_blank_data_disk() {
         .unwrap()
         .set_len(512 << 20)
         .unwrap();
+    // A third disk, blank, for a disk volume (the whole disk, no table).
+    let whole_disk = vm.dir.join("whole.img");
+    std::fs::File::create(&whole_disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     vm.qemu_extra = format!(
-        "-drive file={},format=raw,if=virtio,cache=unsafe",
-        data_disk.display()
+        "-drive file={},format=raw,if=virtio,cache=unsafe -drive file={},format=raw,if=virtio,cache=unsafe",
+        data_disk.display(),
+        whole_disk.display()
     );
     let config = "apiVersion: v1alpha1
 kind: VolumeConfig
@@ -84,6 +91,22 @@ encryption:
       nodeID: {}
 ---
 apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: whole
+volumeType: disk
+provisioning:
+  diskSelector:
+    match: disk.dev_path == \"/dev/vdd\"
+filesystem:
+  type: ext4
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+---
+apiVersion: v1alpha1
 kind: ExistingVolumeConfig
 name: legacy
 discovery:
@@ -93,10 +116,10 @@ mount:
   readOnly: true
 ";
     vm.write("config.yaml", config);
-    let disks = "--disk /dev/vdc";
+    let disks = "--disk /dev/vdc --disk /dev/vdd";
     let b = vm.boot(
         &format!("{disks} --recovery-key-out /tmp/recovery.txt -f /job/config.yaml"),
-        "echo data-file > /var/mnt/data/f && echo written; echo 'BEGIN legacy'; cat /var/mnt/legacy/hello; touch /var/mnt/legacy/x 2>/dev/null || echo read-only; echo 'END legacy'; echo 'BEGIN rk'; ls -l /tmp/recovery.txt | cut -c1-10; cat /tmp/recovery.txt; echo 'END rk'",
+        "echo data-file > /var/mnt/data/f && echo whole-file > /var/mnt/whole/f && echo written; echo 'BEGIN legacy'; cat /var/mnt/legacy/hello; touch /var/mnt/legacy/x 2>/dev/null || echo read-only; echo 'END legacy'; echo 'BEGIN rk'; ls -l /tmp/recovery.txt | cut -c1-10; cat /tmp/recovery.txt; echo 'END rk'",
     );
     assert_eq!(b.boot_rc, 0, "{}", b.log);
     let made: Vec<String> = serde_json::from_value(b.status["partitions_created"].clone()).unwrap();
@@ -105,9 +128,22 @@ mount:
     assert!(made[0].contains("STATE on /dev/vda"), "{made:?}");
     assert!(made[3].contains("u-data on /dev/vdc"), "{made:?}");
     assert!(made[4].contains("r-scratch on /dev/vda"), "{made:?}");
-    for v in ["STATE", "EPHEMERAL", "data", "scratch", "legacy"] {
+    for v in ["STATE", "EPHEMERAL", "data", "scratch", "legacy", "whole"] {
         assert_eq!(b.phase(v), "ready", "{v}: {}", b.volume(v));
     }
+    // The disk volume: LUKS2 from the disk's first byte, no table.
+    assert_eq!(b.volume("whole")["partition"], "/dev/vdd");
+    assert_eq!(
+        b.volume("whole")["mapped_device"],
+        "/dev/mapper/luks2-u-whole"
+    );
+    assert_eq!(b.volume("whole")["mount_point"], "/var/mnt/whole");
+    let head = std::fs::read(&whole_disk).unwrap();
+    assert_eq!(&head[..6], b"LUKS\xba\xbe", "a LUKS2 header at byte 0");
+    assert!(
+        !head[512..520].starts_with(b"EFI PART"),
+        "no GPT on the disk volume's disk"
+    );
     assert_eq!(
         b.volume("scratch")["mapped_device"],
         "/dev/mapper/luks2-r-scratch"
@@ -142,13 +178,17 @@ mount:
     assert!(b.log.contains("written"), "{}", b.log);
 
     // Reboot: nothing to lay out, the file is there.
-    let b = vm.boot(disks, "echo 'BEGIN f'; cat /var/mnt/data/f; echo 'END f'");
+    let b = vm.boot(
+        disks,
+        "echo 'BEGIN f'; cat /var/mnt/data/f /var/mnt/whole/f; echo 'END f'",
+    );
     assert_eq!(b.boot_rc, 0, "{}", b.log);
     assert_eq!(
         b.status["partitions_created"].as_array().map(Vec::len),
         Some(0)
     );
-    assert_eq!(b.section("f"), "data-file\n");
+    assert_eq!(b.section("f"), "data-file\nwhole-file\n");
+    assert_eq!(b.volume("whole")["kdf_runs"], 1);
     let table = String::from_utf8_lossy(
         &Command::new("sgdisk")
             .arg("-p")
@@ -175,5 +215,5 @@ mount:
     let changes = b.volume("data")["changes"].to_string();
     assert!(changes.contains("grew the filesystem from"), "{changes}");
     assert_eq!(b.section("f"), "data-file\n");
-    vm.summary("META + MY-DATA disk and a blank disk → STATE, EPHEMERAL, u-data (xfs, encrypted), r-scratch (raw, encrypted), MY-DATA mounted read-only as an existing volume, a recovery key handed over in a 0600 file; reboot; the disk grows and so do partition and filesystem");
+    vm.summary("META + MY-DATA disk and a blank disk → STATE, EPHEMERAL, u-data (xfs, encrypted), r-scratch (raw, encrypted), MY-DATA mounted read-only as an existing volume, a third disk whole as an encrypted disk volume (no table), a recovery key handed over in a 0600 file; reboot; the disk grows and so do partition and filesystem");
 }
