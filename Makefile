@@ -7,7 +7,7 @@ VOLCTL := target/debug/volctl
 DEMO_DIR := target/demo
 
 APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
-	gdisk e2fsprogs xfsprogs util-linux ca-certificates curl \
+	gdisk e2fsprogs xfsprogs btrfs-progs util-linux ca-certificates curl \
 	qemu-system-x86 busybox-static kmod cpio xz-utils fdisk exfatprogs \
 	libtss2-dev libtss2-tcti-swtpm0 libtss2-tcti-device0 swtpm swtpm-tools tpm2-tools ovmf socat \
 	python3 dpkg-dev lintian man-db zsh fish mmdebstrap buildah skopeo

@@ -9,21 +9,17 @@ pub fn outcome_text(o: &Outcome) -> String {
     let mut s = String::new();
     let verb = if o.dry_run { "plan for" } else { "converged" };
     let _ = writeln!(s, "{verb} volume {} on {}", o.volume, o.device);
-    match &o.unlocked_by {
-        Some((slot, kind)) => {
-            let _ = writeln!(s, "  unlocked by slot {slot} ({kind})");
+    let in_place = match o.plan.actions.first() {
+        Some(crate::converge::plan::Action::EncryptInPlace { work, .. }) => {
+            Some(work.filesystem.unwrap_or("a filesystem"))
         }
-        None if matches!(
-            o.plan.actions.first(),
-            Some(crate::converge::plan::Action::EncryptInPlace { .. })
-        ) =>
-        {
-            let _ = writeln!(s, "  device holds ext4: it is encrypted in place (inPlace)");
-        }
-        None => {
-            let _ = writeln!(s, "  device is blank: it will be formatted as LUKS2");
-        }
-    }
+        _ => None,
+    };
+    let _ = match (&o.unlocked_by, in_place) {
+        (Some((slot, kind)), _) => writeln!(s, "  unlocked by slot {slot} ({kind})"),
+        (None, Some(fs)) => writeln!(s, "  device holds {fs}: it is encrypted in place (inPlace)"),
+        (None, None) => writeln!(s, "  device is blank: it will be formatted as LUKS2"),
+    };
     for a in &o.plan.actions {
         let _ = writeln!(s, "  {a}");
     }

@@ -509,3 +509,113 @@ fn an_ext4_larger_than_its_partition_and_a_partition_too_small_are_refused_untou
 
     assert_eq!(std::fs::read(&img).unwrap(), before);
 }
+
+/// A btrfs image of `mib` MiB whose filesystem is `fs_mib` MiB, filled
+/// from a tree of files (`mkfs.btrfs --rootdir`).
+fn btrfs_image(dir: &Path, mib: u64, fs_mib: u64) -> (PathBuf, Sums) {
+    let want = ext4fs::tree(dir, 4);
+    let img = dir.join("btrfs.img");
+    let size = format!("{fs_mib}M");
+    let root = dir.join("tree");
+    ext4fs::mkfs_image(
+        &img,
+        mib,
+        &[
+            "mkfs.btrfs",
+            "-q",
+            "-b",
+            &size,
+            "--rootdir",
+            root.to_str().unwrap(),
+        ],
+        &[],
+    );
+    (img, want)
+}
+
+/// Mounts the btrfs filesystem `plain` read-only (a loop device) and
+/// reads its files; `btrfs check --readonly` passes first.
+fn btrfs_tree(plain: &Path, scratch: &Path) -> Sums {
+    let check = Command::new("btrfs")
+        .args(["check", "--readonly"])
+        .arg(plain)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "btrfs check: {}",
+        text(&check.stderr)
+    );
+    let at = scratch.join("mnt");
+    std::fs::create_dir_all(&at).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "btrfs", "-o", "loop,ro"])
+        .arg(plain)
+        .arg(&at)
+        .output()
+        .unwrap();
+    assert!(mount.status.success(), "{}", text(&mount.stderr));
+    let got = ext4fs::sums(&at);
+    let _ = Command::new("umount").arg(&at).status();
+    got
+}
+
+#[test]
+fn a_btrfs_image_is_encrypted_in_place_and_its_files_are_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    // btrfs fills the image: it must shrink by 32 MiB first (mounted; the
+    // kernel shrinks btrfs to no less than 256 MiB).
+    let (img, want) = btrfs_image(dir.path(), 320, 320);
+    let cfg = config(dir.path());
+    let plan = converge(&img, &cfg, "plan");
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let action = &p["plan"]["actions"][0];
+    assert_eq!(action["action"], "encrypt-in-place", "{p}");
+    assert_eq!(action["shrink_mib"], 32, "{p}");
+
+    let run = converge(&img, &cfg, "converge");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(opens(&img, 0, b"day-to-day-pass"));
+    let plain = dir.path().join("plain.img");
+    ext4fs::decrypt_with(&img, &volume_key(&img), &plain);
+    assert_eq!(btrfs_tree(&plain, dir.path()), want, "the files read back");
+    let sb = std::fs::read(&plain).unwrap();
+    let total = u64::from_le_bytes(sb[0x1_0000 + 0x70..0x1_0000 + 0x78].try_into().unwrap());
+    assert_eq!(total, 288 << 20, "shrunk by the header and its moved copy");
+}
+
+#[test]
+fn a_btrfs_that_would_shrink_below_the_kernel_s_limit_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = btrfs_image(dir.path(), 272, 272);
+    let before = std::fs::read(&img).unwrap();
+    let o = converge(&img, &config(dir.path()), "converge");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("the btrfs filesystem cannot shrink below 256.")
+            && text(&o.stderr).contains("MiB, and only 240.0 MiB remain"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
+}
+
+#[test]
+fn a_btrfs_over_several_devices_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = btrfs_image(dir.path(), 320, 256);
+    // The superblock says two devices (the checksum is not checked by the
+    // refusal, which reads the fields it needs).
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[0x1_0000 + 0x88..0x1_0000 + 0x90].copy_from_slice(&2u64.to_le_bytes());
+    std::fs::write(&img, &bytes).unwrap();
+    let o = converge(&img, &config(dir.path()), "converge");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("the btrfs filesystem spans 2 devices"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), bytes, "nothing written");
+}

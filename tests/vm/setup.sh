@@ -4,7 +4,7 @@
 # TCG), and an uncompressed initramfs with busybox, volctl and the libraries
 # it needs, mkfs.ext4 and mkfs.xfs, cryptsetup and dmsetup, the write-cutting
 # injector, and the kernel modules for loop devices, virtio (disk and
-# network), dm-crypt, ext4 and xfs.
+# network), dm-crypt, ext4, xfs and btrfs (with the btrfs tool).
 #
 # Usage: tests/vm/setup.sh VOLCTL_BINARY   (prints nothing on success but the paths)
 set -euo pipefail
@@ -47,7 +47,7 @@ sys.exit("no xz-compressed ELF kernel found")
 PY
 fi
 
-MODULES="loop af_alg algif_skcipher cryptd crypto_simd aesni-intel virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4 libcrc32c xfs"
+MODULES="loop af_alg algif_skcipher cryptd crypto_simd aesni-intel virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net dm-mod dm-crypt ecb xts crc32c_generic crc16 mbcache jbd2 ext4 libcrc32c xfs xor raid6_pq zstd_compress btrfs"
 rm -rf initramfs && mkdir -p initramfs/{bin,sbin,etc,proc,sys,dev,run,tmp,job,lib/modules,var,mnt}
 cp /bin/busybox initramfs/bin/busybox
 for m in $MODULES; do
@@ -70,6 +70,8 @@ copy_with_libs "$(command -v mkfs.xfs)" /sbin/mkfs.xfs
 copy_with_libs "$(command -v xfs_growfs)" /sbin/xfs_growfs
 copy_with_libs "$(command -v resize2fs)" /sbin/resize2fs
 copy_with_libs "$(command -v e2fsck)" /sbin/e2fsck
+# btrfs in place: min-dev-size and the shrink.
+copy_with_libs "$(command -v btrfs)" /sbin/btrfs
 # The CLI checks of a volume (outside volctl) and the clean-up after a
 # simulated power cut (dm devices a killed online run left behind).
 copy_with_libs "$(command -v cryptsetup)" /sbin/cryptsetup

@@ -444,6 +444,7 @@ async fn prepare_in_place(
     let size = blocking(device, |d| d.size()).await?;
     let prep = crate::inplace::prepare(device.path(), found, size)?;
     let work = plan::Reencryption {
+        filesystem: Some(prep.fs.name()),
         shrink_mib: prep.shrink_mib(),
         data_mib: prep.data_bytes() >> 20,
         eta_seconds: (mode == Mode::DryRun)
@@ -548,6 +549,7 @@ async fn pending_reencryption(
     let size = blocking(device, |d| d.size()).await?;
     let left = reencryption::pending_bytes(&h.json, size);
     let work = plan::Reencryption {
+        filesystem: None,
         shrink_mib: 0,
         data_mib: left >> 20,
         eta_seconds: eta(spec, left),

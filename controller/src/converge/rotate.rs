@@ -113,6 +113,7 @@ fn rotation_plan(
         actions: vec![Action::RotateVolumeKey {
             slots: keys.iter().map(|k| k.spec.slot).collect(),
             work: Reencryption {
+                filesystem: None,
                 shrink_mib: 0,
                 data_mib: data >> 20,
                 eta_seconds: (mode == Mode::DryRun)

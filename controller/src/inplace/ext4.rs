@@ -2,37 +2,13 @@
 //! the superblock, its smallest size from `resize2fs -P`, and the shrink
 //! (`e2fsck -f -p`, then `resize2fs`) that leaves room for the LUKS2 header.
 
-use crate::io::read_at;
+use super::tool::{read_block, run, ToolError};
 use std::path::Path;
 use std::process::Command;
 
 const SUPERBLOCK: u64 = 1024;
 const MAGIC: u16 = 0xef53;
 const INCOMPAT_64BIT: u32 = 0x80;
-
-/// Why the filesystem cannot be prepared.
-#[derive(Debug, thiserror::Error)]
-pub enum Ext4Error {
-    /// Reading the device failed.
-    #[error("cannot read the ext4 superblock of {path}: {source}")]
-    Read {
-        /// Device.
-        path: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A tool failed or could not run.
-    #[error("`{tool}` on {path} failed: {reason}")]
-    Tool {
-        /// The command.
-        tool: &'static str,
-        /// Device.
-        path: String,
-        /// Its exit status and last output lines.
-        reason: String,
-    },
-}
 
 /// An ext4 filesystem's size, from its superblock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,16 +21,11 @@ pub struct Ext4 {
 
 impl Ext4 {
     /// The filesystem on `path`, or `None` when there is no ext2/3/4 magic.
-    pub fn read(path: &Path) -> Result<Option<Ext4>, Ext4Error> {
-        let err = |source| Ext4Error::Read {
-            path: path.display().to_string(),
-            source,
+    pub fn read(path: &Path) -> Result<Option<Ext4>, ToolError> {
+        let Some(sb) = read_block::<1024>(path, SUPERBLOCK)? else {
+            return Ok(None);
         };
-        let f = std::fs::File::open(path).map_err(err)?;
-        let mut sb = [0u8; 1024];
-        if read_at(&f, SUPERBLOCK, &mut sb).map_err(err)? < sb.len()
-            || u16::from_le_bytes([sb[0x38], sb[0x39]]) != MAGIC
-        {
+        if u16::from_le_bytes([sb[0x38], sb[0x39]]) != MAGIC {
             return Ok(None);
         }
         let u32_at = |o: usize| u32::from_le_bytes(sb[o..o + 4].try_into().expect("4 bytes"));
@@ -83,7 +54,7 @@ impl Ext4 {
 
 /// The smallest size `resize2fs` can shrink the filesystem to, in bytes
 /// (`resize2fs -P`, read-only).
-pub fn min_bytes(path: &Path, fs: &Ext4) -> Result<u64, Ext4Error> {
+pub fn min_bytes(path: &Path, fs: &Ext4) -> Result<u64, ToolError> {
     let out = run(
         "resize2fs",
         Command::new("resize2fs").arg("-P").arg(path),
@@ -93,7 +64,7 @@ pub fn min_bytes(path: &Path, fs: &Ext4) -> Result<u64, Ext4Error> {
         .lines()
         .find_map(|l| l.split_once("minimum size of the filesystem:"))
         .and_then(|(_, n)| n.trim().parse::<u64>().ok())
-        .ok_or_else(|| Ext4Error::Tool {
+        .ok_or_else(|| ToolError::Tool {
             tool: "resize2fs -P",
             path: path.display().to_string(),
             reason: format!("no minimum size in its output: {}", out.trim()),
@@ -104,9 +75,9 @@ pub fn min_bytes(path: &Path, fs: &Ext4) -> Result<u64, Ext4Error> {
 /// Shrinks the filesystem on `path` to `blocks` blocks: a forced check
 /// first (resize2fs wants one), then the resize. On an image file, which
 /// resize2fs truncates to the new size, the file's length is put back.
-pub fn shrink(path: &Path, blocks: u64) -> Result<(), Ext4Error> {
+pub fn shrink(path: &Path, blocks: u64) -> Result<(), ToolError> {
     let len = std::fs::metadata(path)
-        .map_err(|source| Ext4Error::Read {
+        .map_err(|source| ToolError::Read {
             path: path.display().to_string(),
             source,
         })?
@@ -121,7 +92,7 @@ pub fn shrink(path: &Path, blocks: u64) -> Result<(), Ext4Error> {
         Command::new("resize2fs").arg(path).arg(blocks.to_string()),
         path,
     )?;
-    let meta = std::fs::metadata(path).map_err(|source| Ext4Error::Read {
+    let meta = std::fs::metadata(path).map_err(|source| ToolError::Read {
         path: path.display().to_string(),
         source,
     })?;
@@ -130,38 +101,12 @@ pub fn shrink(path: &Path, blocks: u64) -> Result<(), Ext4Error> {
             .write(true)
             .open(path)
             .and_then(|f| f.set_len(len))
-            .map_err(|source| Ext4Error::Read {
+            .map_err(|source| ToolError::Read {
                 path: path.display().to_string(),
                 source,
             })?;
     }
     Ok(())
-}
-
-/// Runs a tool; its stdout, or its status and last lines as the error.
-/// e2fsck's exit code 1 means "errors corrected", which is success here.
-fn run(tool: &'static str, cmd: &mut Command, path: &Path) -> Result<String, Ext4Error> {
-    let fail = |reason: String| Ext4Error::Tool {
-        tool,
-        path: path.display().to_string(),
-        reason,
-    };
-    let out = cmd
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    let ok = out.status.success() || (tool == "e2fsck" && out.status.code() == Some(1));
-    if !ok {
-        let text = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
-        let tail: Vec<&str> = text.lines().rev().take(3).collect();
-        return Err(fail(format!(
-            "{}: {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Encrypting a volume that holds data, in place (`encryption.inPlace`).
 //!
-//! The volume must hold ext4 (volctl can shrink it). The filesystem is
+//! The volume must hold ext4 or btrfs (filesystems volctl can shrink:
+//! `resize2fs` offline, `btrfs filesystem resize` mounted). The filesystem is
 //! shrunk so that it ends [`ROOM`] before the device's end, then LUKS2
 //! reencryption encrypts it with a data shift of [`SHIFT`] (the header's
 //! size): libcryptsetup moves the first [`SHIFT`] bytes to the free room,
@@ -19,12 +20,16 @@
 //! 4. `LuksDevice::run_reencryption` to the end, resumed by later runs;
 //! 5. the proof token removed: an ordinary volume.
 
+pub mod btrfs;
 pub mod estimate;
 pub mod ext4;
+mod tool;
 
 use crate::luks2::consts::DEFAULT_DATA_OFFSET;
-use ext4::{Ext4, Ext4Error};
+use btrfs::Btrfs;
+use ext4::Ext4;
 use std::path::Path;
+pub use tool::ToolError;
 
 /// The data shift: the new header's size (LUKS2's default metadata).
 pub const SHIFT: u64 = DEFAULT_DATA_OFFSET;
@@ -59,19 +64,21 @@ pub fn show_progress(line: &str) {
 /// Why a volume cannot be encrypted in place. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum InPlaceError {
-    /// Not ext4.
-    #[error("{path} holds {found}; in-place encryption needs ext4 (a filesystem volctl can shrink); use the staged wipe instead (apply the config, then `volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost), or copy the data off first")]
-    NotExt4 {
+    /// Not a filesystem volctl can shrink.
+    #[error("{path} holds {found}; in-place encryption needs ext4 or btrfs (filesystems volctl can shrink); use the staged wipe instead (apply the config, then `volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost), or copy the data off first")]
+    NotShrinkable {
         /// Device.
         path: String,
         /// What it holds.
         found: String,
     },
     /// The filesystem cannot shrink enough.
-    #[error("{path}: the ext4 filesystem cannot shrink below {} MiB, and only {} MiB remain for it once LUKS2 takes its 32 MiB; free some space or grow the partition, or use the staged wipe (`volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost)", tenths(*need, Round::Up), tenths(*room, Round::Down))]
+    #[error("{path}: the {fs} filesystem cannot shrink below {} MiB, and only {} MiB remain for it once LUKS2 takes its 32 MiB; free some space or grow the partition, or use the staged wipe (`volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost)", tenths(*need, Round::Up), tenths(*room, Round::Down))]
     NoRoom {
         /// Device.
         path: String,
+        /// `ext4` or `btrfs`.
+        fs: &'static str,
         /// The filesystem's smallest size, bytes.
         need: u64,
         /// What it may keep, bytes.
@@ -90,27 +97,102 @@ pub enum InPlaceError {
     },
     /// The filesystem claims more than the partition holds (a damaged or
     /// copied filesystem): nothing is run on it.
-    #[error("{path}: the ext4 filesystem says it is {fs_mib} MiB, but the partition is {device_mib} MiB; check it by hand (`e2fsck -fn`) before encrypting it in place; nothing was changed")]
+    #[error("{path}: the {fs} filesystem says it is {fs_mib} MiB, but the partition is {device_mib} MiB; check it by hand (`e2fsck -fn`, `btrfs check --readonly`) before encrypting it in place; nothing was changed")]
     Oversized {
         /// Device.
         path: String,
+        /// `ext4` or `btrfs`.
+        fs: &'static str,
         /// What the superblock says.
         fs_mib: u64,
         /// The partition's size.
         device_mib: u64,
     },
+    /// A btrfs filesystem over several devices.
+    #[error("{path}: the btrfs filesystem spans {devices} devices; volctl encrypts a single-device btrfs in place only")]
+    MultiDevice {
+        /// Device.
+        path: String,
+        /// How many.
+        devices: u64,
+    },
     /// Reading or shrinking the filesystem failed.
     #[error(transparent)]
-    Ext4(#[from] Ext4Error),
+    Tool(#[from] ToolError),
+}
+
+/// A filesystem volctl can shrink to make room for the LUKS2 header, and
+/// its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shrinkable {
+    /// ext4: `resize2fs`, offline.
+    Ext4(Ext4),
+    /// btrfs (one device): `btrfs filesystem resize`, mounted.
+    Btrfs(Btrfs),
+}
+
+impl Shrinkable {
+    /// The filesystem on `path`, when it is one of these.
+    pub fn read(path: &Path) -> Result<Option<Shrinkable>, ToolError> {
+        if let Some(fs) = Ext4::read(path)? {
+            return Ok(Some(Shrinkable::Ext4(fs)));
+        }
+        Ok(Btrfs::read(path)?.map(Shrinkable::Btrfs))
+    }
+
+    /// `ext4` or `btrfs`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Shrinkable::Ext4(_) => "ext4",
+            Shrinkable::Btrfs(_) => "btrfs",
+        }
+    }
+
+    /// Its size in bytes.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Shrinkable::Ext4(fs) => fs.bytes(),
+            Shrinkable::Btrfs(fs) => fs.bytes,
+        }
+    }
+
+    /// The unit its size is a multiple of.
+    fn block_size(&self) -> u64 {
+        match self {
+            Shrinkable::Ext4(fs) => fs.block_size,
+            Shrinkable::Btrfs(fs) => fs.sector_size,
+        }
+    }
+
+    /// The largest size of whole blocks within `bytes`.
+    fn within(&self, bytes: u64) -> u64 {
+        bytes / self.block_size() * self.block_size()
+    }
+
+    /// The smallest size it can shrink to.
+    fn min_bytes(&self, path: &Path) -> Result<u64, ToolError> {
+        match self {
+            Shrinkable::Ext4(fs) => ext4::min_bytes(path, fs),
+            Shrinkable::Btrfs(_) => btrfs::min_bytes(path),
+        }
+    }
+
+    /// Shrinks it to `bytes` (a multiple of its block size).
+    fn shrink(&self, path: &Path, bytes: u64) -> Result<(), ToolError> {
+        match self {
+            Shrinkable::Ext4(fs) => ext4::shrink(path, bytes / fs.block_size),
+            Shrinkable::Btrfs(_) => btrfs::shrink(path, bytes),
+        }
+    }
 }
 
 /// What an in-place encryption of one device will do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preparation {
     /// The filesystem as found.
-    pub fs: Ext4,
-    /// Its size afterwards, in blocks.
-    pub target_blocks: u64,
+    pub fs: Shrinkable,
+    /// Its size afterwards, bytes.
+    pub target_bytes: u64,
     /// The device's size.
     pub device_bytes: u64,
 }
@@ -118,12 +200,12 @@ pub struct Preparation {
 impl Preparation {
     /// Whether the filesystem must shrink first.
     pub fn needs_shrink(&self) -> bool {
-        self.fs.blocks > self.target_blocks
+        self.fs.bytes() > self.target_bytes
     }
 
     /// By how much it shrinks, MiB (rounded up).
     pub fn shrink_mib(&self) -> u64 {
-        let gone = self.fs.blocks.saturating_sub(self.target_blocks) * self.fs.block_size;
+        let gone = self.fs.bytes().saturating_sub(self.target_bytes);
         gone.div_ceil(MIB)
     }
 
@@ -154,15 +236,24 @@ pub fn tenths(bytes: u64, round: Round) -> String {
 }
 
 /// Reads what an in-place encryption of `path` (`device_bytes` long,
-/// holding `found`) needs; refuses what cannot be done. Never writes.
+/// holding `found`) needs; refuses what cannot be done. Never writes (a
+/// btrfs filesystem is mounted read-only for the moment to measure it).
 pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparation, InPlaceError> {
     let name = || path.display().to_string();
-    let Some(fs) = Ext4::read(path)? else {
-        return Err(InPlaceError::NotExt4 {
+    let Some(fs) = Shrinkable::read(path)? else {
+        return Err(InPlaceError::NotShrinkable {
             path: name(),
             found: found.to_string(),
         });
     };
+    if let Shrinkable::Btrfs(b) = fs {
+        if b.devices != 1 {
+            return Err(InPlaceError::MultiDevice {
+                path: name(),
+                devices: b.devices,
+            });
+        }
+    }
     if device_bytes < ROOM + SHIFT {
         return Err(InPlaceError::TooSmall {
             path: name(),
@@ -170,27 +261,28 @@ pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparatio
             min_mib: (ROOM + SHIFT) / MIB,
         });
     }
-    let fs_bytes = fs.blocks.saturating_mul(fs.block_size);
-    if fs_bytes > device_bytes {
+    if fs.bytes() > device_bytes {
         return Err(InPlaceError::Oversized {
             path: name(),
-            fs_mib: fs_bytes / MIB,
+            fs: fs.name(),
+            fs_mib: fs.bytes() / MIB,
             device_mib: device_bytes / MIB,
         });
     }
-    let target_blocks = fs.blocks_within(device_bytes.saturating_sub(ROOM));
+    let target_bytes = fs.within(device_bytes.saturating_sub(ROOM)).min(fs.bytes());
     let prep = Preparation {
         fs,
-        target_blocks: target_blocks.min(fs.blocks),
+        target_bytes,
         device_bytes,
     };
     if prep.needs_shrink() {
-        let need = ext4::min_bytes(path, &fs)?;
-        if need > target_blocks * fs.block_size {
+        let need = fs.min_bytes(path)?;
+        if need > target_bytes {
             return Err(InPlaceError::NoRoom {
                 path: name(),
+                fs: fs.name(),
                 need,
-                room: target_blocks * fs.block_size,
+                room: target_bytes,
             });
         }
     }
@@ -200,8 +292,8 @@ pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparatio
 /// Shrinks the filesystem as `prep` says, when it must.
 pub fn shrink(path: &Path, prep: &Preparation) -> Result<(), InPlaceError> {
     if prep.needs_shrink() {
-        tracing::info!(device = %path.display(), blocks = prep.target_blocks, "shrinking ext4 for the LUKS2 header");
-        ext4::shrink(path, prep.target_blocks)?;
+        tracing::info!(device = %path.display(), fs = prep.fs.name(), bytes = prep.target_bytes, "shrinking the filesystem for the LUKS2 header");
+        prep.fs.shrink(path, prep.target_bytes)?;
     }
     Ok(())
 }

@@ -94,6 +94,11 @@ pub(crate) fn section(log: &str, name: &str) -> String {
 impl Vm {
     /// A fresh disk image with GPT partitions `parts` (label, MiB; 0 = rest).
     pub(crate) fn new(name: &'static str, parts: &[(&str, u64)]) -> Self {
+        Self::sized(name, parts, 256)
+    }
+
+    /// A VM whose disk is `mib` MiB, laid out as `parts` say.
+    pub(crate) fn sized(name: &'static str, parts: &[(&str, u64)], mib: u64) -> Self {
         setup();
         let dir = root().join("target/vm/work").join(name);
         let _ = std::fs::remove_dir_all(&dir);
@@ -101,7 +106,7 @@ impl Vm {
         let disk = dir.join("disk.img");
         std::fs::File::create(&disk)
             .unwrap()
-            .set_len(256 << 20)
+            .set_len(mib << 20)
             .unwrap();
         let mut args = Vec::new();
         for (i, (label, mib)) in parts.iter().enumerate() {

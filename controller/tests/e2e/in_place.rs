@@ -2,6 +2,7 @@
 
 use super::harness::*;
 use crate::common;
+use std::process::Command;
 
 #[test]
 #[ignore = "VM suite: run with `make e2e`"]
@@ -201,4 +202,91 @@ fn an_online_rotation_survives_a_cut_at_every_write() {
         "online rotation: {writes} writes, {} cut points (whole and torn, two VMs at once), all recovered",
         points.len()
     ));
+}
+
+/// A user volume holding btrfs that fills its partition, with files: the
+/// boot mounts it for a moment to shrink it (`btrfs filesystem resize`),
+/// encrypts it in place online, and mounts it; the files are as they
+/// were, and the host's `cryptsetup` and `btrfs check` agree.
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn a_btrfs_user_volume_is_shrunk_and_encrypted_in_place() {
+    // btrfs shrinks to no less than 256 MiB: a 320 MiB partition.
+    let mut vm = Vm::sized(
+        "in-place-btrfs",
+        &[("META", 1), ("STATE", 48), ("u-data", 320)],
+        400,
+    );
+    let want = common::ext4fs::tree(&vm.dir, 4);
+    {
+        let l = vm.partition("u-data");
+        let out = Command::new("mkfs.btrfs")
+            .args(["-q", "--rootdir"])
+            .arg(vm.dir.join("tree"))
+            .arg(l.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+    }
+    let config = "apiVersion: v1alpha1
+kind: VolumeConfig
+name: STATE
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: data
+provisioning:
+  diskSelector: {match: system_disk}
+  maxSize: 320MiB
+filesystem:
+  type: btrfs
+encryption:
+  provider: luks2
+  inPlace: true
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      static: {passphrase: data-pass}
+";
+    vm.write("config.yaml", config);
+    let wait = WAIT_ONLINE.replace("persistence.json", "data.json");
+    let sums = "cd /var/mnt/data && echo 'BEGIN sums' && find . -type f | sort | xargs sha256sum && echo 'END sums'; cd /";
+    let b = vm.boot("-f /job/config.yaml", &format!("{wait}; {sums}"));
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    assert_eq!(b.phase("data"), "ready", "{}", b.volume("data"));
+    assert_eq!(b.volume("data")["encrypted"], true);
+    let changes = b.volume("data")["changes"].to_string();
+    assert!(
+        changes.contains("shrink"),
+        "the filesystem was shrunk: {changes}"
+    );
+    let got = b.section("sums");
+    for (path, sum) in &want {
+        assert!(got.contains(&format!("{sum}  ./{path}")), "{path}: {got}");
+    }
+    assert_eq!(got.lines().count(), want.len(), "{got}");
+    // Outside volctl: the key opens it, and the plaintext is a clean
+    // btrfs, smaller than its partition by the header and its moved copy.
+    let l = vm.partition("u-data");
+    assert!(common::opens(l.path(), 0, b"data-pass"));
+    let vk = common::hex_bytes(&common::volume_key(l.path(), 0, b"data-pass"));
+    let plain = vm.dir.join("plain.img");
+    common::ext4fs::decrypt_with(l.path(), &vk, &plain);
+    drop(l);
+    let check = Command::new("btrfs")
+        .args(["check", "--readonly"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", common::text(&check.stderr));
+    let sb = std::fs::read(&plain).unwrap();
+    let total = u64::from_le_bytes(sb[0x1_0000 + 0x70..0x1_0000 + 0x78].try_into().unwrap());
+    assert_eq!(total, (320 - 32) << 20, "btrfs shrunk by 32 MiB");
+    vm.summary("btrfs filling its partition, with files → shrunk mounted, encrypted in place online → the same files; cryptsetup opens it, btrfs check passes on the plaintext");
 }

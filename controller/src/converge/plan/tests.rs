@@ -366,6 +366,7 @@ fn an_online_reencryption_keeps_the_other_actions_for_the_run_after() {
     let resume = Action::ResumeReencryption {
         operation: crate::luks2::reencryption::Operation::Encrypt,
         work: Reencryption {
+            filesystem: None,
             shrink_mib: 0,
             data_mib: 90,
             eta_seconds: None,

@@ -123,7 +123,8 @@ impl std::fmt::Display for Reencryption {
     /// `shrink ext4 by 32 MiB, reencrypt 992 MiB, about 9 s`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.shrink_mib > 0 {
-            write!(f, "shrink ext4 by {} MiB, ", self.shrink_mib)?;
+            let fs = self.filesystem.unwrap_or("the filesystem");
+            write!(f, "shrink {fs} by {} MiB, ", self.shrink_mib)?;
         }
         write!(f, "reencrypt {} MiB", self.data_mib)?;
         match self.eta_seconds {

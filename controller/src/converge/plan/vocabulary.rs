@@ -211,7 +211,11 @@ pub struct NewSlot {
 /// The work of an in-place encryption.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Reencryption {
-    /// MiB the ext4 filesystem shrinks by first.
+    /// The filesystem an encryption in place starts from (`ext4`,
+    /// `btrfs`); `None` for a run already under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<&'static str>,
+    /// MiB the filesystem shrinks by first.
     pub shrink_mib: u64,
     /// MiB still to encrypt.
     pub data_mib: u64,
