@@ -231,7 +231,9 @@ fn xfs_and_a_full_filesystem_are_refused_and_left_byte_identical() {
     assert_eq!(run.status.code(), Some(1));
     let err = text(&run.stderr);
     assert!(
-        err.contains("XFS") && err.contains("needs ext4") && err.contains("staged wipe"),
+        err.contains("XFS cannot shrink")
+            && err.contains("provisioning.grow: true")
+            && err.contains("staged wipe"),
         "{err}"
     );
     assert_eq!(std::fs::read(&xfs).unwrap(), before);
@@ -618,4 +620,53 @@ fn a_btrfs_over_several_devices_is_refused_untouched() {
         text(&o.stderr)
     );
     assert_eq!(std::fs::read(&img).unwrap(), bytes, "nothing written");
+}
+
+#[test]
+fn an_xfs_that_leaves_the_room_is_encrypted_in_place_and_its_files_are_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    // 320 MiB of XFS on 352 MiB (XFS cannot shrink: a boot grows the
+    // partition first, `provisioning.grow`), files copied in by a mount.
+    let img = dir.path().join("xfs.img");
+    mkfs_image(&img, 352, &["mkfs.xfs", "-q", "-f", "-d", "size=320m"], &[]);
+    let want = ext4fs::tree(dir.path(), 4);
+    let at = dir.path().join("mnt");
+    std::fs::create_dir_all(&at).unwrap();
+    assert!(Command::new("mount")
+        .args(["-t", "xfs", "-o", "loop"])
+        .arg(&img)
+        .arg(&at)
+        .status()
+        .unwrap()
+        .success());
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", dir.path().join("tree").display()))
+        .arg(&at)
+        .status();
+    let _ = Command::new("umount").arg(&at).status();
+    assert!(copy.unwrap().success());
+
+    let cfg = config(dir.path());
+    let run = converge(&img, &cfg, "converge");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(opens(&img, 0, b"day-to-day-pass"));
+    let plain = dir.path().join("plain.img");
+    ext4fs::decrypt_with(&img, &volume_key(&img), &plain);
+    let repair = Command::new("xfs_repair")
+        .arg("-n")
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(repair.status.success(), "{}", text(&repair.stderr));
+    assert!(Command::new("mount")
+        .args(["-t", "xfs", "-o", "loop,ro"])
+        .arg(&plain)
+        .arg(&at)
+        .status()
+        .unwrap()
+        .success());
+    let got = ext4fs::sums(&at);
+    let _ = Command::new("umount").arg(&at).status();
+    assert_eq!(got, want, "the files read back");
 }

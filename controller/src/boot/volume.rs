@@ -388,7 +388,7 @@ pub(super) fn mount(
     def: &VolumeDef,
     st: &mut VolumeStatus,
 ) -> Result<(), VolumeError> {
-    make_if_blank(
+    let made = make_if_blank(
         host,
         dev,
         st,
@@ -405,7 +405,9 @@ pub(super) fn mount(
     host.mount(dev, &def.mount, def.fs, def.mount_options)
         .map_err(|e| VolumeError::Filesystem(e.to_string()))?;
     st.mount_point = Some(def.mount.display().to_string());
-    if def.grow && !st.created {
+    // A filesystem made now fills its device; one found (also one just
+    // encrypted in place, which left room for the header) may not.
+    if def.grow && !made {
         grow_filesystem(host, dev, def, st);
     }
     st.phase = Phase::Ready;
@@ -414,14 +416,14 @@ pub(super) fn mount(
 
 /// Makes what the opened device should hold (`make`) when it is blank,
 /// else checks that it holds that (`check`: why it does not, if it does
-/// not): nothing is ever made over something else.
+/// not): nothing is ever made over something else. Whether it was made.
 fn make_if_blank(
     host: &dyn Host,
     dev: &Path,
     st: &mut VolumeStatus,
     check: impl FnOnce(&str) -> Option<String>,
     make: impl FnOnce() -> Result<(), fs::FsError>,
-) -> Result<(), VolumeError> {
+) -> Result<bool, VolumeError> {
     let found = host
         .probe_fs(dev)
         .map_err(|e| VolumeError::Filesystem(format!("cannot probe {}: {e}", dev.display())))?;
@@ -429,9 +431,9 @@ fn make_if_blank(
         None => {
             make().map_err(|e| VolumeError::Filesystem(e.to_string()))?;
             st.created = true;
-            Ok(())
+            Ok(true)
         }
-        Some(found) => check(&found).map_or(Ok(()), |why| Err(VolumeError::Filesystem(why))),
+        Some(found) => check(&found).map_or(Ok(false), |why| Err(VolumeError::Filesystem(why))),
     }
 }
 

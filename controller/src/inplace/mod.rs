@@ -1,7 +1,10 @@
 //! Encrypting a volume that holds data, in place (`encryption.inPlace`).
 //!
 //! The volume must hold ext4 or btrfs (filesystems volctl can shrink:
-//! `resize2fs` offline, `btrfs filesystem resize` mounted). The filesystem is
+//! `resize2fs` offline, `btrfs filesystem resize` mounted), or XFS that
+//! already leaves the room (XFS cannot shrink: a partition with
+//! `provisioning.grow` is grown into the free space after it at boot,
+//! before this runs, and the filesystem grows back after). The filesystem is
 //! shrunk so that it ends [`ROOM`] before the device's end, then LUKS2
 //! reencryption encrypts it with a data shift of [`SHIFT`] (the header's
 //! size): libcryptsetup moves the first [`SHIFT`] bytes to the free room,
@@ -24,12 +27,14 @@ pub mod btrfs;
 pub mod estimate;
 pub mod ext4;
 mod tool;
+pub mod xfs;
 
 use crate::luks2::consts::DEFAULT_DATA_OFFSET;
 use btrfs::Btrfs;
 use ext4::Ext4;
 use std::path::Path;
 pub use tool::ToolError;
+use xfs::Xfs;
 
 /// The data shift: the new header's size (LUKS2's default metadata).
 pub const SHIFT: u64 = DEFAULT_DATA_OFFSET;
@@ -65,7 +70,7 @@ pub fn show_progress(line: &str) {
 #[derive(Debug, thiserror::Error)]
 pub enum InPlaceError {
     /// Not a filesystem volctl can shrink.
-    #[error("{path} holds {found}; in-place encryption needs ext4 or btrfs (filesystems volctl can shrink); use the staged wipe instead (apply the config, then `volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost), or copy the data off first")]
+    #[error("{path} holds {found}; in-place encryption needs ext4, btrfs or XFS; use the staged wipe instead (apply the config, then `volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost), or copy the data off first")]
     NotShrinkable {
         /// Device.
         path: String,
@@ -108,6 +113,14 @@ pub enum InPlaceError {
         /// The partition's size.
         device_mib: u64,
     },
+    /// An XFS filesystem that reaches into the room the header needs.
+    #[error("{path}: XFS cannot shrink, and in-place encryption needs the last {} MiB of the partition free after the filesystem (it ends {} MiB before the end); give the volume `provisioning.grow: true` and free space after its partition (the boot grows the partition before encrypting, and the filesystem after), or use the staged wipe (`volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost)", ROOM / MIB, tenths(*free, Round::Down))]
+    XfsNoRoom {
+        /// Device.
+        path: String,
+        /// Bytes free after the filesystem.
+        free: u64,
+    },
     /// A btrfs filesystem over several devices.
     #[error("{path}: the btrfs filesystem spans {devices} devices; volctl encrypts a single-device btrfs in place only")]
     MultiDevice {
@@ -129,6 +142,8 @@ pub enum Shrinkable {
     Ext4(Ext4),
     /// btrfs (one device): `btrfs filesystem resize`, mounted.
     Btrfs(Btrfs),
+    /// XFS: it cannot shrink, it must already leave the room.
+    Xfs(Xfs),
 }
 
 impl Shrinkable {
@@ -136,6 +151,9 @@ impl Shrinkable {
     pub fn read(path: &Path) -> Result<Option<Shrinkable>, ToolError> {
         if let Some(fs) = Ext4::read(path)? {
             return Ok(Some(Shrinkable::Ext4(fs)));
+        }
+        if let Some(fs) = Xfs::read(path)? {
+            return Ok(Some(Shrinkable::Xfs(fs)));
         }
         Ok(Btrfs::read(path)?.map(Shrinkable::Btrfs))
     }
@@ -145,6 +163,7 @@ impl Shrinkable {
         match self {
             Shrinkable::Ext4(_) => "ext4",
             Shrinkable::Btrfs(_) => "btrfs",
+            Shrinkable::Xfs(_) => "XFS",
         }
     }
 
@@ -153,6 +172,7 @@ impl Shrinkable {
         match self {
             Shrinkable::Ext4(fs) => fs.bytes(),
             Shrinkable::Btrfs(fs) => fs.bytes,
+            Shrinkable::Xfs(fs) => fs.bytes(),
         }
     }
 
@@ -161,6 +181,7 @@ impl Shrinkable {
         match self {
             Shrinkable::Ext4(fs) => fs.block_size,
             Shrinkable::Btrfs(fs) => fs.sector_size,
+            Shrinkable::Xfs(fs) => fs.block_size,
         }
     }
 
@@ -174,6 +195,8 @@ impl Shrinkable {
         match self {
             Shrinkable::Ext4(fs) => ext4::min_bytes(path, fs),
             Shrinkable::Btrfs(_) => btrfs::min_bytes(path),
+            // It cannot shrink: its size is its minimum.
+            Shrinkable::Xfs(fs) => Ok(fs.bytes()),
         }
     }
 
@@ -182,6 +205,7 @@ impl Shrinkable {
         match self {
             Shrinkable::Ext4(fs) => ext4::shrink(path, bytes / fs.block_size),
             Shrinkable::Btrfs(_) => btrfs::shrink(path, bytes),
+            Shrinkable::Xfs(_) => Ok(()),
         }
     }
 }
@@ -275,6 +299,12 @@ pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparatio
         target_bytes,
         device_bytes,
     };
+    if let (true, Shrinkable::Xfs(_)) = (prep.needs_shrink(), fs) {
+        return Err(InPlaceError::XfsNoRoom {
+            path: name(),
+            free: device_bytes.saturating_sub(fs.bytes()),
+        });
+    }
     if prep.needs_shrink() {
         let need = fs.min_bytes(path)?;
         if need > target_bytes {

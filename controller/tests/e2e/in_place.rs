@@ -290,3 +290,96 @@ encryption:
     assert_eq!(total, (320 - 32) << 20, "btrfs shrunk by 32 MiB");
     vm.summary("btrfs filling its partition, with files → shrunk mounted, encrypted in place online → the same files; cryptsetup opens it, btrfs check passes on the plaintext");
 }
+
+/// A user volume holding XFS that fills its partition, with files, and
+/// free space after the partition: XFS cannot shrink, so the boot grows
+/// the partition first (`provisioning.grow`), encrypts in place online,
+/// mounts it and grows the filesystem back into the device.
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn an_xfs_user_volume_is_given_room_by_growing_its_partition_and_encrypted_in_place() {
+    let mut vm = Vm::sized(
+        "in-place-xfs",
+        &[("META", 1), ("STATE", 48), ("u-data", 320)],
+        440,
+    );
+    let want = common::ext4fs::tree(&vm.dir, 4);
+    {
+        let l = vm.partition("u-data");
+        let mkfs = Command::new("mkfs.xfs")
+            .args(["-q", "-f"])
+            .arg(l.path())
+            .status()
+            .unwrap();
+        assert!(mkfs.success());
+        let at = vm.dir.join("mnt");
+        std::fs::create_dir_all(&at).unwrap();
+        assert!(Command::new("mount")
+            .arg(l.path())
+            .arg(&at)
+            .status()
+            .unwrap()
+            .success());
+        let copy = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", vm.dir.join("tree").display()))
+            .arg(&at)
+            .status();
+        let _ = Command::new("umount").arg(&at).status();
+        assert!(copy.unwrap().success());
+    }
+    let config = "apiVersion: v1alpha1
+kind: VolumeConfig
+name: STATE
+encryption:
+  provider: luks2
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      nodeID: {}
+---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: data
+provisioning:
+  diskSelector: {match: system_disk}
+  maxSize: 384MiB
+  grow: true
+encryption:
+  provider: luks2
+  inPlace: true
+  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
+  keys:
+    - slot: 0
+      static: {passphrase: data-pass}
+";
+    vm.write("config.yaml", config);
+    let wait = WAIT_ONLINE.replace("persistence.json", "data.json");
+    let sums = "cd /var/mnt/data && echo 'BEGIN sums' && find . -type f | sort | xargs sha256sum && echo 'END sums'; cd /";
+    let b = vm.boot("-f /job/config.yaml", &format!("{wait}; {sums}"));
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    let made = b.status["partitions_created"].to_string();
+    assert!(made.contains("grow partition u-data"), "{made}");
+    assert_eq!(b.phase("data"), "ready", "{}", b.volume("data"));
+    assert_eq!(b.volume("data")["encrypted"], true);
+    let changes = b.volume("data")["changes"].to_string();
+    assert!(changes.contains("grew the filesystem from"), "{changes}");
+    let got = b.section("sums");
+    for (path, sum) in &want {
+        assert!(got.contains(&format!("{sum}  ./{path}")), "{path}: {got}");
+    }
+    assert_eq!(got.lines().count(), want.len(), "{got}");
+    let l = vm.partition("u-data");
+    assert!(common::opens(l.path(), 0, b"data-pass"));
+    let vk = common::hex_bytes(&common::volume_key(l.path(), 0, b"data-pass"));
+    let plain = vm.dir.join("plain.img");
+    common::ext4fs::decrypt_with(l.path(), &vk, &plain);
+    drop(l);
+    let repair = Command::new("xfs_repair")
+        .arg("-n")
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(repair.status.success(), "{}", common::text(&repair.stderr));
+    vm.summary("XFS filling its partition, with files, free space after it → partition grown, encrypted in place online, filesystem grown → the same files; cryptsetup opens it, xfs_repair -n passes on the plaintext");
+}
