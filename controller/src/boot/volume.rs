@@ -38,6 +38,10 @@ pub(super) struct VolumeDef {
     pub content: Content,
     /// Where it lives: a partition, or a whole disk.
     pub backing: Backing,
+    /// Its mount point is inside EPHEMERAL's (`/var/lib/etcd`,
+    /// `/var/mnt/<name>`), where a directory volume keeps its data: it is
+    /// never mounted over a directory that holds files.
+    pub guarded: bool,
     /// Where recovery keys this boot enrols go.
     pub recovery_out: RecoveryDest,
     /// The run-time directory, where an online reencryption keeps its
@@ -108,14 +112,16 @@ pub(super) enum RecoveryDest {
 
 impl VolumeDef {
     pub fn from_doc(doc: &Document, state_mount: &Path) -> Self {
+        let mount = doc
+            .mount_point()
+            .map_or_else(|| state_mount.to_path_buf(), PathBuf::from);
         VolumeDef {
+            guarded: mount.starts_with("/var") && mount != Path::new("/var"),
             name: doc.name().to_string(),
             label: doc.partition_label(),
             encryption: doc.encryption().cloned(),
             fs: doc.filesystem_type(),
-            mount: doc
-                .mount_point()
-                .map_or_else(|| state_mount.to_path_buf(), PathBuf::from),
+            mount,
             mount_options: fs::MountOptions::for_document(doc),
             grow: doc.provisioning().and_then(|p| p.grow).unwrap_or(false),
             content: Content::of(doc),
@@ -159,6 +165,7 @@ impl VolumeDef {
             grow: false,
             content: Content::Filesystem,
             backing: Backing::Partition,
+            guarded: false,
             recovery_out: RecoveryDest::Nowhere,
             run_dir: None,
             until: Until::Mounted,
@@ -223,6 +230,9 @@ pub(super) enum VolumeError {
     /// A worker task failed.
     #[error("{0} task failed")]
     Task(&'static str),
+    /// Its mount point holds files that mounting it would hide.
+    #[error("{} holds files (a directory volume's data?); mounting this volume there would hide them, and a volume's backing does not move: move the files away first, or keep the volume a directory", .0.display())]
+    WouldHide(PathBuf),
     /// Its dm-crypt name is taken by a mapping of another device.
     #[error("/dev/mapper/{name} is open on {}, not on this volume's partition; close it (`cryptsetup close {name}`)", backing.display())]
     MappedElsewhere {
@@ -388,6 +398,9 @@ pub(super) fn mount(
     def: &VolumeDef,
     st: &mut VolumeStatus,
 ) -> Result<(), VolumeError> {
+    if def.guarded && host.holds_files(&def.mount) {
+        return Err(VolumeError::WouldHide(def.mount.clone()));
+    }
     let made = make_if_blank(
         host,
         dev,

@@ -115,6 +115,10 @@ pub trait Host: Send + Sync {
     /// Unmounts `target`.
     fn unmount(&self, target: &Path) -> Result<(), FsError>;
 
+    /// Whether the directory `dir` exists and holds anything: a mount there
+    /// would hide it.
+    fn holds_files(&self, dir: &Path) -> bool;
+
     /// Makes the directory `path` (and its parents) when missing (0755).
     fn make_dir(&self, path: &Path) -> std::io::Result<()>;
 

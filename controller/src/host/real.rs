@@ -96,6 +96,10 @@ impl Host for RealHost {
         mapped_device(name)
     }
 
+    fn holds_files(&self, dir: &Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+    }
+
     fn make_dir(&self, path: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()

@@ -132,6 +132,8 @@ struct SimNode {
     dirs: std::collections::BTreeSet<PathBuf>,
     /// Devices swap is enabled on.
     swaps: std::collections::BTreeSet<PathBuf>,
+    /// Directories that hold files (tests put them there).
+    full: std::collections::BTreeSet<PathBuf>,
 }
 
 /// A simulated host (see the module's text).
@@ -231,6 +233,11 @@ impl SimHost {
     /// The device node mounted at `target`, if any.
     pub fn mounted_at(&self, target: &Path) -> Option<PathBuf> {
         self.node().mounts.get(target).cloned()
+    }
+
+    /// Puts files in the directory `dir` (a directory volume's data).
+    pub fn put_files(&self, dir: &Path) {
+        self.node().full.insert(dir.to_path_buf());
     }
 
     /// Whether swap is enabled on `node`.
@@ -589,6 +596,10 @@ impl Host for SimHost {
             .ok_or_else(|| fs_error("umount", what, std::io::ErrorKind::InvalidInput))?;
         self.unlink_mount(target);
         Ok(())
+    }
+
+    fn holds_files(&self, dir: &Path) -> bool {
+        self.node().full.contains(dir)
     }
 
     fn make_dir(&self, path: &Path) -> std::io::Result<()> {

@@ -81,3 +81,42 @@ fn promoted_volumes_get_partitions_before_ephemeral_and_the_others_directories()
     assert_eq!(node.host.counts().table_writes, 0);
     assert!(!volume(&status, "ETCD").created);
 }
+
+#[test]
+fn a_directory_volume_s_data_is_never_hidden_by_a_partition_mounted_over_it() {
+    // ETCD lived as a directory on EPHEMERAL and holds etcd's data; a
+    // config then asks for a partition of its own (`-f` at boot, which
+    // apply-config would have refused).
+    let mut node = SimNode::new();
+    let as_directory = "---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: ETCD\n";
+    let status = node
+        .boot(&[node.config(&format!("{ENCRYPTED}{as_directory}"))])
+        .unwrap();
+    all_ready(&status);
+    node.host.put_files(Path::new("/var/lib/etcd"));
+    node.reboot();
+    node.host.put_files(Path::new("/var/lib/etcd"));
+    let promoted = "---\napiVersion: v1alpha1\nkind: VolumeConfig\nname: ETCD\nprovisioning: {maxSize: 200MiB}\n";
+    let status = node
+        .boot(&[node.config(&format!("{ENCRYPTED}{promoted}"))])
+        .unwrap();
+    let e = volume(&status, "ETCD");
+    assert_eq!(e.phase, crate::node::status::Phase::Failed, "{e:#?}");
+    assert!(
+        e.error
+            .as_deref()
+            .unwrap()
+            .starts_with("/var/lib/etcd holds files (a directory volume's data?)"),
+        "{e:#?}"
+    );
+    assert_eq!(node.host.mounted_at(Path::new("/var/lib/etcd")), None);
+    assert_eq!(
+        node.host.counts().mkfs,
+        0,
+        "nothing made on the new partition"
+    );
+    assert_eq!(
+        volume(&status, "EPHEMERAL").phase,
+        crate::node::status::Phase::Ready
+    );
+}
