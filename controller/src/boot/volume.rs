@@ -116,7 +116,7 @@ impl VolumeDef {
             .mount_point()
             .map_or_else(|| state_mount.to_path_buf(), PathBuf::from);
         VolumeDef {
-            guarded: mount.starts_with("/var") && mount != Path::new("/var"),
+            guarded: !doc.is_state() && mount.starts_with("/var") && mount != Path::new("/var"),
             name: doc.name().to_string(),
             label: doc.partition_label(),
             encryption: doc.encryption().cloned(),
