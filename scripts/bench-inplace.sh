@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # In-place encryption throughput, side by side with its anchor: the same
-# ext4 image (SIZE MiB, the filesystem leaving the 32 MiB LUKS2 needs,
+# image (SIZE MiB, holding FS — ext4 by default, btrfs or xfs — that leaves
+# the 32 MiB LUKS2 needs,
 # half full of random data) encrypted by `volctl converge` with
 # `inPlace: true` and by `cryptsetup reencrypt --encrypt
 # --reduce-device-size 32M` (both: datashift resilience, offline, an image
 # file). Each timed from start to finish (header, keyslots, every byte).
 #
-# Usage: scripts/bench-inplace.sh [SIZE_MIB] [ROUNDS]
+# Usage: [FS=ext4|btrfs|xfs] scripts/bench-inplace.sh [SIZE_MIB] [ROUNDS]
 set -euo pipefail
 SIZE=${1:-1024}
 ROUNDS=${2:-3}
+FS=${FS:-ext4}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VOLCTL=${VOLCTL:-$ROOT/target/debug/volctl}
 W=$(mktemp -d)
@@ -17,7 +19,14 @@ trap 'rm -rf "$W"' EXIT
 mkdir "$W/tree"
 for i in $(seq 1 $((SIZE / 2 / 32))); do head -c 32M /dev/urandom > "$W/tree/f$i"; done
 truncate -s "${SIZE}M" "$W/base.img"
-mkfs.ext4 -q -F -b 4096 -d "$W/tree" "$W/base.img" "$((SIZE - 32))M"
+case "$FS" in
+  ext4) mkfs.ext4 -q -F -b 4096 -d "$W/tree" "$W/base.img" "$((SIZE - 32))M" ;;
+  btrfs) mkfs.btrfs -q -b "$((SIZE - 32))M" --rootdir "$W/tree" "$W/base.img" ;;
+  xfs)
+    mkfs.xfs -q -f -d size="$((SIZE - 32))m" "$W/base.img"
+    mkdir "$W/mnt" && mount -o loop "$W/base.img" "$W/mnt" && cp -a "$W/tree/." "$W/mnt" && umount "$W/mnt" ;;
+  *) echo "FS is ext4, btrfs or xfs" >&2; exit 2 ;;
+esac
 printf 'bench-pass' > "$W/key"
 cat > "$W/config.yaml" <<YAML
 apiVersion: v1alpha1
@@ -44,4 +53,4 @@ for r in $(seq 1 "$ROUNDS"); do
   printf '%-6s %-34s %8s %10s\n' "$r" "cryptsetup reencrypt --encrypt" "$c" "$cr" "$r" "volctl converge (inPlace)" "$v" "$vr"
   [ "$cr" -gt "$best_c" ] && best_c=$cr; [ "$vr" -gt "$best_v" ] && best_v=$vr
 done
-echo "best of $ROUNDS, ${data} MiB: volctl ${best_v} MiB/s, cryptsetup ${best_c} MiB/s, ratio $(awk "BEGIN{printf \"%.2f\", $best_v/$best_c}")"
+echo "best of $ROUNDS, ${data} MiB of $FS: volctl ${best_v} MiB/s, cryptsetup ${best_c} MiB/s, ratio $(awk "BEGIN{printf \"%.2f\", $best_v/$best_c}")"
