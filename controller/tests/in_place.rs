@@ -548,18 +548,7 @@ fn btrfs_tree(plain: &Path, scratch: &Path) -> Sums {
         "btrfs check: {}",
         text(&check.stderr)
     );
-    let at = scratch.join("mnt");
-    std::fs::create_dir_all(&at).unwrap();
-    let mount = Command::new("mount")
-        .args(["-t", "btrfs", "-o", "loop,ro"])
-        .arg(plain)
-        .arg(&at)
-        .output()
-        .unwrap();
-    assert!(mount.status.success(), "{}", text(&mount.stderr));
-    let got = ext4fs::sums(&at);
-    let _ = Command::new("umount").arg(&at).status();
-    got
+    ext4fs::sums_mounted(plain, scratch)
 }
 
 #[test]
@@ -630,22 +619,7 @@ fn an_xfs_that_leaves_the_room_is_encrypted_in_place_and_its_files_are_intact() 
     let img = dir.path().join("xfs.img");
     mkfs_image(&img, 352, &["mkfs.xfs", "-q", "-f", "-d", "size=320m"], &[]);
     let want = ext4fs::tree(dir.path(), 4);
-    let at = dir.path().join("mnt");
-    std::fs::create_dir_all(&at).unwrap();
-    assert!(Command::new("mount")
-        .args(["-t", "xfs", "-o", "loop"])
-        .arg(&img)
-        .arg(&at)
-        .status()
-        .unwrap()
-        .success());
-    let copy = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", dir.path().join("tree").display()))
-        .arg(&at)
-        .status();
-    let _ = Command::new("umount").arg(&at).status();
-    assert!(copy.unwrap().success());
+    ext4fs::copy_in(&img, &dir.path().join("tree"), dir.path());
 
     let cfg = config(dir.path());
     let run = converge(&img, &cfg, "converge");
@@ -659,14 +633,9 @@ fn an_xfs_that_leaves_the_room_is_encrypted_in_place_and_its_files_are_intact() 
         .output()
         .unwrap();
     assert!(repair.status.success(), "{}", text(&repair.stderr));
-    assert!(Command::new("mount")
-        .args(["-t", "xfs", "-o", "loop,ro"])
-        .arg(&plain)
-        .arg(&at)
-        .status()
-        .unwrap()
-        .success());
-    let got = ext4fs::sums(&at);
-    let _ = Command::new("umount").arg(&at).status();
-    assert_eq!(got, want, "the files read back");
+    assert_eq!(
+        ext4fs::sums_mounted(&plain, dir.path()),
+        want,
+        "the files read back"
+    );
 }

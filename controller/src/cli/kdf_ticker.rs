@@ -1,5 +1,5 @@
 //! A quiet line on the terminal while a KDF runs long: nothing for a run
-//! shorter than [`QUIET_FOR`], then `- add keyslot (disk.img): 1.4 s`
+//! shorter than [`QUIET_FOR`], then `- KDF: add keyslot (disk.img): 1.4 s`
 //! redrawn in place and wiped when the run ends. Only on a terminal
 //! (stderr), only for commands that ask nothing while a KDF runs.
 

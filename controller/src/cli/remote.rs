@@ -76,8 +76,8 @@ impl RemoteArgs {
         }
     }
 
-    /// The client flags given (without -n they mean nothing).
-    pub fn given(&self) -> Vec<&'static str> {
+    /// The first client flag given, if any (without -n they mean nothing).
+    pub fn first_given(&self) -> Option<&'static str> {
         [
             ("--volctlconfig", self.volctlconfig.is_some()),
             ("--ca", self.ca.is_some()),
@@ -88,8 +88,7 @@ impl RemoteArgs {
             ("--parallel", self.parallel.is_some()),
         ]
         .into_iter()
-        .filter_map(|(flag, set)| set.then_some(flag))
-        .collect()
+        .find_map(|(flag, set)| set.then_some(flag))
     }
 
     /// The call timeout.

@@ -40,7 +40,7 @@ pub fn exec(mut command: Command, before_verb: RemoteArgs) -> Result<Exit> {
     if !client.nodes.is_empty() {
         return remote::exec(command, &client);
     }
-    if let Some(flag) = client.given().first() {
+    if let Some(flag) = client.first_given() {
         bail!("{flag} is a client flag, for `volctl -n NODE …`; without -n, `{}` runs on this machine", remote::verb_name(&command));
     }
     match command {

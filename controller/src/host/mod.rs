@@ -1,7 +1,8 @@
 //! The host seam: what the boot asks of the machine besides a LUKS2
 //! header — reading the disks, attaching partitions, writing partition
 //! tables and META, wiping, making, mounting, growing and moving
-//! filesystems, making and enabling swap. [`RealHost`] does it (sysfs, GPT, loop devices, mkfs,
+//! filesystems, making and enabling swap. [`RealHost`] does it (sysfs,
+//! GPT, loop devices, mkfs, mkswap,
 //! mount(2)); [`SimHost`] is its simulated twin for unit tests of the whole
 //! boot: disks in memory, a [`crate::device::SimDevice`] per partition, and
 //! a count of everything it was asked to do (built for tests, or with the

@@ -76,7 +76,7 @@ impl SimPartition {
 }
 
 fn node_of(disk: &Path, number: u32) -> PathBuf {
-    if number == 0 {
+    if number == crate::node::disks::WHOLE_DISK {
         return disk.to_path_buf();
     }
     PathBuf::from(format!("{}{number}", disk.display()))
@@ -491,9 +491,9 @@ impl Host for SimHost {
     fn mkfs(&self, node: &Path, fs: FilesystemType, _label: &str) -> Result<(), FsError> {
         self.count(|c| c.mkfs += 1);
         let mut n = self.node();
-        let p = n
-            .by_node(node)
-            .ok_or_else(|| no_device(&format!("mkfs.{}", fs::fstype(fs)), node))?;
+        let p = n.by_node(node).ok_or_else(|| {
+            tool_failed(&format!("mkfs.{}", fs::fstype(fs)), node, "no such device")
+        })?;
         p.fs = Some(fs);
         p.swap = false;
         if !node.starts_with("/dev/mapper") {
@@ -506,7 +506,9 @@ impl Host for SimHost {
     fn make_swap(&self, node: &Path, _label: &str) -> Result<(), FsError> {
         self.count(|c| c.mkswap += 1);
         let mut n = self.node();
-        let p = n.by_node(node).ok_or_else(|| no_device("mkswap", node))?;
+        let p = n
+            .by_node(node)
+            .ok_or_else(|| tool_failed("mkswap", node, "no such device"))?;
         p.fs = None;
         p.swap = true;
         if !node.starts_with("/dev/mapper") {
@@ -519,11 +521,7 @@ impl Host for SimHost {
         self.count(|c| c.swapons += 1);
         let mut n = self.node();
         if !n.by_node(node).is_some_and(|p| p.swap) {
-            return Err(FsError::Tool {
-                tool: "swapon".into(),
-                device: node.display().to_string(),
-                reason: "read swap header failed".into(),
-            });
+            return Err(tool_failed("swapon", node, "read swap header failed"));
         }
         n.swaps.insert(node.to_path_buf());
         Ok(())
@@ -615,11 +613,11 @@ impl Host for SimHost {
     }
 }
 
-/// A tool's error for a device the host does not have.
-fn no_device(tool: &str, node: &Path) -> FsError {
+/// A tool's failure on `node`, as the real tool would report it.
+fn tool_failed(tool: &str, node: &Path, reason: &str) -> FsError {
     FsError::Tool {
         tool: tool.into(),
         device: node.display().to_string(),
-        reason: "no such device".into(),
+        reason: reason.into(),
     }
 }

@@ -60,10 +60,7 @@ impl Mounted {
         let dir = tempfile::Builder::new()
             .prefix("volctl-btrfs-")
             .tempdir()
-            .map_err(|source| ToolError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
+            .map_err(ToolError::read(path))?;
         // `mount` sets up a loop device for an image file itself.
         run(
             "mount",

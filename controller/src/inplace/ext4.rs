@@ -77,10 +77,7 @@ pub fn min_bytes(path: &Path, fs: &Ext4) -> Result<u64, ToolError> {
 /// resize2fs truncates to the new size, the file's length is put back.
 pub fn shrink(path: &Path, blocks: u64) -> Result<(), ToolError> {
     let len = std::fs::metadata(path)
-        .map_err(|source| ToolError::Read {
-            path: path.display().to_string(),
-            source,
-        })?
+        .map_err(ToolError::read(path))?
         .len();
     run(
         "e2fsck",
@@ -92,19 +89,13 @@ pub fn shrink(path: &Path, blocks: u64) -> Result<(), ToolError> {
         Command::new("resize2fs").arg(path).arg(blocks.to_string()),
         path,
     )?;
-    let meta = std::fs::metadata(path).map_err(|source| ToolError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path).map_err(ToolError::read(path))?;
     if meta.is_file() && meta.len() < len {
         std::fs::OpenOptions::new()
             .write(true)
             .open(path)
             .and_then(|f| f.set_len(len))
-            .map_err(|source| ToolError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
+            .map_err(ToolError::read(path))?;
     }
     Ok(())
 }

@@ -69,9 +69,9 @@ pub fn show_progress(line: &str) {
 /// Why a volume cannot be encrypted in place. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum InPlaceError {
-    /// Not a filesystem volctl can shrink.
+    /// Not a filesystem volctl encrypts in place.
     #[error("{path} holds {found}; in-place encryption needs ext4, btrfs or XFS; use the staged wipe instead (apply the config, then `volctl reset --system-labels-to-wipe LABEL --reboot`: the data is lost), or copy the data off first")]
-    NotShrinkable {
+    Unsupported {
         /// Device.
         path: String,
         /// What it holds.
@@ -82,7 +82,7 @@ pub enum InPlaceError {
     NoRoom {
         /// Device.
         path: String,
-        /// `ext4` or `btrfs`.
+        /// `ext4` or `btrfs` (XFS has its own refusal).
         fs: &'static str,
         /// The filesystem's smallest size, bytes.
         need: u64,
@@ -106,7 +106,7 @@ pub enum InPlaceError {
     Oversized {
         /// Device.
         path: String,
-        /// `ext4` or `btrfs`.
+        /// `ext4`, `btrfs` or `XFS`.
         fs: &'static str,
         /// What the superblock says.
         fs_mib: u64,
@@ -134,10 +134,10 @@ pub enum InPlaceError {
     Tool(#[from] ToolError),
 }
 
-/// A filesystem volctl can shrink to make room for the LUKS2 header, and
-/// its size.
+/// A filesystem volctl encrypts in place, and its size: ext4 and btrfs
+/// shrink to make room for the LUKS2 header, XFS must already leave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shrinkable {
+pub enum InPlaceFs {
     /// ext4: `resize2fs`, offline.
     Ext4(Ext4),
     /// btrfs (one device): `btrfs filesystem resize`, mounted.
@@ -146,42 +146,42 @@ pub enum Shrinkable {
     Xfs(Xfs),
 }
 
-impl Shrinkable {
+impl InPlaceFs {
     /// The filesystem on `path`, when it is one of these.
-    pub fn read(path: &Path) -> Result<Option<Shrinkable>, ToolError> {
+    pub fn read(path: &Path) -> Result<Option<InPlaceFs>, ToolError> {
         if let Some(fs) = Ext4::read(path)? {
-            return Ok(Some(Shrinkable::Ext4(fs)));
+            return Ok(Some(InPlaceFs::Ext4(fs)));
         }
         if let Some(fs) = Xfs::read(path)? {
-            return Ok(Some(Shrinkable::Xfs(fs)));
+            return Ok(Some(InPlaceFs::Xfs(fs)));
         }
-        Ok(Btrfs::read(path)?.map(Shrinkable::Btrfs))
+        Ok(Btrfs::read(path)?.map(InPlaceFs::Btrfs))
     }
 
-    /// `ext4` or `btrfs`.
+    /// `ext4`, `btrfs` or `XFS`.
     pub fn name(&self) -> &'static str {
         match self {
-            Shrinkable::Ext4(_) => "ext4",
-            Shrinkable::Btrfs(_) => "btrfs",
-            Shrinkable::Xfs(_) => "XFS",
+            InPlaceFs::Ext4(_) => "ext4",
+            InPlaceFs::Btrfs(_) => "btrfs",
+            InPlaceFs::Xfs(_) => "XFS",
         }
     }
 
     /// Its size in bytes.
     pub fn bytes(&self) -> u64 {
         match self {
-            Shrinkable::Ext4(fs) => fs.bytes(),
-            Shrinkable::Btrfs(fs) => fs.bytes,
-            Shrinkable::Xfs(fs) => fs.bytes(),
+            InPlaceFs::Ext4(fs) => fs.bytes(),
+            InPlaceFs::Btrfs(fs) => fs.bytes,
+            InPlaceFs::Xfs(fs) => fs.bytes(),
         }
     }
 
     /// The unit its size is a multiple of.
     fn block_size(&self) -> u64 {
         match self {
-            Shrinkable::Ext4(fs) => fs.block_size,
-            Shrinkable::Btrfs(fs) => fs.sector_size,
-            Shrinkable::Xfs(fs) => fs.block_size,
+            InPlaceFs::Ext4(fs) => fs.block_size,
+            InPlaceFs::Btrfs(fs) => fs.sector_size,
+            InPlaceFs::Xfs(fs) => fs.block_size,
         }
     }
 
@@ -193,19 +193,19 @@ impl Shrinkable {
     /// The smallest size it can shrink to.
     fn min_bytes(&self, path: &Path) -> Result<u64, ToolError> {
         match self {
-            Shrinkable::Ext4(fs) => ext4::min_bytes(path, fs),
-            Shrinkable::Btrfs(_) => btrfs::min_bytes(path),
+            InPlaceFs::Ext4(fs) => ext4::min_bytes(path, fs),
+            InPlaceFs::Btrfs(_) => btrfs::min_bytes(path),
             // It cannot shrink: its size is its minimum.
-            Shrinkable::Xfs(fs) => Ok(fs.bytes()),
+            InPlaceFs::Xfs(fs) => Ok(fs.bytes()),
         }
     }
 
     /// Shrinks it to `bytes` (a multiple of its block size).
     fn shrink(&self, path: &Path, bytes: u64) -> Result<(), ToolError> {
         match self {
-            Shrinkable::Ext4(fs) => ext4::shrink(path, bytes / fs.block_size),
-            Shrinkable::Btrfs(_) => btrfs::shrink(path, bytes),
-            Shrinkable::Xfs(_) => Ok(()),
+            InPlaceFs::Ext4(fs) => ext4::shrink(path, bytes / fs.block_size),
+            InPlaceFs::Btrfs(_) => btrfs::shrink(path, bytes),
+            InPlaceFs::Xfs(_) => Ok(()),
         }
     }
 }
@@ -214,7 +214,7 @@ impl Shrinkable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preparation {
     /// The filesystem as found.
-    pub fs: Shrinkable,
+    pub fs: InPlaceFs,
     /// Its size afterwards, bytes.
     pub target_bytes: u64,
     /// The device's size.
@@ -264,13 +264,13 @@ pub fn tenths(bytes: u64, round: Round) -> String {
 /// btrfs filesystem is mounted read-only for the moment to measure it).
 pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparation, InPlaceError> {
     let name = || path.display().to_string();
-    let Some(fs) = Shrinkable::read(path)? else {
-        return Err(InPlaceError::NotShrinkable {
+    let Some(fs) = InPlaceFs::read(path)? else {
+        return Err(InPlaceError::Unsupported {
             path: name(),
             found: found.to_string(),
         });
     };
-    if let Shrinkable::Btrfs(b) = fs {
+    if let InPlaceFs::Btrfs(b) = fs {
         if b.devices != 1 {
             return Err(InPlaceError::MultiDevice {
                 path: name(),
@@ -299,7 +299,7 @@ pub fn prepare(path: &Path, found: &str, device_bytes: u64) -> Result<Preparatio
         target_bytes,
         device_bytes,
     };
-    if let (true, Shrinkable::Xfs(_)) = (prep.needs_shrink(), fs) {
+    if let (true, InPlaceFs::Xfs(_)) = (prep.needs_shrink(), fs) {
         return Err(InPlaceError::XfsNoRoom {
             path: name(),
             free: device_bytes.saturating_sub(fs.bytes()),

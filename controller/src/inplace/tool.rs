@@ -11,13 +11,9 @@ pub(super) fn read_block<const N: usize>(
     path: &Path,
     offset: u64,
 ) -> Result<Option<[u8; N]>, ToolError> {
-    let err = |source| ToolError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(err)?;
+    let f = std::fs::File::open(path).map_err(ToolError::read(path))?;
     let mut block = [0u8; N];
-    let read = read_at(&f, offset, &mut block).map_err(err)?;
+    let read = read_at(&f, offset, &mut block).map_err(ToolError::read(path))?;
     Ok((read == N).then_some(block))
 }
 
@@ -43,6 +39,16 @@ pub enum ToolError {
         /// Its exit status and last output lines.
         reason: String,
     },
+}
+
+impl ToolError {
+    /// The error of reading (or sizing) `path`, for `map_err`.
+    pub(super) fn read(path: &Path) -> impl Fn(std::io::Error) -> ToolError + '_ {
+        move |source| ToolError::Read {
+            path: path.display().to_string(),
+            source,
+        }
+    }
 }
 
 /// Runs a tool; its stdout, or its status and last lines as the error.

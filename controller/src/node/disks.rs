@@ -98,7 +98,7 @@ pub fn same_device(a: &Path, b: &Path) -> bool {
 }
 
 /// The number of a [`Partition`] that is a whole disk.
-const WHOLE_DISK: u32 = 0;
+pub const WHOLE_DISK: u32 = 0;
 
 /// A partition opened for use: its device node, and the loop device that
 /// backs it when the disk is an image file.

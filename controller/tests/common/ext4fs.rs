@@ -160,3 +160,45 @@ pub fn assert_encrypted_tree(img: &Path, slot: u32, pass: &[u8], scratch: &Path,
     assert_tree(&plain, scratch, want);
     let _ = std::fs::remove_file(&plain);
 }
+
+/// Mounts the filesystem `fs` (an image file, through a loop device, or a
+/// block device) at `scratch/mnt` with `options`, runs `f` on the mount
+/// point, and unmounts it.
+fn with_mounted<T>(fs: &Path, scratch: &Path, options: &str, f: impl FnOnce(&Path) -> T) -> T {
+    let at = scratch.join("mnt");
+    std::fs::create_dir_all(&at).unwrap();
+    let options = if fs.is_file() {
+        format!("loop,{options}")
+    } else {
+        options.to_string()
+    };
+    let mount = Command::new("mount")
+        .args(["-o", &options])
+        .arg(fs)
+        .arg(&at)
+        .output()
+        .unwrap();
+    assert!(mount.status.success(), "mount: {}", text(&mount.stderr));
+    let out = f(&at);
+    let _ = Command::new("umount").arg(&at).status();
+    out
+}
+
+/// Copies the tree `tree` into the filesystem `fs` (mounted for it): how
+/// a filesystem without a populate option (XFS) gets its files.
+pub fn copy_in(fs: &Path, tree: &Path, scratch: &Path) {
+    let copied = with_mounted(fs, scratch, "rw", |at| {
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", tree.display()))
+            .arg(at)
+            .status()
+            .unwrap()
+    });
+    assert!(copied.success(), "cp -a into {}", fs.display());
+}
+
+/// The files of the filesystem `fs`, read through a read-only mount.
+pub fn sums_mounted(fs: &Path, scratch: &Path) -> Sums {
+    with_mounted(fs, scratch, "ro", sums)
+}

@@ -204,6 +204,70 @@ fn an_online_rotation_survives_a_cut_at_every_write() {
     ));
 }
 
+/// The config of the in-place user-volume scenarios: STATE (nodeID) and
+/// a user volume `data` on the system disk, `inPlace` with a static key;
+/// `provisioning` and `filesystem` lines as given.
+fn data_in_place_config(provisioning: &str, filesystem: &str) -> String {
+    let state = CONFIG.split("---\n").next().unwrap();
+    format!(
+        "{state}---
+apiVersion: v1alpha1
+kind: UserVolumeConfig
+name: data
+provisioning:
+  diskSelector: {{match: system_disk}}
+{provisioning}{filesystem}encryption:
+  provider: luks2
+  inPlace: true
+  pbkdf: {{type: argon2id, memoryKiB: 1024, iterations: 4}}
+  keys:
+    - slot: 0
+      static: {{passphrase: data-pass}}
+"
+    )
+}
+
+/// Boots `vm` with `config` once the online run is done: `data` is ready
+/// and encrypted, and holds the files of `want`, no more.
+fn boot_data_in_place(vm: &mut Vm, config: &str, want: &common::ext4fs::Sums) -> Boot {
+    vm.write("config.yaml", config);
+    let wait = WAIT_ONLINE.replace("persistence.json", "data.json");
+    let sums = "cd /var/mnt/data && echo 'BEGIN sums' && find . -type f | sort | xargs sha256sum && echo 'END sums'; cd /";
+    let b = vm.boot("-f /job/config.yaml", &format!("{wait}; {sums}"));
+    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    assert_eq!(b.phase("data"), "ready", "{}", b.volume("data"));
+    assert_eq!(b.volume("data")["encrypted"], true);
+    let got = b.section("sums");
+    for (path, sum) in want {
+        assert!(got.contains(&format!("{sum}  ./{path}")), "{path}: {got}");
+    }
+    assert_eq!(got.lines().count(), want.len(), "{got}");
+    b
+}
+
+/// Outside volctl: `data-pass` opens u-data with `cryptsetup`, and the data
+/// decrypted with the volume key it shows, written to `plain.img`; the
+/// checker `check` (with its arguments) passes on it.
+fn decrypted_data_passes(vm: &Vm, check: &[&str]) -> std::path::PathBuf {
+    let l = vm.partition("u-data");
+    assert!(common::opens(l.path(), 0, b"data-pass"));
+    let vk = common::hex_bytes(&common::volume_key(l.path(), 0, b"data-pass"));
+    let plain = vm.dir.join("plain.img");
+    common::ext4fs::decrypt_with(l.path(), &vk, &plain);
+    drop(l);
+    let out = Command::new(check[0])
+        .args(&check[1..])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{check:?}: {}",
+        common::text(&out.stderr)
+    );
+    plain
+}
+
 /// A user volume holding btrfs that fills its partition, with files: the
 /// boot mounts it for a moment to shrink it (`btrfs filesystem resize`),
 /// encrypts it in place online, and mounts it; the files are as they
@@ -228,63 +292,16 @@ fn a_btrfs_user_volume_is_shrunk_and_encrypted_in_place() {
             .unwrap();
         assert!(out.status.success(), "{}", common::text(&out.stderr));
     }
-    let config = "apiVersion: v1alpha1
-kind: VolumeConfig
-name: STATE
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
----
-apiVersion: v1alpha1
-kind: UserVolumeConfig
-name: data
-provisioning:
-  diskSelector: {match: system_disk}
-  maxSize: 320MiB
-filesystem:
-  type: btrfs
-encryption:
-  provider: luks2
-  inPlace: true
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      static: {passphrase: data-pass}
-";
-    vm.write("config.yaml", config);
-    let wait = WAIT_ONLINE.replace("persistence.json", "data.json");
-    let sums = "cd /var/mnt/data && echo 'BEGIN sums' && find . -type f | sort | xargs sha256sum && echo 'END sums'; cd /";
-    let b = vm.boot("-f /job/config.yaml", &format!("{wait}; {sums}"));
-    assert_eq!(b.boot_rc, 0, "{}", b.log);
-    assert_eq!(b.phase("data"), "ready", "{}", b.volume("data"));
-    assert_eq!(b.volume("data")["encrypted"], true);
+    let config = data_in_place_config("  maxSize: 320MiB\n", "filesystem:\n  type: btrfs\n");
+    let b = boot_data_in_place(&mut vm, &config, &want);
     let changes = b.volume("data")["changes"].to_string();
     assert!(
         changes.contains("shrink"),
         "the filesystem was shrunk: {changes}"
     );
-    let got = b.section("sums");
-    for (path, sum) in &want {
-        assert!(got.contains(&format!("{sum}  ./{path}")), "{path}: {got}");
-    }
-    assert_eq!(got.lines().count(), want.len(), "{got}");
-    // Outside volctl: the key opens it, and the plaintext is a clean
-    // btrfs, smaller than its partition by the header and its moved copy.
-    let l = vm.partition("u-data");
-    assert!(common::opens(l.path(), 0, b"data-pass"));
-    let vk = common::hex_bytes(&common::volume_key(l.path(), 0, b"data-pass"));
-    let plain = vm.dir.join("plain.img");
-    common::ext4fs::decrypt_with(l.path(), &vk, &plain);
-    drop(l);
-    let check = Command::new("btrfs")
-        .args(["check", "--readonly"])
-        .arg(&plain)
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "{}", common::text(&check.stderr));
+    // The plaintext is a clean btrfs, smaller than its partition by the
+    // header and its moved copy.
+    let plain = decrypted_data_passes(&vm, &["btrfs", "check", "--readonly"]);
     let sb = std::fs::read(&plain).unwrap();
     let total = u64::from_le_bytes(sb[0x1_0000 + 0x70..0x1_0000 + 0x78].try_into().unwrap());
     assert_eq!(total, (320 - 32) << 20, "btrfs shrunk by 32 MiB");
@@ -312,74 +329,14 @@ fn an_xfs_user_volume_is_given_room_by_growing_its_partition_and_encrypted_in_pl
             .status()
             .unwrap();
         assert!(mkfs.success());
-        let at = vm.dir.join("mnt");
-        std::fs::create_dir_all(&at).unwrap();
-        assert!(Command::new("mount")
-            .arg(l.path())
-            .arg(&at)
-            .status()
-            .unwrap()
-            .success());
-        let copy = Command::new("cp")
-            .arg("-a")
-            .arg(format!("{}/.", vm.dir.join("tree").display()))
-            .arg(&at)
-            .status();
-        let _ = Command::new("umount").arg(&at).status();
-        assert!(copy.unwrap().success());
+        common::ext4fs::copy_in(l.path(), &vm.dir.join("tree"), &vm.dir);
     }
-    let config = "apiVersion: v1alpha1
-kind: VolumeConfig
-name: STATE
-encryption:
-  provider: luks2
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      nodeID: {}
----
-apiVersion: v1alpha1
-kind: UserVolumeConfig
-name: data
-provisioning:
-  diskSelector: {match: system_disk}
-  maxSize: 384MiB
-  grow: true
-encryption:
-  provider: luks2
-  inPlace: true
-  pbkdf: {type: argon2id, memoryKiB: 1024, iterations: 4}
-  keys:
-    - slot: 0
-      static: {passphrase: data-pass}
-";
-    vm.write("config.yaml", config);
-    let wait = WAIT_ONLINE.replace("persistence.json", "data.json");
-    let sums = "cd /var/mnt/data && echo 'BEGIN sums' && find . -type f | sort | xargs sha256sum && echo 'END sums'; cd /";
-    let b = vm.boot("-f /job/config.yaml", &format!("{wait}; {sums}"));
-    assert_eq!(b.boot_rc, 0, "{}", b.log);
+    let config = data_in_place_config("  maxSize: 384MiB\n  grow: true\n", "");
+    let b = boot_data_in_place(&mut vm, &config, &want);
     let made = b.status["partitions_created"].to_string();
     assert!(made.contains("grow partition u-data"), "{made}");
-    assert_eq!(b.phase("data"), "ready", "{}", b.volume("data"));
-    assert_eq!(b.volume("data")["encrypted"], true);
     let changes = b.volume("data")["changes"].to_string();
     assert!(changes.contains("grew the filesystem from"), "{changes}");
-    let got = b.section("sums");
-    for (path, sum) in &want {
-        assert!(got.contains(&format!("{sum}  ./{path}")), "{path}: {got}");
-    }
-    assert_eq!(got.lines().count(), want.len(), "{got}");
-    let l = vm.partition("u-data");
-    assert!(common::opens(l.path(), 0, b"data-pass"));
-    let vk = common::hex_bytes(&common::volume_key(l.path(), 0, b"data-pass"));
-    let plain = vm.dir.join("plain.img");
-    common::ext4fs::decrypt_with(l.path(), &vk, &plain);
-    drop(l);
-    let repair = Command::new("xfs_repair")
-        .arg("-n")
-        .arg(&plain)
-        .output()
-        .unwrap();
-    assert!(repair.status.success(), "{}", common::text(&repair.stderr));
+    decrypted_data_passes(&vm, &["xfs_repair", "-n"]);
     vm.summary("XFS filling its partition, with files, free space after it → partition grown, encrypted in place online, filesystem grown → the same files; cryptsetup opens it, xfs_repair -n passes on the plaintext");
 }
