@@ -160,10 +160,16 @@ async fn open_all(
             (def, st, opened)
         }));
     }
-    let mut out = Vec::new();
+    let (mut out, mut ephemeral_down) = (Vec::new(), None);
     for t in tasks {
         let (def, st, opened) = t.await.map_err(BootError::Task)?;
-        out.push(volume::finish(&**host, &def, st, opened));
+        let st = volume::finish(&**host, &def, ephemeral_down.as_deref(), st, opened);
+        // What would be mounted under a failed EPHEMERAL must not land on
+        // the root filesystem instead (EPHEMERAL comes first).
+        if def.name == "EPHEMERAL" && st.phase == Phase::Failed {
+            ephemeral_down = Some(def.mount.clone());
+        }
+        out.push(st);
     }
     Ok(out)
 }

@@ -47,7 +47,7 @@ pub(super) fn bring_up<'a>(b: &'a mut Boot<'_>) -> PhaseFuture<'a> {
         };
         let host = b.host.clone();
         let (st, opened) = volume::open(&host, &staged, parts.get("STATE"), &b.env).await;
-        let st = volume::finish(&*host, &staged, st, opened);
+        let st = volume::finish(&*host, &staged, None, st, opened);
         let (ready, created) = (st.phase == Phase::Ready, st.created);
         b.status.volumes.push(st);
         if !ready {

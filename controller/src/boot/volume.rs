@@ -233,6 +233,10 @@ pub(super) enum VolumeError {
     /// Its mount point holds files that mounting it would hide.
     #[error("{} holds files (a directory volume's data?); mounting this volume there would hide them, and a volume's backing does not move: move the files away first, or keep the volume a directory", .0.display())]
     WouldHide(PathBuf),
+    /// It is mounted under EPHEMERAL's mount point, and EPHEMERAL is not
+    /// mounted: mounted now it would land on the root filesystem.
+    #[error("it is mounted under {}, where EPHEMERAL is not mounted; it is left unmounted", .0.display())]
+    EphemeralDown(PathBuf),
     /// Its dm-crypt name is taken by a mapping of another device.
     #[error("/dev/mapper/{name} is open on {}, not on this volume's partition; close it (`cryptsetup close {name}`)", backing.display())]
     MappedElsewhere {
@@ -396,8 +400,12 @@ pub(super) fn mount(
     host: &dyn Host,
     dev: &Path,
     def: &VolumeDef,
+    ephemeral_down: Option<&Path>,
     st: &mut VolumeStatus,
 ) -> Result<(), VolumeError> {
+    if let Some(at) = ephemeral_down.filter(|at| def.mount.starts_with(at)) {
+        return Err(VolumeError::EphemeralDown(at.to_path_buf()));
+    }
     if def.guarded && host.holds_files(&def.mount) {
         return Err(VolumeError::WouldHide(def.mount.clone()));
     }
@@ -619,6 +627,7 @@ pub(super) fn waiting(def: &VolumeDef) -> VolumeStatus {
 pub(super) fn finish(
     host: &dyn Host,
     def: &VolumeDef,
+    ephemeral_down: Option<&Path>,
     mut st: VolumeStatus,
     opened: Result<Opened, VolumeError>,
 ) -> VolumeStatus {
@@ -629,7 +638,9 @@ pub(super) fn finish(
             (Content::Raw, _) => st.phase = Phase::Ready,
             // The boot of the real root mounts it (or enables it).
             (_, Until::Opened) => st.phase = Phase::Opened,
-            (Content::Filesystem, Until::Mounted) => mount(host, &o.fs_device, def, &mut st)?,
+            (Content::Filesystem, Until::Mounted) => {
+                mount(host, &o.fs_device, def, ephemeral_down, &mut st)?
+            }
             (Content::Swap, Until::Mounted) => enable_swap(host, &o.fs_device, def, &mut st)?,
         }
         if let Some(run) = &o.online {

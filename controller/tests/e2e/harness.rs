@@ -165,7 +165,7 @@ impl Vm {
     ) -> Boot {
         std::fs::create_dir_all(self.dir.join("job")).unwrap();
         let script = format!(
-            "{before}\nvolctl boot --disk /dev/vda {boot_args} > /tmp/boot.out 2>&1\nrc=$?\ncat /tmp/boot.out\necho \"BOOT-RC $rc\"\necho 'BEGIN status'\nvolctl status -o json 2>/dev/null\necho 'END status'\n{after}\nvolctl close >/dev/null 2>&1\nexit 0\n"
+            "{before}\nvolctl boot --disk /dev/vda {boot_args} > /tmp/boot.out 2>&1\nrc=$?\ncat /tmp/boot.out\necho \"BOOT-RC $rc\"\n[ $rc -ne 0 ] && {{ echo 'BEGIN dmesg'; dmesg | tail -n 30; echo 'END dmesg'; }}\necho 'BEGIN status'\nvolctl status -o json 2>/dev/null\necho 'END status'\n{after}\nvolctl close >/dev/null 2>&1\nexit 0\n"
         );
         self.write("job.sh", &script);
         let mut cmd = self.run_command();

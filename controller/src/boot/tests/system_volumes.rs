@@ -120,3 +120,29 @@ fn a_directory_volume_s_data_is_never_hidden_by_a_partition_mounted_over_it() {
         crate::node::status::Phase::Ready
     );
 }
+
+#[test]
+fn a_volume_under_var_is_not_mounted_on_the_root_filesystem_when_ephemeral_fails() {
+    let mut node = SimNode::new();
+    let cfg = node.config(&format!("{ENCRYPTED}{SYSTEM}"));
+    all_ready(&node.boot(std::slice::from_ref(&cfg)).unwrap());
+    node.reboot();
+    // EPHEMERAL now holds another filesystem than its config asks for.
+    node.host
+        .edit("EPHEMERAL", |p| p.fs = Some(api_types::FilesystemType::Xfs));
+    let status = node.boot(&[cfg]).unwrap();
+    let failed = crate::node::status::Phase::Failed;
+    assert_eq!(volume(&status, "EPHEMERAL").phase, failed);
+    let e = volume(&status, "ETCD");
+    assert_eq!(e.phase, failed, "{e:#?}");
+    assert_eq!(
+        e.error.as_deref(),
+        Some("it is mounted under /var, where EPHEMERAL is not mounted; it is left unmounted")
+    );
+    assert_eq!(node.host.mounted_at(Path::new("/var/lib/etcd")), None);
+    assert_eq!(
+        volume(&status, "IMAGECACHE").phase,
+        crate::node::status::Phase::Ready,
+        "a volume outside /var still comes up"
+    );
+}
