@@ -14,12 +14,14 @@
 //! - [`parttable`]: GPT reads (checked, backup fallback) and staged writes;
 //! - [`provision`]: the partition layout a config asks for;
 //! - [`apply`], [`reset`]: the day-2 operations;
+//! - [`decrypt`]: decryption in place (`volctl disable-encryption`);
 //! - [`serve`]: the node API, the same operations over the network;
 //! - [`units`]: byte units.
 
 pub mod apply;
 pub mod boot;
 pub mod converge;
+pub mod decrypt;
 pub mod device;
 pub mod enable;
 pub mod host;

@@ -10,9 +10,10 @@ pub mod prelude;
 pub mod remote;
 
 use crate::commands::{
-    apply_config, boot, close, completion, converge, disks, enable_encryption, gen, keyslot_unlock,
-    kms_server, man_pages, meta, passphrase, plan, provision, reboot, recovery_key,
-    reencrypt_online, reset, rotate_volume_key, schema, serve, status, unlock, validate, version,
+    apply_config, boot, close, completion, converge, disable_encryption, disks, enable_encryption,
+    gen, keyslot_unlock, kms_server, man_pages, meta, passphrase, plan, provision, reboot,
+    recovery_key, reencrypt_online, reset, rotate_volume_key, schema, serve, status, unlock,
+    validate, version,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ pub enum Command {
     /// Encrypt a plain volume with a passphrase (and a recovery key): formatted now if blank.
     #[command(after_help = enable_encryption::HELP)]
     EnableEncryption(enable_encryption::Args),
+    /// Decrypt a volume in place (offline), its data kept: the reverse of encryption in place.
+    #[command(after_help = disable_encryption::HELP)]
+    DisableEncryption(disable_encryption::Args),
     /// Replace a recovery key with a new one, handed over before it is enrolled.
     #[command(subcommand, after_help = recovery_key::HELP)]
     RecoveryKey(recovery_key::Args),

@@ -6,6 +6,7 @@ pub mod boot;
 pub mod close;
 pub mod completion;
 pub mod converge;
+pub mod disable_encryption;
 pub mod disks;
 pub mod enable_encryption;
 pub mod gen;
@@ -57,6 +58,7 @@ pub fn exec(mut command: Command, before_verb: RemoteArgs) -> Result<Exit> {
         Command::Converge(a) => converge::exec(a),
         Command::Passphrase(a) => passphrase::exec(a),
         Command::EnableEncryption(a) => enable_encryption::exec(a),
+        Command::DisableEncryption(a) => disable_encryption::exec(a),
         Command::RecoveryKey(a) => recovery_key::exec(a),
         Command::RotateVolumeKey(a) => rotate_volume_key::exec(a),
         Command::ReencryptOnline(a) => reencrypt_online::exec(a),

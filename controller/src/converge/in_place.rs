@@ -381,9 +381,15 @@ pub struct ProgressReport {
 impl ProgressReport {
     /// Follows a run of `operation` on `volume` with `left` bytes to do.
     pub fn new(volume: String, operation: Operation, left: u64) -> Self {
+        Self::labelled(volume, doing(operation), left)
+    }
+
+    /// Follows a run that progress lines call `doing` (e.g. "decrypting
+    /// in place").
+    pub fn labelled(volume: String, doing: &'static str, left: u64) -> Self {
         ProgressReport {
             volume,
-            doing: doing(operation),
+            doing,
             started: Instant::now(),
             left,
             next: 0,

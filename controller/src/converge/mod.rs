@@ -13,6 +13,8 @@ mod keys;
 mod mark_seen;
 pub use mark_seen::mark_seen;
 mod observe;
+mod opener;
+pub use opener::{opener, Opener};
 mod pbkdf;
 pub mod plan;
 mod ran;

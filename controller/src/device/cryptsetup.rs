@@ -81,7 +81,7 @@ impl CryptsetupDevice {
 
     /// Counts `runs` KDF runs about to start and tells the watcher, if
     /// any, until the guard is dropped.
-    fn kdf_run(&self, op: &'static str, runs: u64) -> super::kdf_watch::RunGuard {
+    pub(super) fn kdf_run(&self, op: &'static str, runs: u64) -> super::kdf_watch::RunGuard {
         self.kdf_runs.fetch_add(runs, Ordering::SeqCst);
         super::kdf_watch::running(op, self.path_s())
     }

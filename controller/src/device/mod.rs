@@ -12,6 +12,7 @@
 //! - [`kdf_watch`]: who is told when a KDF runs (a terminal's elapsed-time line).
 
 mod cryptsetup;
+mod decrypt;
 pub mod kdf_watch;
 pub mod kdf_worker;
 mod moved_step;
@@ -25,6 +26,7 @@ mod types;
 mod unfinished;
 
 pub use cryptsetup::{deactivate, CryptsetupDevice};
+pub use decrypt::{data_shift, read_detached, DetachedHeader};
 pub use power_cut::{PowerCutDevice, POWER_CUT_ENV};
 pub(crate) use probe::probe_foreign;
 pub use probe::{probe_filesystem, SWAP_SIGNATURE};

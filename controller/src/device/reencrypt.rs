@@ -432,12 +432,16 @@ fn dev_cipher(dev: &mut CryptDevice) -> (String, String) {
     (cipher, mode)
 }
 
-struct ProgressState<'a> {
-    progress: Progress<'a>,
+pub(super) struct ProgressState<'a> {
+    pub(super) progress: Progress<'a>,
 }
 
 /// libcryptsetup's progress callback: non-zero stops the run.
-unsafe extern "C" fn on_progress(size: u64, offset: u64, usr: *mut libc::c_void) -> libc::c_int {
+pub(super) unsafe extern "C" fn on_progress(
+    size: u64,
+    offset: u64,
+    usr: *mut libc::c_void,
+) -> libc::c_int {
     if usr.is_null() {
         return 0;
     }

@@ -109,7 +109,7 @@ pub fn slots(path: &Path) -> Vec<u32> {
 }
 
 /// Runs `cryptsetup ARGS PATH AFTER` with `pass` on stdin.
-fn cryptsetup_with_pass(
+pub fn cryptsetup_with_pass(
     args: &[&str],
     path: &Path,
     after: &[&Path],

@@ -3,6 +3,9 @@
  *
  *   VOLCTL_CUT_PATH   the file (device image) whose writes are counted;
  *                     writes to any other file pass through.
+ *   VOLCTL_CUT_FOLDER a folder (absolute, canonical): writes to every
+ *                     regular file in it count too, in one sequence with
+ *                     the device's (a detached header kept beside it).
  *   VOLCTL_CUT_AFTER  N: writes 1..N land, write N+1 is the cut one.
  *   VOLCTL_CUT_MODE   "torn" (default): the cut write lands half, then the
  *                     process exits at once with status 137;
@@ -36,10 +39,27 @@
 
 static long writes_seen = 0;
 
+/* Whether fd is a file in folder `dir` (by its path in /proc). */
+static int in_folder(int fd, const char *dir) {
+    char link[64], path[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    size_t len = strlen(dir);
+    if (n <= 0 || len == 0)
+        return 0;
+    path[n] = 0;
+    return strncmp(path, dir, len) == 0 && path[len] == '/';
+}
+
 static int is_target(int fd) {
     const char *target = getenv("VOLCTL_CUT_PATH");
+    const char *folder = getenv("VOLCTL_CUT_FOLDER");
     struct stat a, b;
-    if (!target || fstat(fd, &a) != 0 || stat(target, &b) != 0)
+    if (fstat(fd, &a) != 0)
+        return 0;
+    if (folder && S_ISREG(a.st_mode) && in_folder(fd, folder))
+        return 1;
+    if (!target || stat(target, &b) != 0)
         return 0;
     /* A block device may be opened by another node (/dev/block/7:0). */
     if (S_ISBLK(a.st_mode) && S_ISBLK(b.st_mode))

@@ -1,0 +1,284 @@
+//! Decryption in place on libcryptsetup 2.6, the way `cryptsetup reencrypt
+//! --decrypt --header FILE` does it for a volume with a data offset: the
+//! header is exported to a file (libcryptsetup decrypts a shifted volume
+//! only with its header detached), the device's own header wiped, then a
+//! `decrypt` reencryption is recorded in the file (forward, with the data
+//! shifted back to the device's start, `datashift-checksum` resilience)
+//! and run. Each step's progress is kept in the file, so a cut run resumes
+//! from it; at the end the file holds a header with a `linear` segment and
+//! no keyslots, and the device the plaintext from its first byte.
+//!
+//! The order of the steps, and what a cut between them leaves, is
+//! `crate::inplace::decrypt`'s.
+
+use super::cryptsetup::CryptsetupDevice;
+use super::{DeviceError, Progress};
+use crate::luks2::header::{self, Probe};
+use crate::luks2::model::Luks2Header;
+use api_types::KeyslotId;
+use libcryptsetup_rs::consts::flags::CryptReencrypt;
+use libcryptsetup_rs::consts::vals::{
+    CryptReencryptDirectionInfo, CryptReencryptInfo, CryptReencryptModeInfo, EncryptionFormat,
+};
+use libcryptsetup_rs::{CryptDevice, CryptInit, CryptParamsReencrypt, Either};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
+
+const SECTOR: u64 = 512;
+
+/// What a detached header file holds, read by volctl's own reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetachedHeader {
+    /// The volume's header as exported: no decryption recorded yet.
+    Exported {
+        /// Its UUID.
+        uuid: String,
+    },
+    /// A decryption recorded (and perhaps part run).
+    Decrypting {
+        /// Its UUID.
+        uuid: String,
+    },
+    /// Every byte decrypted: the data is plaintext from the device's
+    /// start (libcryptsetup's teardown may not have ended).
+    Finished {
+        /// Its UUID.
+        uuid: String,
+    },
+}
+
+impl DetachedHeader {
+    /// The header's UUID.
+    pub fn uuid(&self) -> &str {
+        match self {
+            DetachedHeader::Exported { uuid }
+            | DetachedHeader::Decrypting { uuid }
+            | DetachedHeader::Finished { uuid } => uuid,
+        }
+    }
+}
+
+/// Reads the detached header at `path`: `None` when it holds no LUKS2
+/// header.
+pub fn read_detached(path: &Path) -> Result<Option<DetachedHeader>, DeviceError> {
+    let failed = |reason: String| DeviceError::Failed {
+        op: "read the detached header",
+        path: path.display().to_string(),
+        reason,
+    };
+    let h = match header::read(path).map_err(|e| failed(e.to_string()))? {
+        Probe::Luks2(h) => *h,
+        _ => return Ok(None),
+    };
+    Ok(Some(shape_of(h)))
+}
+
+fn shape_of(h: Luks2Header) -> DetachedHeader {
+    let uuid = h.uuid.clone();
+    if all_plaintext(&h) {
+        DetachedHeader::Finished { uuid }
+    } else if h.in_reencryption() {
+        DetachedHeader::Decrypting { uuid }
+    } else {
+        DetachedHeader::Exported { uuid }
+    }
+}
+
+/// Whether every byte is plaintext at the device's start: the segments in
+/// use (not libcryptsetup's `backup-*` copies) are one `linear` segment at
+/// offset 0. So it is once the last step is committed, before
+/// libcryptsetup's teardown (keyslots destroyed, backups and the
+/// requirement dropped) ends; libcryptsetup 2.6 must not be asked to
+/// resume from there (measured: it decrypts the plaintext once more), so
+/// volctl takes such a header as finished.
+fn all_plaintext(h: &Luks2Header) -> bool {
+    let in_use: Vec<_> = h
+        .json
+        .segments
+        .values()
+        .filter(|s| !s.flags.iter().any(|f| f.starts_with("backup-")))
+        .collect();
+    matches!(in_use[..], [s] if s.kind == "linear" && s.offset == "0")
+}
+
+/// The reencryption's parameters: libcryptsetup's for a decryption with a
+/// data shift (`cryptsetup reencrypt --decrypt --header`).
+fn params(data_shift: u64, flags: CryptReencrypt) -> CryptParamsReencrypt {
+    CryptParamsReencrypt {
+        mode: CryptReencryptModeInfo::Decrypt,
+        direction: CryptReencryptDirectionInfo::Forward,
+        resilience: "datashift-checksum".into(),
+        hash: "sha256".into(),
+        data_shift: data_shift / SECTOR,
+        max_hotzone_size: 0,
+        device_size: 0,
+        luks2: None,
+        // libcryptsetup takes `datashift-checksum` only with the first
+        // segment moved, starting it and resuming it alike.
+        flags: flags | CryptReencrypt::MOVE_FIRST_SEGMENT,
+    }
+}
+
+impl CryptsetupDevice {
+    /// Writes the device's header (both copies and the keyslots) to the
+    /// new file `to` (0600, synced). No KDF run.
+    pub fn export_header(&self, to: &Path) -> Result<(), DeviceError> {
+        let op = "export the header";
+        let mut dev = CryptInit::init(&self.path).map_err(|e| self.fail(op, e))?;
+        dev.context_handle()
+            .load::<()>(Some(EncryptionFormat::Luks2), None)
+            .map_err(|e| self.fail(op, e))?;
+        dev.backup_handle()
+            .header_backup(Some(EncryptionFormat::Luks2), to)
+            .map_err(|e| self.fail(op, e))?;
+        let file = std::fs::File::open(to).map_err(self.io("open the exported header of"))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| file.sync_all())
+            .map_err(self.io("sync the exported header of"))
+    }
+
+    /// Zeroes both copies of the device's LUKS2 metadata (one write,
+    /// synced): the device no longer looks like a LUKS2 volume, so nothing
+    /// opens it by a header its data is about to move under.
+    pub fn wipe_metadata(&self) -> Result<(), DeviceError> {
+        let what = "wipe the header of";
+        self.writable(what)?;
+        let span = header::metadata_span(&self.path).map_err(self.io(what))?;
+        let zeros = vec![0u8; usize::try_from(span).unwrap_or(usize::MAX)];
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(self.io(what))?;
+        f.write_all_at(&zeros, 0)
+            .and_then(|()| f.sync_data())
+            .map_err(self.io(what))
+    }
+
+    /// Records the decryption in the detached header `hdr` and runs it to
+    /// its end (offline), by the passphrase of `slot`: one KDF run for
+    /// both (libcryptsetup keeps the keys it unlocked to record it). A cut
+    /// after the record leaves a decryption [`Self::run_decryption`]
+    /// resumes.
+    pub fn start_decryption(
+        &self,
+        hdr: &Path,
+        (slot, passphrase): (KeyslotId, &[u8]),
+        progress: Progress<'_>,
+    ) -> Result<(), DeviceError> {
+        let op = "start the decryption";
+        let mut dev = self.load_detached(hdr, op)?;
+        let shift = data_offset(&mut dev).map_err(|e| self.fail(op, e))?;
+        self.init_detached(&mut dev, (slot, passphrase), shift, CryptReencrypt::empty())?;
+        self.run_loaded(&mut dev, progress)
+    }
+
+    /// Runs the reencryption loaded in `dev` to its end, with progress.
+    fn run_loaded(&self, dev: &mut CryptDevice, progress: Progress<'_>) -> Result<(), DeviceError> {
+        let mut state = super::reencrypt::ProgressState { progress };
+        dev.reencrypt_handle()
+            .reencrypt2(Some(super::reencrypt::on_progress), Some(&mut state))
+            .map_err(|e| self.fail("decrypt", e))
+    }
+
+    /// Runs the decryption recorded in `hdr` to its end (offline), by the
+    /// passphrase of `slot`: one KDF run (two after a cut inside a step,
+    /// whose hotzone libcryptsetup restores first).
+    pub fn run_decryption(
+        &self,
+        hdr: &Path,
+        slot: KeyslotId,
+        passphrase: &[u8],
+        progress: Progress<'_>,
+    ) -> Result<(), DeviceError> {
+        let op = "decrypt";
+        let mut dev = self.load_detached(hdr, op)?;
+        let shift = data_shift(hdr);
+        let state = dev
+            .reencrypt_handle()
+            .status(params(shift, CryptReencrypt::empty()))
+            .map_err(|e| self.fail(op, e))?;
+        if state == CryptReencryptInfo::Crash {
+            tracing::warn!(device = %self.path_s(), "recovering the step a cut decryption was in");
+            self.init_detached(
+                &mut dev,
+                (slot, passphrase),
+                shift,
+                CryptReencrypt::RECOVERY,
+            )?;
+            dev = self.load_detached(hdr, op)?;
+            let left = dev
+                .reencrypt_handle()
+                .status(params(shift, CryptReencrypt::empty()))
+                .map_err(|e| self.fail(op, e))?;
+            if left == CryptReencryptInfo::None {
+                return Ok(());
+            }
+        }
+        self.init_detached(
+            &mut dev,
+            (slot, passphrase),
+            shift,
+            CryptReencrypt::RESUME_ONLY,
+        )?;
+        self.run_loaded(&mut dev, progress)
+    }
+
+    /// Records (flags empty), resumes or recovers the decryption in the
+    /// loaded header: one KDF run.
+    fn init_detached(
+        &self,
+        dev: &mut CryptDevice,
+        (slot, passphrase): (KeyslotId, &[u8]),
+        shift: u64,
+        flags: CryptReencrypt,
+    ) -> Result<(), DeviceError> {
+        let _kdf = self.kdf_run("decrypt", 1);
+        dev.reencrypt_handle()
+            .reencrypt_init_by_passphrase(
+                None,
+                passphrase,
+                Some(slot.get()),
+                None,
+                None,
+                params(shift, flags),
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail("decrypt", e))
+    }
+
+    /// A context on the detached header `hdr` with this device as its data.
+    fn load_detached(&self, hdr: &Path, op: &'static str) -> Result<CryptDevice, DeviceError> {
+        self.writable(op)?;
+        let mut dev = CryptInit::init_with_data_device(Either::Right((hdr, &self.path)))
+            .map_err(|e| self.fail(op, e))?;
+        dev.context_handle()
+            .load::<()>(Some(EncryptionFormat::Luks2), None)
+            .map_err(|e| self.fail(op, e))?;
+        Ok(dev)
+    }
+}
+
+/// The loaded header's data offset, in bytes.
+fn data_offset(dev: &mut CryptDevice) -> Result<u64, libcryptsetup_rs::LibcryptErr> {
+    Ok(dev.status_handle().get_data_offset() * SECTOR)
+}
+
+/// How far a decryption of the volume whose header is at `path` moves its
+/// data: the shift a recorded decryption keeps in its reencryption keyslot
+/// (`area.shift_size`, which resuming restates), else the data offset; 0
+/// when there is no header.
+pub fn data_shift(path: &Path) -> u64 {
+    let Ok(Probe::Luks2(h)) = header::read(path) else {
+        return 0;
+    };
+    recorded_shift(&h).or_else(|| h.data_offset()).unwrap_or(0)
+}
+
+fn recorded_shift(h: &Luks2Header) -> Option<u64> {
+    h.raw_json["keyslots"]
+        .as_object()
+        .into_iter()
+        .flat_map(|slots| slots.values())
+        .filter(|k| k["type"] == "reencrypt")
+        .find_map(|k| k["area"]["shift_size"].as_str()?.parse().ok())
+}
