@@ -34,6 +34,7 @@ fn encryption_extensions(e: &Encryption, out: &mut Vec<(String, String)>) {
         (e.pbkdf.is_some(), "pbkdf"),
         (e.allow_discards.is_some(), "allowDiscards"),
         (e.in_place.is_some(), "inPlace"),
+        (e.decrypt_in_place.is_some(), "decryptInPlace"),
         (
             e.allow_static_key_on_state.is_some(),
             "allowStaticKeyOnState",

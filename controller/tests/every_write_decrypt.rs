@@ -27,7 +27,7 @@ fn header_dir(img: &Path) -> PathBuf {
 }
 
 fn header_file(img: &Path) -> PathBuf {
-    header_dir(img).join(format!("{VOLUME}.luks2-header"))
+    header_dir(img).join(VOLUME).join("luks2-header")
 }
 
 /// `volctl VERB --volume EPHEMERAL --device IMG -f CFG` in a mount
@@ -193,7 +193,7 @@ fn state_and_a_stale_header_file_are_refused_with_nothing_written() {
             "0b6c9b22-6d5a-4b43-9e0e-1b0c2f3a4d5e",
         ])
         .arg(&other));
-    std::fs::create_dir_all(header_dir(&img)).unwrap();
+    std::fs::create_dir_all(header_dir(&img).join(VOLUME)).unwrap();
     run(Command::new("cryptsetup")
         .args(["luksHeaderBackup", "--header-backup-file"])
         .arg(header_file(&img))

@@ -69,12 +69,23 @@ pub struct Encryption {
     /// waiting for a wipe. volctl's own field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_place: Option<bool>,
+    /// Decrypt the volume in place at the next boot, its data kept, and
+    /// keep it plain from then on: the keys above open it until it is
+    /// plaintext (then the `encryption` block may go). volctl's own field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decrypt_in_place: Option<bool>,
 }
 
 impl Encryption {
     /// Whether a volume holding data is encrypted in place (`inPlace`).
     pub fn in_place(&self) -> bool {
         self.in_place == Some(true)
+    }
+
+    /// Whether the volume is to be decrypted in place and kept plain
+    /// (`decryptInPlace`).
+    pub fn decrypt_in_place(&self) -> bool {
+        self.decrypt_in_place == Some(true)
     }
 
     /// The cipher in effect.

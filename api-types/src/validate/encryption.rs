@@ -26,6 +26,27 @@ pub(super) fn check_encryption(e: &Encryption, is_state: bool, label: &str, f: &
     }
     check_keys(e, is_state, f);
     check_key_strength(e, label, f);
+    check_decrypt_in_place(e, is_state, f);
+}
+
+/// `decryptInPlace`: not with `inPlace` (opposite ways), not on STATE
+/// (which keeps the header files of decryptions under way).
+fn check_decrypt_in_place(e: &Encryption, is_state: bool, f: &mut Findings) {
+    if !e.decrypt_in_place() {
+        return;
+    }
+    if e.in_place() {
+        f.error(
+            "encryption.decryptInPlace",
+            "decryptInPlace and inPlace ask for opposite things; keep one",
+        );
+    }
+    if is_state {
+        f.error(
+            "encryption.decryptInPlace",
+            "STATE is not decrypted in place: it keeps the header files of decryptions under way and the salt lockToState keys are bound to",
+        );
+    }
 }
 
 fn check_provider(e: &Encryption, f: &mut Findings) {

@@ -93,6 +93,10 @@ async fn analyse(
         )));
     };
     match (row.encrypted, doc.encryption()) {
+        (true, Some(enc)) if enc.decrypt_in_place() => Ok(Change::NextBoot(
+            "it is encrypted; with decryptInPlace it is decrypted in place at the next boot, before it is mounted (its data stays; the header is kept on STATE meanwhile)".into(),
+        )),
+        (false, Some(enc)) if enc.decrypt_in_place() => Ok(Change::Unchanged),
         (false, Some(enc)) if enc.in_place() => Ok(Change::NextBoot(
             "it holds a plain filesystem; with inPlace it is encrypted in place at the next boot (ext4 shrunk by 32 MiB, then reencrypted; its data stays)".into(),
         )),
@@ -100,7 +104,7 @@ async fn analyse(
             "it holds a plain filesystem; encrypting it needs a wipe: stage this config, back up its data, run `volctl reset --system-labels-to-wipe {label}`, then reboot"
         ))),
         (true, None) => Ok(Change::NeedsWipe(format!(
-            "it is encrypted; making it plain needs a wipe (`volctl reset --system-labels-to-wipe {label}`) and a reboot"
+            "it is encrypted; making it plain needs a wipe (`volctl reset --system-labels-to-wipe {label}`) and a reboot, or keep the encryption block with `decryptInPlace: true` to decrypt it in place at the next boot, its data kept"
         ))),
         (false, None) => Ok(Change::Unchanged),
         (true, Some(enc)) => {

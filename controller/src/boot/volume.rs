@@ -29,6 +29,11 @@ pub(super) struct VolumeDef {
     pub name: String,
     pub label: String,
     pub encryption: Option<Encryption>,
+    /// `decryptInPlace`: the keys that open it until it is decrypted in
+    /// place (then `encryption` is `None`: it is plain from then on).
+    pub decrypt: Option<Encryption>,
+    /// Where a decryption in place keeps its header file (on STATE).
+    pub decrypt_dir: PathBuf,
     pub fs: FilesystemType,
     pub mount: PathBuf,
     pub mount_options: fs::MountOptions,
@@ -119,7 +124,9 @@ impl VolumeDef {
             guarded: !doc.is_state() && mount.starts_with("/var") && mount != Path::new("/var"),
             name: doc.name().to_string(),
             label: doc.partition_label(),
-            encryption: doc.encryption().cloned(),
+            encryption: doc.encryption().filter(|e| !e.decrypt_in_place()).cloned(),
+            decrypt: doc.encryption().filter(|e| e.decrypt_in_place()).cloned(),
+            decrypt_dir: state_mount.join("decrypt"),
             fs: doc.filesystem_type(),
             mount,
             mount_options: fs::MountOptions::for_document(doc),
@@ -159,6 +166,8 @@ impl VolumeDef {
             name: "STATE".into(),
             label: "STATE".into(),
             encryption,
+            decrypt: None,
+            decrypt_dir: state_mount.join("decrypt"),
             fs: FilesystemType::Ext4,
             mount: state_mount.to_path_buf(),
             mount_options: fs::MountOptions::default(),
@@ -237,6 +246,14 @@ pub(super) enum VolumeError {
     /// mounted: mounted now it would land on the root filesystem.
     #[error("it is mounted under {}, where EPHEMERAL is not mounted; it is left unmounted", .0.display())]
     EphemeralDown(PathBuf),
+    /// A decryption in place of it is under way (its header file is on
+    /// STATE) while the config encrypts it: opened or converged by its
+    /// device, its data could be lost.
+    #[error("a decryption in place of this volume is under way (its header is in {}); volctl leaves it as it is: finish it with `decryptInPlace: true` in its encryption block, or `volctl disable-encryption`", .0.display())]
+    DecryptionUnderWay(PathBuf),
+    /// Its decryption in place failed (or was refused).
+    #[error(transparent)]
+    Decrypt(#[from] crate::decrypt::DecryptError),
     /// Its dm-crypt name is taken by a mapping of another device.
     #[error("/dev/mapper/{name} is open on {}, not on this volume's partition; close it (`cryptsetup close {name}`)", backing.display())]
     MappedElsewhere {
@@ -513,6 +530,33 @@ async fn check_plain(device: Arc<dyn LuksDevice>) -> Result<(), VolumeError> {
     }
 }
 
+/// A volume the config wants plain (`decryptInPlace`) that is still
+/// encrypted, or part decrypted: decrypted in place before it is mounted
+/// (offline; progress on the console), resumed where a cut run stopped.
+async fn decrypt_first(
+    host: &dyn Host,
+    def: &VolumeDef,
+    keys: &Encryption,
+    node: &Path,
+    env: &ProviderEnv,
+    st: &mut VolumeStatus,
+) -> Result<(), VolumeError> {
+    let spec = VolumeSpec::new(&def.name, &def.label, keys.clone());
+    let Some(done) = host
+        .decrypt_in_place(&spec, node, &def.decrypt_dir, env)
+        .await?
+    else {
+        return Ok(());
+    };
+    st.kdf_runs += done.kdf_runs;
+    st.changes.push(format!(
+        "decrypted in place ({} MiB; header kept in {} meanwhile)",
+        done.data_mib,
+        def.decrypt_dir.display()
+    ));
+    Ok(())
+}
+
 /// What the status says of a swap volume made again.
 const SWAP_REMADE: &str = "no configured key opens this swap volume: its header wiped and swap made again (swap keeps nothing across boots)";
 
@@ -541,6 +585,10 @@ pub(super) async fn open_volume(
     st: &mut VolumeStatus,
 ) -> Result<Opened, VolumeError> {
     let partition = locate(host, def, part, st)?;
+    let decrypting = crate::decrypt::volume_dir(&def.decrypt_dir, &def.name);
+    if def.encryption.is_some() && host.holds_files(&decrypting) {
+        return Err(VolumeError::DecryptionUnderWay(decrypting));
+    }
     if let Some(fs_device) = adopt(host, def, &partition.path, st)? {
         return Ok(Opened {
             fs_device,
@@ -550,6 +598,9 @@ pub(super) async fn open_volume(
     }
     let device = host.luks(&partition.path, Access::ReadWrite, def.encryption.clone())?;
     let Some(enc) = &def.encryption else {
+        if let Some(keys) = &def.decrypt {
+            decrypt_first(host, def, keys, &partition.path, env, st).await?;
+        }
         check_plain(device).await?;
         return Ok(Opened {
             fs_device: partition.path.clone(),

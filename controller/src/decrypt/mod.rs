@@ -35,9 +35,22 @@ use std::time::Instant;
 /// STATE).
 pub const NODE_HEADER_DIR: &str = "/var/lib/volctl/state/decrypt";
 
+/// The folder of volume `volume`'s decryption, in `dir`: it holds the
+/// header file while the decryption is under way, and nothing otherwise
+/// (so a boot can tell by the folder alone).
+pub fn volume_dir(dir: &Path, volume: &str) -> PathBuf {
+    dir.join(volume)
+}
+
 /// The header file of volume `volume`'s decryption, in `dir`.
 pub fn header_file(dir: &Path, volume: &str) -> PathBuf {
-    dir.join(format!("{volume}.luks2-header"))
+    volume_dir(dir, volume).join("luks2-header")
+}
+
+/// Where the header is exported to before it is renamed into place (beside
+/// the volume's folder, so that the folder holds a whole header or none).
+fn part_file(dir: &Path, volume: &str) -> PathBuf {
+    dir.join(format!(".{volume}.luks2-header.part"))
 }
 
 /// Why a decryption did not run (or stopped).
@@ -108,6 +121,8 @@ pub struct Decryption<'a> {
     spec: &'a VolumeSpec,
     device: Arc<CryptsetupDevice>,
     header: PathBuf,
+    /// The folder of header files.
+    dir: PathBuf,
     env: &'a ProviderEnv,
     opener: Option<Opener>,
     kdf_runs: u64,
@@ -124,10 +139,18 @@ impl<'a> Decryption<'a> {
                 Some(spec.encryption.clone()),
             )),
             header: header_file(dir, &spec.name),
+            dir: dir.to_path_buf(),
             env,
             opener: None,
             kdf_runs: 0,
         }
+    }
+
+    /// Whether there is anything to decrypt: a LUKS2 header on the device,
+    /// or a header file (a decryption under way, or done but for the
+    /// file's removal).
+    pub fn pending(&self) -> Result<bool, DecryptError> {
+        Ok(self.header.exists() || matches!(device_side(self.device.path())?, DeviceSide::Luks2 { .. }))
     }
 
     /// Runs every step left (`Mode::Apply`), or shows them (`DryRun`: the
@@ -223,7 +246,7 @@ impl<'a> Decryption<'a> {
     async fn export(&self) -> Result<(), DecryptError> {
         let dir = self.header.parent().unwrap_or(Path::new("."));
         make_private_dir(dir)?;
-        let part = self.header.with_extension("part");
+        let part = part_file(&self.dir, &self.spec.name);
         if part.exists() {
             std::fs::remove_file(&part).map_err(io("remove", &part))?;
         }

@@ -19,13 +19,17 @@ pub use real::RealHost;
 #[cfg(any(test, feature = "sim"))]
 pub use sim::{HostCounts, SimHost, SimPartition};
 
+use crate::decrypt::{DecryptError, DecryptOutcome};
 use crate::device::{Access, DeviceError, LuksDevice};
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs::{FsError, MountOptions};
 use crate::node::meta::{Meta, MetaError};
 use crate::node::snapshot::NodeSnapshot;
 use crate::provision::{Action, TableError};
+use crate::volume::VolumeSpec;
 use api_types::{Encryption, FilesystemType};
+use futures_util::future::BoxFuture;
+use providers::ProviderEnv;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -127,6 +131,18 @@ pub trait Host: Send + Sync {
     /// when there is one: a volume opened before this boot (by the
     /// initramfs).
     fn mapping(&self, name: &str) -> Option<PathBuf>;
+
+    /// Decrypts the volume `spec` on `node` in place, its header file in
+    /// `dir` (`crate::decrypt`): every step left, resumed where a cut
+    /// stopped. `None` when there is nothing to decrypt (no LUKS2 header,
+    /// no header file).
+    fn decrypt_in_place<'a>(
+        &'a self,
+        spec: &'a VolumeSpec,
+        node: &'a Path,
+        dir: &'a Path,
+        env: &'a ProviderEnv,
+    ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>>;
 }
 
 pub use crate::node::disks::same_device;

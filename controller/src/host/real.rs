@@ -2,6 +2,8 @@
 //! files, libcryptsetup, staged GPT writes, META, mkfs and mount(2).
 
 use super::{Host, WipeMode};
+use crate::converge::Mode;
+use crate::decrypt::{DecryptError, DecryptOutcome, Decryption};
 use crate::device::{self, Access, DeviceError, LuksDevice};
 use crate::luks2::header::{self, Probe};
 use crate::node::disks::{DiskError, OpenPartition, Partition};
@@ -11,7 +13,10 @@ use crate::node::snapshot::NodeSnapshot;
 use crate::node::swap;
 use crate::provision::{self, Action, TableError};
 use crate::units::MIB;
+use crate::volume::VolumeSpec;
 use api_types::{Encryption, FilesystemType};
+use futures_util::future::BoxFuture;
+use providers::ProviderEnv;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,6 +103,22 @@ impl Host for RealHost {
 
     fn holds_files(&self, dir: &Path) -> bool {
         std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+    }
+
+    fn decrypt_in_place<'a>(
+        &'a self,
+        spec: &'a VolumeSpec,
+        node: &'a Path,
+        dir: &'a Path,
+        env: &'a ProviderEnv,
+    ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>> {
+        Box::pin(async move {
+            let job = Decryption::new(spec, node, dir, env);
+            if !job.pending()? {
+                return Ok(None);
+            }
+            job.run(Mode::Apply).await.map(Some)
+        })
     }
 
     fn make_dir(&self, path: &Path) -> std::io::Result<()> {

@@ -11,6 +11,7 @@
 
 use super::real::wipe_ranges;
 use super::{Host, WipeMode};
+use crate::decrypt::{DecryptError, DecryptOutcome};
 use crate::device::{Access, DeviceError, LuksDevice, SimDevice};
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::facts::{Disk, Table};
@@ -19,7 +20,10 @@ use crate::node::meta::{Meta, MetaError};
 use crate::node::snapshot::NodeSnapshot;
 use crate::node::swap;
 use crate::provision::{Action, TableCause, TableError};
+use crate::volume::VolumeSpec;
 use api_types::{Encryption, FilesystemType};
+use futures_util::future::BoxFuture;
+use providers::ProviderEnv;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,6 +55,8 @@ pub struct HostCounts {
     pub mounts: u32,
     /// Mounts moved.
     pub moves: u32,
+    /// Volumes decrypted in place.
+    pub decryptions: u32,
 }
 
 /// One partition of a simulated disk.
@@ -610,6 +616,45 @@ impl Host for SimHost {
             .partitions()
             .find(|p| p.device.state().active.as_deref() == Some(name))
             .map(|p| p.node())
+    }
+
+    /// Its filesystem, inside dm-crypt until now, is on the partition
+    /// itself afterwards (no header file is modelled).
+    fn decrypt_in_place<'a>(
+        &'a self,
+        spec: &'a VolumeSpec,
+        node: &'a Path,
+        dir: &'a Path,
+        _env: &'a ProviderEnv,
+    ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>> {
+        Box::pin(async move {
+            let mut n = self.node();
+            let Some(p) = n.by_node(node).filter(|p| p.device.state().header.is_some()) else {
+                return Ok(None);
+            };
+            let fs = p.fs.map(|fs| format!("{} filesystem", fs::probe_name(fs)));
+            let data = p.part.size.saturating_sub(crate::luks2::consts::DEFAULT_DATA_OFFSET);
+            p.device.edit(|s| {
+                s.header = None;
+                s.foreign = fs;
+                s.log.push("decrypted in place".into());
+            });
+            drop(n);
+            self.count(|c| c.decryptions += 1);
+            Ok(Some(DecryptOutcome {
+                volume: spec.name.clone(),
+                device: node.display().to_string(),
+                header_file: crate::decrypt::header_file(dir, &spec.name)
+                    .display()
+                    .to_string(),
+                steps: crate::decrypt::Step::ALL.to_vec(),
+                applied: true,
+                data_mib: data >> 20,
+                eta_seconds: None,
+                rate: None,
+                kdf_runs: 2,
+            }))
+        })
     }
 }
 

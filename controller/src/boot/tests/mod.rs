@@ -3,6 +3,7 @@
 //! rest): layout, config sources, faults, wipes and existing volumes.
 
 mod config;
+mod decrypt;
 mod disk_volume;
 mod faults;
 mod harness;
