@@ -16,6 +16,13 @@ pub fn extensions(doc: &Document) -> Vec<(String, String)> {
             ));
         }
     }
+    if matches!(doc, Document::Volume(_)) && doc.volume_type() == crate::volume::VolumeType::Memory
+    {
+        out.push((
+            "volumeType".into(),
+            "`memory` is only proposed for VolumeConfig (Talos PR #12631, not merged); Talos refuses it today".into(),
+        ));
+    }
     if doc.mount().is_some_and(|m| m.path.is_some()) {
         out.push((
             "mount.path".into(),
@@ -32,7 +39,6 @@ fn encryption_extensions(e: &Encryption, out: &mut Vec<(String, String)>) {
     let unknown = "Talos does not know this field and refuses the document";
     for (set, field) in [
         (e.pbkdf.is_some(), "pbkdf"),
-        (e.allow_discards.is_some(), "allowDiscards"),
         (e.in_place.is_some(), "inPlace"),
         (e.decrypt_in_place.is_some(), "decryptInPlace"),
         (
@@ -43,6 +49,12 @@ fn encryption_extensions(e: &Encryption, out: &mut Vec<(String, String)>) {
         if set {
             out.push((format!("encryption.{field}"), unknown.into()));
         }
+    }
+    if e.allow_discards.is_some() {
+        out.push((
+            "encryption.allowDiscards".into(),
+            "a Talos field since v1.14; Talos before 1.14 refuses the document".into(),
+        ));
     }
     for (i, k) in e.keys.iter().enumerate() {
         key_extensions(k, &format!("encryption.keys[{i}]"), out);
@@ -109,6 +121,54 @@ mod tests {
         assert!(p.extensions[0]
             .to_string()
             .contains("x.yaml:3: volctl-only:"));
+    }
+
+    #[test]
+    fn decrypt_in_place_is_volctl_s_and_refused_with_in_place_or_on_state() {
+        let doc = |name: &str, extra: &str| {
+            format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: {name}\nencryption:\n  provider: luks2\n  decryptInPlace: true\n{extra}  keys:\n    - slot: 0\n      nodeID: {{}}\n")
+        };
+        let ok = parse_str("d.yaml", &doc("EPHEMERAL", ""));
+        assert!(!ok.has_errors(), "{:?}", ok.diagnostics);
+        assert_eq!(ok.extensions[0].path, "encryption.decryptInPlace");
+        let both = parse_str("b.yaml", &doc("EPHEMERAL", "  inPlace: true\n"));
+        assert!(
+            both.diagnostics.iter().any(
+                |d| d.message == "decryptInPlace and inPlace ask for opposite things; keep one"
+            ),
+            "{:?}",
+            both.diagnostics
+        );
+        let state = parse_str("s.yaml", &doc("STATE", ""));
+        assert!(
+            state
+                .diagnostics
+                .iter()
+                .any(|d| d.path == "encryption.decryptInPlace"
+                    && d.message.starts_with("STATE is not decrypted in place")),
+            "{:?}",
+            state.diagnostics
+        );
+    }
+
+    #[test]
+    fn a_field_of_talos_1_14_and_a_proposed_volume_type_are_named() {
+        let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nvolumeType: memory\nprovisioning:\n  minSize: 1GiB\n---\napiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning:\n  diskSelector:\n    match: system_disk\n  minSize: 1GiB\nencryption:\n  provider: luks2\n  allowDiscards: true\n  keys:\n    - slot: 0\n      nodeID: {}\n";
+        let p = parse_str("m.yaml", y);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        let named: Vec<String> = p
+            .extensions
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect();
+        assert!(
+            named
+                .iter()
+                .any(|n| n.starts_with("volumeType: `memory` is only proposed")
+                    && n.contains("#12631")),
+            "{named:?}"
+        );
+        assert!(named.iter().any(|n| n == "encryption.allowDiscards: a Talos field since v1.14; Talos before 1.14 refuses the document"), "{named:?}");
     }
 
     #[test]

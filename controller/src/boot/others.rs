@@ -26,7 +26,12 @@ fn volume_defs(b: &Boot<'_>, docs: &[Document]) -> (Vec<VolumeDef>, Vec<VolumeDe
                 && (d.managed() || disk_volume::is_disk_volume(d))
                 && !matches!(d, Document::Existing(_))
         })
-        .map(|d| VolumeDef::from_doc(d, &b.opts.state_mount).for_boot(b.opts))
+        .map(|d| {
+            let mut def = VolumeDef::from_doc(d, &b.opts.state_mount).for_boot(b.opts);
+            // STATE stays at its staging point until every volume is up.
+            def.decrypt_dir = b.staging.join("decrypt");
+            def
+        })
         .collect();
     defs.sort_by_key(|d| (order(&d.name, d.label.starts_with("u-")), d.name.clone()));
     defs.into_iter().partition(|d| !d.typed_only())

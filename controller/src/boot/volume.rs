@@ -550,9 +550,8 @@ async fn decrypt_first(
     };
     st.kdf_runs += done.kdf_runs;
     st.changes.push(format!(
-        "decrypted in place ({} MiB; header kept in {} meanwhile)",
-        done.data_mib,
-        def.decrypt_dir.display()
+        "decrypted in place ({} MiB; its header was kept on STATE meanwhile)",
+        done.data_mib
     ));
     Ok(())
 }

@@ -150,7 +150,8 @@ impl<'a> Decryption<'a> {
     /// or a header file (a decryption under way, or done but for the
     /// file's removal).
     pub fn pending(&self) -> Result<bool, DecryptError> {
-        Ok(self.header.exists() || matches!(device_side(self.device.path())?, DeviceSide::Luks2 { .. }))
+        Ok(self.header.exists()
+            || matches!(device_side(self.device.path())?, DeviceSide::Luks2 { .. }))
     }
 
     /// Runs every step left (`Mode::Apply`), or shows them (`DryRun`: the

@@ -629,11 +629,17 @@ impl Host for SimHost {
     ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>> {
         Box::pin(async move {
             let mut n = self.node();
-            let Some(p) = n.by_node(node).filter(|p| p.device.state().header.is_some()) else {
+            let Some(p) = n
+                .by_node(node)
+                .filter(|p| p.device.state().header.is_some())
+            else {
                 return Ok(None);
             };
             let fs = p.fs.map(|fs| format!("{} filesystem", fs::probe_name(fs)));
-            let data = p.part.size.saturating_sub(crate::luks2::consts::DEFAULT_DATA_OFFSET);
+            let data = p
+                .part
+                .size
+                .saturating_sub(crate::luks2::consts::DEFAULT_DATA_OFFSET);
             p.device.edit(|s| {
                 s.header = None;
                 s.foreign = fs;

@@ -340,3 +340,55 @@ fn an_xfs_user_volume_is_given_room_by_growing_its_partition_and_encrypted_in_pl
     decrypted_data_passes(&vm, &["xfs_repair", "-n"]);
     vm.summary("XFS filling its partition, with files, free space after it → partition grown, encrypted in place online, filesystem grown → the same files; cryptsetup opens it, xfs_repair -n passes on the plaintext");
 }
+
+/// An encrypted persistence holding data, its config then asking for it
+/// plain (`decryptInPlace`): the boot decrypts it in place before it is
+/// mounted (the header on STATE meanwhile), and it stays plain; the next
+/// boot mounts it with no KDF run.
+#[test]
+#[ignore = "VM suite: run with `make e2e`"]
+fn an_encrypted_persistence_is_decrypted_in_place_at_boot_and_stays_plain() {
+    let mut vm = Vm::new("decrypt-in-place", LAYOUT);
+    let encrypted = config_with_persistence(true);
+    vm.write("encrypted.yaml", &encrypted);
+    vm.write(
+        "decrypt.yaml",
+        &encrypted.replace("  inPlace: true\n", "  decryptInPlace: true\n"),
+    );
+    let fill = "dd if=/dev/urandom of=/persistence/big bs=1M count=12 2>/dev/null; mkdir -p /persistence/a/b/c; echo deep > /persistence/a/b/c/f";
+    let b = vm.boot("-f /job/encrypted.yaml", &format!("{fill}; {SUMS}"));
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("persistence")["encrypted"], true);
+    let want = b.section("sums");
+    assert!(
+        want.contains("./big") && want.contains("./a/b/c/f"),
+        "{want}"
+    );
+
+    let headers =
+        "echo \"HEADER-FILES $(ls -A /var/lib/volctl/state/decrypt/persistence | wc -l)\"";
+    let b = vm.boot("-f /job/decrypt.yaml", &format!("{SUMS}; {headers}"));
+    assert!(b.all_ready(), "{}", b.log);
+    let p = b.volume("persistence");
+    assert_eq!(p["encrypted"], false, "{p}");
+    assert_eq!(p["mapped_device"], serde_json::Value::Null, "{p}");
+    assert!(
+        p["changes"].to_string().contains("decrypted in place"),
+        "{p}"
+    );
+    assert_eq!(
+        p["kdf_runs"], 2,
+        "one to find the key, one for libcryptsetup: {p}"
+    );
+    assert_eq!(b.section("sums"), want, "the same files");
+    assert!(b.log.contains("HEADER-FILES 0"), "{}", b.log);
+    let dump = vm.luks_dump("persistence");
+    assert!(dump.is_empty(), "still LUKS: {dump}");
+
+    let b = vm.boot("-f /job/decrypt.yaml", SUMS);
+    assert!(b.all_ready(), "{}", b.log);
+    assert_eq!(b.volume("persistence")["kdf_runs"], 0);
+    assert_eq!(b.volume("persistence")["changes"], serde_json::json!([]));
+    assert_eq!(b.section("sums"), want);
+    vm.summary("encrypted persistence with data → decryptInPlace: decrypted in place at boot (header on STATE meanwhile), mounted plain → the same files; next boot: no KDF");
+}

@@ -20,7 +20,9 @@ fn an_encrypted_volume_is_decrypted_before_it_is_mounted_and_stays_plain() {
     let e = volume(&status, "EPHEMERAL");
     assert!(!e.encrypted, "{e:#?}");
     assert!(
-        e.changes.iter().any(|c| c.starts_with("decrypted in place")),
+        e.changes
+            .iter()
+            .any(|c| c.starts_with("decrypted in place")),
         "{e:#?}"
     );
     assert_eq!(e.mapped_device, None);
@@ -46,7 +48,10 @@ fn a_volume_whose_decryption_is_under_way_is_left_alone_while_its_config_encrypt
     all_ready(&node.boot(std::slice::from_ref(&cfg)).unwrap());
     node.reboot();
     // `volctl disable-encryption` was cut: its header is on STATE.
-    let dir = crate::decrypt::volume_dir(&node.state_mount().join("decrypt"), "EPHEMERAL");
+    // STATE is at its staging point while the volumes come up.
+    let run_dir = crate::node::paths::run_dir(&node.opts(&[]).node.status_file);
+    let headers = run_dir.join("staging-STATE").join("decrypt");
+    let dir = crate::decrypt::volume_dir(&headers, "EPHEMERAL");
     node.host.put_files(&dir);
     let status = node.boot(&[cfg]).unwrap();
     let e = volume(&status, "EPHEMERAL");
