@@ -58,12 +58,14 @@ fmt:
 
 ## bench: converge cost against test-opening every slot, volumes unlocked
 ## at once (KDFs in-process vs in workers), and in-place encryption against
-## `cryptsetup reencrypt --encrypt` (prints tables).
+## `cryptsetup reencrypt --encrypt`, decryption in place against
+## `cryptsetup reencrypt --decrypt --header` (prints tables).
 bench: deps
 	$(CARGO) bench -p volctl-controller --bench converge
 	$(CARGO) bench -p volctl-controller --bench parallel_unlock
 	$(CARGO) build -p volctl-controller --bin volctl
 	scripts/bench-inplace.sh
+	OP=decrypt scripts/bench-inplace.sh
 
 ## schema: write the JSON Schemas to schema/.
 schema: build

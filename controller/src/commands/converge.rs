@@ -58,6 +58,13 @@ impl Target {
         })
     }
 
+    /// The volume's spec from the config files, and the key sources.
+    pub fn spec_and_env(&self) -> Result<(VolumeSpec, ProviderEnv)> {
+        let docs = load_config(self.files()?, &self.volume)?;
+        let spec = VolumeSpec::from_documents(&docs, &self.volume)?;
+        Ok((spec, provider_env(self)?))
+    }
+
     /// The config files, which a local run needs.
     pub fn files(&self) -> Result<&[PathBuf]> {
         if self.files.is_empty() {

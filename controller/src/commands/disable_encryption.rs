@@ -1,13 +1,12 @@
 //! `volctl disable-encryption`: decrypt a volume in place, offline, its
 //! data kept (docs/migration.md, "Decryption in place").
 
-use super::converge::{provider_env, Target};
-use crate::cli::prelude::{load_config, runtime};
+use super::converge::Target;
+use crate::cli::prelude::runtime;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use controller::converge::Mode;
 use controller::decrypt::{DecryptOutcome, Decryption, NODE_HEADER_DIR};
-use controller::volume::VolumeSpec;
 use std::path::PathBuf;
 
 /// Examples shown by `--help`.
@@ -31,14 +30,8 @@ pub struct Args {
 /// Decrypts the volume in place; prints what it did (or would do).
 pub fn exec(args: Args) -> Result<Exit> {
     let t = &args.target;
-    let docs = load_config(t.files()?, &t.volume)?;
-    let spec = VolumeSpec::from_documents(&docs, &t.volume)?;
-    let env = provider_env(t)?;
-    let mode = if args.dry_run {
-        Mode::DryRun
-    } else {
-        Mode::Apply
-    };
+    let (spec, env) = t.spec_and_env()?;
+    let mode = Mode::dry_run_if(args.dry_run);
     let job = Decryption::new(&spec, t.device()?, &args.header_dir, &env);
     let outcome = runtime()?
         .block_on(job.run(mode))

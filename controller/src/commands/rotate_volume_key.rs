@@ -2,8 +2,8 @@
 //! key, offline or (`--online`) while it is open and mounted, keeping every
 //! configured key (docs/rotation.md).
 
-use super::converge::{provider_env, Target};
-use crate::cli::prelude::{load_config, runtime};
+use super::converge::Target;
+use crate::cli::prelude::runtime;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use controller::converge::{open_device, rotate_volume_key, Mode, RunAt};
@@ -35,14 +35,8 @@ pub struct Args {
 /// Rotates the volume key; prints the outcome.
 pub fn exec(args: Args) -> Result<Exit> {
     let t = &args.target;
-    let docs = load_config(t.files()?, &t.volume)?;
-    let spec = VolumeSpec::from_documents(&docs, &t.volume)?;
-    let env = provider_env(t)?;
-    let mode = if args.dry_run {
-        Mode::DryRun
-    } else {
-        Mode::Apply
-    };
+    let (spec, env) = t.spec_and_env()?;
+    let mode = Mode::dry_run_if(args.dry_run);
     let job = args.online.then(|| online_job(&args, &spec)).transpose()?;
     let path = match &job {
         Some(j) => j.device.clone(),

@@ -52,6 +52,17 @@ pub enum Mode {
     Apply,
 }
 
+impl Mode {
+    /// `DryRun` when `dry_run` (a `--dry-run` flag), else `Apply`.
+    pub fn dry_run_if(dry_run: bool) -> Self {
+        if dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Apply
+        }
+    }
+}
+
 /// Why converging a volume failed. No variant carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvergeError {
