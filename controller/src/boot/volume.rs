@@ -549,8 +549,13 @@ async fn decrypt_first(
         return Ok(());
     };
     st.kdf_runs += done.kdf_runs;
+    let resumed = if done.steps.first() == Some(&crate::decrypt::Step::Export) {
+        ""
+    } else {
+        ", resumed where a cut left it"
+    };
     st.changes.push(format!(
-        "decrypted in place ({} MiB; its header was kept on STATE meanwhile)",
+        "decrypted in place ({} MiB{resumed}; its header was kept on STATE meanwhile)",
         done.data_mib
     ));
     Ok(())

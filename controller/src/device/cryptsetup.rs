@@ -454,9 +454,14 @@ impl LuksDevice for CryptsetupDevice {
     ) -> Result<VolumeKey, DeviceError> {
         let op = "unlock";
         let Snapshot { shadow, raw, size } = self.snapshot()?;
-        let area = raw
-            .and_then(|raw| raw.select(&self.path).ok())
+        let header = raw.and_then(|raw| raw.select(&self.path).ok());
+        let area = header
+            .as_ref()
             .and_then(|h| h.keyslot(slot).and_then(|k| k.area_range()));
+        // libcryptsetup checks a key handed to it against the digest of the
+        // default segment, which a header mid-decryption lacks (its data
+        // segment is linear): such a header is unlocked in this process.
+        let reencrypting = header.as_ref().is_some_and(|h| h.in_reencryption());
         if let Some((start, len)) = area {
             let range = (start, len.min(MAX_HEADER_AREA));
             shadow
@@ -466,7 +471,7 @@ impl LuksDevice for CryptsetupDevice {
         let mut dev = self.load_copy(&shadow, op)?;
         self.verify_loaded(&mut dev, op)?;
         let _kdf = self.kdf_run(op, 1);
-        let Some(exe) = kdf_worker::worker() else {
+        let Some(exe) = kdf_worker::worker().filter(|_| !reencrypting) else {
             return volume_key_of(&mut dev, slot, key_size, passphrase)
                 .map_err(|e| self.unlock_error(e, slot));
         };
