@@ -475,7 +475,7 @@ async fn prepare_in_place(
 }
 
 /// Seconds `bytes` of reencryption take, from the cipher's speed here.
-fn eta(spec: &VolumeSpec, bytes: u64) -> Option<u64> {
+pub(crate) fn eta(spec: &VolumeSpec, bytes: u64) -> Option<u64> {
     let key = spec.encryption.key_size().len();
     crate::inplace::estimate::cipher_speed(spec.encryption.cipher(), key)
         .map(|s| s.seconds_for(bytes))

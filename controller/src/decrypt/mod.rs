@@ -126,6 +126,8 @@ pub struct Decryption<'a> {
     env: &'a ProviderEnv,
     opener: Option<Opener>,
     kdf_runs: u64,
+    /// The device's size, read once at the start.
+    size: u64,
 }
 
 impl<'a> Decryption<'a> {
@@ -143,6 +145,7 @@ impl<'a> Decryption<'a> {
             env,
             opener: None,
             kdf_runs: 0,
+            size: 0,
         }
     }
 
@@ -168,7 +171,7 @@ impl<'a> Decryption<'a> {
                 self.opener().await?;
             }
             outcome.steps = first.and_after().collect();
-            outcome.eta_seconds = eta(self.spec, outcome.data_mib << 20);
+            outcome.eta_seconds = converge::eta(self.spec, outcome.data_mib << 20);
             outcome.kdf_runs = self.kdf_runs;
             return Ok(outcome);
         }
@@ -192,9 +195,10 @@ impl<'a> Decryption<'a> {
     }
 
     /// The outcome before any step, with the size of the data.
-    async fn outcome(&self, first: Step) -> Result<DecryptOutcome, DecryptError> {
+    async fn outcome(&mut self, first: Step) -> Result<DecryptOutcome, DecryptError> {
         let dev = self.device.clone();
         let size = off_thread("size", move || dev.size()).await??;
+        self.size = size;
         let from = if first == Step::Export {
             self.device.path().to_path_buf()
         } else {
@@ -264,8 +268,7 @@ impl<'a> Decryption<'a> {
     /// for both), or resumes it ([`Step::Run`]), to its end with progress.
     async fn decrypt_data(&mut self, step: Step) -> Result<MibPerSec, DecryptError> {
         let (slot, pass) = self.opener().await?;
-        let (dev, hdr) = (self.device.clone(), self.header.clone());
-        let size = dev.size()?;
+        let (dev, hdr, size) = (self.device.clone(), self.header.clone(), self.size);
         let mut report =
             ProgressReport::labelled(self.spec.name.clone(), "decrypting in place", size);
         let started = Instant::now();
@@ -335,14 +338,6 @@ fn unreadable(path: &Path, reason: String) -> DecryptError {
         reason,
     }
     .into()
-}
-
-/// About how long `bytes` take at this machine's speed for the volume's
-/// cipher.
-fn eta(spec: &VolumeSpec, bytes: u64) -> Option<u64> {
-    let key = spec.encryption.key_size().len();
-    crate::inplace::estimate::cipher_speed(spec.encryption.cipher(), key)
-        .map(|s| s.seconds_for(bytes))
 }
 
 /// Runs `f` on a blocking thread.
