@@ -35,6 +35,7 @@ pub fn outcome_text(o: &Outcome) -> String {
             crate::luks2::reencryption::Operation::RotateVolumeKey => {
                 "re-encrypted to the new volume key"
             }
+            crate::luks2::reencryption::Operation::Decrypt => "decrypted in place",
         };
         let _ = writeln!(
             s,

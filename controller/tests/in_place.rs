@@ -29,17 +29,22 @@ fn ext4_image(dir: &Path, mib: u64, fs_mib: u64) -> (PathBuf, Sums) {
 }
 
 fn converge(img: &Path, cfg: &Path, mode: &str) -> std::process::Output {
-    volctl(&[
-        mode,
+    on_volume(mode, img, cfg, &["-o", "json"])
+}
+
+/// `volctl VERB` on EPHEMERAL on `img` with the config `cfg`.
+fn on_volume(verb: &str, img: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        verb,
         "--volume",
         "EPHEMERAL",
         "--device",
         img.to_str().unwrap(),
         "-f",
         cfg.to_str().unwrap(),
-        "-o",
-        "json",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    volctl(&args)
 }
 
 /// The volume key, as `cryptsetup luksDump --dump-volume-key` shows it.
@@ -611,30 +616,73 @@ fn a_btrfs_over_several_devices_is_refused_untouched() {
     assert_eq!(std::fs::read(&img).unwrap(), bytes, "nothing written");
 }
 
-#[test]
-fn an_xfs_that_leaves_the_room_is_encrypted_in_place_and_its_files_are_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    // 320 MiB of XFS on 352 MiB (XFS cannot shrink: a boot grows the
-    // partition first, `provisioning.grow`), files copied in by a mount.
-    let img = dir.path().join("xfs.img");
+/// 320 MiB of XFS on 352 MiB (XFS cannot shrink: a boot grows the
+/// partition first, `provisioning.grow`), files copied in by a mount,
+/// encrypted in place by `volctl converge`: (image, config, files).
+fn encrypted_xfs(dir: &Path) -> (PathBuf, PathBuf, Sums) {
+    let img = dir.join("xfs.img");
     mkfs_image(&img, 352, &["mkfs.xfs", "-q", "-f", "-d", "size=320m"], &[]);
-    let want = ext4fs::tree(dir.path(), 4);
-    ext4fs::copy_in(&img, &dir.path().join("tree"), dir.path());
-
-    let cfg = config(dir.path());
+    let want = ext4fs::tree(dir, 4);
+    ext4fs::copy_in(&img, &dir.join("tree"), dir);
+    let cfg = config(dir);
     let run = converge(&img, &cfg, "converge");
     assert!(run.status.success(), "{}", text(&run.stderr));
-    assert!(opens(&img, 0, b"day-to-day-pass"));
-    let plain = dir.path().join("plain.img");
-    ext4fs::decrypt_with(&img, &volume_key(&img), &plain);
+    (img, cfg, want)
+}
+
+/// `xfs_repair -n` passes on the XFS image `plain`.
+fn xfs_repair_passes(plain: &Path) {
     let repair = Command::new("xfs_repair")
         .arg("-n")
-        .arg(&plain)
+        .arg(plain)
         .output()
         .unwrap();
     assert!(repair.status.success(), "{}", text(&repair.stderr));
+}
+
+#[test]
+fn an_xfs_that_leaves_the_room_is_encrypted_in_place_and_its_files_are_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _, want) = encrypted_xfs(dir.path());
+    assert!(opens(&img, 0, b"day-to-day-pass"));
+    let plain = dir.path().join("plain.img");
+    ext4fs::decrypt_with(&img, &volume_key(&img), &plain);
+    xfs_repair_passes(&plain);
     assert_eq!(
         ext4fs::sums_mounted(&plain, dir.path()),
+        want,
+        "the files read back"
+    );
+}
+
+/// Back to plain: `volctl disable-encryption` on the encrypted XFS leaves
+/// the device plain XFS from its first byte (no LUKS2 header, the header
+/// file gone), `xfs_repair -n` clean, every file as it was.
+#[test]
+fn an_encrypted_xfs_is_decrypted_in_place_and_its_files_are_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, cfg, want) = encrypted_xfs(dir.path());
+    let headers = dir.path().join("headers");
+    let out = on_volume(
+        "disable-encryption",
+        &img,
+        &cfg,
+        &["--header-dir", headers.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let is_luks = Command::new("cryptsetup")
+        .arg("isLuks")
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(!is_luks.success(), "still LUKS");
+    assert!(
+        !headers.join("EPHEMERAL/luks2-header").exists(),
+        "the header file is left"
+    );
+    xfs_repair_passes(&img);
+    assert_eq!(
+        ext4fs::sums_mounted(&img, dir.path()),
         want,
         "the files read back"
     );

@@ -1,30 +1,51 @@
 #!/bin/sh
-# Guest side of the VM scenario "online-every-write": `volctl
-# rotate-volume-key --online` (the open, mounted volume; its online run in
-# the same process) cut at every write it makes to the device, whole and
-# torn, with the write-cutting injector (its count kept in a file,
-# VOLCTL_CUT_SHARED, as a boot's online run in a process of its own would
-# share it). After each cut the backing file is copied at once: that copy
-# is the disk the power cut left (writes still queued in the kernel's
-# device-mapper and filesystem layers never reach it). Whatever the dead
-# run left in device-mapper is then removed. The copy must open by its passphrase (`cryptsetup`, or
-# `volctl plan` in the one rotation state cryptsetup cannot open); then
-# the next `volctl converge` runs and, outside volctl, `cryptsetup` must
-# find no reencryption left, open keyslot 0 by the passphrase, and the
-# data it decrypts must pass `e2fsck -fn` with every file's SHA-256 equal.
+# Guest side of the VM scenarios "online-every-write" (OP rotate) and
+# "online-decrypt-every-write" (OP decrypt, decrypt-online): `volctl
+# rotate-volume-key --online` or `volctl disable-encryption --online` (the
+# open, mounted volume; the run in the same process), or `volctl
+# disable-encryption --activate` (the closed volume activated by its
+# header file once the decryption is recorded, then decrypted through
+# it: what a boot does with `decryptInPlace`, in one process), cut at
+# every write it makes to the device (and, decrypting, to the header file
+# it keeps in /tmp/hdr),
+# whole and torn, with the write-cutting injector (its count kept in a
+# file, VOLCTL_CUT_SHARED, as a boot's online run in a process of its own
+# would share it). After each cut the backing file is copied at once:
+# that copy is the disk the power cut left (writes still queued in the
+# kernel's device-mapper and filesystem layers never reach it). Whatever
+# the dead run left in device-mapper is then removed.
 #
-# Usage: online_every_write.sh CONFIG PASSPHRASE MODES [N...]
+# rotate: the copy must open by its passphrase (`cryptsetup`, or `volctl
+# plan` in the one rotation state cryptsetup cannot open); then the next
+# `volctl converge` runs and, outside volctl, `cryptsetup` must find no
+# reencryption left, open keyslot 0 by the passphrase, and the data it
+# decrypts must pass `e2fsck -fn` with every file's SHA-256 equal.
+# decrypt: the device's header, or else the header file, must open by the
+# passphrase (`cryptsetup`, `--header`), unless libcryptsetup's teardown
+# has wiped its keyslots, every byte plain (`e2fsck -fn` passes on the
+# device); then
+# the next `volctl disable-encryption` (offline) finishes it and, outside
+# volctl, the device is no LUKS2 volume, the header file is gone, and the
+# device itself passes `e2fsck -fn` with every file's SHA-256 equal.
+#
+# Usage: online_every_write.sh OP CONFIG PASSPHRASE MODES [N...]
+# (VOLCTL_SWEEP_DEBUG=1: decrypting, each POINT line ends with the header
+# file's JSON and the run's last lines, to look into one)
 # (MODES: "whole", "torn" or both; with N...: only those cut points, to
 # look into one)
 # Prints "WRITES N", then one "POINT MODE N ok" or "POINT MODE N FAIL why"
 # line per cut point, then "SWEEP-DONE".
-CFG=$1
-PASS=$2
-MODES=$3
-shift 3
+DEBUG=$VOLCTL_SWEEP_DEBUG
+OP=$1
+CFG=$2
+PASS=$3
+MODES=$4
+shift 4
 ONLY="$*"
 INJ=/lib/cut_writes.so
 RUN=/tmp/run
+HDR=/tmp/hdr
+H=$HDR/persistence/luks2-header
 mkdir -p /mnt/w $RUN
 
 attach() { l=$(losetup -f) && losetup "$l" "$1" && echo "$l"; }
@@ -62,12 +83,24 @@ dd if=/dev/urandom of=/mnt/w/a/mid bs=4k count=37 2>/dev/null
 (cd /mnt/w && find . -type f | sort | xargs sha256sum) > /tmp/sums
 clean_up
 
-# One run of the online rotation on a fresh copy: uncut ("count") or cut
+# The arguments of the online operation on the open, mounted volume.
+op_args() {
+  case $OP in
+    rotate) echo "rotate-volume-key --volume persistence -f $CFG --online --status-file $RUN/status.json" ;;
+    decrypt-online) echo "disable-encryption --volume persistence -f $CFG --online --status-file $RUN/status.json --header-dir $HDR" ;;
+    decrypt) echo "disable-encryption --volume persistence --device $L -f $CFG --activate w --status-file $RUN/status.json --header-dir $HDR" ;;
+  esac
+}
+
+# One run of the online operation on a fresh copy: uncut ("count") or cut
 # at write N (1-based) in MODE. Leaves the disk it left in /tmp/cut.img.
-rotate() { # MODE N
+run_op() { # MODE N
   cp /tmp/base.img /tmp/w.img
+  rm -rf $HDR && mkdir -p $HDR
   L=$(attach /tmp/w.img)
-  open_w "$L" && mount /dev/mapper/w /mnt/w || return 1
+  if [ "$OP" != decrypt ]; then
+    open_w "$L" && mount /dev/mapper/w /mnt/w || return 1
+  fi
   status_file "$L"
   rm -f /tmp/count
   if [ "$1" = count ]; then
@@ -75,16 +108,17 @@ rotate() { # MODE N
   else
     cut="VOLCTL_CUT_AFTER=$(($2 - 1)) VOLCTL_CUT_MODE=$1"
   fi
-  timeout 300 env LD_PRELOAD=$INJ VOLCTL_CUT_PATH="$L" VOLCTL_CUT_SHARED=/tmp/count $cut \
-    volctl rotate-volume-key --volume persistence -f "$CFG" --online --status-file $RUN/status.json > /tmp/rotate.out 2>&1
+  timeout 300 env LD_PRELOAD=$INJ VOLCTL_CUT_PATH="$L" VOLCTL_CUT_FOLDER=$HDR VOLCTL_CUT_SHARED=/tmp/count $cut \
+    volctl $(op_args) > /tmp/op.out 2>&1
   rc=$?
   cp /tmp/w.img /tmp/cut.img
   clean_up
   return $rc
 }
 
-# After the run: it opens, the next converge finishes it, the data is whole.
-check() {
+# After a rotation: it opens, the next converge finishes it, the data is
+# whole.
+check_rotate() {
   L=$(attach /tmp/cut.img)
   if ! printf %s "$PASS" | cryptsetup open --test-passphrase --key-file - "$L" 2>/dev/null; then
     volctl plan --volume persistence --device "$L" -f "$CFG" > /dev/null 2>&1 || { echo "opens by nothing after the cut"; return; }
@@ -93,13 +127,44 @@ check() {
   cryptsetup luksDump --dump-json-metadata "$L" | grep -q '"requirements"' && { echo "a reencryption is still recorded"; return; }
   printf %s "$PASS" | cryptsetup open --test-passphrase --key-slot 0 --key-file - "$L" || { echo "slot 0 does not open"; return; }
   open_w "$L" || { echo "cryptsetup cannot open it"; return; }
-  e2fsck -fn /dev/mapper/w > /tmp/fsck.out 2>&1 || { echo "e2fsck: $(tail -3 /tmp/fsck.out | tr '\n' ' ')"; return; }
-  mount -o ro /dev/mapper/w /mnt/w || { echo "does not mount"; return; }
+  files_pass /dev/mapper/w
+}
+
+# After a decryption: its keys open it (by the device's header or the
+# file's), the next offline run finishes it, the device is plain and whole.
+check_decrypt() {
+  L=$(attach /tmp/cut.img)
+  [ -n "$DEBUG" ] && { cryptsetup luksDump --dump-json-metadata $H 2>&1 | tr -d ' \n'; echo; tail -3 /tmp/op.out; } > /tmp/debug.txt 2>&1
+  if cryptsetup isLuks "$L"; then
+    printf %s "$PASS" | cryptsetup open --test-passphrase --key-file - "$L" || { echo "the device's header opens by nothing"; return; }
+  elif [ -f $H ] && ! printf %s "$PASS" | cryptsetup open --test-passphrase --header $H --key-file - "$L" 2>/dev/null; then
+    # libcryptsetup's teardown (keyslots wiped) once every byte is plain.
+    e2fsck -fn "$L" > /dev/null 2>&1 || { echo "the header file opens by nothing and the data is not all plain"; return; }
+  fi
+  if cryptsetup isLuks "$L" || [ -f $H ]; then
+    timeout 300 volctl disable-encryption --volume persistence --device "$L" -f "$CFG" --header-dir $HDR > /tmp/next.out 2>&1 || { echo "the next run failed: $(tail -2 /tmp/next.out | tr '\n' ' ')"; return; }
+  fi
+  cryptsetup isLuks "$L" && { echo "still LUKS2"; return; }
+  [ -e $H ] && { echo "the header file is left"; return; }
+  files_pass "$L"
+}
+
+# The filesystem on device $1: e2fsck -fn passes, every file as it was.
+files_pass() {
+  e2fsck -fn "$1" > /tmp/fsck.out 2>&1 || { echo "e2fsck: $(tail -3 /tmp/fsck.out | tr '\n' ' ')"; return; }
+  mount -o ro "$1" /mnt/w || { echo "does not mount"; return; }
   (cd /mnt/w && sha256sum -c -s /tmp/sums) || { echo "file checksums differ"; return; }
   echo ok
 }
 
-rotate count 0 || { cat /tmp/rotate.out; echo "UNCUT-FAILED"; exit 1; }
+check() {
+  case $OP in
+    rotate) check_rotate ;;
+    *) check_decrypt ;;
+  esac
+}
+
+run_op count 0 || { cat /tmp/op.out; echo "UNCUT-FAILED"; exit 1; }
 N=$(cat /tmp/count)
 echo "WRITES $N"
 echo "CRYPTO $(grep -m1 -A1 'xts(aes)' /proc/crypto | tail -1)"
@@ -107,10 +172,10 @@ echo "CRYPTO $(grep -m1 -A1 'xts(aes)' /proc/crypto | tail -1)"
 clean_up
 for mode in $MODES; do
   for n in ${ONLY:-$(seq 1 "$N")}; do
-    if rotate $mode $n; then
-      echo "POINT $mode $n FAIL not cut: $(tail -1 /tmp/rotate.out)"
+    if run_op $mode $n; then
+      echo "POINT $mode $n FAIL not cut: $(tail -1 /tmp/op.out)"
     else
-      echo "POINT $mode $n $(check)"
+      echo "POINT $mode $n $(check)$([ -n "$DEBUG" ] && tr '\n' ' ' < /tmp/debug.txt)"
     fi
     clean_up
   done

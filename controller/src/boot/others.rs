@@ -30,6 +30,7 @@ fn volume_defs(b: &Boot<'_>, docs: &[Document]) -> (Vec<VolumeDef>, Vec<VolumeDe
             let mut def = VolumeDef::from_doc(d, &b.opts.state_mount).for_boot(b.opts);
             // STATE stays at its staging point until every volume is up.
             def.decrypt_dir = b.staging.join("decrypt");
+            def.decrypt_dir_placed = b.opts.state_mount.join("decrypt");
             def
         })
         .collect();

@@ -6,9 +6,11 @@
 
 use super::Until;
 use crate::converge::{converge_and_unlock, ConvergeError, Mode, OnlineRun, RunAt};
+use crate::decrypt::RunData;
 use crate::device::{Access, ActivationOptions, Contents, DeviceError, LuksDevice};
 use crate::host::{Host, HostHandle};
 use crate::luks2::binding::VolumeKey;
+use crate::luks2::reencryption::Operation;
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs;
 use crate::node::online;
@@ -32,8 +34,12 @@ pub(super) struct VolumeDef {
     /// `decryptInPlace`: the keys that open it until it is decrypted in
     /// place (then `encryption` is `None`: it is plain from then on).
     pub decrypt: Option<Encryption>,
-    /// Where a decryption in place keeps its header file (on STATE).
+    /// Where a decryption in place keeps its header file (on STATE)
+    /// during the boot.
     pub decrypt_dir: PathBuf,
+    /// Where that is once STATE is in place (an online run outlives the
+    /// boot).
+    pub decrypt_dir_placed: PathBuf,
     pub fs: FilesystemType,
     pub mount: PathBuf,
     pub mount_options: fs::MountOptions,
@@ -127,6 +133,7 @@ impl VolumeDef {
             encryption: doc.encryption().filter(|e| !e.decrypt_in_place()).cloned(),
             decrypt: doc.encryption().filter(|e| e.decrypt_in_place()).cloned(),
             decrypt_dir: state_mount.join("decrypt"),
+            decrypt_dir_placed: state_mount.join("decrypt"),
             fs: doc.filesystem_type(),
             mount,
             mount_options: fs::MountOptions::for_document(doc),
@@ -168,6 +175,7 @@ impl VolumeDef {
             encryption,
             decrypt: None,
             decrypt_dir: state_mount.join("decrypt"),
+            decrypt_dir_placed: state_mount.join("decrypt"),
             fs: FilesystemType::Ext4,
             mount: state_mount.to_path_buf(),
             mount_options: fs::MountOptions::default(),
@@ -391,10 +399,7 @@ pub(super) async fn activate(
     st: &mut VolumeStatus,
 ) -> Result<PathBuf, VolumeError> {
     let name = def.mapper_name();
-    let options = ActivationOptions {
-        allow_discards: enc.allow_discards.unwrap_or(false),
-        perf: enc.options.clone(),
-    };
+    let options = ActivationOptions::of(enc);
     let n = name.clone();
     let by_passphrase = online.map(|r| (r.activation_slot(), r.passphrase.clone(), r.operation));
     let kdf_before = device.kdf_runs();
@@ -531,8 +536,11 @@ async fn check_plain(device: Arc<dyn LuksDevice>) -> Result<(), VolumeError> {
 }
 
 /// A volume the config wants plain (`decryptInPlace`) that is still
-/// encrypted, or part decrypted: decrypted in place before it is mounted
-/// (offline; progress on the console), resumed where a cut run stopped.
+/// encrypted, or part decrypted: decrypted in place, resumed where a cut
+/// run stopped, before it is mounted (offline; progress on the console),
+/// or, when the boot hands runs on ([`VolumeDef::run_at`]), activated
+/// mid-decryption and mounted while its data is decrypted online: the run
+/// left is returned.
 async fn decrypt_first(
     host: &dyn Host,
     def: &VolumeDef,
@@ -540,13 +548,22 @@ async fn decrypt_first(
     node: &Path,
     env: &ProviderEnv,
     st: &mut VolumeStatus,
-) -> Result<(), VolumeError> {
+) -> Result<Option<OnlineRun>, VolumeError> {
     let spec = VolumeSpec::new(&def.name, &def.label, keys.clone());
+    let name = def.mapper_name();
+    let options = ActivationOptions::of(keys);
+    let data = match def.run_at() {
+        RunAt::Online => RunData::Online {
+            name: &name,
+            options: &options,
+        },
+        RunAt::Here => RunData::Here,
+    };
     let Some(done) = host
-        .decrypt_in_place(&spec, node, &def.decrypt_dir, env)
+        .decrypt_in_place(&spec, node, &def.decrypt_dir, env, data)
         .await?
     else {
-        return Ok(());
+        return Ok(None);
     };
     st.kdf_runs += done.kdf_runs;
     let resumed = if done.steps.first() == Some(&crate::decrypt::Step::Export) {
@@ -554,11 +571,16 @@ async fn decrypt_first(
     } else {
         ", resumed where a cut left it"
     };
-    st.changes.push(format!(
-        "decrypted in place ({} MiB{resumed}; its header was kept on STATE meanwhile)",
-        done.data_mib
-    ));
-    Ok(())
+    if done.online.is_some() {
+        st.mapped_device = Some(def.mapped_path().display().to_string());
+        st.phase = Phase::Opened;
+    } else {
+        st.changes.push(format!(
+            "decrypted in place ({} MiB{resumed}; its header was kept on STATE meanwhile)",
+            done.data_mib
+        ));
+    }
+    Ok(done.online)
 }
 
 /// What the status says of a swap volume made again.
@@ -603,7 +625,13 @@ pub(super) async fn open_volume(
     let device = host.luks(&partition.path, Access::ReadWrite, def.encryption.clone())?;
     let Some(enc) = &def.encryption else {
         if let Some(keys) = &def.decrypt {
-            decrypt_first(host, def, keys, &partition.path, env, st).await?;
+            if let Some(run) = decrypt_first(host, def, keys, &partition.path, env, st).await? {
+                return Ok(Opened {
+                    fs_device: def.mapped_path(),
+                    _partition: partition,
+                    online: Some(run),
+                });
+            }
         }
         check_plain(device).await?;
         return Ok(Opened {
@@ -721,6 +749,10 @@ fn run_online(def: &VolumeDef, run: &OnlineRun, st: &mut VolumeStatus) {
         device: PathBuf::from(device),
         active: def.mapper_name(),
         run_dir: run_dir.clone(),
+        header: (run.operation == Operation::Decrypt).then(|| online::HeaderFile {
+            open_at: crate::decrypt::header_file(&def.decrypt_dir, &def.name),
+            placed: crate::decrypt::header_file(&def.decrypt_dir_placed, &def.name),
+        }),
     };
     let console = crate::inplace::progress_on_console();
     st.changes.push(match job.spawn(run, console) {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use api_types::KeyslotId;
 use controller::converge::OnlineRun;
 use controller::luks2::reencryption::Operation;
-use controller::node::online::Job;
+use controller::node::online::{HeaderFile, Job};
 use providers::Passphrase;
 use std::io::Read;
 use std::path::PathBuf;
@@ -28,7 +28,11 @@ pub struct Args {
     /// The run-time directory (progress file).
     #[arg(long)]
     pub run_dir: PathBuf,
-    /// What runs (`encrypt`, `rotate-volume-key`).
+    /// A decryption's header file, where it is once STATE is in place;
+    /// the process holds it open as fd 3.
+    #[arg(long)]
+    pub header: Option<PathBuf>,
+    /// What runs (`encrypt`, `rotate-volume-key`, `decrypt`).
     #[arg(long)]
     pub operation: Operation,
     /// The old volume key's keyslot.
@@ -63,6 +67,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         device: args.device,
         active: args.active_name,
         run_dir: args.run_dir,
+        header: args.header.map(HeaderFile::inherited),
     };
     runtime()?
         .block_on(job.run(run))

@@ -10,7 +10,7 @@ use controller::converge::{open_device, rotate_volume_key, Mode, RunAt};
 use controller::node::online::Job;
 use controller::node::status::BootStatus;
 use controller::volume::VolumeSpec;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Examples shown by `--help`.
 pub const HELP: &str = "Example:\n  volctl rotate-volume-key --volume persistence --device /dev/sdb3 -f node.yaml --dry-run\n  volctl rotate-volume-key --volume persistence --device /dev/sdb3 -f node.yaml\n  volctl rotate-volume-key --volume persistence -f node.yaml --online   # on the node, the volume mounted\n\nThe volume must be converged; every configured key keeps working, before, during and after. Offline, it must not be open; --online, it stays open and in use (the device and its dm-crypt name come from the boot's status) and `volctl status` shows the progress. A cut run resumes at the next converge or boot.";
@@ -37,7 +37,10 @@ pub fn exec(args: Args) -> Result<Exit> {
     let t = &args.target;
     let (spec, env) = t.spec_and_env()?;
     let mode = Mode::dry_run_if(args.dry_run);
-    let job = args.online.then(|| online_job(&args, &spec)).transpose()?;
+    let job = args
+        .online
+        .then(|| online_job(&args.status_file, &spec, "rotate it offline with --device"))
+        .transpose()?;
     let path = match &job {
         Some(j) => j.device.clone(),
         None => t.device()?.to_path_buf(),
@@ -64,30 +67,25 @@ pub fn exec(args: Args) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Where the volume is open this boot, from the status file.
-fn online_job(args: &Args, spec: &VolumeSpec) -> Result<Job> {
-    let status = BootStatus::load(&args.status_file).with_context(|| {
-        format!(
-            "reading {} (has `volctl boot` run?)",
-            args.status_file.display()
-        )
-    })?;
+/// Where the volume is open this boot, from the status file (`offline`:
+/// what to do when it is not open).
+pub(crate) fn online_job(status_file: &Path, spec: &VolumeSpec, offline: &str) -> Result<Job> {
+    let status = BootStatus::load(status_file)
+        .with_context(|| format!("reading {} (has `volctl boot` run?)", status_file.display()))?;
     let v = status
         .volumes
         .iter()
         .find(|v| v.name == spec.name || v.label == spec.label)
         .with_context(|| format!("the boot status has no volume {}", spec.name))?;
     let (Some(device), Some(mapped)) = (&v.device, &v.mapped_device) else {
-        anyhow::bail!(
-            "volume {} is not open (rotate it offline with --device)",
-            spec.name
-        );
+        anyhow::bail!("volume {} is not open ({offline})", spec.name);
     };
     let active = mapped.rsplit('/').next().unwrap_or(mapped).to_string();
     Ok(Job {
         volume: spec.name.clone(),
         device: PathBuf::from(device),
         active,
-        run_dir: controller::node::paths::run_dir(&args.status_file),
+        run_dir: controller::node::paths::run_dir(status_file),
+        header: None,
     })
 }

@@ -145,6 +145,7 @@ impl Executor<'_> {
                 new: run.new,
                 passphrase: run.passphrase.expose(),
                 active: None,
+                header: None,
             };
             d.run_reencryption(&params, &mut |done, total| {
                 reporter.step(done, total);
@@ -443,7 +444,7 @@ fn run_pair(
     slot: KeyslotId,
 ) -> (Option<KeyslotId>, Option<KeyslotId>) {
     match operation {
-        Operation::Encrypt => (Some(slot), None),
+        Operation::Encrypt | Operation::Decrypt => (Some(slot), None),
         Operation::RotateVolumeKey => {
             let beside = reencryption::find_token(h)
                 .and_then(|(_, t)| t.temporary.into_iter().find(|t| t.of == slot))
@@ -458,5 +459,6 @@ pub fn doing(operation: Operation) -> &'static str {
     match operation {
         Operation::Encrypt => "encrypting in place",
         Operation::RotateVolumeKey => "re-encrypting to the new volume key",
+        Operation::Decrypt => "decrypting in place",
     }
 }

@@ -51,7 +51,7 @@ impl OnlineRun {
     /// by the pair, old key and new).
     pub fn activation_slot(&self) -> Option<KeyslotId> {
         match self.operation {
-            Operation::Encrypt => self.old,
+            Operation::Encrypt | Operation::Decrypt => self.old,
             Operation::RotateVolumeKey => None,
         }
     }

@@ -114,6 +114,33 @@ pub struct DecryptOutcome {
     pub rate: Option<MibPerSec>,
     /// KDF runs made.
     pub kdf_runs: u64,
+    /// Online: the run left to go on through the device the volume is now
+    /// active as (the data not yet decrypted).
+    #[serde(skip)]
+    pub online: Option<converge::OnlineRun>,
+}
+
+/// Where the data of a decryption is decrypted: here, the volume offline,
+/// or online, through the device it is activated as meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub enum RunData<'a> {
+    /// Here, to its end.
+    Here,
+    /// Here, to its end, through the device `name` (`/dev/mapper/<name>`)
+    /// the volume is active as already, opened by its own header and in
+    /// use (libcryptsetup maps it anew as the data moves).
+    Active {
+        /// The dm-crypt device's name.
+        name: &'a str,
+    },
+    /// Activated as `name` (`/dev/mapper/<name>`), the run left to an
+    /// online run ([`DecryptOutcome::online`]).
+    Online {
+        /// The dm-crypt device's name.
+        name: &'a str,
+        /// Its activation options.
+        options: &'a crate::device::ActivationOptions,
+    },
 }
 
 /// One decryption: the volume, its device, its header file.
@@ -159,29 +186,39 @@ impl<'a> Decryption<'a> {
 
     /// Runs every step left (`Mode::Apply`), or shows them (`DryRun`: the
     /// key that opens it is found, one KDF run; nothing is written).
-    pub async fn run(mut self, mode: Mode) -> Result<DecryptOutcome, DecryptError> {
+    pub async fn run(self, mode: Mode) -> Result<DecryptOutcome, DecryptError> {
+        self.run_data(mode, RunData::Here).await
+    }
+
+    /// Like [`Self::run`], the data decrypted `data`: online, the steps
+    /// before the data's are taken, the volume activated, and the rest
+    /// left to [`DecryptOutcome::online`] (`None` when nothing was left).
+    pub async fn run_data(
+        mut self,
+        mode: Mode,
+        data: RunData<'_>,
+    ) -> Result<DecryptOutcome, DecryptError> {
         if self.spec.name == "STATE" {
             return Err(DecryptError::State);
         }
         let first = self.next().await?;
         let mut outcome = self.outcome(first).await?;
         if mode == Mode::DryRun {
-            // Finishing needs no key (the header file may hold none by then).
-            if first != Step::Finish {
-                self.opener().await?;
-            }
-            outcome.steps = first.and_after().collect();
-            outcome.eta_seconds = converge::eta(self.spec, outcome.data_mib << 20);
-            outcome.kdf_runs = self.kdf_runs;
-            return Ok(outcome);
+            return self.dry_run(first, outcome).await;
         }
         let mut step = first;
         loop {
-            if let Some(rate) = self.take(step).await? {
-                outcome.rate = Some(rate);
+            match self.take(step, data).await? {
+                Taken::Rate(rate) => outcome.rate = Some(rate),
+                Taken::Online(run) => {
+                    outcome.online = Some(run);
+                    outcome.steps.push(step);
+                    break;
+                }
+                Taken::Done => {}
             }
             outcome.steps.push(step);
-            if step == Step::Record {
+            if step == Step::Record && !matches!(data, RunData::Online { .. }) {
                 outcome.steps.push(Step::Run);
             }
             if step == Step::Finish {
@@ -191,6 +228,23 @@ impl<'a> Decryption<'a> {
         }
         outcome.applied = true;
         outcome.kdf_runs = self.kdf_runs + self.device.kdf_runs();
+        Ok(outcome)
+    }
+
+    /// The steps left, none taken (the key that opens it found first,
+    /// unless only the file's removal is left).
+    async fn dry_run(
+        mut self,
+        first: Step,
+        mut outcome: DecryptOutcome,
+    ) -> Result<DecryptOutcome, DecryptError> {
+        // Finishing needs no key (the header file may hold none by then).
+        if first != Step::Finish {
+            self.opener().await?;
+        }
+        outcome.steps = first.and_after().collect();
+        outcome.eta_seconds = converge::eta(self.spec, outcome.data_mib << 20);
+        outcome.kdf_runs = self.kdf_runs;
         Ok(outcome)
     }
 
@@ -215,6 +269,7 @@ impl<'a> Decryption<'a> {
             eta_seconds: None,
             rate: None,
             kdf_runs: 0,
+            online: None,
         })
     }
 
@@ -236,17 +291,59 @@ impl<'a> Decryption<'a> {
         Ok(device::read_detached(&self.header)?)
     }
 
-    /// Takes `step`; the rate of the data decrypted, when it ran.
-    async fn take(&mut self, step: Step) -> Result<Option<MibPerSec>, DecryptError> {
+    /// Takes `step`, the data decrypted `data`.
+    async fn take(&mut self, step: Step, data: RunData<'_>) -> Result<Taken, DecryptError> {
         tracing::info!(volume = %self.spec.name, ?step, "decryption in place");
         let dev = self.device.clone();
-        match step {
-            Step::Export => self.export().await?,
-            Step::Wipe => off_thread("wipe", move || dev.wipe_metadata()).await??,
-            Step::Record | Step::Run => return self.decrypt_data(step).await.map(Some),
-            Step::Finish => remove_synced(&self.header)?,
+        match (step, data) {
+            (Step::Export, _) => self.export().await?,
+            (Step::Wipe, _) => off_thread("wipe", move || dev.wipe_metadata()).await??,
+            (Step::Record | Step::Run, RunData::Here) => {
+                return self.decrypt_data(step, None).await.map(Taken::Rate)
+            }
+            (Step::Record | Step::Run, RunData::Active { name }) => {
+                return self.decrypt_data(step, Some(name)).await.map(Taken::Rate)
+            }
+            (Step::Record, RunData::Online { .. }) => {
+                let ((slot, pass), hdr) = (self.opener().await?, self.header.clone());
+                off_thread("record", move || {
+                    dev.record_decryption(&hdr, (slot, pass.expose()))
+                })
+                .await??;
+            }
+            (Step::Run, RunData::Online { name, options }) => {
+                return self.activate(name, options).await.map(Taken::Online)
+            }
+            (Step::Finish, _) => remove_synced(&self.header)?,
         }
-        Ok(None)
+        Ok(Taken::Done)
+    }
+
+    /// Activates the volume as `name` by the header file, mid-decryption;
+    /// the run left to go on online.
+    async fn activate(
+        &mut self,
+        name: &str,
+        options: &crate::device::ActivationOptions,
+    ) -> Result<converge::OnlineRun, DecryptError> {
+        let (slot, pass) = self.opener().await?;
+        let (dev, hdr, n, o, p) = (
+            self.device.clone(),
+            self.header.clone(),
+            name.to_string(),
+            options.clone(),
+            pass.clone(),
+        );
+        off_thread("activation", move || {
+            dev.activate_decrypting(&hdr, &n, (slot, p.expose()), &o)
+        })
+        .await??;
+        Ok(converge::OnlineRun {
+            operation: crate::luks2::reencryption::Operation::Decrypt,
+            old: Some(slot),
+            new: None,
+            passphrase: pass,
+        })
     }
 
     /// Exports the header beside its place, synced, then renames it there:
@@ -265,10 +362,16 @@ impl<'a> Decryption<'a> {
     }
 
     /// Records the decryption and runs it ([`Step::Record`]: one KDF run
-    /// for both), or resumes it ([`Step::Run`]), to its end with progress.
-    async fn decrypt_data(&mut self, step: Step) -> Result<MibPerSec, DecryptError> {
+    /// for both), or resumes it ([`Step::Run`]), to its end with progress;
+    /// through the device `active` when the volume is in use.
+    async fn decrypt_data(
+        &mut self,
+        step: Step,
+        active: Option<&str>,
+    ) -> Result<MibPerSec, DecryptError> {
         let (slot, pass) = self.opener().await?;
         let (dev, hdr, size) = (self.device.clone(), self.header.clone(), self.size);
+        let active = active.map(str::to_string);
         let mut report =
             ProgressReport::labelled(self.spec.name.clone(), "decrypting in place", size);
         let started = Instant::now();
@@ -278,8 +381,10 @@ impl<'a> Decryption<'a> {
                 true
             };
             match step {
-                Step::Record => dev.start_decryption(&hdr, (slot, pass.expose()), progress),
-                _ => dev.run_decryption(&hdr, slot, pass.expose(), progress),
+                Step::Record => {
+                    dev.start_decryption(&hdr, (slot, pass.expose()), active.as_deref(), progress)
+                }
+                _ => dev.run_decryption(&hdr, (slot, pass.expose()), active.as_deref(), progress),
             }
         })
         .await??;
@@ -309,6 +414,16 @@ impl<'a> Decryption<'a> {
         self.opener = Some(found);
         Ok(pair)
     }
+}
+
+/// What taking a step gave.
+enum Taken {
+    /// Nothing to tell.
+    Done,
+    /// The data decrypted here, at this rate.
+    Rate(MibPerSec),
+    /// The volume activated, the run left to go on online.
+    Online(converge::OnlineRun),
 }
 
 /// What the device shows: a LUKS2 header (either copy), or none.
@@ -373,7 +488,7 @@ fn sync_dir(dir: &Path) -> Result<(), DecryptError> {
 }
 
 /// Removes `file` and syncs its folder.
-fn remove_synced(file: &Path) -> Result<(), DecryptError> {
+pub fn remove_synced(file: &Path) -> Result<(), DecryptError> {
     std::fs::remove_file(file).map_err(io("remove", file))?;
     sync_dir(file.parent().unwrap_or(Path::new(".")))
 }

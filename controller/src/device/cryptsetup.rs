@@ -610,11 +610,7 @@ impl LuksDevice for CryptsetupDevice {
         options: &ActivationOptions,
     ) -> Result<(), DeviceError> {
         let op = "activate mid-reencryption";
-        let runs = match operation {
-            crate::luks2::reencryption::Operation::Encrypt => 1,
-            crate::luks2::reencryption::Operation::RotateVolumeKey => 2,
-        };
-        let _kdf = self.kdf_run(op, runs);
+        let _kdf = self.kdf_run(op, operation.volume_digests() as u64);
         self.load_for_change(op)?
             .activate_handle()
             .activate_by_passphrase(
@@ -653,7 +649,7 @@ pub(super) fn pbkdf_type(c: PbkdfCost) -> CryptPbkdfType {
     }
 }
 
-fn activation_flags(options: &ActivationOptions) -> CryptActivate {
+pub(super) fn activation_flags(options: &ActivationOptions) -> CryptActivate {
     let mut f = CryptActivate::empty();
     if options.allow_discards {
         f |= CryptActivate::ALLOW_DISCARDS;

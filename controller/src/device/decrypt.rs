@@ -86,19 +86,27 @@ fn shape_of(h: Luks2Header) -> DetachedHeader {
 
 /// Whether every byte is plaintext at the device's start: the segments in
 /// use (not libcryptsetup's `backup-*` copies) are one `linear` segment at
-/// offset 0. So it is once the last step is committed, before
-/// libcryptsetup's teardown (keyslots destroyed, backups and the
-/// requirement dropped) ends; libcryptsetup 2.6 must not be asked to
-/// resume from there (measured: it decrypts the plaintext once more), so
-/// volctl takes such a header as finished.
-fn all_plaintext(h: &Luks2Header) -> bool {
-    let in_use: Vec<_> = h
-        .json
+/// offset 0, and not a step's hotzone still `in-reencryption` (a volume
+/// whose data is one step long shows just that mid-step: the online
+/// every-write sweep found it taken for finished, and the data lost). So
+/// it is once the last step is committed, before libcryptsetup's teardown
+/// (keyslots destroyed, backups and the requirement dropped) ends;
+/// libcryptsetup 2.6 must not be asked to resume from there (measured: it
+/// decrypts the plaintext once more), so volctl takes such a header as
+/// finished.
+pub fn all_plaintext(h: &Luks2Header) -> bool {
+    plaintext_segments(&h.json)
+}
+
+fn plaintext_segments(j: &crate::luks2::model::Luks2Json) -> bool {
+    let in_use: Vec<_> = j
         .segments
         .values()
         .filter(|s| !s.flags.iter().any(|f| f.starts_with("backup-")))
         .collect();
-    matches!(in_use[..], [s] if s.kind == "linear" && s.offset == "0")
+    matches!(in_use[..], [s] if s.kind == "linear"
+        && s.offset == "0"
+        && !s.flags.iter().any(|f| f == crate::luks2::reencryption::IN_REENCRYPTION))
 }
 
 /// The reencryption's parameters: libcryptsetup's for a decryption with a
@@ -155,21 +163,67 @@ impl CryptsetupDevice {
     }
 
     /// Records the decryption in the detached header `hdr` and runs it to
-    /// its end (offline), by the passphrase of `slot`: one KDF run for
-    /// both (libcryptsetup keeps the keys it unlocked to record it). A cut
-    /// after the record leaves a decryption [`Self::run_decryption`]
-    /// resumes.
+    /// its end, by the passphrase of `slot`: one KDF run for both
+    /// (libcryptsetup keeps the keys it unlocked to record it); offline,
+    /// or through the device `active` the volume is active as (opened by
+    /// its own header: libcryptsetup maps it anew). A cut after the record
+    /// leaves a decryption [`Self::run_decryption`] resumes.
     pub fn start_decryption(
         &self,
         hdr: &Path,
-        (slot, passphrase): (KeyslotId, &[u8]),
+        key: (KeyslotId, &[u8]),
+        active: Option<&str>,
         progress: Progress<'_>,
     ) -> Result<(), DeviceError> {
         let op = "start the decryption";
         let mut dev = self.load_detached(hdr, op)?;
         let shift = data_offset(&mut dev).map_err(|e| self.fail(op, e))?;
-        self.init_detached(&mut dev, (slot, passphrase), shift, CryptReencrypt::empty())?;
+        self.init_detached(&mut dev, key, (shift, active), CryptReencrypt::empty())?;
         self.run_loaded(&mut dev, progress)
+    }
+
+    /// Records the decryption in the detached header `hdr` and runs none
+    /// of it (one KDF run): the volume is then activated by
+    /// [`Self::activate_decrypting`] and the run goes on online.
+    pub fn record_decryption(
+        &self,
+        hdr: &Path,
+        key: (KeyslotId, &[u8]),
+    ) -> Result<(), DeviceError> {
+        let op = "record the decryption";
+        let mut dev = self.load_detached(hdr, op)?;
+        let shift = data_offset(&mut dev).map_err(|e| self.fail(op, e))?;
+        self.init_detached(
+            &mut dev,
+            key,
+            (shift, None),
+            CryptReencrypt::INITIALIZE_ONLY,
+        )
+    }
+
+    /// Activates the volume as `name` by its detached header `hdr`, a
+    /// decryption recorded in it (libcryptsetup maps what is decrypted and
+    /// what is not, and first restores the step a cut run was in): one
+    /// KDF run.
+    pub fn activate_decrypting(
+        &self,
+        hdr: &Path,
+        name: &str,
+        (slot, passphrase): (KeyslotId, &[u8]),
+        options: &super::ActivationOptions,
+    ) -> Result<(), DeviceError> {
+        let op = "activate mid-decryption";
+        let mut dev = self.load_detached(hdr, op)?;
+        let _kdf = self.kdf_run(op, 1);
+        dev.activate_handle()
+            .activate_by_passphrase(
+                Some(name),
+                Some(slot.get()),
+                passphrase,
+                super::cryptsetup::activation_flags(options),
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(op, e))
     }
 
     /// Runs the reencryption loaded in `dev` to its end, with progress.
@@ -180,14 +234,16 @@ impl CryptsetupDevice {
             .map_err(|e| self.fail("decrypt", e))
     }
 
-    /// Runs the decryption recorded in `hdr` to its end (offline), by the
-    /// passphrase of `slot`: one KDF run (two after a cut inside a step,
-    /// whose hotzone libcryptsetup restores first).
+    /// Runs the decryption recorded in `hdr` to its end by the passphrase
+    /// of `slot`: offline (`active` `None`), one KDF run (two after a cut
+    /// inside a step, whose hotzone libcryptsetup restores first); online
+    /// through the device `active` maps (activating it restored a cut
+    /// step), one.
     pub fn run_decryption(
         &self,
         hdr: &Path,
-        slot: KeyslotId,
-        passphrase: &[u8],
+        key: (KeyslotId, &[u8]),
+        active: Option<&str>,
         progress: Progress<'_>,
     ) -> Result<(), DeviceError> {
         let op = "decrypt";
@@ -197,14 +253,9 @@ impl CryptsetupDevice {
             .reencrypt_handle()
             .status(params(shift, CryptReencrypt::empty()))
             .map_err(|e| self.fail(op, e))?;
-        if state == CryptReencryptInfo::Crash {
+        if state == CryptReencryptInfo::Crash && active.is_none() {
             tracing::warn!(device = %self.path_s(), "recovering the step a cut decryption was in");
-            self.init_detached(
-                &mut dev,
-                (slot, passphrase),
-                shift,
-                CryptReencrypt::RECOVERY,
-            )?;
+            self.init_detached(&mut dev, key, (shift, None), CryptReencrypt::RECOVERY)?;
             dev = self.load_detached(hdr, op)?;
             let left = dev
                 .reencrypt_handle()
@@ -214,28 +265,24 @@ impl CryptsetupDevice {
                 return Ok(());
             }
         }
-        self.init_detached(
-            &mut dev,
-            (slot, passphrase),
-            shift,
-            CryptReencrypt::RESUME_ONLY,
-        )?;
+        self.init_detached(&mut dev, key, (shift, active), CryptReencrypt::RESUME_ONLY)?;
         self.run_loaded(&mut dev, progress)
     }
 
-    /// Records (flags empty), resumes or recovers the decryption in the
-    /// loaded header: one KDF run.
+    /// Records (flags empty: and loads to run; `INITIALIZE_ONLY`: only),
+    /// resumes or recovers the decryption in the loaded header, through
+    /// the active device `name` when online: one KDF run.
     fn init_detached(
         &self,
         dev: &mut CryptDevice,
         (slot, passphrase): (KeyslotId, &[u8]),
-        shift: u64,
+        (shift, name): (u64, Option<&str>),
         flags: CryptReencrypt,
     ) -> Result<(), DeviceError> {
         let _kdf = self.kdf_run("decrypt", 1);
         dev.reencrypt_handle()
             .reencrypt_init_by_passphrase(
-                None,
+                name,
                 passphrase,
                 Some(slot.get()),
                 None,
@@ -281,4 +328,38 @@ fn recorded_shift(h: &Luks2Header) -> Option<u64> {
         .flat_map(|slots| slots.values())
         .filter(|k| k["type"] == "reencrypt")
         .find_map(|k| k["area"]["shift_size"].as_str()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plaintext_segments;
+
+    /// Segments as libcryptsetup 2.6 leaves them (a 16 MiB volume: its data
+    /// is one step).
+    fn json(segments: &str) -> crate::luks2::model::Luks2Json {
+        serde_json::from_str(&format!(
+            r#"{{"keyslots": {{}}, "digests": {{}}, "segments": {segments}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_one_step_volume_mid_step_is_not_finished_and_after_it_is() {
+        let mid_step = json(
+            r#"{"0": {"type": "linear", "offset": "0", "size": "16777216", "flags": ["in-reencryption"]},
+                "1": {"type": "crypt", "offset": "16777216", "size": "dynamic", "iv_tweak": "0", "encryption": "aes-xts-plain64", "sector_size": 512, "flags": ["backup-previous"]},
+                "2": {"type": "linear", "offset": "0", "size": "dynamic", "flags": ["backup-final"]},
+                "3": {"type": "crypt", "offset": "0", "size": "16777216", "iv_tweak": "0", "encryption": "aes-xts-plain64", "sector_size": 512, "flags": ["backup-moved-segment"]}}"#,
+        );
+        assert!(!plaintext_segments(&mid_step));
+        let committed = json(
+            r#"{"0": {"type": "linear", "offset": "0", "size": "16777216"},
+                "1": {"type": "linear", "offset": "0", "size": "dynamic", "flags": ["backup-final"]}}"#,
+        );
+        assert!(plaintext_segments(&committed));
+        let started = json(
+            r#"{"0": {"type": "crypt", "offset": "0", "size": "16777216", "iv_tweak": "0", "encryption": "aes-xts-plain64", "sector_size": 512}}"#,
+        );
+        assert!(!plaintext_segments(&started));
+    }
 }

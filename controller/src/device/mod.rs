@@ -26,7 +26,7 @@ mod types;
 mod unfinished;
 
 pub use cryptsetup::{deactivate, CryptsetupDevice};
-pub use decrypt::{data_shift, read_detached, DetachedHeader};
+pub use decrypt::{all_plaintext, data_shift, read_detached, DetachedHeader};
 pub use power_cut::{PowerCutDevice, POWER_CUT_ENV};
 pub(crate) use probe::probe_foreign;
 pub use probe::{probe_filesystem, SWAP_SIGNATURE};

@@ -74,12 +74,20 @@ fn params(op: Operation, sector_size: Option<u32>, flags: CryptReencrypt) -> Cry
             "checksum",
             0,
         ),
+        // A decryption's own parameters (its recorded shift, the first
+        // segment moved) are `super::decrypt`'s; runs go there first.
+        Operation::Decrypt => (
+            CryptReencryptModeInfo::Decrypt,
+            CryptReencryptDirectionInfo::Forward,
+            "datashift-checksum",
+            0,
+        ),
     };
     // Steps: a data shift's are its size; a rotation's are bounded too, so
     // progress moves and a stop asked for (SIGTERM, `volctl close`) waits
     // for one step at most.
     let hotzone = match op {
-        Operation::Encrypt => 0,
+        Operation::Encrypt | Operation::Decrypt => 0,
         Operation::RotateVolumeKey => ROTATION_STEP / SECTOR,
     };
     CryptParamsReencrypt {
@@ -355,6 +363,15 @@ impl CryptsetupDevice {
         progress: Progress<'_>,
     ) -> Result<(), DeviceError> {
         let op = "reencrypt";
+        if run.operation == Operation::Decrypt {
+            let (Some(header), Some(slot)) = (run.header, run.old) else {
+                return Err(self.failed(
+                    op,
+                    "a decryption runs by its header file and keyslot".into(),
+                ));
+            };
+            return self.run_decryption(header, (slot, run.passphrase), run.active, progress);
+        }
         let mut dev = self.load_for_change(op)?;
         if self.left_to_volctl(&mut dev, op)? {
             return Ok(());

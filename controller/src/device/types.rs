@@ -159,6 +159,16 @@ pub struct ActivationOptions {
     pub perf: Vec<String>,
 }
 
+impl ActivationOptions {
+    /// The options the encryption config `enc` asks for.
+    pub fn of(enc: &api_types::Encryption) -> Self {
+        ActivationOptions {
+            allow_discards: enc.allow_discards.unwrap_or(false),
+            perf: enc.options.clone(),
+        }
+    }
+}
+
 /// How far a reencryption got: `(done, total)` bytes after each step; the
 /// callee returns `false` to stop it (it resumes from the header later).
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) -> bool + Send);
@@ -214,6 +224,8 @@ pub struct ReencryptRun<'a> {
     /// Online: the dm-crypt device (its `/dev/mapper` name) the volume is
     /// active as, opened mid-reencryption; `None`: offline.
     pub active: Option<&'a str>,
+    /// A decryption's detached header file (`None` for the others).
+    pub header: Option<&'a std::path::Path>,
 }
 
 /// What starting a volume-key rotation needs (see

@@ -19,7 +19,7 @@ pub use real::RealHost;
 #[cfg(any(test, feature = "sim"))]
 pub use sim::{HostCounts, SimHost, SimPartition};
 
-use crate::decrypt::{DecryptError, DecryptOutcome};
+use crate::decrypt::{DecryptError, DecryptOutcome, RunData};
 use crate::device::{Access, DeviceError, LuksDevice};
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::fs::{FsError, MountOptions};
@@ -142,6 +142,7 @@ pub trait Host: Send + Sync {
         node: &'a Path,
         dir: &'a Path,
         env: &'a ProviderEnv,
+        data: RunData<'a>,
     ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>>;
 }
 

@@ -3,7 +3,7 @@
 
 use super::{Host, WipeMode};
 use crate::converge::Mode;
-use crate::decrypt::{DecryptError, DecryptOutcome, Decryption};
+use crate::decrypt::{DecryptError, DecryptOutcome, Decryption, RunData};
 use crate::device::{self, Access, DeviceError, LuksDevice};
 use crate::luks2::header::{self, Probe};
 use crate::node::disks::{DiskError, OpenPartition, Partition};
@@ -111,13 +111,14 @@ impl Host for RealHost {
         node: &'a Path,
         dir: &'a Path,
         env: &'a ProviderEnv,
+        data: RunData<'a>,
     ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>> {
         Box::pin(async move {
             let job = Decryption::new(spec, node, dir, env);
             if !job.pending()? {
                 return Ok(None);
             }
-            job.run(Mode::Apply).await.map(Some)
+            job.run_data(Mode::Apply, data).await.map(Some)
         })
     }
 

@@ -11,7 +11,7 @@
 
 use super::real::wipe_ranges;
 use super::{Host, WipeMode};
-use crate::decrypt::{DecryptError, DecryptOutcome};
+use crate::decrypt::{DecryptError, DecryptOutcome, RunData};
 use crate::device::{Access, DeviceError, LuksDevice, SimDevice};
 use crate::node::disks::{DiskError, OpenPartition, Partition};
 use crate::node::facts::{Disk, Table};
@@ -619,13 +619,17 @@ impl Host for SimHost {
     }
 
     /// Its filesystem, inside dm-crypt until now, is on the partition
-    /// itself afterwards (no header file is modelled).
+    /// itself afterwards (no header file is modelled). Asked to leave the
+    /// data to an online run, it decrypts it all the same: a simulated
+    /// boot starts no process (the VM scenario `decrypt-in-place` runs the
+    /// online way with real parts).
     fn decrypt_in_place<'a>(
         &'a self,
         spec: &'a VolumeSpec,
         node: &'a Path,
         dir: &'a Path,
         _env: &'a ProviderEnv,
+        _data: RunData<'a>,
     ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>> {
         Box::pin(async move {
             let mut n = self.node();
@@ -659,6 +663,7 @@ impl Host for SimHost {
                 eta_seconds: None,
                 rate: None,
                 kdf_runs: 2,
+                online: None,
             }))
         })
     }

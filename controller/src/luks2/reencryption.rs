@@ -43,6 +43,9 @@ pub enum Operation {
     /// Ciphertext under the old volume key to ciphertext under a new one
     /// (`volctl rotate-volume-key`).
     RotateVolumeKey,
+    /// Ciphertext to plaintext at the device's start, the header detached
+    /// (`volctl disable-encryption`, `decryptInPlace`).
+    Decrypt,
 }
 
 impl Operation {
@@ -52,14 +55,19 @@ impl Operation {
         match self {
             Operation::Encrypt => "encrypt",
             Operation::RotateVolumeKey => "rotate-volume-key",
+            Operation::Decrypt => "decrypt",
         }
     }
 
     /// The operation named `name` ([`Operation::as_str`]).
     pub fn from_name(name: &str) -> Option<Self> {
-        [Operation::Encrypt, Operation::RotateVolumeKey]
-            .into_iter()
-            .find(|o| o.as_str() == name)
+        [
+            Operation::Encrypt,
+            Operation::RotateVolumeKey,
+            Operation::Decrypt,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
     }
 
     /// The reencrypt keyslot's (mode, direction, resilience) volctl uses.
@@ -67,6 +75,7 @@ impl Operation {
         match self {
             Operation::Encrypt => ("encrypt", "backward", "datashift"),
             Operation::RotateVolumeKey => ("reencrypt", "forward", "checksum"),
+            Operation::Decrypt => ("decrypt", "forward", "datashift-checksum"),
         }
     }
 
@@ -75,6 +84,7 @@ impl Operation {
         match self {
             Operation::Encrypt => 1,
             Operation::RotateVolumeKey => 2,
+            Operation::Decrypt => 1,
         }
     }
 }
@@ -246,6 +256,23 @@ pub fn pending_bytes(j: &Luks2Json, device_size: u64) -> u64 {
         .sum()
 }
 
+/// Bytes a recorded decryption has still to do: the segments the device
+/// maps now (the backups aside) that are still ciphertext (`crypt`).
+pub fn pending_decryption_bytes(j: &Luks2Json, device_size: u64) -> u64 {
+    j.segments
+        .values()
+        .filter(|s| !s.flags.iter().any(|f| f.starts_with("backup-")))
+        .filter(|s| s.kind == "crypt")
+        .map(|s| {
+            let offset = s.offset.parse::<u64>().unwrap_or(0);
+            match s.size.as_deref() {
+                Some("dynamic") | None => device_size.saturating_sub(offset),
+                Some(n) => n.parse().unwrap_or(0),
+            }
+        })
+        .sum()
+}
+
 /// The data segment of a reencryption that has nothing left to write: one
 /// active segment, `crypt`, not flagged, under the final digest (an
 /// encryption's `backup-moved-segment` may still be there: its copy is no
@@ -369,11 +396,15 @@ mod tests {
 
     #[test]
     fn an_operation_s_name_reads_back_as_the_operation_and_as_its_record() {
-        for op in [Operation::Encrypt, Operation::RotateVolumeKey] {
+        for op in [
+            Operation::Encrypt,
+            Operation::RotateVolumeKey,
+            Operation::Decrypt,
+        ] {
             assert_eq!(Operation::from_name(op.as_str()), Some(op));
             assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
         }
-        assert_eq!(Operation::from_name("decrypt"), None);
+        assert_eq!(Operation::from_name("reencrypt"), None);
     }
 
     fn enc(in_place: bool) -> Encryption {

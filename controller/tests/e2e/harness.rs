@@ -671,8 +671,9 @@ pub(crate) fn data_reads_as_ext4(vm: &Vm, vk_hex: &str) -> bool {
     common::is_ext4(&data)
 }
 
-/// One VM's sweep in `mode`: the writes counted, the POINT lines, the VM.
-pub(crate) fn online_sweep(name: &'static str, mode: &str) -> (usize, Vec<String>, Vm) {
+/// One VM's sweep of operation `op` (`rotate`, `decrypt`) in `mode`: the
+/// writes counted, the POINT lines, the VM.
+pub(crate) fn online_sweep(name: &'static str, op: &str, mode: &str) -> (usize, Vec<String>, Vm) {
     let mut vm = Vm::new(name, &[("META", 1)]);
     vm.timeout = 1500;
     vm.write(
@@ -684,8 +685,9 @@ pub(crate) fn online_sweep(name: &'static str, mode: &str) -> (usize, Vec<String
         include_str!("../../../tests/vm/online_every_write.sh"),
     );
     let only = std::env::var("VOLCTL_E2E_ONLY").unwrap_or_default();
+    let debug = std::env::var("VOLCTL_SWEEP_DEBUG").unwrap_or_default();
     let log = vm.run_job(&format!(
-        "sh /job/sweep.sh /job/rotate.yaml rotate-pass {mode} {only}\necho \"SWEEP-RC $?\"\nexit 0\n"
+        "VOLCTL_SWEEP_DEBUG={debug} sh /job/sweep.sh {op} /job/rotate.yaml rotate-pass {mode} {only}\necho \"SWEEP-RC $?\"\nexit 0\n"
     ));
     assert!(log.contains("SWEEP-DONE"), "{log}");
     let writes = log

@@ -9,6 +9,7 @@ fn operation_text(op: Operation) -> &'static str {
     match op {
         Operation::Encrypt => "in-place encryption",
         Operation::RotateVolumeKey => "volume-key rotation",
+        Operation::Decrypt => "decryption in place",
     }
 }
 

@@ -6,6 +6,8 @@ use super::{Job, OnlineError, RECORD_EVERY};
 use crate::converge::{self, Encrypted, OnlineRun, ProgressReport, Snapshot};
 use crate::device::{self, Access, Contents, DeviceError, LuksDevice, ReencryptRun};
 use crate::inplace::estimate::MibPerSec;
+use crate::luks2::header::Probe;
+use crate::luks2::model::Luks2Header;
 use crate::luks2::reencryption::{self};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,31 +57,83 @@ impl Job {
 
     async fn run_inner(&self, run: &OnlineRun, pid: u32) -> Result<Encrypted, OnlineError> {
         let device = device::open(&self.device, Access::ReadWrite, None)?;
-        let d = device.clone();
-        let (h, size) =
-            tokio::task::spawn_blocking(move || Ok::<_, DeviceError>((d.contents()?, d.size()?)))
-                .await
-                .map_err(|_| OnlineError::Other("the device task failed".into()))??;
-        let Contents::Luks2(h) = h else {
-            return Err(OnlineError::Other("the LUKS2 header is gone".into()));
-        };
-        let left = reencryption::pending_bytes(&h.json, size);
+        let left = self.pending(&device).await?;
         let (job, run2, d) = (self.clone(), run.clone(), device.clone());
         let started = Instant::now();
         tokio::task::spawn_blocking(move || job.steps(d.as_ref(), &run2, left, pid))
             .await
             .map_err(|_| OnlineError::Other("the reencryption task failed".into()))??;
         let took = started.elapsed();
-        if still_running(&device).await? {
+        if self.still_running(&device).await? {
             return Err(OnlineError::Stopped);
         }
-        converge::clean_up(&device).await?;
+        self.clean_up(&device).await?;
         Ok(Encrypted {
             operation: run.operation,
             mib: left >> 20,
             seconds: took.as_secs_f64(),
             rate: MibPerSec::of(left, took),
         })
+    }
+
+    /// The header the run goes by: the device's, or a decryption's file.
+    async fn header(&self, device: &Arc<dyn LuksDevice>) -> Result<Luks2Header, OnlineError> {
+        let (d, file) = (device.clone(), self.header.clone());
+        let found = tokio::task::spawn_blocking(move || match file {
+            Some(file) => crate::luks2::header::read(&file.open_at)
+                .map(|p| match p {
+                    Probe::Luks2(h) => Some(*h),
+                    Probe::None => None,
+                })
+                .map_err(|e| OnlineError::Other(format!("the header file: {e}"))),
+            None => match d.contents() {
+                Ok(Contents::Luks2(h)) => Ok(Some(*h)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(OnlineError::Device(e)),
+            },
+        })
+        .await
+        .map_err(|_| OnlineError::Other("the header task failed".into()))??;
+        found.ok_or_else(|| OnlineError::Other("the LUKS2 header is gone".into()))
+    }
+
+    /// Bytes the recorded run has still to do.
+    async fn pending(&self, device: &Arc<dyn LuksDevice>) -> Result<u64, OnlineError> {
+        let h = self.header(device).await?;
+        let d = device.clone();
+        let size = tokio::task::spawn_blocking(move || d.size())
+            .await
+            .map_err(|_| OnlineError::Other("the device task failed".into()))??;
+        Ok(match self.header {
+            Some(_) => reencryption::pending_decryption_bytes(&h.json, size),
+            None => reencryption::pending_bytes(&h.json, size),
+        })
+    }
+
+    /// Whether the run is not over (it returned because it was asked to
+    /// stop): the header still records it, or, a decryption, some data is
+    /// still ciphertext.
+    async fn still_running(&self, device: &Arc<dyn LuksDevice>) -> Result<bool, OnlineError> {
+        let h = self.header(device).await?;
+        Ok(match self.header {
+            Some(_) => !crate::device::all_plaintext(&h),
+            None => h.in_reencryption(),
+        })
+    }
+
+    /// After the run: volctl's proof dropped from the device's header, or
+    /// a decryption's header file (holding no key now) removed.
+    async fn clean_up(&self, device: &Arc<dyn LuksDevice>) -> Result<(), OnlineError> {
+        match &self.header {
+            Some(file) if same_file(&file.open_at, &file.placed) => {
+                crate::decrypt::remove_synced(&file.placed)
+                    .map_err(|e| OnlineError::Other(e.to_string()))
+            }
+            // Not in its place (STATE was not moved there): the next boot
+            // removes it (it holds no key now).
+            Some(_) => Ok(()),
+            None => Ok(converge::clean_up(device).await?),
+        }
     }
 
     /// Runs the steps through the active device, `left` bytes to go:
@@ -100,6 +154,7 @@ impl Job {
             new: run.new,
             passphrase: run.passphrase.expose(),
             active: Some(&self.active),
+            header: self.header.as_ref().map(|h| h.open_at.as_path()),
         };
         device.run_reencryption(&r, &mut |done, total| {
             let at = report.step(done, total);
@@ -124,14 +179,13 @@ impl Job {
     }
 }
 
-/// Whether the header still records a reencryption (a run that returned
-/// because it was asked to stop).
-async fn still_running(device: &Arc<dyn LuksDevice>) -> Result<bool, OnlineError> {
-    let d = device.clone();
-    let h = tokio::task::spawn_blocking(move || d.contents())
-        .await
-        .map_err(|_| OnlineError::Other("the device task failed".into()))??;
-    Ok(matches!(h, Contents::Luks2(h) if h.in_reencryption()))
+/// Whether `a` and `b` are the same file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,35 @@ pub struct Job {
     pub active: String,
     /// The run-time directory (`/run/volctl`).
     pub run_dir: PathBuf,
+    /// A decryption's detached header file (on STATE); `None` for the
+    /// others, whose header is on the device.
+    pub header: Option<HeaderFile>,
+}
+
+/// A decryption's header file, which STATE carries from its staging
+/// mount to its place while the run goes on: the run's process holds it
+/// open (as [`HEADER_FD`]) and goes by that, never by a path a mount move
+/// changes.
+#[derive(Debug, Clone)]
+pub struct HeaderFile {
+    /// Where the run opens it: the boot's path to it, or, in the run's
+    /// own process, `/proc/self/fd/3`.
+    pub open_at: PathBuf,
+    /// Where it is once STATE is in place: removed there at the end.
+    pub placed: PathBuf,
+}
+
+/// The file descriptor a run's process holds its header file as.
+pub const HEADER_FD: i32 = 3;
+
+impl HeaderFile {
+    /// The header file of the run's own process, placed at `placed`.
+    pub fn inherited(placed: PathBuf) -> Self {
+        HeaderFile {
+            open_at: PathBuf::from(format!("/proc/self/fd/{HEADER_FD}")),
+            placed,
+        }
+    }
 }
 
 impl Job {

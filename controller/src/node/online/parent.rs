@@ -2,7 +2,7 @@
 //! its own, and stopping it (after its current step) when asked.
 
 use super::progress::{alive, read_progress, Progress, RunState};
-use super::{Job, OnlineError, COMMAND, STOP_WAIT};
+use super::{Job, OnlineError, COMMAND, HEADER_FD, STOP_WAIT};
 use crate::converge::{OnlineRun, Snapshot};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -25,11 +25,25 @@ impl Job {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: setsid is async-signal-safe; nothing else runs between
-        // fork and exec.
+        let header = match &self.header {
+            Some(h) => Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&h.open_at)
+                    .map_err(|e| io("cannot open the header file", e))?,
+            ),
+            None => None,
+        };
+        let header_fd = header.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        // SAFETY: setsid, dup2 and fcntl are async-signal-safe; nothing
+        // else runs between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::setsid();
+                if let Some(fd) = header_fd {
+                    inherit_as_header(fd)?;
+                }
                 Ok(())
             });
         }
@@ -62,6 +76,9 @@ impl Job {
             "--operation".into(),
             run.operation.as_str().to_string(),
         ];
+        if let Some(h) = &self.header {
+            a.extend(["--header".into(), h.placed.display().to_string()]);
+        }
         for (flag, slot) in [("--old", run.old), ("--new", run.new)] {
             if let Some(s) = slot {
                 a.extend([flag.into(), s.get().to_string()]);
@@ -69,6 +86,23 @@ impl Job {
         }
         a
     }
+}
+
+/// Makes `fd` the child's [`HEADER_FD`], open across the exec (called
+/// between fork and exec: async-signal-safe calls only).
+fn inherit_as_header(fd: i32) -> std::io::Result<()> {
+    // SAFETY: plain system calls on descriptors this process owns.
+    let r = unsafe {
+        if fd == HEADER_FD {
+            libc::fcntl(fd, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(fd, HEADER_FD)
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// An online run that did not stop when asked.

@@ -37,6 +37,7 @@ fn the_run_process_gets_the_key_on_stdin_never_in_its_arguments() {
         device: "/dev/vda4".into(),
         active: "luks2-persistence".into(),
         run_dir: "/run/volctl".into(),
+        header: None,
     };
     let run = OnlineRun {
         operation: Operation::RotateVolumeKey,
@@ -61,6 +62,7 @@ fn a_run_whose_process_is_gone_reads_as_stopped() {
         device: "/dev/null".into(),
         active: "x".into(),
         run_dir: d.path().into(),
+        header: None,
     };
     // No such process (above Linux's largest pid).
     job.record(&progress(RunState::Running, 1 << 23));
