@@ -80,6 +80,20 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
             "prompt keys are volctl's; Talos refuses them (it has no key typed at boot)".into(),
         ));
     }
+    if let Some(kms) = &k.kms {
+        if !kms.endpoints.is_empty() {
+            out.push((
+                format!("{path}.kms.endpoints"),
+                "replicas raced are volctl's; Talos takes one `endpoint`".into(),
+            ));
+        }
+        if kms.timeout.is_some() {
+            out.push((
+                format!("{path}.kms.timeout"),
+                "Talos does not know this field and refuses the document".into(),
+            ));
+        }
+    }
     if k.tpm.as_ref().is_some_and(|t| t.auto_reseal.is_some()) {
         out.push((
             format!("{path}.tpm.autoReseal"),

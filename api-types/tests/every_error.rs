@@ -140,3 +140,37 @@ fn a_typo_is_one_error_naming_the_field_meant_and_the_secret_is_not_echoed() {
         "{msg:#?}"
     );
 }
+
+#[test]
+fn kms_replicas_are_checked_each_by_its_place() {
+    let text = format!(
+        "{HEAD}name: a\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, kms: {{}}}}\n    - {{slot: 1, kms: {{endpoint: \"https://k:4050\", endpoints: [\"https://j:4050\"]}}}}\n    - {{slot: 2, kms: {{endpoints: [\"https://k:4050\", \"kms-b\", \"https://k:4050\"], timeout: \"soon\"}}}}\n    - {{slot: 3, kms: {{endpoints: [\"https://k:4050\"], timeout: \"-1s\"}}}}\n"
+    );
+    let p = parse_str("r.yaml", &text);
+    let all = messages(&p).join("\n");
+    for expect in [
+        "encryption.keys[0].kms: set `endpoint` (or `endpoints`, replicas of one KMS)",
+        "encryption.keys[1].kms: set `endpoint` or `endpoints`, not both",
+        "encryption.keys[2].kms.endpoints[1]: `kms-b` is not a URL",
+        "encryption.keys[2].kms.endpoints[2]: `https://k:4050` is listed twice",
+        "encryption.keys[2].kms.timeout: `soon` is not a duration",
+        "encryption.keys[3].kms.timeout: `-1s` is not a positive duration",
+    ] {
+        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
+    }
+    let good = format!(
+        "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, kms: {{endpoints: [\"https://a:4050\", \"https://b:4050\"], timeout: 2s}}}}\n"
+    );
+    let p = parse_str("g.yaml", &good);
+    assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
+    let key = p.documents[0].encryption().unwrap().keys[0]
+        .resolve()
+        .unwrap();
+    assert_eq!(
+        key.kind,
+        api_types::KeyKind::Kms {
+            endpoints: vec!["https://a:4050".into(), "https://b:4050".into()],
+            deadline: std::time::Duration::from_secs(2),
+        }
+    );
+}

@@ -44,14 +44,7 @@ fn kms_key_enrols_unlocks_and_survives_a_kms_outage() {
     let cfg = config(dir, server.port, "");
     let o = json_ok(&converge(&img.path, &cfg, &ca));
     assert_eq!(o["plan"]["actions"][1]["kind"], "kms");
-    let d = dump(&img.path);
-    let token = d["tokens"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .clone();
+    let token = first_token(&img.path);
     assert_eq!(token["kind"], "kms");
     assert_eq!(
         token["data"]["endpoint"],
@@ -223,4 +216,114 @@ fn wait_for_port(port: u16) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("kms-server did not listen on {port}");
+}
+
+/// A config whose slot 0 is a `kms` key over `endpoints` (replicas),
+/// waiting `timeout` for an answer.
+fn replicas_config(dir: &Path, name: &str, ports: &[u16], timeout: &str) -> PathBuf {
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|p| format!("'https://localhost:{p}'"))
+        .collect();
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      kms: {{endpoints: [{}], timeout: {timeout}}}\n", endpoints.join(", ")),
+    )
+    .unwrap();
+    p
+}
+
+/// Replicas of one KMS (`endpoints`; one master key behind both): a first
+/// endpoint that takes connections and never answers (a hung server)
+/// costs the unlock a stagger, not its timeouts. The key's `timeout: 3s`
+/// would run out before the client's own connect timeout (5 s) if the
+/// replicas were asked one after another. The replica that answered is
+/// the token's; with it stopped the other unseals; with both stopped the
+/// error names every endpoint and what it did. Prints the unlock times
+/// with and without the hung replica (the figures, not an assertion).
+#[test]
+fn kms_replicas_are_raced_and_a_hung_one_does_not_stall_the_unlock() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let pki = kms::test_pki::generate();
+    let a = KmsServer::start(dir, &pki);
+    let b = KmsServer::start(dir, &pki);
+    let ca = dir.join("ca.pem");
+    // Connections complete in the kernel's backlog; nothing ever answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let cfg = replicas_config(dir, "replicas.yaml", &[hung_port, a.port, b.port], "3s");
+    let o = json_ok(&converge(&img.path, &cfg, &ca));
+    assert_eq!(o["plan"]["actions"][1]["kind"], "kms");
+    let token = first_token(&img.path);
+    assert_eq!(
+        token["data"]["endpoint"],
+        format!("https://localhost:{}", a.port),
+        "sealed by the first replica that answered"
+    );
+
+    let timed = |cfg: &Path| {
+        let started = std::time::Instant::now();
+        let o = json_ok(&converge(&img.path, cfg, &ca));
+        assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
+        assert_eq!(o["kdf_runs"], 1, "{o}");
+        started.elapsed()
+    };
+    let with_hung = timed(&cfg);
+    // Without the hung replica the set of servers differs, and so does the
+    // key's binding: timed as a plan (the same unlock, one KDF run).
+    let live_only = replicas_config(dir, "live.yaml", &[a.port, b.port], "3s");
+    let ca_arg = ca.display().to_string();
+    let started = std::time::Instant::now();
+    let (img_arg, cfg_arg) = (
+        img.path.display().to_string(),
+        live_only.display().to_string(),
+    );
+    let o = volctl(&[
+        "plan",
+        "--volume",
+        "data",
+        "--device",
+        &img_arg,
+        "-f",
+        &cfg_arg,
+        "--kms-ca-file",
+        &ca_arg,
+    ]);
+    let live_time = started.elapsed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    eprintln!(
+        "FIGURES unlock through KMS replicas: a hung one first {:.0} ms, live ones only {:.0} ms (stagger {} ms)",
+        with_hung.as_secs_f64() * 1e3,
+        live_time.as_secs_f64() * 1e3,
+        providers::KMS_STAGGER.as_millis()
+    );
+
+    let (a_port, b_port) = (a.port, b.port);
+    assert!(a.stop().success());
+    timed(&cfg);
+    assert!(b.stop().success());
+    let before = sha256_file(&img.path);
+    let o = converge(&img.path, &cfg, &ca);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("none of the 3 KMS endpoints answered"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "https://localhost:{hung_port}: no answer within 3s"
+        )),
+        "{err}"
+    );
+    for port in [a_port, b_port] {
+        assert!(
+            err.contains(&format!("KMS https://localhost:{port} unreachable")),
+            "{err}"
+        );
+    }
+    assert_eq!(sha256_file(&img.path), before, "nothing written");
+    drop(hung);
 }

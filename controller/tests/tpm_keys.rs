@@ -33,14 +33,7 @@ fn tpm_key_opens_in_a_fresh_process_and_a_changed_pcr_is_reported() {
     let only_tpm = config(img.dir.path(), "tpm.yaml", &[TPM]);
     let o = json_ok(&converge(&img.path, &only_tpm, &tpm));
     assert!(o["formatted"].as_bool().unwrap());
-    let d = dump(&img.path);
-    let token = d["tokens"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .clone();
+    let token = first_token(&img.path);
     assert_eq!(token["kind"], "tpm");
     assert_eq!(token["data"]["pcrs"], serde_json::json!([7]));
     assert!(token["data"]["public"].is_string() && token["data"]["private"].is_string());

@@ -1,45 +1,154 @@
 //! `kms`: a random 32-byte key sealed by a network KMS (`sidero.kms`
 //! protocol). The passphrase is the key's base64; the token keeps the
-//! sealed blob and the endpoint it was sealed by, so the key is recovered
-//! from the same KMS even if the config later points elsewhere.
+//! sealed blob and the endpoint that sealed it (informational: unlocking
+//! asks the config's endpoints, never one read from the disk).
+//!
+//! A key may name several replicas of one KMS (`endpoints`, the same
+//! master key behind each): they are raced ([`race`]), so a dead replica
+//! costs a boot a stagger, not its timeouts.
 
 use crate::sealed_key::{bad_token, passphrase, random_key, Base64Bytes, KmsTokenData};
 use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
 use kms::client::{ClientError, ClientOptions, KmsClient};
+use std::future::Future;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How long after asking one replica the next is asked, unless the first
+/// has failed by then (happy eyeballs, RFC 8305's 250 ms).
+pub const STAGGER: Duration = Duration::from_millis(250);
 
 /// Keys sealed by a KMS.
 pub struct KmsProvider {
-    endpoint: String,
+    endpoints: Vec<String>,
+    deadline: Duration,
     node_uuid: crate::NodeUuid,
     options: ClientOptions,
 }
 
 impl KmsProvider {
-    /// A provider for the KMS at `endpoint`, identifying the node by `node_uuid`.
-    pub fn new(endpoint: &str, node_uuid: crate::NodeUuid, options: ClientOptions) -> Self {
+    /// A provider for the KMS at `endpoints` (replicas, asked in this
+    /// order), an answer awaited for `deadline` at most, identifying the
+    /// node by `node_uuid`.
+    pub fn new(
+        endpoints: &[String],
+        deadline: Duration,
+        node_uuid: crate::NodeUuid,
+        options: ClientOptions,
+    ) -> Self {
         KmsProvider {
-            endpoint: endpoint.to_string(),
+            endpoints: endpoints.to_vec(),
+            deadline,
             node_uuid,
             options,
         }
     }
 
-    fn uuid(&self) -> Result<&str, ProviderError> {
+    fn uuid(&self) -> Result<String, ProviderError> {
         self.node_uuid
             .as_deref()
-            .map_err(|r| ProviderError::Unavailable {
-                kind: api_types::KeySource::Kms,
-                reason: format!("the node UUID is needed: {r}"),
-            })
+            .map(str::to_string)
+            .map_err(|r| unavailable(format!("the node UUID is needed: {r}")))
+    }
+
+    /// Races `op` over the endpoints: the replica that answered, and its
+    /// answer.
+    async fn race<T, F, Fut>(&self, op: F) -> Result<(String, T), ProviderError>
+    where
+        T: Send + 'static,
+        F: Fn(KmsClient) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
+    {
+        let attempts = self.endpoints.iter().map(|e| {
+            let client = KmsClient::new(e, self.options.clone());
+            (e.clone(), op(client))
+        });
+        race(attempts.collect(), STAGGER, self.deadline).await
     }
 }
 
-fn client_error(e: ClientError) -> ProviderError {
+fn unavailable(reason: String) -> ProviderError {
     ProviderError::Unavailable {
         kind: api_types::KeySource::Kms,
-        reason: e.to_string(),
+        reason,
+    }
+}
+
+/// Runs `attempts` (an endpoint and the request to it), the first at once
+/// and each next one `stagger` after the one before, or at once when every
+/// one started has failed; the first success wins and the others are
+/// dropped. Fails when all have failed, or after `deadline`, naming each
+/// endpoint and what it did.
+pub async fn race<T, Fut>(
+    attempts: Vec<(String, Fut)>,
+    stagger: Duration,
+    deadline: Duration,
+) -> Result<(String, T), ProviderError>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
+{
+    let total = attempts.len();
+    let mut waiting = attempts.into_iter();
+    let mut running = JoinSet::new();
+    // (endpoint, why) of every attempt that failed.
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut asked: Vec<String> = Vec::new();
+    let give_up = tokio::time::sleep(deadline);
+    tokio::pin!(give_up);
+    loop {
+        if running.is_empty() || asked.is_empty() {
+            if let Some((endpoint, fut)) = waiting.next() {
+                asked.push(endpoint.clone());
+                running.spawn(async move { (endpoint, fut.await) });
+            }
+        }
+        if running.is_empty() {
+            return Err(unavailable(no_answer(&reasons(&failed), total)));
+        }
+        let next_start = tokio::time::sleep(stagger);
+        tokio::select! {
+            Some(done) = running.join_next() => match done {
+                Ok((endpoint, Ok(answer))) => {
+                    if !failed.is_empty() {
+                        tracing::info!(%endpoint, failed = %reasons(&failed).join("; "), "a KMS replica answered after others failed");
+                    }
+                    return Ok((endpoint, answer));
+                }
+                Ok((endpoint, Err(e))) => failed.push((endpoint, e.to_string())),
+                Err(e) => failed.push((String::new(), format!("a request task failed: {e}"))),
+            },
+            () = next_start, if waiting.len() > 0 => {
+                if let Some((endpoint, fut)) = waiting.next() {
+                    asked.push(endpoint.clone());
+                    running.spawn(async move { (endpoint, fut.await) });
+                }
+            }
+            () = &mut give_up => {
+                let mut why = reasons(&failed);
+                why.extend(
+                    asked
+                        .iter()
+                        .filter(|e| !failed.iter().any(|(f, _)| f == *e))
+                        .map(|e| format!("{e}: no answer within {deadline:?}")),
+                );
+                return Err(unavailable(no_answer(&why, total)));
+            }
+        }
+    }
+}
+
+fn reasons(failed: &[(String, String)]) -> Vec<String> {
+    failed.iter().map(|(_, why)| why.clone()).collect()
+}
+
+/// Why no replica answered, one reason per endpoint.
+fn no_answer(why: &[String], total: usize) -> String {
+    match total {
+        1 => why.join("; "),
+        n => format!("none of the {n} KMS endpoints answered: {}", why.join("; ")),
     }
 }
 
@@ -51,14 +160,17 @@ impl KeyProvider for KmsProvider {
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         let uuid = self.uuid()?;
         let key = random_key();
-        let blob = KmsClient::new(&self.endpoint, self.options.clone())
-            .seal(uuid, key.as_ref())
-            .await
-            .map_err(client_error)?;
+        let secret = key.to_vec();
+        let (endpoint, blob) = self
+            .race(|client| {
+                let (uuid, secret) = (uuid.clone(), zeroize::Zeroizing::new(secret.clone()));
+                async move { client.seal(&uuid, &secret).await }
+            })
+            .await?;
         Ok(Enrolled {
             passphrase: passphrase(key.as_ref()),
             token_data: KeyData::Kms(KmsTokenData {
-                endpoint: self.endpoint.clone(),
+                endpoint,
                 sealed_data: Base64Bytes(blob),
             }),
         })
@@ -72,17 +184,89 @@ impl KeyProvider for KmsProvider {
         let KeyData::Kms(token) = token_data else {
             return Err(bad_token(api_types::KeySource::Kms, token_data));
         };
-        // The config's endpoint, never the token's: whoever can write the
+        // The config's endpoints, never the token's: whoever can write the
         // disk could otherwise send this node's unseal requests anywhere.
-        let key = KmsClient::new(&self.endpoint, self.options.clone())
-            .unseal(uuid, &token.sealed_data.0)
-            .await
-            .map_err(client_error)?;
+        let blob = token.sealed_data.0.clone();
+        let (_, key) = self
+            .race(|client| {
+                let (uuid, blob) = (uuid.clone(), blob.clone());
+                async move { client.unseal(&uuid, &blob).await }
+            })
+            .await?;
         Ok(passphrase(&key))
     }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
+        // One endpoint binds as it always has; replicas bind as a set (the
+        // servers this node's unseal requests may go to), not by order.
+        let mut endpoints = self.endpoints.clone();
+        endpoints.sort();
         let mut m = Passphrase::new(b"kms\0".to_vec());
-        m.append(self.endpoint.as_bytes());
+        m.append(endpoints.join("\n").as_bytes());
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn refused(endpoint: &str) -> ClientError {
+        ClientError::Unreachable {
+            endpoint: endpoint.into(),
+            attempts: 1,
+            reason: "connection refused".into(),
+        }
+    }
+
+    type Attempt = (
+        String,
+        std::pin::Pin<Box<dyn Future<Output = Result<u32, ClientError>> + Send>>,
+    );
+
+    fn answers_after(name: &str, ms: u64, r: Result<u32, ClientError>) -> Attempt {
+        let fut = async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            r
+        };
+        (name.to_string(), Box::pin(fut))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_first_replica_costs_one_stagger_and_a_failed_one_less() {
+        let started = Instant::now();
+        let silent = answers_after("dead", 3_600_000, Ok(0));
+        let live = answers_after("live", 10, Ok(7));
+        let won = race(vec![silent, live], STAGGER, Duration::from_secs(15)).await;
+        assert_eq!(won.unwrap(), ("live".to_string(), 7));
+        assert_eq!(started.elapsed(), STAGGER + Duration::from_millis(10));
+
+        let started = Instant::now();
+        let failing = answers_after("down", 5, Err(refused("down")));
+        let live = answers_after("live", 10, Ok(7));
+        let won = race(vec![failing, live], STAGGER, Duration::from_secs(15)).await;
+        assert_eq!(won.unwrap().0, "live");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(15),
+            "asked at once after the failure"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nobody_answering_names_every_endpoint_at_the_deadline() {
+        let started = Instant::now();
+        let attempts = vec![
+            answers_after("https://a:4050", 3_600_000, Ok(0)),
+            answers_after("https://b:4050", 5, Err(refused("https://b:4050"))),
+        ];
+        let e = race(attempts, STAGGER, Duration::from_secs(2))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(e.contains("none of the 2 KMS endpoints answered"), "{e}");
+        assert!(e.contains("KMS https://b:4050 unreachable"), "{e}");
+        assert!(e.contains("https://a:4050: no answer within 2s"), "{e}");
     }
 }

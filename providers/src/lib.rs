@@ -24,7 +24,7 @@ mod tpm;
 pub use ::kms::client::ClientOptions as KmsClientOptions;
 pub use error::ProviderError;
 pub use key_data::KeyData;
-pub use kms::KmsProvider;
+pub use kms::{KmsProvider, STAGGER as KMS_STAGGER};
 pub use node_id::{
     check_uuid_entropy, node_uuid, read_node_uuid, NodeIdProvider, NodeUuid, UnknownNodeUuid,
     NODE_UUID_ENV, SMBIOS_UUID_PATH,

@@ -34,8 +34,12 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
             *check_secureboot,
             env.tpm.clone(),
         )),
-        KeyKind::Kms { endpoint } => Box::new(crate::KmsProvider::new(
-            endpoint,
+        KeyKind::Kms {
+            endpoints,
+            deadline,
+        } => Box::new(crate::KmsProvider::new(
+            endpoints,
+            *deadline,
             env.node_uuid.clone(),
             env.kms.clone(),
         )),

@@ -13,6 +13,23 @@ pub struct Swtpm {
     pub port: u16,
 }
 
+/// `program` run so that it keeps none of this process's descriptors but
+/// stdin, stdout and stderr (bash closes the rest, then execs it).
+/// tpm2-tss opens its swtpm sockets without close-on-exec: a child started
+/// by one test while another test held a connection kept that connection
+/// open after the test dropped it; swtpm serves one client at a time, so
+/// that test's next command waited for ever, and two such tests deadlocked
+/// (seen: a providers TPM test hung for 20 minutes in `tpm2_pcrextend`).
+fn isolated(program: &str) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        r#"for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$0" "$@""#,
+        program,
+    ]);
+    cmd
+}
+
 fn free_port_pair() -> u16 {
     loop {
         let a = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -28,7 +45,7 @@ impl Swtpm {
     pub fn start() -> Swtpm {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port_pair();
-        let child = Command::new("swtpm")
+        let child = isolated("swtpm")
             .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
             .args([
                 "--server",
@@ -47,7 +64,7 @@ impl Swtpm {
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "swtpm did not start"
+                "swtpm did not start (is it installed? apt-get install swtpm)"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -65,7 +82,9 @@ impl Swtpm {
 
     /// Extends a PCR (SHA-256 bank) with tpm2-tools, as a boot would.
     pub fn extend_pcr(&self, pcr: u32) {
-        let st = Command::new("tpm2_pcrextend")
+        // A minute at most: a wait for ever would hang the tests.
+        let st = isolated("timeout")
+            .args(["60", "tpm2_pcrextend"])
             .arg(format!("{pcr}:sha256={}", "ab".repeat(32)))
             .env("TPM2TOOLS_TCTI", self.tcti())
             .status()

@@ -281,8 +281,46 @@ pub struct NodeIdKey {}
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KmsKey {
-    /// `https://host:port` (or `http://` for tests only).
+    /// `https://host:port` (or `http://` for tests only). Set this or
+    /// `endpoints`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub endpoint: String,
+    /// volctl: replicas of one KMS (the same master key), asked
+    /// concurrently, each a short stagger after the one before (at once
+    /// when that one fails); the first answer wins. Set this or
+    /// `endpoint`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// volctl: how long the key waits for an answer from any of them
+    /// altogether (a Go duration; default 15s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// How long a `kms` key waits for an answer unless its `timeout` says.
+pub const KMS_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl KmsKey {
+    /// Its endpoints: `endpoint`, or `endpoints` in their order.
+    pub fn all_endpoints(&self) -> Vec<String> {
+        if self.endpoint.is_empty() {
+            self.endpoints.clone()
+        } else {
+            std::iter::once(self.endpoint.clone())
+                .chain(self.endpoints.iter().cloned())
+                .collect()
+        }
+    }
+
+    /// How long it waits for an answer (`timeout`, or the default; a
+    /// `timeout` that does not parse is validation's to report).
+    pub fn deadline(&self) -> std::time::Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|t| crate::duration::parse_go_duration(t).ok())
+            .filter(|s| *s > 0.0)
+            .map_or(KMS_DEFAULT_TIMEOUT, std::time::Duration::from_secs_f64)
+    }
 }
 
 /// `tpm`: seal the key to this machine's TPM.

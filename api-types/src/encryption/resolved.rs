@@ -14,10 +14,12 @@ pub enum KeyKind {
     },
     /// Derived from the node UUID and the partition label.
     NodeId,
-    /// Sealed by a KMS at `endpoint`.
+    /// Sealed by a KMS at one of `endpoints` (replicas of one KMS).
     Kms {
-        /// The KMS endpoint URL.
-        endpoint: String,
+        /// The KMS endpoint URLs, in the order they are asked.
+        endpoints: Vec<String>,
+        /// How long to wait for an answer from any of them.
+        deadline: std::time::Duration,
     },
     /// Sealed to the TPM under a PCR policy.
     Tpm {
@@ -243,7 +245,8 @@ impl KeySpec {
             KeyKind::NodeId
         } else if let Some(k) = &self.kms {
             KeyKind::Kms {
-                endpoint: k.endpoint.clone(),
+                endpoints: k.all_endpoints(),
+                deadline: k.deadline(),
             }
         } else if self.recovery.is_some() {
             KeyKind::Recovery

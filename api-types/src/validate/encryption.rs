@@ -227,7 +227,7 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
         );
     }
     if let Some(kms) = &k.kms {
-        check_endpoint(&kms.endpoint, &format!("{path}.kms.endpoint"), f);
+        check_kms(kms, &format!("{path}.kms"), f);
     }
     if let Some(t) = &k.tpm {
         check_tpm(t, path, f);
@@ -326,6 +326,38 @@ fn check_tpm(t: &crate::encryption::TpmKey, path: &str, f: &mut Findings) {
             pcr_path,
             "an empty PCR list seals the key to this TPM only, not to the boot state: anyone who boots another OS on this machine can unseal it",
         );
+    }
+}
+
+/// One of `endpoint` and `endpoints`, each a URL, none twice; a positive
+/// `timeout`.
+fn check_kms(kms: &crate::KmsKey, path: &str, f: &mut Findings) {
+    match (kms.endpoint.is_empty(), kms.endpoints.is_empty()) {
+        (true, true) => f.error(path, "set `endpoint` (or `endpoints`, replicas of one KMS)"),
+        (false, false) => f.error(
+            path,
+            "set `endpoint` or `endpoints`, not both (put every replica in `endpoints`)",
+        ),
+        (false, true) => check_endpoint(&kms.endpoint, &format!("{path}.endpoint"), f),
+        (true, false) => {
+            for (i, e) in kms.endpoints.iter().enumerate() {
+                let at = format!("{path}.endpoints[{i}]");
+                if kms.endpoints[..i].contains(e) {
+                    f.error(&at, format!("`{e}` is listed twice"));
+                }
+                check_endpoint(e, &at, f);
+            }
+        }
+    }
+    if let Some(t) = &kms.timeout {
+        match crate::duration::parse_go_duration(t) {
+            Ok(s) if s > 0.0 => {}
+            Ok(_) => f.error(
+                format!("{path}.timeout"),
+                format!("`{t}` is not a positive duration"),
+            ),
+            Err(e) => f.error(format!("{path}.timeout"), e),
+        }
     }
 }
 

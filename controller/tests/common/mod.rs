@@ -96,6 +96,16 @@ pub fn dump(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The first LUKS2 token of the image at `img`, as `cryptsetup` dumps it.
+pub fn first_token(img: &Path) -> serde_json::Value {
+    let d = dump(img);
+    d["tokens"]
+        .as_object()
+        .and_then(|t| t.values().next())
+        .cloned()
+        .unwrap_or_else(|| panic!("no token in {d}"))
+}
+
 /// Keyslot numbers per the cryptsetup CLI.
 pub fn slots(path: &Path) -> Vec<u32> {
     let mut v: Vec<u32> = dump(path)["keyslots"]
