@@ -271,6 +271,16 @@ fn kms_replicas_are_raced_and_a_hung_one_does_not_stall_the_unlock() {
         started.elapsed()
     };
     let with_hung = timed(&cfg);
+    // The plan says who answered and who did not.
+    let o = json_ok(&converge(&img.path, &cfg, &ca));
+    let notes = o["plan"]["notes"].to_string();
+    assert!(
+        notes.contains(&format!(
+            "https://localhost:{} answered; https://localhost:{hung_port}: no answer yet",
+            a.port
+        )),
+        "{notes}"
+    );
     // Without the hung replica the set of servers differs, and so does the
     // key's binding: timed as a plan (the same unlock, one KDF run).
     let live_only = replicas_config(dir, "live.yaml", &[a.port, b.port], "3s");

@@ -26,6 +26,8 @@ pub struct KmsProvider {
     deadline: Duration,
     node_uuid: crate::NodeUuid,
     options: ClientOptions,
+    /// What the last race met on its way to an answer.
+    report: std::sync::Mutex<Option<String>>,
 }
 
 impl KmsProvider {
@@ -43,6 +45,7 @@ impl KmsProvider {
             deadline,
             node_uuid,
             options,
+            report: std::sync::Mutex::new(None),
         }
     }
 
@@ -54,7 +57,7 @@ impl KmsProvider {
     }
 
     /// Races `op` over the endpoints: the replica that answered, and its
-    /// answer.
+    /// answer; what the others did is kept for [`KeyProvider::report`].
     async fn race<T, F, Fut>(&self, op: F) -> Result<(String, T), ProviderError>
     where
         T: Send + 'static,
@@ -65,7 +68,9 @@ impl KmsProvider {
             let client = KmsClient::new(e, self.options.clone());
             (e.clone(), op(client))
         });
-        race(attempts.collect(), STAGGER, self.deadline).await
+        let won = race(attempts.collect(), STAGGER, self.deadline).await?;
+        *self.report.lock().unwrap_or_else(|e| e.into_inner()) = won.report.clone();
+        Ok((won.endpoint, won.answer))
     }
 }
 
@@ -74,6 +79,18 @@ fn unavailable(reason: String) -> ProviderError {
         kind: api_types::KeySource::Kms,
         reason,
     }
+}
+
+/// The answer of a race, and who gave it.
+#[derive(Debug)]
+pub struct Won<T> {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// Its answer.
+    pub answer: T,
+    /// When another endpoint was asked before it and did not answer: who
+    /// answered, and what each of the others did.
+    pub report: Option<String>,
 }
 
 /// Runs `attempts` (an endpoint and the request to it), the first at once
@@ -85,7 +102,7 @@ pub async fn race<T, Fut>(
     attempts: Vec<(String, Fut)>,
     stagger: Duration,
     deadline: Duration,
-) -> Result<(String, T), ProviderError>
+) -> Result<Won<T>, ProviderError>
 where
     T: Send + 'static,
     Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
@@ -112,10 +129,11 @@ where
         tokio::select! {
             Some(done) = running.join_next() => match done {
                 Ok((endpoint, Ok(answer))) => {
-                    if !failed.is_empty() {
-                        tracing::info!(%endpoint, failed = %reasons(&failed).join("; "), "a KMS replica answered after others failed");
+                    let report = report(&endpoint, &asked, &failed);
+                    if let Some(r) = &report {
+                        tracing::info!("{r}");
                     }
-                    return Ok((endpoint, answer));
+                    return Ok(Won { endpoint, answer, report });
                 }
                 Ok((endpoint, Err(e))) => failed.push((endpoint, e.to_string())),
                 Err(e) => failed.push((String::new(), format!("a request task failed: {e}"))),
@@ -138,6 +156,20 @@ where
             }
         }
     }
+}
+
+/// Who answered and what the endpoints asked before it did, when any was
+/// (`None` when the first one asked answered).
+fn report(winner: &str, asked: &[String], failed: &[(String, String)]) -> Option<String> {
+    let others: Vec<String> = asked
+        .iter()
+        .filter(|e| e.as_str() != winner)
+        .map(|e| match failed.iter().find(|(f, _)| f == e) {
+            Some((_, why)) => why.clone(),
+            None => format!("{e}: no answer yet"),
+        })
+        .collect();
+    (!others.is_empty()).then(|| format!("{winner} answered; {}", others.join("; ")))
 }
 
 fn reasons(failed: &[(String, String)]) -> Vec<String> {
@@ -204,6 +236,12 @@ impl KeyProvider for KmsProvider {
         m.append(endpoints.join("\n").as_bytes());
         Ok(m)
     }
+    fn report(&self) -> Option<String> {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 #[cfg(test)]
@@ -237,20 +275,39 @@ mod tests {
         let started = Instant::now();
         let silent = answers_after("dead", 3_600_000, Ok(0));
         let live = answers_after("live", 10, Ok(7));
-        let won = race(vec![silent, live], STAGGER, Duration::from_secs(15)).await;
-        assert_eq!(won.unwrap(), ("live".to_string(), 7));
+        let won = race(vec![silent, live], STAGGER, Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert_eq!((won.endpoint.as_str(), won.answer), ("live", 7));
+        assert_eq!(
+            won.report.as_deref(),
+            Some("live answered; dead: no answer yet")
+        );
         assert_eq!(started.elapsed(), STAGGER + Duration::from_millis(10));
 
         let started = Instant::now();
         let failing = answers_after("down", 5, Err(refused("down")));
         let live = answers_after("live", 10, Ok(7));
-        let won = race(vec![failing, live], STAGGER, Duration::from_secs(15)).await;
-        assert_eq!(won.unwrap().0, "live");
+        let won = race(vec![failing, live], STAGGER, Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert_eq!(won.endpoint, "live");
+        let report = won.report.unwrap();
+        assert!(
+            report.starts_with("live answered; KMS down unreachable"),
+            "{report}"
+        );
+
         assert_eq!(
             started.elapsed(),
             Duration::from_millis(15),
             "asked at once after the failure"
         );
+        let first = answers_after("first", 5, Ok(1));
+        let won = race(vec![first], STAGGER, Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert_eq!(won.report, None, "nothing to tell");
     }
 
     #[tokio::test(start_paused = true)]

@@ -43,4 +43,11 @@ pub trait KeyProvider: Send + Sync {
     /// material derivable locally (static passphrase, nodeID derivation,
     /// salt). A change here means the slot must be re-enrolled.
     fn binding_material(&self, ctx: &KeyContext) -> Result<Passphrase, ProviderError>;
+
+    /// What the last [`Self::recover`] met that a person should see though
+    /// it succeeded (no secret), e.g. which key servers answered and which
+    /// did not.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }

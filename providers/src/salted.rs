@@ -78,4 +78,7 @@ impl KeyProvider for SaltedProvider {
         m.append(salt.expose());
         Ok(m)
     }
+    fn report(&self) -> Option<String> {
+        self.inner.report()
+    }
 }

@@ -503,6 +503,7 @@ async fn prepare_existing(
     observe::authenticate(&h, &mut observed, &binder);
     observe::check_bindings(&h, &mut observed, keys, &binder);
     let mut plan = plan::plan_converge(desired, &observed, slot);
+    plan.notes.extend(unlocked.note.clone());
     if let Some(action) = pending {
         plan.actions.insert(0, action);
     }
@@ -594,6 +595,8 @@ struct Unlocked {
     passphrase: Passphrase,
     /// Whether a person typed it.
     typed: bool,
+    /// What its key met on the way.
+    note: Option<plan::Note>,
 }
 
 /// Unattended keys first; when none opens and the header has typed slots,
@@ -608,12 +611,13 @@ async fn unlock_any(
     env: &ProviderEnv,
 ) -> Result<Unlocked, ConvergeError> {
     let tried = match unlock::unlock(h, keys, desired, observed, device).await {
-        Ok((slot, volume_key, passphrase)) => {
+        Ok((slot, volume_key, passphrase, note)) => {
             return Ok(Unlocked {
                 slot,
                 volume_key,
                 passphrase,
                 typed: false,
+                note,
             })
         }
         Err(ConvergeError::NoKeyOpens { tried, .. })
@@ -639,6 +643,7 @@ async fn unlock_any(
         volume_key: t.volume_key,
         passphrase: t.passphrase,
         typed: true,
+        note: None,
     })
 }
 

@@ -151,7 +151,11 @@ fn free_slots(h: &Luks2Header, keys: &[Key]) -> Result<Vec<KeyslotId>, ConvergeE
 
 /// Nothing to converge, and no keyslot the config does not list.
 fn ensure_converged(plan: &Plan, h: &Luks2Header, keys: &[Key]) -> Result<(), ConvergeError> {
-    if !plan.actions.is_empty() || !plan.notes.is_empty() {
+    let worth_a_look = plan
+        .notes
+        .iter()
+        .any(|n| !matches!(n, super::plan::Note::Opened { .. }));
+    if !plan.actions.is_empty() || worth_a_look {
         return Err(refused(
             "the volume is not converged (run `volctl converge` first, and look at its notes)",
         ));

@@ -16,14 +16,16 @@ use providers::KeyData;
 use providers::Passphrase;
 use std::sync::Arc;
 
-/// The slot that opened the volume, and the volume key.
+/// The slot that opened the volume, the volume key, the passphrase, and
+/// what its key met on the way, if it has something to say
+/// ([`providers::KeyProvider::report`]).
 pub(super) async fn unlock(
     h: &Luks2Header,
     keys: &[Key],
     desired: &[DesiredSlot],
     observed: &ObservedKeyslots,
     device: &Arc<dyn LuksDevice>,
-) -> Result<(KeyslotId, VolumeKey, Passphrase), ConvergeError> {
+) -> Result<(KeyslotId, VolumeKey, Passphrase, Option<Note>), ConvergeError> {
     let mut tried = Vec::new();
     for slot in plan::unlock_order(desired, observed) {
         let key = key_for(keys, slot);
@@ -43,7 +45,11 @@ pub(super) async fn unlock(
         match blocking(device, move |d| d.volume_key(slot, size, p.expose())).await {
             Ok(vk) => {
                 tracing::info!(slot = slot.get(), kind = %kind, "unlocked");
-                return Ok((slot, vk, pass));
+                let note = key
+                    .provider
+                    .report()
+                    .map(|report| Note::Opened { slot, kind, report });
+                return Ok((slot, vk, pass, note));
             }
             Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => {
                 tried.push(Attempt::new(slot, kind, Failure::WrongKey))

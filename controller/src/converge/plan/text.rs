@@ -151,6 +151,9 @@ impl std::fmt::Display for Note {
             Note::Unusable { slot, kind, reason } => {
                 write!(f, "slot {slot} ({kind}) cannot be used this boot, kept: {reason}")
             }
+            Note::Opened { slot, kind, report } => {
+                write!(f, "slot {slot} ({kind}) opened it: {report}")
+            }
             Note::AfterReencryption { action } => write!(
                 f,
                 "`{action}` waits until the reencryption running online has finished (the next boot or converge)"

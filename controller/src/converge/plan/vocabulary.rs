@@ -292,7 +292,8 @@ impl Note {
             | Note::Unavailable { slot, .. }
             | Note::Deferred { slot, .. }
             | Note::Unusable { slot, .. }
-            | Note::Unverified { slot, .. } => Some(*slot),
+            | Note::Unverified { slot, .. }
+            | Note::Opened { slot, .. } => Some(*slot),
             Note::AfterReencryption { .. } => None,
         }
     }
@@ -339,6 +340,16 @@ pub enum Note {
         slot: KeyslotId,
         /// Why.
         reason: String,
+    },
+    /// What the key that opened the volume met on its way (e.g. key
+    /// servers that did not answer before one did).
+    Opened {
+        /// Keyslot.
+        slot: KeyslotId,
+        /// Kind.
+        kind: KeySource,
+        /// What it met.
+        report: String,
     },
     /// A change that waits for a reencryption running online to finish
     /// (libcryptsetup changes no keyslot or token meanwhile).
