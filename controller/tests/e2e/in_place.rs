@@ -445,7 +445,9 @@ fn an_encrypted_persistence_is_decrypted_in_place_online_and_stays_plain() {
         "echo \"HEADER-FILES $(ls -A /var/lib/volctl/state/decrypt/persistence | wc -l)\"";
     let b = vm.boot(
         "-f /job/decrypt.yaml",
-        &format!("{WAIT_ONLINE}; {SUMS}; {headers}"),
+        &format!(
+            "{WAIT_ONLINE}; {SUMS}; {headers}; volctl close; echo \"CLOSE-RC $?\"; ls /dev/mapper"
+        ),
     );
     assert!(b.all_ready(), "{}", b.log);
     let p = b.volume("persistence");
@@ -469,6 +471,13 @@ fn an_encrypted_persistence_is_decrypted_in_place_online_and_stays_plain() {
         b.log
     );
     assert!(vm.luks_dump("persistence").is_empty());
+    // Its mapping, linear over the plaintext now, closes like any other.
+    assert!(b.log.contains("CLOSE-RC 0"), "{}", b.log);
+    assert!(
+        b.log.contains("closed /dev/mapper/luks2-persistence"),
+        "{}",
+        b.log
+    );
 
     let b = vm.boot("-f /job/decrypt.yaml", SUMS);
     assert!(b.all_ready(), "{}", b.log);
