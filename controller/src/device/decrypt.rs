@@ -99,14 +99,9 @@ pub fn all_plaintext(h: &Luks2Header) -> bool {
 }
 
 fn plaintext_segments(j: &crate::luks2::model::Luks2Json) -> bool {
-    let in_use: Vec<_> = j
-        .segments
-        .values()
-        .filter(|s| !s.flags.iter().any(|f| f.starts_with("backup-")))
-        .collect();
-    matches!(in_use[..], [s] if s.kind == "linear"
-        && s.offset == "0"
-        && !s.flags.iter().any(|f| f == crate::luks2::reencryption::IN_REENCRYPTION))
+    use crate::luks2::reencryption::{in_hotzone, segments_in_use};
+    let in_use: Vec<_> = segments_in_use(j).map(|(_, s)| s).collect();
+    matches!(in_use[..], [s] if s.kind == "linear" && s.offset == "0" && !in_hotzone(s))
 }
 
 /// The reencryption's parameters: libcryptsetup's for a decryption with a
@@ -176,9 +171,7 @@ impl CryptsetupDevice {
         progress: Progress<'_>,
     ) -> Result<(), DeviceError> {
         let op = "start the decryption";
-        let mut dev = self.load_detached(hdr, op)?;
-        let shift = data_offset(&mut dev).map_err(|e| self.fail(op, e))?;
-        self.init_detached(&mut dev, key, (shift, active), CryptReencrypt::empty())?;
+        let mut dev = self.record(hdr, key, active, CryptReencrypt::empty(), op)?;
         self.run_loaded(&mut dev, progress)
     }
 
@@ -191,14 +184,25 @@ impl CryptsetupDevice {
         key: (KeyslotId, &[u8]),
     ) -> Result<(), DeviceError> {
         let op = "record the decryption";
+        self.record(hdr, key, None, CryptReencrypt::INITIALIZE_ONLY, op)
+            .map(drop)
+    }
+
+    /// Records a decryption in the detached header `hdr`, its data shifted
+    /// by the header's data offset (`flags` empty: loaded to run, through
+    /// the device `active` when online); the context it is loaded in.
+    fn record(
+        &self,
+        hdr: &Path,
+        key: (KeyslotId, &[u8]),
+        active: Option<&str>,
+        flags: CryptReencrypt,
+        op: &'static str,
+    ) -> Result<CryptDevice, DeviceError> {
         let mut dev = self.load_detached(hdr, op)?;
         let shift = data_offset(&mut dev).map_err(|e| self.fail(op, e))?;
-        self.init_detached(
-            &mut dev,
-            key,
-            (shift, None),
-            CryptReencrypt::INITIALIZE_ONLY,
-        )
+        self.init_detached(&mut dev, key, (shift, active), flags)?;
+        Ok(dev)
     }
 
     /// Activates the volume as `name` by its detached header `hdr`, a

@@ -237,40 +237,44 @@ pub fn pending_bytes(j: &Luks2Json, device_size: u64) -> u64 {
         .find(|d| d.segments.contains(final_id))
         .map(|d| d.segments.iter().collect())
         .unwrap_or_default();
-    let size = |s: &Segment| {
-        let offset = s.offset.parse::<u64>().unwrap_or(0);
-        match s.size.as_deref() {
-            Some("dynamic") | None => device_size.saturating_sub(offset),
-            Some(n) => n.parse().unwrap_or(0),
-        }
-    };
     // Active segments still to do: plain, under the old key, or the hotzone
     // a cut step left (flagged, already under the final digest).
-    j.segments
-        .iter()
-        .filter(|(_, s)| !s.flags.iter().any(|f| f.starts_with("backup-")))
-        .filter(|(id, s)| {
-            s.kind == "linear" || !done.contains(id) || s.flags.iter().any(|f| f == IN_REENCRYPTION)
-        })
-        .map(|(_, s)| size(s))
+    segments_in_use(j)
+        .filter(|(id, s)| s.kind == "linear" || !done.contains(id) || in_hotzone(s))
+        .map(|(_, s)| segment_bytes(s, device_size))
         .sum()
 }
 
 /// Bytes a recorded decryption has still to do: the segments the device
 /// maps now (the backups aside) that are still ciphertext (`crypt`).
 pub fn pending_decryption_bytes(j: &Luks2Json, device_size: u64) -> u64 {
-    j.segments
-        .values()
-        .filter(|s| !s.flags.iter().any(|f| f.starts_with("backup-")))
-        .filter(|s| s.kind == "crypt")
-        .map(|s| {
-            let offset = s.offset.parse::<u64>().unwrap_or(0);
-            match s.size.as_deref() {
-                Some("dynamic") | None => device_size.saturating_sub(offset),
-                Some(n) => n.parse().unwrap_or(0),
-            }
-        })
+    segments_in_use(j)
+        .filter(|(_, s)| s.kind == "crypt")
+        .map(|(_, s)| segment_bytes(s, device_size))
         .sum()
+}
+
+/// The segments the device maps now: all but libcryptsetup's `backup-*`
+/// copies.
+pub(crate) fn segments_in_use(j: &Luks2Json) -> impl Iterator<Item = (&String, &Segment)> {
+    j.segments
+        .iter()
+        .filter(|(_, s)| !s.flags.iter().any(|f| f.starts_with("backup-")))
+}
+
+/// Whether `s` is a step's hotzone still being rewritten.
+pub(crate) fn in_hotzone(s: &Segment) -> bool {
+    s.flags.iter().any(|f| f == IN_REENCRYPTION)
+}
+
+/// A segment's length in bytes; a `dynamic` one runs to the device's end
+/// (`device_size`).
+fn segment_bytes(s: &Segment, device_size: u64) -> u64 {
+    let offset = s.offset.parse::<u64>().unwrap_or(0);
+    match s.size.as_deref() {
+        Some("dynamic") | None => device_size.saturating_sub(offset),
+        Some(n) => n.parse().unwrap_or(0),
+    }
 }
 
 /// The data segment of a reencryption that has nothing left to write: one
@@ -290,17 +294,11 @@ pub fn finished_not_torn_down(j: &Luks2Json) -> Option<FinalSegment> {
     }
     let (final_id, _) = final_segment(j)?;
     let final_digest = j.digests.values().find(|d| d.segments.contains(final_id))?;
-    let active: Vec<(&String, &Segment)> = j
-        .segments
-        .iter()
-        .filter(|(_, s)| !s.flags.iter().any(|f| f.starts_with("backup-")))
-        .collect();
+    let active: Vec<(&String, &Segment)> = segments_in_use(j).collect();
     let [(id, data)] = active.as_slice() else {
         return None;
     };
-    let done = data.kind == "crypt"
-        && !data.flags.iter().any(|f| f == IN_REENCRYPTION)
-        && final_digest.segments.contains(id);
+    let done = data.kind == "crypt" && !in_hotzone(data) && final_digest.segments.contains(id);
     done.then_some(FinalSegment {
         offset: data.offset.parse().ok()?,
         sector_size: data.sector_size.unwrap_or(512),
@@ -338,10 +336,7 @@ pub fn moved_step_flagged(j: &Luks2Json) -> Option<MovedStep> {
         .any(|k| k.kind == REENCRYPT_KEYSLOT && k.mode.as_deref() == Some("encrypt"));
     let moved = moved_copy(j)?;
     let (_, fin) = final_segment(j)?;
-    let hot = j
-        .segments
-        .values()
-        .find(|s| s.flags.iter().any(|f| f == IN_REENCRYPTION))?;
+    let hot = j.segments.values().find(|s| in_hotzone(s))?;
     let step = MovedStep {
         from: moved.0,
         len: moved.1,
