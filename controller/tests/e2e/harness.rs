@@ -289,6 +289,17 @@ impl Vm {
     }
 }
 
+/// A scenario that passed leaves only its console logs (`target/vm/logs`):
+/// its disk images and job files go, so the suite's disk use stays that of
+/// one scenario; a failed one keeps them to be looked at.
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
