@@ -66,7 +66,7 @@ bench: deps
 	$(CARGO) build -p volctl-controller --bin volctl
 	scripts/bench-inplace.sh
 	OP=decrypt scripts/bench-inplace.sh
-	$(CARGO) test -p volctl-controller --test kms_keys replicas -- --nocapture 2>&1 | grep FIGURES
+	$(CARGO) test -p volctl-controller --test kms_keys -- --nocapture 2>&1 | grep FIGURES
 
 ## schema: write the JSON Schemas to schema/.
 schema: build

@@ -50,6 +50,7 @@ fn main() {
         state_salt: None,
         kms: Default::default(),
         tpm: Default::default(),
+        key_servers_until: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();

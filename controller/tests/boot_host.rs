@@ -34,6 +34,7 @@ fn options(dir: &Path, disk: &Path, files: Vec<PathBuf>) -> BootOptions {
         recovery_key_out: None,
         asker: None,
         until: Default::default(),
+        key_server_deadline: controller::boot::KEY_SERVER_DEADLINE,
     }
 }
 

@@ -203,6 +203,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
         state_salt: None,
         kms: Default::default(),
         tpm: Default::default(),
+        key_servers_until: None,
     };
     let e = run(&config(&[salted]), &img.path, &no_salt, Mode::Apply).unwrap_err();
     assert!(e.to_string().contains("STATE salt is not available"), "{e}");
@@ -219,6 +220,7 @@ fn missing_salt_and_low_entropy_uuid_are_clear_errors_and_nothing_is_written() {
         state_salt: None,
         kms: Default::default(),
         tpm: Default::default(),
+        key_servers_until: None,
     };
     let e = run(
         &config(&["{slot: 0, nodeID: {}}"]),

@@ -337,3 +337,85 @@ fn kms_replicas_are_raced_and_a_hung_one_does_not_stall_the_unlock() {
     assert_eq!(sha256_file(&img.path), before, "nothing written");
     drop(hung);
 }
+
+/// A volume with two `kms` keys of two KMSes (two servers, not replicas
+/// of one), each awaited 60 s.
+fn two_kms_config(dir: &Path, ports: [u16; 2]) -> PathBuf {
+    let p = dir.join("two-kms.yaml");
+    let keys: String = ports
+        .iter()
+        .enumerate()
+        .map(|(slot, port)| {
+            format!("    - slot: {slot}\n      kms: {{endpoint: 'https://localhost:{port}', timeout: 60s}}\n")
+        })
+        .collect();
+    std::fs::write(
+        &p,
+        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n{keys}"),
+    )
+    .unwrap();
+    p
+}
+
+/// Keys that ask a server are asked at once, not one after another: with
+/// the first key's server hung, the second's answer opens the volume (one
+/// KDF run) and the plan says the first gave no answer yet; asked in turn,
+/// the unlock would have waited the first key's 60 s and said nothing.
+/// Then as a boot asks them, with its deadline for key servers (1 s)
+/// shorter than the keys' own: both servers hung, the unlock ends at the
+/// boot's deadline and says so, nothing written. Prints the unlock's time.
+#[test]
+fn kms_keys_of_two_servers_are_asked_at_once_and_the_boot_s_deadline_cuts_their_wait() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let pki = kms::test_pki::generate();
+    let (dir_a, dir_b) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let (a, b) = (
+        KmsServer::start(&dir_a, &pki),
+        KmsServer::start(&dir_b, &pki),
+    );
+    let ca = dir_a.join("ca.pem");
+    let cfg = two_kms_config(dir, [a.port, b.port]);
+    let o = json_ok(&converge(&img.path, &cfg, &ca));
+    assert_eq!(common::slots(&img.path), vec![0, 1], "{o}");
+
+    let a_port = a.port;
+    assert!(a.stop().success());
+    // Connections complete in the kernel's backlog; nothing ever answers.
+    let hung_a = std::net::TcpListener::bind(("127.0.0.1", a_port)).unwrap();
+    let started = std::time::Instant::now();
+    let o = json_ok(&converge(&img.path, &cfg, &ca));
+    let took = started.elapsed();
+    assert_eq!(o["unlocked_by"], serde_json::json!([1, "kms"]), "{o}");
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    assert_eq!(
+        o["plan"]["notes"],
+        serde_json::json!([{"note": "opened", "slot": 1, "kind": "kms", "report": "slot 0 (kms): no answer yet"}]),
+        "{o}"
+    );
+    eprintln!(
+        "FIGURES unlock by two KMS keys, the first one's server hung (its timeout 60 s): {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+
+    let b_port = b.port;
+    assert!(b.stop().success());
+    let hung_b = std::net::TcpListener::bind(("127.0.0.1", b_port)).unwrap();
+    let doc = api_types::parse_str("two-kms.yaml", &std::fs::read_to_string(&cfg).unwrap());
+    let spec = controller::volume::VolumeSpec::from_documents(&doc.documents, "data").unwrap();
+    let mut env = common::env();
+    env.kms.ca_pem = Some(pki.ca_pem.clone());
+    env.key_servers_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(1));
+    let before = sha256_file(&img.path);
+    let e = common::run(&spec, &img.path, &env, controller::converge::Mode::Apply)
+        .unwrap_err()
+        .to_string();
+    for slot in ["slot 0 (kms)", "slot 1 (kms)"] {
+        assert!(e.contains(slot), "{e}");
+    }
+    assert!(e.contains(providers::KMS_BOOT_DEADLINE), "{e}");
+    assert_eq!(sha256_file(&img.path), before, "nothing written");
+    drop((hung_a, hung_b));
+}

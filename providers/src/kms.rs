@@ -20,10 +20,58 @@ use tokio::task::JoinSet;
 /// has failed by then (happy eyeballs, RFC 8305's 250 ms).
 pub const STAGGER: Duration = Duration::from_millis(250);
 
+/// How long a KMS's answer is awaited.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    /// The key's own timeout (`kms.timeout`).
+    pub per_key: Duration,
+    /// When a boot stops waiting for key servers while it unlocks
+    /// (`volctl boot --key-server-deadline`; `None`: not in a boot). It
+    /// cuts unlocking short, never enrolment: a key sealed after a person
+    /// typed a passphrase still gets its own timeout.
+    pub boot_until: Option<std::time::Instant>,
+}
+
+/// How long this request waits, and whether the boot's deadline set it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Limit {
+    /// The key's own timeout.
+    Key(Duration),
+    /// What is left of the boot's deadline, shorter than the key's own.
+    Boot(Duration),
+}
+
+impl Limit {
+    fn duration(self) -> Duration {
+        match self {
+            Limit::Key(d) | Limit::Boot(d) => d,
+        }
+    }
+}
+
+/// Why a boot asked no KMS, or stopped waiting for one.
+pub const BOOT_DEADLINE: &str =
+    "the boot's deadline for key servers has passed (volctl boot --key-server-deadline)";
+
+impl Wait {
+    /// The limit for an unlock now, or an error when the boot's deadline
+    /// has already passed (nothing is asked then).
+    fn for_unlock(&self, now: std::time::Instant) -> Result<Limit, ProviderError> {
+        let Some(until) = self.boot_until else {
+            return Ok(Limit::Key(self.per_key));
+        };
+        match until.saturating_duration_since(now) {
+            left if left.is_zero() => Err(unavailable(BOOT_DEADLINE.into())),
+            left if left < self.per_key => Ok(Limit::Boot(left)),
+            _ => Ok(Limit::Key(self.per_key)),
+        }
+    }
+}
+
 /// Keys sealed by a KMS.
 pub struct KmsProvider {
     endpoints: Vec<String>,
-    deadline: Duration,
+    wait: Wait,
     node_uuid: crate::NodeUuid,
     options: ClientOptions,
     /// What the last race met on its way to an answer.
@@ -32,17 +80,17 @@ pub struct KmsProvider {
 
 impl KmsProvider {
     /// A provider for the KMS at `endpoints` (replicas, asked in this
-    /// order), an answer awaited for `deadline` at most, identifying the
-    /// node by `node_uuid`.
+    /// order), an answer awaited as `wait` says, identifying the node by
+    /// `node_uuid`.
     pub fn new(
         endpoints: &[String],
-        deadline: Duration,
+        wait: Wait,
         node_uuid: crate::NodeUuid,
         options: ClientOptions,
     ) -> Self {
         KmsProvider {
             endpoints: endpoints.to_vec(),
-            deadline,
+            wait,
             node_uuid,
             options,
             report: std::sync::Mutex::new(None),
@@ -56,9 +104,10 @@ impl KmsProvider {
             .map_err(|r| unavailable(format!("the node UUID is needed: {r}")))
     }
 
-    /// Races `op` over the endpoints: the replica that answered, and its
-    /// answer; what the others did is kept for [`KeyProvider::report`].
-    async fn race<T, F, Fut>(&self, op: F) -> Result<(String, T), ProviderError>
+    /// Races `op` over the endpoints for `limit` at most: the replica that
+    /// answered, and its answer; what the others did is kept for
+    /// [`KeyProvider::report`].
+    async fn race<T, F, Fut>(&self, op: F, limit: Limit) -> Result<(String, T), ProviderError>
     where
         T: Send + 'static,
         F: Fn(KmsClient) -> Fut,
@@ -68,7 +117,17 @@ impl KmsProvider {
             let client = KmsClient::new(e, self.options.clone());
             (e.clone(), op(client))
         });
-        let won = race(attempts.collect(), STAGGER, self.deadline).await?;
+        let won = race(attempts.collect(), STAGGER, limit.duration())
+            .await
+            .map_err(|e| match (limit, e) {
+                (Limit::Boot(_), ProviderError::Unavailable { kind, reason }) => {
+                    ProviderError::Unavailable {
+                        kind,
+                        reason: format!("{reason}; {BOOT_DEADLINE}"),
+                    }
+                }
+                (_, e) => e,
+            })?;
         *self.report.lock().unwrap_or_else(|e| e.into_inner()) = won.report.clone();
         Ok((won.endpoint, won.answer))
     }
@@ -194,10 +253,13 @@ impl KeyProvider for KmsProvider {
         let key = random_key();
         let secret = key.to_vec();
         let (endpoint, blob) = self
-            .race(|client| {
-                let (uuid, secret) = (uuid.clone(), zeroize::Zeroizing::new(secret.clone()));
-                async move { client.seal(&uuid, &secret).await }
-            })
+            .race(
+                |client| {
+                    let (uuid, secret) = (uuid.clone(), zeroize::Zeroizing::new(secret.clone()));
+                    async move { client.seal(&uuid, &secret).await }
+                },
+                Limit::Key(self.wait.per_key),
+            )
             .await?;
         Ok(Enrolled {
             passphrase: passphrase(key.as_ref()),
@@ -219,11 +281,15 @@ impl KeyProvider for KmsProvider {
         // The config's endpoints, never the token's: whoever can write the
         // disk could otherwise send this node's unseal requests anywhere.
         let blob = token.sealed_data.0.clone();
+        let limit = self.wait.for_unlock(std::time::Instant::now())?;
         let (_, key) = self
-            .race(|client| {
-                let (uuid, blob) = (uuid.clone(), blob.clone());
-                async move { client.unseal(&uuid, &blob).await }
-            })
+            .race(
+                |client| {
+                    let (uuid, blob) = (uuid.clone(), blob.clone());
+                    async move { client.unseal(&uuid, &blob).await }
+                },
+                limit,
+            )
             .await?;
         Ok(passphrase(&key))
     }
@@ -308,6 +374,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(won.report, None, "nothing to tell");
+    }
+
+    #[test]
+    fn the_boot_s_deadline_shortens_an_unlock_s_wait_and_once_passed_asks_nobody() {
+        let now = std::time::Instant::now();
+        let per_key = Duration::from_secs(15);
+        let wait = |left: Option<u64>| Wait {
+            per_key,
+            boot_until: left.map(|s| now + Duration::from_secs(s)),
+        };
+        assert_eq!(wait(None).for_unlock(now).unwrap(), Limit::Key(per_key));
+        assert_eq!(wait(Some(60)).for_unlock(now).unwrap(), Limit::Key(per_key));
+        assert_eq!(
+            wait(Some(4)).for_unlock(now).unwrap(),
+            Limit::Boot(Duration::from_secs(4))
+        );
+        let later = now + Duration::from_secs(5);
+        let e = wait(Some(4)).for_unlock(later).unwrap_err().to_string();
+        assert!(e.contains(BOOT_DEADLINE), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unlock_after_the_boot_s_deadline_sends_no_request() {
+        // A listener that counts connections: none may arrive.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let provider = KmsProvider::new(
+            &[format!("https://127.0.0.1:{port}")],
+            Wait {
+                per_key: Duration::from_secs(15),
+                boot_until: Some(std::time::Instant::now()),
+            },
+            Ok("a-node".into()),
+            ClientOptions::default(),
+        );
+        let token = KeyData::Kms(KmsTokenData {
+            endpoint: String::new(),
+            sealed_data: Base64Bytes(vec![1, 2, 3]),
+        });
+        let ctx = KeyContext {
+            volume_id: "EPHEMERAL".into(),
+        };
+        let e = provider.recover(&ctx, &token).await.unwrap_err();
+        assert!(e.to_string().contains(BOOT_DEADLINE), "{e}");
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "a connection reached the KMS");
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,6 +18,9 @@ pub struct ProviderEnv {
     pub recovery_handover: crate::recovery::RecoveryHandover,
     /// How to ask a person for a typed key (`None`: nobody can be asked).
     pub asker: Option<crate::ask::AskerHandle>,
+    /// When a boot stops waiting for key servers while it unlocks
+    /// (`None`: not in a boot; each key's own timeout only).
+    pub key_servers_until: Option<std::time::Instant>,
 }
 
 /// The provider for `key`, wrapped for lockToSTATE when the key asks for it.
@@ -39,7 +42,10 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
             deadline,
         } => Box::new(crate::KmsProvider::new(
             endpoints,
-            *deadline,
+            crate::KmsWait {
+                per_key: *deadline,
+                boot_until: env.key_servers_until,
+            },
             env.node_uuid.clone(),
             env.kms.clone(),
         )),
@@ -72,6 +78,7 @@ mod tests {
             state_salt: salt,
             kms: Default::default(),
             tpm: Default::default(),
+            key_servers_until: None,
         }
     }
 

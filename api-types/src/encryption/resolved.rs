@@ -176,6 +176,12 @@ impl KeySource {
         matches!(self, KeySource::Recovery | KeySource::Prompt)
     }
 
+    /// Whether producing the key asks a server over the network: such keys
+    /// of one volume are asked all at once, not one after another.
+    pub fn asks_a_server(self) -> bool {
+        matches!(self, KeySource::Kms)
+    }
+
     /// Whether the passphrase can be computed from the config alone, so the
     /// key can take over a slot that has no volctl token.
     pub fn locally_derivable(self) -> bool {

@@ -173,6 +173,7 @@ mod tests {
             state_salt: None,
             kms: Default::default(),
             tpm: Default::default(),
+            key_servers_until: None,
         }
     }
 

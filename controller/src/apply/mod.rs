@@ -157,6 +157,7 @@ pub fn node_env(
         state_salt: salt::read_salt_file(&state_mount.join(SALT_FILE)).ok(),
         kms,
         tpm,
+        key_servers_until: None,
     }
 }
 

@@ -67,6 +67,7 @@ impl<'a> Boot<'a> {
                 state_salt: None,
                 kms: opts.node.kms.clone(),
                 tpm: opts.node.tpm.clone(),
+                key_servers_until: Some(std::time::Instant::now() + opts.key_server_deadline),
             },
             docs: None,
             meta: None,

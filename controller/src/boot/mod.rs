@@ -68,7 +68,13 @@ pub struct BootOptions {
     /// How far the volumes are brought: mounted, or (in an initramfs) only
     /// opened, for the boot of the real root to mount.
     pub until: Until,
+    /// How long after it starts the boot stops waiting for key servers
+    /// while it unlocks (each key's own timeout still applies within it).
+    pub key_server_deadline: std::time::Duration,
 }
+
+/// [`BootOptions::key_server_deadline`] when `volctl boot` is not told.
+pub const KEY_SERVER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How far a boot brings its volumes (docs/installing.md, "initramfs").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -57,6 +57,11 @@ pub struct Args {
     /// the real root then finds them open and mounts them, no KDF run.
     #[arg(long)]
     pub open_only: bool,
+    /// Stop waiting for key servers (KMS) this many seconds after the boot
+    /// starts; within it each key's own `timeout` applies. A volume whose
+    /// servers did not answer by then waits for a typed key or is reported.
+    #[arg(long, value_name = "SECONDS", default_value_t = boot::KEY_SERVER_DEADLINE.as_secs())]
+    pub key_server_deadline: u64,
     /// Volumes unlocked at once (default 2: each argon2 run may take up to 1 GiB).
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
@@ -102,6 +107,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         } else {
             Until::Mounted
         },
+        key_server_deadline: std::time::Duration::from_secs(args.key_server_deadline),
     };
     // Made now (0600, must not exist), so a key is never enrolled that
     // cannot be handed over; removed again when no key went into it.

@@ -205,5 +205,6 @@ pub fn provider_env(target: &Target) -> Result<ProviderEnv> {
         state_salt,
         kms: target.keys.kms.options()?,
         tpm: target.keys.tpm.options(),
+        key_servers_until: None,
     })
 }

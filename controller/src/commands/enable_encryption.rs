@@ -53,6 +53,7 @@ pub fn exec(args: Args) -> Result<Exit> {
         state_salt: None,
         kms: args.keys.kms.options()?,
         tpm: args.keys.tpm.options(),
+        key_servers_until: None,
     };
     let opts = EnableOptions {
         volume: args.volume.clone(),

@@ -35,6 +35,7 @@ fn env() -> ProviderEnv {
         state_salt: Some(StateSalt::new([7; 32])),
         kms: Default::default(),
         tpm: Default::default(),
+        key_servers_until: None,
     }
 }
 

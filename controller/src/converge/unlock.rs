@@ -1,7 +1,8 @@
 //! Unlock once: try configured keys, each only against its own slot,
-//! cheapest kind first, until one yields the volume key (one KDF run per
-//! attempt); then probe TPM slots (cheap, no KDF) so a PCR change is
-//! reported before the key is needed.
+//! cheapest kind first (the keys that ask a server all at once, last),
+//! until one yields the volume key (one KDF run per attempt); then probe
+//! TPM slots (cheap, no KDF) so a PCR change is reported before the key is
+//! needed.
 
 use super::keys::{key_for, Key};
 use super::observe::token_of;
@@ -12,52 +13,157 @@ use crate::luks2::binding::VolumeKey;
 use crate::luks2::header::Luks2Header;
 use api_types::KeyslotId;
 use api_types::{KeySize, KeySource};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use providers::KeyData;
 use providers::Passphrase;
 use std::sync::Arc;
 
 /// The slot that opened the volume, the volume key, the passphrase, and
-/// what its key met on the way, if it has something to say
-/// ([`providers::KeyProvider::report`]).
+/// what its key met on the way, if it has something to say.
+type Unlocked = (KeyslotId, VolumeKey, Passphrase, Option<Note>);
+
+/// Tries the configured keys, cheapest first: keys made here one after
+/// another, then the keys that ask a server all at once, each answer
+/// tried (one KDF run) as it comes, so a server that does not answer
+/// costs nothing while another does.
 pub(super) async fn unlock(
     h: &Luks2Header,
     keys: &[Key],
     desired: &[DesiredSlot],
     observed: &ObservedKeyslots,
     device: &Arc<dyn LuksDevice>,
-) -> Result<(KeyslotId, VolumeKey, Passphrase, Option<Note>), ConvergeError> {
+) -> Result<Unlocked, ConvergeError> {
+    let order = plan::unlock_order(desired, observed);
+    let (here, served): (Vec<KeyslotId>, Vec<KeyslotId>) = order
+        .iter()
+        .partition(|s| !key_for(keys, **s).spec.kind.source().asks_a_server());
     let mut tried = Vec::new();
-    for slot in plan::unlock_order(desired, observed) {
+    for slot in here {
         let key = key_for(keys, slot);
-        let kind = key.spec.kind.source();
-        let data = token_of(h, observed, slot).map_or(KeyData::Nothing, |t| t.data.key);
-        let pass = match key.provider.recover(&key.ctx, &data).await {
-            Ok(p) => p,
-            Err(e) => {
-                tried.push(Attempt::new(slot, kind, Failure::Unavailable(e)));
-                continue;
+        match recover(h, observed, key).await {
+            Ok(pass) => {
+                if let Some(vk) = open_with(h, device, key, pass.clone(), &mut tried).await? {
+                    return Ok((slot, vk, pass, opened_note(key, Vec::new())));
+                }
             }
-        };
-        let size = h
-            .keyslot(slot)
-            .map_or(KeySize::from_bits(512), |k| k.size());
-        let p = pass.clone();
-        match blocking(device, move |d| d.volume_key(slot, size, p.expose())).await {
-            Ok(vk) => {
-                tracing::info!(slot = slot.get(), kind = %kind, "unlocked");
-                let note = key
-                    .provider
-                    .report()
-                    .map(|report| Note::Opened { slot, kind, report });
-                return Ok((slot, vk, pass, note));
-            }
-            Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => {
-                tried.push(Attempt::new(slot, kind, Failure::WrongKey))
-            }
-            Err(e) => return Err(e),
+            Err(e) => tried.push(unavailable(key, e)),
         }
     }
+    if let Some(opened) = ask_servers(h, keys, observed, device, &served, &mut tried).await? {
+        return Ok(opened);
+    }
+    tried.sort_by_key(|a| order.iter().position(|s| *s == a.slot));
     Err(no_key_opens(device, desired, observed, tried))
+}
+
+/// Asks every key in `slots` at once and tries each answer as it comes;
+/// the note of the key that opened the volume says what the others did.
+async fn ask_servers(
+    h: &Luks2Header,
+    keys: &[Key],
+    observed: &ObservedKeyslots,
+    device: &Arc<dyn LuksDevice>,
+    slots: &[KeyslotId],
+    tried: &mut Vec<Attempt>,
+) -> Result<Option<Unlocked>, ConvergeError> {
+    let mut asking: FuturesUnordered<_> = slots
+        .iter()
+        .map(|&slot| async move {
+            let key = key_for(keys, slot);
+            (key, recover(h, observed, key).await)
+        })
+        .collect();
+    let mut answered = Vec::new();
+    while let Some((key, got)) = asking.next().await {
+        answered.push(key.spec.slot);
+        match got {
+            Ok(pass) => {
+                if let Some(vk) = open_with(h, device, key, pass.clone(), tried).await? {
+                    let others = others_asked(keys, slots, &answered, tried);
+                    let note = opened_note(key, others);
+                    return Ok(Some((key.spec.slot, vk, pass, note)));
+                }
+            }
+            Err(e) => tried.push(unavailable(key, e)),
+        }
+    }
+    Ok(None)
+}
+
+/// What the keys asked at the same time as the one that opened the
+/// volume did: failed (in `tried`), or not answered yet.
+fn others_asked(
+    keys: &[Key],
+    asked: &[KeyslotId],
+    answered: &[KeyslotId],
+    tried: &[Attempt],
+) -> Vec<String> {
+    let failed = tried
+        .iter()
+        .filter(|a| asked.contains(&a.slot))
+        .map(ToString::to_string);
+    let waiting = asked.iter().filter(|s| !answered.contains(s)).map(|s| {
+        let kind = key_for(keys, *s).spec.kind.source();
+        format!("slot {s} ({kind}): no answer yet")
+    });
+    failed.chain(waiting).collect()
+}
+
+/// `key`'s passphrase, from its provider and its slot's token.
+async fn recover(
+    h: &Luks2Header,
+    observed: &ObservedKeyslots,
+    key: &Key,
+) -> Result<Passphrase, providers::ProviderError> {
+    let slot = key.spec.slot;
+    let data = token_of(h, observed, slot).map_or(KeyData::Nothing, |t| t.data.key);
+    key.provider.recover(&key.ctx, &data).await
+}
+
+fn unavailable(key: &Key, e: providers::ProviderError) -> Attempt {
+    Attempt::new(
+        key.spec.slot,
+        key.spec.kind.source(),
+        Failure::Unavailable(e),
+    )
+}
+
+/// Runs the KDF of `key`'s slot with `pass`: the volume key, or `None`
+/// when the slot refused it (recorded in `tried`).
+async fn open_with(
+    h: &Luks2Header,
+    device: &Arc<dyn LuksDevice>,
+    key: &Key,
+    pass: Passphrase,
+    tried: &mut Vec<Attempt>,
+) -> Result<Option<VolumeKey>, ConvergeError> {
+    let (slot, kind) = (key.spec.slot, key.spec.kind.source());
+    let size = h
+        .keyslot(slot)
+        .map_or(KeySize::from_bits(512), |k| k.size());
+    match blocking(device, move |d| d.volume_key(slot, size, pass.expose())).await {
+        Ok(vk) => {
+            tracing::info!(slot = slot.get(), kind = %kind, "unlocked");
+            Ok(Some(vk))
+        }
+        Err(ConvergeError::Device(DeviceError::WrongKey { .. })) => {
+            tried.push(Attempt::new(slot, kind, Failure::WrongKey));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What the key that opened the volume met on its way
+/// ([`providers::KeyProvider::report`]) and what the other keys asked at
+/// the same time did, if anything.
+fn opened_note(key: &Key, others: Vec<String>) -> Option<Note> {
+    let report: Vec<String> = key.provider.report().into_iter().chain(others).collect();
+    (!report.is_empty()).then(|| Note::Opened {
+        slot: key.spec.slot,
+        kind: key.spec.kind.source(),
+        report: report.join("; "),
+    })
 }
 
 fn no_key_opens(

@@ -53,6 +53,7 @@ pub fn env() -> ProviderEnv {
         state_salt: Some(StateSalt::new([0x5a; 32])),
         kms: Default::default(),
         tpm: Default::default(),
+        key_servers_until: None,
     }
 }
 

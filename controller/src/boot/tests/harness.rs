@@ -117,6 +117,7 @@ impl SimNode {
             recovery_key_out: None,
             asker: None,
             until: Default::default(),
+            key_server_deadline: crate::boot::KEY_SERVER_DEADLINE,
         }
     }
 

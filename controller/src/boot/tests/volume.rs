@@ -22,6 +22,7 @@ fn env() -> ProviderEnv {
         state_salt: Some(StateSalt::new([1; 32])),
         kms: Default::default(),
         tpm: Default::default(),
+        key_servers_until: None,
     }
 }
 
