@@ -225,10 +225,20 @@ fn replicas_config(dir: &Path, name: &str, ports: &[u16], timeout: &str) -> Path
         .iter()
         .map(|p| format!("'https://localhost:{p}'"))
         .collect();
+    let key = format!(
+        "    - slot: 0\n      kms: {{endpoints: [{}], timeout: {timeout}}}\n",
+        endpoints.join(", ")
+    );
+    data_config(dir, name, &key)
+}
+
+/// The user volume `data` with `keys` (YAML list items), written to
+/// `dir/name`.
+fn data_config(dir: &Path, name: &str, keys: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(
         &p,
-        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      kms: {{endpoints: [{}], timeout: {timeout}}}\n", endpoints.join(", ")),
+        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n{keys}"),
     )
     .unwrap();
     p
@@ -341,7 +351,6 @@ fn kms_replicas_are_raced_and_a_hung_one_does_not_stall_the_unlock() {
 /// A volume with two `kms` keys of two KMSes (two servers, not replicas
 /// of one), each awaited 60 s.
 fn two_kms_config(dir: &Path, ports: [u16; 2]) -> PathBuf {
-    let p = dir.join("two-kms.yaml");
     let keys: String = ports
         .iter()
         .enumerate()
@@ -349,12 +358,7 @@ fn two_kms_config(dir: &Path, ports: [u16; 2]) -> PathBuf {
             format!("    - slot: {slot}\n      kms: {{endpoint: 'https://localhost:{port}', timeout: 60s}}\n")
         })
         .collect();
-    std::fs::write(
-        &p,
-        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n{keys}"),
-    )
-    .unwrap();
-    p
+    data_config(dir, "two-kms.yaml", &keys)
 }
 
 /// Keys that ask a server are asked at once, not one after another: with
