@@ -189,12 +189,16 @@ impl VolumeDef {
         }
     }
 
-    /// Whether only a person can open it: encrypted, and every key typed.
+    /// Whether only a person can open it: encrypted (or to be decrypted in
+    /// place: its keys open it until then), and every key typed.
     pub fn typed_only(&self) -> bool {
-        self.encryption.as_ref().is_some_and(|e| {
-            let keys = e.resolved_keys();
-            !keys.is_empty() && keys.iter().all(|k| k.kind.source().typed())
-        })
+        self.encryption
+            .as_ref()
+            .or(self.decrypt.as_ref())
+            .is_some_and(|e| {
+                let keys = e.resolved_keys();
+                !keys.is_empty() && keys.iter().all(|k| k.kind.source().typed())
+            })
     }
 
     /// Its status before anything is done.

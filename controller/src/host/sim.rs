@@ -628,15 +628,23 @@ impl Host for SimHost {
         spec: &'a VolumeSpec,
         node: &'a Path,
         dir: &'a Path,
-        _env: &'a ProviderEnv,
+        env: &'a ProviderEnv,
         _data: RunData<'a>,
     ) -> BoxFuture<'a, Result<Option<DecryptOutcome>, DecryptError>> {
         Box::pin(async move {
+            let Some(device) = self.node().by_node(node).map(|p| p.device.clone()) else {
+                return Ok(None);
+            };
+            let crate::device::Contents::Luks2(h) = device.contents()? else {
+                return Ok(None);
+            };
+            // As the real one: a key of the config must open it first.
+            let kdf_before = device.kdf_runs();
+            let handle: Arc<dyn LuksDevice> = device.clone();
+            crate::converge::opener(spec, &h, &handle, env).await?;
+            let kdf_runs = device.kdf_runs() - kdf_before;
             let mut n = self.node();
-            let Some(p) = n
-                .by_node(node)
-                .filter(|p| p.device.state().header.is_some())
-            else {
+            let Some(p) = n.by_node(node) else {
                 return Ok(None);
             };
             let fs = p.fs.map(|fs| format!("{} filesystem", fs::probe_name(fs)));
@@ -662,7 +670,7 @@ impl Host for SimHost {
                 data_mib: data >> 20,
                 eta_seconds: None,
                 rate: None,
-                kdf_runs: 2,
+                kdf_runs: kdf_runs + 1,
                 online: None,
             }))
         })

@@ -124,3 +124,40 @@ fn nobody_answering_leaves_the_typed_volume_unformatted_and_the_others_up() {
         None
     );
 }
+
+/// `decryptInPlace` on a volume only a person opens: its key is asked for
+/// with the other typed keys, after the unattended volumes are up (the
+/// status says it waits while asking), never among them; once plain, it is
+/// asked for nothing.
+#[test]
+fn a_typed_volume_decrypted_in_place_is_asked_for_in_the_typed_round() {
+    let mut node = SimNode::new();
+    let config = node.config(APPLIANCE);
+    let (status, _) = boot_typing(&node, &[config], vec!["models-pw", "models-pw"]);
+    all_ready(&status);
+    node.reboot();
+    let plain = node.config(&format!("{APPLIANCE}  decryptInPlace: true\n"));
+    let (status, seen) = boot_typing(&node, std::slice::from_ref(&plain), vec!["models-pw"]);
+    all_ready(&status);
+    let asked: Vec<(&str, Phase)> = seen.iter().map(|(id, p, _)| (id.as_str(), *p)).collect();
+    assert_eq!(
+        asked,
+        [("volctl:persistence", Phase::WaitingForKey)],
+        "{seen:?}"
+    );
+    let p = volume(&status, "persistence");
+    assert!(!p.encrypted, "{p:#?}");
+    assert!(
+        p.changes
+            .iter()
+            .any(|c| c.starts_with("decrypted in place")),
+        "{p:#?}"
+    );
+    assert_eq!(node.host.counts().decryptions, 1);
+
+    node.reboot();
+    let (status, seen) = boot_typing(&node, &[plain], vec![]);
+    all_ready(&status);
+    assert!(seen.is_empty(), "nothing to ask once plain: {seen:?}");
+    assert_eq!(node.host.counts().decryptions, 0);
+}
