@@ -80,6 +80,12 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
             "prompt keys are volctl's; Talos refuses them (it has no key typed at boot)".into(),
         ));
     }
+    if k.threshold.is_some() {
+        out.push((
+            format!("{path}.threshold"),
+            "threshold keys are volctl's; Talos refuses them (Talos #11542 asked for one)".into(),
+        ));
+    }
     if let Some(kms) = &k.kms {
         if !kms.endpoints.is_empty() {
             out.push((
@@ -135,6 +141,20 @@ mod tests {
         assert!(p.extensions[0]
             .to_string()
             .contains("x.yaml:3: volctl-only:"));
+    }
+
+    #[test]
+    fn a_threshold_key_is_named_volctl_s_with_its_line() {
+        let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      threshold:\n        required: 1\n        keys:\n          - nodeID: {}\n";
+        let p = parse_str("t.yaml", y);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        let named: Vec<(&str, Option<usize>)> = p
+            .extensions
+            .iter()
+            .map(|d| (d.path.as_str(), d.line))
+            .collect();
+        assert_eq!(named, [("encryption.keys[0].threshold", Some(8))]);
+        assert!(p.extensions[0].to_string().contains("Talos refuses them"));
     }
 
     #[test]

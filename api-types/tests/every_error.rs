@@ -174,3 +174,55 @@ fn kms_replicas_are_checked_each_by_its_place() {
         }
     );
 }
+
+#[test]
+fn a_threshold_is_checked_member_by_member_and_a_good_one_resolves() {
+    let text = format!(
+        "{HEAD}name: a\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      threshold:\n        required: 3\n        keys:\n          - {{static: {{passphrase: \"\"}}}}\n          - {{nodeID: {{}}, tpm: {{}}}}\n    - slot: 1\n      threshold: {{required: 0, keys: [{{kms: {{endpoint: kms-a}}}}]}}\n    - slot: 2\n      threshold: {{required: 1, keys: [{{}}]}}\n"
+    );
+    let p = parse_str("t.yaml", &text);
+    let all = messages(&p).join("\n");
+    for expect in [
+        "encryption.keys[0].threshold.required: required is 3; it must be 1 to the number of member keys (2)",
+        "encryption.keys[0].threshold.keys[0].static.passphrase: the passphrase is empty",
+        "encryption.keys[0].threshold.keys[1]: a member has exactly one kind of static, nodeID, kms, tpm",
+        "this one has nodeID, tpm",
+        "encryption.keys[1].threshold.required: required is 0",
+        "encryption.keys[1].threshold.keys[0].kms.endpoint: `kms-a` is not a URL",
+        "encryption.keys[2].threshold.keys[0]: a member has exactly one kind",
+        "this one has none",
+    ] {
+        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
+    }
+    // Typed keys and thresholds are not members: named as unknown fields.
+    for member in [
+        "prompt: {}",
+        "recovery: {}",
+        "threshold: {required: 1, keys: [{nodeID: {}}]}",
+    ] {
+        let text = format!(
+            "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      threshold: {{required: 1, keys: [{{{member}}}]}}\n"
+        );
+        let p = parse_str("m.yaml", &text);
+        let all = messages(&p).join("\n");
+        let field = member.split(':').next().unwrap();
+        assert!(
+            all.contains(&format!("unknown field `{field}`")),
+            "{member}: {all}"
+        );
+    }
+    let good = format!(
+        "{HEAD}name: c\nencryption:\n  provider: luks2\n  keys:\n    - slot: 3\n      threshold:\n        required: 2\n        keys:\n          - tpm: {{}}\n          - kms: {{endpoint: \"https://kms-a:4050\"}}\n          - nodeID: {{}}\n"
+    );
+    let p = parse_str("g.yaml", &good);
+    assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
+    let key = p.documents[0].encryption().unwrap().keys[0]
+        .resolve()
+        .unwrap();
+    let api_types::KeyKind::Threshold { required, members } = &key.kind else {
+        panic!("{:?}", key.kind)
+    };
+    assert_eq!(*required, 2);
+    let kinds: Vec<&str> = members.iter().map(api_types::KeyKind::name).collect();
+    assert_eq!(kinds, ["tpm", "kms", "nodeID"]);
+}

@@ -9,6 +9,7 @@
 
 use crate::recovery::HELD;
 use crate::sealed_key::{KmsTokenData, TpmTokenData};
+use crate::threshold::ThresholdTokenData;
 use api_types::KeySource;
 use serde_json::{Map, Value};
 
@@ -21,6 +22,8 @@ pub enum KeyData {
     Kms(KmsTokenData),
     /// A `tpm` key: the sealed object and its PCR policy.
     Tpm(TpmTokenData),
+    /// A `threshold` key: each member's token data and sealed share.
+    Threshold(ThresholdTokenData),
     /// A `recovery` key: whether nobody has seen it yet (held for one
     /// `recovery-key fetch`).
     Recovery {
@@ -42,6 +45,7 @@ impl KeyData {
         let read = match kind {
             KeySource::Kms => serde_json::from_value(raw.clone()).map(KeyData::Kms),
             KeySource::Tpm => serde_json::from_value(raw.clone()).map(KeyData::Tpm),
+            KeySource::Threshold => serde_json::from_value(raw.clone()).map(KeyData::Threshold),
             KeySource::Recovery => return recovery(raw),
             KeySource::Static | KeySource::NodeId | KeySource::Prompt => return nothing(raw),
         };
@@ -58,6 +62,7 @@ impl KeyData {
             KeyData::Nothing => Value::Object(Map::new()),
             KeyData::Kms(d) => json(serde_json::to_value(d)),
             KeyData::Tpm(d) => json(serde_json::to_value(d)),
+            KeyData::Threshold(d) => json(serde_json::to_value(d)),
             KeyData::Recovery { held: false } => Value::Object(Map::new()),
             KeyData::Recovery { held: true } => serde_json::json!({ HELD: true }),
             KeyData::Unreadable { raw, .. } => raw.clone(),

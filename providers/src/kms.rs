@@ -75,7 +75,7 @@ pub struct KmsProvider {
     node_uuid: crate::NodeUuid,
     options: ClientOptions,
     /// What the last race met on its way to an answer.
-    report: std::sync::Mutex<Option<String>>,
+    report: crate::provider::LastReport,
 }
 
 impl KmsProvider {
@@ -93,7 +93,7 @@ impl KmsProvider {
             wait,
             node_uuid,
             options,
-            report: std::sync::Mutex::new(None),
+            report: Default::default(),
         }
     }
 
@@ -128,7 +128,7 @@ impl KmsProvider {
                 }
                 (_, e) => e,
             })?;
-        *self.report.lock().unwrap_or_else(|e| e.into_inner()) = won.report.clone();
+        self.report.set(won.report.clone());
         Ok((won.endpoint, won.answer))
     }
 }
@@ -303,10 +303,7 @@ impl KeyProvider for KmsProvider {
         Ok(m)
     }
     fn report(&self) -> Option<String> {
-        self.report
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.report.get()
     }
 }
 

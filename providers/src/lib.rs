@@ -19,6 +19,7 @@ mod registry;
 mod salted;
 mod sealed_key;
 mod static_key;
+pub mod threshold;
 mod tpm;
 
 pub use ::kms::client::ClientOptions as KmsClientOptions;
@@ -38,6 +39,7 @@ pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
 pub use sealed_key::{Base64Bytes, KmsTokenData, TpmTokenData};
 pub use static_key::StaticProvider;
+pub use threshold::{ThresholdProvider, ThresholdTokenData};
 pub use tpm::{secure_boot_enabled, TpmOptions, TpmProvider, DEFAULT_TCTI};
 
 #[cfg(feature = "test-swtpm")]

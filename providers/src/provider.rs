@@ -51,3 +51,21 @@ pub trait KeyProvider: Send + Sync {
         None
     }
 }
+
+/// What a provider's last [`KeyProvider::recover`] met, kept for
+/// [`KeyProvider::report`] (providers are shared by reference, so behind a
+/// lock).
+#[derive(Debug, Default)]
+pub struct LastReport(std::sync::Mutex<Option<String>>);
+
+impl LastReport {
+    /// Keeps `report` (replacing the one before).
+    pub fn set(&self, report: Option<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = report;
+    }
+
+    /// The report kept.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -25,7 +25,17 @@ pub struct ProviderEnv {
 
 /// The provider for `key`, wrapped for lockToSTATE when the key asks for it.
 pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider> {
-    let inner: Box<dyn KeyProvider> = match &key.kind {
+    let inner = kind_provider(&key.kind, env);
+    if key.lock_to_state {
+        Box::new(SaltedProvider::new(inner, env.state_salt.clone()))
+    } else {
+        inner
+    }
+}
+
+/// The provider of a key kind (a key's, or a threshold member's).
+fn kind_provider(kind: &KeyKind, env: &ProviderEnv) -> Box<dyn KeyProvider> {
+    match kind {
         KeyKind::Static { passphrase } => Box::new(StaticProvider::new(passphrase.clone())),
         KeyKind::NodeId => Box::new(NodeIdProvider::new(env.node_uuid.clone())),
         KeyKind::Tpm {
@@ -56,11 +66,10 @@ pub fn provider_for(key: &ResolvedKey, env: &ProviderEnv) -> Box<dyn KeyProvider
             asker: env.asker.clone(),
             params: params.clone(),
         }),
-    };
-    if key.lock_to_state {
-        Box::new(SaltedProvider::new(inner, env.state_salt.clone()))
-    } else {
-        inner
+        KeyKind::Threshold { required, members } => Box::new(crate::ThresholdProvider::new(
+            *required,
+            members.iter().map(|m| kind_provider(m, env)).collect(),
+        )),
     }
 }
 

@@ -173,6 +173,10 @@ pub struct KeySpec {
     /// twice at enrolment); written nowhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptKey>,
+    /// volctl: the slot's passphrase split among member keys (Shamir's
+    /// secret sharing), `required` of which open it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdKey>,
     /// Mix the STATE salt into the key, so a wiped STATE makes this key useless.
     #[serde(
         default,
@@ -187,6 +191,41 @@ pub struct KeySpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub lock_to_state_talos: Option<bool>,
+}
+
+/// `threshold` (volctl's): a random passphrase for the slot, split into
+/// one share per member (Shamir's secret sharing), each share sealed by
+/// its member's key and kept in the slot's token; any `required` members
+/// give the passphrase back.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdKey {
+    /// How many members must answer: 1 to the number of members.
+    pub required: i64,
+    /// The members, 1 to 16: keys that open unattended (static, nodeID,
+    /// kms, tpm), without slots of their own.
+    pub keys: Vec<MemberKey>,
+}
+
+/// The most members a threshold may have.
+pub const MAX_THRESHOLD_MEMBERS: usize = 16;
+
+/// One member of a `threshold`: exactly one kind that opens unattended.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberKey {
+    /// A passphrase written in the config.
+    #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
+    pub static_key: Option<StaticKey>,
+    /// A key derived from the machine's SMBIOS UUID and the partition label.
+    #[serde(default, rename = "nodeID", skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<NodeIdKey>,
+    /// A random key sealed by a network KMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsKey>,
+    /// A random key sealed to the TPM and its PCR state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmKey>,
 }
 
 /// `recovery: {}`: no parameters.

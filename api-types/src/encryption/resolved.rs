@@ -34,6 +34,14 @@ pub enum KeyKind {
     Recovery,
     /// A passphrase a person types.
     Prompt(PromptParams),
+    /// A random passphrase split among `members` (Shamir), `required` of
+    /// which give it back.
+    Threshold {
+        /// How many members must answer.
+        required: u8,
+        /// The members' kinds (each opens unattended; none is a threshold).
+        members: Vec<KeyKind>,
+    },
 }
 
 impl KeyKind {
@@ -51,6 +59,7 @@ impl KeyKind {
             KeyKind::Tpm { .. } => KeySource::Tpm,
             KeyKind::Recovery => KeySource::Recovery,
             KeyKind::Prompt(_) => KeySource::Prompt,
+            KeyKind::Threshold { .. } => KeySource::Threshold,
         }
     }
 }
@@ -122,6 +131,9 @@ pub enum KeySource {
     /// Typed by a person at unlock.
     #[serde(rename = "prompt")]
     Prompt,
+    /// Split among member keys, some of which give it back.
+    #[serde(rename = "threshold")]
+    Threshold,
 }
 
 impl KeySource {
@@ -134,6 +146,7 @@ impl KeySource {
             KeySource::Tpm => "tpm",
             KeySource::Recovery => "recovery",
             KeySource::Prompt => "prompt",
+            KeySource::Threshold => "threshold",
         }
     }
 
@@ -146,6 +159,7 @@ impl KeySource {
             KeySource::Tpm,
             KeySource::Recovery,
             KeySource::Prompt,
+            KeySource::Threshold,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -159,6 +173,8 @@ impl KeySource {
             KeySource::NodeId => 1,
             KeySource::Tpm => 2,
             KeySource::Kms => 3,
+            // Its members are asked at once, servers among them.
+            KeySource::Threshold => 4,
             // Never tried unattended: a person types them.
             KeySource::Prompt => u8::MAX - 1,
             KeySource::Recovery => u8::MAX,
@@ -179,7 +195,7 @@ impl KeySource {
     /// Whether producing the key asks a server over the network: such keys
     /// of one volume are asked all at once, not one after another.
     pub fn asks_a_server(self) -> bool {
-        matches!(self, KeySource::Kms)
+        matches!(self, KeySource::Kms | KeySource::Threshold)
     }
 
     /// Whether the passphrase can be computed from the config alone, so the
@@ -206,27 +222,111 @@ pub struct ResolvedKey {
     pub lock_to_state: bool,
 }
 
+/// The kinds that open unattended, as a key or a threshold's member
+/// writes them.
+struct Unattended<'a> {
+    static_key: Option<&'a StaticKey>,
+    node_id: bool,
+    kms: Option<&'a KmsKey>,
+    tpm: Option<&'a TpmKey>,
+}
+
+impl Unattended<'_> {
+    /// The kinds set, by their document names.
+    fn kinds_set(&self) -> Vec<&'static str> {
+        [
+            (self.static_key.is_some(), "static"),
+            (self.node_id, "nodeID"),
+            (self.kms.is_some(), "kms"),
+            (self.tpm.is_some(), "tpm"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+
+    /// The kind set, when one is (the first, when several are: validation
+    /// reports that).
+    fn kind(&self) -> Option<KeyKind> {
+        if let Some(s) = self.static_key {
+            return Some(KeyKind::Static {
+                passphrase: s.passphrase.clone(),
+            });
+        }
+        if self.node_id {
+            return Some(KeyKind::NodeId);
+        }
+        if let Some(k) = self.kms {
+            return Some(KeyKind::Kms {
+                endpoints: k.all_endpoints(),
+                deadline: k.deadline(),
+            });
+        }
+        let t = self.tpm?;
+        Some(KeyKind::Tpm {
+            pcrs: t.effective_pcrs(),
+            check_secureboot: t.check_secureboot_status_on_enroll.unwrap_or(false),
+            auto_reseal: t.auto_reseal.unwrap_or(true),
+        })
+    }
+}
+
+impl MemberKey {
+    fn unattended(&self) -> Unattended<'_> {
+        Unattended {
+            static_key: self.static_key.as_ref(),
+            node_id: self.node_id.is_some(),
+            kms: self.kms.as_ref(),
+            tpm: self.tpm.as_ref(),
+        }
+    }
+
+    /// The kinds set on this member, by their document names.
+    pub fn kinds_set(&self) -> Vec<&'static str> {
+        self.unattended().kinds_set()
+    }
+
+    /// The member's kind, when exactly one is set.
+    pub fn resolve(&self) -> Option<KeyKind> {
+        (self.kinds_set().len() == 1)
+            .then(|| self.unattended().kind())
+            .flatten()
+    }
+}
+
+impl ThresholdKey {
+    /// The resolved kind, when `required` and every member are valid.
+    pub fn resolve(&self) -> Option<KeyKind> {
+        let members: Option<Vec<KeyKind>> = self.keys.iter().map(MemberKey::resolve).collect();
+        let members = members?;
+        let required = u8::try_from(self.required).ok()?;
+        let fits = (1..=MAX_THRESHOLD_MEMBERS).contains(&members.len())
+            && (1..=members.len()).contains(&usize::from(required));
+        fits.then_some(KeyKind::Threshold { required, members })
+    }
+}
+
 impl KeySpec {
+    fn unattended(&self) -> Unattended<'_> {
+        Unattended {
+            static_key: self.static_key.as_ref(),
+            node_id: self.node_id.is_some(),
+            kms: self.kms.as_ref(),
+            tpm: self.tpm.as_ref(),
+        }
+    }
+
     /// The kinds set on this key, by their document names.
     pub fn kinds_set(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.static_key.is_some() {
-            v.push("static");
-        }
-        if self.node_id.is_some() {
-            v.push("nodeID");
-        }
-        if self.kms.is_some() {
-            v.push("kms");
-        }
-        if self.tpm.is_some() {
-            v.push("tpm");
-        }
-        if self.recovery.is_some() {
-            v.push("recovery");
-        }
-        if self.prompt.is_some() {
-            v.push("prompt");
+        let mut v = self.unattended().kinds_set();
+        for (set, name) in [
+            (self.recovery.is_some(), "recovery"),
+            (self.prompt.is_some(), "prompt"),
+            (self.threshold.is_some(), "threshold"),
+        ] {
+            if set {
+                v.push(name);
+            }
         }
         v
     }
@@ -243,28 +343,14 @@ impl KeySpec {
         if self.kinds_set().len() != 1 || !(0..=MAX_SLOT).contains(&self.slot) {
             return None;
         }
-        let kind = if let Some(s) = &self.static_key {
-            KeyKind::Static {
-                passphrase: s.passphrase.clone(),
-            }
-        } else if self.node_id.is_some() {
-            KeyKind::NodeId
-        } else if let Some(k) = &self.kms {
-            KeyKind::Kms {
-                endpoints: k.all_endpoints(),
-                deadline: k.deadline(),
-            }
-        } else if self.recovery.is_some() {
+        let kind = if self.recovery.is_some() {
             KeyKind::Recovery
         } else if let Some(p) = &self.prompt {
             KeyKind::Prompt(p.params())
+        } else if let Some(t) = &self.threshold {
+            t.resolve()?
         } else {
-            let t = self.tpm.as_ref()?;
-            KeyKind::Tpm {
-                pcrs: t.effective_pcrs(),
-                check_secureboot: t.check_secureboot_status_on_enroll.unwrap_or(false),
-                auto_reseal: t.auto_reseal.unwrap_or(true),
-            }
+            self.unattended().kind()?
         };
         Some(ResolvedKey {
             slot: u32::try_from(self.slot).ok().and_then(KeyslotId::new)?,

@@ -210,7 +210,7 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     match kinds.len() {
         0 => f.error(
             path,
-            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm, prompt, recovery (nodeID takes `nodeID: {{}}`)", k.slot),
+            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm, prompt, recovery, threshold (nodeID takes `nodeID: {{}}`)", k.slot),
         ),
         1 => {}
         _ => f.error(
@@ -219,21 +219,83 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
         ),
     }
     check_lock_to_state(k, path, is_state, f);
-    if let Some(s) = &k.static_key {
+    check_unattended(
+        k.static_key.as_ref(),
+        k.kms.as_ref(),
+        k.tpm.as_ref(),
+        path,
+        f,
+    );
+    if let Some(p) = &k.prompt {
+        check_prompt(p, &format!("{path}.prompt"), f);
+    }
+    if let Some(t) = &k.threshold {
+        check_threshold(t, &format!("{path}.threshold"), f);
+    }
+}
+
+/// The parameters of the kinds that open unattended, as a key or a
+/// threshold's member at `path` writes them.
+fn check_unattended(
+    static_key: Option<&crate::StaticKey>,
+    kms: Option<&crate::KmsKey>,
+    tpm: Option<&crate::encryption::TpmKey>,
+    path: &str,
+    f: &mut Findings,
+) {
+    if let Some(s) = static_key {
         check_static_passphrase(
             s.passphrase.expose(),
             &format!("{path}.static.passphrase"),
             f,
         );
     }
-    if let Some(kms) = &k.kms {
+    if let Some(kms) = kms {
         check_kms(kms, &format!("{path}.kms"), f);
     }
-    if let Some(t) = &k.tpm {
+    if let Some(t) = tpm {
         check_tpm(t, path, f);
     }
-    if let Some(p) = &k.prompt {
-        check_prompt(p, &format!("{path}.prompt"), f);
+}
+
+/// 1 to 16 members, each exactly one kind that opens unattended, and
+/// `required` between 1 and their number.
+fn check_threshold(t: &crate::encryption::ThresholdKey, path: &str, f: &mut Findings) {
+    let n = t.keys.len();
+    if !(1..=crate::encryption::MAX_THRESHOLD_MEMBERS).contains(&n) {
+        f.error(
+            format!("{path}.keys"),
+            format!(
+                "a threshold has 1 to {} member keys; this one has {n}",
+                crate::encryption::MAX_THRESHOLD_MEMBERS
+            ),
+        );
+    }
+    if usize::try_from(t.required).map_or(true, |r| r == 0 || r > n) {
+        f.error(
+            format!("{path}.required"),
+            format!(
+                "required is {}; it must be 1 to the number of member keys ({n})",
+                t.required
+            ),
+        );
+    }
+    for (i, m) in t.keys.iter().enumerate() {
+        let at = format!("{path}.keys[{i}]");
+        let kinds = m.kinds_set();
+        if kinds.len() != 1 {
+            f.error(
+                &at,
+                format!("a member has exactly one kind of static, nodeID, kms, tpm (members open unattended; a threshold holds no threshold); this one has {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }),
+            );
+        }
+        check_unattended(
+            m.static_key.as_ref(),
+            m.kms.as_ref(),
+            m.tpm.as_ref(),
+            &at,
+            f,
+        );
     }
 }
 
