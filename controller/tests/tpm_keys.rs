@@ -143,3 +143,48 @@ fn a_tpm_slot_whose_pcrs_changed_is_resealed_and_the_next_run_unlocks_by_tpm() {
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm"]));
     assert_eq!(o["kdf_runs"], 1);
 }
+
+/// Two of (tpm, nodeID, static) on swtpm: the TPM member's share is sealed
+/// to PCR 7 and opens in a fresh process (one KDF run). After PCR 7
+/// changes, the other two still open it and the plan names the TPM member
+/// and what it met; with one of those two wrong as well, nothing opens and
+/// the error names the TPM member's PCR change.
+#[test]
+fn a_threshold_with_a_tpm_member_opens_without_it_after_a_pcr_change() {
+    let tpm = Swtpm::start();
+    let img = image(40);
+    let member = |third: &str| {
+        format!("{{slot: 0, threshold: {{required: 2, keys: [{{tpm: {{options: {{pcrs: [7]}}}}}}, {{nodeID: {{}}}}, {{static: {{passphrase: {third}}}}}]}}}}")
+    };
+    let cfg = config(img.dir.path(), "t.yaml", &[&member("member-pass")]);
+    json_ok(&converge(&img.path, &cfg, &tpm));
+    let token = first_token(&img.path);
+    assert_eq!(token["data"]["members"][0]["kind"], "tpm", "{token}");
+    assert!(
+        token["data"]["members"][0]["data"]["private"].is_string(),
+        "{token}"
+    );
+    let o = json_ok(&converge(&img.path, &cfg, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "threshold"]), "{o}");
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+
+    tpm.extend_pcr(7);
+    let o = json_ok(&converge(&img.path, &cfg, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "threshold"]), "{o}");
+    let report = o["plan"]["notes"][0]["report"].as_str().unwrap_or_default();
+    assert!(
+        report.contains("member 0 (tpm)") && report.contains("PCR values changed"),
+        "{o}"
+    );
+
+    let wrong = config(img.dir.path(), "w.yaml", &[&member("other-pass")]);
+    let before = sha256_file(&img.path);
+    let o = converge(&img.path, &wrong, &tpm);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("member 0 (tpm)") && err.contains("PCR values changed"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&img.path), before, "nothing written");
+}

@@ -105,29 +105,93 @@ async fn share_of(
     sealed_share::open(&entry.share.0, pass.expose(), i, entry.kind).map_err(|e| e.to_string())
 }
 
-/// Which members gave their share, and what the others did, when one
-/// failed or had not answered (`None`: every member answered).
-fn report(
-    token: &ThresholdTokenData,
-    gave: &[usize],
-    failed: &[String],
-    asked: &[usize],
-) -> Option<String> {
-    let waiting = asked
-        .iter()
-        .filter(|i| {
-            !gave.contains(i)
-                && !failed
-                    .iter()
-                    .any(|f| f.starts_with(&format!("member {i} ")))
-        })
-        .map(|&i| format!("{}: no answer yet", member(i, token.members[i].kind)));
-    let others: Vec<String> = failed.iter().cloned().chain(waiting).collect();
-    let gave: Vec<String> = gave
-        .iter()
-        .map(|&i| member(i, token.members[i].kind))
-        .collect();
-    (!others.is_empty()).then(|| format!("{} answered; {}", gave.join(", "), others.join("; ")))
+/// What the members asked did, as their answers come.
+struct Answers<'t> {
+    token: &'t ThresholdTokenData,
+    /// The token entries asked (paired with a member of the config).
+    asked: Vec<usize>,
+    /// Shares opened, with their entry.
+    shares: Vec<(usize, shamir::Share)>,
+    /// Entries that failed, and why.
+    failed: Vec<(usize, String)>,
+}
+
+impl<'t> Answers<'t> {
+    fn new(token: &'t ThresholdTokenData, asked: Vec<usize>) -> Self {
+        Answers {
+            token,
+            asked,
+            shares: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    fn name(&self, i: usize) -> String {
+        member(i, self.token.members[i].kind)
+    }
+
+    fn record(&mut self, i: usize, got: Result<shamir::Share, String>) {
+        match got {
+            Ok(share) => self.shares.push((i, share)),
+            Err(why) => self.failed.push((i, why)),
+        }
+    }
+
+    fn answered(&self, i: usize) -> bool {
+        self.shares.iter().any(|(j, _)| *j == i) || self.failed.iter().any(|(j, _)| *j == i)
+    }
+
+    /// Whether a member made on this node (a TPM, not a key server) has
+    /// not answered yet.
+    fn waiting_here(&self) -> bool {
+        let here = |i: &&usize| !self.token.members[**i].kind.asks_a_server();
+        self.asked.iter().filter(here).any(|i| !self.answered(*i))
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failed
+            .iter()
+            .map(|(i, why)| format!("{}: {why}", self.name(*i)))
+            .collect()
+    }
+
+    /// Which members gave their share, and what the others did, when one
+    /// failed or had not answered (`None`: every member answered).
+    fn report(&self) -> Option<String> {
+        let waiting = self
+            .asked
+            .iter()
+            .filter(|i| !self.answered(**i))
+            .map(|&i| format!("{}: no answer yet", self.name(i)));
+        let others: Vec<String> = self.failures().into_iter().chain(waiting).collect();
+        let gave: Vec<String> = self.shares.iter().map(|(i, _)| self.name(*i)).collect();
+        (!others.is_empty()).then(|| format!("{} answered; {}", gave.join(", "), others.join("; ")))
+    }
+
+    /// Why too few shares opened.
+    fn too_few(&self) -> ProviderError {
+        let mut why = self.failures();
+        let unpaired = self.token.members.len() - self.asked.len();
+        if unpaired > 0 {
+            why.push(format!(
+                "{unpaired} member(s) of the slot are no longer in the config"
+            ));
+        }
+        unavailable(format!(
+            "{} of {} members needed, {} gave their share: {}",
+            self.token.required,
+            self.token.members.len(),
+            self.shares.len(),
+            why.join("; ")
+        ))
+    }
+
+    /// The slot's passphrase from the shares.
+    fn secret(&self) -> Result<Passphrase, ProviderError> {
+        let shares: Vec<shamir::Share> = self.shares.iter().map(|(_, s)| s.clone()).collect();
+        let secret = shamir::combine(&shares).map_err(|e| unavailable(e.to_string()))?;
+        Ok(passphrase(&secret))
+    }
 }
 
 #[async_trait]
@@ -174,50 +238,32 @@ impl KeyProvider for ThresholdProvider {
         let KeyData::Threshold(token) = token_data else {
             return Err(bad_token(KeySource::Threshold, token_data));
         };
-        let required = usize::from(token.required);
         let pairs = self.pairs(token);
-        let asked: Vec<usize> = pairs.iter().map(|(i, _)| *i).collect();
+        let mut answers = Answers::new(token, pairs.iter().map(|(i, _)| *i).collect());
         let mut asking: FuturesUnordered<_> = pairs
             .into_iter()
             .map(|(i, p)| async move { (i, share_of(p, ctx, i, &token.members[i]).await) })
             .collect();
-        let (mut shares, mut gave, mut failed) = (Vec::new(), Vec::new(), Vec::new());
         while let Some((i, got)) = asking.next().await {
-            match got {
-                Ok(share) => {
-                    shares.push(share);
-                    gave.push(i);
+            answers.record(i, got);
+            if answers.shares.len() == usize::from(token.required) {
+                // The members made on this node (a TPM) are heard out, so
+                // that a PCR change shows before the member is needed; the
+                // key servers are not waited for.
+                loop {
+                    let next = if answers.waiting_here() {
+                        asking.next().await
+                    } else {
+                        asking.next().now_or_never().flatten()
+                    };
+                    let Some((i, got)) = next else { break };
+                    answers.record(i, got);
                 }
-                Err(why) => failed.push(format!("{}: {why}", member(i, token.members[i].kind))),
-            }
-            if shares.len() == required {
-                let secret = shamir::combine(&shares).map_err(|e| unavailable(e.to_string()))?;
-                // The members that answer at once (made here) say what
-                // they would have; the others are not waited for.
-                while let Some(Some((i, got))) = asking.next().now_or_never() {
-                    match got {
-                        Ok(_) => gave.push(i),
-                        Err(why) => {
-                            failed.push(format!("{}: {why}", member(i, token.members[i].kind)))
-                        }
-                    }
-                }
-                self.report.set(report(token, &gave, &failed, &asked));
-                return Ok(passphrase(&secret));
+                self.report.set(answers.report());
+                return answers.secret();
             }
         }
-        let unpaired = token.members.len() - asked.len();
-        if unpaired > 0 {
-            failed.push(format!(
-                "{unpaired} member(s) of the slot are no longer in the config"
-            ));
-        }
-        Err(unavailable(format!(
-            "{required} of {} members needed, {} gave their share: {}",
-            token.members.len(),
-            shares.len(),
-            failed.join("; ")
-        )))
+        Err(answers.too_few())
     }
 
     fn binding_material(&self, ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
