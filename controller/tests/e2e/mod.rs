@@ -10,6 +10,7 @@ mod kms;
 mod node_api;
 mod provision;
 mod rotation;
+mod threshold;
 mod tpm;
 
 /// The suite's configs (files beside its scenarios) are valid, so a VM
