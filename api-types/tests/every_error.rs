@@ -226,3 +226,19 @@ fn a_threshold_is_checked_member_by_member_and_a_good_one_resolves() {
     let kinds: Vec<&str> = members.iter().map(api_types::KeyKind::name).collect();
     assert_eq!(kinds, ["tpm", "kms", "nodeID"]);
 }
+
+#[test]
+fn a_static_member_of_a_threshold_on_state_is_warned_about_as_a_static_key_is() {
+    let doc = |allow: &str| {
+        format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks2\n{allow}  keys:\n    - slot: 0\n      threshold: {{required: 1, keys: [{{nodeID: {{}}}}, {{static: {{passphrase: on-meta}}}}]}}\n")
+    };
+    let p = parse_str("s.yaml", &doc(""));
+    assert!(!p.has_errors(), "{:?}", messages(&p));
+    let all = messages(&p).join("\n");
+    assert!(
+        all.contains("encryption.keys[0].threshold.keys[1].static: a static member on STATE is stored in clear on the META partition"),
+        "{all}"
+    );
+    let p = parse_str("s.yaml", &doc("  allowStaticKeyOnState: true\n"));
+    assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
+}

@@ -473,11 +473,21 @@ fn check_key_strength(e: &Encryption, label: &str, f: &mut Findings) {
             ),
         );
     }
+    if !is_state || e.allow_static_key_on_state == Some(true) {
+        return;
+    }
     for (i, k) in e.keys.iter().enumerate() {
-        if is_state && k.static_key.is_some() && e.allow_static_key_on_state != Some(true) {
+        if k.static_key.is_some() {
             f.warn(
                 format!("encryption.keys[{i}].static"),
                 "a static key on STATE is stored in clear on the META partition: anyone with the disk can open STATE; set encryption.allowStaticKeyOnState: true to silence this warning",
+            );
+        }
+        let members = k.threshold.iter().flat_map(|t| t.keys.iter().enumerate());
+        for (j, _) in members.filter(|(_, m)| m.static_key.is_some()) {
+            f.warn(
+                format!("encryption.keys[{i}].threshold.keys[{j}].static"),
+                "a static member on STATE is stored in clear on the META partition: anyone with the disk has that member's share; set encryption.allowStaticKeyOnState: true to silence this warning",
             );
         }
     }
