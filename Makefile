@@ -47,7 +47,7 @@ test: deps
 ## e2e: the VM suite (real dm-crypt, mkfs, mount under qemu with Debian's kernel).
 e2e: deps
 	mkdir -p target; $(CARGO) test -p volctl-controller --test e2e_vm -- --ignored --test-threads=1 --nocapture 2>&1 | tee target/e2e.log | grep -E '^(SCENARIO|test |test result)'; \
-	test $${PIPESTATUS[0]} -eq 0
+	rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || scripts/e2e-failures.sh target/e2e.log; exit $$rc
 
 lint:
 	$(CARGO) fmt --all --check

@@ -389,6 +389,27 @@ impl Vm {
         let l = self.partition(label);
         common::opens(l.path(), slot, pass)
     }
+
+    /// What `cryptsetup open --test-passphrase` said, for a failure message:
+    /// its exit status (2: no key with this passphrase) and its errors.
+    pub(crate) fn why_not_opened(&self, label: &str, slot: u32, pass: &[u8]) -> String {
+        let l = self.partition(label);
+        let slot_arg = slot.to_string();
+        let args = [
+            "open",
+            "--test-passphrase",
+            "--key-file",
+            "-",
+            "--key-slot",
+            &slot_arg,
+        ];
+        let out = common::cryptsetup_with_pass(&args, l.path(), &[], pass);
+        format!(
+            "cryptsetup on slot {slot}: {} {}",
+            out.status,
+            text(&out.stderr)
+        )
+    }
 }
 
 /// swtpm serving one qemu run as its TPM (`-tpmdev emulator`); its state

@@ -100,11 +100,18 @@ fn power_cut_at_every_step_of_a_rotation_leaves_old_or_new_keys_working() {
                 cuts += 1;
                 let ok =
                     vm.opens("EPHEMERAL", 0, b"old-pass") || vm.opens("EPHEMERAL", 1, b"new-pass");
-                assert!(ok, "step {step}, cut after {n} write(s): neither the old nor the new key opens EPHEMERAL");
+                assert!(
+                    ok,
+                    "step {step}, cut after {n} write(s): neither the old nor the new key opens EPHEMERAL\n{}\n{}\n{}\n{}",
+                    vm.why_not_opened("EPHEMERAL", 0, b"old-pass"),
+                    vm.why_not_opened("EPHEMERAL", 1, b"new-pass"),
+                    vm.luks_dump("EPHEMERAL"),
+                    b.log
+                );
                 continue;
             }
             assert!(b.all_ready(), "step {step}: {}", b.log);
-            assert_eq!(b.section("files"), "survives\n");
+            assert_eq!(b.section("files"), "survives\n", "step {step}: {}", b.log);
             done = true;
             break;
         }
