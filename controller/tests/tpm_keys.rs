@@ -188,3 +188,175 @@ fn a_threshold_with_a_tpm_member_opens_without_it_after_a_pcr_change() {
     );
     assert_eq!(sha256_file(&img.path), before, "nothing written");
 }
+
+/// PCR 7's value after `Swtpm::extend_pcr(7)`, read and computed ahead.
+fn pcr7_after_one_extension(tpm: &Swtpm) -> String {
+    let opts = providers::TpmOptions {
+        tcti: tpm.tcti(),
+        efivars_dir: "/nonexistent".into(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let now = rt.block_on(providers::tpm::read_pcrs(&opts, &[7])).unwrap();
+    let future = providers::tpm::policy::extended(&now.0[&7], &providers::test_swtpm::MEASUREMENT);
+    hex::encode(future)
+}
+
+fn plan(img: &Path, cfg: &Path, tpm: &Swtpm) -> Output {
+    let (img, cfg) = (img.display().to_string(), cfg.display().to_string());
+    let tcti = tpm.tcti();
+    volctl(&[
+        "plan",
+        "--volume",
+        "EPHEMERAL",
+        "--device",
+        &img,
+        "-f",
+        &cfg,
+        "-o",
+        "json",
+        "--tpm-tcti",
+        &tcti,
+    ])
+}
+
+fn tpm_allow(img: &Path, cfg: &Path, tpm: &Swtpm, pcr: &str, extra: &[&str]) -> Output {
+    let (img, cfg) = (img.display().to_string(), cfg.display().to_string());
+    let mut args = vec![
+        "tpm",
+        "allow",
+        "--volume",
+        "EPHEMERAL",
+        "--device",
+        &img,
+        "-f",
+        &cfg,
+        "--pcr",
+        pcr,
+        "-o",
+        "json",
+    ];
+    let tcti = tpm.tcti();
+    args.extend_from_slice(&["--tpm-tcti", &tcti]);
+    args.extend_from_slice(extra);
+    volctl(&args)
+}
+
+/// `volctl tpm allow` ahead of a known update: only the TPM slot's token is
+/// written (keyslots untouched, one KDF run); after the update the TPM key
+/// opens the volume unattended in a fresh process, and that converge
+/// narrows it back to the new values (a token rewrite, no KDF run beyond
+/// the unlock); the value allowed is the only new one that opens.
+#[test]
+fn a_known_update_allowed_ahead_opens_by_tpm_and_the_next_converge_narrows_the_key() {
+    let tpm = Swtpm::start();
+    let img = image(40);
+    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
+    json_ok(&converge(&img.path, &both, &tpm));
+    let keyslots = dump(&img.path)["keyslots"].to_string();
+    let pcr = format!("7={}", pcr7_after_one_extension(&tpm));
+
+    let before = sha256_file(&img.path);
+    let o = json_ok(&tpm_allow(&img.path, &both, &tpm, &pcr, &["--dry-run"]));
+    let actions = o["plan"]["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{o}");
+    assert_eq!(actions[0]["action"], "write-token", "{o}");
+    assert_eq!(actions[0]["slot"], 0, "{o}");
+    assert!(
+        actions[0]["reason"].as_str().unwrap().contains("PCR 7 = "),
+        "{o}"
+    );
+    assert_eq!(sha256_file(&img.path), before, "a dry run writes nothing");
+
+    let o = json_ok(&tpm_allow(&img.path, &both, &tpm, &pcr, &[]));
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    assert_eq!(
+        dump(&img.path)["keyslots"].to_string(),
+        keyslots,
+        "keyslots untouched"
+    );
+    let token = first_token(&img.path);
+    assert_eq!(
+        token["data"]["allowed"].as_array().unwrap().len(),
+        2,
+        "{token}"
+    );
+
+    // Before the update, converging keeps the allowance.
+    let o = json_ok(&converge(&img.path, &both, &tpm));
+    assert!(o["plan"]["actions"].as_array().unwrap().is_empty(), "{o}");
+
+    // After it, the TPM key alone opens the volume (a fresh process, one
+    // KDF run), and the plan narrows it.
+    tpm.extend_pcr(7);
+    let only_tpm = config(img.dir.path(), "tpm.yaml", &[TPM]);
+    let o = json_ok(&plan(&img.path, &only_tpm, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm"]), "{o}");
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    let o = json_ok(&converge(&img.path, &both, &tpm));
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    let actions = o["plan"]["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{o}");
+    assert_eq!(actions[0]["action"], "write-token", "{o}");
+    assert_eq!(actions[0]["slot"], 0, "{o}");
+    assert!(
+        actions[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("volctl tpm allow"),
+        "{o}"
+    );
+    assert!(first_token(&img.path)["data"].get("allowed").is_none());
+    assert_eq!(
+        dump(&img.path)["keyslots"].to_string(),
+        keyslots,
+        "keyslots untouched"
+    );
+    assert!(opens(&img.path, 1, b"fallback-pass"));
+    let o = json_ok(&plan(&img.path, &only_tpm, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm"]), "{o}");
+    let o = json_ok(&converge(&img.path, &both, &tpm));
+    assert!(o["plan"]["actions"].as_array().unwrap().is_empty(), "{o}");
+
+    // A value nobody allowed: the static key opens and the slot is resealed.
+    tpm.extend_pcr(7);
+    let o = json_ok(&converge(&img.path, &both, &tpm));
+    assert_eq!(o["unlocked_by"], serde_json::json!([1, "static"]), "{o}");
+    assert_eq!(o["plan"]["actions"][0]["action"], "reseal", "{o}");
+}
+
+#[test]
+fn allowing_values_for_a_pcr_the_key_is_not_sealed_to_is_refused_and_writes_nothing() {
+    let tpm = Swtpm::start();
+    let img = image(40);
+    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
+    json_ok(&converge(&img.path, &both, &tpm));
+    let before = sha256_file(&img.path);
+    let o = tpm_allow(
+        &img.path,
+        &both,
+        &tpm,
+        &format!("4={}", "00".repeat(32)),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("slot 0: tpm key: PCR 4 is not one it is sealed to (PCR 7)"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&img.path), before);
+    let only_static = config(img.dir.path(), "static.yaml", &[STATIC]);
+    let o = tpm_allow(
+        &img.path,
+        &only_static,
+        &tpm,
+        &format!("7={}", "00".repeat(32)),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("none of its slots holds a tpm key of this config"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&img.path), before);
+}

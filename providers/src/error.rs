@@ -41,6 +41,14 @@ pub enum ProviderError {
         /// Why.
         reason: String,
     },
+    /// What was asked of the key cannot be done (the reason says why).
+    #[error("{kind} key: {reason}")]
+    Refused {
+        /// The key kind.
+        kind: api_types::KeySource,
+        /// Why.
+        reason: String,
+    },
     /// The slot's token does not hold what this provider needs.
     #[error("{kind} token is malformed: {reason}")]
     BadToken {

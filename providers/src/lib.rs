@@ -20,7 +20,7 @@ mod salted;
 mod sealed_key;
 mod static_key;
 pub mod threshold;
-mod tpm;
+pub mod tpm;
 
 pub use ::kms::client::ClientOptions as KmsClientOptions;
 pub use error::ProviderError;
@@ -37,7 +37,7 @@ pub use provider::{Enrolled, KeyContext, KeyProvider};
 pub use recovery::RecoveryHandover;
 pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
-pub use sealed_key::{Base64Bytes, KmsTokenData, TpmTokenData};
+pub use sealed_key::{Base64Bytes, KmsTokenData, PcrValueSet, TpmTokenData};
 pub use static_key::StaticProvider;
 pub use threshold::{ThresholdProvider, ThresholdTokenData};
 pub use tpm::{secure_boot_enabled, TpmOptions, TpmProvider, DEFAULT_TCTI};

@@ -44,6 +44,19 @@ pub trait KeyProvider: Send + Sync {
     /// salt). A change here means the slot must be re-enrolled.
     fn binding_material(&self, ctx: &KeyContext) -> Result<Passphrase, ProviderError>;
 
+    /// The token data this key should have from now on, when its own rules
+    /// say to rewrite it for the same passphrase (no new keyslot, no KDF
+    /// run): a TPM key sealed to "these values or those" once the machine
+    /// has one of them. `None`: keep the token. Asked after the volume is
+    /// unlocked.
+    async fn refresh(
+        &self,
+        _ctx: &KeyContext,
+        _token_data: &KeyData,
+    ) -> Result<Option<KeyData>, ProviderError> {
+        Ok(None)
+    }
+
     /// What the last [`Self::recover`] met that a person should see though
     /// it succeeded (no secret), e.g. which key servers answered and which
     /// did not.

@@ -78,6 +78,13 @@ impl KeyProvider for SaltedProvider {
         m.append(salt.expose());
         Ok(m)
     }
+    async fn refresh(
+        &self,
+        ctx: &KeyContext,
+        token_data: &KeyData,
+    ) -> Result<Option<KeyData>, ProviderError> {
+        self.inner.refresh(ctx, token_data).await
+    }
     fn report(&self) -> Option<String> {
         self.inner.report()
     }

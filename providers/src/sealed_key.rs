@@ -64,10 +64,19 @@ pub struct TpmTokenData {
     pub pcrs: Vec<u32>,
     /// PCR bank.
     pub hash: String,
-    /// The PolicyPCR digest, hex.
+    /// The object's policy digest, hex: PolicyPCR's, or with `allowed`,
+    /// PolicyOR's over a PolicyPCR digest per value set.
     #[serde(rename = "policyDigest")]
     pub policy_digest: String,
+    /// The value sets it is sealed to, when more than one (`volctl tpm
+    /// allow`): the values when it was sealed first, then the allowed ones.
+    /// Empty: sealed to the values the PCRs had (PolicyPCR alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<PcrValueSet>,
 }
+
+/// One set of SHA-256 PCR values: PCR number → value (hex).
+pub type PcrValueSet = std::collections::BTreeMap<u32, String>;
 
 /// The `BadToken` error for a token of `kind` whose data is not its kind's.
 pub(crate) fn bad_token(kind: api_types::KeySource, data: &KeyData) -> ProviderError {

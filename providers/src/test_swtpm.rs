@@ -5,6 +5,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// What [`Swtpm::extend_pcr`] measures into a PCR.
+pub const MEASUREMENT: [u8; 32] = [0xab; 32];
+
 /// A running swtpm.
 pub struct Swtpm {
     child: Child,
@@ -85,7 +88,7 @@ impl Swtpm {
         // A minute at most: a wait for ever would hang the tests.
         let st = isolated("timeout")
             .args(["60", "tpm2_pcrextend"])
-            .arg(format!("{pcr}:sha256={}", "ab".repeat(32)))
+            .arg(format!("{pcr}:sha256={}", hex::encode(MEASUREMENT)))
             .env("TPM2TOOLS_TCTI", self.tcti())
             .status()
             .expect("tpm2-tools is installed (apt-get install tpm2-tools)");

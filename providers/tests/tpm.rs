@@ -1,8 +1,13 @@
 //! The tpm provider against swtpm: seal and unseal, a changed PCR, no PCR
 //! policy, and Secure Boot checking at enrolment.
 
-use providers::test_swtpm::Swtpm;
+use providers::test_swtpm::{Swtpm, MEASUREMENT};
+use providers::tpm::{
+    self,
+    policy::{extended, pcr_policy, PcrValues},
+};
 use providers::{KeyContext, KeyProvider, ProviderError, TpmOptions, TpmProvider};
+use providers::{KeyData, TpmTokenData};
 
 fn ctx() -> KeyContext {
     KeyContext {
@@ -110,4 +115,84 @@ async fn an_absent_tpm_is_a_clear_error() {
     );
     let e = p.enroll(&ctx()).await.unwrap_err();
     assert!(e.to_string().contains("cannot open the TPM"), "{e}");
+}
+
+fn options(tpm: &Swtpm) -> TpmOptions {
+    TpmOptions {
+        tcti: tpm.tcti(),
+        efivars_dir: "/nonexistent".into(),
+    }
+}
+
+fn tpm_data(d: &KeyData) -> &TpmTokenData {
+    let KeyData::Tpm(t) = d else { panic!("{d:?}") };
+    t
+}
+
+#[tokio::test]
+async fn a_known_update_allowed_ahead_opens_after_it_and_the_key_narrows_back() {
+    let tpm = Swtpm::start();
+    let opts = options(&tpm);
+    let p = provider(&tpm, vec![7], false, std::path::Path::new("/nonexistent"));
+    let e = p.enroll(&ctx()).await.unwrap();
+    let sealed = tpm_data(&e.token_data);
+    // The digest computed in software is the one the TPM's trial made.
+    let now = tpm::read_pcrs(&opts, &[7]).await.unwrap();
+    assert_eq!(hex::encode(pcr_policy(&now)), sealed.policy_digest);
+
+    let future = PcrValues([(7, extended(&now.0[&7], &MEASUREMENT))].into());
+    let allowed = tpm::allow(&opts, sealed, &future).await.unwrap();
+    assert_eq!(allowed.allowed.len(), 2, "{allowed:?}");
+    assert_eq!(allowed.pcrs, [7]);
+    let allowed = KeyData::Tpm(allowed);
+    assert_eq!(p.recover(&ctx(), &allowed).await.unwrap(), e.passphrase);
+    assert!(
+        p.refresh(&ctx(), &allowed).await.unwrap().is_none(),
+        "nothing to narrow before the update"
+    );
+
+    tpm.extend_pcr(7);
+    let err = p.recover(&ctx(), &e.token_data).await.unwrap_err();
+    assert!(matches!(err, ProviderError::PcrMismatch { .. }), "{err}");
+    assert_eq!(p.recover(&ctx(), &allowed).await.unwrap(), e.passphrase);
+
+    let narrow = p
+        .refresh(&ctx(), &allowed)
+        .await
+        .unwrap()
+        .expect("narrowed");
+    let t = tpm_data(&narrow);
+    assert!(t.allowed.is_empty(), "{t:?}");
+    assert_eq!(t.policy_digest, hex::encode(pcr_policy(&future)));
+    assert_eq!(p.recover(&ctx(), &narrow).await.unwrap(), e.passphrase);
+    assert!(p.refresh(&ctx(), &narrow).await.unwrap().is_none());
+
+    // Values allowed by neither: both refuse, as a PCR change.
+    tpm.extend_pcr(7);
+    for d in [&allowed, &narrow] {
+        let err = p.recover(&ctx(), d).await.unwrap_err();
+        assert!(matches!(err, ProviderError::PcrMismatch { .. }), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn allowing_a_pcr_the_key_is_not_sealed_to_or_a_key_with_no_pcrs_is_refused() {
+    let tpm = Swtpm::start();
+    let opts = options(&tpm);
+    let p = provider(&tpm, vec![7], false, std::path::Path::new("/nonexistent"));
+    let e = p.enroll(&ctx()).await.unwrap();
+    let other = PcrValues([(4, [1; 32])].into());
+    let err = tpm::allow(&opts, tpm_data(&e.token_data), &other)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tpm key: PCR 4 is not one it is sealed to (PCR 7)"
+    );
+    let none = provider(&tpm, vec![], false, std::path::Path::new("/nonexistent"));
+    let e = none.enroll(&ctx()).await.unwrap();
+    let err = tpm::allow(&opts, tpm_data(&e.token_data), &other)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("sealed to no PCR"), "{err}");
 }

@@ -12,7 +12,7 @@ pub mod remote;
 use crate::commands::{
     apply_config, boot, close, completion, converge, disable_encryption, disks, enable_encryption,
     gen, keyslot_unlock, kms_server, man_pages, meta, passphrase, plan, provision, reboot,
-    recovery_key, reencrypt_online, reset, rotate_volume_key, schema, serve, status, unlock,
+    recovery_key, reencrypt_online, reset, rotate_volume_key, schema, serve, status, tpm, unlock,
     validate, version,
 };
 use clap::{Parser, Subcommand};
@@ -64,6 +64,9 @@ pub enum Command {
     /// Re-encrypt a volume to a new volume key (offline), keeping every configured key.
     #[command(after_help = rotate_volume_key::HELP)]
     RotateVolumeKey(rotate_volume_key::Args),
+    /// Let TPM keys open the volume with the PCR values a known update will bring.
+    #[command(subcommand, after_help = tpm::HELP)]
+    Tpm(tpm::Args),
     /// The process an online reencryption runs in (started by `volctl boot`).
     #[command(hide = true)]
     ReencryptOnline(reencrypt_online::Args),

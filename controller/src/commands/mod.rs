@@ -26,6 +26,7 @@ pub mod rotate_volume_key;
 pub mod schema;
 pub mod serve;
 pub mod status;
+pub mod tpm;
 pub mod unlock;
 pub mod validate;
 pub mod version;
@@ -61,6 +62,7 @@ pub fn exec(mut command: Command, before_verb: RemoteArgs) -> Result<Exit> {
         Command::DisableEncryption(a) => disable_encryption::exec(a),
         Command::RecoveryKey(a) => recovery_key::exec(a),
         Command::RotateVolumeKey(a) => rotate_volume_key::exec(a),
+        Command::Tpm(a) => tpm::exec(a),
         Command::ReencryptOnline(a) => reencrypt_online::exec(a),
         Command::KeyslotUnlock(a) => keyslot_unlock::exec(a),
         Command::Boot(a) => boot::exec(a),

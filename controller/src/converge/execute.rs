@@ -36,6 +36,9 @@ pub(super) struct Executor<'a> {
     pub device: &'a Arc<dyn LuksDevice>,
     /// Keys already in hand, by the slot they are for (asked for no more).
     pub premade: BTreeMap<KeyslotId, Passphrase>,
+    /// New token data for slots whose keys refreshed it (else a rewritten
+    /// token keeps the data it has).
+    pub tokens: BTreeMap<KeyslotId, providers::KeyData>,
     /// The slot that opened the volume and its passphrase (a resumed
     /// encryption starts by it).
     pub unlock: Option<(KeyslotId, Passphrase)>,
@@ -266,7 +269,10 @@ impl Executor<'_> {
         let h = self
             .header
             .expect("tokens are rewritten on existing headers only");
-        let data = h.volctl_token_data(slot);
+        let mut data = h.volctl_token_data(slot);
+        if let Some(key) = self.tokens.get(&slot) {
+            data.key = key.clone();
+        }
         let salt = h
             .keyslot(slot)
             .map(|k| k.kdf.salt().to_string())

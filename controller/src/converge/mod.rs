@@ -22,6 +22,8 @@ mod replace;
 mod rotate;
 pub use replace::{replace_key, ReplaceError};
 pub use rotate::rotate_volume_key;
+mod tpm_allow;
+pub use tpm_allow::allow_tpm_values;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -244,6 +246,9 @@ struct Prepared {
     premade: BTreeMap<KeyslotId, Passphrase>,
     /// The slot that opened the volume, and its passphrase.
     unlock: Option<(KeyslotId, Passphrase)>,
+    /// Token data keys refreshed for their own slots (a TPM key narrowed
+    /// after an allowed update), written by the plan's `WriteToken`.
+    tokens: BTreeMap<KeyslotId, providers::KeyData>,
 }
 
 /// Converges one volume and returns its volume key too, so the caller can
@@ -360,6 +365,7 @@ async fn run_plan(
         volume_key: &p.volume_key,
         device,
         premade: std::mem::take(&mut p.premade),
+        tokens: std::mem::take(&mut p.tokens),
         unlock: p.unlock.clone(),
         encrypted: None,
         run_at,
@@ -441,6 +447,7 @@ async fn prepare_blank(
         unlocked_by: None,
         premade: BTreeMap::new(),
         unlock: None,
+        tokens: BTreeMap::new(),
     })
 }
 
@@ -471,6 +478,7 @@ async fn prepare_in_place(
         unlocked_by: None,
         premade: BTreeMap::new(),
         unlock: None,
+        tokens: BTreeMap::new(),
     })
 }
 
@@ -510,6 +518,7 @@ async fn prepare_existing(
     let probe = unlock::check_tpm_slots(&h, keys, &observed, slot).await;
     plan.notes.extend(probe.notes);
     reseal_changed(&mut plan, keys, probe.pcr_changed);
+    let tokens = refreshed_tokens(&mut plan, keys, probe.refreshed);
     let kind = keys
         .iter()
         .find(|k| k.spec.slot == slot)
@@ -529,6 +538,7 @@ async fn prepare_existing(
         unlocked_by: kind.map(|k| (slot, k)),
         premade,
         unlock: Some((slot, unlocked.passphrase)),
+        tokens,
     })
 }
 
@@ -585,6 +595,21 @@ fn reseal_changed(plan: &mut Plan, keys: &[keys::Key], changed: Vec<KeyslotId>) 
             plan.reseal(slot, key.spec.lock_to_state);
         }
     }
+}
+
+/// Slots whose keys asked for new token data: a `WriteToken` each.
+fn refreshed_tokens(
+    plan: &mut Plan,
+    keys: &[keys::Key],
+    refreshed: Vec<(KeyslotId, providers::KeyData, String)>,
+) -> BTreeMap<KeyslotId, providers::KeyData> {
+    let mut tokens = BTreeMap::new();
+    for (slot, data, reason) in refreshed {
+        let key = keys::key_for(keys, slot);
+        plan.rewrite_token(slot, key.spec.kind.source(), key.spec.lock_to_state, reason);
+        tokens.insert(slot, data);
+    }
+    tokens
 }
 
 /// What opened the volume.

@@ -267,6 +267,7 @@ async fn finish(
         volume_key: new_key,
         device,
         premade: Default::default(),
+        tokens: Default::default(),
         unlock: None,
         encrypted: None,
         run_at,

@@ -265,7 +265,12 @@ impl std::fmt::Display for Attempts {
 pub(super) struct TpmProbe {
     pub notes: Vec<Note>,
     pub pcr_changed: Vec<KeyslotId>,
+    /// Slots whose keys asked for new token data, and why.
+    pub refreshed: Vec<(KeyslotId, providers::KeyData, String)>,
 }
+
+/// Why a TPM key's token is rewritten when its key refreshes it.
+pub(super) const NARROWED: &str = "the TPM key sealed anew to this boot's PCR values, an update `volctl tpm allow` allowed ahead (no other values open it now)";
 
 /// Tries to unseal every TPM slot other than the one that unlocked.
 pub(super) async fn check_tpm_slots(
@@ -275,10 +280,7 @@ pub(super) async fn check_tpm_slots(
     unlocked: KeyslotId,
 ) -> TpmProbe {
     let mut probe = TpmProbe::default();
-    for key in keys
-        .iter()
-        .filter(|k| k.spec.slot != unlocked && k.provider.kind() == KeySource::Tpm)
-    {
+    for key in keys.iter().filter(|k| k.provider.kind() == KeySource::Tpm) {
         let slot = key.spec.slot;
         let in_sync = matches!(
             observed.slots.get(&slot),
@@ -290,17 +292,39 @@ pub(super) async fn check_tpm_slots(
         let Some(token) = token_of(h, observed, slot).filter(|_| in_sync) else {
             continue;
         };
-        if let Err(e) = key.provider.recover(&key.ctx, &token.data.key).await {
-            tracing::warn!(slot = slot.get(), "TPM key unusable: {e}");
-            if matches!(e, providers::ProviderError::PcrMismatch { .. }) {
-                probe.pcr_changed.push(slot);
-            }
-            probe.notes.push(Note::Unusable {
-                slot,
-                kind: KeySource::Tpm,
-                reason: e.to_string(),
-            });
+        let opens = slot == unlocked || probe.unseals(key, slot, &token.data.key).await;
+        if opens {
+            probe.refresh(key, slot, &token.data.key).await;
         }
     }
     probe
+}
+
+impl TpmProbe {
+    /// Whether the TPM unseals the key of `slot`; if not, why, in a note.
+    async fn unseals(&mut self, key: &Key, slot: KeyslotId, data: &providers::KeyData) -> bool {
+        let Err(e) = key.provider.recover(&key.ctx, data).await else {
+            return true;
+        };
+        tracing::warn!(slot = slot.get(), "TPM key unusable: {e}");
+        if matches!(e, providers::ProviderError::PcrMismatch { .. }) {
+            self.pcr_changed.push(slot);
+        }
+        self.notes.push(Note::Unusable {
+            slot,
+            kind: KeySource::Tpm,
+            reason: e.to_string(),
+        });
+        false
+    }
+
+    /// New token data the key of `slot` asks for, if any (a failure to
+    /// make it is a note: the token it has still opens the volume).
+    async fn refresh(&mut self, key: &Key, slot: KeyslotId, data: &providers::KeyData) {
+        match key.provider.refresh(&key.ctx, data).await {
+            Ok(Some(new)) => self.refreshed.push((slot, new, NARROWED.to_string())),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(slot = slot.get(), "TPM key not narrowed: {e}"),
+        }
+    }
 }

@@ -13,12 +13,14 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private,
-    Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
-    SymmetricDefinition, SymmetricDefinitionObject,
+    Digest, DigestList, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder,
+    PcrSlot, Private, Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters,
+    SensitiveData, SymmetricDefinition, SymmetricDefinitionObject,
 };
 use tss_esapi::{Context, TctiNameConf};
 use zeroize::Zeroizing;
+
+use super::policy::{PcrValues, Sha256Digest};
 
 /// The TPM cannot be used now, and why.
 pub(super) fn unavailable(reason: impl Into<String>) -> ProviderError {
@@ -127,6 +129,46 @@ fn pcr_policy_session(
     Ok(policy)
 }
 
+/// A real policy session: PolicyPCR, then PolicyOR over `branches` when
+/// there are several.
+fn policy_session(
+    ctx: &mut Context,
+    pcrs: &[u32],
+    branches: &[Sha256Digest],
+) -> Result<PolicySession, ProviderError> {
+    let policy = pcr_policy_session(ctx, SessionType::Policy, pcrs)?;
+    if branches.len() < 2 {
+        return Ok(policy);
+    }
+    let or = digest_list(branches).and_then(|list| {
+        // The TPM refuses (TPM_RC_VALUE) when the session's digest is none
+        // of the branches: the PCRs hold none of the allowed value sets.
+        ctx.policy_or(policy, list)
+            .map_err(|_| ProviderError::PcrMismatch {
+                what: "PolicyOR: the PCRs hold none of the allowed values".into(),
+            })
+    });
+    match or {
+        Ok(()) => Ok(policy),
+        Err(e) => {
+            flush(
+                ctx,
+                ObjectHandle::from(tss_esapi::handles::SessionHandle::from(policy)),
+            );
+            Err(e)
+        }
+    }
+}
+
+fn digest_list(branches: &[Sha256Digest]) -> Result<DigestList, ProviderError> {
+    let mut list = DigestList::new();
+    for b in branches {
+        let d = Digest::try_from(b.to_vec()).map_err(|e| tpm_err("policy digest", e))?;
+        list.add(d).map_err(|e| tpm_err("policy digest list", e))?;
+    }
+    Ok(list)
+}
+
 fn flush(ctx: &mut Context, h: impl Into<ObjectHandle>) {
     let _ = ctx.flush_context(h.into());
 }
@@ -138,33 +180,63 @@ pub(super) fn seal(
     secret: &[u8],
 ) -> Result<(Sealed, Vec<u8>), ProviderError> {
     let mut ctx = open(tcti)?;
-    let parent = primary(&mut ctx)?;
     let digest = if pcrs.is_empty() {
-        Digest::default()
+        None
     } else {
-        let trial = pcr_policy_session(&mut ctx, SessionType::Trial, pcrs)?;
-        let d = ctx
-            .policy_get_digest(trial)
-            .map_err(|e| tpm_err("reading the policy digest", e));
-        flush(
-            &mut ctx,
-            ObjectHandle::from(tss_esapi::handles::SessionHandle::from(trial)),
-        );
-        d?
+        Some(trial_digest(&mut ctx, pcrs)?)
     };
+    let sealed = seal_in(&mut ctx, digest.clone(), secret)?;
+    Ok((
+        sealed,
+        digest.map(|d| d.value().to_vec()).unwrap_or_default(),
+    ))
+}
+
+/// Seals `secret` under the policy digest `policy` (computed elsewhere,
+/// e.g. "these PCR values or those").
+pub(super) fn seal_to(
+    tcti: &str,
+    policy: &Sha256Digest,
+    secret: &[u8],
+) -> Result<Sealed, ProviderError> {
+    let mut ctx = open(tcti)?;
+    let digest = Digest::try_from(policy.to_vec()).map_err(|e| tpm_err("policy digest", e))?;
+    seal_in(&mut ctx, Some(digest), secret)
+}
+
+/// The PolicyPCR digest of the current values of `pcrs`, by a trial session.
+fn trial_digest(ctx: &mut Context, pcrs: &[u32]) -> Result<Digest, ProviderError> {
+    let trial = pcr_policy_session(ctx, SessionType::Trial, pcrs)?;
+    let d = ctx
+        .policy_get_digest(trial)
+        .map_err(|e| tpm_err("reading the policy digest", e));
+    flush(
+        ctx,
+        ObjectHandle::from(tss_esapi::handles::SessionHandle::from(trial)),
+    );
+    d
+}
+
+/// Seals `secret` under `policy` (`None`: no policy, the empty auth).
+fn seal_in(
+    ctx: &mut Context,
+    policy: Option<Digest>,
+    secret: &[u8],
+) -> Result<Sealed, ProviderError> {
+    let parent = primary(ctx)?;
     let attrs = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_no_da(true)
-        .with_admin_with_policy(!pcrs.is_empty())
-        .with_user_with_auth(pcrs.is_empty())
+        .with_admin_with_policy(policy.is_some())
+        .with_user_with_auth(policy.is_none())
         .build()
         .map_err(|e| tpm_err("sealed object attributes", e))?;
     let public = PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::KeyedHash)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
         .with_object_attributes(attrs)
-        .with_auth_policy(digest.clone())
+        .with_auth_policy(policy.unwrap_or_default())
         .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
         .with_keyed_hash_unique_identifier(Digest::default())
         .build()
@@ -173,20 +245,40 @@ pub(super) fn seal(
     let created = ctx.execute_with_nullauth_session(|ctx| {
         ctx.create(parent, public, None, Some(data), None, None)
     });
-    flush(&mut ctx, parent);
+    flush(ctx, parent);
     let created = created.map_err(|e| tpm_err("sealing", e))?;
-    Ok((
-        Sealed {
-            public: created.out_public,
-            private: created.out_private,
-        },
-        digest.value().to_vec(),
-    ))
+    Ok(Sealed {
+        public: created.out_public,
+        private: created.out_private,
+    })
 }
 
+/// The current SHA-256 values of `pcrs` (read one at a time: a TPM answers
+/// at most eight a call).
+pub(super) fn read_pcrs(tcti: &str, pcrs: &[u32]) -> Result<PcrValues, ProviderError> {
+    let mut ctx = open(tcti)?;
+    let mut values = PcrValues::default();
+    for &p in pcrs {
+        let (_, _, digests) = ctx
+            .pcr_read(pcr_selection(&[p])?)
+            .map_err(|e| tpm_err("reading the PCRs", e))?;
+        let value = digests
+            .value()
+            .first()
+            .and_then(|d| Sha256Digest::try_from(d.value()).ok())
+            .ok_or_else(|| unavailable(format!("the TPM has no SHA-256 value for PCR {p}")))?;
+        values.0.insert(p, value);
+    }
+    Ok(values)
+}
+
+/// Unseals `sealed` under PolicyPCR over `pcrs`, then, when the object is
+/// sealed to several sets of values (`branches`: their PolicyPCR digests),
+/// PolicyOR over them.
 pub(super) fn unseal(
     tcti: &str,
     pcrs: &[u32],
+    branches: &[Sha256Digest],
     sealed: Sealed,
 ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
     let mut ctx = open(tcti)?;
@@ -198,7 +290,7 @@ pub(super) fn unseal(
     let result = if pcrs.is_empty() {
         ctx.execute_with_nullauth_session(|ctx| ctx.unseal(object.into()))
     } else {
-        let policy = match pcr_policy_session(&mut ctx, SessionType::Policy, pcrs) {
+        let policy = match policy_session(&mut ctx, pcrs, branches) {
             Ok(p) => p,
             Err(e) => {
                 flush(&mut ctx, object);

@@ -17,8 +17,11 @@ use tss_esapi::structures::{Private, Public};
 use tss_esapi::traits::{Marshall, UnMarshall};
 use zeroize::Zeroizing;
 
+mod allow;
 mod esapi;
+pub mod policy;
 
+pub use allow::{allow, narrowed};
 use esapi::{seal, tpm_err, unavailable, unseal, Sealed};
 
 /// Default TCTI: the kernel's TPM resource manager.
@@ -75,6 +78,37 @@ pub fn secure_boot_enabled(efivars_dir: &std::path::Path) -> Result<bool, String
         .ok_or_else(|| format!("{} is too short", p.display()))
 }
 
+/// The secret a TPM token seals, unsealed under the PCRs it names (and,
+/// when it allows several value sets, PolicyOR over them).
+async fn unseal_token(
+    options: &TpmOptions,
+    token: &TpmTokenData,
+) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
+    let bad = |reason: &str| ProviderError::BadToken {
+        kind: api_types::KeySource::Tpm,
+        reason: reason.into(),
+    };
+    let public = Public::unmarshall(&token.public.0).map_err(|_| bad("public blob"))?;
+    let private = Private::try_from(token.private.0.clone()).map_err(|_| bad("private blob"))?;
+    // A PCR number beyond 23 is refused (beyond u32, serde refuses it).
+    let pcrs = token.pcrs.clone();
+    if pcrs.iter().any(|p| *p > 23) {
+        return Err(bad("a PCR number outside 0–23"));
+    }
+    let branches = allow::branches(token)?;
+    let tcti = options.tcti.clone();
+    blocking(move || unseal(&tcti, &pcrs, &branches, Sealed { public, private })).await
+}
+
+/// The current SHA-256 values of `pcrs`.
+pub async fn read_pcrs(
+    options: &TpmOptions,
+    pcrs: &[u32],
+) -> Result<policy::PcrValues, ProviderError> {
+    let (tcti, pcrs) = (options.tcti.clone(), pcrs.to_vec());
+    blocking(move || esapi::read_pcrs(&tcti, &pcrs)).await
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ProviderError> + Send + 'static,
 ) -> Result<T, ProviderError> {
@@ -112,6 +146,7 @@ impl KeyProvider for TpmProvider {
                 pcrs: self.pcrs.clone(),
                 hash: "sha256".into(),
                 policy_digest: hex::encode(digest),
+                allowed: vec![],
             }),
         })
     }
@@ -120,24 +155,21 @@ impl KeyProvider for TpmProvider {
         _ctx: &KeyContext,
         token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
-        let bad = |reason: &str| ProviderError::BadToken {
-            kind: api_types::KeySource::Tpm,
-            reason: reason.into(),
-        };
-        let KeyData::Tpm(token) = token_data.clone() else {
+        let KeyData::Tpm(token) = token_data else {
             return Err(bad_token(api_types::KeySource::Tpm, token_data));
         };
-        let public = Public::unmarshall(&token.public.0).map_err(|_| bad("public blob"))?;
-        let private = Private::try_from(token.private.0).map_err(|_| bad("private blob"))?;
-        // Unseal under the PCRs the key was sealed to (the token's list).
-        // A PCR number beyond 23 is refused (beyond u32, serde refuses it).
-        let pcrs = token.pcrs;
-        if pcrs.iter().any(|p| *p > 23) {
-            return Err(bad("a PCR number outside 0–23"));
-        }
-        let tcti = self.options.tcti.clone();
-        let key = blocking(move || unseal(&tcti, &pcrs, Sealed { public, private })).await?;
+        let key = unseal_token(&self.options, token).await?;
         Ok(passphrase(&key))
+    }
+    async fn refresh(
+        &self,
+        _ctx: &KeyContext,
+        token_data: &KeyData,
+    ) -> Result<Option<KeyData>, ProviderError> {
+        let KeyData::Tpm(token) = token_data else {
+            return Err(bad_token(api_types::KeySource::Tpm, token_data));
+        };
+        Ok(narrowed(&self.options, token).await?.map(KeyData::Tpm))
     }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
         let pcrs: Vec<String> = self.pcrs.iter().map(u32::to_string).collect();

@@ -431,6 +431,31 @@ impl Plan {
 }
 
 impl Plan {
+    /// A key asked for new token data for its slot (same passphrase, no
+    /// KDF run): a `WriteToken`, with the token fixes, before removals.
+    pub fn rewrite_token(
+        &mut self,
+        slot: KeyslotId,
+        kind: KeySource,
+        lock_to_state: bool,
+        reason: String,
+    ) {
+        let at = self
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::Remove { .. } | Action::RemoveOrphanToken { .. }))
+            .unwrap_or(self.actions.len());
+        self.actions.insert(
+            at,
+            Action::WriteToken {
+                slot,
+                kind,
+                lock_to_state,
+                reason,
+            },
+        );
+    }
+
     /// A spare slot (holding the key meant for `slot`, see `volctl
     /// passphrase change`) opened the volume: the change was cut short.
     /// Finish it: the key just typed goes to `slot` (added, or replacing

@@ -1,0 +1,104 @@
+//! `volctl tpm allow`: let the TPM keys of a volume open it with PCR values
+//! the machine will have after a planned update, beside today's values.
+
+use super::converge::Target;
+use crate::cli::prelude::runtime;
+use crate::cli::Exit;
+use anyhow::{Context, Result};
+use controller::converge::{allow_tpm_values, open_device, Mode};
+use providers::tpm::policy::{PcrValues, Sha256Digest};
+
+/// Examples shown by `--help`.
+pub const HELP: &str = "Example:\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
+
+/// `volctl tpm` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Args {
+    /// Allow the values PCRs will have after a known update, beside today's.
+    Allow(Box<AllowArgs>),
+}
+
+/// `volctl tpm allow` arguments.
+#[derive(Debug, clap::Args)]
+pub struct AllowArgs {
+    /// The volume.
+    #[command(flatten)]
+    pub target: Target,
+    /// A PCR and the SHA-256 value it will have: `7=<64 hex digits>` (repeat for several PCRs).
+    #[arg(long = "pcr", value_name = "N=HEX", required = true, value_parser = parse_pcr)]
+    pub pcrs: Vec<(u32, Sha256Digest)>,
+    /// Show what would be sealed only (one KDF run, nothing written).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A `--pcr` that is not `N=<64 hex digits>` with N in 0–23.
+#[derive(Debug, thiserror::Error)]
+pub enum BadPcr {
+    /// No `=`.
+    #[error("`{0}` is not N=HEX (e.g. 7=3d45…, 64 hex digits)")]
+    Shape(String),
+    /// Not a PCR number.
+    #[error("`{0}` is not a PCR number (0–23)")]
+    Number(String),
+    /// Not a SHA-256 value.
+    #[error("the value of PCR {0} is not a SHA-256 value (64 hex digits)")]
+    Value(u32),
+}
+
+fn parse_pcr(s: &str) -> Result<(u32, Sha256Digest), BadPcr> {
+    let (n, v) = s.split_once('=').ok_or_else(|| BadPcr::Shape(s.into()))?;
+    let pcr: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p <= 23)
+        .ok_or_else(|| BadPcr::Number(n.into()))?;
+    let value = hex::decode(v.trim())
+        .ok()
+        .and_then(|v| Sha256Digest::try_from(v).ok())
+        .ok_or(BadPcr::Value(pcr))?;
+    Ok((pcr, value))
+}
+
+/// Runs a `volctl tpm` subcommand.
+pub fn exec(args: Args) -> Result<Exit> {
+    match args {
+        Args::Allow(a) => allow(*a),
+    }
+}
+
+fn allow(args: AllowArgs) -> Result<Exit> {
+    let t = &args.target;
+    let (spec, env) = t.spec_and_env()?;
+    let mode = Mode::dry_run_if(args.dry_run);
+    let changes = PcrValues(args.pcrs.iter().copied().collect());
+    let device = open_device(&spec, t.device()?, mode)?;
+    let outcome = runtime()?
+        .block_on(allow_tpm_values(&spec, device, &env, mode, &changes))
+        .with_context(|| format!("volume {}", spec.name))?;
+    t.output
+        .print(&outcome, || controller::render::outcome_text(&outcome))?;
+    Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pcr_is_a_number_and_a_sha256_value() {
+        let v = "ab".repeat(32);
+        assert_eq!(parse_pcr(&format!("7={v}")).unwrap(), (7, [0xab; 32]));
+        for (arg, err) in [
+            ("7", "`7` is not N=HEX (e.g. 7=3d45…, 64 hex digits)"),
+            ("24=00", "`24` is not a PCR number (0–23)"),
+            (
+                "7=abcd",
+                "the value of PCR 7 is not a SHA-256 value (64 hex digits)",
+            ),
+        ] {
+            assert_eq!(parse_pcr(arg).unwrap_err().to_string(), err);
+        }
+    }
+}
