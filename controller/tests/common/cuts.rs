@@ -221,6 +221,17 @@ pub fn isolated_beside(program: &Path, beside: &str) -> Command {
     c
 }
 
+/// [`isolated`], run while holding the lock file `lock` (`flock`): for
+/// cut points that share one device the kernel does not arbitrate, e.g. a
+/// swtpm reached without a resource manager (two processes' objects at
+/// once fill its object slots).
+pub fn isolated_locked(program: &Path, lock: &Path) -> Command {
+    // The shell takes the lock on a descriptor `program` inherits (no
+    // process of its own stays between: the injector counts the writes of
+    // the process it ends in).
+    isolated_beside(program, &format!("exec 9>'{}'; flock 9;", lock.display()))
+}
+
 /// Counts the operation's writes, then cuts it at every one in both modes;
 /// panics with every failing point listed.
 pub fn sweep(inj: &Injector, op: &Operation<'_>) -> Report {
