@@ -22,9 +22,11 @@ pub enum ProviderError {
     MissingSalt,
     /// A TPM refused to unseal because the PCRs it was sealed to changed (a
     /// firmware or Secure Boot database update); re-sealing mends it.
-    #[error("{what}: the PCR values changed since the key was sealed (TPM error 0x99d, policy check failed); another key must open the volume")]
+    #[error(
+        "{what}: the PCR values changed since the key was sealed; another key must open the volume"
+    )]
     PcrMismatch {
-        /// The step that failed.
+        /// The step that failed, and the TPM's answer.
         what: String,
     },
     /// The key kind cannot be used right now (not built in, device absent, server down).

@@ -270,9 +270,11 @@ pub(super) struct TpmProbe {
 }
 
 /// Why a TPM key's token is rewritten when its key refreshes it.
-pub(super) const NARROWED: &str = "the TPM key sealed anew to this boot's PCR values, an update `volctl tpm allow` allowed ahead (no other values open it now)";
+pub(super) const NARROWED: &str = "the TPM key narrowed to the PCR values the machine has now, an update `volctl tpm allow` allowed ahead (the other values no longer open it)";
 
-/// Tries to unseal every TPM slot other than the one that unlocked.
+/// Tries to unseal every TPM slot other than the one that unlocked, and
+/// asks every TPM key that unseals whether its token should change (a key
+/// allowed an update narrows once the update came).
 pub(super) async fn check_tpm_slots(
     h: &Luks2Header,
     keys: &[Key],

@@ -37,7 +37,7 @@ pub(super) fn tpm_err(what: &str, e: tss_esapi::Error) -> ProviderError {
         if rc.kind() == Some(tss_esapi::constants::response_code::Tss2ResponseCodeKind::PolicyFail)
         {
             return ProviderError::PcrMismatch {
-                what: what.to_string(),
+                what: format!("{what} (TPM error 0x99d, policy check failed)"),
             };
         }
     }
@@ -145,7 +145,8 @@ fn policy_session(
         // of the branches: the PCRs hold none of the allowed value sets.
         ctx.policy_or(policy, list)
             .map_err(|_| ProviderError::PcrMismatch {
-                what: "PolicyOR: the PCRs hold none of the allowed values".into(),
+                what: "PolicyOR (TPM error 0x1c4): the PCRs hold none of the value sets allowed"
+                    .into(),
             })
     });
     match or {

@@ -13,7 +13,7 @@ const CC_POLICY_OR: u32 = 0x0000_0171;
 /// TPM_ALG_SHA256.
 const ALG_SHA256: u16 = 0x000B;
 /// Bytes of a PCR selection bitmap (PCRs 0–23).
-const SELECT_BYTES: usize = 3;
+const SELECT_BYTES: u8 = 3;
 /// The most branches TPM2_PolicyOR takes.
 pub const MAX_BRANCHES: usize = 8;
 
@@ -69,13 +69,13 @@ pub fn or_policy(branches: &[Sha256Digest]) -> Sha256Digest {
 
 /// A marshalled TPML_PCR_SELECTION of one SHA-256 bank.
 fn selection(pcrs: &[u32]) -> Vec<u8> {
-    let mut bitmap = [0u8; SELECT_BYTES];
+    let mut bitmap = [0u8; SELECT_BYTES as usize];
     for &p in pcrs {
         bitmap[(p / 8) as usize] |= 1 << (p % 8);
     }
     let mut out = 1u32.to_be_bytes().to_vec();
     out.extend(ALG_SHA256.to_be_bytes());
-    out.push(SELECT_BYTES as u8);
+    out.push(SELECT_BYTES);
     out.extend(bitmap);
     out
 }
