@@ -2,6 +2,7 @@
 //! the machine will have after a planned update, beside today's values.
 
 use super::converge::Target;
+use crate::cli::output::outln;
 use crate::cli::prelude::runtime;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
@@ -9,13 +10,27 @@ use controller::converge::{allow_tpm_values, open_device, Mode};
 use providers::tpm::policy::{PcrValues, Sha256Digest};
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
+pub const HELP: &str = "Example:\n  volctl tpm pcrs --pcr 7            # on a test machine, after the update: 7=<64 hex digits>\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
 
 /// `volctl tpm` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Args {
     /// Allow the values PCRs will have after a known update, beside today's.
     Allow(Box<AllowArgs>),
+    /// Print the current SHA-256 values of PCRs as `N=HEX` lines, the form
+    /// `allow --pcr` takes (run it on a test machine after the update).
+    Pcrs(PcrsArgs),
+}
+
+/// `volctl tpm pcrs` arguments.
+#[derive(Debug, clap::Args)]
+pub struct PcrsArgs {
+    /// A PCR number, 0–23 (repeat for several).
+    #[arg(long = "pcr", value_name = "N", required = true, value_parser = clap::value_parser!(u32).range(0..=23))]
+    pub pcrs: Vec<u32>,
+    /// Where the TPM is.
+    #[command(flatten)]
+    pub tpm: crate::cli::prelude::TpmArgs,
 }
 
 /// `volctl tpm allow` arguments.
@@ -65,7 +80,17 @@ fn parse_pcr(s: &str) -> Result<(u32, Sha256Digest), BadPcr> {
 pub fn exec(args: Args) -> Result<Exit> {
     match args {
         Args::Allow(a) => allow(*a),
+        Args::Pcrs(a) => pcrs(&a),
     }
+}
+
+fn pcrs(args: &PcrsArgs) -> Result<Exit> {
+    let options = args.tpm.options();
+    let values = runtime()?.block_on(providers::tpm::read_pcrs(&options, &args.pcrs))?;
+    for (pcr, value) in &values.0 {
+        outln!("{pcr}={}", hex::encode(value))?;
+    }
+    Ok(Exit::Success)
 }
 
 fn allow(args: AllowArgs) -> Result<Exit> {

@@ -69,5 +69,47 @@ fn tpm_key_opens_ephemeral_and_reseals_itself_after_a_firmware_update() {
     );
     assert_eq!(b.volume("EPHEMERAL")["kdf_runs"], 1);
     assert_eq!(b.section("files"), "tpm-data\n");
-    vm.summary("TPM (swtpm, UEFI) seals EPHEMERAL's key to PCR 0; after a firmware update the recovery key opens it and the slot re-seals itself; the next boot unseals again");
+
+    // The next firmware update (back to the first build) is known ahead:
+    // measured on a machine that has it (here the same VM booted on it,
+    // no volume opened) and allowed on the node; the first boot after the
+    // update opens by TPM, nobody typing, and narrows the key to it.
+    let tcti = "--tpm-tcti device:/dev/tpmrm0";
+    let log = {
+        let _tpm = with_tpm(&mut vm, old.0, old.1);
+        vm.run_job(&format!("volctl tpm pcrs --pcr 0 {tcti}\n"))
+    };
+    let pcr0 = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("0="))
+        .unwrap_or_else(|| panic!("no PCR 0 value in:\n{log}"))
+        .to_string();
+    let allow = format!("volctl tpm allow --volume EPHEMERAL --device /dev/vda3 -f /job/config.yaml --pcr 0={pcr0} {tcti}");
+    let b = boot(&mut vm, new, "", &allow, &[]);
+    assert!(
+        b.log.contains(
+            "~ rewrite token of slot 0: the TPM key sealed to its current PCR values or PCR 0 = "
+        ),
+        "{}",
+        b.log
+    );
+    let b = boot(&mut vm, old, "", files, &[]);
+    assert!(b.all_ready(), "{}", b.log);
+    let ephemeral = b.volume("EPHEMERAL");
+    assert_eq!(
+        ephemeral["unlocked_by"],
+        serde_json::json!([0, "tpm"]),
+        "{}",
+        b.status
+    );
+    assert_eq!(ephemeral["kdf_runs"], 1, "{}", b.status);
+    assert!(
+        ephemeral["changes"]
+            .to_string()
+            .contains("narrowed to the PCR values the machine has now"),
+        "{}",
+        b.status
+    );
+    assert_eq!(b.section("files"), "tpm-data\n");
+    vm.summary("TPM (swtpm, UEFI) seals EPHEMERAL's key to PCR 0; after a firmware update the recovery key opens it and the slot re-seals itself; the next boot unseals again; the next update allowed ahead (`tpm allow`, PCR 0 measured by `tpm pcrs`) opens by TPM, nobody typing, and narrows");
 }
