@@ -94,10 +94,7 @@ fn with_auto_reseal_off_the_static_fallback_opens_and_the_tpm_slot_is_kept() {
 
 #[test]
 fn a_tpm_slot_whose_pcrs_changed_is_resealed_and_the_next_run_unlocks_by_tpm() {
-    let tpm = Swtpm::start();
-    let img = image(40);
-    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
-    json_ok(&converge(&img.path, &both, &tpm));
+    let (tpm, img, both) = tpm_and_static();
     let sealed_before = dump(&img.path)["tokens"].to_string();
 
     // A firmware update changes PCR 7: the static key opens, and the TPM
@@ -126,20 +123,7 @@ fn a_tpm_slot_whose_pcrs_changed_is_resealed_and_the_next_run_unlocks_by_tpm() {
     assert!(o["plan"]["actions"].as_array().unwrap().is_empty(), "{o}");
     assert!(o["plan"]["notes"].as_array().unwrap().is_empty(), "{o}");
     let only_tpm = config(img.dir.path(), "tpm.yaml", &[TPM]);
-    let plan = volctl(&[
-        "plan",
-        "--volume",
-        "EPHEMERAL",
-        "--device",
-        &img.path.display().to_string(),
-        "-f",
-        &only_tpm.display().to_string(),
-        "-o",
-        "json",
-        "--tpm-tcti",
-        &tpm.tcti(),
-    ]);
-    let o = json_ok(&plan);
+    let o = json_ok(&plan(&img.path, &only_tpm, &tpm));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm"]));
     assert_eq!(o["kdf_runs"], 1);
 }
@@ -202,21 +186,17 @@ fn pcr7_after_one_extension(tpm: &Swtpm) -> String {
 }
 
 fn plan(img: &Path, cfg: &Path, tpm: &Swtpm) -> Output {
-    let (img, cfg) = (img.display().to_string(), cfg.display().to_string());
-    let tcti = tpm.tcti();
-    volctl(&[
-        "plan",
-        "--volume",
-        "EPHEMERAL",
-        "--device",
-        &img,
-        "-f",
-        &cfg,
-        "-o",
-        "json",
-        "--tpm-tcti",
-        &tcti,
-    ])
+    plan_json("EPHEMERAL", img, cfg, &["--tpm-tcti", &tpm.tcti()])
+}
+
+/// A swtpm and EPHEMERAL formatted with the TPM key (slot 0) and the
+/// static fallback (slot 1); the config's path.
+fn tpm_and_static() -> (Swtpm, Image, PathBuf) {
+    let tpm = Swtpm::start();
+    let img = image(40);
+    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
+    json_ok(&converge(&img.path, &both, &tpm));
+    (tpm, img, both)
 }
 
 fn tpm_allow(img: &Path, cfg: &Path, tpm: &Swtpm, pcr: &str, extra: &[&str]) -> Output {
@@ -248,10 +228,7 @@ fn tpm_allow(img: &Path, cfg: &Path, tpm: &Swtpm, pcr: &str, extra: &[&str]) -> 
 /// the unlock); the value allowed is the only new one that opens.
 #[test]
 fn a_known_update_allowed_ahead_opens_by_tpm_and_the_next_converge_narrows_the_key() {
-    let tpm = Swtpm::start();
-    let img = image(40);
-    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
-    json_ok(&converge(&img.path, &both, &tpm));
+    let (tpm, img, both) = tpm_and_static();
     let keyslots = dump(&img.path)["keyslots"].to_string();
     let pcr = format!("7={}", pcr7_after_one_extension(&tpm));
 
@@ -326,10 +303,7 @@ fn a_known_update_allowed_ahead_opens_by_tpm_and_the_next_converge_narrows_the_k
 
 #[test]
 fn allowing_values_for_a_pcr_the_key_is_not_sealed_to_is_refused_and_writes_nothing() {
-    let tpm = Swtpm::start();
-    let img = image(40);
-    let both = config(img.dir.path(), "both.yaml", &[TPM, STATIC]);
-    json_ok(&converge(&img.path, &both, &tpm));
+    let (tpm, img, both) = tpm_and_static();
     let before = sha256_file(&img.path);
     let o = tpm_allow(
         &img.path,

@@ -489,6 +489,39 @@ pub(crate) fn eta(spec: &VolumeSpec, bytes: u64) -> Option<u64> {
         .map(|s| s.seconds_for(bytes))
 }
 
+/// What an operation on an existing volume starts from.
+struct Existing {
+    /// The device's KDF runs before it.
+    kdf_before: u64,
+    /// The config's keys.
+    keys: Vec<keys::Key>,
+    /// The slots they want.
+    desired: Vec<DesiredSlot>,
+    /// The volume's header (`None`: the device holds no LUKS2 volume).
+    header: Option<Luks2Header>,
+}
+
+/// Reads what an operation on the volume on `device` starts from.
+async fn existing(
+    spec: &VolumeSpec,
+    device: &Arc<dyn LuksDevice>,
+    env: &ProviderEnv,
+) -> Result<Existing, ConvergeError> {
+    let kdf_before = device.kdf_runs();
+    let keys = keys::keys(spec, env);
+    let desired = keys.iter().map(keys::desired_slot).collect();
+    let header = match blocking(device, |d| d.contents()).await? {
+        Contents::Luks2(h) => Some(*h),
+        _ => None,
+    };
+    Ok(Existing {
+        kdf_before,
+        keys,
+        desired,
+        header,
+    })
+}
+
 /// A LUKS2 volume: check its header, unlock once, check every other slot by
 /// its token, and plan.
 async fn prepare_existing(

@@ -19,11 +19,11 @@
 
 use super::execute::{token_parts, Executor, TokenParts};
 use super::in_place::header_tokens;
-use super::keys::{self, Key};
+use super::keys::Key;
 use super::plan::{Action, Plan, Reencryption};
 use super::ran::{Ran, RunAt};
 use super::{blocking, outcome, random_bytes, ConvergeError, Mode, Outcome, Prepared};
-use crate::device::{Contents, LuksDevice, RotationStart};
+use crate::device::{LuksDevice, RotationStart};
 use crate::luks2::binding::{Binder, VolumeKey};
 use crate::luks2::header::Luks2Header;
 use crate::luks2::reencryption::{Operation, TemporarySlot};
@@ -41,13 +41,15 @@ pub async fn rotate_volume_key(
     mode: Mode,
     run_at: RunAt,
 ) -> Result<Outcome, ConvergeError> {
-    let kdf_before = device.kdf_runs();
-    let keys = keys::keys(spec, env);
-    let desired: Vec<_> = keys.iter().map(keys::desired_slot).collect();
-    let Contents::Luks2(h) = blocking(&device, |d| d.contents()).await? else {
+    let super::Existing {
+        kdf_before,
+        keys,
+        desired,
+        header,
+    } = super::existing(spec, &device, env).await?;
+    let Some(h) = header else {
         return Err(refused("it is not a LUKS2 volume yet"));
     };
-    let h = *h;
     let temporary = free_slots(&h, &keys)?;
     // Preparing unlocks the volume: one KDF run, timed for the estimate.
     let started = std::time::Instant::now();

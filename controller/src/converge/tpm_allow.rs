@@ -8,8 +8,8 @@
 
 use super::keys::{self, Key};
 use super::plan::{Action, Plan};
-use super::{blocking, outcome, run_plan, ConvergeError, Mode, Outcome};
-use crate::device::{Contents, LuksDevice};
+use super::{outcome, run_plan, ConvergeError, Mode, Outcome};
+use crate::device::LuksDevice;
 use crate::luks2::header::Luks2Header;
 use crate::volume::VolumeSpec;
 use api_types::{KeySource, KeyslotId};
@@ -28,13 +28,15 @@ pub async fn allow_tpm_values(
     mode: Mode,
     changes: &PcrValues,
 ) -> Result<Outcome, ConvergeError> {
-    let kdf_before = device.kdf_runs();
-    let keys = keys::keys(spec, env);
-    let desired: Vec<_> = keys.iter().map(keys::desired_slot).collect();
-    let Contents::Luks2(h) = blocking(&device, |d| d.contents()).await? else {
+    let super::Existing {
+        kdf_before,
+        keys,
+        desired,
+        header,
+    } = super::existing(spec, &device, env).await?;
+    let Some(h) = header else {
         return Err(refused("it is not a LUKS2 volume yet"));
     };
-    let h = *h;
     let mut p = super::prepare_existing(spec, h.clone(), &keys, &desired, &device, env).await?;
     let allowed = allowed_tokens(&h, &keys, env, changes).await?;
     p.plan = allow_plan(&keys, &allowed, changes);

@@ -141,6 +141,12 @@ pub fn cryptsetup_with_pass(
 
 /// Whether `cryptsetup open --test-passphrase --key-slot N` accepts `pass`.
 pub fn opens(path: &Path, slot: u32, pass: &[u8]) -> bool {
+    test_passphrase(path, slot, pass).status.success()
+}
+
+/// What `cryptsetup open --test-passphrase --key-slot N` says of `pass`
+/// (exit status 2: no key with it).
+pub fn test_passphrase(path: &Path, slot: u32, pass: &[u8]) -> std::process::Output {
     let slot = slot.to_string();
     let args = [
         "open",
@@ -151,8 +157,6 @@ pub fn opens(path: &Path, slot: u32, pass: &[u8]) -> bool {
         &slot,
     ];
     cryptsetup_with_pass(&args, path, &[], pass)
-        .status
-        .success()
 }
 
 /// Whether the cryptsetup CLI finds a LUKS header at `path`.
@@ -228,9 +232,24 @@ pub fn volctl(args: &[&str]) -> std::process::Output {
 
 /// `volctl converge --volume VOLUME --device IMG -f CFG -o json EXTRA…`.
 pub fn converge_json(volume: &str, img: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    verb_json("converge", volume, img, cfg, extra)
+}
+
+/// `volctl plan` of `volume` on `img` with `cfg`, JSON output.
+pub fn plan_json(volume: &str, img: &Path, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    verb_json("plan", volume, img, cfg, extra)
+}
+
+fn verb_json(
+    verb: &str,
+    volume: &str,
+    img: &Path,
+    cfg: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     let (img, cfg) = (img.display().to_string(), cfg.display().to_string());
     let mut args = vec![
-        "converge", "--volume", volume, "--device", &img, "-f", &cfg, "-o", "json",
+        verb, "--volume", volume, "--device", &img, "-f", &cfg, "-o", "json",
     ];
     args.extend_from_slice(extra);
     volctl(&args)

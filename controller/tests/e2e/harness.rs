@@ -394,16 +394,7 @@ impl Vm {
     /// its exit status (2: no key with this passphrase) and its errors.
     pub(crate) fn why_not_opened(&self, label: &str, slot: u32, pass: &[u8]) -> String {
         let l = self.partition(label);
-        let slot_arg = slot.to_string();
-        let args = [
-            "open",
-            "--test-passphrase",
-            "--key-file",
-            "-",
-            "--key-slot",
-            &slot_arg,
-        ];
-        let out = common::cryptsetup_with_pass(&args, l.path(), &[], pass);
+        let out = common::test_passphrase(l.path(), slot, pass);
         format!(
             "cryptsetup on slot {slot}: {} {}",
             out.status,
