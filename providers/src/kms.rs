@@ -220,15 +220,11 @@ where
 /// Who answered and what the endpoints asked before it did, when any was
 /// (`None` when the first one asked answered).
 fn report(winner: &str, asked: &[String], failed: &[(String, String)]) -> Option<String> {
-    let others: Vec<String> = asked
-        .iter()
-        .filter(|e| e.as_str() != winner)
-        .map(|e| match failed.iter().find(|(f, _)| f == e) {
-            Some((_, why)) => why.clone(),
-            None => format!("{e}: no answer yet"),
-        })
-        .collect();
-    (!others.is_empty()).then(|| format!("{winner} answered; {}", others.join("; ")))
+    let why = |e: &&String| failed.iter().find(|(f, _)| f == *e).map(|(_, w)| w.clone());
+    let others = asked.iter().filter(|e| e.as_str() != winner);
+    let gave_up = others.clone().filter_map(|e| why(&e));
+    let waiting = others.filter(|e| why(e).is_none());
+    crate::provider::answered_report(winner, &crate::provider::others_did(gave_up, waiting))
 }
 
 fn reasons(failed: &[(String, String)]) -> Vec<String> {

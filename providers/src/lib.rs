@@ -33,7 +33,7 @@ pub use node_id::{
     NODE_UUID_ENV, SMBIOS_UUID_PATH,
 };
 pub use passphrase::Passphrase;
-pub use provider::{Enrolled, KeyContext, KeyProvider};
+pub use provider::{answered_report, others_did, Enrolled, KeyContext, KeyProvider};
 pub use recovery::RecoveryHandover;
 pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};

@@ -82,3 +82,21 @@ impl LastReport {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// What those asked at the same time as the one that answered did, for a
+/// report: each failure as it reads, then `<name>: no answer yet` for each
+/// that had not answered (key servers, threshold members, keyslots).
+pub fn others_did(
+    failed: impl IntoIterator<Item = String>,
+    waiting: impl IntoIterator<Item = impl std::fmt::Display>,
+) -> Vec<String> {
+    failed
+        .into_iter()
+        .chain(waiting.into_iter().map(|w| format!("{w}: no answer yet")))
+        .collect()
+}
+
+/// `<who> answered; <what the others did>`, when others were asked.
+pub fn answered_report(who: &str, others: &[String]) -> Option<String> {
+    (!others.is_empty()).then(|| format!("{who} answered; {}", others.join("; ")))
+}

@@ -104,9 +104,9 @@ fn others_asked(
         .map(ToString::to_string);
     let waiting = asked.iter().filter(|s| !answered.contains(s)).map(|s| {
         let kind = key_for(keys, *s).spec.kind.source();
-        format!("slot {s} ({kind}): no answer yet")
+        format!("slot {s} ({kind})")
     });
-    failed.chain(waiting).collect()
+    providers::others_did(failed, waiting)
 }
 
 /// `key`'s passphrase, from its provider and its slot's token.

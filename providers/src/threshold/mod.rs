@@ -162,10 +162,10 @@ impl<'t> Answers<'t> {
             .asked
             .iter()
             .filter(|i| !self.answered(**i))
-            .map(|&i| format!("{}: no answer yet", self.name(i)));
-        let others: Vec<String> = self.failures().into_iter().chain(waiting).collect();
+            .map(|&i| self.name(i));
+        let others = crate::provider::others_did(self.failures(), waiting);
         let gave: Vec<String> = self.shares.iter().map(|(i, _)| self.name(*i)).collect();
-        (!others.is_empty()).then(|| format!("{} answered; {}", gave.join(", "), others.join("; ")))
+        crate::provider::answered_report(&gave.join(", "), &others)
     }
 
     /// Why too few shares opened.
