@@ -42,11 +42,17 @@ impl Node {
             &config(&["{slot: 0, static: {passphrase: old-pass}}"]),
             &img.path,
         );
+        // The config in force adds a key: `plan` shows it.
+        Node::serving(img, NEW_CONFIG, &[])
+    }
+
+    /// `volctl serve` for a node whose EPHEMERAL is `img`, booted with
+    /// `state_config` on STATE; `extra`: more `serve` arguments.
+    fn serving(img: Image, state_config: &str, extra: &[&str]) -> Node {
         let dir = img.dir;
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
-        // The config in force adds a key: `plan` shows it.
-        std::fs::write(state.join("config.yaml"), NEW_CONFIG).unwrap();
+        std::fs::write(state.join("config.yaml"), state_config).unwrap();
         let status = dir.path().join("status.json");
         booted_status(&status, &state, &[("EPHEMERAL", &img.path, true)]);
         let pki = dir.path().join("pki");
@@ -64,6 +70,7 @@ impl Node {
             .arg("--api-key-file")
             .arg(pki.join("api.key"))
             .args(["--disk", "/nonexistent", "--reboot-command", "true"])
+            .args(extra)
             .env("VOLCTL_NODE_UUID", UUID)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -763,4 +770,59 @@ fn many_nodes_are_called_at_once_and_answer_in_the_order_given() {
     assert_eq!(lines[1], format!("NODE {}", node.addr), "{out}");
     assert_eq!(lines[2], format!("NODE {}", node.addr), "{out}");
     drop(silent);
+}
+
+/// `volctl -n NODE tpm allow`: the admin allows a known update's PCR 7 on
+/// the node's device with the node's config (a TPM key on swtpm); a reader
+/// is refused with nothing written; the node logs who did it.
+#[test]
+fn the_admin_allows_a_known_update_for_the_node_s_tpm_key() {
+    let tpm = providers::test_swtpm::Swtpm::start();
+    let img = image(40);
+    let keys = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  pbkdf: {type: argon2id, memoryKiB: 32, iterations: 4}\n  keys:\n    - {slot: 0, tpm: {options: {pcrs: [7]}}}\n    - {slot: 1, static: {passphrase: old-pass}}\n";
+    let cfg = img.dir.path().join("tpm.yaml");
+    std::fs::write(&cfg, keys).unwrap();
+    let tcti = tpm.tcti();
+    json_ok(&converge_json(
+        "EPHEMERAL",
+        &img.path,
+        &cfg,
+        &["--tpm-tcti", &tcti],
+    ));
+    let node = Node::serving(img, keys, &["--tpm-tcti", &tcti]);
+    let pcr = format!("7={}", "ab".repeat(32));
+    let allow = [
+        "tpm",
+        "allow",
+        "--volume",
+        "EPHEMERAL",
+        "--pcr",
+        &pcr,
+        "-o",
+        "json",
+    ];
+    let image = std::fs::read(node.dir.path().join("disk.img")).unwrap();
+    let refused = node.reader(&allow);
+    assert!(
+        text(&refused.stderr).contains("tpm allow needs the admin role"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(
+        std::fs::read(node.dir.path().join("disk.img")).unwrap(),
+        image
+    );
+
+    let o = node.admin(&allow);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["plan"]["actions"][0]["action"], "write-token", "{out}");
+    assert_eq!(out["kdf_runs"], 1, "{out}");
+    let token = first_token(&node.dir.path().join("disk.img"));
+    assert_eq!(token["data"]["allowed"][1]["7"], "ab".repeat(32), "{token}");
+    let log = node.stop();
+    assert!(
+        log.contains("TPM keys allowed PCR values ahead of an update"),
+        "{log}"
+    );
 }

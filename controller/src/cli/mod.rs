@@ -134,6 +134,7 @@ impl Command {
             Command::Reset(a) => &mut a.client,
             Command::ApplyConfig(a) => &mut a.client,
             Command::RecoveryKey(recovery_key::Args::Fetch(a)) => &mut a.client,
+            Command::Tpm(tpm::Args::Allow(a)) => &mut a.client,
             _ => return remote::RemoteArgs::default(),
         };
         std::mem::take(client)

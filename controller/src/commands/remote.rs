@@ -117,6 +117,7 @@ enum Verb {
     Unlock(proto::UnlockRequest),
     Plan(proto::PlanRequest),
     FetchRecoveryKey(proto::FetchRecoveryKeyRequest),
+    TpmAllow(proto::TpmAllowRequest),
 }
 
 struct Call {
@@ -158,6 +159,14 @@ impl Call {
                 let req = proto::FetchRecoveryKeyRequest { volume: a.volume };
                 (Verb::FetchRecoveryKey(req), Output::Text, remote.credentials()?)
             }
+            Command::Tpm(super::tpm::Args::Allow(a)) => {
+                let req = proto::TpmAllowRequest {
+                    volume: a.target.volume.clone(),
+                    pcrs: a.pcrs.iter().map(|(n, v)| (*n, hex::encode(v))).collect(),
+                    dry_run: a.dry_run,
+                };
+                (Verb::TpmAllow(req), a.target.output, remote.credentials()?)
+            }
             Command::ApplyConfig(a) => {
                 let creds = if a.insecure {
                     remote.maintenance(a.fingerprint.as_deref())?
@@ -166,7 +175,7 @@ impl Call {
                 };
                 (Verb::Apply(apply_request(&a)?), a.output, creds)
             }
-            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, plan, apply-config, reset, reboot, unlock and recovery-key fetch", verb_name(&other)),
+            other => bail!("`{}` runs on the node itself; the remote verbs are status, version, plan, apply-config, reset, reboot, unlock, recovery-key fetch and tpm allow", verb_name(&other)),
         };
         Ok(Call {
             verb,
@@ -198,6 +207,15 @@ impl Call {
             Verb::Plan(p) => {
                 let (c, req) = r.call(p.clone());
                 let rep = c.plan(req).await.map_err(|s| r.failed(&s))?.into_inner();
+                Ok(Answer::report(&rep.outcome_json, rep.outcome_text))
+            }
+            Verb::TpmAllow(t) => {
+                let (c, req) = r.call(t.clone());
+                let rep = c
+                    .tpm_allow(req)
+                    .await
+                    .map_err(|s| r.failed(&s))?
+                    .into_inner();
                 Ok(Answer::report(&rep.outcome_json, rep.outcome_text))
             }
             Verb::Reset(a) => reset(&mut r, a).await,

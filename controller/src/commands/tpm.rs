@@ -10,7 +10,7 @@ use controller::converge::{allow_tpm_values, open_device, Mode};
 use providers::tpm::policy::{PcrValues, Sha256Digest};
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl tpm pcrs --pcr 7            # on a test machine, after the update: 7=<64 hex digits>\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
+pub const HELP: &str = "Example:\n  volctl tpm pcrs --pcr 7            # on a test machine, after the update: 7=<64 hex digits>\n  volctl -n 10.0.0.5 tpm allow --volume EPHEMERAL --pcr 7=3d45…   # on a node, with its config (admin)\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
 
 /// `volctl tpm` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -45,6 +45,9 @@ pub struct AllowArgs {
     /// Show what would be sealed only (one KDF run, nothing written).
     #[arg(long)]
     pub dry_run: bool,
+    /// The node(s) to run it on, and the client's credentials.
+    #[command(flatten)]
+    pub client: crate::cli::remote::RemoteArgs,
 }
 
 /// A `--pcr` that is not `N=<64 hex digits>` with N in 0–23.

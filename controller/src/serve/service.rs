@@ -113,7 +113,40 @@ impl NodeService {
     /// `volctl plan` for `volume` on the node: its device from the status,
     /// its config from STATE; read-only.
     async fn plan_volume(&self, volume: &str) -> Result<crate::converge::Outcome, Status> {
-        use crate::converge::{converge, open_device, Mode};
+        use crate::converge::{converge, Mode};
+        let (spec, env, dev) = self.volume_at_hand(volume, Mode::DryRun)?;
+        converge(&spec, dev, &env, Mode::DryRun)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{volume}: {e}")))
+    }
+
+    /// `volctl tpm allow` for `volume` on the node (see [`Self::plan_volume`]).
+    async fn allow_tpm_values(
+        &self,
+        volume: &str,
+        changes: &providers::tpm::policy::PcrValues,
+        mode: crate::converge::Mode,
+    ) -> Result<crate::converge::Outcome, Status> {
+        let (spec, env, dev) = self.volume_at_hand(volume, mode)?;
+        crate::converge::allow_tpm_values(&spec, dev, &env, mode, changes)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{volume}: {e}")))
+    }
+
+    /// `volume`'s spec from the config on STATE, the node's key sources, and
+    /// its device (from the boot's status) opened for `mode`.
+    fn volume_at_hand(
+        &self,
+        volume: &str,
+        mode: crate::converge::Mode,
+    ) -> Result<
+        (
+            crate::volume::VolumeSpec,
+            providers::ProviderEnv,
+            std::sync::Arc<dyn crate::device::LuksDevice>,
+        ),
+        Status,
+    > {
         let status = self.status()?;
         let state = apply::state_mount(&status).map_err(|e| Status::unavailable(e.to_string()))?;
         let v = status
@@ -135,12 +168,33 @@ impl NodeService {
             self.node.kms.clone(),
             self.node.tpm.clone(),
         );
-        let dev = open_device(&spec, std::path::Path::new(&device), Mode::DryRun)
+        let dev = crate::converge::open_device(&spec, std::path::Path::new(&device), mode)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        converge(&spec, dev, &env, Mode::DryRun)
-            .await
-            .map_err(|e| Status::failed_precondition(format!("{volume}: {e}")))
+        Ok((spec, env, dev))
     }
+}
+
+/// A request's PCR values (number → 64 hex digits), checked.
+fn pcr_values(
+    pcrs: &std::collections::HashMap<u32, String>,
+) -> Result<providers::tpm::policy::PcrValues, Status> {
+    let mut values = providers::tpm::policy::PcrValues::default();
+    for (&pcr, hex_value) in pcrs {
+        let value = hex::decode(hex_value)
+            .ok()
+            .and_then(|v| providers::tpm::policy::Sha256Digest::try_from(v).ok())
+            .filter(|_| pcr <= 23)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "PCR {pcr}: a PCR is 0–23 and its value 64 hex digits"
+                ))
+            })?;
+        values.0.insert(pcr, value);
+    }
+    if values.0.is_empty() {
+        return Err(Status::invalid_argument("no PCR value given"));
+    }
+    Ok(values)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -343,6 +397,24 @@ impl Node for NodeService {
         }
         tracing::info!(%caller, volume = %r.volume, "typed key delivered over the node API");
         Ok(Response::new(proto::UnlockResponse {}))
+    }
+
+    async fn tpm_allow(
+        &self,
+        req: Request<proto::TpmAllowRequest>,
+    ) -> Result<Response<proto::TpmAllowResponse>, Status> {
+        let caller = self.admit(&req, Role::Admin, "tpm allow", false)?;
+        let r = req.into_inner();
+        let changes = pcr_values(&r.pcrs)?;
+        let mode = crate::converge::Mode::dry_run_if(r.dry_run);
+        let outcome = self.allow_tpm_values(&r.volume, &changes, mode).await?;
+        if !r.dry_run {
+            tracing::warn!(%caller, volume = %r.volume, pcrs = ?changes.pcrs(), "TPM keys allowed PCR values ahead of an update");
+        }
+        Ok(Response::new(proto::TpmAllowResponse {
+            outcome_json: json(&outcome),
+            outcome_text: crate::render::outcome_text(&outcome),
+        }))
     }
 
     async fn fetch_recovery_key(
