@@ -220,10 +220,13 @@ where
 /// Who answered and what the endpoints asked before it did, when any was
 /// (`None` when the first one asked answered).
 fn report(winner: &str, asked: &[String], failed: &[(String, String)]) -> Option<String> {
-    let why = |e: &&String| failed.iter().find(|(f, _)| f == *e).map(|(_, w)| w.clone());
-    let others = asked.iter().filter(|e| e.as_str() != winner);
-    let gave_up = others.clone().filter_map(|e| why(&e));
-    let waiting = others.filter(|e| why(e).is_none());
+    let (mut gave_up, mut waiting) = (Vec::new(), Vec::new());
+    for e in asked.iter().filter(|e| e.as_str() != winner) {
+        match failed.iter().find(|(f, _)| f == e) {
+            Some((_, why)) => gave_up.push(why.clone()),
+            None => waiting.push(e),
+        }
+    }
     crate::provider::answered_report(winner, &crate::provider::others_did(gave_up, waiting))
 }
 

@@ -196,3 +196,35 @@ async fn allowing_a_pcr_the_key_is_not_sealed_to_or_a_key_with_no_pcrs_is_refuse
         .unwrap_err();
     assert!(err.to_string().contains("sealed to no PCR"), "{err}");
 }
+
+/// A token from a hostile header naming PCR 40: refused as malformed by
+/// `allow`, narrowing and unsealing alike, before the TPM is asked (a
+/// shift by 40 would have overflowed).
+#[tokio::test]
+async fn a_token_naming_a_pcr_beyond_23_is_malformed_everywhere() {
+    let tpm = Swtpm::start();
+    let opts = options(&tpm);
+    let p = provider(&tpm, vec![7], false, std::path::Path::new("/nonexistent"));
+    let e = p.enroll(&ctx()).await.unwrap();
+    let mut t = tpm_data(&e.token_data).clone();
+    t.pcrs = vec![40];
+    t.allowed = vec![
+        [(40, "00".repeat(32))].into(),
+        [(40, "11".repeat(32))].into(),
+    ];
+    let changes = PcrValues([(40, [1; 32])].into());
+    let errors = [
+        tpm::allow(&opts, &t, &changes).await.unwrap_err(),
+        tpm::narrowed(&opts, &t).await.unwrap_err(),
+        p.recover(&ctx(), &KeyData::Tpm(t.clone()))
+            .await
+            .unwrap_err(),
+    ];
+    for err in errors {
+        assert!(
+            matches!(err, ProviderError::BadToken { .. })
+                && err.to_string().contains("outside 0–23"),
+            "{err}"
+        );
+    }
+}

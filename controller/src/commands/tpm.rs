@@ -7,7 +7,7 @@ use crate::cli::prelude::runtime;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
 use controller::converge::{allow_tpm_values, open_device, Mode};
-use providers::tpm::policy::{PcrValues, Sha256Digest};
+use providers::tpm::policy::{digest_from_hex, PcrValues, Sha256Digest};
 
 /// Examples shown by `--help`.
 pub const HELP: &str = "Example:\n  volctl tpm pcrs --pcr 7            # on a test machine, after the update: 7=<64 hex digits>\n  volctl -n 10.0.0.5 tpm allow --volume EPHEMERAL --pcr 7=3d45…   # on a node, with its config (admin)\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
@@ -26,7 +26,7 @@ pub enum Args {
 #[derive(Debug, clap::Args)]
 pub struct PcrsArgs {
     /// A PCR number, 0–23 (repeat for several).
-    #[arg(long = "pcr", value_name = "N", required = true, value_parser = clap::value_parser!(u32).range(0..=23))]
+    #[arg(long = "pcr", value_name = "N", required = true, value_parser = clap::value_parser!(u32).range(0..=i64::from(api_types::encryption::MAX_PCR)))]
     pub pcrs: Vec<u32>,
     /// Where the TPM is.
     #[command(flatten)]
@@ -70,12 +70,9 @@ fn parse_pcr(s: &str) -> Result<(u32, Sha256Digest), BadPcr> {
         .trim()
         .parse()
         .ok()
-        .filter(|p| *p <= 23)
+        .filter(|p| *p <= api_types::encryption::MAX_PCR)
         .ok_or_else(|| BadPcr::Number(n.into()))?;
-    let value = hex::decode(v.trim())
-        .ok()
-        .and_then(|v| Sha256Digest::try_from(v).ok())
-        .ok_or(BadPcr::Value(pcr))?;
+    let value = digest_from_hex(v).ok_or(BadPcr::Value(pcr))?;
     Ok((pcr, value))
 }
 

@@ -180,10 +180,8 @@ fn pcr_values(
 ) -> Result<providers::tpm::policy::PcrValues, Status> {
     let mut values = providers::tpm::policy::PcrValues::default();
     for (&pcr, hex_value) in pcrs {
-        let value = hex::decode(hex_value)
-            .ok()
-            .and_then(|v| providers::tpm::policy::Sha256Digest::try_from(v).ok())
-            .filter(|_| pcr <= 23)
+        let value = providers::tpm::policy::digest_from_hex(hex_value)
+            .filter(|_| pcr <= api_types::encryption::MAX_PCR)
             .ok_or_else(|| {
                 Status::invalid_argument(format!(
                     "PCR {pcr}: a PCR is 0–23 and its value 64 hex digits"

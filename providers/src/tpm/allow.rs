@@ -7,7 +7,9 @@
 //! (one header write, no KDF run).
 
 use super::esapi::{seal, seal_to, unavailable, Sealed};
-use super::policy::{or_policy, pcr_policy, PcrValues, Sha256Digest, MAX_BRANCHES};
+use super::policy::{
+    digest_from_hex, or_policy, pcr_policy, PcrValues, Sha256Digest, MAX_BRANCHES,
+};
 use super::{blocking, unseal_token, TpmOptions};
 use crate::sealed_key::{Base64Bytes, PcrValueSet, TpmTokenData};
 use crate::ProviderError;
@@ -121,11 +123,13 @@ fn token_of(
     })
 }
 
+/// The current values of the PCRs a token names (checked first: a token
+/// comes from a header, which anyone may have written).
 async fn current_values(
     options: &TpmOptions,
     token: &TpmTokenData,
 ) -> Result<PcrValues, ProviderError> {
-    super::read_pcrs(options, &token.pcrs).await
+    super::read_pcrs(options, super::checked_pcrs(token)?).await
 }
 
 /// The value sets of a token, each checked to name exactly its PCRs.
@@ -150,14 +154,11 @@ fn from_hex(set: &PcrValueSet, pcrs: &[u32]) -> Result<PcrValues, ProviderError>
     }
     let mut values = PcrValues::default();
     for (pcr, hex_value) in set {
-        let v = hex::decode(hex_value)
-            .ok()
-            .and_then(|v| Sha256Digest::try_from(v).ok())
-            .ok_or_else(|| {
-                bad(format!(
-                    "the allowed value of PCR {pcr} is not 64 hex digits"
-                ))
-            })?;
+        let v = digest_from_hex(hex_value).ok_or_else(|| {
+            bad(format!(
+                "the allowed value of PCR {pcr} is not 64 hex digits"
+            ))
+        })?;
         values.0.insert(*pcr, v);
     }
     Ok(values)

@@ -53,7 +53,11 @@ pub(super) struct Sealed {
 fn pcr_selection(pcrs: &[u32]) -> Result<PcrSelectionList, ProviderError> {
     let slots: Vec<PcrSlot> = pcrs
         .iter()
-        .map(|&p| PcrSlot::try_from(1u32 << p).map_err(|e| unavailable(format!("PCR {p}: {e}"))))
+        .map(|&p| {
+            // Beyond PCR 31 the shift has no bit to set: 0, which no slot is.
+            let bit = 1u32.checked_shl(p).unwrap_or(0);
+            PcrSlot::try_from(bit).map_err(|e| unavailable(format!("PCR {p}: {e}")))
+        })
         .collect::<Result<_, _>>()?;
     PcrSelectionListBuilder::new()
         .with_selection(HashingAlgorithm::Sha256, &slots)

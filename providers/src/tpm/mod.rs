@@ -90,14 +90,25 @@ async fn unseal_token(
     };
     let public = Public::unmarshall(&token.public.0).map_err(|_| bad("public blob"))?;
     let private = Private::try_from(token.private.0.clone()).map_err(|_| bad("private blob"))?;
-    // A PCR number beyond 23 is refused (beyond u32, serde refuses it).
-    let pcrs = token.pcrs.clone();
-    if pcrs.iter().any(|p| *p > 23) {
-        return Err(bad("a PCR number outside 0–23"));
-    }
+    let pcrs = checked_pcrs(token)?.to_vec();
     let branches = allow::branches(token)?;
     let tcti = options.tcti.clone();
     blocking(move || unseal(&tcti, &pcrs, &branches, Sealed { public, private })).await
+}
+
+/// The PCRs a token names, each 0–23 (beyond u32, serde refuses it).
+fn checked_pcrs(token: &TpmTokenData) -> Result<&[u32], ProviderError> {
+    if token
+        .pcrs
+        .iter()
+        .any(|p| *p > api_types::encryption::MAX_PCR)
+    {
+        return Err(ProviderError::BadToken {
+            kind: api_types::KeySource::Tpm,
+            reason: format!("a PCR number outside 0–{}", api_types::encryption::MAX_PCR),
+        });
+    }
+    Ok(&token.pcrs)
 }
 
 /// The current SHA-256 values of `pcrs`.

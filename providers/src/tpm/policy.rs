@@ -20,6 +20,13 @@ pub const MAX_BRANCHES: usize = 8;
 /// A SHA-256 digest (a PCR value, a policy digest).
 pub type Sha256Digest = [u8; 32];
 
+/// A SHA-256 value from its 64 hex digits (`None`: not that).
+pub fn digest_from_hex(hex_value: &str) -> Option<Sha256Digest> {
+    hex::decode(hex_value.trim())
+        .ok()
+        .and_then(|v| Sha256Digest::try_from(v).ok())
+}
+
 /// Values of SHA-256 PCRs, by PCR number (0–23), ascending.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PcrValues(pub BTreeMap<u32, Sha256Digest>);
