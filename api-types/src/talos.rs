@@ -106,6 +106,12 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
             "Talos does not know this field and refuses the document".into(),
         ));
     }
+    if k.tpm.as_ref().is_some_and(|t| t.signed_policy.is_some()) {
+        out.push((
+            format!("{path}.tpm.signedPolicy"),
+            "volctl's: Talos binds a UKI's signed PCR 11 policy by itself, with no field for it, and refuses the document".into(),
+        ));
+    }
     if k.tpm.as_ref().is_some_and(|t| t.pcrs.is_some()) {
         out.push((
             format!("{path}.tpm.pcrs"),

@@ -137,7 +137,8 @@ fn talos_spellings_are_accepted_and_resolved() {
         api_types::KeyKind::Tpm {
             pcrs: vec![7, 11],
             check_secureboot: false,
-            auto_reseal: true
+            auto_reseal: true,
+            signed: None
         }
     );
 }

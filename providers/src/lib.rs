@@ -37,7 +37,7 @@ pub use provider::{answered_report, others_did, Enrolled, KeyContext, KeyProvide
 pub use recovery::RecoveryHandover;
 pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
-pub use sealed_key::{Base64Bytes, KmsTokenData, PcrValueSet, TpmTokenData};
+pub use sealed_key::{Base64Bytes, KmsTokenData, PcrValueSet, SignedPolicyToken, TpmTokenData};
 pub use static_key::StaticProvider;
 pub use threshold::{ThresholdProvider, ThresholdTokenData};
 pub use tpm::{secure_boot_enabled, TpmOptions, TpmProvider, DEFAULT_TCTI};

@@ -41,12 +41,12 @@ fn kind_provider(kind: &KeyKind, env: &ProviderEnv) -> Box<dyn KeyProvider> {
         KeyKind::Tpm {
             pcrs,
             check_secureboot,
+            signed,
             ..
-        } => Box::new(crate::TpmProvider::new(
-            pcrs.clone(),
-            *check_secureboot,
-            env.tpm.clone(),
-        )),
+        } => Box::new(
+            crate::TpmProvider::new(pcrs.clone(), *check_secureboot, env.tpm.clone())
+                .with_signed_policy(signed.clone()),
+        ),
         KeyKind::Kms {
             endpoints,
             deadline,

@@ -73,6 +73,28 @@ pub struct TpmTokenData {
     /// Empty: sealed to the values the PCRs had (PolicyPCR alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<PcrValueSet>,
+    /// The public key whose signatures of PCR values satisfy the policy
+    /// first (PolicyAuthorize), when the key has a signed policy.
+    #[serde(
+        default,
+        rename = "signedPolicy",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub signed: Option<SignedPolicyToken>,
+}
+
+/// A signed PCR policy as a `tpm` token keeps it: the key (its PEM, so that
+/// unlocking needs the signature file only, whose path is the config's)
+/// and the PCRs it signs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignedPolicyToken {
+    /// The PEM RSA public key.
+    #[serde(rename = "publicKey")]
+    pub public_key: String,
+    /// Its systemd fingerprint (SHA-256 of the PKCS#1 DER), hex.
+    pub pkfp: String,
+    /// The PCRs its signatures cover, ascending.
+    pub pcrs: Vec<u32>,
 }
 
 /// One set of SHA-256 PCR values: PCR number → value (hex).

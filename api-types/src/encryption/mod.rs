@@ -383,6 +383,64 @@ pub struct TpmKey {
         skip_serializing_if = "Option::is_none"
     )]
     pub auto_reseal: Option<bool>,
+    /// Bind the key to a public key whose signatures of PCR values open it
+    /// (systemd's signed PCR policy; volctl). A new boot image brings a new
+    /// signature; nothing is re-sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_policy: Option<SignedPolicy>,
+}
+
+/// Where systemd-stub puts the UKI's `.pcrpkey` section.
+pub const DEFAULT_PCR_PUBLIC_KEY: &str = "/run/systemd/tpm2-pcr-public-key.pem";
+/// Where systemd-stub puts the UKI's `.pcrsig` section.
+pub const DEFAULT_PCR_SIGNATURE: &str = "/run/systemd/tpm2-pcr-signature.json";
+/// The PCR a UKI's signature covers by default (systemd-stub measures the
+/// UKI's sections into it).
+pub const DEFAULT_SIGNED_PCRS: &[u32] = &[11];
+
+/// `tpm.signedPolicy`: signatures of PCR values, systemd's format.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignedPolicy {
+    /// The PEM public key (RSA) whose signatures open the key; default
+    /// where systemd-stub puts a UKI's `.pcrpkey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// systemd's JSON signature file; default where systemd-stub puts a
+    /// UKI's `.pcrsig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The PCRs the signatures cover (0–23); default `[11]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcrs: Option<Vec<i64>>,
+}
+
+impl SignedPolicy {
+    /// The public key's path in effect.
+    pub fn public_key_path(&self) -> &str {
+        self.public_key.as_deref().unwrap_or(DEFAULT_PCR_PUBLIC_KEY)
+    }
+
+    /// The signature file's path in effect.
+    pub fn signature_path(&self) -> &str {
+        self.signature.as_deref().unwrap_or(DEFAULT_PCR_SIGNATURE)
+    }
+
+    /// The signed PCRs in effect, sorted ascending and deduplicated.
+    pub fn effective_pcrs(&self) -> Vec<u32> {
+        sorted_pcrs(self.pcrs.as_deref(), DEFAULT_SIGNED_PCRS)
+    }
+}
+
+/// `written` (or `default`) as PCR numbers, ascending, each once.
+fn sorted_pcrs(written: Option<&[i64]>, default: &[u32]) -> Vec<u32> {
+    let mut v: Vec<u32> = match written {
+        Some(p) => p.iter().filter_map(|&x| u32::try_from(x).ok()).collect(),
+        None => default.to_vec(),
+    };
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// `tpm.options`.
@@ -405,12 +463,6 @@ impl TpmKey {
 
     /// The PCRs in effect, sorted ascending and deduplicated.
     pub fn effective_pcrs(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = match self.pcrs_written() {
-            Some(p) => p.iter().filter_map(|&x| u32::try_from(x).ok()).collect(),
-            None => DEFAULT_TPM_PCRS.to_vec(),
-        };
-        v.sort_unstable();
-        v.dedup();
-        v
+        sorted_pcrs(self.pcrs_written(), DEFAULT_TPM_PCRS)
     }
 }

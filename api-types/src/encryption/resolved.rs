@@ -29,6 +29,8 @@ pub enum KeyKind {
         check_secureboot: bool,
         /// Re-seal when the PCRs changed and another key opened the volume.
         auto_reseal: bool,
+        /// Signatures of PCR values that open it too (`signedPolicy`).
+        signed: Option<SignedPcrPolicy>,
     },
     /// A recovery key: generated at enrolment, kept by a person.
     Recovery,
@@ -42,6 +44,28 @@ pub enum KeyKind {
         /// The members' kinds (each opens unattended; none is a threshold).
         members: Vec<KeyKind>,
     },
+}
+
+/// A `tpm` key's signed PCR policy, resolved: where the public key and the
+/// signatures are, and which PCRs the signatures cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPcrPolicy {
+    /// The PEM public key file.
+    pub public_key: std::path::PathBuf,
+    /// systemd's JSON signature file.
+    pub signature: std::path::PathBuf,
+    /// The signed PCRs, ascending.
+    pub pcrs: Vec<u32>,
+}
+
+impl From<&crate::encryption::SignedPolicy> for SignedPcrPolicy {
+    fn from(p: &crate::encryption::SignedPolicy) -> Self {
+        SignedPcrPolicy {
+            public_key: p.public_key_path().into(),
+            signature: p.signature_path().into(),
+            pcrs: p.effective_pcrs(),
+        }
+    }
 }
 
 impl KeyKind {
@@ -267,6 +291,7 @@ impl Unattended<'_> {
             pcrs: t.effective_pcrs(),
             check_secureboot: t.check_secureboot_status_on_enroll.unwrap_or(false),
             auto_reseal: t.auto_reseal.unwrap_or(true),
+            signed: t.signed_policy.as_ref().map(SignedPcrPolicy::from),
         })
     }
 }

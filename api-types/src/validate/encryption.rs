@@ -366,9 +366,28 @@ fn check_tpm(t: &crate::encryption::TpmKey, path: &str, f: &mut Findings) {
     } else {
         format!("{path}.tpm.options.pcrs")
     };
+    if let Some(signed) = &t.signed_policy {
+        check_signed_policy(
+            signed,
+            &t.effective_pcrs(),
+            &format!("{path}.tpm.signedPolicy"),
+            f,
+        );
+    }
     let Some(pcrs) = t.pcrs_written() else {
         return;
     };
+    check_pcr_list(pcrs, &pcr_path, f);
+    if pcrs.is_empty() && t.signed_policy.is_none() {
+        f.warn(
+            pcr_path,
+            "an empty PCR list seals the key to this TPM only, not to the boot state: anyone who boots another OS on this machine can unseal it",
+        );
+    }
+}
+
+/// Each PCR in 0–23 and listed once.
+fn check_pcr_list(pcrs: &[i64], pcr_path: &str, f: &mut Findings) {
     let mut seen = std::collections::BTreeSet::new();
     for (j, &p) in pcrs.iter().enumerate() {
         if !(0..=i64::from(MAX_PCR)).contains(&p) {
@@ -383,11 +402,42 @@ fn check_tpm(t: &crate::encryption::TpmKey, path: &str, f: &mut Findings) {
             );
         }
     }
+}
+
+/// Absolute paths, signed PCRs in range, at least one, none also literal.
+fn check_signed_policy(
+    signed: &crate::encryption::SignedPolicy,
+    literal: &[u32],
+    path: &str,
+    f: &mut Findings,
+) {
+    for (field, value) in [
+        ("publicKey", signed.public_key.as_deref()),
+        ("signature", signed.signature.as_deref()),
+    ] {
+        if value.is_some_and(|v| !v.starts_with('/')) {
+            f.error(format!("{path}.{field}"), "give an absolute path");
+        }
+    }
+    let Some(pcrs) = signed.pcrs.as_deref() else {
+        return;
+    };
+    let pcr_path = format!("{path}.pcrs");
+    check_pcr_list(pcrs, &pcr_path, f);
     if pcrs.is_empty() {
-        f.warn(
+        f.error(
             pcr_path,
-            "an empty PCR list seals the key to this TPM only, not to the boot state: anyone who boots another OS on this machine can unseal it",
+            "a signed policy covers at least one PCR (a UKI's signatures cover PCR 11)",
         );
+        return;
+    }
+    for (j, p) in pcrs.iter().enumerate() {
+        if u32::try_from(*p).is_ok_and(|p| literal.contains(&p)) {
+            f.error(
+                format!("{pcr_path}[{j}]"),
+                format!("PCR {p} is also among the literal PCRs: a PCR is bound one way, literal or signed"),
+            );
+        }
     }
 }
 

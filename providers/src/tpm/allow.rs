@@ -8,7 +8,7 @@
 
 use super::esapi::{seal, seal_to, unavailable, Sealed};
 use super::policy::{
-    digest_from_hex, or_policy, pcr_policy, PcrValues, Sha256Digest, MAX_BRANCHES,
+    digest_from_hex, or_policy, pcr_names, pcr_policy, PcrValues, Sha256Digest, MAX_BRANCHES,
 };
 use super::{blocking, unseal_token, TpmOptions};
 use crate::sealed_key::{Base64Bytes, PcrValueSet, TpmTokenData};
@@ -27,6 +27,11 @@ pub async fn allow(
     token: &TpmTokenData,
     changes: &PcrValues,
 ) -> Result<TpmTokenData, ProviderError> {
+    if token.signed.is_some() {
+        return Err(refused(
+            "it has a signed PCR policy: the new boot image's signature opens it, and allowing literal PCR values beside one is not built (re-seal it after the update, or keep another key)",
+        ));
+    }
     if token.pcrs.is_empty() {
         return Err(refused(
             "it is sealed to no PCR, so any values open it already",
@@ -36,7 +41,7 @@ pub async fn allow(
     let future = current.with(changes).map_err(|pcr| {
         refused(&format!(
             "PCR {pcr} is not one it is sealed to ({})",
-            pcr_list(&token.pcrs)
+            pcr_names(&token.pcrs)
         ))
     })?;
     let mut sets = vec![current];
@@ -51,7 +56,7 @@ pub async fn allow(
             sets.len()
         )));
     }
-    let secret = unseal_token(options, token).await?;
+    let secret = unseal_token(options, token, None).await?;
     reseal(options, token, sets, secret).await
 }
 
@@ -71,7 +76,7 @@ pub async fn narrowed(
     if current == sets[0] || !sets.contains(&current) {
         return Ok(None);
     }
-    let secret = unseal_token(options, token).await?;
+    let secret = unseal_token(options, token, None).await?;
     reseal(options, token, vec![current], secret)
         .await
         .map(Some)
@@ -120,6 +125,7 @@ fn token_of(
         hash: old.hash.clone(),
         policy_digest: hex::encode(policy),
         allowed,
+        signed: None,
     })
 }
 
@@ -149,7 +155,7 @@ fn from_hex(set: &PcrValueSet, pcrs: &[u32]) -> Result<PcrValues, ProviderError>
     if set.keys().copied().collect::<Vec<_>>() != pcrs {
         return Err(bad(format!(
             "an allowed value set names PCRs other than {}",
-            pcr_list(pcrs)
+            pcr_names(pcrs)
         )));
     }
     let mut values = PcrValues::default();
@@ -166,11 +172,6 @@ fn from_hex(set: &PcrValueSet, pcrs: &[u32]) -> Result<PcrValues, ProviderError>
 
 fn as_hex(values: &PcrValues) -> PcrValueSet {
     values.0.iter().map(|(p, v)| (*p, hex::encode(v))).collect()
-}
-
-fn pcr_list(pcrs: &[u32]) -> String {
-    let list: Vec<String> = pcrs.iter().map(u32::to_string).collect();
-    format!("PCR {}", list.join(", "))
 }
 
 fn refused(reason: &str) -> ProviderError {

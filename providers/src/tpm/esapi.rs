@@ -13,14 +13,17 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, DigestList, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder,
-    PcrSlot, Private, Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters,
-    SensitiveData, SymmetricDefinition, SymmetricDefinitionObject,
+    Digest, DigestList, EccPoint, KeyedHashScheme, Nonce, PcrSelectionList,
+    PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder, PublicEccParametersBuilder,
+    PublicKeyRsa, PublicKeyedHashParameters, RsaSignature, SensitiveData, Signature,
+    SymmetricDefinition, SymmetricDefinitionObject,
 };
 use tss_esapi::{Context, TctiNameConf};
 use zeroize::Zeroizing;
 
-use super::policy::{PcrValues, Sha256Digest};
+use super::policy::{authorize_policy, pcr_names, pcr_policy_after, PcrValues, Sha256Digest};
+use super::signed::PolicySignature;
+use sha2::Digest as _;
 
 /// The TPM cannot be used now, and why.
 pub(super) fn unavailable(reason: impl Into<String>) -> ProviderError {
@@ -104,12 +107,8 @@ fn primary(ctx: &mut Context) -> Result<KeyHandle, ProviderError> {
     .map_err(|e| tpm_err("creating the primary key", e))
 }
 
-/// A policy session (trial or real) with PolicyPCR applied.
-fn pcr_policy_session(
-    ctx: &mut Context,
-    kind: SessionType,
-    pcrs: &[u32],
-) -> Result<PolicySession, ProviderError> {
+/// A policy session (trial or real), nothing applied yet.
+fn start_session(ctx: &mut Context, kind: SessionType) -> Result<PolicySession, ProviderError> {
     let session = ctx
         .start_auth_session(
             None,
@@ -127,42 +126,193 @@ fn pcr_policy_session(
         .build();
     ctx.tr_sess_set_attributes(session, attrs, mask)
         .map_err(|e| tpm_err("session attributes", e))?;
-    let policy = PolicySession::try_from(session).map_err(|e| tpm_err("policy session", e))?;
-    ctx.policy_pcr(policy, Digest::default(), pcr_selection(pcrs)?)
-        .map_err(|e| tpm_err("PolicyPCR", e))?;
-    Ok(policy)
+    PolicySession::try_from(session).map_err(|e| tpm_err("policy session", e))
 }
 
-/// A real policy session: PolicyPCR, then PolicyOR over `branches` when
-/// there are several.
-fn policy_session(
+/// A policy session (trial or real) with PolicyPCR applied.
+fn pcr_policy_session(
     ctx: &mut Context,
+    kind: SessionType,
     pcrs: &[u32],
-    branches: &[Sha256Digest],
 ) -> Result<PolicySession, ProviderError> {
-    let policy = pcr_policy_session(ctx, SessionType::Policy, pcrs)?;
-    if branches.len() < 2 {
-        return Ok(policy);
-    }
-    let or = digest_list(branches).and_then(|list| {
-        // The TPM refuses (TPM_RC_VALUE) when the session's digest is none
-        // of the branches: the PCRs hold none of the allowed value sets.
-        ctx.policy_or(policy, list)
-            .map_err(|_| ProviderError::PcrMismatch {
-                what: "PolicyOR (TPM error 0x1c4): the PCRs hold none of the value sets allowed"
-                    .into(),
-            })
-    });
-    match or {
+    let policy = start_session(ctx, kind)?;
+    match ctx.policy_pcr(policy, Digest::default(), pcr_selection(pcrs)?) {
         Ok(()) => Ok(policy),
         Err(e) => {
-            flush(
-                ctx,
-                ObjectHandle::from(tss_esapi::handles::SessionHandle::from(policy)),
-            );
-            Err(e)
+            flush_session(ctx, policy);
+            Err(tpm_err("PolicyPCR", e))
         }
     }
+}
+
+/// What a sealed object's policy asks, in the order a session satisfies it.
+pub(super) struct PolicySteps {
+    /// First, when the key has a signed policy: PolicyPCR over the signed
+    /// PCRs, then PolicyAuthorize with a signature of what they hold.
+    pub signed: Option<SignedStep>,
+    /// Then PolicyPCR over these literal PCRs (none: no PolicyPCR).
+    pub pcrs: Vec<u32>,
+    /// Then PolicyOR over these PolicyPCR digests, when there are several.
+    pub branches: Vec<Sha256Digest>,
+}
+
+impl PolicySteps {
+    /// Whether the object has no policy (sealed to the empty auth).
+    fn is_empty(&self) -> bool {
+        self.signed.is_none() && self.pcrs.is_empty()
+    }
+}
+
+/// A signed PCR policy's step: the key (as a TPM public area), the PCRs it
+/// signs, and the signatures on offer.
+pub(super) struct SignedStep {
+    /// The public key, for TPM2_LoadExternal.
+    pub key: Public,
+    /// The signed PCRs.
+    pub pcrs: Vec<u32>,
+    /// The signatures by that key over those PCRs.
+    pub signatures: Vec<PolicySignature>,
+    /// Where they were read (for messages).
+    pub source: String,
+}
+
+/// A real policy session with every step of `steps` applied.
+fn policy_session(ctx: &mut Context, steps: &PolicySteps) -> Result<PolicySession, ProviderError> {
+    let policy = start_session(ctx, SessionType::Policy)?;
+    let applied = apply_steps(ctx, policy, steps);
+    if applied.is_err() {
+        flush_session(ctx, policy);
+    }
+    applied.map(|()| policy)
+}
+
+fn apply_steps(
+    ctx: &mut Context,
+    policy: PolicySession,
+    steps: &PolicySteps,
+) -> Result<(), ProviderError> {
+    if let Some(signed) = &steps.signed {
+        apply_signed(ctx, policy, signed)?;
+    }
+    if !steps.pcrs.is_empty() {
+        ctx.policy_pcr(policy, Digest::default(), pcr_selection(&steps.pcrs)?)
+            .map_err(|e| tpm_err("PolicyPCR", e))?;
+    }
+    if steps.branches.len() < 2 {
+        return Ok(());
+    }
+    let list = digest_list(&steps.branches)?;
+    // The TPM refuses (TPM_RC_VALUE) when the session's digest is none of
+    // the branches: the PCRs hold none of the allowed value sets.
+    ctx.policy_or(policy, list)
+        .map_err(|_| ProviderError::PcrMismatch {
+            what: "PolicyOR (TPM error 0x1c4): the PCRs hold none of the value sets allowed".into(),
+        })
+}
+
+/// PolicyPCR over the signed PCRs, the signature of the digest that gives
+/// verified by the TPM, and PolicyAuthorize with its ticket. No signature
+/// of what the PCRs hold now: refused before any signature is checked.
+fn apply_signed(
+    ctx: &mut Context,
+    policy: PolicySession,
+    step: &SignedStep,
+) -> Result<(), ProviderError> {
+    ctx.policy_pcr(policy, Digest::default(), pcr_selection(&step.pcrs)?)
+        .map_err(|e| tpm_err("PolicyPCR (signed PCRs)", e))?;
+    let now = ctx
+        .policy_get_digest(policy)
+        .map_err(|e| tpm_err("reading the policy digest", e))?;
+    let Some(chosen) = step
+        .signatures
+        .iter()
+        .find(|s| s.policy[..] == *now.value())
+    else {
+        return Err(unavailable(format!(
+            "none of the {} signatures in {} by the enrolled key is of the values {} holds now (a boot image signed for them brings one)",
+            step.signatures.len(),
+            step.source,
+            pcr_names(&step.pcrs),
+        )));
+    };
+    let (name, ticket) = verified(ctx, step, chosen)?;
+    let approved = Digest::try_from(chosen.policy.to_vec()).map_err(|e| tpm_err("policy", e))?;
+    ctx.policy_authorize(policy, approved, Nonce::default(), &name, ticket)
+        .map_err(|e| tpm_err("PolicyAuthorize", e))
+}
+
+/// The key's name and the TPM's ticket saying it signed `chosen`.
+fn verified(
+    ctx: &mut Context,
+    step: &SignedStep,
+    chosen: &PolicySignature,
+) -> Result<
+    (
+        tss_esapi::structures::Name,
+        tss_esapi::structures::VerifiedTicket,
+    ),
+    ProviderError,
+> {
+    let key = ctx
+        .load_external_public(step.key.clone(), Hierarchy::Owner)
+        .map_err(|e| tpm_err("loading the PCR public key", e))?;
+    let result = (|| {
+        let name = ctx
+            .tr_get_name(key.into())
+            .map_err(|e| tpm_err("the PCR public key's name", e))?;
+        // What is signed is the policy and an empty policyRef: H(pol).
+        let digest = Digest::try_from(sha2::Sha256::digest(chosen.policy).to_vec())
+            .map_err(|e| tpm_err("signed digest", e))?;
+        let signature = PublicKeyRsa::try_from(chosen.signature.clone())
+            .and_then(|s| RsaSignature::create(HashingAlgorithm::Sha256, s))
+            .map_err(|e| {
+                unavailable(format!("a signature in {} is malformed: {e}", step.source))
+            })?;
+        let ticket = ctx
+            .verify_signature(key, digest, Signature::RsaSsa(signature))
+            .map_err(|e| {
+                unavailable(format!(
+                    "the signature in {} of the values {} holds does not verify with the enrolled public key: {e}",
+                    step.source,
+                    pcr_names(&step.pcrs)
+                ))
+            })?;
+        Ok((name, ticket))
+    })();
+    flush(ctx, key);
+    result
+}
+
+/// The digest a signed policy by `key` makes, then PolicyPCR over the
+/// current values of `literal` (if any): what an object sealed to that
+/// policy carries.
+pub(super) fn signed_policy_digest(
+    tcti: &str,
+    key: Public,
+    literal: &[u32],
+) -> Result<Sha256Digest, ProviderError> {
+    let mut ctx = open(tcti)?;
+    let handle = ctx
+        .load_external_public(key, Hierarchy::Owner)
+        .map_err(|e| tpm_err("loading the PCR public key", e))?;
+    let name = ctx.tr_get_name(handle.into());
+    flush(&mut ctx, handle);
+    let name = name.map_err(|e| tpm_err("the PCR public key's name", e))?;
+    let authorized = authorize_policy(name.value());
+    if literal.is_empty() {
+        return Ok(authorized);
+    }
+    Ok(pcr_policy_after(
+        &authorized,
+        &read_pcrs_in(&mut ctx, literal)?,
+    ))
+}
+
+fn flush_session(ctx: &mut Context, policy: PolicySession) {
+    flush(
+        ctx,
+        ObjectHandle::from(tss_esapi::handles::SessionHandle::from(policy)),
+    );
 }
 
 fn digest_list(branches: &[Sha256Digest]) -> Result<DigestList, ProviderError> {
@@ -215,10 +365,7 @@ fn trial_digest(ctx: &mut Context, pcrs: &[u32]) -> Result<Digest, ProviderError
     let d = ctx
         .policy_get_digest(trial)
         .map_err(|e| tpm_err("reading the policy digest", e));
-    flush(
-        ctx,
-        ObjectHandle::from(tss_esapi::handles::SessionHandle::from(trial)),
-    );
+    flush_session(ctx, trial);
     d
 }
 
@@ -261,7 +408,10 @@ fn seal_in(
 /// The current SHA-256 values of `pcrs` (read one at a time: a TPM answers
 /// at most eight a call).
 pub(super) fn read_pcrs(tcti: &str, pcrs: &[u32]) -> Result<PcrValues, ProviderError> {
-    let mut ctx = open(tcti)?;
+    read_pcrs_in(&mut open(tcti)?, pcrs)
+}
+
+fn read_pcrs_in(ctx: &mut Context, pcrs: &[u32]) -> Result<PcrValues, ProviderError> {
     let mut values = PcrValues::default();
     for &p in pcrs {
         let (_, _, digests) = ctx
@@ -277,13 +427,11 @@ pub(super) fn read_pcrs(tcti: &str, pcrs: &[u32]) -> Result<PcrValues, ProviderE
     Ok(values)
 }
 
-/// Unseals `sealed` under PolicyPCR over `pcrs`, then, when the object is
-/// sealed to several sets of values (`branches`: their PolicyPCR digests),
-/// PolicyOR over them.
+/// Unseals `sealed` in a policy session that satisfies `steps` (none: the
+/// empty auth).
 pub(super) fn unseal(
     tcti: &str,
-    pcrs: &[u32],
-    branches: &[Sha256Digest],
+    steps: &PolicySteps,
     sealed: Sealed,
 ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
     let mut ctx = open(tcti)?;
@@ -292,10 +440,10 @@ pub(super) fn unseal(
         ctx.execute_with_nullauth_session(|ctx| ctx.load(parent, sealed.private, sealed.public));
     flush(&mut ctx, parent);
     let object = loaded.map_err(|e| tpm_err("loading the sealed key", e))?;
-    let result = if pcrs.is_empty() {
+    let result = if steps.is_empty() {
         ctx.execute_with_nullauth_session(|ctx| ctx.unseal(object.into()))
     } else {
-        let policy = match policy_session(&mut ctx, pcrs, branches) {
+        let policy = match policy_session(&mut ctx, steps) {
             Ok(p) => p,
             Err(e) => {
                 flush(&mut ctx, object);
@@ -305,10 +453,7 @@ pub(super) fn unseal(
         let r = ctx.execute_with_session(Some(AuthSession::from(policy)), |ctx| {
             ctx.unseal(object.into())
         });
-        flush(
-            &mut ctx,
-            ObjectHandle::from(tss_esapi::handles::SessionHandle::from(policy)),
-        );
+        flush_session(&mut ctx, policy);
         r
     };
     flush(&mut ctx, object);

@@ -5,11 +5,18 @@
 //! storage primary in the owner hierarchy, which the TPM derives the same
 //! way every time, so nothing needs to be persisted in the TPM.
 //!
+//! With a signed policy (`signedPolicy`, systemd's format), the object is
+//! first bound to a public key (TPM2_PolicyAuthorize): any PCR values that
+//! key signed open it, so a new boot image with its own signature needs no
+//! re-seal. See `signed.rs`.
+//!
 //! When a bound PCR has changed (another OS booted, Secure Boot state
 //! changed), unsealing fails: the slot is reported unusable for this boot
 //! and another key must open the volume. The slot itself is kept.
 
-use crate::sealed_key::{bad_token, passphrase, random_key, Base64Bytes, TpmTokenData};
+use crate::sealed_key::{
+    bad_token, passphrase, random_key, Base64Bytes, SignedPolicyToken, TpmTokenData,
+};
 use crate::KeyData;
 use crate::{Enrolled, KeyContext, KeyProvider, Passphrase, ProviderError};
 use async_trait::async_trait;
@@ -20,9 +27,13 @@ use zeroize::Zeroizing;
 mod allow;
 mod esapi;
 pub mod policy;
+pub mod signed;
 
 pub use allow::{allow, narrowed};
-use esapi::{seal, tpm_err, unavailable, unseal, Sealed};
+use api_types::SignedPcrPolicy;
+use esapi::{seal, seal_to, tpm_err, unavailable, unseal, PolicySteps, Sealed, SignedStep};
+use signed::PcrPublicKey;
+use std::path::Path;
 
 /// Default TCTI: the kernel's TPM resource manager.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
@@ -55,6 +66,7 @@ pub struct TpmProvider {
     pcrs: Vec<u32>,
     check_secureboot: bool,
     options: TpmOptions,
+    signed: Option<SignedPcrPolicy>,
 }
 
 impl TpmProvider {
@@ -64,7 +76,22 @@ impl TpmProvider {
             pcrs,
             check_secureboot,
             options,
+            signed: None,
         }
+    }
+
+    /// The same, bound first to `signed`'s public key (PolicyAuthorize).
+    pub fn with_signed_policy(mut self, signed: Option<SignedPcrPolicy>) -> Self {
+        self.signed = signed;
+        self
+    }
+
+    /// The signed policy's key, read from its file (enrolment and binding).
+    fn signing_key(&self) -> Result<Option<(PcrPublicKey, &SignedPcrPolicy)>, ProviderError> {
+        self.signed
+            .as_ref()
+            .map(|s| Ok((PcrPublicKey::read(&s.public_key)?, s)))
+            .transpose()
     }
 }
 
@@ -79,10 +106,12 @@ pub fn secure_boot_enabled(efivars_dir: &std::path::Path) -> Result<bool, String
 }
 
 /// The secret a TPM token seals, unsealed under the PCRs it names (and,
-/// when it allows several value sets, PolicyOR over them).
+/// when it allows several value sets, PolicyOR over them; with a signed
+/// policy, after a signature from `signatures` of the signed PCRs' values).
 async fn unseal_token(
     options: &TpmOptions,
     token: &TpmTokenData,
+    signatures: Option<&Path>,
 ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
     let bad = |reason: &str| ProviderError::BadToken {
         kind: api_types::KeySource::Tpm,
@@ -90,25 +119,64 @@ async fn unseal_token(
     };
     let public = Public::unmarshall(&token.public.0).map_err(|_| bad("public blob"))?;
     let private = Private::try_from(token.private.0.clone()).map_err(|_| bad("private blob"))?;
-    let pcrs = checked_pcrs(token)?.to_vec();
-    let branches = allow::branches(token)?;
+    let steps = PolicySteps {
+        signed: signed_step(token, signatures)?,
+        pcrs: checked_pcrs(token)?.to_vec(),
+        branches: allow::branches(token)?,
+    };
     let tcti = options.tcti.clone();
-    blocking(move || unseal(&tcti, &pcrs, &branches, Sealed { public, private })).await
+    blocking(move || unseal(&tcti, &steps, Sealed { public, private })).await
+}
+
+/// The signed step of a token with a signed policy: its key and the
+/// signatures in `signatures` by that key over its PCRs (read before any
+/// TPM call: none costs nothing).
+fn signed_step(
+    token: &TpmTokenData,
+    signatures: Option<&Path>,
+) -> Result<Option<SignedStep>, ProviderError> {
+    let Some(signed) = &token.signed else {
+        return Ok(None);
+    };
+    let bad = |reason: String| ProviderError::BadToken {
+        kind: api_types::KeySource::Tpm,
+        reason,
+    };
+    let key = PcrPublicKey::from_pem(&signed.public_key)
+        .map_err(|e| bad(format!("its signed policy's public key: {e}")))?;
+    if key.fingerprint() != signed.pkfp {
+        return Err(bad(
+            "its signed policy's fingerprint is not its key's".into()
+        ));
+    }
+    in_range(&signed.pcrs)?;
+    let path = signatures.ok_or_else(|| {
+        unavailable("the key has a signed PCR policy and no signature file is configured")
+    })?;
+    Ok(Some(SignedStep {
+        key: key.tpm_public()?,
+        pcrs: signed.pcrs.clone(),
+        signatures: signed::signatures_for(path, &signed.pkfp, &signed.pcrs)?,
+        source: path.display().to_string(),
+    }))
 }
 
 /// The PCRs a token names, each 0–23 (beyond u32, serde refuses it).
 fn checked_pcrs(token: &TpmTokenData) -> Result<&[u32], ProviderError> {
-    if token
-        .pcrs
-        .iter()
-        .any(|p| *p > api_types::encryption::MAX_PCR)
-    {
+    in_range(&token.pcrs)?;
+    Ok(&token.pcrs)
+}
+
+/// Refuses a PCR number beyond 23 (a token comes from a header, which
+/// anyone may have written).
+fn in_range(pcrs: &[u32]) -> Result<(), ProviderError> {
+    if pcrs.iter().any(|p| *p > api_types::encryption::MAX_PCR) {
         return Err(ProviderError::BadToken {
             kind: api_types::KeySource::Tpm,
             reason: format!("a PCR number outside 0–{}", api_types::encryption::MAX_PCR),
         });
     }
-    Ok(&token.pcrs)
+    Ok(())
 }
 
 /// The current SHA-256 values of `pcrs`.
@@ -128,6 +196,32 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| unavailable(format!("TPM task failed: {e}")))?
 }
 
+impl TpmProvider {
+    /// `secret` sealed to this key's policy: PolicyPCR over the current
+    /// values of its PCRs, after PolicyAuthorize by `signing` when it has
+    /// a signed policy. Returns the object and its policy digest.
+    async fn seal(
+        &self,
+        signing: Option<&PcrPublicKey>,
+        secret: &[u8],
+    ) -> Result<(Sealed, Vec<u8>), ProviderError> {
+        let (tcti, pcrs, secret) = (
+            self.options.tcti.clone(),
+            self.pcrs.clone(),
+            Zeroizing::new(secret.to_vec()),
+        );
+        let Some(key) = signing else {
+            return blocking(move || seal(&tcti, &pcrs, &secret)).await;
+        };
+        let public = key.tpm_public()?;
+        blocking(move || {
+            let policy = esapi::signed_policy_digest(&tcti, public, &pcrs)?;
+            Ok((seal_to(&tcti, &policy, &secret)?, policy.to_vec()))
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl KeyProvider for TpmProvider {
     fn kind(&self) -> api_types::KeySource {
@@ -142,9 +236,10 @@ impl KeyProvider for TpmProvider {
             }
         }
         let key = random_key();
-        let (tcti, pcrs, secret) = (self.options.tcti.clone(), self.pcrs.clone(), key.to_vec());
-        let (sealed, digest) =
-            blocking(move || seal(&tcti, &pcrs, &Zeroizing::new(secret))).await?;
+        let signing = self.signing_key()?;
+        let (sealed, digest) = self
+            .seal(signing.as_ref().map(|(k, _)| k), &key[..])
+            .await?;
         let public = sealed
             .public
             .marshall()
@@ -158,6 +253,11 @@ impl KeyProvider for TpmProvider {
                 hash: "sha256".into(),
                 policy_digest: hex::encode(digest),
                 allowed: vec![],
+                signed: signing.map(|(k, s)| SignedPolicyToken {
+                    pkfp: k.fingerprint(),
+                    public_key: k.pem,
+                    pcrs: s.pcrs.clone(),
+                }),
             }),
         })
     }
@@ -169,7 +269,8 @@ impl KeyProvider for TpmProvider {
         let KeyData::Tpm(token) = token_data else {
             return Err(bad_token(api_types::KeySource::Tpm, token_data));
         };
-        let key = unseal_token(&self.options, token).await?;
+        let signatures = self.signed.as_ref().map(|s| s.signature.as_path());
+        let key = unseal_token(&self.options, token, signatures).await?;
         Ok(passphrase(&key))
     }
     async fn refresh(
@@ -183,14 +284,21 @@ impl KeyProvider for TpmProvider {
         Ok(narrowed(&self.options, token).await?.map(KeyData::Tpm))
     }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
-        let pcrs: Vec<String> = self.pcrs.iter().map(u32::to_string).collect();
-        Ok(Passphrase::new(
-            format!(
-                "tpm\0sha256\0{}\0secureboot={}",
-                pcrs.join(","),
-                self.check_secureboot
-            )
-            .into_bytes(),
-        ))
+        let list = |pcrs: &[u32]| {
+            pcrs.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut material = format!(
+            "tpm\0sha256\0{}\0secureboot={}",
+            list(&self.pcrs),
+            self.check_secureboot
+        );
+        // A key without a signed policy binds as it always did.
+        if let Some((key, signed)) = self.signing_key()? {
+            material += &format!("\0signed={}:{}", key.fingerprint(), list(&signed.pcrs));
+        }
+        Ok(Passphrase::new(material.into_bytes()))
     }
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 const CC_POLICY_PCR: u32 = 0x0000_017F;
 /// TPM_CC_PolicyOR.
 const CC_POLICY_OR: u32 = 0x0000_0171;
+/// TPM_CC_PolicyAuthorize.
+const CC_POLICY_AUTHORIZE: u32 = 0x0000_016A;
 /// TPM_ALG_SHA256.
 const ALG_SHA256: u16 = 0x000B;
 /// Bytes of a PCR selection bitmap (PCRs 0–23).
@@ -25,6 +27,12 @@ pub fn digest_from_hex(hex_value: &str) -> Option<Sha256Digest> {
     hex::decode(hex_value.trim())
         .ok()
         .and_then(|v| Sha256Digest::try_from(v).ok())
+}
+
+/// `PCR 7` or `PCR 7, 11`, for messages.
+pub fn pcr_names(pcrs: &[u32]) -> String {
+    let list: Vec<String> = pcrs.iter().map(u32::to_string).collect();
+    format!("PCR {}", list.join(", "))
 }
 
 /// Values of SHA-256 PCRs, by PCR number (0–23), ascending.
@@ -50,16 +58,35 @@ impl PcrValues {
 /// The policy digest of TPM2_PolicyPCR over `values`, from a fresh session:
 /// H(0…0 ‖ TPM_CC_PolicyPCR ‖ TPML_PCR_SELECTION ‖ H(values in PCR order)).
 pub fn pcr_policy(values: &PcrValues) -> Sha256Digest {
+    pcr_policy_after(&[0u8; 32], values)
+}
+
+/// The policy digest after TPM2_PolicyPCR over `values` in a session whose
+/// digest was `before`.
+pub fn pcr_policy_after(before: &Sha256Digest, values: &PcrValues) -> Sha256Digest {
     let mut pcr_digest = Sha256::new();
     for value in values.0.values() {
         pcr_digest.update(value);
     }
     let mut h = Sha256::new();
-    h.update([0u8; 32]);
+    h.update(before);
     h.update(CC_POLICY_PCR.to_be_bytes());
     h.update(selection(&values.pcrs()));
     h.update(pcr_digest.finalize());
     h.finalize().into()
+}
+
+/// The policy digest of TPM2_PolicyAuthorize by the key named `key_name`
+/// (its TPM name: hash algorithm, then the hash of its public area), with
+/// an empty policyRef: H(H(0…0 ‖ TPM_CC_PolicyAuthorize ‖ name) ‖ ""). Any
+/// policy that key signs satisfies it.
+pub fn authorize_policy(key_name: &[u8]) -> Sha256Digest {
+    let mut h = Sha256::new();
+    h.update([0u8; 32]);
+    h.update(CC_POLICY_AUTHORIZE.to_be_bytes());
+    h.update(key_name);
+    let first: Sha256Digest = h.finalize().into();
+    Sha256::digest(first).into()
 }
 
 /// The policy digest of TPM2_PolicyOR over `branches`:
