@@ -164,6 +164,19 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_pcr_policy_is_named_volctl_s_with_its_line() {
+        let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      tpm:\n        signedPolicy: {}\n";
+        let p = parse_str("s.yaml", y);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        assert_eq!(p.extensions.len(), 1, "{:?}", p.extensions);
+        assert_eq!(p.extensions[0].path, "encryption.keys[0].tpm.signedPolicy");
+        assert_eq!(p.extensions[0].line, Some(9));
+        assert!(p.extensions[0]
+            .to_string()
+            .contains("Talos binds a UKI's signed PCR 11 policy by itself"));
+    }
+
+    #[test]
     fn decrypt_in_place_is_volctl_s_and_refused_with_in_place_or_on_state() {
         let doc = |name: &str, extra: &str| {
             format!("apiVersion: v1alpha1\nkind: VolumeConfig\nname: {name}\nencryption:\n  provider: luks2\n  decryptInPlace: true\n{extra}  keys:\n    - slot: 0\n      nodeID: {{}}\n")

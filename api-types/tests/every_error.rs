@@ -242,3 +242,44 @@ fn a_static_member_of_a_threshold_on_state_is_warned_about_as_a_static_key_is() 
     let p = parse_str("s.yaml", &doc("  allowStaticKeyOnState: true\n"));
     assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
 }
+
+#[test]
+fn a_signed_pcr_policy_is_checked_by_its_place_and_a_good_one_resolves() {
+    let text = format!(
+        "{HEAD}name: a\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, tpm: {{signedPolicy: {{publicKey: key.pem, pcrs: []}}}}}}\n    - {{slot: 1, tpm: {{options: {{pcrs: [7, 11]}}, signedPolicy: {{signature: sig.json, pcrs: [11, 24, 11]}}}}}}\n    - {{slot: 2, tpm: {{signedPolicy: {{pubKey: /k.pem}}}}}}\n"
+    );
+    let p = parse_str("s.yaml", &text);
+    let all = messages(&p).join("\n");
+    for expect in [
+        "encryption.keys[0].tpm.signedPolicy.publicKey: give an absolute path",
+        "encryption.keys[0].tpm.signedPolicy.pcrs: a signed policy covers at least one PCR",
+        "encryption.keys[1].tpm.signedPolicy.signature: give an absolute path",
+        "encryption.keys[1].tpm.signedPolicy.pcrs[0]: PCR 11 is also among the literal PCRs",
+        "encryption.keys[1].tpm.signedPolicy.pcrs[1]: PCR 24 is outside 0–23",
+        "encryption.keys[1].tpm.signedPolicy.pcrs[2]: PCR 11 is listed twice",
+        "encryption.keys[2].tpm.signedPolicy.pubKey: unknown field `pubKey`; allowed here: pcrs, publicKey, signature",
+    ] {
+        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
+    }
+    let good = format!(
+        "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, tpm: {{options: {{pcrs: []}}, signedPolicy: {{}}}}}}\n"
+    );
+    let p = parse_str("g.yaml", &good);
+    assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
+    let key = p.documents[0].encryption().unwrap().keys[0]
+        .resolve()
+        .unwrap();
+    assert_eq!(
+        key.kind,
+        api_types::KeyKind::Tpm {
+            pcrs: vec![],
+            check_secureboot: false,
+            auto_reseal: true,
+            signed: Some(api_types::SignedPcrPolicy {
+                public_key: "/run/systemd/tpm2-pcr-public-key.pem".into(),
+                signature: "/run/systemd/tpm2-pcr-signature.json".into(),
+                pcrs: vec![11],
+            }),
+        }
+    );
+}

@@ -695,7 +695,17 @@ async fn unlock_any(
         params: typed::params(keys.iter().map(|k| k.spec.kind.clone())),
     }
     .run()
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // Why the unattended keys did not open it is part of the answer.
+        ConvergeError::WaitingForKey { volume, reason } if !tried.0.is_empty() => {
+            ConvergeError::WaitingForKey {
+                volume,
+                reason: format!("{reason}; no unattended key opened it: {tried}"),
+            }
+        }
+        e => e,
+    })?;
     Ok(Unlocked {
         slot: t.slot,
         volume_key: t.volume_key,
