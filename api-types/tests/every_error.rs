@@ -31,6 +31,13 @@ encryption:
   keys: []
 "#;
 
+/// Asserts that `all` holds each of `expected`, naming the first missing.
+fn contains_each(all: &str, expected: &[&str]) {
+    for expect in expected {
+        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
+    }
+}
+
 fn messages(file: &api_types::ParsedFile) -> Vec<String> {
     file.diagnostics.iter().map(|d| d.to_string()).collect()
 }
@@ -39,15 +46,16 @@ fn messages(file: &api_types::ParsedFile) -> Vec<String> {
 fn an_unknown_field_hides_neither_type_nor_semantic_errors() {
     let p = parse_str("bad.yaml", BAD);
     let all = messages(&p).join("\n");
-    for expect in [
-        "bad.yaml:4: error: document 1 (VolumeConfig \"EPHEMERAL\"): bogus: unknown field",
-        "bad.yaml:7: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keySize:",
-        "encryption.keys[0].static: invalid type",
-        "encryption.keys[1].slot: duplicate key slot 0",
-        "encryption.keys[2].static.passphrase: invalid type",
-    ] {
-        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
-    }
+    contains_each(
+        &all,
+        &[
+            "bad.yaml:4: error: document 1 (VolumeConfig \"EPHEMERAL\"): bogus: unknown field",
+            "bad.yaml:7: error: document 1 (VolumeConfig \"EPHEMERAL\"): encryption.keySize:",
+            "encryption.keys[0].static: invalid type",
+            "encryption.keys[1].slot: duplicate key slot 0",
+            "encryption.keys[2].static.passphrase: invalid type",
+        ],
+    );
 }
 
 #[test]
@@ -106,15 +114,16 @@ fn dangerous_values_are_refused_or_warned_about() {
     );
     let p = parse_str("d.yaml", &text);
     let all = messages(&p).join("\n");
-    for expect in [
+    contains_each(
+        &all,
+        &[
         "d.yaml:5: error: document 1 (UserVolumeConfig \"a\"): mount.path: `/proc/x` would mount over /proc",
         "d.yaml:17: error: document 3 (UserVolumeConfig \"c\"): mount.path: /data is already the mount point of UserVolumeConfig \"b\" (document 2)",
         "encryption.keys[0].kms.endpoint: the endpoint carries credentials",
         "encryption.keys[1].static.passphrase: the passphrase is longer than 512 bytes",
         "warning: document 5 (UserVolumeConfig \"e\"): encryption.pbkdf.iterations: 4000000000 iterations",
-    ] {
-        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
-    }
+        ],
+    );
     assert!(
         !all.contains("pw@") && !all.contains(&long),
         "no secret echoed:\n{all}"
@@ -148,16 +157,17 @@ fn kms_replicas_are_checked_each_by_its_place() {
     );
     let p = parse_str("r.yaml", &text);
     let all = messages(&p).join("\n");
-    for expect in [
-        "encryption.keys[0].kms: set `endpoint` (or `endpoints`, replicas of one KMS)",
-        "encryption.keys[1].kms: set `endpoint` or `endpoints`, not both",
-        "encryption.keys[2].kms.endpoints[1]: `kms-b` is not a URL",
-        "encryption.keys[2].kms.endpoints[2]: `https://k:4050` is listed twice",
-        "encryption.keys[2].kms.timeout: `soon` is not a duration",
-        "encryption.keys[3].kms.timeout: `-1s` is not a positive duration",
-    ] {
-        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
-    }
+    contains_each(
+        &all,
+        &[
+            "encryption.keys[0].kms: set `endpoint` (or `endpoints`, replicas of one KMS)",
+            "encryption.keys[1].kms: set `endpoint` or `endpoints`, not both",
+            "encryption.keys[2].kms.endpoints[1]: `kms-b` is not a URL",
+            "encryption.keys[2].kms.endpoints[2]: `https://k:4050` is listed twice",
+            "encryption.keys[2].kms.timeout: `soon` is not a duration",
+            "encryption.keys[3].kms.timeout: `-1s` is not a positive duration",
+        ],
+    );
     let good = format!(
         "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, kms: {{endpoints: [\"https://a:4050\", \"https://b:4050\"], timeout: 2s}}}}\n"
     );
@@ -182,7 +192,9 @@ fn a_threshold_is_checked_member_by_member_and_a_good_one_resolves() {
     );
     let p = parse_str("t.yaml", &text);
     let all = messages(&p).join("\n");
-    for expect in [
+    contains_each(
+        &all,
+        &[
         "encryption.keys[0].threshold.required: required is 3; it must be 1 to the number of member keys (2)",
         "encryption.keys[0].threshold.keys[0].static.passphrase: the passphrase is empty",
         "encryption.keys[0].threshold.keys[1]: a member has exactly one kind of static, nodeID, kms, tpm",
@@ -191,9 +203,8 @@ fn a_threshold_is_checked_member_by_member_and_a_good_one_resolves() {
         "encryption.keys[1].threshold.keys[0].kms.endpoint: `kms-a` is not a URL",
         "encryption.keys[2].threshold.keys[0]: a member has exactly one kind",
         "this one has none",
-    ] {
-        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
-    }
+        ],
+    );
     // Typed keys and thresholds are not members: named as unknown fields.
     for member in [
         "prompt: {}",
@@ -250,7 +261,9 @@ fn a_signed_pcr_policy_is_checked_by_its_place_and_a_good_one_resolves() {
     );
     let p = parse_str("s.yaml", &text);
     let all = messages(&p).join("\n");
-    for expect in [
+    contains_each(
+        &all,
+        &[
         "encryption.keys[0].tpm.signedPolicy.publicKey: give an absolute path",
         "encryption.keys[0].tpm.signedPolicy.pcrs: a signed policy covers at least one PCR",
         "encryption.keys[1].tpm.signedPolicy.signature: give an absolute path",
@@ -258,9 +271,8 @@ fn a_signed_pcr_policy_is_checked_by_its_place_and_a_good_one_resolves() {
         "encryption.keys[1].tpm.signedPolicy.pcrs[1]: PCR 24 is outside 0–23",
         "encryption.keys[1].tpm.signedPolicy.pcrs[2]: PCR 11 is listed twice",
         "encryption.keys[2].tpm.signedPolicy.pubKey: unknown field `pubKey`; allowed here: pcrs, publicKey, signature",
-    ] {
-        assert!(all.contains(expect), "missing {expect:?} in\n{all}");
-    }
+        ],
+    );
     let good = format!(
         "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, tpm: {{options: {{pcrs: []}}, signedPolicy: {{}}}}}}\n"
     );
