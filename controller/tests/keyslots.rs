@@ -72,7 +72,8 @@ fn rotation_across_two_converges_keeps_volume_key_and_segment() {
         vec![Action::Add {
             slot: K1,
             kind: api_types::KeySource::Static,
-            lock_to_state: false
+            lock_to_state: false,
+            binds: None,
         }]
     );
     assert_eq!(o.kdf_runs, 2, "unlock + one enrolment");

@@ -132,6 +132,15 @@ fn another_public_key_in_the_config_is_a_planned_replace() {
     assert_eq!(actions.len(), 1, "{o}");
     assert_eq!(actions[0]["action"], "replace", "{o}");
     assert_eq!(actions[0]["slot"], 0);
+    // The plan names the key the new slot binds.
+    let other_fp = providers::tpm::signed::PcrPublicKey::read(&other.public)
+        .unwrap()
+        .fingerprint();
+    assert_eq!(
+        actions[0]["binds"],
+        format!("PCR 7; PCR 11 as signed by key {}", &other_fp[..16]),
+        "{o}"
+    );
 }
 
 /// An appliance's shape: the signed TPM key, and a recovery key a person

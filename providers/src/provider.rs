@@ -57,6 +57,13 @@ pub trait KeyProvider: Send + Sync {
         Ok(None)
     }
 
+    /// What a slot enrolled with this key would be bound to, beyond its
+    /// kind, for the plan to show (no secret): e.g. a TPM key's PCRs and
+    /// the fingerprint of the key that signs its PCR policy.
+    fn describe(&self) -> Option<String> {
+        None
+    }
+
     /// What the last [`Self::recover`] met that a person should see though
     /// it succeeded (no secret), e.g. which key servers answered and which
     /// did not.

@@ -88,4 +88,7 @@ impl KeyProvider for SaltedProvider {
     fn report(&self) -> Option<String> {
         self.inner.report()
     }
+    fn describe(&self) -> Option<String> {
+        self.inner.describe()
+    }
 }

@@ -42,6 +42,7 @@ pub(super) fn desired_slot(k: &Key) -> DesiredSlot {
         slot: k.spec.slot,
         kind: k.spec.kind.source(),
         lock_to_state: k.spec.lock_to_state,
+        binds: k.provider.describe(),
         // A key whose binding material cannot be computed cannot be enrolled
         // or checked either (salt missing, UUID unreadable).
         available: k

@@ -167,6 +167,7 @@ fn replacement_plan(slot: KeyslotId, spare: KeyslotId, kind: KeySource, present:
                 slot,
                 kind,
                 lock_to_state: false,
+                binds: None,
                 reason: format!("new {kind} key"),
             },
             Action::RemoveSpare {
@@ -179,6 +180,7 @@ fn replacement_plan(slot: KeyslotId, spare: KeyslotId, kind: KeySource, present:
             slot,
             kind,
             lock_to_state: false,
+            binds: None,
         }]
     };
     Plan {

@@ -283,6 +283,21 @@ impl KeyProvider for TpmProvider {
         };
         Ok(narrowed(&self.options, token).await?.map(KeyData::Tpm))
     }
+    fn describe(&self) -> Option<String> {
+        let literal = match self.pcrs.as_slice() {
+            [] => "no literal PCR".to_string(),
+            pcrs => policy::pcr_names(pcrs),
+        };
+        // An unreadable key file shows as the key's availability instead.
+        let Ok(Some((key, signed))) = self.signing_key() else {
+            return Some(literal);
+        };
+        Some(format!(
+            "{literal}; {} as signed by key {}",
+            policy::pcr_names(&signed.pcrs),
+            signed::short(&key.fingerprint())
+        ))
+    }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
         let list = |pcrs: &[u32]| {
             pcrs.iter()

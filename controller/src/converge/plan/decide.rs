@@ -97,6 +97,7 @@ pub fn plan_in_place(
                 slot,
                 kind,
                 lock_to_state,
+                ..
             } => Some(NewSlot {
                 slot: *slot,
                 kind: *kind,
@@ -126,6 +127,7 @@ impl DesiredSlot {
             slot: self.slot,
             kind: self.kind,
             lock_to_state: self.lock_to_state,
+            binds: self.binds.clone(),
         }
     }
 
@@ -144,6 +146,7 @@ impl DesiredSlot {
                 slot: self.slot,
                 kind: self.kind,
                 lock_to_state: self.lock_to_state,
+                binds: self.binds.clone(),
                 reason: reason.to_string(),
             }),
             Err(_) => Step::Note(self.unavailable()),

@@ -24,6 +24,7 @@ fn want(slot: u32, kind: &str) -> DesiredSlot {
         slot: KeyslotId::nth(slot),
         kind: KeySource::from_name(kind).unwrap(),
         lock_to_state: false,
+        binds: None,
         available: Ok(()),
     }
 }
@@ -341,17 +342,29 @@ fn actions_and_notes_render_as_one_line_each() {
         slot: K2,
         kind: KeySource::Static,
         lock_to_state: false,
+        binds: None,
     };
     assert_eq!(add.to_string(), "+ add slot 2 (static)");
     let replace = Action::Replace {
         slot: K1,
         kind: KeySource::NodeId,
         lock_to_state: true,
+        binds: None,
         reason: "why".into(),
     };
     assert_eq!(
         replace.to_string(),
         "~ replace slot 1 with nodeID, lockToState: why"
+    );
+    let signed = Action::Add {
+        slot: K2,
+        kind: KeySource::Tpm,
+        lock_to_state: false,
+        binds: Some("PCR 7; PCR 11 as signed by key 2af7fb0ec3aaeddf".into()),
+    };
+    assert_eq!(
+        signed.to_string(),
+        "+ add slot 2 (tpm: PCR 7; PCR 11 as signed by key 2af7fb0ec3aaeddf)"
     );
     let note = Note::Unavailable {
         slot: K3,
@@ -376,6 +389,7 @@ fn an_online_reencryption_keeps_the_other_actions_for_the_run_after() {
         slot: K2,
         kind: KeySource::Static,
         lock_to_state: false,
+        binds: None,
     };
     let mut plan = Plan {
         actions: vec![resume.clone(), add.clone()],

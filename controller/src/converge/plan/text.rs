@@ -31,13 +31,15 @@ impl std::fmt::Display for Action {
                 slot,
                 kind,
                 lock_to_state: l,
-            } => format!("+ add slot {slot} ({})", kind_text(*kind, *l)),
+                binds,
+            } => format!("+ add slot {slot} ({})", bound(kind_text(*kind, *l), binds)),
             A::Replace {
                 slot,
                 kind,
                 lock_to_state: l,
+                binds,
                 reason,
-            } => replace_line(*slot, kind_text(*kind, *l), reason),
+            } => replace_line(*slot, bound(kind_text(*kind, *l), binds), reason),
             A::Reseal {
                 slot,
                 lock_to_state,
@@ -62,6 +64,14 @@ impl std::fmt::Display for Action {
             A::RemoveOrphanToken { token } => orphan_line(*token),
         };
         f.write_str(&line)
+    }
+}
+
+/// `tpm` or, when the key says what it binds, `tpm: PCR 7`.
+fn bound(kind: String, binds: &Option<String>) -> String {
+    match binds {
+        Some(b) => format!("{kind}: {b}"),
+        None => kind,
     }
 }
 

@@ -17,6 +17,9 @@ pub struct DesiredSlot {
     pub kind: KeySource,
     /// lockToSTATE.
     pub lock_to_state: bool,
+    /// What the key binds beyond its kind (a TPM key's PCRs), if it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binds: Option<String>,
     /// `Err(reason)` when the key cannot be produced right now.
     pub available: Result<(), String>,
 }
@@ -91,6 +94,9 @@ pub enum Action {
         kind: KeySource,
         /// lockToSTATE.
         lock_to_state: bool,
+        /// What the key binds beyond its kind, if it says.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        binds: Option<String>,
     },
     /// Destroy the slot and enrol the configured key in it.
     Replace {
@@ -100,6 +106,9 @@ pub enum Action {
         kind: KeySource,
         /// lockToSTATE of the new key.
         lock_to_state: bool,
+        /// What the new key binds beyond its kind, if it says.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        binds: Option<String>,
         /// Why.
         reason: String,
     },
@@ -480,6 +489,7 @@ impl Plan {
                     slot,
                     kind,
                     lock_to_state: false,
+                    binds: None,
                     reason,
                 }
             } else {
@@ -487,6 +497,7 @@ impl Plan {
                     slot,
                     kind,
                     lock_to_state: false,
+                    binds: None,
                 }
             },
         );
