@@ -167,3 +167,47 @@ async fn the_binding_follows_the_public_key_and_allow_refuses_a_signed_key() {
         "{err}"
     );
 }
+
+/// A threshold member with a signed policy: 2 of (signed TPM, static) open
+/// while the signature fits; with a stale one the TPM member is named with
+/// why, and the static member alone is not enough.
+#[tokio::test]
+async fn a_threshold_member_with_a_signed_policy_opens_and_fails_by_name() {
+    let tpm = Swtpm::start();
+    let signer = PcrKeyPair::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let signatures = dir.path().join("sig.json");
+    let threshold = || {
+        providers::ThresholdProvider::new(
+            2,
+            vec![
+                Box::new(provider(&tpm, vec![], &signer.public, &signatures)),
+                Box::new(providers::StaticProvider::new(
+                    api_types::SecretString::new("member-pass"),
+                )),
+            ],
+        )
+    };
+    let enrolled = threshold().enroll(&ctx()).await.unwrap();
+    tpm.boot_uki(KERNEL_1);
+    std::fs::write(&signatures, tpm.sign_uki(&signer, KERNEL_1)).unwrap();
+    assert_eq!(
+        threshold()
+            .recover(&ctx(), &enrolled.token_data)
+            .await
+            .unwrap(),
+        enrolled.passphrase
+    );
+    std::fs::write(&signatures, tpm.sign_uki(&signer, KERNEL_2)).unwrap();
+    let err = threshold()
+        .recover(&ctx(), &enrolled.token_data)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 of 2 members needed, 1 gave their share")
+            && err.contains("member 0 (tpm)")
+            && err.contains("is of the values PCR 11 holds now"),
+        "{err}"
+    );
+}
