@@ -106,6 +106,12 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
             "Talos does not know this field and refuses the document".into(),
         ));
     }
+    if k.tpm.as_ref().is_some_and(|t| t.pin.is_some()) {
+        out.push((
+            format!("{path}.tpm.pin"),
+            "volctl's: Talos has no TPM PIN and refuses the document".into(),
+        ));
+    }
     if k.tpm.as_ref().is_some_and(|t| t.signed_policy.is_some()) {
         out.push((
             format!("{path}.tpm.signedPolicy"),
@@ -161,6 +167,15 @@ mod tests {
             .collect();
         assert_eq!(named, [("encryption.keys[0].threshold", Some(8))]);
         assert!(p.extensions[0].to_string().contains("Talos refuses them"));
+    }
+
+    #[test]
+    fn a_tpm_pin_is_named_volctl_s() {
+        let y = "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      tpm:\n        pin: true\n";
+        let p = parse_str("p.yaml", y);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        assert_eq!(p.extensions[0].path, "encryption.keys[0].tpm.pin");
+        assert!(p.extensions[0].to_string().contains("Talos has no TPM PIN"));
     }
 
     #[test]

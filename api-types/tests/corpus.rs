@@ -138,7 +138,8 @@ fn talos_spellings_are_accepted_and_resolved() {
             pcrs: vec![7, 11],
             check_secureboot: false,
             auto_reseal: true,
-            signed: None
+            signed: None,
+            pin: false
         }
     );
 }

@@ -292,6 +292,33 @@ fn a_signed_pcr_policy_is_checked_by_its_place_and_a_good_one_resolves() {
                 signature: "/run/systemd/tpm2-pcr-signature.json".into(),
                 pcrs: vec![11],
             }),
+            pin: false,
         }
     );
+}
+
+#[test]
+fn a_tpm_pin_is_refused_in_a_threshold_and_with_lock_to_state_and_resolves_typed() {
+    let text = format!(
+        "{HEAD}name: a\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, tpm: {{pin: true}}, lockToState: true}}\n    - {{slot: 1, threshold: {{required: 1, keys: [{{tpm: {{pin: true}}}}]}}}}\n"
+    );
+    let p = parse_str("p.yaml", &text);
+    contains_each(
+        &messages(&p).join("\n"),
+        &[
+            "encryption.keys[0].lockToState: a TPM key with a PIN is asked for at unlock",
+            "encryption.keys[1].threshold.keys[0].tpm.pin: a TPM key with a PIN is typed, and members open unattended",
+        ],
+    );
+    let good = format!(
+        "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, tpm: {{pin: true}}}}\n"
+    );
+    let p = parse_str("g.yaml", &good);
+    assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
+    let key = p.documents[0].encryption().unwrap().keys[0]
+        .resolve()
+        .unwrap();
+    assert_eq!(key.kind.source(), api_types::KeySource::TpmPin);
+    assert!(key.kind.source().typed());
+    assert_eq!(key.kind.source().name(), "tpm+pin");
 }

@@ -11,14 +11,14 @@
 mod common;
 
 use common::cuts::{self, Cut, Operation};
-use common::{dump, opens, text, volume_key, PBKDF, UUID};
+use common::tpm_cuts::{
+    base_image, fill_data, locked, options, run_ok, tpm_lock, tpm_token, Before, FALLBACK,
+};
+use common::{dump, PBKDF, UUID};
 use providers::test_swtpm::{Swtpm, MEASUREMENT};
-use providers::{KeyContext, KeyData, KeyProvider, TpmOptions, TpmProvider};
-use sha2::{Digest, Sha256};
+use providers::{KeyContext, KeyProvider, TpmProvider};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const FALLBACK: &str = "fallback-pass";
 
 fn config(dir: &Path) -> PathBuf {
     let p = dir.join("config.yaml");
@@ -28,11 +28,6 @@ fn config(dir: &Path) -> PathBuf {
     )
     .unwrap();
     p
-}
-
-/// The swtpm is reached without a resource manager: one user at a time.
-fn tpm_lock(tpm: &Swtpm) -> PathBuf {
-    std::env::temp_dir().join(format!("volctl-swtpm-{}.lock", tpm.port))
 }
 
 fn volctl(args: &[&str], img: &Path, cfg: &Path, tpm: &Swtpm) -> Command {
@@ -48,24 +43,9 @@ fn volctl(args: &[&str], img: &Path, cfg: &Path, tpm: &Swtpm) -> Command {
     c
 }
 
-fn options(tpm: &Swtpm) -> TpmOptions {
-    TpmOptions {
-        tcti: tpm.tcti(),
-        efivars_dir: "/nonexistent".into(),
-    }
-}
-
 /// The key the TPM unseals from slot 0's token, as it is on the header.
 fn tpm_secret(img: &Path, tpm: &Swtpm) -> Vec<u8> {
-    let d = dump(img);
-    let token = d["tokens"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|t| t["kind"] == "tpm")
-        .expect("slot 0's token")
-        .clone();
-    let data = KeyData::read(api_types::KeySource::Tpm, &token["data"]);
+    let data = tpm_token(img);
     let p = TpmProvider::new(vec![7], false, options(tpm));
     let ctx = KeyContext {
         volume_id: "EPHEMERAL".into(),
@@ -73,11 +53,7 @@ fn tpm_secret(img: &Path, tpm: &Swtpm) -> Vec<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let lock = std::fs::File::create(tpm_lock(tpm)).unwrap();
-    lock.lock().unwrap();
-    let secret = rt
-        .block_on(p.recover(&ctx, &data))
-        .expect("the TPM unseals it");
+    let secret = locked(tpm, || rt.block_on(p.recover(&ctx, &data))).expect("the TPM unseals it");
     secret.expose().to_vec()
 }
 
@@ -93,74 +69,16 @@ fn allowed_sets(img: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// What must hold after every cut and every next run.
-struct Before {
-    keyslots: String,
-    volume_key: String,
-    data: Vec<u8>,
-}
-
-impl Before {
-    fn of(img: &Path) -> Self {
-        Before {
-            keyslots: dump(img)["keyslots"].to_string(),
-            volume_key: volume_key(img, 1, FALLBACK.as_bytes()),
-            data: data_area(img),
-        }
-    }
-
-    fn check(&self, img: &Path, tpm: &Swtpm) {
-        assert!(opens(img, 1, FALLBACK.as_bytes()), "the fallback opens");
-        assert!(
-            opens(img, 0, &tpm_secret(img, tpm)),
-            "the TPM key opens slot 0"
-        );
-        assert_eq!(
-            dump(img)["keyslots"].to_string(),
-            self.keyslots,
-            "keyslots changed"
-        );
-        assert_eq!(volume_key(img, 1, FALLBACK.as_bytes()), self.volume_key);
-        assert_eq!(data_area(img), self.data, "the data area changed");
-    }
-}
-
-fn data_area(img: &Path) -> Vec<u8> {
-    let at: usize = dump(img)["segments"]["0"]["offset"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    Sha256::digest(&std::fs::read(img).unwrap()[at..]).to_vec()
-}
-
-fn run_ok(mut c: Command) -> serde_json::Value {
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn allowing_an_update_and_narrowing_after_it_survive_a_cut_at_every_write() {
     let tpm = Swtpm::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let img = dir.path().join("base").join("disk.img");
-    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(40 << 20)
-        .unwrap();
+    let img = base_image(dir.path());
     run_ok(volctl(&["converge"], &img, &cfg, &tpm));
-    use std::os::unix::fs::FileExt;
-    let at: u64 = dump(&img)["segments"]["0"]["offset"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-    f.write_all_at(&common::patterned(4 << 20), at).unwrap();
+    fill_data(&img);
     let before = Before::of(&img);
+    let check = |img: &Path| before.check(img, &tpm_secret(img, &tpm));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let now = rt
@@ -169,10 +87,10 @@ fn allowing_an_update_and_narrowing_after_it_survive_a_cut_at_every_write() {
     let next = providers::tpm::policy::extended(&now.0[&7], &MEASUREMENT);
     let pcr = format!("7={}", hex::encode(next));
     let allow = |img: &Path| volctl(&["tpm", "allow", "--pcr", &pcr], img, &cfg, &tpm);
-    let after_cut = |img: &Path, _: &Path, _: Cut| before.check(img, &tpm);
+    let after_cut = |img: &Path, _: &Path, _: Cut| check(img);
     let allow_again = |img: &Path, _: &Path, _: Cut| {
         run_ok(allow(img));
-        before.check(img, &tpm);
+        check(img);
         assert_eq!(allowed_sets(img), 2);
     };
     let op = Operation::every_write("tpm allow", &img, &allow, &after_cut, &allow_again);
@@ -184,7 +102,7 @@ fn allowing_an_update_and_narrowing_after_it_survive_a_cut_at_every_write() {
     let converge = |img: &Path| volctl(&["converge"], img, &cfg, &tpm);
     let converge_again = |img: &Path, _: &Path, _: Cut| {
         run_ok(converge(img));
-        before.check(img, &tpm);
+        check(img);
         assert_eq!(allowed_sets(img), 0, "narrowed");
         let j = run_ok(converge(img));
         assert_eq!(

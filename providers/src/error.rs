@@ -51,6 +51,10 @@ pub enum ProviderError {
         /// Why.
         reason: String,
     },
+    /// The TPM refused the PIN typed (TPM_RC_AUTH_FAIL): a wrong PIN, which
+    /// the TPM counts towards its dictionary-attack lockout. No KDF ran.
+    #[error("the TPM refused the PIN (a wrong PIN; the TPM counts it towards its lockout)")]
+    WrongPin,
     /// The slot's token does not hold what this provider needs.
     #[error("{kind} token is malformed: {reason}")]
     BadToken {

@@ -44,7 +44,9 @@ impl KeyData {
     pub fn read(kind: KeySource, raw: &Value) -> KeyData {
         let read = match kind {
             KeySource::Kms => serde_json::from_value(raw.clone()).map(KeyData::Kms),
-            KeySource::Tpm => serde_json::from_value(raw.clone()).map(KeyData::Tpm),
+            KeySource::Tpm | KeySource::TpmPin => {
+                serde_json::from_value(raw.clone()).map(KeyData::Tpm)
+            }
             KeySource::Threshold => serde_json::from_value(raw.clone()).map(KeyData::Threshold),
             KeySource::Recovery => return recovery(raw),
             KeySource::Static | KeySource::NodeId | KeySource::Prompt => return nothing(raw),

@@ -17,34 +17,61 @@ pub struct PromptProvider {
     pub params: PromptParams,
 }
 
-impl PromptProvider {
-    fn unavailable(reason: impl Into<String>) -> ProviderError {
-        ProviderError::Unavailable {
-            kind: KeySource::Prompt,
-            reason: reason.into(),
-        }
-    }
-
-    /// Asks one question, mapping a missing answer to a provider error.
-    async fn ask(&self, asker: &AskerHandle, message: String) -> Result<Passphrase, ProviderError> {
+/// A new secret (`what`: `passphrase`, `TPM PIN`) for `volume`, asked
+/// twice: the two answers must match and be neither empty nor longer than
+/// `cryptsetup` reads; `params.tries` rounds at most. Shared by every key
+/// whose secret a person chooses.
+pub(crate) async fn ask_new_secret(
+    asker: Option<&AskerHandle>,
+    params: &PromptParams,
+    volume: &str,
+    what: &str,
+    kind: KeySource,
+) -> Result<Passphrase, ProviderError> {
+    let unavailable = |reason: String| ProviderError::Unavailable { kind, reason };
+    let Some(asker) = asker else {
+        return Err(unavailable(
+            "nobody to ask: no ask-password agent directory and no console".into(),
+        ));
+    };
+    let ask = |message: String| async move {
         let q = Question {
             id: String::new(),
             message,
-            timeout: self.params.timeout,
+            timeout: params.timeout,
         };
         asker.ask(&q).await.map_err(|e| match e {
-            AskError::Unavailable(r) => Self::unavailable(r),
-            other => Self::unavailable(other.to_string()),
+            AskError::Unavailable(r) => unavailable(r),
+            other => unavailable(other.to_string()),
         })
+    };
+    let mut last = String::new();
+    for _ in 0..params.tries.max(1) {
+        let first = ask(format!("New {what} for {volume}")).await?;
+        if let Some(why) = refuse_new_secret(first.expose(), what) {
+            tracing::warn!(volume, "{why}");
+            last = why;
+            continue;
+        }
+        let again = ask(format!("Repeat the {what} for {volume}")).await?;
+        if first.expose() == again.expose() {
+            return Ok(first);
+        }
+        last = format!("the two {what}s differ");
+        tracing::warn!(volume, "{last}");
     }
+    Err(ProviderError::NotConfirmed { reason: last })
 }
 
-/// Why a new passphrase is not taken, if it is not.
-pub fn refuse_new_passphrase(p: &[u8]) -> Option<&'static str> {
+/// Why a new secret cannot be used, if it cannot: empty, or longer than
+/// `cryptsetup` reads from a terminal.
+pub fn refuse_new_secret(p: &[u8], what: &str) -> Option<String> {
     if p.is_empty() {
-        Some("the passphrase is empty")
+        Some(format!("the {what} is empty"))
     } else if p.len() > MAX_ANSWER {
-        Some("the passphrase is longer than 512 bytes, which cryptsetup cannot read")
+        Some(format!(
+            "the {what} is longer than {MAX_ANSWER} bytes, which cryptsetup cannot read"
+        ))
     } else {
         None
     }
@@ -59,38 +86,17 @@ impl KeyProvider for PromptProvider {
     /// Asks for the new passphrase twice; up to `tries` times when the two
     /// differ or it is refused.
     async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
-        let Some(asker) = &self.asker else {
-            return Err(Self::unavailable(
-                "nobody to ask: no ask-password agent directory and no console",
-            ));
-        };
-        let mut last = "";
-        for _ in 0..self.params.tries.max(1) {
-            let first = self
-                .ask(asker, format!("New passphrase for {}", ctx.volume_id))
-                .await?;
-            if let Some(why) = refuse_new_passphrase(first.expose()) {
-                tracing::warn!(volume = %ctx.volume_id, "{why}");
-                last = why;
-                continue;
-            }
-            let again = self
-                .ask(
-                    asker,
-                    format!("Repeat the passphrase for {}", ctx.volume_id),
-                )
-                .await?;
-            if first.expose() == again.expose() {
-                return Ok(Enrolled {
-                    passphrase: first,
-                    token_data: KeyData::Nothing,
-                });
-            }
-            tracing::warn!(volume = %ctx.volume_id, "the two passphrases differ");
-            last = "the two passphrases differ";
-        }
-        Err(ProviderError::NotConfirmed {
-            reason: last.into(),
+        let passphrase = ask_new_secret(
+            self.asker.as_ref(),
+            &self.params,
+            &ctx.volume_id,
+            "passphrase",
+            KeySource::Prompt,
+        )
+        .await?;
+        Ok(Enrolled {
+            passphrase,
+            token_data: KeyData::Nothing,
         })
     }
 
@@ -99,7 +105,10 @@ impl KeyProvider for PromptProvider {
         _ctx: &KeyContext,
         _token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
-        Err(Self::unavailable("typed at the prompt, not recovered"))
+        Err(ProviderError::Unavailable {
+            kind: KeySource::Prompt,
+            reason: "typed at the prompt, not recovered".into(),
+        })
     }
 
     /// The kind only: the passphrase is nowhere to be read.

@@ -38,6 +38,18 @@ pub trait KeyProvider: Send + Sync {
         token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError>;
 
+    /// The passphrase of a key a person helps open, from what they typed
+    /// (`answer`): a TPM key with a PIN unseals with it. Keys whose answer
+    /// is the passphrase itself (`prompt`) give it back as it is.
+    async fn recover_typed(
+        &self,
+        _ctx: &KeyContext,
+        _token_data: &KeyData,
+        answer: &Passphrase,
+    ) -> Result<Passphrase, ProviderError> {
+        Ok(answer.clone())
+    }
+
     /// The canonical description of this key that its keyslot's binding
     /// covers: the kind, its non-secret parameters, and any passphrase
     /// material derivable locally (static passphrase, nodeID derivation,

@@ -42,11 +42,16 @@ fn kind_provider(kind: &KeyKind, env: &ProviderEnv) -> Box<dyn KeyProvider> {
             pcrs,
             check_secureboot,
             signed,
+            pin,
             ..
-        } => Box::new(
-            crate::TpmProvider::new(pcrs.clone(), *check_secureboot, env.tpm.clone())
-                .with_signed_policy(signed.clone()),
-        ),
+        } => {
+            let tpm = crate::TpmProvider::new(pcrs.clone(), *check_secureboot, env.tpm.clone())
+                .with_signed_policy(signed.clone());
+            Box::new(match pin {
+                true => tpm.with_pin(env.asker.clone(), api_types::PromptParams::default()),
+                false => tpm,
+            })
+        }
         KeyKind::Kms {
             endpoints,
             deadline,

@@ -85,6 +85,17 @@ impl KeyProvider for SaltedProvider {
     ) -> Result<Option<KeyData>, ProviderError> {
         self.inner.refresh(ctx, token_data).await
     }
+    async fn recover_typed(
+        &self,
+        ctx: &KeyContext,
+        token_data: &KeyData,
+        answer: &Passphrase,
+    ) -> Result<Passphrase, ProviderError> {
+        let salt = self.salt()?;
+        let mut p = self.inner.recover_typed(ctx, token_data, answer).await?;
+        p.append(salt.expose());
+        Ok(p)
+    }
     fn report(&self) -> Option<String> {
         self.inner.report()
     }

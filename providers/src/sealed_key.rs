@@ -81,6 +81,10 @@ pub struct TpmTokenData {
         skip_serializing_if = "Option::is_none"
     )]
     pub signed: Option<SignedPolicyToken>,
+    /// Whether the object also asks a PIN (PolicyAuthValue; its auth value
+    /// is the PIN's SHA-256).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pin: bool,
 }
 
 /// A signed PCR policy as a `tpm` token keeps it: the key (its PEM, so that

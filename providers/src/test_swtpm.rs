@@ -99,6 +99,21 @@ impl Swtpm {
         self.extend_pcr_by(pcr, &MEASUREMENT);
     }
 
+    /// Sets the TPM's dictionary-attack parameters with tpm2-tools: lockout
+    /// after `max_tries` failures, one failure forgotten every `recovery_s`
+    /// seconds (0: no lockout at all).
+    pub fn dictionary_lockout(&self, max_tries: u32, recovery_s: u32) {
+        let st = isolated("timeout")
+            .args(["60", "tpm2_dictionarylockout", "--setup-parameters"])
+            .arg(format!("--max-tries={max_tries}"))
+            .arg(format!("--recovery-time={recovery_s}"))
+            .arg(format!("--lockout-recovery-time={recovery_s}"))
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .status()
+            .expect("tpm2-tools is installed (apt-get install tpm2-tools)");
+        assert!(st.success(), "tpm2_dictionarylockout failed");
+    }
+
     /// Extends a PCR (SHA-256 bank) by `measurement` with tpm2-tools.
     pub fn extend_pcr_by(&self, pcr: u32, measurement: &[u8; 32]) {
         // A minute at most: a wait for ever would hang the tests.

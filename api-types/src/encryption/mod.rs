@@ -388,6 +388,11 @@ pub struct TpmKey {
     /// signature; nothing is re-sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_policy: Option<SignedPolicy>,
+    /// Ask a PIN at every unlock as well (TPM2_PolicyAuthValue; volctl):
+    /// the TPM's dictionary-attack lockout limits guesses, so a short PIN
+    /// is safe where a short passphrase is not. The key becomes typed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<bool>,
 }
 
 /// Where systemd-stub puts the UKI's `.pcrpkey` section.

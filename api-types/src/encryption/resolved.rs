@@ -31,6 +31,8 @@ pub enum KeyKind {
         auto_reseal: bool,
         /// Signatures of PCR values that open it too (`signedPolicy`).
         signed: Option<SignedPcrPolicy>,
+        /// A PIN a person types at every unlock, beside the TPM (`pin`).
+        pin: bool,
     },
     /// A recovery key: generated at enrolment, kept by a person.
     Recovery,
@@ -80,6 +82,7 @@ impl KeyKind {
             KeyKind::Static { .. } => KeySource::Static,
             KeyKind::NodeId => KeySource::NodeId,
             KeyKind::Kms { .. } => KeySource::Kms,
+            KeyKind::Tpm { pin: true, .. } => KeySource::TpmPin,
             KeyKind::Tpm { .. } => KeySource::Tpm,
             KeyKind::Recovery => KeySource::Recovery,
             KeyKind::Prompt(_) => KeySource::Prompt,
@@ -146,6 +149,9 @@ pub enum KeySource {
     /// Sealed by a TPM.
     #[serde(rename = "tpm")]
     Tpm,
+    /// Sealed to the TPM, and a PIN typed at every unlock (`tpm: {pin: true}`).
+    #[serde(rename = "tpm+pin")]
+    TpmPin,
     /// Sealed by a KMS.
     #[serde(rename = "kms")]
     Kms,
@@ -168,6 +174,7 @@ impl KeySource {
             KeySource::NodeId => "nodeID",
             KeySource::Kms => "kms",
             KeySource::Tpm => "tpm",
+            KeySource::TpmPin => "tpm+pin",
             KeySource::Recovery => "recovery",
             KeySource::Prompt => "prompt",
             KeySource::Threshold => "threshold",
@@ -181,6 +188,7 @@ impl KeySource {
             KeySource::NodeId,
             KeySource::Kms,
             KeySource::Tpm,
+            KeySource::TpmPin,
             KeySource::Recovery,
             KeySource::Prompt,
             KeySource::Threshold,
@@ -199,7 +207,9 @@ impl KeySource {
             KeySource::Kms => 3,
             // Its members are asked at once, servers among them.
             KeySource::Threshold => 4,
-            // Never tried unattended: a person types them.
+            // Never tried unattended: a person types them (a wrong PIN
+            // costs no KDF run, so PIN keys are asked first).
+            KeySource::TpmPin => u8::MAX - 2,
             KeySource::Prompt => u8::MAX - 1,
             KeySource::Recovery => u8::MAX,
         }
@@ -213,7 +223,10 @@ impl KeySource {
 
     /// Whether a person types this key (asked for through the prompt).
     pub fn typed(self) -> bool {
-        matches!(self, KeySource::Recovery | KeySource::Prompt)
+        matches!(
+            self,
+            KeySource::Recovery | KeySource::Prompt | KeySource::TpmPin
+        )
     }
 
     /// Whether producing the key asks a server over the network: such keys
@@ -292,6 +305,7 @@ impl Unattended<'_> {
             check_secureboot: t.check_secureboot_status_on_enroll.unwrap_or(false),
             auto_reseal: t.auto_reseal.unwrap_or(true),
             signed: t.signed_policy.as_ref().map(SignedPcrPolicy::from),
+            pin: t.pin.unwrap_or(false),
         })
     }
 }

@@ -296,6 +296,12 @@ fn check_threshold(t: &crate::encryption::ThresholdKey, path: &str, f: &mut Find
             &at,
             f,
         );
+        if m.tpm.as_ref().is_some_and(|t| t.pin == Some(true)) {
+            f.error(
+                format!("{at}.tpm.pin"),
+                "a TPM key with a PIN is typed, and members open unattended (make it a slot of its own)",
+            );
+        }
     }
 }
 
@@ -332,6 +338,12 @@ fn check_lock_to_state(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings
         f.error(
             format!("{path}.lockToState"),
             "a typed key (prompt, recovery) is the passphrase exactly as typed (also with `cryptsetup`); lockToState would make it unusable without the STATE salt",
+        );
+    }
+    if k.tpm.as_ref().is_some_and(|t| t.pin == Some(true)) && k.lock_to_state() {
+        f.error(
+            format!("{path}.lockToState"),
+            "a TPM key with a PIN is asked for at unlock, and typed keys take no lockToState",
         );
     }
     if is_state && k.lock_to_state() {

@@ -6,11 +6,11 @@ use crate::cli::output::outln;
 use crate::cli::prelude::runtime;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
-use controller::converge::{allow_tpm_values, open_device, Mode};
+use controller::converge::{allow_tpm_values, change_tpm_pin, open_device, Mode};
 use providers::tpm::policy::{digest_from_hex, PcrValues, Sha256Digest};
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Example:\n  volctl tpm pcrs --pcr 7            # on a test machine, after the update: 7=<64 hex digits>\n  volctl -n 10.0.0.5 tpm allow --volume EPHEMERAL --pcr 7=3d45…   # on a node, with its config (admin)\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
+pub const HELP: &str = "Example:\n  volctl tpm pin change --volume persistence --device /dev/sdb3 -f node.yaml\n  volctl tpm pcrs --pcr 7            # on a test machine, after the update: 7=<64 hex digits>\n  volctl -n 10.0.0.5 tpm allow --volume EPHEMERAL --pcr 7=3d45…   # on a node, with its config (admin)\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…(64 hex digits) --dry-run\n  volctl tpm allow --volume EPHEMERAL --device /dev/sda4 -f node.yaml --pcr 7=3d45…\n\nEach TPM key of the volume is sealed again, the same key, to its PCRs' current values or those values with the PCRs given changed (TPM2_PolicyOR): the first boot after the update opens the volume unattended, and its converge narrows the key to the values it then finds. Only the tokens are written (no keyslot, one KDF run). How to learn the values an update will produce: docs/keys.md, \"TPM across updates\".";
 
 /// `volctl tpm` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -20,6 +20,28 @@ pub enum Args {
     /// Print the current SHA-256 values of PCRs as `N=HEX` lines, the form
     /// `allow --pcr` takes (run it on a test machine after the update).
     Pcrs(PcrsArgs),
+    /// A TPM key's PIN (`tpm: {pin: true}`).
+    #[command(subcommand)]
+    Pin(PinArgs),
+}
+
+/// `volctl tpm pin` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PinArgs {
+    /// Change the PIN of a TPM key: the same key sealed again with a new
+    /// PIN, only its token written (no new keyslot, one KDF run).
+    Change(PinChangeArgs),
+}
+
+/// `volctl tpm pin change` arguments.
+#[derive(Debug, clap::Args)]
+pub struct PinChangeArgs {
+    /// The volume.
+    #[command(flatten)]
+    pub target: Target,
+    /// The TPM key's slot, when the volume has several with a PIN.
+    #[arg(long)]
+    pub slot: Option<api_types::KeyslotId>,
 }
 
 /// `volctl tpm pcrs` arguments.
@@ -81,7 +103,20 @@ pub fn exec(args: Args) -> Result<Exit> {
     match args {
         Args::Allow(a) => allow(*a),
         Args::Pcrs(a) => pcrs(&a),
+        Args::Pin(PinArgs::Change(a)) => pin_change(&a),
     }
+}
+
+fn pin_change(args: &PinChangeArgs) -> Result<Exit> {
+    let t = &args.target;
+    let (spec, env) = t.spec_and_env()?;
+    let device = open_device(&spec, t.device()?, Mode::Apply)?;
+    let outcome = runtime()?
+        .block_on(change_tpm_pin(&spec, device, &env, args.slot))
+        .with_context(|| format!("volume {}", spec.name))?;
+    t.output
+        .print(&outcome, || controller::render::outcome_text(&outcome))?;
+    Ok(Exit::Success)
 }
 
 fn pcrs(args: &PcrsArgs) -> Result<Exit> {

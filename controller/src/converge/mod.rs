@@ -23,7 +23,9 @@ mod rotate;
 pub use replace::{replace_key, ReplaceError};
 pub use rotate::rotate_volume_key;
 mod tpm_allow;
+mod tpm_pin;
 pub use tpm_allow::allow_tpm_values;
+pub use tpm_pin::change_tpm_pin;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -693,6 +695,7 @@ async fn unlock_any(
         asker: env.asker.as_ref(),
         volume: &spec.name,
         params: typed::params(keys.iter().map(|k| k.spec.kind.clone())),
+        keys,
     }
     .run()
     .await

@@ -3,7 +3,15 @@
 //! `prompt` passphrase or the recovery key, each answer tried only against
 //! the slots of its own kind (a recovery key is checked for typos first, so
 //! a mistyped one costs no KDF run); up to `tries` answers.
+//!
+//! A TPM key with a PIN is asked first, in a question of its own (`TPM PIN
+//! for persistence`): a PIN goes to the TPM only (a wrong one costs no KDF
+//! run, and the TPM counts it towards its lockout), so a passphrase is
+//! never offered to the TPM as a PIN. An empty answer, a lockout, or the
+//! tries used up move on to the passphrase question when the volume has
+//! other typed keys.
 
+use super::keys::Key;
 use super::observe::token_of;
 use super::plan::{ObservedKeyslots, ObservedSlot};
 use super::{blocking, ConvergeError};
@@ -12,7 +20,7 @@ use crate::luks2::binding::VolumeKey;
 use crate::luks2::header::Luks2Header;
 use api_types::{KeyKind, KeySize, KeySource, KeyslotId, PromptParams};
 use providers::ask::{AskError, AskerHandle, Question};
-use providers::Passphrase;
+use providers::{Passphrase, ProviderError};
 use std::sync::Arc;
 
 /// What a typed answer opened.
@@ -30,6 +38,18 @@ pub(super) struct TypedUnlock<'a> {
     pub asker: Option<&'a AskerHandle>,
     pub volume: &'a str,
     pub params: PromptParams,
+    /// The configured keys (a PIN is turned into a passphrase by its key).
+    pub keys: &'a [Key],
+}
+
+/// What one PIN did.
+enum PinTry {
+    Opened(Typed),
+    /// The TPM refused it: ask again.
+    Wrong,
+    /// No PIN can open it now (the TPM is locked out, its PCRs changed):
+    /// why.
+    Stop(String),
 }
 
 /// The prompt key's parameters, or the defaults when only a recovery key is typed.
@@ -107,7 +127,8 @@ impl TypedUnlock<'_> {
         }
     }
 
-    /// Asks until an answer opens a typed slot, or the tries run out.
+    /// Asks until an answer opens a typed slot, or the tries run out: the
+    /// PIN first, when a TPM key asks one, then the passphrase.
     pub async fn run(&self) -> Result<Typed, ConvergeError> {
         let slots = typed_slots(self.observed);
         let Some(asker) = self.asker else {
@@ -115,15 +136,112 @@ impl TypedUnlock<'_> {
                 "its keys are typed and nobody can be asked here (no ask-password agent directory, no console)",
             ));
         };
-        let first = self.question(&slots);
+        let (pins, others): (Vec<_>, Vec<_>) = slots
+            .into_iter()
+            .partition(|(_, k)| *k == KeySource::TpmPin);
+        if pins.is_empty() {
+            return self.passphrase_round(asker, &others).await;
+        }
+        let pin_slots: Vec<KeyslotId> = pins.iter().map(|(s, _)| *s).collect();
+        match self.pin_round(asker, &pin_slots, !others.is_empty()).await {
+            Ok(opened) => Ok(opened),
+            Err(e) if others.is_empty() => Err(e),
+            Err(e) => {
+                tracing::warn!(volume = %self.volume, "no PIN opened it ({e}); asking for the passphrase");
+                self.passphrase_round(asker, &others).await
+            }
+        }
+    }
+
+    /// Up to `tries` PINs, each tried against the PIN slots.
+    async fn pin_round(
+        &self,
+        asker: &AskerHandle,
+        slots: &[KeyslotId],
+        fallback: bool,
+    ) -> Result<Typed, ConvergeError> {
+        let first = Question {
+            id: format!("volctl:{}", self.volume),
+            message: match fallback {
+                true => format!("TPM PIN for {} (empty: the passphrase)", self.volume),
+                false => format!("TPM PIN for {}", self.volume),
+            },
+            timeout: self.params.timeout,
+        };
+        let tries = self.params.tries.max(1);
+        for attempt in 1..=tries {
+            let answer = self
+                .ask(asker, &again(&first, tries - attempt + 1, attempt > 1))
+                .await?;
+            if answer.expose().is_empty() && fallback {
+                return Err(self.waiting("the PIN was left empty"));
+            }
+            match self.try_pin(slots, &answer).await? {
+                PinTry::Opened(t) => return Ok(t),
+                PinTry::Wrong => {}
+                PinTry::Stop(why) => return Err(self.waiting(why)),
+            }
+        }
+        Err(self.waiting(format!(
+            "{tries} wrong PIN(s) on {}; nothing was written",
+            asker.channel()
+        )))
+    }
+
+    /// One PIN against each PIN slot: the TPM unseals that slot's
+    /// passphrase with it (a wrong PIN costs no KDF run), which then opens
+    /// the keyslot (one KDF run).
+    async fn try_pin(
+        &self,
+        slots: &[KeyslotId],
+        pin: &Passphrase,
+    ) -> Result<PinTry, ConvergeError> {
+        for &slot in slots {
+            let key = self.keys.iter().find(|k| k.spec.slot == slot);
+            let (Some(key), Some(token)) = (key, token_of(self.header, self.observed, slot)) else {
+                continue;
+            };
+            match key
+                .provider
+                .recover_typed(&key.ctx, &token.data.key, pin)
+                .await
+            {
+                Ok(pass) => {
+                    if let Some(volume_key) = self.open_slot(slot, &pass).await? {
+                        tracing::info!(volume = %self.volume, slot = slot.get(), "unlocked by the TPM and a PIN");
+                        return Ok(PinTry::Opened(Typed {
+                            slot,
+                            volume_key,
+                            passphrase: pass,
+                        }));
+                    }
+                }
+                Err(ProviderError::WrongPin) => {}
+                Err(e) => return Ok(PinTry::Stop(format!("slot {slot} (tpm+pin): {e}"))),
+            }
+        }
+        Ok(PinTry::Wrong)
+    }
+
+    async fn ask(&self, asker: &AskerHandle, q: &Question) -> Result<Passphrase, ConvergeError> {
+        asker.ask(q).await.map_err(|e| match e {
+            AskError::Unavailable(r) => self.waiting(format!("cannot ask: {r}")),
+            other => self.waiting(other.to_string()),
+        })
+    }
+
+    /// Up to `tries` passphrases or recovery keys against their slots.
+    async fn passphrase_round(
+        &self,
+        asker: &AskerHandle,
+        slots: &[(KeyslotId, KeySource)],
+    ) -> Result<Typed, ConvergeError> {
+        let first = self.question(slots);
         let tries = self.params.tries.max(1);
         for attempt in 1..=tries {
             let q = again(&first, tries - attempt + 1, attempt > 1);
-            let answer = asker.ask(&q).await.map_err(|e| match e {
-                AskError::Unavailable(r) => self.waiting(format!("cannot ask: {r}")),
-                other => self.waiting(other.to_string()),
-            })?;
-            if let Some(opened) = self.try_answer(&slots, answer).await? {
+            let answer = self.ask(asker, &q).await?;
+            if let Some(opened) = self.try_answer(slots, answer).await? {
                 return Ok(opened);
             }
             tracing::debug!(volume = %self.volume, attempt, tries, "the answer opens no typed keyslot");

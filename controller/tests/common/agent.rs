@@ -81,10 +81,21 @@ fn suffix() -> String {
 /// command is armed with) and gone when it exits; returns the command and
 /// the agent's log of questions.
 pub fn answered(program: &Path, work: &Path, answers: &[&str]) -> (Command, PathBuf) {
+    answered_after(program, work, answers, "")
+}
+
+/// [`answered`], the shell first running `first` (e.g. taking a lock with
+/// `flock`, as [`super::cuts::isolated_locked`] does).
+pub fn answered_after(
+    program: &Path,
+    work: &Path,
+    answers: &[&str],
+    first: &str,
+) -> (Command, PathBuf) {
     let (dir, answers_file, log) = folder(work, answers);
     let mut c = super::cuts::isolated_beside(
         program,
-        "env -u LD_PRELOAD -u VOLCTL_CUT_COUNT python3 \"$VOLCTL_TEST_AGENT\" \"$VOLCTL_ASK_PASSWORD_DIR\" \"$VOLCTL_TEST_ANSWERS\" \"$VOLCTL_TEST_ASK_LOG\" &",
+        &format!("{first} env -u LD_PRELOAD -u VOLCTL_CUT_COUNT python3 \"$VOLCTL_TEST_AGENT\" \"$VOLCTL_ASK_PASSWORD_DIR\" \"$VOLCTL_TEST_ANSWERS\" \"$VOLCTL_TEST_ASK_LOG\" &"),
     );
     c.env("VOLCTL_TEST_AGENT", SCRIPT)
         .env("VOLCTL_ASK_PASSWORD_DIR", &dir)

@@ -229,7 +229,22 @@ pub fn isolated_locked(program: &Path, lock: &Path) -> Command {
     // The shell takes the lock on a descriptor `program` inherits (no
     // process of its own stays between: the injector counts the writes of
     // the process it ends in).
-    isolated_beside(program, &format!("exec 9>'{}'; flock 9;", lock.display()))
+    isolated_beside(program, &lock_first(lock))
+}
+
+/// The shell line that takes the lock file `lock` on a descriptor the
+/// program inherits, having closed every descriptor but 0–2 it inherited:
+/// tpm2-tss opens its swtpm connections without close-on-exec, so a child
+/// started while another thread of the test held one kept it open while
+/// waiting for the lock; swtpm serves one connection at a time, so the
+/// lock's holder then waited for the TPM for ever (seen: the PIN-change
+/// sweep hung at its first cut point). `sh` (dash) names descriptors by one
+/// digit, so 3–9 are closed: a test process holds a handful.
+pub fn lock_first(lock: &Path) -> String {
+    format!(
+        "for n in 3 4 5 6 7 8 9; do eval \"exec $n>&-\"; done; exec 9>'{}'; flock 9;",
+        lock.display()
+    )
 }
 
 /// Counts the operation's writes, then cuts it at every one in both modes;

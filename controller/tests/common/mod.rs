@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cuts;
 pub mod ext4fs;
 pub mod header_editor;
+pub mod tpm_cuts;
 
 use api_types::parse_str;
 use controller::converge::{converge, open_device, ConvergeError, Mode, Outcome};

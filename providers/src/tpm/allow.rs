@@ -27,6 +27,11 @@ pub async fn allow(
     token: &TpmTokenData,
     changes: &PcrValues,
 ) -> Result<TpmTokenData, ProviderError> {
+    if token.pin {
+        return Err(refused(
+            "it asks a PIN, and allowing PCR values beside one is not built (re-seal it after the update: another key opens, then converge)",
+        ));
+    }
     if token.signed.is_some() {
         return Err(refused(
             "it has a signed PCR policy: the new boot image's signature opens it, and allowing literal PCR values beside one is not built (re-seal it after the update, or keep another key)",
@@ -56,7 +61,7 @@ pub async fn allow(
             sets.len()
         )));
     }
-    let secret = unseal_token(options, token, None).await?;
+    let secret = unseal_token(options, token, None, None).await?;
     reseal(options, token, sets, secret).await
 }
 
@@ -76,7 +81,7 @@ pub async fn narrowed(
     if current == sets[0] || !sets.contains(&current) {
         return Ok(None);
     }
-    let secret = unseal_token(options, token, None).await?;
+    let secret = unseal_token(options, token, None, None).await?;
     reseal(options, token, vec![current], secret)
         .await
         .map(Some)
@@ -102,7 +107,7 @@ async fn reseal(
         (sealed, digest, vec![])
     } else {
         let policy = or_policy(&sets.iter().map(pcr_policy).collect::<Vec<_>>());
-        let sealed = blocking(move || seal_to(&tcti, &policy, &secret)).await?;
+        let sealed = blocking(move || seal_to(&tcti, &policy, &secret, None)).await?;
         (sealed, policy.to_vec(), sets.iter().map(as_hex).collect())
     };
     token_of(token, sealed, &policy, allowed)
@@ -126,6 +131,7 @@ fn token_of(
         policy_digest: hex::encode(policy),
         allowed,
         signed: None,
+        pin: false,
     })
 }
 

@@ -13,7 +13,7 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, DigestList, EccPoint, KeyedHashScheme, Nonce, PcrSelectionList,
+    Auth, Digest, DigestList, EccPoint, KeyedHashScheme, Nonce, PcrSelectionList,
     PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder, PublicEccParametersBuilder,
     PublicKeyRsa, PublicKeyedHashParameters, RsaSignature, SensitiveData, Signature,
     SymmetricDefinition, SymmetricDefinitionObject,
@@ -21,7 +21,9 @@ use tss_esapi::structures::{
 use tss_esapi::{Context, TctiNameConf};
 use zeroize::Zeroizing;
 
-use super::policy::{authorize_policy, pcr_names, pcr_policy_after, PcrValues, Sha256Digest};
+use super::policy::{
+    auth_value_after, authorize_policy, pcr_names, pcr_policy_after, PcrValues, Sha256Digest,
+};
 use super::signed::PolicySignature;
 use sha2::Digest as _;
 
@@ -36,15 +38,40 @@ pub(super) fn unavailable(reason: impl Into<String>) -> ProviderError {
 /// A TPM error as a provider error: a failed policy check (a PCR changed)
 /// is [`ProviderError::PcrMismatch`], which re-sealing mends.
 pub(super) fn tpm_err(what: &str, e: tss_esapi::Error) -> ProviderError {
+    use tss_esapi::constants::response_code::Tss2ResponseCodeKind as Kind;
     if let tss_esapi::Error::Tss2Error(rc) = e {
-        if rc.kind() == Some(tss_esapi::constants::response_code::Tss2ResponseCodeKind::PolicyFail)
-        {
-            return ProviderError::PcrMismatch {
-                what: format!("{what} (TPM error 0x99d, policy check failed)"),
-            };
+        match rc.kind() {
+            Some(Kind::PolicyFail) => {
+                return ProviderError::PcrMismatch {
+                    what: format!("{what} (TPM error 0x99d, policy check failed)"),
+                }
+            }
+            Some(Kind::AuthFail) => return ProviderError::WrongPin,
+            _ => {}
         }
     }
     unavailable(format!("{what}: {e}"))
+}
+
+/// Whether `e` is the TPM's dictionary-attack lockout (TPM_RC_LOCKOUT).
+fn locked_out(e: &tss_esapi::Error) -> bool {
+    use tss_esapi::constants::response_code::Tss2ResponseCodeKind as Kind;
+    matches!(e, tss_esapi::Error::Tss2Error(rc) if rc.kind() == Some(Kind::Lockout))
+}
+
+/// The lockout in words, with how long one wrong PIN stays counted.
+fn lockout(ctx: &mut Context) -> ProviderError {
+    use tss_esapi::constants::PropertyTag;
+    let interval = ctx
+        .get_tpm_property(PropertyTag::LockoutInterval)
+        .ok()
+        .flatten();
+    unavailable(match interval {
+        Some(s) => format!(
+            "the TPM is locked out after too many wrong PINs: it forgets one wrong PIN every {s} s (its lockout interval); until then no PIN is tried"
+        ),
+        None => "the TPM is locked out after too many wrong PINs; no PIN is tried until it recovers".into(),
+    })
 }
 
 /// The sealed object, as kept in the token.
@@ -154,12 +181,14 @@ pub(super) struct PolicySteps {
     pub pcrs: Vec<u32>,
     /// Then PolicyOR over these PolicyPCR digests, when there are several.
     pub branches: Vec<Sha256Digest>,
+    /// Last, PolicyAuthValue with this auth value (a PIN's SHA-256).
+    pub pin: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl PolicySteps {
     /// Whether the object has no policy (sealed to the empty auth).
     fn is_empty(&self) -> bool {
-        self.signed.is_none() && self.pcrs.is_empty()
+        self.signed.is_none() && self.pcrs.is_empty() && self.pin.is_none()
     }
 }
 
@@ -198,16 +227,21 @@ fn apply_steps(
         ctx.policy_pcr(policy, Digest::default(), pcr_selection(&steps.pcrs)?)
             .map_err(|e| tpm_err("PolicyPCR", e))?;
     }
-    if steps.branches.len() < 2 {
-        return Ok(());
+    if steps.branches.len() >= 2 {
+        let list = digest_list(&steps.branches)?;
+        // The TPM refuses (TPM_RC_VALUE) when the session's digest is none
+        // of the branches: the PCRs hold none of the allowed value sets.
+        ctx.policy_or(policy, list)
+            .map_err(|_| ProviderError::PcrMismatch {
+                what: "PolicyOR (TPM error 0x1c4): the PCRs hold none of the value sets allowed"
+                    .into(),
+            })?;
     }
-    let list = digest_list(&steps.branches)?;
-    // The TPM refuses (TPM_RC_VALUE) when the session's digest is none of
-    // the branches: the PCRs hold none of the allowed value sets.
-    ctx.policy_or(policy, list)
-        .map_err(|_| ProviderError::PcrMismatch {
-            what: "PolicyOR (TPM error 0x1c4): the PCRs hold none of the value sets allowed".into(),
-        })
+    if steps.pin.is_some() {
+        ctx.policy_auth_value(policy)
+            .map_err(|e| tpm_err("PolicyAuthValue", e))?;
+    }
+    Ok(())
 }
 
 /// PolicyPCR over the signed PCRs, the signature of the digest that gives
@@ -283,29 +317,34 @@ fn verified(
     result
 }
 
-/// The digest a signed policy by `key` makes, then PolicyPCR over the
-/// current values of `literal` (if any): what an object sealed to that
-/// policy carries.
-pub(super) fn signed_policy_digest(
+/// The policy digest of an object sealed to: PolicyAuthorize by `key` (a
+/// signed policy), then PolicyPCR over the current values of `literal`,
+/// then PolicyAuthValue (`pin`); each when asked for, in that order, as
+/// [`PolicySteps`] satisfies them.
+pub(super) fn policy_digest(
     tcti: &str,
-    key: Public,
+    key: Option<Public>,
     literal: &[u32],
+    pin: bool,
 ) -> Result<Sha256Digest, ProviderError> {
     let mut ctx = open(tcti)?;
-    let handle = ctx
-        .load_external_public(key, Hierarchy::Owner)
-        .map_err(|e| tpm_err("loading the PCR public key", e))?;
-    let name = ctx.tr_get_name(handle.into());
-    flush(&mut ctx, handle);
-    let name = name.map_err(|e| tpm_err("the PCR public key's name", e))?;
-    let authorized = authorize_policy(name.value());
-    if literal.is_empty() {
-        return Ok(authorized);
+    let mut digest = [0u8; 32];
+    if let Some(key) = key {
+        let handle = ctx
+            .load_external_public(key, Hierarchy::Owner)
+            .map_err(|e| tpm_err("loading the PCR public key", e))?;
+        let name = ctx.tr_get_name(handle.into());
+        flush(&mut ctx, handle);
+        let name = name.map_err(|e| tpm_err("the PCR public key's name", e))?;
+        digest = authorize_policy(name.value());
     }
-    Ok(pcr_policy_after(
-        &authorized,
-        &read_pcrs_in(&mut ctx, literal)?,
-    ))
+    if !literal.is_empty() {
+        digest = pcr_policy_after(&digest, &read_pcrs_in(&mut ctx, literal)?);
+    }
+    if pin {
+        digest = auth_value_after(&digest);
+    }
+    Ok(digest)
 }
 
 fn flush_session(ctx: &mut Context, policy: PolicySession) {
@@ -340,7 +379,7 @@ pub(super) fn seal(
     } else {
         Some(trial_digest(&mut ctx, pcrs)?)
     };
-    let sealed = seal_in(&mut ctx, digest.clone(), secret)?;
+    let sealed = seal_in(&mut ctx, digest.clone(), secret, None)?;
     Ok((
         sealed,
         digest.map(|d| d.value().to_vec()).unwrap_or_default(),
@@ -353,10 +392,11 @@ pub(super) fn seal_to(
     tcti: &str,
     policy: &Sha256Digest,
     secret: &[u8],
+    auth: Option<&[u8]>,
 ) -> Result<Sealed, ProviderError> {
     let mut ctx = open(tcti)?;
     let digest = Digest::try_from(policy.to_vec()).map_err(|e| tpm_err("policy digest", e))?;
-    seal_in(&mut ctx, Some(digest), secret)
+    seal_in(&mut ctx, Some(digest), secret, auth)
 }
 
 /// The PolicyPCR digest of the current values of `pcrs`, by a trial session.
@@ -369,17 +409,23 @@ fn trial_digest(ctx: &mut Context, pcrs: &[u32]) -> Result<Digest, ProviderError
     d
 }
 
-/// Seals `secret` under `policy` (`None`: no policy, the empty auth).
+/// Seals `secret` under `policy` (`None`: no policy, the empty auth), with
+/// `auth` as the object's auth value when it has one (a PIN's hash: the
+/// object is then subject to the TPM's dictionary-attack protection).
 fn seal_in(
     ctx: &mut Context,
     policy: Option<Digest>,
     secret: &[u8],
+    auth: Option<&[u8]>,
 ) -> Result<Sealed, ProviderError> {
     let parent = primary(ctx)?;
+    let auth = auth
+        .map(|a| Auth::try_from(a.to_vec()).map_err(|e| tpm_err("PIN auth value", e)))
+        .transpose()?;
     let attrs = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
-        .with_no_da(true)
+        .with_no_da(auth.is_none())
         .with_admin_with_policy(policy.is_some())
         .with_user_with_auth(policy.is_none())
         .build()
@@ -395,7 +441,7 @@ fn seal_in(
         .map_err(|e| tpm_err("sealed object template", e))?;
     let data = SensitiveData::try_from(secret.to_vec()).map_err(|e| tpm_err("secret", e))?;
     let created = ctx.execute_with_nullauth_session(|ctx| {
-        ctx.create(parent, public, None, Some(data), None, None)
+        ctx.create(parent, public, auth, Some(data), None, None)
     });
     flush(ctx, parent);
     let created = created.map_err(|e| tpm_err("sealing", e))?;
@@ -450,6 +496,11 @@ pub(super) fn unseal(
                 return Err(e);
             }
         };
+        if let Err(e) = set_pin(&mut ctx, object, steps) {
+            flush_session(&mut ctx, policy);
+            flush(&mut ctx, object);
+            return Err(e);
+        }
         let r = ctx.execute_with_session(Some(AuthSession::from(policy)), |ctx| {
             ctx.unseal(object.into())
         });
@@ -457,6 +508,19 @@ pub(super) fn unseal(
         r
     };
     flush(&mut ctx, object);
-    let data = result.map_err(|e| tpm_err("unsealing", e))?;
+    let data = match result {
+        Err(e) if locked_out(&e) => return Err(lockout(&mut ctx)),
+        r => r.map_err(|e| tpm_err("unsealing", e))?,
+    };
     Ok(Zeroizing::new(data.value().to_vec()))
+}
+
+/// The object's auth value for PolicyAuthValue: the PIN's hash.
+fn set_pin(ctx: &mut Context, object: KeyHandle, steps: &PolicySteps) -> Result<(), ProviderError> {
+    let Some(pin) = &steps.pin else {
+        return Ok(());
+    };
+    let auth = Auth::try_from(pin.to_vec()).map_err(|e| tpm_err("PIN auth value", e))?;
+    ctx.tr_set_auth(object.into(), auth)
+        .map_err(|e| tpm_err("setting the PIN", e))
 }

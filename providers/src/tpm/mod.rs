@@ -26,12 +26,15 @@ use zeroize::Zeroizing;
 
 mod allow;
 mod esapi;
+mod pin;
 pub mod policy;
 pub mod signed;
 
+use crate::ask::AskerHandle;
 pub use allow::{allow, narrowed};
-use api_types::SignedPcrPolicy;
+use api_types::{KeySource, PromptParams, SignedPcrPolicy};
 use esapi::{seal, seal_to, tpm_err, unavailable, unseal, PolicySteps, Sealed, SignedStep};
+pub use pin::{ask_new_pin, with_new_pin};
 use signed::PcrPublicKey;
 use std::path::Path;
 
@@ -67,6 +70,7 @@ pub struct TpmProvider {
     check_secureboot: bool,
     options: TpmOptions,
     signed: Option<SignedPcrPolicy>,
+    pin: Option<pin::PinAsking>,
 }
 
 impl TpmProvider {
@@ -77,13 +81,26 @@ impl TpmProvider {
             check_secureboot,
             options,
             signed: None,
+            pin: None,
         }
+    }
+
+    /// The same, with a PIN a person chooses at enrolment and types at
+    /// every unlock (PolicyAuthValue), asked through `asker`.
+    pub fn with_pin(mut self, asker: Option<AskerHandle>, params: PromptParams) -> Self {
+        self.pin = Some(pin::PinAsking { asker, params });
+        self
     }
 
     /// The same, bound first to `signed`'s public key (PolicyAuthorize).
     pub fn with_signed_policy(mut self, signed: Option<SignedPcrPolicy>) -> Self {
         self.signed = signed;
         self
+    }
+
+    /// Where the signatures of a signed policy are read.
+    fn signatures(&self) -> Option<&Path> {
+        self.signed.as_ref().map(|s| s.signature.as_path())
     }
 
     /// The signed policy's key, read from its file (enrolment and binding).
@@ -112,6 +129,7 @@ async fn unseal_token(
     options: &TpmOptions,
     token: &TpmTokenData,
     signatures: Option<&Path>,
+    pin: Option<Zeroizing<Vec<u8>>>,
 ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
     let bad = |reason: &str| ProviderError::BadToken {
         kind: api_types::KeySource::Tpm,
@@ -123,6 +141,7 @@ async fn unseal_token(
         signed: signed_step(token, signatures)?,
         pcrs: checked_pcrs(token)?.to_vec(),
         branches: allow::branches(token)?,
+        pin,
     };
     let tcti = options.tcti.clone();
     blocking(move || unseal(&tcti, &steps, Sealed { public, private })).await
@@ -199,10 +218,12 @@ async fn blocking<T: Send + 'static>(
 impl TpmProvider {
     /// `secret` sealed to this key's policy: PolicyPCR over the current
     /// values of its PCRs, after PolicyAuthorize by `signing` when it has
-    /// a signed policy. Returns the object and its policy digest.
+    /// a signed policy, and then PolicyAuthValue with `pin` when it asks
+    /// one. Returns the object and its policy digest.
     async fn seal(
         &self,
         signing: Option<&PcrPublicKey>,
+        pin: Option<Zeroizing<Vec<u8>>>,
         secret: &[u8],
     ) -> Result<(Sealed, Vec<u8>), ProviderError> {
         let (tcti, pcrs, secret) = (
@@ -210,22 +231,34 @@ impl TpmProvider {
             self.pcrs.clone(),
             Zeroizing::new(secret.to_vec()),
         );
-        let Some(key) = signing else {
+        if signing.is_none() && pin.is_none() {
             return blocking(move || seal(&tcti, &pcrs, &secret)).await;
-        };
-        let public = key.tpm_public()?;
+        }
+        let public = signing.map(PcrPublicKey::tpm_public).transpose()?;
         blocking(move || {
-            let policy = esapi::signed_policy_digest(&tcti, public, &pcrs)?;
-            Ok((seal_to(&tcti, &policy, &secret)?, policy.to_vec()))
+            let policy = esapi::policy_digest(&tcti, public, &pcrs, pin.is_some())?;
+            let sealed = seal_to(&tcti, &policy, &secret, pin.as_deref().map(|p| &p[..]))?;
+            Ok((sealed, policy.to_vec()))
         })
         .await
+    }
+
+    /// The PIN's auth value, asked twice, when this key asks one.
+    async fn new_pin(&self, ctx: &KeyContext) -> Result<Option<Zeroizing<Vec<u8>>>, ProviderError> {
+        match &self.pin {
+            None => Ok(None),
+            Some(asking) => asking.new_pin(&ctx.volume_id).await.map(Some),
+        }
     }
 }
 
 #[async_trait]
 impl KeyProvider for TpmProvider {
-    fn kind(&self) -> api_types::KeySource {
-        api_types::KeySource::Tpm
+    fn kind(&self) -> KeySource {
+        match self.pin {
+            Some(_) => KeySource::TpmPin,
+            None => KeySource::Tpm,
+        }
     }
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         if self.check_secureboot {
@@ -237,8 +270,10 @@ impl KeyProvider for TpmProvider {
         }
         let key = random_key();
         let signing = self.signing_key()?;
+        let pin = self.new_pin(_ctx).await?;
+        let asks_pin = pin.is_some();
         let (sealed, digest) = self
-            .seal(signing.as_ref().map(|(k, _)| k), &key[..])
+            .seal(signing.as_ref().map(|(k, _)| k), pin, &key[..])
             .await?;
         let public = sealed
             .public
@@ -258,6 +293,7 @@ impl KeyProvider for TpmProvider {
                     public_key: k.pem,
                     pcrs: s.pcrs.clone(),
                 }),
+                pin: asks_pin,
             }),
         })
     }
@@ -269,8 +305,23 @@ impl KeyProvider for TpmProvider {
         let KeyData::Tpm(token) = token_data else {
             return Err(bad_token(api_types::KeySource::Tpm, token_data));
         };
-        let signatures = self.signed.as_ref().map(|s| s.signature.as_path());
-        let key = unseal_token(&self.options, token, signatures).await?;
+        if token.pin {
+            return Err(pin::asks_a_pin());
+        }
+        let key = unseal_token(&self.options, token, self.signatures(), None).await?;
+        Ok(passphrase(&key))
+    }
+    async fn recover_typed(
+        &self,
+        _ctx: &KeyContext,
+        token_data: &KeyData,
+        answer: &Passphrase,
+    ) -> Result<Passphrase, ProviderError> {
+        let KeyData::Tpm(token) = token_data else {
+            return Err(bad_token(KeySource::TpmPin, token_data));
+        };
+        let auth = token.pin.then(|| policy::pin_auth(answer.expose()));
+        let key = unseal_token(&self.options, token, self.signatures(), auth).await?;
         Ok(passphrase(&key))
     }
     async fn refresh(
@@ -288,12 +339,13 @@ impl KeyProvider for TpmProvider {
             [] => "no literal PCR".to_string(),
             pcrs => policy::pcr_names(pcrs),
         };
+        let pin = if self.pin.is_some() { "; a PIN" } else { "" };
         // An unreadable key file shows as the key's availability instead.
         let Ok(Some((key, signed))) = self.signing_key() else {
-            return Some(literal);
+            return Some(format!("{literal}{pin}"));
         };
         Some(format!(
-            "{literal}; {} as signed by key {}",
+            "{literal}; {} as signed by key {}{pin}",
             policy::pcr_names(&signed.pcrs),
             signed::short(&key.fingerprint())
         ))
@@ -310,9 +362,12 @@ impl KeyProvider for TpmProvider {
             list(&self.pcrs),
             self.check_secureboot
         );
-        // A key without a signed policy binds as it always did.
+        // A key without a signed policy or a PIN binds as it always did.
         if let Some((key, signed)) = self.signing_key()? {
             material += &format!("\0signed={}:{}", key.fingerprint(), list(&signed.pcrs));
+        }
+        if self.pin.is_some() {
+            material += "\0pin";
         }
         Ok(Passphrase::new(material.into_bytes()))
     }

@@ -12,6 +12,8 @@ const CC_POLICY_PCR: u32 = 0x0000_017F;
 const CC_POLICY_OR: u32 = 0x0000_0171;
 /// TPM_CC_PolicyAuthorize.
 const CC_POLICY_AUTHORIZE: u32 = 0x0000_016A;
+/// TPM_CC_PolicyAuthValue.
+const CC_POLICY_AUTH_VALUE: u32 = 0x0000_016B;
 /// TPM_ALG_SHA256.
 const ALG_SHA256: u16 = 0x000B;
 /// Bytes of a PCR selection bitmap (PCRs 0–23).
@@ -87,6 +89,21 @@ pub fn authorize_policy(key_name: &[u8]) -> Sha256Digest {
     h.update(key_name);
     let first: Sha256Digest = h.finalize().into();
     Sha256::digest(first).into()
+}
+
+/// The policy digest after TPM2_PolicyAuthValue in a session whose digest
+/// was `before`: H(before ‖ TPM_CC_PolicyAuthValue).
+pub fn auth_value_after(before: &Sha256Digest) -> Sha256Digest {
+    let mut h = Sha256::new();
+    h.update(before);
+    h.update(CC_POLICY_AUTH_VALUE.to_be_bytes());
+    h.finalize().into()
+}
+
+/// The auth value of an object sealed with a PIN: the PIN's SHA-256 (a TPM
+/// takes at most a digest's length).
+pub fn pin_auth(pin: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    zeroize::Zeroizing::new(Sha256::digest(pin).to_vec())
 }
 
 /// The policy digest of TPM2_PolicyOR over `branches`:
