@@ -13,9 +13,8 @@
 mod common;
 
 use common::agent::{self, questions};
-use common::cuts::{self, Cut, Operation};
+use common::cuts::{self, base_image, data_area, fill_data, Cut, Operation};
 use common::{opens, opens_any, slots, text, volume_key, PBKDF, UUID};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -67,42 +66,18 @@ struct Volume {
 }
 
 fn formatted(dir: &Path, cfg: &Path) -> Volume {
-    let img = dir.join("base").join("disk.img");
-    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(40 << 20)
-        .unwrap();
+    let img = base_image(dir);
     let key_file = dir.join("first-key.txt");
     let (mut c, _) = volctl(&["converge"], &img, cfg, &[OLD, OLD]);
     let out = c.arg("--recovery-key-out").arg(&key_file).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let random = common::patterned(4 << 20);
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-    f.write_all_at(&random, data_offset(&img)).unwrap();
+    fill_data(&img);
     Volume {
         recovery: read_key(&key_file),
         volume_key: volume_key(&img, PROMPT_SLOT, OLD.as_bytes()),
         data: data_area(&img),
         img,
     }
-}
-
-fn data_offset(img: &Path) -> u64 {
-    let j = common::dump(img);
-    j["segments"]["0"]["offset"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// SHA-256 of the image from the data segment's offset to its end.
-fn data_area(img: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(img).unwrap();
-    let at = usize::try_from(data_offset(img)).unwrap();
-    Sha256::digest(&bytes[at..]).to_vec()
 }
 
 /// Every keyslot opens by one of `keys`; the volume key and the data area

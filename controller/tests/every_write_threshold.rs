@@ -12,12 +12,11 @@
 
 mod common;
 
-use common::cuts::{self, Cut, Operation};
+use common::cuts::{self, base_image, data_area, fill_data, Cut, Operation};
 use common::{dump, opens, slots, text, volume_key, PBKDF, UUID};
 use providers::{
     KeyContext, KeyData, KeyProvider, NodeIdProvider, StaticProvider, ThresholdProvider,
 };
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -77,16 +76,6 @@ fn token_secrets(img: &Path) -> Vec<Vec<u8>> {
     tokens.values().filter_map(token_secret).collect()
 }
 
-/// SHA-256 of the image from the data segment's offset to its end.
-fn data_area(img: &Path) -> Vec<u8> {
-    let at: usize = dump(img)["segments"]["0"]["offset"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    Sha256::digest(&std::fs::read(img).unwrap()[at..]).to_vec()
-}
-
 /// What the slot being replaced holds after a cut.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Slot0 {
@@ -132,22 +121,10 @@ fn a_threshold_member_change_survives_a_cut_at_every_write() {
         config(dir.path(), "member-b-pass"),
         config(dir.path(), "member-c-pass"),
     );
-    let img = dir.path().join("base").join("disk.img");
-    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(40 << 20)
-        .unwrap();
+    let img = base_image(dir.path());
     let out = converge(&img, &old_cfg).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    use std::os::unix::fs::FileExt;
-    let at: u64 = dump(&img)["segments"]["0"]["offset"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-    f.write_all_at(&common::patterned(4 << 20), at).unwrap();
+    fill_data(&img);
     let old = token_secrets(&img).pop().expect("the threshold's secret");
     assert!(opens(&img, 0, &old));
     let before = (volume_key(&img, 1, FALLBACK.as_bytes()), data_area(&img));

@@ -10,10 +10,8 @@
 
 mod common;
 
-use common::cuts::{self, Cut, Operation};
-use common::tpm_cuts::{
-    base_image, fill_data, locked, options, run_ok, tpm_lock, tpm_token, Before, FALLBACK,
-};
+use common::cuts::{self, base_image, fill_data, Cut, Operation};
+use common::tpm_cuts::{locked, options, run_ok, tpm_lock, tpm_token, Before, FALLBACK};
 use common::{dump, PBKDF, UUID};
 use providers::test_swtpm::{Swtpm, MEASUREMENT};
 use providers::{KeyContext, KeyProvider, TpmProvider};

@@ -11,10 +11,8 @@
 mod common;
 
 use common::agent::answered_after;
-use common::cuts::{self, lock_first, Cut, Operation};
-use common::tpm_cuts::{
-    base_image, fill_data, locked, options, run_ok, tpm_lock, tpm_token, Before, FALLBACK,
-};
+use common::cuts::{self, base_image, fill_data, lock_first, Cut, Operation};
+use common::tpm_cuts::{locked, options, run_ok, tpm_lock, tpm_token, Before, FALLBACK};
 use common::PBKDF;
 use providers::test_swtpm::Swtpm;
 use providers::{KeyContext, KeyProvider, Passphrase, ProviderError, TpmProvider};

@@ -499,23 +499,25 @@ struct Existing {
     keys: Vec<keys::Key>,
     /// The slots they want.
     desired: Vec<DesiredSlot>,
-    /// The volume's header (`None`: the device holds no LUKS2 volume).
-    header: Option<Luks2Header>,
+    /// The volume's header.
+    header: Luks2Header,
 }
 
 /// Reads what an operation on the volume on `device` starts from.
+/// `refused` says why when the device holds no LUKS2 volume yet.
 async fn existing(
     spec: &VolumeSpec,
     device: &Arc<dyn LuksDevice>,
     env: &ProviderEnv,
+    refused: fn(&str) -> ConvergeError,
 ) -> Result<Existing, ConvergeError> {
     let kdf_before = device.kdf_runs();
     let keys = keys::keys(spec, env);
     let desired = keys.iter().map(keys::desired_slot).collect();
-    let header = match blocking(device, |d| d.contents()).await? {
-        Contents::Luks2(h) => Some(*h),
-        _ => None,
+    let Contents::Luks2(header) = blocking(device, |d| d.contents()).await? else {
+        return Err(refused("it is not a LUKS2 volume yet"));
     };
+    let header = *header;
     Ok(Existing {
         kdf_before,
         keys,

@@ -45,11 +45,8 @@ pub async fn rotate_volume_key(
         kdf_before,
         keys,
         desired,
-        header,
-    } = super::existing(spec, &device, env).await?;
-    let Some(h) = header else {
-        return Err(refused("it is not a LUKS2 volume yet"));
-    };
+        header: h,
+    } = super::existing(spec, &device, env, refused).await?;
     let temporary = free_slots(&h, &keys)?;
     // Preparing unlocks the volume: one KDF run, timed for the estimate.
     let started = std::time::Instant::now();

@@ -32,11 +32,8 @@ pub async fn allow_tpm_values(
         kdf_before,
         keys,
         desired,
-        header,
-    } = super::existing(spec, &device, env).await?;
-    let Some(h) = header else {
-        return Err(refused("it is not a LUKS2 volume yet"));
-    };
+        header: h,
+    } = super::existing(spec, &device, env, refused).await?;
     let mut p = super::prepare_existing(spec, h.clone(), &keys, &desired, &device, env).await?;
     let allowed = allowed_tokens(&h, &keys, env, changes).await?;
     p.plan = allow_plan(&keys, &allowed, changes);

@@ -31,11 +31,8 @@ pub async fn change_tpm_pin(
         kdf_before,
         keys,
         desired,
-        header,
-    } = super::existing(spec, &device, env).await?;
-    let Some(h) = header else {
-        return Err(refused("it is not a LUKS2 volume yet"));
-    };
+        header: h,
+    } = super::existing(spec, &device, env, refused).await?;
     let key = pin_key(&keys, slot)?;
     let token = pin_token(&h, key.spec.slot)?;
     let mut p = super::prepare_existing(spec, h.clone(), &keys, &desired, &device, env).await?;

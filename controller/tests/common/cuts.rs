@@ -11,6 +11,7 @@
 //! so one run shows them all.
 
 use super::run_ok;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -350,4 +351,37 @@ fn run_point(inj: &Injector, op: &Operation<'_>, cut: Cut) -> Result<(), String>
             .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panicked".into())
     })
+}
+
+/// SHA-256 of the image from the data segment's offset to its end.
+pub fn data_area(img: &Path) -> Vec<u8> {
+    let at: usize = super::dump(img)["segments"]["0"]["offset"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    Sha256::digest(&std::fs::read(img).unwrap()[at..]).to_vec()
+}
+
+/// Fills the first 4 MiB of the data area with a pattern.
+pub fn fill_data(img: &Path) {
+    use std::os::unix::fs::FileExt;
+    let at: u64 = super::dump(img)["segments"]["0"]["offset"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    f.write_all_at(&super::patterned(4 << 20), at).unwrap();
+}
+
+/// A fresh sparse 40 MiB image under `dir/base`.
+pub fn base_image(dir: &Path) -> PathBuf {
+    let img = dir.join("base").join("disk.img");
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    img
 }

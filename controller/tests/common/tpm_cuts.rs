@@ -5,10 +5,10 @@
 //! passphrase, slot 0 by the key the TPM gives back, and the keyslots, the
 //! volume key and the data area are the ones from before.
 
+use super::cuts::data_area;
 use super::{dump, opens, text, volume_key};
 use providers::test_swtpm::Swtpm;
 use providers::TpmOptions;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,39 +79,6 @@ impl Before {
         assert_eq!(volume_key(img, 1, FALLBACK.as_bytes()), self.volume_key);
         assert_eq!(data_area(img), self.data, "the data area changed");
     }
-}
-
-/// SHA-256 of the data area.
-pub fn data_area(img: &Path) -> Vec<u8> {
-    let at: usize = dump(img)["segments"]["0"]["offset"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    Sha256::digest(&std::fs::read(img).unwrap()[at..]).to_vec()
-}
-
-/// Fills the first 4 MiB of the data area with a pattern.
-pub fn fill_data(img: &Path) {
-    use std::os::unix::fs::FileExt;
-    let at: u64 = dump(img)["segments"]["0"]["offset"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
-    f.write_all_at(&super::patterned(4 << 20), at).unwrap();
-}
-
-/// A fresh sparse 40 MiB image under `dir/base`.
-pub fn base_image(dir: &Path) -> PathBuf {
-    let img = dir.join("base").join("disk.img");
-    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(40 << 20)
-        .unwrap();
-    img
 }
 
 /// Runs `c`, which must succeed; its JSON output.
