@@ -260,7 +260,7 @@ impl KeyProvider for TpmProvider {
             None => KeySource::Tpm,
         }
     }
-    async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
+    async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
         if self.check_secureboot {
             match secure_boot_enabled(&self.options.efivars_dir) {
                 Ok(true) => {}
@@ -270,7 +270,7 @@ impl KeyProvider for TpmProvider {
         }
         let key = random_key();
         let signing = self.signing_key()?;
-        let pin = self.new_pin(_ctx).await?;
+        let pin = self.new_pin(ctx).await?;
         let asks_pin = pin.is_some();
         let (sealed, digest) = self
             .seal(signing.as_ref().map(|(k, _)| k), pin, &key[..])
