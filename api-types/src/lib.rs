@@ -29,7 +29,7 @@ mod yaml_lines;
 pub use diagnostic::{Diagnostic, DocumentRef, Severity};
 pub use document::{Document, DocumentKind, API_VERSION};
 pub use encryption::{
-    Encryption, KeyKind, KeySize, KeySource, KeySpec, KmsKey, MemberKey, NodeIdKey, PbkdfSpec,
+    Encryption, KeyKind, KeySize, KeySource, KeySpec, KmsKey, MemberKey, NodeIdKey, PbkdfSpec, TangKey,
     PbkdfType, PromptKey, PromptParams, RecoveryKey, ResolvedKey, SignedPcrPolicy, SignedPolicy,
     StaticKey, ThresholdKey, TpmKey, TpmOptions,
 };

@@ -86,6 +86,12 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
             "threshold keys are volctl's; Talos refuses them (Talos #11542 asked for one)".into(),
         ));
     }
+    if k.tang.is_some() {
+        out.push((
+            format!("{path}.tang"),
+            "tang keys are volctl's; Talos refuses them (Talos #9097 closed it as not planned)".into(),
+        ));
+    }
     if let Some(kms) = &k.kms {
         if !kms.endpoints.is_empty() {
             out.push((

@@ -22,6 +22,8 @@ pub enum KeyData {
     Kms(KmsTokenData),
     /// A `tpm` key: the sealed object and its PCR policy.
     Tpm(TpmTokenData),
+    /// A `tang` key: the server, its trusted signing key, the clevis JWE.
+    Tang(crate::TangTokenData),
     /// A `threshold` key: each member's token data and sealed share.
     Threshold(ThresholdTokenData),
     /// A `recovery` key: whether nobody has seen it yet (held for one
@@ -44,6 +46,7 @@ impl KeyData {
     pub fn read(kind: KeySource, raw: &Value) -> KeyData {
         let read = match kind {
             KeySource::Kms => serde_json::from_value(raw.clone()).map(KeyData::Kms),
+            KeySource::Tang => serde_json::from_value(raw.clone()).map(KeyData::Tang),
             KeySource::Tpm | KeySource::TpmPin => {
                 serde_json::from_value(raw.clone()).map(KeyData::Tpm)
             }
@@ -64,6 +67,7 @@ impl KeyData {
             KeyData::Nothing => Value::Object(Map::new()),
             KeyData::Kms(d) => json(serde_json::to_value(d)),
             KeyData::Tpm(d) => json(serde_json::to_value(d)),
+            KeyData::Tang(d) => json(serde_json::to_value(d)),
             KeyData::Threshold(d) => json(serde_json::to_value(d)),
             KeyData::Recovery { held: false } => Value::Object(Map::new()),
             KeyData::Recovery { held: true } => serde_json::json!({ HELD: true }),

@@ -1,7 +1,7 @@
 //! # volctl providers
 //!
 //! Key sources behind one seam, [`KeyProvider`]: each key kind (`static`,
-//! `nodeID`, `kms`, `tpm`) turns a key config into the passphrase
+//! `nodeID`, `kms`, `tang`, `tpm`) turns a key config into the passphrase
 //! LUKS2 sees, and says what non-secret data to keep in the keyslot's token.
 //! `lockToSTATE` is a wrapper ([`SaltedProvider`]) around any kind, not a
 //! flag inside each one.
@@ -19,6 +19,7 @@ mod registry;
 mod salted;
 mod sealed_key;
 mod static_key;
+pub mod tang;
 pub mod threshold;
 pub mod tpm;
 
@@ -39,8 +40,11 @@ pub use registry::{provider_for, ProviderEnv};
 pub use salted::{SaltedProvider, StateSalt, STATE_SALT_LEN};
 pub use sealed_key::{Base64Bytes, KmsTokenData, PcrValueSet, SignedPolicyToken, TpmTokenData};
 pub use static_key::StaticProvider;
+pub use tang::{TangProvider, TangTokenData};
 pub use threshold::{ThresholdProvider, ThresholdTokenData};
 pub use tpm::{secure_boot_enabled, TpmOptions, TpmProvider, DEFAULT_TCTI};
 
 #[cfg(feature = "test-swtpm")]
 pub mod test_swtpm;
+#[cfg(feature = "test-swtpm")]
+pub mod test_tang;

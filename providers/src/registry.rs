@@ -64,6 +64,18 @@ fn kind_provider(kind: &KeyKind, env: &ProviderEnv) -> Box<dyn KeyProvider> {
             env.node_uuid.clone(),
             env.kms.clone(),
         )),
+        KeyKind::Tang {
+            url,
+            thumbprint,
+            deadline,
+        } => Box::new(crate::TangProvider::new(
+            url,
+            thumbprint.as_deref(),
+            crate::KmsWait {
+                per_key: *deadline,
+                boot_until: env.key_servers_until,
+            },
+        )),
         KeyKind::Recovery => Box::new(crate::recovery::RecoveryProvider {
             handover: env.recovery_handover,
         }),

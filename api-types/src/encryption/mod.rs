@@ -165,6 +165,10 @@ pub struct KeySpec {
     /// A random key sealed to the TPM and its PCR state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmKey>,
+    /// volctl: a random key bound to a Tang server (network-bound disk
+    /// encryption, clevis-compatible): it opens while the server answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tang: Option<TangKey>,
     /// A random key a person keeps: generated at enrolment, shown once,
     /// stored nowhere on the node but in its keyslot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +230,10 @@ pub struct MemberKey {
     /// A random key sealed to the TPM and its PCR state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmKey>,
+    /// volctl: a random key bound to a Tang server (network-bound disk
+    /// encryption, clevis-compatible): it opens while the server answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tang: Option<TangKey>,
 }
 
 /// `recovery: {}`: no parameters.
@@ -359,6 +367,42 @@ impl KmsKey {
             .and_then(|t| crate::duration::parse_go_duration(t).ok())
             .filter(|s| *s > 0.0)
             .map_or(KMS_DEFAULT_TIMEOUT, std::time::Duration::from_secs_f64)
+    }
+}
+
+/// `tang` (volctl's): a random key encrypted to a Tang server's exchange
+/// key as clevis's tang pin does it; unlocking asks the server (it learns
+/// nothing of the key).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TangKey {
+    /// The server, `http://host[:port]` (Tang speaks plain HTTP: its
+    /// answers are signed, and nothing secret crosses the network).
+    pub url: String,
+    /// The JWK thumbprint (SHA-256) of the server's signing key, as
+    /// `tang-show-keys` prints it. Required unless `trustOnFirstUse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
+    /// Trust the signing key the server shows at enrolment (no
+    /// `thumbprint`); the token records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_on_first_use: Option<bool>,
+    /// How long the key waits for the server (a Go duration; default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// How long a `tang` key waits for its server unless its `timeout` says.
+pub const TANG_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl TangKey {
+    /// How long it waits for the server (`timeout`, or the default).
+    pub fn deadline(&self) -> std::time::Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|t| crate::duration::parse_go_duration(t).ok())
+            .filter(|s| *s > 0.0)
+            .map_or(TANG_DEFAULT_TIMEOUT, std::time::Duration::from_secs_f64)
     }
 }
 

@@ -21,6 +21,16 @@ pub enum KeyKind {
         /// How long to wait for an answer from any of them.
         deadline: std::time::Duration,
     },
+    /// Encrypted to a Tang server's exchange key (clevis's tang pin).
+    Tang {
+        /// The server's URL.
+        url: String,
+        /// The pinned thumbprint of its signing key (`None`: trust on
+        /// first use).
+        thumbprint: Option<String>,
+        /// How long to wait for the server.
+        deadline: std::time::Duration,
+    },
     /// Sealed to the TPM under a PCR policy.
     Tpm {
         /// Sorted PCR indexes.
@@ -82,6 +92,7 @@ impl KeyKind {
             KeyKind::Static { .. } => KeySource::Static,
             KeyKind::NodeId => KeySource::NodeId,
             KeyKind::Kms { .. } => KeySource::Kms,
+            KeyKind::Tang { .. } => KeySource::Tang,
             KeyKind::Tpm { pin: true, .. } => KeySource::TpmPin,
             KeyKind::Tpm { .. } => KeySource::Tpm,
             KeyKind::Recovery => KeySource::Recovery,
@@ -155,6 +166,9 @@ pub enum KeySource {
     /// Sealed by a KMS.
     #[serde(rename = "kms")]
     Kms,
+    /// Encrypted to a Tang server.
+    #[serde(rename = "tang")]
+    Tang,
     /// Kept by a person (shown once at enrolment).
     #[serde(rename = "recovery")]
     Recovery,
@@ -173,6 +187,7 @@ impl KeySource {
             KeySource::Static => "static",
             KeySource::NodeId => "nodeID",
             KeySource::Kms => "kms",
+            KeySource::Tang => "tang",
             KeySource::Tpm => "tpm",
             KeySource::TpmPin => "tpm+pin",
             KeySource::Recovery => "recovery",
@@ -187,6 +202,7 @@ impl KeySource {
             KeySource::Static,
             KeySource::NodeId,
             KeySource::Kms,
+            KeySource::Tang,
             KeySource::Tpm,
             KeySource::TpmPin,
             KeySource::Recovery,
@@ -205,6 +221,7 @@ impl KeySource {
             KeySource::NodeId => 1,
             KeySource::Tpm => 2,
             KeySource::Kms => 3,
+            KeySource::Tang => 3,
             // Its members are asked at once, servers among them.
             KeySource::Threshold => 4,
             // Never tried unattended: a person types them (a wrong PIN
@@ -232,7 +249,7 @@ impl KeySource {
     /// Whether producing the key asks a server over the network: such keys
     /// of one volume are asked all at once, not one after another.
     pub fn asks_a_server(self) -> bool {
-        matches!(self, KeySource::Kms | KeySource::Threshold)
+        matches!(self, KeySource::Kms | KeySource::Tang | KeySource::Threshold)
     }
 
     /// Whether the passphrase can be computed from the config alone, so the
@@ -265,6 +282,7 @@ struct Unattended<'a> {
     static_key: Option<&'a StaticKey>,
     node_id: bool,
     kms: Option<&'a KmsKey>,
+    tang: Option<&'a TangKey>,
     tpm: Option<&'a TpmKey>,
 }
 
@@ -275,6 +293,7 @@ impl Unattended<'_> {
             (self.static_key.is_some(), "static"),
             (self.node_id, "nodeID"),
             (self.kms.is_some(), "kms"),
+            (self.tang.is_some(), "tang"),
             (self.tpm.is_some(), "tpm"),
         ]
         .into_iter()
@@ -299,6 +318,13 @@ impl Unattended<'_> {
                 deadline: k.deadline(),
             });
         }
+        if let Some(t) = self.tang {
+            return Some(KeyKind::Tang {
+                url: t.url.clone(),
+                thumbprint: t.thumbprint.clone(),
+                deadline: t.deadline(),
+            });
+        }
         let t = self.tpm?;
         Some(KeyKind::Tpm {
             pcrs: t.effective_pcrs(),
@@ -316,6 +342,7 @@ impl MemberKey {
             static_key: self.static_key.as_ref(),
             node_id: self.node_id.is_some(),
             kms: self.kms.as_ref(),
+            tang: self.tang.as_ref(),
             tpm: self.tpm.as_ref(),
         }
     }
@@ -351,6 +378,7 @@ impl KeySpec {
             static_key: self.static_key.as_ref(),
             node_id: self.node_id.is_some(),
             kms: self.kms.as_ref(),
+            tang: self.tang.as_ref(),
             tpm: self.tpm.as_ref(),
         }
     }

@@ -210,7 +210,7 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     match kinds.len() {
         0 => f.error(
             path,
-            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tpm, prompt, recovery, threshold (nodeID takes `nodeID: {{}}`)", k.slot),
+            format!("at least one encryption key type must be specified for slot {}: set exactly one of static, nodeID, kms, tang, tpm, prompt, recovery, threshold (nodeID takes `nodeID: {{}}`)", k.slot),
         ),
         1 => {}
         _ => f.error(
@@ -220,9 +220,12 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     }
     check_lock_to_state(k, path, is_state, f);
     check_unattended(
-        k.static_key.as_ref(),
-        k.kms.as_ref(),
-        k.tpm.as_ref(),
+        Unattended {
+            static_key: k.static_key.as_ref(),
+            kms: k.kms.as_ref(),
+            tang: k.tang.as_ref(),
+            tpm: k.tpm.as_ref(),
+        },
         path,
         f,
     );
@@ -234,15 +237,27 @@ fn check_key(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings) {
     }
 }
 
+/// The kinds that open unattended, as a key or a threshold's member
+/// writes them.
+struct Unattended<'a> {
+    static_key: Option<&'a crate::StaticKey>,
+    kms: Option<&'a crate::KmsKey>,
+    tang: Option<&'a crate::TangKey>,
+    tpm: Option<&'a crate::encryption::TpmKey>,
+}
+
 /// The parameters of the kinds that open unattended, as a key or a
 /// threshold's member at `path` writes them.
-fn check_unattended(
-    static_key: Option<&crate::StaticKey>,
-    kms: Option<&crate::KmsKey>,
-    tpm: Option<&crate::encryption::TpmKey>,
-    path: &str,
-    f: &mut Findings,
-) {
+fn check_unattended(u: Unattended<'_>, path: &str, f: &mut Findings) {
+    let Unattended {
+        static_key,
+        kms,
+        tang,
+        tpm,
+    } = u;
+    if let Some(t) = tang {
+        check_tang(t, &format!("{path}.tang"), f);
+    }
     if let Some(s) = static_key {
         check_static_passphrase(
             s.passphrase.expose(),
@@ -286,13 +301,16 @@ fn check_threshold(t: &crate::encryption::ThresholdKey, path: &str, f: &mut Find
         if kinds.len() != 1 {
             f.error(
                 &at,
-                format!("a member has exactly one kind of static, nodeID, kms, tpm (members open unattended; a threshold holds no threshold); this one has {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }),
+                format!("a member has exactly one kind of static, nodeID, kms, tang, tpm (members open unattended; a threshold holds no threshold); this one has {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }),
             );
         }
         check_unattended(
-            m.static_key.as_ref(),
-            m.kms.as_ref(),
-            m.tpm.as_ref(),
+            Unattended {
+                static_key: m.static_key.as_ref(),
+                kms: m.kms.as_ref(),
+                tang: m.tang.as_ref(),
+                tpm: m.tpm.as_ref(),
+            },
             &at,
             f,
         );
@@ -474,14 +492,60 @@ fn check_kms(kms: &crate::KmsKey, path: &str, f: &mut Findings) {
         }
     }
     if let Some(t) = &kms.timeout {
-        match crate::duration::parse_go_duration(t) {
-            Ok(s) if s > 0.0 => {}
-            Ok(_) => f.error(
-                format!("{path}.timeout"),
-                format!("`{t}` is not a positive duration"),
-            ),
-            Err(e) => f.error(format!("{path}.timeout"), e),
+        check_timeout(t, &format!("{path}.timeout"), f);
+    }
+}
+
+/// An `http://` URL with a host, a pinned thumbprint (or trust on first
+/// use, said out loud), a positive `timeout`.
+fn check_tang(t: &crate::TangKey, path: &str, f: &mut Findings) {
+    match url::Url::parse(&t.url) {
+        Err(e) => f.error(format!("{path}.url"), format!("`{}` is not a URL: {e}", t.url)),
+        Ok(u) if u.scheme() != "http" => f.error(
+            format!("{path}.url"),
+            format!("scheme `{}`: volctl speaks plain http to Tang (its answers are signed and carry no secret; clevis's `http://` URLs work as they are)", u.scheme()),
+        ),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            f.error(format!("{path}.url"), format!("`{}` has no host", t.url))
         }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() => f.error(
+            format!("{path}.url"),
+            "a Tang URL is a scheme, host, port and path; it has no query, fragment or user",
+        ),
+        Ok(_) => {}
+    }
+    match (&t.thumbprint, t.trust_on_first_use) {
+        (None, Some(true)) => {}
+        (None, _) => f.error(
+            format!("{path}.thumbprint"),
+            "pin the server's signing key: its thumbprint, as `tang-show-keys` prints it on the server (or set `trustOnFirstUse: true` to trust the key it shows at enrolment)",
+        ),
+        (Some(_), Some(true)) => f.error(
+            format!("{path}.trustOnFirstUse"),
+            "a thumbprint is pinned already; drop `trustOnFirstUse`",
+        ),
+        (Some(tp), _) => {
+            let fits = tp.len() == 43
+                && tp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !fits {
+                f.error(
+                    format!("{path}.thumbprint"),
+                    format!("`{tp}` is not a SHA-256 JWK thumbprint (43 base64url characters, as `tang-show-keys` prints it)"),
+                );
+            }
+        }
+    }
+    if let Some(timeout) = &t.timeout {
+        check_timeout(timeout, &format!("{path}.timeout"), f);
+    }
+}
+
+/// A positive Go duration.
+fn check_timeout(t: &str, path: &str, f: &mut Findings) {
+    match crate::duration::parse_go_duration(t) {
+        Ok(s) if s > 0.0 => {}
+        Ok(_) => f.error(path, format!("`{t}` is not a positive duration")),
+        Err(e) => f.error(path, e),
     }
 }
 

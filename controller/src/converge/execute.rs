@@ -239,7 +239,12 @@ impl Executor<'_> {
             d.add_keyslot(slot, &vk, pass.expose(), pbkdf)
         })
         .await?;
-        let json = token_json(key, slot, data, binder, &salt)?;
+        let parts = token_parts(key, slot, data, binder)?;
+        // clevis reads the first token listing the keyslot: its own first.
+        if let Some(clevis) = parts.clevis() {
+            blocking(self.device, move |d| d.token(TokenChange::Add(&clevis))).await?;
+        }
+        let json = parts.with_owner(binder, &salt);
         blocking(self.device, move |d| d.token(TokenChange::Add(&json))).await?;
         if *costs == PbkdfChoice::Benchmark {
             let device = self.device.clone();
@@ -261,6 +266,9 @@ impl Executor<'_> {
         if let Some(t) = now.as_ref().and_then(|h| token_in(h, slot)) {
             blocking(self.device, move |d| d.token(TokenChange::Remove(t))).await?;
         }
+        for t in now.as_ref().map(|h| h.clevis_tokens(slot)).unwrap_or_default() {
+            blocking(self.device, move |d| d.token(TokenChange::Remove(t))).await?;
+        }
         Ok(())
     }
 
@@ -277,15 +285,13 @@ impl Executor<'_> {
             .keyslot(slot)
             .map(|k| k.kdf.salt().to_string())
             .unwrap_or_default();
-        let json = token_json(key_for(self.keys, slot), slot, data, binder, &salt)?;
-        let change_id = self.token_id(slot);
-        blocking(self.device, move |d| {
-            d.token(match change_id {
-                Some(id) => TokenChange::Replace(id, &json),
-                None => TokenChange::Add(&json),
-            })
-        })
-        .await?;
+        let parts = token_parts(key_for(self.keys, slot), slot, data, binder)?;
+        let json = parts.with_owner(binder, &salt);
+        replace_or_add(self.device, self.token_id(slot), json).await?;
+        if let Some(clevis) = parts.clevis() {
+            let old = h.clevis_tokens(slot).first().copied();
+            replace_or_add(self.device, old, clevis).await?;
+        }
         Ok(())
     }
 
@@ -376,19 +382,23 @@ fn own(e: Enrolled) -> (Passphrase, TokenData) {
     (e.passphrase, TokenData::of(e.token_data))
 }
 
-fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {
-    h.volctl_token(slot).map(|(id, _)| id)
+/// Writes `json` over the token `old`, or as a new one.
+async fn replace_or_add(
+    device: &Arc<dyn LuksDevice>,
+    old: Option<TokenId>,
+    json: serde_json::Value,
+) -> Result<TokenId, ConvergeError> {
+    blocking(device, move |d| {
+        d.token(match old {
+            Some(id) => TokenChange::Replace(id, &json),
+            None => TokenChange::Add(&json),
+        })
+    })
+    .await
 }
 
-/// The token of `slot` holding `key`: kind, data, binding and owner tag.
-fn token_json(
-    key: &Key,
-    slot: KeyslotId,
-    data: TokenData,
-    binder: &Binder,
-    keyslot_salt: &str,
-) -> Result<serde_json::Value, ConvergeError> {
-    Ok(token_parts(key, slot, data, binder)?.with_owner(binder, keyslot_salt))
+fn token_in(h: &Luks2Header, slot: KeyslotId) -> Option<TokenId> {
+    h.volctl_token(slot).map(|(id, _)| id)
 }
 
 /// A token but for its owner tag, which covers the keyslot's salt (known
@@ -402,6 +412,16 @@ pub(super) struct TokenParts {
 }
 
 impl TokenParts {
+    /// The `clevis` token clevis reads beside a `tang` slot, unless the
+    /// passphrase is locked to STATE (clevis knows no STATE salt: the JWE
+    /// alone is not the slot's passphrase).
+    pub fn clevis(&self) -> Option<serde_json::Value> {
+        match (&self.data.key, self.lock_to_state) {
+            (KeyData::Tang(t), false) => Some(crate::luks2::clevis::token(self.slot, &t.jwe)),
+            _ => None,
+        }
+    }
+
     /// The whole token, for the keyslot whose salt is `keyslot_salt`.
     pub fn with_owner(&self, binder: &Binder, keyslot_salt: &str) -> serde_json::Value {
         let owner = binder.owner(self.slot, keyslot_salt);

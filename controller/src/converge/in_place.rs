@@ -326,9 +326,12 @@ pub(super) fn header_tokens(
     let binder = Binder::new(volume_key);
     let mut out: Vec<serde_json::Value> = parts
         .iter()
-        .map(|p| {
+        .flat_map(|p| {
             let salt = h.keyslot(p.slot).map(|k| k.kdf.salt().to_string());
-            p.with_owner(&binder, &salt.unwrap_or_default())
+            // clevis reads the first token listing the keyslot: its own first.
+            p.clevis()
+                .into_iter()
+                .chain([p.with_owner(&binder, &salt.unwrap_or_default())])
         })
         .collect();
     let proof = reencryption::token_for(h, operation, temporary, volume_key)

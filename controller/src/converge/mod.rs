@@ -552,7 +552,7 @@ async fn prepare_existing(
     if let Some(action) = pending {
         plan.actions.insert(0, action);
     }
-    let probe = unlock::check_tpm_slots(&h, keys, &observed, slot).await;
+    let probe = unlock::probe_sealed_slots(&h, keys, &observed, slot).await;
     plan.notes.extend(probe.notes);
     reseal_changed(&mut plan, keys, probe.pcr_changed);
     let tokens = refreshed_tokens(&mut plan, keys, probe.refreshed);

@@ -259,10 +259,10 @@ impl std::fmt::Display for Attempts {
     }
 }
 
-/// What probing the TPM slots found: notes, and the slots whose PCRs
-/// changed (candidates for re-sealing).
+/// What probing the TPM and Tang slots found: notes, the slots whose PCRs
+/// changed (candidates for re-sealing), and new token data.
 #[derive(Default)]
-pub(super) struct TpmProbe {
+pub(super) struct SealedProbe {
     pub notes: Vec<Note>,
     pub pcr_changed: Vec<KeyslotId>,
     /// Slots whose keys asked for new token data, and why.
@@ -272,17 +272,22 @@ pub(super) struct TpmProbe {
 /// Why a TPM key's token is rewritten when its key refreshes it.
 pub(super) const NARROWED: &str = "the TPM key narrowed to the PCR values the machine has now, an update `volctl tpm allow` allowed ahead (the other values no longer open it)";
 
+/// Why a Tang key's token is rewritten when its key refreshes it.
+pub(super) const REBOUND: &str = "rebind: the Tang server advertises a new key (the same passphrase, bound to the new key; the old key may go from the server once every slot is rebound)";
+
 /// Tries to unseal every TPM slot other than the one that unlocked, and
-/// asks every TPM key that unseals whether its token should change (a key
-/// allowed an update narrows once the update came).
-pub(super) async fn check_tpm_slots(
+/// asks every TPM key that unseals, and every Tang key, whether its token
+/// should change (a key allowed an update narrows once the update came; a
+/// Tang key rebinds once its server rotated its keys).
+pub(super) async fn probe_sealed_slots(
     h: &Luks2Header,
     keys: &[Key],
     observed: &ObservedKeyslots,
     unlocked: KeyslotId,
-) -> TpmProbe {
-    let mut probe = TpmProbe::default();
-    for key in keys.iter().filter(|k| k.provider.kind() == KeySource::Tpm) {
+) -> SealedProbe {
+    let mut probe = SealedProbe::default();
+    let refreshing = [KeySource::Tpm, KeySource::Tang];
+    for key in keys.iter().filter(|k| refreshing.contains(&k.provider.kind())) {
         let slot = key.spec.slot;
         let in_sync = matches!(
             observed.slots.get(&slot),
@@ -294,7 +299,10 @@ pub(super) async fn check_tpm_slots(
         let Some(token) = token_of(h, observed, slot).filter(|_| in_sync) else {
             continue;
         };
-        let opens = slot == unlocked || probe.unseals(key, slot, &token.data.key).await;
+        // A Tang key is not asked beside the one that opened: its refresh
+        // asks the server only when the server's keys changed.
+        let tang = key.provider.kind() == KeySource::Tang;
+        let opens = slot == unlocked || tang || probe.unseals(key, slot, &token.data.key).await;
         if opens {
             probe.refresh(key, slot, &token.data.key).await;
         }
@@ -302,7 +310,7 @@ pub(super) async fn check_tpm_slots(
     probe
 }
 
-impl TpmProbe {
+impl SealedProbe {
     /// Whether the TPM unseals the key of `slot`; if not, why, in a note.
     async fn unseals(&mut self, key: &Key, slot: KeyslotId, data: &providers::KeyData) -> bool {
         let Err(e) = key.provider.recover(&key.ctx, data).await else {
@@ -324,9 +332,15 @@ impl TpmProbe {
     /// make it is a note: the token it has still opens the volume).
     async fn refresh(&mut self, key: &Key, slot: KeyslotId, data: &providers::KeyData) {
         match key.provider.refresh(&key.ctx, data).await {
-            Ok(Some(new)) => self.refreshed.push((slot, new, NARROWED.to_string())),
+            Ok(Some(new)) => {
+                let why = match key.provider.kind() {
+                    KeySource::Tang => REBOUND,
+                    _ => NARROWED,
+                };
+                self.refreshed.push((slot, new, why.to_string()));
+            }
             Ok(None) => {}
-            Err(e) => tracing::warn!(slot = slot.get(), "TPM key not narrowed: {e}"),
+            Err(e) => tracing::warn!(slot = slot.get(), "{} key's token not refreshed: {e}", key.provider.kind()),
         }
     }
 }

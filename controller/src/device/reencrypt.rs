@@ -245,7 +245,7 @@ impl CryptsetupDevice {
 
     /// In the header copy: beside each configured slot, the old key under
     /// the same passphrase in its temporary slot; the configured slot's old
-    /// tokens dropped and the slot enrolled again with the new key. Every
+    /// tokens (volctl's, and clevis's beside a `tang` slot) dropped and the slot enrolled again with the new key. Every
     /// new keyslot shares one digest (the one the run binds to the final
     /// segment). Each keyslot costs a KDF run at the configured costs.
     fn reenrol(
@@ -260,12 +260,15 @@ impl CryptsetupDevice {
                 .set_pbkdf_type(&pbkdf_type(c))
                 .map_err(|e| self.fail(op, e))?;
         }
-        for (id, raw) in h.tokens() {
-            if raw.get("type").and_then(|v| v.as_str()) == Some(crate::luks2::consts::TOKEN_TYPE) {
-                dev.token_handle()
-                    .json_set(TokenInput::RemoveToken(id.0))
-                    .map_err(|e| self.fail(op, e))?;
-            }
+        let clevis = s.keys.iter().flat_map(|(slot, _)| h.clevis_tokens(*slot));
+        let volctl = h.tokens().filter_map(|(id, raw)| {
+            let t = raw.get("type").and_then(|v| v.as_str());
+            (t == Some(crate::luks2::consts::TOKEN_TYPE)).then_some(id)
+        });
+        for id in volctl.chain(clevis).collect::<Vec<_>>() {
+            dev.token_handle()
+                .json_set(TokenInput::RemoveToken(id.0))
+                .map_err(|e| self.fail(op, e))?;
         }
         for ((slot, pass), temp) in s.keys.iter().zip(s.temporary) {
             self.add_key(dev, *temp, s.old_key, pass, CryptVolumeKey::empty())?;

@@ -1,0 +1,40 @@
+//! The `clevis` LUKS2 token, as `clevis luks bind` writes it, beside each
+//! `tang` slot volctl enrols, so `clevis luks unlock` and `clevis luks
+//! pass` open a volctl volume too:
+//!
+//! ```json
+//! {"type": "clevis", "keyslots": ["1"], "jwe": {"protected": "…",
+//!  "encrypted_key": "", "iv": "…", "ciphertext": "…", "tag": "…"}}
+//! ```
+
+use crate::luks2::header::Luks2Header;
+use crate::luks2::token::TokenId;
+use api_types::KeyslotId;
+use providers::tang::jwe::ClevisJwe;
+
+/// The token type clevis writes.
+pub const CLEVIS_TOKEN_TYPE: &str = "clevis";
+
+/// The clevis token of `slot` holding `jwe`.
+pub fn token(slot: KeyslotId, jwe: &ClevisJwe) -> serde_json::Value {
+    serde_json::json!({
+        "type": CLEVIS_TOKEN_TYPE,
+        "keyslots": [slot.to_string()],
+        "jwe": jwe,
+    })
+}
+
+/// Header queries about clevis tokens.
+impl Luks2Header {
+    /// The clevis tokens bound to `slot` alone.
+    pub fn clevis_tokens(&self, slot: KeyslotId) -> Vec<TokenId> {
+        let keyslots = serde_json::json!([slot.to_string()]);
+        self.tokens()
+            .filter(|(_, raw)| {
+                raw.get("type").and_then(|t| t.as_str()) == Some(CLEVIS_TOKEN_TYPE)
+                    && raw.get("keyslots") == Some(&keyslots)
+            })
+            .map(|(id, _)| id)
+            .collect()
+    }
+}

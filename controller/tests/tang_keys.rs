@@ -1,0 +1,120 @@
+//! `tang` keys end to end on the host: the Debian `tang` package's `tangd`
+//! on 127.0.0.1, volumes as LUKS2 image files converged through the CLI,
+//! checked with the `cryptsetup` and `clevis` CLIs.
+
+mod common;
+
+use common::*;
+use providers::test_tang::Tangd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A config with a tang key in slot 0, and `extra` keys.
+fn config(dir: &Path, tang: &Tangd, extra: &str) -> PathBuf {
+    let p = dir.join(if extra.is_empty() { "tang.yaml" } else { "tang-and-more.yaml" });
+    std::fs::write(
+        &p,
+        format!(
+            "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      tang: {{url: '{}', thumbprint: {}}}\n{extra}",
+            tang.url(),
+            tang.thumbprint()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+const STATIC: &str = "    - slot: 1\n      static: {passphrase: fallback-pass}\n";
+
+/// The passphrase `clevis luks pass` recovers for `slot`.
+fn clevis_pass(img: &Path, slot: u32) -> Vec<u8> {
+    let out = run_ok(
+        Command::new("clevis")
+            .args(["luks", "pass", "-d"])
+            .arg(img)
+            .args(["-s", &slot.to_string()]),
+    );
+    out.stdout
+}
+
+/// The tokens of `img` of `kind`.
+fn tokens_of(img: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let d = dump(img);
+    d["tokens"]
+        .as_object()
+        .map(|t| t.values().filter(|v| v["type"] == kind).cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_tang_slot_opens_by_the_server_and_by_clevis_and_a_dead_server_leaves_the_other_key() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let mut tang = Tangd::start();
+    let cfg = config(dir, &tang, "");
+
+    let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    assert_eq!(o["plan"]["actions"][1]["kind"], "tang", "{o}");
+    let clevis = tokens_of(&img.path, "clevis");
+    assert_eq!(clevis.len(), 1, "a clevis token beside the tang slot");
+    assert_eq!(clevis[0]["keyslots"], serde_json::json!(["0"]));
+    let volctl = tokens_of(&img.path, "volctl");
+    assert_eq!(volctl[0]["kind"], "tang");
+    assert_eq!(volctl[0]["data"]["thumbprint"], tang.thumbprint());
+    assert_eq!(volctl[0]["data"]["jwe"], clevis[0]["jwe"], "one JWE, two readers");
+
+    // clevis, knowing nothing of volctl, recovers the passphrase of slot 0.
+    let pass = clevis_pass(&img.path, 0);
+    assert!(opens(&img.path, 0, &pass), "cryptsetup opens slot 0 by it");
+
+    // A fresh process opens by the server at one KDF run; nothing to do.
+    let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "tang"]));
+    assert_eq!(o["kdf_runs"], 1);
+    let p = plan_json("data", &img.path, &cfg, &["--detailed-exitcode"]);
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p.stdout));
+
+    // The server down and no other key: refused, named, nothing written.
+    tang.stop();
+    let before = sha256_file(&img.path);
+    let o = converge_json("data", &img.path, &cfg, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert!(err.contains("0 (tang)") && err.contains("unreachable"), "{err}");
+    assert_eq!(sha256_file(&img.path), before);
+
+    // With a second key, added while the server is up, the volume opens
+    // without it and its slot is kept.
+    tang.resume();
+    let both = config(dir, &tang, STATIC);
+    json_ok(&converge_json("data", &img.path, &both, &[]));
+    tang.stop();
+    let o = json_ok(&converge_json("data", &img.path, &both, &[]));
+    assert_eq!(o["unlocked_by"], serde_json::json!([1, "static"]), "{o}");
+    assert_eq!(slots(&img.path), vec![0, 1], "nothing removed");
+}
+
+#[test]
+fn a_rotated_server_is_rebound_by_a_converge_and_its_old_keys_can_go() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let tang = Tangd::start();
+    let cfg = config(dir, &tang, "");
+    json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    let before = dump(&img.path)["keyslots"].clone();
+    let pass = clevis_pass(&img.path, 0);
+
+    tang.rotate();
+    let p = plan_json("data", &img.path, &cfg, &["--detailed-exitcode"]);
+    assert_eq!(p.status.code(), Some(2), "a change is planned: {}", text(&p.stdout));
+    assert!(text(&p.stdout).contains("rebind"), "{}", text(&p.stdout));
+    let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    assert_eq!(o["kdf_runs"], 1, "a rebind runs no KDF beyond the unlock: {o}");
+    assert_eq!(dump(&img.path)["keyslots"], before, "no keyslot touched");
+
+    tang.forget_rotated();
+    let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "tang"]), "{o}");
+    assert_eq!(o["kdf_runs"], 1);
+    assert_eq!(clevis_pass(&img.path, 0), pass, "clevis reads the rebound token too");
+}
