@@ -10,6 +10,7 @@ APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
 	gdisk e2fsprogs xfsprogs btrfs-progs util-linux ca-certificates curl \
 	qemu-system-x86 busybox-static kmod cpio xz-utils fdisk exfatprogs \
 	libtss2-dev libtss2-tcti-swtpm0 libtss2-tcti-device0 swtpm swtpm-tools tpm2-tools systemd openssl ovmf socat \
+	tang clevis clevis-luks jose \
 	python3 dpkg-dev lintian man-db zsh fish mmdebstrap buildah skopeo
 
 .PHONY: all deps build demo demo-appliance test e2e lint fmt bench schema clean deb test-deb image test-image

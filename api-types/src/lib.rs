@@ -29,9 +29,9 @@ mod yaml_lines;
 pub use diagnostic::{Diagnostic, DocumentRef, Severity};
 pub use document::{Document, DocumentKind, API_VERSION};
 pub use encryption::{
-    Encryption, KeyKind, KeySize, KeySource, KeySpec, KmsKey, MemberKey, NodeIdKey, PbkdfSpec, TangKey,
+    Encryption, KeyKind, KeySize, KeySource, KeySpec, KmsKey, MemberKey, NodeIdKey, PbkdfSpec,
     PbkdfType, PromptKey, PromptParams, RecoveryKey, ResolvedKey, SignedPcrPolicy, SignedPolicy,
-    StaticKey, ThresholdKey, TpmKey, TpmOptions,
+    StaticKey, TangKey, ThresholdKey, TpmKey, TpmOptions,
 };
 pub use keyslot::KeyslotId;
 pub use parse::{parse_file, parse_files, parse_str, ParsedFile};

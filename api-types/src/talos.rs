@@ -89,7 +89,8 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
     if k.tang.is_some() {
         out.push((
             format!("{path}.tang"),
-            "tang keys are volctl's; Talos refuses them (Talos #9097 closed it as not planned)".into(),
+            "tang keys are volctl's; Talos refuses them (Talos #9097 closed it as not planned)"
+                .into(),
         ));
     }
     if let Some(kms) = &k.kms {

@@ -197,7 +197,7 @@ fn a_threshold_is_checked_member_by_member_and_a_good_one_resolves() {
         &[
         "encryption.keys[0].threshold.required: required is 3; it must be 1 to the number of member keys (2)",
         "encryption.keys[0].threshold.keys[0].static.passphrase: the passphrase is empty",
-        "encryption.keys[0].threshold.keys[1]: a member has exactly one kind of static, nodeID, kms, tpm",
+        "encryption.keys[0].threshold.keys[1]: a member has exactly one kind of static, nodeID, kms, tang, tpm",
         "this one has nodeID, tpm",
         "encryption.keys[1].threshold.required: required is 0",
         "encryption.keys[1].threshold.keys[0].kms.endpoint: `kms-a` is not a URL",
@@ -321,4 +321,43 @@ fn a_tpm_pin_is_refused_in_a_threshold_and_with_lock_to_state_and_resolves_typed
     assert_eq!(key.kind.source(), api_types::KeySource::TpmPin);
     assert!(key.kind.source().typed());
     assert_eq!(key.kind.source().name(), "tpm+pin");
+}
+
+#[test]
+fn a_tang_key_is_checked_by_its_place_and_a_good_one_resolves_also_as_a_member() {
+    let thp = "x4XgOj3TCJNBcrXjNbI0GCQGIVfZl7_kV98_93vyR48";
+    let text = format!(
+        "{HEAD}name: a\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, tang: {{url: \"http://tang:7500\"}}}}\n    - {{slot: 1, tang: {{url: \"https://tang\", thumbprint: short}}}}\n    - {{slot: 2, tang: {{url: \"http://tang\", thumbprint: {thp}, trustOnFirstUse: true, timeout: \"0s\"}}}}\n    - {{slot: 3, tang: {{url: \"tang\", trustOnFirstUse: true}}}}\n"
+    );
+    let p = parse_str("t.yaml", &text);
+    let all = messages(&p).join("\n");
+    contains_each(
+        &all,
+        &[
+            "t.yaml:8: error: document 1 (UserVolumeConfig \"a\"): encryption.keys[0].tang.thumbprint: pin the server's signing key",
+            "encryption.keys[1].tang.url: scheme `https`: volctl speaks plain http to Tang",
+            "encryption.keys[1].tang.thumbprint: `short` is not a SHA-256 JWK thumbprint",
+            "encryption.keys[2].tang.trustOnFirstUse: a thumbprint is pinned already",
+            "encryption.keys[2].tang.timeout: `0s` is not a positive duration",
+            "encryption.keys[3].tang.url: `tang` is not a URL",
+        ],
+    );
+    let good = format!(
+        "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - {{slot: 0, tang: {{url: \"http://tang:7500\", thumbprint: {thp}, timeout: 2s}}}}\n    - slot: 1\n      threshold: {{required: 1, keys: [{{tang: {{url: \"http://t2\", trustOnFirstUse: true}}}}]}}\n"
+    );
+    let p = parse_str("g.yaml", &good);
+    assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
+    let keys = &p.documents[0].encryption().unwrap().keys;
+    assert_eq!(
+        keys[0].resolve().unwrap().kind,
+        api_types::KeyKind::Tang {
+            url: "http://tang:7500".into(),
+            thumbprint: Some(thp.into()),
+            deadline: std::time::Duration::from_secs(2),
+        }
+    );
+    let api_types::KeyKind::Threshold { members, .. } = keys[1].resolve().unwrap().kind else {
+        panic!("not a threshold")
+    };
+    assert_eq!(members[0].name(), "tang");
 }

@@ -11,7 +11,11 @@ use std::process::Command;
 
 /// A config with a tang key in slot 0, and `extra` keys.
 fn config(dir: &Path, tang: &Tangd, extra: &str) -> PathBuf {
-    let p = dir.join(if extra.is_empty() { "tang.yaml" } else { "tang-and-more.yaml" });
+    let p = dir.join(if extra.is_empty() {
+        "tang.yaml"
+    } else {
+        "tang-and-more.yaml"
+    });
     std::fs::write(
         &p,
         format!(
@@ -61,7 +65,10 @@ fn a_tang_slot_opens_by_the_server_and_by_clevis_and_a_dead_server_leaves_the_ot
     let volctl = tokens_of(&img.path, "volctl");
     assert_eq!(volctl[0]["kind"], "tang");
     assert_eq!(volctl[0]["data"]["thumbprint"], tang.thumbprint());
-    assert_eq!(volctl[0]["data"]["jwe"], clevis[0]["jwe"], "one JWE, two readers");
+    assert_eq!(
+        volctl[0]["data"]["jwe"], clevis[0]["jwe"],
+        "one JWE, two readers"
+    );
 
     // clevis, knowing nothing of volctl, recovers the passphrase of slot 0.
     let pass = clevis_pass(&img.path, 0);
@@ -80,7 +87,10 @@ fn a_tang_slot_opens_by_the_server_and_by_clevis_and_a_dead_server_leaves_the_ot
     let o = converge_json("data", &img.path, &cfg, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
     let err = text(&o.stderr);
-    assert!(err.contains("0 (tang)") && err.contains("unreachable"), "{err}");
+    assert!(
+        err.contains("0 (tang)") && err.contains("unreachable"),
+        "{err}"
+    );
     assert_eq!(sha256_file(&img.path), before);
 
     // With a second key, added while the server is up, the volume opens
@@ -106,15 +116,81 @@ fn a_rotated_server_is_rebound_by_a_converge_and_its_old_keys_can_go() {
 
     tang.rotate();
     let p = plan_json("data", &img.path, &cfg, &["--detailed-exitcode"]);
-    assert_eq!(p.status.code(), Some(2), "a change is planned: {}", text(&p.stdout));
+    assert_eq!(
+        p.status.code(),
+        Some(2),
+        "a change is planned: {}",
+        text(&p.stdout)
+    );
     assert!(text(&p.stdout).contains("rebind"), "{}", text(&p.stdout));
     let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
-    assert_eq!(o["kdf_runs"], 1, "a rebind runs no KDF beyond the unlock: {o}");
+    assert_eq!(
+        o["kdf_runs"], 1,
+        "a rebind runs no KDF beyond the unlock: {o}"
+    );
     assert_eq!(dump(&img.path)["keyslots"], before, "no keyslot touched");
 
     tang.forget_rotated();
     let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "tang"]), "{o}");
     assert_eq!(o["kdf_runs"], 1);
-    assert_eq!(clevis_pass(&img.path, 0), pass, "clevis reads the rebound token too");
+    assert_eq!(
+        clevis_pass(&img.path, 0),
+        pass,
+        "clevis reads the rebound token too"
+    );
+}
+
+#[test]
+fn a_slot_clevis_bound_is_adopted_and_opens_by_volctl_at_one_kdf_run() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let tang = Tangd::start();
+    let key_file = dir.join("pass");
+    std::fs::write(&key_file, "a cryptsetup passphrase").unwrap();
+    run_ok(
+        Command::new("cryptsetup")
+            .args(["luksFormat", "-q", "--type", "luks2", "--key-slot", "1"])
+            .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+            .arg(&img.path)
+            .arg(&key_file),
+    );
+    let pin = format!(
+        r#"{{"url":"{}","thp":"{}"}}"#,
+        tang.url(),
+        tang.thumbprint()
+    );
+    run_ok(
+        Command::new("clevis")
+            .args(["luks", "bind", "-y", "-s", "0", "-d"])
+            .arg(&img.path)
+            .arg("-k")
+            .arg(&key_file)
+            .args(["tang", &pin]),
+    );
+    let cfg = config(dir, &tang, "");
+
+    let p = plan_json("data", &img.path, &cfg, &["--detailed-exitcode"]);
+    assert_eq!(p.status.code(), Some(2), "{}", text(&p.stderr));
+    let plan = text(&p.stdout);
+    assert!(plan.contains("adopt slot 0 bound by clevis"), "{plan}");
+    let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "tang"]), "{o}");
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    let volctl = tokens_of(&img.path, "volctl");
+    assert_eq!(volctl.len(), 1);
+    assert_eq!(volctl[0]["kind"], "tang");
+    assert_eq!(
+        volctl[0]["data"]["jwe"],
+        tokens_of(&img.path, "clevis")[0]["jwe"],
+        "clevis's JWE kept"
+    );
+    assert_eq!(slots(&img.path), vec![0, 1], "the other slot left alone");
+
+    // Converged: a fresh process opens by Tang at one KDF run; clevis still can.
+    let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    assert_eq!(o["kdf_runs"], 1);
+    let p = plan_json("data", &img.path, &cfg, &["--detailed-exitcode"]);
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p.stdout));
+    assert!(opens(&img.path, 0, &clevis_pass(&img.path, 0)));
 }

@@ -99,7 +99,10 @@ impl Tangd {
     pub fn resume(&mut self) {
         let exec = format!("EXEC:{LIBEXEC}/tangd {}", self.dir.path().display());
         let child = Command::new("socat")
-            .arg(format!("TCP-LISTEN:{},bind=127.0.0.1,reuseaddr,fork", self.port))
+            .arg(format!(
+                "TCP-LISTEN:{},bind=127.0.0.1,reuseaddr,fork",
+                self.port
+            ))
             .arg(exec)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

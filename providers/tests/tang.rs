@@ -4,7 +4,9 @@
 use providers::tang::jwe::ClevisJwe;
 use providers::tang::jwk::Thumbprint;
 use providers::test_tang::Tangd;
-use providers::{KeyContext, KeyData, KeyProvider, KmsWait, ProviderError, TangProvider, TangTokenData};
+use providers::{
+    KeyContext, KeyData, KeyProvider, KmsWait, ProviderError, TangProvider, TangTokenData,
+};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,7 +35,11 @@ fn piped(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
         .expect("spawn");
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -55,7 +61,11 @@ async fn clevis_decrypts_what_volctl_bound_and_volctl_opens_it_again() {
         Command::new("clevis").args(["decrypt"]),
         data.jwe.compact().as_bytes(),
     );
-    assert_eq!(plain, enrolled.passphrase.expose(), "clevis decrypt gives the passphrase");
+    assert_eq!(
+        plain,
+        enrolled.passphrase.expose(),
+        "clevis decrypt gives the passphrase"
+    );
     let again = p.recover(&ctx(), &enrolled.token_data).await.unwrap();
     assert_eq!(again.expose(), enrolled.passphrase.expose());
 }
@@ -63,7 +73,11 @@ async fn clevis_decrypts_what_volctl_bound_and_volctl_opens_it_again() {
 #[tokio::test]
 async fn volctl_opens_what_clevis_encrypted() {
     let tang = Tangd::start();
-    let config = format!(r#"{{"url":"{}","thp":"{}"}}"#, tang.url(), tang.thumbprint());
+    let config = format!(
+        r#"{{"url":"{}","thp":"{}"}}"#,
+        tang.url(),
+        tang.thumbprint()
+    );
     let compact = piped(
         Command::new("clevis").args(["encrypt", "tang", &config]),
         b"a passphrase clevis made",
@@ -89,7 +103,11 @@ async fn another_signing_key_is_refused_and_a_stopped_server_answers_nothing_at_
         .unwrap_err();
     assert!(e.to_string().contains("it has no signing key"), "{e}");
     let tofu = provider(&tang.url(), None).enroll(&ctx()).await.unwrap();
-    assert_eq!(jwe_of(&tofu.token_data).thumbprint.0, tang.thumbprint(), "first use pins what it saw");
+    assert_eq!(
+        jwe_of(&tofu.token_data).thumbprint.0,
+        tang.thumbprint(),
+        "first use pins what it saw"
+    );
 
     tang.stop();
     let started = Instant::now();
@@ -99,7 +117,10 @@ async fn another_signing_key_is_refused_and_a_stopped_server_answers_nothing_at_
         .unwrap_err();
     assert!(matches!(e, ProviderError::Unavailable { .. }), "{e}");
     assert!(e.to_string().contains("unreachable"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(2), "a refused connection fails at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a refused connection fails at once"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +129,13 @@ async fn a_rotated_server_is_rebound_and_then_its_old_key_can_go() {
     let pinned = tang.thumbprint();
     let p = provider(&tang.url(), Some(&pinned));
     let enrolled = p.enroll(&ctx()).await.unwrap();
-    assert!(p.refresh(&ctx(), &enrolled.token_data).await.unwrap().is_none(), "nothing to rebind");
+    assert!(
+        p.refresh(&ctx(), &enrolled.token_data)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing to rebind"
+    );
 
     tang.rotate();
     assert_ne!(tang.thumbprint(), pinned);
@@ -119,11 +146,21 @@ async fn a_rotated_server_is_rebound_and_then_its_old_key_can_go() {
         .expect("the server advertises a new key: rebind");
     let (old, new) = (jwe_of(&enrolled.token_data), jwe_of(&rebound));
     assert_ne!(old.jwe.header().unwrap().kid, new.jwe.header().unwrap().kid);
-    assert_eq!(new.thumbprint.0, pinned, "trusted through the pinned key's signature");
+    assert_eq!(
+        new.thumbprint.0, pinned,
+        "trusted through the pinned key's signature"
+    );
 
     tang.forget_rotated();
     let got = p.recover(&ctx(), &rebound).await.unwrap();
-    assert_eq!(got.expose(), enrolled.passphrase.expose(), "the same passphrase, the new key");
+    assert_eq!(
+        got.expose(),
+        enrolled.passphrase.expose(),
+        "the same passphrase, the new key"
+    );
     let e = p.recover(&ctx(), &enrolled.token_data).await.unwrap_err();
-    assert!(e.to_string().contains("no longer has the exchange key"), "{e}");
+    assert!(
+        e.to_string().contains("no longer has the exchange key"),
+        "{e}"
+    );
 }

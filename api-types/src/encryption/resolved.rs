@@ -249,7 +249,10 @@ impl KeySource {
     /// Whether producing the key asks a server over the network: such keys
     /// of one volume are asked all at once, not one after another.
     pub fn asks_a_server(self) -> bool {
-        matches!(self, KeySource::Kms | KeySource::Tang | KeySource::Threshold)
+        matches!(
+            self,
+            KeySource::Kms | KeySource::Tang | KeySource::Threshold
+        )
     }
 
     /// Whether the passphrase can be computed from the config alone, so the

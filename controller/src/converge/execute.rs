@@ -266,7 +266,11 @@ impl Executor<'_> {
         if let Some(t) = now.as_ref().and_then(|h| token_in(h, slot)) {
             blocking(self.device, move |d| d.token(TokenChange::Remove(t))).await?;
         }
-        for t in now.as_ref().map(|h| h.clevis_tokens(slot)).unwrap_or_default() {
+        for t in now
+            .as_ref()
+            .map(|h| h.clevis_tokens(slot))
+            .unwrap_or_default()
+        {
             blocking(self.device, move |d| d.token(TokenChange::Remove(t))).await?;
         }
         Ok(())

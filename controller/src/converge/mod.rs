@@ -555,7 +555,14 @@ async fn prepare_existing(
     let probe = unlock::probe_sealed_slots(&h, keys, &observed, slot).await;
     plan.notes.extend(probe.notes);
     reseal_changed(&mut plan, keys, probe.pcr_changed);
-    let tokens = refreshed_tokens(&mut plan, keys, probe.refreshed);
+    let mut tokens = refreshed_tokens(&mut plan, keys, probe.refreshed);
+    if let Some(plan::ObservedSlot::Clevis { token }) = observed.slots.get(&slot) {
+        // An adopted clevis slot keeps its JWE in volctl's token too.
+        tokens.extend(
+            h.clevis_tang(*token)
+                .map(|t| (slot, providers::KeyData::Tang(t))),
+        );
+    }
     let kind = keys
         .iter()
         .find(|k| k.spec.slot == slot)

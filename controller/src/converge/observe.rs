@@ -40,6 +40,13 @@ pub(super) fn observe(h: &Luks2Header) -> ObservedKeyslots {
             _ => o.orphan_tokens.push(id),
         }
     }
+    for (slot, seen) in o.slots.iter_mut() {
+        if let (ObservedSlot::Unmanaged, Some(token)) = (&seen, h.clevis_tokens(*slot).first()) {
+            if h.clevis_tang(*token).is_some() {
+                *seen = ObservedSlot::Clevis { token: *token };
+            }
+        }
+    }
     o
 }
 

@@ -116,7 +116,12 @@ async fn recover(
     key: &Key,
 ) -> Result<Passphrase, providers::ProviderError> {
     let slot = key.spec.slot;
-    let data = token_of(h, observed, slot).map_or(KeyData::Nothing, |t| t.data.key);
+    let data = match observed.slots.get(&slot) {
+        Some(ObservedSlot::Clevis { token }) => h
+            .clevis_tang(*token)
+            .map_or(KeyData::Nothing, KeyData::Tang),
+        _ => token_of(h, observed, slot).map_or(KeyData::Nothing, |t| t.data.key),
+    };
     key.provider.recover(&key.ctx, &data).await
 }
 
@@ -183,6 +188,7 @@ fn no_key_opens(
         .map(|(s, o)| match o {
             ObservedSlot::Managed { kind, .. } => format!("{s} ({kind})"),
             ObservedSlot::Unmanaged => format!("{s} (not enrolled by volctl)"),
+            ObservedSlot::Clevis { .. } => format!("{s} (bound by clevis to Tang)"),
         })
         .collect::<Vec<_>>()
         .join(", ");
@@ -287,7 +293,10 @@ pub(super) async fn probe_sealed_slots(
 ) -> SealedProbe {
     let mut probe = SealedProbe::default();
     let refreshing = [KeySource::Tpm, KeySource::Tang];
-    for key in keys.iter().filter(|k| refreshing.contains(&k.provider.kind())) {
+    for key in keys
+        .iter()
+        .filter(|k| refreshing.contains(&k.provider.kind()))
+    {
         let slot = key.spec.slot;
         let in_sync = matches!(
             observed.slots.get(&slot),
@@ -340,7 +349,11 @@ impl SealedProbe {
                 self.refreshed.push((slot, new, why.to_string()));
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(slot = slot.get(), "{} key's token not refreshed: {e}", key.provider.kind()),
+            Err(e) => tracing::warn!(
+                slot = slot.get(),
+                "{} key's token not refreshed: {e}",
+                key.provider.kind()
+            ),
         }
     }
 }

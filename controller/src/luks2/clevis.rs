@@ -11,6 +11,7 @@ use crate::luks2::header::Luks2Header;
 use crate::luks2::token::TokenId;
 use api_types::KeyslotId;
 use providers::tang::jwe::ClevisJwe;
+use providers::TangTokenData;
 
 /// The token type clevis writes.
 pub const CLEVIS_TOKEN_TYPE: &str = "clevis";
@@ -26,6 +27,26 @@ pub fn token(slot: KeyslotId, jwe: &ClevisJwe) -> serde_json::Value {
 
 /// Header queries about clevis tokens.
 impl Luks2Header {
+    /// What a `tang` key needs from clevis token `id` when it holds a
+    /// tang pin's JWE (`None` for another pin, or what does not read).
+    pub fn clevis_tang(&self, id: TokenId) -> Option<TangTokenData> {
+        let (_, raw) = self.tokens().find(|(t, _)| *t == id)?;
+        let jwe: ClevisJwe = serde_json::from_value(raw.get("jwe")?.clone()).ok()?;
+        let header = jwe.header().ok()?;
+        let signer = header
+            .clevis
+            .tang
+            .adv
+            .keys
+            .iter()
+            .find(|k| k.can("verify"))?;
+        Some(TangTokenData {
+            url: header.clevis.tang.url.clone(),
+            thumbprint: signer.thumbprint(),
+            jwe,
+        })
+    }
+
     /// The clevis tokens bound to `slot` alone.
     pub fn clevis_tokens(&self, slot: KeyslotId) -> Vec<TokenId> {
         let keyslots = serde_json::json!([slot.to_string()]);

@@ -86,8 +86,11 @@ impl Advertisement {
         let jws: Jws = serde_json::from_slice(jws).map_err(|e| malformed(&e))?;
         let payload = B64URL.decode(&jws.payload).map_err(|e| malformed(&e))?;
         let keys: JwkSet = serde_json::from_slice(&payload).map_err(|e| malformed(&e))?;
-        let signatures: Vec<&JwsSignature> =
-            jws.signatures.iter().chain(jws.flattened.as_ref()).collect();
+        let signatures: Vec<&JwsSignature> = jws
+            .signatures
+            .iter()
+            .chain(jws.flattened.as_ref())
+            .collect();
         let listed: Vec<&EcJwk> = keys.keys.iter().filter(|k| k.can("verify")).collect();
         if listed.is_empty() {
             return Err(malformed(&"it lists no signing key (key_ops verify)"));

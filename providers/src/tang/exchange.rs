@@ -91,16 +91,25 @@ mod tests {
             key_ops: Some(vec!["deriveKey".into()]),
             ..jwk
         };
-        let adv = JwkSet { keys: vec![jwk.clone()] };
+        let adv = JwkSet {
+            keys: vec![jwk.clone()],
+        };
         let jwe = ClevisJwe::seal(&jwk, "http://tang", &adv, b"the passphrase").unwrap();
         let header = jwe.header().unwrap();
         let blinded = blind(&header).unwrap();
         assert_ne!(blinded.request.x, header.epk.x, "the request is blinded");
-        let z = blinded.unblind(&server_answers(&s, &blinded.request)).unwrap();
+        let z = blinded
+            .unblind(&server_answers(&s, &blinded.request))
+            .unwrap();
         assert_eq!(jwe.open(&z).unwrap().as_slice(), b"the passphrase");
 
         let other = p521::SecretKey::random(&mut OsRng);
-        let z = blinded.unblind(&server_answers(&other, &blinded.request)).unwrap();
-        assert!(jwe.open(&z).is_err(), "another server's answer opens nothing");
+        let z = blinded
+            .unblind(&server_answers(&other, &blinded.request))
+            .unwrap();
+        assert!(
+            jwe.open(&z).is_err(),
+            "another server's answer opens nothing"
+        );
     }
 }

@@ -29,7 +29,10 @@ impl Server {
 
     /// Its advertisement (`/adv/<pinned>` when a key is pinned, so a server
     /// that rotated its keys signs with the pinned one too).
-    pub async fn advertisement(&self, pinned: Option<&Thumbprint>) -> Result<Vec<u8>, ProviderError> {
+    pub async fn advertisement(
+        &self,
+        pinned: Option<&Thumbprint>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let url = match pinned {
             Some(t) => format!("{}/adv/{t}", self.url),
             None => format!("{}/adv", self.url),

@@ -73,14 +73,24 @@ pub enum JweError {
     #[error("not a clevis tang JWE: {0}")]
     Malformed(String),
     /// The agreed key does not open it (a wrong exchange answer, or altered).
-    #[error("the JWE does not open with the key the Tang exchange gave (altered, or another server's)")]
+    #[error(
+        "the JWE does not open with the key the Tang exchange gave (altered, or another server's)"
+    )]
     DoesNotOpen,
 }
 
 impl ClevisJwe {
     /// The compact serialization (`clevis decrypt` reads it).
     pub fn compact(&self) -> String {
-        [&self.protected, &self.encrypted_key, &self.iv, &self.ciphertext, &self.tag].map(String::as_str).join(".")
+        [
+            &self.protected,
+            &self.encrypted_key,
+            &self.iv,
+            &self.ciphertext,
+            &self.tag,
+        ]
+        .map(String::as_str)
+        .join(".")
     }
 
     /// From the compact serialization (`clevis encrypt` writes it).
@@ -114,10 +124,19 @@ impl ClevisJwe {
 
     /// Encrypts `plaintext` to the server's exchange key `server` (one of
     /// `adv`'s), as `clevis encrypt tang` does.
-    pub fn seal(server: &EcJwk, url: &str, adv: &JwkSet, plaintext: &[u8]) -> Result<Self, JweError> {
-        let point = server.point().map_err(|e| JweError::Malformed(e.to_string()))?;
+    pub fn seal(
+        server: &EcJwk,
+        url: &str,
+        adv: &JwkSet,
+        plaintext: &[u8],
+    ) -> Result<Self, JweError> {
+        let point = server
+            .point()
+            .map_err(|e| JweError::Malformed(e.to_string()))?;
         let ephemeral = p521::ecdh::EphemeralSecret::random(&mut OsRng);
-        let z = ephemeral.diffie_hellman(&p521::PublicKey::from_affine(point).map_err(|e| JweError::Malformed(e.to_string()))?);
+        let z = ephemeral.diffie_hellman(
+            &p521::PublicKey::from_affine(point).map_err(|e| JweError::Malformed(e.to_string()))?,
+        );
         let epk = EcJwk::of_point(ephemeral.public_key().as_affine(), None);
         let header = Header {
             alg: ALG.into(),
@@ -191,7 +210,11 @@ fn concat_kdf(z: &[u8], alg: &[u8], apu: &[u8], apv: &[u8], bits: u32) -> Zeroiz
     h.update(1u32.to_be_bytes());
     h.update(z);
     for field in [alg, apu, apv] {
-        h.update(u32::try_from(field.len()).expect("a short field").to_be_bytes());
+        h.update(
+            u32::try_from(field.len())
+                .expect("a short field")
+                .to_be_bytes(),
+        );
         h.update(field);
     }
     h.update(bits.to_be_bytes());
@@ -219,12 +242,20 @@ mod tests {
     fn a_sealed_jwe_opens_with_the_agreed_key_only() {
         let server = p521::SecretKey::random(&mut OsRng);
         let jwk = EcJwk::of_point(server.public_key().as_affine(), Some("ECMR"));
-        let adv = JwkSet { keys: vec![jwk.clone()] };
+        let adv = JwkSet {
+            keys: vec![jwk.clone()],
+        };
         let jwe = ClevisJwe::seal(&jwk, "http://tang", &adv, b"secret").unwrap();
         let h = jwe.header().unwrap();
-        assert_eq!((h.kid, h.clevis.tang.url.as_str()), (jwk.thumbprint(), "http://tang"));
+        assert_eq!(
+            (h.kid, h.clevis.tang.url.as_str()),
+            (jwk.thumbprint(), "http://tang")
+        );
         let z = p521::ecdh::diffie_hellman(server.to_nonzero_scalar(), h.epk.point().unwrap());
-        assert_eq!(jwe.open(z.raw_secret_bytes()).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            jwe.open(z.raw_secret_bytes()).unwrap().as_slice(),
+            b"secret"
+        );
         assert!(matches!(jwe.open(&[0; 66]), Err(JweError::DoesNotOpen)));
     }
 }

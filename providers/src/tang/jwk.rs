@@ -45,7 +45,8 @@ impl EcJwk {
     /// The JWK of a point, with `alg` and `key_ops` when given.
     pub fn of_point(point: &AffinePoint, alg: Option<&str>) -> Self {
         let encoded = point.to_encoded_point(false);
-        let coordinate = |c: Option<&FieldBytes>| B64URL.encode(c.map(|b| b.as_slice()).unwrap_or(&[]));
+        let coordinate =
+            |c: Option<&FieldBytes>| B64URL.encode(c.map(|b| b.as_slice()).unwrap_or(&[]));
         EcJwk {
             kty: "EC".into(),
             crv: CURVE.into(),
@@ -69,8 +70,11 @@ impl EcJwk {
                 .then(|| FieldBytes::clone_from_slice(&bytes))
                 .ok_or_else(|| BadKey(format!("a coordinate of {} bytes, not 66", bytes.len())))
         };
-        let encoded =
-            EncodedPoint::from_affine_coordinates(&coordinate(&self.x)?, &coordinate(&self.y)?, false);
+        let encoded = EncodedPoint::from_affine_coordinates(
+            &coordinate(&self.x)?,
+            &coordinate(&self.y)?,
+            false,
+        );
         Option::from(PublicKey::from_encoded_point(&encoded))
             .map(|k: PublicKey| *k.as_affine())
             .ok_or_else(|| BadKey("the point is not on the curve".into()))

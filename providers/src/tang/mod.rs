@@ -105,10 +105,7 @@ impl TangProvider {
         let bad = |e: &dyn std::fmt::Display| self.unavailable(e.to_string());
         let header = jwe.header().map_err(|e| bad(&e))?;
         let blinded = exchange::blind(&header).map_err(|e| bad(&e))?;
-        let answer = self
-            .server()
-            .recover(&header.kid, &blinded.request)
-            .await?;
+        let answer = self.server().recover(&header.kid, &blinded.request).await?;
         let z = blinded.unblind(&answer).map_err(|e| bad(&e))?;
         let plain = jwe.open(&z).map_err(|e| bad(&e))?;
         Ok(Passphrase::new(plain.to_vec()))
@@ -162,7 +159,10 @@ impl KeyProvider for TangProvider {
             .jwe
             .header()
             .map_err(|e| self.unavailable(e.to_string()))?;
-        let pinned = self.thumbprint.clone().unwrap_or_else(|| t.thumbprint.clone());
+        let pinned = self
+            .thumbprint
+            .clone()
+            .unwrap_or_else(|| t.thumbprint.clone());
         let adv = self
             .advertisement(Some(&pinned), &header.clevis.tang.adv.keys)
             .await?;
@@ -177,7 +177,12 @@ impl KeyProvider for TangProvider {
         let mut m = Passphrase::new(b"tang\0".to_vec());
         m.append(self.url.as_bytes());
         m.append(b"\0");
-        m.append(self.thumbprint.as_ref().map_or("", |t| t.0.as_str()).as_bytes());
+        m.append(
+            self.thumbprint
+                .as_ref()
+                .map_or("", |t| t.0.as_str())
+                .as_bytes(),
+        );
         Ok(m)
     }
 

@@ -21,6 +21,7 @@ pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec
                 ..
             }) => *kind == d.kind && *lock_to_state == d.lock_to_state,
             Some(ObservedSlot::Unmanaged) => d.kind.locally_derivable(),
+            Some(ObservedSlot::Clevis { .. }) => d.kind == KeySource::Tang && !d.lock_to_state,
             None => false,
         })
         .collect();
@@ -172,6 +173,12 @@ fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) 
             Err(_) => Step::Note(d.unavailable()),
         });
     };
+    if let (ObservedSlot::Clevis { .. }, true) = (o, proven) {
+        return Some(d.write_token(&format!(
+            "adopt slot {} bound by clevis: its Tang key opened the volume, so volctl keeps its JWE and writes its own token beside clevis's",
+            d.slot
+        )));
+    }
     let ObservedSlot::Managed {
         kind,
         lock_to_state,
@@ -253,7 +260,9 @@ fn plan_extra(slot: KeyslotId, o: &ObservedSlot, unlocked_by: KeyslotId) -> Opti
             slot,
             reason: "its volctl token cannot be authenticated for this keyslot (forged, copied, or written by an older volctl), so the slot is left alone".into(),
         })),
-        ObservedSlot::Unmanaged => Some(Step::Note(Note::Unmanaged { slot })),
+        ObservedSlot::Unmanaged | ObservedSlot::Clevis { .. } => {
+            Some(Step::Note(Note::Unmanaged { slot }))
+        }
     }
 }
 

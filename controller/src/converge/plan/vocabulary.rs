@@ -47,6 +47,12 @@ pub enum ObservedSlot {
     },
     /// A keyslot without a volctl token (made by cryptsetup or another tool).
     Unmanaged,
+    /// A keyslot without a volctl token that `clevis luks bind … tang`
+    /// bound: its clevis token holds a Tang JWE a `tang` key can open.
+    Clevis {
+        /// The clevis token's id.
+        token: TokenId,
+    },
 }
 
 /// Outcome of checking a managed slot's binding against the config.
@@ -75,7 +81,7 @@ impl ObservedKeyslots {
     pub fn kind_of(&self, slot: KeyslotId) -> Option<KeySource> {
         match self.slots.get(&slot)? {
             ObservedSlot::Managed { kind, .. } => Some(*kind),
-            ObservedSlot::Unmanaged => None,
+            ObservedSlot::Unmanaged | ObservedSlot::Clevis { .. } => None,
         }
     }
 }
