@@ -194,3 +194,58 @@ fn a_threshold_opens_without_its_kms_and_names_the_members_that_failed() {
     );
     assert_eq!(sha256_file(&img.path), before, "nothing written");
 }
+
+/// Two `tangd` and nodeID, 2 of 3: with either server stopped the other
+/// two members open (one KDF run) and the plan names the stopped one; with
+/// both stopped, nodeID alone is refused with the two Tang members named,
+/// and nothing is written.
+#[test]
+fn two_tang_servers_and_node_id_any_two_open_and_one_alone_is_refused_by_name() {
+    use providers::test_tang::Tangd;
+    let img = image(40);
+    let dir = img.dir.path();
+    let (mut a, mut b) = (Tangd::start(), Tangd::start());
+    let member = |t: &Tangd| {
+        format!(
+            "tang: {{url: '{}', thumbprint: {}}}",
+            t.url(),
+            t.thumbprint()
+        )
+    };
+    let cfg = config(dir, "tang.yaml", 2, &[&member(&a), NODE, &member(&b)]);
+    json_ok(&converge_json("EPHEMERAL", &img.path, &cfg, &[]));
+
+    for stopped in [0, 2] {
+        let server = if stopped == 0 { &mut a } else { &mut b };
+        server.stop();
+        let o = json_ok(&converge_json("EPHEMERAL", &img.path, &cfg, &[]));
+        assert_eq!(o["unlocked_by"], serde_json::json!([0, "threshold"]), "{o}");
+        assert_eq!(o["kdf_runs"], 1, "{o}");
+        let report = o["plan"]["notes"][0]["report"].as_str().unwrap_or_default();
+        let (answered, failed) = report.split_once(" answered; ").expect("a report");
+        assert!(answered.contains("member 1 (nodeID)"), "{o}");
+        assert!(
+            failed.starts_with(&format!("member {stopped} (tang): tang key unavailable")),
+            "{o}"
+        );
+        assert!(failed.contains("unreachable"), "{o}");
+        let server = if stopped == 0 { &mut a } else { &mut b };
+        server.resume();
+    }
+
+    a.stop();
+    b.stop();
+    let before = sha256_file(&img.path);
+    let o = converge_json("EPHEMERAL", &img.path, &cfg, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("2 of 3 members needed, 1 gave their share"),
+        "{err}"
+    );
+    assert!(
+        err.contains("member 0 (tang)") && err.contains("member 2 (tang)"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&img.path), before, "nothing written");
+}
