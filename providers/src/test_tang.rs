@@ -52,6 +52,12 @@ impl Tangd {
         self.advertised("verify")
     }
 
+    /// The thumbprint of its (advertised) exchange key: the `kid` of a
+    /// JWE bound to it.
+    pub fn exchange_thumbprint(&self) -> String {
+        self.advertised("deriveKey")
+    }
+
     /// The thumbprint of the advertised key whose `key_ops` has `op`.
     fn advertised(&self, op: &str) -> String {
         for file in self.key_files().iter().filter(|f| !hidden(f)) {

@@ -290,12 +290,14 @@ impl Executor<'_> {
             .map(|k| k.kdf.salt().to_string())
             .unwrap_or_default();
         let parts = token_parts(key_for(self.keys, slot), slot, data, binder)?;
-        let json = parts.with_owner(binder, &salt);
-        replace_or_add(self.device, self.token_id(slot), json).await?;
+        // clevis's first: cut between the two, volctl's token still holds
+        // the JWE the next run rebinds (and both are written again).
         if let Some(clevis) = parts.clevis() {
             let old = h.clevis_tokens(slot).first().copied();
             replace_or_add(self.device, old, clevis).await?;
         }
+        let json = parts.with_owner(binder, &salt);
+        replace_or_add(self.device, self.token_id(slot), json).await?;
         Ok(())
     }
 

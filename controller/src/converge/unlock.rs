@@ -278,6 +278,9 @@ pub(super) struct SealedProbe {
 /// Why a TPM key's token is rewritten when its key refreshes it.
 pub(super) const NARROWED: &str = "the TPM key narrowed to the PCR values the machine has now, an update `volctl tpm allow` allowed ahead (the other values no longer open it)";
 
+/// Why a Tang slot's clevis token is written again.
+pub(super) const CLEVIS_TOKEN: &str = "the clevis token beside the Tang slot is missing or holds another JWE; written again from volctl's token";
+
 /// Why a Tang key's token is rewritten when its key refreshes it.
 pub(super) const REBOUND: &str = "rebind: the Tang server advertises a new key (the same passphrase, bound to the new key; the old key may go from the server once every slot is rebound)";
 
@@ -315,6 +318,9 @@ pub(super) async fn probe_sealed_slots(
         if opens {
             probe.refresh(key, slot, &token.data.key).await;
         }
+        if tang && !key.spec.lock_to_state && !probe.refreshed.iter().any(|(s, ..)| *s == slot) {
+            probe.clevis_in_step(h, slot, &token.data.key);
+        }
     }
     probe
 }
@@ -335,6 +341,23 @@ impl SealedProbe {
             reason: e.to_string(),
         });
         false
+    }
+
+    /// Rewrites the clevis token of Tang slot `slot` when it is missing or
+    /// holds another JWE than volctl's token (a cut between the two
+    /// writes, or a `clevis luks unbind`): clevis opens what volctl does.
+    fn clevis_in_step(&mut self, h: &Luks2Header, slot: KeyslotId, data: &providers::KeyData) {
+        let providers::KeyData::Tang(ours) = data else {
+            return;
+        };
+        let theirs = h
+            .clevis_tokens(slot)
+            .first()
+            .and_then(|id| h.clevis_tang(*id));
+        if theirs.is_none_or(|t| t.jwe != ours.jwe) {
+            self.refreshed
+                .push((slot, data.clone(), CLEVIS_TOKEN.to_string()));
+        }
     }
 
     /// New token data the key of `slot` asks for, if any (a failure to
