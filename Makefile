@@ -68,6 +68,7 @@ bench: deps
 	scripts/bench-inplace.sh
 	OP=decrypt scripts/bench-inplace.sh
 	$(CARGO) test -p volctl-controller --test kms_keys -- --nocapture 2>&1 | grep FIGURES
+	$(CARGO) test -p volctl-controller --test tang_keys black_hole -- --nocapture 2>&1 | grep FIGURES
 
 ## schema: write the JSON Schemas to schema/.
 schema: build

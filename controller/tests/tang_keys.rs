@@ -194,3 +194,57 @@ fn a_slot_clevis_bound_is_adopted_and_opens_by_volctl_at_one_kdf_run() {
     assert_eq!(p.status.code(), Some(0), "{}", text(&p.stdout));
     assert!(opens(&img.path, 0, &clevis_pass(&img.path, 0)));
 }
+
+/// Two Tang slots, each its own server: with the first server a black
+/// hole (it accepts connections and never answers), the second's answer
+/// opens the volume at one KDF run, about as fast as with both live, and
+/// the plan says the first gave no answer yet. Prints both times.
+#[test]
+fn a_black_hole_tang_server_costs_the_unlock_no_wait() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let (mut a, b) = (Tangd::start(), Tangd::start());
+    let slot = |n: u32, t: &Tangd| {
+        format!(
+            "    - slot: {n}\n      tang: {{url: '{}', thumbprint: {}, timeout: 30s}}\n",
+            t.url(),
+            t.thumbprint()
+        )
+    };
+    let cfg = dir.join("two.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n{}{}",
+            slot(0, &a),
+            slot(1, &b)
+        ),
+    )
+    .unwrap();
+    json_ok(&converge_json("data", &img.path, &cfg, &[]));
+    let timed = || {
+        let started = std::time::Instant::now();
+        let o = json_ok(&converge_json("data", &img.path, &cfg, &[]));
+        assert_eq!(o["kdf_runs"], 1, "{o}");
+        (started.elapsed(), o)
+    };
+    let (live, _) = timed();
+    a.stop();
+    let _black_hole = std::net::TcpListener::bind(("127.0.0.1", a.port)).unwrap();
+    let (hung, o) = timed();
+    assert_eq!(o["unlocked_by"], serde_json::json!([1, "tang"]), "{o}");
+    assert_eq!(
+        o["plan"]["notes"][0]["report"], "slot 0 (tang): no answer yet",
+        "{o}"
+    );
+    eprintln!(
+        "FIGURES unlock through Tang: a black-hole server first {:.0} ms, both live {:.0} ms",
+        hung.as_secs_f64() * 1e3,
+        live.as_secs_f64() * 1e3
+    );
+    // Not a timing claim: the key waits 30 s for an answer; it did not.
+    assert!(
+        hung < std::time::Duration::from_secs(10),
+        "the unlock waited for the black hole"
+    );
+}

@@ -284,10 +284,16 @@ pub(super) const CLEVIS_TOKEN: &str = "the clevis token beside the Tang slot is 
 /// Why a Tang key's token is rewritten when its key refreshes it.
 pub(super) const REBOUND: &str = "rebind: the Tang server advertises a new key (the same passphrase, bound to the new key; the old key may go from the server once every slot is rebound)";
 
+/// How long a converge waits for a Tang server whose slot did not open
+/// the volume to say whether it rotated its keys: a dead server costs the
+/// run this, once, not its key's timeout.
+pub(super) const TANG_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Tries to unseal every TPM slot other than the one that unlocked, and
 /// asks every TPM key that unseals, and every Tang key, whether its token
 /// should change (a key allowed an update narrows once the update came; a
-/// Tang key rebinds once its server rotated its keys).
+/// Tang key rebinds once its server rotated its keys: asked all at once,
+/// each but the one that opened for [`TANG_REFRESH_WAIT`] at most).
 pub(super) async fn probe_sealed_slots(
     h: &Luks2Header,
     keys: &[Key],
@@ -295,34 +301,55 @@ pub(super) async fn probe_sealed_slots(
     unlocked: KeyslotId,
 ) -> SealedProbe {
     let mut probe = SealedProbe::default();
-    let refreshing = [KeySource::Tpm, KeySource::Tang];
-    for key in keys
-        .iter()
-        .filter(|k| refreshing.contains(&k.provider.kind()))
-    {
+    for (key, data) in in_sync(h, keys, observed, KeySource::Tpm) {
         let slot = key.spec.slot;
-        let in_sync = matches!(
-            observed.slots.get(&slot),
-            Some(ObservedSlot::Managed {
-                binding: BindingCheck::Match,
-                ..
-            })
-        );
-        let Some(token) = token_of(h, observed, slot).filter(|_| in_sync) else {
-            continue;
-        };
-        // A Tang key is not asked beside the one that opened: its refresh
-        // asks the server only when the server's keys changed.
-        let tang = key.provider.kind() == KeySource::Tang;
-        let opens = slot == unlocked || tang || probe.unseals(key, slot, &token.data.key).await;
-        if opens {
-            probe.refresh(key, slot, &token.data.key).await;
+        if slot == unlocked || probe.unseals(key, slot, &data).await {
+            let answer = key.provider.refresh(&key.ctx, &data).await;
+            probe.refreshed_to(key, answer);
         }
-        if tang && !key.spec.lock_to_state && !probe.refreshed.iter().any(|(s, ..)| *s == slot) {
-            probe.clevis_in_step(h, slot, &token.data.key);
+    }
+    let tang = in_sync(h, keys, observed, KeySource::Tang);
+    let asked = tang.iter().map(|(key, data)| async move {
+        let asking = key.provider.refresh(&key.ctx, data);
+        let answer = match key.spec.slot == unlocked {
+            true => asking.await,
+            false => tokio::time::timeout(TANG_REFRESH_WAIT, asking)
+                .await
+                .unwrap_or(Ok(None)),
+        };
+        (*key, data, answer)
+    });
+    for (key, data, answer) in futures_util::future::join_all(asked).await {
+        probe.refreshed_to(key, answer);
+        let slot = key.spec.slot;
+        if !key.spec.lock_to_state && !probe.refreshed.iter().any(|(s, ..)| *s == slot) {
+            probe.clevis_in_step(h, slot, data);
         }
     }
     probe
+}
+
+/// The configured keys of `kind` whose slots hold them (binding proven),
+/// with their token data.
+fn in_sync<'k>(
+    h: &Luks2Header,
+    keys: &'k [Key],
+    observed: &ObservedKeyslots,
+    kind: KeySource,
+) -> Vec<(&'k Key, providers::KeyData)> {
+    keys.iter()
+        .filter(|k| k.provider.kind() == kind)
+        .filter(|k| {
+            matches!(
+                observed.slots.get(&k.spec.slot),
+                Some(ObservedSlot::Managed {
+                    binding: BindingCheck::Match,
+                    ..
+                })
+            )
+        })
+        .filter_map(|k| Some((k, token_of(h, observed, k.spec.slot)?.data.key)))
+        .collect()
 }
 
 impl SealedProbe {
@@ -360,10 +387,15 @@ impl SealedProbe {
         }
     }
 
-    /// New token data the key of `slot` asks for, if any (a failure to
-    /// make it is a note: the token it has still opens the volume).
-    async fn refresh(&mut self, key: &Key, slot: KeyslotId, data: &providers::KeyData) {
-        match key.provider.refresh(&key.ctx, data).await {
+    /// Keeps what `key`'s refresh answered: new token data and why (a
+    /// failure is logged: the token it has still opens the volume).
+    fn refreshed_to(
+        &mut self,
+        key: &Key,
+        answer: Result<Option<providers::KeyData>, providers::ProviderError>,
+    ) {
+        let slot = key.spec.slot;
+        match answer {
             Ok(Some(new)) => {
                 let why = match key.provider.kind() {
                     KeySource::Tang => REBOUND,

@@ -1,12 +1,14 @@
 //! The two requests of Tang's protocol over plain HTTP: `GET /adv[/thp]`
-//! and `POST /rec/<kid>`. Answers are read up to [`MAX_ANSWER`] bytes; a
-//! request waits as long as the key's [`Wait`] allows.
+//! and `POST /rec/<kid>` (hyper, HTTP/1.1). Answers are read up to
+//! [`MAX_ANSWER`] bytes; a request waits as long as the key's [`Wait`]
+//! allows, and stops when dropped.
 
 use super::jwk::{EcJwk, Thumbprint};
 use crate::kms::Wait;
 use crate::ProviderError;
 use api_types::KeySource;
-use std::io::Read;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use std::time::Duration;
 
 /// The most bytes read from an answer (an advertisement is about 1 KiB).
@@ -80,18 +82,17 @@ impl Server {
         }
     }
 
-    /// GET `url`, or POST `body` as a JWK, in a blocking thread, for as
-    /// long as the key may wait.
+    /// GET `url`, or POST `body` as a JWK, for as long as the key may
+    /// wait. Dropped (another key opened the volume first), it stops.
     async fn call(&self, url: String, body: Option<Vec<u8>>) -> Result<Vec<u8>, Failure> {
         let limit = match body {
             // Unlocking: within the boot's deadline too.
             Some(_) => self.unlock_limit()?,
             None => self.wait.per_key,
         };
-        let request = tokio::task::spawn_blocking(move || blocking_call(&url, body, limit));
-        request
+        tokio::time::timeout(limit, request(&url, body))
             .await
-            .unwrap_or_else(|e| Err(Failure::Other(format!("the request task failed: {e}"))))
+            .unwrap_or_else(|_| Err(Failure::Other(format!("no answer within {limit:?}"))))
     }
 }
 
@@ -115,32 +116,62 @@ impl From<ProviderError> for Failure {
     }
 }
 
-fn blocking_call(url: &str, body: Option<Vec<u8>>, limit: Duration) -> Result<Vec<u8>, Failure> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(limit)
-        .redirects(0)
-        .build();
-    let answer = match body {
-        None => agent.get(url).call(),
-        Some(b) => agent
-            .post(url)
-            .set("Content-Type", "application/jwk+json")
-            .send_bytes(&b),
-    };
-    let answer = answer.map_err(|e| match e {
-        ureq::Error::Status(code, _) => Failure::Status(code),
-        ureq::Error::Transport(t) => Failure::Other(format!("unreachable: {t}")),
-    })?;
-    let mut bytes = Vec::new();
-    answer
-        .into_reader()
-        .take(MAX_ANSWER + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Failure::Other(format!("its answer broke off: {e}")))?;
-    if bytes.len() as u64 > MAX_ANSWER {
-        return Err(Failure::Other(format!(
-            "its answer is longer than {MAX_ANSWER} bytes"
-        )));
+/// One HTTP/1.1 request on a connection of its own; the answer's body,
+/// up to [`MAX_ANSWER`] bytes.
+async fn request(url: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, Failure> {
+    let other = |what: &str, e: &dyn std::fmt::Display| Failure::Other(format!("{what}: {e}"));
+    let uri: http::Uri = url.parse().map_err(|e| other("not a URL", &e))?;
+    let (host, port) = (uri.host().unwrap_or_default(), uri.port_u16().unwrap_or(80));
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| other("unreachable", &e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| other("unreachable", &e))?;
+    let _connection = AbortOnDrop(tokio::spawn(connection));
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = uri.authority().map_or(host, |a| a.as_str());
+    let builder = http::Request::builder()
+        .uri(path)
+        .header(http::header::HOST, authority);
+    let request = match body {
+        None => builder
+            .method(http::Method::GET)
+            .body(Full::new(Bytes::new())),
+        Some(b) => builder
+            .method(http::Method::POST)
+            .header(http::header::CONTENT_TYPE, "application/jwk+json")
+            .body(Full::new(Bytes::from(b))),
     }
-    Ok(bytes)
+    .map_err(|e| other("a request", &e))?;
+    let answer = sender
+        .send_request(request)
+        .await
+        .map_err(|e| other("its answer broke off", &e))?;
+    if !answer.status().is_success() {
+        return Err(Failure::Status(answer.status().as_u16()));
+    }
+    let limit = usize::try_from(MAX_ANSWER).expect("a small limit");
+    let bytes = Limited::new(answer.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            other(
+                &format!("its answer broke off or is longer than {MAX_ANSWER} bytes"),
+                &e,
+            )
+        })?
+        .to_bytes();
+    Ok(bytes.to_vec())
+}
+
+/// Aborts the task it holds when dropped (the connection, once its
+/// request is answered or given up).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
