@@ -173,16 +173,12 @@ impl KeyProvider for TangProvider {
         Ok(Some(KeyData::Tang(self.bind(&adv, pinned, &pass)?)))
     }
 
+    /// The server only: the pinned thumbprint is what a rebind trusts,
+    /// not a property of the key in the slot, so pinning the server's new
+    /// signing key after a rotation re-enrols nothing.
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
         let mut m = Passphrase::new(b"tang\0".to_vec());
         m.append(self.url.as_bytes());
-        m.append(b"\0");
-        m.append(
-            self.thumbprint
-                .as_ref()
-                .map_or("", |t| t.0.as_str())
-                .as_bytes(),
-        );
         Ok(m)
     }
 
