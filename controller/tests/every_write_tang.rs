@@ -11,7 +11,7 @@
 mod common;
 
 use common::cuts::{self, base_image, data_area, fill_data, Cut, Operation};
-use common::{dump, opens, run_ok, slots, text, volume_key, PBKDF, UUID};
+use common::{dump, opens, run_ok, slots, text, volume_key, PBKDF};
 use providers::test_tang::Tangd;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,15 +42,7 @@ fn config(dir: &Path, tang: Option<&Tangd>) -> PathBuf {
 }
 
 fn converge(img: &Path, cfg: &Path) -> Command {
-    let mut c = cuts::isolated(Path::new(env!("CARGO_BIN_EXE_volctl")));
-    c.args(["converge", "--volume", "EPHEMERAL", "--device"])
-        .arg(img)
-        .arg("-f")
-        .arg(cfg)
-        .args(["-o", "json"])
-        .env("VOLCTL_NODE_UUID", UUID)
-        .env_remove("VOLCTL_STATE_SALT_FILE");
-    c
+    cuts::converge_ephemeral(img, cfg)
 }
 
 fn converged(img: &Path, cfg: &Path) {

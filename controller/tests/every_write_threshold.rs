@@ -35,15 +35,7 @@ fn config(dir: &Path, third: &str) -> PathBuf {
 }
 
 fn converge(img: &Path, cfg: &Path) -> Command {
-    let mut c = cuts::isolated(Path::new(env!("CARGO_BIN_EXE_volctl")));
-    c.args(["converge", "--volume", "EPHEMERAL", "--device"])
-        .arg(img)
-        .arg("-f")
-        .arg(cfg)
-        .args(["-o", "json"])
-        .env("VOLCTL_NODE_UUID", UUID)
-        .env_remove("VOLCTL_STATE_SALT_FILE");
-    c
+    cuts::converge_ephemeral(img, cfg)
 }
 
 /// The secret a threshold token gives back with the members a and nodeID

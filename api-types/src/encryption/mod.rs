@@ -362,11 +362,7 @@ impl KmsKey {
     /// How long it waits for an answer (`timeout`, or the default; a
     /// `timeout` that does not parse is validation's to report).
     pub fn deadline(&self) -> std::time::Duration {
-        self.timeout
-            .as_deref()
-            .and_then(|t| crate::duration::parse_go_duration(t).ok())
-            .filter(|s| *s > 0.0)
-            .map_or(KMS_DEFAULT_TIMEOUT, std::time::Duration::from_secs_f64)
+        timeout_or(self.timeout.as_deref(), KMS_DEFAULT_TIMEOUT)
     }
 }
 
@@ -392,17 +388,22 @@ pub struct TangKey {
     pub timeout: Option<String>,
 }
 
+/// A key's `timeout` as a duration, or `default` when it is unset (or
+/// not a positive duration, which validation reports).
+fn timeout_or(timeout: Option<&str>, default: std::time::Duration) -> std::time::Duration {
+    timeout
+        .and_then(|t| crate::duration::parse_go_duration(t).ok())
+        .filter(|s| *s > 0.0)
+        .map_or(default, std::time::Duration::from_secs_f64)
+}
+
 /// How long a `tang` key waits for its server unless its `timeout` says.
 pub const TANG_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TangKey {
     /// How long it waits for the server (`timeout`, or the default).
     pub fn deadline(&self) -> std::time::Duration {
-        self.timeout
-            .as_deref()
-            .and_then(|t| crate::duration::parse_go_duration(t).ok())
-            .filter(|s| *s > 0.0)
-            .map_or(TANG_DEFAULT_TIMEOUT, std::time::Duration::from_secs_f64)
+        timeout_or(self.timeout.as_deref(), TANG_DEFAULT_TIMEOUT)
     }
 }
 

@@ -385,3 +385,17 @@ pub fn base_image(dir: &Path) -> PathBuf {
         .unwrap();
     img
 }
+
+/// `volctl converge` of EPHEMERAL on `img` with `cfg` (JSON output), the
+/// node UUID set and no STATE salt, isolated for the injector.
+pub fn converge_ephemeral(img: &Path, cfg: &Path) -> Command {
+    let mut c = isolated(Path::new(env!("CARGO_BIN_EXE_volctl")));
+    c.args(["converge", "--volume", "EPHEMERAL", "--device"])
+        .arg(img)
+        .arg("-f")
+        .arg(cfg)
+        .args(["-o", "json"])
+        .env("VOLCTL_NODE_UUID", super::UUID)
+        .env_remove("VOLCTL_STATE_SALT_FILE");
+    c
+}
