@@ -197,7 +197,7 @@ fn a_threshold_is_checked_member_by_member_and_a_good_one_resolves() {
         &[
         "encryption.keys[0].threshold.required: required is 3; it must be 1 to the number of member keys (2)",
         "encryption.keys[0].threshold.keys[0].static.passphrase: the passphrase is empty",
-        "encryption.keys[0].threshold.keys[1]: a member has exactly one kind of static, nodeID, kms, tang, tpm",
+        "encryption.keys[0].threshold.keys[1]: a member has exactly one kind of static, nodeID, kms, tang, tpm, prompt",
         "this one has nodeID, tpm",
         "encryption.keys[1].threshold.required: required is 0",
         "encryption.keys[1].threshold.keys[0].kms.endpoint: `kms-a` is not a URL",
@@ -205,9 +205,8 @@ fn a_threshold_is_checked_member_by_member_and_a_good_one_resolves() {
         "this one has none",
         ],
     );
-    // Typed keys and thresholds are not members: named as unknown fields.
+    // Recovery keys and thresholds are not members: named as unknown fields.
     for member in [
-        "prompt: {}",
         "recovery: {}",
         "threshold: {required: 1, keys: [{nodeID: {}}]}",
     ] {
@@ -307,7 +306,7 @@ fn a_tpm_pin_is_refused_in_a_threshold_and_with_lock_to_state_and_resolves_typed
         &messages(&p).join("\n"),
         &[
             "encryption.keys[0].lockToState: a TPM key with a PIN is asked for at unlock",
-            "encryption.keys[1].threshold.keys[0].tpm.pin: a TPM key with a PIN is typed, and members open unattended",
+            "encryption.keys[1].threshold.keys[0].tpm.pin: a TPM key with a PIN is a typed key of its own",
         ],
     );
     let good = format!(
@@ -360,4 +359,31 @@ fn a_tang_key_is_checked_by_its_place_and_a_good_one_resolves_also_as_a_member()
         panic!("not a threshold")
     };
     assert_eq!(members[0].name(), "tang");
+}
+
+#[test]
+fn a_threshold_takes_one_prompt_member_and_then_is_typed() {
+    let text = format!(
+        "{HEAD}name: a\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      lockToState: true\n      threshold:\n        required: 2\n        keys:\n          - prompt: {{}}\n          - prompt: {{tries: 0}}\n          - tpm: {{}}\n"
+    );
+    let p = parse_str("t.yaml", &text);
+    let all = messages(&p).join("\n");
+    contains_each(
+        &all,
+        &[
+            "encryption.keys[0].threshold.keys[1].prompt: a threshold has at most one prompt member",
+            "encryption.keys[0].threshold.keys[1].prompt.tries: tries is 0",
+            "encryption.keys[0].lockToState: a typed key (prompt, recovery, a threshold with a prompt member) takes no lockToState",
+        ],
+    );
+    let good = format!(
+        "{HEAD}name: b\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      threshold: {{required: 2, keys: [{{tpm: {{}}}}, {{prompt: {{tries: 5}}}}]}}\n"
+    );
+    let p = parse_str("g.yaml", &good);
+    assert!(p.diagnostics.is_empty(), "{:?}", messages(&p));
+    let key = p.documents[0].encryption().unwrap().keys[0]
+        .resolve()
+        .unwrap();
+    assert_eq!(key.kind.source(), api_types::KeySource::ThresholdPrompt);
+    assert!(key.kind.source().typed() && !key.kind.source().opens_unattended());
 }

@@ -50,7 +50,9 @@ impl KeyData {
             KeySource::Tpm | KeySource::TpmPin => {
                 serde_json::from_value(raw.clone()).map(KeyData::Tpm)
             }
-            KeySource::Threshold => serde_json::from_value(raw.clone()).map(KeyData::Threshold),
+            KeySource::Threshold | KeySource::ThresholdPrompt => {
+                serde_json::from_value(raw.clone()).map(KeyData::Threshold)
+            }
             KeySource::Recovery => return recovery(raw),
             KeySource::Static | KeySource::NodeId | KeySource::Prompt => return nothing(raw),
         };

@@ -207,14 +207,15 @@ pub struct ThresholdKey {
     /// How many members must answer: 1 to the number of members.
     pub required: i64,
     /// The members, 1 to 16: keys that open unattended (static, nodeID,
-    /// kms, tpm), without slots of their own.
+    /// kms, tang, tpm) and at most one `prompt`, without slots of their own.
     pub keys: Vec<MemberKey>,
 }
 
 /// The most members a threshold may have.
 pub const MAX_THRESHOLD_MEMBERS: usize = 16;
 
-/// One member of a `threshold`: exactly one kind that opens unattended.
+/// One member of a `threshold`: exactly one kind, one that opens
+/// unattended or (one member at most) `prompt`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberKey {
@@ -234,6 +235,11 @@ pub struct MemberKey {
     /// encryption, clevis-compatible): it opens while the server answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tang: Option<TangKey>,
+    /// A passphrase a person types at unlock (at most one member): "the
+    /// TPM and a passphrase". A threshold with one is typed: asked for
+    /// when no unattended key opened the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptKey>,
 }
 
 /// `recovery: {}`: no parameters.

@@ -97,6 +97,11 @@ impl KeyKind {
             KeyKind::Tpm { .. } => KeySource::Tpm,
             KeyKind::Recovery => KeySource::Recovery,
             KeyKind::Prompt(_) => KeySource::Prompt,
+            KeyKind::Threshold { members, .. }
+                if members.iter().any(|m| matches!(m, KeyKind::Prompt(_))) =>
+            {
+                KeySource::ThresholdPrompt
+            }
             KeyKind::Threshold { .. } => KeySource::Threshold,
         }
     }
@@ -163,6 +168,10 @@ pub enum KeySource {
     /// Sealed to the TPM, and a PIN typed at every unlock (`tpm: {pin: true}`).
     #[serde(rename = "tpm+pin")]
     TpmPin,
+    /// A threshold with a `prompt` member: a person types its passphrase,
+    /// the other members give their shares.
+    #[serde(rename = "threshold+prompt")]
+    ThresholdPrompt,
     /// Sealed by a KMS.
     #[serde(rename = "kms")]
     Kms,
@@ -190,6 +199,7 @@ impl KeySource {
             KeySource::Tang => "tang",
             KeySource::Tpm => "tpm",
             KeySource::TpmPin => "tpm+pin",
+            KeySource::ThresholdPrompt => "threshold+prompt",
             KeySource::Recovery => "recovery",
             KeySource::Prompt => "prompt",
             KeySource::Threshold => "threshold",
@@ -208,6 +218,7 @@ impl KeySource {
             KeySource::Recovery,
             KeySource::Prompt,
             KeySource::Threshold,
+            KeySource::ThresholdPrompt,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -227,7 +238,7 @@ impl KeySource {
             // Never tried unattended: a person types them (a wrong PIN
             // costs no KDF run, so PIN keys are asked first).
             KeySource::TpmPin => u8::MAX - 2,
-            KeySource::Prompt => u8::MAX - 1,
+            KeySource::Prompt | KeySource::ThresholdPrompt => u8::MAX - 1,
             KeySource::Recovery => u8::MAX,
         }
     }
@@ -242,7 +253,10 @@ impl KeySource {
     pub fn typed(self) -> bool {
         matches!(
             self,
-            KeySource::Recovery | KeySource::Prompt | KeySource::TpmPin
+            KeySource::Recovery
+                | KeySource::Prompt
+                | KeySource::TpmPin
+                | KeySource::ThresholdPrompt
         )
     }
 
@@ -352,14 +366,22 @@ impl MemberKey {
 
     /// The kinds set on this member, by their document names.
     pub fn kinds_set(&self) -> Vec<&'static str> {
-        self.unattended().kinds_set()
+        let mut v = self.unattended().kinds_set();
+        if self.prompt.is_some() {
+            v.push("prompt");
+        }
+        v
     }
 
     /// The member's kind, when exactly one is set.
     pub fn resolve(&self) -> Option<KeyKind> {
-        (self.kinds_set().len() == 1)
-            .then(|| self.unattended().kind())
-            .flatten()
+        if self.kinds_set().len() != 1 {
+            return None;
+        }
+        match &self.prompt {
+            Some(p) => Some(KeyKind::Prompt(p.params())),
+            None => self.unattended().kind(),
+        }
     }
 }
 
@@ -369,8 +391,13 @@ impl ThresholdKey {
         let members: Option<Vec<KeyKind>> = self.keys.iter().map(MemberKey::resolve).collect();
         let members = members?;
         let required = u8::try_from(self.required).ok()?;
+        let prompts = members
+            .iter()
+            .filter(|m| matches!(m, KeyKind::Prompt(_)))
+            .count();
         let fits = (1..=MAX_THRESHOLD_MEMBERS).contains(&members.len())
-            && (1..=members.len()).contains(&usize::from(required));
+            && (1..=members.len()).contains(&usize::from(required))
+            && prompts <= 1;
         fits.then_some(KeyKind::Threshold { required, members })
     }
 }

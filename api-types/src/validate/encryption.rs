@@ -301,7 +301,7 @@ fn check_threshold(t: &crate::encryption::ThresholdKey, path: &str, f: &mut Find
         if kinds.len() != 1 {
             f.error(
                 &at,
-                format!("a member has exactly one kind of static, nodeID, kms, tang, tpm (members open unattended; a threshold holds no threshold); this one has {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }),
+                format!("a member has exactly one kind of static, nodeID, kms, tang, tpm, prompt (a threshold holds no threshold and no recovery key); this one has {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }),
             );
         }
         check_unattended(
@@ -317,8 +317,17 @@ fn check_threshold(t: &crate::encryption::ThresholdKey, path: &str, f: &mut Find
         if m.tpm.as_ref().is_some_and(|t| t.pin == Some(true)) {
             f.error(
                 format!("{at}.tpm.pin"),
-                "a TPM key with a PIN is typed, and members open unattended (make it a slot of its own)",
+                "a TPM key with a PIN is a typed key of its own (make it a slot, or make the threshold's typed member a `prompt`)",
             );
+        }
+        if let Some(p) = &m.prompt {
+            check_prompt(p, &format!("{at}.prompt"), f);
+            if t.keys[..i].iter().any(|o| o.prompt.is_some()) {
+                f.error(
+                    format!("{at}.prompt"),
+                    "a threshold has at most one prompt member (a person types one passphrase)",
+                );
+            }
         }
     }
 }
@@ -352,10 +361,14 @@ fn check_lock_to_state(k: &KeySpec, path: &str, is_state: bool, f: &mut Findings
             "both lockToSTATE and lockToState are set; keep one",
         );
     }
-    if (k.recovery.is_some() || k.prompt.is_some()) && k.lock_to_state() {
+    let typed_member = k
+        .threshold
+        .as_ref()
+        .is_some_and(|t| t.keys.iter().any(|m| m.prompt.is_some()));
+    if (k.recovery.is_some() || k.prompt.is_some() || typed_member) && k.lock_to_state() {
         f.error(
             format!("{path}.lockToState"),
-            "a typed key (prompt, recovery) is the passphrase exactly as typed (also with `cryptsetup`); lockToState would make it unusable without the STATE salt",
+            "a typed key (prompt, recovery, a threshold with a prompt member) takes no lockToState: it is asked for at unlock, and a prompt or recovery key is the passphrase exactly as typed (also with `cryptsetup`)",
         );
     }
     if k.tpm.as_ref().is_some_and(|t| t.pin == Some(true)) && k.lock_to_state() {

@@ -4,6 +4,10 @@
 //! the slots of its own kind (a recovery key is checked for typos first, so
 //! a mistyped one costs no KDF run); up to `tries` answers.
 //!
+//! A threshold with a `prompt` member takes the answer as that member's
+//! passphrase; its share opens or not before any KDF run, so a mistyped
+//! one costs none.
+//!
 //! A TPM key with a PIN is asked first, in a question of its own (`TPM PIN
 //! for persistence`): a PIN goes to the TPM only (a wrong one costs no KDF
 //! run, and the TPM counts it towards its lockout), so a passphrase is
@@ -52,12 +56,17 @@ enum PinTry {
     Stop(String),
 }
 
-/// The prompt key's parameters, or the defaults when only a recovery key is typed.
+/// The prompt key's parameters (a key's, or a threshold member's), or the
+/// defaults when only a recovery key is typed.
 pub(super) fn params(kinds: impl IntoIterator<Item = KeyKind>) -> PromptParams {
     kinds
         .into_iter()
         .find_map(|k| match k {
             KeyKind::Prompt(p) => Some(p),
+            KeyKind::Threshold { members, .. } => members.into_iter().find_map(|m| match m {
+                KeyKind::Prompt(p) => Some(p),
+                _ => None,
+            }),
             _ => None,
         })
         .unwrap_or_default()
@@ -111,7 +120,8 @@ impl TypedUnlock<'_> {
 
     fn question(&self, slots: &[(KeyslotId, KeySource)]) -> Question {
         let has = |k| slots.iter().any(|(_, kind)| *kind == k);
-        let what = match (has(KeySource::Prompt), has(KeySource::Recovery)) {
+        let typed = has(KeySource::Prompt) || has(KeySource::ThresholdPrompt);
+        let what = match (typed, has(KeySource::Recovery)) {
             (true, true) => "Passphrase (or recovery key)",
             (false, true) => "Recovery key",
             _ => "Passphrase",
@@ -276,6 +286,12 @@ impl TypedUnlock<'_> {
             }
             _ => {}
         }
+        // A threshold's share opens or not before any KDF run: first.
+        for slot in of_kind(slots, KeySource::ThresholdPrompt) {
+            if let Some(pass) = self.threshold_passphrase(slot, &answer).await {
+                attempts.push((slot, pass));
+            }
+        }
         attempts.extend(of_kind(slots, KeySource::Prompt).map(|s| (s, answer.clone())));
         if attempts.is_empty() {
             if let Some(Err(why)) = &recovery {
@@ -293,6 +309,28 @@ impl TypedUnlock<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// The passphrase of threshold slot `slot` with `answer` as its
+    /// typed member's, when the shares open (no KDF run either way).
+    async fn threshold_passphrase(
+        &self,
+        slot: KeyslotId,
+        answer: &Passphrase,
+    ) -> Option<Passphrase> {
+        let key = self.keys.iter().find(|k| k.spec.slot == slot)?;
+        let token = token_of(self.header, self.observed, slot)?;
+        match key
+            .provider
+            .recover_typed(&key.ctx, &token.data.key, answer)
+            .await
+        {
+            Ok(pass) => Some(pass),
+            Err(e) => {
+                tracing::info!(volume = %self.volume, slot = slot.get(), "the answer does not open the threshold: {e}");
+                None
+            }
+        }
     }
 
     async fn open_slot(

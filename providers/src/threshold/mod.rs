@@ -78,6 +78,49 @@ impl ThresholdProvider {
     }
 }
 
+impl ThresholdProvider {
+    /// Asks every member at once for its share (a typed member answers
+    /// with `answer`); the first `required` shares give the passphrase.
+    async fn gather(
+        &self,
+        ctx: &KeyContext,
+        token_data: &KeyData,
+        answer: Option<&Passphrase>,
+    ) -> Result<Passphrase, ProviderError> {
+        let KeyData::Threshold(token) = token_data else {
+            return Err(bad_token(self.kind(), token_data));
+        };
+        let pairs = self.pairs(token);
+        let mut answers = Answers::new(token, pairs.iter().map(|(i, _)| *i).collect());
+        let mut asking: FuturesUnordered<_> = pairs
+            .into_iter()
+            .map(
+                |(i, p)| async move { (i, share_of(p, ctx, (i, &token.members[i]), answer).await) },
+            )
+            .collect();
+        while let Some((i, got)) = asking.next().await {
+            answers.record(i, got);
+            if answers.shares.len() == usize::from(token.required) {
+                // The members made on this node (a TPM) are heard out, so
+                // that a PCR change shows before the member is needed; the
+                // key servers are not waited for.
+                loop {
+                    let next = if answers.waiting_here() {
+                        asking.next().await
+                    } else {
+                        asking.next().now_or_never().flatten()
+                    };
+                    let Some((i, got)) = next else { break };
+                    answers.record(i, got);
+                }
+                self.report.set(answers.report());
+                return answers.secret();
+            }
+        }
+        Err(answers.too_few())
+    }
+}
+
 fn unavailable(reason: String) -> ProviderError {
     ProviderError::Unavailable {
         kind: KeySource::Threshold,
@@ -90,18 +133,20 @@ fn member(i: usize, kind: KeySource) -> String {
     format!("member {i} ({kind})")
 }
 
-/// Asks the member at `i` for its passphrase and opens its share.
+/// Asks the member at `i` for its passphrase (a typed member: what the
+/// person typed, `answer`) and opens its share.
 async fn share_of(
     provider: &dyn KeyProvider,
     ctx: &KeyContext,
-    i: usize,
-    entry: &MemberTokenData,
+    (i, entry): (usize, &MemberTokenData),
+    answer: Option<&Passphrase>,
 ) -> Result<shamir::Share, String> {
     let data = KeyData::read(entry.kind, &entry.data);
-    let pass = provider
-        .recover(ctx, &data)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pass = match answer {
+        Some(typed) if provider.kind().typed() => provider.recover_typed(ctx, &data, typed).await,
+        _ => provider.recover(ctx, &data).await,
+    }
+    .map_err(|e| e.to_string())?;
     sealed_share::open(&entry.share.0, pass.expose(), i, entry.kind).map_err(|e| e.to_string())
 }
 
@@ -197,7 +242,10 @@ impl<'t> Answers<'t> {
 #[async_trait]
 impl KeyProvider for ThresholdProvider {
     fn kind(&self) -> KeySource {
-        KeySource::Threshold
+        match self.members.iter().any(|m| m.kind().typed()) {
+            true => KeySource::ThresholdPrompt,
+            false => KeySource::Threshold,
+        }
     }
 
     async fn enroll(&self, ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
@@ -235,35 +283,19 @@ impl KeyProvider for ThresholdProvider {
         ctx: &KeyContext,
         token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
-        let KeyData::Threshold(token) = token_data else {
-            return Err(bad_token(KeySource::Threshold, token_data));
-        };
-        let pairs = self.pairs(token);
-        let mut answers = Answers::new(token, pairs.iter().map(|(i, _)| *i).collect());
-        let mut asking: FuturesUnordered<_> = pairs
-            .into_iter()
-            .map(|(i, p)| async move { (i, share_of(p, ctx, i, &token.members[i]).await) })
-            .collect();
-        while let Some((i, got)) = asking.next().await {
-            answers.record(i, got);
-            if answers.shares.len() == usize::from(token.required) {
-                // The members made on this node (a TPM) are heard out, so
-                // that a PCR change shows before the member is needed; the
-                // key servers are not waited for.
-                loop {
-                    let next = if answers.waiting_here() {
-                        asking.next().await
-                    } else {
-                        asking.next().now_or_never().flatten()
-                    };
-                    let Some((i, got)) = next else { break };
-                    answers.record(i, got);
-                }
-                self.report.set(answers.report());
-                return answers.secret();
-            }
-        }
-        Err(answers.too_few())
+        self.gather(ctx, token_data, None).await
+    }
+
+    /// With a typed member: the person's answer is its passphrase, the
+    /// other members give theirs. An answer that opens no share costs no
+    /// KDF run (the slot is not tried).
+    async fn recover_typed(
+        &self,
+        ctx: &KeyContext,
+        token_data: &KeyData,
+        answer: &Passphrase,
+    ) -> Result<Passphrase, ProviderError> {
+        self.gather(ctx, token_data, Some(answer)).await
     }
 
     fn binding_material(&self, ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
