@@ -254,3 +254,72 @@ fn a_black_hole_tang_server_costs_the_unlock_no_wait() {
         "the unlock waited for the black hole"
     );
 }
+
+/// A slot `clevis luks bind … sss` bound over two Tang servers (2 of 2) is
+/// recognised: a `threshold` of the two `tang` members opens the volume
+/// by it at one KDF run, and leaves it as it is; with one server down it
+/// is refused, the pin that failed named, nothing written.
+#[test]
+fn a_slot_clevis_bound_with_sss_over_tang_opens_by_a_threshold_of_tang_members() {
+    let img = image(40);
+    let dir = img.dir.path();
+    let (mut a, b) = (Tangd::start(), Tangd::start());
+    let key_file = dir.join("pass");
+    std::fs::write(&key_file, "a cryptsetup passphrase").unwrap();
+    run_ok(
+        Command::new("cryptsetup")
+            .args(["luksFormat", "-q", "--type", "luks2", "--key-slot", "1"])
+            .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+            .arg(&img.path)
+            .arg(&key_file),
+    );
+    let pin = |t: &Tangd| format!(r#"{{"url":"{}","thp":"{}"}}"#, t.url(), t.thumbprint());
+    let sss = format!(r#"{{"t":2,"pins":{{"tang":[{},{}]}}}}"#, pin(&a), pin(&b));
+    run_ok(
+        Command::new("clevis")
+            .args(["luks", "bind", "-y", "-s", "0", "-d"])
+            .arg(&img.path)
+            .arg("-k")
+            .arg(&key_file)
+            .args(["sss", &sss]),
+    );
+    let member = |t: &Tangd| {
+        format!(
+            "{{tang: {{url: '{}', thumbprint: {}}}}}",
+            t.url(),
+            t.thumbprint()
+        )
+    };
+    let cfg = dir.join("sss.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      threshold: {{required: 2, keys: [{}, {}]}}\n",
+            member(&b),
+            member(&a)
+        ),
+    )
+    .unwrap();
+
+    let before = sha256_file(&img.path);
+    let p = plan_json("data", &img.path, &cfg, &[]);
+    let o = json_ok(&p);
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "threshold"]), "{o}");
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    assert!(
+        o.to_string()
+            .contains("bound by clevis with sss over tang pins"),
+        "{o}"
+    );
+
+    a.stop();
+    let o = converge_json("data", &img.path, &cfg, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("2 of 2 clevis pins needed, 1 gave their point"),
+        "{err}"
+    );
+    assert!(err.contains("unreachable"), "{err}");
+    assert_eq!(sha256_file(&img.path), before, "nothing written");
+}

@@ -26,6 +26,9 @@ pub enum KeyData {
     Tang(crate::TangTokenData),
     /// A `threshold` key: each member's token data and sealed share.
     Threshold(ThresholdTokenData),
+    /// A slot `clevis luks bind … sss` bound over Tang pins: its JWE, read
+    /// from the clevis token (never kept in a volctl token).
+    ClevisSss(crate::tang::jwe::ClevisJwe),
     /// A `recovery` key: whether nobody has seen it yet (held for one
     /// `recovery-key fetch`).
     Recovery {
@@ -71,6 +74,7 @@ impl KeyData {
             KeyData::Tpm(d) => json(serde_json::to_value(d)),
             KeyData::Tang(d) => json(serde_json::to_value(d)),
             KeyData::Threshold(d) => json(serde_json::to_value(d)),
+            KeyData::ClevisSss(jwe) => json(serde_json::to_value(jwe)),
             KeyData::Recovery { held: false } => Value::Object(Map::new()),
             KeyData::Recovery { held: true } => serde_json::json!({ HELD: true }),
             KeyData::Unreadable { raw, .. } => raw.clone(),

@@ -556,7 +556,7 @@ async fn prepare_existing(
     plan.notes.extend(probe.notes);
     reseal_changed(&mut plan, keys, probe.pcr_changed);
     let mut tokens = refreshed_tokens(&mut plan, keys, probe.refreshed);
-    if let Some(plan::ObservedSlot::Clevis { token }) = observed.slots.get(&slot) {
+    if let Some(plan::ObservedSlot::Clevis { token, sss: false }) = observed.slots.get(&slot) {
         // An adopted clevis slot keeps its JWE in volctl's token too.
         tokens.extend(
             h.clevis_tang(*token)

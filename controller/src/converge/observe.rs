@@ -42,8 +42,12 @@ pub(super) fn observe(h: &Luks2Header) -> ObservedKeyslots {
     }
     for (slot, seen) in o.slots.iter_mut() {
         if let (ObservedSlot::Unmanaged, Some(token)) = (&seen, h.clevis_tokens(*slot).first()) {
-            if h.clevis_tang(*token).is_some() {
-                *seen = ObservedSlot::Clevis { token: *token };
+            let (tang, sss) = (
+                h.clevis_tang(*token).is_some(),
+                h.clevis_sss(*token).is_some(),
+            );
+            if tang || sss {
+                *seen = ObservedSlot::Clevis { token: *token, sss };
             }
         }
     }

@@ -117,9 +117,12 @@ async fn recover(
 ) -> Result<Passphrase, providers::ProviderError> {
     let slot = key.spec.slot;
     let data = match observed.slots.get(&slot) {
-        Some(ObservedSlot::Clevis { token }) => h
+        Some(ObservedSlot::Clevis { token, sss: false }) => h
             .clevis_tang(*token)
             .map_or(KeyData::Nothing, KeyData::Tang),
+        Some(ObservedSlot::Clevis { token, sss: true }) => h
+            .clevis_sss(*token)
+            .map_or(KeyData::Nothing, KeyData::ClevisSss),
         _ => token_of(h, observed, slot).map_or(KeyData::Nothing, |t| t.data.key),
     };
     key.provider.recover(&key.ctx, &data).await
@@ -188,7 +191,10 @@ fn no_key_opens(
         .map(|(s, o)| match o {
             ObservedSlot::Managed { kind, .. } => format!("{s} ({kind})"),
             ObservedSlot::Unmanaged => format!("{s} (not enrolled by volctl)"),
-            ObservedSlot::Clevis { .. } => format!("{s} (bound by clevis to Tang)"),
+            ObservedSlot::Clevis { sss: false, .. } => format!("{s} (bound by clevis to Tang)"),
+            ObservedSlot::Clevis { sss: true, .. } => {
+                format!("{s} (bound by clevis, sss over Tang)")
+            }
         })
         .collect::<Vec<_>>()
         .join(", ");

@@ -1,6 +1,7 @@
 //! The `clevis` LUKS2 token, as `clevis luks bind` writes it, beside each
 //! `tang` slot volctl enrols, so `clevis luks unlock` and `clevis luks
-//! pass` open a volctl volume too:
+//! pass` open a volctl volume too; and the one `clevis luks bind` wrote on
+//! a slot volctl did not enrol (a `tang` pin, or `sss` over tang pins):
 //!
 //! ```json
 //! {"type": "clevis", "keyslots": ["1"], "jwe": {"protected": "…",
@@ -27,11 +28,23 @@ pub fn token(slot: KeyslotId, jwe: &ClevisJwe) -> serde_json::Value {
 
 /// Header queries about clevis tokens.
 impl Luks2Header {
+    /// The JWE of clevis token `id` when it holds an `sss` pin whose pins
+    /// are all `tang` (what a threshold of tang members opens).
+    pub fn clevis_sss(&self, id: TokenId) -> Option<ClevisJwe> {
+        let jwe = self.clevis_jwe(id)?;
+        let sss = providers::tang::sss::SssJwe::read(&jwe).ok()?;
+        sss.inner.iter().all(|i| i.header().is_ok()).then_some(jwe)
+    }
+
+    fn clevis_jwe(&self, id: TokenId) -> Option<ClevisJwe> {
+        let (_, raw) = self.tokens().find(|(t, _)| *t == id)?;
+        serde_json::from_value(raw.get("jwe")?.clone()).ok()
+    }
+
     /// What a `tang` key needs from clevis token `id` when it holds a
     /// tang pin's JWE (`None` for another pin, or what does not read).
     pub fn clevis_tang(&self, id: TokenId) -> Option<TangTokenData> {
-        let (_, raw) = self.tokens().find(|(t, _)| *t == id)?;
-        let jwe: ClevisJwe = serde_json::from_value(raw.get("jwe")?.clone()).ok()?;
+        let jwe = self.clevis_jwe(id)?;
         let header = jwe.header().ok()?;
         let signer = header
             .clevis

@@ -176,15 +176,22 @@ impl ClevisJwe {
 
     /// Decrypts with `z`, the x coordinate of the agreed point.
     pub fn open(&self, z: &[u8]) -> Result<Zeroizing<Vec<u8>>, JweError> {
+        self.open_with_key(content_key(z).as_ref())
+    }
+
+    /// Decrypts with the content key itself (`alg: dir`: 32 bytes).
+    pub fn open_with_key(&self, cek: &[u8]) -> Result<Zeroizing<Vec<u8>>, JweError> {
         let bad = |e: &dyn std::fmt::Display| JweError::Malformed(e.to_string());
+        if cek.len() != 32 {
+            return Err(bad(&format!("a {}-byte key for A256GCM", cek.len())));
+        }
         let iv = B64URL.decode(&self.iv).map_err(|e| bad(&e))?;
         let mut sealed = B64URL.decode(&self.ciphertext).map_err(|e| bad(&e))?;
         sealed.extend(B64URL.decode(&self.tag).map_err(|e| bad(&e))?);
         if iv.len() != 12 {
             return Err(bad(&format!("an IV of {} bytes, not 12", iv.len())));
         }
-        let cek = content_key(z);
-        Aes256Gcm::new(cek.as_ref().into())
+        Aes256Gcm::new(cek.into())
             .decrypt(
                 Nonce::from_slice(&iv),
                 Payload {

@@ -7,13 +7,15 @@
 //!
 //! - [`jwk`]: keys and thumbprints; [`adv`]: the server's signed
 //!   advertisement; [`jwe`]: the clevis JWE; [`exchange`]: the blinded
-//!   McCallum–Relyea exchange; [`http`]: the two requests.
+//!   McCallum–Relyea exchange; [`http`]: the two requests; [`sss`]:
+//!   clevis's Shamir pin over Tang pins.
 
 pub mod adv;
 pub mod exchange;
 mod http;
 pub mod jwe;
 pub mod jwk;
+pub mod sss;
 
 use crate::kms::Wait;
 use crate::sealed_key::{bad_token, passphrase, random_key};

@@ -87,8 +87,10 @@ impl ThresholdProvider {
         token_data: &KeyData,
         answer: Option<&Passphrase>,
     ) -> Result<Passphrase, ProviderError> {
-        let KeyData::Threshold(token) = token_data else {
-            return Err(bad_token(self.kind(), token_data));
+        let token = match token_data {
+            KeyData::Threshold(token) => token,
+            KeyData::ClevisSss(jwe) => return self.clevis_sss(ctx, jwe).await,
+            other => return Err(bad_token(self.kind(), other)),
         };
         let pairs = self.pairs(token);
         let mut answers = Answers::new(token, pairs.iter().map(|(i, _)| *i).collect());
@@ -119,6 +121,82 @@ impl ThresholdProvider {
         }
         Err(answers.too_few())
     }
+}
+
+impl ThresholdProvider {
+    /// The passphrase of a slot `clevis luks bind … sss` bound over Tang
+    /// pins: each pin's point from the config's Tang members (each tried
+    /// for each pin until one answers; all pins at once), `t` of them
+    /// opening the outer JWE.
+    async fn clevis_sss(
+        &self,
+        ctx: &KeyContext,
+        jwe: &crate::tang::jwe::ClevisJwe,
+    ) -> Result<Passphrase, ProviderError> {
+        let sss = crate::tang::sss::SssJwe::read(jwe).map_err(|e| unavailable(e.to_string()))?;
+        let tang: Vec<&dyn KeyProvider> = self
+            .members
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|m| m.kind() == KeySource::Tang)
+            .collect();
+        let mut asking: FuturesUnordered<_> = sss
+            .inner
+            .iter()
+            .enumerate()
+            .map(|(i, inner)| {
+                let tang = &tang;
+                async move { (i, point_of(tang, ctx, inner).await) }
+            })
+            .collect();
+        let (mut points, mut failed) = (Vec::new(), Vec::new());
+        while let Some((i, got)) = asking.next().await {
+            match got {
+                Ok(point) => points.push(point),
+                Err(why) => failed.push(format!("clevis pin {i} (tang): {why}")),
+            }
+            if points.len() == sss.threshold {
+                let plain = sss.open(&points).map_err(|e| unavailable(e.to_string()))?;
+                return Ok(Passphrase::new(plain.to_vec()));
+            }
+        }
+        Err(unavailable(format!(
+            "{} of {} clevis pins needed, {} gave their point: {}",
+            sss.threshold,
+            sss.inner.len(),
+            points.len(),
+            failed.join("; ")
+        )))
+    }
+}
+
+/// One clevis tang pin's point, from the first of `tang` whose server
+/// answers for it.
+async fn point_of(
+    tang: &[&dyn KeyProvider],
+    ctx: &KeyContext,
+    inner: &crate::tang::jwe::ClevisJwe,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    let header = inner.header().map_err(|e| e.to_string())?;
+    let data = KeyData::Tang(crate::TangTokenData {
+        url: header.clevis.tang.url.clone(),
+        thumbprint: header.kid.clone(),
+        jwe: inner.clone(),
+    });
+    let mut why = Vec::new();
+    for member in tang {
+        match member.recover(ctx, &data).await {
+            Ok(point) => return Ok(zeroize::Zeroizing::new(point.expose().to_vec())),
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    Err(match why.is_empty() {
+        true => format!(
+            "the config has no tang member for {}",
+            header.clevis.tang.url
+        ),
+        false => why.join("; "),
+    })
 }
 
 fn unavailable(reason: String) -> ProviderError {

@@ -21,7 +21,13 @@ pub fn unlock_order(desired: &[DesiredSlot], observed: &ObservedKeyslots) -> Vec
                 ..
             }) => *kind == d.kind && *lock_to_state == d.lock_to_state,
             Some(ObservedSlot::Unmanaged) => d.kind.locally_derivable(),
-            Some(ObservedSlot::Clevis { .. }) => d.kind == KeySource::Tang && !d.lock_to_state,
+            Some(ObservedSlot::Clevis { sss, .. }) => {
+                let opener = match sss {
+                    true => KeySource::Threshold,
+                    false => KeySource::Tang,
+                };
+                d.kind == opener && !d.lock_to_state
+            }
             None => false,
         })
         .collect();
@@ -173,6 +179,12 @@ fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) 
             Err(_) => Step::Note(d.unavailable()),
         });
     };
+    if let (ObservedSlot::Clevis { sss: true, .. }, true) = (o, proven) {
+        return Some(Step::Note(Note::Deferred {
+            slot: d.slot,
+            reason: "bound by clevis with sss over tang pins: its threshold opened the volume, and it is made again as volctl's own threshold on a run another key opens it".into(),
+        }));
+    }
     if let (ObservedSlot::Clevis { .. }, true) = (o, proven) {
         return Some(d.write_token(&format!(
             "adopt slot {} bound by clevis: its Tang key opened the volume, so volctl keeps its JWE and writes its own token beside clevis's",

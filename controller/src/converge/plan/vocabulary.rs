@@ -47,11 +47,15 @@ pub enum ObservedSlot {
     },
     /// A keyslot without a volctl token (made by cryptsetup or another tool).
     Unmanaged,
-    /// A keyslot without a volctl token that `clevis luks bind … tang`
-    /// bound: its clevis token holds a Tang JWE a `tang` key can open.
+    /// A keyslot without a volctl token that `clevis luks bind` bound with
+    /// a `tang` pin (a `tang` key opens it) or an `sss` pin over tang pins
+    /// (a `threshold` of tang members opens it).
     Clevis {
         /// The clevis token's id.
         token: TokenId,
+        /// Bound with `sss`, not a single `tang` pin.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        sss: bool,
     },
 }
 
