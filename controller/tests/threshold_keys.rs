@@ -204,7 +204,8 @@ fn refused_naming(img: &Path, cfg: &Path, extra: &[&str], failed: [&str; 2]) {
 }
 
 /// Two `tangd` and nodeID, 2 of 3: with either server stopped the other
-/// two members open (one KDF run) and the plan names the stopped one; with
+/// two members open (one KDF run) and the plan names the stopped one; on
+/// another machine (another UUID) the two servers open it; with
 /// both stopped, nodeID alone is refused with the two Tang members named,
 /// and nothing is written.
 #[test]
@@ -240,6 +241,22 @@ fn two_tang_servers_and_node_id_any_two_open_and_one_alone_is_refused_by_name() 
         let server = if stopped == 0 { &mut a } else { &mut b };
         server.resume();
     }
+
+    // Another machine's UUID: the two servers open it, nodeID is named
+    // (a plan: the binding changed with the UUID, a converge would remake it).
+    let elsewhere = ["--node-uuid", "9b2f0c6e-5d4a-4e1b-8f3c-7a6d5e4c3b2a"];
+    let o = json_ok(&plan_json("EPHEMERAL", &img.path, &cfg, &elsewhere));
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    let notes = o["plan"]["notes"].to_string();
+    let (answered, failed) = notes.split_once(" answered; ").expect("a report");
+    assert!(
+        answered.contains("member 0 (tang)") && answered.contains("member 2 (tang)"),
+        "{o}"
+    );
+    assert!(
+        failed.starts_with("member 1 (nodeID): its share does not open"),
+        "{o}"
+    );
 
     a.stop();
     b.stop();
