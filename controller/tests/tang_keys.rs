@@ -41,6 +41,28 @@ fn clevis_pass(img: &Path, slot: u32) -> Vec<u8> {
     out.stdout
 }
 
+/// `img` formatted by `cryptsetup` (slot 1, a passphrase), then slot 0
+/// bound by `clevis luks bind` with `pin` (its name and JSON config).
+fn clevis_bound(img: &Path, (name, config): (&str, &str)) {
+    let key_file = img.with_extension("pass");
+    std::fs::write(&key_file, "a cryptsetup passphrase").unwrap();
+    run_ok(
+        Command::new("cryptsetup")
+            .args(["luksFormat", "-q", "--type", "luks2", "--key-slot", "1"])
+            .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+            .arg(img)
+            .arg(&key_file),
+    );
+    run_ok(
+        Command::new("clevis")
+            .args(["luks", "bind", "-y", "-s", "0", "-d"])
+            .arg(img)
+            .arg("-k")
+            .arg(&key_file)
+            .args([name, config]),
+    );
+}
+
 /// The tokens of `img` of `kind`.
 fn tokens_of(img: &Path, kind: &str) -> Vec<serde_json::Value> {
     let d = dump(img);
@@ -152,28 +174,12 @@ fn a_slot_clevis_bound_is_adopted_and_opens_by_volctl_at_one_kdf_run() {
     let img = image(40);
     let dir = img.dir.path();
     let tang = Tangd::start();
-    let key_file = dir.join("pass");
-    std::fs::write(&key_file, "a cryptsetup passphrase").unwrap();
-    run_ok(
-        Command::new("cryptsetup")
-            .args(["luksFormat", "-q", "--type", "luks2", "--key-slot", "1"])
-            .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
-            .arg(&img.path)
-            .arg(&key_file),
-    );
     let pin = format!(
         r#"{{"url":"{}","thp":"{}"}}"#,
         tang.url(),
         tang.thumbprint()
     );
-    run_ok(
-        Command::new("clevis")
-            .args(["luks", "bind", "-y", "-s", "0", "-d"])
-            .arg(&img.path)
-            .arg("-k")
-            .arg(&key_file)
-            .args(["tang", &pin]),
-    );
+    clevis_bound(&img.path, ("tang", &pin));
     let cfg = config(dir, &tang, "");
 
     let p = plan_json("data", &img.path, &cfg, &["--detailed-exitcode"]);
@@ -264,25 +270,9 @@ fn a_slot_clevis_bound_with_sss_over_tang_opens_by_a_threshold_of_tang_members()
     let img = image(40);
     let dir = img.dir.path();
     let (mut a, b) = (Tangd::start(), Tangd::start());
-    let key_file = dir.join("pass");
-    std::fs::write(&key_file, "a cryptsetup passphrase").unwrap();
-    run_ok(
-        Command::new("cryptsetup")
-            .args(["luksFormat", "-q", "--type", "luks2", "--key-slot", "1"])
-            .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
-            .arg(&img.path)
-            .arg(&key_file),
-    );
     let pin = |t: &Tangd| format!(r#"{{"url":"{}","thp":"{}"}}"#, t.url(), t.thumbprint());
     let sss = format!(r#"{{"t":2,"pins":{{"tang":[{},{}]}}}}"#, pin(&a), pin(&b));
-    run_ok(
-        Command::new("clevis")
-            .args(["luks", "bind", "-y", "-s", "0", "-d"])
-            .arg(&img.path)
-            .arg("-k")
-            .arg(&key_file)
-            .args(["sss", &sss]),
-    );
+    clevis_bound(&img.path, ("sss", &sss));
     let member = |t: &Tangd| {
         format!(
             "{{tang: {{url: '{}', thumbprint: {}}}}}",

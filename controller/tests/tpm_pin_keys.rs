@@ -22,8 +22,8 @@ fn write_config(dir: &Path) -> PathBuf {
     p
 }
 
-/// `volctl VERB --volume persistence --device IMG -f CFG -o json EXTRA…`
-/// on `tpm`, answered by `agent`.
+/// `volctl VERB` on persistence in `img` with `cfg`, on `tpm`, answered
+/// by `agent`.
 fn volctl(
     verb: &str,
     img: &Path,
@@ -32,17 +32,7 @@ fn volctl(
     agent: &Agent,
     extra: &[&str],
 ) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .arg(verb)
-        .args(["--volume", "persistence", "--device"])
-        .arg(img)
-        .arg("-f")
-        .arg(cfg)
-        .args(["-o", "json", "--tpm-tcti", &tpm.tcti()])
-        .args(extra)
-        .env("VOLCTL_ASK_PASSWORD_DIR", &agent.dir)
-        .output()
-        .unwrap()
+    common::agent::volctl_answered(verb, (img, cfg), &tpm.tcti(), agent, extra)
 }
 
 fn json(o: &Output) -> serde_json::Value {

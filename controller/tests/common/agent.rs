@@ -103,3 +103,25 @@ pub fn answered_after(
         .env("VOLCTL_TEST_ASK_LOG", &log);
     (c, log)
 }
+
+/// `volctl VERB --volume persistence --device IMG -f CFG -o json
+/// --tpm-tcti TCTI EXTRA…`, its questions answered by `agent`.
+pub fn volctl_answered(
+    verb: &str,
+    (img, cfg): (&Path, &Path),
+    tcti: &str,
+    agent: &Agent,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .arg(verb)
+        .args(["--volume", "persistence", "--device"])
+        .arg(img)
+        .arg("-f")
+        .arg(cfg)
+        .args(["-o", "json", "--tpm-tcti", tcti])
+        .args(extra)
+        .env("VOLCTL_ASK_PASSWORD_DIR", &agent.dir)
+        .output()
+        .unwrap()
+}
