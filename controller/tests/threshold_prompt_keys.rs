@@ -7,7 +7,7 @@
 mod common;
 
 use common::agent::Agent;
-use common::{image, opens, sha256_file, text, PBKDF};
+use common::{image, json_ok, opens, sha256_file, PBKDF};
 use providers::test_swtpm::Swtpm;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -37,11 +37,6 @@ fn volctl(
     common::agent::volctl_answered(verb, (img, cfg), &tpm.tcti(), agent, extra)
 }
 
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 #[test]
 fn the_tpm_and_a_passphrase_open_together_a_mistyped_one_costs_no_kdf_run_and_the_recovery_key_is_the_fallback(
 ) {
@@ -53,7 +48,7 @@ fn the_tpm_and_a_passphrase_open_together_a_mistyped_one_costs_no_kdf_run_and_th
     // Enrolment asks the passphrase twice; the TPM member seals its own key.
     let agent = Agent::start(work, &[PASSPHRASE, PASSPHRASE]);
     let held = work.join("recovery.txt");
-    let o = json(&volctl(
+    let o = json_ok(&volctl(
         "converge",
         &img.path,
         &cfg,
@@ -83,7 +78,7 @@ fn the_tpm_and_a_passphrase_open_together_a_mistyped_one_costs_no_kdf_run_and_th
     // A mistyped passphrase costs no KDF run; the right one opens at one.
     let before = sha256_file(&img.path);
     let agent = Agent::start(work, &["correct horse batery", PASSPHRASE]);
-    let o = json(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
+    let o = json_ok(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
     assert_eq!(
         o["unlocked_by"],
         serde_json::json!([0, "threshold+prompt"]),
@@ -109,7 +104,7 @@ fn the_tpm_and_a_passphrase_open_together_a_mistyped_one_costs_no_kdf_run_and_th
         .expect("a recovery key in the file")
         .to_string();
     let agent = Agent::start(work, &[PASSPHRASE, &key]);
-    let o = json(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
+    let o = json_ok(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
     assert_eq!(o["unlocked_by"], serde_json::json!([9, "recovery"]), "{o}");
     assert_eq!(o["kdf_runs"], 1, "{o}");
 }

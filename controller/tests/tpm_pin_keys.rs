@@ -7,7 +7,7 @@
 mod common;
 
 use common::agent::Agent;
-use common::{image, opens, sha256_file, text, PBKDF};
+use common::{image, json_ok, opens, sha256_file, text, PBKDF};
 use providers::test_swtpm::Swtpm;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,17 +35,12 @@ fn volctl(
     common::agent::volctl_answered(verb, (img, cfg), &tpm.tcti(), agent, extra)
 }
 
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 /// A formatted volume: PIN 2468 chosen at enrolment, the recovery key
 /// written to the returned file.
 fn enrolled(img: &Path, cfg: &Path, tpm: &Swtpm, work: &Path) -> PathBuf {
     let agent = Agent::start(work, &["2468", "2468"]);
     let held = work.join("recovery.txt");
-    let o = json(&volctl(
+    let o = json_ok(&volctl(
         "converge",
         img,
         cfg,
@@ -73,7 +68,7 @@ fn a_wrong_pin_costs_no_kdf_run_and_the_right_one_opens_at_one() {
     let before = sha256_file(&img.path);
 
     let agent = Agent::start(img.dir.path(), &["1357", "2468"]);
-    let o = json(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
+    let o = json_ok(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm+pin"]), "{o}");
     assert_eq!(o["kdf_runs"], 1, "the wrong PIN cost none: {o}");
     assert_eq!(
@@ -105,7 +100,7 @@ fn an_empty_pin_moves_on_to_the_recovery_key() {
 
     let answers: Vec<&str> = vec!["", &key];
     let agent = Agent::start(img.dir.path(), &answers);
-    let o = json(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
+    let o = json_ok(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
     assert_eq!(o["unlocked_by"], serde_json::json!([9, "recovery"]), "{o}");
     assert_eq!(o["kdf_runs"], 1, "{o}");
     assert_eq!(
@@ -149,7 +144,7 @@ fn pin_change_rewrites_the_token_only_and_the_old_pin_no_longer_opens() {
         .env("VOLCTL_ASK_PASSWORD_DIR", &agent.dir)
         .output()
         .unwrap();
-    let o = json(&out);
+    let o = json_ok(&out);
     assert_eq!(o["kdf_runs"], 1, "the unlock only: {o}");
     let actions = o["plan"]["actions"].as_array().unwrap();
     assert_eq!(actions.len(), 1, "{o}");
@@ -171,7 +166,7 @@ fn pin_change_rewrites_the_token_only_and_the_old_pin_no_longer_opens() {
     drop(agent);
 
     let agent = Agent::start(img.dir.path(), &["2468", "8642"]);
-    let o = json(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
+    let o = json_ok(&volctl("plan", &img.path, &cfg, &tpm, &agent, &[]));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "tpm+pin"]), "{o}");
     assert_eq!(o["kdf_runs"], 1, "the old PIN cost none: {o}");
     assert_eq!(agent.questions().len(), 2, "the old PIN was refused");
