@@ -179,17 +179,8 @@ fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) 
             Err(_) => Step::Note(d.unavailable()),
         });
     };
-    if let (ObservedSlot::Clevis { sss: true, .. }, true) = (o, proven) {
-        return Some(Step::Note(Note::Deferred {
-            slot: d.slot,
-            reason: "bound by clevis with sss over tang pins: its threshold opened the volume, and it is made again as volctl's own threshold on a run another key opens it".into(),
-        }));
-    }
-    if let (ObservedSlot::Clevis { .. }, true) = (o, proven) {
-        return Some(d.write_token(&format!(
-            "adopt slot {} bound by clevis: its Tang key opened the volume, so volctl keeps its JWE and writes its own token beside clevis's",
-            d.slot
-        )));
+    if let (ObservedSlot::Clevis { sss, .. }, true) = (o, proven) {
+        return Some(proven_clevis_slot(d, *sss));
     }
     let ObservedSlot::Managed {
         kind,
@@ -234,6 +225,22 @@ fn plan_desired(d: &DesiredSlot, observed: Option<&ObservedSlot>, proven: bool) 
             Some(d.replace(&reason))
         }
     }
+}
+
+/// A slot `clevis luks bind` made whose key opened the volume: a `tang`
+/// pin is adopted (volctl's token written beside clevis's); an `sss` one
+/// is left until another key opens the volume.
+fn proven_clevis_slot(d: &DesiredSlot, sss: bool) -> Step {
+    if sss {
+        return Step::Note(Note::Deferred {
+            slot: d.slot,
+            reason: "bound by clevis with sss over tang pins: its threshold opened the volume, and it is made again as volctl's own threshold on a run another key opens it".into(),
+        });
+    }
+    d.write_token(&format!(
+        "adopt slot {} bound by clevis: its Tang key opened the volume, so volctl keeps its JWE and writes its own token beside clevis's",
+        d.slot
+    ))
 }
 
 /// A recovery key nobody has seen: typed to open the volume, someone knows
