@@ -387,3 +387,19 @@ fn a_threshold_takes_one_prompt_member_and_then_is_typed() {
     assert_eq!(key.kind.source(), api_types::KeySource::ThresholdPrompt);
     assert!(key.kind.source().typed() && !key.kind.source().opens_unattended());
 }
+
+#[test]
+fn more_tang_slots_than_a_header_holds_are_refused() {
+    let thp = "x4XgOj3TCJNBcrXjNbI0GCQGIVfZl7_kV98_93vyR48";
+    let keys: String = (0..5)
+        .map(|i| {
+            format!("    - {{slot: {i}, tang: {{url: \"http://t{i}\", thumbprint: {thp}}}}}\n")
+        })
+        .collect();
+    let text = format!("{HEAD}name: a\nencryption:\n  provider: luks2\n  keys:\n{keys}");
+    let all = messages(&parse_str("t.yaml", &text)).join("\n");
+    contains_each(
+        &all,
+        &["encryption.keys[4].tang: a volume holds at most 4 tang slots"],
+    );
+}

@@ -87,9 +87,9 @@ fn a_tang_slot_opens_by_the_server_and_by_clevis_and_a_dead_server_leaves_the_ot
     let volctl = tokens_of(&img.path, "volctl");
     assert_eq!(volctl[0]["kind"], "tang");
     assert_eq!(volctl[0]["data"]["thumbprint"], tang.thumbprint());
-    assert_eq!(
-        volctl[0]["data"]["jwe"], clevis[0]["jwe"],
-        "one JWE, two readers"
+    assert!(
+        volctl[0]["data"].get("jwe").is_none() && clevis[0]["jwe"].is_object(),
+        "one copy of the JWE, in clevis's token, for both to read"
     );
 
     // clevis, knowing nothing of volctl, recovers the passphrase of slot 0.
@@ -192,11 +192,11 @@ fn a_slot_clevis_bound_is_adopted_and_opens_by_volctl_at_one_kdf_run() {
     let volctl = tokens_of(&img.path, "volctl");
     assert_eq!(volctl.len(), 1);
     assert_eq!(volctl[0]["kind"], "tang");
-    assert_eq!(
-        volctl[0]["data"]["jwe"],
-        tokens_of(&img.path, "clevis")[0]["jwe"],
-        "clevis's JWE kept"
+    assert!(
+        volctl[0]["data"].get("jwe").is_none(),
+        "clevis's JWE kept where it is, not copied"
     );
+    assert_eq!(tokens_of(&img.path, "clevis").len(), 1);
     assert_eq!(slots(&img.path), vec![0, 1], "the other slot left alone");
 
     // Converged: a fresh process opens by Tang at one KDF run; clevis still can.

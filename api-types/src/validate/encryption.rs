@@ -133,6 +133,25 @@ fn check_keys(e: &Encryption, is_state: bool, f: &mut Findings) {
         }
         check_key(k, &path, is_state, f);
     }
+    check_tang_room(e, f);
+}
+
+/// The most `tang` slots one header holds: each slot's JWE (about 2 KiB
+/// with the server's advertisement) sits in the 12 KiB LUKS2 JSON area.
+pub const MAX_TANG_SLOTS: usize = 4;
+
+/// At most [`MAX_TANG_SLOTS`] tang slots, refused before anything is
+/// written rather than failing half-way through an enrolment.
+fn check_tang_room(e: &Encryption, f: &mut Findings) {
+    let tang: Vec<usize> = (0..e.keys.len())
+        .filter(|i| e.keys[*i].tang.is_some())
+        .collect();
+    if let Some(&extra) = tang.get(MAX_TANG_SLOTS) {
+        f.error(
+            format!("encryption.keys[{extra}].tang"),
+            format!("a volume holds at most {MAX_TANG_SLOTS} tang slots: each keeps a JWE of about 2 KiB in the header's 12 KiB JSON area (put more servers in one slot's threshold)"),
+        );
+    }
 }
 
 /// Iteration counts beyond which an unlock takes minutes (a warning).

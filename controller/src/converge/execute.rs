@@ -240,8 +240,12 @@ impl Executor<'_> {
         })
         .await?;
         let parts = token_parts(key, slot, data, binder)?;
-        // clevis reads the first token listing the keyslot: its own first.
+        // clevis reads the first token listing the keyslot: its own first,
+        // and none left from a slot this number had before.
         if let Some(clevis) = parts.clevis() {
+            for stale in self.stale_clevis_tokens(slot).await? {
+                blocking(self.device, move |d| d.token(TokenChange::Remove(stale))).await?;
+            }
             blocking(self.device, move |d| d.token(TokenChange::Add(&clevis))).await?;
         }
         let json = parts.with_owner(binder, &salt);
@@ -299,6 +303,15 @@ impl Executor<'_> {
         let json = parts.with_owner(binder, &salt);
         replace_or_add(self.device, self.token_id(slot), json).await?;
         Ok(())
+    }
+
+    /// Clevis tokens that name `slot` in the header as it is now (a cut
+    /// removal can leave one behind its keyslot).
+    async fn stale_clevis_tokens(&self, slot: KeyslotId) -> Result<Vec<TokenId>, ConvergeError> {
+        Ok(match blocking(self.device, |d| d.contents()).await? {
+            Contents::Luks2(h) => h.clevis_tokens(slot),
+            _ => Vec::new(),
+        })
     }
 
     fn old_token(&self, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
@@ -423,7 +436,9 @@ impl TokenParts {
     /// alone is not the slot's passphrase).
     pub fn clevis(&self) -> Option<serde_json::Value> {
         match (&self.data.key, self.lock_to_state) {
-            (KeyData::Tang(t), false) => Some(crate::luks2::clevis::token(self.slot, &t.jwe)),
+            (KeyData::Tang(t), false) => {
+                Some(crate::luks2::clevis::token(self.slot, t.jwe.as_ref()?))
+            }
             _ => None,
         }
     }
@@ -431,11 +446,16 @@ impl TokenParts {
     /// The whole token, for the keyslot whose salt is `keyslot_salt`.
     pub fn with_owner(&self, binder: &Binder, keyslot_salt: &str) -> serde_json::Value {
         let owner = binder.owner(self.slot, keyslot_salt);
+        let mut data = self.data.clone();
+        // The JWE lives in the clevis token beside: one copy in the header.
+        if let (KeyData::Tang(t), Some(_)) = (&mut data.key, self.clevis()) {
+            t.jwe = None;
+        }
         let token = VolctlToken::new(
             self.slot,
             self.kind,
             self.lock_to_state,
-            self.data.clone(),
+            data,
             self.binding.clone(),
             owner,
         );

@@ -64,7 +64,8 @@ pub(super) fn token_of(
         Some(ObservedSlot::Managed { token, .. }) => h
             .tokens()
             .find(|(id, _)| id == token)
-            .and_then(|(_, raw)| VolctlToken::parse(raw)?.ok()),
+            .and_then(|(_, raw)| VolctlToken::parse(raw)?.ok())
+            .map(|t| h.with_clevis_jwe(t)),
         _ => None,
     }
 }

@@ -284,9 +284,6 @@ pub(super) struct SealedProbe {
 /// Why a TPM key's token is rewritten when its key refreshes it.
 pub(super) const NARROWED: &str = "the TPM key narrowed to the PCR values the machine has now, an update `volctl tpm allow` allowed ahead (the other values no longer open it)";
 
-/// Why a Tang slot's clevis token is written again.
-pub(super) const CLEVIS_TOKEN: &str = "the clevis token beside the Tang slot is missing or holds another JWE; written again from volctl's token";
-
 /// Why a Tang key's token is rewritten when its key refreshes it.
 pub(super) const REBOUND: &str = "rebind: the Tang server advertises a new key (the same passphrase, bound to the new key; the old key may go from the server once every slot is rebound)";
 
@@ -323,15 +320,12 @@ pub(super) async fn probe_sealed_slots(
                 .await
                 .unwrap_or(Ok(None)),
         };
-        (*key, data, answer)
+        (*key, answer)
     });
-    for (key, data, answer) in futures_util::future::join_all(asked).await {
+    for (key, answer) in futures_util::future::join_all(asked).await {
         probe.refreshed_to(key, answer);
-        let slot = key.spec.slot;
-        if !key.spec.lock_to_state && !probe.refreshed.iter().any(|(s, ..)| *s == slot) {
-            probe.clevis_in_step(h, slot, data);
-        }
     }
+
     probe
 }
 
@@ -374,23 +368,6 @@ impl SealedProbe {
             reason: e.to_string(),
         });
         false
-    }
-
-    /// Rewrites the clevis token of Tang slot `slot` when it is missing or
-    /// holds another JWE than volctl's token (a cut between the two
-    /// writes, or a `clevis luks unbind`): clevis opens what volctl does.
-    fn clevis_in_step(&mut self, h: &Luks2Header, slot: KeyslotId, data: &providers::KeyData) {
-        let providers::KeyData::Tang(ours) = data else {
-            return;
-        };
-        let theirs = h
-            .clevis_tokens(slot)
-            .first()
-            .and_then(|id| h.clevis_tang(*id));
-        if theirs.is_none_or(|t| t.jwe != ours.jwe) {
-            self.refreshed
-                .push((slot, data.clone(), CLEVIS_TOKEN.to_string()));
-        }
     }
 
     /// Keeps what `key`'s refresh answered: new token data and why (a

@@ -56,8 +56,27 @@ impl Luks2Header {
         Some(TangTokenData {
             url: header.clevis.tang.url.clone(),
             thumbprint: signer.thumbprint(),
-            jwe,
+            jwe: Some(jwe),
         })
+    }
+
+    /// `token` with the JWE its slot's clevis token holds, when its own
+    /// data (a `tang` key's) leaves it out.
+    pub fn with_clevis_jwe(
+        &self,
+        mut token: crate::luks2::token::VolctlToken,
+    ) -> crate::luks2::token::VolctlToken {
+        let slot = token.slot();
+        if let (providers::KeyData::Tang(t), Some(slot)) = (&mut token.data.key, slot) {
+            if t.jwe.is_none() {
+                t.jwe = self
+                    .clevis_tokens(slot)
+                    .first()
+                    .and_then(|id| self.clevis_tang(*id))
+                    .and_then(|c| c.jwe);
+            }
+        }
+        token
     }
 
     /// The clevis tokens bound to `slot` alone.

@@ -195,7 +195,7 @@ impl Luks2Header {
     pub fn volctl_token(&self, slot: KeyslotId) -> Option<(TokenId, VolctlToken)> {
         self.tokens().find_map(|(id, raw)| {
             let t = VolctlToken::parse(raw)?.ok()?;
-            (t.slot() == Some(slot)).then_some((id, t))
+            (t.slot() == Some(slot)).then(|| (id, self.with_clevis_jwe(t)))
         })
     }
 

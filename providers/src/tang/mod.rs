@@ -26,8 +26,10 @@ use async_trait::async_trait;
 use jwe::ClevisJwe;
 use jwk::Thumbprint;
 
-/// What a `tang` slot's token keeps: the server, the signing key trusted,
-/// and the clevis JWE (the same as the slot's `clevis` token holds).
+/// What a `tang` key keeps: the server, the signing key trusted, and the
+/// clevis JWE. A slot's volctl token leaves the JWE out when the slot's
+/// `clevis` token holds it (one copy in the header, which has little
+/// room); a threshold member keeps it inline.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TangTokenData {
     /// The server's URL when it was bound (informational: unlocking asks
@@ -35,8 +37,10 @@ pub struct TangTokenData {
     pub url: String,
     /// The signing key's thumbprint that was trusted at binding.
     pub thumbprint: Thumbprint,
-    /// The JWE holding the slot's passphrase.
-    pub jwe: ClevisJwe,
+    /// The JWE holding the slot's passphrase (`None` in a volctl token
+    /// beside a clevis token: read from that one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwe: Option<ClevisJwe>,
 }
 
 /// Keys bound to a Tang server.
@@ -98,7 +102,7 @@ impl TangProvider {
         Ok(TangTokenData {
             url: self.url.clone(),
             thumbprint: trusted,
-            jwe,
+            jwe: Some(jwe),
         })
     }
 
@@ -119,6 +123,14 @@ fn token(data: &KeyData) -> Result<&TangTokenData, ProviderError> {
         KeyData::Tang(t) => Ok(t),
         other => Err(bad_token(KeySource::Tang, other)),
     }
+}
+
+/// The JWE of a Tang key's data.
+fn jwe_of(t: &TangTokenData) -> Result<&ClevisJwe, ProviderError> {
+    t.jwe.as_ref().ok_or_else(|| ProviderError::Unavailable {
+        kind: KeySource::Tang,
+        reason: "the slot's clevis token, which holds its JWE, is missing".into(),
+    })
 }
 
 #[async_trait]
@@ -146,7 +158,7 @@ impl KeyProvider for TangProvider {
         _ctx: &KeyContext,
         token_data: &KeyData,
     ) -> Result<Passphrase, ProviderError> {
-        self.unwrap(&token(token_data)?.jwe).await
+        self.unwrap(jwe_of(token(token_data)?)?).await
     }
 
     /// Rebinds to the server's new exchange key once it advertises one
@@ -157,8 +169,7 @@ impl KeyProvider for TangProvider {
         token_data: &KeyData,
     ) -> Result<Option<KeyData>, ProviderError> {
         let t = token(token_data)?;
-        let header = t
-            .jwe
+        let header = jwe_of(t)?
             .header()
             .map_err(|e| self.unavailable(e.to_string()))?;
         let pinned = self

@@ -181,7 +181,7 @@ async fn point_of(
     let data = KeyData::Tang(crate::TangTokenData {
         url: header.clevis.tang.url.clone(),
         thumbprint: header.kid.clone(),
-        jwe: inner.clone(),
+        jwe: Some(inner.clone()),
     });
     let mut why = Vec::new();
     for member in tang {
