@@ -6,11 +6,10 @@
 
 mod common;
 
-use common::agent::Agent;
+use common::agent::{volctl_answered as volctl, Agent};
 use common::{image, json_ok, opens, sha256_file, PBKDF};
 use providers::test_swtpm::Swtpm;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 const PASSPHRASE: &str = "correct horse battery";
 
@@ -22,19 +21,6 @@ fn write_config(dir: &Path) -> PathBuf {
     )
     .unwrap();
     p
-}
-
-/// `volctl VERB` on persistence in `img` with `cfg`, on `tpm`, answered
-/// by `agent`.
-fn volctl(
-    verb: &str,
-    img: &Path,
-    cfg: &Path,
-    tpm: &Swtpm,
-    agent: &Agent,
-    extra: &[&str],
-) -> Output {
-    common::agent::volctl_answered(verb, (img, cfg), &tpm.tcti(), agent, extra)
 }
 
 #[test]

@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::agent::Agent;
+use common::agent::{volctl_answered as volctl, Agent};
 use common::{image, json_ok, opens, sha256_file, text, PBKDF};
 use providers::test_swtpm::Swtpm;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn write_config(dir: &Path) -> PathBuf {
     let p = dir.join("config.yaml");
@@ -20,19 +20,6 @@ fn write_config(dir: &Path) -> PathBuf {
     )
     .unwrap();
     p
-}
-
-/// `volctl VERB` on persistence in `img` with `cfg`, on `tpm`, answered
-/// by `agent`.
-fn volctl(
-    verb: &str,
-    img: &Path,
-    cfg: &Path,
-    tpm: &Swtpm,
-    agent: &Agent,
-    extra: &[&str],
-) -> Output {
-    common::agent::volctl_answered(verb, (img, cfg), &tpm.tcti(), agent, extra)
 }
 
 /// A formatted volume: PIN 2468 chosen at enrolment, the recovery key

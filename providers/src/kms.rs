@@ -34,7 +34,7 @@ pub struct Wait {
 
 /// How long this request waits, and whether the boot's deadline set it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Limit {
+pub(crate) enum Limit {
     /// The key's own timeout.
     Key(Duration),
     /// What is left of the boot's deadline, shorter than the key's own.
@@ -42,7 +42,7 @@ enum Limit {
 }
 
 impl Limit {
-    fn duration(self) -> Duration {
+    pub(crate) fn duration(self) -> Duration {
         match self {
             Limit::Key(d) | Limit::Boot(d) => d,
         }
@@ -57,13 +57,21 @@ impl Wait {
     /// The limit for an unlock now, or an error when the boot's deadline
     /// has already passed (nothing is asked then).
     fn for_unlock(&self, now: std::time::Instant) -> Result<Limit, ProviderError> {
+        self.unlock_limit(now)
+            .ok_or_else(|| unavailable(BOOT_DEADLINE.into()))
+    }
+
+    /// The limit for an unlock now, for any key server: the key's own
+    /// timeout, cut to what is left of the boot's deadline; `None` once
+    /// that has passed.
+    pub(crate) fn unlock_limit(&self, now: std::time::Instant) -> Option<Limit> {
         let Some(until) = self.boot_until else {
-            return Ok(Limit::Key(self.per_key));
+            return Some(Limit::Key(self.per_key));
         };
         match until.saturating_duration_since(now) {
-            left if left.is_zero() => Err(unavailable(BOOT_DEADLINE.into())),
-            left if left < self.per_key => Ok(Limit::Boot(left)),
-            _ => Ok(Limit::Key(self.per_key)),
+            left if left.is_zero() => None,
+            left if left < self.per_key => Some(Limit::Boot(left)),
+            _ => Some(Limit::Key(self.per_key)),
         }
     }
 }

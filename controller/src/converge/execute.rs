@@ -294,8 +294,9 @@ impl Executor<'_> {
             .map(|k| k.kdf.salt().to_string())
             .unwrap_or_default();
         let parts = token_parts(key_for(self.keys, slot), slot, data, binder)?;
-        // clevis's first: cut between the two, volctl's token still holds
-        // the JWE the next run rebinds (and both are written again).
+        // clevis's first (clevis reads the first token naming the keyslot);
+        // volctl's token holds no JWE, so a cut between the two leaves the
+        // clevis token's JWE the slot's, old or new, and both open it.
         if let Some(clevis) = parts.clevis() {
             let old = h.clevis_tokens(slot).first().copied();
             replace_or_add(self.device, old, clevis).await?;
@@ -435,10 +436,14 @@ impl TokenParts {
     /// passphrase is locked to STATE (clevis knows no STATE salt: the JWE
     /// alone is not the slot's passphrase).
     pub fn clevis(&self) -> Option<serde_json::Value> {
+        self.clevis_jwe()
+            .map(|jwe| crate::luks2::clevis::token(self.slot, jwe))
+    }
+
+    /// The JWE a clevis token beside this slot holds, when it has one.
+    fn clevis_jwe(&self) -> Option<&providers::tang::jwe::ClevisJwe> {
         match (&self.data.key, self.lock_to_state) {
-            (KeyData::Tang(t), false) => {
-                Some(crate::luks2::clevis::token(self.slot, t.jwe.as_ref()?))
-            }
+            (KeyData::Tang(t), false) => t.jwe.as_ref(),
             _ => None,
         }
     }
@@ -448,7 +453,7 @@ impl TokenParts {
         let owner = binder.owner(self.slot, keyslot_salt);
         let mut data = self.data.clone();
         // The JWE lives in the clevis token beside: one copy in the header.
-        if let (KeyData::Tang(t), Some(_)) = (&mut data.key, self.clevis()) {
+        if let (KeyData::Tang(t), Some(_)) = (&mut data.key, self.clevis_jwe()) {
             t.jwe = None;
         }
         let token = VolctlToken::new(

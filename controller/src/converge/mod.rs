@@ -557,7 +557,8 @@ async fn prepare_existing(
     reseal_changed(&mut plan, keys, probe.pcr_changed);
     let mut tokens = refreshed_tokens(&mut plan, keys, probe.refreshed);
     if let Some(plan::ObservedSlot::Clevis { token, sss: false }) = observed.slots.get(&slot) {
-        // An adopted clevis slot keeps its JWE in volctl's token too.
+        // An adopted clevis slot's token names the Tang key clevis's JWE
+        // belongs to (the JWE itself stays in clevis's token).
         tokens.extend(
             h.clevis_tang(*token)
                 .map(|t| (slot, providers::KeyData::Tang(t))),

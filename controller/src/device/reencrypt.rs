@@ -245,9 +245,10 @@ impl CryptsetupDevice {
 
     /// In the header copy: beside each configured slot, the old key under
     /// the same passphrase in its temporary slot; the configured slot's old
-    /// tokens (volctl's, and clevis's beside a `tang` slot) dropped and the slot enrolled again with the new key. Every
-    /// new keyslot shares one digest (the one the run binds to the final
-    /// segment). Each keyslot costs a KDF run at the configured costs.
+    /// tokens (volctl's, and clevis's beside a `tang` slot) dropped and the
+    /// slot enrolled again with the new key. Every new keyslot shares one
+    /// digest (the one the run binds to the final segment). Each keyslot
+    /// costs a KDF run at the configured costs.
     fn reenrol(
         &self,
         dev: &mut CryptDevice,

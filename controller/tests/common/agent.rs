@@ -105,11 +105,12 @@ pub fn answered_after(
 }
 
 /// `volctl VERB --volume persistence --device IMG -f CFG -o json
-/// --tpm-tcti TCTI EXTRA…`, its questions answered by `agent`.
+/// --tpm-tcti TCTI EXTRA…` on `tpm`, its questions answered by `agent`.
 pub fn volctl_answered(
     verb: &str,
-    (img, cfg): (&Path, &Path),
-    tcti: &str,
+    img: &Path,
+    cfg: &Path,
+    tpm: &providers::test_swtpm::Swtpm,
     agent: &Agent,
     extra: &[&str],
 ) -> std::process::Output {
@@ -119,7 +120,7 @@ pub fn volctl_answered(
         .arg(img)
         .arg("-f")
         .arg(cfg)
-        .args(["-o", "json", "--tpm-tcti", tcti])
+        .args(["-o", "json", "--tpm-tcti", &tpm.tcti()])
         .args(extra)
         .env("VOLCTL_ASK_PASSWORD_DIR", &agent.dir)
         .output()

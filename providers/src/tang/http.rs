@@ -6,7 +6,6 @@
 use super::jwk::{EcJwk, Thumbprint};
 use crate::kms::Wait;
 use crate::ProviderError;
-use api_types::KeySource;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use std::time::Duration;
@@ -63,23 +62,18 @@ impl Server {
             .map_err(|e| self.unavailable(format!("its answer is not a JWK: {e}")))
     }
 
-    /// How long an unlock's request may wait: the key's timeout, cut to
-    /// what is left of the boot's deadline; nothing is sent once it passed.
+    /// How long an unlock's request may wait (as a KMS's: the key's
+    /// timeout, cut to what is left of the boot's deadline); nothing is
+    /// sent once that has passed.
     fn unlock_limit(&self) -> Result<Duration, ProviderError> {
-        let Some(until) = self.wait.boot_until else {
-            return Ok(self.wait.per_key);
-        };
-        match until.saturating_duration_since(std::time::Instant::now()) {
-            left if left.is_zero() => Err(self.unavailable(crate::KMS_BOOT_DEADLINE.into())),
-            left => Ok(left.min(self.wait.per_key)),
-        }
+        self.wait
+            .unlock_limit(std::time::Instant::now())
+            .map(|l| l.duration())
+            .ok_or_else(|| self.unavailable(crate::KMS_BOOT_DEADLINE.into()))
     }
 
     fn unavailable(&self, reason: String) -> ProviderError {
-        ProviderError::Unavailable {
-            kind: KeySource::Tang,
-            reason: format!("Tang {}: {reason}", self.url),
-        }
+        super::unavailable(&self.url, reason)
     }
 
     /// GET `url`, or POST `body` as a JWK, for as long as the key may

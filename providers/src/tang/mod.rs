@@ -81,10 +81,7 @@ impl TangProvider {
     }
 
     fn unavailable(&self, reason: String) -> ProviderError {
-        ProviderError::Unavailable {
-            kind: KeySource::Tang,
-            reason: format!("Tang {}: {reason}", self.url),
-        }
+        unavailable(&self.url, reason)
     }
 
     /// Encrypts `pass` to the server's current exchange key.
@@ -115,6 +112,14 @@ impl TangProvider {
         let z = blinded.unblind(&answer).map_err(|e| bad(&e))?;
         let plain = jwe.open(&z).map_err(|e| bad(&e))?;
         Ok(Passphrase::new(plain.to_vec()))
+    }
+}
+
+/// A Tang key unavailable: the server named, then why.
+fn unavailable(url: &str, reason: String) -> ProviderError {
+    ProviderError::Unavailable {
+        kind: KeySource::Tang,
+        reason: format!("Tang {url}: {reason}"),
     }
 }
 

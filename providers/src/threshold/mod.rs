@@ -76,9 +76,7 @@ impl ThresholdProvider {
         }
         pairs
     }
-}
 
-impl ThresholdProvider {
     /// Asks every member at once for its share (a typed member answers
     /// with `answer`); the first `required` shares give the passphrase.
     async fn gather(
@@ -121,9 +119,7 @@ impl ThresholdProvider {
         }
         Err(answers.too_few())
     }
-}
 
-impl ThresholdProvider {
     /// The passphrase of a slot `clevis luks bind … sss` bound over Tang
     /// pins: each pin's point from the config's Tang members (each tried
     /// for each pin until one answers; all pins at once), `t` of them
