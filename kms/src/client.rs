@@ -88,7 +88,7 @@ impl KmsClient {
         }
     }
 
-    fn endpoint(&self) -> Result<Endpoint, ClientError> {
+    pub(crate) fn endpoint(&self) -> Result<Endpoint, ClientError> {
         let bad = |reason: String| ClientError::Endpoint {
             endpoint: self.endpoint.clone(),
             reason,
@@ -121,7 +121,7 @@ impl KmsClient {
         op: &'static str,
         node_uuid: &str,
         data: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+    ) -> Result<Reply, ClientError> {
         let ep = self.endpoint()?;
         let mut backoff = self.options.backoff;
         let mut last = String::new();
@@ -145,7 +145,14 @@ impl KmsClient {
                         c.unseal(req).await
                     };
                     match res {
-                        Ok(r) => return Ok(Zeroizing::new(r.into_inner().data)),
+                        Ok(r) => {
+                            let r = r.into_inner();
+                            return Ok(Reply {
+                                data: Zeroizing::new(r.data),
+                                key_version: r.key_version,
+                                rewrap: r.rewrap,
+                            });
+                        }
                         Err(s)
                             if matches!(
                                 s.code(),
@@ -180,7 +187,9 @@ impl KmsClient {
 
     /// Seals `data` for `node_uuid`; returns the blob.
     pub async fn seal(&self, node_uuid: &str, data: &[u8]) -> Result<Vec<u8>, ClientError> {
-        self.call("seal", node_uuid, data).await.map(|z| z.to_vec())
+        self.call("seal", node_uuid, data)
+            .await
+            .map(|r| r.data.to_vec())
     }
 
     /// Unseals a blob sealed for `node_uuid`.
@@ -189,8 +198,28 @@ impl KmsClient {
         node_uuid: &str,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        self.unseal_reply(node_uuid, blob).await.map(|r| r.data)
+    }
+
+    /// Unseals a blob sealed for `node_uuid`, with what the server says
+    /// of the blob (a server with node records: its key version, and
+    /// whether to seal again).
+    pub async fn unseal_reply(&self, node_uuid: &str, blob: &[u8]) -> Result<Reply, ClientError> {
         self.call("unseal", node_uuid, blob).await
     }
+}
+
+/// A server's answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// The blob (seal) or the secret (unseal).
+    pub data: Zeroizing<Vec<u8>>,
+    /// The master-key version the blob uses (empty from a stateless server
+    /// or another KMS).
+    pub key_version: String,
+    /// The server asks the node to seal again: its blob uses an old
+    /// master-key version.
+    pub rewrap: bool,
 }
 
 /// An error and its sources as one line. A source that merely repeats the

@@ -5,9 +5,12 @@
 //! appending a new key (`volctl kms-server genkey >> keys`) rotates without
 //! breaking old blobs. The file must not be readable by group or others.
 //!
-//! Blob: `0x01 | key-id length (u8) | key id | 12-byte nonce | AES-256-GCM
-//! ciphertext+tag`, with the node UUID as associated data, so a blob sealed
-//! for one node does not unseal for another.
+//! Blob: `version | key-id length (u8) | key id | 12-byte nonce |
+//! AES-256-GCM ciphertext+tag`, with the node UUID as associated data, so
+//! a blob sealed for one node does not unseal for another. Version 1 (the
+//! stateless server) is sealed by the master key itself; version 2 (a
+//! server with node records, `--store`) by the node's own key-encryption
+//! key, which the master key `key id` wraps in the node's record.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -125,68 +128,177 @@ impl Keyring {
         &self.keys.last().expect("a keyring is never empty").0
     }
 
-    /// Seals `data` for `node_uuid` with the newest key.
+    /// Seals `data` for `node_uuid` with the newest key (the stateless
+    /// format, version 1).
     pub fn seal(&self, node_uuid: &str, data: &[u8]) -> Vec<u8> {
         let (id, key) = self.keys.last().expect("a keyring is never empty");
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: data,
-                    aad: node_uuid.as_bytes(),
-                },
-            )
-            .expect("AES-GCM encryption does not fail for in-memory data");
-        let id_len =
-            u8::try_from(id.len()).expect("key ids are at most 64 bytes (checked when parsed)");
-        let mut blob = vec![BLOB_VERSION, id_len];
-        blob.extend_from_slice(id.as_bytes());
-        blob.extend_from_slice(&nonce);
-        blob.extend_from_slice(&ct);
-        blob
+        blob(
+            BLOB_VERSION,
+            id,
+            &aead_seal(key, node_uuid.as_bytes(), data),
+        )
     }
 
-    /// Opens a blob sealed for `node_uuid` by any key of the ring.
+    /// Opens a version-1 blob sealed for `node_uuid` by any key of the ring.
     pub fn unseal(&self, node_uuid: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
-        let bad = |why: &str| KeyringError::Unseal(why.into());
-        if blob.len() < 2 || blob[0] != BLOB_VERSION {
-            return Err(bad("not a volctl KMS blob"));
+        let (version, id, sealed) = parts(blob)?;
+        if version != BLOB_VERSION {
+            return Err(KeyringError::Unseal(
+                "a blob sealed with a node's own key; this server keeps no node records (give it --store)".into(),
+            ));
         }
-        let id_len = blob[1] as usize;
-        let rest = &blob[2..];
-        if rest.len() < id_len + NONCE_LEN + 16 {
-            return Err(bad("truncated blob"));
-        }
-        let id = std::str::from_utf8(&rest[..id_len]).map_err(|_| bad("bad key id"))?;
-        let (_, key) = self.keys.iter().find(|(k, _)| k == id).ok_or_else(|| {
-            KeyringError::Unseal(format!(
-                "sealed with key `{id}`, which this server does not have"
-            ))
-        })?;
-        let nonce = &rest[id_len..id_len + NONCE_LEN];
-        let ct = &rest[id_len + NONCE_LEN..];
-        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
-        cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: node_uuid.as_bytes(),
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| bad("authentication failed (tampered, or sealed for another node)"))
+        aead_open(self.key(id)?, node_uuid.as_bytes(), sealed)
     }
+
+    /// Whether the ring holds master key `id`.
+    pub fn has(&self, id: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k == id)
+    }
+
+    /// The master-key ids, oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(id, _)| id.as_str())
+    }
+
+    fn key(&self, id: &str) -> Result<&Zeroizing<[u8; 32]>, KeyringError> {
+        self.keys
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, key)| key)
+            .ok_or_else(|| {
+                KeyringError::Unseal(format!(
+                    "sealed with key `{id}`, which this server does not have"
+                ))
+            })
+    }
+
+    /// A node's key-encryption key wrapped by master key `id` (base64 of
+    /// nonce and ciphertext, bound to the node).
+    pub fn wrap_kek(
+        &self,
+        id: &str,
+        node_uuid: &str,
+        kek: &[u8; 32],
+    ) -> Result<String, KeyringError> {
+        let sealed = aead_seal(self.key(id)?, &kek_aad(node_uuid), kek);
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    /// The key-encryption key `wrapped` holds.
+    pub fn unwrap_kek(
+        &self,
+        id: &str,
+        node_uuid: &str,
+        wrapped: &str,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(wrapped)
+            .map_err(|_| KeyringError::Unseal("a wrapped node key that is not base64".into()))?;
+        let kek = aead_open(self.key(id)?, &kek_aad(node_uuid), &raw)?;
+        let kek: [u8; 32] = kek
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyringError::Unseal("a wrapped node key of the wrong size".into()))?;
+        Ok(Zeroizing::new(kek))
+    }
+}
+
+/// Seals `data` for `node_uuid` under a node's key-encryption key `kek`,
+/// wrapped by master key `id` (version 2).
+pub fn seal_for_node(kek: &[u8; 32], id: &str, node_uuid: &str, data: &[u8]) -> Vec<u8> {
+    blob(
+        NODE_BLOB_VERSION,
+        id,
+        &aead_seal(kek, node_uuid.as_bytes(), data),
+    )
+}
+
+/// Opens a version-2 blob with the node's key-encryption key.
+pub fn open_for_node(
+    kek: &[u8; 32],
+    node_uuid: &str,
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+    let (_, _, sealed) = parts(blob)?;
+    aead_open(kek, node_uuid.as_bytes(), sealed)
+}
+
+/// A blob's format version and the master-key id it names.
+pub fn blob_header(blob: &[u8]) -> Result<(u8, &str), KeyringError> {
+    parts(blob).map(|(v, id, _)| (v, id))
+}
+
+/// The version of blobs sealed by a node's own key.
+pub const NODE_BLOB_VERSION: u8 = 2;
+
+fn kek_aad(node_uuid: &str) -> Vec<u8> {
+    let mut aad = b"volctl-kek\0".to_vec();
+    aad.extend_from_slice(node_uuid.as_bytes());
+    aad
+}
+
+fn blob(version: u8, id: &str, sealed: &[u8]) -> Vec<u8> {
+    let id_len =
+        u8::try_from(id.len()).expect("key ids are at most 64 bytes (checked when parsed)");
+    let mut blob = vec![version, id_len];
+    blob.extend_from_slice(id.as_bytes());
+    blob.extend_from_slice(sealed);
+    blob
+}
+
+/// (version, key id, nonce and ciphertext) of a blob.
+fn parts(blob: &[u8]) -> Result<(u8, &str, &[u8]), KeyringError> {
+    let bad = |why: &str| KeyringError::Unseal(why.into());
+    let [version @ (BLOB_VERSION | NODE_BLOB_VERSION), id_len, rest @ ..] = blob else {
+        return Err(bad("not a volctl KMS blob"));
+    };
+    let id_len = usize::from(*id_len);
+    if rest.len() < id_len + NONCE_LEN + 16 {
+        return Err(bad("truncated blob"));
+    }
+    let id = std::str::from_utf8(&rest[..id_len]).map_err(|_| bad("bad key id"))?;
+    Ok((*version, id, &rest[id_len..]))
+}
+
+/// AES-256-GCM under `key` with `aad`: a fresh nonce, then the ciphertext.
+fn aead_seal(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
+    let ct = cipher
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg, aad })
+        .expect("AES-GCM encryption does not fail for in-memory data");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// Opens what [`aead_seal`] made.
+fn aead_open(
+    key: &[u8; 32],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+    if sealed.len() < NONCE_LEN + 16 {
+        return Err(KeyringError::Unseal("truncated blob".into()));
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            KeyringError::Unseal(
+                "authentication failed (tampered, or sealed for another node)".into(),
+            )
+        })
 }
 
 /// The id of the key that sealed `blob`, for a log line (no secret): `?`
 /// when the blob does not read as a volctl blob or the id is not plain.
 pub fn blob_key_id(blob: &[u8]) -> &str {
     let id = match blob {
-        [BLOB_VERSION, len, rest @ ..] if rest.len() >= usize::from(*len) => {
+        [BLOB_VERSION | NODE_BLOB_VERSION, len, rest @ ..] if rest.len() >= usize::from(*len) => {
             &rest[..usize::from(*len)]
         }
         _ => return "?",

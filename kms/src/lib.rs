@@ -7,6 +7,7 @@
 //! node UUID it was sealed for.
 
 pub mod client;
+pub mod fleet;
 pub mod keyring;
 /// The hardened listener, shared with the node API.
 pub use tls::listener;
@@ -17,6 +18,14 @@ pub mod server;
 pub mod proto {
     tonic::include_proto!("sidero.kms");
 }
+
+/// Generated types and stubs of the admin service.
+#[allow(missing_docs, clippy::all)]
+pub mod admin_proto {
+    tonic::include_proto!("volctl.kms");
+}
+
+pub mod admin;
 
 #[cfg(feature = "test-pki")]
 pub mod test_pki;

@@ -1,8 +1,10 @@
-//! `volctl kms-server`: a stateless KMS. It holds no per-node state — every
-//! sealed blob carries the id of the master key that sealed it and is bound
-//! to the node UUID — so any number of replicas with the same key file can
-//! serve behind a load balancer.
+//! `volctl kms-server`: stateless (every sealed blob carries the id of the
+//! master key that sealed it and is bound to the node UUID, so any number
+//! of replicas with the same key file serve behind a load balancer), or
+//! with node records in a store ([`crate::fleet`]): a key per node,
+//! revocation, rotation with rewrap, and the admin service.
 
+use crate::fleet::FleetError;
 use crate::keyring::Keyring;
 use crate::listener::{self, Limits};
 use crate::proto::kms_service_server::{KmsService, KmsServiceServer};
@@ -58,18 +60,88 @@ pub enum ServerError {
     Serve(String),
 }
 
+/// What seals: the master keys alone, or node records over a store.
+#[derive(Clone)]
+pub enum Backend {
+    /// The stateless server.
+    Stateless(Arc<Keyring>),
+    /// Node records (`--store`).
+    Fleet(Arc<crate::fleet::Fleet>),
+}
+
 /// The gRPC service.
 pub struct KmsServer {
-    keyring: Arc<Keyring>,
+    backend: Backend,
 }
 
 impl KmsServer {
-    /// A service sealing with `keyring`.
+    /// A stateless service sealing with `keyring`.
     pub fn new(keyring: Keyring) -> Self {
-        KmsServer {
-            keyring: Arc::new(keyring),
+        Self::with(Backend::Stateless(Arc::new(keyring)))
+    }
+
+    /// A service over `backend`.
+    pub fn with(backend: Backend) -> Self {
+        KmsServer { backend }
+    }
+}
+
+/// What an unseal gives back, whichever backend answered.
+struct Opened {
+    data: Vec<u8>,
+    key_version: String,
+    rewrap: bool,
+}
+
+impl Backend {
+    async fn seal(&self, uuid: &str, data: &[u8]) -> Result<(Vec<u8>, String), FleetError> {
+        match self {
+            Backend::Stateless(k) => Ok((k.seal(uuid, data), k.current_id().to_string())),
+            Backend::Fleet(f) => {
+                let (f, uuid, data) = (f.clone(), uuid.to_string(), data.to_vec());
+                on_store(move || {
+                    let blob = f.seal(&uuid, &data)?;
+                    Ok((blob, f.current()?))
+                })
+                .await
+            }
         }
     }
+
+    async fn unseal(&self, uuid: &str, blob: &[u8]) -> Result<Opened, FleetError> {
+        match self {
+            Backend::Stateless(k) => {
+                k.unseal(uuid, blob)
+                    .map_err(FleetError::from)
+                    .map(|d| Opened {
+                        data: d.to_vec(),
+                        key_version: crate::keyring::blob_key_id(blob).to_string(),
+                        rewrap: false,
+                    })
+            }
+            Backend::Fleet(f) => {
+                let (f, uuid, blob) = (f.clone(), uuid.to_string(), blob.to_vec());
+                on_store(move || {
+                    let u = f.unseal(&uuid, &blob)?;
+                    Ok(Opened {
+                        data: u.data.to_vec(),
+                        key_version: u.key_version,
+                        rewrap: u.stale,
+                    })
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// Runs a store operation on a blocking thread (the file store syncs).
+async fn on_store<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FleetError> + Send + 'static,
+) -> Result<T, FleetError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FleetError::Refused(format!("a store task failed: {e}")))?
 }
 
 /// Whether `s` is a UUID: 8-4-4-4-12 hex digits. Only such a value is
@@ -108,21 +180,33 @@ impl KmsService for KmsServer {
         let peer = peer_of(&request);
         let req = request.into_inner();
         check(&req)?;
-        let data = self.keyring.seal(&req.node_uuid, &req.data);
-        tracing::info!(op = "seal", node_uuid = %req.node_uuid, key_id = self.keyring.current_id(), %peer, "sealed");
-        Ok(Response::new(KmsResponse { data }))
+        match self.backend.seal(&req.node_uuid, &req.data).await {
+            Ok((data, key_id)) => {
+                tracing::info!(op = "seal", node_uuid = %req.node_uuid, %key_id, %peer, "sealed");
+                Ok(Response::new(KmsResponse {
+                    data,
+                    key_version: key_id,
+                    rewrap: false,
+                }))
+            }
+            Err(e) => {
+                tracing::warn!(op = "seal", node_uuid = %req.node_uuid, %peer, error = %e, "refused");
+                Err(Status::permission_denied(e.to_string()))
+            }
+        }
     }
 
     async fn unseal(&self, request: Request<KmsRequest>) -> Result<Response<KmsResponse>, Status> {
         let peer = peer_of(&request);
         let req = request.into_inner();
         check(&req)?;
-        match self.keyring.unseal(&req.node_uuid, &req.data) {
-            Ok(data) => {
-                let key_id = crate::keyring::blob_key_id(&req.data);
-                tracing::info!(op = "unseal", node_uuid = %req.node_uuid, key_id, %peer, "unsealed");
+        match self.backend.unseal(&req.node_uuid, &req.data).await {
+            Ok(o) => {
+                tracing::info!(op = "unseal", node_uuid = %req.node_uuid, key_id = %o.key_version, rewrap = o.rewrap, %peer, "unsealed");
                 Ok(Response::new(KmsResponse {
-                    data: data.to_vec(),
+                    data: o.data,
+                    key_version: o.key_version,
+                    rewrap: o.rewrap,
                 }))
             }
             Err(e) => {
@@ -141,7 +225,8 @@ pub async fn serve(
     tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    serve_with_limits(listener, keyring, tls, Limits::default(), shutdown).await
+    let backend = Backend::Stateless(Arc::new(keyring));
+    serve_with_limits(listener, backend, tls, Limits::default(), shutdown).await
 }
 
 /// Serves on `listener` with the given connection limits: TLS 1.3 only, a
@@ -149,7 +234,7 @@ pub async fn serve(
 /// requests (size, time, concurrency per connection).
 pub async fn serve_with_limits(
     listener: tokio::net::TcpListener,
-    keyring: Keyring,
+    backend: Backend,
     tls: Option<ServerTls>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
@@ -158,12 +243,23 @@ pub async fn serve_with_limits(
         .map(|t| listener::tls_acceptor(&t.cert_pem, &t.key_pem, t.client_ca_pem.as_deref()))
         .transpose()
         .map_err(ServerError::Tls)?;
+    // The admin service exists only over node records.
+    let admin = match &backend {
+        Backend::Fleet(f) => Some(
+            crate::admin_proto::admin_server::AdminServer::new(crate::admin::AdminService::new(
+                f.clone(),
+            ))
+            .max_decoding_message_size(4096),
+        ),
+        Backend::Stateless(_) => None,
+    };
     let service =
-        KmsServiceServer::new(KmsServer::new(keyring)).max_decoding_message_size(MAX_DATA + 1024);
+        KmsServiceServer::new(KmsServer::with(backend)).max_decoding_message_size(MAX_DATA + 1024);
     Server::builder()
         .timeout(Duration::from_secs(30))
         .concurrency_limit_per_connection(16)
         .add_service(service)
+        .add_optional_service(admin)
         .serve_with_incoming_shutdown(listener::incoming(listener, acceptor, limits), shutdown)
         .await
         .map_err(|e| ServerError::Serve(e.to_string()))

@@ -1,6 +1,7 @@
 //! A throw-away PKI for tests: a CA, a server certificate for `localhost`
-//! and 127.0.0.1 (plus any other addresses asked for), and a client
-//! certificate — all PEM, made fresh per call.
+//! and 127.0.0.1 (plus any other addresses asked for), a node's client
+//! certificate and an admin's (Organization `admin`) — all PEM, made fresh
+//! per call.
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 
@@ -16,6 +17,10 @@ pub struct TestPki {
     pub client_cert_pem: Vec<u8>,
     /// Client key.
     pub client_key_pem: Vec<u8>,
+    /// An admin's client certificate (Organization `admin`).
+    pub admin_cert_pem: Vec<u8>,
+    /// Its key.
+    pub admin_key_pem: Vec<u8>,
 }
 
 /// Makes a new CA and certificates signed by it.
@@ -33,9 +38,15 @@ pub fn generate_for(extra_ips: &[std::net::IpAddr]) -> TestPki {
     let issuer = Issuer::new(ca_params, &ca_key);
     let leaf = |names: Vec<String>, ips: &[std::net::IpAddr]| {
         let key = KeyPair::generate().expect("key");
-        let mut p = CertificateParams::new(names).expect("params");
+        let mut p = CertificateParams::new(names.clone()).expect("params");
         p.subject_alt_names
             .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        if names.first().is_some_and(|n| n == "admin") {
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "admin");
+            p.distinguished_name
+                .push(rcgen::DnType::OrganizationName, "admin");
+        }
         let cert = p.signed_by(&key, &issuer).expect("leaf");
         (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
     };
@@ -43,7 +54,10 @@ pub fn generate_for(extra_ips: &[std::net::IpAddr]) -> TestPki {
     server_ips.extend_from_slice(extra_ips);
     let (server_cert_pem, server_key_pem) = leaf(vec!["localhost".into()], &server_ips);
     let (client_cert_pem, client_key_pem) = leaf(vec!["node".into()], &[]);
+    let (admin_cert_pem, admin_key_pem) = leaf(vec!["admin".into()], &[]);
     TestPki {
+        admin_cert_pem,
+        admin_key_pem,
         ca_pem: ca.pem().into_bytes(),
         server_cert_pem,
         server_key_pem,

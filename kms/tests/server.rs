@@ -49,7 +49,10 @@ async fn start_with(
             let _ = rx.await;
         };
         match limits {
-            Some(l) => serve_with_limits(listener, ring, Some(tls), l, stop).await,
+            Some(l) => {
+                let backend = kms::server::Backend::Stateless(std::sync::Arc::new(ring));
+                serve_with_limits(listener, backend, Some(tls), l, stop).await
+            }
             None => serve(listener, ring, Some(tls), stop).await,
         }
         .unwrap();

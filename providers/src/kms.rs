@@ -84,7 +84,14 @@ pub struct KmsProvider {
     options: ClientOptions,
     /// What the last race met on its way to an answer.
     report: crate::provider::LastReport,
+    /// The last unseal whose server asked for a rewrap (to seal again in
+    /// [`KeyProvider::refresh`]).
+    stale: std::sync::Mutex<Option<Stale>>,
 }
+
+/// A blob the server said is sealed under an old master-key version, and
+/// the key it holds.
+type Stale = (Vec<u8>, zeroize::Zeroizing<Vec<u8>>);
 
 impl KmsProvider {
     /// A provider for the KMS at `endpoints` (replicas, asked in this
@@ -102,6 +109,7 @@ impl KmsProvider {
             node_uuid,
             options,
             report: Default::default(),
+            stale: Default::default(),
         }
     }
 
@@ -289,16 +297,50 @@ impl KeyProvider for KmsProvider {
         // disk could otherwise send this node's unseal requests anywhere.
         let blob = token.sealed_data.0.clone();
         let limit = self.wait.for_unlock(std::time::Instant::now())?;
-        let (_, key) = self
+        let (_, reply) = self
             .race(
                 |client| {
                     let (uuid, blob) = (uuid.clone(), blob.clone());
-                    async move { client.unseal(&uuid, &blob).await }
+                    async move { client.unseal_reply(&uuid, &blob).await }
                 },
                 limit,
             )
             .await?;
-        Ok(passphrase(&key))
+        let pass = passphrase(&reply.data);
+        if reply.rewrap {
+            *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = Some((blob, reply.data));
+        }
+        Ok(pass)
+    }
+
+    /// Seals the key again when the server said its blob uses an old
+    /// master-key version (`volctl kms rotate`): a rewrap, no new keyslot.
+    async fn refresh(
+        &self,
+        _ctx: &KeyContext,
+        token_data: &KeyData,
+    ) -> Result<Option<KeyData>, ProviderError> {
+        let KeyData::Kms(token) = token_data else {
+            return Ok(None);
+        };
+        let stale = self.stale.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some((_, key)) = stale.filter(|(b, _)| *b == token.sealed_data.0) else {
+            return Ok(None);
+        };
+        let uuid = self.uuid()?;
+        let (endpoint, blob) = self
+            .race(
+                |client| {
+                    let (uuid, key) = (uuid.clone(), key.clone());
+                    async move { client.seal(&uuid, &key).await }
+                },
+                Limit::Key(self.wait.per_key),
+            )
+            .await?;
+        Ok(Some(KeyData::Kms(KmsTokenData {
+            endpoint,
+            sealed_data: Base64Bytes(blob),
+        })))
     }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
         // One endpoint binds as it always has; replicas bind as a set (the

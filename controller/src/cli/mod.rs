@@ -82,9 +82,12 @@ pub enum Command {
     /// Wipe volumes so the next boot provisions them from the config.
     #[command(after_help = reset::HELP)]
     Reset(reset::Args),
-    /// Run a KMS server for a fleet (sidero.kms.KMSService, AES-256-GCM, stateless), or make a master key.
+    /// Run a KMS server for a fleet (sidero.kms.KMSService, AES-256-GCM; stateless, or with node records), or make a master key.
     #[command(args_conflicts_with_subcommands = true, after_help = kms_server::HELP)]
     KmsServer(kms_server::Args),
+    /// Administer a KMS server's node records: nodes, revoke, rotate, retire.
+    #[command(subcommand, after_help = crate::commands::kms::HELP)]
+    Kms(crate::commands::kms::Args),
     /// Print the status of every volume from the last boot.
     #[command(after_help = status::HELP)]
     Status(status::Args),

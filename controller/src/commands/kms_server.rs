@@ -53,6 +53,55 @@ pub struct Args {
     /// Seconds a connection may stay silent before it is closed.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
+    /// Where node records live: `stateless` (none: blobs sealed by the
+    /// master key) or `file:PATH` (one file, 0600: a key per node,
+    /// `volctl kms nodes | revoke | rotate | retire`).
+    #[arg(long, default_value = "stateless", value_parser = parse_store)]
+    pub store: Store,
+}
+
+/// `--store`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Store {
+    /// No records.
+    Stateless,
+    /// Records in one file.
+    File(PathBuf),
+}
+
+/// Why `--store` does not read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreArgError {
+    /// An etcd URL: not built yet.
+    #[error("an etcd store is not built yet: use file:PATH")]
+    Etcd,
+    /// Anything else.
+    #[error("`{0}`: give `stateless` or `file:PATH`")]
+    Unknown(String),
+}
+
+fn parse_store(text: &str) -> std::result::Result<Store, StoreArgError> {
+    match text.split_once(':') {
+        None if text == "stateless" => Ok(Store::Stateless),
+        Some(("file", path)) if !path.is_empty() => Ok(Store::File(path.into())),
+        Some(("etcd", _)) => Err(StoreArgError::Etcd),
+        _ => Err(StoreArgError::Unknown(text.into())),
+    }
+}
+
+/// The backend `store` names, over `keyring`.
+fn backend(store: &Store, keyring: Keyring) -> Result<kms::server::Backend> {
+    let keyring = std::sync::Arc::new(keyring);
+    Ok(match store {
+        Store::Stateless => kms::server::Backend::Stateless(keyring),
+        Store::File(path) => {
+            let store = kms::fleet::store::FileStore::open(path)?;
+            kms::server::Backend::Fleet(std::sync::Arc::new(kms::fleet::Fleet::new(
+                keyring,
+                std::sync::Arc::new(store),
+            )))
+        }
+    })
 }
 
 /// Serves until SIGTERM, or prints a new key.
@@ -79,13 +128,15 @@ pub fn exec(args: Args) -> Result<Exit> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         ..Limits::default()
     };
-    runtime()?.block_on(serve(&args.listen, keyring, tls, limits))?;
+    let key_id = keyring.current_id().to_string();
+    let backend = backend(&args.store, keyring)?;
+    runtime()?.block_on(serve(&args.listen, (backend, &key_id), tls, limits))?;
     Ok(Exit::Success)
 }
 
 async fn serve(
     listen: &str,
-    keyring: Keyring,
+    (backend, key_id): (kms::server::Backend, &str),
     tls: Option<ServerTls>,
     limits: Limits,
 ) -> Result<()> {
@@ -93,9 +144,10 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, tls = tls.is_some(), key_id = keyring.current_id(), "KMS server listening");
+    let records = matches!(backend, kms::server::Backend::Fleet(_));
+    tracing::info!(%addr, tls = tls.is_some(), key_id, records, "KMS server listening");
     eprintln!("volctl kms-server listening on {addr}");
-    kms::server::serve_with_limits(listener, keyring, tls, limits, shutdown_signal()).await?;
+    kms::server::serve_with_limits(listener, backend, tls, limits, shutdown_signal()).await?;
     eprintln!("volctl kms-server stopped");
     Ok(())
 }

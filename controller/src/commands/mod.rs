@@ -11,6 +11,7 @@ pub mod disks;
 pub mod enable_encryption;
 pub mod gen;
 pub mod keyslot_unlock;
+pub mod kms;
 pub mod kms_server;
 pub mod man_pages;
 pub mod meta;
@@ -69,6 +70,7 @@ pub fn exec(mut command: Command, before_verb: RemoteArgs) -> Result<Exit> {
         Command::ApplyConfig(a) => apply_config::exec(a),
         Command::Reset(a) => reset::exec(a),
         Command::KmsServer(a) => kms_server::exec(a),
+        Command::Kms(a) => kms::exec(a),
         Command::Status(a) => status::exec(a),
         Command::Close(a) => close::exec(a),
         Command::Meta(a) => meta::exec(a),

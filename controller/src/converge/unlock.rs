@@ -284,19 +284,37 @@ pub(super) struct SealedProbe {
 /// Why a TPM key's token is rewritten when its key refreshes it.
 pub(super) const NARROWED: &str = "the TPM key narrowed to the PCR values the machine has now, an update `volctl tpm allow` allowed ahead (the other values no longer open it)";
 
+/// Why a KMS key's token is rewritten when its key refreshes it.
+pub(super) const REWRAPPED: &str = "rewrap: the KMS sealed this key under an old master-key version (volctl kms rotate); sealed again under the current one, the same key";
+
 /// Why a Tang key's token is rewritten when its key refreshes it.
 pub(super) const REBOUND: &str = "rebind: the Tang server advertises a new key (the same passphrase, bound to the new key; the old key may go from the server once every slot is rebound)";
 
-/// How long a converge waits for a Tang server whose slot did not open
-/// the volume to say whether it rotated its keys: a dead server costs the
-/// run this, once, not its key's timeout.
-pub(super) const TANG_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a converge waits for a key server whose slot did not open the
+/// volume (a Tang server: whether it rotated its keys; a KMS: whether the
+/// blob is old): a dead server costs the run this, once, not its key's
+/// timeout.
+pub(super) const SERVER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Asks the server of a slot that did not open the volume whether its
+/// token should change: a Tang key asks for the advertisement; a KMS key
+/// unseals (the answer says whether to rewrap), then rewraps.
+async fn ask_server(
+    key: &Key,
+    data: &providers::KeyData,
+) -> Result<Option<providers::KeyData>, providers::ProviderError> {
+    if key.provider.kind() == KeySource::Kms {
+        key.provider.recover(&key.ctx, data).await?;
+    }
+    key.provider.refresh(&key.ctx, data).await
+}
 
 /// Tries to unseal every TPM slot other than the one that unlocked, and
 /// asks every TPM key that unseals, and every Tang key, whether its token
 /// should change (a key allowed an update narrows once the update came; a
-/// Tang key rebinds once its server rotated its keys: asked all at once,
-/// each but the one that opened for [`TANG_REFRESH_WAIT`] at most).
+/// Tang key rebinds once its server rotated its keys, a KMS key rewraps
+/// once its server says its blob is old: key servers asked all at once,
+/// each but the one that opened for [`SERVER_REFRESH_WAIT`] at most).
 pub(super) async fn probe_sealed_slots(
     h: &Luks2Header,
     keys: &[Key],
@@ -311,12 +329,14 @@ pub(super) async fn probe_sealed_slots(
             probe.refreshed_to(key, answer);
         }
     }
-    let tang = in_sync(h, keys, observed, KeySource::Tang);
-    let asked = tang.iter().map(|(key, data)| async move {
-        let asking = key.provider.refresh(&key.ctx, data);
+    let servers: Vec<_> = [KeySource::Kms, KeySource::Tang]
+        .into_iter()
+        .flat_map(|kind| in_sync(h, keys, observed, kind))
+        .collect();
+    let asked = servers.iter().map(|(key, data)| async move {
         let answer = match key.spec.slot == unlocked {
-            true => asking.await,
-            false => tokio::time::timeout(TANG_REFRESH_WAIT, asking)
+            true => key.provider.refresh(&key.ctx, data).await,
+            false => tokio::time::timeout(SERVER_REFRESH_WAIT, ask_server(key, data))
                 .await
                 .unwrap_or(Ok(None)),
         };
@@ -382,6 +402,7 @@ impl SealedProbe {
             Ok(Some(new)) => {
                 let why = match key.provider.kind() {
                     KeySource::Tang => REBOUND,
+                    KeySource::Kms => REWRAPPED,
                     _ => NARROWED,
                 };
                 self.refreshed.push((slot, new, why.to_string()));

@@ -312,6 +312,12 @@ impl KmsServer {
     /// material of `pki` and the master key file `dir/keys` (made when absent,
     /// so a restart in the same `dir` keeps the keys).
     pub fn start(dir: &Path, pki: &kms::test_pki::TestPki) -> KmsServer {
+        Self::start_with(dir, pki, &[])
+    }
+
+    /// [`Self::start`] with more arguments (`--store file:…`, `--client-ca …`;
+    /// `--listen ADDR` instead of a free port).
+    pub fn start_with(dir: &Path, pki: &kms::test_pki::TestPki, extra: &[&str]) -> KmsServer {
         std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
         std::fs::write(dir.join("tls.crt"), &pki.server_cert_pem).unwrap();
         std::fs::write(dir.join("tls.key"), &pki.server_key_pem).unwrap();
@@ -325,8 +331,14 @@ impl KmsServer {
             std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
                 .unwrap();
         }
+        let listen = match extra.contains(&"--listen") {
+            true => vec![],
+            false => vec!["--listen", "127.0.0.1:0"],
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_volctl"))
-            .args(["kms-server", "--listen", "127.0.0.1:0", "--master-key-file"])
+            .arg("kms-server")
+            .args(listen)
+            .arg("--master-key-file")
             .arg(&keys)
             .args([
                 "--tls-cert",
@@ -334,6 +346,7 @@ impl KmsServer {
                 "--tls-key",
                 &dir.join("tls.key").display().to_string(),
             ])
+            .args(extra)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -363,6 +376,27 @@ impl KmsServer {
             }
         });
         KmsServer { child, port, log }
+    }
+
+    /// The server with node records in `dir/nodes.redb` and client
+    /// certificates required (from `pki`), on `port` (0: a free one); the
+    /// node's and the admin's certificates and keys written to `dir`
+    /// (`node.pem`, `node.key`, `admin.pem`, `admin.key`, `ca.pem`).
+    pub fn with_records(dir: &Path, pki: &kms::test_pki::TestPki, port: u16) -> KmsServer {
+        for (name, pem) in [
+            ("node.pem", &pki.client_cert_pem),
+            ("node.key", &pki.client_key_pem),
+            ("admin.pem", &pki.admin_cert_pem),
+            ("admin.key", &pki.admin_key_pem),
+            ("ca.pem", &pki.ca_pem),
+        ] {
+            std::fs::write(dir.join(name), pem).unwrap();
+        }
+        let store = format!("file:{}", dir.join("nodes.redb").display());
+        let ca = dir.join("ca.pem").display().to_string();
+        let listen = format!("127.0.0.1:{port}");
+        let args = ["--store", &store, "--client-ca", &ca, "--listen", &listen];
+        KmsServer::start_with(dir, pki, &args)
     }
 
     /// What it logged so far.

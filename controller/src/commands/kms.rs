@@ -1,0 +1,161 @@
+//! `volctl kms`: administer a KMS server's node records (a server started
+//! with `--store`) over its TLS, with an admin client certificate.
+
+use crate::cli::prelude::runtime;
+use crate::cli::Exit;
+use anyhow::{Context, Result};
+use kms::admin_proto::{NodesRequest, RetireRequest, RevokeRequest, RotateRequest};
+use std::path::PathBuf;
+
+/// Examples shown by `--help`.
+pub const HELP: &str = "Examples:\n  volctl kms nodes --server https://kms:4050 --ca ca.pem --cert admin.pem --key admin-key.pem\n  volctl kms revoke --node 4c4c4544-0038-5910-8057-b4c04f4d3732 --server … --ca … --cert … --key …\n  volctl kms rotate …     (after appending a key to the key file of every replica)\n  volctl kms retire --version 3f9a1c2e …";
+
+/// How to reach the server.
+#[derive(Debug, clap::Args)]
+pub struct Conn {
+    /// The KMS server, `https://host:port`.
+    #[arg(long)]
+    pub server: String,
+    /// The CA that signed the server's certificate (PEM).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// An admin client certificate (PEM, Organization `admin`).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+/// `volctl kms` verbs.
+#[derive(Debug, clap::Subcommand)]
+pub enum Args {
+    /// List every node: UUID, state, key version, first and last seen.
+    Nodes(Conn),
+    /// Revoke a node: its keys are destroyed, nothing it sealed opens again.
+    Revoke {
+        /// The node's UUID.
+        #[arg(long)]
+        node: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Make another master-key version current (default: the key file's
+    /// newest); nodes rewrap on their next converge.
+    Rotate {
+        /// The master-key id to make current.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Retire a master-key version: the node keys it wraps are destroyed
+    /// (refused while an active node still uses it).
+    Retire {
+        /// The master-key id.
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Runs the verb against the server.
+pub fn exec(args: Args) -> Result<Exit> {
+    runtime()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<Exit> {
+    let conn = match &args {
+        Args::Nodes(c) => c,
+        Args::Revoke { conn, .. } | Args::Rotate { conn, .. } | Args::Retire { conn, .. } => conn,
+    };
+    let mut client = kms::admin::connect(&conn.server, options(conn)?).await?;
+    let server = conn.server.clone();
+    let refused = |s: tonic::Status| anyhow::anyhow!("{server}: {}", s.message());
+    match args {
+        Args::Nodes(_) => {
+            let r = client
+                .nodes(NodesRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print!("{}", nodes_table(&r));
+        }
+        Args::Revoke { node, .. } => {
+            client
+                .revoke(RevokeRequest {
+                    node_uuid: node.clone(),
+                })
+                .await
+                .map_err(refused)?;
+            println!("revoked {node}: its keys are destroyed; nothing it sealed opens again");
+        }
+        Args::Rotate { to, .. } => {
+            let r = client
+                .rotate(RotateRequest {
+                    to: to.unwrap_or_default(),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            println!(
+                "rotated: {} → {} (nodes rewrap on their next converge)",
+                r.previous, r.current
+            );
+        }
+        Args::Retire { version, .. } => {
+            client
+                .retire(RetireRequest {
+                    version: version.clone(),
+                })
+                .await
+                .map_err(refused)?;
+            println!("retired {version}: the node keys it wrapped are destroyed");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn options(conn: &Conn) -> Result<kms::client::ClientOptions> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| p.display().to_string());
+    Ok(kms::client::ClientOptions {
+        ca_pem: Some(read(&conn.ca)?),
+        identity_pem: Some((read(&conn.cert)?, read(&conn.key)?)),
+        ..Default::default()
+    })
+}
+
+/// The nodes as a table, the current version above it.
+fn nodes_table(r: &kms::admin_proto::NodesResponse) -> String {
+    let mut out = format!("current master-key version: {}\n", r.current);
+    out.push_str(&format!(
+        "{:<36}  {:<8}  {:<12}  {:<20}  {}\n",
+        "UUID", "STATE", "KEY VERSION", "LAST SEEN", "ATTESTED"
+    ));
+    for n in &r.nodes {
+        out.push_str(&format!(
+            "{:<36}  {:<8}  {:<12}  {:<20}  {}\n",
+            n.uuid,
+            n.state,
+            if n.key_version.is_empty() {
+                "-"
+            } else {
+                &n.key_version
+            },
+            utc(n.last_seen),
+            "no"
+        ));
+    }
+    out
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD hh:mm:ss` (UTC).
+fn utc(secs: u64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| "-".into())
+}

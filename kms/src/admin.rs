@@ -1,0 +1,146 @@
+//! The admin service of a KMS with node records (`volctl kms nodes |
+//! revoke | rotate | retire`): callers need a client certificate whose
+//! Organization is `admin` (the server verifies it against `--client-ca`);
+//! every call is logged with the caller's name, every change as an audit
+//! line.
+
+use crate::admin_proto::admin_client::AdminClient;
+use crate::admin_proto::admin_server::Admin;
+use crate::admin_proto::{
+    Node, NodesRequest, NodesResponse, RetireRequest, RetireResponse, RevokeRequest,
+    RevokeResponse, RotateRequest, RotateResponse,
+};
+use crate::client::{ClientError, ClientOptions, KmsClient};
+use crate::fleet::{Fleet, FleetError};
+use crate::listener::PeerInfo;
+use std::sync::Arc;
+use tls::identity::{common_name, role_of, Role};
+use tonic::{Request, Response, Status};
+
+/// The admin service over a fleet's records.
+pub struct AdminService {
+    fleet: Arc<Fleet>,
+}
+
+impl AdminService {
+    /// The service for `fleet`.
+    pub fn new(fleet: Arc<Fleet>) -> Self {
+        AdminService { fleet }
+    }
+}
+
+/// The caller's name when its certificate grants the admin role.
+fn admin<T>(req: &Request<T>, call: &str) -> Result<String, Status> {
+    let peer = crate::listener::remote_addr(req);
+    let leaf = PeerInfo::of(req).and_then(|p| p.certs.first().cloned());
+    let Some(leaf) = leaf else {
+        tracing::warn!(?peer, call, "admin call refused: no client certificate");
+        return Err(Status::unauthenticated(
+            "admin calls need a client certificate with O=admin (and the server started with --client-ca)",
+        ));
+    };
+    let name = common_name(&leaf).unwrap_or_else(|| "(no CN)".into());
+    if role_of(&leaf) != Some(Role::Admin) {
+        tracing::warn!(?peer, call, caller = %name, "admin call refused: not an admin certificate");
+        return Err(Status::permission_denied(format!(
+            "{call} needs the admin role; `{name}`'s certificate does not grant it"
+        )));
+    }
+    Ok(name)
+}
+
+fn status(e: FleetError) -> Status {
+    match e {
+        FleetError::Refused(why) => Status::failed_precondition(why),
+        FleetError::Store(e) => Status::unavailable(e.to_string()),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+/// Runs a fleet change on a blocking thread (the store writes a file).
+async fn blocking<T: Send + 'static>(
+    fleet: &Arc<Fleet>,
+    f: impl FnOnce(&Fleet) -> Result<T, FleetError> + Send + 'static,
+) -> Result<T, Status> {
+    let fleet = fleet.clone();
+    tokio::task::spawn_blocking(move || f(&fleet))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status)
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn nodes(&self, req: Request<NodesRequest>) -> Result<Response<NodesResponse>, Status> {
+        admin(&req, "nodes")?;
+        let (nodes, current) = blocking(&self.fleet, |f| Ok((f.nodes()?, f.current()?))).await?;
+        let nodes = nodes
+            .into_iter()
+            .map(|n| Node {
+                uuid: n.uuid,
+                state: n.state.to_string(),
+                key_version: n.key_version.unwrap_or_default(),
+                first_seen: n.first_seen,
+                last_seen: n.last_seen,
+            })
+            .collect();
+        Ok(Response::new(NodesResponse { nodes, current }))
+    }
+
+    async fn revoke(
+        &self,
+        req: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let caller = admin(&req, "revoke")?;
+        let uuid = req.into_inner().node_uuid;
+        if !crate::server::is_uuid(&uuid) {
+            return Err(Status::invalid_argument("node_uuid must be a UUID"));
+        }
+        let u = uuid.clone();
+        blocking(&self.fleet, move |f| f.revoke(&u)).await?;
+        tracing::warn!(audit = "revoke", node_uuid = %uuid, %caller, "node revoked: its keys are destroyed");
+        Ok(Response::new(RevokeResponse {}))
+    }
+
+    async fn rotate(
+        &self,
+        req: Request<RotateRequest>,
+    ) -> Result<Response<RotateResponse>, Status> {
+        let caller = admin(&req, "rotate")?;
+        let to = req.into_inner().to;
+        let to = (!to.is_empty()).then_some(to);
+        let (previous, current) = blocking(&self.fleet, move |f| {
+            let previous = f.rotate(to.as_deref())?;
+            Ok((previous, f.current()?))
+        })
+        .await?;
+        tracing::warn!(audit = "rotate", %previous, %current, %caller, "master-key version rotated");
+        Ok(Response::new(RotateResponse { previous, current }))
+    }
+
+    async fn retire(
+        &self,
+        req: Request<RetireRequest>,
+    ) -> Result<Response<RetireResponse>, Status> {
+        let caller = admin(&req, "retire")?;
+        let version = req.into_inner().version;
+        let v = version.clone();
+        blocking(&self.fleet, move |f| f.retire(&v)).await?;
+        tracing::warn!(audit = "retire", %version, %caller, "master-key version retired: the node keys it wrapped are destroyed");
+        Ok(Response::new(RetireResponse {}))
+    }
+}
+
+/// A client of the admin service at `server`.
+pub async fn connect(
+    server: &str,
+    options: ClientOptions,
+) -> Result<AdminClient<tonic::transport::Channel>, ClientError> {
+    let ep = KmsClient::new(server, options).endpoint()?;
+    let channel = ep.connect().await.map_err(|e| ClientError::Unreachable {
+        endpoint: server.to_string(),
+        attempts: 1,
+        reason: e.to_string(),
+    })?;
+    Ok(AdminClient::new(channel))
+}
