@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config clang libclang-dev libcryptsetup-dev cryptsetup-bin \
 	gdisk e2fsprogs xfsprogs btrfs-progs util-linux ca-certificates curl \
 	qemu-system-x86 busybox-static kmod cpio xz-utils fdisk exfatprogs \
 	libtss2-dev libtss2-tcti-swtpm0 libtss2-tcti-device0 swtpm swtpm-tools tpm2-tools systemd openssl ovmf socat \
-	tang clevis clevis-luks jose \
+	tang clevis clevis-luks jose protobuf-compiler etcd-server etcd-client \
 	python3 dpkg-dev lintian man-db zsh fish mmdebstrap buildah skopeo
 
 .PHONY: all deps build demo demo-appliance test e2e lint fmt bench schema clean deb test-deb image test-image
@@ -60,7 +60,9 @@ fmt:
 ## bench: converge cost against test-opening every slot, volumes unlocked
 ## at once (KDFs in-process vs in workers), and in-place encryption against
 ## `cryptsetup reencrypt --encrypt`, decryption in place against
-## `cryptsetup reencrypt --decrypt --header` (prints tables).
+## `cryptsetup reencrypt --decrypt --header`, 1,000 simulated nodes
+## unsealing at once (stateless, file store, replicas over etcd, failover)
+## and `-n` across 200 nodes (prints tables).
 bench: deps
 	$(CARGO) bench -p volctl-controller --bench converge
 	$(CARGO) bench -p volctl-controller --bench parallel_unlock
@@ -69,6 +71,8 @@ bench: deps
 	OP=decrypt scripts/bench-inplace.sh
 	$(CARGO) test -p volctl-controller --test kms_keys -- --nocapture 2>&1 | grep FIGURES
 	$(CARGO) test -p volctl-controller --test tang_keys black_hole -- --nocapture 2>&1 | grep FIGURES
+	$(CARGO) bench -p volctl-controller --bench kms_storm
+	$(CARGO) bench -p volctl-controller --bench fanout
 
 ## schema: write the JSON Schemas to schema/.
 schema: build

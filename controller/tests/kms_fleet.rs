@@ -200,3 +200,76 @@ fn rotation_rewraps_at_the_next_converge_and_retirement_waits_for_every_node() {
     let o = json_ok(&as_node("plan", (&b.path, &cfg), dir, NODE_B));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
 }
+
+/// Two `volctl kms-server` replicas over a real etcd: what one sealed the
+/// other unseals, and a revocation through one holds on the other.
+#[test]
+fn two_replicas_over_etcd_serve_the_same_fleet() {
+    let (a, b) = (image(40), image(40));
+    let dir = a.dir.path();
+    let pki = kms::test_pki::generate();
+    let etcd = kms::test_etcd::EtcdCluster::start(1);
+    let one = KmsServer::with_store(dir, &pki, 0, &[&etcd.store_arg()]);
+    let two = KmsServer::with_store(dir, &pki, 0, &[&etcd.store_arg()]);
+    let (cfg_one, cfg_two) = (config(dir, one.port, ""), config(dir, two.port, ""));
+    json_ok(&as_node("converge", (&a.path, &cfg_one), dir, NODE_A));
+    json_ok(&as_node("converge", (&b.path, &cfg_one), dir, NODE_B));
+
+    let o = json_ok(&as_node("plan", (&a.path, &cfg_two), dir, NODE_A));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    let table = ok(&kms_admin(dir, two.port, &["nodes"], "admin"));
+    assert_eq!(
+        table.lines().filter(|l| l.contains("active")).count(),
+        2,
+        "{table}"
+    );
+
+    ok(&kms_admin(
+        dir,
+        two.port,
+        &["revoke", "--node", NODE_A],
+        "admin",
+    ));
+    let o = as_node("plan", (&a.path, &cfg_one), dir, NODE_A);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("revoked"), "{}", text(&o.stderr));
+    let o = json_ok(&as_node("plan", (&b.path, &cfg_one), dir, NODE_B));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
+    assert!(two.log().contains("node revoked"), "an audit line");
+}
+
+/// `--enrol registered`: a node nobody registered enrols nothing (the
+/// converge fails naming the verb, the image untouched); after `volctl kms
+/// register` it enrols and unlocks.
+#[test]
+fn with_registered_enrolment_a_node_enrols_once_an_admin_registered_it() {
+    let a = image(40);
+    let dir = a.dir.path();
+    let pki = kms::test_pki::generate();
+    let store = format!("file:{}", dir.join("nodes.redb").display());
+    let server = KmsServer::with_store(dir, &pki, 0, &[&store, "--enrol", "registered"]);
+    let cfg = config(dir, server.port, "");
+    let before = sha256_file(&a.path);
+    let o = as_node("converge", (&a.path, &cfg), dir, NODE_A);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("not registered") && err.contains("volctl kms register"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&a.path), before, "nothing written");
+
+    let said = ok(&kms_admin(
+        dir,
+        server.port,
+        &["register", "--node", NODE_A],
+        "admin",
+    ));
+    assert!(said.contains("registered 1 node(s)"), "{said}");
+    let o = json_ok(&as_node("converge", (&a.path, &cfg), dir, NODE_A));
+    assert_eq!(o["kdf_runs"], 1, "{o}");
+    let o = json_ok(&as_node("plan", (&a.path, &cfg), dir, NODE_A));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
+    assert!(server.log().contains("node registered"), "an audit line");
+}

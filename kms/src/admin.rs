@@ -7,8 +7,8 @@
 use crate::admin_proto::admin_client::AdminClient;
 use crate::admin_proto::admin_server::Admin;
 use crate::admin_proto::{
-    Node, NodesRequest, NodesResponse, RetireRequest, RetireResponse, RevokeRequest,
-    RevokeResponse, RotateRequest, RotateResponse,
+    Node, NodesRequest, NodesResponse, RegisterRequest, RegisterResponse, RetireRequest,
+    RetireResponse, RevokeRequest, RevokeResponse, RotateRequest, RotateResponse,
 };
 use crate::client::{ClientError, ClientOptions, KmsClient};
 use crate::fleet::{Fleet, FleetError};
@@ -85,6 +85,26 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(NodesResponse { nodes, current }))
+    }
+
+    async fn register(
+        &self,
+        req: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let caller = admin(&req, "register")?;
+        let uuids = req.into_inner().node_uuids;
+        if let Some(bad) = uuids.iter().find(|u| !crate::server::is_uuid(u)) {
+            return Err(Status::invalid_argument(format!(
+                "`{}` is not a UUID",
+                bad.escape_debug().take(64).collect::<String>()
+            )));
+        }
+        for uuid in uuids {
+            let u = uuid.clone();
+            blocking(&self.fleet, move |f| f.register(&u)).await?;
+            tracing::warn!(audit = "register", node_uuid = %uuid, %caller, "node registered: it may enrol");
+        }
+        Ok(Response::new(RegisterResponse {}))
     }
 
     async fn revoke(

@@ -153,14 +153,7 @@ impl KmsClient {
                                 rewrap: r.rewrap,
                             });
                         }
-                        Err(s)
-                            if matches!(
-                                s.code(),
-                                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-                            ) =>
-                        {
-                            last = s.message().to_string()
-                        }
+                        Err(s) if transient(&s) => last = s.message().to_string(),
                         Err(s) => {
                             return Err(ClientError::Refused {
                                 endpoint: self.endpoint.clone(),
@@ -220,6 +213,21 @@ pub struct Reply {
     /// The server asks the node to seal again: its blob uses an old
     /// master-key version.
     pub rewrap: bool,
+}
+
+/// Whether a failed call is worth another attempt: the server was
+/// unavailable (its store too) or late, or the connection broke mid-call
+/// (tonic reports a transport failure as `UNKNOWN`: a server that died
+/// while answering refused nothing). A server's refusal carries its own
+/// code and is final.
+fn transient(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+    )
 }
 
 /// An error and its sources as one line. A source that merely repeats the

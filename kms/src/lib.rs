@@ -29,3 +29,6 @@ pub mod admin;
 
 #[cfg(feature = "test-pki")]
 pub mod test_pki;
+
+#[cfg(feature = "test-etcd")]
+pub mod test_etcd;

@@ -4,6 +4,7 @@
 //! with node records in a store ([`crate::fleet`]): a key per node,
 //! revocation, rotation with rewrap, and the admin service.
 
+use crate::fleet::store::StoreError;
 use crate::fleet::FleetError;
 use crate::keyring::Keyring;
 use crate::listener::{self, Limits};
@@ -141,7 +142,7 @@ async fn on_store<T: Send + 'static>(
 ) -> Result<T, FleetError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| FleetError::Refused(format!("a store task failed: {e}")))?
+        .map_err(|e| FleetError::Store(StoreError::Backend(format!("a store task failed: {e}"))))?
 }
 
 /// Whether `s` is a UUID: 8-4-4-4-12 hex digits. Only such a value is
@@ -169,6 +170,16 @@ fn check(req: &KmsRequest) -> Result<(), Status> {
     Ok(())
 }
 
+/// The status a failure is answered with: the store failing is the
+/// server's trouble (`UNAVAILABLE`: the node retries, and says the KMS is
+/// unavailable); anything else is a refusal.
+fn status_of(e: &FleetError) -> Status {
+    match e {
+        FleetError::Store(_) => Status::unavailable(e.to_string()),
+        _ => Status::permission_denied(e.to_string()),
+    }
+}
+
 /// The caller's address for a log line (`-` when unknown).
 fn peer_of<T>(request: &Request<T>) -> String {
     crate::listener::remote_addr(request).map_or_else(|| "-".into(), |a| a.to_string())
@@ -191,7 +202,7 @@ impl KmsService for KmsServer {
             }
             Err(e) => {
                 tracing::warn!(op = "seal", node_uuid = %req.node_uuid, %peer, error = %e, "refused");
-                Err(Status::permission_denied(e.to_string()))
+                Err(status_of(&e))
             }
         }
     }
@@ -211,7 +222,7 @@ impl KmsService for KmsServer {
             }
             Err(e) => {
                 tracing::warn!(op = "unseal", node_uuid = %req.node_uuid, %peer, error = %e, "refused");
-                Err(Status::permission_denied(e.to_string()))
+                Err(status_of(&e))
             }
         }
     }

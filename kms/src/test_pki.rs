@@ -21,6 +21,23 @@ pub struct TestPki {
     pub admin_cert_pem: Vec<u8>,
     /// Its key.
     pub admin_key_pem: Vec<u8>,
+    /// The CA's key (to sign more client certificates).
+    pub ca_key_pem: Vec<u8>,
+}
+
+impl TestPki {
+    /// Another client certificate and key (PEM), with common name `name`,
+    /// signed by the same CA (a simulated node of its own).
+    pub fn client(&self, name: &str) -> (Vec<u8>, Vec<u8>) {
+        let ca_key = KeyPair::from_pem(&String::from_utf8_lossy(&self.ca_key_pem)).expect("CA key");
+        let issuer =
+            Issuer::from_ca_cert_pem(&String::from_utf8_lossy(&self.ca_pem), ca_key).expect("CA");
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = p.signed_by(&key, &issuer).expect("leaf");
+        (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+    }
 }
 
 /// Makes a new CA and certificates signed by it.
@@ -56,6 +73,7 @@ pub fn generate_for(extra_ips: &[std::net::IpAddr]) -> TestPki {
     let (client_cert_pem, client_key_pem) = leaf(vec!["node".into()], &[]);
     let (admin_cert_pem, admin_key_pem) = leaf(vec!["admin".into()], &[]);
     TestPki {
+        ca_key_pem: ca_key.serialize_pem().into_bytes(),
         admin_cert_pem,
         admin_key_pem,
         ca_pem: ca.pem().into_bytes(),

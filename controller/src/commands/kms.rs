@@ -4,11 +4,16 @@
 use crate::cli::prelude::runtime;
 use crate::cli::Exit;
 use anyhow::{Context, Result};
-use kms::admin_proto::{NodesRequest, RetireRequest, RevokeRequest, RotateRequest};
+use kms::admin_proto::{
+    NodesRequest, RegisterRequest, RetireRequest, RevokeRequest, RotateRequest,
+};
 use std::path::PathBuf;
 
 /// Examples shown by `--help`.
-pub const HELP: &str = "Examples:\n  volctl kms nodes --server https://kms:4050 --ca ca.pem --cert admin.pem --key admin-key.pem\n  volctl kms revoke --node 4c4c4544-0038-5910-8057-b4c04f4d3732 --server … --ca … --cert … --key …\n  volctl kms rotate …     (after appending a key to the key file of every replica)\n  volctl kms retire --version 3f9a1c2e …";
+pub const HELP: &str = "Examples:\n  volctl kms nodes --server https://kms:4050 --ca ca.pem --cert admin.pem --key admin-key.pem\n  volctl kms register --node 4c4c4544-0038-5910-8057-b4c04f4d3732 [--node …] --server … --ca … --cert … --key …\n  volctl kms revoke --node 4c4c4544-0038-5910-8057-b4c04f4d3732 --server … --ca … --cert … --key …\n  volctl kms rotate …     (after appending a key to the key file of every replica)\n  volctl kms retire --version 3f9a1c2e …";
+
+/// UUIDs sent in one `register` request.
+const REGISTER_BATCH: usize = 64;
 
 /// How to reach the server.
 #[derive(Debug, clap::Args)]
@@ -32,6 +37,15 @@ pub struct Conn {
 pub enum Args {
     /// List every node: UUID, state, key version, first and last seen.
     Nodes(Conn),
+    /// Register nodes so that they may enrol (a server started with
+    /// `--enrol registered`).
+    Register {
+        /// A node's UUID (repeat for several).
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Revoke a node: its keys are destroyed, nothing it sealed opens again.
     Revoke {
         /// The node's UUID.
@@ -68,7 +82,10 @@ pub fn exec(args: Args) -> Result<Exit> {
 async fn run(args: Args) -> Result<Exit> {
     let conn = match &args {
         Args::Nodes(c) => c,
-        Args::Revoke { conn, .. } | Args::Rotate { conn, .. } | Args::Retire { conn, .. } => conn,
+        Args::Register { conn, .. }
+        | Args::Revoke { conn, .. }
+        | Args::Rotate { conn, .. }
+        | Args::Retire { conn, .. } => conn,
     };
     let mut client = kms::admin::connect(&conn.server, options(conn)?).await?;
     let server = conn.server.clone();
@@ -81,6 +98,18 @@ async fn run(args: Args) -> Result<Exit> {
                 .map_err(refused)?
                 .into_inner();
             print!("{}", nodes_table(&r));
+        }
+        Args::Register { nodes, .. } => {
+            // The admin service reads requests of 4 KiB at most.
+            for batch in nodes.chunks(REGISTER_BATCH) {
+                client
+                    .register(RegisterRequest {
+                        node_uuids: batch.to_vec(),
+                    })
+                    .await
+                    .map_err(refused)?;
+            }
+            println!("registered {} node(s): they may enrol", nodes.len());
         }
         Args::Revoke { node, .. } => {
             client

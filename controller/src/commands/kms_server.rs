@@ -54,10 +54,35 @@ pub struct Args {
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
     /// Where node records live: `stateless` (none: blobs sealed by the
-    /// master key) or `file:PATH` (one file, 0600: a key per node,
-    /// `volctl kms nodes | revoke | rotate | retire`).
+    /// master key), `file:PATH` (one file, 0600) or
+    /// `etcd://HOST:PORT[,HOST:PORT…][/PREFIX]` (replicas over etcd v3):
+    /// a key per node, `volctl kms nodes | revoke | rotate | retire`.
     #[arg(long, default_value = "stateless", value_parser = parse_store)]
     pub store: Store,
+    /// Which nodes a first seal enrols, with a store: `open` (any node
+    /// the TLS settings let in) or `registered` (only those `volctl kms
+    /// register` named).
+    #[arg(long, value_enum, default_value_t = EnrolArg::Open)]
+    pub enrol: EnrolArg,
+    /// The CA of etcd's members (PEM): TLS to etcd (else plain HTTP, for a
+    /// member on the same host or a private network only).
+    #[arg(long)]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (PEM), when etcd checks clients.
+    #[arg(long, requires_all = ["etcd_ca", "etcd_key"])]
+    pub etcd_cert: Option<PathBuf>,
+    /// Its private key (PEM, 0600).
+    #[arg(long, requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+/// `--enrol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnrolArg {
+    /// Any node.
+    Open,
+    /// Registered nodes only.
+    Registered,
 }
 
 /// `--store`.
@@ -67,16 +92,18 @@ pub enum Store {
     Stateless,
     /// Records in one file.
     File(PathBuf),
+    /// Records in etcd.
+    Etcd(kms::fleet::etcd::EtcdAddress),
 }
 
 /// Why `--store` does not read.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreArgError {
-    /// An etcd URL: not built yet.
-    #[error("an etcd store is not built yet: use file:PATH")]
-    Etcd,
+    /// An etcd address that does not read.
+    #[error("{0}")]
+    Etcd(String),
     /// Anything else.
-    #[error("`{0}`: give `stateless` or `file:PATH`")]
+    #[error("`{0}`: give `stateless`, `file:PATH` or `etcd://HOST:PORT[,HOST:PORT…]`")]
     Unknown(String),
 }
 
@@ -84,24 +111,57 @@ fn parse_store(text: &str) -> std::result::Result<Store, StoreArgError> {
     match text.split_once(':') {
         None if text == "stateless" => Ok(Store::Stateless),
         Some(("file", path)) if !path.is_empty() => Ok(Store::File(path.into())),
-        Some(("etcd", _)) => Err(StoreArgError::Etcd),
+        Some(("etcd", rest)) => match rest.strip_prefix("//") {
+            Some(rest) => kms::fleet::etcd::EtcdAddress::parse(rest)
+                .map(Store::Etcd)
+                .map_err(StoreArgError::Etcd),
+            None => Err(StoreArgError::Unknown(text.into())),
+        },
         _ => Err(StoreArgError::Unknown(text.into())),
     }
 }
 
-/// The backend `store` names, over `keyring`.
-fn backend(store: &Store, keyring: Keyring) -> Result<kms::server::Backend> {
+/// The backend `args.store` names, over `keyring`.
+async fn backend(args: &Args, keyring: Keyring) -> Result<kms::server::Backend> {
+    use kms::fleet::store::NodeStore;
     let keyring = std::sync::Arc::new(keyring);
-    Ok(match store {
-        Store::Stateless => kms::server::Backend::Stateless(keyring),
-        Store::File(path) => {
-            let store = kms::fleet::store::FileStore::open(path)?;
-            kms::server::Backend::Fleet(std::sync::Arc::new(kms::fleet::Fleet::new(
-                keyring,
-                std::sync::Arc::new(store),
-            )))
+    let store: std::sync::Arc<dyn NodeStore> = match &args.store {
+        Store::Stateless if args.enrol == EnrolArg::Registered => {
+            bail!("--enrol registered needs node records: give --store file:PATH or etcd://…")
         }
-    })
+        Store::Stateless => return Ok(kms::server::Backend::Stateless(keyring)),
+        Store::File(path) => std::sync::Arc::new(kms::fleet::store::FileStore::open(path)?),
+        Store::Etcd(address) => std::sync::Arc::new(
+            kms::fleet::etcd::EtcdStore::connect(address, etcd_tls(args)?)
+                .await
+                .with_context(|| {
+                    format!("connecting to etcd at {}", address.endpoints.join(","))
+                })?,
+        ),
+    };
+    let enrolment = match args.enrol {
+        EnrolArg::Open => kms::fleet::Enrolment::Open,
+        EnrolArg::Registered => kms::fleet::Enrolment::Registered,
+    };
+    Ok(kms::server::Backend::Fleet(std::sync::Arc::new(
+        kms::fleet::Fleet::new(keyring, store).with_enrolment(enrolment),
+    )))
+}
+
+/// TLS to etcd, when `--etcd-ca` is given.
+fn etcd_tls(args: &Args) -> Result<Option<kms::fleet::etcd::EtcdTls>> {
+    let Some(ca) = &args.etcd_ca else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let identity = match (&args.etcd_cert, &args.etcd_key) {
+        (Some(c), Some(k)) => Some((read(c)?, crate::cli::remote::read_secret(k)?)),
+        _ => None,
+    };
+    Ok(Some(kms::fleet::etcd::EtcdTls {
+        ca_pem: read(ca)?,
+        identity,
+    }))
 }
 
 /// Serves until SIGTERM, or prints a new key.
@@ -129,8 +189,10 @@ pub fn exec(args: Args) -> Result<Exit> {
         ..Limits::default()
     };
     let key_id = keyring.current_id().to_string();
-    let backend = backend(&args.store, keyring)?;
-    runtime()?.block_on(serve(&args.listen, (backend, &key_id), tls, limits))?;
+    runtime()?.block_on(async {
+        let backend = backend(&args, keyring).await?;
+        serve(&args.listen, (backend, &key_id), tls, limits).await
+    })?;
     Ok(Exit::Success)
 }
 

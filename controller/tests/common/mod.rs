@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cuts;
 pub mod ext4fs;
 pub mod header_editor;
+pub mod storm;
 pub mod tpm_cuts;
 
 use api_types::parse_str;
@@ -383,6 +384,18 @@ impl KmsServer {
     /// node's and the admin's certificates and keys written to `dir`
     /// (`node.pem`, `node.key`, `admin.pem`, `admin.key`, `ca.pem`).
     pub fn with_records(dir: &Path, pki: &kms::test_pki::TestPki, port: u16) -> KmsServer {
+        let store = format!("file:{}", dir.join("nodes.redb").display());
+        Self::with_store(dir, pki, port, &[&store])
+    }
+
+    /// [`Self::with_records`] over `store[0]` (`--store`, e.g. `etcd://…`),
+    /// with the rest of `store` as more arguments.
+    pub fn with_store(
+        dir: &Path,
+        pki: &kms::test_pki::TestPki,
+        port: u16,
+        store: &[&str],
+    ) -> KmsServer {
         for (name, pem) in [
             ("node.pem", &pki.client_cert_pem),
             ("node.key", &pki.client_key_pem),
@@ -392,11 +405,16 @@ impl KmsServer {
         ] {
             std::fs::write(dir.join(name), pem).unwrap();
         }
-        let store = format!("file:{}", dir.join("nodes.redb").display());
         let ca = dir.join("ca.pem").display().to_string();
         let listen = format!("127.0.0.1:{port}");
-        let args = ["--store", &store, "--client-ca", &ca, "--listen", &listen];
+        let mut args = vec!["--store", store[0], "--client-ca", &ca, "--listen", &listen];
+        args.extend_from_slice(&store[1..]);
         KmsServer::start_with(dir, pki, &args)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What it logged so far.

@@ -14,6 +14,7 @@
 //! store. Blobs of the stateless format (version 1) still unseal and are
 //! reported old, so nodes move to their own keys on their next converge.
 
+pub mod etcd;
 pub mod record;
 pub mod store;
 
@@ -53,16 +54,50 @@ pub struct Unsealed {
     pub stale: bool,
 }
 
+/// Which nodes a first seal enrols.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Enrolment {
+    /// Any node the server lets in (its client certificate, if required).
+    #[default]
+    Open,
+    /// Only nodes an admin registered first (`volctl kms register`).
+    Registered,
+}
+
 /// The KMS's node records over a store.
 pub struct Fleet {
     keyring: Arc<Keyring>,
     store: Arc<dyn NodeStore>,
+    enrolment: Enrolment,
 }
 
 impl Fleet {
-    /// Records in `store`, keys wrapped by `keyring`'s master keys.
+    /// Records in `store`, keys wrapped by `keyring`'s master keys; any
+    /// node enrols.
     pub fn new(keyring: Arc<Keyring>, store: Arc<dyn NodeStore>) -> Self {
-        Fleet { keyring, store }
+        Fleet {
+            keyring,
+            store,
+            enrolment: Enrolment::Open,
+        }
+    }
+
+    /// The same, enrolling the nodes `enrolment` says.
+    pub fn with_enrolment(self, enrolment: Enrolment) -> Self {
+        Fleet { enrolment, ..self }
+    }
+
+    /// Records `uuid` so that it may enrol (a KMS with
+    /// [`Enrolment::Registered`]); a node already recorded is left as it
+    /// is, a revoked one is refused.
+    pub fn register(&self, uuid: &str) -> Result<NodeRecord, FleetError> {
+        self.change(uuid, &mut |old| match old {
+            Some(r) if r.state == NodeState::Revoked => {
+                Err(Refusal(FleetError::Revoked(uuid.into()).to_string()))
+            }
+            Some(r) => Ok(Some(r)),
+            None => Ok(Some(fresh(uuid))),
+        })
     }
 
     /// The master-key version new KEKs are wrapped by: the store's, or,
@@ -87,6 +122,11 @@ impl Fleet {
         let version = self.current()?;
         let mut kek_made = None;
         let record = self.change(uuid, &mut |old| {
+            if old.is_none() && self.enrolment == Enrolment::Registered {
+                return Err(Refusal(format!(
+                    "node {uuid} is not registered: this KMS enrols registered nodes only (volctl kms register --node {uuid})"
+                )));
+            }
             let mut r = old.unwrap_or_else(|| fresh(uuid));
             if r.state == NodeState::Revoked {
                 return Err(Refusal(FleetError::Revoked(uuid.into()).to_string()));

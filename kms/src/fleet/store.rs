@@ -55,11 +55,11 @@ pub trait NodeStore: Send + Sync {
     fn change_all(&self, change: ChangeAll<'_>) -> Result<Result<(), Refusal>, StoreError>;
 }
 
-fn encode(r: &impl serde::Serialize) -> Vec<u8> {
+pub(super) fn encode(r: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(r).expect("a record serialises")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(raw).map_err(|e| StoreError::Record(e.to_string()))
 }
 
