@@ -106,6 +106,12 @@ fn key_extensions(k: &KeySpec, path: &str, out: &mut Vec<(String, String)>) {
                 "Talos does not know this field and refuses the document".into(),
             ));
         }
+        if kms.attest {
+            out.push((
+                format!("{path}.kms.attest"),
+                "attested release is volctl's; Talos does not know this field and refuses the document".into(),
+            ));
+        }
     }
     if k.tpm.as_ref().is_some_and(|t| t.auto_reseal.is_some()) {
         out.push((

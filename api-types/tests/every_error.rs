@@ -181,6 +181,7 @@ fn kms_replicas_are_checked_each_by_its_place() {
         api_types::KeyKind::Kms {
             endpoints: vec!["https://a:4050".into(), "https://b:4050".into()],
             deadline: std::time::Duration::from_secs(2),
+            attest: false,
         }
     );
 }

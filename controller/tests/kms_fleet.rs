@@ -29,6 +29,17 @@ fn config(dir: &Path, port: u16, more: &str) -> PathBuf {
 
 /// `volctl VERB` of the volume on `img` as node `uuid`, with its client certificate.
 fn as_node(verb: &str, (img, cfg): (&Path, &Path), dir: &Path, uuid: &str) -> Output {
+    as_node_with(verb, (img, cfg), dir, uuid, &[])
+}
+
+/// [`as_node`] with more arguments.
+fn as_node_with(
+    verb: &str,
+    (img, cfg): (&Path, &Path),
+    dir: &Path,
+    uuid: &str,
+    more: &[&str],
+) -> Output {
     let arg = |f: &str| dir.join(f).display().to_string();
     let extra = [
         "--kms-ca-file".to_string(),
@@ -40,7 +51,8 @@ fn as_node(verb: &str, (img, cfg): (&Path, &Path), dir: &Path, uuid: &str) -> Ou
         "--node-uuid".into(),
         uuid.into(),
     ];
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    extra.extend_from_slice(more);
     match verb {
         "plan" => plan_json("data", img, cfg, &extra),
         _ => converge_json("data", img, cfg, &extra),
@@ -272,4 +284,64 @@ fn with_registered_enrolment_a_node_enrols_once_an_admin_registered_it() {
     let o = json_ok(&as_node("plan", (&a.path, &cfg), dir, NODE_A));
     assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
     assert!(server.log().contains("node registered"), "an audit line");
+}
+
+/// `kms: {attest: true}` with swtpm and the server as a real process: the
+/// node's TPM is recorded at enrolment (`nodes` says so); after PCR 7
+/// changes the KMS releases nothing (the converge names the attestation,
+/// nothing written); `volctl kms allow` with the new value opens it again.
+#[test]
+fn an_attested_key_opens_only_in_the_state_the_kms_allows() {
+    let tpm = providers::test_swtpm::Swtpm::start();
+    let a = image(40);
+    let dir = a.dir.path();
+    let pki = kms::test_pki::generate();
+    let server = start(dir, &pki, 0);
+    let p = dir.join("attest.yaml");
+    std::fs::write(
+        &p,
+        format!("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\nprovisioning: {{diskSelector: {{match: '!system_disk'}}, maxSize: 1GiB}}\nencryption:\n  provider: luks2\n  {PBKDF}\n  keys:\n    - slot: 0\n      kms: {{endpoint: 'https://localhost:{}', timeout: 5s, attest: true}}\n", server.port),
+    )
+    .unwrap();
+    let tcti = tpm.tcti();
+    let run = |verb: &str| as_node_with(verb, (&a.path, &p), dir, NODE_A, &["--tpm-tcti", &tcti]);
+    json_ok(&run("converge"));
+    let table = ok(&kms_admin(dir, server.port, &["nodes"], "admin"));
+    eprintln!("{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(NODE_A) && l.contains("yes (")),
+        "{table}"
+    );
+    let o = json_ok(&run("plan"));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
+
+    tpm.extend_pcr(7);
+    let before = sha256_file(&a.path);
+    let o = run("converge");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    eprintln!("{err}");
+    assert!(
+        err.contains("attestation refused") && err.contains("volctl kms allow"),
+        "{err}"
+    );
+    assert_eq!(sha256_file(&a.path), before, "nothing written");
+
+    use sha2::Digest;
+    let mut pcr7 = sha2::Sha256::new();
+    pcr7.update([0u8; 32]);
+    pcr7.update(providers::test_swtpm::MEASUREMENT);
+    let value = format!("7={}", hex::encode(pcr7.finalize()));
+    let said = ok(&kms_admin(
+        dir,
+        server.port,
+        &["allow", "--node", NODE_A, "--pcr", &value],
+        "admin",
+    ));
+    assert!(said.contains("allowed for"), "{said}");
+    let o = json_ok(&run("plan"));
+    assert_eq!(o["unlocked_by"], serde_json::json!([0, "kms"]), "{o}");
+    assert!(server.log().contains("PCR values allowed"), "an audit line");
 }

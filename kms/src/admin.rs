@@ -7,8 +7,9 @@
 use crate::admin_proto::admin_client::AdminClient;
 use crate::admin_proto::admin_server::Admin;
 use crate::admin_proto::{
-    Node, NodesRequest, NodesResponse, RegisterRequest, RegisterResponse, RetireRequest,
-    RetireResponse, RevokeRequest, RevokeResponse, RotateRequest, RotateResponse,
+    AllowRequest, AllowResponse, Node, NodesRequest, NodesResponse, RegisterRequest,
+    RegisterResponse, RetireRequest, RetireResponse, RevokeRequest, RevokeResponse, RotateRequest,
+    RotateResponse,
 };
 use crate::client::{ClientError, ClientOptions, KmsClient};
 use crate::fleet::{Fleet, FleetError};
@@ -82,6 +83,11 @@ impl Admin for AdminService {
                 key_version: n.key_version.unwrap_or_default(),
                 first_seen: n.first_seen,
                 last_seen: n.last_seen,
+                attestation_key: n
+                    .attestation
+                    .as_ref()
+                    .map(|a| ak_fingerprint(&a.ak))
+                    .unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(NodesResponse { nodes, current }))
@@ -138,6 +144,25 @@ impl Admin for AdminService {
         Ok(Response::new(RotateResponse { previous, current }))
     }
 
+    async fn allow(&self, req: Request<AllowRequest>) -> Result<Response<AllowResponse>, Status> {
+        let caller = admin(&req, "allow")?;
+        let req = req.into_inner();
+        if !crate::server::is_uuid(&req.node_uuid) {
+            return Err(Status::invalid_argument("node_uuid must be a UUID"));
+        }
+        if req.pcrs.values().any(|v| v.len() != 32) || req.pcrs.is_empty() {
+            return Err(Status::invalid_argument(
+                "give each PCR's SHA-256 value (32 bytes)",
+            ));
+        }
+        let uuid = req.node_uuid.clone();
+        let values: Vec<(u32, Vec<u8>)> = req.pcrs.into_iter().collect();
+        let pcrs: Vec<u32> = values.iter().map(|(n, _)| *n).collect();
+        blocking(&self.fleet, move |f| f.allow(&uuid, &values)).await?;
+        tracing::warn!(audit = "allow", node_uuid = %req.node_uuid, ?pcrs, %caller, "PCR values allowed for the node's attestation");
+        Ok(Response::new(AllowResponse {}))
+    }
+
     async fn retire(
         &self,
         req: Request<RetireRequest>,
@@ -149,6 +174,15 @@ impl Admin for AdminService {
         tracing::warn!(audit = "retire", %version, %caller, "master-key version retired: the node keys it wrapped are destroyed");
         Ok(Response::new(RetireResponse {}))
     }
+}
+
+/// The fingerprint of a recorded attestation key (base64 in the record).
+fn ak_fingerprint(ak: &str) -> String {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(ak)
+        .unwrap_or_default();
+    crate::attest::ak_fingerprint(&raw)
 }
 
 /// A client of the admin service at `server`.

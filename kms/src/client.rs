@@ -4,10 +4,23 @@
 //! starting or briefly unreachable at boot.
 
 use crate::proto::kms_service_client::KmsServiceClient;
-use crate::proto::Request as KmsRequest;
+pub use crate::proto::Attestation;
+use crate::proto::{ChallengeRequest, Request as KmsRequest};
 use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use zeroize::Zeroizing;
+
+/// Makes the node's TPM quote over a server's nonce (blocking: it talks
+/// to the TPM); the error in words.
+pub type Quoter = std::sync::Arc<dyn Fn(Vec<u8>) -> Result<Attestation, String> + Send + Sync>;
+
+/// How one attempt failed.
+enum Failure {
+    /// Worth another attempt.
+    Transient(String),
+    /// Final.
+    Final(ClientError),
+}
 
 /// Why a KMS call failed. Never carries key material.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +43,9 @@ pub enum ClientError {
         /// Last error.
         reason: String,
     },
+    /// The node's TPM could not quote.
+    #[error("the TPM quote for the KMS's attestation: {0}")]
+    Quote(String),
     /// The KMS answered with an error.
     #[error("KMS {endpoint} refused {op}: {reason}")]
     Refused {
@@ -121,6 +137,7 @@ impl KmsClient {
         op: &'static str,
         node_uuid: &str,
         data: &[u8],
+        quoter: Option<&Quoter>,
     ) -> Result<Reply, ClientError> {
         let ep = self.endpoint()?;
         let mut backoff = self.options.backoff;
@@ -134,33 +151,11 @@ impl KmsClient {
             };
             match connected {
                 Ok(channel) => {
-                    let mut c = KmsServiceClient::new(channel);
-                    let req = KmsRequest {
-                        node_uuid: node_uuid.to_string(),
-                        data: data.to_vec(),
-                    };
-                    let res = if op == "seal" {
-                        c.seal(req).await
-                    } else {
-                        c.unseal(req).await
-                    };
-                    match res {
-                        Ok(r) => {
-                            let r = r.into_inner();
-                            return Ok(Reply {
-                                data: Zeroizing::new(r.data),
-                                key_version: r.key_version,
-                                rewrap: r.rewrap,
-                            });
-                        }
-                        Err(s) if transient(&s) => last = s.message().to_string(),
-                        Err(s) => {
-                            return Err(ClientError::Refused {
-                                endpoint: self.endpoint.clone(),
-                                op,
-                                reason: s.message().to_string(),
-                            })
-                        }
+                    let c = KmsServiceClient::new(channel);
+                    match self.attempt(c, op, node_uuid, data, quoter).await {
+                        Ok(reply) => return Ok(reply),
+                        Err(Failure::Transient(why)) => last = why,
+                        Err(Failure::Final(e)) => return Err(e),
                     }
                 }
                 Err(e) => last = e,
@@ -178,9 +173,77 @@ impl KmsClient {
         })
     }
 
+    /// One request on a connection (with a quote over a fresh nonce when
+    /// `quoter` is given: a nonce is good once, so every attempt asks).
+    async fn attempt(
+        &self,
+        mut c: KmsServiceClient<tonic::transport::Channel>,
+        op: &'static str,
+        node_uuid: &str,
+        data: &[u8],
+        quoter: Option<&Quoter>,
+    ) -> Result<Reply, Failure> {
+        let attestation = match quoter {
+            Some(q) => Some(self.quote(&mut c, op, node_uuid, q).await?),
+            None => None,
+        };
+        let req = KmsRequest {
+            node_uuid: node_uuid.to_string(),
+            data: data.to_vec(),
+            attestation,
+        };
+        let res = if op == "seal" {
+            c.seal(req).await
+        } else {
+            c.unseal(req).await
+        };
+        let r = res.map_err(|s| self.failure(op, &s))?.into_inner();
+        Ok(Reply {
+            data: Zeroizing::new(r.data),
+            key_version: r.key_version,
+            rewrap: r.rewrap,
+        })
+    }
+
+    /// The server's nonce, quoted by the node's TPM.
+    async fn quote(
+        &self,
+        c: &mut KmsServiceClient<tonic::transport::Channel>,
+        op: &'static str,
+        node_uuid: &str,
+        quoter: &Quoter,
+    ) -> Result<Attestation, Failure> {
+        let nonce = c
+            .challenge(ChallengeRequest {
+                node_uuid: node_uuid.to_string(),
+            })
+            .await
+            .map_err(|s| self.failure(op, &s))?
+            .into_inner()
+            .nonce;
+        let q = quoter.clone();
+        tokio::task::spawn_blocking(move || q(nonce))
+            .await
+            .map_err(|e| Failure::Final(ClientError::Quote(e.to_string())))?
+            .map_err(|e| Failure::Final(ClientError::Quote(e)))
+    }
+
+    /// A failed call: worth another attempt, or the server's refusal.
+    fn failure(&self, op: &'static str, s: &tonic::Status) -> Failure {
+        if transient(s) {
+            Failure::Transient(s.message().to_string())
+        } else {
+            Failure::Final(ClientError::Refused {
+                endpoint: self.endpoint.clone(),
+                op,
+                reason: s.message().to_string(),
+            })
+        }
+    }
+
     /// Seals `data` for `node_uuid`; returns the blob.
     pub async fn seal(&self, node_uuid: &str, data: &[u8]) -> Result<Vec<u8>, ClientError> {
-        self.call("seal", node_uuid, data)
+        self.call("seal", node_uuid, data, None)
             .await
             .map(|r| r.data.to_vec())
     }
@@ -198,7 +261,31 @@ impl KmsClient {
     /// of the blob (a server with node records: its key version, and
     /// whether to seal again).
     pub async fn unseal_reply(&self, node_uuid: &str, blob: &[u8]) -> Result<Reply, ClientError> {
-        self.call("unseal", node_uuid, blob).await
+        self.call("unseal", node_uuid, blob, None).await
+    }
+
+    /// Seals `data` for `node_uuid` with a quote `quoter` makes over the
+    /// server's nonce (a key with `attest: true`).
+    pub async fn seal_attested(
+        &self,
+        node_uuid: &str,
+        data: &[u8],
+        quoter: &Quoter,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.call("seal", node_uuid, data, Some(quoter))
+            .await
+            .map(|r| r.data.to_vec())
+    }
+
+    /// [`Self::unseal_reply`] with a quote `quoter` makes over the
+    /// server's nonce.
+    pub async fn unseal_attested(
+        &self,
+        node_uuid: &str,
+        blob: &[u8],
+        quoter: &Quoter,
+    ) -> Result<Reply, ClientError> {
+        self.call("unseal", node_uuid, blob, Some(quoter)).await
     }
 }
 

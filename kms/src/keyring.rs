@@ -160,6 +160,12 @@ impl Keyring {
         self.keys.iter().map(|(id, _)| id.as_str())
     }
 
+    /// The key attestation nonces are authenticated with, derived from
+    /// master key `id` (every replica with the key file derives the same).
+    pub fn nonce_key(&self, id: &str) -> Result<crate::attest::NonceKey, KeyringError> {
+        Ok(crate::attest::NonceKey::derive(self.key(id)?))
+    }
+
     fn key(&self, id: &str) -> Result<&Zeroizing<[u8; 32]>, KeyringError> {
         self.keys
             .iter()

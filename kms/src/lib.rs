@@ -26,6 +26,7 @@ pub mod admin_proto {
 }
 
 pub mod admin;
+pub mod attest;
 
 #[cfg(feature = "test-pki")]
 pub mod test_pki;

@@ -5,11 +5,13 @@
 //! revocation, rotation with rewrap, and the admin service.
 
 use crate::fleet::store::StoreError;
-use crate::fleet::FleetError;
+use crate::fleet::{Evidence, FleetError};
 use crate::keyring::Keyring;
 use crate::listener::{self, Limits};
 use crate::proto::kms_service_server::{KmsService, KmsServiceServer};
-use crate::proto::{Request as KmsRequest, Response as KmsResponse};
+use crate::proto::{
+    ChallengeRequest, ChallengeResponse, Request as KmsRequest, Response as KmsResponse,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,14 +96,25 @@ struct Opened {
     rewrap: bool,
 }
 
+/// Why a stateless server answers no attestation.
+const NO_RECORDS: &str = "this KMS keeps no node records, so it checks no attestation: run it with --store (file:PATH or etcd://…)";
+
 impl Backend {
-    async fn seal(&self, uuid: &str, data: &[u8]) -> Result<(Vec<u8>, String), FleetError> {
+    async fn seal(
+        &self,
+        uuid: &str,
+        data: &[u8],
+        evidence: Option<Evidence>,
+    ) -> Result<(Vec<u8>, String), FleetError> {
         match self {
+            Backend::Stateless(_) if evidence.is_some() => {
+                Err(FleetError::Attestation(NO_RECORDS.into()))
+            }
             Backend::Stateless(k) => Ok((k.seal(uuid, data), k.current_id().to_string())),
             Backend::Fleet(f) => {
                 let (f, uuid, data) = (f.clone(), uuid.to_string(), data.to_vec());
                 on_store(move || {
-                    let blob = f.seal(&uuid, &data)?;
+                    let blob = f.seal_attested(&uuid, &data, evidence.as_ref())?;
                     Ok((blob, f.current()?))
                 })
                 .await
@@ -109,8 +122,16 @@ impl Backend {
         }
     }
 
-    async fn unseal(&self, uuid: &str, blob: &[u8]) -> Result<Opened, FleetError> {
+    async fn unseal(
+        &self,
+        uuid: &str,
+        blob: &[u8],
+        evidence: Option<Evidence>,
+    ) -> Result<Opened, FleetError> {
         match self {
+            Backend::Stateless(_) if evidence.is_some() => {
+                Err(FleetError::Attestation(NO_RECORDS.into()))
+            }
             Backend::Stateless(k) => {
                 k.unseal(uuid, blob)
                     .map_err(FleetError::from)
@@ -123,7 +144,7 @@ impl Backend {
             Backend::Fleet(f) => {
                 let (f, uuid, blob) = (f.clone(), uuid.to_string(), blob.to_vec());
                 on_store(move || {
-                    let u = f.unseal(&uuid, &blob)?;
+                    let u = f.unseal_attested(&uuid, &blob, evidence.as_ref())?;
                     Ok(Opened {
                         data: u.data.to_vec(),
                         key_version: u.key_version,
@@ -170,6 +191,30 @@ fn check(req: &KmsRequest) -> Result<(), Status> {
     Ok(())
 }
 
+/// The largest part of an attestation read (a P-256 key, quote and
+/// signature are a few hundred bytes).
+const MAX_ATTESTATION_PART: usize = 1024;
+
+/// The request's attestation, bounded.
+fn evidence(req: &KmsRequest) -> Result<Option<Evidence>, Status> {
+    let Some(a) = &req.attestation else {
+        return Ok(None);
+    };
+    if [&a.ak_public, &a.quote, &a.signature]
+        .iter()
+        .any(|p| p.is_empty() || p.len() > MAX_ATTESTATION_PART)
+    {
+        return Err(Status::invalid_argument(format!(
+            "each part of an attestation must be 1–{MAX_ATTESTATION_PART} bytes"
+        )));
+    }
+    Ok(Some(Evidence {
+        ak_public: a.ak_public.clone(),
+        quote: a.quote.clone(),
+        signature: a.signature.clone(),
+    }))
+}
+
 /// The status a failure is answered with: the store failing is the
 /// server's trouble (`UNAVAILABLE`: the node retries, and says the KMS is
 /// unavailable); anything else is a refusal.
@@ -187,11 +232,32 @@ fn peer_of<T>(request: &Request<T>) -> String {
 
 #[tonic::async_trait]
 impl KmsService for KmsServer {
+    async fn challenge(
+        &self,
+        request: Request<ChallengeRequest>,
+    ) -> Result<Response<ChallengeResponse>, Status> {
+        let uuid = request.into_inner().node_uuid;
+        if !is_uuid(&uuid) {
+            return Err(Status::invalid_argument(
+                "node_uuid must be a UUID (8-4-4-4-12 hex digits)",
+            ));
+        }
+        let Backend::Fleet(f) = &self.backend else {
+            return Err(Status::failed_precondition(NO_RECORDS));
+        };
+        let f = f.clone();
+        let nonce = on_store(move || f.challenge(&uuid))
+            .await
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(ChallengeResponse { nonce }))
+    }
+
     async fn seal(&self, request: Request<KmsRequest>) -> Result<Response<KmsResponse>, Status> {
         let peer = peer_of(&request);
         let req = request.into_inner();
         check(&req)?;
-        match self.backend.seal(&req.node_uuid, &req.data).await {
+        let evidence = evidence(&req)?;
+        match self.backend.seal(&req.node_uuid, &req.data, evidence).await {
             Ok((data, key_id)) => {
                 tracing::info!(op = "seal", node_uuid = %req.node_uuid, %key_id, %peer, "sealed");
                 Ok(Response::new(KmsResponse {
@@ -211,7 +277,12 @@ impl KmsService for KmsServer {
         let peer = peer_of(&request);
         let req = request.into_inner();
         check(&req)?;
-        match self.backend.unseal(&req.node_uuid, &req.data).await {
+        let evidence = evidence(&req)?;
+        match self
+            .backend
+            .unseal(&req.node_uuid, &req.data, evidence)
+            .await
+        {
             Ok(o) => {
                 tracing::info!(op = "unseal", node_uuid = %req.node_uuid, key_id = %o.key_version, rewrap = o.rewrap, %peer, "unsealed");
                 Ok(Response::new(KmsResponse {

@@ -87,7 +87,14 @@ pub struct KmsProvider {
     /// The last unseal whose server asked for a rewrap (to seal again in
     /// [`KeyProvider::refresh`]).
     stale: std::sync::Mutex<Option<Stale>>,
+    /// `attest: true`: every request carries the TPM's quote.
+    quoter: Option<kms::client::Quoter>,
 }
+
+/// The PCRs an attested request quotes: 7, the Secure Boot state (the
+/// firmware's keys and what they allowed to boot), as a `tpm` key binds
+/// by default.
+pub const ATTEST_PCRS: [u32; 1] = [7];
 
 /// A blob the server said is sealed under an old master-key version, and
 /// the key it holds.
@@ -110,6 +117,38 @@ impl KmsProvider {
             options,
             report: Default::default(),
             stale: Default::default(),
+            quoter: None,
+        }
+    }
+
+    /// The same, every request with a quote of [`ATTEST_PCRS`] by the TPM
+    /// at `tcti` over the server's nonce (`attest: true`).
+    pub fn with_attestation(self, tcti: String) -> Self {
+        let quoter: kms::client::Quoter = std::sync::Arc::new(move |nonce: Vec<u8>| {
+            crate::tpm::quote::quote(&tcti, &ATTEST_PCRS, &nonce)
+                .map(|q| kms::client::Attestation {
+                    ak_public: q.ak_public,
+                    quote: q.quote,
+                    signature: q.signature,
+                })
+                .map_err(|e| e.to_string())
+        });
+        KmsProvider {
+            quoter: Some(quoter),
+            ..self
+        }
+    }
+
+    /// Seals `data` through `client`, with a quote when attested.
+    async fn seal(
+        client: KmsClient,
+        quoter: Option<kms::client::Quoter>,
+        uuid: String,
+        data: zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<Vec<u8>, ClientError> {
+        match &quoter {
+            Some(q) => client.seal_attested(&uuid, &data, q).await,
+            None => client.seal(&uuid, &data).await,
         }
     }
 
@@ -270,8 +309,8 @@ impl KeyProvider for KmsProvider {
         let (endpoint, blob) = self
             .race(
                 |client| {
-                    let (uuid, secret) = (uuid.clone(), zeroize::Zeroizing::new(secret.clone()));
-                    async move { client.seal(&uuid, &secret).await }
+                    let secret = zeroize::Zeroizing::new(secret.clone());
+                    Self::seal(client, self.quoter.clone(), uuid.clone(), secret)
                 },
                 Limit::Key(self.wait.per_key),
             )
@@ -300,8 +339,13 @@ impl KeyProvider for KmsProvider {
         let (_, reply) = self
             .race(
                 |client| {
-                    let (uuid, blob) = (uuid.clone(), blob.clone());
-                    async move { client.unseal_reply(&uuid, &blob).await }
+                    let (uuid, blob, quoter) = (uuid.clone(), blob.clone(), self.quoter.clone());
+                    async move {
+                        match &quoter {
+                            Some(q) => client.unseal_attested(&uuid, &blob, q).await,
+                            None => client.unseal_reply(&uuid, &blob).await,
+                        }
+                    }
                 },
                 limit,
             )
@@ -331,8 +375,8 @@ impl KeyProvider for KmsProvider {
         let (endpoint, blob) = self
             .race(
                 |client| {
-                    let (uuid, key) = (uuid.clone(), key.clone());
-                    async move { client.seal(&uuid, &key).await }
+                    let key = zeroize::Zeroizing::new(key.to_vec());
+                    Self::seal(client, self.quoter.clone(), uuid.clone(), key)
                 },
                 Limit::Key(self.wait.per_key),
             )

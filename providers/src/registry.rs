@@ -55,15 +55,22 @@ fn kind_provider(kind: &KeyKind, env: &ProviderEnv) -> Box<dyn KeyProvider> {
         KeyKind::Kms {
             endpoints,
             deadline,
-        } => Box::new(crate::KmsProvider::new(
-            endpoints,
-            crate::KmsWait {
-                per_key: *deadline,
-                boot_until: env.key_servers_until,
-            },
-            env.node_uuid.clone(),
-            env.kms.clone(),
-        )),
+            attest,
+        } => {
+            let kms = crate::KmsProvider::new(
+                endpoints,
+                crate::KmsWait {
+                    per_key: *deadline,
+                    boot_until: env.key_servers_until,
+                },
+                env.node_uuid.clone(),
+                env.kms.clone(),
+            );
+            Box::new(match attest {
+                true => kms.with_attestation(env.tpm.tcti.clone()),
+                false => kms,
+            })
+        }
         KeyKind::Tang {
             url,
             thumbprint,

@@ -348,6 +348,12 @@ pub struct KmsKey {
     /// altogether (a Go duration; default 15s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// volctl: every request carries a TPM2 quote of PCR 7 over the
+    /// server's nonce, signed by the TPM's attestation key; the server
+    /// (with node records) releases the key only to the TPM it recorded,
+    /// in a state its policy allows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attest: bool,
 }
 
 /// How long a `kms` key waits for an answer unless its `timeout` says.

@@ -20,6 +20,8 @@ pub enum KeyKind {
         endpoints: Vec<String>,
         /// How long to wait for an answer from any of them.
         deadline: std::time::Duration,
+        /// Every request carries the TPM's quote (`attest: true`).
+        attest: bool,
     },
     /// Encrypted to a Tang server's exchange key (clevis's tang pin).
     Tang {
@@ -333,6 +335,7 @@ impl Unattended<'_> {
             return Some(KeyKind::Kms {
                 endpoints: k.all_endpoints(),
                 deadline: k.deadline(),
+                attest: k.attest,
             });
         }
         if let Some(t) = self.tang {

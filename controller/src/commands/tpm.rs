@@ -86,7 +86,7 @@ pub enum BadPcr {
     Value(u32),
 }
 
-fn parse_pcr(s: &str) -> Result<(u32, Sha256Digest), BadPcr> {
+pub(crate) fn parse_pcr(s: &str) -> Result<(u32, Sha256Digest), BadPcr> {
     let (n, v) = s.split_once('=').ok_or_else(|| BadPcr::Shape(s.into()))?;
     let pcr: u32 = n
         .trim()

@@ -14,11 +14,13 @@
 //! store. Blobs of the stateless format (version 1) still unseal and are
 //! reported old, so nodes move to their own keys on their next converge.
 
+mod attested;
 pub mod etcd;
 pub mod record;
 pub mod store;
 
 use crate::keyring::{self, Keyring, KeyringError, NODE_BLOB_VERSION};
+pub use attested::Evidence;
 use rand::RngCore;
 use record::{now, Meta, NodeRecord, NodeState};
 use std::sync::Arc;
@@ -40,6 +42,9 @@ pub enum FleetError {
     /// An admin request refused, and why.
     #[error("{0}")]
     Refused(String),
+    /// The node's attestation was refused, and why.
+    #[error("attestation refused: {0}")]
+    Attestation(String),
 }
 
 /// What an unseal gives back.
@@ -119,6 +124,18 @@ impl Fleet {
     /// Seals `data` for `uuid` under its KEK for the current version
     /// (made, and the node's record with it, when missing).
     pub fn seal(&self, uuid: &str, data: &[u8]) -> Result<Vec<u8>, FleetError> {
+        self.seal_attested(uuid, data, None)
+    }
+
+    /// [`Self::seal`] with the node's quote (a key with `attest: true`):
+    /// checked against, or recorded in, its record before anything is
+    /// sealed for it.
+    pub fn seal_attested(
+        &self,
+        uuid: &str,
+        data: &[u8],
+        evidence: Option<&Evidence>,
+    ) -> Result<Vec<u8>, FleetError> {
         let version = self.current()?;
         let mut kek_made = None;
         let record = self.change(uuid, &mut |old| {
@@ -144,6 +161,7 @@ impl Fleet {
             kek_made = Some(r.keks[&version].clone());
             Ok(Some(r))
         })?;
+        self.attest(uuid, evidence)?;
         let wrapped = kek_made
             .or_else(|| record.keks.get(&version).cloned())
             .unwrap_or_default();
@@ -154,6 +172,18 @@ impl Fleet {
     /// Opens `blob` for `uuid`: by its KEK (version 2), or by the master
     /// key itself (the stateless format, reported stale).
     pub fn unseal(&self, uuid: &str, blob: &[u8]) -> Result<Unsealed, FleetError> {
+        self.unseal_attested(uuid, blob, None)
+    }
+
+    /// [`Self::unseal`] with the node's quote: a node whose record holds
+    /// an attestation key gets nothing without a quote that verifies
+    /// under it, over a fresh nonce, of PCR values its policy allows.
+    pub fn unseal_attested(
+        &self,
+        uuid: &str,
+        blob: &[u8],
+        evidence: Option<&Evidence>,
+    ) -> Result<Unsealed, FleetError> {
         let (format, version) = keyring::blob_header(blob)?;
         let version = version.to_string();
         let current = self.current()?;
@@ -164,6 +194,7 @@ impl Fleet {
         {
             return Err(FleetError::Revoked(uuid.into()));
         }
+        self.attest(uuid, evidence)?;
         let data = if format == NODE_BLOB_VERSION {
             let wrapped = record
                 .as_ref()
@@ -300,6 +331,7 @@ fn fresh(uuid: &str) -> NodeRecord {
         key_version: None,
         first_seen: t,
         last_seen: t,
+        attestation: None,
     }
 }
 

@@ -40,6 +40,26 @@ pub struct NodeRecord {
     pub first_seen: u64,
     /// When it last sealed or unsealed.
     pub last_seen: u64,
+    /// Its TPM's attestation key and PCR policy, once it sent a quote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestRecord>,
+}
+
+/// What the KMS knows of a node's TPM: recorded at its first attested
+/// request (trust on first use), checked at every later one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestRecord {
+    /// The attestation key (base64 of its TPM2B_PUBLIC contents).
+    pub ak: String,
+    /// The PCRs its quotes cover (SHA-256 bank).
+    pub pcrs: Vec<u32>,
+    /// The PCR digests its quotes may report (hex), in the order they
+    /// were allowed: the one in use first, then any an admin allowed for
+    /// a planned update. A quote with a later one drops those before it.
+    pub allowed: Vec<String>,
+    /// Nonces already used, with when they expire (a replayed quote is
+    /// refused; expired ones are forgotten).
+    pub used: Vec<(u64, String)>,
 }
 
 /// What every replica must agree on about the master keys.

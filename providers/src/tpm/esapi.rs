@@ -80,7 +80,7 @@ pub(super) struct Sealed {
     pub private: Private,
 }
 
-fn pcr_selection(pcrs: &[u32]) -> Result<PcrSelectionList, ProviderError> {
+pub(super) fn pcr_selection(pcrs: &[u32]) -> Result<PcrSelectionList, ProviderError> {
     let slots: Vec<PcrSlot> = pcrs
         .iter()
         .map(|&p| {
@@ -95,7 +95,7 @@ fn pcr_selection(pcrs: &[u32]) -> Result<PcrSelectionList, ProviderError> {
         .map_err(|e| unavailable(format!("PCR selection: {e}")))
 }
 
-fn open(tcti: &str) -> Result<Context, ProviderError> {
+pub(super) fn open(tcti: &str) -> Result<Context, ProviderError> {
     let conf =
         TctiNameConf::from_str(tcti).map_err(|e| unavailable(format!("bad TCTI `{tcti}`: {e}")))?;
     Context::new(conf).map_err(|e| unavailable(format!("cannot open the TPM at `{tcti}`: {e}")))
@@ -363,7 +363,7 @@ fn digest_list(branches: &[Sha256Digest]) -> Result<DigestList, ProviderError> {
     Ok(list)
 }
 
-fn flush(ctx: &mut Context, h: impl Into<ObjectHandle>) {
+pub(super) fn flush(ctx: &mut Context, h: impl Into<ObjectHandle>) {
     let _ = ctx.flush_context(h.into());
 }
 

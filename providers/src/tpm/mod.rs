@@ -28,6 +28,7 @@ mod allow;
 mod esapi;
 mod pin;
 pub mod policy;
+pub mod quote;
 pub mod signed;
 
 use crate::ask::AskerHandle;
