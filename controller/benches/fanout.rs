@@ -93,20 +93,7 @@ fn status_of(config: &str, addrs: &[String], parallel: Option<usize>) -> Duratio
 
 fn serve(pki: &Path, status: &Path) -> (String, Child) {
     let addr = format!("127.0.0.1:{}", common::free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_volctl"))
-        .args(["serve", "--listen", &addr, "--status-file"])
-        .arg(status)
-        .arg("--tls-cert")
-        .arg(pki.join("server.crt"))
-        .arg("--tls-key")
-        .arg(pki.join("server.key"))
-        .arg("--client-ca")
-        .arg(pki.join("ca.crt"))
-        .args(["--disk", "/nonexistent", "--reboot-command", "true"])
-        .env("VOLCTL_NODE_UUID", common::UUID)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::volctl_serve(&addr, status, pki, &[], Stdio::null());
     (addr, child)
 }
 

@@ -58,24 +58,10 @@ impl Node {
         let pki = dir.path().join("pki");
         volctl_gen(&pki, &["--api-key"]);
         let addr = format!("127.0.0.1:{}", free_port());
-        let server = Command::new(env!("CARGO_BIN_EXE_volctl"))
-            .args(["serve", "--listen", &addr, "--status-file"])
-            .arg(&status)
-            .arg("--tls-cert")
-            .arg(pki.join("server.crt"))
-            .arg("--tls-key")
-            .arg(pki.join("server.key"))
-            .arg("--client-ca")
-            .arg(pki.join("ca.crt"))
-            .arg("--api-key-file")
-            .arg(pki.join("api.key"))
-            .args(["--disk", "/nonexistent", "--reboot-command", "true"])
-            .args(extra)
-            .env("VOLCTL_NODE_UUID", UUID)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let api_key = pki.join("api.key").display().to_string();
+        let mut args = vec!["--api-key-file", api_key.as_str()];
+        args.extend_from_slice(extra);
+        let server = volctl_serve(&addr, &status, &pki, &args, Stdio::piped());
         let node = Node {
             dir,
             state,

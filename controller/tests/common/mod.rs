@@ -529,3 +529,31 @@ pub fn patterned(len: usize) -> Vec<u8> {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0])
         .collect()
 }
+
+/// `volctl serve` on `addr` for a booted node (`status`), with the node
+/// API certificates of `pki` (`volctl gen` output) and `extra` arguments;
+/// stderr as `stderr` says.
+pub fn volctl_serve(
+    addr: &str,
+    status: &Path,
+    pki: &Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_volctl"))
+        .args(["serve", "--listen", addr, "--status-file"])
+        .arg(status)
+        .arg("--tls-cert")
+        .arg(pki.join("server.crt"))
+        .arg("--tls-key")
+        .arg(pki.join("server.key"))
+        .arg("--client-ca")
+        .arg(pki.join("ca.crt"))
+        .args(["--disk", "/nonexistent", "--reboot-command", "true"])
+        .args(extra)
+        .env("VOLCTL_NODE_UUID", UUID)
+        .env("RUST_LOG", "info")
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}

@@ -119,6 +119,18 @@ fn primary(ctx: &mut Context) -> Result<KeyHandle, ProviderError> {
     )
     .build()
     .map_err(|e| tpm_err("primary parameters", e))?;
+    ecc_primary(ctx, Hierarchy::Owner, attrs, params, "the primary key")
+}
+
+/// An ECC primary key of `hierarchy` from a template of `attrs` and
+/// `params` (deterministic: the same key from the same seed every time).
+pub(super) fn ecc_primary(
+    ctx: &mut Context,
+    hierarchy: Hierarchy,
+    attrs: tss_esapi::attributes::ObjectAttributes,
+    params: tss_esapi::structures::PublicEccParameters,
+    what: &str,
+) -> Result<KeyHandle, ProviderError> {
     let public = PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
@@ -126,12 +138,12 @@ fn primary(ctx: &mut Context) -> Result<KeyHandle, ProviderError> {
         .with_ecc_parameters(params)
         .with_ecc_unique_identifier(EccPoint::default())
         .build()
-        .map_err(|e| tpm_err("primary template", e))?;
+        .map_err(|e| tpm_err(&format!("{what}'s template"), e))?;
     ctx.execute_with_nullauth_session(|ctx| {
-        ctx.create_primary(Hierarchy::Owner, public, None, None, None, None)
+        ctx.create_primary(hierarchy, public, None, None, None, None)
     })
     .map(|r| r.key_handle)
-    .map_err(|e| tpm_err("creating the primary key", e))
+    .map_err(|e| tpm_err(&format!("creating {what}"), e))
 }
 
 /// A policy session (trial or real), nothing applied yet.

@@ -10,16 +10,16 @@
 //! `fixedTPM`, it cannot be duplicated to another TPM. The KMS trusts it on
 //! first use (see `kms::attest`).
 
-use super::esapi::{flush, open, pcr_selection, tpm_err, unavailable};
+use super::esapi::{ecc_primary, flush, open, pcr_selection, tpm_err, unavailable};
 use crate::ProviderError;
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::handles::KeyHandle;
-use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::structures::{
-    Data, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme, PublicBuilder,
-    PublicEccParametersBuilder, SignatureScheme, SymmetricDefinitionObject,
+    Data, EccScheme, HashScheme, KeyDerivationFunctionScheme, PublicEccParametersBuilder,
+    SignatureScheme, SymmetricDefinitionObject,
 };
 use tss_esapi::traits::Marshall;
 use tss_esapi::Context;
@@ -56,19 +56,13 @@ fn attestation_key(ctx: &mut Context) -> Result<KeyHandle, ProviderError> {
         .with_restricted(true)
         .build()
         .map_err(|e| tpm_err("attestation key parameters", e))?;
-    let public = PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attrs)
-        .with_ecc_parameters(params)
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-        .map_err(|e| tpm_err("attestation key template", e))?;
-    ctx.execute_with_nullauth_session(|ctx| {
-        ctx.create_primary(Hierarchy::Endorsement, public, None, None, None, None)
-    })
-    .map(|r| r.key_handle)
-    .map_err(|e| tpm_err("creating the attestation key", e))
+    ecc_primary(
+        ctx,
+        Hierarchy::Endorsement,
+        attrs,
+        params,
+        "the attestation key",
+    )
 }
 
 /// Quotes `pcrs` (SHA-256 bank) over `nonce` with the attestation key of
