@@ -124,6 +124,8 @@ impl Remote {
             let (config, server_name, addr) = (config.clone(), server_name.clone(), addr.clone());
             async move {
                 let tcp = tokio::net::TcpStream::connect(&addr).await?;
+                // A request is a few small writes: not one delayed-ACK wait each.
+                tcp.set_nodelay(true)?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(server_name, tcp)
                     .await?;

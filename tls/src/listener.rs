@@ -219,6 +219,9 @@ async fn accept_loop(
             },
             () = tx.closed() => return,
         };
+        // gRPC answers are a few small writes (headers, data, trailers):
+        // without this each waits for the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let (tls, tx, peers) = (tls.clone(), tx.clone(), peers.clone());
         tokio::spawn(async move {
             let held = (permit, peers);
