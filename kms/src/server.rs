@@ -225,6 +225,18 @@ fn status_of(e: &FleetError) -> Status {
     }
 }
 
+/// Logs a failed request (a refusal, or the store failing: the node is
+/// told to retry, and nobody was refused) and the status it is answered.
+fn answer_failure(op: &str, uuid: &str, peer: &str, e: &FleetError) -> Status {
+    match e {
+        FleetError::Store(_) => {
+            tracing::warn!(op, node_uuid = %uuid, %peer, error = %e, "failed: the node store did not answer")
+        }
+        _ => tracing::warn!(op, node_uuid = %uuid, %peer, error = %e, "refused"),
+    }
+    status_of(e)
+}
+
 /// The caller's address for a log line (`-` when unknown).
 fn peer_of<T>(request: &Request<T>) -> String {
     crate::listener::remote_addr(request).map_or_else(|| "-".into(), |a| a.to_string())
@@ -266,10 +278,7 @@ impl KmsService for KmsServer {
                     rewrap: false,
                 }))
             }
-            Err(e) => {
-                tracing::warn!(op = "seal", node_uuid = %req.node_uuid, %peer, error = %e, "refused");
-                Err(status_of(&e))
-            }
+            Err(e) => Err(answer_failure("seal", &req.node_uuid, &peer, &e)),
         }
     }
 
@@ -291,10 +300,7 @@ impl KmsService for KmsServer {
                     rewrap: o.rewrap,
                 }))
             }
-            Err(e) => {
-                tracing::warn!(op = "unseal", node_uuid = %req.node_uuid, %peer, error = %e, "refused");
-                Err(status_of(&e))
-            }
+            Err(e) => Err(answer_failure("unseal", &req.node_uuid, &peer, &e)),
         }
     }
 }

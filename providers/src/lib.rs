@@ -27,7 +27,8 @@ pub use ::kms::client::ClientOptions as KmsClientOptions;
 pub use error::ProviderError;
 pub use key_data::KeyData;
 pub use kms::{
-    KmsProvider, Wait as KmsWait, BOOT_DEADLINE as KMS_BOOT_DEADLINE, STAGGER as KMS_STAGGER,
+    race as kms_race, KmsProvider, Wait as KmsWait, BOOT_DEADLINE as KMS_BOOT_DEADLINE,
+    STAGGER as KMS_STAGGER,
 };
 pub use node_id::{
     check_uuid_entropy, node_uuid, read_node_uuid, NodeIdProvider, NodeUuid, UnknownNodeUuid,

@@ -112,9 +112,8 @@ impl Figures {
     }
 }
 
-/// Every node unseals at once, through its endpoint (node i: endpoint
-/// i mod their number), failing over to the next endpoint when its own
-/// does not answer (as a load balancer would). When half the nodes have
+/// Every node unseals at once, from the replicas in turn from endpoint
+/// i mod their number (node i), raced as volctl races replicas. When half the nodes have
 /// their answer, `midway` runs (kills a replica, a store member…).
 pub fn unseal_all(
     rt: &tokio::runtime::Runtime,
@@ -132,14 +131,17 @@ pub fn unseal_all(
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let clients: Vec<KmsClient> = (0..endpoints.len())
-                    .map(|k| client(&endpoints[(i + k) % endpoints.len()], pki, n))
+                let clients: Vec<(String, KmsClient)> = (0..endpoints.len())
+                    .map(|k| {
+                        let e = &endpoints[(i + k) % endpoints.len()];
+                        (e.clone(), client(e, pki, n))
+                    })
                     .collect();
                 let (uuid, blob) = (n.uuid.clone(), n.blob.clone());
                 let (done, midway) = (done.clone(), midway.clone());
                 tokio::spawn(async move {
                     let t = Instant::now();
-                    let result = unseal_with_failover(&clients, &uuid, &blob).await;
+                    let result = unseal_raced(clients, &uuid, &blob).await;
                     if done.fetch_add(1, Ordering::SeqCst) + 1 == half {
                         if let Some(f) = midway.lock().unwrap().take() {
                             tokio::task::spawn_blocking(f);
@@ -170,23 +172,26 @@ pub fn unseal_all(
     }
 }
 
-async fn unseal_with_failover(
-    clients: &[KmsClient],
+/// Unseals as a node with replicas does (`kms: {endpoints: […]}`): the
+/// replicas raced by volctl's own [`providers::kms_race`] (the next one
+/// asked 250 ms later, or at once when those asked have failed).
+async fn unseal_raced(
+    clients: Vec<(String, KmsClient)>,
     uuid: &str,
     blob: &[u8],
 ) -> Result<(), String> {
-    let mut errors = Vec::new();
-    for c in clients {
-        match c.unseal(uuid, blob).await {
-            Ok(secret) if secret.as_slice() == uuid.as_bytes() => return Ok(()),
-            Ok(_) => return Err(format!("{uuid}: another node's secret")),
-            Err(e @ kms::client::ClientError::Refused { .. }) => {
-                return Err(format!("{uuid}: {e}"))
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
+    let attempts = clients
+        .into_iter()
+        .map(|(endpoint, c)| {
+            let (uuid, blob) = (uuid.to_string(), blob.to_vec());
+            (endpoint, async move { c.unseal(&uuid, &blob).await })
+        })
+        .collect();
+    match providers::kms_race(attempts, providers::KMS_STAGGER, Duration::from_secs(60)).await {
+        Ok(won) if won.answer.as_slice() == uuid.as_bytes() => Ok(()),
+        Ok(_) => Err(format!("{uuid}: another node's secret")),
+        Err(e) => Err(format!("{uuid}: {e}")),
     }
-    Err(format!("{uuid}: {}", errors.join("; ")))
 }
 
 /// The peak resident memory of process `pid` (VmHWM), in MiB.
