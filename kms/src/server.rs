@@ -113,11 +113,11 @@ impl Backend {
             Backend::Stateless(k) => Ok((k.seal(uuid, data), k.current_id().to_string())),
             Backend::Fleet(f) => {
                 let (f, uuid, data) = (f.clone(), uuid.to_string(), data.to_vec());
-                on_store(move || {
-                    let blob = f.seal_attested(&uuid, &data, evidence.as_ref())?;
-                    Ok((blob, f.current()?))
-                })
-                .await
+                let blob =
+                    on_store(move || f.seal_attested(&uuid, &data, evidence.as_ref())).await?;
+                // The version is in the blob: no second read of the store.
+                let version = crate::keyring::blob_key_id(&blob).to_string();
+                Ok((blob, version))
             }
         }
     }

@@ -139,17 +139,29 @@ impl KmsProvider {
         }
     }
 
-    /// Seals `data` through `client`, with a quote when attested.
-    async fn seal(
-        client: KmsClient,
-        quoter: Option<kms::client::Quoter>,
-        uuid: String,
-        data: zeroize::Zeroizing<Vec<u8>>,
-    ) -> Result<Vec<u8>, ClientError> {
-        match &quoter {
-            Some(q) => client.seal_attested(&uuid, &data, q).await,
-            None => client.seal(&uuid, &data).await,
-        }
+    /// Seals `secret` for this node at whichever replica answers first
+    /// (with a quote when attested): the token that keeps it.
+    async fn seal(&self, secret: &[u8]) -> Result<KmsTokenData, ProviderError> {
+        let uuid = self.uuid()?;
+        let (endpoint, blob) = self
+            .race(
+                |client| {
+                    let (uuid, quoter) = (uuid.clone(), self.quoter.clone());
+                    let secret = zeroize::Zeroizing::new(secret.to_vec());
+                    async move {
+                        match &quoter {
+                            Some(q) => client.seal_attested(&uuid, &secret, q).await,
+                            None => client.seal(&uuid, &secret).await,
+                        }
+                    }
+                },
+                Limit::Key(self.wait.per_key),
+            )
+            .await?;
+        Ok(KmsTokenData {
+            endpoint,
+            sealed_data: Base64Bytes(blob),
+        })
     }
 
     fn uuid(&self) -> Result<String, ProviderError> {
@@ -303,24 +315,10 @@ impl KeyProvider for KmsProvider {
         api_types::KeySource::Kms
     }
     async fn enroll(&self, _ctx: &KeyContext) -> Result<Enrolled, ProviderError> {
-        let uuid = self.uuid()?;
         let key = random_key();
-        let secret = key.to_vec();
-        let (endpoint, blob) = self
-            .race(
-                |client| {
-                    let secret = zeroize::Zeroizing::new(secret.clone());
-                    Self::seal(client, self.quoter.clone(), uuid.clone(), secret)
-                },
-                Limit::Key(self.wait.per_key),
-            )
-            .await?;
         Ok(Enrolled {
+            token_data: KeyData::Kms(self.seal(key.as_ref()).await?),
             passphrase: passphrase(key.as_ref()),
-            token_data: KeyData::Kms(KmsTokenData {
-                endpoint,
-                sealed_data: Base64Bytes(blob),
-            }),
         })
     }
     async fn recover(
@@ -371,20 +369,7 @@ impl KeyProvider for KmsProvider {
         let Some((_, key)) = stale.filter(|(b, _)| *b == token.sealed_data.0) else {
             return Ok(None);
         };
-        let uuid = self.uuid()?;
-        let (endpoint, blob) = self
-            .race(
-                |client| {
-                    let key = zeroize::Zeroizing::new(key.to_vec());
-                    Self::seal(client, self.quoter.clone(), uuid.clone(), key)
-                },
-                Limit::Key(self.wait.per_key),
-            )
-            .await?;
-        Ok(Some(KeyData::Kms(KmsTokenData {
-            endpoint,
-            sealed_data: Base64Bytes(blob),
-        })))
+        Ok(Some(KeyData::Kms(self.seal(&key).await?)))
     }
     fn binding_material(&self, _ctx: &KeyContext) -> Result<Passphrase, ProviderError> {
         // One endpoint binds as it always has; replicas bind as a set (the

@@ -4,7 +4,7 @@
 //! issued for it and never accepted before, reporting PCR values the
 //! policy allows ([`crate::attest`] checks the quote itself).
 
-use super::record::{now, AttestRecord};
+use super::record::{now, AttestRecord, NodeRecord};
 use super::store::Refusal;
 use super::{Fleet, FleetError};
 use crate::attest::{self, Quoted};
@@ -24,7 +24,7 @@ pub struct Evidence {
 
 /// A quote whose signature and nonce were checked; what the record must
 /// still agree with.
-struct Checked {
+pub(super) struct Checked {
     ak: String,
     quoted: Quoted,
     expiry: u64,
@@ -42,33 +42,14 @@ impl Fleet {
         Ok(key.issue(uuid, now()))
     }
 
-    /// Checks `evidence` against `uuid`'s record and records what it
-    /// proves (the key and policy at the first quote, the nonce used).
-    /// No evidence: refused when the record holds an attestation key.
-    pub(super) fn attest(&self, uuid: &str, evidence: Option<&Evidence>) -> Result<(), FleetError> {
-        let checked = match evidence {
-            Some(ev) => Some(self.check(uuid, ev)?),
-            None => None,
-        };
-        let t = now();
-        let outcome = self.store.change_node(uuid, &mut |old| {
-            let Some(mut r) = old else {
-                return Ok(None);
-            };
-            match (&mut r.attestation, &checked) {
-                (None, None) => Ok(None),
-                (Some(_), None) => Err(refused(format!(
-                    "node {uuid} registered a TPM attestation key: its requests must carry a quote (a key with `kms: {{attest: true}}`)"
-                ))),
-                (att, Some(c)) => {
-                    accept(att, c, t)?;
-                    Ok(Some(r))
-                }
-            }
-        })?;
-        outcome
-            .map(|_| ())
-            .map_err(|Refusal(why)| FleetError::Refused(why))
+    /// The quote's signature and nonce, checked without the store (`None`
+    /// without a quote); [`admit`] checks it against the node's record.
+    pub(super) fn check_evidence(
+        &self,
+        uuid: &str,
+        evidence: Option<&Evidence>,
+    ) -> Result<Option<Checked>, FleetError> {
+        evidence.map(|ev| self.check(uuid, ev)).transpose()
     }
 
     /// The quote's signature and nonce.
@@ -111,6 +92,25 @@ impl Fleet {
             Ok(Some(r))
         })
         .map(|_| ())
+    }
+}
+
+/// Checks the node's request against its record, inside the change that
+/// writes it (so two replicas never both accept one nonce): with a quote,
+/// the key and policy are recorded at the first one and checked at every
+/// later one; without, refused once the record holds an attestation key.
+pub(super) fn admit(
+    r: &mut NodeRecord,
+    checked: Option<&Checked>,
+    now: u64,
+) -> Result<(), Refusal> {
+    match (&mut r.attestation, checked) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(refused(format!(
+            "node {} registered a TPM attestation key: its requests must carry a quote (a key with `kms: {{attest: true}}`)",
+            r.uuid
+        ))),
+        (att, Some(c)) => accept(att, c, now),
     }
 }
 

@@ -193,8 +193,9 @@ impl EtcdStore {
             mod_revision: 0,
         };
         let mut nodes = Vec::new();
+        let meta_key = self.meta_key();
         for v in got.kvs() {
-            if v.key() == self.meta_key().as_bytes() {
+            if v.key() == meta_key.as_bytes() {
                 meta = Read {
                     value: Some(decode(v.value())?),
                     mod_revision: v.mod_revision(),

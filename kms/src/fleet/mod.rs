@@ -137,6 +137,8 @@ impl Fleet {
         evidence: Option<&Evidence>,
     ) -> Result<Vec<u8>, FleetError> {
         let version = self.current()?;
+        let checked = self.check_evidence(uuid, evidence)?;
+        let t = now();
         let mut kek_made = None;
         let record = self.change(uuid, &mut |old| {
             if old.is_none() && self.enrolment == Enrolment::Registered {
@@ -148,6 +150,7 @@ impl Fleet {
             if r.state == NodeState::Revoked {
                 return Err(Refusal(FleetError::Revoked(uuid.into()).to_string()));
             }
+            attested::admit(&mut r, checked.as_ref(), t)?;
             if !r.keks.contains_key(&version) {
                 let kek = random_kek();
                 let wrapped = self
@@ -157,11 +160,10 @@ impl Fleet {
                 r.keks.insert(version.clone(), wrapped);
             }
             r.key_version = Some(version.clone());
-            r.last_seen = now();
+            r.last_seen = t;
             kek_made = Some(r.keks[&version].clone());
             Ok(Some(r))
         })?;
-        self.attest(uuid, evidence)?;
         let wrapped = kek_made
             .or_else(|| record.keks.get(&version).cloned())
             .unwrap_or_default();
@@ -194,7 +196,7 @@ impl Fleet {
         {
             return Err(FleetError::Revoked(uuid.into()));
         }
-        self.attest(uuid, evidence)?;
+        let checked = self.check_evidence(uuid, evidence)?;
         let data = if format == NODE_BLOB_VERSION {
             let wrapped = record
                 .as_ref()
@@ -209,7 +211,9 @@ impl Fleet {
         } else {
             self.keyring.unseal(uuid, blob)?
         };
-        self.seen(uuid)?;
+        // Nothing is answered unless this change, which admits the quote
+        // (or its absence), is written.
+        self.seen(uuid, checked.as_ref())?;
         Ok(Unsealed {
             data,
             stale: format != NODE_BLOB_VERSION || version != current,
@@ -292,18 +296,22 @@ impl Fleet {
         Ok(self.store.nodes()?)
     }
 
-    fn seen(&self, uuid: &str) -> Result<(), FleetError> {
-        self.change(uuid, &mut |old| {
-            Ok(old.map(|mut r| {
-                r.last_seen = now();
-                r
-            }))
-        })
-        .map(|_| ())
-        .or_else(|e| match e {
-            FleetError::Refused(_) => Ok(()),
-            e => Err(e),
-        })
+    /// Admits the request's quote (or its absence) and records when the
+    /// node was seen, in one change of its record (none for a node without
+    /// one: a blob of the stateless format).
+    fn seen(&self, uuid: &str, checked: Option<&attested::Checked>) -> Result<(), FleetError> {
+        let t = now();
+        let outcome = self.store.change_node(uuid, &mut |old| {
+            let Some(mut r) = old else {
+                return Ok(None);
+            };
+            attested::admit(&mut r, checked, t)?;
+            r.last_seen = t;
+            Ok(Some(r))
+        })?;
+        outcome
+            .map(|_| ())
+            .map_err(|Refusal(why)| FleetError::Refused(why))
     }
 
     fn change(&self, uuid: &str, change: store::Change<'_>) -> Result<NodeRecord, FleetError> {
